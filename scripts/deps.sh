@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages a make target needs, only those missing.
+# Usage: scripts/deps.sh GROUP...   (groups: build test demo bench fuzz)
+set -euo pipefail
+declare -A group=(
+  [build]="gcc make pkg-config libssl-dev libnghttp2-dev libyaml-dev libc-ares-dev"
+  [test]="libcmocka-dev python3 python3-pytest python3-h2 curl openssl nginx-light iproute2 iptables"
+  [demo]="curl openssl nginx-light"
+  [bench]="wrk nghttp2-client nginx-light haproxy curl openssl"
+  [fuzz]="clang libclang-rt-14-dev"
+)
+want=()
+for g in "$@"; do
+  for p in ${group[$g]}; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
+  done
+done
+[ ${#want[@]} -eq 0 ] && exit 0
+echo "deps: installing ${want[*]}" >&2
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+# nginx-light's package starts a system nginx on port 80; our tests start their own.
+if [[ " ${want[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
+  $SUDO systemctl stop nginx 2>/dev/null || true
+  $SUDO systemctl disable nginx 2>/dev/null || true
+fi

@@ -1,0 +1,94 @@
+/* config: Istio resources from YAML, decoded strictly into typed structs.
+ *
+ * This is the one entry point that egressctl (validate before writing) and egressgw
+ * (load the store) use. The flow is
+ *     text --ydoc_parse--> ystream --res_decode--> struct resource (typed, validated)
+ * and, across resources, res_check_refs() for warnings about references that do not
+ * resolve (never errors: resources arrive in any order, as in Kubernetes).
+ *
+ * Error messages name the file, line, column, the resource and the field path:
+ *     dr.yaml:9:13: DestinationRule default/broken: spec.trafficPolicy.tls.mode: unknown
+ *     value "SIMPEL" (want DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL)
+ *
+ * The typed spec structs are in config/resource.h. */
+#ifndef EGRESS_CONFIG_CONFIG_H
+#define EGRESS_CONFIG_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/diag.h"
+#include "config/ydoc.h"
+
+enum res_kind {
+	RES_SERVICE_ENTRY,
+	RES_GATEWAY,
+	RES_VIRTUAL_SERVICE,
+	RES_DESTINATION_RULE,
+	RES_SECRET,
+	RES_KIND_COUNT
+};
+
+/* Names kubectl knows a kind by. One static table entry per kind. */
+struct res_kind_info {
+	enum res_kind kind;
+	const char *kind_name;  /* "ServiceEntry" */
+	const char *group;      /* "networking.istio.io"; "" for core v1 (Secret) */
+	const char *singular;   /* "serviceentry" */
+	const char *plural;     /* "serviceentries" */
+	const char *shortname;  /* "se"; NULL when none */
+	bool namespaced;        /* all five are */
+};
+
+const struct res_kind_info *res_kind_info(enum res_kind kind);
+/* Accepts what kubectl accepts on the command line, case-insensitively: singular, plural,
+ * short name, the Kind itself, and any of those followed by ".<group>" (for example
+ * "gw", "gateways", "Gateway", "gateway.networking.istio.io"). NULL if unknown. */
+const struct res_kind_info *res_kind_lookup(const char *word);
+
+struct serviceentry;
+struct gateway;
+struct virtualservice;
+struct destinationrule;
+struct secret;
+
+/* One decoded, validated resource. */
+struct resource {
+	enum res_kind kind;
+	char *api_version;      /* as written, e.g. "networking.istio.io/v1alpha3" */
+	char *name;
+	char *namespace;        /* metadata.namespace, else the default given to res_decode */
+	bool namespace_explicit;/* metadata.namespace was present in the document */
+	char *file;             /* where it came from, for diagnostics */
+	int line;               /* line of the document start */
+	const struct ynode *node; /* the document root; valid while its ystream lives */
+	union {
+		struct serviceentry *se;
+		struct gateway *gw;
+		struct virtualservice *vs;
+		struct destinationrule *dr;
+		struct secret *secret;
+	} u;
+};
+
+/* Decodes one document of s. Checks apiVersion (networking.istio.io/v1alpha3, v1beta1,
+ * v1 for the Istio kinds; v1 for Secret), kind, metadata (name required and a valid
+ * DNS-1123 subdomain, namespace a DNS-1123 label), and the whole spec strictly: unknown
+ * fields, wrong types, bad enums, missing required fields, bad ports, durations, hosts and
+ * label selectors are errors. default_ns is used when metadata.namespace is absent.
+ * Returns 0 with out filled, or -1 with every error found added to d (not just the first)
+ * and out left zeroed. Warnings may be added on success. */
+int res_decode(const struct ystream *s, const struct ydoc *doc, const char *default_ns,
+               struct resource *out, struct diags *d);
+
+/* Frees what res_decode allocated (secret data is cleansed before it is freed). */
+void res_free(struct resource *r);
+
+/* Cross-resource checks over a whole set: a VirtualService naming a Gateway that does not
+ * exist, a route to a subset no DestinationRule defines, and so on. Adds warnings only. */
+void res_check_refs(struct resource *const *all, size_t n, struct diags *d);
+
+/* "ServiceEntry default/cnn": for messages. Returns a static-per-thread buffer. */
+const char *res_describe(const struct resource *r);
+
+#endif

@@ -1,0 +1,34 @@
+/* util: allocation wrappers and small string helpers shared by every module.
+ *
+ * x*alloc never return NULL: on allocation failure they print a message and abort().
+ * Callers therefore never check their result. */
+#ifndef EGRESS_CORE_UTIL_H
+#define EGRESS_CORE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+bool str_has_prefix(const char *s, const char *prefix);
+bool str_has_suffix(const char *s, const char *suffix);
+
+/* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out/*len, or -1
+ * with errno set. The caller frees *out. */
+int file_read_all(const char *path, char **out, size_t *len);
+
+/* Writes data to path atomically: a temporary file in the same directory, fsync, rename.
+ * mode is applied to the new file. Returns 0, or -1 with errno set. */
+int file_write_atomic(const char *path, const void *data, size_t len, unsigned mode);
+
+/* mkdir -p with the given mode for the directories it creates. Returns 0 or -1/errno. */
+int mkdir_p(const char *path, unsigned mode);
+
+#endif
