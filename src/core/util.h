@@ -20,7 +20,7 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
 
-/* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out/*len, or -1
+/* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out and *len, or -1
  * with errno set. The caller frees *out. */
 int file_read_all(const char *path, char **out, size_t *len);
 
