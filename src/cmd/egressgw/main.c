@@ -1,0 +1,792 @@
+/* egressgw: the proxy binary.
+ *
+ * The main thread is the control path: it loads the store, compiles a snapshot, starts the
+ * workers, then runs its own loop for the store watcher (inotify), DNS re-resolution of
+ * cluster endpoints, the admin endpoint and signals. Workers (proxy/worker.c) run the
+ * data path. */
+#include "admin/admin.h"
+#include "config/store.h"
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/dns.h"
+#include "net/loop.h"
+#include "net/sock.h"
+#include "net/tls.h"
+#include "proxy/snap.h"
+#include "proxy/worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define RELOAD_DEBOUNCE_MS 100
+#define DNS_MIN_REFRESH_MS 1000
+#define DNS_DEFAULT_REFRESH_MS 5000
+#define DNS_MAX_REFRESH_MS 300000
+
+static const char usage[] =
+"Usage: egressgw --role gateway|sidecar [options]\n"
+"\n"
+"An egress gateway that reads Istio's ServiceEntry, Gateway, VirtualService and\n"
+"DestinationRule resources (and Secrets) from a store managed by egressctl.\n"
+"\n"
+"Options:\n"
+"  --role ROLE              gateway (terminates mesh mTLS, originates TLS) or sidecar\n"
+"  --store DIR              the store (default: $EGRESSGW_STORE, else ./egressgw-store)\n"
+"  --namespace NS           the proxy's namespace (default istio-system for a gateway,\n"
+"                           default for a sidecar); credentialName Secrets are read here\n"
+"  --labels K=V[,K=V...]    the proxy's labels; Gateways whose selector matches are served\n"
+"                           (default istio=egressgateway)\n"
+"  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
+"  --listen-address ADDR    address the Gateway listeners bind (default 0.0.0.0)\n"
+"  --admin ADDR:PORT        admin endpoint (default 127.0.0.1:15000)\n"
+"  --access-log PATH|-      access log file, - for stdout (default: off)\n"
+"  --access-log-format text|json   (default text, Istio's default format)\n"
+"  --hosts-file PATH        names looked up here first (/etc/hosts format), then DNS\n"
+"  --dns-servers IP[:PORT],...     DNS servers instead of /etc/resolv.conf\n"
+"  --workers N              worker threads (default: number of CPUs)\n"
+"  --drain-timeout DURATION how long SIGTERM waits for requests in flight (default 5s)\n"
+"  --log-level LEVEL        debug, info, warn, error (default info)\n"
+"  -h, --help               this text\n"
+"\n"
+"Admin endpoint: /ready, /stats/prometheus, /config_dump.\n";
+
+struct retired {
+	struct cluster_eps *eps;
+	uint64_t epoch;
+	struct retired *next;
+};
+
+/* One DNS-discovered cluster's resolution state, rebuilt with each snapshot. */
+struct dns_job {
+	struct gw *gw;
+	struct snap *snap;              /* the snapshot the cluster belongs to (borrowed) */
+	struct cluster *cl;
+	size_t pending;                 /* names still resolving in this round */
+	struct dns_addr *addrs;         /* collected in this round, with per-name ports */
+	uint16_t *ports;
+	size_t naddrs;
+	uint32_t min_ttl;
+	bool failed;
+	char reason[200];
+	struct loop_timer timer;
+	struct dns_query **queries;
+	size_t nqueries;
+};
+
+struct gw {
+	struct loop *loop;
+	struct proxy proxy;
+	struct snap *snap;
+	struct snap_params params;
+	const char *store;
+	const char *default_ns;
+	struct dns *dns;
+	struct admin *admin;
+	int inotify_fd;
+	struct loop_io inotify_io;
+	struct loop_timer reload_timer;
+	struct loop_timer retire_timer;
+	struct loop_io sig_io;
+	struct retired *retired;
+	struct dns_job *jobs;
+	size_t njobs;
+	bool stopping;
+};
+
+/* ---- DNS ---- */
+
+static void dns_job_start(struct dns_job *j);
+
+static void retire_eps(struct gw *g, struct cluster_eps *eps)
+{
+	struct retired *r;
+
+	if (!eps)
+		return;
+	r = xmalloc(sizeof(*r));
+	r->eps = eps;
+	r->epoch = proxy_quiescent(&g->proxy);
+	r->next = g->retired;
+	g->retired = r;
+}
+
+static void retire_collect(struct gw *g, bool all)
+{
+	uint64_t q = proxy_quiescent(&g->proxy);
+	struct retired **pp = &g->retired, *r;
+
+	while ((r = *pp)) {
+		/* Every worker has passed a quiescent point since r was retired. */
+		if (all || q > r->epoch + 1) {
+			*pp = r->next;
+			free(r->eps);
+			free(r);
+		} else {
+			pp = &r->next;
+		}
+	}
+}
+
+static void on_retire_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, retire_timer));
+
+	retire_collect(g, false);
+	loop_timer_arm(loop, t, 200);
+}
+
+static void dns_job_finish(struct dns_job *j)
+{
+	struct cluster *cl = j->cl;
+	struct gw *g = j->gw;
+	uint64_t refresh;
+
+	if (j->naddrs > 0) {
+		size_t n = cl->discovery == CLUSTER_DNS_ROUND_ROBIN ? 1 : j->naddrs;
+		struct cluster_eps *eps = cluster_eps_new(n), *old;
+
+		for (size_t i = 0; i < n; i++) {
+			eps->v[i].addr = j->addrs[i].addr;
+			sock_addr_set_port(&eps->v[i].addr, j->ports[i]);
+			sock_addr_str(&eps->v[i].addr, eps->v[i].str, sizeof(eps->v[i].str));
+			eps->v[i].weight = 1;
+		}
+		old = atomic_load(&cl->eps);
+		if (cluster_eps_equal(old, eps)) {
+			free(eps);
+		} else {
+			atomic_store_explicit(&cl->eps, eps, memory_order_release);
+			retire_eps(g, old);
+			log_info("dns", "cluster %s: %zu endpoint(s), first %s", cl->name, n, eps->v[0].str);
+		}
+		atomic_store(&cl->dns_failed, false);
+	} else if (j->failed) {
+		/* Keep the last good endpoints (as Envoy does); fail only if there never were any. */
+		if (!atomic_load(&cl->eps))
+			atomic_store(&cl->dns_failed, true);
+		log_warn("dns", "cluster %s: %s", cl->name, j->reason);
+	}
+	refresh = j->min_ttl ? (uint64_t)j->min_ttl * 1000 : DNS_DEFAULT_REFRESH_MS;
+	if (refresh < DNS_MIN_REFRESH_MS)
+		refresh = DNS_MIN_REFRESH_MS;
+	if (refresh > DNS_MAX_REFRESH_MS)
+		refresh = DNS_MAX_REFRESH_MS;
+	free(j->addrs);
+	free(j->ports);
+	j->addrs = NULL;
+	j->ports = NULL;
+	j->naddrs = 0;
+	loop_timer_arm(g->loop, &j->timer, refresh);
+}
+
+struct dns_cb_arg {
+	struct dns_job *j;
+	size_t idx;
+};
+
+static void dns_add_result(struct dns_job *j, size_t idx, const struct dns_result *res)
+{
+	if (res->status != DNS_OK) {
+		j->failed = true;
+		snprintf(j->reason, sizeof(j->reason), "resolving %s: %s", j->cl->names[idx].host,
+		         res->reason);
+		return;
+	}
+	j->addrs = xrealloc(j->addrs, (j->naddrs + res->n) * sizeof(*j->addrs));
+	j->ports = xrealloc(j->ports, (j->naddrs + res->n) * sizeof(*j->ports));
+	for (size_t i = 0; i < res->n; i++) {
+		j->addrs[j->naddrs] = res->addrs[i];
+		j->ports[j->naddrs] = j->cl->names[idx].port;
+		if (res->addrs[i].ttl && (!j->min_ttl || res->addrs[i].ttl < j->min_ttl))
+			j->min_ttl = res->addrs[i].ttl;
+		j->naddrs++;
+	}
+}
+
+static void dns_on_result(void *arg, const struct dns_result *res)
+{
+	struct dns_cb_arg *a = arg;
+	struct dns_job *j = a->j;
+
+	j->queries[a->idx] = NULL;
+	dns_add_result(j, a->idx, res);
+	free(a);
+	if (--j->pending == 0)
+		dns_job_finish(j);
+}
+
+static void dns_job_start(struct dns_job *j)
+{
+	struct cluster *cl = j->cl;
+
+	j->failed = false;
+	j->min_ttl = 0;
+	j->reason[0] = '\0';
+	j->pending = 0;
+	if (!j->queries)
+		j->queries = xcalloc(cl->nnames ? cl->nnames : 1, sizeof(*j->queries));
+	j->nqueries = cl->nnames;
+	/* Names the hosts file or an IP literal answers are resolved now, synchronously, so a
+	 * new snapshot never starts without them. */
+	for (size_t i = 0; i < cl->nnames; i++) {
+		struct dns_result res;
+
+		if (dns_resolve_local(j->gw->dns, cl->names[i].host, AF_UNSPEC, &res) == 0) {
+			dns_add_result(j, i, &res);
+			continue;
+		}
+		j->pending++;
+	}
+	if (j->pending == 0) {
+		dns_job_finish(j);
+		return;
+	}
+	for (size_t i = 0; i < cl->nnames; i++) {
+		struct dns_result res;
+		struct dns_cb_arg *a;
+
+		if (dns_resolve_local(j->gw->dns, cl->names[i].host, AF_UNSPEC, &res) == 0)
+			continue;
+		a = xmalloc(sizeof(*a));
+		a->j = j;
+		a->idx = i;
+		j->queries[i] = dns_resolve(j->gw->dns, cl->names[i].host, AF_UNSPEC, dns_on_result, a);
+	}
+}
+
+static void dns_on_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct dns_job *j = (struct dns_job *)((char *)t - offsetof(struct dns_job, timer));
+
+	(void)loop;
+	if (j->pending == 0)
+		dns_job_start(j);
+}
+
+static void dns_jobs_stop(struct gw *g)
+{
+	for (size_t i = 0; i < g->njobs; i++) {
+		struct dns_job *j = &g->jobs[i];
+
+		loop_timer_cancel(g->loop, &j->timer);
+		for (size_t k = 0; k < j->nqueries; k++) {
+			if (j->queries && j->queries[k]) {
+				dns_cancel(j->queries[k]);
+				/* the callback argument is freed by nobody else */
+			}
+		}
+		free(j->queries);
+		free(j->addrs);
+		free(j->ports);
+	}
+	free(g->jobs);
+	g->jobs = NULL;
+	g->njobs = 0;
+}
+
+/* Starts resolution for every DNS cluster of snapshot s, seeding each with the endpoints
+ * its namesake had in the previous snapshot so that a reload never empties a cluster. */
+static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->nclusters; i++)
+		if (s->clusters[i]->discovery == CLUSTER_DNS ||
+		    s->clusters[i]->discovery == CLUSTER_DNS_ROUND_ROBIN)
+			n++;
+	g->jobs = xcalloc(n ? n : 1, sizeof(*g->jobs));
+	g->njobs = 0;
+	for (size_t i = 0; i < s->nclusters; i++) {
+		struct cluster *cl = s->clusters[i];
+		struct dns_job *j;
+
+		if (cl->discovery != CLUSTER_DNS && cl->discovery != CLUSTER_DNS_ROUND_ROBIN)
+			continue;
+		if (old) {
+			struct cluster *oc = snap_cluster_find(old, cl->name);
+			struct cluster_eps *oe = oc ? atomic_load(&oc->eps) : NULL;
+
+			if (oe && !atomic_load(&cl->eps)) {
+				struct cluster_eps *copy = cluster_eps_new(oe->n);
+
+				memcpy(copy->v, oe->v, oe->n * sizeof(oe->v[0]));
+				atomic_store(&cl->eps, copy);
+			}
+		}
+		j = &g->jobs[g->njobs++];
+		j->gw = g;
+		j->snap = s;
+		j->cl = cl;
+		loop_timer_init(&j->timer, dns_on_timer);
+		dns_job_start(j);
+	}
+}
+
+/* ---- configuration ---- */
+
+static struct snap *gw_build(struct gw *g, struct diags *d)
+{
+	struct store_contents c = STORE_CONTENTS_INIT;
+	struct snap *s = NULL;
+
+	if (store_load(g->store, g->default_ns, &c, d) == 0 || !diags_has_errors(d))
+		s = snap_build(&c, &g->params, d);
+	store_contents_free(&c);
+	return s;
+}
+
+static void log_diags(const struct diags *d, enum log_level lvl_err)
+{
+	struct sbuf line = SBUF_INIT;
+
+	for (size_t i = 0; i < d->n; i++) {
+		sbuf_reset(&line);
+		diag_format(&d->v[i], &line);
+		log_msg(d->v[i].level == DIAG_ERROR ? lvl_err : LOG_WARN, "config", "%s", sbuf_str(&line));
+	}
+	sbuf_free(&line);
+}
+
+static void gw_reload(struct gw *g)
+{
+	struct diags d = DIAGS_INIT;
+	struct snap *s = gw_build(g, &d), *old = g->snap;
+
+	log_diags(&d, LOG_ERROR);
+	if (!s) {
+		atomic_fetch_add(&g->proxy.config_rejects, 1);
+		log_error("config", "configuration rejected (%zu error(s)); still serving version %llu",
+		          d.nerrors, (unsigned long long)(old ? old->version : 0));
+		diags_free(&d);
+		return;
+	}
+	diags_free(&d);
+	dns_jobs_stop(g);
+	dns_jobs_start(g, s, old);
+	g->snap = s;
+	proxy_publish(&g->proxy, s);
+	atomic_fetch_add(&g->proxy.config_reloads, 1);
+	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s)",
+	         (unsigned long long)s->version, s->nlisteners, s->nclusters);
+	if (old)
+		snap_unref(old);
+}
+
+/* ---- store watcher ---- */
+
+static void watch_tree(struct gw *g, const char *dir)
+{
+	DIR *dh;
+	struct dirent *e;
+
+	/* IN_DONT_FOLLOW is not set: a ConfigMap mount's ..data is a symlink to a directory
+	 * and the swap of that link is what changes. */
+	if (inotify_add_watch(g->inotify_fd, dir,
+	                      IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM |
+	                      IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR) < 0)
+		return;
+	dh = opendir(dir);
+	if (!dh)
+		return;
+	while ((e = readdir(dh))) {
+		char *sub;
+		struct stat st;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		sub = xasprintf("%s/%s", dir, e->d_name);
+		if (stat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+			watch_tree(g, sub);
+		free(sub);
+	}
+	closedir(dh);
+}
+
+static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev);
+
+static void watch_rebuild(struct gw *g)
+{
+	char *cfg = xasprintf("%s/%s", g->store, STORE_CONFIG_DIR);
+	char *sec = xasprintf("%s/%s", g->store, STORE_SECRETS_DIR);
+
+	/* Rebuilding the watch set on every change is simple and cheap for a store of this
+	 * size, and catches directories created or swapped in since the last look. */
+	if (g->inotify_fd >= 0) {
+		loop_io_del(g->loop, &g->inotify_io);
+		close(g->inotify_fd);
+	}
+	g->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (g->inotify_fd < 0) {
+		log_error("watch", "inotify: %s; store changes need a restart", strerror(errno));
+		goto out;
+	}
+	mkdir_p(g->store, 0755);
+	watch_tree(g, g->store);
+	watch_tree(g, cfg);
+	watch_tree(g, sec);
+	loop_io_init(&g->inotify_io, g->inotify_fd, on_inotify);
+	loop_io_add(g->loop, &g->inotify_io, LOOP_READ);
+out:
+	free(cfg);
+	free(sec);
+}
+
+static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
+	char buf[8192];
+
+	(void)ev;
+	while (read(g->inotify_fd, buf, sizeof(buf)) > 0)
+		;
+	/* Debounce: egressctl and the kubelet change several files per update. */
+	loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
+}
+
+static void on_reload_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
+
+	(void)loop;
+	watch_rebuild(g);
+	gw_reload(g);
+}
+
+/* ---- admin ---- */
+
+static const char *const stat_names[] = {
+	"downstream_cx_total", "downstream_cx_active", "downstream_cx_ssl_handshake_failed",
+	"downstream_rq_total", "downstream_rq_active",
+};
+
+static int admin_handle(void *arg, const char *method, const char *path, struct sbuf *body,
+                        const char **ctype)
+{
+	struct gw *g = arg;
+	struct wstats_sum sum;
+	const struct wstats *z = NULL;
+	size_t qlen = strcspn(path, "?");
+
+#define OFF(field) ((size_t)((const char *)&z->field - (const char *)z) / sizeof(stat_t))
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		sbuf_adds(body, "method not allowed\n");
+		return 405;
+	}
+	if (qlen == 6 && strncmp(path, "/ready", 6) == 0) {
+		if (g->stopping) {
+			sbuf_adds(body, "DRAINING\n");
+			return 503;
+		}
+		sbuf_adds(body, "LIVE\n");
+		return 200;
+	}
+	if (qlen == 12 && strncmp(path, "/config_dump", 12) == 0) {
+		*ctype = "application/json";
+		sbuf_adds(body, g->snap && g->snap->config_dump ? g->snap->config_dump : "{}");
+		sbuf_addc(body, '\n');
+		return 200;
+	}
+	if (qlen == 17 && strncmp(path, "/stats/prometheus", 17) == 0) {
+		proxy_stats(&g->proxy, &sum);
+		*ctype = "text/plain; version=0.0.4";
+		for (size_t i = 0; i < ARRAY_SIZE(stat_names); i++)
+			sbuf_addf(body, "# TYPE egressgw_%s %s\negressgw_%s %llu\n", stat_names[i],
+			          strstr(stat_names[i], "active") ? "gauge" : "counter", stat_names[i],
+			          (unsigned long long)sum.v[i]);
+		sbuf_adds(body, "# TYPE egressgw_downstream_rq_xx counter\n");
+		for (int c = 1; c <= 5; c++)
+			sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"%dxx\"} %llu\n", c,
+			          (unsigned long long)sum.v[OFF(resp[c])]);
+		sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"none\"} %llu\n",
+		          (unsigned long long)sum.v[OFF(resp[0])]);
+		sbuf_addf(body,
+		          "# TYPE egressgw_upstream_cx_total counter\negressgw_upstream_cx_total %llu\n"
+		          "# TYPE egressgw_upstream_cx_active gauge\negressgw_upstream_cx_active %llu\n"
+		          "# TYPE egressgw_upstream_cx_connect_fail counter\negressgw_upstream_cx_connect_fail %llu\n"
+		          "# TYPE egressgw_upstream_cx_connect_timeout counter\negressgw_upstream_cx_connect_timeout %llu\n"
+		          "# TYPE egressgw_upstream_rq_total counter\negressgw_upstream_rq_total %llu\n"
+		          "# TYPE egressgw_upstream_rq_retry counter\negressgw_upstream_rq_retry %llu\n"
+		          "# TYPE egressgw_upstream_rq_reused counter\negressgw_upstream_rq_reused %llu\n"
+		          "# TYPE egressgw_upstream_rq_timeout counter\negressgw_upstream_rq_timeout %llu\n"
+		          "# TYPE egressgw_upstream_pool_idle gauge\negressgw_upstream_pool_idle %llu\n"
+		          "# TYPE egressgw_no_route counter\negressgw_no_route %llu\n"
+		          "# TYPE egressgw_no_healthy_upstream counter\negressgw_no_healthy_upstream %llu\n"
+		          "# TYPE egressgw_dns_failure counter\negressgw_dns_failure %llu\n"
+		          "# TYPE egressgw_upstream_tls_handshake counter\n"
+		          "egressgw_upstream_tls_handshake{resumed=\"false\"} %llu\n"
+		          "egressgw_upstream_tls_handshake{resumed=\"true\"} %llu\n",
+		          (unsigned long long)sum.v[OFF(ucx_total)],
+		          (unsigned long long)sum.v[OFF(ucx_active)],
+		          (unsigned long long)sum.v[OFF(ucx_connect_fail)],
+		          (unsigned long long)sum.v[OFF(ucx_connect_timeout)],
+		          (unsigned long long)sum.v[OFF(urq_total)],
+		          (unsigned long long)sum.v[OFF(urq_retry)],
+		          (unsigned long long)sum.v[OFF(urq_reused)],
+		          (unsigned long long)sum.v[OFF(urq_timeout)],
+		          (unsigned long long)sum.v[OFF(pool_idle)],
+		          (unsigned long long)sum.v[OFF(no_route)],
+		          (unsigned long long)sum.v[OFF(no_healthy)],
+		          (unsigned long long)sum.v[OFF(dns_fail)],
+		          (unsigned long long)sum.v[OFF(ucx_tls_full)],
+		          (unsigned long long)sum.v[OFF(ucx_tls_resumed)]);
+		sbuf_adds(body, "# TYPE egressgw_upstream_tls_failure counter\n");
+		for (int i = 0; i < STATS_TLS_CATS; i++)
+			sbuf_addf(body, "egressgw_upstream_tls_failure{reason=\"%s\"} %llu\n",
+			          stats_tls_cat_name(i), (unsigned long long)sum.v[OFF(ucx_tls_fail[i])]);
+		sbuf_addf(body,
+		          "# TYPE egressgw_config_reloads counter\negressgw_config_reloads %llu\n"
+		          "# TYPE egressgw_config_rejects counter\negressgw_config_rejects %llu\n"
+		          "# TYPE egressgw_config_version gauge\negressgw_config_version %llu\n",
+		          (unsigned long long)atomic_load(&g->proxy.config_reloads),
+		          (unsigned long long)atomic_load(&g->proxy.config_rejects),
+		          (unsigned long long)(g->snap ? g->snap->version : 0));
+		return 200;
+	}
+#undef OFF
+	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump\n");
+	return 404;
+}
+
+/* ---- signals ---- */
+
+static void on_signal(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, sig_io));
+	struct signalfd_siginfo si;
+
+	(void)ev;
+	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("main", "signal %u: draining", si.ssi_signo);
+			g->stopping = true;
+			loop_stop(loop);
+		}
+	}
+}
+
+/* ---- main ---- */
+
+static int parse_duration_ms(const char *s, int64_t *out)
+{
+	char *end;
+	double v = strtod(s, &end);
+
+	if (end == s || v < 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		*out = (int64_t)v;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		*out = (int64_t)(v * 1000);
+	else if (strcmp(end, "m") == 0)
+		*out = (int64_t)(v * 60000);
+	else
+		return -1;
+	return 0;
+}
+
+static const char **split_labels(const char *s)
+{
+	size_t n = 1;
+	const char **v;
+	char *copy = xstrdup(s), *tok, *save = NULL;
+
+	for (const char *p = s; *p; p++)
+		n += *p == ',';
+	v = xcalloc(n + 1, sizeof(*v));
+	n = 0;
+	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+		v[n++] = tok;   /* copy stays allocated for the process's lifetime */
+	return v;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "role", required_argument, NULL, 'r' },
+		{ "store", required_argument, NULL, 's' },
+		{ "namespace", required_argument, NULL, 'n' },
+		{ "labels", required_argument, NULL, 'l' },
+		{ "identity", required_argument, NULL, 'i' },
+		{ "listen-address", required_argument, NULL, 'L' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "access-log", required_argument, NULL, 'A' },
+		{ "access-log-format", required_argument, NULL, 'F' },
+		{ "hosts-file", required_argument, NULL, 'H' },
+		{ "dns-servers", required_argument, NULL, 'D' },
+		{ "workers", required_argument, NULL, 'w' },
+		{ "drain-timeout", required_argument, NULL, 'T' },
+		{ "log-level", required_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct gw g;
+	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
+	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
+	const char *listen = "0.0.0.0";
+	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
+	struct sock_addr aaddr;
+	struct diags d = DIAGS_INIT;
+	struct dns_opts dopts;
+	struct sbuf err = SBUF_INIT;
+	sigset_t mask;
+
+	memset(&g, 0, sizeof(g));
+	g.inotify_fd = -1;
+	g.proxy.alog_fd = -1;
+	g.proxy.alog_format = ALOG_TEXT;
+	g.proxy.drain_timeout_ms = 5000;
+	g.proxy.header_timeout_ms = 60000;
+	g.proxy.idle_timeout_ms = 3600 * 1000;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'r': role = optarg; break;
+		case 's': store_flag = optarg; break;
+		case 'n': ns = optarg; break;
+		case 'l': labels = optarg; break;
+		case 'i': g.params.identity_dir = optarg; break;
+		case 'L': listen = optarg; break;
+		case 'a': admin_addr = optarg; break;
+		case 'A': alog = optarg; break;
+		case 'F':
+			if (alog_format_parse(optarg, &g.proxy.alog_format) < 0) {
+				fprintf(stderr, "egressgw: --access-log-format: want text or json, got \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'H': hosts = optarg; break;
+		case 'D': dns_servers = optarg; break;
+		case 'w':
+			workers = atoi(optarg);
+			if (workers < 1 || workers > 256) {
+				fprintf(stderr, "egressgw: --workers: want 1..256, got \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'T':
+			if (parse_duration_ms(optarg, &g.proxy.drain_timeout_ms) < 0) {
+				fprintf(stderr, "egressgw: --drain-timeout: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'v':
+			if (log_level_parse(optarg, &log_min_level) < 0) {
+				fprintf(stderr, "egressgw: --log-level: want debug, info, warn or error\n");
+				return 2;
+			}
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		default:
+			fputs(usage, stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "egressgw: unexpected argument \"%s\"\n%s", argv[optind], usage);
+		return 2;
+	}
+	if (!role || (strcmp(role, "gateway") != 0 && strcmp(role, "sidecar") != 0)) {
+		fprintf(stderr, "egressgw: --role gateway or --role sidecar is required\n\n%s", usage);
+		return 2;
+	}
+	if (strcmp(role, "sidecar") == 0) {
+		fprintf(stderr, "egressgw: the sidecar role is not implemented yet\n");
+		return 2;
+	}
+	g.proxy.role = SNAP_ROLE_GATEWAY;
+	g.store = store_root(store_flag);
+	g.default_ns = "default";
+	g.params.role = SNAP_ROLE_GATEWAY;
+	g.params.namespace = ns ? ns : "istio-system";
+	g.params.labels = split_labels(labels);
+	g.params.listen_address = listen;
+	g.params.store_root = g.store;
+	if (sock_addr_parse(admin_addr, &aaddr) < 0) {
+		fprintf(stderr, "egressgw: --admin: bad address \"%s\" (want ADDR:PORT)\n", admin_addr);
+		return 2;
+	}
+	if (alog) {
+		g.proxy.alog_on = true;
+		g.proxy.alog_fd = strcmp(alog, "-") == 0
+			? STDOUT_FILENO
+			: open(alog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (g.proxy.alog_fd < 0) {
+			fprintf(stderr, "egressgw: --access-log %s: %s\n", alog, strerror(errno));
+			return 1;
+		}
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	/* Blocked before the workers start so that only the main thread's signalfd sees them. */
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+	g.loop = loop_new();
+	if (!g.loop) {
+		fprintf(stderr, "egressgw: event loop: %s\n", strerror(errno));
+		return 1;
+	}
+	memset(&dopts, 0, sizeof(dopts));
+	dopts.hosts_file = hosts;
+	dopts.servers = dns_servers;
+	g.dns = dns_new(g.loop, &dopts, &err);
+	if (!g.dns) {
+		fprintf(stderr, "egressgw: DNS resolver: %s\n", sbuf_str(&err));
+		return 1;
+	}
+
+	g.snap = gw_build(&g, &d);
+	if (!g.snap) {
+		diags_print(&d, stderr);
+		fprintf(stderr, "egressgw: the configuration in %s has errors; not starting\n", g.store);
+		return 1;
+	}
+	log_diags(&d, LOG_ERROR);
+	diags_free(&d);
+	dns_jobs_start(&g, g.snap, NULL);
+
+	if (proxy_start(&g.proxy, workers, g.snap) < 0) {
+		fprintf(stderr, "egressgw: starting workers: %s\n", strerror(errno));
+		return 1;
+	}
+	g.admin = admin_start(g.loop, &aaddr, admin_handle, &g);
+	if (!g.admin) {
+		fprintf(stderr, "egressgw: --admin %s: %s\n", admin_addr, strerror(errno));
+		return 1;
+	}
+	loop_io_init(&g.sig_io, signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), on_signal);
+	loop_io_add(g.loop, &g.sig_io, LOOP_READ);
+	loop_timer_init(&g.reload_timer, on_reload_timer);
+	loop_timer_init(&g.retire_timer, on_retire_timer);
+	loop_timer_arm(g.loop, &g.retire_timer, 200);
+	watch_rebuild(&g);
+	log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
+	         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+
+	loop_run(g.loop);
+
+	proxy_drain_and_stop(&g.proxy);
+	admin_stop(g.admin);
+	dns_jobs_stop(&g);
+	for (int i = 0; i < g.proxy.nworkers; i++) {
+		struct worker *w = &g.proxy.workers[i];
+
+		snap_unref(w->snap);
+	}
+	retire_collect(&g, true);
+	log_info("main", "drained; exiting");
+	return 0;
+}

@@ -1,0 +1,73 @@
+#include "proxy/cluster.h"
+#include "core/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cluster_eps *cluster_eps_new(size_t n)
+{
+	struct cluster_eps *e = xcalloc(1, sizeof(*e) + n * sizeof(e->v[0]));
+
+	e->n = n;
+	return e;
+}
+
+bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b)
+{
+	if (!a || !b)
+		return a == b;
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (!sock_addr_equal(&a->v[i].addr, &b->v[i].addr) || a->v[i].weight != b->v[i].weight)
+			return false;
+	return true;
+}
+
+const struct cluster_ep *cluster_pick(const struct cluster *c, const struct cluster_eps *eps,
+                                      uint32_t *rr, const uint32_t *active, uint32_t rnd)
+{
+	size_t a, b;
+
+	if (!eps || eps->n == 0)
+		return NULL;
+	if (eps->n == 1)
+		return &eps->v[0];
+	switch (c->lb) {
+	case CLUSTER_LB_RANDOM:
+		return &eps->v[rnd % eps->n];
+	case CLUSTER_LB_LEAST_REQUEST:
+		a = rnd % eps->n;
+		b = (rnd >> 16) % eps->n;
+		if (active && active[b] < active[a])
+			a = b;
+		return &eps->v[a];
+	case CLUSTER_LB_ROUND_ROBIN:
+	case CLUSTER_LB_PASSTHROUGH:
+	default:
+		return &eps->v[(*rr)++ % eps->n];
+	}
+}
+
+void cluster_free(struct cluster *c)
+{
+	if (!c)
+		return;
+	free(atomic_load(&c->eps));
+	for (size_t i = 0; i < c->nnames; i++)
+		free(c->names[i].host);
+	free(c->names);
+	if (c->tls_ctx)
+		tls_ctx_unref(c->tls_ctx);
+	for (size_t i = 0; i < c->nsans; i++)
+		free(c->sans[i]);
+	free(c->sans);
+	free(c->name);
+	free(c->host);
+	free(c->subset);
+	free(c->dns_error);
+	free(c->tls_ctx_error);
+	free(c->sni);
+	free(c->credential);
+	free(c);
+}

@@ -1,0 +1,1582 @@
+/* fwd: HTTP/1.1 forwarding, downstream connection to upstream connection.
+ *
+ * A request's path through this file:
+ *   d_on_io (downstream readable) -> d_read -> d_process: h1_parse of the head
+ *   -> st_begin: route (route_vhost_find, route_select), pick a destination and cluster,
+ *      then an endpoint (cluster_pick) -> st_connect: an idle pooled upstream connection
+ *      (pool_take) or a new one (sock_connect, then tls_client_new + tls_handshake)
+ *   -> st_send_head: the request head re-serialized for the upstream (hop-by-hop fields
+ *      dropped, our own framing, x-forwarded-for, x-request-id), then the body streamed as
+ *      it arrives (d_forward_body), never buffered whole
+ *   -> u_on_io (upstream readable) -> u_process: h1_parse of the response head
+ *      -> written to the downstream with x-envoy-upstream-service-time, body streamed
+ *   -> st_finish: access log line, stats, the upstream connection back to the pool when it
+ *      can carry another request, and the next pipelined request on the downstream.
+ *
+ * One request at a time per downstream connection (HTTP/1.1 pipelining is answered in
+ * order by simply not parsing the next head until this one is done). Back-pressure: when
+ * one side's output buffer holds more than FWD_HIGH_WATER bytes, reading from the other
+ * side stops until it drains.
+ *
+ * Buffers: each connection has an input buffer (head + body bytes as read) and an output
+ * buffer (bytes not yet accepted by the socket). Writes are attempted at once; LOOP_WRITE
+ * interest is only registered when a write would block, so the common request costs no
+ * epoll_ctl. */
+#include "proxy/worker.h"
+#include "proxy/pool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "http/h1.h"
+#include "net/tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FWD_BUF_INIT    16384
+#define FWD_HIGH_WATER  (256 * 1024)
+#define FWD_IN_MAX      (H1_MAX_HEAD + 64 * 1024)
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+struct iobuf {
+	char *p;
+	size_t off, len, cap;           /* data is p[off .. len) */
+};
+
+struct uconn;
+struct dconn;
+
+struct stream {
+	struct dconn *d;
+	struct uconn *u;
+	struct snap *snap;              /* reference held for the request's lifetime */
+	struct h1_parser rp;
+	struct h1_msg req;              /* spans into d->in */
+	const struct route *route;
+	struct cluster *cl;
+	struct sock_addr ep;
+	char ep_str[SOCK_ADDR_STRLEN];
+	char up_local[SOCK_ADDR_STRLEN];
+	const char *host;               /* request host without port, NUL-terminated copy */
+	char hostbuf[256];
+	char reqid[40];
+	bool reqid_generated;
+
+	/* request body */
+	uint64_t req_left;
+	struct h1_chunked req_ck;
+	bool req_done;                  /* whole request body forwarded */
+
+	/* response */
+	struct h1_parser sp;
+	struct h1_msg resp;
+	bool resp_started;              /* head sent downstream */
+	bool resp_done;
+	uint64_t resp_left;
+	struct h1_chunked resp_ck;
+	bool resp_close;                /* downstream must close after this response */
+
+	int code;
+	unsigned flags;
+	const char *details;
+	char tls_reason[256];
+	int64_t start_wall_ms;
+	uint64_t start_ms, up_start_ms;
+	int64_t ust;                    /* upstream service time, -1 unknown */
+	uint64_t bytes_in, bytes_out;
+	bool retried;
+	bool active;
+	struct loop_timer timeout;
+};
+
+struct dconn {
+	struct loop_io io;
+	struct loop_timer timer;        /* header read / keep-alive idle */
+	struct worker *w;
+	struct snap *snap;
+	const struct snap_listener *lst;
+	struct tls_conn *tls;
+	bool hs_done;
+	bool closing;                   /* close once out is flushed */
+	bool read_paused;
+	struct sock_addr local, remote;
+	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
+	char sni[256];
+	char *in;
+	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
+	struct iobuf out;
+	struct stream st;
+	uint64_t nreq;
+	struct dconn *next, *prev;
+};
+
+struct uconn {
+	struct loop_io io;
+	struct loop_timer timer;        /* connect timeout, then idle timeout */
+	struct pool_link link;
+	struct worker *w;
+	struct tls_conn *tls;
+	bool connecting, hs_done;
+	bool read_paused;
+	struct stream *st;
+	char *in;
+	size_t in_len, in_cap, in_pos;
+	struct iobuf out;
+	char key[512];
+	size_t keylen;
+	uint32_t nreq;
+	uint32_t max_req;
+	int64_t idle_ms;
+	char local_s[SOCK_ADDR_STRLEN];
+};
+
+static void d_close(struct dconn *d);
+static void d_process(struct dconn *d);
+static void d_flush(struct dconn *d);
+static void u_close(struct uconn *u);
+static void u_flush(struct uconn *u);
+static void u_process(struct uconn *u);
+static void st_finish(struct stream *st);
+static void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
+                               const char *reason, bool retryable);
+static void st_connect(struct stream *st, bool fresh);
+static void d_on_timer(struct loop *loop, struct loop_timer *t);
+
+/* ---- small helpers ---- */
+
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void iob_append(struct iobuf *b, const void *p, size_t n)
+{
+	if (b->off == b->len)
+		b->off = b->len = 0;
+	if (b->len + n > b->cap) {
+		if (b->off > 0 && b->len - b->off + n <= b->cap) {
+			memmove(b->p, b->p + b->off, b->len - b->off);
+		} else {
+			size_t cap = b->cap ? b->cap : FWD_BUF_INIT;
+
+			while (cap < b->len - b->off + n)
+				cap *= 2;
+			if (b->off > 0)
+				memmove(b->p, b->p + b->off, b->len - b->off);
+			b->p = xrealloc(b->p, cap);
+			b->cap = cap;
+		}
+		b->len -= b->off;
+		b->off = 0;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static size_t iob_used(const struct iobuf *b)
+{
+	return b->len - b->off;
+}
+
+static void iob_free(struct iobuf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+/* Writes buffered bytes. Returns 0 when everything was written or the socket is full
+ * (*blocked set), -1 on error. */
+static int io_write(int fd, struct tls_conn *tls, struct iobuf *b, bool *blocked)
+{
+	*blocked = false;
+	while (iob_used(b) > 0) {
+		ssize_t n;
+
+		if (tls) {
+			n = tls_write(tls, b->p + b->off, iob_used(b));
+			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE) {
+				*blocked = true;
+				return 0;
+			}
+		} else {
+			n = write(fd, b->p + b->off, iob_used(b));
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				*blocked = true;
+				return 0;
+			}
+			if (n < 0 && errno == EINTR)
+				continue;
+		}
+		if (n <= 0)
+			return -1;
+		b->off += (size_t)n;
+	}
+	b->off = b->len = 0;
+	/* Idle connections should not keep big buffers: give back what grew past the default. */
+	if (b->cap > FWD_BUF_INIT * 4) {
+		free(b->p);
+		b->p = NULL;
+		b->cap = 0;
+	}
+	return 0;
+}
+
+/* Reads into a growable input buffer. Returns bytes read (> 0), 0 on EOF, -1 on error,
+ * -2 when nothing is available now. */
+static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, size_t *cap,
+                       size_t max)
+{
+	ssize_t n;
+
+	if (*cap - *len < 4096) {
+		size_t ncap = *cap ? *cap * 2 : FWD_BUF_INIT;
+
+		if (ncap > max)
+			ncap = max;
+		if (ncap <= *len)
+			return -3;      /* full */
+		*buf = xrealloc(*buf, ncap);
+		*cap = ncap;
+	}
+	if (tls) {
+		n = tls_read(tls, *buf + *len, *cap - *len);
+		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+			return -2;
+	} else {
+		do {
+			n = read(fd, *buf + *len, *cap - *len);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -2;
+	}
+	if (n > 0)
+		*len += (size_t)n;
+	return n;
+}
+
+static struct alog_str span_str(const char *buf, struct h1_span s)
+{
+	struct alog_str a = { buf + s.off, s.len };
+
+	return a;
+}
+
+static struct alog_str cstr(const char *s)
+{
+	struct alog_str a = { s, s ? strlen(s) : 0 };
+
+	return a;
+}
+
+/* Value of the first header named name in the request, as an alog_str. */
+static struct alog_str req_header(const struct stream *st, const char *name)
+{
+	int i = h1_header_find(&st->req, st->d->in, name, 0);
+
+	if (i < 0)
+		return cstr(NULL);
+	return span_str(st->d->in, st->req.headers[i].value);
+}
+
+static void gen_request_id(struct worker *w, char *out)
+{
+	uint32_t r[4];
+
+	for (int i = 0; i < 4; i++)
+		r[i] = worker_rand(w);
+	/* RFC 4122 version 4 layout, as Envoy generates x-request-id. */
+	snprintf(out, 40, "%08x-%04x-4%03x-%04x-%04x%08x", r[0], r[1] >> 16, r[1] & 0xfff,
+	         (r[2] >> 16 & 0x3fff) | 0x8000, r[2] & 0xffff, r[3]);
+}
+
+/* ---- access log ---- */
+
+static void st_log(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct alog_entry e;
+	struct alog_str xff = req_header(st, "x-forwarded-for");
+	char xffbuf[1024];
+
+	STAT_INC(w->st.resp[st->code >= 100 && st->code < 600 ? st->code / 100 : 0]);
+	if (!w->proxy->alog_on)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.start_ms = st->start_wall_ms;
+	e.method = span_str(d->in, st->req.method);
+	e.path = span_str(d->in, st->req.target_form == H1_TF_ABSOLUTE ? st->req.path : st->req.target);
+	e.protocol = cstr(st->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
+	e.response_code = st->code;
+	e.flags = st->flags;
+	e.details = cstr(st->details);
+	e.tls_failure = cstr(st->tls_reason[0] ? st->tls_reason : NULL);
+	e.bytes_received = st->bytes_in;
+	e.bytes_sent = st->bytes_out;
+	e.duration_ms = (int64_t)(loop_now_ms(w->loop) - st->start_ms);
+	e.upstream_service_time = st->ust;
+	/* The gateway appends the peer to x-forwarded-for, as Envoy does with
+	 * use_remote_address; the log shows the value as forwarded. */
+	if (w->proxy->role == SNAP_ROLE_GATEWAY) {
+		if (xff.len) {
+			snprintf(xffbuf, sizeof(xffbuf), "%.*s,%s", (int)xff.len, xff.p, d->remote_ip);
+			e.xff = cstr(xffbuf);
+		} else {
+			e.xff = cstr(d->remote_ip);
+		}
+	} else {
+		e.xff = xff;
+	}
+	e.user_agent = req_header(st, "user-agent");
+	e.request_id = cstr(st->reqid);
+	e.authority = st->req.host_idx >= 0 ? span_str(d->in, st->req.headers[st->req.host_idx].value)
+	                                    : span_str(d->in, st->req.authority);
+	e.upstream_host = cstr(st->ep_str[0] ? st->ep_str : NULL);
+	e.upstream_cluster = cstr(st->cl ? st->cl->name : NULL);
+	e.upstream_local = cstr(st->up_local[0] ? st->up_local : NULL);
+	e.downstream_local = cstr(d->local_s);
+	e.downstream_remote = cstr(d->remote_s);
+	e.sni = cstr(d->sni[0] ? d->sni : NULL);
+	e.route_name = cstr(st->route ? st->route->name : NULL);
+	worker_alog(w, &e);
+}
+
+/* ---- downstream output ---- */
+
+static void d_update_interest(struct dconn *d, bool want_write)
+{
+	unsigned in = (d->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
+
+	loop_io_mod(d->w->loop, &d->io, in);
+}
+
+static void d_send(struct dconn *d, const void *p, size_t n)
+{
+	iob_append(&d->out, p, n);
+}
+
+/* Flushes the downstream output; closes on error or when closing and drained. */
+static void d_flush(struct dconn *d)
+{
+	bool blocked;
+
+	if (io_write(d->io.fd, d->tls, &d->out, &blocked) < 0) {
+		if (d->st.active) {
+			d->st.flags |= ALOG_F_DC;
+			d->st.details = d->st.details ? d->st.details : "downstream_remote_disconnect";
+		}
+		d_close(d);
+		return;
+	}
+	d_update_interest(d, blocked);
+	/* Back-pressure: resume the upstream once the client has taken most of it. */
+	if (!blocked && d->st.active && d->st.u && d->st.u->read_paused) {
+		d->st.u->read_paused = false;
+		loop_io_mod(d->w->loop, &d->st.u->io, LOOP_READ);
+	}
+	if (!blocked && d->closing && !d->st.active)
+		d_close(d);
+}
+
+/* A response made here (no upstream response): 404 NR, 503 UF, 504 UT... */
+static void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
+                           const char *body)
+{
+	struct dconn *d = st->d;
+	char head[512];
+	size_t blen = body ? strlen(body) : 0;
+	int n;
+
+	st->code = code;
+	st->flags |= flags;
+	st->details = details;
+	if (st->resp_started) {
+		/* Too late for a status: the client sees the connection end early. */
+		st->resp_close = true;
+		st_finish(st);
+		return;
+	}
+	n = snprintf(head, sizeof(head),
+	             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
+	             "x-request-id: %s\r\n%s\r\n",
+	             code, h1_status_reason(code), blen, st->reqid,
+	             st->resp_close || !st->req.keep_alive ? "connection: close\r\n" : "");
+	d_send(d, head, (size_t)n);
+	if (blen && st->req.method_id != H1_M_HEAD)
+		d_send(d, body, blen);
+	st->bytes_out = blen;
+	st->resp_started = true;
+	st->resp_done = true;
+	/* The request body was not read: the connection cannot carry another request unless
+	 * the body is complete. */
+	if (!st->req_done)
+		st->resp_close = true;
+	st_finish(st);
+}
+
+/* ---- upstream connections ---- */
+
+static void u_update_interest(struct uconn *u, bool want_write)
+{
+	unsigned in = (u->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
+
+	loop_io_mod(u->w->loop, &u->io, in);
+}
+
+static void u_flush(struct uconn *u)
+{
+	bool blocked;
+
+	if (u->connecting || !u->hs_done)
+		return;
+	if (io_write(u->io.fd, u->tls, &u->out, &blocked) < 0) {
+		struct stream *st = u->st;
+
+		if (st)
+			st_upstream_failed(st, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
+			                   u->tls ? tls_conn_error(u->tls) : strerror(errno), true);
+		else
+			u_close(u);
+		return;
+	}
+	u_update_interest(u, blocked);
+	/* Back-pressure the other way: resume reading the client's body. */
+	if (!blocked && u->st && u->st->d->read_paused) {
+		u->st->d->read_paused = false;
+		d_update_interest(u->st->d, iob_used(&u->st->d->out) > 0);
+	}
+}
+
+static void u_close(struct uconn *u)
+{
+	struct worker *w = u->w;
+
+	if (u->link.bucket) {
+		pool_remove(w->pool, &u->link);
+		STAT_DEC(w->st.pool_idle);
+	}
+	loop_timer_cancel(w->loop, &u->timer);
+	loop_io_del(w->loop, &u->io);
+	if (u->tls)
+		tls_conn_free(u->tls);
+	close(u->io.fd);
+	free(u->in);
+	iob_free(&u->out);
+	STAT_DEC(w->st.ucx_active);
+	free(u);
+}
+
+static void u_on_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct uconn *u = container_of(t, struct uconn, timer);
+
+	(void)loop;
+	if (u->st && (u->connecting || !u->hs_done)) {
+		STAT_INC(u->w->st.ucx_connect_timeout);
+		st_upstream_failed(u->st, ALOG_F_UF,
+		                   "upstream_reset_before_response_started{connection_timeout}",
+		                   "connection timeout", false);
+		return;
+	}
+	if (!u->st)
+		u_close(u);      /* idle timeout */
+}
+
+/* The connection can carry no more requests: drop it. */
+static void u_release(struct uconn *u, bool reusable)
+{
+	struct worker *w = u->w;
+
+	u->st = NULL;
+	u->nreq++;
+	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
+	    u->in_len > u->in_pos || iob_used(&u->out) > 0) {
+		u_close(u);
+		return;
+	}
+	u->in_len = u->in_pos = 0;
+	if (u->in && u->in_cap > FWD_BUF_INIT * 4) {
+		free(u->in);
+		u->in = NULL;
+		u->in_cap = 0;
+	}
+	u->read_paused = false;
+	/* Keep watching for reads: a server closing an idle connection is noticed at once. */
+	loop_io_mod(w->loop, &u->io, LOOP_READ);
+	loop_timer_arm(w->loop, &u->timer, (uint64_t)u->idle_ms);
+	pool_put(w->pool, u->key, u->keylen, &u->link);
+	STAT_INC(w->st.pool_idle);
+}
+
+static void u_handshake(struct uconn *u)
+{
+	struct stream *st = u->st;
+	int rc = tls_handshake(u->tls);
+
+	if (rc == TLS_WANT_READ) {
+		loop_io_mod(u->w->loop, &u->io, LOOP_READ);
+		return;
+	}
+	if (rc == TLS_WANT_WRITE) {
+		loop_io_mod(u->w->loop, &u->io, LOOP_READ | LOOP_WRITE);
+		return;
+	}
+	if (rc < 0) {
+		STAT_INC(u->w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(u->tls))]);
+		if (st)
+			st_upstream_failed(st, ALOG_F_UF,
+			                   "upstream_reset_before_response_started{connection_failure}",
+			                   tls_conn_error(u->tls), false);
+		else
+			u_close(u);
+		return;
+	}
+	u->hs_done = true;
+	if (tls_conn_resumed(u->tls))
+		STAT_INC(u->w->st.ucx_tls_resumed);
+	else
+		STAT_INC(u->w->st.ucx_tls_full);
+	loop_timer_cancel(u->w->loop, &u->timer);
+	u_flush(u);
+}
+
+static void u_on_connected(struct uconn *u)
+{
+	struct stream *st = u->st;
+
+	if (sock_connect_result(u->io.fd) < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(u->w->st.ucx_connect_fail);
+		st_upstream_failed(st, ALOG_F_UF,
+		                   "upstream_reset_before_response_started{connection_failure}",
+		                   reason, false);
+		return;
+	}
+	u->connecting = false;
+	{
+		struct sock_addr la;
+
+		if (sock_local_addr(u->io.fd, &la) == 0)
+			sock_addr_str(&la, u->local_s, sizeof(u->local_s));
+		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
+	}
+	if (u->tls) {
+		u_handshake(u);
+		return;
+	}
+	u->hs_done = true;
+	loop_timer_cancel(u->w->loop, &u->timer);
+	u_flush(u);
+}
+
+static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct uconn *u = container_of(io, struct uconn, io);
+
+	(void)loop;
+	if (u->connecting) {
+		if (ev & (LOOP_WRITE | LOOP_ERROR))
+			u_on_connected(u);
+		return;
+	}
+	if (!u->hs_done) {
+		u_handshake(u);
+		return;
+	}
+	if (!u->st) {
+		/* Idle in the pool: the server closed it, or sent something unasked. Either way
+		 * it cannot be reused. */
+		u_close(u);
+		return;
+	}
+	if (ev & LOOP_WRITE)
+		u_flush(u);
+	if (u->st && (ev & (LOOP_READ | LOOP_ERROR)) && !u->read_paused)
+		u_process(u);
+}
+
+/* ---- request head to the upstream ---- */
+
+static void st_send_head(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct uconn *u = st->u;
+	const struct h1_msg *m = &st->req;
+	const char *b = d->in;
+	struct proxy *px = d->w->proxy;
+	struct sbuf h = SBUF_INIT;
+	bool have_xff = false;
+
+	sbuf_add(&h, b + m->method.off, m->method.len);
+	sbuf_addc(&h, ' ');
+	if (m->target_form == H1_TF_ABSOLUTE) {
+		if (m->path.len == 0)
+			sbuf_addc(&h, '/');
+		else if (b[m->path.off] == '?')
+			sbuf_addc(&h, '/');
+		sbuf_add(&h, b + m->path.off, m->path.len);
+	} else {
+		sbuf_add(&h, b + m->target.off, m->target.len);
+	}
+	sbuf_adds(&h, " HTTP/1.1\r\n");
+	for (unsigned i = 0; i < m->nheaders; i++) {
+		const struct h1_header *hd = &m->headers[i];
+
+		if (hd->flags & H1_HF_DROP)
+			continue;
+		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-for", 15) &&
+		    px->role == SNAP_ROLE_GATEWAY) {
+			have_xff = true;
+			sbuf_add(&h, b + hd->name.off, hd->name.len);
+			sbuf_adds(&h, ": ");
+			sbuf_add(&h, b + hd->value.off, hd->value.len);
+			sbuf_addf(&h, ",%s\r\n", d->remote_ip);
+			continue;
+		}
+		if (px->role == SNAP_ROLE_GATEWAY &&
+		    h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-proto", 17))
+			continue;
+		sbuf_add(&h, b + hd->name.off, hd->name.len);
+		sbuf_adds(&h, ": ");
+		sbuf_add(&h, b + hd->value.off, hd->value.len);
+		sbuf_adds(&h, "\r\n");
+	}
+	if (m->target_form == H1_TF_ABSOLUTE && m->host_idx < 0) {
+		sbuf_adds(&h, "host: ");
+		sbuf_add(&h, b + m->authority.off, m->authority.len);
+		sbuf_adds(&h, "\r\n");
+	}
+	if (px->role == SNAP_ROLE_GATEWAY) {
+		if (!have_xff)
+			sbuf_addf(&h, "x-forwarded-for: %s\r\n", d->remote_ip);
+		sbuf_addf(&h, "x-forwarded-proto: %s\r\n", d->tls ? "https" : "http");
+	}
+	if (st->reqid_generated)
+		sbuf_addf(&h, "x-request-id: %s\r\n", st->reqid);
+	if (m->has_te_trailers)
+		sbuf_adds(&h, "te: trailers\r\n");
+	if (m->body == H1_BODY_LENGTH)
+		sbuf_addf(&h, "content-length: %llu\r\n", (unsigned long long)m->content_length);
+	else if (m->body == H1_BODY_CHUNKED)
+		sbuf_adds(&h, "transfer-encoding: chunked\r\n");
+	sbuf_adds(&h, "\r\n");
+	iob_append(&u->out, h.s, h.len);
+	sbuf_free(&h);
+}
+
+/* ---- request body ---- */
+
+/* Moves request body bytes from d->in to the upstream. Returns -1 if the stream ended
+ * (error answered), else 0. */
+static int d_forward_body(struct dconn *d)
+{
+	struct stream *st = &d->st;
+	struct uconn *u = st->u;
+
+	while (!st->req_done && d->in_pos < d->in_len) {
+		const char *p = d->in + d->in_pos;
+		size_t avail = d->in_len - d->in_pos;
+
+		if (st->req.body == H1_BODY_LENGTH) {
+			size_t n = avail < st->req_left ? avail : (size_t)st->req_left;
+
+			if (u)
+				iob_append(&u->out, p, n);
+			st->req_left -= n;
+			st->bytes_in += n;
+			d->in_pos += n;
+			if (st->req_left == 0)
+				st->req_done = true;
+		} else {
+			size_t used;
+			struct h1_span data;
+			int rc = h1_chunked_feed(&st->req_ck, p, avail, &used, &data, NULL);
+
+			if (rc == H1_ERROR) {
+				st->resp_close = true;
+				st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_chunk", "Bad Request");
+				return -1;
+			}
+			if (u && used)
+				iob_append(&u->out, p, used);
+			if (rc == H1_DATA)
+				st->bytes_in += data.len;
+			d->in_pos += used;
+			if (rc == H1_OK)
+				st->req_done = true;
+			if (rc == H1_AGAIN)
+				break;
+		}
+	}
+	if (!u)
+		return 0;
+	/* Consumed body bytes need not stay: keep the head (its spans are used until the
+	 * stream ends) and move what is left down behind it. */
+	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len) {
+		d->in_len = d->in_pos = st->req.head_len;
+	}
+	if (iob_used(&u->out) > FWD_HIGH_WATER) {
+		d->read_paused = true;
+		d_update_interest(d, iob_used(&d->out) > 0);
+	}
+	u_flush(u);
+	return 0;
+}
+
+/* ---- response ---- */
+
+static void st_send_resp_head(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct uconn *u = st->u;
+	const struct h1_msg *m = &st->resp;
+	const char *b = u->in + u->in_pos;
+	struct sbuf h = SBUF_INIT;
+
+	sbuf_addf(&h, "HTTP/1.1 %d ", m->status);
+	sbuf_add(&h, b + m->reason.off, m->reason.len);
+	sbuf_adds(&h, "\r\n");
+	for (unsigned i = 0; i < m->nheaders; i++) {
+		const struct h1_header *hd = &m->headers[i];
+
+		if (hd->flags & H1_HF_DROP)
+			continue;
+		sbuf_add(&h, b + hd->name.off, hd->name.len);
+		sbuf_adds(&h, ": ");
+		sbuf_add(&h, b + hd->value.off, hd->value.len);
+		sbuf_adds(&h, "\r\n");
+	}
+	if (m->body == H1_BODY_LENGTH ||
+	    (m->body == H1_BODY_NONE && h1_header_find(m, b, "content-length", 0) >= 0))
+		sbuf_addf(&h, "content-length: %llu\r\n", (unsigned long long)m->content_length);
+	else if (m->body == H1_BODY_CHUNKED)
+		sbuf_adds(&h, "transfer-encoding: chunked\r\n");
+	else if (m->body == H1_BODY_UNTIL_CLOSE)
+		st->resp_close = true;
+	if (st->ust >= 0)
+		sbuf_addf(&h, "x-envoy-upstream-service-time: %lld\r\n", (long long)st->ust);
+	if (!st->req.keep_alive || d->w->draining)
+		st->resp_close = true;
+	if (st->resp_close)
+		sbuf_adds(&h, "connection: close\r\n");
+	else if (st->req.version_minor == 0)
+		sbuf_adds(&h, "connection: keep-alive\r\n");
+	sbuf_adds(&h, "\r\n");
+	d_send(d, h.s, h.len);
+	sbuf_free(&h);
+	st->resp_started = true;
+}
+
+/* Forwards response body bytes from u->in. Returns -1 if the stream ended badly. */
+static int u_forward_body(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+
+	while (!st->resp_done && u->in_pos < u->in_len) {
+		const char *p = u->in + u->in_pos;
+		size_t avail = u->in_len - u->in_pos;
+
+		if (st->resp.body == H1_BODY_LENGTH) {
+			size_t n = avail < st->resp_left ? avail : (size_t)st->resp_left;
+
+			d_send(d, p, n);
+			st->resp_left -= n;
+			st->bytes_out += n;
+			u->in_pos += n;
+			if (st->resp_left == 0)
+				st->resp_done = true;
+		} else if (st->resp.body == H1_BODY_CHUNKED) {
+			size_t used;
+			struct h1_span data;
+			int rc = h1_chunked_feed(&st->resp_ck, p, avail, &used, &data, NULL);
+
+			if (rc == H1_ERROR) {
+				st->flags |= ALOG_F_UPE;
+				st->details = "upstream_reset_after_response_started{protocol_error}";
+				st->resp_close = true;
+				st_finish(st);
+				return -1;
+			}
+			if (used)
+				d_send(d, p, used);
+			if (rc == H1_DATA)
+				st->bytes_out += data.len;
+			u->in_pos += used;
+			if (rc == H1_OK)
+				st->resp_done = true;
+			if (rc == H1_AGAIN)
+				break;
+		} else {
+			d_send(d, p, avail);
+			st->bytes_out += avail;
+			u->in_pos += avail;
+		}
+	}
+	if (u->in_pos == u->in_len)
+		u->in_pos = u->in_len = 0;
+	return 0;
+}
+
+static void u_process(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	bool eof = false;
+
+	for (;;) {
+		ssize_t n = io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap,
+		                    st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX);
+
+		if (n == -2 || n == -3)
+			break;
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		if (n < 0) {
+			const char *reason = u->tls ? tls_conn_error(u->tls) : strerror(errno);
+
+			if (!st->resp_started) {
+				/* A TLS 1.3 server rejecting our client certificate says so here. */
+				if (u->tls && tls_conn_category(u->tls)[0])
+					STAT_INC(u->w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(u->tls))]);
+				st_upstream_failed(st, ALOG_F_UC | (u->tls ? ALOG_F_UF : 0),
+				                   "upstream_reset_before_response_started{connection_termination}",
+				                   reason, u->nreq > 0);
+			} else {
+				st->flags |= ALOG_F_UC;
+				st->details = "upstream_reset_after_response_started{connection_termination}";
+				st->resp_close = true;
+				st_finish(st);
+			}
+			return;
+		}
+		if (!st->resp_started) {
+			int rc = h1_parse(&st->sp, u->in + u->in_pos, u->in_len - u->in_pos, &st->resp);
+
+			if (rc == H1_AGAIN)
+				continue;
+			if (rc == H1_ERROR) {
+				st->resp_close = true;
+				u->nreq = UINT32_MAX - 1;  /* never pool */
+				st_local_reply(st, 502, ALOG_F_UPE, "upstream_protocol_error", "Bad Gateway");
+				return;
+			}
+			if (st->resp.status < 200 && st->resp.status != 101) {
+				/* 1xx interim (100 Continue): pass it on, wait for the final response. */
+				d_send(d, u->in + u->in_pos, st->resp.head_len);
+				u->in_pos += st->resp.head_len;
+				h1_parser_init(&st->sp, false, st->req.method_id);
+				continue;
+			}
+			st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
+			st->code = st->resp.status;
+			st->details = "via_upstream";
+			st->resp_left = st->resp.content_length;
+			h1_chunked_init(&st->resp_ck);
+			st_send_resp_head(st);
+			u->in_pos += st->resp.head_len;
+			if (st->resp.body == H1_BODY_NONE ||
+			    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
+				st->resp_done = true;
+		}
+		if (u_forward_body(u) < 0)
+			return;
+		if (st->resp_done)
+			break;
+		if (iob_used(&d->out) > FWD_HIGH_WATER) {
+			u->read_paused = true;
+			u_update_interest(u, iob_used(&u->out) > 0);
+			break;
+		}
+	}
+	if (st->resp_started && !st->resp_done && eof) {
+		if (st->resp.body == H1_BODY_UNTIL_CLOSE) {
+			st->resp_done = true;
+			st->resp_close = true;
+			u->nreq = UINT32_MAX - 1;
+		} else {
+			/* Truncated by the server: the client must see a short response, never a
+			 * padded one, so its connection is closed too. */
+			st->flags |= ALOG_F_UC;
+			st->details = "upstream_reset_after_response_started{connection_termination}";
+			st->resp_close = true;
+			st_finish(st);
+			return;
+		}
+	}
+	if (!st->resp_started && eof) {
+		st_upstream_failed(st, ALOG_F_UC,
+		                   "upstream_reset_before_response_started{connection_termination}",
+		                   "connection closed", u->nreq > 0);
+		return;
+	}
+	if (st->resp_done) {
+		st_finish(st);
+		return;
+	}
+	d_flush(d);
+}
+
+/* ---- stream lifecycle ---- */
+
+static void st_on_timeout(struct loop *loop, struct loop_timer *t)
+{
+	struct stream *st = container_of(t, struct stream, timeout);
+
+	(void)loop;
+	STAT_INC(st->d->w->st.urq_timeout);
+	if (st->u) {
+		struct uconn *u = st->u;
+
+		st->u = NULL;
+		u->st = NULL;
+		u_close(u);
+	}
+	st->resp_close = true;
+	st_local_reply(st, 504, ALOG_F_UT, "response_timeout", "upstream request timeout");
+}
+
+/* An upstream failed before the response started. retryable: the connection was reused
+ * from the pool (the server may have closed it while idle); a bodiless idempotent request
+ * is then tried once more on a fresh connection. */
+static void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
+                               const char *reason, bool retryable)
+{
+	struct uconn *u = st->u;
+	int mid = st->req.method_id;
+	bool idempotent = mid == H1_M_GET || mid == H1_M_HEAD || mid == H1_M_OPTIONS ||
+	                  mid == H1_M_PUT || mid == H1_M_DELETE || mid == H1_M_TRACE;
+
+	if (u) {
+		st->u = NULL;
+		u->st = NULL;
+		u_close(u);
+	}
+	if (retryable && !st->retried && !st->resp_started && idempotent &&
+	    st->req.body == H1_BODY_NONE) {
+		st->retried = true;
+		STAT_INC(st->d->w->st.urq_retry);
+		st_connect(st, true);
+		return;
+	}
+	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
+	{
+		char body[512];
+
+		snprintf(body, sizeof(body),
+		         "upstream connect error or disconnect/reset before headers. reset reason: %s%s%s",
+		         flag & ALOG_F_UF ? "connection failure" : "connection termination",
+		         reason && reason[0] ? ", transport failure reason: " : "",
+		         reason ? reason : "");
+		st_local_reply(st, 503, flag, details, body);
+	}
+}
+
+static void build_pool_key(struct stream *st, const char *sni, const char *vname,
+                           char *key, size_t *keylen)
+{
+	char a[SOCK_ADDR_STRLEN];
+	int n;
+
+	sock_addr_str(&st->ep, a, sizeof(a));
+	n = snprintf(key, 512, "%llu|%s|%s|%s",
+	             st->cl->tls_ctx ? (unsigned long long)tls_ctx_id(st->cl->tls_ctx) : 0ULL, a,
+	             sni ? sni : "", vname ? vname : "");
+	*keylen = n < 512 ? (size_t)n : 511;
+}
+
+static void st_connect(struct stream *st, bool fresh)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct cluster *cl = st->cl;
+	const char *sni = NULL, *vname = NULL;
+	char key[512];
+	size_t keylen;
+	struct pool_link *l;
+	struct uconn *u;
+	int fd, rc;
+
+	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
+		if (!cl->tls_ctx) {
+			STAT_INC(w->st.ucx_tls_fail[0]);
+			st_upstream_failed(st, ALOG_F_UF,
+			                   "upstream_reset_before_response_started{connection_failure}",
+			                   cl->tls_ctx_error ? cl->tls_ctx_error : "no TLS context", false);
+			return;
+		}
+		sni = cl->sni ? cl->sni : st->host;
+		if (cl->verify_host_auto)
+			vname = st->host;
+	}
+	build_pool_key(st, sni, vname, key, &keylen);
+	STAT_INC(w->st.urq_total);
+	st->up_start_ms = loop_now_ms(w->loop);
+	if (!fresh && (l = pool_take(w->pool, key, keylen)) != NULL) {
+		u = container_of(l, struct uconn, link);
+		STAT_DEC(w->st.pool_idle);
+		STAT_INC(w->st.urq_reused);
+		loop_timer_cancel(w->loop, &u->timer);
+		u->st = st;
+		st->u = u;
+		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
+		st_send_head(st);
+		if (d_forward_body(d) < 0)
+			return;
+		u_flush(u);
+		return;
+	}
+
+	rc = sock_connect(&st->ep, NULL, &fd);
+	if (rc < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(w->st.ucx_connect_fail);
+		st_upstream_failed(st, ALOG_F_UF,
+		                   "upstream_reset_before_response_started{connection_failure}",
+		                   reason, false);
+		return;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->w = w;
+	u->st = st;
+	st->u = u;
+	memcpy(u->key, key, keylen);
+	u->keylen = keylen;
+	u->max_req = cl->max_requests_per_conn;
+	u->idle_ms = cl->idle_timeout_ms > 0 ? cl->idle_timeout_ms : 3600 * 1000;
+	u->connecting = rc == 1;
+	loop_io_init(&u->io, fd, u_on_io);
+	loop_timer_init(&u->timer, u_on_timer);
+	STAT_INC(w->st.ucx_total);
+	STAT_INC(w->st.ucx_active);
+	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
+		struct tls_verify_names names;
+
+		memset(&names, 0, sizeof(names));
+		if (cl->nsans) {
+			names.sans = (const char *const *)cl->sans;
+			names.nsans = cl->nsans;
+		} else if (cl->verify_host_auto) {
+			names.hostname = st->host;
+		}
+		u->tls = tls_client_new(cl->tls_ctx, fd, sni, &names);
+		tls_client_resume(u->tls, w->sess, &st->ep);
+	}
+	loop_io_add(w->loop, &u->io, LOOP_READ | LOOP_WRITE);
+	loop_timer_arm(w->loop, &u->timer,
+	               (uint64_t)(cl->connect_timeout_ms > 0 ? cl->connect_timeout_ms : 10000));
+	st_send_head(st);
+	if (d_forward_body(d) < 0)
+		return;
+	if (!u->connecting)
+		u_on_connected(u);
+}
+
+/* Copies the host (without port) into st->hostbuf. */
+static void st_set_host(struct stream *st)
+{
+	const char *b = st->d->in;
+	struct h1_span a;
+	size_t n;
+
+	if (st->req.host_idx >= 0)
+		a = st->req.headers[st->req.host_idx].value;
+	else
+		a = st->req.authority;
+	n = a.len;
+	if (n && b[a.off] == '[') {
+		const char *close = memchr(b + a.off, ']', n);
+
+		if (close)
+			n = (size_t)(close - (b + a.off)) + 1;
+	} else {
+		const char *colon = memchr(b + a.off, ':', n);
+
+		if (colon)
+			n = (size_t)(colon - (b + a.off));
+	}
+	if (n >= sizeof(st->hostbuf))
+		n = sizeof(st->hostbuf) - 1;
+	for (size_t i = 0; i < n; i++) {
+		char c = b[a.off + i];
+
+		st->hostbuf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+	}
+	st->hostbuf[n] = '\0';
+	st->host = st->hostbuf;
+}
+
+struct hdr_ctx {
+	const struct h1_msg *m;
+	const char *buf;
+};
+
+static bool route_header_cb(void *ctx, const char *name, const char **v, size_t *vlen)
+{
+	struct hdr_ctx *hc = ctx;
+	int i = h1_header_find(hc->m, hc->buf, name, 0);
+
+	if (i < 0)
+		return false;
+	*v = hc->buf + hc->m->headers[i].value.off;
+	*vlen = hc->m->headers[i].value.len;
+	return true;
+}
+
+/* Routes the request whose head was just parsed and starts the upstream exchange. */
+static void st_begin(struct dconn *d)
+{
+	struct stream *st = &d->st;
+	struct worker *w = d->w;
+	const struct route_vhost *vh;
+	const struct route_dest *dest;
+	struct route_req rq;
+	struct hdr_ctx hc = { &st->req, d->in };
+	struct cluster_eps *eps;
+	const struct cluster_ep *ep;
+	int rid;
+
+	STAT_INC(w->st.rq_total);
+	rid = h1_header_find(&st->req, d->in, "x-request-id", 0);
+	if (rid >= 0 && st->req.headers[rid].value.len > 0 &&
+	    st->req.headers[rid].value.len < sizeof(st->reqid)) {
+		memcpy(st->reqid, d->in + st->req.headers[rid].value.off, st->req.headers[rid].value.len);
+		st->reqid[st->req.headers[rid].value.len] = '\0';
+	} else {
+		gen_request_id(w, st->reqid);
+		st->reqid_generated = true;
+	}
+	st->req_left = st->req.content_length;
+	h1_chunked_init(&st->req_ck);
+	st->req_done = st->req.body == H1_BODY_NONE ||
+	               (st->req.body == H1_BODY_LENGTH && st->req_left == 0);
+	st_set_host(st);
+
+	if (st->req.method_id == H1_M_CONNECT) {
+		st->resp_close = true;
+		st_local_reply(st, 405, 0, "method_not_allowed", "CONNECT is not served here");
+		return;
+	}
+	if (!d->lst || !d->lst->routes ||
+	    !(vh = route_vhost_find(d->lst->routes, st->host, strlen(st->host)))) {
+		STAT_INC(w->st.no_route);
+		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+		return;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.method = d->in + st->req.method.off;
+	rq.method_len = st->req.method.len;
+	if (st->req.target_form == H1_TF_ABSOLUTE) {
+		rq.path = d->in + st->req.path.off;
+		rq.path_len = st->req.path.len;
+	} else {
+		rq.path = d->in + st->req.target.off;
+		rq.path_len = st->req.target.len;
+	}
+	rq.host = st->host;
+	rq.host_len = strlen(st->host);
+	if (st->req.host_idx >= 0) {
+		rq.authority = d->in + st->req.headers[st->req.host_idx].value.off;
+		rq.authority_len = st->req.headers[st->req.host_idx].value.len;
+	}
+	rq.scheme = d->tls ? "https" : "http";
+	rq.scheme_len = strlen(rq.scheme);
+	rq.port = d->lst->port;
+	rq.header = route_header_cb;
+	rq.header_ctx = &hc;
+	st->route = route_select(vh, &rq);
+	if (!st->route) {
+		STAT_INC(w->st.no_route);
+		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+		return;
+	}
+	if (st->route->redirect_code) {
+		char loc[1024];
+		char head[1400];
+		int n;
+
+		snprintf(loc, sizeof(loc), "%s://%s%s", rq.scheme,
+		         st->route->redirect_authority ? st->route->redirect_authority : st->host,
+		         st->route->redirect_uri ? st->route->redirect_uri : "/");
+		st->code = st->route->redirect_code;
+		st->details = "direct_response";
+		n = snprintf(head, sizeof(head),
+		             "HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n%s\r\n",
+		             st->code, h1_status_reason(st->code), loc,
+		             st->req_done && st->req.keep_alive ? "" : "connection: close\r\n");
+		if (!st->req_done || !st->req.keep_alive)
+			st->resp_close = true;
+		d_send(d, head, (size_t)n);
+		st->resp_started = st->resp_done = true;
+		st_finish(st);
+		return;
+	}
+	dest = route_pick_dest(st->route, worker_rand(w));
+	if (!dest || !dest->cluster) {
+		st_local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
+		return;
+	}
+	st->cl = dest->cluster;
+	eps = cluster_eps_load(st->cl);
+	if (st->cl->index < w->nrr)
+		ep = cluster_pick(st->cl, eps, &w->rr[st->cl->index], NULL, worker_rand(w));
+	else
+		ep = cluster_pick(st->cl, eps, &w->rr[0], NULL, worker_rand(w));
+	if (!ep) {
+		if (atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
+			STAT_INC(w->st.dns_fail);
+			st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
+			               "dns resolution failure");
+		} else {
+			STAT_INC(w->st.no_healthy);
+			st_local_reply(st, 503, ALOG_F_UH, "no_healthy_upstream", "no healthy upstream");
+		}
+		return;
+	}
+	st->ep = ep->addr;
+	snprintf(st->ep_str, sizeof(st->ep_str), "%s", ep->str);
+	if (st->route->timeout_ms > 0)
+		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
+	st_connect(st, false);
+}
+
+/* The exchange is over (answered, or failed after the response started). */
+static void st_finish(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	bool reusable;
+
+	if (!st->active)
+		return;
+	loop_timer_cancel(w->loop, &st->timeout);
+	st->active = false;
+	STAT_DEC(w->st.rq_active);
+	STAT_ADD(w->st.bytes_in, st->bytes_in);
+	STAT_ADD(w->st.bytes_out, st->bytes_out);
+	st_log(st);
+	if (st->u) {
+		struct uconn *u = st->u;
+
+		reusable = st->resp_done && st->req_done && st->resp.keep_alive &&
+		           !(st->flags & (ALOG_F_UC | ALOG_F_UPE | ALOG_F_UT)) && u->hs_done;
+		st->u = NULL;
+		u_release(u, reusable);
+	}
+	if (st->snap) {
+		snap_unref(st->snap);
+		st->snap = NULL;
+	}
+	if (st->resp_close || !st->resp_done || !st->req_done || w->draining)
+		d->closing = true;
+	/* Drop the head; keep pipelined bytes that followed this request. */
+	if (!d->closing) {
+		size_t rest = d->in_len - d->in_pos;
+
+		if (rest)
+			memmove(d->in, d->in + d->in_pos, rest);
+		d->in_len = rest;
+		d->in_pos = 0;
+	}
+	d_flush(d);
+	/* d may be closed now only if closing; otherwise go on with a pipelined request. */
+}
+
+/* ---- downstream ---- */
+
+static void d_close(struct dconn *d)
+{
+	struct worker *w = d->w;
+	struct stream *st = &d->st;
+
+	if (st->active) {
+		/* The client went away mid-request. */
+		if (!st->resp_started)
+			st->code = 0;
+		st->flags |= ALOG_F_DC;
+		if (!st->details)
+			st->details = "downstream_remote_disconnect";
+		st->resp_close = true;
+		if (st->u) {
+			struct uconn *u = st->u;
+
+			st->u = NULL;
+			u->st = NULL;
+			u_close(u);
+		}
+		d->closing = true;
+		st->active = false;
+		loop_timer_cancel(w->loop, &st->timeout);
+		STAT_DEC(w->st.rq_active);
+		st_log(st);
+		if (st->snap)
+			snap_unref(st->snap);
+		st->snap = NULL;
+	}
+	loop_timer_cancel(w->loop, &d->timer);
+	loop_io_del(w->loop, &d->io);
+	if (d->tls) {
+		tls_shutdown(d->tls);
+		tls_conn_free(d->tls);
+	}
+	close(d->io.fd);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		w->dconns = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	if (d->snap)
+		snap_unref(d->snap);
+	free(d->in);
+	iob_free(&d->out);
+	w->nconns--;
+	STAT_DEC(w->st.dcx_active);
+	free(d);
+}
+
+static void d_on_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct dconn *d = container_of(t, struct dconn, timer);
+
+	(void)loop;
+	if (!d->st.active)
+		d_close(d);   /* header read timeout or keep-alive idle */
+}
+
+/* Finds the listener of the connection in snapshot s (by port). */
+static const struct snap_listener *snap_listener_for(const struct snap *s, uint16_t port)
+{
+	for (size_t i = 0; i < s->nlisteners; i++)
+		if (s->listeners[i].port == port)
+			return &s->listeners[i];
+	return NULL;
+}
+
+/* Parses and starts requests while the connection has complete heads. */
+static void d_process(struct dconn *d)
+{
+	struct worker *w = d->w;
+	struct stream *st = &d->st;
+
+	while (!st->active && !d->closing && d->in_len > 0) {
+		int rc;
+
+		rc = h1_parse(&st->rp, d->in, d->in_len, &st->req);
+		if (rc == H1_AGAIN) {
+			if (d->in_len >= FWD_IN_MAX) {
+				d->closing = true;
+			}
+			break;
+		}
+		/* A new request: adopt the worker's newest snapshot for it. */
+		if (d->snap != w->snap) {
+			const struct snap_listener *nl = snap_listener_for(w->snap, d->lst ? d->lst->port : 0);
+
+			snap_unref(d->snap);
+			d->snap = snap_ref(w->snap);
+			d->lst = nl;
+		}
+		memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
+		st->d = d;
+		st->active = true;
+		st->code = 0;
+		st->ust = -1;
+		st->start_wall_ms = wall_ms();
+		st->start_ms = loop_now_ms(w->loop);
+		st->snap = snap_ref(d->snap);
+		loop_timer_init(&st->timeout, st_on_timeout);
+		loop_timer_cancel(w->loop, &d->timer);
+		STAT_INC(w->st.rq_active);
+		d->nreq++;
+		if (rc == H1_ERROR) {
+			/* Answer what the parser says and close: the framing is unknowable. */
+			memset(&st->req, 0, sizeof(st->req));
+			st->req.host_idx = -1;
+			st->req_done = true;
+			st->resp_close = true;
+			snprintf(st->reqid, sizeof(st->reqid), "-");
+			st_local_reply(st, st->rp.status, ALOG_F_DPE, "http1.codec_error", st->rp.reason);
+			break;
+		}
+		d->in_pos = st->req.head_len;
+		h1_parser_init(&st->rp, true, 0);
+		st_begin(d);
+		if (st->active && !st->req_done && st->u && d_forward_body(d) < 0)
+			break;
+	}
+	if (!st->active && !d->closing) {
+		int64_t ms = d->in_len > 0 ? w->proxy->header_timeout_ms : w->proxy->idle_timeout_ms;
+
+		loop_timer_arm(w->loop, &d->timer, (uint64_t)ms);
+	}
+	if (!st->active && d->closing)
+		d_flush(d);
+}
+
+static void d_read(struct dconn *d)
+{
+	struct stream *st = &d->st;
+
+	for (;;) {
+		ssize_t n;
+
+		if (d->read_paused)
+			return;
+		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX);
+		if (n == -2)
+			break;
+		if (n == -3) {
+			/* Input full: a head this large was already refused by the parser (431), so
+			 * this is body data waiting for the upstream: stop reading until it drains. */
+			d->read_paused = true;
+			d_update_interest(d, iob_used(&d->out) > 0);
+			break;
+		}
+		if (n <= 0) {
+			if (st->active) {
+				st->flags |= ALOG_F_DC;
+				st->details = "downstream_remote_disconnect";
+			}
+			d_close(d);
+			return;
+		}
+		if (st->active && !st->req_done) {
+			if (st->u && d_forward_body(d) < 0)
+				return;
+			if (!st->u)
+				break;   /* upstream not chosen yet: the bytes wait in d->in */
+		} else if (!st->active) {
+			d_process(d);
+			if (!d->st.active && d->closing)
+				return;
+		}
+		/* Fairness: one worker serves many connections; after a full buffer's worth of
+		 * reading, let the loop come back to us (level-triggered). */
+		if (n > 0 && (size_t)n < 4096)
+			break;
+	}
+}
+
+static void d_handshake(struct dconn *d)
+{
+	int rc = tls_handshake(d->tls);
+	const char *sni;
+
+	if (rc == TLS_WANT_READ) {
+		loop_io_mod(d->w->loop, &d->io, LOOP_READ);
+		return;
+	}
+	if (rc == TLS_WANT_WRITE) {
+		loop_io_mod(d->w->loop, &d->io, LOOP_READ | LOOP_WRITE);
+		return;
+	}
+	if (rc < 0) {
+		STAT_INC(d->w->st.dcx_tls_fail);
+		log_debug("fwd", "downstream TLS from %s failed: %s", d->remote_s, tls_conn_error(d->tls));
+		d_close(d);
+		return;
+	}
+	d->hs_done = true;
+	sni = tls_conn_sni(d->tls);
+	if (sni)
+		snprintf(d->sni, sizeof(d->sni), "%s", sni);
+	loop_io_mod(d->w->loop, &d->io, LOOP_READ);
+	d_read(d);
+}
+
+static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct dconn *d = container_of(io, struct dconn, io);
+
+	(void)loop;
+	if (!d->hs_done) {
+		d_handshake(d);
+		return;
+	}
+	if (ev & LOOP_WRITE) {
+		d_flush(d);
+		return;   /* d may be gone; reads come on the next iteration */
+	}
+	if (ev & (LOOP_READ | LOOP_ERROR))
+		d_read(d);
+}
+
+void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer)
+{
+	struct dconn *d = xcalloc(1, sizeof(*d));
+	const struct snap_listener *sl = snap_listener_for(w->snap, l->port);
+
+	d->w = w;
+	d->snap = snap_ref(w->snap);
+	d->lst = sl;
+	d->remote = *peer;
+	sock_addr_str(peer, d->remote_s, sizeof(d->remote_s));
+	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
+	if (sock_local_addr(fd, &d->local) == 0)
+		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
+	loop_io_init(&d->io, fd, d_on_io);
+	loop_timer_init(&d->timer, d_on_timer);
+	h1_parser_init(&d->st.rp, true, 0);
+	loop_timer_init(&d->st.timeout, st_on_timeout);
+	d->st.d = d;
+	d->hs_done = true;
+	if (sl && sl->tls && sl->nservers > 0 && sl->servers[0].ctx) {
+		d->tls = tls_server_new(sl->servers[0].ctx, fd);
+		d->hs_done = false;
+	}
+	d->next = w->dconns;
+	if (d->next)
+		d->next->prev = d;
+	w->dconns = d;
+	w->nconns++;
+	STAT_INC(w->st.dcx_total);
+	STAT_INC(w->st.dcx_active);
+	loop_io_add(w->loop, &d->io, LOOP_READ);
+	loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->header_timeout_ms);
+	if (!sl) {
+		/* The listener went away with a reload between accept and now. */
+		d_close(d);
+	}
+}
+
+/* Draining: idle connections close now; busy ones close after their response. */
+void fwd_drain(struct worker *w)
+{
+	struct dconn *d = w->dconns, *next;
+
+	for (; d; d = next) {
+		next = d->next;
+		if (!d->st.active)
+			d_close(d);
+		else
+			d->closing = true;
+	}
+}
+
+static void pool_close_cb(struct pool_link *l, void *arg)
+{
+	struct uconn *u = container_of(l, struct uconn, link);
+
+	(void)arg;
+	u_close(u);
+}
+
+void fwd_pool_close_all(struct worker *w)
+{
+	pool_each(w->pool, pool_close_cb, NULL);
+}

@@ -1,0 +1,331 @@
+#include "proxy/worker.h"
+#include "proxy/pool.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/tls.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WORKER_TICK_MS 50
+#define ALOG_FLUSH_BYTES (32 * 1024)
+
+static const char *const tls_cat_names[STATS_TLS_CATS] = {
+	"other", TLS_CAT_CERT_EXPIRED, TLS_CAT_CERT_NOT_YET_VALID, TLS_CAT_UNKNOWN_CA,
+	TLS_CAT_SELF_SIGNED, TLS_CAT_HOSTNAME_MISMATCH, TLS_CAT_SAN_MISMATCH, TLS_CAT_REVOKED,
+	TLS_CAT_CRL_ERROR, TLS_CAT_BAD_PURPOSE, TLS_CAT_CERT_INVALID, TLS_CAT_NO_PEER_CERT,
+	TLS_CAT_PEER_UNKNOWN_CA, TLS_CAT_PEER_BAD_CERT, TLS_CAT_CLIENT_CERT_REQUIRED,
+	TLS_CAT_UNRECOGNIZED_NAME, TLS_CAT_PROTOCOL_VERSION, TLS_CAT_HANDSHAKE_FAILURE,
+	TLS_CAT_ALPN_MISMATCH, TLS_CAT_PROTOCOL_ERROR, TLS_CAT_CONNECTION_RESET,
+	TLS_CAT_CONNECTION_CLOSED, TLS_CAT_IO_ERROR, TLS_CAT_TLS_ERROR,
+};
+
+int stats_tls_cat_index(const char *cat)
+{
+	if (!cat)
+		return 0;
+	for (int i = 1; i < STATS_TLS_CATS; i++)
+		if (strcmp(cat, tls_cat_names[i]) == 0)
+			return i;
+	return 0;
+}
+
+const char *stats_tls_cat_name(int i)
+{
+	return i >= 0 && i < STATS_TLS_CATS ? tls_cat_names[i] : "other";
+}
+
+uint32_t worker_rand(struct worker *w)
+{
+	/* xorshift64*: per worker, no shared state; not for secrets. */
+	uint64_t x = w->rnd;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	w->rnd = x;
+	return (uint32_t)((x * 2685821657736338717ULL) >> 32);
+}
+
+static void worker_alog_flush(struct worker *w)
+{
+	const char *p = w->alog.s;
+	size_t n = w->alog.len;
+
+	while (n > 0) {
+		ssize_t r = write(w->proxy->alog_fd, p, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;   /* a full disk must not stop the proxy; the lines are lost */
+		p += r;
+		n -= (size_t)r;
+	}
+	sbuf_reset(&w->alog);
+}
+
+void worker_alog(struct worker *w, const struct alog_entry *e)
+{
+	alog_format(w->proxy->alog_format, e, &w->alog);
+	/* Lines are written at once unless the worker is busy: one write per request costs
+	 * a syscall, so under load they are batched until the next tick or 32 KiB. */
+	if (w->alog.len >= ALOG_FLUSH_BYTES || STAT_GET(w->st.rq_active) == 0)
+		worker_alog_flush(w);
+}
+
+static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct wlistener *l = (struct wlistener *)io;
+	struct worker *w = l->w;
+
+	(void)loop;
+	(void)ev;
+	for (int i = 0; i < 64; i++) {
+		struct sock_addr peer;
+		int fd = sock_accept(l->fd, &peer);
+
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
+				continue;
+			if (errno == EMFILE || errno == ENFILE) {
+				/* Out of descriptors: stop accepting until the next tick rather than
+				 * spin on a listener that stays readable. */
+				loop_io_mod(w->loop, &l->io, 0);
+				log_warn("worker", "accept on port %u: %s; pausing accepts", l->port,
+				         strerror(errno));
+				return;
+			}
+			log_warn("worker", "accept on port %u: %s", l->port, strerror(errno));
+			return;
+		}
+		fwd_accept(w, l, fd, &peer);
+	}
+}
+
+static void worker_close_listener(struct worker *w, struct wlistener *l)
+{
+	loop_io_del(w->loop, &l->io);
+	close(l->fd);
+	free(l);
+}
+
+/* Makes the worker's listening sockets match the snapshot's listeners. */
+static void worker_sync_listeners(struct worker *w)
+{
+	struct wlistener **pp, *l;
+
+	for (l = w->listeners; l; l = l->next)
+		l->seen = l->sidecar_outbound;
+	for (size_t i = 0; i < w->snap->nlisteners; i++) {
+		const struct snap_listener *sl = &w->snap->listeners[i];
+		int fd;
+
+		for (l = w->listeners; l; l = l->next)
+			if (!l->sidecar_outbound && sock_addr_equal(&l->addr, &sl->addr))
+				break;
+		if (l) {
+			l->seen = true;
+			continue;
+		}
+		fd = sock_listen(&sl->addr, 0, SOCK_REUSEPORT);
+		if (fd < 0) {
+			log_error("worker", "listener %s: %s", sl->name, strerror(errno));
+			continue;
+		}
+		l = xcalloc(1, sizeof(*l));
+		l->w = w;
+		l->fd = fd;
+		l->addr = sl->addr;
+		l->port = sl->port;
+		l->seen = true;
+		loop_io_init(&l->io, fd, wl_on_accept);
+		loop_io_add(w->loop, &l->io, w->draining ? 0 : LOOP_READ);
+		l->next = w->listeners;
+		w->listeners = l;
+	}
+	for (pp = &w->listeners; (l = *pp);) {
+		if (!l->seen) {
+			*pp = l->next;
+			worker_close_listener(w, l);
+		} else {
+			pp = &l->next;
+		}
+	}
+}
+
+static void worker_adopt(struct worker *w, struct snap *s)
+{
+	struct snap *old = w->snap;
+
+	w->snap = s;
+	if (s->nclusters > w->nrr) {
+		w->rr = xrealloc(w->rr, s->nclusters * sizeof(*w->rr));
+		memset(w->rr + w->nrr, 0, (s->nclusters - w->nrr) * sizeof(*w->rr));
+		w->nrr = s->nclusters;
+	}
+	worker_sync_listeners(w);
+	if (old)
+		snap_unref(old);
+}
+
+struct worker_msg {
+	struct worker *w;
+	struct snap *snap;
+};
+
+static void worker_on_publish(struct loop *loop, void *arg)
+{
+	struct worker_msg *m = arg;
+
+	(void)loop;
+	worker_adopt(m->w, m->snap);
+	free(m);
+}
+
+static void worker_on_drain(struct loop *loop, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)loop;
+	w->draining = true;
+	/* Stop accepting: close the listening sockets so the kernel sends new connections
+	 * elsewhere (another process may already be listening with SO_REUSEPORT). */
+	while (w->listeners) {
+		struct wlistener *l = w->listeners;
+
+		w->listeners = l->next;
+		worker_close_listener(w, l);
+	}
+	fwd_drain(w);
+	fwd_pool_close_all(w);
+}
+
+static void worker_tick(struct loop *loop, struct loop_timer *t)
+{
+	struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, tick));
+
+	atomic_fetch_add_explicit(&w->qs, 1, memory_order_release);
+	if (w->alog.len)
+		worker_alog_flush(w);
+	/* Accepts paused for EMFILE resume here. */
+	if (!w->draining)
+		for (struct wlistener *l = w->listeners; l; l = l->next)
+			if (l->io.interest == 0)
+				loop_io_mod(loop, &l->io, LOOP_READ);
+	if (w->draining && w->nconns == 0) {
+		atomic_store(&w->done, true);
+		loop_stop(loop);
+		return;
+	}
+	loop_timer_arm(loop, &w->tick, WORKER_TICK_MS);
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	loop_timer_init(&w->tick, worker_tick);
+	loop_timer_arm(w->loop, &w->tick, WORKER_TICK_MS);
+	loop_run(w->loop);
+	if (w->alog.len)
+		worker_alog_flush(w);
+	return NULL;
+}
+
+int proxy_start(struct proxy *p, int n, struct snap *s)
+{
+	p->workers = xcalloc((size_t)n, sizeof(*p->workers));
+	p->nworkers = n;
+	for (int i = 0; i < n; i++) {
+		struct worker *w = &p->workers[i];
+
+		w->proxy = p;
+		w->id = i;
+		w->loop = loop_new();
+		if (!w->loop)
+			return -1;
+		w->pool = pool_new();
+		w->sess = tls_sess_cache_new(1024);
+		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
+		         0x9e3779b97f4a7c15ULL;
+		worker_adopt(w, snap_ref(s));
+	}
+	for (int i = 0; i < n; i++) {
+		if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+void proxy_publish(struct proxy *p, struct snap *s)
+{
+	for (int i = 0; i < p->nworkers; i++) {
+		struct worker_msg *m = xmalloc(sizeof(*m));
+
+		m->w = &p->workers[i];
+		m->snap = snap_ref(s);
+		loop_post(p->workers[i].loop, worker_on_publish, m);
+	}
+}
+
+void proxy_drain_and_stop(struct proxy *p)
+{
+	struct timespec ts;
+	uint64_t deadline;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
+	           (uint64_t)(p->drain_timeout_ms > 0 ? p->drain_timeout_ms : 5000);
+	for (int i = 0; i < p->nworkers; i++)
+		loop_post(p->workers[i].loop, worker_on_drain, &p->workers[i]);
+	for (;;) {
+		bool all = true;
+
+		for (int i = 0; i < p->nworkers; i++)
+			if (!atomic_load(&p->workers[i].done))
+				all = false;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		if (all || (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 > deadline)
+			break;
+		usleep(10 * 1000);
+	}
+	for (int i = 0; i < p->nworkers; i++)
+		loop_stop(p->workers[i].loop);
+	for (int i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+
+		pthread_join(w->thread, NULL);
+		/* Connections still open after the deadline are abandoned with the process. */
+		fwd_pool_close_all(w);
+	}
+}
+
+void proxy_stats(const struct proxy *p, struct wstats_sum *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int i = 0; i < p->nworkers; i++) {
+		const stat_t *v = (const stat_t *)&p->workers[i].st;
+
+		for (size_t k = 0; k < sizeof(out->v) / sizeof(out->v[0]); k++)
+			out->v[k] += atomic_load_explicit(&v[k], memory_order_relaxed);
+	}
+}
+
+uint64_t proxy_quiescent(const struct proxy *p)
+{
+	uint64_t min = UINT64_MAX;
+
+	for (int i = 0; i < p->nworkers; i++) {
+		uint64_t q = atomic_load_explicit(&p->workers[i].qs, memory_order_acquire);
+
+		if (q < min)
+			min = q;
+	}
+	return min;
+}

@@ -1,0 +1,139 @@
+/* worker: the per-thread half of the proxy.
+ *
+ * Each worker thread owns an event loop, its own SO_REUSEPORT listening sockets (the kernel
+ * spreads new connections across workers), its downstream and upstream connections, its
+ * upstream connection pool, TLS session cache, load-balancer cursors and stats counters.
+ * Nothing on the request path is shared between workers except read-only data: the
+ * configuration snapshot and cluster endpoint sets.
+ *
+ * Configuration changes reach a worker as a posted callback carrying a new snapshot
+ * (worker_publish): the worker adopts it for new connections and new requests, adds and
+ * removes listening sockets to match, and drops its reference to the old snapshot; a
+ * connection in the middle of a request keeps its own reference until the request ends.
+ *
+ * Quiescent points: every worker bumps `qs` from a periodic timer, which runs between
+ * events, never inside a request callback. Memory that workers may have read without a
+ * reference (old endpoint sets) is freed by the main thread only after every worker's qs
+ * has moved past the value seen when the memory was retired (proxy_retire). */
+#ifndef EGRESS_PROXY_WORKER_H
+#define EGRESS_PROXY_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/sbuf.h"
+#include "net/loop.h"
+#include "net/sock.h"
+#include "proxy/alog.h"
+#include "proxy/snap.h"
+
+struct tls_sess_cache;
+struct pool;
+struct proxy;
+
+/* Counters are written by one worker and read by the admin thread: a relaxed load/store
+ * pair (no lock prefix) is enough and costs what a plain increment costs. */
+typedef _Atomic uint64_t stat_t;
+#define STAT_INC(c)    atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + 1, memory_order_relaxed)
+#define STAT_ADD(c, n) atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) + (n), memory_order_relaxed)
+#define STAT_DEC(c)    atomic_store_explicit(&(c), atomic_load_explicit(&(c), memory_order_relaxed) - 1, memory_order_relaxed)
+#define STAT_GET(c)    atomic_load_explicit(&(c), memory_order_relaxed)
+
+/* TLS failure categories counted separately (net/tls.h TLS_CAT_*); index 0 is "other". */
+#define STATS_TLS_CATS 24
+
+struct wstats {
+	stat_t dcx_total, dcx_active, dcx_tls_fail;
+	stat_t rq_total, rq_active;
+	stat_t resp[6];                 /* by class: [1]=1xx ... [5]=5xx, [0]=no response */
+	stat_t ucx_total, ucx_active, ucx_connect_fail, ucx_connect_timeout;
+	stat_t ucx_tls_full, ucx_tls_resumed;
+	stat_t ucx_tls_fail[STATS_TLS_CATS];
+	stat_t urq_total, urq_retry, urq_reused, urq_timeout;
+	stat_t pool_idle;
+	stat_t no_route, no_healthy, dns_fail;
+	stat_t bytes_in, bytes_out;
+};
+
+struct wlistener {
+	struct loop_io io;
+	struct worker *w;
+	int fd;
+	struct sock_addr addr;
+	uint16_t port;
+	bool seen;                      /* mark for listener sync */
+	bool sidecar_outbound;          /* the sidecar's capture listener */
+	struct wlistener *next;
+};
+
+struct worker {
+	struct proxy *proxy;
+	int id;
+	pthread_t thread;
+	struct loop *loop;
+	struct snap *snap;              /* the current snapshot (own reference) */
+	struct wlistener *listeners;
+	struct pool *pool;
+	struct tls_sess_cache *sess;
+	uint32_t *rr;                   /* round-robin cursor per cluster index */
+	size_t nrr;
+	uint64_t rnd;                   /* xorshift state */
+	struct sbuf alog;               /* access log lines waiting for the flush */
+	struct loop_timer tick;         /* quiescent point, access log flush, drain check */
+	_Atomic uint64_t qs;
+	size_t nconns;                  /* downstream connections open */
+	bool draining;
+	_Atomic bool done;              /* drained and stopped */
+	struct wstats st;
+	/* Intrusive lists of downstream connections (for drain and idle close). */
+	void *dconns;
+};
+
+/* Process-wide state shared (read-only after start) by the workers. */
+struct proxy {
+	struct worker *workers;
+	int nworkers;
+	enum snap_role role;
+	int alog_fd;                    /* -1: off */
+	enum alog_format alog_format;
+	bool alog_on;
+	const char *outbound_addr;      /* sidecar: capture listener */
+	enum { PROXY_ALLOW_ANY, PROXY_REGISTRY_ONLY } outbound_policy;
+	int64_t drain_timeout_ms;
+	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
+	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
+	_Atomic uint64_t config_reloads, config_rejects;
+};
+
+/* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
+ * taken per worker). Returns 0, or -1 with errno. */
+int proxy_start(struct proxy *p, int n, struct snap *s);
+/* Hands a new snapshot to every worker (each takes its own reference). */
+void proxy_publish(struct proxy *p, struct snap *s);
+/* Stops accepting, lets in-flight requests finish (at most drain_timeout_ms), joins the
+ * threads. */
+void proxy_drain_and_stop(struct proxy *p);
+/* Sums the workers' counters into out (plain numbers). */
+struct wstats_sum {
+	uint64_t v[sizeof(struct wstats) / sizeof(stat_t)];
+};
+void proxy_stats(const struct proxy *p, struct wstats_sum *out);
+/* Index of a TLS category in wstats.ucx_tls_fail, and its name. */
+int stats_tls_cat_index(const char *cat);
+const char *stats_tls_cat_name(int i);
+/* The lowest quiescent counter among workers: memory retired before every worker moved
+ * past it may be freed. */
+uint64_t proxy_quiescent(const struct proxy *p);
+
+/* Internal to the proxy module (fwd.c, worker.c). */
+void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
+void fwd_drain(struct worker *w);
+/* Closes every idle upstream connection (at drain and shutdown). */
+void fwd_pool_close_all(struct worker *w);
+void worker_alog(struct worker *w, const struct alog_entry *e);
+uint32_t worker_rand(struct worker *w);
+
+#endif
