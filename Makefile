@@ -32,7 +32,7 @@ endif
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CFLAGS    += $(CFLAGS_BASE) $(PKG_CFLAGS)
-LDLIBS    += $(PKG_LIBS) -pthread
+LDLIBS    += $(PKG_LIBS) -pthread -lm
 
 LIB_SRCS  := $(sort $(wildcard src/core/*.c src/net/*.c src/http/*.c src/proxy/*.c \
                src/config/*.c src/secrets/*.c src/admin/*.c src/ca/*.c))

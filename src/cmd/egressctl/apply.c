@@ -1,0 +1,187 @@
+/* egressctl apply -f FILE|DIR|- [-n NS]: validate everything, then write each resource. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/egressctl/ctl.h"
+#include "config/resource.h"
+#include "core/util.h"
+
+static const char apply_usage[] =
+	"Apply a configuration to the store by file name or stdin.\n"
+	"\n"
+	"Documents may be ServiceEntry, Gateway, VirtualService and DestinationRule\n"
+	"(networking.istio.io/v1alpha3, v1beta1 or v1) and v1 Secret, any number per file.\n"
+	"Every document is validated before anything is written: when one is invalid, each\n"
+	"problem is reported as FILE:LINE:COL and nothing is applied. Each resource is\n"
+	"written atomically to config/NAMESPACE/KIND/NAME.yaml in the store (a Secret to\n"
+	"secrets/NAMESPACE/NAME/), or updated where it already is.\n"
+	"\n"
+	"The namespace is metadata.namespace, else -n, else \"default\"; a document whose\n"
+	"namespace differs from -n is an error, as in kubectl.\n"
+	"\n"
+	"Usage:\n"
+	"  egressctl apply -f FILENAME [-n NAMESPACE]\n"
+	"\n"
+	"Examples:\n"
+	"  egressctl apply -f serviceentry.yaml\n"
+	"  egressctl apply -n istio-system -f - <<EOF\n"
+	"  apiVersion: networking.istio.io/v1alpha3\n"
+	"  kind: DestinationRule\n"
+	"  ...\n"
+	"  EOF\n"
+	"\n"
+	"Flags:\n"
+	"  -f, --filename FILE     a file, a directory of .yaml/.yml/.json files, or - for\n"
+	"                          stdin (repeatable)\n"
+	"  -n, --namespace NS      namespace for documents without metadata.namespace\n"
+	"      --store DIR         the store directory\n";
+
+struct apply_item {
+	struct resource res;
+	struct ystream *s;      /* the input stream the document came from */
+};
+
+/* kubectl's check: a document's own namespace must agree with -n. */
+static void apply_check_ns(const struct ctl *c, const struct resource *r, struct diags *d)
+{
+	if (c->ns_flag && r->namespace_explicit && strcmp(r->namespace, c->ns_flag) != 0)
+		diag_err(d, NULL, 0, 0, "the namespace from the provided object \"%s\" does not "
+		         "match the namespace \"%s\". You must pass '--namespace=%s' to perform "
+		         "this operation.", r->namespace, c->ns_flag, r->namespace);
+}
+
+/* Writes one resource against the current store. Returns "created", "configured" or
+ * "unchanged", or NULL with errors in d. */
+static const char *apply_one(const struct ctl *c, struct apply_item *it,
+                             struct store_contents *store, struct diags *d)
+{
+	const struct resource *r = &it->res;
+	struct store_entry *old = store_find(store, r->kind, r->namespace, r->name);
+	const char *status = old ? "configured" : "created";
+
+	if (r->kind == RES_SECRET && (!old || old->in_secret_dir)) {
+		struct store_secret now, was;
+		bool same = false;
+		int rc = 0;
+
+		store_secret_from_res(r, &now);
+		if (old) {
+			store_secret_from_res(&old->res, &was);
+			same = store_secret_equal(&now, &was);
+			store_secret_free(&was);
+		}
+		if (same)
+			status = "unchanged";
+		else
+			rc = store_put_secret(c->root, r->namespace, r->name, &now, d);
+		store_secret_free(&now);
+		return rc < 0 ? NULL : status;
+	}
+	{
+		struct ynode *doc = ctl_normalise(it->s, r->node, r->namespace);
+
+		if (old) {
+			struct ynode *was = ctl_normalise(old->stream, old->res.node,
+			                                  old->res.namespace);
+
+			if (ynode_equal(doc, was))
+				return "unchanged";
+		}
+		if (store_put(c->root, old, r->kind, r->namespace, r->name, doc, d) < 0)
+			return NULL;
+	}
+	return status;
+}
+
+int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
+{
+	struct ctl_strs files = { NULL, 0 }, pos = { NULL, 0 };
+	const struct ctl_flag flags[] = {
+		{ "filename", 'f', CTL_FLAG_LIST, &files },
+		{ NULL, 0, CTL_FLAG_BOOL, NULL },
+	};
+	struct ystream **streams = NULL;
+	size_t nstreams = 0, nitems = 0;
+	struct apply_item *items = NULL;
+	struct diags d = DIAGS_INIT;
+	bool help = false;
+	int rc = 1;
+
+	if (ctl_parse(c, argc, argv, flags, &pos, &help) < 0)
+		goto out;
+	if (help) {
+		fputs(apply_usage, stdout);
+		rc = 0;
+		goto out;
+	}
+	if (pos.n) {
+		fprintf(stderr, "error: unexpected argument \"%s\"; use -f FILE\n", pos.v[0]);
+		goto out;
+	}
+	if (files.n == 0) {
+		fprintf(stderr, "error: must specify -f FILENAME\n"
+		        "See 'egressctl apply --help' for usage.\n");
+		goto out;
+	}
+	if (ctl_read_inputs(&files, &streams, &nstreams, &d) < 0) {
+		ctl_print_diags(&d);
+		goto out;
+	}
+	/* Decode and check everything first: nothing is written unless all of it is good. */
+	for (size_t i = 0; i < nstreams; i++) {
+		struct ystream *s = streams[i];
+
+		for (size_t j = 0; j < s->ndocs; j++) {
+			struct resource r;
+
+			if (!s->docs[j].root)
+				continue;
+			if (res_decode(s, &s->docs[j], ctl_namespace(c), &r, &d) < 0)
+				continue;
+			apply_check_ns(c, &r, &d);
+			items = xrealloc(items, (nitems + 1) * sizeof(*items));
+			items[nitems].res = r;
+			items[nitems].s = s;
+			nitems++;
+		}
+	}
+	ctl_print_diags(&d);
+	if (diags_has_errors(&d))
+		goto out;
+	if (nitems == 0) {
+		fprintf(stderr, "error: no objects passed to apply\n");
+		goto out;
+	}
+	rc = 0;
+	for (size_t i = 0; i < nitems; i++) {
+		struct store_contents store;
+		struct diags wd = DIAGS_INIT;
+		struct sbuf ref = SBUF_INIT;
+		const char *status;
+
+		/* Reloaded for each resource: an earlier write may have rewritten the file a
+		 * later resource lives in. */
+		ctl_load_store(c, &store, i == 0);
+		status = apply_one(c, &items[i], &store, &wd);
+		store_contents_free(&store);
+		ctl_print_diags(&wd);
+		if (!status) {
+			rc = 1;
+		} else {
+			ctl_kind_ref(res_kind_info(items[i].res.kind), &ref);
+			printf("%s/%s %s\n", sbuf_str(&ref), items[i].res.name, status);
+			fflush(stdout);
+		}
+		sbuf_free(&ref);
+		diags_free(&wd);
+	}
+out:
+	for (size_t i = 0; i < nitems; i++)
+		res_free(&items[i].res);
+	free(items);
+	ctl_free_streams(streams, nstreams);
+	diags_free(&d);
+	ctl_strs_free(&files);
+	ctl_strs_free(&pos);
+	return rc;
+}

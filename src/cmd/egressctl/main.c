@@ -1,0 +1,126 @@
+/* egressctl: entry point. Global flags, then the command table (see ctl.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd/egressctl/ctl.h"
+#include "core/util.h"
+
+#define CTL_ENTRY(name, summary) { #name, summary, ctl_cmd_##name },
+static const struct ctl_cmd ctl_cmds[] = {
+	CTL_COMMANDS(CTL_ENTRY)
+};
+#undef CTL_ENTRY
+
+static void ctl_usage(FILE *out)
+{
+	fprintf(out,
+	        "egressctl manages egressgw's configuration store the way kubectl manages a cluster:\n"
+	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule) and\n"
+	        "Secrets, with kubectl's commands and output, plus the mesh CA.\n"
+	        "\n"
+	        "Usage:\n"
+	        "  egressctl [--store DIR] [-n NAMESPACE] COMMAND [ARGS] [flags]\n"
+	        "\n"
+	        "Commands:\n");
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++)
+		fprintf(out, "  %-9s %s\n", ctl_cmds[i].name, ctl_cmds[i].summary);
+	fprintf(out,
+	        "\n"
+	        "Global flags (accepted before or after the command):\n"
+	        "      --store DIR         the store directory (default: $EGRESSGW_STORE, else\n"
+	        "                          ./egressgw-store)\n"
+	        "  -n, --namespace NS      the namespace to work in (default \"default\")\n"
+	        "  -h, --help              help for egressctl, or for a command\n"
+	        "\n"
+	        "Use \"egressctl COMMAND --help\" for more about a command.\n");
+}
+
+static const struct ctl_cmd *ctl_find_cmd(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++)
+		if (strcmp(ctl_cmds[i].name, name) == 0)
+			return &ctl_cmds[i];
+	return NULL;
+}
+
+/* Takes the value of a global flag written as "--store=X", "--store X", "-nX", "-n X".
+ * Returns the number of words used (1 or 2), or 0 if argv[i] is not that flag, -1 if its
+ * value is missing. */
+static int ctl_global(int argc, char **argv, int i, const char *lname, char sname,
+                      const char **dest)
+{
+	const char *a = argv[i];
+	size_t l = strlen(lname);
+
+	if (a[0] == '-' && a[1] == '-' && strncmp(a + 2, lname, l) == 0) {
+		if (a[2 + l] == '=') {
+			*dest = a + 3 + l;
+			return 1;
+		}
+		if (a[2 + l] != '\0')
+			return 0;
+	} else if (sname && a[0] == '-' && a[1] == sname) {
+		if (a[2] != '\0') {
+			*dest = a + 2 + (a[2] == '=');
+			return 1;
+		}
+	} else {
+		return 0;
+	}
+	if (i + 1 >= argc) {
+		fprintf(stderr, "error: flag needs an argument: %s\n", a);
+		return -1;
+	}
+	*dest = argv[i + 1];
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	struct ctl c = { NULL, NULL, NULL };
+	const struct ctl_cmd *cmd;
+	int i = 1;
+
+	while (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
+		int used;
+
+		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+			ctl_usage(stdout);
+			return 0;
+		}
+		used = ctl_global(argc, argv, i, "store", 0, &c.store_flag);
+		if (used == 0)
+			used = ctl_global(argc, argv, i, "namespace", 'n', &c.ns_flag);
+		if (used < 0)
+			return 1;
+		if (used == 0) {
+			fprintf(stderr, "error: unknown flag: %s\nSee 'egressctl --help' for usage.\n",
+			        argv[i]);
+			return 1;
+		}
+		i += used;
+	}
+	if (i >= argc) {
+		ctl_usage(stderr);
+		return 1;
+	}
+	if (strcmp(argv[i], "help") == 0) {
+		if (i + 1 < argc && (cmd = ctl_find_cmd(argv[i + 1])) != NULL) {
+			char help[] = "--help";
+			char *hargv[] = { help, NULL };
+
+			return cmd->run(&c, 1, hargv);
+		}
+		ctl_usage(stdout);
+		return 0;
+	}
+	cmd = ctl_find_cmd(argv[i]);
+	if (!cmd) {
+		fprintf(stderr, "error: unknown command \"%s\" for \"egressctl\"\n"
+		        "Run 'egressctl --help' for usage.\n", argv[i]);
+		return 1;
+	}
+	c.root = store_root(c.store_flag);
+	return cmd->run(&c, argc - i - 1, argv + i + 1);
+}

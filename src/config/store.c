@@ -1,0 +1,1112 @@
+#include "config/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "config/resource.h"
+#include "core/util.h"
+
+/* Kubernetes refuses Secrets over 1 MiB; a bigger key file is a mistake, not a secret. */
+#define STORE_SECRET_MAX   (1024 * 1024)
+/* How deep config/ may nest (symlink loops are caught separately). */
+#define STORE_MAX_DEPTH    32
+
+const char *store_root(const char *flag)
+{
+	const char *env;
+
+	if (flag && *flag)
+		return flag;
+	env = getenv(STORE_ENV);
+	if (env && *env)
+		return env;
+	return STORE_DEFAULT_ROOT;
+}
+
+/* ---- contents ---- */
+
+static void store_keep_stream(struct store_contents *c, struct ystream *s)
+{
+	if (c->nstreams == c->streams_cap) {
+		c->streams_cap = c->streams_cap ? c->streams_cap * 2 : 16;
+		c->streams = xrealloc(c->streams, c->streams_cap * sizeof(*c->streams));
+	}
+	c->streams[c->nstreams++] = s;
+}
+
+static struct store_entry *store_new_entry(struct store_contents *c)
+{
+	struct store_entry *e;
+
+	if (c->n == c->cap) {
+		c->cap = c->cap ? c->cap * 2 : 32;
+		c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
+	}
+	e = &c->v[c->n++];
+	memset(e, 0, sizeof(*e));
+	return e;
+}
+
+struct store_entry *store_find(const struct store_contents *c, enum res_kind kind,
+                               const char *ns, const char *name)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		const struct resource *r = &c->v[i].res;
+
+		if (r->kind == kind && strcmp(r->namespace, ns) == 0 && strcmp(r->name, name) == 0)
+			return &c->v[i];
+	}
+	return NULL;
+}
+
+/* Wipes every scalar of a tree (Secret data may be anywhere a document put it). */
+void store_cleanse_tree(struct ynode *n)
+{
+	if (!n)
+		return;
+	switch (n->type) {
+	case YNODE_SCALAR:
+		if (n->str)
+			OPENSSL_cleanse(n->str, n->len);
+		break;
+	case YNODE_SEQ:
+		for (size_t i = 0; i < n->n; i++)
+			store_cleanse_tree(n->items[i]);
+		break;
+	case YNODE_MAP:
+		for (size_t i = 0; i < n->n; i++)
+			store_cleanse_tree(n->pairs[i].value);
+		break;
+	case YNODE_NULL:
+		break;
+	}
+}
+
+void store_cleanse_stream(struct ystream *s)
+{
+	for (size_t i = 0; i < s->ndocs; i++)
+		store_cleanse_tree(s->docs[i].root);
+	if (s->src)
+		OPENSSL_cleanse(s->src, s->srclen);
+}
+
+static void store_stream_free(struct ystream *s)
+{
+	store_cleanse_stream(s);
+	ystream_free(s);
+	free(s);
+}
+
+void store_contents_free(struct store_contents *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		res_free(&c->v[i].res);
+		free(c->v[i].path);
+	}
+	free(c->v);
+	for (size_t i = 0; i < c->nstreams; i++)
+		store_stream_free(c->streams[i]);
+	free(c->streams);
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- directory helpers ---- */
+
+static int store_cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void store_free_names(char **names, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+/* The names in dir, sorted, without ".", and without anything starting with ".." (the
+ * kubelet's "..data" and timestamped directories, our own temporaries). Returns 0, or -1
+ * with errno set. */
+static int store_list(const char *dir, char ***out, size_t *nout)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!dp)
+		return -1;
+	while ((errno = 0, de = readdir(dp)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || str_has_prefix(de->d_name, ".."))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			names = xrealloc(names, cap * sizeof(*names));
+		}
+		names[n++] = xstrdup(de->d_name);
+	}
+	if (errno) {
+		int e = errno;
+
+		closedir(dp);
+		store_free_names(names, n);
+		errno = e;
+		return -1;
+	}
+	closedir(dp);
+	if (n)
+		qsort(names, n, sizeof(*names), store_cmp_names);
+	*out = names;
+	*nout = n;
+	return 0;
+}
+
+static char *store_join(const char *a, const char *b)
+{
+	return xasprintf("%s/%s", a, b);
+}
+
+/* rm -r for directories the store made (plain files, symlinks, subdirectories). */
+static int store_rm_tree(const char *path)
+{
+	struct stat st;
+	DIR *dp;
+	struct dirent *de;
+	int ret = 0;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	dp = opendir(path);
+	if (!dp)
+		return -1;
+	while ((de = readdir(dp)) != NULL) {
+		char *sub;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		sub = store_join(path, de->d_name);
+		if (store_rm_tree(sub) < 0)
+			ret = -1;
+		free(sub);
+	}
+	closedir(dp);
+	if (rmdir(path) < 0)
+		ret = -1;
+	return ret;
+}
+
+/* ---- loading config/ ---- */
+
+struct store_loader {
+	struct store_contents *out;
+	const char *default_ns;
+	struct diags *d;
+	struct { dev_t dev; ino_t ino; } stack[STORE_MAX_DEPTH];
+	int depth;
+};
+
+/* Adds a decoded resource unless the same kind/namespace/name is already there. Takes
+ * ownership of r either way. */
+static void store_add(struct store_loader *l, struct resource *r, const char *path,
+                      struct ystream *s, size_t doc, time_t mtime, bool secret_dir)
+{
+	struct store_entry *prev = store_find(l->out, r->kind, r->namespace, r->name);
+	struct store_entry *e;
+
+	if (prev) {
+		diag_err(l->d, r->file, r->line, 0, "%s: already defined at %s:%d",
+		         res_describe(r), prev->res.file, prev->res.line);
+		res_free(r);
+		return;
+	}
+	e = store_new_entry(l->out);
+	e->res = *r;
+	e->path = xstrdup(path);
+	e->stream = s;
+	e->doc = doc;
+	e->mtime = mtime;
+	e->in_secret_dir = secret_dir;
+}
+
+static void store_load_file(struct store_loader *l, const char *path, time_t mtime)
+{
+	struct ystream *s = xcalloc(1, sizeof(*s));
+
+	if (ydoc_parse_file(path, s, l->d) < 0) {
+		free(s);
+		return;
+	}
+	store_keep_stream(l->out, s);
+	for (size_t i = 0; i < s->ndocs; i++) {
+		struct resource r;
+
+		if (!s->docs[i].root)
+			continue;
+		if (res_decode(s, &s->docs[i], l->default_ns, &r, l->d) < 0)
+			continue;
+		store_add(l, &r, path, s, i, mtime, false);
+	}
+}
+
+static bool store_config_name(const char *name)
+{
+	return str_has_suffix(name, ".yaml") || str_has_suffix(name, ".yml") ||
+	       str_has_suffix(name, ".json");
+}
+
+static void store_load_dir(struct store_loader *l, const char *dir)
+{
+	char **names;
+	size_t n;
+
+	if (store_list(dir, &names, &n) < 0) {
+		diag_err(l->d, dir, 0, 0, "cannot read directory: %s", strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *path = store_join(dir, names[i]);
+		struct stat st;
+
+		/* stat, not lstat: a ConfigMap mount is symlinks all the way down. */
+		if (stat(path, &st) < 0) {
+			diag_warn(l->d, path, 0, 0, "skipped: %s", strerror(errno));
+		} else if (S_ISDIR(st.st_mode)) {
+			bool loop = false;
+
+			for (int k = 0; k < l->depth; k++)
+				if (l->stack[k].dev == st.st_dev && l->stack[k].ino == st.st_ino)
+					loop = true;
+			if (loop) {
+				diag_warn(l->d, path, 0, 0, "skipped: symlink loop");
+			} else if (l->depth == STORE_MAX_DEPTH) {
+				diag_warn(l->d, path, 0, 0, "skipped: nested more than %d levels",
+				          STORE_MAX_DEPTH);
+			} else {
+				l->stack[l->depth].dev = st.st_dev;
+				l->stack[l->depth].ino = st.st_ino;
+				l->depth++;
+				store_load_dir(l, path);
+				l->depth--;
+			}
+		} else if (S_ISREG(st.st_mode) && store_config_name(names[i])) {
+			store_load_file(l, path, st.st_mtime);
+		}
+		free(path);
+	}
+	store_free_names(names, n);
+}
+
+/* ---- secrets ---- */
+
+bool store_secret_key_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 253 || strcmp(s, ".") == 0 || str_has_prefix(s, ".."))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static int store_key_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct store_secret_key *)a)->key,
+	              ((const struct store_secret_key *)b)->key);
+}
+
+void store_secret_set(struct store_secret *s, const char *key, const void *data, size_t len)
+{
+	struct store_secret_key *k = NULL;
+
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->keys[i].key, key) == 0)
+			k = &s->keys[i];
+	if (k) {
+		OPENSSL_cleanse(k->data, k->len);
+		free(k->data);
+	} else {
+		s->keys = xrealloc(s->keys, (s->n + 1) * sizeof(*s->keys));
+		k = &s->keys[s->n++];
+		k->key = xstrdup(key);
+	}
+	k->data = xmalloc(len ? len : 1);
+	if (len)
+		memcpy(k->data, data, len);
+	k->len = len;
+	qsort(s->keys, s->n, sizeof(*s->keys), store_key_cmp);
+}
+
+void store_secret_free(struct store_secret *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		OPENSSL_cleanse(s->keys[i].data, s->keys[i].len);
+		free(s->keys[i].data);
+		free(s->keys[i].key);
+	}
+	free(s->keys);
+	free(s->type);
+	memset(s, 0, sizeof(*s));
+}
+
+bool store_secret_equal(const struct store_secret *a, const struct store_secret *b)
+{
+	if (strcmp(a->type ? a->type : STORE_SECRET_OPAQUE,
+	           b->type ? b->type : STORE_SECRET_OPAQUE) != 0 || a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->keys[i].key, b->keys[i].key) != 0 || a->keys[i].len != b->keys[i].len ||
+		    CRYPTO_memcmp(a->keys[i].data, b->keys[i].data, a->keys[i].len) != 0)
+			return false;
+	return true;
+}
+
+void store_secret_from_res(const struct resource *r, struct store_secret *out)
+{
+	const struct secret *sec = r->u.secret;
+
+	memset(out, 0, sizeof(*out));
+	out->type = xstrdup(sec->type ? sec->type : STORE_SECRET_OPAQUE);
+	for (size_t i = 0; i < sec->data.n; i++)
+		store_secret_set(out, sec->data.v[i].key, sec->data.v[i].value, sec->data.v[i].len);
+}
+
+/* Writes s as a double-quoted YAML scalar; anything unusual is escaped so that a name
+ * taken from a directory entry cannot change the document's structure. */
+static void store_yaml_quote(struct sbuf *b, const char *s)
+{
+	sbuf_addc(b, '"');
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			sbuf_addc(b, '\\');
+			sbuf_addc(b, (char)c);
+		} else if (c < 0x20 || c == 0x7f) {
+			sbuf_addf(b, "\\x%02x", c);
+		} else {
+			sbuf_addc(b, (char)c);
+		}
+	}
+	sbuf_addc(b, '"');
+}
+
+/* The Secret type of a directory: its "..type" entry, else inferred from the keys. */
+static char *store_secret_type(const char *dir, const struct store_secret *sec)
+{
+	char *path = store_join(dir, STORE_SECRET_TYPE);
+	char *buf = NULL, *t;
+	size_t len;
+
+	if (file_read_all(path, &buf, &len) == 0) {
+		free(path);
+		len = strcspn(buf, "\r\n");
+		while (len && (buf[len - 1] == ' ' || buf[len - 1] == '\t'))
+			len--;
+		t = xstrndup(buf, len);
+		free(buf);
+		return t;
+	}
+	free(path);
+	if (sec->n == 2 && strcmp(sec->keys[0].key, "tls.crt") == 0 &&
+	    strcmp(sec->keys[1].key, "tls.key") == 0)
+		return xstrdup(STORE_SECRET_TLS);
+	return xstrdup(STORE_SECRET_OPAQUE);
+}
+
+/* Reads the keys of a secret directory. Entries that cannot be keys are warned about and
+ * skipped; an unreadable key file is an error (-1). */
+static int store_read_secret_dir(const char *dir, struct store_secret *sec, struct diags *d)
+{
+	char **names;
+	size_t n;
+	int ret = 0;
+
+	memset(sec, 0, sizeof(*sec));
+	if (store_list(dir, &names, &n) < 0) {
+		diag_err(d, dir, 0, 0, "cannot read secret directory: %s", strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		char *path = store_join(dir, names[i]);
+		struct stat st;
+		char *buf;
+		size_t len;
+
+		if (stat(path, &st) < 0) {
+			diag_warn(d, path, 0, 0, "skipped: %s", strerror(errno));
+		} else if (!S_ISREG(st.st_mode)) {
+			diag_warn(d, path, 0, 0, "skipped: a secret key must be a file");
+		} else if (!store_secret_key_valid(names[i])) {
+			diag_warn(d, path, 0, 0, "skipped: not a valid secret key name "
+			          "(want letters, digits, '-', '_', '.')");
+		} else if (st.st_size > STORE_SECRET_MAX) {
+			diag_err(d, path, 0, 0, "secret key larger than 1MiB");
+			ret = -1;
+		} else if (file_read_all(path, &buf, &len) < 0) {
+			diag_err(d, path, 0, 0, "cannot read: %s", strerror(errno));
+			ret = -1;
+		} else {
+			store_secret_set(sec, names[i], buf, len);
+			OPENSSL_cleanse(buf, len);
+			free(buf);
+		}
+		free(path);
+	}
+	store_free_names(names, n);
+	if (ret < 0)
+		store_secret_free(sec);
+	else
+		sec->type = store_secret_type(dir, sec);
+	return ret;
+}
+
+/* The Secret as the YAML document a user would have applied, so that it goes through the
+ * same res_decode as everything else. The buffer is sized up front and never reallocated,
+ * so the one copy of the encoded keys can be cleansed. */
+static char *store_secret_yaml(const char *ns, const char *name, const struct store_secret *sec,
+                               size_t *len, size_t *cap)
+{
+	struct sbuf b = SBUF_INIT;
+	size_t est = 512 + 4 * (strlen(ns) + strlen(name) + strlen(sec->type));
+	unsigned char *enc;
+
+	for (size_t i = 0; i < sec->n; i++)
+		est += 16 + 4 * strlen(sec->keys[i].key) + (sec->keys[i].len + 2) / 3 * 4;
+	b.s = xmalloc(est);
+	b.cap = est;
+	sbuf_adds(&b, "apiVersion: v1\nkind: Secret\nmetadata:\n  name: ");
+	store_yaml_quote(&b, name);
+	sbuf_adds(&b, "\n  namespace: ");
+	store_yaml_quote(&b, ns);
+	sbuf_adds(&b, "\ntype: ");
+	store_yaml_quote(&b, sec->type);
+	sbuf_adds(&b, sec->n ? "\ndata:\n" : "\ndata: {}\n");
+	for (size_t i = 0; i < sec->n; i++) {
+		size_t elen = (sec->keys[i].len + 2) / 3 * 4;
+
+		sbuf_adds(&b, "  ");
+		store_yaml_quote(&b, sec->keys[i].key);
+		sbuf_adds(&b, ": \"");
+		enc = (unsigned char *)b.s + b.len;
+		/* Encoded in place: EVP_EncodeBlock writes elen bytes and a NUL. */
+		if (b.len + elen + 4 > b.cap)
+			abort();  /* est above is an upper bound; this cannot happen */
+		EVP_EncodeBlock(enc, sec->keys[i].data, (int)sec->keys[i].len);
+		b.len += elen;
+		sbuf_adds(&b, "\"\n");
+	}
+	*len = b.len;
+	*cap = b.cap;
+	return b.s;
+}
+
+static time_t store_secret_mtime(const char *dir)
+{
+	char *data = store_join(dir, "..data");
+	struct stat st;
+	time_t t = 0;
+
+	/* ..data points at the timestamped directory of the current version. */
+	if (stat(data, &st) == 0 || stat(dir, &st) == 0)
+		t = st.st_mtime;
+	free(data);
+	return t;
+}
+
+static void store_load_secret(struct store_loader *l, const char *dir, const char *ns,
+                              const char *name)
+{
+	struct store_secret sec;
+	struct diags tmp = DIAGS_INIT;
+	struct ystream *s;
+	struct resource r;
+	char *yaml;
+	size_t len, cap;
+	int rc;
+
+	if (store_read_secret_dir(dir, &sec, l->d) < 0)
+		return;
+	yaml = store_secret_yaml(ns, name, &sec, &len, &cap);
+	store_secret_free(&sec);
+	s = xcalloc(1, sizeof(*s));
+	rc = ydoc_parse(dir, yaml, len, s, &tmp);
+	OPENSSL_cleanse(yaml, cap);
+	free(yaml);
+	if (rc == 0) {
+		store_keep_stream(l->out, s);
+		rc = s->ndocs == 1 ? res_decode(s, &s->docs[0], ns, &r, &tmp) : -1;
+	} else {
+		free(s);
+	}
+	/* Positions in the generated text mean nothing to the user: keep the directory and
+	 * the message only. */
+	for (size_t i = 0; i < tmp.n; i++)
+		diag_add(l->d, tmp.v[i].level, dir, 0, 0, "%s", tmp.v[i].msg);
+	if (rc == 0)
+		store_add(l, &r, dir, s, 0, store_secret_mtime(dir), true);
+	else if (!diags_has_errors(&tmp))
+		diag_err(l->d, dir, 0, 0, "cannot read this secret directory");
+	diags_free(&tmp);
+}
+
+static void store_load_secrets(struct store_loader *l, const char *sdir)
+{
+	char **nss, **names;
+	size_t nns, nnames;
+
+	if (store_list(sdir, &nss, &nns) < 0) {
+		if (errno != ENOENT)
+			diag_err(l->d, sdir, 0, 0, "cannot read directory: %s", strerror(errno));
+		return;
+	}
+	for (size_t i = 0; i < nns; i++) {
+		char *nsdir = store_join(sdir, nss[i]);
+		struct stat st;
+
+		if (stat(nsdir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+			diag_warn(l->d, nsdir, 0, 0, "skipped: want a directory per namespace");
+		} else if (store_list(nsdir, &names, &nnames) < 0) {
+			diag_err(l->d, nsdir, 0, 0, "cannot read directory: %s", strerror(errno));
+		} else {
+			for (size_t j = 0; j < nnames; j++) {
+				char *dir = store_join(nsdir, names[j]);
+
+				if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+					diag_warn(l->d, dir, 0, 0, "skipped: want a directory per secret");
+				else
+					store_load_secret(l, dir, nss[i], names[j]);
+				free(dir);
+			}
+			store_free_names(names, nnames);
+		}
+		free(nsdir);
+	}
+	store_free_names(nss, nns);
+}
+
+int store_load(const char *root, const char *default_ns, struct store_contents *out,
+               struct diags *d)
+{
+	struct store_loader l;
+	struct diags mine = DIAGS_INIT;
+	char *cdir = store_join(root, STORE_CONFIG_DIR);
+	char *sdir = store_join(root, STORE_SECRETS_DIR);
+	struct stat st;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	memset(&l, 0, sizeof(l));
+	l.out = out;
+	l.default_ns = default_ns;
+	l.d = &mine;
+	if (stat(cdir, &st) == 0) {
+		if (S_ISDIR(st.st_mode)) {
+			l.stack[0].dev = st.st_dev;
+			l.stack[0].ino = st.st_ino;
+			l.depth = 1;
+			store_load_dir(&l, cdir);
+		} else {
+			diag_err(&mine, cdir, 0, 0, "not a directory");
+		}
+	} else if (errno != ENOENT) {
+		diag_err(&mine, cdir, 0, 0, "%s", strerror(errno));
+	}
+	store_load_secrets(&l, sdir);
+	ret = diags_has_errors(&mine) ? -1 : 0;
+	diags_merge(d, &mine);
+	diags_free(&mine);
+	free(sdir);
+	free(cdir);
+	return ret;
+}
+
+/* ---- paths ---- */
+
+char *store_config_path(const char *root, enum res_kind kind, const char *ns,
+                        const char *name)
+{
+	return xasprintf("%s/%s/%s/%s/%s.yaml", root, STORE_CONFIG_DIR, ns,
+	                 res_kind_info(kind)->plural, name);
+}
+
+char *store_secret_dir(const char *root, const char *ns, const char *name)
+{
+	return xasprintf("%s/%s/%s/%s", root, STORE_SECRETS_DIR, ns, name);
+}
+
+/* ---- writing config ---- */
+
+static int store_mkdir_parent(const char *path, unsigned mode, struct diags *d)
+{
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int ret = 0;
+
+	if (slash && slash != dir) {
+		*slash = '\0';
+		if (mkdir_p(dir, mode) < 0) {
+			diag_err(d, dir, 0, 0, "cannot create directory: %s", strerror(errno));
+			ret = -1;
+		}
+	}
+	free(dir);
+	return ret;
+}
+
+/* The file to rewrite for an entry: the real file behind any symlinks, so that a
+ * mounted layout (KEY -> ..data/KEY) keeps its links. */
+static char *store_real_file(const char *path, unsigned *mode, struct diags *d)
+{
+	char *real = realpath(path, NULL);
+	struct stat st;
+
+	if (!real || stat(real, &st) < 0) {
+		diag_err(d, path, 0, 0, "%s", strerror(errno));
+		free(real);
+		return NULL;
+	}
+	*mode = st.st_mode & 07777;
+	return real;
+}
+
+static size_t store_count_docs(const struct ystream *s)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->ndocs; i++)
+		if (s->docs[i].root)
+			n++;
+	return n;
+}
+
+static bool store_marker_at(const struct ystream *s, size_t at)
+{
+	return s->srclen - at >= 3 && memcmp(s->src + at, "---", 3) == 0 &&
+	       (s->srclen - at == 3 || strchr(" \t\r\n", s->src[at + 3]));
+}
+
+static size_t store_next_line(const struct ystream *s, size_t at)
+{
+	const char *nl = memchr(s->src + at, '\n', s->srclen - at);
+
+	return nl ? (size_t)(nl - s->src) + 1 : s->srclen;
+}
+
+/* The byte range of document i in its stream, widened to whole lines. To replace a
+ * document (whole false) its own "---" line stays outside the range, so that what
+ * replaces it is still a separate document. To remove one (whole true) one separator
+ * goes with it: its own "---" line, or for a first document without one, the next
+ * document's. */
+static void store_doc_range(const struct ystream *s, size_t i, bool whole, size_t *start,
+                            size_t *end)
+{
+	size_t a = s->docs[i].start, b = s->docs[i].end;
+	bool marker;
+
+	if (a > s->srclen)
+		a = s->srclen;
+	if (b > s->srclen)
+		b = s->srclen;
+	if (b < a)
+		b = a;
+	marker = store_marker_at(s, a);
+	if (marker && !whole) {
+		a = store_next_line(s, a);
+		if (b < a)
+			b = a;
+	}
+	/* Back to the start of the line, forward past the end of the line. */
+	while (a > 0 && s->src[a - 1] != '\n')
+		a--;
+	while (b < s->srclen && (b == 0 || s->src[b - 1] != '\n'))
+		b++;
+	if (whole && !marker && store_marker_at(s, b))
+		b = store_next_line(s, b);
+	*start = a;
+	*end = b;
+}
+
+/* Checks that after text holds the documents of s, except that document skip is either
+ * gone (repl NULL) or equal to repl. */
+static int store_verify_splice(const struct ystream *s, size_t skip, const struct ynode *repl,
+                               const char *path, const char *text, size_t len)
+{
+	struct ystream t;
+	struct diags tmp = DIAGS_INIT;
+	size_t j = 0;
+	int ret = -1;
+
+	if (ydoc_parse(path, text, len, &t, &tmp) < 0) {
+		diags_free(&tmp);
+		return -1;
+	}
+	for (size_t i = 0; i < s->ndocs; i++) {
+		const struct ynode *want = s->docs[i].root;
+
+		if (i == skip)
+			want = repl;
+		if (!want)
+			continue;
+		while (j < t.ndocs && !t.docs[j].root)
+			j++;
+		if (j == t.ndocs || !ynode_equal(t.docs[j].root, want))
+			goto out;
+		j++;
+	}
+	while (j < t.ndocs && !t.docs[j].root)
+		j++;
+	ret = j == t.ndocs ? 0 : -1;
+out:
+	store_cleanse_stream(&t);
+	ystream_free(&t);
+	diags_free(&tmp);
+	return ret;
+}
+
+/* Rewrites the file of e with its document replaced by repl_text (or removed when
+ * repl_text is NULL), atomically, after checking that the result parses to the same
+ * other documents. */
+static int store_splice(const struct store_entry *e, const char *repl_text,
+                        const struct ynode *repl, struct diags *d)
+{
+	const struct ystream *s = e->stream;
+	struct sbuf out = SBUF_INIT;
+	size_t a, b;
+	unsigned mode;
+	char *real = NULL;
+	int ret = -1;
+
+	store_doc_range(s, e->doc, repl_text == NULL, &a, &b);
+	sbuf_add(&out, s->src, a);
+	if (repl_text)
+		sbuf_adds(&out, repl_text);
+	sbuf_add(&out, s->src + b, s->srclen - b);
+	if (store_verify_splice(s, e->doc, repl, e->path, sbuf_str(&out), out.len) < 0) {
+		diag_err(d, e->path, s->docs[e->doc].line, 0,
+		         "cannot %s %s in this file without disturbing its other documents; "
+		         "edit the file by hand", repl_text ? "update" : "remove",
+		         res_describe(&e->res));
+		goto out;
+	}
+	real = store_real_file(e->path, &mode, d);
+	if (!real)
+		goto out;
+	if (file_write_atomic(real, out.s ? out.s : "", out.len, mode) < 0) {
+		diag_err(d, e->path, 0, 0, "cannot write: %s", strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	free(real);
+	if (out.s)
+		OPENSSL_cleanse(out.s, out.cap);
+	sbuf_free(&out);
+	return ret;
+}
+
+int store_put(const char *root, const struct store_entry *existing, enum res_kind kind,
+              const char *ns, const char *name, const struct ynode *doc, struct diags *d)
+{
+	struct sbuf text = SBUF_INIT;
+	char *path = NULL;
+	unsigned mode = 0644;
+	bool json = existing && str_has_suffix(existing->path, ".json");
+	int ret = -1;
+
+	/* A resource kept in a JSON file stays JSON (and is the whole file); in YAML only the
+	 * document's own text is replaced, so comments and other documents stay. */
+	if (json)
+		ydoc_emit_json(doc, &text);
+	else
+		ydoc_emit(doc, &text);
+	if (existing && !json) {
+		ret = store_splice(existing, sbuf_str(&text), doc, d);
+		goto out;
+	}
+	if (existing) {
+		path = store_real_file(existing->path, &mode, d);
+		if (!path)
+			goto out;
+	} else {
+		path = store_config_path(root, kind, ns, name);
+		if (store_mkdir_parent(path, 0755, d) < 0)
+			goto out;
+	}
+	if (file_write_atomic(path, text.s, text.len, mode) < 0) {
+		diag_err(d, path, 0, 0, "cannot write: %s", strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	free(path);
+	if (text.s)
+		OPENSSL_cleanse(text.s, text.cap);
+	sbuf_free(&text);
+	return ret;
+}
+
+/* ---- writing secrets (the kubelet's AtomicWriter, in C) ---- */
+
+/* Creates or replaces the symlink at path so that it points at target, atomically (a
+ * temporary link renamed over it). */
+static int store_symlink_swap(const char *dir, const char *name, const char *target)
+{
+	char *path = store_join(dir, name);
+	char *tmp = xasprintf("%s/..%s_tmp", dir, name[0] == '.' ? name + 2 : name);
+	int ret = -1;
+
+	unlink(tmp);
+	if (symlink(target, tmp) < 0)
+		goto out;
+	if (rename(tmp, path) < 0) {
+		int e = errno;
+
+		unlink(tmp);
+		errno = e;
+		goto out;
+	}
+	ret = 0;
+out:
+	free(tmp);
+	free(path);
+	return ret;
+}
+
+/* Whether the visible name already is "..data/NAME". */
+static bool store_links_to_data(const char *dir, const char *name)
+{
+	char *path = store_join(dir, name);
+	char *want = xasprintf("..data/%s", name);
+	char buf[PATH_MAX];
+	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+	bool ok = false;
+
+	if (n >= 0) {
+		buf[n] = '\0';
+		ok = strcmp(buf, want) == 0;
+	}
+	free(want);
+	free(path);
+	return ok;
+}
+
+static bool store_secret_has(const struct store_secret *sec, const char *key)
+{
+	for (size_t i = 0; i < sec->n; i++)
+		if (strcmp(sec->keys[i].key, key) == 0)
+			return true;
+	return false;
+}
+
+/* Makes "..YYYY_MM_DD_HH_MM_SS.XXXXXX" in dir (the kubelet's naming) and returns its name. */
+static char *store_new_version_dir(const char *dir)
+{
+	char stamp[64];
+	struct tm tm;
+	time_t now = time(NULL);
+	char *path, *name;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "..%Y_%m_%d_%H_%M_%S.XXXXXX", &tm);
+	path = store_join(dir, stamp);
+	if (!mkdtemp(path)) {
+		free(path);
+		return NULL;
+	}
+	name = xstrdup(strrchr(path, '/') + 1);
+	free(path);
+	return name;
+}
+
+/* Writes one version of the secret into dir (which exists), following AtomicWriter. */
+static int store_secret_payload(const char *dir, const struct store_secret *sec,
+                                struct diags *d)
+{
+	char *data_link = store_join(dir, "..data");
+	char old[PATH_MAX];
+	char *ver = NULL, *verdir = NULL;
+	char **names = NULL;
+	size_t nnames = 0;
+	ssize_t oldlen;
+	int ret = -1;
+
+	oldlen = readlink(data_link, old, sizeof(old) - 1);
+	if (oldlen >= 0)
+		old[oldlen] = '\0';
+	ver = store_new_version_dir(dir);
+	if (!ver) {
+		diag_err(d, dir, 0, 0, "cannot create a version directory: %s", strerror(errno));
+		goto out;
+	}
+	verdir = store_join(dir, ver);
+	for (size_t i = 0; i < sec->n; i++) {
+		char *p = store_join(verdir, sec->keys[i].key);
+		int rc = file_write_atomic(p, sec->keys[i].data, sec->keys[i].len, 0600);
+
+		free(p);
+		if (rc < 0) {
+			/* The key's name is fine to show; its content never is. */
+			diag_err(d, dir, 0, 0, "cannot write key %s: %s", sec->keys[i].key,
+			         strerror(errno));
+			goto fail_ver;
+		}
+	}
+	{
+		char *p = store_join(verdir, STORE_SECRET_TYPE);
+		char *line = xasprintf("%s\n", sec->type ? sec->type : STORE_SECRET_OPAQUE);
+		int rc = file_write_atomic(p, line, strlen(line), 0600);
+
+		free(line);
+		free(p);
+		if (rc < 0) {
+			diag_err(d, dir, 0, 0, "cannot write the secret type: %s", strerror(errno));
+			goto fail_ver;
+		}
+	}
+	/* The switch: one rename makes the new version current. */
+	if (store_symlink_swap(dir, "..data", ver) < 0) {
+		diag_err(d, dir, 0, 0, "cannot switch ..data: %s", strerror(errno));
+		goto fail_ver;
+	}
+	/* Visible names, then removal of names that went away. Readers already see the
+	 * new version through ..data; these links only change what names exist. */
+	for (size_t i = 0; i <= sec->n; i++) {
+		const char *name = i < sec->n ? sec->keys[i].key : STORE_SECRET_TYPE;
+		char *target = xasprintf("..data/%s", name);
+		int rc = store_links_to_data(dir, name) ? 0 : store_symlink_swap(dir, name, target);
+
+		free(target);
+		if (rc < 0) {
+			diag_err(d, dir, 0, 0, "cannot link %s: %s", name, strerror(errno));
+			goto out;
+		}
+	}
+	if (store_list(dir, &names, &nnames) == 0) {
+		for (size_t i = 0; i < nnames; i++) {
+			if (!store_secret_has(sec, names[i])) {
+				char *p = store_join(dir, names[i]);
+
+				store_rm_tree(p);
+				free(p);
+			}
+		}
+	}
+	if (oldlen > 0 && str_has_prefix(old, "..") && !strchr(old, '/')) {
+		char *p = store_join(dir, old);
+
+		store_rm_tree(p);
+		free(p);
+	}
+	ret = 0;
+	goto out;
+fail_ver:
+	store_rm_tree(verdir);
+out:
+	store_free_names(names, nnames);
+	free(verdir);
+	free(ver);
+	free(data_link);
+	return ret;
+}
+
+int store_put_secret(const char *root, const char *ns, const char *name,
+                     const struct store_secret *sec, struct diags *d)
+{
+	char *dir = store_secret_dir(root, ns, name);
+	char *sdir = xasprintf("%s/%s", root, STORE_SECRETS_DIR);
+	char *nsdir = xasprintf("%s/%s", sdir, ns);
+	char *staging = NULL;
+	struct stat st;
+	int ret = -1;
+
+	for (size_t i = 0; i < sec->n; i++) {
+		if (!store_secret_key_valid(sec->keys[i].key)) {
+			diag_err(d, dir, 0, 0, "invalid secret key name \"%s\"", sec->keys[i].key);
+			goto out;
+		}
+	}
+	/* The store and secrets/ as usual; from the namespace down, owner only. */
+	if (mkdir_p(sdir, 0755) < 0 || (mkdir(nsdir, 0700) < 0 && errno != EEXIST)) {
+		diag_err(d, nsdir, 0, 0, "cannot create directory: %s", strerror(errno));
+		goto out;
+	}
+	if (lstat(dir, &st) == 0) {
+		ret = store_secret_payload(dir, sec, d);
+		goto out;
+	}
+	/* New: build it under a hidden name, then one rename makes it appear whole. */
+	staging = xasprintf("%s/..new.%s.XXXXXX", nsdir, name);
+	if (!mkdtemp(staging)) {
+		diag_err(d, nsdir, 0, 0, "cannot create directory: %s", strerror(errno));
+		free(staging);
+		staging = NULL;
+		goto out;
+	}
+	if (store_secret_payload(staging, sec, d) < 0)
+		goto out;
+	if (rename(staging, dir) < 0) {
+		diag_err(d, dir, 0, 0, "cannot create: %s", strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (staging && ret < 0)
+		store_rm_tree(staging);
+	free(staging);
+	free(nsdir);
+	free(sdir);
+	free(dir);
+	return ret;
+}
+
+/* ---- removing ---- */
+
+int store_remove(const struct store_entry *e, struct diags *d)
+{
+	if (e->in_secret_dir) {
+		char *tmp = xasprintf("%s.XXXXXX", e->path);
+		char *slash = strrchr(tmp, '/');
+		char *hidden;
+		int ret = 0;
+
+		/* Rename to a hidden "..deleted.NAME.XXXXXX" first: readers skip it, so the
+		 * Secret disappears in one step even if removing the files takes longer. */
+		*slash = '\0';
+		hidden = xasprintf("%s/..deleted.%s", tmp, slash + 1);
+		free(tmp);
+		if (!mkdtemp(hidden) || rmdir(hidden) < 0 || rename(e->path, hidden) < 0) {
+			diag_err(d, e->path, 0, 0, "cannot remove: %s", strerror(errno));
+			ret = -1;
+		} else if (store_rm_tree(hidden) < 0) {
+			diag_warn(d, hidden, 0, 0, "left behind: %s", strerror(errno));
+		}
+		free(hidden);
+		return ret;
+	}
+	if (store_count_docs(e->stream) > 1)
+		return store_splice(e, NULL, NULL, d);
+	if (unlink(e->path) < 0) {
+		diag_err(d, e->path, 0, 0, "cannot remove: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
