@@ -5,6 +5,7 @@
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
 #   make bench           side-by-side benchmark against nginx and HAProxy (bench/run.sh)
+#   make fuzz FUZZ_SECONDS=60   each tests/fuzz/fuzz_*.c under libFuzzer (clang)
 #
 # Sources are picked up by directory, so adding a file under src/<module>/ needs no
 # edit here: every src/*/ file except src/cmd goes into build/libegress.a, and each
@@ -88,6 +89,41 @@ demo: all
 bench: all
 	@scripts/deps.sh bench
 	EGRESSGW_BUILD=$(abspath $(BUILD)) bench/run.sh
+
+# Fuzzing (clang + libFuzzer, ASan + UBSan): every tests/fuzz/fuzz_<name>.c becomes
+# $(BUILD)/fuzz/bin/fuzz_<name>, linked against an instrumented copy of the library, and
+# runs for FUZZ_SECONDS seconds from the seeds in tests/fuzz/corpus/<name>/. New inputs
+# go to $(BUILD)/fuzz/corpus-<name>/, never into the tree. A crash stops the target.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -pthread -Isrc \
+                -fno-sanitize-recover=undefined
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/bin/%)
+FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
+
+$(BUILD)/fuzz/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -c $< -o $@
+
+$(BUILD)/fuzz/libegress-fuzz.a: $(FUZZ_OBJS)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/fuzz/libegress-fuzz.a
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< \
+	    $(BUILD)/fuzz/libegress-fuzz.a $(PKG_LIBS) -lm
+
+fuzz: $(FUZZ_BINS)
+	@set -e; for b in $(FUZZ_BINS); do \
+	    n=$${b##*/fuzz_}; log=$(BUILD)/fuzz/$$n.log; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS)s (log: $$log)"; \
+	    $$b -max_total_time=$(FUZZ_SECONDS) -max_len=20000 -timeout=10 \
+	        $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n >$$log 2>&1 \
+	        || { tail -n 40 $$log; echo "fuzz: $$n FAILED"; exit 1; }; \
+	    grep -E '^#[0-9]+.*DONE' $$log; \
+	done
 
 clean:
 	rm -rf build build-san
