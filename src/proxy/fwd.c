@@ -18,6 +18,12 @@
  * one side's output buffer holds more than FWD_HIGH_WATER bytes, reading from the other
  * side stops until it drains.
  *
+ * Lifetime: a downstream connection is freed only at a settle point (d_settle), at the end
+ * of a top-level event handler, never in the middle of a call chain; code deep inside
+ * marks it dead or closing instead. Work that must happen "after this event" (resuming a
+ * paused read, which may find bytes OpenSSL already buffered; the next pipelined request)
+ * is deferred with a zero-delay kick timer rather than done by recursion.
+ *
  * Buffers: each connection has an input buffer (head + body bytes as read) and an output
  * buffer (bytes not yet accepted by the socket). Writes are attempted at once; LOOP_WRITE
  * interest is only registered when a write would block, so the common request costs no
@@ -103,7 +109,10 @@ struct dconn {
 	struct tls_conn *tls;
 	bool hs_done;
 	bool closing;                   /* close once out is flushed */
+	bool dead;                      /* close at the next settle point */
 	bool read_paused;
+	bool in_process;                /* inside d_process: no re-entry */
+	struct loop_timer kick;         /* deferred work on the next loop iteration */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char sni[256];
@@ -118,6 +127,7 @@ struct dconn {
 struct uconn {
 	struct loop_io io;
 	struct loop_timer timer;        /* connect timeout, then idle timeout */
+	struct loop_timer kick;         /* deferred read after back-pressure */
 	struct pool_link link;
 	struct worker *w;
 	struct tls_conn *tls;
@@ -136,10 +146,12 @@ struct uconn {
 };
 
 static void d_close(struct dconn *d);
+static void d_settle(struct dconn *d);
+static void d_read(struct dconn *d);
 static void d_process(struct dconn *d);
 static void d_flush(struct dconn *d);
 static void u_close(struct uconn *u);
-static void u_flush(struct uconn *u);
+static int u_flush(struct uconn *u);
 static void u_process(struct uconn *u);
 static void st_finish(struct stream *st);
 static void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
@@ -368,22 +380,23 @@ static void d_flush(struct dconn *d)
 {
 	bool blocked;
 
+	if (d->dead)
+		return;
 	if (io_write(d->io.fd, d->tls, &d->out, &blocked) < 0) {
 		if (d->st.active) {
 			d->st.flags |= ALOG_F_DC;
 			d->st.details = d->st.details ? d->st.details : "downstream_remote_disconnect";
 		}
-		d_close(d);
+		d->dead = true;
 		return;
 	}
 	d_update_interest(d, blocked);
-	/* Back-pressure: resume the upstream once the client has taken most of it. */
+	/* Back-pressure: resume the upstream once the client has taken what we had. */
 	if (!blocked && d->st.active && d->st.u && d->st.u->read_paused) {
 		d->st.u->read_paused = false;
 		loop_io_mod(d->w->loop, &d->st.u->io, LOOP_READ);
+		loop_timer_arm(d->w->loop, &d->st.u->kick, 0);
 	}
-	if (!blocked && d->closing && !d->st.active)
-		d_close(d);
 }
 
 /* A response made here (no upstream response): 404 NR, 503 UF, 504 UT... */
@@ -431,28 +444,33 @@ static void u_update_interest(struct uconn *u, bool want_write)
 	loop_io_mod(u->w->loop, &u->io, in);
 }
 
-static void u_flush(struct uconn *u)
+/* Returns 0, or -1 when u failed and was closed (the stream may go on elsewhere). */
+static int u_flush(struct uconn *u)
 {
 	bool blocked;
 
 	if (u->connecting || !u->hs_done)
-		return;
+		return 0;
 	if (io_write(u->io.fd, u->tls, &u->out, &blocked) < 0) {
 		struct stream *st = u->st;
 
 		if (st)
 			st_upstream_failed(st, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
-			                   u->tls ? tls_conn_error(u->tls) : strerror(errno), true);
+			                   u->tls ? tls_conn_error(u->tls) : strerror(errno), u->nreq > 0);
 		else
 			u_close(u);
-		return;
+		return -1;
 	}
 	u_update_interest(u, blocked);
 	/* Back-pressure the other way: resume reading the client's body. */
 	if (!blocked && u->st && u->st->d->read_paused) {
-		u->st->d->read_paused = false;
-		d_update_interest(u->st->d, iob_used(&u->st->d->out) > 0);
+		struct dconn *d = u->st->d;
+
+		d->read_paused = false;
+		d_update_interest(d, iob_used(&d->out) > 0);
+		loop_timer_arm(d->w->loop, &d->kick, 0);
 	}
+	return 0;
 }
 
 static void u_close(struct uconn *u)
@@ -464,6 +482,7 @@ static void u_close(struct uconn *u)
 		STAT_DEC(w->st.pool_idle);
 	}
 	loop_timer_cancel(w->loop, &u->timer);
+	loop_timer_cancel(w->loop, &u->kick);
 	loop_io_del(w->loop, &u->io);
 	if (u->tls)
 		tls_conn_free(u->tls);
@@ -477,6 +496,7 @@ static void u_close(struct uconn *u)
 static void u_on_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct uconn *u = container_of(t, struct uconn, timer);
+	struct dconn *d = u->st ? u->st->d : NULL;
 
 	(void)loop;
 	if (u->st && (u->connecting || !u->hs_done)) {
@@ -484,10 +504,23 @@ static void u_on_timer(struct loop *loop, struct loop_timer *t)
 		st_upstream_failed(u->st, ALOG_F_UF,
 		                   "upstream_reset_before_response_started{connection_timeout}",
 		                   "connection timeout", false);
-		return;
-	}
-	if (!u->st)
+	} else if (!u->st) {
 		u_close(u);      /* idle timeout */
+	}
+	if (d)
+		d_settle(d);
+}
+
+static void u_on_kick(struct loop *loop, struct loop_timer *t)
+{
+	struct uconn *u = container_of(t, struct uconn, kick);
+	struct dconn *d = u->st ? u->st->d : NULL;
+
+	(void)loop;
+	if (u->st && !u->read_paused && u->hs_done)
+		u_process(u);
+	if (d)
+		d_settle(d);
 }
 
 /* The connection can carry no more requests: drop it. */
@@ -582,27 +615,24 @@ static void u_on_connected(struct uconn *u)
 static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct uconn *u = container_of(io, struct uconn, io);
+	struct dconn *d = u->st ? u->st->d : NULL;
 
 	(void)loop;
 	if (u->connecting) {
 		if (ev & (LOOP_WRITE | LOOP_ERROR))
 			u_on_connected(u);
-		return;
-	}
-	if (!u->hs_done) {
+	} else if (!u->hs_done) {
 		u_handshake(u);
-		return;
-	}
-	if (!u->st) {
+	} else if (!u->st) {
 		/* Idle in the pool: the server closed it, or sent something unasked. Either way
 		 * it cannot be reused. */
 		u_close(u);
-		return;
+	} else if (!(ev & LOOP_WRITE) || u_flush(u) == 0) {
+		if ((ev & (LOOP_READ | LOOP_ERROR)) && !u->read_paused)
+			u_process(u);
 	}
-	if (ev & LOOP_WRITE)
-		u_flush(u);
-	if (u->st && (ev & (LOOP_READ | LOOP_ERROR)) && !u->read_paused)
-		u_process(u);
+	if (d)
+		d_settle(d);
 }
 
 /* ---- request head to the upstream ---- */
@@ -729,7 +759,7 @@ static int d_forward_body(struct dconn *d)
 		d->read_paused = true;
 		d_update_interest(d, iob_used(&d->out) > 0);
 	}
-	u_flush(u);
+	u_flush(u);   /* u may be gone after this (a retry may have replaced it) */
 	return 0;
 }
 
@@ -946,6 +976,7 @@ static void st_on_timeout(struct loop *loop, struct loop_timer *t)
 	}
 	st->resp_close = true;
 	st_local_reply(st, 504, ALOG_F_UT, "response_timeout", "upstream request timeout");
+	d_settle(st->d);
 }
 
 /* An upstream failed before the response started. retryable: the connection was reused
@@ -959,6 +990,8 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 	bool idempotent = mid == H1_M_GET || mid == H1_M_HEAD || mid == H1_M_OPTIONS ||
 	                  mid == H1_M_PUT || mid == H1_M_DELETE || mid == H1_M_TRACE;
 
+	/* reason may live in u (its TLS error string): keep a copy before u goes. */
+	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
 	if (u) {
 		st->u = NULL;
 		u->st = NULL;
@@ -968,10 +1001,11 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 	    st->req.body == H1_BODY_NONE) {
 		st->retried = true;
 		STAT_INC(st->d->w->st.urq_retry);
+		st->tls_reason[0] = '\0';
 		st_connect(st, true);
 		return;
 	}
-	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
+	reason = st->tls_reason;
 	{
 		char body[512];
 
@@ -1033,9 +1067,7 @@ static void st_connect(struct stream *st, bool fresh)
 		st->u = u;
 		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
 		st_send_head(st);
-		if (d_forward_body(d) < 0)
-			return;
-		u_flush(u);
+		d_forward_body(d);   /* flushes */
 		return;
 	}
 
@@ -1061,6 +1093,7 @@ static void st_connect(struct stream *st, bool fresh)
 	u->connecting = rc == 1;
 	loop_io_init(&u->io, fd, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
+	loop_timer_init(&u->kick, u_on_kick);
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
@@ -1283,6 +1316,10 @@ static void st_finish(struct stream *st)
 	}
 	if (st->resp_close || !st->resp_done || !st->req_done || w->draining)
 		d->closing = true;
+	if (d->read_paused && !d->closing) {
+		d->read_paused = false;
+		d_update_interest(d, iob_used(&d->out) > 0);
+	}
 	/* Drop the head; keep pipelined bytes that followed this request. */
 	if (!d->closing) {
 		size_t rest = d->in_len - d->in_pos;
@@ -1293,7 +1330,10 @@ static void st_finish(struct stream *st)
 		d->in_pos = 0;
 	}
 	d_flush(d);
-	/* d may be closed now only if closing; otherwise go on with a pipelined request. */
+	/* A pipelined request may already be waiting in d->in: start it on the next
+	 * iteration (not by recursion: a client could pipeline thousands). */
+	if (!d->closing && !d->dead && !d->in_process)
+		loop_timer_arm(w->loop, &d->kick, 0);
 }
 
 /* ---- downstream ---- */
@@ -1328,6 +1368,7 @@ static void d_close(struct dconn *d)
 		st->snap = NULL;
 	}
 	loop_timer_cancel(w->loop, &d->timer);
+	loop_timer_cancel(w->loop, &d->kick);
 	loop_io_del(w->loop, &d->io);
 	if (d->tls) {
 		tls_shutdown(d->tls);
@@ -1355,7 +1396,30 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 
 	(void)loop;
 	if (!d->st.active)
-		d_close(d);   /* header read timeout or keep-alive idle */
+		d->dead = true;   /* header read timeout or keep-alive idle */
+	d_settle(d);
+}
+
+static void d_on_kick(struct loop *loop, struct loop_timer *t)
+{
+	struct dconn *d = container_of(t, struct dconn, kick);
+
+	(void)loop;
+	if (d->hs_done && !d->dead) {
+		if (!d->st.active)
+			d_process(d);
+		if (!d->dead && !d->read_paused)
+			d_read(d);
+	}
+	d_settle(d);
+}
+
+/* The one place a downstream connection is freed: when it is dead, or closing with
+ * nothing left to send. */
+static void d_settle(struct dconn *d)
+{
+	if (d->dead || (d->closing && !d->st.active && iob_used(&d->out) == 0))
+		d_close(d);
 }
 
 /* Finds the listener of the connection in snapshot s (by port). */
@@ -1373,7 +1437,8 @@ static void d_process(struct dconn *d)
 	struct worker *w = d->w;
 	struct stream *st = &d->st;
 
-	while (!st->active && !d->closing && d->in_len > 0) {
+	d->in_process = true;
+	while (!st->active && !d->closing && !d->dead && d->in_len > 0) {
 		int rc;
 
 		rc = h1_parse(&st->rp, d->in, d->in_len, &st->req);
@@ -1415,61 +1480,53 @@ static void d_process(struct dconn *d)
 		}
 		d->in_pos = st->req.head_len;
 		h1_parser_init(&st->rp, true, 0);
-		st_begin(d);
-		if (st->active && !st->req_done && st->u && d_forward_body(d) < 0)
-			break;
+		st_begin(d);   /* forwards the body bytes already read once connected */
 	}
-	if (!st->active && !d->closing) {
+	d->in_process = false;
+	if (!st->active && !d->closing && !d->dead) {
 		int64_t ms = d->in_len > 0 ? w->proxy->header_timeout_ms : w->proxy->idle_timeout_ms;
 
 		loop_timer_arm(w->loop, &d->timer, (uint64_t)ms);
 	}
-	if (!st->active && d->closing)
-		d_flush(d);
 }
 
 static void d_read(struct dconn *d)
 {
 	struct stream *st = &d->st;
 
-	for (;;) {
+	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
 
-		if (d->read_paused)
+		if (d->read_paused || d->dead)
 			return;
 		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX);
 		if (n == -2)
-			break;
+			return;
 		if (n == -3) {
 			/* Input full: a head this large was already refused by the parser (431), so
 			 * this is body data waiting for the upstream: stop reading until it drains. */
 			d->read_paused = true;
 			d_update_interest(d, iob_used(&d->out) > 0);
-			break;
+			return;
 		}
 		if (n <= 0) {
 			if (st->active) {
 				st->flags |= ALOG_F_DC;
 				st->details = "downstream_remote_disconnect";
 			}
-			d_close(d);
+			d->dead = true;
 			return;
 		}
 		if (st->active && !st->req_done) {
 			if (st->u && d_forward_body(d) < 0)
 				return;
-			if (!st->u)
-				break;   /* upstream not chosen yet: the bytes wait in d->in */
 		} else if (!st->active) {
 			d_process(d);
-			if (!d->st.active && d->closing)
-				return;
 		}
-		/* Fairness: one worker serves many connections; after a full buffer's worth of
-		 * reading, let the loop come back to us (level-triggered). */
-		if (n > 0 && (size_t)n < 4096)
-			break;
 	}
+	/* Fairness: after a burst, let the loop serve others. OpenSSL may hold decrypted
+	 * bytes that no socket event will announce, so come back on the next iteration. */
+	loop_timer_arm(d->w->loop, &d->kick, 0);
 }
 
 static void d_handshake(struct dconn *d)
@@ -1488,7 +1545,7 @@ static void d_handshake(struct dconn *d)
 	if (rc < 0) {
 		STAT_INC(d->w->st.dcx_tls_fail);
 		log_debug("fwd", "downstream TLS from %s failed: %s", d->remote_s, tls_conn_error(d->tls));
-		d_close(d);
+		d->dead = true;
 		return;
 	}
 	d->hs_done = true;
@@ -1506,14 +1563,13 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 	(void)loop;
 	if (!d->hs_done) {
 		d_handshake(d);
-		return;
+	} else {
+		if (ev & LOOP_WRITE)
+			d_flush(d);
+		if ((ev & (LOOP_READ | LOOP_ERROR)) && !d->read_paused)
+			d_read(d);
 	}
-	if (ev & LOOP_WRITE) {
-		d_flush(d);
-		return;   /* d may be gone; reads come on the next iteration */
-	}
-	if (ev & (LOOP_READ | LOOP_ERROR))
-		d_read(d);
+	d_settle(d);
 }
 
 void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer)
@@ -1531,6 +1587,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
 	loop_io_init(&d->io, fd, d_on_io);
 	loop_timer_init(&d->timer, d_on_timer);
+	loop_timer_init(&d->kick, d_on_kick);
 	h1_parser_init(&d->st.rp, true, 0);
 	loop_timer_init(&d->st.timeout, st_on_timeout);
 	d->st.d = d;

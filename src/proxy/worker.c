@@ -329,3 +329,28 @@ uint64_t proxy_quiescent(const struct proxy *p)
 	}
 	return min;
 }
+
+void proxy_free(struct proxy *p)
+{
+	for (int i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+
+		while (w->listeners) {
+			struct wlistener *l = w->listeners;
+
+			w->listeners = l->next;
+			worker_close_listener(w, l);
+		}
+		fwd_pool_close_all(w);
+		if (w->snap)
+			snap_unref(w->snap);
+		pool_free(w->pool);
+		tls_sess_cache_free(w->sess);
+		loop_free(w->loop);
+		free(w->rr);
+		sbuf_free(&w->alog);
+	}
+	free(p->workers);
+	p->workers = NULL;
+	p->nworkers = 0;
+}

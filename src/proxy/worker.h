@@ -116,6 +116,8 @@ void proxy_publish(struct proxy *p, struct snap *s);
 /* Stops accepting, lets in-flight requests finish (at most drain_timeout_ms), joins the
  * threads. */
 void proxy_drain_and_stop(struct proxy *p);
+/* Frees the workers after proxy_drain_and_stop (their connections must be closed). */
+void proxy_free(struct proxy *p);
 /* Sums the workers' counters into out (plain numbers). */
 struct wstats_sum {
 	uint64_t v[sizeof(struct wstats) / sizeof(stat_t)];

@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <dirent.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,10 +476,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 {
 	struct gw *g = arg;
 	struct wstats_sum sum;
-	const struct wstats *z = NULL;
 	size_t qlen = strcspn(path, "?");
 
-#define OFF(field) ((size_t)((const char *)&z->field - (const char *)z) / sizeof(stat_t))
+#define OFF(field) (offsetof(struct wstats, field) / sizeof(stat_t))
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		sbuf_adds(body, "method not allowed\n");
 		return 405;
@@ -507,9 +507,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		sbuf_adds(body, "# TYPE egressgw_downstream_rq_xx counter\n");
 		for (int c = 1; c <= 5; c++)
 			sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"%dxx\"} %llu\n", c,
-			          (unsigned long long)sum.v[OFF(resp[c])]);
+			          (unsigned long long)sum.v[OFF(resp) + (size_t)c]);
 		sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"none\"} %llu\n",
-		          (unsigned long long)sum.v[OFF(resp[0])]);
+		          (unsigned long long)sum.v[OFF(resp)]);
 		sbuf_addf(body,
 		          "# TYPE egressgw_upstream_cx_total counter\negressgw_upstream_cx_total %llu\n"
 		          "# TYPE egressgw_upstream_cx_active gauge\negressgw_upstream_cx_active %llu\n"
@@ -543,7 +543,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		sbuf_adds(body, "# TYPE egressgw_upstream_tls_failure counter\n");
 		for (int i = 0; i < STATS_TLS_CATS; i++)
 			sbuf_addf(body, "egressgw_upstream_tls_failure{reason=\"%s\"} %llu\n",
-			          stats_tls_cat_name(i), (unsigned long long)sum.v[OFF(ucx_tls_fail[i])]);
+			          stats_tls_cat_name(i), (unsigned long long)sum.v[OFF(ucx_tls_fail) + (size_t)i]);
 		sbuf_addf(body,
 		          "# TYPE egressgw_config_reloads counter\negressgw_config_reloads %llu\n"
 		          "# TYPE egressgw_config_rejects counter\negressgw_config_rejects %llu\n"
@@ -781,12 +781,21 @@ int main(int argc, char **argv)
 	proxy_drain_and_stop(&g.proxy);
 	admin_stop(g.admin);
 	dns_jobs_stop(&g);
-	for (int i = 0; i < g.proxy.nworkers; i++) {
-		struct worker *w = &g.proxy.workers[i];
-
-		snap_unref(w->snap);
-	}
+	proxy_free(&g.proxy);
 	retire_collect(&g, true);
+	if (g.snap)
+		snap_unref(g.snap);
+	if (g.inotify_fd >= 0) {
+		loop_io_del(g.loop, &g.inotify_io);
+		close(g.inotify_fd);
+	}
+	loop_io_del(g.loop, &g.sig_io);
+	close(g.sig_io.fd);
+	dns_free(g.dns);
+	loop_free(g.loop);
+	free((char *)g.params.labels[0]);
+	free(g.params.labels);
+	sbuf_free(&err);
 	log_info("main", "drained; exiting");
 	return 0;
 }
