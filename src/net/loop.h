@@ -1,0 +1,107 @@
+/* loop: one epoll event loop per worker thread, with timers and cross-thread posts.
+ *
+ * Threading model: a struct loop belongs to the thread that calls loop_run() on it. Every
+ * function here must be called on that thread, except loop_post(), loop_wakeup() and
+ * loop_stop(), which any thread may call. Nothing on the per-event path takes a lock.
+ *
+ * File descriptors: the caller embeds a struct loop_io in its own struct, sets it up with
+ * loop_io_init(), and registers it with loop_io_add(). The loop never owns or closes fds.
+ * Call loop_io_del() before close(fd) (or before freeing the struct that embeds the
+ * loop_io): it also forgets events of the current batch that are still waiting for that
+ * io, so freeing a connection from inside another connection's callback is safe.
+ *
+ * Level- versus edge-triggered: level-triggered by default. A proxy keeps LOOP_READ on for
+ * as long as it wants input and turns LOOP_WRITE on only when a write would block, so in
+ * the common case (request in, response out, nothing blocks) no epoll_ctl happens after
+ * the first one, and level-triggering forgives a callback that stops reading early (for
+ * fairness or back-pressure) without losing the wake-up. A caller that wants the
+ * nginx-style "register both directions once" model passes LOOP_EDGE: epoll then reports
+ * each transition once and the callback MUST read (or write) until it gets EAGAIN -- for
+ * TLS, until tls_read() says WANT_READ, which also covers records OpenSSL has already
+ * buffered -- or it will never be woken for the remaining data.
+ *
+ * Time: loop_now_ms() is CLOCK_MONOTONIC in milliseconds, read once per iteration (after
+ * epoll_wait returns), so timers armed in one batch of events all share one "now".
+ *
+ * Timers: a binary min-heap; arm, re-arm and cancel are O(log n), finding the next expiry
+ * is O(1). A struct loop_timer is embedded in the caller's struct like a loop_io. A timer
+ * callback may re-arm its own timer or arm/cancel any other. */
+#ifndef EGRESS_NET_LOOP_H
+#define EGRESS_NET_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+
+/* Interest and event bits (not epoll's values: loop.c translates). */
+#define LOOP_READ  0x01u   /* readable, or peer closed its side (read returns 0) */
+#define LOOP_WRITE 0x02u   /* writable, or a nonblocking connect finished (check SO_ERROR) */
+#define LOOP_ERROR 0x04u   /* revents only: EPOLLERR or EPOLLHUP; read/write to learn why */
+#define LOOP_EDGE  0x08u   /* interest only: edge-triggered (see the file comment) */
+
+struct loop_io {
+	int fd;
+	unsigned interest;     /* LOOP_READ | LOOP_WRITE | LOOP_EDGE, as last registered */
+	bool registered;       /* between loop_io_add and loop_io_del */
+	/* revents: LOOP_READ / LOOP_WRITE / LOOP_ERROR. LOOP_ERROR comes together with the
+	 * interested directions so that a callback that only looks at READ or WRITE still
+	 * runs its read/write and learns the error from it. */
+	void (*cb)(struct loop *loop, struct loop_io *io, unsigned revents);
+};
+
+struct loop_timer {
+	uint64_t when;         /* absolute loop_now_ms() deadline while armed */
+	size_t heap_idx;       /* position in the heap; SIZE_MAX when not armed */
+	void (*cb)(struct loop *loop, struct loop_timer *t);
+};
+
+/* Creates a loop (epoll fd + eventfd for wake-ups). Returns NULL with errno set. */
+struct loop *loop_new(void);
+/* Frees the loop. ios and timers still registered are simply forgotten (the caller owns
+ * them); callbacks still queued by loop_post are freed without being called. */
+void loop_free(struct loop *loop);
+
+/* Runs until loop_stop(). Returns 0 after a stop, -1 with errno if epoll_wait fails. */
+int loop_run(struct loop *loop);
+/* One iteration: waits at most timeout_ms (-1: until an event or the next timer; 0: poll),
+ * dispatches I/O events, expired timers and posted callbacks. Returns the number of I/O
+ * events dispatched, or -1 with errno. For tests and for draining at shutdown. */
+int loop_run_once(struct loop *loop, int timeout_ms);
+/* Makes loop_run() return after the current iteration. Any thread. */
+void loop_stop(struct loop *loop);
+/* Interrupts a blocking epoll_wait (eventfd write). Any thread; async-signal-safe. */
+void loop_wakeup(struct loop *loop);
+/* Queues fn(loop, arg) to run on the loop's thread, in order of posting, during the next
+ * iteration. Any thread. Only the queue is locked: this is for control-plane work (a new
+ * config snapshot, a shutdown), not for per-request messages. Always succeeds. */
+void loop_post(struct loop *loop, void (*fn)(struct loop *loop, void *arg), void *arg);
+
+/* Cached monotonic time in milliseconds (see the file comment). */
+uint64_t loop_now_ms(const struct loop *loop);
+/* Re-reads the clock now, for code that ran long inside one iteration. */
+void loop_update_time(struct loop *loop);
+
+/* I/O registration. interest is a mask of LOOP_READ, LOOP_WRITE and LOOP_EDGE; an io may
+ * be registered with interest 0 (nothing reported except errors). */
+void loop_io_init(struct loop_io *io, int fd,
+                  void (*cb)(struct loop *loop, struct loop_io *io, unsigned revents));
+/* Returns 0 or -1 with errno (EEXIST if already registered, or epoll_ctl's errno). */
+int loop_io_add(struct loop *loop, struct loop_io *io, unsigned interest);
+/* Changes the interest; does nothing (no syscall) when it is unchanged. 0 or -1/errno. */
+int loop_io_mod(struct loop *loop, struct loop_io *io, unsigned interest);
+/* Unregisters (no-op if not registered) and drops its pending events of this iteration.
+ * Call it before close(io->fd). Returns 0 or -1/errno (the io is forgotten either way). */
+int loop_io_del(struct loop *loop, struct loop_io *io);
+
+/* Timers. after_ms is relative to loop_now_ms(); arming an armed timer moves it. */
+void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop *loop, struct loop_timer *t));
+void loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t after_ms);
+void loop_timer_cancel(struct loop *loop, struct loop_timer *t);  /* no-op if not armed */
+bool loop_timer_armed(const struct loop_timer *t);
+/* Number of armed timers and registered ios: for leak checks in tests and admin stats. */
+size_t loop_timer_count(const struct loop *loop);
+size_t loop_io_count(const struct loop *loop);
+
+#endif

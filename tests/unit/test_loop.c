@@ -1,0 +1,480 @@
+/* Tests for net/loop: timers (order, re-arm, cancel, heap stress, no starvation), I/O
+ * registration (level/edge, removal during dispatch), cross-thread post/stop/wakeup. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/loop.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* ---- timers ---- */
+
+struct rec_timer {
+	struct loop_timer t;
+	int id;
+	int *log;
+	int *nlog;
+	uint64_t fired_at;
+};
+
+static void rec_cb(struct loop *loop, struct loop_timer *t)
+{
+	struct rec_timer *r = container_of(t, struct rec_timer, t);
+
+	r->log[(*r->nlog)++] = r->id;
+	r->fired_at = loop_now_ms(loop);
+}
+
+static void run_until_no_timers(struct loop *loop, int max_iter)
+{
+	while (loop_timer_count(loop) > 0 && max_iter-- > 0)
+		assert_true(loop_run_once(loop, 1000) >= 0);
+	assert_int_equal(loop_timer_count(loop), 0);
+}
+
+static void test_timer_order(void **state)
+{
+	struct loop *loop = loop_new();
+	int log[8], nlog = 0;
+	struct rec_timer a = { .id = 30, .log = log, .nlog = &nlog };
+	struct rec_timer b = { .id = 10, .log = log, .nlog = &nlog };
+	struct rec_timer c = { .id = 20, .log = log, .nlog = &nlog };
+	uint64_t start;
+
+	(void)state;
+	assert_non_null(loop);
+	start = loop_now_ms(loop);
+	loop_timer_init(&a.t, rec_cb);
+	loop_timer_init(&b.t, rec_cb);
+	loop_timer_init(&c.t, rec_cb);
+	assert_false(loop_timer_armed(&a.t));
+	loop_timer_arm(loop, &a.t, 30);
+	loop_timer_arm(loop, &b.t, 10);
+	loop_timer_arm(loop, &c.t, 20);
+	assert_true(loop_timer_armed(&a.t));
+	assert_int_equal(loop_timer_count(loop), 3);
+	run_until_no_timers(loop, 100);
+	assert_int_equal(nlog, 3);
+	assert_int_equal(log[0], 10);
+	assert_int_equal(log[1], 20);
+	assert_int_equal(log[2], 30);
+	assert_true(b.fired_at - start >= 10);
+	assert_true(a.fired_at - start >= 30);
+	assert_false(loop_timer_armed(&a.t));
+	loop_free(loop);
+}
+
+static void test_timer_rearm_cancel(void **state)
+{
+	struct loop *loop = loop_new();
+	int log[8], nlog = 0;
+	struct rec_timer a = { .id = 1, .log = log, .nlog = &nlog };
+	struct rec_timer b = { .id = 2, .log = log, .nlog = &nlog };
+	struct rec_timer c = { .id = 3, .log = log, .nlog = &nlog };
+
+	(void)state;
+	loop_timer_init(&a.t, rec_cb);
+	loop_timer_init(&b.t, rec_cb);
+	loop_timer_init(&c.t, rec_cb);
+	loop_timer_arm(loop, &a.t, 5);
+	loop_timer_arm(loop, &b.t, 10);
+	loop_timer_arm(loop, &c.t, 15);
+	loop_timer_arm(loop, &a.t, 40);      /* moves a after the others */
+	loop_timer_cancel(loop, &b.t);
+	loop_timer_cancel(loop, &b.t);       /* no-op */
+	assert_int_equal(loop_timer_count(loop), 2);
+	run_until_no_timers(loop, 100);
+	assert_int_equal(nlog, 2);
+	assert_int_equal(log[0], 3);
+	assert_int_equal(log[1], 1);
+	loop_free(loop);
+}
+
+/* Many timers, random delays, half cancelled: the rest fire in deadline order. */
+struct stress_timer {
+	struct loop_timer t;
+	uint64_t *last;
+	int *fired;
+	bool *bad;
+};
+
+static void stress_cb(struct loop *loop, struct loop_timer *t)
+{
+	struct stress_timer *s = container_of(t, struct stress_timer, t);
+
+	(void)loop;
+	if (t->when < *s->last)
+		*s->bad = true;
+	*s->last = t->when;
+	(*s->fired)++;
+}
+
+static void test_timer_heap_stress(void **state)
+{
+	enum { N = 2000 };
+	struct loop *loop = loop_new();
+	struct stress_timer *ts = calloc(N, sizeof(*ts));
+	uint64_t last = 0;
+	int fired = 0, expect = 0;
+	bool bad = false;
+
+	(void)state;
+	srand(12345);
+	for (int i = 0; i < N; i++) {
+		ts[i].last = &last;
+		ts[i].fired = &fired;
+		ts[i].bad = &bad;
+		loop_timer_init(&ts[i].t, stress_cb);
+		loop_timer_arm(loop, &ts[i].t, (uint64_t)(rand() % 40));
+	}
+	for (int i = 0; i < N; i++) {
+		if (i % 2)
+			loop_timer_cancel(loop, &ts[i].t);
+		else if (i % 3 == 0)
+			loop_timer_arm(loop, &ts[i].t, (uint64_t)(rand() % 40));
+	}
+	for (int i = 0; i < N; i++)
+		expect += loop_timer_armed(&ts[i].t);
+	assert_int_equal(expect, N / 2);
+	run_until_no_timers(loop, 1000);
+	assert_int_equal(fired, expect);
+	assert_false(bad);
+	free(ts);
+	loop_free(loop);
+}
+
+/* A timer that re-arms itself with 0 ms runs once per iteration, not forever. */
+struct self_timer {
+	struct loop_timer t;
+	int n;
+};
+
+static void self_cb(struct loop *loop, struct loop_timer *t)
+{
+	struct self_timer *s = container_of(t, struct self_timer, t);
+
+	s->n++;
+	loop_timer_arm(loop, t, 0);
+}
+
+static void test_timer_no_starvation(void **state)
+{
+	struct loop *loop = loop_new();
+	struct self_timer s = { .n = 0 };
+
+	(void)state;
+	loop_timer_init(&s.t, self_cb);
+	loop_timer_arm(loop, &s.t, 0);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(s.n, 2);
+	loop_timer_cancel(loop, &s.t);
+	loop_free(loop);
+}
+
+static void test_now_advances(void **state)
+{
+	struct loop *loop = loop_new();
+	uint64_t t0 = loop_now_ms(loop);
+	struct timespec ts = { 0, 20 * 1000000 };
+
+	(void)state;
+	nanosleep(&ts, NULL);
+	assert_int_equal(loop_now_ms(loop), t0);     /* cached */
+	loop_update_time(loop);
+	assert_true(loop_now_ms(loop) >= t0 + 20);
+	loop_free(loop);
+}
+
+/* ---- I/O ---- */
+
+struct pipe_io {
+	struct loop_io io;
+	int wfd;
+	int calls;
+	unsigned last;
+	int read_per_call;    /* bytes to consume per callback */
+	struct pipe_io *other; /* deleted (and closed) by the first to run */
+};
+
+static void pipe_cb(struct loop *loop, struct loop_io *io, unsigned revents)
+{
+	struct pipe_io *p = container_of(io, struct pipe_io, io);
+	char buf[64];
+
+	p->calls++;
+	p->last = revents;
+	if (p->read_per_call > 0)
+		assert_int_equal(read(io->fd, buf, (size_t)p->read_per_call), p->read_per_call);
+	if (p->other) {
+		assert_int_equal(loop_io_del(loop, &p->other->io), 0);
+		p->other->other = NULL;
+		p->other = NULL;
+	}
+}
+
+static void make_pipe(struct pipe_io *p)
+{
+	int fds[2];
+
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+	loop_io_init(&p->io, fds[0], pipe_cb);
+	p->wfd = fds[1];
+}
+
+static void close_pipe(struct loop *loop, struct pipe_io *p)
+{
+	loop_io_del(loop, &p->io);
+	close(p->io.fd);
+	close(p->wfd);
+}
+
+static void test_io_level(void **state)
+{
+	struct loop *loop = loop_new();
+	struct pipe_io p;
+
+	(void)state;
+	make_pipe(&p);
+	p.read_per_call = 1;
+	assert_int_equal(loop_io_add(loop, &p.io, LOOP_READ), 0);
+	assert_int_equal(loop_io_add(loop, &p.io, LOOP_READ), -1);
+	assert_int_equal(errno, EEXIST);
+	assert_int_equal(loop_io_count(loop), 1);
+	assert_int_equal(loop_run_once(loop, 0), 0);
+	assert_int_equal(p.calls, 0);
+	assert_int_equal(write(p.wfd, "ab", 2), 2);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 1);
+	assert_true(p.last & LOOP_READ);
+	/* Level-triggered: one byte left, so it is reported again. */
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 2);
+	/* Interest 0: nothing reported. Unchanged interest: no syscall, still fine. */
+	assert_int_equal(write(p.wfd, "c", 1), 1);
+	assert_int_equal(loop_io_mod(loop, &p.io, 0), 0);
+	assert_int_equal(loop_io_mod(loop, &p.io, 0), 0);
+	assert_int_equal(loop_run_once(loop, 20), 0);
+	assert_int_equal(p.calls, 2);
+	assert_int_equal(loop_io_mod(loop, &p.io, LOOP_READ), 0);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 3);
+	close_pipe(loop, &p);
+	assert_int_equal(loop_io_count(loop), 0);
+	loop_free(loop);
+}
+
+static void test_io_edge(void **state)
+{
+	struct loop *loop = loop_new();
+	struct pipe_io p;
+
+	(void)state;
+	make_pipe(&p);
+	p.read_per_call = 1;
+	assert_int_equal(loop_io_add(loop, &p.io, LOOP_READ | LOOP_EDGE), 0);
+	assert_int_equal(write(p.wfd, "ab", 2), 2);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 1);
+	/* Edge-triggered: the byte left over is not reported again... */
+	assert_int_equal(loop_run_once(loop, 20), 0);
+	assert_int_equal(p.calls, 1);
+	/* ...until new data arrives. */
+	assert_int_equal(write(p.wfd, "c", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 2);
+	close_pipe(loop, &p);
+	loop_free(loop);
+}
+
+static void test_io_write_and_hup(void **state)
+{
+	struct loop *loop = loop_new();
+	struct pipe_io p, w;
+
+	(void)state;
+	make_pipe(&p);
+	/* The write end of an empty pipe is writable at once. */
+	memset(&w, 0, sizeof(w));
+	loop_io_init(&w.io, p.wfd, pipe_cb);
+	assert_int_equal(loop_io_add(loop, &w.io, LOOP_WRITE), 0);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(w.calls, 1);
+	assert_true(w.last & LOOP_WRITE);
+	assert_int_equal(loop_io_del(loop, &w.io), 0);
+	assert_int_equal(loop_io_del(loop, &w.io), 0);   /* not registered: no-op */
+	/* Closing the write end: the reader is woken (EOF, with HUP). */
+	assert_int_equal(loop_io_add(loop, &p.io, LOOP_READ), 0);
+	close(p.wfd);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(p.calls, 1);
+	assert_true(p.last & LOOP_READ);
+	loop_io_del(loop, &p.io);
+	close(p.io.fd);
+	loop_free(loop);
+}
+
+/* Whichever of two ready ios runs first unregisters the other: the other's event, already
+ * fetched in the same batch, must not be delivered. */
+static void test_io_del_during_dispatch(void **state)
+{
+	struct loop *loop = loop_new();
+	struct pipe_io a, b;
+
+	(void)state;
+	make_pipe(&a);
+	make_pipe(&b);
+	a.other = &b;
+	b.other = &a;
+	assert_int_equal(loop_io_add(loop, &a.io, LOOP_READ), 0);
+	assert_int_equal(loop_io_add(loop, &b.io, LOOP_READ), 0);
+	assert_int_equal(write(a.wfd, "x", 1), 1);
+	assert_int_equal(write(b.wfd, "x", 1), 1);
+	/* Make sure both are ready before the single epoll_wait. */
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(a.calls + b.calls, 1);
+	close_pipe(loop, &a);
+	close_pipe(loop, &b);
+	loop_free(loop);
+}
+
+/* ---- cross-thread ---- */
+
+struct post_state {
+	struct loop *loop;
+	int seen[100];
+	int nseen;
+	pthread_t main;
+	bool wrong_thread;
+};
+
+struct post_arg {
+	struct post_state *st;
+	int v;
+};
+
+static struct post_arg post_args[100];
+
+static void post_fn(struct loop *loop, void *arg)
+{
+	struct post_arg *a = arg;
+
+	(void)loop;
+	if (!pthread_equal(pthread_self(), a->st->main))
+		a->st->wrong_thread = true;
+	a->st->seen[a->st->nseen++] = a->v;
+}
+
+static void stop_fn(struct loop *loop, void *arg)
+{
+	(void)arg;
+	loop_stop(loop);
+}
+
+static void *poster(void *arg)
+{
+	struct post_state *st = arg;
+	struct timespec ts = { 0, 5 * 1000000 };
+
+	for (int i = 0; i < 100; i++) {
+		post_args[i].st = st;
+		post_args[i].v = i;
+		loop_post(st->loop, post_fn, &post_args[i]);
+		if (i % 25 == 0)
+			nanosleep(&ts, NULL);
+	}
+	loop_post(st->loop, stop_fn, NULL);
+	return NULL;
+}
+
+static void test_post_from_thread(void **state)
+{
+	struct post_state st;
+	pthread_t th;
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	st.loop = loop_new();
+	st.main = pthread_self();
+	assert_int_equal(pthread_create(&th, NULL, poster, &st), 0);
+	assert_int_equal(loop_run(st.loop), 0);
+	pthread_join(th, NULL);
+	assert_int_equal(st.nseen, 100);
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(st.seen[i], i);
+	assert_false(st.wrong_thread);
+	loop_free(st.loop);
+}
+
+static void *stopper(void *arg)
+{
+	struct timespec ts = { 0, 30 * 1000000 };
+
+	nanosleep(&ts, NULL);
+	loop_stop(arg);
+	return NULL;
+}
+
+static void test_stop_from_thread(void **state)
+{
+	struct loop *loop = loop_new();
+	pthread_t th;
+	uint64_t t0 = loop_now_ms(loop);
+
+	(void)state;
+	assert_int_equal(pthread_create(&th, NULL, stopper, loop), 0);
+	/* Nothing registered, no timer: only the wake-up can end this. */
+	assert_int_equal(loop_run(loop), 0);
+	pthread_join(th, NULL);
+	assert_true(loop_now_ms(loop) - t0 >= 25);
+	/* The loop can run again after a stop. */
+	loop_post(loop, stop_fn, NULL);
+	assert_int_equal(loop_run(loop), 0);
+	loop_free(loop);
+}
+
+static void test_free_with_pending_posts(void **state)
+{
+	struct loop *loop = loop_new();
+	struct post_state st;
+
+	(void)state;
+	memset(&st, 0, sizeof(st));
+	post_args[0].st = &st;
+	loop_post(loop, post_fn, &post_args[0]);
+	loop_free(loop);          /* freed without running: ASan checks the leak */
+	assert_int_equal(st.nseen, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_timer_order),
+		cmocka_unit_test(test_timer_rearm_cancel),
+		cmocka_unit_test(test_timer_heap_stress),
+		cmocka_unit_test(test_timer_no_starvation),
+		cmocka_unit_test(test_now_advances),
+		cmocka_unit_test(test_io_level),
+		cmocka_unit_test(test_io_edge),
+		cmocka_unit_test(test_io_write_and_hup),
+		cmocka_unit_test(test_io_del_during_dispatch),
+		cmocka_unit_test(test_post_from_thread),
+		cmocka_unit_test(test_stop_from_thread),
+		cmocka_unit_test(test_free_with_pending_posts),
+	};
+
+	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);
+}
