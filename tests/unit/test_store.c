@@ -1,0 +1,409 @@
+/* The file store: root resolution, reading a kubelet mount layout, duplicates and broken
+ * files, Secrets written like the kubelet's AtomicWriter, documents replaced and removed
+ * inside multi-document files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config/resource.h"
+#include "config/store.h"
+#include "core/util.h"
+
+static char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/test_store.XXXXXX";
+
+	assert_non_null(mkdtemp(tmpl));
+	return xstrdup(tmpl);
+}
+
+static void rm_rf(const char *dir)
+{
+	char *cmd = xasprintf("rm -rf '%s'", dir);
+
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+static void put(const char *root, const char *rel, const char *text)
+{
+	char *path = xasprintf("%s/%s", root, rel);
+	char *dir = xstrdup(path);
+
+	*strrchr(dir, '/') = '\0';
+	assert_int_equal(mkdir_p(dir, 0755), 0);
+	assert_int_equal(file_write_atomic(path, text, strlen(text), 0644), 0);
+	free(dir);
+	free(path);
+}
+
+static void link_at(const char *root, const char *target, const char *rel)
+{
+	char *path = xasprintf("%s/%s", root, rel);
+
+	assert_int_equal(symlink(target, path), 0);
+	free(path);
+}
+
+static char *slurp(const char *root, const char *rel)
+{
+	char *path = xasprintf("%s/%s", root, rel);
+	char *buf = NULL;
+	size_t len;
+
+	if (file_read_all(path, &buf, &len) < 0)
+		buf = NULL;
+	free(path);
+	return buf;
+}
+
+static bool exists(const char *root, const char *rel)
+{
+	char *path = xasprintf("%s/%s", root, rel);
+	struct stat st;
+	bool ok = lstat(path, &st) == 0;
+
+	free(path);
+	return ok;
+}
+
+/* s with the first "from" replaced by "to", newly allocated. */
+static char *replace(const char *s, const char *from, const char *to)
+{
+	const char *at = strstr(s, from);
+
+	assert_non_null(at);
+	return xasprintf("%.*s%s%s", (int)(at - s), s, to, at + strlen(from));
+}
+
+#define SE(name) \
+	"apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\nmetadata:\n  name: " name \
+	"\nspec:\n  hosts:\n  - " name ".example.com\n  resolution: DNS\n  ports:\n  - number: 443\n" \
+	"    name: https\n    protocol: HTTPS\n"
+
+static void root_comes_from_flag_env_default(void **state)
+{
+	(void)state;
+	unsetenv(STORE_ENV);
+	assert_string_equal(store_root(NULL), "./egressgw-store");
+	assert_string_equal(store_root(""), "./egressgw-store");
+	setenv(STORE_ENV, "/from/env", 1);
+	assert_string_equal(store_root(NULL), "/from/env");
+	assert_string_equal(store_root("/from/flag"), "/from/flag");
+	setenv(STORE_ENV, "", 1);
+	assert_string_equal(store_root(NULL), "./egressgw-store");
+	unsetenv(STORE_ENV);
+}
+
+static void missing_store_is_empty(void **state)
+{
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+
+	(void)state;
+	assert_int_equal(store_load("/nonexistent/egressgw-store", "default", &c, &d), 0);
+	assert_int_equal(c.n, 0);
+	assert_int_equal(d.n, 0);
+	store_contents_free(&c);
+}
+
+static void kubelet_mount_is_read_once(void **state)
+{
+	char *root = tmpdir();
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	const struct store_entry *e;
+
+	(void)state;
+	put(root, "config/cm/..2024_01_01_00_00_00.1/a.yaml", SE("a") "---\n" SE("b"));
+	put(root, "config/cm/..2024_01_01_00_00_00.1/notes.txt", "not read\n");
+	link_at(root, "..2024_01_01_00_00_00.1", "config/cm/..data");
+	link_at(root, "..data/a.yaml", "config/cm/a.yaml");
+	link_at(root, "..data/notes.txt", "config/cm/notes.txt");
+	put(root, "secrets/istio-system/cred/..2024_01_01_00_00_00.1/tls.crt", "CERT");
+	put(root, "secrets/istio-system/cred/..2024_01_01_00_00_00.1/tls.key", "KEY");
+	link_at(root, "..2024_01_01_00_00_00.1", "secrets/istio-system/cred/..data");
+	link_at(root, "..data/tls.crt", "secrets/istio-system/cred/tls.crt");
+	link_at(root, "..data/tls.key", "secrets/istio-system/cred/tls.key");
+
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_int_equal(c.n, 3);
+	e = store_find(&c, RES_SERVICE_ENTRY, "default", "b");
+	assert_non_null(e);
+	assert_int_equal(e->doc, 1);
+	assert_false(e->in_secret_dir);
+	e = store_find(&c, RES_SECRET, "istio-system", "cred");
+	assert_non_null(e);
+	assert_true(e->in_secret_dir);
+	/* No ..type: two keys tls.crt and tls.key mean a TLS Secret. */
+	assert_string_equal(e->res.u.secret->type, "kubernetes.io/tls");
+	assert_int_equal(e->res.u.secret->data.n, 2);
+	assert_memory_equal(res_secret_get(e->res.u.secret, "tls.key")->value, "KEY", 3);
+	store_contents_free(&c);
+	diags_free(&d);
+	rm_rf(root);
+	free(root);
+}
+
+static void duplicates_and_broken_files_are_located_errors(void **state)
+{
+	char *root = tmpdir();
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	struct sbuf msg = SBUF_INIT;
+
+	(void)state;
+	put(root, "config/1.yaml", SE("a"));
+	put(root, "config/2.yaml", "# comment\n" SE("a"));
+	put(root, "config/3.yaml", SE("c") "---\napiVersion: networking.istio.io/v1\n"
+	    "kind: Gateway\nmetadata:\n  name: g\nspec:\n  servers: 7\n");
+	put(root, "config/4.yml", "key: [unclosed\n");
+	assert_int_equal(store_load(root, "default", &c, &d), -1);
+	/* a from 1.yaml, c from 3.yaml: what decodes is still there. */
+	assert_int_equal(c.n, 2);
+	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "c"));
+	for (size_t i = 0; i < d.n; i++) {
+		diag_format(&d.v[i], &msg);
+		sbuf_addc(&msg, '\n');
+	}
+	assert_non_null(strstr(msg.s, "/config/2.yaml:2: ServiceEntry default/a: already "
+	                              "defined at "));
+	assert_non_null(strstr(msg.s, "/config/3.yaml:"));
+	assert_non_null(strstr(msg.s, "Gateway default/g"));
+	assert_non_null(strstr(msg.s, "/config/4.yml:"));
+	sbuf_free(&msg);
+	store_contents_free(&c);
+	diags_free(&d);
+	rm_rf(root);
+	free(root);
+}
+
+static void secrets_are_written_like_the_kubelet(void **state)
+{
+	char *root = tmpdir();
+	struct store_secret s;
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	const struct store_entry *e;
+	char target[256], old[256];
+	ssize_t n;
+	struct stat st;
+	char *p, *text;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.type = xstrdup("Opaque");
+	store_secret_set(&s, "tls.key", "KEY1", 4);
+	store_secret_set(&s, "tls.crt", "CERT1", 5);
+	store_secret_set(&s, "ca.crt", "CA1", 3);
+	assert_string_equal(s.keys[0].key, "ca.crt");  /* kept sorted */
+	assert_int_equal(store_put_secret(root, "istio-system", "cred", &s, &d), 0);
+
+	p = xasprintf("%s/secrets/istio-system/cred/..data", root);
+	n = readlink(p, old, sizeof(old) - 1);
+	assert_true(n > 2);
+	old[n] = '\0';
+	assert_true(str_has_prefix(old, "..20"));
+	free(p);
+	p = xasprintf("%s/secrets/istio-system/cred/tls.key", root);
+	n = readlink(p, target, sizeof(target) - 1);
+	assert_true(n > 0);
+	target[n] = '\0';
+	assert_string_equal(target, "..data/tls.key");
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	free(p);
+	p = xasprintf("%s/secrets/istio-system/cred", root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0700);
+	free(p);
+	text = slurp(root, "secrets/istio-system/cred/..type");
+	assert_string_equal(text, "Opaque\n");
+	free(text);
+
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	e = store_find(&c, RES_SECRET, "istio-system", "cred");
+	assert_non_null(e);
+	assert_string_equal(e->res.u.secret->type, "Opaque");  /* from ..type, not inferred */
+	{
+		struct store_secret back;
+
+		store_secret_from_res(&e->res, &back);
+		assert_true(store_secret_equal(&s, &back));
+		store_secret_free(&back);
+	}
+	store_contents_free(&c);
+
+	/* A new version without ca.crt: one ..data switch, the old version and the old name
+	 * are gone. */
+	store_secret_free(&s);
+	memset(&s, 0, sizeof(s));
+	s.type = xstrdup("kubernetes.io/tls");
+	store_secret_set(&s, "tls.crt", "CERT2", 5);
+	store_secret_set(&s, "tls.key", "KEY2", 4);
+	assert_int_equal(store_put_secret(root, "istio-system", "cred", &s, &d), 0);
+	p = xasprintf("secrets/istio-system/cred/%s", old);
+	assert_false(exists(root, p));
+	free(p);
+	assert_false(exists(root, "secrets/istio-system/cred/ca.crt"));
+	text = slurp(root, "secrets/istio-system/cred/tls.crt");
+	assert_string_equal(text, "CERT2");
+	free(text);
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	e = store_find(&c, RES_SECRET, "istio-system", "cred");
+	assert_string_equal(e->res.u.secret->type, "kubernetes.io/tls");
+	assert_int_equal(e->res.u.secret->data.n, 2);
+
+	/* Removal: gone at once, nothing hidden left behind. */
+	assert_int_equal(store_remove(e, &d), 0);
+	store_contents_free(&c);
+	assert_false(exists(root, "secrets/istio-system/cred"));
+	{
+		char *cmd = xasprintf("test -z \"$(ls -A '%s/secrets/istio-system')\"", root);
+
+		assert_int_equal(system(cmd), 0);
+		free(cmd);
+	}
+	assert_int_equal(d.nerrors, 0);
+	store_secret_free(&s);
+	diags_free(&d);
+	rm_rf(root);
+	free(root);
+}
+
+static void bad_secret_key_names_are_refused(void **state)
+{
+	(void)state;
+	assert_true(store_secret_key_valid("tls.crt"));
+	assert_true(store_secret_key_valid(".hidden"));
+	assert_true(store_secret_key_valid("A_b-c.d"));
+	assert_false(store_secret_key_valid(""));
+	assert_false(store_secret_key_valid("."));
+	assert_false(store_secret_key_valid(".."));
+	assert_false(store_secret_key_valid("..data"));
+	assert_false(store_secret_key_valid("a/b"));
+	assert_false(store_secret_key_valid("a b"));
+}
+
+#define MULTI \
+	"---\n" \
+	"# first\n" SE("a") \
+	"...\n" \
+	"---\n" SE("b") \
+	"--- # third\n" SE("c")
+
+/* Loads root and removes kind/name, then reloads and returns the names left, joined. */
+static char *remove_and_list(const char *root, const char *name)
+{
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	struct sbuf names = SBUF_INIT;
+
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	assert_int_equal(store_remove(store_find(&c, RES_SERVICE_ENTRY, "default", name), &d), 0);
+	store_contents_free(&c);
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	for (size_t i = 0; i < c.n; i++)
+		sbuf_addf(&names, "%s%s", i ? "," : "", c.v[i].res.name);
+	store_contents_free(&c);
+	assert_int_equal(d.n, 0);
+	diags_free(&d);
+	return sbuf_steal(&names);
+}
+
+static void documents_are_removed_from_multi_document_files(void **state)
+{
+	const char *order[][3] = {
+		{ "a", "b,c", "c" }, { "b", "a,c", "a" }, { "c", "a,b", "a" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		char *root = tmpdir();
+		char *left, *text;
+		const char *second = strcmp(order[i][0], "b") == 0 ? "c" : "b";
+
+		put(root, "config/m.yaml", MULTI);
+		left = remove_and_list(root, order[i][0]);
+		assert_string_equal(left, order[i][1]);
+		free(left);
+		text = slurp(root, "config/m.yaml");
+		assert_null(strstr(text, "---\n---"));
+		free(text);
+		left = remove_and_list(root, second);
+		assert_string_equal(left, order[i][2]);
+		free(left);
+		left = remove_and_list(root, order[i][2]);
+		assert_string_equal(left, "");
+		free(left);
+		/* The last one takes the file with it. */
+		assert_false(exists(root, "config/m.yaml"));
+		rm_rf(root);
+		free(root);
+	}
+}
+
+static void documents_are_replaced_where_they_are(void **state)
+{
+	char *root = tmpdir();
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	struct store_entry *e;
+	struct ystream in;
+	char *text;
+	char *edited = replace(SE("b"), "resolution: DNS", "resolution: NONE");
+
+	(void)state;
+	put(root, "config/m.yaml", MULTI);
+	assert_int_equal(ydoc_parse("<test>", edited, strlen(edited), &in, &d), 0);
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	e = store_find(&c, RES_SERVICE_ENTRY, "default", "b");
+	assert_int_equal(store_put(root, e, RES_SERVICE_ENTRY, "default", "b", in.docs[0].root, &d),
+	                 0);
+	store_contents_free(&c);
+	text = slurp(root, "config/m.yaml");
+	assert_non_null(strstr(text, "# first\n"));
+	assert_non_null(strstr(text, "--- # third\n"));
+	assert_non_null(strstr(text, "resolution: NONE"));
+	free(text);
+	assert_int_equal(store_load(root, "default", &c, &d), 0);
+	assert_int_equal(c.n, 3);
+	e = store_find(&c, RES_SERVICE_ENTRY, "default", "b");
+	assert_string_equal(ynode_str(ynode_get(ynode_get(e->res.node, "spec"), "resolution")),
+	                    "NONE");
+	store_contents_free(&c);
+	/* A new resource goes to its own file. */
+	assert_int_equal(store_put(root, NULL, RES_SERVICE_ENTRY, "istio-system", "b",
+	                           in.docs[0].root, &d), 0);
+	assert_true(exists(root, "config/istio-system/serviceentries/b.yaml"));
+	assert_int_equal(d.n, 0);
+	ystream_free(&in);
+	diags_free(&d);
+	free(edited);
+	rm_rf(root);
+	free(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(root_comes_from_flag_env_default),
+		cmocka_unit_test(missing_store_is_empty),
+		cmocka_unit_test(kubelet_mount_is_read_once),
+		cmocka_unit_test(duplicates_and_broken_files_are_located_errors),
+		cmocka_unit_test(secrets_are_written_like_the_kubelet),
+		cmocka_unit_test(bad_secret_key_names_are_refused),
+		cmocka_unit_test(documents_are_removed_from_multi_document_files),
+		cmocka_unit_test(documents_are_replaced_where_they_are),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
