@@ -41,7 +41,7 @@ cd - >/dev/null
 # ---- the upstream: nginx requiring a client certificate ----
 mkdir -p "$W/up/tmp"
 cat > "$W/up/nginx.conf" <<NGX
-worker_processes 1; daemon off; pid $W/up/pid; error_log $W/up/error.log;
+$( [ "$(id -u)" = 0 ] && echo "user root;") worker_processes 1; daemon off; pid $W/up/pid; error_log $W/up/error.log;
 events { worker_connections 4096; }
 http {
   access_log off; keepalive_requests 1000000; keepalive_timeout 300s;
@@ -102,13 +102,13 @@ spec:
 YAML
 "$BUILD/egressgw" --role gateway --store "$STORE" --namespace istio-system \
   --listen-address 127.0.0.1 --admin 127.0.0.1:18000 --hosts-file "$W/hosts" \
-  --workers "$WORKERS" --log-level warn & PIDS+=($!); EG_PID=$!
+  --workers "$WORKERS" --log-level warn 2>"$W/egressgw.err" & PIDS+=($!); EG_PID=$!
 
 # ---- HAProxy ----
 cat > "$W/haproxy.cfg" <<HAP
 global
   nbthread $WORKERS
-  maxconn 10000
+  maxconn 4000
 defaults
   mode http
   timeout connect 10s
@@ -148,7 +148,10 @@ nginx -p "$W/px" -c "$W/px/nginx.conf" & PIDS+=($!); NX_PID=$!
 
 for port in 18080 18081 18082; do
   for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/small" && break; sleep 0.1; done
-  curl -sf -o /dev/null "http://127.0.0.1:$port/small" || { echo "bench: proxy on port $port does not answer" >&2; exit 1; }
+  curl -sf -o /dev/null "http://127.0.0.1:$port/small" || {
+    echo "bench: proxy on port $port does not answer 200:" >&2
+    curl -sS -i "http://127.0.0.1:$port/small" >&2 || true
+    exit 1; }
 done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
