@@ -1592,8 +1592,9 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	loop_timer_init(&d->st.timeout, st_on_timeout);
 	d->st.d = d;
 	d->hs_done = true;
-	if (sl && sl->tls && sl->nservers > 0 && sl->servers[0].ctx) {
-		d->tls = tls_server_new(sl->servers[0].ctx, fd);
+	/* The listener's context dispatches on SNI to the matching Gateway server's. */
+	if (sl && sl->tls && sl->ctx) {
+		d->tls = tls_server_new(sl->ctx, fd);
 		d->hs_done = false;
 	}
 	d->next = w->dconns;

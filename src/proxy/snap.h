@@ -55,6 +55,9 @@ struct snap_server {
 	char **allowed_sans;      /* client identities allowed (Gateway tls.subjectAltNames) */
 	size_t nallowed_sans;
 	bool https_redirect;
+	/* Where the server certificate came from, for config_dump: "kubernetes://NAME",
+	 * "file:/path/cert.pem" or "identity:/dir"; NULL for PLAIN/PASSTHROUGH. */
+	char *tls_source;
 };
 
 struct snap_listener {
@@ -62,6 +65,14 @@ struct snap_listener {
 	struct sock_addr addr;
 	uint16_t port;
 	bool tls;                 /* the servers terminate TLS (all of them or none) */
+	/* The listener's TLS context when tls: the first terminating server's context, with
+	 * SNI dispatch installed (tls_server_set_sni) choosing among the servers by their
+	 * hosts; an SNI no server matches is refused. Borrowed from servers[]; NULL when
+	 * !tls. A listener whose servers are all PASSTHROUGH has tls == false, ctx == NULL
+	 * (not served yet: the data path will route those by SNI). The SNI callback reads
+	 * this listener, so a handshake on ctx must not outlive the snapshot: hold a snap
+	 * reference for every connection accepted on it until its handshake is done. */
+	struct tls_ctx *ctx;
 	struct snap_server *servers;
 	size_t nservers;
 	struct route_table *routes;  /* "http.80" */
@@ -86,6 +97,10 @@ struct snap {
 	/* JSON of the active configuration, made once at build time for /config_dump. */
 	char *config_dump;
 };
+
+/* Downstream ALPN on Gateway servers. Istio offers "h2" then "http/1.1"; the data path
+ * serves HTTP/1.1 only for now, so h2 is not offered. Set to 1 when h2 is served. */
+#define SNAP_GW_ALPN_H2 0
 
 /* What snap_build needs besides the resources. */
 struct snap_params {
@@ -113,5 +128,31 @@ static inline struct snap *snap_ref(struct snap *s)
 
 /* Drops a reference; the last one frees the snapshot (route tables, clusters, contexts). */
 void snap_unref(struct snap *s);
+
+/* ---- JSON writing (config_dump; usable by the admin endpoint for other documents) ----
+ *
+ * A small streaming writer that handles commas and indentation (two spaces, as Envoy's
+ * config_dump). Keys are given with each value inside objects and are NULL inside
+ * arrays. Strings are escaped (quotes, backslash, control characters); bytes >= 0x80
+ * are copied as they are (the input is UTF-8). A NULL string value writes null. */
+#define SNAP_JSON_MAX_DEPTH 32
+
+struct snap_json {
+	struct sbuf *out;
+	unsigned depth;
+	bool nonempty[SNAP_JSON_MAX_DEPTH];
+};
+
+void snap_json_init(struct snap_json *j, struct sbuf *out);
+void snap_json_obj_begin(struct snap_json *j, const char *key);
+void snap_json_obj_end(struct snap_json *j);
+void snap_json_arr_begin(struct snap_json *j, const char *key);
+void snap_json_arr_end(struct snap_json *j);
+void snap_json_str(struct snap_json *j, const char *key, const char *v);
+void snap_json_int(struct snap_json *j, const char *key, long long v);
+void snap_json_bool(struct snap_json *j, const char *key, bool v);
+void snap_json_null(struct snap_json *j, const char *key);
+/* Appends s as a quoted, escaped JSON string to out. */
+void snap_json_escape(struct sbuf *out, const char *s);
 
 #endif

@@ -1,0 +1,479 @@
+/* snap: the compiler from Istio resources to a snapshot (listeners, route tables,
+ * clusters), and the snapshot's lifetime.
+ *
+ * snap_build runs on the main thread:
+ *   1. gather the resources visible to this proxy (exportTo), sorted by (namespace, name);
+ *   2. gateway role: Gateways selected by the proxy's labels -> listeners (snap_gw.c),
+ *      each with its route table (snap_route.c); sidecar role: outbound route tables;
+ *   3. clusters for every destination the routes name and every ServiceEntry host x port,
+ *      with DestinationRule policy and TLS contexts (snap_cluster.c);
+ *   4. config_dump (snap_json.c).
+ * Files: snap.c (this: driver, shared helpers, free), snap_gw.c, snap_route.c,
+ * snap_cluster.c, snap_json.c; snap_int.h is their private header. */
+#include "proxy/snap.h"
+#include "proxy/snap_int.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/util.h"
+
+static atomic_uint_fast64_t snap_next_version = 1;
+
+/* ---- shared helpers ---- */
+
+void snap_lower(char *s)
+{
+	for (; *s; s++)
+		*s = (char)tolower((unsigned char)*s);
+}
+
+/* ---- string map ---- */
+
+static uint64_t snap_hash(const char *s, bool icase)
+{
+	uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
+
+	for (; *s; s++) {
+		h ^= (uint64_t)(unsigned char)(icase ? tolower((unsigned char)*s) : *s);
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+void snap_map_init(struct snap_map *m, bool icase)
+{
+	m->mask = 63;
+	m->v = xcalloc(m->mask + 1, sizeof(*m->v));
+	m->n = 0;
+	m->icase = icase;
+}
+
+static size_t snap_map_slot(const struct snap_map *m, const char *key)
+{
+	size_t k = snap_hash(key, m->icase) & m->mask;
+
+	while (m->v[k].key && (m->icase ? strcasecmp(m->v[k].key, key)
+	                                : strcmp(m->v[k].key, key)) != 0)
+		k = (k + 1) & m->mask;
+	return k;
+}
+
+size_t snap_map_get(const struct snap_map *m, const char *key)
+{
+	size_t k;
+
+	if (!m->v)
+		return SIZE_MAX;
+	k = snap_map_slot(m, key);
+	return m->v[k].key ? m->v[k].val : SIZE_MAX;
+}
+
+void snap_map_put(struct snap_map *m, const char *key, size_t val)
+{
+	size_t k;
+
+	if (!m->v)
+		snap_map_init(m, false);
+	if ((m->n + 1) * 2 > m->mask + 1) {
+		struct snap_map old = *m;
+
+		m->mask = m->mask * 2 + 1;
+		m->v = xcalloc(m->mask + 1, sizeof(*m->v));
+		for (size_t i = 0; i <= old.mask; i++)
+			if (old.v[i].key)
+				m->v[snap_map_slot(m, old.v[i].key)] = old.v[i];
+		free(old.v);
+	}
+	k = snap_map_slot(m, key);
+	if (m->v[k].key)
+		return;
+	m->v[k].key = key;
+	m->v[k].val = val;
+	m->n++;
+}
+
+void snap_map_fini(struct snap_map *m)
+{
+	free(m->v);
+	memset(m, 0, sizeof(*m));
+}
+
+/* ---- sorted references ---- */
+
+static int snap_ref_cmp(const void *a, const void *b)
+{
+	const struct snap_ref *x = a, *y = b;
+	int c = strcasecmp(x->key, y->key);
+
+	return c ? c : x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+const struct snap_ref *snap_refs_find(const struct snap_ref *v, size_t n, const char *key,
+                                      size_t *nfound)
+{
+	size_t lo = 0, hi = n, end;
+
+	/* The first ref not below key. */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcasecmp(v[mid].key, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (end = lo; end < n && strcasecmp(v[end].key, key) == 0; end++)
+		;
+	*nfound = end - lo;
+	return *nfound ? &v[lo] : NULL;
+}
+
+static void snap_refs_free(struct snap_ref *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i].key);
+	free(v);
+}
+
+const char *snap_label(const struct snap_b *b, const char *key)
+{
+	size_t klen = strlen(key);
+
+	if (!b->p->labels)
+		return NULL;
+	for (const char **l = b->p->labels; *l; l++)
+		if (strncmp(*l, key, klen) == 0 && (*l)[klen] == '=')
+			return *l + klen + 1;
+	return NULL;
+}
+
+bool snap_labels_match(const struct snap_b *b, const struct res_strmap *sel)
+{
+	for (size_t i = 0; i < sel->n; i++) {
+		const char *v = snap_label(b, sel->v[i].key);
+
+		if (!v || strcmp(v, sel->v[i].value ? sel->v[i].value : "") != 0)
+			return false;
+	}
+	return true;
+}
+
+bool snap_visible(const struct res_strlist *export_to, const char *res_ns, const char *ns)
+{
+	if (export_to->n == 0)
+		return true;
+	for (size_t i = 0; i < export_to->n; i++) {
+		const char *e = export_to->v[i];
+
+		if (strcmp(e, "*") == 0 || strcmp(e, ns) == 0)
+			return true;
+		if (strcmp(e, ".") == 0 && strcmp(res_ns, ns) == 0)
+			return true;
+	}
+	return false;
+}
+
+char *snap_fqdn(const char *host, const char *ns)
+{
+	char *out;
+
+	if (strchr(host, '.') || strcmp(host, "*") == 0)
+		out = xstrdup(host);
+	else
+		out = xasprintf("%s.%s" SNAP_KUBE_SUFFIX, host, ns);
+	snap_lower(out);
+	return out;
+}
+
+void snap_gw_ref(const char *ref, const char *vs_ns, char *out, size_t n)
+{
+	const char *dot;
+
+	if (strcmp(ref, SNAP_MESH) == 0 || strchr(ref, '/')) {
+		snprintf(out, n, "%s", ref);
+		return;
+	}
+	/* Legacy form "name.ns.svc.cluster.local" (or "name.ns"). */
+	dot = strchr(ref, '.');
+	if (dot) {
+		const char *ns = dot + 1, *end = strchr(ns, '.');
+		int nslen = (int)(end ? (size_t)(end - ns) : strlen(ns));
+
+		snprintf(out, n, "%.*s/%.*s", nslen, ns, (int)(dot - ref), ref);
+		return;
+	}
+	snprintf(out, n, "%s/%s", vs_ns, ref);
+}
+
+const char *snap_res_id(const struct resource *r, char *out, size_t n)
+{
+	snprintf(out, n, "%s/%s", r->namespace, r->name);
+	return out;
+}
+
+const struct resource *snap_se_for_host(const struct snap_b *b, const char *host)
+{
+	size_t n;
+	const struct snap_ref *r = snap_refs_find(b->se_refs, b->nse_refs, host, &n);
+
+	return r ? b->se[r->idx] : NULL;
+}
+
+const char *snap_host_ns(const struct snap_b *b, const char *host, char *out, size_t n)
+{
+	const struct resource *se;
+
+	if (str_has_suffix(host, SNAP_KUBE_SUFFIX)) {
+		const char *dot = strchr(host, '.');
+		const char *end = host + strlen(host) - strlen(SNAP_KUBE_SUFFIX);
+
+		if (dot && dot < end) {
+			snprintf(out, n, "%.*s", (int)(end - dot - 1), dot + 1);
+			if (!strchr(out, '.'))
+				return out;
+		}
+	}
+	se = snap_se_for_host(b, host);
+	if (se) {
+		snprintf(out, n, "%s", se->namespace);
+		return out;
+	}
+	return NULL;
+}
+
+/* ---- gathering ---- */
+
+static int snap_res_cmp(const void *a, const void *b)
+{
+	const struct resource *x = *(const struct resource *const *)a;
+	const struct resource *y = *(const struct resource *const *)b;
+	int c = strcmp(x->namespace, y->namespace);
+
+	return c ? c : strcmp(x->name, y->name);
+}
+
+static const struct res_strlist *snap_export_to(const struct resource *r)
+{
+	switch (r->kind) {
+	case RES_SERVICE_ENTRY:
+		return &r->u.se->export_to;
+	case RES_VIRTUAL_SERVICE:
+		return &r->u.vs->export_to;
+	case RES_DESTINATION_RULE:
+		return &r->u.dr->export_to;
+	default:
+		return NULL;
+	}
+}
+
+static void snap_ref_add(struct snap_ref **v, size_t *n, char *key, size_t idx)
+{
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[*n].key = key;
+	(*v)[*n].idx = idx;
+	(*n)++;
+}
+
+/* Builds the host indexes of snap_int.h. */
+static void snap_index(struct snap_b *b)
+{
+	b->se_wild = xcalloc(b->nse + 1, sizeof(*b->se_wild));
+	for (size_t i = 0; i < b->nse; i++) {
+		const struct serviceentry *se = b->se[i]->u.se;
+		bool wild = false;
+
+		/* Every host by its literal name (a cluster's host may be "*.x"), and the
+		 * ServiceEntries with wildcards apart, for the hosts they cover. */
+		for (size_t j = 0; j < se->hosts.n; j++) {
+			wild |= se->hosts.v[j][0] == '*';
+			snap_ref_add(&b->se_refs, &b->nse_refs, xstrdup(se->hosts.v[j]), i);
+		}
+		if (wild)
+			b->se_wild[b->nse_wild++] = i;
+	}
+	if (b->nse_refs)
+		qsort(b->se_refs, b->nse_refs, sizeof(*b->se_refs), snap_ref_cmp);
+	for (size_t i = 0; i < b->ndr; i++) {
+		const struct resource *r = b->dr[i];
+		char *h = snap_fqdn(r->u.dr->host, r->namespace);
+
+		if (h[0] == '*') {
+			snap_ref_add(&b->dr_wild, &b->ndr_wild, h, i);
+		} else {
+			snap_ref_add(&b->dr_refs, &b->ndr_refs, xasprintf("%s/%s", r->namespace, h), i);
+			free(h);
+		}
+	}
+	if (b->ndr_refs)
+		qsort(b->dr_refs, b->ndr_refs, sizeof(*b->dr_refs), snap_ref_cmp);
+}
+
+static void snap_gather(struct snap_b *b)
+{
+	const struct store_contents *c = b->contents;
+
+	b->se = xcalloc(c->n + 1, sizeof(*b->se));
+	b->gw = xcalloc(c->n + 1, sizeof(*b->gw));
+	b->vs = xcalloc(c->n + 1, sizeof(*b->vs));
+	b->dr = xcalloc(c->n + 1, sizeof(*b->dr));
+	for (size_t i = 0; i < c->n; i++) {
+		const struct resource *r = &c->v[i].res;
+		const struct res_strlist *exp = snap_export_to(r);
+
+		if (exp && !snap_visible(exp, r->namespace, b->ns))
+			continue;
+		switch (r->kind) {
+		case RES_SERVICE_ENTRY:
+			b->se[b->nse++] = r;
+			break;
+		case RES_GATEWAY:
+			b->gw[b->ngw++] = r;
+			break;
+		case RES_VIRTUAL_SERVICE:
+			b->vs[b->nvs++] = r;
+			break;
+		case RES_DESTINATION_RULE:
+			b->dr[b->ndr++] = r;
+			break;
+		default:
+			break;
+		}
+	}
+	qsort(b->se, b->nse, sizeof(*b->se), snap_res_cmp);
+	qsort(b->gw, b->ngw, sizeof(*b->gw), snap_res_cmp);
+	qsort(b->vs, b->nvs, sizeof(*b->vs), snap_res_cmp);
+	qsort(b->dr, b->ndr, sizeof(*b->dr), snap_res_cmp);
+	snap_index(b);
+}
+
+static void snap_b_fini(struct snap_b *b)
+{
+	free(b->se);
+	free(b->gw);
+	free(b->vs);
+	free(b->dr);
+	free(b->selgw);
+	snap_refs_free(b->se_refs, b->nse_refs);
+	snap_refs_free(b->dr_refs, b->ndr_refs);
+	snap_refs_free(b->dr_wild, b->ndr_wild);
+	free(b->se_wild);
+	snap_map_fini(&b->key_idx);
+	for (size_t i = 0; i < b->nkeys; i++) {
+		free(b->keys[i].name);
+		free(b->keys[i].host);
+		free(b->keys[i].subset);
+	}
+	free(b->keys);
+	for (size_t i = 0; i < b->nbc; i++)
+		snap_bcluster_fini(&b->bc[i]);
+	free(b->bc);
+	for (size_t i = 0; i < b->nctxs; i++) {
+		free(b->ctxs[i].key);
+		free(b->ctxs[i].err);
+		tls_ctx_unref(b->ctxs[i].ctx);
+	}
+	free(b->ctxs);
+}
+
+/* ---- build ---- */
+
+struct snap *snap_build(const struct store_contents *contents, const struct snap_params *p,
+                        struct diags *d)
+{
+	struct snap_b b;
+	struct snap *s;
+
+	memset(&b, 0, sizeof(b));
+	b.p = p;
+	b.ns = p->namespace && *p->namespace ? p->namespace : "default";
+	b.d = d;
+	b.contents = contents;
+	s = xcalloc(1, sizeof(*s));
+	atomic_init(&s->refs, 1);
+	s->version = atomic_fetch_add(&snap_next_version, 1);
+	s->role = p->role;
+	b.s = s;
+
+	snap_gather(&b);
+	snap_vs_warn_unsupported(&b);
+	if (p->role == SNAP_ROLE_GATEWAY) {
+		if (snap_gw_listeners(&b) < 0)
+			goto fail;
+	} else {
+		snap_sidecar_routes(&b);
+	}
+	snap_clusters(&b);
+	s->config_dump = snap_dump(&b);
+	snap_b_fini(&b);
+	return s;
+
+fail:
+	snap_b_fini(&b);
+	snap_unref(s);
+	return NULL;
+}
+
+struct cluster *snap_cluster_find(const struct snap *s, const char *name)
+{
+	size_t lo = 0, hi = s->nclusters;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->clusters[mid]->name, name);
+
+		if (c == 0)
+			return s->clusters[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static void snap_strv_free(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static void snap_listener_fini(struct snap_listener *l)
+{
+	for (size_t i = 0; i < l->nservers; i++) {
+		struct snap_server *sv = &l->servers[i];
+
+		free(sv->gateway);
+		free(sv->port_name);
+		snap_strv_free(sv->hosts, sv->nhosts);
+		snap_strv_free(sv->allowed_sans, sv->nallowed_sans);
+		free(sv->tls_source);
+		tls_ctx_unref(sv->ctx);
+	}
+	free(l->servers);
+	route_table_free(l->routes);
+	free(l->name);
+}
+
+void snap_unref(struct snap *s)
+{
+	if (!s)
+		return;
+	if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (size_t i = 0; i < s->nlisteners; i++)
+		snap_listener_fini(&s->listeners[i]);
+	free(s->listeners);
+	for (size_t i = 0; i < s->nclusters; i++)
+		cluster_free(s->clusters[i]);
+	free(s->clusters);
+	for (size_t i = 0; i < s->noutbound; i++)
+		route_table_free(s->outbound[i]);
+	free(s->outbound);
+	free(s->config_dump);
+	free(s);
+}

@@ -1,0 +1,696 @@
+/* snap_cluster: clusters (outbound|PORT|SUBSET|HOST) from ServiceEntries and
+ * DestinationRules, with their upstream TLS contexts.
+ *
+ * Which clusters: every destination a route names, plus one per ServiceEntry host x
+ * port (Istio makes those whether or not a route uses them). A destination naming a
+ * subset that no applicable DestinationRule defines gets no cluster (Istio's 503 NC).
+ *
+ * Discovery: the ServiceEntry listing the host exactly decides (DNS, DNS_ROUND_ROBIN,
+ * STATIC, NONE -> original destination); a host without one is resolved by DNS (or used
+ * as is when it is an IP literal). Endpoint ports: the endpoint's `ports[PORT-NAME]`,
+ * else the port's targetPort, else its number (Istio's order).
+ *
+ * DestinationRule: the proxy's namespace first, then the host's namespace (the
+ * namespace label of NAME.NS.svc.cluster.local, else the ServiceEntry's namespace), then
+ * the root namespace istio-system; exportTo limits what is visible; within a namespace
+ * the most specific host wins (exact, then the longest wildcard), then a rule with a
+ * matching workloadSelector, then (namespace, name) order. Policy for port P and subset
+ * S, as Istio's MergeSubsetTrafficPolicy: the rule's portLevelSettings entry for P when
+ * there is one (it replaces the rule's top level entirely: unset fields take defaults,
+ * not the top level's), else its top level; then the same for the subset, whose groups
+ * (loadBalancer, connectionPool, outlierDetection, tls: each a whole block) override the
+ * rule's when set, all four when the subset has a port-level entry for P.
+ *
+ * A credential that is missing or incomplete, or certificate files that do not load, are
+ * not errors (Istio serves the rest of the configuration): the cluster records the
+ * reason in tls_ctx_error and a warning goes to the diagnostics. */
+#include "proxy/snap_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/util.h"
+
+/* ---- wanted clusters ---- */
+
+const char *snap_want_cluster(struct snap_b *b, const char *host, const char *subset,
+                              uint16_t port)
+{
+	char *name = xasprintf("outbound|%u|%s|%s", port, subset ? subset : "", host);
+	struct snap_ckey *k;
+	size_t i;
+
+	snap_lower(name + strlen(name) - strlen(host));
+	if (!b->key_idx.v)
+		snap_map_init(&b->key_idx, false);
+	i = snap_map_get(&b->key_idx, name);
+	if (i != SIZE_MAX) {
+		free(name);
+		return b->keys[i].name;
+	}
+	if (b->nkeys == b->capkeys) {
+		b->capkeys = b->capkeys ? b->capkeys * 2 : 16;
+		b->keys = xrealloc(b->keys, b->capkeys * sizeof(*b->keys));
+	}
+	k = &b->keys[b->nkeys];
+	k->name = name;
+	k->host = xstrdup(host);
+	snap_lower(k->host);
+	k->subset = xstrdup(subset ? subset : "");
+	k->port = port;
+	snap_map_put(&b->key_idx, k->name, b->nkeys++);
+	return k->name;
+}
+
+/* ---- credentials ---- */
+
+static const struct secret *snap_secret(const struct snap_b *b, const char *name)
+{
+	struct store_entry *e = store_find(b->contents, RES_SECRET, b->ns, name);
+
+	return e ? e->res.u.secret : NULL;
+}
+
+/* A key with a non-empty value, or NULL. */
+static const struct res_secret_data *snap_val(const struct secret *s, const char *key)
+{
+	const struct res_secret_data *v = s ? res_secret_get(s, key) : NULL;
+
+	return v && v->len ? v : NULL;
+}
+
+static void snap_found_keys(const struct secret *s, struct sbuf *err)
+{
+	sbuf_adds(err, " (found: ");
+	for (size_t i = 0; i < s->data.n; i++)
+		sbuf_addf(err, "%s%s", i ? ", " : "", s->data.v[i].key);
+	if (s->data.n == 0)
+		sbuf_adds(err, "no keys");
+	sbuf_adds(err, ")");
+}
+
+int snap_cred_load(struct snap_b *b, const char *name, bool need_cert, struct snap_cred *out,
+                   struct sbuf *err)
+{
+	char *caname = xasprintf("%s-cacert", name);
+	const struct secret *sec = snap_secret(b, name), *casec = snap_secret(b, caname);
+	const struct secret *from;
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	snprintf(out->cert_label, sizeof(out->cert_label), "kubernetes://%s", name);
+	snprintf(out->ca_label, sizeof(out->ca_label), "kubernetes://%s-cacert", name);
+	snprintf(out->crl_label, sizeof(out->crl_label), "kubernetes://%s-cacert", name);
+	if (!sec && (need_cert || !casec)) {
+		sbuf_addf(err, "secret kubernetes://%s not found in namespace %s", name, b->ns);
+		goto out;
+	}
+	if (need_cert) {
+		if (snap_val(sec, "cert") && snap_val(sec, "key")) {
+			out->cert = snap_val(sec, "cert");
+			out->key = snap_val(sec, "key");
+			out->crl = snap_val(sec, "crl");
+		} else if (snap_val(sec, "tls.crt") && snap_val(sec, "tls.key")) {
+			out->cert = snap_val(sec, "tls.crt");
+			out->key = snap_val(sec, "tls.key");
+			out->crl = snap_val(sec, "ca.crl");
+		} else {
+			sbuf_addf(err, "secret kubernetes://%s has no tls.crt/tls.key or cert/key", name);
+			snap_found_keys(sec, err);
+			goto out;
+		}
+	}
+	/* The CA: Secret NAME-cacert when it exists, else NAME itself. */
+	from = casec ? casec : sec;
+	out->ca = snap_val(from, "cacert");
+	if (!out->ca)
+		out->ca = snap_val(from, "ca.crt");
+	if (casec && !out->ca) {
+		sbuf_addf(err, "secret kubernetes://%s has no cacert or ca.crt", caname);
+		snap_found_keys(casec, err);
+		goto out;
+	}
+	if (!out->crl)
+		out->crl = snap_val(from, "crl");
+	if (!out->crl)
+		out->crl = snap_val(from, "ca.crl");
+	rc = 0;
+out:
+	free(caname);
+	return rc;
+}
+
+/* ---- DestinationRule lookup and policy ---- */
+
+/* Whether a DestinationRule may apply to this proxy: one with a workloadSelector only
+ * to the matching workloads of its own namespace. */
+static bool snap_dr_applies(const struct snap_b *b, const struct resource *drr)
+{
+	const struct dr_workload_selector *ws = drr->u.dr->workload_selector;
+
+	return !ws || (strcmp(drr->namespace, b->ns) == 0 &&
+	               snap_labels_match(b, &ws->match_labels));
+}
+
+/* The rule of namespace ns for host: an exact host first, then the longest wildcard;
+ * among equals a rule with a workloadSelector, then (namespace, name) order. */
+static const struct resource *snap_dr_in_ns(const struct snap_b *b, const char *ns,
+                                            const char *host)
+{
+	const struct resource *best = NULL;
+	const struct snap_ref *refs;
+	char *key = xasprintf("%s/%s", ns, host);
+	size_t n, best_len = 0;
+
+	refs = snap_refs_find(b->dr_refs, b->ndr_refs, key, &n);
+	free(key);
+	for (size_t i = 0; i < n; i++) {
+		const struct resource *drr = b->dr[refs[i].idx];
+
+		if (!snap_dr_applies(b, drr))
+			continue;
+		if (!best || (drr->u.dr->workload_selector && !best->u.dr->workload_selector))
+			best = drr;
+	}
+	if (best)
+		return best;
+	for (size_t i = 0; i < b->ndr_wild; i++) {
+		const struct resource *drr = b->dr[b->dr_wild[i].idx];
+		size_t len = strlen(b->dr_wild[i].key);
+
+		if (strcmp(drr->namespace, ns) != 0 || !snap_dr_applies(b, drr) ||
+		    !res_host_matches(b->dr_wild[i].key, host))
+			continue;
+		if (!best || len > best_len ||
+		    (len == best_len && drr->u.dr->workload_selector &&
+		     !best->u.dr->workload_selector)) {
+			best = drr;
+			best_len = len;
+		}
+	}
+	return best;
+}
+
+static const struct resource *snap_dr_find(const struct snap_b *b, const char *host)
+{
+	const struct resource *drr;
+	char hostns[256];
+	const char *hns = snap_host_ns(b, host, hostns, sizeof(hostns));
+
+	drr = snap_dr_in_ns(b, b->ns, host);
+	if (!drr && hns && strcmp(hns, b->ns) != 0)
+		drr = snap_dr_in_ns(b, hns, host);
+	if (!drr && strcmp(b->ns, SNAP_ROOT_NS) != 0 && (!hns || strcmp(hns, SNAP_ROOT_NS) != 0))
+		drr = snap_dr_in_ns(b, SNAP_ROOT_NS, host);
+	return drr;
+}
+
+struct snap_pol {
+	const struct dr_load_balancer *lb;
+	const struct dr_connection_pool *pool;
+	const struct dr_outlier_detection *od;
+	const struct dr_tls *tls;
+};
+
+/* The policy of one level (rule or subset) for port; true if a port-level entry hit. */
+static bool snap_pol_level(const struct dr_traffic_policy *tp, uint16_t port,
+                           struct snap_pol *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!tp)
+		return false;
+	for (size_t i = 0; i < tp->port_level_settings.n; i++) {
+		const struct dr_port_policy *pp = &tp->port_level_settings.v[i];
+
+		if (pp->port == port) {
+			out->lb = pp->load_balancer;
+			out->pool = pp->connection_pool;
+			out->od = pp->outlier_detection;
+			out->tls = pp->tls;
+			return true;
+		}
+	}
+	out->lb = tp->load_balancer;
+	out->pool = tp->connection_pool;
+	out->od = tp->outlier_detection;
+	out->tls = tp->tls;
+	return false;
+}
+
+static void snap_pol_merge(const struct destinationrule *dr, const struct dr_subset *sub,
+                           uint16_t port, struct snap_pol *out)
+{
+	struct snap_pol sp;
+	bool pl;
+
+	snap_pol_level(dr ? dr->traffic_policy : NULL, port, out);
+	if (!sub || !sub->traffic_policy)
+		return;
+	pl = snap_pol_level(sub->traffic_policy, port, &sp);
+	if (sp.lb || pl)
+		out->lb = sp.lb;
+	if (sp.pool || pl)
+		out->pool = sp.pool;
+	if (sp.od || pl)
+		out->od = sp.od;
+	if (sp.tls || pl)
+		out->tls = sp.tls;
+}
+
+/* ---- discovery ---- */
+
+static const struct se_port *snap_se_port(const struct serviceentry *se, uint16_t port)
+{
+	for (size_t i = 0; i < se->ports.n; i++)
+		if (se->ports.v[i].number == port)
+			return &se->ports.v[i];
+	return NULL;
+}
+
+/* The port an endpoint (NULL: the host itself) serves service port sp on. */
+static uint16_t snap_ep_port(const struct se_endpoint *ep, const struct se_port *sp,
+                             uint16_t port)
+{
+	if (ep && sp && sp->name)
+		for (size_t i = 0; i < ep->ports.n; i++)
+			if (strcmp(ep->ports.v[i].name, sp->name) == 0 && ep->ports.v[i].number)
+				return (uint16_t)ep->ports.v[i].number;
+	if (sp && sp->target_port)
+		return (uint16_t)sp->target_port;
+	return port;
+}
+
+static void snap_static_one(struct cluster *c, const char *ip, uint16_t port)
+{
+	struct cluster_eps *eps = cluster_eps_new(1);
+
+	sock_addr_from_ip(ip, port, &eps->v[0].addr);
+	sock_addr_str(&eps->v[0].addr, eps->v[0].str, sizeof(eps->v[0].str));
+	eps->v[0].weight = 1;
+	atomic_store(&c->eps, eps);
+}
+
+static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
+                                   const struct resource *ser)
+{
+	const struct serviceentry *se = ser ? ser->u.se : NULL;
+	const struct se_port *sp;
+	char id[300];
+
+	if (!se) {
+		if (sock_is_ip_literal(c->host)) {
+			c->discovery = CLUSTER_STATIC;
+			snap_static_one(c, c->host, c->port);
+			return;
+		}
+		c->discovery = CLUSTER_DNS;
+		c->names = xcalloc(1, sizeof(*c->names));
+		c->names[0].host = xstrdup(c->host);
+		c->names[0].port = c->port;
+		c->names[0].weight = 1;
+		c->nnames = 1;
+		return;
+	}
+	sp = snap_se_port(se, c->port);
+	if (!sp)
+		diag_warn(b->d, se->pos.file, se->pos.line, se->pos.col,
+		          "ServiceEntry %s has no port %u (cluster %s); using port %u",
+		          snap_res_id(ser, id, sizeof(id)), c->port, c->name, c->port);
+	switch (se->resolution) {
+	case SE_RESOLUTION_NONE:
+		c->discovery = CLUSTER_ORIGINAL_DST;
+		c->lb = CLUSTER_LB_PASSTHROUGH;
+		return;
+	case SE_RESOLUTION_STATIC: {
+		struct cluster_eps *eps = cluster_eps_new(se->endpoints.n);
+		size_t n = 0;
+
+		c->discovery = CLUSTER_STATIC;
+		for (size_t i = 0; i < se->endpoints.n; i++) {
+			const struct se_endpoint *ep = &se->endpoints.v[i];
+			struct cluster_ep *e = &eps->v[n];
+
+			if (sock_addr_from_ip(ep->address, snap_ep_port(ep, sp, c->port), &e->addr) < 0) {
+				diag_warn(b->d, ep->pos.file, ep->pos.line, ep->pos.col,
+				          "ServiceEntry %s: endpoint \"%s\" is not an IP address; skipped "
+				          "(resolution STATIC)", snap_res_id(ser, id, sizeof(id)),
+				          ep->address);
+				continue;
+			}
+			sock_addr_str(&e->addr, e->str, sizeof(e->str));
+			e->weight = ep->weight ? ep->weight : 1;
+			n++;
+		}
+		eps->n = n;
+		atomic_store(&c->eps, eps);
+		return;
+	}
+	case SE_RESOLUTION_DNS:
+	case SE_RESOLUTION_DNS_ROUND_ROBIN:
+	default:
+		c->discovery = se->resolution == SE_RESOLUTION_DNS_ROUND_ROBIN ?
+		               CLUSTER_DNS_ROUND_ROBIN : CLUSTER_DNS;
+		if (se->endpoints.n) {
+			c->names = xcalloc(se->endpoints.n, sizeof(*c->names));
+			for (size_t i = 0; i < se->endpoints.n; i++) {
+				const struct se_endpoint *ep = &se->endpoints.v[i];
+
+				c->names[i].host = xstrdup(ep->address);
+				c->names[i].port = snap_ep_port(ep, sp, c->port);
+				c->names[i].weight = ep->weight ? ep->weight : 1;
+			}
+			c->nnames = se->endpoints.n;
+		} else {
+			c->names = xcalloc(1, sizeof(*c->names));
+			c->names[0].host = xstrdup(c->host);
+			c->names[0].port = snap_ep_port(NULL, sp, c->port);
+			c->names[0].weight = 1;
+			c->nnames = 1;
+		}
+		return;
+	}
+}
+
+static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
+{
+	const struct dr_pool_tcp *tcp = pol->pool ? pol->pool->tcp : NULL;
+	const struct dr_pool_http *http = pol->pool ? pol->pool->http : NULL;
+
+	if (pol->lb) {
+		switch (pol->lb->simple) {
+		case DR_LB_LEAST_CONN:
+		case DR_LB_LEAST_REQUEST:
+			c->lb = CLUSTER_LB_LEAST_REQUEST;
+			break;
+		case DR_LB_RANDOM:
+			c->lb = CLUSTER_LB_RANDOM;
+			break;
+		case DR_LB_PASSTHROUGH:
+			/* Istio turns the cluster into an original-destination one. */
+			c->lb = CLUSTER_LB_PASSTHROUGH;
+			c->discovery = CLUSTER_ORIGINAL_DST;
+			for (size_t i = 0; i < c->nnames; i++)
+				free(c->names[i].host);
+			free(c->names);
+			c->names = NULL;
+			c->nnames = 0;
+			free(atomic_exchange(&c->eps, NULL));
+			break;
+		case DR_LB_ROUND_ROBIN:
+		case DR_LB_UNSPECIFIED:
+		default:
+			break;
+		}
+	}
+	c->connect_timeout_ms = tcp && tcp->connect_timeout_ms > 0 ? tcp->connect_timeout_ms
+	                                                           : SNAP_CONNECT_TIMEOUT_MS;
+	c->max_connections = tcp && tcp->max_connections > 0 ? (uint32_t)tcp->max_connections : 0;
+	c->idle_timeout_ms = SNAP_IDLE_TIMEOUT_MS;
+	if (http && http->idle_timeout_ms)
+		c->idle_timeout_ms = http->idle_timeout_ms > 0 ? http->idle_timeout_ms : 0;
+	if (http) {
+		c->max_requests_per_conn = http->max_requests_per_connection > 0 ?
+		                           (uint32_t)http->max_requests_per_connection : 0;
+		c->max_pending = http->http1_max_pending_requests > 0 ?
+		                 (uint32_t)http->http1_max_pending_requests : 0;
+		c->h2_upstream = http->h2_upgrade_policy == DR_H2_UPGRADE;
+	}
+}
+
+/* ---- upstream TLS ---- */
+
+static const char *const snap_alpn_h2[] = { "h2", "http/1.1" };
+
+static void snap_pem_data(struct tls_pem *pem, const struct res_secret_data *v,
+                          const char *label, struct sbuf *key, const char *what)
+{
+	pem->data = (const char *)v->value;
+	pem->len = v->len;
+	pem->label = label;
+	sbuf_addf(key, "|%s=%s", what, label);
+}
+
+static void snap_pem_file(struct tls_pem *pem, const char *file, struct sbuf *key,
+                          const char *what)
+{
+	pem->file = file;
+	if (file)
+		sbuf_addf(key, "|%s=file:%s", what, file);
+}
+
+/* A context for params keyed by key: shared with an earlier cluster of this snapshot
+ * that has the same settings, else built. Returns a new reference or NULL with err. */
+static struct tls_ctx *snap_client_ctx(struct snap_b *b, const char *key,
+                                       const struct tls_client_params *cp, struct sbuf *err)
+{
+	struct snap_ctxent *e;
+
+	for (size_t i = 0; i < b->nctxs; i++)
+		if (strcmp(b->ctxs[i].key, key) == 0) {
+			if (!b->ctxs[i].ctx)
+				sbuf_adds(err, b->ctxs[i].err);
+			return b->ctxs[i].ctx ? tls_ctx_ref(b->ctxs[i].ctx) : NULL;
+		}
+	b->ctxs = xrealloc(b->ctxs, (b->nctxs + 1) * sizeof(*b->ctxs));
+	e = &b->ctxs[b->nctxs++];
+	e->key = xstrdup(key);
+	e->err = NULL;
+	e->ctx = tls_client_ctx_new(cp, err);
+	if (!e->ctx)
+		e->err = xstrdup(sbuf_str(err));
+	return e->ctx ? tls_ctx_ref(e->ctx) : NULL;
+}
+
+static char **snap_strv_dup(const struct res_strlist *l, size_t *n)
+{
+	char **v = xcalloc(l->n + 1, sizeof(*v));
+
+	for (size_t i = 0; i < l->n; i++)
+		v[i] = xstrdup(l->v[i]);
+	*n = l->n;
+	return v;
+}
+
+/* Fills the TLS parameters; returns 0, or -1 with the reason in err. */
+static int snap_tls_params(struct snap_b *b, const struct dr_tls *t,
+                           struct snap_bcluster *bc, struct tls_client_params *cp,
+                           struct tls_identity_files *idf, struct snap_cred *cred,
+                           struct sbuf *key, struct sbuf *err)
+{
+	sbuf_addf(key, "%s", dr_tls_mode_names[t->mode]);
+	if (t->mode == DR_TLS_ISTIO_MUTUAL) {
+		if (!b->p->identity_dir) {
+			sbuf_adds(err, "ISTIO_MUTUAL needs the workload identity (--identity)");
+			return -1;
+		}
+		tls_identity_files(b->p->identity_dir, idf, &cp->cert, &cp->key, &cp->ca);
+		sbuf_addf(key, "|identity=%s", b->p->identity_dir);
+		bc->ca_src = xasprintf("identity:%s/root-cert.pem", b->p->identity_dir);
+		bc->cert_src = xasprintf("identity:%s/cert-chain.pem", b->p->identity_dir);
+		return 0;
+	}
+	if (t->credential_name) {
+		bool mutual = t->mode == DR_TLS_MUTUAL;
+
+		if (snap_cred_load(b, t->credential_name, mutual, cred, err) < 0)
+			return -1;
+		if (mutual) {
+			snap_pem_data(&cp->cert, cred->cert, cred->cert_label, key, "cert");
+			snap_pem_data(&cp->key, cred->key, cred->cert_label, key, "key");
+			bc->cert_src = xstrdup(cred->cert_label);
+		}
+		if (cred->ca) {
+			snap_pem_data(&cp->ca, cred->ca, cred->ca_label, key, "ca");
+			bc->ca_src = xstrdup(cred->ca_label);
+		}
+		if (cred->crl) {
+			snap_pem_data(&cp->crl, cred->crl, cred->crl_label, key, "crl");
+			bc->crl_src = xstrdup(cred->crl_label);
+		}
+		return 0;
+	}
+	snap_pem_file(&cp->ca, t->ca_certificates, key, "ca");
+	snap_pem_file(&cp->crl, t->ca_crl, key, "crl");
+	if (t->ca_certificates)
+		bc->ca_src = xasprintf("file:%s", t->ca_certificates);
+	if (t->ca_crl)
+		bc->crl_src = xasprintf("file:%s", t->ca_crl);
+	if (t->mode == DR_TLS_MUTUAL) {
+		if (!t->client_certificate || !t->private_key) {
+			sbuf_adds(err, "MUTUAL needs clientCertificate and privateKey, or credentialName");
+			return -1;
+		}
+		snap_pem_file(&cp->cert, t->client_certificate, key, "cert");
+		snap_pem_file(&cp->key, t->private_key, key, "key");
+		bc->cert_src = xasprintf("file:%s", t->client_certificate);
+	}
+	return 0;
+}
+
+static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct dr_tls *t,
+                             const struct resource *ser, const struct resource *drr,
+                             struct snap_bcluster *bc)
+{
+	struct tls_client_params cp;
+	struct tls_identity_files idf;
+	struct snap_cred cred;
+	struct sbuf key = SBUF_INIT, err = SBUF_INIT;
+	const struct res_strlist *sans;
+
+	if (!t || t->mode == DR_TLS_DISABLE) {
+		c->tls_mode = CLUSTER_TLS_DISABLE;
+		return;
+	}
+	c->tls_mode = t->mode == DR_TLS_SIMPLE ? CLUSTER_TLS_SIMPLE :
+	              t->mode == DR_TLS_MUTUAL ? CLUSTER_TLS_MUTUAL : CLUSTER_TLS_ISTIO_MUTUAL;
+	c->insecure_skip_verify = t->insecure_skip_verify;
+	sans = &t->subject_alt_names;
+	/* ISTIO_MUTUAL without subjectAltNames checks the ServiceEntry's, as Istio does. */
+	if (t->mode == DR_TLS_ISTIO_MUTUAL && sans->n == 0 && ser)
+		sans = &ser->u.se->subject_alt_names;
+	c->sans = snap_strv_dup(sans, &c->nsans);
+	if (t->sni)
+		c->sni = xstrdup(t->sni);
+	else if (t->mode == DR_TLS_ISTIO_MUTUAL)
+		c->sni = xasprintf("outbound_.%u_.%s_.%s", c->port, c->subset, c->host);
+	c->verify_host_auto = !c->sni && c->nsans == 0;
+	if (t->credential_name)
+		c->credential = xstrdup(t->credential_name);
+
+	memset(&cp, 0, sizeof(cp));
+	cp.min_version = TLS_V1_2;
+	cp.max_version = TLS_V1_3;
+	cp.insecure_skip_verify = t->insecure_skip_verify;
+	if (c->h2_upstream) {
+		cp.alpn = snap_alpn_h2;
+		cp.nalpn = ARRAY_SIZE(snap_alpn_h2);
+	}
+	if (snap_tls_params(b, t, bc, &cp, &idf, &cred, &key, &err) == 0) {
+		if (!bc->ca_src)
+			bc->ca_src = xstrdup("system");
+		sbuf_addf(&key, "|insecure=%d|h2=%d", (int)cp.insecure_skip_verify, (int)c->h2_upstream);
+		c->tls_ctx = snap_client_ctx(b, key.s, &cp, &err);
+	}
+	if (!c->tls_ctx) {
+		char id[300];
+
+		c->tls_ctx_error = xstrdup(sbuf_str(&err));
+		diag_warn(b->d, t->pos.file, t->pos.line, t->pos.col,
+		          "DestinationRule %s: cluster %s: no TLS context: %s (requests to it fail "
+		          "with UF)", snap_res_id(drr, id, sizeof(id)), c->name, c->tls_ctx_error);
+	}
+	sbuf_free(&key);
+	sbuf_free(&err);
+}
+
+/* ---- clusters ---- */
+
+static const struct dr_subset *snap_subset(const struct resource *drr, const char *name)
+{
+	if (!drr)
+		return NULL;
+	for (size_t i = 0; i < drr->u.dr->subsets.n; i++)
+		if (strcmp(drr->u.dr->subsets.v[i].name, name) == 0)
+			return &drr->u.dr->subsets.v[i];
+	return NULL;
+}
+
+static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ckey *k,
+                                          struct snap_bcluster *bc)
+{
+	const struct resource *ser = snap_se_for_host(b, k->host);
+	const struct resource *drr = snap_dr_find(b, k->host);
+	const struct dr_subset *sub = NULL;
+	struct snap_pol pol;
+	struct cluster *c;
+	char id[300];
+
+	memset(bc, 0, sizeof(*bc));
+	if (k->subset[0]) {
+		sub = snap_subset(drr, k->subset);
+		if (!sub) {
+			diag_warn(b->d, drr ? drr->file : NULL, drr ? drr->line : 0, 0,
+			          "cluster %s not created: no DestinationRule visible to this proxy "
+			          "defines subset \"%s\" for %s (routes to it get 503 NC)", k->name,
+			          k->subset, k->host);
+			return NULL;
+		}
+	}
+	snap_pol_merge(drr ? drr->u.dr : NULL, sub, k->port, &pol);
+
+	c = xcalloc(1, sizeof(*c));
+	c->name = xstrdup(k->name);
+	c->host = xstrdup(k->host);
+	c->subset = xstrdup(k->subset);
+	c->port = k->port;
+	c->lb = CLUSTER_LB_ROUND_ROBIN;
+	atomic_init(&c->eps, NULL);
+	atomic_init(&c->dns_failed, false);
+	snap_cluster_discovery(b, c, ser);
+	snap_cluster_policy(c, &pol);
+	snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+
+	bc->c = c;
+	if (drr)
+		bc->dr = xstrdup(snap_res_id(drr, id, sizeof(id)));
+	if (ser)
+		bc->se = xstrdup(snap_res_id(ser, id, sizeof(id)));
+	return c;
+}
+
+void snap_bcluster_fini(struct snap_bcluster *bc)
+{
+	free(bc->dr);
+	free(bc->se);
+	free(bc->ca_src);
+	free(bc->cert_src);
+	free(bc->crl_src);
+}
+
+static int snap_bc_cmp(const void *a, const void *b)
+{
+	const struct snap_bcluster *x = a, *y = b;
+
+	return strcmp(x->c->name, y->c->name);
+}
+
+static void snap_link_table(struct snap *s, struct route_table *t)
+{
+	for (size_t i = 0; t && i < t->nvhosts; i++)
+		for (size_t j = 0; j < t->vhosts[i].nroutes; j++) {
+			struct route *r = &t->vhosts[i].routes[j];
+
+			for (size_t k = 0; k < r->ndests; k++)
+				r->dests[k].cluster = snap_cluster_find(s, r->dests[k].cluster_name);
+		}
+}
+
+void snap_clusters(struct snap_b *b)
+{
+	struct snap *s = b->s;
+
+	for (size_t i = 0; i < b->nse; i++) {
+		const struct serviceentry *se = b->se[i]->u.se;
+
+		for (size_t h = 0; h < se->hosts.n; h++)
+			for (size_t j = 0; j < se->ports.n; j++)
+				snap_want_cluster(b, se->hosts.v[h], "", (uint16_t)se->ports.v[j].number);
+	}
+	b->bc = xcalloc(b->nkeys + 1, sizeof(*b->bc));
+	for (size_t i = 0; i < b->nkeys; i++)
+		if (snap_cluster_build(b, &b->keys[i], &b->bc[b->nbc]))
+			b->nbc++;
+	qsort(b->bc, b->nbc, sizeof(*b->bc), snap_bc_cmp);
+	s->clusters = xcalloc(b->nbc + 1, sizeof(*s->clusters));
+	for (size_t i = 0; i < b->nbc; i++) {
+		s->clusters[i] = b->bc[i].c;
+		s->clusters[i]->index = i;
+	}
+	s->nclusters = b->nbc;
+	for (size_t i = 0; i < s->nlisteners; i++)
+		snap_link_table(s, s->listeners[i].routes);
+	for (size_t i = 0; i < s->noutbound; i++)
+		snap_link_table(s, s->outbound[i]);
+}

@@ -1,0 +1,459 @@
+/* snap_json: a small JSON writer and the snapshot's config_dump.
+ *
+ * config_dump is made once per snapshot, served verbatim by the admin endpoint and read
+ * by `egressctl proxy-config cluster|route|listener`, so its shape is a contract:
+ *
+ *   { "version": N, "role": "gateway" | "sidecar",
+ *     "listeners": [ { "name", "address", "port", "tls", "route_config",
+ *                      "servers": [ { "gateway", "port_name", "tls_mode", "hosts",
+ *                                     "allowed_sans", "https_redirect", "tls_source" } ] } ],
+ *     "route_configs": [ { "name", "virtual_hosts": [ { "name", "domains",
+ *          "routes": [ { "name", "virtual_service", "source", "match": [ {...} ],
+ *                        "route": [ { "cluster", "weight", "cluster_missing"? } ],
+ *                        "timeout_ms", "redirect"?, "rewrite"? } ] } ] } ],
+ *     "clusters": [ { "name", "host", "subset", "port", "discovery", "lb",
+ *                     "service_entry", "destination_rule", "dns_names" | "endpoints",
+ *                     "tls": { "mode", "sni", "sans", "verify_host_auto",
+ *                              "insecure_skip_verify", "credential", "ca", "client_cert",
+ *                              "crl", "error" },
+ *                     "connect_timeout_ms", "idle_timeout_ms",
+ *                     "max_requests_per_connection", "max_connections",
+ *                     "max_pending_requests", "h2_upgrade" } ] }
+ *
+ * Lists keep the snapshot's order (listeners by port, clusters by name, routes in match
+ * order), keys a fixed order: the same configuration always dumps the same bytes (but
+ * "version"). Match conditions appear only when set. No key material, ever: sources are
+ * named ("kubernetes://NAME", "file:PATH"), never their contents. */
+#include "proxy/snap_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+/* ---- writer ---- */
+
+void snap_json_escape(struct sbuf *out, const char *s)
+{
+	sbuf_addc(out, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			sbuf_adds(out, "\\\"");
+			break;
+		case '\\':
+			sbuf_adds(out, "\\\\");
+			break;
+		case '\n':
+			sbuf_adds(out, "\\n");
+			break;
+		case '\r':
+			sbuf_adds(out, "\\r");
+			break;
+		case '\t':
+			sbuf_adds(out, "\\t");
+			break;
+		default:
+			if (*p < 0x20)
+				sbuf_addf(out, "\\u%04x", *p);
+			else
+				sbuf_addc(out, (char)*p);
+		}
+	}
+	sbuf_addc(out, '"');
+}
+
+void snap_json_init(struct snap_json *j, struct sbuf *out)
+{
+	memset(j, 0, sizeof(*j));
+	j->out = out;
+}
+
+static void snap_json_indent(struct snap_json *j)
+{
+	sbuf_addc(j->out, '\n');
+	for (unsigned i = 0; i < j->depth; i++)
+		sbuf_adds(j->out, "  ");
+}
+
+/* Comma, newline, indentation and "key": before a value. */
+static void snap_json_pre(struct snap_json *j, const char *key)
+{
+	if (j->depth == 0)
+		return;
+	if (j->nonempty[j->depth])
+		sbuf_addc(j->out, ',');
+	j->nonempty[j->depth] = true;
+	snap_json_indent(j);
+	if (key) {
+		snap_json_escape(j->out, key);
+		sbuf_adds(j->out, ": ");
+	}
+}
+
+static void snap_json_open(struct snap_json *j, const char *key, char c)
+{
+	snap_json_pre(j, key);
+	sbuf_addc(j->out, c);
+	if (j->depth + 1 < SNAP_JSON_MAX_DEPTH)
+		j->depth++;
+	j->nonempty[j->depth] = false;
+}
+
+static void snap_json_close(struct snap_json *j, char c)
+{
+	bool had = j->nonempty[j->depth];
+
+	if (j->depth > 0)
+		j->depth--;
+	if (had)
+		snap_json_indent(j);
+	sbuf_addc(j->out, c);
+}
+
+void snap_json_obj_begin(struct snap_json *j, const char *key)
+{
+	snap_json_open(j, key, '{');
+}
+
+void snap_json_obj_end(struct snap_json *j)
+{
+	snap_json_close(j, '}');
+}
+
+void snap_json_arr_begin(struct snap_json *j, const char *key)
+{
+	snap_json_open(j, key, '[');
+}
+
+void snap_json_arr_end(struct snap_json *j)
+{
+	snap_json_close(j, ']');
+}
+
+void snap_json_str(struct snap_json *j, const char *key, const char *v)
+{
+	snap_json_pre(j, key);
+	if (v)
+		snap_json_escape(j->out, v);
+	else
+		sbuf_adds(j->out, "null");
+}
+
+void snap_json_int(struct snap_json *j, const char *key, long long v)
+{
+	snap_json_pre(j, key);
+	sbuf_addf(j->out, "%lld", v);
+}
+
+void snap_json_bool(struct snap_json *j, const char *key, bool v)
+{
+	snap_json_pre(j, key);
+	sbuf_adds(j->out, v ? "true" : "false");
+}
+
+void snap_json_null(struct snap_json *j, const char *key)
+{
+	snap_json_pre(j, key);
+	sbuf_adds(j->out, "null");
+}
+
+static void snap_json_strv(struct snap_json *j, const char *key, char *const *v, size_t n)
+{
+	snap_json_arr_begin(j, key);
+	for (size_t i = 0; i < n; i++)
+		snap_json_str(j, NULL, v[i]);
+	snap_json_arr_end(j);
+}
+
+/* ---- dump ---- */
+
+static const char *snap_srv_tls_name(enum snap_server_tls t)
+{
+	switch (t) {
+	case SNAP_SRV_PLAIN:
+		return "PLAIN";
+	case SNAP_SRV_SIMPLE:
+		return "SIMPLE";
+	case SNAP_SRV_MUTUAL:
+		return "MUTUAL";
+	case SNAP_SRV_ISTIO_MUTUAL:
+		return "ISTIO_MUTUAL";
+	case SNAP_SRV_PASSTHROUGH:
+		return "PASSTHROUGH";
+	}
+	return "?";
+}
+
+static const char *snap_discovery_name(enum cluster_discovery d)
+{
+	switch (d) {
+	case CLUSTER_DNS:
+		return "STRICT_DNS";
+	case CLUSTER_DNS_ROUND_ROBIN:
+		return "LOGICAL_DNS";
+	case CLUSTER_STATIC:
+		return "STATIC";
+	case CLUSTER_ORIGINAL_DST:
+		return "ORIGINAL_DST";
+	}
+	return "?";
+}
+
+static const char *snap_lb_name(enum cluster_lb lb)
+{
+	switch (lb) {
+	case CLUSTER_LB_ROUND_ROBIN:
+		return "ROUND_ROBIN";
+	case CLUSTER_LB_LEAST_REQUEST:
+		return "LEAST_REQUEST";
+	case CLUSTER_LB_RANDOM:
+		return "RANDOM";
+	case CLUSTER_LB_PASSTHROUGH:
+		return "PASSTHROUGH";
+	}
+	return "?";
+}
+
+static const char *snap_ctls_name(enum cluster_tls_mode m)
+{
+	switch (m) {
+	case CLUSTER_TLS_DISABLE:
+		return "DISABLE";
+	case CLUSTER_TLS_SIMPLE:
+		return "SIMPLE";
+	case CLUSTER_TLS_MUTUAL:
+		return "MUTUAL";
+	case CLUSTER_TLS_ISTIO_MUTUAL:
+		return "ISTIO_MUTUAL";
+	}
+	return "?";
+}
+
+/* {"exact": "..."} and friends; nothing for SM_ANY unless present_key. */
+static void snap_dump_strmatch(struct snap_json *j, const char *key, const struct strmatch *m)
+{
+	if (m->kind == SM_ANY)
+		return;
+	snap_json_obj_begin(j, key);
+	snap_json_str(j, m->kind == SM_EXACT ? "exact" : m->kind == SM_PREFIX ? "prefix" : "regex",
+	              m->s);
+	if (m->icase)
+		snap_json_bool(j, "ignore_case", true);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_hdrs(struct snap_json *j, const char *key, const struct route_hdr_match *h,
+                           size_t n)
+{
+	if (n == 0)
+		return;
+	snap_json_arr_begin(j, key);
+	for (size_t i = 0; i < n; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "name", h[i].name);
+		if (h[i].m.kind == SM_ANY)
+			snap_json_bool(j, "present", true);
+		else
+			snap_json_str(j, h[i].m.kind == SM_EXACT ? "exact" :
+			              h[i].m.kind == SM_PREFIX ? "prefix" : "regex", h[i].m.s);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+}
+
+static void snap_dump_route(struct snap_json *j, const struct route *r)
+{
+	snap_json_obj_begin(j, NULL);
+	snap_json_str(j, "name", r->name);
+	snap_json_str(j, "virtual_service", r->vs);
+	if (r->file) {
+		char src[4200];
+
+		snprintf(src, sizeof(src), "%s:%d", r->file, r->line);
+		snap_json_str(j, "source", src);
+	} else {
+		snap_json_null(j, "source");
+	}
+	snap_json_arr_begin(j, "match");
+	for (size_t i = 0; i < r->nmatches; i++) {
+		const struct route_match *m = &r->matches[i];
+
+		snap_json_obj_begin(j, NULL);
+		if (m->name)
+			snap_json_str(j, "name", m->name);
+		snap_dump_strmatch(j, "uri", &m->uri);
+		snap_dump_strmatch(j, "scheme", &m->scheme);
+		snap_dump_strmatch(j, "method", &m->method);
+		snap_dump_strmatch(j, "authority", &m->authority);
+		if (m->port)
+			snap_json_int(j, "port", m->port);
+		snap_dump_hdrs(j, "headers", m->headers, m->nheaders);
+		snap_dump_hdrs(j, "without_headers", m->without, m->nwithout);
+		snap_dump_hdrs(j, "query_params", m->query, m->nquery);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_arr_begin(j, "route");
+	for (size_t i = 0; i < r->ndests; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", r->dests[i].cluster_name);
+		snap_json_int(j, "weight", r->dests[i].weight);
+		if (!r->dests[i].cluster)
+			snap_json_bool(j, "cluster_missing", true);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_int(j, "timeout_ms", r->timeout_ms);
+	if (r->redirect_code) {
+		snap_json_obj_begin(j, "redirect");
+		snap_json_int(j, "code", r->redirect_code);
+		snap_json_str(j, "uri", r->redirect_uri);
+		snap_json_str(j, "authority", r->redirect_authority);
+		snap_json_obj_end(j);
+	}
+	if (r->rewrite_uri || r->rewrite_authority) {
+		snap_json_obj_begin(j, "rewrite");
+		snap_json_str(j, "uri", r->rewrite_uri);
+		snap_json_str(j, "authority", r->rewrite_authority);
+		snap_json_obj_end(j);
+	}
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_table(struct snap_json *j, const struct route_table *t)
+{
+	snap_json_obj_begin(j, NULL);
+	snap_json_str(j, "name", t->name);
+	snap_json_arr_begin(j, "virtual_hosts");
+	for (size_t i = 0; i < t->nvhosts; i++) {
+		const struct route_vhost *vh = &t->vhosts[i];
+
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "name", vh->name);
+		snap_json_strv(j, "domains", vh->domains, vh->ndomains);
+		snap_json_arr_begin(j, "routes");
+		for (size_t k = 0; k < vh->nroutes; k++)
+			snap_dump_route(j, &vh->routes[k]);
+		snap_json_arr_end(j);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_listener(struct snap_json *j, const struct snap_listener *l)
+{
+	char addr[SOCK_ADDR_STRLEN];
+
+	snap_json_obj_begin(j, NULL);
+	snap_json_str(j, "name", l->name);
+	snap_json_str(j, "address", sock_addr_str(&l->addr, addr, sizeof(addr)));
+	snap_json_int(j, "port", l->port);
+	snap_json_bool(j, "tls", l->tls);
+	snap_json_str(j, "route_config", l->routes ? l->routes->name : NULL);
+	snap_json_arr_begin(j, "servers");
+	for (size_t i = 0; i < l->nservers; i++) {
+		const struct snap_server *sv = &l->servers[i];
+
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "gateway", sv->gateway);
+		snap_json_str(j, "port_name", sv->port_name);
+		snap_json_str(j, "tls_mode", snap_srv_tls_name(sv->tls));
+		snap_json_strv(j, "hosts", sv->hosts, sv->nhosts);
+		snap_json_strv(j, "allowed_sans", sv->allowed_sans, sv->nallowed_sans);
+		snap_json_bool(j, "https_redirect", sv->https_redirect);
+		snap_json_str(j, "tls_source", sv->tls_source);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *bc)
+{
+	const struct cluster *c = bc->c;
+	const struct cluster_eps *eps = atomic_load(&((struct cluster *)c)->eps);
+
+	snap_json_obj_begin(j, NULL);
+	snap_json_str(j, "name", c->name);
+	snap_json_str(j, "host", c->host);
+	snap_json_str(j, "subset", c->subset);
+	snap_json_int(j, "port", c->port);
+	snap_json_str(j, "discovery", snap_discovery_name(c->discovery));
+	snap_json_str(j, "lb", snap_lb_name(c->lb));
+	snap_json_str(j, "service_entry", bc->se);
+	snap_json_str(j, "destination_rule", bc->dr);
+	if (c->discovery == CLUSTER_DNS || c->discovery == CLUSTER_DNS_ROUND_ROBIN) {
+		snap_json_arr_begin(j, "dns_names");
+		for (size_t i = 0; i < c->nnames; i++) {
+			snap_json_obj_begin(j, NULL);
+			snap_json_str(j, "host", c->names[i].host);
+			snap_json_int(j, "port", c->names[i].port);
+			snap_json_int(j, "weight", c->names[i].weight);
+			snap_json_obj_end(j);
+		}
+		snap_json_arr_end(j);
+	} else if (c->discovery == CLUSTER_STATIC) {
+		snap_json_arr_begin(j, "endpoints");
+		for (size_t i = 0; eps && i < eps->n; i++) {
+			snap_json_obj_begin(j, NULL);
+			snap_json_str(j, "address", eps->v[i].str);
+			snap_json_int(j, "weight", eps->v[i].weight);
+			snap_json_obj_end(j);
+		}
+		snap_json_arr_end(j);
+	}
+	snap_json_obj_begin(j, "tls");
+	snap_json_str(j, "mode", snap_ctls_name(c->tls_mode));
+	if (c->tls_mode != CLUSTER_TLS_DISABLE) {
+		snap_json_str(j, "sni", c->sni);
+		snap_json_strv(j, "sans", c->sans, c->nsans);
+		snap_json_bool(j, "verify_host_auto", c->verify_host_auto);
+		snap_json_bool(j, "insecure_skip_verify", c->insecure_skip_verify);
+		snap_json_str(j, "credential", c->credential);
+		snap_json_str(j, "ca", bc->ca_src);
+		snap_json_str(j, "client_cert", bc->cert_src);
+		snap_json_str(j, "crl", bc->crl_src);
+		snap_json_str(j, "error", c->tls_ctx_error);
+	}
+	snap_json_obj_end(j);
+	snap_json_int(j, "connect_timeout_ms", c->connect_timeout_ms);
+	snap_json_int(j, "idle_timeout_ms", c->idle_timeout_ms);
+	snap_json_int(j, "max_requests_per_connection", c->max_requests_per_conn);
+	snap_json_int(j, "max_connections", c->max_connections);
+	snap_json_int(j, "max_pending_requests", c->max_pending);
+	snap_json_bool(j, "h2_upgrade", c->h2_upstream);
+	snap_json_obj_end(j);
+}
+
+char *snap_dump(const struct snap_b *b)
+{
+	const struct snap *s = b->s;
+	struct sbuf out = SBUF_INIT;
+	struct snap_json j;
+
+	snap_json_init(&j, &out);
+	snap_json_obj_begin(&j, NULL);
+	snap_json_int(&j, "version", (long long)s->version);
+	snap_json_str(&j, "role", s->role == SNAP_ROLE_GATEWAY ? "gateway" : "sidecar");
+	snap_json_arr_begin(&j, "listeners");
+	for (size_t i = 0; i < s->nlisteners; i++)
+		snap_dump_listener(&j, &s->listeners[i]);
+	snap_json_arr_end(&j);
+	snap_json_arr_begin(&j, "route_configs");
+	for (size_t i = 0; i < s->nlisteners; i++)
+		if (s->listeners[i].routes)
+			snap_dump_table(&j, s->listeners[i].routes);
+	for (size_t i = 0; i < s->noutbound; i++)
+		snap_dump_table(&j, s->outbound[i]);
+	snap_json_arr_end(&j);
+	snap_json_arr_begin(&j, "clusters");
+	for (size_t i = 0; i < b->nbc; i++)
+		snap_dump_cluster(&j, &b->bc[i]);
+	snap_json_arr_end(&j);
+	snap_json_obj_end(&j);
+	sbuf_addc(&out, '\n');
+	return sbuf_steal(&out);
+}
