@@ -21,7 +21,7 @@ SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
 # nginx-light's package starts a system nginx on port 80; our tests start their own.
-if [[ " ${want[*]} " == *" nginx-light "* ]] && command -v systemctl >/dev/null; then
-  $SUDO systemctl stop nginx 2>/dev/null || true
+if [[ " ${want[*]} " == *" nginx-light "* ]]; then
+  $SUDO systemctl stop nginx 2>/dev/null || $SUDO service nginx stop 2>/dev/null || true
   $SUDO systemctl disable nginx 2>/dev/null || true
 fi
