@@ -82,8 +82,22 @@ void ystream_free(struct ystream *s);
 struct ynode *ynode_get(const struct ynode *map, const char *key);
 /* The scalar text if node is a scalar, else NULL. */
 const char *ynode_str(const struct ynode *node);
-/* Human name of the node type for error messages: "null", "string", "list", "map". */
+/* Human name of the node type for error messages: "null", "string", "list", "map", and
+ * for plain scalars that kubectl would not read as strings, "number" or "boolean". */
 const char *ynode_type_name(const struct ynode *node);
+
+/* What a scalar means once kubectl has read it (sigs.k8s.io/yaml, YAML 1.1 rules): quoted
+ * and block scalars are always strings; plain ones may be booleans (true, yes, on, y, ...
+ * in their usual casings), integers (decimal, 0x, 0o, 0b, leading-0 octal, with _) or
+ * floats (1.5, 1e3, .inf, .nan). Strict decoding uses this to reject `name: 80` where a
+ * string is wanted, as the API server does. YSCALAR_STRING for non-scalars. */
+enum yscalar_kind {
+	YSCALAR_STRING,
+	YSCALAR_BOOL,
+	YSCALAR_INT,
+	YSCALAR_FLOAT,
+};
+enum yscalar_kind ynode_scalar_kind(const struct ynode *node);
 
 /* Builds nodes for emission (used by egressctl to write normalised resources). Nodes made
  * by these live in the stream s (arena) and are freed with it. */
