@@ -481,6 +481,8 @@ void ctl_table_init(struct ctl_table *t, size_t ncols)
 {
 	memset(t, 0, sizeof(*t));
 	t->ncols = ncols;
+	t->minwidth = 6;
+	t->padding = 3;
 }
 
 void ctl_table_add(struct ctl_table *t, const char *cell)
@@ -492,31 +494,45 @@ void ctl_table_add(struct ctl_table *t, const char *cell)
 	t->cells[t->ncells++] = xstrdup(cell ? cell : "");
 }
 
-/* Go's text/tabwriter as kubectl configures it (minwidth 6, padding 3, pad with spaces):
- * every column but the last is as wide as its widest cell plus 3, and at least 6. */
+/* Width as tabwriter counts it: UTF-8 characters, not bytes. */
+static size_t ctl_cell_width(const char *s)
+{
+	size_t n = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* Go's text/tabwriter with padchar ' ' and no flags: cells are padded with spaces to
+ * their column's width even when the row's last cell is empty (istioctl's rows then
+ * end in spaces, and so do ours). */
 void ctl_table_print(const struct ctl_table *t, FILE *out)
 {
 	size_t rows = t->ncells / t->ncols;
 	size_t *w = xcalloc(t->ncols, sizeof(*w));
 
+	for (size_t c = 0; c < t->ncols; c++)
+		w[c] = t->minwidth;
 	for (size_t r = 0; r < rows; r++)
 		for (size_t c = 0; c < t->ncols; c++) {
-			size_t l = strlen(t->cells[r * t->ncols + c]);
+			size_t l = ctl_cell_width(t->cells[r * t->ncols + c]) + t->padding;
 
-			if (l + 3 > w[c])
-				w[c] = l + 3;
+			if (l > w[c])
+				w[c] = l;
 		}
-	for (size_t c = 0; c < t->ncols; c++)
-		if (w[c] < 6)
-			w[c] = 6;
 	for (size_t r = 0; r < rows; r++) {
 		for (size_t c = 0; c < t->ncols; c++) {
 			const char *cell = t->cells[r * t->ncols + c];
 
-			if (c + 1 == t->ncols)
-				fprintf(out, "%s\n", cell);
-			else
-				fprintf(out, "%-*s", (int)w[c], cell);
+			fputs(cell, out);
+			if (c + 1 == t->ncols) {
+				fputc('\n', out);
+				continue;
+			}
+			for (size_t k = ctl_cell_width(cell); k < w[c]; k++)
+				fputc(' ', out);
 		}
 	}
 	free(w);

@@ -21,13 +21,15 @@
 #include "core/diag.h"
 #include "core/sbuf.h"
 
-/* X(name, one-line summary). Later: proxy-config, analyze, iptables. */
+/* X(name, one-line summary). A '_' in name is typed as '-': proxy_config is the command
+ * "proxy-config". Later: analyze, iptables. */
 #define CTL_COMMANDS(X) \
 	X(apply,  "Apply a configuration to the store by file name or stdin") \
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
-	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates")
+	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
+	X(proxy_config, "Show a gateway's clusters, routes and listeners, as istioctl does")
 
 /* Options every command accepts, before or after its name. */
 struct ctl {
@@ -118,11 +120,15 @@ void ctl_age(time_t then, time_t now, struct sbuf *out);
 
 /* ---- tables ---- */
 
-/* A text table laid out like kubectl's (Go tabwriter: minimum width 6, padding 3). */
+/* A text table laid out by Go's text/tabwriter rules: every column but the last is as
+ * wide as its widest cell (in UTF-8 characters) plus padding, and at least minwidth; the
+ * last column is not padded. ctl_table_init sets kubectl's layout (minwidth 6,
+ * padding 3); istioctl's tables set their own (proxy-config: minwidth 0, padding 5 or 1). */
 struct ctl_table {
 	size_t ncols;
 	char **cells;    /* row-major, including the header row */
 	size_t ncells, cap;
+	size_t minwidth, padding;
 };
 
 void ctl_table_init(struct ctl_table *t, size_t ncols);

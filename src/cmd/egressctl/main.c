@@ -12,6 +12,16 @@ static const struct ctl_cmd ctl_cmds[] = {
 };
 #undef CTL_ENTRY
 
+/* The word a user types for a command: its table name with '_' as '-'. */
+static void ctl_cmd_word(const char *name, char *buf, size_t n)
+{
+	size_t i = 0;
+
+	for (; name[i] && i + 1 < n; i++)
+		buf[i] = name[i] == '_' ? '-' : name[i];
+	buf[i] = '\0';
+}
+
 static void ctl_usage(FILE *out)
 {
 	fprintf(out,
@@ -23,8 +33,12 @@ static void ctl_usage(FILE *out)
 	        "  egressctl [--store DIR] [-n NAMESPACE] COMMAND [ARGS] [flags]\n"
 	        "\n"
 	        "Commands:\n");
-	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++)
-		fprintf(out, "  %-9s %s\n", ctl_cmds[i].name, ctl_cmds[i].summary);
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++) {
+		char name[32];
+
+		ctl_cmd_word(ctl_cmds[i].name, name, sizeof(name));
+		fprintf(out, "  %-13s %s\n", name, ctl_cmds[i].summary);
+	}
 	fprintf(out,
 	        "\n"
 	        "Global flags (accepted before or after the command):\n"
@@ -36,11 +50,15 @@ static void ctl_usage(FILE *out)
 	        "Use \"egressctl COMMAND --help\" for more about a command.\n");
 }
 
-static const struct ctl_cmd *ctl_find_cmd(const char *name)
+static const struct ctl_cmd *ctl_find_cmd(const char *word)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++)
-		if (strcmp(ctl_cmds[i].name, name) == 0)
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++) {
+		char name[32];
+
+		ctl_cmd_word(ctl_cmds[i].name, name, sizeof(name));
+		if (strcmp(name, word) == 0)
 			return &ctl_cmds[i];
+	}
 	return NULL;
 }
 
