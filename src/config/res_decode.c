@@ -615,13 +615,16 @@ static void decode_named(struct dctx *c, const struct ynode *n, const struct kw 
 static void decode_field(struct dctx *c, const struct kw *k, const struct ynode *key,
                          const struct ynode *v, void *obj)
 {
-	char *field = (char *)obj + k->off;
+	/* obj is NULL for tables that only reject unknown fields (all KW_IGNORE). */
+	char *field = obj ? (char *)obj + k->off : NULL;
 	const char *s;
 	int64_t i64;
 	double d;
 	bool b;
 	int e;
 
+	if (!field && k->type != KW_UNSUPPORTED && k->type != KW_IGNORE)
+		return;
 	switch (k->type) {
 	case KW_STR:
 		if (get_string(c, v, &s)) {

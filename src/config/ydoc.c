@@ -1196,10 +1196,11 @@ static bool plain_safe(const char *s, size_t len)
 	return true;
 }
 
-/* A string that some YAML reader would type as something else than a string. */
+/* A string that some YAML reader would type as something else than a string (or, for
+ * "<<", as a merge key). */
 static bool resolves_non_string(const char *s, size_t len)
 {
-	return is_null_text(s, len) || is_bool_text(s, len, NULL) || is_int_text(s, len) ||
+	return (len == 2 && memcmp(s, "<<", 2) == 0) || is_null_text(s, len) || is_bool_text(s, len, NULL) || is_int_text(s, len) ||
 	       is_float_text(s, len) || looks_sexagesimal(s, len) || looks_like_timestamp(s, len);
 }
 
@@ -1311,13 +1312,30 @@ static void emit_scalar(const struct ynode *n, int indent, struct sbuf *out)
 	sbuf_addc(out, '\n');
 }
 
-static void emit_key(const struct ynode *k, struct sbuf *out)
+/* Writes "key:", or "? key\n<indent>:" for keys too long to be implicit (YAML allows
+ * at most 1024 characters before the ':' of an implicit key). Returns true for the
+ * explicit form, whose block values must then be indented. */
+static bool emit_key(const struct ynode *k, int indent, struct sbuf *out)
 {
+	struct sbuf key = SBUF_INIT;
+	bool explicit;
+
 	if (needs_quotes(k))
-		emit_double_quoted(k->str, k->len, out);
+		emit_double_quoted(k->str, k->len, &key);
 	else
-		sbuf_add(out, k->str, k->len);
+		sbuf_add(&key, k->str, k->len);
+	explicit = key.len > 1000;
+	if (explicit) {
+		sbuf_adds(out, "? ");
+		sbuf_add(out, key.s, key.len);
+		sbuf_addc(out, '\n');
+		emit_indent(out, indent);
+	} else {
+		sbuf_add(out, key.s, key.len);
+	}
 	sbuf_addc(out, ':');
+	sbuf_free(&key);
+	return explicit;
 }
 
 static bool is_empty_coll(const struct ynode *n)
@@ -1332,9 +1350,11 @@ static void emit_block(const struct ynode *n, int indent, bool inline_first, str
 		for (size_t i = 0; i < n->n; i++) {
 			const struct ynode *v = n->pairs[i].value;
 
+			bool explicit;
+
 			if (i > 0 || !inline_first)
 				emit_indent(out, indent);
-			emit_key(n->pairs[i].key, out);
+			explicit = emit_key(n->pairs[i].key, indent, out);
 			if (is_empty_coll(v)) {
 				sbuf_adds(out, v->type == YNODE_MAP ? " {}\n" : " []\n");
 			} else if (v->type == YNODE_MAP) {
@@ -1343,7 +1363,7 @@ static void emit_block(const struct ynode *n, int indent, bool inline_first, str
 			} else if (v->type == YNODE_SEQ) {
 				/* kubectl style: list items at the key's indentation. */
 				sbuf_addc(out, '\n');
-				emit_block(v, indent, false, out);
+				emit_block(v, explicit ? indent + 2 : indent, false, out);
 			} else {
 				sbuf_addc(out, ' ');
 				emit_scalar(v, indent + 2, out);
@@ -1449,7 +1469,7 @@ static void json_scalar(const struct ynode *n, struct sbuf *out)
 {
 	char buf[64];
 	size_t j = 0;
-	bool b;
+	bool b = false;
 
 	switch (ynode_scalar_kind(n)) {
 	case YSCALAR_BOOL:

@@ -618,6 +618,38 @@ static void emit_writes_multiline_strings_as_literal_blocks(void **state)
 	ystream_free(&s);
 }
 
+static void emit_writes_long_keys_as_explicit_keys(void **state)
+{
+	struct ystream s;
+	struct ynode *map, *inner, *seq, *list;
+	struct sbuf out = SBUF_INIT;
+	char key[2001];
+
+	(void)state;
+	memset(key, 'k', sizeof(key) - 1);
+	key[sizeof(key) - 1] = '\0';
+	memset(&s, 0, sizeof(s));
+	s.file = xstrdup("built");
+	map = ynode_new_map(&s);
+	inner = ynode_new_map(&s);
+	seq = ynode_new_seq(&s);
+	list = ynode_new_seq(&s);
+	ynode_map_set(&s, inner, key, ynode_new_scalar(&s, "v", 1, true));
+	ynode_seq_append(&s, seq, ynode_new_scalar(&s, "a", 1, true));
+	ynode_map_set(&s, map, key, inner);
+	key[0] = 'j';
+	ynode_map_set(&s, map, key, seq);
+	key[0] = 'i';
+	ynode_map_set(&s, map, key, ynode_new_scalar(&s, "80", 2, true));
+	ynode_seq_append(&s, list, inner);
+	ynode_map_set(&s, map, "list", list);
+	assert_emit_round_trips(map);
+	ydoc_emit(map, &out);
+	assert_true(str_has_prefix(sbuf_str(&out), "? kkkk"));
+	sbuf_free(&out);
+	ystream_free(&s);
+}
+
 static void emit_json_types_scalars_as_kubectl_reads_them(void **state)
 {
 	struct ystream s;
@@ -768,6 +800,7 @@ int main(void)
 		cmocka_unit_test(emit_writes_kubectl_style_block_yaml),
 		cmocka_unit_test(emit_quotes_strings_that_would_read_as_something_else),
 		cmocka_unit_test(emit_writes_multiline_strings_as_literal_blocks),
+		cmocka_unit_test(emit_writes_long_keys_as_explicit_keys),
 		cmocka_unit_test(emit_json_types_scalars_as_kubectl_reads_them),
 		cmocka_unit_test(equality_ignores_map_order_but_not_list_order),
 		cmocka_unit_test(builders_replace_keys_and_grow_lists),
