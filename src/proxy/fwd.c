@@ -13,6 +13,11 @@
  *   -> st_finish: access log line, stats, the upstream connection back to the pool when it
  *      can carry another request, and the next pipelined request on the downstream.
  *
+ * Framing: the proxy writes its own Content-Length or Transfer-Encoding. Chunked bodies are
+ * relayed chunk by chunk as received, minus trailer fields (dropped, as Envoy's HTTP/1
+ * codec does by default); an HTTP/1.0 client gets a chunked response's payload unframed,
+ * ended by closing the connection. A response delimited by close is relayed the same way.
+ *
  * One request at a time per downstream connection (HTTP/1.1 pipelining is answered in
  * order by simply not parsing the next head until this one is done). Back-pressure: when
  * one side's output buffer holds more than FWD_HIGH_WATER bytes, reading from the other
@@ -86,6 +91,8 @@ struct stream {
 	uint64_t resp_left;
 	struct h1_chunked resp_ck;
 	bool resp_close;                /* downstream must close after this response */
+	bool resp_dechunk;              /* chunked upstream body to an HTTP/1.0 client: send
+	                                 * the payload only, the close delimits it */
 
 	int code;
 	unsigned flags;
@@ -704,6 +711,24 @@ static void st_send_head(struct stream *st)
 	sbuf_free(&h);
 }
 
+/* ---- chunked bodies ---- */
+
+/* Relays the bytes one h1_chunked_feed call consumed (p[0 .. used), result rc, trailer
+ * section span tr) unchanged, except the trailer section: its fields are dropped and only
+ * its final CRLF is kept. Envoy's HTTP/1 codec drops trailers unless enable_trailers is
+ * set (Istio does not set it), and relaying them verbatim would pass on fields that must
+ * never be acted on as trailers (Content-Length, Host... RFC 9110 section 6.5.1). */
+static void chunked_relay(struct iobuf *out, const char *p, size_t used, int rc,
+                          struct h1_span tr)
+{
+	if (rc == H1_OK && used > 0) {
+		iob_append(out, p, tr.off);
+		iob_append(out, "\r\n", 2);
+	} else if (used) {
+		iob_append(out, p, used);
+	}
+}
+
 /* ---- request body ---- */
 
 /* Moves request body bytes from d->in to the upstream. Returns -1 if the stream ended
@@ -729,16 +754,16 @@ static int d_forward_body(struct dconn *d)
 				st->req_done = true;
 		} else {
 			size_t used;
-			struct h1_span data;
-			int rc = h1_chunked_feed(&st->req_ck, p, avail, &used, &data, NULL);
+			struct h1_span data, tr;
+			int rc = h1_chunked_feed(&st->req_ck, p, avail, &used, &data, &tr);
 
 			if (rc == H1_ERROR) {
 				st->resp_close = true;
 				st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_chunk", "Bad Request");
 				return -1;
 			}
-			if (u && used)
-				iob_append(&u->out, p, used);
+			if (u)
+				chunked_relay(&u->out, p, used, rc, tr);
 			if (rc == H1_DATA)
 				st->bytes_in += data.len;
 			d->in_pos += used;
@@ -789,6 +814,10 @@ static void st_send_resp_head(struct stream *st)
 	if (m->body == H1_BODY_LENGTH ||
 	    (m->body == H1_BODY_NONE && h1_header_find(m, b, "content-length", 0) >= 0))
 		sbuf_addf(&h, "content-length: %llu\r\n", (unsigned long long)m->content_length);
+	else if (m->body == H1_BODY_CHUNKED && st->req.version_minor == 0)
+		/* An HTTP/1.0 client knows no chunked coding (RFC 9112 section 6.1): the payload
+		 * goes unframed and the close ends it, as Envoy does. */
+		st->resp_dechunk = st->resp_close = true;
 	else if (m->body == H1_BODY_CHUNKED)
 		sbuf_adds(&h, "transfer-encoding: chunked\r\n");
 	else if (m->body == H1_BODY_UNTIL_CLOSE)
@@ -828,8 +857,8 @@ static int u_forward_body(struct uconn *u)
 				st->resp_done = true;
 		} else if (st->resp.body == H1_BODY_CHUNKED) {
 			size_t used;
-			struct h1_span data;
-			int rc = h1_chunked_feed(&st->resp_ck, p, avail, &used, &data, NULL);
+			struct h1_span data, tr;
+			int rc = h1_chunked_feed(&st->resp_ck, p, avail, &used, &data, &tr);
 
 			if (rc == H1_ERROR) {
 				st->flags |= ALOG_F_UPE;
@@ -838,8 +867,12 @@ static int u_forward_body(struct uconn *u)
 				st_finish(st);
 				return -1;
 			}
-			if (used)
-				d_send(d, p, used);
+			if (st->resp_dechunk) {
+				if (rc == H1_DATA)
+					d_send(d, p + data.off, data.len);
+			} else {
+				chunked_relay(&d->out, p, used, rc, tr);
+			}
 			if (rc == H1_DATA)
 				st->bytes_out += data.len;
 			u->in_pos += used;
@@ -1056,6 +1089,9 @@ static void st_connect(struct stream *st, bool fresh)
 			vname = st->host;
 	}
 	build_pool_key(st, sni, vname, key, &keylen);
+	/* Each attempt parses its response from scratch, framed by the request's method (no
+	 * body for HEAD): a retry must not inherit a partial head from the failed one. */
+	h1_parser_init(&st->sp, false, st->req.method_id);
 	STAT_INC(w->st.urq_total);
 	st->up_start_ms = loop_now_ms(w->loop);
 	if (!fresh && (l = pool_take(w->pool, key, keylen)) != NULL) {
@@ -1202,6 +1238,15 @@ static void st_begin(struct dconn *d)
 	if (st->req.method_id == H1_M_CONNECT) {
 		st->resp_close = true;
 		st_local_reply(st, 405, 0, "method_not_allowed", "CONNECT is not served here");
+		return;
+	}
+	if (!st->host[0]) {
+		/* Only HTTP/1.0 gets here without a Host (the parser refuses HTTP/1.1 without
+		 * one). Envoy, with HTTP/1.0 accepted and no default host, answers 400
+		 * missing_host_header; routing on an empty host could also send the upstream an
+		 * HTTP/1.1 request without Host. */
+		st->resp_close = true;
+		st_local_reply(st, 400, 0, "missing_host_header", NULL);
 		return;
 	}
 	if (!d->lst || !d->lst->routes ||
