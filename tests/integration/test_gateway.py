@@ -329,3 +329,49 @@ def test_sigterm_drains_and_exits_zero(gateway, mesh):
     assert mesh_request(gateway.ip, 80, CNN, mesh["client"])[0] == 200
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.proc.wait(10) == 0
+
+
+def _plain_get(ip, port, host):
+    with socket.create_connection((ip, port), timeout=5) as s:
+        s.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return read_response(s)[0]
+
+
+def test_listeners_follow_gateways(gateway, ctl):
+    """A Gateway added at run time opens its port on every worker; deleting it closes it."""
+    ctl.ok("apply", "-f", "-", input="""apiVersion: networking.istio.io/v1beta1
+kind: Gateway
+metadata:
+  name: extra
+  namespace: istio-system
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 18089
+      name: http
+      protocol: HTTP
+    hosts:
+    - "*"
+""")
+    deadline = time.time() + 5
+    status = None
+    while time.time() < deadline:
+        try:
+            status = _plain_get(gateway.ip, 18089, "nothing.example.com")
+            break
+        except OSError:
+            time.sleep(0.05)
+    # The port is served; with no VirtualService bound to it, nothing routes: 404 NR.
+    assert status == 404
+    ctl.ok("delete", "gateway", "extra", "-n", "istio-system")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        try:
+            _plain_get(gateway.ip, 18089, "nothing.example.com")
+            time.sleep(0.05)
+        except OSError:
+            break
+    else:
+        raise AssertionError("port 18089 still served after the Gateway was deleted")
