@@ -1254,12 +1254,14 @@ void post_vs_tcp_route(struct dctx *c, const struct ynode *map, void *obj)
 /* SNI hosts Istio generates for AUTO_PASSTHROUGH: outbound_.<port>_._.<host> */
 static bool auto_sni_ok(const char *h)
 {
-	const char *port = h + strlen("outbound_.");
-	const char *end = strstr(port, "_.");
+	const char *port, *end;
 
-	return strncmp(h, "outbound_.", 10) == 0 && end && end > port &&
-	       isdigit((unsigned char)*port) && strncmp(end, "_._.", 4) == 0 &&
-	       isalpha((unsigned char)end[4]);
+	if (strncmp(h, "outbound_.", 10) != 0)
+		return false;
+	port = h + 10;
+	end = strstr(port, "_.");
+	return end && end > port && isdigit((unsigned char)*port) &&
+	       strncmp(end, "_._.", 4) == 0 && isalpha((unsigned char)end[4]);
 }
 
 static bool vs_has_sni(const struct virtualservice *vs)

@@ -1938,6 +1938,29 @@ static void tls_secrets_need_a_certificate_and_a_key(void **state)
 		      "t.yaml:8:3: Secret istio-system/cred: data[\"tls.key\"]: required for type kubernetes.io/tls"));
 }
 
+static void gateway_virtual_services_accept_auto_passthrough_sni_hosts(void **state)
+{
+	(void)state;
+	expect_decode(
+		"apiVersion: networking.istio.io/v1\n"
+		"kind: VirtualService\n"
+		"metadata:\n"
+		"  name: vs\n"
+		"spec:\n"
+		"  hosts: [\"outbound_.443_._.a.example.com\", outbound_, \"outbound_.x_._.a.example.com\"]\n"
+		"  gateways: [istio-system/gw]\n"
+		"  tls:\n"
+		"  - match:\n"
+		"    - sniHosts: [\"outbound_.443_._.a.example.com\"]\n"
+		"    route:\n"
+		"    - destination: {host: a.example.com}\n",
+		"default", -1,
+		DIAGS("t.yaml:6:45: VirtualService default/vs: spec.hosts[1]: invalid auto-generated SNI "
+		      "host (want outbound_.<PORT>_._.<HOSTNAME>)",
+		      "t.yaml:6:56: VirtualService default/vs: spec.hosts[2]: invalid auto-generated SNI "
+		      "host (want outbound_.<PORT>_._.<HOSTNAME>)"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2008,6 +2031,7 @@ int main(void)
 		cmocka_unit_test(unsupported_istio_fields_are_warned_about_and_ignored),
 		cmocka_unit_test(secret_values_that_are_not_base64_name_the_key_only),
 		cmocka_unit_test(tls_secrets_need_a_certificate_and_a_key),
+		cmocka_unit_test(gateway_virtual_services_accept_auto_passthrough_sni_hosts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -562,6 +562,8 @@ static void emit_quotes_strings_that_would_read_as_something_else(void **state)
 		snprintf(key, sizeof(key), "p%zu", i);
 		ynode_map_set(&s, map, key, ynode_new_scalar(&s, plain[i], strlen(plain[i]), true));
 	}
+	/* A string "<<" must not come back as a merge key. */
+	ynode_map_set(&s, map, "<<", ynode_new_scalar(&s, "<<", 2, true));
 	ynode_map_set(&s, map, "int", ynode_new_scalar(&s, "80", 2, false));
 	ynode_map_set(&s, map, "bool", ynode_new_scalar(&s, "true", 4, false));
 	assert_emit_round_trips(map);
@@ -576,6 +578,7 @@ static void emit_quotes_strings_that_would_read_as_something_else(void **state)
 	assert_non_null(strstr(sbuf_str(&out), "\ns44: back\\slash \"q\"\n"));
 	assert_non_null(strstr(sbuf_str(&out), "\np0: edition.cnn.com\n"));
 	assert_non_null(strstr(sbuf_str(&out), "\np2: outbound|443||edition.cnn.com\n"));
+	assert_non_null(strstr(sbuf_str(&out), "\n\"<<\": \"<<\"\n"));
 	assert_non_null(strstr(sbuf_str(&out), "\nint: 80\n"));
 	assert_non_null(strstr(sbuf_str(&out), "\nbool: true\n"));
 	sbuf_free(&out);
