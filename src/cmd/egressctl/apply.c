@@ -52,6 +52,58 @@ static void apply_check_ns(const struct ctl *c, const struct resource *r, struct
 
 /* Writes one resource against the current store. Returns "created", "configured" or
  * "unchanged", or NULL with errors in d. */
+/* What this apply has written since the store was last read: the resources and the
+ * files (or Secret directories) they went to. */
+struct apply_written_item {
+	enum res_kind kind;
+	char *ns, *name, *path;
+};
+
+struct apply_written {
+	struct apply_written_item *v;
+	size_t n;
+};
+
+static void apply_written_add(struct apply_written *w, const struct resource *r,
+                              const char *path)
+{
+	w->v = xrealloc(w->v, (w->n + 1) * sizeof(*w->v));
+	w->v[w->n].kind = r->kind;
+	w->v[w->n].ns = xstrdup(r->namespace);
+	w->v[w->n].name = xstrdup(r->name);
+	w->v[w->n].path = xstrdup(path);
+	w->n++;
+}
+
+static void apply_written_clear(struct apply_written *w)
+{
+	for (size_t i = 0; i < w->n; i++) {
+		free(w->v[i].ns);
+		free(w->v[i].name);
+		free(w->v[i].path);
+	}
+	free(w->v);
+	w->v = NULL;
+	w->n = 0;
+}
+
+/* True if the store as read may be stale for r: r itself was written by this apply (a
+ * document given twice), or r lives in a file this apply rewrote. */
+static bool apply_written_affects(const struct apply_written *w,
+                                  const struct store_contents *store, const struct resource *r)
+{
+	const struct store_entry *e = store_find(store, r->kind, r->namespace, r->name);
+
+	for (size_t i = 0; i < w->n; i++) {
+		if (w->v[i].kind == r->kind && strcmp(w->v[i].ns, r->namespace) == 0 &&
+		    strcmp(w->v[i].name, r->name) == 0)
+			return true;
+		if (e && strcmp(w->v[i].path, e->path) == 0)
+			return true;
+	}
+	return false;
+}
+
 static const char *apply_one(const struct ctl *c, struct apply_item *it,
                              struct store_contents *store, struct diags *d)
 {
@@ -104,6 +156,9 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	size_t nstreams = 0, nitems = 0;
 	struct apply_item *items = NULL;
 	struct diags d = DIAGS_INIT;
+	struct apply_written written = { NULL, 0 };
+	struct store_contents store;
+	bool loaded = false;
 	bool help = false;
 	int rc = 1;
 
@@ -154,27 +209,49 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	}
 	rc = 0;
 	for (size_t i = 0; i < nitems; i++) {
-		struct store_contents store;
 		struct diags wd = DIAGS_INIT;
 		struct sbuf ref = SBUF_INIT;
+		const struct resource *r = &items[i].res;
+		struct store_entry *e;
 		const char *status;
 
-		/* Reloaded for each resource: an earlier write may have rewritten the file a
-		 * later resource lives in. */
-		ctl_load_store(c, &store, i == 0);
-		status = apply_one(c, &items[i], &store, &wd);
-		store_contents_free(&store);
+		/* The store is read once, and again only when an earlier write of this apply
+		 * touched what this resource needs: the resource itself, or the file it lives in
+		 * (a multi-document file rewritten in place). Reading it for every resource made
+		 * applying N resources cost O(N^2). */
+		if (!loaded || apply_written_affects(&written, &store, r)) {
+			if (loaded)
+				store_contents_free(&store);
+			ctl_load_store(c, &store, !loaded);
+			loaded = true;
+			apply_written_clear(&written);
+		}
+		e = store_find(&store, r->kind, r->namespace, r->name);
+		{
+			char *path = e ? xstrdup(e->path)
+			               : r->kind == RES_SECRET
+			                     ? store_secret_dir(c->root, r->namespace, r->name)
+			                     : store_config_path(c->root, r->kind, r->namespace, r->name);
+
+			status = apply_one(c, &items[i], &store, &wd);
+			if (status && strcmp(status, "unchanged") != 0)
+				apply_written_add(&written, r, path);
+			free(path);
+		}
 		ctl_print_diags(&wd);
 		if (!status) {
 			rc = 1;
 		} else {
-			ctl_kind_ref(res_kind_info(items[i].res.kind), &ref);
-			printf("%s/%s %s\n", sbuf_str(&ref), items[i].res.name, status);
+			ctl_kind_ref(res_kind_info(r->kind), &ref);
+			printf("%s/%s %s\n", sbuf_str(&ref), r->name, status);
 			fflush(stdout);
 		}
 		sbuf_free(&ref);
 		diags_free(&wd);
 	}
+	if (loaded)
+		store_contents_free(&store);
+	apply_written_clear(&written);
 out:
 	for (size_t i = 0; i < nitems; i++)
 		res_free(&items[i].res);
