@@ -80,7 +80,10 @@ struct cluster {
 
 	/* Upstream TLS (origination). */
 	enum cluster_tls_mode tls_mode;
-	struct tls_ctx *tls_ctx;      /* built once per snapshot; NULL for DISABLE */
+	struct tls_ctx *tls_ctx;      /* NULL for DISABLE; shared with earlier snapshots
+	                               * while its inputs (settings, credential
+	                               * version, file contents) are unchanged:
+	                               * same context, same id (secrets/secret.h) */
 	char *tls_ctx_error;          /* why tls_ctx could not be built (e.g. missing secret):
 	                               * requests fail fast with UF and this reason */
 	char *sni;                    /* NULL: the request's host (auto SNI) */

@@ -377,6 +377,22 @@ static void snap_b_fini(struct snap_b *b)
 		tls_ctx_unref(b->ctxs[i].ctx);
 	}
 	free(b->ctxs);
+	if (b->own_secrets)
+		secret_cache_free(b->secrets);
+}
+
+/* The workload identity's certificates, listed as Istio lists them (default, ROOTCA),
+ * and their digests for the ISTIO_MUTUAL context keys. */
+static void snap_identity(struct snap_b *b)
+{
+	struct tls_identity_files idf;
+	struct tls_pem cert, key, root;
+
+	if (!b->p->identity_dir)
+		return;
+	tls_identity_files(b->p->identity_dir, &idf, &cert, &key, &root);
+	secret_cache_file(b->secrets, "default", false, cert.file, key.file, b->id_digest);
+	secret_cache_file(b->secrets, "ROOTCA", true, root.file, NULL, b->root_digest);
 }
 
 /* ---- build ---- */
@@ -397,8 +413,16 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	s->version = atomic_fetch_add(&snap_next_version, 1);
 	s->role = p->role;
 	b.s = s;
+	b.secrets = p->secrets;
+	if (!b.secrets) {
+		b.secrets = secret_cache_new();
+		b.own_secrets = true;
+	}
+	secret_cache_begin(b.secrets);
 
 	snap_gather(&b);
+	snap_identity(&b);
+	snap_cred_want(&b);
 	snap_vs_warn_unsupported(&b);
 	if (p->role == SNAP_ROLE_GATEWAY) {
 		if (snap_gw_listeners(&b) < 0)
@@ -408,10 +432,12 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	}
 	snap_clusters(&b);
 	s->config_dump = snap_dump(&b);
+	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
 	return s;
 
 fail:
+	secret_cache_abort(b.secrets);
 	snap_b_fini(&b);
 	snap_unref(s);
 	return NULL;

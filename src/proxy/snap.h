@@ -30,6 +30,7 @@
 #include "proxy/route.h"
 
 struct store_contents;
+struct secret_cache;
 
 enum snap_role {
 	SNAP_ROLE_GATEWAY,
@@ -110,10 +111,16 @@ struct snap_params {
 	const char *identity_dir;     /* cert-chain.pem, key.pem, root-cert.pem; may be NULL */
 	const char *listen_address;   /* "0.0.0.0" by default */
 	const char *store_root;       /* for credentialName Secrets */
+	/* The credentials loaded so far (secrets/secret.h), kept across builds by the owner:
+	 * last good versions, TLS client contexts reused while their inputs are unchanged,
+	 * the list the admin shows. NULL: a cache for this build only. */
+	struct secret_cache *secrets;
 };
 
 /* Builds a snapshot from every resource of the store. Returns the snapshot (refs = 1), or
- * NULL with the reasons in d. Warnings (unresolved references) may be added either way. */
+ * NULL with the reasons in d. Warnings (unresolved references) may be added either way.
+ * With p->secrets, the build runs between secret_cache_begin and secret_cache_commit (or
+ * secret_cache_abort when it fails); events about credentials queue in the cache. */
 struct snap *snap_build(const struct store_contents *contents, const struct snap_params *p,
                         struct diags *d);
 

@@ -23,7 +23,10 @@
  *
  * A credential that is missing or incomplete, or certificate files that do not load, are
  * not errors (Istio serves the rest of the configuration): the cluster records the
- * reason in tls_ctx_error and a warning goes to the diagnostics. */
+ * reason in tls_ctx_error and a warning goes to the diagnostics. Credentials come from the
+ * secret cache (secrets/secret.h), so a credential whose new version does not load keeps
+ * its previous one; a client context is reused from earlier snapshots as long as its key
+ * (settings, credential version digest, file contents digests) is unchanged. */
 #include "proxy/snap_int.h"
 
 #include <stdio.h>
@@ -66,80 +69,65 @@ const char *snap_want_cluster(struct snap_b *b, const char *host, const char *su
 
 /* ---- credentials ---- */
 
-static const struct secret *snap_secret(const struct snap_b *b, const char *name)
-{
-	struct store_entry *e = store_find(b->contents, RES_SECRET, b->ns, name);
-
-	return e ? e->res.u.secret : NULL;
-}
-
-/* A key with a non-empty value, or NULL. */
-static const struct res_secret_data *snap_val(const struct secret *s, const char *key)
-{
-	const struct res_secret_data *v = s ? res_secret_get(s, key) : NULL;
-
-	return v && v->len ? v : NULL;
-}
-
-static void snap_found_keys(const struct secret *s, struct sbuf *err)
-{
-	sbuf_adds(err, " (found: ");
-	for (size_t i = 0; i < s->data.n; i++)
-		sbuf_addf(err, "%s%s", i ? ", " : "", s->data.v[i].key);
-	if (s->data.n == 0)
-		sbuf_adds(err, "no keys");
-	sbuf_adds(err, ")");
-}
-
-int snap_cred_load(struct snap_b *b, const char *name, bool need_cert, struct snap_cred *out,
+int snap_cred_load(struct snap_b *b, const char *name, unsigned flags, struct snap_cred *out,
                    struct sbuf *err)
 {
-	char *caname = xasprintf("%s-cacert", name);
-	const struct secret *sec = snap_secret(b, name), *casec = snap_secret(b, caname);
-	const struct secret *from;
-	int rc = -1;
-
 	memset(out, 0, sizeof(*out));
+	out->v = secret_cache_credential(b->secrets, b->contents, b->p->store_root, b->ns, name,
+	                                 flags, err);
 	snprintf(out->cert_label, sizeof(out->cert_label), "kubernetes://%s", name);
 	snprintf(out->ca_label, sizeof(out->ca_label), "kubernetes://%s-cacert", name);
 	snprintf(out->crl_label, sizeof(out->crl_label), "kubernetes://%s-cacert", name);
-	if (!sec && (need_cert || !casec)) {
-		sbuf_addf(err, "secret kubernetes://%s not found in namespace %s", name, b->ns);
-		goto out;
+	return out->v ? 0 : -1;
+}
+
+static void snap_want_dr_tls(struct snap_b *b, const struct dr_tls *t)
+{
+	if (!t || !t->credential_name)
+		return;
+	if (t->mode == DR_TLS_MUTUAL)
+		secret_cache_want(b->secrets, b->ns, t->credential_name,
+		                  SECRET_USE_CERT | SECRET_USE_CA);
+	else if (t->mode == DR_TLS_SIMPLE)
+		secret_cache_want(b->secrets, b->ns, t->credential_name,
+		                  SECRET_USE_CA | SECRET_NEED_CA);
+}
+
+static void snap_want_policy(struct snap_b *b, const struct dr_traffic_policy *tp)
+{
+	if (!tp)
+		return;
+	snap_want_dr_tls(b, tp->tls);
+	for (size_t i = 0; i < tp->port_level_settings.n; i++)
+		snap_want_dr_tls(b, tp->port_level_settings.v[i].tls);
+}
+
+void snap_cred_want(struct snap_b *b)
+{
+	for (size_t i = 0; i < b->ndr; i++) {
+		const struct destinationrule *dr = b->dr[i]->u.dr;
+
+		snap_want_policy(b, dr->traffic_policy);
+		for (size_t j = 0; j < dr->subsets.n; j++)
+			snap_want_policy(b, dr->subsets.v[j].traffic_policy);
 	}
-	if (need_cert) {
-		if (snap_val(sec, "cert") && snap_val(sec, "key")) {
-			out->cert = snap_val(sec, "cert");
-			out->key = snap_val(sec, "key");
-			out->crl = snap_val(sec, "crl");
-		} else if (snap_val(sec, "tls.crt") && snap_val(sec, "tls.key")) {
-			out->cert = snap_val(sec, "tls.crt");
-			out->key = snap_val(sec, "tls.key");
-			out->crl = snap_val(sec, "ca.crl");
-		} else {
-			sbuf_addf(err, "secret kubernetes://%s has no tls.crt/tls.key or cert/key", name);
-			snap_found_keys(sec, err);
-			goto out;
+	if (b->p->role != SNAP_ROLE_GATEWAY)
+		return;
+	for (size_t i = 0; i < b->ngw; i++) {
+		const struct gateway *gw = b->gw[i]->u.gw;
+
+		for (size_t j = 0; j < gw->servers.n; j++) {
+			const struct gw_tls *t = gw->servers.v[j].tls;
+
+			if (!t || !t->credential_name)
+				continue;
+			if (t->mode == GW_TLS_SIMPLE)
+				secret_cache_want(b->secrets, b->ns, t->credential_name, SECRET_USE_CERT);
+			else if (t->mode == GW_TLS_MUTUAL || t->mode == GW_TLS_OPTIONAL_MUTUAL)
+				secret_cache_want(b->secrets, b->ns, t->credential_name,
+				                  SECRET_USE_CERT | SECRET_USE_CA | SECRET_NEED_CA);
 		}
 	}
-	/* The CA: Secret NAME-cacert when it exists, else NAME itself. */
-	from = casec ? casec : sec;
-	out->ca = snap_val(from, "cacert");
-	if (!out->ca)
-		out->ca = snap_val(from, "ca.crt");
-	if (casec && !out->ca) {
-		sbuf_addf(err, "secret kubernetes://%s has no cacert or ca.crt", caname);
-		snap_found_keys(casec, err);
-		goto out;
-	}
-	if (!out->crl)
-		out->crl = snap_val(from, "crl");
-	if (!out->crl)
-		out->crl = snap_val(from, "ca.crl");
-	rc = 0;
-out:
-	free(caname);
-	return rc;
 }
 
 /* ---- DestinationRule lookup and policy ---- */
@@ -423,25 +411,32 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 
 static const char *const snap_alpn_h2[] = { "h2", "http/1.1" };
 
-static void snap_pem_data(struct tls_pem *pem, const struct res_secret_data *v,
-                          const char *label, struct sbuf *key, const char *what)
+/* A part of a credential version (absent parts are left unset). */
+static void snap_pem_data(struct tls_pem *pem, const unsigned char *data, size_t len,
+                          const char *label)
 {
-	pem->data = (const char *)v->value;
-	pem->len = v->len;
+	if (!data)
+		return;
+	pem->data = (const char *)data;
+	pem->len = len;
 	pem->label = label;
-	sbuf_addf(key, "|%s=%s", what, label);
 }
 
-static void snap_pem_file(struct tls_pem *pem, const char *file, struct sbuf *key,
-                          const char *what)
+/* A file, named in the context key with the digest of its contents (when known), so that
+ * a changed file gets a new context. */
+static void snap_pem_file(struct tls_pem *pem, const char *file, const char *digest,
+                          struct sbuf *key, const char *what)
 {
 	pem->file = file;
 	if (file)
-		sbuf_addf(key, "|%s=file:%s", what, file);
+		sbuf_addf(key, "|%s=file:%s@%s", what, file, digest ? digest : "-");
 }
 
 /* A context for params keyed by key: shared with an earlier cluster of this snapshot
- * that has the same settings, else built. Returns a new reference or NULL with err. */
+ * that has the same settings, else the one an earlier snapshot built with the same key
+ * (key names every input by digest: same key, same context, same id; pooled upstream
+ * connections and TLS sessions stay valid across an unrelated reload), else built.
+ * Returns a new reference or NULL with err. */
 static struct tls_ctx *snap_client_ctx(struct snap_b *b, const char *key,
                                        const struct tls_client_params *cp, struct sbuf *err)
 {
@@ -457,7 +452,12 @@ static struct tls_ctx *snap_client_ctx(struct snap_b *b, const char *key,
 	e = &b->ctxs[b->nctxs++];
 	e->key = xstrdup(key);
 	e->err = NULL;
-	e->ctx = tls_client_ctx_new(cp, err);
+	e->ctx = secret_cache_ctx_get(b->secrets, key);
+	if (!e->ctx) {
+		e->ctx = tls_client_ctx_new(cp, err);
+		if (e->ctx)
+			secret_cache_ctx_put(b->secrets, key, e->ctx);
+	}
 	if (!e->ctx)
 		e->err = xstrdup(sbuf_str(err));
 	return e->ctx ? tls_ctx_ref(e->ctx) : NULL;
@@ -486,45 +486,67 @@ static int snap_tls_params(struct snap_b *b, const struct dr_tls *t,
 			return -1;
 		}
 		tls_identity_files(b->p->identity_dir, idf, &cp->cert, &cp->key, &cp->ca);
-		sbuf_addf(key, "|identity=%s", b->p->identity_dir);
+		sbuf_addf(key, "|identity=%s@%s@%s", b->p->identity_dir, b->id_digest,
+		          b->root_digest);
 		bc->ca_src = xasprintf("identity:%s/root-cert.pem", b->p->identity_dir);
 		bc->cert_src = xasprintf("identity:%s/cert-chain.pem", b->p->identity_dir);
 		return 0;
 	}
 	if (t->credential_name) {
 		bool mutual = t->mode == DR_TLS_MUTUAL;
+		const struct secret_version *v;
 
-		if (snap_cred_load(b, t->credential_name, mutual, cred, err) < 0)
+		/* SIMPLE takes only the CA from the credential, and needs one. */
+		if (snap_cred_load(b, t->credential_name,
+		                   mutual ? SECRET_USE_CERT | SECRET_USE_CA
+		                          : SECRET_USE_CA | SECRET_NEED_CA, cred, err) < 0)
 			return -1;
+		v = cred->v;
+		sbuf_addf(key, "|cred=%s@%s", cred->cert_label, v->digest);
 		if (mutual) {
-			snap_pem_data(&cp->cert, cred->cert, cred->cert_label, key, "cert");
-			snap_pem_data(&cp->key, cred->key, cred->cert_label, key, "key");
+			snap_pem_data(&cp->cert, v->cert, v->cert_len, cred->cert_label);
+			snap_pem_data(&cp->key, v->key, v->key_len, cred->cert_label);
 			bc->cert_src = xstrdup(cred->cert_label);
 		}
-		if (cred->ca) {
-			snap_pem_data(&cp->ca, cred->ca, cred->ca_label, key, "ca");
+		if (v->ca) {
+			snap_pem_data(&cp->ca, v->ca, v->ca_len, cred->ca_label);
 			bc->ca_src = xstrdup(cred->ca_label);
 		}
-		if (cred->crl) {
-			snap_pem_data(&cp->crl, cred->crl, cred->crl_label, key, "crl");
+		if (v->crl) {
+			snap_pem_data(&cp->crl, v->crl, v->crl_len, cred->crl_label);
 			bc->crl_src = xstrdup(cred->crl_label);
 		}
 		return 0;
 	}
-	snap_pem_file(&cp->ca, t->ca_certificates, key, "ca");
-	snap_pem_file(&cp->crl, t->ca_crl, key, "crl");
-	if (t->ca_certificates)
+	if (t->ca_certificates) {
+		char digest[SECRET_DIGEST_HEX], *res = xasprintf("file-root:%s", t->ca_certificates);
+
+		secret_cache_file(b->secrets, res, true, t->ca_certificates, NULL, digest);
+		snap_pem_file(&cp->ca, t->ca_certificates, digest, key, "ca");
 		bc->ca_src = xasprintf("file:%s", t->ca_certificates);
-	if (t->ca_crl)
+		free(res);
+	}
+	if (t->ca_crl) {
+		char digest[SECRET_DIGEST_HEX];
+
+		secret_file_digest(t->ca_crl, digest);
+		snap_pem_file(&cp->crl, t->ca_crl, digest, key, "crl");
 		bc->crl_src = xasprintf("file:%s", t->ca_crl);
+	}
 	if (t->mode == DR_TLS_MUTUAL) {
+		char digest[SECRET_DIGEST_HEX], *res;
+
 		if (!t->client_certificate || !t->private_key) {
 			sbuf_adds(err, "MUTUAL needs clientCertificate and privateKey, or credentialName");
 			return -1;
 		}
-		snap_pem_file(&cp->cert, t->client_certificate, key, "cert");
-		snap_pem_file(&cp->key, t->private_key, key, "key");
+		res = xasprintf("file-cert:%s~%s", t->client_certificate, t->private_key);
+		secret_cache_file(b->secrets, res, false, t->client_certificate, t->private_key,
+		                  digest);
+		snap_pem_file(&cp->cert, t->client_certificate, digest, key, "cert");
+		snap_pem_file(&cp->key, t->private_key, NULL, key, "key");
 		bc->cert_src = xasprintf("file:%s", t->client_certificate);
+		free(res);
 	}
 	return 0;
 }
@@ -568,8 +590,13 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 		cp.nalpn = ARRAY_SIZE(snap_alpn_h2);
 	}
 	if (snap_tls_params(b, t, bc, &cp, &idf, &cred, &key, &err) == 0) {
-		if (!bc->ca_src)
+		if (!bc->ca_src) {
+			/* The system trust store: a changed bundle makes a new context too. */
 			bc->ca_src = xstrdup("system");
+			if (!b->sys_digest[0])
+				secret_system_ca_digest(b->sys_digest);
+			sbuf_addf(&key, "|system@%s", b->sys_digest);
+		}
 		sbuf_addf(&key, "|insecure=%d|h2=%d", (int)cp.insecure_skip_verify, (int)c->h2_upstream);
 		c->tls_ctx = snap_client_ctx(b, key.s, &cp, &err);
 	}

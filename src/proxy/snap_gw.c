@@ -98,11 +98,13 @@ static int snap_tls_version(enum res_tls_version v)
 	}
 }
 
-static void snap_pem_secret(struct tls_pem *pem, const struct res_secret_data *v,
+static void snap_pem_secret(struct tls_pem *pem, const unsigned char *data, size_t len,
                             const char *label)
 {
-	pem->data = (const char *)v->value;
-	pem->len = v->len;
+	if (!data)
+		return;
+	pem->data = (const char *)data;
+	pem->len = len;
 	pem->label = label;
 }
 
@@ -126,25 +128,43 @@ static int snap_server_ctx(struct snap_b *b, const struct snap_gsrv *g, struct s
 		tls_identity_files(b->p->identity_dir, &idf, &sp.cert, &sp.key, &sp.client_ca);
 		out->tls_source = xasprintf("identity:%s", b->p->identity_dir);
 	} else if (t->credential_name) {
-		if (snap_cred_load(b, t->credential_name, true, &cred, err) < 0)
+		bool mutual = g->tls == SNAP_SRV_MUTUAL;
+		const struct secret_version *v;
+
+		if (snap_cred_load(b, t->credential_name,
+		                   SECRET_USE_CERT | (mutual ? SECRET_USE_CA | SECRET_NEED_CA : 0),
+		                   &cred, err) < 0)
 			goto out;
-		snap_pem_secret(&sp.cert, cred.cert, cred.cert_label);
-		snap_pem_secret(&sp.key, cred.key, cred.cert_label);
-		if (g->tls == SNAP_SRV_MUTUAL && cred.ca)
-			snap_pem_secret(&sp.client_ca, cred.ca, cred.ca_label);
-		if (g->tls == SNAP_SRV_MUTUAL && cred.crl)
-			snap_pem_secret(&sp.crl, cred.crl, cred.crl_label);
+		v = cred.v;
+		snap_pem_secret(&sp.cert, v->cert, v->cert_len, cred.cert_label);
+		snap_pem_secret(&sp.key, v->key, v->key_len, cred.cert_label);
+		if (mutual) {
+			snap_pem_secret(&sp.client_ca, v->ca, v->ca_len, cred.ca_label);
+			snap_pem_secret(&sp.crl, v->crl, v->crl_len, cred.crl_label);
+		}
 		out->tls_source = xasprintf("kubernetes://%s", t->credential_name);
 	} else {
+		char digest[SECRET_DIGEST_HEX], *res;
+
 		if (!t->server_certificate || !t->private_key) {
 			sbuf_adds(err, "no serverCertificate/privateKey and no credentialName");
 			goto out;
 		}
+		/* Listed as Istio names file certificates: file-cert:CERT~KEY, file-root:CA. */
+		res = xasprintf("file-cert:%s~%s", t->server_certificate, t->private_key);
+		secret_cache_file(b->secrets, res, false, t->server_certificate, t->private_key,
+		                  digest);
+		free(res);
 		sp.cert.file = t->server_certificate;
 		sp.key.file = t->private_key;
 		if (g->tls == SNAP_SRV_MUTUAL) {
 			sp.client_ca.file = t->ca_certificates;
 			sp.crl.file = t->ca_crl;
+			if (t->ca_certificates) {
+				res = xasprintf("file-root:%s", t->ca_certificates);
+				secret_cache_file(b->secrets, res, true, t->ca_certificates, NULL, digest);
+				free(res);
+			}
 		}
 		out->tls_source = xasprintf("file:%s", t->server_certificate);
 	}

@@ -18,6 +18,7 @@
 #include "core/diag.h"
 #include "core/sbuf.h"
 #include "proxy/snap.h"
+#include "secrets/secret.h"
 
 /* Istio's root namespace: the last place a DestinationRule is looked up. */
 #define SNAP_ROOT_NS      "istio-system"
@@ -75,9 +76,10 @@ struct snap_ctxent {
 	char *err;
 };
 
-/* A credential (credentialName) resolved to Secret keys. Pointers borrow the store. */
+/* A credential (credentialName) as the secret cache has it: the version in use (valid
+ * for the build) and the names its parts go by in messages. */
 struct snap_cred {
-	const struct res_secret_data *cert, *key, *crl, *ca;
+	const struct secret_version *v;
 	char cert_label[300], ca_label[300], crl_label[300];
 };
 
@@ -116,6 +118,14 @@ struct snap_b {
 
 	struct snap_ctxent *ctxs;
 	size_t nctxs;
+
+	/* p->secrets, or a cache made for this build (own_secrets). */
+	struct secret_cache *secrets;
+	bool own_secrets;
+	/* Digests of the identity files (cert-chain.pem, root-cert.pem) for context keys. */
+	char id_digest[SECRET_DIGEST_HEX], root_digest[SECRET_DIGEST_HEX];
+	/* Digest of the system trust store's bundle file; "" until needed. */
+	char sys_digest[SECRET_DIGEST_HEX];
 };
 
 /* ---- snap.c: shared helpers ---- */
@@ -165,11 +175,15 @@ const char *snap_want_cluster(struct snap_b *b, const char *host, const char *su
 /* Adds the ServiceEntry host x port clusters, builds every wanted cluster, sorts them
  * into s->clusters and points route destinations at them. */
 void snap_clusters(struct snap_b *b);
-/* Resolves credentialName in the proxy's namespace. need_cert: a certificate and key are
- * required (MUTUAL, gateway servers); otherwise only the CA is looked for. Returns 0, or
- * -1 with a reason in err ("secret kubernetes://NAME not found", ...). */
-int snap_cred_load(struct snap_b *b, const char *name, bool need_cert, struct snap_cred *out,
+/* The credential credentialName of the proxy's namespace, from the secret cache. flags:
+ * SECRET_USE_CERT (MUTUAL, gateway servers), SECRET_USE_CA, SECRET_NEED_CA (SIMPLE).
+ * Returns 0, or -1 with a reason in err ("secret kubernetes://NAME not found in
+ * namespace istio-system", ...). */
+int snap_cred_load(struct snap_b *b, const char *name, unsigned flags, struct snap_cred *out,
                    struct sbuf *err);
+/* Announces every credential the visible DestinationRules and Gateways name, with what
+ * they need (secret_cache_want), before anything is built. */
+void snap_cred_want(struct snap_b *b);
 void snap_bcluster_fini(struct snap_bcluster *bc);
 
 /* ---- snap_json.c ---- */

@@ -1,14 +1,15 @@
-/* egressctl proxy-config cluster|route|listener [ADMIN_ADDR]: istioctl's proxy-config
- * tables, made from a running egressgw's configuration dump.
+/* egressctl proxy-config cluster|route|listener|secret [ADMIN_ADDR]: istioctl's
+ * proxy-config tables, made from a running egressgw's admin endpoint.
  *
  * The gateway serves its compiled snapshot as JSON at GET /config_dump on its admin
- * address (the shape is documented in src/proxy/snap_json.c). This command fetches it with
- * one blocking HTTP/1.1 request, reads it with the YAML parser (JSON is YAML), keeps the
+ * address (the shape is documented in src/proxy/snap_json.c), and the credentials it has
+ * loaded at GET /certs (src/secrets/secret.h). This command fetches the page with one
+ * blocking HTTP/1.1 request, reads it with the YAML parser (JSON is YAML), keeps the
  * items the filter flags select and prints them as istioctl 1.20+ does: the same columns,
  * the same cell texts, laid out by Go's tabwriter rules with istioctl's padding.
  *
  * Every kind is one entry of pc_kinds[] (names, the admin page and JSON list it reads,
- * the filters it accepts, its table); `proxy-config secret` will be one more entry. */
+ * the filters it accepts, its table). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,24 +29,26 @@
 
 static const char pc_usage[] =
 	"Show what a running egressgw serves, in the tables of `istioctl proxy-config`: read\n"
-	"from the gateway's admin endpoint (GET /config_dump), so it shows the configuration\n"
-	"the gateway is using, not what the store holds.\n"
+	"from the gateway's admin endpoint (GET /config_dump, GET /certs), so it shows the\n"
+	"configuration the gateway is using, not what the store holds.\n"
 	"\n"
 	"Usage:\n"
-	"  egressctl proxy-config cluster|route|listener [ADMIN_ADDR] [flags]\n"
+	"  egressctl proxy-config cluster|route|listener|secret [ADMIN_ADDR] [flags]\n"
 	"\n"
 	"Kinds:\n"
 	"  cluster, clusters, c      upstream clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION,\n"
 	"                            TYPE, DESTINATION RULE\n"
 	"  route, routes, r          routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE\n"
 	"  listener, listeners, l    listeners: ADDRESSES, PORT, MATCH, DESTINATION\n"
+	"  secret, secrets, s        certificates in use: RESOURCE NAME, TYPE, STATUS, VALID\n"
+	"                            CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE (from /certs)\n"
 	"\n"
 	"Use \"egressctl proxy-config KIND --help\" for the flags of a kind.\n";
 
 /* What every kind's help says about ADMIN_ADDR and -o. */
 static const char pc_usage_common[] =
 	"  -o, --output FORMAT       short (the table; default), json or yaml: the selected\n"
-	"                            items as the gateway's /config_dump has them\n"
+	"                            items as the gateway's admin page has them\n"
 	"\n"
 	"ADMIN_ADDR is the address given to the gateway's --admin: IP:PORT, [IPv6]:PORT,\n"
 	"localhost:PORT, or PORT alone (on 127.0.0.1). The default is $EGRESSGW_ADMIN, else\n"
@@ -116,6 +119,30 @@ static const char pc_listener_usage[] =
 	"      --address IP          only listeners on address IP\n"
 	"      --port N              only listeners on port N\n";
 
+static const char pc_secret_usage[] =
+	"Show the certificates the gateway has loaded, as `istioctl proxy-config secret`\n"
+	"does: one row per resource (default: the workload certificate of --identity;\n"
+	"ROOTCA: the mesh root; kubernetes://NAME: a credentialName's certificate chain;\n"
+	"kubernetes://NAME-cacert: its CA; file-cert:CERT~KEY and file-root:CA: certificates\n"
+	"named by file in a DestinationRule or Gateway). Read from GET /certs; never shows\n"
+	"key material.\n"
+	"\n"
+	"Usage:\n"
+	"  egressctl proxy-config secret [ADMIN_ADDR] [-o short|json|yaml]\n"
+	"\n"
+	"Columns: RESOURCE NAME, TYPE (Cert Chain or CA), STATUS (ACTIVE: in use; WARMING:\n"
+	"not loaded yet, e.g. the Secret does not exist: requests that need it fail with 503\n"
+	"UF), VALID CERT (true when now is between NOT BEFORE and NOT AFTER), SERIAL NUMBER\n"
+	"(decimal), NOT AFTER and NOT BEFORE (RFC 3339, UTC). When the newest version of a\n"
+	"Secret was rejected (bad PEM, key not matching the certificate, keys missing), the\n"
+	"previous version stays in use: a warning after the table says so, and -o json shows\n"
+	"the rejected version under \"rejected\" and the reason.\n"
+	"\n"
+	"Examples:\n"
+	"  egressctl proxy-config secret\n"
+	"  egressctl -n istio-system proxy-config secret deploy/istio-egressgateway | grep client-credential\n"
+	"  egressctl proxy-config secret 127.0.0.1:15000 -o json\n";
+
 enum pc_format { PC_SHORT, PC_JSON, PC_YAML };
 
 /* The filter flags; each kind accepts some of them, as istioctl's subcommands do. */
@@ -144,6 +171,8 @@ struct pc_kind {
 	bool (*keep)(const struct ynode *item, const struct pc_opts *o);
 	int (*cmp)(const void *a, const void *b);   /* on const struct ynode **; NULL: as dumped */
 	void (*rows)(const struct ynode *item, struct ctl_table *t);
+	/* After the table: anything the rows cannot say (to stderr); NULL: nothing. */
+	void (*notes)(const struct ynode *const *items, size_t n);
 };
 
 /* ---- reading the dump ---- */
@@ -566,21 +595,70 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 	sbuf_free(&m);
 }
 
+/* ---- secrets ---- */
+
+static bool pc_secret_keep(const struct ynode *it, const struct pc_opts *o)
+{
+	(void)it;
+	(void)o;
+	return true;
+}
+
+static void pc_secret_rows(const struct ynode *it, struct ctl_table *t)
+{
+	const char *v = pc_str(it, "valid");
+
+	ctl_table_add(t, pc_str(it, "name"));
+	ctl_table_add(t, pc_str(it, "type"));
+	ctl_table_add(t, pc_str(it, "status"));
+	ctl_table_add(t, v && strcmp(v, "true") == 0 ? "true" : "false");
+	ctl_table_add(t, pc_str(it, "serial"));
+	ctl_table_add(t, pc_str(it, "not_after"));
+	ctl_table_add(t, pc_str(it, "not_before"));
+}
+
+/* A rejected version is not a row in istioctl's table; say it below, on stderr, so the
+ * table stays what scripts expect. The reason of a WARMING resource too. */
+static void pc_secret_notes(const struct ynode *const *items, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct ynode *rej = ynode_get(items[i], "rejected");
+		const char *name = pc_str(items[i], "name"), *err = pc_str(items[i], "error");
+		const char *st = pc_str(items[i], "status");
+
+		if (rej && rej->type == YNODE_MAP)
+			fprintf(stderr, "warning: %s: the newest version%s%s was rejected%s%s: %s; %s\n",
+			        name ? name : "", pc_str(rej, "version") && *pc_str(rej, "version")
+			        ? " " : "", pc_str(rej, "version") ? pc_str(rej, "version") : "",
+			        pc_str(rej, "at") && *pc_str(rej, "at") ? " at " : "",
+			        pc_str(rej, "at") ? pc_str(rej, "at") : "",
+			        pc_str(rej, "reason") ? pc_str(rej, "reason") : "",
+			        st && strcmp(st, "ACTIVE") == 0 ? "the previous version stays in use"
+			                                        : "nothing is in use");
+		else if (err && *err && st && strcmp(st, "WARMING") == 0)
+			fprintf(stderr, "warning: %s is WARMING: %s\n", name ? name : "", err);
+	}
+}
+
 /* ---- the kinds ---- */
 
 static const struct pc_kind pc_kinds[] = {
 	{ "cluster", "clusters", "c", "/config_dump", "clusters",
 	  PC_F_FQDN | PC_F_PORT | PC_F_SUBSET | PC_F_DIRECTION, pc_cluster_usage, 5,
 	  "SERVICE FQDN\tPORT\tSUBSET\tDIRECTION\tTYPE\tDESTINATION RULE",
-	  pc_cluster_keep, pc_cluster_cmp, pc_cluster_rows },
+	  pc_cluster_keep, pc_cluster_cmp, pc_cluster_rows, NULL },
 	{ "route", "routes", "r", "/config_dump", "route_configs",
 	  PC_F_NAME, pc_route_usage, 5,
 	  "NAME\tVHOST NAME\tDOMAINS\tMATCH\tVIRTUAL SERVICE",
-	  pc_route_keep, NULL, pc_route_rows },
+	  pc_route_keep, NULL, pc_route_rows, NULL },
 	{ "listener", "listeners", "l", "/config_dump", "listeners",
 	  PC_F_ADDRESS | PC_F_PORT, pc_listener_usage, 1,
 	  "ADDRESSES\tPORT\tMATCH\tDESTINATION",
-	  pc_listener_keep, pc_listener_cmp, pc_listener_rows },
+	  pc_listener_keep, pc_listener_cmp, pc_listener_rows, NULL },
+	{ "secret", "secrets", "s", "/certs", "secrets",
+	  0, pc_secret_usage, 5,
+	  "RESOURCE NAME\tTYPE\tSTATUS\tVALID CERT\tSERIAL NUMBER\tNOT AFTER\tNOT BEFORE",
+	  pc_secret_keep, NULL, pc_secret_rows, pc_secret_notes },
 };
 
 static const struct pc_kind *pc_kind_find(const char *word)
@@ -851,10 +929,14 @@ static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_for
 			items[n++] = list->items[i];
 	if (k->cmp)
 		qsort(items, n, sizeof(*items), k->cmp);
-	if (f == PC_SHORT)
+	if (f == PC_SHORT) {
 		pc_print_table(k, items, n);
-	else
+		fflush(stdout);
+		if (k->notes)
+			k->notes(items, n);
+	} else {
 		pc_print_doc(&s, items, n, f);
+	}
 	rc = 0;
 out:
 	free(items);
@@ -895,7 +977,7 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 			fputs(pc_usage, stdout);
 			rc = 0;
 		} else {
-			fprintf(stderr, "error: say what to show: cluster, route or listener\n"
+			fprintf(stderr, "error: say what to show: cluster, route, listener or secret\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
 		}
 		goto out;
@@ -903,8 +985,8 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 	k = pc_kind_find(pos.v[0]);
 	if (!k) {
 		fprintf(stderr, "error: unknown kind \"%s\" for \"egressctl proxy-config\" (want "
-		        "cluster, route or listener)\nSee 'egressctl proxy-config --help' for "
-		        "usage.\n", pos.v[0]);
+		        "cluster, route, listener or secret)\nSee 'egressctl proxy-config --help' "
+		        "for usage.\n", pos.v[0]);
 		goto out;
 	}
 	if (help) {
