@@ -35,9 +35,12 @@
  * epoll_ctl. */
 #include "proxy/worker.h"
 #include "proxy/pool.h"
+#include "proxy/sidecar.h"
+#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "http/h1.h"
+#include "net/dns.h"
 #include "net/tls.h"
 
 #include <errno.h>
@@ -105,6 +108,10 @@ struct stream {
 	bool retried;
 	bool active;
 	struct loop_timer timeout;
+	/* Sidecar: the destination port the request is routed on (original destination,
+	 * or the authority's), and the lookup of a passthrough destination's name. */
+	uint16_t port;
+	struct dns_query *dnsq;
 };
 
 struct dconn {
@@ -128,6 +135,14 @@ struct dconn {
 	struct iobuf out;
 	struct stream st;
 	uint64_t nreq;
+	/* Sidecar capture listener: the first bytes decide what the connection is (see
+	 * sidecar.h); redirected connections know where they were going (odst). */
+	bool sidecar;
+	bool sniffing;
+	bool redirected;
+	struct sock_addr odst;
+	int64_t accept_wall_ms;
+	uint64_t accept_ms;
 	struct dconn *next, *prev;
 };
 
@@ -356,8 +371,9 @@ static void st_log(struct stream *st)
 	}
 	e.user_agent = req_header(st, "user-agent");
 	e.request_id = cstr(st->reqid);
-	e.authority = st->req.host_idx >= 0 ? span_str(d->in, st->req.headers[st->req.host_idx].value)
-	                                    : span_str(d->in, st->req.authority);
+	e.authority = st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
+	              ? span_str(d->in, st->req.headers[st->req.host_idx].value)
+	              : span_str(d->in, st->req.authority);
 	e.upstream_host = cstr(st->ep_str[0] ? st->ep_str : NULL);
 	e.upstream_cluster = cstr(st->cl ? st->cl->name : NULL);
 	e.upstream_local = cstr(st->up_local[0] ? st->up_local : NULL);
@@ -671,6 +687,10 @@ static void st_send_head(struct stream *st)
 
 		if (hd->flags & H1_HF_DROP)
 			continue;
+		/* A request in absolute-form (to a forward proxy) is sent on in origin-form,
+		 * with the URI's authority as Host (RFC 9112 section 3.2.2). */
+		if (m->target_form == H1_TF_ABSOLUTE && (int)i == m->host_idx)
+			continue;
 		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-for", 15) &&
 		    px->role == SNAP_ROLE_GATEWAY) {
 			have_xff = true;
@@ -688,7 +708,7 @@ static void st_send_head(struct stream *st)
 		sbuf_add(&h, b + hd->value.off, hd->value.len);
 		sbuf_adds(&h, "\r\n");
 	}
-	if (m->target_form == H1_TF_ABSOLUTE && m->host_idx < 0) {
+	if (m->target_form == H1_TF_ABSOLUTE) {
 		sbuf_adds(&h, "host: ");
 		sbuf_add(&h, b + m->authority.off, m->authority.len);
 		sbuf_adds(&h, "\r\n");
@@ -805,6 +825,11 @@ static void st_send_resp_head(struct stream *st)
 		const struct h1_header *hd = &m->headers[i];
 
 		if (hd->flags & H1_HF_DROP)
+			continue;
+		/* Ours replaces an upstream proxy's (a sidecar in front of a gateway), as
+		 * Envoy's router sets the header rather than adding a second one. */
+		if (st->ust >= 0 &&
+		    h1_name_eq(b + hd->name.off, hd->name.len, "x-envoy-upstream-service-time", 29))
 			continue;
 		sbuf_add(&h, b + hd->name.off, hd->name.len);
 		sbuf_adds(&h, ": ");
@@ -1162,7 +1187,7 @@ static void st_set_host(struct stream *st)
 	struct h1_span a;
 	size_t n;
 
-	if (st->req.host_idx >= 0)
+	if (st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE)
 		a = st->req.headers[st->req.host_idx].value;
 	else
 		a = st->req.authority;
@@ -1206,6 +1231,305 @@ static bool route_header_cb(void *ctx, const char *name, const char **v, size_t 
 	return true;
 }
 
+/* ---- sidecar: destinations, passthrough, tunnels ---- */
+
+static void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port)
+{
+	st->ep = *a;
+	if (port)
+		sock_addr_set_port(&st->ep, port);
+	sock_addr_str(&st->ep, st->ep_str, sizeof(st->ep_str));
+}
+
+/* The port a sidecar request is routed on: the original destination's when the
+ * connection was redirected, else the authority's (the URL's for a proxy request, Host's
+ * otherwise), else the scheme's default. */
+static uint16_t st_sidecar_port(const struct stream *st)
+{
+	const struct dconn *d = st->d;
+	const char *b = d->in;
+	struct h1_span a;
+	char host[256];
+	uint16_t port, dflt = 80;
+
+	if (st->req.target_form == H1_TF_ABSOLUTE) {
+		a = st->req.authority;
+		if (st->req.scheme.len == 5 && h1_name_eq(b + st->req.scheme.off, 5, "https", 5))
+			dflt = 443;
+	} else if (d->redirected) {
+		return sock_addr_port(&d->odst);
+	} else if (st->req.host_idx >= 0) {
+		a = st->req.headers[st->req.host_idx].value;
+	} else {
+		return dflt;
+	}
+	if (sidecar_split_authority(b + a.off, a.len, host, sizeof(host), &port, dflt) < 0)
+		return dflt;
+	return port;
+}
+
+/* The request leaves this connection's HTTP processing without a log line of its own
+ * (a tunnel takes over and logs it). */
+static void st_detach(struct stream *st)
+{
+	struct worker *w = st->d->w;
+
+	loop_timer_cancel(w->loop, &st->timeout);
+	st->active = false;
+	STAT_DEC(w->st.rq_active);
+	if (st->snap) {
+		snap_unref(st->snap);
+		st->snap = NULL;
+	}
+}
+
+/* Gives the downstream socket to a tunnel; the connection is freed at the next settle
+ * point without closing it. */
+static void d_handoff(struct dconn *d, struct tun_req *r)
+{
+	r->fd = d->io.fd;
+	loop_io_del(d->w->loop, &d->io);
+	d->io.fd = -1;
+	d->dead = true;
+	tun_start(d->w, r);
+}
+
+/* A redirected connection that is not HTTP (a TLS ClientHello, whose SNI is given, or
+ * anything else): an opaque tunnel, to the cluster of its SNI and original port when the
+ * registry has one, else as the outbound traffic policy says. A connection made to the
+ * capture port directly has no destination to pass it to: it is closed. */
+static void d_tcp_handoff(struct dconn *d, const char *sni)
+{
+	struct worker *w = d->w;
+	struct tun_req r;
+	uint16_t port = sock_addr_port(&d->odst);
+
+	d->sniffing = false;
+	if (!d->redirected) {
+		log_debug("fwd", "%s: not HTTP and not redirected: no destination; closing",
+		          d->remote_s);
+		d->dead = true;
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.snap = w->snap;
+	r.cl = sni && sni[0] ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
+	if (!r.cl)
+		r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY ? &sidecar_blackhole_cluster
+		                                                         : &sidecar_passthrough_cluster;
+	r.dst = &d->odst;
+	r.sni = sni;
+	r.local_s = d->local_s;
+	r.remote_s = d->remote_s;
+	r.initial = d->in;
+	r.ninitial = d->in_len;
+	r.start_wall_ms = d->accept_wall_ms;
+	r.start_ms = d->accept_ms;
+	d_handoff(d, &r);
+}
+
+/* Classifies the first bytes of a capture-listener connection. Returns 0 when it is
+ * HTTP (go on parsing), 1 when more bytes are needed or the connection was handed to a
+ * tunnel. */
+static int d_sniff(struct dconn *d)
+{
+	char sni[256];
+	int rc;
+
+	switch (sidecar_classify(d->in, d->in_len)) {
+	case SIDECAR_NEED_MORE:
+		return 1;
+	case SIDECAR_PROTO_HTTP:
+		d->sniffing = false;
+		return 0;
+	case SIDECAR_PROTO_TLS:
+		rc = sidecar_sniff_sni((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
+		if (rc == 1)
+			return 1;
+		d_tcp_handoff(d, rc == 0 ? sni : NULL);
+		return 1;
+	case SIDECAR_PROTO_OPAQUE:
+	default:
+		d_tcp_handoff(d, NULL);
+		return 1;
+	}
+}
+
+/* CONNECT host:port at the sidecar: a tunnel to the registry's cluster for host:port,
+ * else as the outbound traffic policy says. */
+static void st_sidecar_connect(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	const char *b = d->in;
+	struct tun_req r;
+	char host[256], authority[300], ua[256];
+	struct alog_str uas = req_header(st, "user-agent");
+	uint16_t port;
+
+	if (sidecar_split_authority(b + st->req.target.off, st->req.target.len, host, sizeof(host),
+	                            &port, 0) < 0 || port == 0) {
+		st->resp_close = true;
+		st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_url", "CONNECT needs host:port");
+		return;
+	}
+	memset(&r, 0, sizeof(r));
+	r.cl = sidecar_tcp_cluster(st->snap, host, port);
+	if (!r.cl && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
+		STAT_INC(w->st.blackhole);
+		st->cl = &sidecar_blackhole_cluster;
+		st->route = &sidecar_block_all_route;
+		st->resp_close = true;
+		st_local_reply(st, 502, 0, "direct_response", NULL);
+		return;
+	}
+	if (!r.cl) {
+		r.cl = &sidecar_passthrough_cluster;
+		r.route_name = sidecar_allow_any_route.name;
+	}
+	snprintf(authority, sizeof(authority), "%.*s", (int)st->req.target.len, b + st->req.target.off);
+	snprintf(ua, sizeof(ua), "%.*s", (int)uas.len, uas.p ? uas.p : "");
+	r.name = host;
+	r.port = port;
+	r.local_s = d->local_s;
+	r.remote_s = d->remote_s;
+	/* Bytes the client sent right after the head (an eager TLS ClientHello). */
+	r.initial = d->in + d->in_pos;
+	r.ninitial = d->in_len - d->in_pos;
+	r.connect = true;
+	r.authority = authority;
+	r.user_agent = ua;
+	r.request_id = st->reqid;
+	r.protocol = st->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+	r.start_wall_ms = st->start_wall_ms;
+	r.start_ms = st->start_ms;
+	/* The stream's reference goes with st_detach; r.cl belongs to this snapshot, so
+	 * hold it until the tunnel has taken its own. */
+	r.snap = snap_ref(st->snap);
+	st_detach(st);
+	d_handoff(d, &r);
+	snap_unref(r.snap);
+}
+
+static void st_resolved(struct stream *st, const struct dns_result *res)
+{
+	struct dconn *d = st->d;
+
+	if (res->status != DNS_OK || res->n == 0) {
+		char body[300];
+
+		STAT_INC(d->w->st.dns_fail);
+		snprintf(body, sizeof(body), "dns resolution failure: %s: %s", st->host, res->reason);
+		st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", body);
+		return;
+	}
+	st_set_ep(st, &res->addrs[0].addr, st->port);
+	/* A proxy request for the proxy itself would come back here forever. */
+	if (!d->redirected && sock_addr_equal(&st->ep, &d->local)) {
+		st->ep_str[0] = '\0';
+		st_local_reply(st, 508, 0, "proxy_loop_detected", "the proxy's own address");
+		return;
+	}
+	st_connect(st, false);
+}
+
+static void st_on_dns(void *arg, const struct dns_result *res)
+{
+	struct stream *st = arg;
+	struct dconn *d = st->d;
+
+	st->dnsq = NULL;
+	st_resolved(st, res);
+	d_settle(d);
+}
+
+/* An original-destination cluster (PassthroughCluster, resolution NONE): where the
+ * connection was going when it was redirected, else the request's authority, resolved
+ * on the worker. */
+static void st_original_dst(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct dns_result res;
+	char name[256];
+	size_t n = strlen(st->host);
+
+	if (d->redirected) {
+		st_set_ep(st, &d->odst, 0);
+		st_connect(st, false);
+		return;
+	}
+	/* st->host keeps an IPv6 literal's brackets. */
+	if (n >= 2 && st->host[0] == '[' && st->host[n - 1] == ']')
+		snprintf(name, sizeof(name), "%.*s", (int)(n - 2), st->host + 1);
+	else
+		snprintf(name, sizeof(name), "%s", st->host);
+	if (!w->dns) {
+		st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", "no resolver");
+		return;
+	}
+	if (dns_resolve_local(w->dns, name, AF_UNSPEC, &res) == 0) {
+		st_resolved(st, &res);
+		return;
+	}
+	st->dnsq = dns_resolve(w->dns, name, AF_UNSPEC, st_on_dns, st);
+}
+
+/* No route for the host on this port: ALLOW_ANY passes the request to where it was
+ * going (PassthroughCluster, route allow_any), REGISTRY_ONLY answers 502
+ * (BlackHoleCluster, route block_all), as Istio's sidecar does. */
+static void st_sidecar_default(struct stream *st)
+{
+	struct worker *w = st->d->w;
+
+	if (w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
+		STAT_INC(w->st.blackhole);
+		st->cl = &sidecar_blackhole_cluster;
+		st->route = &sidecar_block_all_route;
+		st_local_reply(st, 502, 0, "direct_response", NULL);
+		return;
+	}
+	STAT_INC(w->st.passthrough);
+	st->cl = &sidecar_passthrough_cluster;
+	st->route = &sidecar_allow_any_route;
+	st_original_dst(st);
+}
+
+/* Picks the endpoint of st->cl and connects. This is where the upstream's transport is
+ * chosen (st_connect: HTTP/1.1 with keep-alive, over TLS when the cluster says so); an
+ * HTTP/2 upstream takes over from here, with the same routing and endpoint. */
+static void st_pick_endpoint(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct cluster_eps *eps;
+	const struct cluster_ep *ep;
+
+	if (d->sidecar && st->cl->discovery == CLUSTER_ORIGINAL_DST) {
+		st_original_dst(st);
+		return;
+	}
+	eps = cluster_eps_load(st->cl);
+	if (st->cl->index < w->nrr)
+		ep = cluster_pick(st->cl, eps, &w->rr[st->cl->index], NULL, worker_rand(w));
+	else
+		ep = cluster_pick(st->cl, eps, &w->rr[0], NULL, worker_rand(w));
+	if (!ep) {
+		if (atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
+			STAT_INC(w->st.dns_fail);
+			st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
+			               "dns resolution failure");
+		} else {
+			STAT_INC(w->st.no_healthy);
+			st_local_reply(st, 503, ALOG_F_UH, "no_healthy_upstream", "no healthy upstream");
+		}
+		return;
+	}
+	st->ep = ep->addr;
+	snprintf(st->ep_str, sizeof(st->ep_str), "%s", ep->str);
+	st_connect(st, false);
+}
+
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
 static void st_begin(struct dconn *d)
 {
@@ -1215,8 +1539,7 @@ static void st_begin(struct dconn *d)
 	const struct route_dest *dest;
 	struct route_req rq;
 	struct hdr_ctx hc = { &st->req, d->in };
-	struct cluster_eps *eps;
-	const struct cluster_ep *ep;
+	uint16_t port;
 	int rid;
 
 	STAT_INC(w->st.rq_total);
@@ -1236,6 +1559,10 @@ static void st_begin(struct dconn *d)
 	st_set_host(st);
 
 	if (st->req.method_id == H1_M_CONNECT) {
+		if (d->sidecar) {
+			st_sidecar_connect(st);
+			return;
+		}
 		st->resp_close = true;
 		st_local_reply(st, 405, 0, "method_not_allowed", "CONNECT is not served here");
 		return;
@@ -1249,11 +1576,26 @@ static void st_begin(struct dconn *d)
 		st_local_reply(st, 400, 0, "missing_host_header", NULL);
 		return;
 	}
-	if (!d->lst || !d->lst->routes ||
-	    !(vh = route_vhost_find(d->lst->routes, st->host, strlen(st->host)))) {
-		STAT_INC(w->st.no_route);
-		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
-		return;
+	if (d->sidecar) {
+		/* The sidecar's route table for the destination port (VirtualServices bound to
+		 * mesh, ServiceEntry hosts); no vhost: the outbound traffic policy. */
+		const struct route_table *t;
+
+		st->port = port = st_sidecar_port(st);
+		t = sidecar_table(st->snap, port);
+		vh = t ? route_vhost_find(t, st->host, strlen(st->host)) : NULL;
+		if (!vh) {
+			st_sidecar_default(st);
+			return;
+		}
+	} else {
+		if (!d->lst || !d->lst->routes ||
+		    !(vh = route_vhost_find(d->lst->routes, st->host, strlen(st->host)))) {
+			STAT_INC(w->st.no_route);
+			st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+			return;
+		}
+		port = d->lst->port;
 	}
 	memset(&rq, 0, sizeof(rq));
 	rq.method = d->in + st->req.method.off;
@@ -1261,19 +1603,21 @@ static void st_begin(struct dconn *d)
 	if (st->req.target_form == H1_TF_ABSOLUTE) {
 		rq.path = d->in + st->req.path.off;
 		rq.path_len = st->req.path.len;
+		rq.authority = d->in + st->req.authority.off;
+		rq.authority_len = st->req.authority.len;
 	} else {
 		rq.path = d->in + st->req.target.off;
 		rq.path_len = st->req.target.len;
+		if (st->req.host_idx >= 0) {
+			rq.authority = d->in + st->req.headers[st->req.host_idx].value.off;
+			rq.authority_len = st->req.headers[st->req.host_idx].value.len;
+		}
 	}
 	rq.host = st->host;
 	rq.host_len = strlen(st->host);
-	if (st->req.host_idx >= 0) {
-		rq.authority = d->in + st->req.headers[st->req.host_idx].value.off;
-		rq.authority_len = st->req.headers[st->req.host_idx].value.len;
-	}
 	rq.scheme = d->tls ? "https" : "http";
 	rq.scheme_len = strlen(rq.scheme);
-	rq.port = d->lst->port;
+	rq.port = port;
 	rq.header = route_header_cb;
 	rq.header_ctx = &hc;
 	st->route = route_select(vh, &rq);
@@ -1309,27 +1653,9 @@ static void st_begin(struct dconn *d)
 		return;
 	}
 	st->cl = dest->cluster;
-	eps = cluster_eps_load(st->cl);
-	if (st->cl->index < w->nrr)
-		ep = cluster_pick(st->cl, eps, &w->rr[st->cl->index], NULL, worker_rand(w));
-	else
-		ep = cluster_pick(st->cl, eps, &w->rr[0], NULL, worker_rand(w));
-	if (!ep) {
-		if (atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
-			STAT_INC(w->st.dns_fail);
-			st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
-			               "dns resolution failure");
-		} else {
-			STAT_INC(w->st.no_healthy);
-			st_local_reply(st, 503, ALOG_F_UH, "no_healthy_upstream", "no healthy upstream");
-		}
-		return;
-	}
-	st->ep = ep->addr;
-	snprintf(st->ep_str, sizeof(st->ep_str), "%s", ep->str);
 	if (st->route->timeout_ms > 0)
 		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
-	st_connect(st, false);
+	st_pick_endpoint(st);
 }
 
 /* The exchange is over (answered, or failed after the response started). */
@@ -1342,6 +1668,10 @@ static void st_finish(struct stream *st)
 	if (!st->active)
 		return;
 	loop_timer_cancel(w->loop, &st->timeout);
+	if (st->dnsq) {
+		dns_cancel(st->dnsq);
+		st->dnsq = NULL;
+	}
 	st->active = false;
 	STAT_DEC(w->st.rq_active);
 	STAT_ADD(w->st.bytes_in, st->bytes_in);
@@ -1403,6 +1733,10 @@ static void d_close(struct dconn *d)
 			u->st = NULL;
 			u_close(u);
 		}
+		if (st->dnsq) {
+			dns_cancel(st->dnsq);
+			st->dnsq = NULL;
+		}
 		d->closing = true;
 		st->active = false;
 		loop_timer_cancel(w->loop, &st->timeout);
@@ -1419,7 +1753,8 @@ static void d_close(struct dconn *d)
 		tls_shutdown(d->tls);
 		tls_conn_free(d->tls);
 	}
-	close(d->io.fd);
+	if (d->io.fd >= 0)
+		close(d->io.fd);      /* -1: handed over to a tunnel */
 	if (d->prev)
 		d->prev->next = d->next;
 	else
@@ -1440,7 +1775,9 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 	struct dconn *d = container_of(t, struct dconn, timer);
 
 	(void)loop;
-	if (!d->st.active)
+	if (d->sniffing && d->redirected)
+		d_tcp_handoff(d, NULL);   /* silent (server-first protocol) or unrecognised */
+	else if (!d->st.active)
 		d->dead = true;   /* header read timeout or keep-alive idle */
 	d_settle(d);
 }
@@ -1482,6 +1819,8 @@ static void d_process(struct dconn *d)
 	struct worker *w = d->w;
 	struct stream *st = &d->st;
 
+	if (d->sniffing && !d->dead && d_sniff(d) != 0)
+		return;
 	d->in_process = true;
 	while (!st->active && !d->closing && !d->dead && d->in_len > 0) {
 		int rc;
@@ -1517,6 +1856,9 @@ static void d_process(struct dconn *d)
 			/* Answer what the parser says and close: the framing is unknowable. */
 			memset(&st->req, 0, sizeof(st->req));
 			st->req.host_idx = -1;
+			/* Logged as the codec's protocol, as Envoy does ("- - HTTP/1.1"): the
+			 * request's own version is not known for sure. */
+			st->req.version_minor = 1;
 			st->req_done = true;
 			st->resp_close = true;
 			snprintf(st->reqid, sizeof(st->reqid), "-");
@@ -1597,6 +1939,18 @@ static void d_handshake(struct dconn *d)
 	sni = tls_conn_sni(d->tls);
 	if (sni)
 		snprintf(d->sni, sizeof(d->sni), "%s", sni);
+	{
+		/* The mesh peer (ISTIO_MUTUAL): its SPIFFE identity was checked against the
+		 * server's subjectAltNames during the handshake; the access log format has no
+		 * field for it, so it goes to the debug log and a counter. */
+		char id[512];
+
+		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
+			STAT_INC(d->w->st.dcx_peer_identity);
+			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
+			          d->sni[0] ? d->sni : "-");
+		}
+	}
 	loop_io_mod(d->w->loop, &d->io, LOOP_READ);
 	d_read(d);
 }
@@ -1620,7 +1974,8 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer)
 {
 	struct dconn *d = xcalloc(1, sizeof(*d));
-	const struct snap_listener *sl = snap_listener_for(w->snap, l->port);
+	const struct snap_listener *sl = l->sidecar_outbound ? NULL : snap_listener_for(w->snap, l->port);
+	uint64_t first_timeout = (uint64_t)w->proxy->header_timeout_ms;
 
 	d->w = w;
 	d->snap = snap_ref(w->snap);
@@ -1630,6 +1985,22 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
+	if (l->sidecar_outbound) {
+		/* Redirected by iptables: conntrack knows where the connection was going (and
+		 * the access log shows that as the downstream local address, as Envoy's
+		 * original_dst listener filter does). Made to the capture port directly: no
+		 * original destination; an HTTP proxy client. */
+		d->sidecar = true;
+		d->sniffing = true;
+		d->accept_wall_ms = wall_ms();
+		d->accept_ms = loop_now_ms(w->loop);
+		if (sock_original_dst(fd, &d->odst) == 0 && !sock_addr_equal(&d->odst, &d->local) &&
+		    !sock_addr_equal(&d->odst, &l->addr)) {
+			d->redirected = true;
+			sock_addr_str(&d->odst, d->local_s, sizeof(d->local_s));
+			first_timeout = SIDECAR_DETECT_MS;
+		}
+	}
 	loop_io_init(&d->io, fd, d_on_io);
 	loop_timer_init(&d->timer, d_on_timer);
 	loop_timer_init(&d->kick, d_on_kick);
@@ -1650,8 +2021,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	STAT_INC(w->st.dcx_total);
 	STAT_INC(w->st.dcx_active);
 	loop_io_add(w->loop, &d->io, LOOP_READ);
-	loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->header_timeout_ms);
-	if (!sl) {
+	loop_timer_arm(w->loop, &d->timer, first_timeout);
+	if (!sl && !d->sidecar) {
 		/* The listener went away with a reload between accept and now. */
 		d_close(d);
 	}

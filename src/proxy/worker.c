@@ -1,7 +1,9 @@
 #include "proxy/worker.h"
 #include "proxy/pool.h"
+#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "net/dns.h"
 #include "net/tls.h"
 
 #include <errno.h>
@@ -159,6 +161,30 @@ static void worker_sync_listeners(struct worker *w)
 	}
 }
 
+/* The sidecar's capture listener (--outbound): one SO_REUSEPORT socket per worker, like
+ * the Gateway listeners, but not tied to the snapshot (worker_sync_listeners keeps it).
+ * Returns 0, or -1 with errno. */
+static int worker_add_outbound(struct worker *w)
+{
+	struct wlistener *l;
+	int fd = sock_listen(&w->proxy->outbound, 0, SOCK_REUSEPORT);
+
+	if (fd < 0)
+		return -1;
+	l = xcalloc(1, sizeof(*l));
+	l->w = w;
+	l->fd = fd;
+	l->addr = w->proxy->outbound;
+	l->port = sock_addr_port(&l->addr);
+	l->seen = true;
+	l->sidecar_outbound = true;
+	loop_io_init(&l->io, fd, wl_on_accept);
+	loop_io_add(w->loop, &l->io, LOOP_READ);
+	l->next = w->listeners;
+	w->listeners = l;
+	return 0;
+}
+
 static void worker_adopt(struct worker *w, struct snap *s)
 {
 	struct snap *old = w->snap;
@@ -255,6 +281,26 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
 		worker_adopt(w, snap_ref(s));
+		if (p->outbound_on && worker_add_outbound(w) < 0)
+			return -1;
+		if (p->role == SNAP_ROLE_SIDECAR) {
+			/* Passthrough destinations are named by the application (a proxy request's
+			 * authority): each worker resolves them on its own loop. */
+			struct dns_opts o;
+			struct sbuf err = SBUF_INIT;
+
+			memset(&o, 0, sizeof(o));
+			o.hosts_file = p->hosts_file;
+			o.servers = p->dns_servers;
+			w->dns = dns_new(w->loop, &o, &err);
+			if (!w->dns) {
+				log_error("worker", "resolver: %s", sbuf_str(&err));
+				sbuf_free(&err);
+				errno = EINVAL;
+				return -1;
+			}
+			sbuf_free(&err);
+		}
 	}
 	for (int i = 0; i < n; i++) {
 		if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0)
@@ -342,9 +388,11 @@ void proxy_free(struct proxy *p)
 			worker_close_listener(w, l);
 		}
 		fwd_pool_close_all(w);
+		tun_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);
 		pool_free(w->pool);
+		dns_free(w->dns);
 		tls_sess_cache_free(w->sess);
 		loop_free(w->loop);
 		free(w->rr);

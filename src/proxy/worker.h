@@ -33,6 +33,7 @@
 struct tls_sess_cache;
 struct pool;
 struct proxy;
+struct dns;
 
 /* Counters are written by one worker and read by the admin thread: a relaxed load/store
  * pair (no lock prefix) is enough and costs what a plain increment costs. */
@@ -56,6 +57,12 @@ struct wstats {
 	stat_t pool_idle;
 	stat_t no_route, no_healthy, dns_fail;
 	stat_t bytes_in, bytes_out;
+	/* Sidecar: opaque tunnels (TLS passthrough, CONNECT, unknown protocols) and the
+	 * outbound traffic policy's special clusters. Gateway: downstream connections whose
+	 * client presented a SPIFFE identity (ISTIO_MUTUAL peers). */
+	stat_t tun_total, tun_active;
+	stat_t passthrough, blackhole;
+	stat_t dcx_peer_identity;
 };
 
 struct wlistener {
@@ -90,6 +97,8 @@ struct worker {
 	struct wstats st;
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
+	void *tunnels;                  /* tunnel.c's relays (sidecar) */
+	struct dns *dns;                /* sidecar: names of passthrough destinations */
 };
 
 /* Process-wide state shared (read-only after start) by the workers. */
@@ -100,8 +109,12 @@ struct proxy {
 	int alog_fd;                    /* -1: off */
 	enum alog_format alog_format;
 	bool alog_on;
-	const char *outbound_addr;      /* sidecar: capture listener */
+	const char *outbound_addr;      /* sidecar: capture listener, as given */
+	struct sock_addr outbound;      /* sidecar: capture listener (--outbound) */
+	bool outbound_on;
 	enum { PROXY_ALLOW_ANY, PROXY_REGISTRY_ONLY } outbound_policy;
+	const char *hosts_file;         /* sidecar workers' resolvers (--hosts-file) */
+	const char *dns_servers;        /* and --dns-servers */
 	int64_t drain_timeout_ms;
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */

@@ -22,14 +22,16 @@
 #include "core/sbuf.h"
 
 /* X(name, one-line summary). A '_' in name is typed as '-': proxy_config is the command
- * "proxy-config". Later: analyze, iptables. */
+ * "proxy-config". */
 #define CTL_COMMANDS(X) \
 	X(apply,  "Apply a configuration to the store by file name or stdin") \
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
-	X(proxy_config, "Show a gateway's clusters, routes and listeners, as istioctl does")
+	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
+	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
+	X(analyze, "Find references that do not resolve and credentials that do not load")
 
 /* Options every command accepts, before or after its name. */
 struct ctl {

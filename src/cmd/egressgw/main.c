@@ -15,17 +15,21 @@
 #include "net/tls.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
+#include "secrets/secret.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -47,9 +51,17 @@ static const char usage[] =
 "  --namespace NS           the proxy's namespace (default istio-system for a gateway,\n"
 "                           default for a sidecar); credentialName Secrets are read here\n"
 "  --labels K=V[,K=V...]    the proxy's labels; Gateways whose selector matches are served\n"
-"                           (default istio=egressgateway)\n"
+"                           (default istio=egressgateway; none for a sidecar, whose\n"
+"                           labels only matter to sourceLabels matches)\n"
 "  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
 "  --listen-address ADDR    address the Gateway listeners bind (default 0.0.0.0)\n"
+"  --outbound ADDR:PORT     sidecar: where the application's outbound traffic arrives,\n"
+"                           as an HTTP proxy (http_proxy=http://ADDR:PORT, CONNECT for\n"
+"                           https) or redirected by iptables (see egressctl iptables)\n"
+"                           (default 127.0.0.1:15001)\n"
+"  --outbound-policy ALLOW_ANY|REGISTRY_ONLY\n"
+"                           sidecar: traffic to hosts without a route passes through\n"
+"                           to its destination, or is refused (502) (default ALLOW_ANY)\n"
 "  --admin ADDR:PORT        admin endpoint (default 127.0.0.1:15000)\n"
 "  --access-log PATH|-      access log file, - for stdout (default: off)\n"
 "  --access-log-format text|json   (default text, Istio's default format)\n"
@@ -58,9 +70,22 @@ static const char usage[] =
 "  --workers N              worker threads (default: number of CPUs)\n"
 "  --drain-timeout DURATION how long SIGTERM waits for requests in flight (default 5s)\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
+"  --user NAME              after binding the listeners and the admin port and opening\n"
+"                           the access log, run as NAME (its uid, gid and groups);\n"
+"                           listeners on ports < 1024 added later by a reload then\n"
+"                           cannot be bound (restart to bind them)\n"
+"  --allow-core-dumps       keep the process dumpable (core files, ptrace by the same\n"
+"                           user); off by default: a core would hold private keys\n"
 "  -h, --help               this text\n"
 "\n"
-"Admin endpoint: /ready, /stats/prometheus, /config_dump.\n";
+"Admin endpoint: /ready, /stats/prometheus, /config_dump, /certs.\n"
+"\n"
+"Sidecar: --role sidecar --namespace default --identity DIR --outbound 127.0.0.1:15001\n"
+"routes the application's requests with the VirtualServices bound to mesh and the\n"
+"ServiceEntries, and connects to the egress gateway with the workload certificate\n"
+"(ISTIO_MUTUAL). Its access log shows clusters such as\n"
+"outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local, PassthroughCluster\n"
+"and BlackHoleCluster.\n";
 
 struct retired {
 	struct cluster_eps *eps;
@@ -82,6 +107,9 @@ struct dns_job {
 	char reason[200];
 	struct loop_timer timer;
 	struct dns_query **queries;
+	/* Callback arguments, one per name: owned by the job, so a query cancelled by
+	 * dns_jobs_stop (whose callback never runs) leaks nothing. */
+	struct dns_cb_arg *args;
 	size_t nqueries;
 };
 
@@ -222,7 +250,6 @@ static void dns_on_result(void *arg, const struct dns_result *res)
 
 	j->queries[a->idx] = NULL;
 	dns_add_result(j, a->idx, res);
-	free(a);
 	if (--j->pending == 0)
 		dns_job_finish(j);
 }
@@ -237,6 +264,8 @@ static void dns_job_start(struct dns_job *j)
 	j->pending = 0;
 	if (!j->queries)
 		j->queries = xcalloc(cl->nnames ? cl->nnames : 1, sizeof(*j->queries));
+	if (!j->args)
+		j->args = xcalloc(cl->nnames ? cl->nnames : 1, sizeof(*j->args));
 	j->nqueries = cl->nnames;
 	/* Names the hosts file or an IP literal answers are resolved now, synchronously, so a
 	 * new snapshot never starts without them. */
@@ -259,7 +288,7 @@ static void dns_job_start(struct dns_job *j)
 
 		if (dns_resolve_local(j->gw->dns, cl->names[i].host, AF_UNSPEC, &res) == 0)
 			continue;
-		a = xmalloc(sizeof(*a));
+		a = &j->args[i];
 		a->j = j;
 		a->idx = i;
 		j->queries[i] = dns_resolve(j->gw->dns, cl->names[i].host, AF_UNSPEC, dns_on_result, a);
@@ -284,10 +313,10 @@ static void dns_jobs_stop(struct gw *g)
 		for (size_t k = 0; k < j->nqueries; k++) {
 			if (j->queries && j->queries[k]) {
 				dns_cancel(j->queries[k]);
-				/* the callback argument is freed by nobody else */
 			}
 		}
 		free(j->queries);
+		free(j->args);
 		free(j->addrs);
 		free(j->ports);
 	}
@@ -341,9 +370,13 @@ static struct snap *gw_build(struct gw *g, struct diags *d)
 	struct store_contents c = STORE_CONTENTS_INIT;
 	struct snap *s = NULL;
 
-	if (store_load(g->store, g->default_ns, &c, d) == 0 || !diags_has_errors(d))
+	/* A Secret directory that cannot be read does not stop the rest of the
+	 * configuration: the secret cache keeps that Secret's last good version. */
+	if (store_load(g->store, g->default_ns, &c, d) == 0 || !diags_has_errors(d) ||
+	    secret_store_errors_only(d, g->store))
 		s = snap_build(&c, &g->params, d);
 	store_contents_free(&c);
+	secret_cache_log_events(g->params.secrets);
 	return s;
 }
 
@@ -358,6 +391,8 @@ static void log_diags(const struct diags *d, enum log_level lvl_err)
 	}
 	sbuf_free(&line);
 }
+
+static void hyg_check_new_listeners(const struct snap *old, const struct snap *s);
 
 static void gw_reload(struct gw *g)
 {
@@ -377,6 +412,7 @@ static void gw_reload(struct gw *g)
 	dns_jobs_start(g, s, old);
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
+	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s)",
 	         (unsigned long long)s->version, s->nlisteners, s->nclusters);
@@ -497,6 +533,12 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		sbuf_addc(body, '\n');
 		return 200;
 	}
+	if (qlen == 6 && strncmp(path, "/certs", 6) == 0) {
+		/* The credentials in use (never key material), for proxy-config secret. */
+		*ctype = "application/json";
+		secret_cache_json(g->params.secrets, body);
+		return 200;
+	}
 	if (qlen == 17 && strncmp(path, "/stats/prometheus", 17) == 0) {
 		proxy_stats(&g->proxy, &sum);
 		*ctype = "text/plain; version=0.0.4";
@@ -540,6 +582,18 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)sum.v[OFF(dns_fail)],
 		          (unsigned long long)sum.v[OFF(ucx_tls_full)],
 		          (unsigned long long)sum.v[OFF(ucx_tls_resumed)]);
+		sbuf_addf(body,
+		          "# TYPE egressgw_downstream_cx_peer_identity counter\n"
+		          "egressgw_downstream_cx_peer_identity %llu\n"
+		          "# TYPE egressgw_tunnel_total counter\negressgw_tunnel_total %llu\n"
+		          "# TYPE egressgw_tunnel_active gauge\negressgw_tunnel_active %llu\n"
+		          "# TYPE egressgw_passthrough_total counter\negressgw_passthrough_total %llu\n"
+		          "# TYPE egressgw_blackhole_total counter\negressgw_blackhole_total %llu\n",
+		          (unsigned long long)sum.v[OFF(dcx_peer_identity)],
+		          (unsigned long long)sum.v[OFF(tun_total)],
+		          (unsigned long long)sum.v[OFF(tun_active)],
+		          (unsigned long long)sum.v[OFF(passthrough)],
+		          (unsigned long long)sum.v[OFF(blackhole)]);
 		sbuf_adds(body, "# TYPE egressgw_upstream_tls_failure counter\n");
 		for (int i = 0; i < STATS_TLS_CATS; i++)
 			sbuf_addf(body, "egressgw_upstream_tls_failure{reason=\"%s\"} %llu\n",
@@ -554,7 +608,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		return 200;
 	}
 #undef OFF
-	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump\n");
+	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
 	return 404;
 }
 
@@ -572,6 +626,144 @@ static void on_signal(struct loop *loop, struct loop_io *io, unsigned ev)
 			g->stopping = true;
 			loop_stop(loop);
 		}
+	}
+}
+
+/* ---- process hygiene ----
+ *
+ * Key material lives in this process's memory (TLS contexts, Secrets), so by default the
+ * process is not dumpable: no core file, and /proc/PID/mem, environ, fd/ and ptrace are
+ * closed to other unprivileged processes of the same user (PR_SET_DUMPABLE 0).
+ * --allow-core-dumps keeps it dumpable for debugging.
+ *
+ * --user NAME drops root once everything that needs it is done: the listeners of the
+ * first configuration and the admin port are bound and the access log is open. What the
+ * process opens later must be readable by NAME: the store (reloads), the --hosts-file,
+ * the --identity files, the files DestinationRules name. A listener on a privileged port
+ * (< net.ipv4.ip_unprivileged_port_start, usually 1024) that a reload adds cannot be
+ * bound any more; hyg_check_new_listeners says so. Every descriptor the process creates
+ * is close-on-exec (tests/integration/test_process_hygiene.py checks them all). */
+
+static struct {
+	bool allow_core_dumps;
+	const char *user;               /* --user, or NULL */
+	uid_t uid;
+	gid_t gid;
+	bool dropped;                   /* privileges were dropped */
+	int unpriv_port_start;          /* ports below need privileges (after the drop) */
+} hyg;
+
+/* dumpable 0: no core dumps, no same-user ptrace or /proc access. */
+static void hyg_set_dumpable(bool dumpable)
+{
+	if (prctl(PR_SET_DUMPABLE, dumpable ? 1 : 0, 0, 0, 0) < 0)
+		log_warn("main", "prctl(PR_SET_DUMPABLE, %d): %s", dumpable ? 1 : 0, strerror(errno));
+}
+
+/* Resolves --user NAME (a name, or a numeric uid). Returns 0, or -1 with a message on
+ * stderr. */
+static int hyg_lookup_user(const char *name)
+{
+	struct passwd *pw;
+	char *end;
+	unsigned long id;
+
+	errno = 0;
+	pw = getpwnam(name);
+	if (!pw) {
+		id = strtoul(name, &end, 10);
+		if (*name && !*end)
+			pw = getpwuid((uid_t)id);
+	}
+	if (!pw) {
+		fprintf(stderr, "egressgw: --user %s: %s\n", name,
+		        errno ? strerror(errno) : "no such user");
+		return -1;
+	}
+	hyg.user = name;
+	hyg.uid = pw->pw_uid;
+	hyg.gid = pw->pw_gid;
+	return 0;
+}
+
+static int hyg_read_unpriv_port_start(void)
+{
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re");
+	int v = 1024;
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = 1024;
+		fclose(f);
+	}
+	return v;
+}
+
+static void hyg_check_access(const char *what, const char *path, int mode)
+{
+	if (path && access(path, mode) < 0)
+		log_warn("main", "%s %s is not accessible to user %s (%s): changes to it will not "
+		         "be seen", what, path, hyg.user, strerror(errno));
+}
+
+/* Drops to --user: supplementary groups, then gid, then uid (the order matters: after
+ * setuid we could no longer change the others), and checks that root cannot be regained.
+ * glibc applies each change to every thread. Returns 0, or -1 with a message on stderr. */
+static int hyg_drop_privileges(const struct gw *g, const char *hosts_file)
+{
+	if (getuid() == hyg.uid && geteuid() == hyg.uid && getgid() == hyg.gid) {
+		log_info("main", "--user %s: already running as uid %u", hyg.user, (unsigned)hyg.uid);
+		return 0;
+	}
+	hyg.unpriv_port_start = hyg_read_unpriv_port_start();
+	if (initgroups(hyg.user, hyg.gid) < 0 && setgroups(1, &hyg.gid) < 0) {
+		fprintf(stderr, "egressgw: --user %s: setgroups: %s\n", hyg.user, strerror(errno));
+		return -1;
+	}
+	if (setgid(hyg.gid) < 0) {
+		fprintf(stderr, "egressgw: --user %s: setgid(%u): %s\n", hyg.user, (unsigned)hyg.gid,
+		        strerror(errno));
+		return -1;
+	}
+	if (setuid(hyg.uid) < 0) {
+		fprintf(stderr, "egressgw: --user %s: setuid(%u): %s\n", hyg.user, (unsigned)hyg.uid,
+		        strerror(errno));
+		return -1;
+	}
+	if (hyg.uid != 0 && (setuid(0) == 0 || seteuid(0) == 0)) {
+		fprintf(stderr, "egressgw: --user %s: root could be regained after the drop\n", hyg.user);
+		return -1;
+	}
+	hyg.dropped = true;
+	/* A uid change resets the dumpable flag to fs.suid_dumpable: set ours again. */
+	hyg_set_dumpable(hyg.allow_core_dumps);
+	log_info("main", "running as user %s (uid %u, gid %u)", hyg.user, (unsigned)hyg.uid,
+	         (unsigned)hyg.gid);
+	hyg_check_access("store", g->store, R_OK | X_OK);
+	hyg_check_access("hosts file", hosts_file, R_OK);
+	hyg_check_access("identity directory", g->params.identity_dir, R_OK | X_OK);
+	return 0;
+}
+
+/* After a reload: a listener on a privileged port that the old snapshot did not have
+ * cannot be bound once privileges are dropped. The worker logs the bind error; this says
+ * why and what to do. */
+static void hyg_check_new_listeners(const struct snap *old, const struct snap *s)
+{
+	if (!hyg.dropped || hyg.uid == 0)
+		return;
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		const struct snap_listener *l = &s->listeners[i];
+		bool had = false;
+
+		if (l->port >= hyg.unpriv_port_start)
+			continue;
+		for (size_t k = 0; old && k < old->nlisteners && !had; k++)
+			had = sock_addr_equal(&old->listeners[k].addr, &l->addr);
+		if (!had)
+			log_error("main", "listener %s: port %u is privileged and this process runs as "
+			          "user %s (--user): it cannot be bound until egressgw is restarted",
+			          l->name, l->port, hyg.user);
 	}
 }
 
@@ -607,6 +799,8 @@ static const char **split_labels(const char *s)
 	n = 0;
 	for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
 		v[n++] = tok;   /* copy stays allocated for the process's lifetime */
+	if (n == 0)
+		free(copy);     /* no labels (a sidecar without --labels): v[0] is NULL */
 	return v;
 }
 
@@ -627,6 +821,10 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
 		{ "log-level", required_argument, NULL, 'v' },
+		{ "outbound", required_argument, NULL, 'o' },
+		{ "outbound-policy", required_argument, NULL, 'P' },
+		{ "user", required_argument, NULL, 'U' },
+		{ "allow-core-dumps", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -634,6 +832,8 @@ int main(int argc, char **argv)
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
 	const char *listen = "0.0.0.0";
+	const char *outbound = "127.0.0.1:15001";
+	bool labels_given = false;
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
 	struct sock_addr aaddr;
 	struct diags d = DIAGS_INIT;
@@ -641,6 +841,8 @@ int main(int argc, char **argv)
 	struct sbuf err = SBUF_INIT;
 	sigset_t mask;
 
+	/* First of all: nothing read from here on may end up in a core file. */
+	hyg_set_dumpable(false);
 	memset(&g, 0, sizeof(g));
 	g.inotify_fd = -1;
 	g.proxy.alog_fd = -1;
@@ -653,7 +855,19 @@ int main(int argc, char **argv)
 		case 'r': role = optarg; break;
 		case 's': store_flag = optarg; break;
 		case 'n': ns = optarg; break;
-		case 'l': labels = optarg; break;
+		case 'l': labels = optarg; labels_given = true; break;
+		case 'o': outbound = optarg; break;
+		case 'P':
+			if (strcmp(optarg, "ALLOW_ANY") == 0) {
+				g.proxy.outbound_policy = PROXY_ALLOW_ANY;
+			} else if (strcmp(optarg, "REGISTRY_ONLY") == 0) {
+				g.proxy.outbound_policy = PROXY_REGISTRY_ONLY;
+			} else {
+				fprintf(stderr, "egressgw: --outbound-policy: want ALLOW_ANY or REGISTRY_ONLY, "
+				        "got \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
 		case 'i': g.params.identity_dir = optarg; break;
 		case 'L': listen = optarg; break;
 		case 'a': admin_addr = optarg; break;
@@ -685,6 +899,14 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'U':
+			if (hyg_lookup_user(optarg) < 0)
+				return 2;
+			break;
+		case 'C':
+			hyg.allow_core_dumps = true;
+			hyg_set_dumpable(true);
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return 0;
@@ -701,18 +923,33 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egressgw: --role gateway or --role sidecar is required\n\n%s", usage);
 		return 2;
 	}
-	if (strcmp(role, "sidecar") == 0) {
-		fprintf(stderr, "egressgw: the sidecar role is not implemented yet\n");
-		return 2;
-	}
 	g.proxy.role = SNAP_ROLE_GATEWAY;
 	g.store = store_root(store_flag);
 	g.default_ns = "default";
 	g.params.role = SNAP_ROLE_GATEWAY;
 	g.params.namespace = ns ? ns : "istio-system";
+	if (strcmp(role, "sidecar") == 0) {
+		/* The application's proxy: its namespace is the application's, and it has the
+		 * application's labels (none unless given; they only matter to sourceLabels). */
+		g.proxy.role = SNAP_ROLE_SIDECAR;
+		g.params.role = SNAP_ROLE_SIDECAR;
+		g.params.namespace = ns ? ns : "default";
+		if (!labels_given)
+			labels = "";
+		if (sock_addr_parse(outbound, &g.proxy.outbound) < 0) {
+			fprintf(stderr, "egressgw: --outbound: bad address \"%s\" (want ADDR:PORT)\n",
+			        outbound);
+			return 2;
+		}
+		g.proxy.outbound_on = true;
+		g.proxy.outbound_addr = outbound;
+		g.proxy.hosts_file = hosts;
+		g.proxy.dns_servers = dns_servers;
+	}
 	g.params.labels = split_labels(labels);
 	g.params.listen_address = listen;
 	g.params.store_root = g.store;
+	g.params.secrets = secret_cache_new();
 	if (sock_addr_parse(admin_addr, &aaddr) < 0) {
 		fprintf(stderr, "egressgw: --admin: bad address \"%s\" (want ADDR:PORT)\n", admin_addr);
 		return 2;
@@ -759,7 +996,11 @@ int main(int argc, char **argv)
 	dns_jobs_start(&g, g.snap, NULL);
 
 	if (proxy_start(&g.proxy, workers, g.snap) < 0) {
-		fprintf(stderr, "egressgw: starting workers: %s\n", strerror(errno));
+		if (g.proxy.outbound_on)
+			fprintf(stderr, "egressgw: starting workers (--outbound %s): %s\n",
+			        g.proxy.outbound_addr, strerror(errno));
+		else
+			fprintf(stderr, "egressgw: starting workers: %s\n", strerror(errno));
 		return 1;
 	}
 	g.admin = admin_start(g.loop, &aaddr, admin_handle, &g);
@@ -772,9 +1013,17 @@ int main(int argc, char **argv)
 	loop_timer_init(&g.reload_timer, on_reload_timer);
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
+	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
+		return 1;
 	watch_rebuild(&g);
-	log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
-	         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+	if (g.proxy.role == SNAP_ROLE_SIDECAR)
+		log_info("main", "egressgw sidecar capturing on %s (%s) with %d worker(s); %zu outbound "
+		         "route table(s); admin on %s; store %s", g.proxy.outbound_addr,
+		         g.proxy.outbound_policy == PROXY_REGISTRY_ONLY ? "REGISTRY_ONLY" : "ALLOW_ANY",
+		         workers, g.snap->noutbound, admin_addr, g.store);
+	else
+		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
+		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
 
 	loop_run(g.loop);
 
@@ -785,6 +1034,7 @@ int main(int argc, char **argv)
 	retire_collect(&g, true);
 	if (g.snap)
 		snap_unref(g.snap);
+	secret_cache_free(g.params.secrets);
 	if (g.inotify_fd >= 0) {
 		loop_io_del(g.loop, &g.inotify_io);
 		close(g.inotify_fd);

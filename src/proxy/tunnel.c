@@ -1,0 +1,564 @@
+/* tunnel: opaque TCP relays (see tunnel.h).
+ *
+ * Lifetime: a tunnel is freed only at its settle point (tun_settle, the end of each
+ * top-level handler: socket events, timers, the DNS callback); code below marks it dead.
+ * Registration: each socket is registered with the loop only while it has interest (a
+ * direction to wait for). A socket whose peer has gone (EPOLLHUP/EPOLLERR are reported
+ * whatever the interest) is then never reported while there is nothing we could do with
+ * it, and with interest, the read or write the event leads to makes progress or fails. */
+#include "proxy/tunnel.h"
+#include "proxy/sidecar.h"
+#include "proxy/worker.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/dns.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TUN_BUF      (64 * 1024)
+#define TUN_IDLE_MS  (3600 * 1000)   /* Envoy's tcp_proxy idle_timeout default */
+#define TUN_ROUNDS   16              /* reads per direction per event (fairness) */
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* One direction: bytes read from src and not yet written to dst. */
+struct tdir {
+	char *buf;
+	size_t off, len;
+	bool eof;          /* src ended (read returned 0) */
+	bool shut;         /* dst's write side has been shut down after eof */
+	uint64_t bytes;    /* read from src (initial bytes included) */
+};
+
+enum tun_state {
+	TUN_RESOLVING,
+	TUN_CONNECTING,
+	TUN_OPEN,
+};
+
+struct tun {
+	struct worker *w;
+	struct snap *snap;
+	struct cluster *cl;
+	const char *route_name;        /* static string or NULL */
+	struct loop_io dio, uio;
+	struct loop_timer timer;       /* connect timeout, then idle timeout */
+	struct dns_query *dnsq;
+	enum tun_state state;
+	bool dead;
+	bool connect;                  /* CONNECT: reply with a status line */
+	bool up_counted;               /* counted in ucx_active */
+	struct tdir d2u, u2d;
+	uint64_t last_bytes;           /* d2u.bytes + u2d.bytes at the last idle check */
+	char name[256];
+	uint16_t port;
+	struct sock_addr ep;
+	char ep_str[SOCK_ADDR_STRLEN], up_local[SOCK_ADDR_STRLEN];
+	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN];
+	char sni[256], authority[300], ua[256], reqid[64], protocol[12];
+	int code;
+	unsigned flags;
+	const char *details;
+	char reason[600];
+	int64_t start_wall_ms;
+	uint64_t start_ms;
+	struct tun *next, *prev;
+};
+
+static void tun_connect(struct tun *t);
+static void tun_settle(struct tun *t);
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+	snprintf(dst, n, "%s", src ? src : "");
+}
+
+/* ---- registration and interest ---- */
+
+static void tun_io_set(struct tun *t, struct loop_io *io, unsigned interest)
+{
+	struct loop *loop = t->w->loop;
+
+	if (io->fd < 0)
+		return;
+	if (interest == 0)
+		loop_io_del(loop, io);
+	else if (!io->registered)
+		loop_io_add(loop, io, interest);
+	else
+		loop_io_mod(loop, io, interest);
+}
+
+static bool tdir_pending(const struct tdir *d)
+{
+	return d->len > d->off;
+}
+
+static void tun_update(struct tun *t)
+{
+	unsigned di = 0, ui = 0;
+
+	if (t->dead)
+		return;
+	if (t->state == TUN_OPEN) {
+		if (!tdir_pending(&t->d2u) && !t->d2u.eof)
+			di |= LOOP_READ;
+		if (!tdir_pending(&t->u2d) && !t->u2d.eof)
+			ui |= LOOP_READ;
+		if (tdir_pending(&t->d2u))
+			ui |= LOOP_WRITE;
+	} else if (t->state == TUN_CONNECTING) {
+		ui |= LOOP_WRITE;
+	}
+	/* The status line of a failed CONNECT, or what the upstream sent. */
+	if (tdir_pending(&t->u2d))
+		di |= LOOP_WRITE;
+	tun_io_set(t, &t->dio, di);
+	tun_io_set(t, &t->uio, ui);
+}
+
+/* ---- the end ---- */
+
+static void tun_log(struct tun *t)
+{
+	struct worker *w = t->w;
+	struct alog_entry e;
+	struct alog_str none = { NULL, 0 };
+
+	if (t->connect)
+		STAT_INC(w->st.resp[t->code >= 100 && t->code < 600 ? t->code / 100 : 0]);
+	if (!w->proxy->alog_on)
+		return;
+	memset(&e, 0, sizeof(e));
+	e.start_ms = t->start_wall_ms;
+	if (t->connect) {
+		e.method.p = "CONNECT";
+		e.method.len = 7;
+		e.protocol.p = t->protocol;
+		e.protocol.len = strlen(t->protocol);
+		e.user_agent.p = t->ua;
+		e.user_agent.len = strlen(t->ua);
+		e.request_id.p = t->reqid;
+		e.request_id.len = strlen(t->reqid);
+		e.authority.p = t->authority;
+		e.authority.len = strlen(t->authority);
+	}
+	e.path = none;
+	e.response_code = t->code;
+	e.flags = t->flags;
+	e.details.p = t->details;
+	e.details.len = t->details ? strlen(t->details) : 0;
+	e.tls_failure.p = t->reason;
+	e.tls_failure.len = strlen(t->reason);
+	e.bytes_received = t->d2u.bytes;
+	e.bytes_sent = t->u2d.bytes;
+	e.duration_ms = (int64_t)(loop_now_ms(w->loop) - t->start_ms);
+	e.upstream_service_time = -1;
+	e.upstream_host.p = t->ep_str;
+	e.upstream_host.len = strlen(t->ep_str);
+	e.upstream_cluster.p = t->cl->name;
+	e.upstream_cluster.len = strlen(t->cl->name);
+	e.upstream_local.p = t->up_local;
+	e.upstream_local.len = strlen(t->up_local);
+	e.downstream_local.p = t->local_s;
+	e.downstream_local.len = strlen(t->local_s);
+	e.downstream_remote.p = t->remote_s;
+	e.downstream_remote.len = strlen(t->remote_s);
+	e.sni.p = t->sni;
+	e.sni.len = strlen(t->sni);
+	e.route_name.p = t->route_name;
+	e.route_name.len = t->route_name ? strlen(t->route_name) : 0;
+	worker_alog(w, &e);
+}
+
+static void tun_free(struct tun *t)
+{
+	struct worker *w = t->w;
+
+	if (t->dnsq)
+		dns_cancel(t->dnsq);
+	loop_timer_cancel(w->loop, &t->timer);
+	loop_io_del(w->loop, &t->dio);
+	loop_io_del(w->loop, &t->uio);
+	if (t->dio.fd >= 0)
+		close(t->dio.fd);
+	if (t->uio.fd >= 0)
+		close(t->uio.fd);
+	if (t->up_counted)
+		STAT_DEC(w->st.ucx_active);
+	if (t->prev)
+		t->prev->next = t->next;
+	else
+		w->tunnels = t->next;
+	if (t->next)
+		t->next->prev = t->prev;
+	if (t->snap)
+		snap_unref(t->snap);
+	STAT_ADD(w->st.bytes_in, t->d2u.bytes);
+	STAT_ADD(w->st.bytes_out, t->u2d.bytes);
+	STAT_DEC(w->st.tun_active);
+	STAT_DEC(w->st.dcx_active);
+	w->nconns--;
+	free(t->d2u.buf);
+	free(t->u2d.buf);
+	free(t);
+}
+
+static void tun_settle(struct tun *t)
+{
+	if (!t->dead && t->d2u.shut && t->u2d.shut)
+		t->dead = true;
+	if (!t->dead)
+		return;
+	tun_log(t);
+	tun_free(t);
+}
+
+/* The tunnel cannot be made. A CONNECT client gets an HTTP answer (best effort: a short
+ * reply fits in any socket buffer), others see the connection close. */
+static void tun_fail(struct tun *t, int code, unsigned flag, const char *details,
+                     const char *reason)
+{
+	t->flags |= flag;
+	t->details = details;
+	copy_str(t->reason, sizeof(t->reason), reason);
+	if (t->connect) {
+		char msg[512];
+		int n;
+
+		t->code = code;
+		n = snprintf(msg, sizeof(msg),
+		             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
+		             "connection: close\r\n\r\n%s%s%s\n",
+		             code, code == 502 ? "Bad Gateway" : "Service Unavailable",
+		             strlen(details) + (reason && *reason ? strlen(reason) + 2 : 0) + 1,
+		             details, reason && *reason ? ": " : "", reason ? reason : "");
+		if (n > 0 && write(t->dio.fd, msg, (size_t)n) < 0)
+			log_debug("tunnel", "CONNECT reply to %s: %s", t->remote_s, strerror(errno));
+	}
+	t->dead = true;
+}
+
+/* ---- relaying ---- */
+
+/* Moves bytes src -> dst until either would block. Returns -1 when the tunnel must end
+ * (reason set). */
+static int tdir_pump(struct tun *t, struct tdir *d, int src, int dst, const char *src_name)
+{
+	for (int rounds = 0; rounds < TUN_ROUNDS; rounds++) {
+		ssize_t n;
+
+		if (tdir_pending(d)) {
+			n = write(dst, d->buf + d->off, d->len - d->off);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (n <= 0) {
+				snprintf(t->reason, sizeof(t->reason), "write to %s: %s",
+				         src_name[0] == 'd' ? "upstream" : "downstream", strerror(errno));
+				return -1;
+			}
+			d->off += (size_t)n;
+			if (d->off < d->len)
+				break;          /* the socket is full */
+			d->off = d->len = 0;
+			continue;
+		}
+		if (d->eof)
+			break;
+		if (!d->buf)
+			d->buf = xmalloc(TUN_BUF);
+		n = read(src, d->buf, TUN_BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0) {
+			snprintf(t->reason, sizeof(t->reason), "read from %s: %s", src_name,
+			         strerror(errno));
+			return -1;
+		}
+		if (n == 0) {
+			d->eof = true;
+			break;
+		}
+		d->len = (size_t)n;
+		d->bytes += (uint64_t)n;
+	}
+	if (d->eof && !tdir_pending(d) && !d->shut) {
+		/* Pass the half-close on: the other side may still answer. */
+		shutdown(dst, SHUT_WR);
+		d->shut = true;
+	}
+	return 0;
+}
+
+static void tun_pump(struct tun *t)
+{
+	if (t->dead || t->state != TUN_OPEN)
+		return;
+	if (tdir_pump(t, &t->d2u, t->dio.fd, t->uio.fd, "downstream") < 0 ||
+	    tdir_pump(t, &t->u2d, t->uio.fd, t->dio.fd, "upstream") < 0) {
+		/* A reset on either side ends both, as Envoy's tcp_proxy does. */
+		log_debug("tunnel", "%s -> %s (%s): %s", t->remote_s, t->ep_str, t->cl->name, t->reason);
+		t->reason[0] = '\0';
+		t->dead = true;
+		return;
+	}
+	tun_update(t);
+}
+
+/* ---- events ---- */
+
+static void tun_connected(struct tun *t)
+{
+	struct worker *w = t->w;
+	struct sock_addr la;
+
+	if (sock_connect_result(t->uio.fd) < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(w->st.ucx_connect_fail);
+		tun_fail(t, 503, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		         reason);
+		return;
+	}
+	if (sock_local_addr(t->uio.fd, &la) == 0)
+		sock_addr_str(&la, t->up_local, sizeof(t->up_local));
+	t->state = TUN_OPEN;
+	loop_timer_arm(w->loop, &t->timer, TUN_IDLE_MS);
+	if (t->connect) {
+		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+		/* The reply goes down before any upstream byte: u2d is empty until now. */
+		t->code = 200;
+		t->details = "via_upstream";
+		t->u2d.buf = xmalloc(TUN_BUF);
+		memcpy(t->u2d.buf, ok, sizeof(ok) - 1);
+		t->u2d.len = sizeof(ok) - 1;
+	}
+	tun_pump(t);
+}
+
+static void tun_on_uio(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct tun *t = container_of(io, struct tun, uio);
+
+	(void)loop;
+	if (t->state == TUN_CONNECTING) {
+		if (ev & (LOOP_WRITE | LOOP_ERROR))
+			tun_connected(t);
+	} else {
+		tun_pump(t);
+	}
+	tun_settle(t);
+}
+
+static void tun_on_dio(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct tun *t = container_of(io, struct tun, dio);
+
+	(void)loop;
+	(void)ev;
+	if (t->state == TUN_OPEN) {
+		tun_pump(t);
+	} else if (tdir_pending(&t->u2d)) {
+		t->dead = true;         /* only a failure reply is ever sent before OPEN */
+	}
+	tun_settle(t);
+}
+
+static void tun_on_timer(struct loop *loop, struct loop_timer *tm)
+{
+	struct tun *t = container_of(tm, struct tun, timer);
+	uint64_t total = t->d2u.bytes + t->u2d.bytes;
+
+	(void)loop;
+	if (t->state != TUN_OPEN) {
+		STAT_INC(t->w->st.ucx_connect_timeout);
+		tun_fail(t, 503, ALOG_F_UF,
+		         "upstream_reset_before_response_started{connection_timeout}",
+		         "connection timeout");
+	} else if (total != t->last_bytes) {
+		/* Bytes moved since the last check: not idle. One timer per tunnel, re-armed
+		 * here rather than on every read. */
+		t->last_bytes = total;
+		loop_timer_arm(t->w->loop, &t->timer, TUN_IDLE_MS);
+	} else {
+		t->details = "idle_timeout";
+		t->dead = true;
+	}
+	tun_settle(t);
+}
+
+static void tun_set_ep(struct tun *t, const struct sock_addr *a, uint16_t port)
+{
+	t->ep = *a;
+	if (port)
+		sock_addr_set_port(&t->ep, port);
+	sock_addr_str(&t->ep, t->ep_str, sizeof(t->ep_str));
+}
+
+static void tun_resolved(struct tun *t, const struct dns_result *res);
+
+static void tun_on_dns(void *arg, const struct dns_result *res)
+{
+	struct tun *t = arg;
+
+	t->dnsq = NULL;
+	tun_resolved(t, res);
+	tun_settle(t);
+}
+
+/* ---- start ---- */
+
+static void tun_connect(struct tun *t)
+{
+	struct worker *w = t->w;
+	int fd, rc;
+
+	STAT_INC(w->st.urq_total);
+	rc = sock_connect(&t->ep, NULL, &fd);
+	if (rc < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(w->st.ucx_connect_fail);
+		tun_fail(t, 503, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		         reason);
+		return;
+	}
+	loop_io_init(&t->uio, fd, tun_on_uio);
+	STAT_INC(w->st.ucx_total);
+	STAT_INC(w->st.ucx_active);
+	t->up_counted = true;
+	t->state = TUN_CONNECTING;
+	loop_timer_arm(w->loop, &t->timer,
+	               (uint64_t)(t->cl->connect_timeout_ms > 0 ? t->cl->connect_timeout_ms : 10000));
+	if (rc == 0)
+		tun_connected(t);
+	else
+		tun_update(t);
+}
+
+/* Connects to the first address of a resolution, or fails with DF. */
+static void tun_resolved(struct tun *t, const struct dns_result *res)
+{
+	if (res->status != DNS_OK || res->n == 0) {
+		char reason[512];
+
+		STAT_INC(t->w->st.dns_fail);
+		snprintf(reason, sizeof(reason), "resolving %s: %s", t->name, res->reason);
+		tun_fail(t, 503, ALOG_F_DF, "dns_resolution_failure", reason);
+		return;
+	}
+	tun_set_ep(t, &res->addrs[0].addr, t->port);
+	tun_connect(t);
+}
+
+/* Picks where to connect; connects, resolves, or fails. */
+static void tun_route(struct tun *t, const struct tun_req *r)
+{
+	struct worker *w = t->w;
+	struct cluster *cl = t->cl;
+	struct dns_result res;
+
+	if (cl == &sidecar_blackhole_cluster) {
+		/* REGISTRY_ONLY: Envoy's BlackHoleCluster has no endpoints. */
+		STAT_INC(w->st.blackhole);
+		t->flags |= ALOG_F_UH;
+		t->dead = true;
+		return;
+	}
+	if (cl == &sidecar_passthrough_cluster)
+		STAT_INC(w->st.passthrough);
+	if (cl->discovery != CLUSTER_ORIGINAL_DST) {
+		struct cluster_eps *eps = cluster_eps_load(cl);
+		uint32_t *rr = cl->index < w->nrr ? &w->rr[cl->index] : &w->rr[0];
+		const struct cluster_ep *ep = cluster_pick(cl, eps, rr, NULL, worker_rand(w));
+
+		if (!ep) {
+			if (atomic_load_explicit(&cl->dns_failed, memory_order_relaxed)) {
+				STAT_INC(w->st.dns_fail);
+				tun_fail(t, 503, ALOG_F_DF, "dns_resolution_failure", cl->dns_error);
+			} else {
+				STAT_INC(w->st.no_healthy);
+				tun_fail(t, 503, ALOG_F_UH, "no_healthy_upstream", NULL);
+			}
+			return;
+		}
+		tun_set_ep(t, &ep->addr, 0);
+		tun_connect(t);
+	} else if (r->dst) {
+		tun_set_ep(t, r->dst, 0);
+		tun_connect(t);
+	} else if (!w->dns || !t->name[0]) {
+		tun_fail(t, 503, ALOG_F_DF, "dns_resolution_failure", "no name to resolve");
+	} else if (dns_resolve_local(w->dns, t->name, AF_UNSPEC, &res) == 0) {
+		tun_resolved(t, &res);
+	} else {
+		t->state = TUN_RESOLVING;
+		t->dnsq = dns_resolve(w->dns, t->name, AF_UNSPEC, tun_on_dns, t);
+	}
+}
+
+void tun_start(struct worker *w, const struct tun_req *r)
+{
+	struct tun *t = xcalloc(1, sizeof(*t));
+
+	t->w = w;
+	t->snap = r->snap ? snap_ref(r->snap) : NULL;
+	t->cl = r->cl;
+	t->route_name = r->route_name;
+	t->connect = r->connect;
+	t->start_wall_ms = r->start_wall_ms;
+	t->start_ms = r->start_ms;
+	t->port = r->port;
+	copy_str(t->name, sizeof(t->name), r->name);
+	copy_str(t->local_s, sizeof(t->local_s), r->local_s);
+	copy_str(t->remote_s, sizeof(t->remote_s), r->remote_s);
+	copy_str(t->sni, sizeof(t->sni), r->sni);
+	copy_str(t->authority, sizeof(t->authority), r->authority);
+	copy_str(t->ua, sizeof(t->ua), r->user_agent);
+	copy_str(t->reqid, sizeof(t->reqid), r->request_id);
+	copy_str(t->protocol, sizeof(t->protocol), r->protocol ? r->protocol : "HTTP/1.1");
+	loop_io_init(&t->dio, r->fd, tun_on_dio);
+	loop_io_init(&t->uio, -1, tun_on_uio);
+	loop_timer_init(&t->timer, tun_on_timer);
+	if (r->ninitial) {
+		t->d2u.buf = xmalloc(TUN_BUF > r->ninitial ? TUN_BUF : r->ninitial);
+		memcpy(t->d2u.buf, r->initial, r->ninitial);
+		t->d2u.len = r->ninitial;
+		t->d2u.bytes = r->ninitial;
+	}
+	t->next = w->tunnels;
+	if (t->next)
+		t->next->prev = t;
+	w->tunnels = t;
+	w->nconns++;
+	STAT_INC(w->st.dcx_active);
+	STAT_INC(w->st.tun_total);
+	STAT_INC(w->st.tun_active);
+	tun_route(t, r);
+	tun_settle(t);
+}
+
+void tun_close_all(struct worker *w)
+{
+	while (w->tunnels) {
+		struct tun *t = w->tunnels;
+
+		if (!t->details)
+			t->details = "drain";
+		t->dead = true;
+		tun_settle(t);
+	}
+}

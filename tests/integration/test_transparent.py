@@ -1,0 +1,271 @@
+"""egressgw --role sidecar with transparent capture, as in a pod: the application's
+outbound TCP is redirected to the sidecar by the iptables rules `egressctl iptables`
+installs, and the sidecar reads each connection's original destination (SO_ORIGINAL_DST).
+
+Two network namespaces that the test creates and removes (even when it fails), joined by a
+veth pair; their 10.250.x addresses never leave them:
+  app  (10.250.0.1)  the sidecar (uid 0, excluded from capture) and curl (run as nobody,
+                     captured), with the iptables rules
+  ext  (10.250.0.2)  the "outside": nginx as edition.cnn.com (10.250.1.1) and as
+                     my-nginx.mesh-external.svc.cluster.local (10.250.1.2), the egress
+                     gateway (10.250.1.3), other.test (10.250.1.4), which no ServiceEntry
+                     names, and a server-first TCP service on other.test:2525
+The whole walkthrough runs here as it does through the HTTP proxy (test_sidecar.py), with
+curl connecting to the sites' addresses (curl --resolve plays the cluster's DNS)."""
+import os
+import random
+import socket
+import subprocess
+import tempfile
+import shutil
+import threading
+
+import pytest
+
+from sidecarlib import (CNN, EGW_HOST, NGINX_HOST, Egressgw, NxDns, Site, cnn_site, demo_cert,
+                        heads, in_netns, issue, mtls_site, run_walkthrough)
+
+CNN_IP, NGINX_IP, GW_IP, OTHER_IP = "10.250.1.1", "10.250.1.2", "10.250.1.3", "10.250.1.4"
+APP_IP, EXT_IP = "10.250.0.1", "10.250.0.2"
+OUTBOUND = 15001
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
+class Namespaces:
+    """The two namespaces and the veth pair between them."""
+
+    def __init__(self):
+        tag = "%06x" % random.randrange(1 << 24)
+        self.app, self.ext = f"egw-app-{tag}", f"egw-ext-{tag}"
+        va, ve = f"egwa{tag}", f"egwe{tag}"
+        ip("netns", "add", self.app)
+        try:
+            ip("netns", "add", self.ext)
+            ip("link", "add", va, "type", "veth", "peer", "name", ve)
+            ip("link", "set", va, "netns", self.app)
+            ip("link", "set", ve, "netns", self.ext)
+            for ns in (self.app, self.ext):
+                ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", self.app, "addr", "add", f"{APP_IP}/30", "dev", va)
+            ip("-n", self.app, "link", "set", va, "up")
+            ip("-n", self.app, "route", "add", "default", "via", EXT_IP)
+            ip("-n", self.ext, "addr", "add", f"{EXT_IP}/30", "dev", ve)
+            ip("-n", self.ext, "link", "set", ve, "up")
+            for a in (CNN_IP, NGINX_IP, GW_IP, OTHER_IP):
+                ip("-n", self.ext, "addr", "add", f"{a}/32", "dev", "lo")
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self):
+        # Deleting a namespace deletes its end of the veth pair, the other end with it,
+        # and its iptables rules.
+        for ns in (self.app, self.ext):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def nets():
+    n = Namespaces()
+    try:
+        yield n
+    finally:
+        n.remove()
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert n.app not in left and n.ext not in left, left
+
+
+class Banner:
+    """A server-first TCP service (an SMTP-like greeting) on ip:port in namespace ns."""
+
+    def __init__(self, ip_, port, ns):
+        def make():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip_, port))
+            s.listen(8)
+            return s
+        self.s = in_netns(ns, make)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(b"220 other.test ESMTP\r\n")
+                data = c.recv(100)
+                c.sendall(b"250 got " + data)
+
+    def stop(self):
+        self.s.close()
+
+
+class Transparent:
+    def __init__(self, tmp, nets, ctl, egressctl_bin, store, walkthrough_dir, certs,
+                 policy="ALLOW_ANY"):
+        self.mode = "transparent"
+        self.tmp, self.ctl, self.wt, self.certs, self.store = tmp, ctl, walkthrough_dir, certs, store
+        self.nets, self.egressctl = nets, egressctl_bin
+        self.gw_ip = GW_IP
+        self.procs = []
+        self.stoppers = []
+        site_certs = tmp / "site-certs"
+        site_certs.mkdir()
+        cert, key, demo_ca = demo_cert(site_certs, CNN)
+        ocert, okey, _ = demo_cert(site_certs, "other.test")
+        # curl runs as nobody: the CA it trusts must be readable by anyone.
+        self.pub = tempfile.mkdtemp(prefix="egressgw-transparent-")
+        os.chmod(self.pub, 0o755)
+        self.demo_ca = os.path.join(self.pub, "demo-ca.crt")
+        shutil.copyfile(demo_ca, self.demo_ca)
+        os.chmod(self.demo_ca, 0o644)
+        self.hosts = tmp / "hosts"
+        self.hosts.write_text(f"{CNN_IP} {CNN}\n{NGINX_IP} {NGINX_HOST}\n{GW_IP} {EGW_HOST}\n"
+                              f"{OTHER_IP} other.test\n")
+        ca = tmp / "mesh-ca"
+        gw_id = issue(egressctl_bin, ca, "istio-system", "istio-egressgateway-service-account",
+                      tmp / "gw-id", create_ca=True)
+        sleep_id = issue(egressctl_bin, ca, "default", "sleep", tmp / "sleep-id")
+        self.gateway = self.sidecar = self.ext_dns = self.app_dns = None
+        try:
+            self._start(tmp, nets, store, demo_ca, cert, key, ocert, okey, certs, gw_id,
+                        sleep_id, policy)
+        except BaseException:
+            self.stop(check=False)      # what did start must not outlive the test
+            raise
+
+    def _start(self, tmp, nets, store, demo_ca, cert, key, ocert, okey, certs, gw_id, sleep_id,
+               policy):
+        ext, app = nets.ext, nets.app
+        # One at a time: whatever started is stopped even if a later one fails.
+        self.stoppers.append(cnn_site(tmp, CNN_IP, cert, key, ns=ext).stop)
+        self.stoppers.append(mtls_site(tmp, NGINX_IP, certs, ns=ext).stop)
+        self.stoppers.append(Site(tmp, "other", f"""
+  server {{ listen {OTHER_IP}:80; location / {{ default_type text/plain; return 200 "other plain\\n"; }} }}
+  server {{ listen {OTHER_IP}:443 ssl; ssl_certificate {ocert}; ssl_certificate_key {okey};
+           location / {{ default_type text/plain; return 200 "other tls\\n"; }} }}
+""", OTHER_IP, 443, ns=ext).stop)
+        self.stoppers.append(Banner(OTHER_IP, 2525, ext).stop)
+        self.ext_dns = NxDns("127.0.0.53", ns=ext)
+        self.app_dns = NxDns("127.0.0.53", ns=app)
+        self.gateway = Egressgw(tmp, "gateway", "gateway", store, gw_id, self.hosts, self.ext_dns,
+                                ns=ext, env={"SSL_CERT_FILE": str(demo_ca)},
+                                extra=["--namespace", "istio-system", "--labels",
+                                       "istio=egressgateway", "--listen-address", GW_IP])
+        self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, sleep_id, self.hosts,
+                                self.app_dns, ns=app,
+                                extra=["--namespace", "default", "--outbound",
+                                       f"127.0.0.1:{OUTBOUND}", "--outbound-policy", policy])
+        # The sidecar runs as root: uid 0 is what the rules exclude.
+        r = self.in_app([str(self.egressctl), "iptables", "--uid", "0", "--outbound-port",
+                         str(OUTBOUND), "--apply"])
+        assert r.returncode == 0, (r.stdout, r.stderr)
+
+    def in_app(self, argv, user=None, **kw):
+        return subprocess.run(["ip", "netns", "exec", self.nets.app, *(user or []), *argv],
+                              capture_output=True, text=True, timeout=60, **kw)
+
+    def curl(self, *args):
+        """curl as the application runs it: as nobody, captured by the rules."""
+        resolve = []
+        for host, addr, ports in ((CNN, CNN_IP, (80, 443)), (NGINX_HOST, NGINX_IP, (80,)),
+                                  ("other.test", OTHER_IP, (80, 443))):
+            for p in ports:
+                resolve += ["--resolve", f"{host}:{p}:{addr}"]
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["CURL_CA_BUNDLE"] = self.demo_ca
+        return self.in_app(["curl", "--max-time", "20", *resolve, *args], user=NOBODY, env=env)
+
+    def proxyctl(self, *args):
+        env = dict(os.environ)
+        env["EGRESSGW_ADMIN"] = f"127.0.0.1:{self.gateway.admin_port}"
+        return subprocess.run(["ip", "netns", "exec", self.nets.ext, str(self.egressctl),
+                               "--store", str(self.store), *args], capture_output=True,
+                              text=True, env=env, timeout=30)
+
+    def stop(self, check=True):
+        rcs = [p.stop() for p in (self.sidecar, self.gateway) if p]
+        r = self.in_app([str(self.egressctl), "iptables", "--clean", "--apply"])
+        rules = self.in_app(["iptables", "-t", "nat", "-S"]).stdout
+        for stop in self.stoppers:
+            stop()
+        for dns in (self.ext_dns, self.app_dns):
+            if dns:
+                dns.stop()
+        shutil.rmtree(self.pub, ignore_errors=True)
+        if check:
+            assert r.returncode == 0 and "EGRESSGW" not in rules, (r.stdout, r.stderr, rules)
+        return rcs
+
+
+@pytest.fixture
+def topo(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
+    t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    yield t
+    assert t.stop() == [0, 0]
+
+
+def test_rules_capture_the_application_but_not_the_sidecar(topo):
+    rules = topo.in_app(["iptables", "-t", "nat", "-S"]).stdout
+    assert "-A EGRESSGW_OUTPUT -m owner --uid-owner 0 -j RETURN" in rules, rules
+    assert "-A EGRESSGW_REDIRECT -p tcp -j REDIRECT --to-ports 15001" in rules, rules
+
+
+def test_walkthrough_end_to_end_with_transparent_capture(topo):
+    run_walkthrough(topo)
+
+
+def test_allow_any_passes_http_tls_and_server_first_protocols_through(topo):
+    r = topo.curl("-sS", "http://other.test/x")
+    assert r.stdout == "other plain\n", (r.stdout, r.stderr, topo.sidecar.stderr()[-2000:])
+    m = topo.sidecar.wait_log(lambda m: m["authority"] == "other.test")
+    assert (m["cluster"], m["route"], m["dlocal"]) == \
+        ("PassthroughCluster", "allow_any", f"{OTHER_IP}:80"), m.string
+    r = topo.curl("-sS", "https://other.test/y")
+    assert r.stdout == "other tls\n", (r.stdout, r.stderr)
+    m = topo.sidecar.wait_log(lambda m: m["sni"] == "other.test")
+    assert (m["method"], m["code"], m["cluster"], m["uhost"]) == \
+        ("-", "0", "PassthroughCluster", f"{OTHER_IP}:443"), m.string
+    # A protocol whose server speaks first: the sidecar waits for the client's first
+    # bytes only so long, then relays opaquely.
+    script = ("import socket\n"
+              f"s = socket.create_connection(('{OTHER_IP}', 2525), timeout=10)\n"
+              "g = s.recv(100)\n"
+              "s.sendall(b'EHLO app\\r\\n')\n"
+              "print(g.decode().strip(), '|', s.recv(100).decode().strip())\n")
+    r = topo.in_app(["/usr/bin/python3", "-c", script], user=NOBODY)
+    assert r.stdout.strip() == "220 other.test ESMTP | 250 got EHLO app", (r.stdout, r.stderr)
+    m = topo.sidecar.wait_log(lambda m: m["dlocal"] == f"{OTHER_IP}:2525")
+    assert (m["cluster"], m["rx"], m["tx"]) == ("PassthroughCluster", "10", "40"), m.string
+
+
+def test_registry_only_refuses_what_the_registry_does_not_name(tmp_path, nets, ctl, egressctl_bin,
+                                                               store, walkthrough,
+                                                               walkthrough_certs):
+    t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
+                    policy="REGISTRY_ONLY")
+    try:
+        n = t.sidecar.stat("config_reloads")
+        ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
+        t.sidecar.wait_reloads(n + 1)
+        r = t.curl("-sS", "-D", "-", "-o", "/dev/null", "http://other.test/x")
+        assert heads(r.stdout) == ["HTTP/1.1 502 Bad Gateway"], (r.stdout, r.stderr)
+        m = t.sidecar.wait_log(lambda m: m["authority"] == "other.test")
+        assert (m["cluster"], m["route"]) == ("BlackHoleCluster", "block_all"), m.string
+        r = t.curl("-sS", "https://other.test/y")
+        assert r.returncode == 35, (r.returncode, r.stdout, r.stderr)   # TLS connect error
+        m = t.sidecar.wait_log(lambda m: m["sni"] == "other.test")
+        assert (m["cluster"], m["flags"], m["uhost"]) == ("BlackHoleCluster", "UH", "-"), m.string
+        r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
+        assert heads(r.stdout) == ["HTTP/1.1 301 Moved Permanently", "HTTP/1.1 200 OK"], \
+            (r.stdout, r.stderr)
+        assert t.sidecar.stat("blackhole_total") == 2
+    finally:
+        assert t.stop() == [0, 0]
