@@ -29,11 +29,18 @@
  * paused read, which may find bytes OpenSSL already buffered; the next pipelined request)
  * is deferred with a zero-delay kick timer rather than done by recursion.
  *
+ * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"): fwd_h2.c runs the session on the
+ * connection and gives each stream a virtual dconn (d->h2s, no socket) that is fed an
+ * HTTP/1.1 rewrite of the stream's request and whose output fwd_h2.c turns back into
+ * HEADERS/DATA (d_flush -> h2d_pull). Everything else in this file is unchanged for them;
+ * see fwd_h2.h.
+ *
  * Buffers: each connection has an input buffer (head + body bytes as read) and an output
  * buffer (bytes not yet accepted by the socket). Writes are attempted at once; LOOP_WRITE
  * interest is only registered when a write would block, so the common request costs no
  * epoll_ctl. */
 #include "proxy/worker.h"
+#include "proxy/fwd_h2.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
@@ -143,6 +150,10 @@ struct dconn {
 	struct sock_addr odst;
 	int64_t accept_wall_ms;
 	uint64_t accept_ms;
+	/* HTTP/2 (fwd_h2.h): h2c on a connection that negotiated h2; h2s on the virtual
+	 * connection of one of its streams (no socket, not in the worker's list). */
+	struct h2d *h2c;
+	struct h2ds *h2s;
 	struct dconn *next, *prev;
 };
 
@@ -348,7 +359,7 @@ static void st_log(struct stream *st)
 	e.start_ms = st->start_wall_ms;
 	e.method = span_str(d->in, st->req.method);
 	e.path = span_str(d->in, st->req.target_form == H1_TF_ABSOLUTE ? st->req.path : st->req.target);
-	e.protocol = cstr(st->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
+	e.protocol = cstr(d->h2s ? "HTTP/2" : st->req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
 	e.response_code = st->code;
 	e.flags = st->flags;
 	e.details = cstr(st->details);
@@ -405,7 +416,22 @@ static void d_flush(struct dconn *d)
 
 	if (d->dead)
 		return;
-	if (io_write(d->io.fd, d->tls, &d->out, &blocked) < 0) {
+	if (d->h2s) {
+		/* Called with nothing buffered too: fwd_h2.c may hold response bytes. */
+		ssize_t n = h2d_pull(d->h2s, d->st.req.method_id,
+		                     d->out.p ? d->out.p + d->out.off : "", iob_used(&d->out));
+
+		if (n < 0) {
+			d->st.flags |= ALOG_F_DC;
+			d->st.details = d->st.details ? d->st.details : "downstream_remote_disconnect";
+			d->dead = true;
+			return;
+		}
+		d->out.off += (size_t)n;
+		if (d->out.off == d->out.len)
+			d->out.off = d->out.len = 0;
+		blocked = iob_used(&d->out) > 0;
+	} else if (io_write(d->io.fd, d->tls, &d->out, &blocked) < 0) {
 		if (d->st.active) {
 			d->st.flags |= ALOG_F_DC;
 			d->st.details = d->st.details ? d->st.details : "downstream_remote_disconnect";
@@ -716,7 +742,7 @@ static void st_send_head(struct stream *st)
 	if (px->role == SNAP_ROLE_GATEWAY) {
 		if (!have_xff)
 			sbuf_addf(&h, "x-forwarded-for: %s\r\n", d->remote_ip);
-		sbuf_addf(&h, "x-forwarded-proto: %s\r\n", d->tls ? "https" : "http");
+		sbuf_addf(&h, "x-forwarded-proto: %s\r\n", d->tls || d->h2s ? "https" : "http");
 	}
 	if (st->reqid_generated)
 		sbuf_addf(&h, "x-request-id: %s\r\n", st->reqid);
@@ -793,6 +819,8 @@ static int d_forward_body(struct dconn *d)
 				break;
 		}
 	}
+	if (d->h2s && d->in_len - d->in_pos <= FWD_HIGH_WATER)
+		h2d_vconn_drained(d->h2s);
 	if (!u)
 		return 0;
 	/* Consumed body bytes need not stay: keep the head (its spans are used until the
@@ -1689,7 +1717,7 @@ static void st_finish(struct stream *st)
 		snap_unref(st->snap);
 		st->snap = NULL;
 	}
-	if (st->resp_close || !st->resp_done || !st->req_done || w->draining)
+	if (st->resp_close || !st->resp_done || !st->req_done || w->draining || d->h2s)
 		d->closing = true;
 	if (d->read_paused && !d->closing) {
 		d->read_paused = false;
@@ -1717,6 +1745,7 @@ static void d_close(struct dconn *d)
 {
 	struct worker *w = d->w;
 	struct stream *st = &d->st;
+	bool complete = !st->active && st->resp_done && iob_used(&d->out) == 0 && !d->dead;
 
 	if (st->active) {
 		/* The client went away mid-request. */
@@ -1748,6 +1777,22 @@ static void d_close(struct dconn *d)
 	}
 	loop_timer_cancel(w->loop, &d->timer);
 	loop_timer_cancel(w->loop, &d->kick);
+	if (d->h2s) {
+		/* A virtual connection: no socket, not in the worker's list. */
+		h2d_vconn_gone(d->h2s, complete);
+		if (d->snap)
+			snap_unref(d->snap);
+		free(d->in);
+		iob_free(&d->out);
+		free(d);
+		return;
+	}
+	if (d->h2c) {
+		struct h2d *h = d->h2c;
+
+		d->h2c = NULL;
+		h2d_free(h);
+	}
 	loop_io_del(w->loop, &d->io);
 	if (d->tls) {
 		tls_shutdown(d->tls);
@@ -1881,6 +1926,16 @@ static void d_read(struct dconn *d)
 {
 	struct stream *st = &d->st;
 
+	if (d->h2s) {
+		/* Fed by fwd_h2.c: "reading" is forwarding body bytes it already gave us. */
+		if (st->active && !st->req_done && st->u && !d->read_paused &&
+		    d->in_pos < d->in_len)
+			d_forward_body(d);
+		return;
+	}
+	if (d->h2c)
+		return;
+
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
 
@@ -1951,6 +2006,21 @@ static void d_handshake(struct dconn *d)
 			          d->sni[0] ? d->sni : "-");
 		}
 	}
+	{
+		const char *alpn = tls_conn_alpn(d->tls);
+
+		if (alpn && strcmp(alpn, "h2") == 0) {
+			loop_timer_cancel(d->w->loop, &d->timer);
+			d->h2c = h2d_new(d->w, d, &d->io, d->tls);
+			if (!d->h2c) {
+				d->dead = true;
+				return;
+			}
+			if (h2d_on_io(d->h2c, LOOP_READ | LOOP_WRITE) < 0)
+				d->dead = true;
+			return;
+		}
+	}
 	loop_io_mod(d->w->loop, &d->io, LOOP_READ);
 	d_read(d);
 }
@@ -1960,7 +2030,10 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 	struct dconn *d = container_of(io, struct dconn, io);
 
 	(void)loop;
-	if (!d->hs_done) {
+	if (d->h2c) {
+		if (h2d_on_io(d->h2c, ev) < 0)
+			d->dead = true;
+	} else if (!d->hs_done) {
 		d_handshake(d);
 	} else {
 		if (ev & LOOP_WRITE)
@@ -2035,7 +2108,9 @@ void fwd_drain(struct worker *w)
 
 	for (; d; d = next) {
 		next = d->next;
-		if (!d->st.active)
+		if (d->h2c)
+			h2d_drain(d->h2c);
+		else if (!d->st.active)
 			d_close(d);
 		else
 			d->closing = true;
@@ -2053,4 +2128,71 @@ static void pool_close_cb(struct pool_link *l, void *arg)
 void fwd_pool_close_all(struct worker *w)
 {
 	pool_each(w->pool, pool_close_cb, NULL);
+}
+
+/* ---- HTTP/2 virtual connections (see fwd_h2.h) ---- */
+
+struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
+{
+	struct dconn *v = xcalloc(1, sizeof(*v));
+
+	v->w = d->w;
+	v->snap = snap_ref(d->snap);
+	v->lst = d->lst;
+	v->local = d->local;
+	v->remote = d->remote;
+	memcpy(v->local_s, d->local_s, sizeof(v->local_s));
+	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
+	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
+	memcpy(v->sni, d->sni, sizeof(v->sni));
+	v->h2s = ds;
+	v->hs_done = true;
+	loop_io_init(&v->io, -1, d_on_io);
+	loop_timer_init(&v->timer, d_on_timer);
+	loop_timer_init(&v->kick, d_on_kick);
+	h1_parser_init(&v->st.rp, true, 0);
+	loop_timer_init(&v->st.timeout, st_on_timeout);
+	v->st.d = v;
+	return v;
+}
+
+void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
+{
+	struct stream *st = &v->st;
+
+	if (v->in_cap - v->in_len < n) {
+		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_INIT;
+
+		while (cap - v->in_len < n)
+			cap *= 2;
+		v->in = xrealloc(v->in, cap);
+		v->in_cap = cap;
+	}
+	memcpy(v->in + v->in_len, p, n);
+	v->in_len += n;
+	if (!v->dead && !v->closing) {
+		if (!st->active)
+			d_process(v);
+		else if (!st->req_done && st->u && !v->read_paused)
+			d_forward_body(v);
+	}
+	loop_timer_cancel(v->w->loop, &v->timer);
+	d_settle(v);
+}
+
+void fwd_vconn_writable(struct dconn *v)
+{
+	d_flush(v);
+	d_settle(v);
+}
+
+void fwd_vconn_abort(struct dconn *v)
+{
+	v->dead = true;
+	d_close(v);
+}
+
+void fwd_h2_conn_done(struct dconn *d)
+{
+	d_close(d);
 }

@@ -99,9 +99,9 @@ struct snap {
 	char *config_dump;
 };
 
-/* Downstream ALPN on Gateway servers. Istio offers "h2" then "http/1.1"; the data path
- * serves HTTP/1.1 only for now, so h2 is not offered. Set to 1 when h2 is served. */
-#define SNAP_GW_ALPN_H2 0
+/* Downstream ALPN on Gateway servers: "h2" then "http/1.1", as Istio offers. h2 streams
+ * are served by fwd_h2.c. */
+#define SNAP_GW_ALPN_H2 1
 
 /* What snap_build needs besides the resources. */
 struct snap_params {

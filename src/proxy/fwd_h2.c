@@ -1,0 +1,456 @@
+/* fwd_h2: the gateway's HTTP/2 downstream connections (see fwd_h2.h for the design).
+ *
+ * Event flow: the connection's io events reach h2d_on_io through fwd.c's d_on_io; bytes
+ * read go to h2_feed, whose callbacks create and feed virtual connections; output is
+ * flushed at the end of every event and, for work done from fwd.c's own handlers
+ * (upstream events that produce response bytes), by a zero-delay kick timer, because
+ * h2_pending_output must not run inside another call chain. */
+#include "proxy/fwd_h2.h"
+#include "proxy/worker.h"
+#include "core/log.h"
+#include "core/sbuf.h"
+#include "core/util.h"
+#include "http/h1.h"
+#include "http/h2.h"
+#include "net/tls.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define H2D_READ_BUF  16384
+#define H2D_ROUNDS    16
+#define H2D_CHUNK_FEED 65536    /* bytes per h1_chunked_feed: bounds a held payload */
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+struct h2d {
+	struct worker *w;
+	struct dconn *d;                /* the connection (socket, TLS, worker list) */
+	struct loop_io *io;             /* d's registered io */
+	struct tls_conn *tls;
+	struct h2_session *s;
+	struct loop_timer kick;         /* flush after work done outside our own handler */
+	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
+	unsigned nstreams;              /* streams with a struct h2ds */
+	bool draining;
+};
+
+/* One stream; owned by the session (freed in on_stream_close). */
+struct h2ds {
+	struct h2d *h;
+	int32_t id;
+	struct dconn *v;                /* its virtual connection, NULL once gone */
+	bool chunked_req;               /* request body relayed with chunked framing */
+	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
+	bool h2closed;                  /* on_stream_close ran: no more calls on id */
+	/* the HTTP/1.1 response read back from the virtual connection */
+	struct h1_parser rp;
+	struct h1_msg resp;
+	bool rp_init, head_done, done;
+	uint64_t left;
+	struct h1_chunked ck;
+	/* Chunked: payload the decoder handed out that the send queue did not take yet. */
+	char *hold;
+	size_t hold_off, hold_len;
+};
+
+static void h2d_kick(struct h2d *h)
+{
+	loop_timer_arm(h->w->loop, &h->kick, 0);
+}
+
+/* ---- session callbacks ---- */
+
+static void cb_request(struct h2_session *s, void *user, int32_t id, const struct h2_request *rq)
+{
+	struct h2d *h = user;
+	struct h2ds *ds = xcalloc(1, sizeof(*ds));
+	struct sbuf hb = SBUF_INIT;
+
+	ds->h = h;
+	ds->id = id;
+	h2_stream_set_user(s, id, ds);
+	h->nstreams++;
+	loop_timer_cancel(h->w->loop, &h->idle);
+	if (h2_request_to_h1(rq, &hb) < 0) {
+		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
+		sbuf_free(&hb);
+		return;
+	}
+	if (!rq->end_stream) {
+		if (rq->content_length >= 0) {
+			sbuf_addf(&hb, "content-length: %lld\r\n", (long long)rq->content_length);
+		} else {
+			sbuf_adds(&hb, "transfer-encoding: chunked\r\n");
+			ds->chunked_req = true;
+		}
+	}
+	/* One request per virtual connection: it ends with the response. */
+	sbuf_adds(&hb, "connection: close\r\n\r\n");
+	ds->v = fwd_vconn_new(h->d, ds);
+	fwd_vconn_input(ds->v, hb.s, hb.len);   /* may end ds->v */
+	sbuf_free(&hb);
+}
+
+static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
+                    const uint8_t *data, size_t len)
+{
+	struct h2ds *ds = su;
+	char line[24];
+	int n;
+
+	(void)user;
+	if (!ds || !ds->v || len == 0) {
+		h2_consume(s, id, len);
+		return;
+	}
+	/* Released to the peer only once the virtual connection has passed its input on
+	 * (h2d_vconn_drained): a slow upstream back-pressures the client by its window. */
+	ds->unconsumed += len;
+	if (!ds->chunked_req) {
+		fwd_vconn_input(ds->v, data, len);
+		return;
+	}
+	n = snprintf(line, sizeof(line), "%zx\r\n", len);
+	{
+		struct sbuf b = SBUF_INIT;
+
+		sbuf_add(&b, line, (size_t)n);
+		sbuf_add(&b, data, len);
+		sbuf_adds(&b, "\r\n");
+		fwd_vconn_input(ds->v, b.s, b.len);
+		sbuf_free(&b);
+	}
+}
+
+void h2d_vconn_drained(struct h2ds *ds)
+{
+	if (ds->unconsumed == 0 || ds->h2closed)
+		return;
+	h2_consume(ds->h->s, ds->id, ds->unconsumed);
+	ds->unconsumed = 0;
+	h2d_kick(ds->h);
+}
+
+static void cb_end_stream(struct h2_session *s, void *user, int32_t id, void *su)
+{
+	struct h2ds *ds = su;
+
+	(void)s;
+	(void)user;
+	(void)id;
+	if (ds && ds->v && ds->chunked_req)
+		fwd_vconn_input(ds->v, "0\r\n\r\n", 5);
+}
+
+static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *su,
+                            uint32_t code)
+{
+	struct h2ds *ds = su;
+
+	(void)s;
+	(void)user;
+	(void)id;
+	(void)code;
+	if (!ds)
+		return;
+	ds->h2closed = true;
+	if (--ds->h->nstreams == 0 && !ds->h->draining)
+		loop_timer_arm(ds->h->w->loop, &ds->h->idle, (uint64_t)ds->h->w->proxy->idle_timeout_ms);
+	if (ds->v)
+		fwd_vconn_abort(ds->v);   /* client reset or connection gone: like a disconnect */
+	free(ds->hold);
+	free(ds);
+}
+
+static void cb_writable(struct h2_session *s, void *user, int32_t id, void *su)
+{
+	struct h2ds *ds = su;
+
+	(void)s;
+	(void)user;
+	(void)id;
+	if (ds && ds->v)
+		fwd_vconn_writable(ds->v);
+}
+
+static const struct h2_callbacks h2d_cb = {
+	.on_request = cb_request,
+	.on_data = cb_data,
+	.on_end_stream = cb_end_stream,
+	.on_stream_close = cb_stream_close,
+	.on_writable = cb_writable,
+};
+
+/* ---- response: HTTP/1.1 from fwd.c to HEADERS + DATA ---- */
+
+static ssize_t pull_fail(struct h2ds *ds)
+{
+	h2_reset_stream(ds->h->s, ds->id, H2_INTERNAL_ERROR);
+	ds->done = true;
+	h2d_kick(ds->h);
+	return -1;
+}
+
+/* The response head at p[0 .. n): submits it once complete. Returns bytes used (0: the
+ * head is not complete), or -1. Interim 1xx heads are dropped (100-continue was answered
+ * by fwd.c to an HTTP/1.1 request head HTTP/2 clients never see). */
+static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n)
+{
+	size_t used = 0;
+
+	while (!ds->head_done) {
+		struct h2_from_h1 c;
+		int rc;
+		bool end;
+
+		if (!ds->rp_init) {
+			h1_parser_init(&ds->rp, false, method_id);
+			ds->rp_init = true;
+		}
+		rc = h1_parse(&ds->rp, p + used, n - used, &ds->resp);
+		if (rc == H1_AGAIN)
+			return (ssize_t)used;
+		if (rc == H1_ERROR)
+			return -1;
+		if (ds->resp.status < 200) {
+			used += ds->resp.head_len;
+			ds->rp_init = false;
+			continue;
+		}
+		memset(&c, 0, sizeof(c));
+		if (h2_response_from_h1(&ds->resp, p + used, &c) < 0 ||
+		    h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
+			h2_from_h1_fini(&c);
+			return -1;
+		}
+		end = c.rs.end_stream;
+		h2_from_h1_fini(&c);
+		used += ds->resp.head_len;
+		ds->head_done = true;
+		ds->left = ds->resp.content_length;
+		if (ds->resp.body == H1_BODY_CHUNKED)
+			h1_chunked_init(&ds->ck);
+		if (end)
+			ds->done = true;
+	}
+	return (ssize_t)used;
+}
+
+ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
+{
+	struct h2_session *s = ds->h->s;
+	size_t used = 0;
+
+	if (ds->h2closed)
+		return -1;
+	if (!ds->head_done) {
+		ssize_t r = pull_head(ds, method_id, p, n);
+
+		if (r < 0)
+			return pull_fail(ds);
+		used = (size_t)r;
+		if (!ds->head_done)
+			return (ssize_t)used;
+	}
+	while (!ds->done && (used < n || ds->hold_off < ds->hold_len)) {
+		size_t avail = n - used;
+		ssize_t w;
+
+		if (ds->resp.body == H1_BODY_LENGTH) {
+			size_t take = avail < ds->left ? avail : (size_t)ds->left;
+
+			w = h2_send_data(s, ds->id, p + used, take, take == ds->left);
+			if (w < 0)
+				return pull_fail(ds);
+			used += (size_t)w;
+			ds->left -= (uint64_t)w;
+			if (ds->left == 0)
+				ds->done = true;
+			if ((size_t)w < take)
+				break;
+		} else if (ds->resp.body == H1_BODY_CHUNKED) {
+			/* A payload span the queue does not take whole is kept (the decoder has
+			 * counted it); the short send makes on_writable come back. */
+			size_t lim = avail < H2D_CHUNK_FEED ? avail : H2D_CHUNK_FEED, u;
+			struct h1_span data, tr;
+			int rc;
+
+			if (ds->hold_off < ds->hold_len) {
+				w = h2_send_data(s, ds->id, ds->hold + ds->hold_off,
+				                 ds->hold_len - ds->hold_off, false);
+				if (w < 0)
+					return pull_fail(ds);
+				ds->hold_off += (size_t)w;
+				if (ds->hold_off < ds->hold_len)
+					break;
+				ds->hold_off = ds->hold_len = 0;
+			}
+			rc = h1_chunked_feed(&ds->ck, p + used, lim, &u, &data, &tr);
+			if (rc == H1_ERROR)
+				return pull_fail(ds);
+			if (rc == H1_DATA) {
+				w = h2_send_data(s, ds->id, p + used + data.off, data.len, false);
+				if (w < 0)
+					return pull_fail(ds);
+				if ((size_t)w < data.len) {
+					ds->hold = xrealloc(ds->hold, data.len - (size_t)w);
+					memcpy(ds->hold, p + used + data.off + w, data.len - (size_t)w);
+					ds->hold_off = 0;
+					ds->hold_len = data.len - (size_t)w;
+				}
+			}
+			used += u;
+			if (rc == H1_OK) {
+				if (h2_send_data(s, ds->id, "", 0, true) < 0)
+					return pull_fail(ds);
+				ds->done = true;
+			}
+			if (rc == H1_AGAIN && u == 0)
+				break;
+		} else if (ds->resp.body == H1_BODY_UNTIL_CLOSE) {
+			w = h2_send_data(s, ds->id, p + used, avail, false);
+			if (w < 0)
+				return pull_fail(ds);
+			used += (size_t)w;
+			if ((size_t)w < avail)
+				break;
+		} else {
+			ds->done = true;
+		}
+	}
+	if (ds->done)
+		used = n;   /* nothing may follow the response on a virtual connection */
+	h2d_kick(ds->h);
+	return (ssize_t)used;
+}
+
+void h2d_vconn_gone(struct h2ds *ds, bool complete)
+{
+	ds->v = NULL;
+	if (ds->h2closed)
+		return;
+	h2d_vconn_drained(ds);
+	if (!ds->done) {
+		if (complete && ds->head_done && ds->resp.body == H1_BODY_UNTIL_CLOSE)
+			h2_send_data(ds->h->s, ds->id, "", 0, true);
+		else
+			h2_reset_stream(ds->h->s, ds->id, H2_INTERNAL_ERROR);
+		ds->done = true;
+	}
+	h2d_kick(ds->h);
+}
+
+/* ---- connection ---- */
+
+/* Writes what the session has. Returns 0, or -1 when the connection must close. */
+static int h2d_flush(struct h2d *h)
+{
+	const uint8_t *p;
+	size_t n;
+	bool blocked = false;
+	unsigned interest = 0;
+
+	while ((n = h2_pending_output(h->s, &p)) > 0) {
+		ssize_t w = tls_write(h->tls, p, n);
+
+		if (w == TLS_WANT_READ || w == TLS_WANT_WRITE) {
+			blocked = true;
+			break;
+		}
+		if (w <= 0)
+			return -1;
+		h2_output_consumed(h->s, (size_t)w);
+	}
+	if (h2_done(h->s))
+		return -1;
+	if (h2_want_read(h->s))
+		interest |= LOOP_READ;
+	if (blocked || h2_want_write(h->s))
+		interest |= LOOP_WRITE;
+	if (!interest)
+		interest = LOOP_READ;   /* notice the peer's close */
+	loop_io_mod(h->w->loop, h->io, interest);
+	return 0;
+}
+
+int h2d_on_io(struct h2d *h, unsigned ev)
+{
+	char buf[H2D_READ_BUF];
+	int rounds;
+
+	(void)ev;
+	for (rounds = 0; rounds < H2D_ROUNDS; rounds++) {
+		ssize_t n = tls_read(h->tls, buf, sizeof(buf));
+
+		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+			break;
+		if (n <= 0)
+			return -1;
+		if (h2_feed(h->s, buf, (size_t)n) < 0) {
+			log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
+			return -1;
+		}
+	}
+	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
+	if (rounds == H2D_ROUNDS)
+		h2d_kick(h);
+	return h2d_flush(h);
+}
+
+static void h2d_on_kick(struct loop *loop, struct loop_timer *t)
+{
+	struct h2d *h = container_of(t, struct h2d, kick);
+
+	(void)loop;
+	if (h2d_on_io(h, LOOP_READ) < 0)
+		fwd_h2_conn_done(h->d);
+}
+
+static void h2d_on_idle(struct loop *loop, struct loop_timer *t)
+{
+	struct h2d *h = container_of(t, struct h2d, idle);
+
+	(void)loop;
+	h2d_drain(h);
+}
+
+struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
+                    struct tls_conn *tls)
+{
+	struct h2d *h = xcalloc(1, sizeof(*h));
+
+	h->w = w;
+	h->d = d;
+	h->io = io;
+	h->tls = tls;
+	loop_timer_init(&h->kick, h2d_on_kick);
+	loop_timer_init(&h->idle, h2d_on_idle);
+	loop_timer_arm(w->loop, &h->idle, (uint64_t)w->proxy->idle_timeout_ms);
+	h->s = h2_session_new(H2_SERVER, NULL, &h2d_cb, h);
+	if (!h->s) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+void h2d_drain(struct h2d *h)
+{
+	if (h->draining)
+		return;
+	h->draining = true;
+	loop_timer_cancel(h->w->loop, &h->idle);
+	h2_goaway(h->s, H2_NO_ERROR);
+	h2d_kick(h);
+}
+
+void h2d_free(struct h2d *h)
+{
+	h2_abort(h->s);   /* streams' virtual connections close (logged DC if unfinished) */
+	loop_timer_cancel(h->w->loop, &h->kick);
+	loop_timer_cancel(h->w->loop, &h->idle);
+	h2_session_free(h->s);
+	free(h);
+}

@@ -1,0 +1,69 @@
+/* fwd_h2: HTTP/2 downstream connections of the gateway (ALPN "h2"), bridged onto fwd.c's
+ * HTTP/1.1 request machinery. Internal to the proxy module (fwd.c and fwd_h2.c only).
+ *
+ * A downstream connection that negotiated "h2" keeps its struct dconn (socket, TLS, place
+ * in the worker's list and counters: draining and shutdown see it as any connection), and
+ * gets a struct h2d holding the server session. Each HTTP/2 stream becomes a "virtual"
+ * dconn without a socket (fwd_vconn_*): the request head is rewritten as an HTTP/1.1 head
+ * (h2_request_to_h1, plus our framing and "connection: close") into its input buffer, so
+ * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
+ * DATA is appended as it arrives (chunked when the length is unknown). What fwd.c writes to
+ * the virtual connection's output (an HTTP/1.1 response with our framing) is parsed back
+ * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends after
+ * one response (h2d_vconn_gone). A client reset of the stream closes the virtual connection
+ * like a client disconnect (its upstream connection is closed, the log says DC). */
+#ifndef EGRESS_PROXY_FWD_H2_H
+#define EGRESS_PROXY_FWD_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "net/loop.h"
+
+struct worker;
+struct dconn;
+struct tls_conn;
+struct h2d;
+struct h2ds;
+
+/* ---- fwd_h2.c, called by fwd.c ---- */
+
+/* Starts HTTP/2 on the established downstream connection d (TLS done, ALPN "h2"); io is
+ * d's registered io, fd/tls its transport (still owned by d). Returns NULL on failure. */
+struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
+                    struct tls_conn *tls);
+/* Readable/writable event on the connection. Returns -1 when it must be closed now. */
+int h2d_on_io(struct h2d *h, unsigned ev);
+/* Graceful shutdown (worker draining): GOAWAY, close once the streams are done. */
+void h2d_drain(struct h2d *h);
+/* Aborts every stream and frees the session; the caller closes the socket. */
+void h2d_free(struct h2d *h);
+/* Output of a virtual connection: p[0 .. n) is its HTTP/1.1 response as written so far,
+ * method_id the request's. Returns the bytes taken (0..n; wait for fwd_vconn_writable),
+ * or -1 when the response cannot be carried (the stream is reset). */
+ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n);
+/* The virtual connection of ds has passed on what it was given (little is buffered):
+ * the request DATA received so far opens the client's windows again. */
+void h2d_vconn_drained(struct h2ds *ds);
+/* The virtual connection of ds is being freed; complete: its response was fully written
+ * and pulled. */
+void h2d_vconn_gone(struct h2ds *ds, bool complete);
+
+/* ---- fwd.c, called by fwd_h2.c ---- */
+
+/* A virtual connection for one stream of h's connection d. Never NULL. */
+struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds);
+/* Request bytes (HTTP/1.1 head, then body with the head's framing) for v; may start the
+ * request, answer it, and free v (h2d_vconn_gone is called first). */
+void fwd_vconn_input(struct dconn *v, const void *p, size_t n);
+/* The stream's send queue has room again: pull more output. May free v. */
+void fwd_vconn_writable(struct dconn *v);
+/* The client reset the stream or the connection went away: v is closed now (logged DC
+ * when a request was in flight). h2d_vconn_gone is called from here. */
+void fwd_vconn_abort(struct dconn *v);
+/* The h2 connection d is finished (GOAWAY done, error): frees it (and calls h2d_free). */
+void fwd_h2_conn_done(struct dconn *d);
+
+#endif
