@@ -409,8 +409,6 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 
 /* ---- upstream TLS ---- */
 
-static const char *const snap_alpn_h2[] = { "h2", "http/1.1" };
-
 /* A part of a credential version (absent parts are left unset). */
 static void snap_pem_data(struct tls_pem *pem, const unsigned char *data, size_t len,
                           const char *label)
@@ -585,10 +583,9 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 	cp.min_version = TLS_V1_2;
 	cp.max_version = TLS_V1_3;
 	cp.insecure_skip_verify = t->insecure_skip_verify;
-	if (c->h2_upstream) {
-		cp.alpn = snap_alpn_h2;
-		cp.nalpn = ARRAY_SIZE(snap_alpn_h2);
-	}
+	/* No ALPN is offered upstream, even with h2UpgradePolicy: UPGRADE (c->h2_upstream,
+	 * kept for the config dump): the upstream side of the data path speaks HTTP/1.1
+	 * only, and a server allowed to pick h2 would get a protocol we cannot speak. */
 	if (snap_tls_params(b, t, bc, &cp, &idf, &cred, &key, &err) == 0) {
 		if (!bc->ca_src) {
 			/* The system trust store: a changed bundle makes a new context too. */
