@@ -375,3 +375,44 @@ spec:
             break
     else:
         raise AssertionError("port 18089 still served after the Gateway was deleted")
+
+
+def test_slow_request_head_is_cut_at_the_deadline(tmp_path, store, ctl, walkthrough, mesh, site):
+    """A client that keeps sending a head byte by byte (slowloris) is closed when the head
+    is not whole --request-headers-timeout after its first byte, however often it sends."""
+    from gwlib import wait_port
+    apply_first_half(ctl, walkthrough)
+    gw_ip = loopback_ip()
+    g = Gateway(tmp_path, store, mesh["gw"], gw_ip, site["hosts"], site["ca"],
+                extra=("--request-headers-timeout", "1s"))
+    try:
+        wait_port(gw_ip, 80, proc=g.proc)
+        ctx = mesh_context(mesh["client"])
+        with socket.create_connection((gw_ip, 80), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname=CNN) as s:
+                s.sendall(b"GET /politics HTTP/1.1\r\n")
+                start = time.time()
+                closed_after = None
+                for i in range(40):
+                    time.sleep(0.2)
+                    try:
+                        s.sendall(f"X-Slow-{i}: y\r\n".encode())
+                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                        closed_after = time.time() - start
+                        break
+                    s.settimeout(0.01)
+                    try:
+                        if s.recv(100) == b"":
+                            closed_after = time.time() - start
+                            break
+                    except (socket.timeout, ssl.SSLWantReadError):
+                        pass
+                    except (ConnectionResetError, ssl.SSLError):
+                        closed_after = time.time() - start
+                        break
+                assert closed_after is not None, "a slow head kept the connection open for 8 s"
+                assert 0.8 <= closed_after <= 2.5, closed_after
+        # A normal request on a new connection is unaffected.
+        assert mesh_request(gw_ip, 80, CNN, mesh["client"])[0] == 200
+    finally:
+        g.stop()

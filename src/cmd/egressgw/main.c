@@ -69,6 +69,11 @@ static const char usage[] =
 "  --dns-servers IP[:PORT],...     DNS servers instead of /etc/resolv.conf\n"
 "  --workers N              worker threads (default: number of CPUs)\n"
 "  --drain-timeout DURATION how long SIGTERM waits for requests in flight (default 5s)\n"
+"  --request-headers-timeout DURATION\n"
+"                           a request head must be whole this long after its first\n"
+"                           byte (and the first one after accept), else the connection\n"
+"                           is closed (default 60s; slow clients, slowloris)\n"
+"  --idle-timeout DURATION  idle downstream keep-alive connections are closed (default 1h)\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
 "                           the access log, run as NAME (its uid, gid and groups);\n"
@@ -820,6 +825,8 @@ int main(int argc, char **argv)
 		{ "dns-servers", required_argument, NULL, 'D' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
+		{ "request-headers-timeout", required_argument, NULL, 'R' },
+		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "outbound", required_argument, NULL, 'o' },
 		{ "outbound-policy", required_argument, NULL, 'P' },
@@ -890,6 +897,20 @@ int main(int argc, char **argv)
 		case 'T':
 			if (parse_duration_ms(optarg, &g.proxy.drain_timeout_ms) < 0) {
 				fprintf(stderr, "egressgw: --drain-timeout: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'R':
+			if (parse_duration_ms(optarg, &g.proxy.header_timeout_ms) < 0 ||
+			    g.proxy.header_timeout_ms < 1) {
+				fprintf(stderr, "egressgw: --request-headers-timeout: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'I':
+			if (parse_duration_ms(optarg, &g.proxy.idle_timeout_ms) < 0 ||
+			    g.proxy.idle_timeout_ms < 1) {
+				fprintf(stderr, "egressgw: --idle-timeout: bad duration \"%s\"\n", optarg);
 				return 2;
 			}
 			break;
