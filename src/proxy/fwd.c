@@ -308,6 +308,19 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 	return n;
 }
 
+/* A handshake step that must wait: registers the direction OpenSSL asked for (reads stay
+ * on) and returns true. Any other rc (done or failed) returns false. */
+static bool tls_wait(struct loop *loop, struct loop_io *io, int rc)
+{
+	if (rc == TLS_WANT_READ)
+		loop_io_mod(loop, io, LOOP_READ);
+	else if (rc == TLS_WANT_WRITE)
+		loop_io_mod(loop, io, LOOP_READ | LOOP_WRITE);
+	else
+		return false;
+	return true;
+}
+
 static struct alog_str span_str(const char *buf, struct h1_span s)
 {
 	struct alog_str a = { buf + s.off, s.len };
@@ -604,14 +617,8 @@ static void u_handshake(struct uconn *u)
 	struct stream *st = u->st;
 	int rc = tls_handshake(u->tls);
 
-	if (rc == TLS_WANT_READ) {
-		loop_io_mod(u->w->loop, &u->io, LOOP_READ);
+	if (tls_wait(u->w->loop, &u->io, rc))
 		return;
-	}
-	if (rc == TLS_WANT_WRITE) {
-		loop_io_mod(u->w->loop, &u->io, LOOP_READ | LOOP_WRITE);
-		return;
-	}
 	if (rc < 0) {
 		STAT_INC(u->w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(u->tls))]);
 		if (st)
@@ -1108,13 +1115,13 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 static void build_pool_key(struct stream *st, const char *sni, const char *vname,
                            char *key, size_t *keylen)
 {
-	char a[SOCK_ADDR_STRLEN];
 	int n;
 
-	sock_addr_str(&st->ep, a, sizeof(a));
+	/* st->ep_str is the endpoint's address as sock_addr_str formats it, set with st->ep:
+	 * no need to format it again on every request. */
 	n = snprintf(key, 512, "%llu|%s|%s|%s",
-	             st->cl->tls_ctx ? (unsigned long long)tls_ctx_id(st->cl->tls_ctx) : 0ULL, a,
-	             sni ? sni : "", vname ? vname : "");
+	             st->cl->tls_ctx ? (unsigned long long)tls_ctx_id(st->cl->tls_ctx) : 0ULL,
+	             st->ep_str, sni ? sni : "", vname ? vname : "");
 	*keylen = n < 512 ? (size_t)n : 511;
 }
 
@@ -1997,14 +2004,8 @@ static void d_handshake(struct dconn *d)
 	int rc = tls_handshake(d->tls);
 	const char *sni;
 
-	if (rc == TLS_WANT_READ) {
-		loop_io_mod(d->w->loop, &d->io, LOOP_READ);
+	if (tls_wait(d->w->loop, &d->io, rc))
 		return;
-	}
-	if (rc == TLS_WANT_WRITE) {
-		loop_io_mod(d->w->loop, &d->io, LOOP_READ | LOOP_WRITE);
-		return;
-	}
 	if (rc < 0) {
 		STAT_INC(d->w->st.dcx_tls_fail);
 		log_debug("fwd", "downstream TLS from %s failed: %s", d->remote_s, tls_conn_error(d->tls));
