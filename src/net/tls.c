@@ -915,23 +915,45 @@ static int ctx_common(struct tls_ctx *c, int minv, int maxv, const char *ciphers
 	return 0;
 }
 
-struct tls_ctx *tls_client_ctx_new(const struct tls_client_params *p, struct sbuf *err)
+/* The part both context kinds share: the SSL_CTX for method, our wrapper around it, and
+ * the protocol versions, ciphers and ALPN. Returns the context (one reference), or NULL
+ * with the reason appended to err. */
+static struct tls_ctx *ctx_create(const SSL_METHOD *method, bool server, int min_version,
+                                  int max_version, const char *ciphers,
+                                  const char *ciphersuites, const char *const *alpn,
+                                  size_t nalpn, struct sbuf *err)
 {
 	SSL_CTX *s;
 	struct tls_ctx *c;
 	char e[160];
 
 	tls_init();
-	s = SSL_CTX_new_ex(NULL, NULL, TLS_client_method());
+	s = SSL_CTX_new_ex(NULL, NULL, method);
 	if (!s) {
 		if (err)
 			sbuf_addf(err, "cannot create TLS context: %s", drain_errors(e, sizeof(e)));
 		return NULL;
 	}
-	c = ctx_alloc(s, false);
-	if (ctx_common(c, p->min_version, p->max_version, p->ciphers, p->ciphersuites,
-	               p->alpn, p->nalpn, err) < 0)
-		goto fail;
+	c = ctx_alloc(s, server);
+	if (ctx_common(c, min_version, max_version, ciphers, ciphersuites, alpn, nalpn, err) < 0) {
+		ERR_clear_error();
+		tls_ctx_unref(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct tls_ctx *tls_client_ctx_new(const struct tls_client_params *p, struct sbuf *err)
+{
+	SSL_CTX *s;
+	struct tls_ctx *c;
+	char e[160];
+
+	c = ctx_create(TLS_client_method(), false, p->min_version, p->max_version, p->ciphers,
+	               p->ciphersuites, p->alpn, p->nalpn, err);
+	if (!c)
+		return NULL;
+	s = c->ssl_ctx;
 	if (c->alpn && SSL_CTX_set_alpn_protos(s, c->alpn, (unsigned)c->alpn_len) != 0) {
 		if (err)
 			sbuf_addf(err, "cannot set ALPN protocols");
@@ -999,19 +1021,12 @@ struct tls_ctx *tls_server_ctx_new(const struct tls_server_params *p, struct sbu
 {
 	SSL_CTX *s;
 	struct tls_ctx *c;
-	char e[160];
 
-	tls_init();
-	s = SSL_CTX_new_ex(NULL, NULL, TLS_server_method());
-	if (!s) {
-		if (err)
-			sbuf_addf(err, "cannot create TLS context: %s", drain_errors(e, sizeof(e)));
+	c = ctx_create(TLS_server_method(), true, p->min_version, p->max_version, p->ciphers,
+	               p->ciphersuites, p->alpn, p->nalpn, err);
+	if (!c)
 		return NULL;
-	}
-	c = ctx_alloc(s, true);
-	if (ctx_common(c, p->min_version, p->max_version, p->ciphers, p->ciphersuites,
-	               p->alpn, p->nalpn, err) < 0)
-		goto fail;
+	s = c->ssl_ctx;
 	SSL_CTX_set_options(s, SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (load_cert_key(s, &p->cert, &p->key, "server certificate", err) < 0)
 		goto fail;
