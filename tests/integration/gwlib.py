@@ -65,6 +65,31 @@ def make_server_cert(d, name, sans=None, days=30, extra=""):
     return d / f"{name}.crt", d / f"{name}.key"
 
 
+def nginx_conf(d, http_body, worker_connections=1024):
+    """An nginx.conf that keeps everything (pid, logs, temp files) under d, with http_body
+    inside http {}. As root, nginx's workers would otherwise run as www-data and could not
+    read a test's private temporary directory."""
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections {worker_connections}; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/tmp;
+  proxy_temp_path {d}/tmp;
+  fastcgi_temp_path {d}/tmp;
+  uwsgi_temp_path {d}/tmp;
+  scgi_temp_path {d}/tmp;
+  default_type text/html;
+{http_body}
+}}
+"""
+
+
 class Nginx:
     """nginx playing an external site: HTTP on http_port (301 to https unless body_http),
     HTTPS on https_port serving fixed content at every path."""
@@ -76,24 +101,7 @@ class Nginx:
         (self.dir / "html").mkdir(exist_ok=True)
         (self.dir / "html" / "politics").write_text("politics page from the demo site\n")
         (self.dir / "html" / "index.html").write_text("<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head></html>\n")
-        # As root, nginx's workers would run as www-data and could not read the test's
-        # private temporary directory.
-        user = "user root;" if os.geteuid() == 0 else ""
-        conf = f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-  access_log {self.dir}/access.log;
-  client_body_temp_path {self.dir}/tmp;
-  proxy_temp_path {self.dir}/tmp;
-  fastcgi_temp_path {self.dir}/tmp;
-  uwsgi_temp_path {self.dir}/tmp;
-  scgi_temp_path {self.dir}/tmp;
-  default_type text/html;
+        servers = f"""
   server {{
     listen {ip}:{http_port};
     server_name {server_name};
@@ -109,8 +117,8 @@ http {{
     location = /big {{ alias {self.dir}/html/big; }}
     {extra_https}
   }}
-}}
 """
+        conf = nginx_conf(self.dir, servers)
         (self.dir / "tmp").mkdir(exist_ok=True)
         (self.dir / "nginx.conf").write_text(conf)
         self.proc = subprocess.Popen(["nginx", "-p", str(self.dir), "-c", str(self.dir / "nginx.conf")],

@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from gwlib import BUILD, assert_no_sanitizer_report
+from gwlib import BUILD, assert_no_sanitizer_report, nginx_conf
 
 CNN = "edition.cnn.com"
 NGINX_HOST = "my-nginx.mesh-external.svc.cluster.local"
@@ -226,25 +226,7 @@ class Site:
     def __init__(self, tmp, name, http_body, ip, port, ns=None):
         self.dir = tmp / f"nginx-{name}"
         (self.dir / "tmp").mkdir(parents=True, exist_ok=True)
-        user = "user root;" if os.geteuid() == 0 else ""
-        (self.dir / "nginx.conf").write_text(f"""
-{user}
-worker_processes 1;
-daemon off;
-pid {self.dir}/nginx.pid;
-error_log {self.dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-  access_log {self.dir}/access.log;
-  client_body_temp_path {self.dir}/tmp;
-  proxy_temp_path {self.dir}/tmp;
-  fastcgi_temp_path {self.dir}/tmp;
-  uwsgi_temp_path {self.dir}/tmp;
-  scgi_temp_path {self.dir}/tmp;
-  default_type text/html;
-{http_body}
-}}
-""")
+        (self.dir / "nginx.conf").write_text(nginx_conf(self.dir, http_body, 256))
         self.proc = subprocess.Popen(ns_prefix(ns) + ["nginx", "-p", str(self.dir), "-c",
                                                       str(self.dir / "nginx.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
