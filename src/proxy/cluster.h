@@ -99,7 +99,12 @@ struct cluster {
 	uint32_t max_requests_per_conn; /* 0: unlimited */
 	uint32_t max_connections;     /* 0: unlimited (Istio: 2^32-1) */
 	uint32_t max_pending;         /* http1MaxPendingRequests, 0: unlimited */
-	bool h2_upstream;             /* h2UpgradePolicy UPGRADE and the server offers h2 */
+	bool h2_upstream;             /* h2UpgradePolicy UPGRADE */
+	bool h2_no_upgrade;           /* h2UpgradePolicy DO_NOT_UPGRADE */
+	/* Offer "h2", "http/1.1" by ALPN and speak HTTP/2 when the server picks h2
+	 * (up_h2.h): ISTIO_MUTUAL clusters unless DO_NOT_UPGRADE, other TLS clusters with
+	 * UPGRADE; never without TLS (no cleartext h2); off with egressgw --no-http2. */
+	bool h2_alpn;
 };
 
 /* The current endpoint set, or NULL. Worker side: valid until the worker's next

@@ -41,6 +41,7 @@
  * epoll_ctl. */
 #include "proxy/worker.h"
 #include "proxy/fwd_h2.h"
+#include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
@@ -177,6 +178,9 @@ struct uconn {
 	uint32_t max_req;
 	int64_t idle_ms;
 	char local_s[SOCK_ADDR_STRLEN];
+	/* HTTP/2 upstream (up_h2.h): this uconn is virtual (no socket, no TLS, never pooled)
+	 * and its request is a stream on one of up_h2.c's connections. */
+	struct uh2s *h2;
 };
 
 static void d_close(struct dconn *d);
@@ -191,6 +195,8 @@ static void st_finish(struct stream *st);
 static void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
                                const char *reason, bool retryable);
 static void st_connect(struct stream *st, bool fresh);
+static int d_forward_body(struct dconn *d);
+static void st_h2_fallback(struct stream *st);
 static void d_on_timer(struct loop *loop, struct loop_timer *t);
 
 /* ---- small helpers ---- */
@@ -457,7 +463,8 @@ static void d_flush(struct dconn *d)
 	/* Back-pressure: resume the upstream once the client has taken what we had. */
 	if (!blocked && d->st.active && d->st.u && d->st.u->read_paused) {
 		d->st.u->read_paused = false;
-		loop_io_mod(d->w->loop, &d->st.u->io, LOOP_READ);
+		if (!d->st.u->h2)
+			loop_io_mod(d->w->loop, &d->st.u->io, LOOP_READ);
 		loop_timer_arm(d->w->loop, &d->st.u->kick, 0);
 	}
 }
@@ -502,8 +509,11 @@ static void st_local_reply(struct stream *st, int code, unsigned flags, const ch
 
 static void u_update_interest(struct uconn *u, bool want_write)
 {
-	unsigned in = (u->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
+	unsigned in;
 
+	if (u->h2)
+		return;
+	in = (u->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
 	loop_io_mod(u->w->loop, &u->io, in);
 }
 
@@ -514,7 +524,16 @@ static int u_flush(struct uconn *u)
 
 	if (u->connecting || !u->hs_done)
 		return 0;
-	if (io_write(u->io.fd, u->tls, &u->out, &blocked) < 0) {
+	if (u->h2) {
+		/* Payload only (no framing): the stream takes what its send queue can hold. */
+		size_t n = uh2_send(u->h2, u->out.p ? u->out.p + u->out.off : "", iob_used(&u->out),
+		                    u->st && u->st->req_done);
+
+		u->out.off += n;
+		if (u->out.off == u->out.len)
+			u->out.off = u->out.len = 0;
+		blocked = iob_used(&u->out) > 0;
+	} else if (io_write(u->io.fd, u->tls, &u->out, &blocked) < 0) {
 		struct stream *st = u->st;
 
 		if (st)
@@ -540,6 +559,14 @@ static void u_close(struct uconn *u)
 {
 	struct worker *w = u->w;
 
+	if (u->h2) {
+		uh2_detach(u->h2);
+		loop_timer_cancel(w->loop, &u->kick);
+		free(u->in);
+		iob_free(&u->out);
+		free(u);
+		return;
+	}
 	if (u->link.bucket) {
 		pool_remove(w->pool, &u->link);
 		STAT_DEC(w->st.pool_idle);
@@ -580,10 +607,34 @@ static void u_on_kick(struct loop *loop, struct loop_timer *t)
 	struct dconn *d = u->st ? u->st->d : NULL;
 
 	(void)loop;
+	if (u->h2 && u->st) {
+		struct stream *st = u->st;
+
+		if (!st->up_local[0])
+			snprintf(st->up_local, sizeof(st->up_local), "%s", uh2_local(u->h2));
+		/* Body bytes held back until the stream was open go now (flushes u). */
+		if (!st->req_done && uh2_ready(u->h2) && d->in_pos < d->in_len) {
+			if (d_forward_body(d) < 0) {
+				d_settle(d);
+				return;
+			}
+		} else {
+			u_flush(u);
+		}
+		if (st->u != u) {
+			d_settle(d);
+			return;
+		}
+	}
 	if (u->st && !u->read_paused && u->hs_done)
 		u_process(u);
 	if (d)
 		d_settle(d);
+}
+
+void fwd_uh2_kick(struct uconn *u)
+{
+	loop_timer_arm(u->w->loop, &u->kick, 0);
 }
 
 /* The connection can carry no more requests: drop it. */
@@ -593,7 +644,7 @@ static void u_release(struct uconn *u, bool reusable)
 
 	u->st = NULL;
 	u->nreq++;
-	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
+	if (u->h2 || !reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
 	    u->in_len > u->in_pos || iob_used(&u->out) > 0) {
 		u_close(u);
 		return;
@@ -694,6 +745,61 @@ static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 
 /* ---- request head to the upstream ---- */
 
+/* The request head as HTTP/2 HEADERS on u's stream: the same fields st_send_head writes
+ * (hop-by-hop ones dropped by h2_request_from_h1, ours added). */
+static void st_send_head_h2(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct uconn *u = st->u;
+	struct proxy *px = d->w->proxy;
+	const char *b = d->in;
+	struct h2_from_h1 c;
+	struct h2_header *h = c.hdrs;
+	size_t n = 0;
+	char xff[1024];
+	bool gw = px->role == SNAP_ROLE_GATEWAY;
+
+	memset(&c, 0, sizeof(c));
+	/* The mesh hop carries the application's http request inside mTLS (the gateway
+	 * originates TLS itself); any other TLS upstream is https. */
+	h2_request_from_h1(&st->req, b, st->cl->tls_mode == CLUSTER_TLS_ISTIO_MUTUAL ? "http" : "https",
+	                   &c);
+	snprintf(xff, sizeof(xff), "%s", d->remote_ip);
+	/* Compact c.hdrs in place, dropping what the gateway replaces; room for ours stays
+	 * (c.hdrs has two spare slots beyond H1_MAX_HEADERS, plus those dropped). */
+	for (size_t i = 0; i < c.rq.nheaders; i++) {
+		const struct h2_header *f = &c.rq.headers[i];
+
+		if (gw && h1_name_eq(f->name.p, f->name.len, "x-forwarded-for", 15)) {
+			snprintf(xff, sizeof(xff), "%.*s,%s", (int)f->value.len, f->value.p, d->remote_ip);
+			continue;
+		}
+		if (gw && h1_name_eq(f->name.p, f->name.len, "x-forwarded-proto", 17))
+			continue;
+		h[n++] = *f;
+	}
+	{
+		struct h2_header extra[4];
+		size_t ne = 0;
+
+		if (gw) {
+			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
+			extra[ne++] = (struct h2_header){ { "x-forwarded-proto", 17 },
+			                                  { d->tls || d->h2s ? "https" : "http",
+			                                    d->tls || d->h2s ? 5 : 4 } };
+		}
+		if (st->reqid_generated)
+			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
+			                                  { st->reqid, strlen(st->reqid) } };
+		for (size_t i = 0; i < ne && n < sizeof(c.hdrs) / sizeof(c.hdrs[0]); i++)
+			h[n++] = extra[i];
+	}
+	c.rq.headers = h;
+	c.rq.nheaders = n;
+	uh2_submit(u->h2, &c.rq);
+	h2_from_h1_fini(&c);
+}
+
 static void st_send_head(struct stream *st)
 {
 	struct dconn *d = st->d;
@@ -704,6 +810,10 @@ static void st_send_head(struct stream *st)
 	struct sbuf h = SBUF_INIT;
 	bool have_xff = false;
 
+	if (u->h2) {
+		st_send_head_h2(st);
+		return;
+	}
 	sbuf_add(&h, b + m->method.off, m->method.len);
 	sbuf_addc(&h, ' ');
 	if (m->target_form == H1_TF_ABSOLUTE) {
@@ -792,6 +902,15 @@ static int d_forward_body(struct dconn *d)
 	struct stream *st = &d->st;
 	struct uconn *u = st->u;
 
+	if (u && u->h2 && !uh2_ready(u->h2)) {
+		/* The stream is not open yet (the connection is being set up): leave the body
+		 * where it is, so that a fallback to HTTP/1.1 can still send it all. */
+		if (!d->h2s && !d->read_paused) {
+			d->read_paused = true;
+			d_update_interest(d, iob_used(&d->out) > 0);
+		}
+		return 0;
+	}
 	while (!st->req_done && d->in_pos < d->in_len) {
 		const char *p = d->in + d->in_pos;
 		size_t avail = d->in_len - d->in_pos;
@@ -816,8 +935,12 @@ static int d_forward_body(struct dconn *d)
 				st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_chunk", "Bad Request");
 				return -1;
 			}
-			if (u)
+			if (u && u->h2) {
+				if (rc == H1_DATA)
+					iob_append(&u->out, p + data.off, data.len);
+			} else if (u) {
 				chunked_relay(&u->out, p, used, rc, tr);
+			}
 			if (rc == H1_DATA)
 				st->bytes_in += data.len;
 			d->in_pos += used;
@@ -959,14 +1082,33 @@ static void u_process(struct uconn *u)
 	bool eof = false;
 
 	for (;;) {
-		ssize_t n = io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap,
-		                    st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX);
+		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
+		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
+		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max);
 
 		if (n == -2 || n == -3)
 			break;
 		if (n == 0) {
 			eof = true;
 			break;
+		}
+		if (n == UH2_FALLBACK) {
+			st_h2_fallback(st);
+			return;
+		}
+		if (n < 0 && u->h2) {
+			const struct uh2_fail *f = uh2_failure(u->h2);
+
+			if (!st->resp_started) {
+				st_upstream_failed(st, f->flags, f->details, f->reason, f->retryable);
+			} else {
+				st->flags |= f->flags & ~ALOG_F_UF;
+				st->details = "upstream_reset_after_response_started{remote_reset}";
+				snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", f->reason);
+				st->resp_close = true;
+				st_finish(st);
+			}
+			return;
 		}
 		if (n < 0) {
 			const char *reason = u->tls ? tls_conn_error(u->tls) : strerror(errno);
@@ -1125,6 +1267,73 @@ static void build_pool_key(struct stream *st, const char *sni, const char *vname
 	*keylen = n < 512 ? (size_t)n : 511;
 }
 
+/* The server of an HTTP/2 attempt chose HTTP/1.1: nothing of the request was sent (its
+ * body waits in d->in), so it simply starts again on an HTTP/1.1 connection (up_h2.c now
+ * remembers the key as HTTP/1.1 only). */
+static void st_h2_fallback(struct stream *st)
+{
+	struct uconn *u = st->u;
+
+	st->u = NULL;
+	u->st = NULL;
+	u_close(u);
+	st_connect(st, false);
+}
+
+/* Tries to carry the request on an HTTP/2 stream. Returns false when the key is known to
+ * be HTTP/1.1 only (the caller connects the HTTP/1.1 way). */
+static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, const char *sni,
+                          const struct tls_verify_names *names)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct cluster *cl = st->cl;
+	struct uh2_target tg;
+	struct uconn *u = xcalloc(1, sizeof(*u));
+	bool reused;
+
+	memset(&tg, 0, sizeof(tg));
+	tg.ep = &st->ep;
+	tg.ctx = cl->tls_ctx;
+	tg.sni = sni;
+	tg.names = names;
+	tg.connect_timeout_ms = cl->connect_timeout_ms;
+	tg.idle_timeout_ms = cl->idle_timeout_ms;
+	u->w = w;
+	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
+	if (!u->h2) {
+		free(u);
+		return false;
+	}
+	if (reused)
+		STAT_INC(w->st.urq_reused);
+	u->hs_done = true;
+	u->st = st;
+	st->u = u;
+	loop_io_init(&u->io, -1, u_on_io);
+	loop_timer_init(&u->timer, u_on_timer);
+	loop_timer_init(&u->kick, u_on_kick);
+	snprintf(st->up_local, sizeof(st->up_local), "%s", uh2_local(u->h2));
+	st_send_head(st);
+	d_forward_body(d);
+	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
+	fwd_uh2_kick(u);
+	return true;
+}
+
+static void st_verify_names(const struct stream *st, struct tls_verify_names *names)
+{
+	const struct cluster *cl = st->cl;
+
+	memset(names, 0, sizeof(*names));
+	if (cl->nsans) {
+		names->sans = (const char *const *)cl->sans;
+		names->nsans = cl->nsans;
+	} else if (cl->verify_host_auto) {
+		names->hostname = st->host;
+	}
+}
+
 static void st_connect(struct stream *st, bool fresh)
 {
 	struct dconn *d = st->d;
@@ -1155,6 +1364,13 @@ static void st_connect(struct stream *st, bool fresh)
 	h1_parser_init(&st->sp, false, st->req.method_id);
 	STAT_INC(w->st.urq_total);
 	st->up_start_ms = loop_now_ms(w->loop);
+	if (cl->h2_alpn && cl->tls_ctx && (st->req.host_idx >= 0 || st->req.target_form == H1_TF_ABSOLUTE)) {
+		struct tls_verify_names names;
+
+		st_verify_names(st, &names);
+		if (st_connect_h2(st, key, keylen, sni, &names))
+			return;
+	}
 	if (!fresh && (l = pool_take(w->pool, key, keylen)) != NULL) {
 		u = container_of(l, struct uconn, link);
 		STAT_DEC(w->st.pool_idle);
@@ -1196,13 +1412,7 @@ static void st_connect(struct stream *st, bool fresh)
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		struct tls_verify_names names;
 
-		memset(&names, 0, sizeof(names));
-		if (cl->nsans) {
-			names.sans = (const char *const *)cl->sans;
-			names.nsans = cl->nsans;
-		} else if (cl->verify_host_auto) {
-			names.hostname = st->host;
-		}
+		st_verify_names(st, &names);
 		u->tls = tls_client_new(cl->tls_ctx, fd, sni, &names);
 		tls_client_resume(u->tls, w->sess, &st->ep);
 	}

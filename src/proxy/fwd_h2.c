@@ -344,16 +344,14 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete)
 
 /* ---- connection ---- */
 
-/* Writes what the session has. Returns 0, or -1 when the connection must close. */
-static int h2d_flush(struct h2d *h)
+int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
 {
 	const uint8_t *p;
 	size_t n;
 	bool blocked = false;
-	unsigned interest = 0;
 
-	while ((n = h2_pending_output(h->s, &p)) > 0) {
-		ssize_t w = tls_write(h->tls, p, n);
+	while ((n = h2_pending_output(s, &p)) > 0) {
+		ssize_t w = tls_write(tls, p, n);
 
 		if (w == TLS_WANT_READ || w == TLS_WANT_WRITE) {
 			blocked = true;
@@ -361,16 +359,27 @@ static int h2d_flush(struct h2d *h)
 		}
 		if (w <= 0)
 			return -1;
-		h2_output_consumed(h->s, (size_t)w);
+		h2_output_consumed(s, (size_t)w);
 	}
-	if (h2_done(h->s))
+	if (h2_done(s))
+		return 1;
+	*interest = 0;
+	if (h2_want_read(s))
+		*interest |= LOOP_READ;
+	if (blocked || h2_want_write(s))
+		*interest |= LOOP_WRITE;
+	if (!*interest)
+		*interest = LOOP_READ;   /* notice the peer's close */
+	return 0;
+}
+
+/* Writes what the session has. Returns 0, or -1 when the connection must close. */
+static int h2d_flush(struct h2d *h)
+{
+	unsigned interest;
+
+	if (h2_tls_flush(h->s, h->tls, &interest) != 0)
 		return -1;
-	if (h2_want_read(h->s))
-		interest |= LOOP_READ;
-	if (blocked || h2_want_write(h->s))
-		interest |= LOOP_WRITE;
-	if (!interest)
-		interest = LOOP_READ;   /* notice the peer's close */
 	loop_io_mod(h->w->loop, h->io, interest);
 	return 0;
 }

@@ -51,6 +51,16 @@ void h2d_vconn_drained(struct h2ds *ds);
  * and pulled. */
 void h2d_vconn_gone(struct h2ds *ds, bool complete);
 
+/* ---- fwd_h2.c, shared with up_h2.c ---- */
+
+struct h2_session;
+
+/* Writes what session s has queued to tls until done or the socket is full. Returns 0 with
+ * *interest set to what the connection must wait for next (LOOP_READ, plus LOOP_WRITE when
+ * output is pending), 1 when the session is over (h2_done: close the connection), -1 when
+ * the write failed (tls_conn_error says why). */
+int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest);
+
 /* ---- fwd.c, called by fwd_h2.c ---- */
 
 /* A virtual connection for one stream of h's connection d. Never NULL. */

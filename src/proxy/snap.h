@@ -99,10 +99,6 @@ struct snap {
 	char *config_dump;
 };
 
-/* Downstream ALPN on Gateway servers: "h2" then "http/1.1", as Istio offers. h2 streams
- * are served by fwd_h2.c. */
-#define SNAP_GW_ALPN_H2 1
-
 /* What snap_build needs besides the resources. */
 struct snap_params {
 	enum snap_role role;
@@ -111,6 +107,10 @@ struct snap_params {
 	const char *identity_dir;     /* cert-chain.pem, key.pem, root-cert.pem; may be NULL */
 	const char *listen_address;   /* "0.0.0.0" by default */
 	const char *store_root;       /* for credentialName Secrets */
+	/* HTTP/2 by ALPN: Gateway TLS servers offer "h2" then "http/1.1" (as Istio's do; h2
+	 * streams are served by fwd_h2.c), clusters set h2_alpn (cluster.h). false: only
+	 * HTTP/1.1 anywhere (egressgw --no-http2). */
+	bool http2;
 	/* The credentials loaded so far (secrets/secret.h), kept across builds by the owner:
 	 * last good versions, TLS client contexts reused while their inputs are unchanged,
 	 * the list the admin shows. NULL: a cache for this build only. */

@@ -404,6 +404,7 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 		c->max_pending = http->http1_max_pending_requests > 0 ?
 		                 (uint32_t)http->http1_max_pending_requests : 0;
 		c->h2_upstream = http->h2_upgrade_policy == DR_H2_UPGRADE;
+		c->h2_no_upgrade = http->h2_upgrade_policy == DR_H2_DO_NOT_UPGRADE;
 	}
 }
 
@@ -583,9 +584,17 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 	cp.min_version = TLS_V1_2;
 	cp.max_version = TLS_V1_3;
 	cp.insecure_skip_verify = t->insecure_skip_verify;
-	/* No ALPN is offered upstream, even with h2UpgradePolicy: UPGRADE (c->h2_upstream,
-	 * kept for the config dump): the upstream side of the data path speaks HTTP/1.1
-	 * only, and a server allowed to pick h2 would get a protocol we cannot speak. */
+	/* HTTP/2 upstream is negotiated by ALPN (up_h2.c falls back to HTTP/1.1 when the
+	 * server picks it): on the mesh hop as Istio's sidecars do, elsewhere only when the
+	 * DestinationRule asks for it. */
+	c->h2_alpn = b->p->http2 && (t->mode == DR_TLS_ISTIO_MUTUAL ? !c->h2_no_upgrade
+	                                                            : c->h2_upstream);
+	if (c->h2_alpn) {
+		static const char *const alpn_h2[] = { "h2", "http/1.1" };
+
+		cp.alpn = alpn_h2;
+		cp.nalpn = 2;
+	}
 	if (snap_tls_params(b, t, bc, &cp, &idf, &cred, &key, &err) == 0) {
 		if (!bc->ca_src) {
 			/* The system trust store: a changed bundle makes a new context too. */
@@ -594,7 +603,7 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 				secret_system_ca_digest(b->sys_digest);
 			sbuf_addf(&key, "|system@%s", b->sys_digest);
 		}
-		sbuf_addf(&key, "|insecure=%d|h2=%d", (int)cp.insecure_skip_verify, (int)c->h2_upstream);
+		sbuf_addf(&key, "|insecure=%d|h2=%d", (int)cp.insecure_skip_verify, (int)c->h2_alpn);
 		c->tls_ctx = snap_client_ctx(b, key.s, &cp, &err);
 	}
 	if (!c->tls_ctx) {

@@ -19,12 +19,7 @@
 
 #include "core/util.h"
 
-static const char *const snap_gw_alpn[] = {
-#if SNAP_GW_ALPN_H2
-	"h2",
-#endif
-	"http/1.1",
-};
+static const char *const snap_gw_alpn[] = { "h2", "http/1.1" };
 
 enum snap_srv_kind {
 	SNAP_K_PLAIN,
@@ -189,8 +184,9 @@ static int snap_server_ctx(struct snap_b *b, const struct snap_gsrv *g, struct s
 		if (ciphers.len)
 			sp.ciphers = ciphers.s;
 	}
-	sp.alpn = snap_gw_alpn;
-	sp.nalpn = ARRAY_SIZE(snap_gw_alpn);
+	/* Without HTTP/2 only "http/1.1" is offered (the tail of the list). */
+	sp.alpn = b->p->http2 ? snap_gw_alpn : snap_gw_alpn + 1;
+	sp.nalpn = b->p->http2 ? ARRAY_SIZE(snap_gw_alpn) : 1;
 	out->ctx = tls_server_ctx_new(&sp, err);
 	if (out->ctx)
 		rc = 0;

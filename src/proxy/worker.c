@@ -1,4 +1,5 @@
 #include "proxy/worker.h"
+#include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
@@ -277,6 +278,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		if (!w->loop)
 			return -1;
 		w->pool = pool_new();
+		w->uh2 = uh2_table_new(w);
 		w->sess = tls_sess_cache_new(1024);
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
@@ -388,6 +390,7 @@ void proxy_free(struct proxy *p)
 			worker_close_listener(w, l);
 		}
 		fwd_pool_close_all(w);
+		uh2_table_free(w->uh2);
 		tun_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);

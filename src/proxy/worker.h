@@ -32,6 +32,7 @@
 
 struct tls_sess_cache;
 struct pool;
+struct uh2_table;
 struct proxy;
 struct dns;
 
@@ -63,6 +64,9 @@ struct wstats {
 	stat_t tun_total, tun_active;
 	stat_t passthrough, blackhole;
 	stat_t dcx_peer_identity;
+	/* Upstream HTTP/2 (up_h2.c): connections that negotiated h2, and those whose server
+	 * chose HTTP/1.1 instead. */
+	stat_t ucx_h2, ucx_h2_fallback;
 };
 
 struct wlistener {
@@ -84,6 +88,7 @@ struct worker {
 	struct snap *snap;              /* the current snapshot (own reference) */
 	struct wlistener *listeners;
 	struct pool *pool;
+	struct uh2_table *uh2;          /* HTTP/2 upstream connections (up_h2.h) */
 	struct tls_sess_cache *sess;
 	uint32_t *rr;                   /* round-robin cursor per cluster index */
 	size_t nrr;

@@ -267,11 +267,11 @@ def read_response(sock):
 
 
 def mesh_request(ip, port, sni, client_dir, path="/politics", host=None, extra_headers="",
-                 method="GET"):
+                 method="GET", body=b""):
     ctx = mesh_context(client_dir)
     with socket.create_connection((ip, port), timeout=10) as raw:
         with ctx.wrap_socket(raw, server_hostname=sni) as s:
             req = (f"{method} {path} HTTP/1.1\r\nHost: {host or sni}\r\nUser-Agent: curl/7.88.1\r\n"
                    f"{extra_headers}Connection: close\r\n\r\n")
-            s.sendall(req.encode())
+            s.sendall(req.encode() + body)
             return read_response(s)

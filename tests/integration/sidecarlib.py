@@ -397,6 +397,7 @@ def run_walkthrough(t):
     assert len(sidecar.log_lines()) == n_sidecar + 1
     g = gateway.wait_log(lambda g: g["rid"] == m["rid"])
     assert (g["method"], g["path"], g["code"]) == ("GET", "/politics", "200"), g.string
+    assert g["proto"] == "HTTP/2", g.string
     assert g["cluster"] == f"outbound|443||{CNN}" and g["sni"] == CNN, g.string
     assert g["authority"] == CNN and g["uhost"].endswith(":443"), g.string
     # The gateway appends its peer (the sidecar) to x-forwarded-for.
@@ -453,7 +454,8 @@ def run_walkthrough(t):
     assert "<title>Welcome to nginx!</title>" in r.stdout, (r.stdout, gateway.log_lines())
     m = sidecar.wait_log(lambda m: m["authority"] == NGINX_HOST)
     assert m["cluster"] == f"outbound|443|nginx|{EGW_HOST}" and m["code"] == "200", m.string
-    g = gateway.wait_log(lambda g: g["authority"] == NGINX_HOST and g["proto"] == "HTTP/1.1")
+    # The sidecar speaks HTTP/2 to the gateway (ALPN h2), as in the walkthrough's log line.
+    g = gateway.wait_log(lambda g: g["authority"] == NGINX_HOST and g["proto"] == "HTTP/2")
     assert (g["method"], g["path"], g["code"]) == ("GET", "/", "200"), g.string
     assert g["cluster"] == f"outbound|443||{NGINX_HOST}" and g["sni"] == NGINX_HOST, g.string
 

@@ -33,7 +33,7 @@ def test_demo_runs_the_whole_walkthrough():
     s = section("== 5. Send an HTTP request to http://edition.cnn.com/politics", "== Cleanup")
     assert [ln for ln in s.splitlines() if ln.startswith("HTTP/")] == ["HTTP/1.1 200 OK"], s
     assert "301" not in s.split("== 6.")[0].split("\n", 1)[1]
-    assert re.search(r'"GET /politics HTTP/1.1" 200 - via_upstream .* outbound\|443\|\|edition\.cnn\.com '
+    assert re.search(r'"GET /politics HTTP/2" 200 - via_upstream .* outbound\|443\|\|edition\.cnn\.com '
                      r'\S+ 127\.0\.0\.11:80 \S+ edition\.cnn\.com -', s), s
     assert "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local" in s
     # 3. Mutual TLS: the walkthrough's commands, the credential, the welcome page.
@@ -45,7 +45,7 @@ def test_demo_runs_the_whole_walkthrough():
     s = section("== 6. Send an HTTP request to http://my-nginx", "== 7.")
     assert "<title>Welcome to nginx!</title>" in s
     s = section("== 7.", "== Cleanup")
-    assert re.search(r'"GET / HTTP/1.1" 200 - via_upstream .* outbound\|443\|\|my-nginx\.mesh-external'
+    assert re.search(r'"GET / HTTP/2" 200 - via_upstream .* outbound\|443\|\|my-nginx\.mesh-external'
                      r'\.svc\.cluster\.local ', s), s
     # 4. Cleanup, as the walkthrough writes it.
     for line in ['destinationrule.networking.istio.io "egressgateway-for-cnn" deleted',

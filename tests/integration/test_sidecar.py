@@ -26,7 +26,7 @@ class Topology:
     sidecar's capture port on 127.0.0.1."""
 
     def __init__(self, tmp, ctl, egressctl_bin, store, walkthrough_dir, certs, sleep_sa="sleep",
-                 gw_sa="istio-egressgateway-service-account", policy="ALLOW_ANY"):
+                 gw_sa="istio-egressgateway-service-account", policy="ALLOW_ANY", gw_extra=()):
         self.mode = "proxy"
         self.tmp, self.ctl, self.wt, self.certs, self.store = tmp, ctl, walkthrough_dir, certs, store
         self.egressctl = egressctl_bin
@@ -50,7 +50,8 @@ class Topology:
             self.gateway = Egressgw(tmp, "gateway", "gateway", store, self.gw_id, self.hosts,
                                     self.dns, env={"SSL_CERT_FILE": str(self.demo_ca)},
                                     extra=["--namespace", "istio-system", "--labels",
-                                           "istio=egressgateway", "--listen-address", self.gw_ip])
+                                           "istio=egressgateway", "--listen-address", self.gw_ip,
+                                           *gw_extra])
             self.sidecar = self.start_sidecar("sidecar", self.sleep_id, policy)
         except BaseException:
             self.stop()          # what did start must not outlive the test

@@ -79,6 +79,10 @@ static const char usage[] =
 "                           the access log, run as NAME (its uid, gid and groups);\n"
 "                           listeners on ports < 1024 added later by a reload then\n"
 "                           cannot be bound (restart to bind them)\n"
+"  --no-http2               never negotiate HTTP/2: the gateway's TLS listeners offer\n"
+"                           only http/1.1 by ALPN, and upstream connections (the\n"
+"                           sidecar's ISTIO_MUTUAL hop, h2UpgradePolicy: UPGRADE) speak\n"
+"                           HTTP/1.1 (default: HTTP/2 where negotiated)\n"
 "  --allow-core-dumps       keep the process dumpable (core files, ptrace by the same\n"
 "                           user); off by default: a core would hold private keys\n"
 "  -h, --help               this text\n"
@@ -570,6 +574,8 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          "# TYPE egressgw_no_route counter\negressgw_no_route %llu\n"
 		          "# TYPE egressgw_no_healthy_upstream counter\negressgw_no_healthy_upstream %llu\n"
 		          "# TYPE egressgw_dns_failure counter\negressgw_dns_failure %llu\n"
+		          "# TYPE egressgw_upstream_cx_http2_total counter\negressgw_upstream_cx_http2_total %llu\n"
+		          "# TYPE egressgw_upstream_cx_http2_fallback counter\negressgw_upstream_cx_http2_fallback %llu\n"
 		          "# TYPE egressgw_upstream_tls_handshake counter\n"
 		          "egressgw_upstream_tls_handshake{resumed=\"false\"} %llu\n"
 		          "egressgw_upstream_tls_handshake{resumed=\"true\"} %llu\n",
@@ -585,6 +591,8 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)sum.v[OFF(no_route)],
 		          (unsigned long long)sum.v[OFF(no_healthy)],
 		          (unsigned long long)sum.v[OFF(dns_fail)],
+		          (unsigned long long)sum.v[OFF(ucx_h2)],
+		          (unsigned long long)sum.v[OFF(ucx_h2_fallback)],
 		          (unsigned long long)sum.v[OFF(ucx_tls_full)],
 		          (unsigned long long)sum.v[OFF(ucx_tls_resumed)]);
 		sbuf_addf(body,
@@ -832,6 +840,7 @@ int main(int argc, char **argv)
 		{ "outbound-policy", required_argument, NULL, 'P' },
 		{ "user", required_argument, NULL, 'U' },
 		{ "allow-core-dumps", no_argument, NULL, 'C' },
+		{ "no-http2", no_argument, NULL, '2' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -840,7 +849,7 @@ int main(int argc, char **argv)
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
 	const char *listen = "0.0.0.0";
 	const char *outbound = "127.0.0.1:15001";
-	bool labels_given = false;
+	bool labels_given = false, no_http2 = false;
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
 	struct sock_addr aaddr;
 	struct diags d = DIAGS_INIT;
@@ -876,6 +885,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'i': g.params.identity_dir = optarg; break;
+		case '2': no_http2 = true; break;
 		case 'L': listen = optarg; break;
 		case 'a': admin_addr = optarg; break;
 		case 'A': alog = optarg; break;
@@ -968,6 +978,7 @@ int main(int argc, char **argv)
 		g.proxy.dns_servers = dns_servers;
 	}
 	g.params.labels = split_labels(labels);
+	g.params.http2 = !no_http2;
 	g.params.listen_address = listen;
 	g.params.store_root = g.store;
 	g.params.secrets = secret_cache_new();

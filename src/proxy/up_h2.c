@@ -1,0 +1,852 @@
+/* up_h2: HTTP/2 upstream connections (see up_h2.h for the design).
+ *
+ * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
+ * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
+ * (uh2s.rb, flags) and arm the owning virtual uconn's kick timer; fwd.c's kick handler
+ * then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
+ * uh2_send, uh2_detach, consumed windows) are written by the connection's own kick timer,
+ * so the streams of one loop iteration share one TLS write, and h2_pending_output never
+ * runs inside another call chain. A connection is freed only from its own handlers
+ * (c_settle), never from a call that came from fwd.c. */
+#include "proxy/up_h2.h"
+#include "proxy/fwd_h2.h"
+#include "proxy/worker.h"
+#include "proxy/alog.h"
+#include "core/log.h"
+#include "core/sbuf.h"
+#include "core/util.h"
+#include "net/tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define UH2_BUCKETS     64
+#define UH2_READ_BUF    16384
+#define UH2_ROUNDS      16
+#define UH2_MAX_STREAMS 100      /* per connection while its SETTINGS are not known */
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+struct uh2c;
+
+/* One pool key: its connections, and whether its server chose HTTP/1.1. */
+struct uh2_key {
+	char *key;
+	size_t keylen;
+	uint64_t h1_until;              /* loop ms; 0: HTTP/2 may be tried */
+	struct uh2c *conns;
+	struct uh2_key *next;           /* hash chain */
+};
+
+struct uh2_table {
+	struct worker *w;
+	struct uh2_key *b[UH2_BUCKETS];
+	bool draining;
+};
+
+enum uh2c_state {
+	C_CONNECTING,
+	C_HANDSHAKE,
+	C_READY,
+	C_DEAD,
+};
+
+struct uh2c {
+	struct loop_io io;
+	struct loop_timer timer;        /* connect timeout, then idle timeout */
+	struct loop_timer kick;         /* flush (and free, once dead) after outside work */
+	struct uh2_table *t;
+	struct uh2_key *k;              /* NULL once dead (unlinked) */
+	struct tls_conn *tls;
+	struct h2_session *s;
+	enum uh2c_state state;
+	bool goaway;                    /* the server said GOAWAY: no new streams */
+	bool closing;                   /* close once the last stream is gone */
+	unsigned nstreams;
+	struct uh2s *streams;
+	int64_t idle_ms;
+	char local_s[SOCK_ADDR_STRLEN];
+	struct uh2c *next, *prev;       /* in k->conns */
+};
+
+struct uh2s {
+	struct uh2c *c;                 /* NULL when not on a live connection */
+	struct uconn *u;
+	int32_t id;                     /* > 0 once submitted */
+	struct h2_request *pending;     /* the head, waiting for the connection */
+	bool body_ended;                /* END_STREAM sent (or the request had no body) */
+	bool resp_ended;                /* END_STREAM received, rendering complete */
+	bool closed;                    /* on_stream_close ran: no more calls on id */
+	bool chunked;                   /* response rendered with chunked framing */
+	bool failed;
+	bool fallback;
+	struct sbuf rb;                 /* the response as HTTP/1.1, rb_off bytes taken */
+	size_t rb_off;
+	size_t unconsumed;              /* DATA bytes not yet released to the window */
+	struct uh2_fail fail;
+	char reason[256];
+	char local_s[SOCK_ADDR_STRLEN];
+	struct uh2s *next, *prev;       /* in c->streams */
+};
+
+static void c_kick(struct uh2c *c)
+{
+	loop_timer_arm(c->t->w->loop, &c->kick, 0);
+}
+
+static void s_kick(struct uh2s *s)
+{
+	if (s->u)
+		fwd_uh2_kick(s->u);
+}
+
+/* Marks s failed (the first failure wins) and wakes its owner. */
+static void s_fail(struct uh2s *s, unsigned flags, const char *details, const char *reason,
+                   bool retryable, bool timeout)
+{
+	if (s->failed || s->resp_ended)
+		return;
+	s->failed = true;
+	snprintf(s->reason, sizeof(s->reason), "%s", reason ? reason : "");
+	s->fail.flags = flags;
+	s->fail.details = details;
+	s->fail.reason = s->reason;
+	s->fail.retryable = retryable;
+	s->fail.timeout = timeout;
+	s_kick(s);
+}
+
+static void s_unlink(struct uh2s *s)
+{
+	struct uh2c *c = s->c;
+
+	if (!c)
+		return;
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->streams = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	s->next = s->prev = NULL;
+	s->c = NULL;
+	c->nstreams--;
+}
+
+/* ---- keys ---- */
+
+static size_t key_hash(const char *k, size_t n)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < n; i++) {
+		h ^= (unsigned char)k[i];
+		h *= 1099511628211ULL;
+	}
+	return (size_t)(h % UH2_BUCKETS);
+}
+
+static struct uh2_key *key_get(struct uh2_table *t, const char *key, size_t keylen)
+{
+	size_t h = key_hash(key, keylen);
+	struct uh2_key *k;
+
+	for (k = t->b[h]; k; k = k->next)
+		if (k->keylen == keylen && memcmp(k->key, key, keylen) == 0)
+			return k;
+	k = xcalloc(1, sizeof(*k));
+	k->key = xmalloc(keylen);
+	memcpy(k->key, key, keylen);
+	k->keylen = keylen;
+	k->next = t->b[h];
+	t->b[h] = k;
+	return k;
+}
+
+/* Frees k if nothing needs it (no connection, no HTTP/1.1 memory still running). */
+static void key_maybe_free(struct uh2_table *t, struct uh2_key *k)
+{
+	struct uh2_key **pp;
+
+	if (k->conns || (k->h1_until && k->h1_until > loop_now_ms(t->w->loop)))
+		return;
+	for (pp = &t->b[key_hash(k->key, k->keylen)]; *pp; pp = &(*pp)->next)
+		if (*pp == k) {
+			*pp = k->next;
+			break;
+		}
+	free(k->key);
+	free(k);
+}
+
+/* ---- connection ---- */
+
+/* Ends the connection: every stream still on it fails with the reason given (streams
+ * whose response is complete are left alone), the session and socket go; the struct is
+ * freed by c_settle from the connection's own handler. */
+static void c_fail(struct uh2c *c, unsigned flags, const char *details, const char *reason,
+                   bool timeout)
+{
+	struct worker *w = c->t->w;
+	struct uh2s *s;
+
+	if (c->state == C_DEAD)
+		return;
+	for (s = c->streams; s; s = s->next)
+		s_fail(s, flags, details, reason, false, timeout);
+	if (c->s)
+		h2_abort(c->s);   /* on_stream_close for open streams: already failed above */
+	while ((s = c->streams) != NULL)
+		s_unlink(s);
+	c->state = C_DEAD;
+	loop_timer_cancel(w->loop, &c->timer);
+	loop_io_del(w->loop, &c->io);
+	if (c->tls)
+		tls_conn_free(c->tls);
+	c->tls = NULL;
+	close(c->io.fd);
+	if (c->s)
+		h2_session_free(c->s);
+	c->s = NULL;
+	if (c->k) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->k->conns = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+		key_maybe_free(c->t, c->k);
+		c->k = NULL;
+	}
+	STAT_DEC(w->st.ucx_active);
+	c_kick(c);
+}
+
+static void c_close(struct uh2c *c)
+{
+	c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
+	       "connection closed", false);
+}
+
+/* Frees a dead connection; called at the end of its own handlers only. */
+static void c_settle(struct uh2c *c)
+{
+	if (c->state != C_DEAD)
+		return;
+	loop_timer_cancel(c->t->w->loop, &c->timer);
+	loop_timer_cancel(c->t->w->loop, &c->kick);
+	free(c);
+}
+
+/* Idle bookkeeping after the stream count changed. */
+static void c_idle_check(struct uh2c *c)
+{
+	if (c->nstreams > 0 || c->state == C_DEAD)
+		return;
+	if (c->goaway || c->closing || c->t->draining)
+		c_kick(c);      /* closes from the handler */
+	else if (c->state == C_READY)
+		loop_timer_arm(c->t->w->loop, &c->timer, (uint64_t)c->idle_ms);
+}
+
+/* Writes what the session has queued. Returns 0, or -1 after c_fail. */
+static int c_flush(struct uh2c *c)
+{
+	unsigned interest;
+	int rc = h2_tls_flush(c->s, c->tls, &interest);
+
+	if (rc < 0) {
+		c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
+		       tls_conn_error(c->tls), false);
+		return -1;
+	}
+	if (rc > 0) {
+		const char *e = h2_error(c->s);
+
+		c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
+		       e && e[0] ? e : "connection ended (GOAWAY)", false);
+		return -1;
+	}
+	loop_io_mod(c->t->w->loop, &c->io, interest);
+	return 0;
+}
+
+static void c_read(struct uh2c *c)
+{
+	char buf[UH2_READ_BUF];
+	int rounds;
+
+	for (rounds = 0; rounds < UH2_ROUNDS; rounds++) {
+		ssize_t n = tls_read(c->tls, buf, sizeof(buf));
+
+		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+			break;
+		if (n <= 0) {
+			c_fail(c, ALOG_F_UC,
+			       "upstream_reset_before_response_started{connection_termination}",
+			       n == 0 ? "connection closed" : tls_conn_error(c->tls), false);
+			return;
+		}
+		if (h2_feed(c->s, buf, (size_t)n) < 0) {
+			c_fail(c, ALOG_F_UC | ALOG_F_UPE,
+			       "upstream_reset_before_response_started{protocol_error}",
+			       h2_error(c->s), false);
+			return;
+		}
+	}
+	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
+	if (rounds == UH2_ROUNDS)
+		c_kick(c);
+	c_flush(c);
+}
+
+/* ---- session callbacks ---- */
+
+static void cb_response(struct h2_session *sess, void *user, int32_t id, void *su,
+                        const struct h2_response *rs)
+{
+	struct uh2s *s = su;
+	size_t start;
+
+	(void)user;
+	if (!s)
+		return;
+	start = s->rb.len;
+	if (h2_response_to_h1(rs, &s->rb) < 0) {
+		s->rb.len = start;
+		h2_reset_stream(sess, id, H2_PROTOCOL_ERROR);
+		s_fail(s, ALOG_F_UPE, "upstream_reset_before_response_started{protocol_error}",
+		       "response head not representable in HTTP/1.1", false, false);
+		return;
+	}
+	/* Framing for the HTTP/1.1 rendering: the server's length when it gave one, none for
+	 * interim and bodiless responses, else chunks as DATA arrives. */
+	if (rs->status >= 200) {
+		if (rs->content_length >= 0)
+			sbuf_addf(&s->rb, "content-length: %lld\r\n", (long long)rs->content_length);
+		else if (!rs->end_stream) {
+			sbuf_adds(&s->rb, "transfer-encoding: chunked\r\n");
+			s->chunked = true;
+		} else if (rs->status != 204 && rs->status != 304)
+			sbuf_adds(&s->rb, "content-length: 0\r\n");
+	}
+	sbuf_adds(&s->rb, "\r\n");
+	s_kick(s);
+}
+
+static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
+                    const uint8_t *data, size_t len)
+{
+	struct uh2s *s = su;
+
+	(void)user;
+	if (!s || s->failed) {
+		h2_consume(sess, id, len);
+		return;
+	}
+	if (len == 0)
+		return;
+	/* Released to the server's window once fwd.c has taken the bytes (uh2_read): a slow
+	 * client back-pressures the upstream by its window. */
+	s->unconsumed += len;
+	if (s->chunked) {
+		sbuf_addf(&s->rb, "%zx\r\n", len);
+		sbuf_add(&s->rb, data, len);
+		sbuf_adds(&s->rb, "\r\n");
+	} else {
+		sbuf_add(&s->rb, data, len);
+	}
+	s_kick(s);
+}
+
+static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void *su)
+{
+	struct uh2s *s = su;
+
+	(void)sess;
+	(void)user;
+	(void)id;
+	if (!s || s->failed)
+		return;
+	if (s->chunked)
+		sbuf_adds(&s->rb, "0\r\n\r\n");
+	s->resp_ended = true;
+	s_kick(s);
+}
+
+static const char *h2_code_name(uint32_t code)
+{
+	switch (code) {
+	case H2_NO_ERROR: return "NO_ERROR";
+	case H2_PROTOCOL_ERROR: return "PROTOCOL_ERROR";
+	case H2_INTERNAL_ERROR: return "INTERNAL_ERROR";
+	case H2_FLOW_CONTROL_ERROR: return "FLOW_CONTROL_ERROR";
+	case H2_STREAM_CLOSED: return "STREAM_CLOSED";
+	case H2_REFUSED_STREAM: return "REFUSED_STREAM";
+	case H2_CANCEL: return "CANCEL";
+	case H2_ENHANCE_YOUR_CALM: return "ENHANCE_YOUR_CALM";
+	case H2_E_HEADERS_TOO_LARGE: return "response headers too large";
+	case H2_E_SESSION_GONE: return "connection closed";
+	default: return "error";
+	}
+}
+
+static void cb_stream_close(struct h2_session *sess, void *user, int32_t id, void *su,
+                            uint32_t code)
+{
+	struct uh2s *s = su;
+	char reason[96];
+
+	(void)sess;
+	(void)user;
+	(void)id;
+	if (!s)
+		return;
+	s->closed = true;
+	if (s->resp_ended || s->failed)
+		return;
+	snprintf(reason, sizeof(reason), "remote reset: %s (0x%x)", h2_code_name(code), code);
+	if (code == H2_REFUSED_STREAM)
+		s_fail(s, ALOG_F_UR, "upstream_reset_before_response_started{remote_refused_stream_reset}",
+		       reason, true, false);
+	else if (code == H2_E_HEADERS_TOO_LARGE)
+		s_fail(s, ALOG_F_UPE, "upstream_reset_before_response_started{protocol_error}",
+		       reason, false, false);
+	else
+		s_fail(s, ALOG_F_UR, "upstream_reset_before_response_started{remote_reset}",
+		       reason, false, false);
+}
+
+static void cb_writable(struct h2_session *sess, void *user, int32_t id, void *su)
+{
+	(void)sess;
+	(void)user;
+	(void)id;
+	if (su)
+		s_kick(su);
+}
+
+static void cb_goaway(struct h2_session *sess, void *user, uint32_t code, int32_t last)
+{
+	struct uh2c *c = user;
+
+	(void)sess;
+	(void)code;
+	(void)last;
+	c->goaway = true;
+	c_kick(c);
+}
+
+static const struct h2_callbacks uh2_cb = {
+	.on_response = cb_response,
+	.on_data = cb_data,
+	.on_end_stream = cb_end_stream,
+	.on_stream_close = cb_stream_close,
+	.on_writable = cb_writable,
+	.on_goaway = cb_goaway,
+};
+
+/* ---- connection set-up ---- */
+
+/* Sends a waiting head; returns false when the stream failed. */
+static bool s_submit(struct uh2s *s)
+{
+	int32_t id = h2_submit_request(s->c->s, s->pending, s);
+
+	free(s->pending);
+	s->pending = NULL;
+	if (id < 0) {
+		s_fail(s, ALOG_F_UR, "upstream_reset_before_response_started{remote_refused_stream_reset}",
+		       "no new stream allowed on the connection", true, false);
+		return false;
+	}
+	s->id = id;
+	return true;
+}
+
+static void c_ready(struct uh2c *c)
+{
+	struct worker *w = c->t->w;
+	struct uh2s *s;
+
+	if (tls_conn_resumed(c->tls))
+		STAT_INC(w->st.ucx_tls_resumed);
+	else
+		STAT_INC(w->st.ucx_tls_full);
+	loop_timer_cancel(w->loop, &c->timer);
+	{
+		const char *alpn = tls_conn_alpn(c->tls);
+
+		if (!alpn || strcmp(alpn, "h2") != 0) {
+			/* The server speaks HTTP/1.1: remember it, send the waiting requests that
+			 * way (none of them was sent), and drop this connection. */
+			STAT_INC(w->st.ucx_h2_fallback);
+			if (c->k)
+				c->k->h1_until = loop_now_ms(w->loop) + UH2_H1_MEMORY_MS;
+			for (s = c->streams; s; s = s->next) {
+				s->fallback = true;
+				s_kick(s);
+			}
+			while ((s = c->streams) != NULL)
+				s_unlink(s);
+			c_close(c);
+			return;
+		}
+	}
+	c->s = h2_session_new(H2_CLIENT, NULL, &uh2_cb, c);
+	if (!c->s) {
+		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		       "out of memory", false);
+		return;
+	}
+	STAT_INC(w->st.ucx_h2);
+	c->state = C_READY;
+	for (s = c->streams; s; s = s->next) {
+		memcpy(s->local_s, c->local_s, sizeof(s->local_s));
+		if (s->pending)
+			s_submit(s);
+		s_kick(s);
+	}
+	c_flush(c);
+}
+
+static void c_handshake(struct uh2c *c)
+{
+	struct worker *w = c->t->w;
+	int rc = tls_handshake(c->tls);
+
+	if (rc == TLS_WANT_READ) {
+		loop_io_mod(w->loop, &c->io, LOOP_READ);
+		return;
+	}
+	if (rc == TLS_WANT_WRITE) {
+		loop_io_mod(w->loop, &c->io, LOOP_READ | LOOP_WRITE);
+		return;
+	}
+	if (rc < 0) {
+		STAT_INC(w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(c->tls))]);
+		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		       tls_conn_error(c->tls), false);
+		return;
+	}
+	c_ready(c);
+}
+
+static void c_connected(struct uh2c *c)
+{
+	struct worker *w = c->t->w;
+	struct sock_addr la;
+
+	if (sock_connect_result(c->io.fd) < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(w->st.ucx_connect_fail);
+		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		       reason, false);
+		return;
+	}
+	if (sock_local_addr(c->io.fd, &la) == 0)
+		sock_addr_str(&la, c->local_s, sizeof(c->local_s));
+	c->state = C_HANDSHAKE;
+	c_handshake(c);
+}
+
+static void c_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct uh2c *c = container_of(io, struct uh2c, io);
+
+	(void)loop;
+	switch (c->state) {
+	case C_CONNECTING:
+		if (ev & (LOOP_WRITE | LOOP_ERROR))
+			c_connected(c);
+		break;
+	case C_HANDSHAKE:
+		c_handshake(c);
+		break;
+	case C_READY:
+		c_read(c);
+		break;
+	case C_DEAD:
+		break;
+	}
+	c_settle(c);
+}
+
+static void c_on_kick(struct loop *loop, struct loop_timer *t)
+{
+	struct uh2c *c = container_of(t, struct uh2c, kick);
+
+	(void)loop;
+	if (c->state == C_READY) {
+		if (c->nstreams == 0 && (c->goaway || c->closing || c->t->draining))
+			c_close(c);
+		else
+			c_read(c);      /* also flushes */
+	}
+	c_settle(c);
+}
+
+static void c_on_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct uh2c *c = container_of(t, struct uh2c, timer);
+	struct worker *w = c->t->w;
+
+	(void)loop;
+	if (c->state == C_CONNECTING || c->state == C_HANDSHAKE) {
+		STAT_INC(w->st.ucx_connect_timeout);
+		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_timeout}",
+		       "connection timeout", true);
+	} else if (c->state == C_READY && c->nstreams == 0) {
+		c_close(c);     /* idle timeout */
+	}
+	c_settle(c);
+}
+
+/* A new connection for k. Returns NULL with errno when the socket cannot be made. */
+static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct uh2_target *tg)
+{
+	struct worker *w = t->w;
+	struct uh2c *c;
+	int fd, rc;
+
+	rc = sock_connect(tg->ep, NULL, &fd);
+	if (rc < 0)
+		return NULL;
+	c = xcalloc(1, sizeof(*c));
+	c->t = t;
+	c->k = k;
+	/* Wait for the first writable event even when connect() completed at once: the
+	 * handshake then never runs (and fails) inside uh2_attach's caller. */
+	c->state = C_CONNECTING;
+	c->idle_ms = tg->idle_timeout_ms > 0 ? tg->idle_timeout_ms : 3600 * 1000;
+	c->tls = tls_client_new(tg->ctx, fd, tg->sni, tg->names);
+	tls_client_resume(c->tls, w->sess, tg->ep);
+	loop_io_init(&c->io, fd, c_on_io);
+	loop_timer_init(&c->timer, c_on_timer);
+	loop_timer_init(&c->kick, c_on_kick);
+	loop_io_add(w->loop, &c->io, LOOP_READ | LOOP_WRITE);
+	loop_timer_arm(w->loop, &c->timer,
+	               (uint64_t)(tg->connect_timeout_ms > 0 ? tg->connect_timeout_ms : 10000));
+	c->next = k->conns;
+	if (k->conns)
+		k->conns->prev = c;
+	k->conns = c;
+	STAT_INC(w->st.ucx_total);
+	STAT_INC(w->st.ucx_active);
+	return c;
+}
+
+/* A connection of k that can take one more stream, or NULL. */
+static struct uh2c *c_pick(struct uh2_key *k)
+{
+	for (struct uh2c *c = k->conns; c; c = c->next) {
+		if (c->state == C_DEAD || c->goaway || c->closing)
+			continue;
+		if (c->state == C_READY ? h2_streams_available(c->s) > 0
+		                        : c->nstreams < UH2_MAX_STREAMS)
+			return c;
+	}
+	return NULL;
+}
+
+/* ---- API ---- */
+
+struct uh2_table *uh2_table_new(struct worker *w)
+{
+	struct uh2_table *t = xcalloc(1, sizeof(*t));
+
+	t->w = w;
+	return t;
+}
+
+void uh2_table_free(struct uh2_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < UH2_BUCKETS; i++) {
+		struct uh2_key *k;
+
+		while ((k = t->b[i]) != NULL) {
+			while (k->conns) {
+				struct uh2c *c = k->conns;
+
+				c_close(c);     /* unlinks c, and frees k with the last one */
+				c_settle(c);
+				if (t->b[i] != k)
+					break;
+			}
+			if (t->b[i] == k) {
+				t->b[i] = k->next;
+				free(k->key);
+				free(k);
+			}
+		}
+	}
+	free(t);
+}
+
+void uh2_drain(struct uh2_table *t)
+{
+	t->draining = true;
+	for (size_t i = 0; i < UH2_BUCKETS; i++)
+		for (struct uh2_key *k = t->b[i]; k; k = k->next)
+			for (struct uh2c *c = k->conns; c; c = c->next) {
+				c->closing = true;
+				c_kick(c);
+			}
+}
+
+struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, size_t keylen,
+                        const struct uh2_target *tg, bool *reused)
+{
+	struct worker *w = t->w;
+	struct uh2_key *k = key_get(t, key, keylen);
+	struct uh2s *s;
+	struct uh2c *c;
+
+	*reused = false;
+	if (k->h1_until) {
+		if (k->h1_until > loop_now_ms(w->loop))
+			return NULL;
+		k->h1_until = 0;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->u = u;
+	c = c_pick(k);
+	if (!c) {
+		c = c_new(t, k, tg);
+		if (!c) {
+			char reason[128];
+
+			snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+			STAT_INC(w->st.ucx_connect_fail);
+			s_fail(s, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+			       reason, false, false);
+			key_maybe_free(t, k);
+			return s;
+		}
+	} else {
+		*reused = c->state == C_READY;
+	}
+	s->c = c;
+	s->next = c->streams;
+	if (c->streams)
+		c->streams->prev = s;
+	c->streams = s;
+	c->nstreams++;
+	if (c->state == C_READY) {
+		loop_timer_cancel(w->loop, &c->timer);
+		memcpy(s->local_s, c->local_s, sizeof(s->local_s));
+	}
+	return s;
+}
+
+void uh2_detach(struct uh2s *s)
+{
+	struct uh2c *c = s->c;
+
+	if (c) {
+		if (c->s && s->id > 0) {
+			h2_stream_set_user(c->s, s->id, NULL);
+			/* A stream still open (the client went away, the route timed out, the
+			 * response ended before our request body): cancel it at the server. */
+			if (!s->closed && !(s->resp_ended && s->body_ended))
+				h2_reset_stream(c->s, s->id, H2_CANCEL);
+			else if (s->unconsumed)
+				h2_consume(c->s, s->id, s->unconsumed);
+		}
+		s_unlink(s);
+		c_kick(c);
+		c_idle_check(c);
+	}
+	free(s->pending);
+	sbuf_free(&s->rb);
+	free(s);
+}
+
+void uh2_submit(struct uh2s *s, const struct h2_request *rq)
+{
+	s->body_ended = rq->end_stream;
+	if (s->failed)
+		return;
+	s->pending = h2_request_dup(rq);
+	if (s->c && s->c->state == C_READY && s_submit(s))
+		c_kick(s->c);
+}
+
+bool uh2_ready(const struct uh2s *s)
+{
+	return s->id > 0 || s->failed;
+}
+
+size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end)
+{
+	ssize_t w;
+
+	if (s->failed || s->closed || s->body_ended || !s->c)
+		return n;        /* nowhere to go: dropped (the stream reports its end) */
+	if (s->id <= 0)
+		return 0;
+	w = h2_send_data(s->c->s, s->id, p, n, end);
+	if (w < 0)
+		return n;
+	if ((size_t)w == n && end)
+		s->body_ended = true;
+	if (w > 0 || end)
+		c_kick(s->c);
+	return (size_t)w;
+}
+
+ssize_t uh2_read(struct uh2s *s, char **buf, size_t *len, size_t *cap, size_t max)
+{
+	size_t avail = s->rb.len - s->rb_off, n;
+
+	if (s->fallback)
+		return UH2_FALLBACK;
+	if (avail == 0) {
+		if (s->resp_ended)
+			return 0;
+		if (s->failed)
+			return -1;
+		return -2;
+	}
+	if (*cap - *len < 4096) {
+		size_t ncap = *cap ? *cap * 2 : 16384;
+
+		if (ncap > max)
+			ncap = max;
+		if (ncap <= *len)
+			return -3;
+		*buf = xrealloc(*buf, ncap);
+		*cap = ncap;
+	}
+	n = *cap - *len < avail ? *cap - *len : avail;
+	memcpy(*buf + *len, s->rb.s + s->rb_off, n);
+	*len += n;
+	s->rb_off += n;
+	if (s->rb_off == s->rb.len) {
+		sbuf_reset(&s->rb);
+		s->rb_off = 0;
+		if (s->unconsumed && s->c && s->c->s && s->id > 0 && !s->closed) {
+			h2_consume(s->c->s, s->id, s->unconsumed);
+			c_kick(s->c);
+		}
+		s->unconsumed = 0;
+	}
+	return (ssize_t)n;
+}
+
+const struct uh2_fail *uh2_failure(const struct uh2s *s)
+{
+	return &s->fail;
+}
+
+const char *uh2_local(const struct uh2s *s)
+{
+	return s->local_s;
+}
