@@ -391,6 +391,7 @@ void proxy_free(struct proxy *p)
 		}
 		fwd_pool_close_all(w);
 		uh2_table_free(w->uh2);
+		fwd_streams_free(w);
 		tun_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);

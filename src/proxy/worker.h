@@ -103,6 +103,8 @@ struct worker {
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
+	void *st_free;                  /* fwd.c's free streams, and how many */
+	unsigned nst_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
 };
 
@@ -153,6 +155,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 void fwd_drain(struct worker *w);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
+/* Frees the worker's spare request streams (at shutdown). */
+void fwd_streams_free(struct worker *w);
 void worker_alog(struct worker *w, const struct alog_entry *e);
 uint32_t worker_rand(struct worker *w);
 

@@ -23,6 +23,7 @@ class H2Nginx:
         (self.dir / "tmp").mkdir()
         (self.dir / "html" / "politics").write_text("politics over whatever nginx speaks\n")
         (self.dir / "html" / "big").write_bytes(payload(2 * MiB))
+        (self.dir / "html" / "up").mkdir()
         body = f"""
   log_format proto '$server_protocol $request_method $uri $status $request_length';
   server {{
@@ -33,7 +34,8 @@ class H2Nginx:
     root {self.dir}/html;
     access_log {self.dir}/proto.log proto;
     client_max_body_size 10m;
-    location = /post {{ return 200 "posted $content_length\\n"; }}
+    client_body_temp_path {self.dir}/tmp;
+    location /up/ {{ dav_methods PUT; }}
   }}
 """
         (self.dir / "nginx.conf").write_text(nginx_conf(self.dir, body))
@@ -96,11 +98,13 @@ def test_h2_upgrade_policy(tmp_path, store, ctl, walkthrough, mesh, upgrade, htt
             assert status == 200 and body == b"politics over whatever nginx speaks\n"
         status, hdrs, body = mesh_request(g.ip, 80, CNN, mesh["client"], path="/big")
         assert status == 200 and body == payload(2 * MiB), (status, hdrs, len(body))
-        post = b"p" * 300000
+        # A body upstream: nginx's WebDAV PUT stores it, byte for byte.
+        put = payload(300001)
         status, _, body = mesh_request(
-            g.ip, 80, CNN, mesh["client"], path="/post", method="POST",
-            extra_headers=f"Content-Length: {len(post)}\r\n", body=post)
-        assert status == 200 and body == b"posted 300000\n", (status, body)
+            g.ip, 80, CNN, mesh["client"], path="/up/file", method="PUT",
+            extra_headers=f"Content-Length: {len(put)}\r\n", body=put)
+        assert status == 201, (status, body)
+        assert (site.dir / "html" / "up" / "file").read_bytes() == put
         lines = site.lines(5)
         assert len(lines) == 5 and all(ln.startswith(want + " ") for ln in lines), lines
         st = _stats(g)
@@ -110,7 +114,8 @@ def test_h2_upgrade_policy(tmp_path, store, ctl, walkthrough, mesh, upgrade, htt
         else:
             assert st["upstream_cx_http2_total"] == 0, st
             assert st["upstream_cx_http2_fallback"] == (1 if upgrade else 0), st
-        assert all('" 200 ' in ln for ln in g.log_lines()), g.log_lines()
+        assert len(g.log_lines()) == 5, g.log_lines()
+        assert all(re.search(r'" 20[01] - via_upstream ', ln) for ln in g.log_lines()), g.log_lines()
     finally:
         site.stop()
         assert g.stop() == 0
