@@ -50,12 +50,15 @@ port_free() {
 # TLS 1.2 and 1.3 (nginx 1.22's default has no TLS 1.3). Port 8443 keeps connections
 # alive. Ports 8444-8446 close after every response (keepalive_requests 1), one port per
 # proxy so that each proxy's upstream handshakes are logged apart: per connection,
-# $ssl_session_reused ("r" or "."), the protocol, cipher and key exchange group.
+# $ssl_session_reused ("r" or "."), the protocol, cipher and key exchange group. Port
+# 8080 serves the same files over plain HTTP: scenario 3's baseline, the application
+# calling the upstream with no proxy in between.
 UP_CLOSE_PORTS=(8444 8445 8446)
+UP_PLAIN_PORT=8080
 start_upstream() {
 	local p srv=""
 	mkdir -p "$W/up/tmp"
-	for p in 8443 "${UP_CLOSE_PORTS[@]}"; do port_free "$UP_IP" "$p" || die "$UP_IP:$p is in use"; done
+	for p in 8443 "$UP_PLAIN_PORT" "${UP_CLOSE_PORTS[@]}"; do port_free "$UP_IP" "$p" || die "$UP_IP:$p is in use"; done
 	for p in "${UP_CLOSE_PORTS[@]}"; do
 		srv+="
   server {
@@ -80,7 +83,8 @@ http {
     ssl_client_certificate $W/ca.crt; ssl_verify_client on;
     ssl_session_cache shared:up:10m; ssl_session_tickets on; ssl_protocols TLSv1.2 TLSv1.3;
     root $W/www;
-  }$srv
+  }
+  server { listen $UP_IP:$UP_PLAIN_PORT; root $W/www; }$srv
 }
 NGX
 	nginx -p "$W/up" -c "$W/up/nginx.conf" & PIDS+=($!)
@@ -159,18 +163,29 @@ make_store() {
 	"$BUILD/egressctl" --store "$1" apply -f "$1.yaml" >/dev/null
 }
 
-# start_egressgw NAME STORE WORKERS ADMINPORT PORT [egressgw options...]
+# eg_start ROLE NAME STORE WORKERS ADMINPORT PORT HOSTS [egressgw options...]: egressgw in
+# either role, the admin on $PX_IP:ADMINPORT. PORT is where the instance takes requests (a
+# Gateway listener on $PX_IP, or the sidecar's --outbound, given among the options), checked
+# free first; HOSTS is its --hosts-file. DNS goes to a closed port: nothing leaves loopback.
+eg_start() {
+	local role=$1 name=$2 store=$3 workers=$4 admin=$5 port=$6 hosts=$7
+	shift 7
+	port_free "$PX_IP" "$port" || die "$PX_IP:$port is in use"
+	port_free "$PX_IP" "$admin" || die "$PX_IP:$admin is in use"
+	"$BUILD/egressgw" --role "$role" --store "$store" --admin "$PX_IP:$admin" \
+		--hosts-file "$hosts" --dns-servers 127.0.0.1:9 --workers "$workers" --log-level warn \
+		"$@" 2>"$W/$name.err" & PIDS+=($!)
+	SYS_PID[$name]=$!; SYS_PORT[$name]=$port; SYS_KIND[$name]=egressgw
+	SYS_ADMIN[$name]=$admin
+}
+
+# start_egressgw NAME STORE WORKERS ADMINPORT PORT [egressgw options...]: a gateway whose
+# Gateway listeners bind $PX_IP, names from $W/hosts.
 start_egressgw() {
 	local name=$1 store=$2 workers=$3 admin=$4 port=$5
 	shift 5
-	port_free "$PX_IP" "$port" || die "$PX_IP:$port is in use"
-	port_free "$PX_IP" "$admin" || die "$PX_IP:$admin is in use"
-	"$BUILD/egressgw" --role gateway --store "$store" --namespace istio-system \
-		--listen-address "$PX_IP" --admin "$PX_IP:$admin" --hosts-file "$W/hosts" \
-		--dns-servers 127.0.0.1:9 --workers "$workers" --log-level warn "$@" \
-		2>"$W/$name.err" & PIDS+=($!)
-	SYS_PID[$name]=$!; SYS_PORT[$name]=$port; SYS_KIND[$name]=egressgw
-	SYS_ADMIN[$name]=$admin
+	eg_start gateway "$name" "$store" "$workers" "$admin" "$port" "$W/hosts" \
+		--namespace istio-system --listen-address "$PX_IP" "$@"
 }
 
 # egressgw's counter or gauge NAME (with its labels, e.g. 'x{resumed="true"}') from the admin.

@@ -6,7 +6,8 @@
 #   1  keep-alive upstream: requests/s, latency, CPU per request (small and 16 KiB responses)
 #   2  handshake-bound: the upstream closes after every response, so every request needs a
 #      new mutual-TLS connection; TLS session resumption of each proxy
-#   3  the mesh path through the sidecar: not measured yet (placeholder in the report)
+#   3  the mesh path: application → sidecar → (mutual TLS) → gateway → upstream at a fixed
+#      1,000 requests/s: latency added to calling the upstream directly, CPU of each proxy
 #   4  memory: RSS idle, and per idle downstream keep-alive connection (10,000 held)
 #   5  scaling: 1 and 2 workers; egressgw with 1, 10, 100 and 1,000 routes
 #
@@ -15,8 +16,8 @@
 # each is run BENCH_ROUNDS times; tables give medians.
 #
 # Usage: bench/run.sh            (make bench)
-# Env:   BENCH_SCENARIOS ("1 2 4 5"), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNS (50),
-#        BENCH_WORKERS (1, scenarios 1, 2, 4), BENCH_WARMUP (2 seconds per system),
+# Env:   BENCH_SCENARIOS ("1 2 3 4 5"), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNS (50),
+#        BENCH_WORKERS (1, scenarios 1-4), BENCH_WARMUP (2 seconds per system),
 #        BENCH_IDLE_CONNS (10000, scenario 4), BENCH_ROUTES ("1 10 100 1000", scenario 5),
 #        BENCH_UP_WORKERS (1, the upstream nginx), BENCH_OUT (docs/BENCHMARKS.md),
 #        BENCH_KEEP (set: keep the work directory with configurations and logs)
@@ -24,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 BUILD=${EGRESSGW_BUILD:-$PWD/build}
-SCENARIOS=${BENCH_SCENARIOS:-1 2 4 5}
+SCENARIOS=${BENCH_SCENARIOS:-1 2 3 4 5}
 SECS=${BENCH_SECONDS:-10}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNS:-50}
@@ -48,13 +49,12 @@ ulimit -n "$(ulimit -Hn)"
 for s in $SCENARIOS; do
 	# shellcheck source=/dev/null
 	case $s in
-	1 | 2 | 4 | 5) . "bench/s$s.sh" ;;
-	3) ;;   # not measured yet: the report always carries its placeholder
-	*) die "unknown scenario $s (BENCH_SCENARIOS takes 1 2 4 5)" ;;
+	1 | 2 | 3 | 4 | 5) . "bench/s$s.sh" ;;
+	*) die "unknown scenario $s (BENCH_SCENARIOS takes 1 2 3 4 5)" ;;
 	esac
 done
 for n in $ROUTES; do [ "$n" -gt "$HOSTS_MAX" ] && HOSTS_MAX=$n; done
-for t in wrk haproxy nginx curl openssl ss /usr/bin/python3; do
+for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3; do
 	command -v "$t" >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
 done
 [ -x "$BUILD/egressgw" ] && [ -x "$BUILD/egressctl" ] || die "no $BUILD/egressgw (run make)"
@@ -67,18 +67,12 @@ start_upstream
 # Each scenario function s<n>_run stores its section (markdown) in SECTION[n] and prints it.
 declare -A SECTION
 section() { SECTION[$1]=$2; printf '\n%s\n' "$2"; }
-for s in $SCENARIOS; do [ "$s" = 3 ] || "s${s}_run"; done
+for s in $SCENARIOS; do "s${s}_run"; done
 
 # ---- the report ----
 not_run() { echo "## Scenario $1
 
 Not run (BENCH_SCENARIOS=\"$SCENARIOS\")."; }
-S3="## Scenario 3: the mesh path through the sidecar
-
-**Not measured yet.** The sidecar role (\`egressgw --role sidecar\`: the application's plain
-HTTP captured and sent as ISTIO_MUTUAL to the gateway, which originates TLS) is still being
-built. This section will compare client → sidecar → gateway → upstream against the same
-path with HAProxy/nginx chains once it exists; until then there are no numbers here."
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || GIT_REV+=" with uncommitted changes in src/"
 LOAD_NOTE=""
@@ -86,7 +80,7 @@ awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}' && LOAD_NOTE="
 **The machine was not idle when this run started (1-minute load average ${LOAD_START%% *}): these
 numbers check that the benchmark works; they are not results.**
 "
-ANOM="None: no instance exited early, no wrk run had errors."
+ANOM="None: no instance exited early, no wrk or h2load run had errors."
 if [ ${#ANOMALIES[@]} -gt 0 ]; then ANOM=$(printf -- '- %s\n' "${ANOMALIES[@]}"); fi
 CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" make bench"
 {
@@ -104,7 +98,7 @@ CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BEN
 	echo "- egressgw $GIT_REV (binaries from $(basename "$BUILD")/); $(openssl version | cut -d' ' -f1-2)"
 	echo "- $(haproxy -v | head -1 | cut -d' ' -f1-3); $(nginx -v 2>&1 | cut -d' ' -f3); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $(/usr/bin/python3 --version)"
 	echo "- Command: \`$CMD\`"
-	echo "- Load: \`wrk -t1 -c$CONNS -d${SECS}s --latency\`, ${ROUNDS} interleaved rounds, medians; a ${BENCH_WARMUP:-2} s unmeasured wrk run per system first."
+	echo "- Load (scenario 3 has its own, in its section): \`wrk -t1 -c$CONNS -d${SECS}s --latency\`, ${ROUNDS} interleaved rounds, medians; a ${BENCH_WARMUP:-2} s unmeasured wrk run per system first."
 	echo "  CPU µs/request: the proxy's user + system time from /proc/PID/stat (all threads and"
 	echo "  worker processes) over the run, divided by the requests wrk completed."
 	echo "  Errors: non-2xx responses plus wrk's socket errors, summed over the rounds."
@@ -112,8 +106,7 @@ CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BEN
 	echo "  start_nginx, start_upstream); BENCH_KEEP=1 keeps them in the work directory."
 	echo "$LOAD_NOTE"
 	for s in 1 2 3 4 5; do
-		if [ "$s" = 3 ]; then echo "$S3"
-		elif [ -n "${SECTION[$s]:-}" ]; then echo "${SECTION[$s]}"
+		if [ -n "${SECTION[$s]:-}" ]; then echo "${SECTION[$s]}"
 		else not_run "$s"; fi
 		echo
 	done
