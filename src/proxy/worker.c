@@ -1,4 +1,5 @@
 #include "proxy/worker.h"
+#include "proxy/cbreak.h"
 #include "proxy/pool.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
@@ -278,6 +279,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 			return -1;
 		w->pool = pool_new();
 		w->sess = tls_sess_cache_new(1024);
+		w->cb = cb_table_new();
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
 		worker_adopt(w, snap_ref(s));
@@ -393,6 +395,7 @@ void proxy_free(struct proxy *p)
 			snap_unref(w->snap);
 		pool_free(w->pool);
 		dns_free(w->dns);
+		cb_table_free(w->cb);
 		tls_sess_cache_free(w->sess);
 		loop_free(w->loop);
 		free(w->rr);

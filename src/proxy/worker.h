@@ -34,6 +34,7 @@ struct tls_sess_cache;
 struct pool;
 struct proxy;
 struct dns;
+struct cb_table;
 
 /* Counters are written by one worker and read by the admin thread: a relaxed load/store
  * pair (no lock prefix) is enough and costs what a plain increment costs. */
@@ -63,6 +64,10 @@ struct wstats {
 	stat_t tun_total, tun_active;
 	stat_t passthrough, blackhole;
 	stat_t dcx_peer_identity;
+	/* Circuit breaking (DestinationRule connectionPool) and outlier detection, as Envoy
+	 * names them; per worker, summed (the limits are per worker, see fwd.c). */
+	stat_t ucx_overflow, urq_pending_overflow, urq_pending_total, urq_pending_active;
+	stat_t od_ejections_enforced, od_ejections_active, od_ejections_overflow;
 };
 
 struct wlistener {
@@ -99,6 +104,7 @@ struct worker {
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
+	struct cb_table *cb;            /* per-cluster circuit breakers, outlier state */
 };
 
 /* Process-wide state shared (read-only after start) by the workers. */
