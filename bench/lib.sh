@@ -241,7 +241,10 @@ events { worker_connections $wconns; }
 http {
   access_log off;
   client_body_temp_path $W/$name/tmp; proxy_temp_path $W/$name/tmp;
-  upstream up { server $UP_IP:$upport; keepalive 64; }
+  # nginx closes a keep-alive connection after 1,000 requests by default, both the client's
+  # and the upstream's (a new mutual-TLS handshake); HAProxy and egressgw do not.
+  keepalive_requests 1000000;
+  upstream up { server $UP_IP:$upport; keepalive 64; keepalive_requests 1000000; }
   server {
     listen $PX_IP:$port$rp;
     location / {

@@ -27,26 +27,64 @@ bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b)
 const struct cluster_ep *cluster_pick(const struct cluster *c, const struct cluster_eps *eps,
                                       uint32_t *rr, const uint32_t *active, uint32_t rnd)
 {
+	return cluster_pick_ex(c, eps, rr, active, rnd, NULL);
+}
+
+/* The first endpoint at or after i (cyclically) that is not excluded; n if none. */
+static size_t cluster_next_ok(const struct cluster_eps *eps, size_t i, const uint8_t *excluded)
+{
+	for (size_t k = 0; k < eps->n; k++, i = (i + 1) % eps->n)
+		if (!excluded[i])
+			return i;
+	return eps->n;
+}
+
+const struct cluster_ep *cluster_pick_ex(const struct cluster *c, const struct cluster_eps *eps,
+                                         uint32_t *rr, const uint32_t *active, uint32_t rnd,
+                                         const uint8_t *excluded)
+{
 	size_t a, b;
 
 	if (!eps || eps->n == 0)
 		return NULL;
-	if (eps->n == 1)
-		return &eps->v[0];
+	if (!excluded) {
+		if (eps->n == 1)
+			return &eps->v[0];
+		switch (c->lb) {
+		case CLUSTER_LB_RANDOM:
+			return &eps->v[rnd % eps->n];
+		case CLUSTER_LB_LEAST_REQUEST:
+			a = rnd % eps->n;
+			b = (rnd >> 16) % eps->n;
+			if (active && active[b] < active[a])
+				a = b;
+			return &eps->v[a];
+		case CLUSTER_LB_ROUND_ROBIN:
+		case CLUSTER_LB_PASSTHROUGH:
+		default:
+			return &eps->v[(*rr)++ % eps->n];
+		}
+	}
+	/* Some endpoints are out (outlier ejection): the same policies over the rest. */
 	switch (c->lb) {
 	case CLUSTER_LB_RANDOM:
-		return &eps->v[rnd % eps->n];
+		a = cluster_next_ok(eps, rnd % eps->n, excluded);
+		break;
 	case CLUSTER_LB_LEAST_REQUEST:
-		a = rnd % eps->n;
-		b = (rnd >> 16) % eps->n;
-		if (active && active[b] < active[a])
+		a = cluster_next_ok(eps, rnd % eps->n, excluded);
+		b = cluster_next_ok(eps, (rnd >> 16) % eps->n, excluded);
+		if (a < eps->n && active && active[b] < active[a])
 			a = b;
-		return &eps->v[a];
+		break;
 	case CLUSTER_LB_ROUND_ROBIN:
 	case CLUSTER_LB_PASSTHROUGH:
 	default:
-		return &eps->v[(*rr)++ % eps->n];
+		a = cluster_next_ok(eps, *rr % eps->n, excluded);
+		if (a < eps->n)
+			*rr = (uint32_t)(a + 1);
+		break;
 	}
+	return a < eps->n ? &eps->v[a] : NULL;
 }
 
 void cluster_free(struct cluster *c)

@@ -21,6 +21,7 @@
 #include "net/tls.h"
 
 #include "net/sock.h"
+#include "proxy/outlier.h"
 
 enum cluster_lb {
 	CLUSTER_LB_ROUND_ROBIN,   /* Istio's default in our build (Envoy's is LEAST_REQUEST) */
@@ -99,6 +100,8 @@ struct cluster {
 	uint32_t max_requests_per_conn; /* 0: unlimited */
 	uint32_t max_connections;     /* 0: unlimited (Istio: 2^32-1) */
 	uint32_t max_pending;         /* http1MaxPendingRequests, 0: unlimited */
+	uint32_t max_requests;        /* http2MaxRequests, 0: unlimited */
+	struct od_config od;          /* outlierDetection (od.on false: none) */
 	bool h2_upstream;             /* h2UpgradePolicy UPGRADE */
 	bool h2_no_upgrade;           /* h2UpgradePolicy DO_NOT_UPGRADE */
 	/* Offer "h2", "http/1.1" by ALPN and speak HTTP/2 when the server picks h2
@@ -125,6 +128,11 @@ bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b)
  * random 32-bit value. Returns NULL if the set is empty. */
 const struct cluster_ep *cluster_pick(const struct cluster *c, const struct cluster_eps *eps,
                                       uint32_t *rr, const uint32_t *active, uint32_t rnd);
+/* cluster_pick among the endpoints whose excluded[i] is zero (excluded may be NULL: all
+ * may be picked; else it has eps->n entries). Returns NULL if none may be picked. */
+const struct cluster_ep *cluster_pick_ex(const struct cluster *c, const struct cluster_eps *eps,
+                                         uint32_t *rr, const uint32_t *active, uint32_t rnd,
+                                         const uint8_t *excluded);
 
 /* Frees the cluster and its current endpoint set (only when no worker can see it). */
 void cluster_free(struct cluster *c);

@@ -29,6 +29,11 @@
  * paused read, which may find bytes OpenSSL already buffered; the next pipelined request)
  * is deferred with a zero-delay kick timer rather than done by recursion.
  *
+ * Circuit breaking and outlier detection (DestinationRule connectionPool and
+ * outlierDetection): st_connect applies the cluster's limits before it takes or makes a
+ * connection, and may queue the request instead; st_pick_endpoint skips ejected
+ * endpoints. The semantics are in the "circuit breaking" section below and outlier.h.
+ *
  * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"): fwd_h2.c runs the session on the
  * connection and gives each stream a virtual dconn (d->h2s, no socket) that is fed an
  * HTTP/1.1 rewrite of the stream's request and whose output fwd_h2.c turns back into
@@ -40,6 +45,7 @@
  * interest is only registered when a write would block, so the common request costs no
  * epoll_ctl. */
 #include "proxy/worker.h"
+#include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
@@ -73,6 +79,16 @@ struct iobuf {
 
 struct uconn;
 struct dconn;
+
+/* Where a request stands with its cluster's circuit breakers (st_cb_set keeps the
+ * cluster's counters in step). */
+enum st_cb {
+	ST_CB_NONE,                     /* not counted */
+	ST_CB_QUEUED,                   /* waiting in the cluster's queue: pending */
+	ST_CB_WOKEN,                    /* taken off the queue, retries on its timer: pending */
+	ST_CB_CONNECTING,               /* on a connection still connecting: pending, request */
+	ST_CB_ACTIVE,                   /* on a ready connection: request */
+};
 
 struct stream {
 	struct dconn *d;
@@ -122,6 +138,13 @@ struct stream {
 	 * or the authority's), and the lookup of a passthrough destination's name. */
 	uint16_t port;
 	struct dns_query *dnsq;
+	/* Circuit breaking (cbreak.h): the cluster's state on this worker (a reference, from
+	 * the first connection attempt to the end of the request), where the request stands,
+	 * its place in the queue, and the timer that retries it when a slot frees up. */
+	struct cb_cluster *cc;
+	enum st_cb cb;
+	struct cb_link cb_wait;
+	struct loop_timer cb_wake;
 };
 
 struct dconn {
@@ -186,6 +209,8 @@ struct uconn {
 	/* HTTP/2 upstream (up_h2.h): this uconn is virtual (no socket, no TLS, never pooled)
 	 * and its request is a stream on one of up_h2.c's connections. */
 	struct uh2s *h2;
+	struct cb_cluster *cc;          /* the cluster it counts against (a reference) */
+	struct cb_link cb_idle;         /* in cc->idle while pooled */
 };
 
 static void d_close(struct dconn *d);
@@ -204,6 +229,7 @@ static int d_forward_body(struct dconn *d);
 static void st_h2_fallback(struct stream *st);
 static void d_on_timer(struct loop *loop, struct loop_timer *t);
 static void st_on_timeout(struct loop *loop, struct loop_timer *t);
+static void st_on_wake(struct loop *loop, struct loop_timer *t);
 
 /* ---- streams ---- */
 
@@ -234,6 +260,7 @@ static struct stream *st_get(struct dconn *d)
 	st->d = d;
 	h1_parser_init(&st->rp, true, 0);
 	loop_timer_init(&st->timeout, st_on_timeout);
+	loop_timer_init(&st->cb_wake, st_on_wake);
 	return st;
 }
 
@@ -254,6 +281,12 @@ static void st_put(struct dconn *d)
 	w->st_free = st;
 	w->nst_free++;
 }
+static void cc_kick(struct worker *w, struct cb_cluster *cc);
+static void st_cb_end(struct stream *st);
+static void st_cb_set(struct stream *st, enum st_cb to);
+static void st_up_ready(struct stream *st);
+static void st_od(struct stream *st, enum od_result r, int code);
+static void st_on_wake(struct loop *loop, struct loop_timer *t);
 
 /* ---- small helpers ---- */
 
@@ -706,6 +739,19 @@ static void u_close(struct uconn *u)
 		pool_remove(w->pool, &u->link);
 		STAT_DEC(w->st.pool_idle);
 	}
+	if (u->cc) {
+		/* A connection slot frees up: the next waiting request may have it. */
+		struct cb_cluster *cc = u->cc;
+
+		if (u->cb_idle.next) {
+			cb_list_del(&u->cb_idle);
+			cc->nidle--;
+		}
+		cc->ncx--;
+		u->cc = NULL;
+		cc_kick(w, cc);
+		cb_unref(cc);
+	}
 	loop_timer_cancel(w->loop, &u->timer);
 	loop_timer_cancel(w->loop, &u->kick);
 	loop_io_del(w->loop, &u->io);
@@ -796,6 +842,11 @@ static void u_release(struct uconn *u, bool reusable)
 	loop_timer_arm(w->loop, &u->timer, (uint64_t)u->idle_ms);
 	pool_put(w->pool, u->key, u->keylen, &u->link);
 	STAT_INC(w->st.pool_idle);
+	if (u->cc) {
+		cb_list_add_tail(&u->cc->idle, &u->cb_idle);
+		u->cc->nidle++;
+		cc_kick(w, u->cc);
+	}
 }
 
 static void u_handshake(struct uconn *u)
@@ -816,6 +867,8 @@ static void u_handshake(struct uconn *u)
 		return;
 	}
 	u->hs_done = true;
+	if (st)
+		st_up_ready(st);
 	if (tls_conn_resumed(u->tls))
 		STAT_INC(u->w->st.ucx_tls_resumed);
 	else
@@ -851,6 +904,7 @@ static void u_on_connected(struct uconn *u)
 		return;
 	}
 	u->hs_done = true;
+	st_up_ready(st);
 	loop_timer_cancel(u->w->loop, &u->timer);
 	u_flush(u);
 }
@@ -1290,6 +1344,7 @@ static void u_process(struct uconn *u)
 			if (rc == H1_ERROR) {
 				st->resp_close = true;
 				u->nreq = UINT32_MAX - 1;  /* never pool */
+				st_od(st, OD_CONNECT_FAIL, 0);
 				st_local_reply(st, 502, ALOG_F_UPE, "upstream_protocol_error", "Bad Gateway");
 				return;
 			}
@@ -1303,6 +1358,7 @@ static void u_process(struct uconn *u)
 			st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
 			st->code = st->resp.status;
 			st->details = "via_upstream";
+			st_od(st, OD_HTTP, st->code);
 			st->resp_left = st->resp.content_length;
 			h1_chunked_init(&st->resp_ck);
 			st_send_resp_head(st);
@@ -1360,6 +1416,8 @@ static void st_on_timeout(struct loop *loop, struct loop_timer *t)
 	if (st->u) {
 		struct uconn *u = st->u;
 
+		st_od(st, OD_TIMEOUT, 504);
+
 		st->u = NULL;
 		u->st = NULL;
 		u_close(u);
@@ -1387,6 +1445,10 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 		u->st = NULL;
 		u_close(u);
 	}
+	/* Envoy counts every reset but an overflow against the endpoint, retried or not. */
+	st_od(st, OD_CONNECT_FAIL, 0);
+	if (st->cc)
+		st_cb_set(st, ST_CB_NONE);
 	if (retryable && !st->retried && !st->resp_started && idempotent &&
 	    st->req.body == H1_BODY_NONE) {
 		st->retried = true;
@@ -1405,6 +1467,202 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 		         reason && reason[0] ? ", transport failure reason: " : "",
 		         reason ? reason : "");
 		st_local_reply(st, 503, flag, details, body);
+	}
+}
+
+/* ---- circuit breaking (DestinationRule connectionPool) ----
+ *
+ * Envoy's circuit breakers with Istio's field mapping, counted in the cluster's state on
+ * this worker (cbreak.h):
+ *   - tcp.maxConnections: upstream connections open for the cluster (connecting, busy or
+ *     idle in the pool). A request that finds no idle connection for its endpoint while
+ *     the cluster is at the limit first closes an idle connection of the cluster to
+ *     another endpoint if there is one (a slot nobody uses; Envoy's per-endpoint pools
+ *     would wait for it instead, and create one past the limit for an endpoint with no
+ *     connection at all), else counts upstream_cx_overflow and waits as pending.
+ *   - http.http1MaxPendingRequests: requests waiting for a connection, in the queue or
+ *     on a connection of their own still connecting (Envoy's pending requests). A request
+ *     that would go over it is answered 503 UO "upstream_reset_before_response_started
+ *     {overflow}", body "upstream connect error or disconnect/reset before headers. reset
+ *     reason: overflow", and counts upstream_rq_pending_overflow.
+ *   - http.http2MaxRequests: requests on a connection (connecting or ready); one more is
+ *     answered 503 UO the same way and counted in upstream_rq_pending_overflow too, as
+ *     Envoy does.
+ * The queue is first come, first served: a new request queues behind waiting ones even
+ * if a slot is free at that moment. A waiting request is retried (st_connect, same
+ * endpoint) when a connection of the cluster closes or goes back to the pool idle, one
+ * at a time, from a zero-delay timer. There is no pending timeout of its own, as in
+ * Envoy: the route timeout (504 UT) or the client going away ends the wait.
+ *
+ * Per worker, not per cluster: Envoy's limits are cluster-wide, shared by its workers
+ * through atomic counters. Here each worker applies the whole limit to its own
+ * connections and requests (like HAProxy's per-process maxconn), so with --workers N a
+ * cluster may have up to N x maxConnections connections. Dividing the limit by N instead
+ * would turn away requests while the cluster is far below its limit whenever the kernel's
+ * SO_REUSEPORT spread gives one worker more clients than the others, and limits below N
+ * would round to 0 or 1 per worker anyway; sharing counters would put atomics on every
+ * request, which the data path avoids. Run one worker where an exact limit matters.
+ *
+ * HTTP/1.1 connections are counted; pass-through tunnels (tunnel.c) are not. */
+
+static void st_cb_set(struct stream *st, enum st_cb to)
+{
+	struct cb_cluster *cc = st->cc;
+	struct worker *w = st->d->w;
+	enum st_cb from = st->cb;
+	bool pend_from = from == ST_CB_QUEUED || from == ST_CB_WOKEN || from == ST_CB_CONNECTING;
+	bool pend_to = to == ST_CB_QUEUED || to == ST_CB_WOKEN || to == ST_CB_CONNECTING;
+	bool rq_from = from == ST_CB_CONNECTING || from == ST_CB_ACTIVE;
+	bool rq_to = to == ST_CB_CONNECTING || to == ST_CB_ACTIVE;
+
+	if (from == to)
+		return;
+	if (from == ST_CB_QUEUED) {
+		cb_list_del(&st->cb_wait);
+		cc->nqueued--;
+	} else if (from == ST_CB_WOKEN) {
+		cc->nwoken--;
+		loop_timer_cancel(w->loop, &st->cb_wake);
+	}
+	if (pend_from && !pend_to) {
+		cc->npending--;
+		STAT_DEC(w->st.urq_pending_active);
+	} else if (!pend_from && pend_to) {
+		cc->npending++;
+		STAT_INC(w->st.urq_pending_active);
+		STAT_INC(w->st.urq_pending_total);
+	}
+	if (rq_from && !rq_to)
+		cc->nrq--;
+	else if (!rq_from && rq_to)
+		cc->nrq++;
+	if (to == ST_CB_WOKEN)
+		cc->nwoken++;
+	st->cb = to;
+}
+
+/* A slot may have freed up: the oldest waiting request retries on the next iteration.
+ * One at a time (nwoken): the woken one kicks again once it has its connection. */
+static void cc_kick(struct worker *w, struct cb_cluster *cc)
+{
+	struct stream *st;
+
+	if (cc->nwoken || !cc->nqueued)
+		return;
+	st = container_of(cc->queue.next, struct stream, cb_wait);
+	if (st->cl->max_connections && cc->ncx >= st->cl->max_connections && !cc->nidle)
+		return;
+	st_cb_set(st, ST_CB_WOKEN);
+	loop_timer_arm(w->loop, &st->cb_wake, 0);
+}
+
+static void st_on_wake(struct loop *loop, struct loop_timer *t)
+{
+	struct stream *st = container_of(t, struct stream, cb_wake);
+	struct dconn *d = st->d;
+
+	(void)loop;
+	if (st->active && st->cb == ST_CB_WOKEN)
+		st_connect(st, false);
+	d_settle(d);
+}
+
+/* The request leaves its cluster's books (it ended, or went to a tunnel). */
+static void st_cb_end(struct stream *st)
+{
+	struct cb_cluster *cc = st->cc;
+
+	if (!cc)
+		return;
+	st_cb_set(st, ST_CB_NONE);
+	st->cc = NULL;
+	cc_kick(st->d->w, cc);     /* it may have been the one woken */
+	cb_unref(cc);
+}
+
+/* 503 UO: a circuit breaker said no. */
+static void st_overflow(struct stream *st)
+{
+	STAT_INC(st->d->w->st.urq_pending_overflow);
+	st_cb_set(st, ST_CB_NONE);
+	st_local_reply(st, 503, ALOG_F_UO, "upstream_reset_before_response_started{overflow}",
+	               "upstream connect error or disconnect/reset before headers. reset reason: overflow");
+}
+
+/* The request waits for a connection slot: in arrival order, or back at the head when it
+ * was woken and lost the slot. Returns -1 when it was answered 503 UO instead. */
+static int st_cb_wait(struct stream *st)
+{
+	struct cb_cluster *cc = st->cc;
+	bool head = st->cb == ST_CB_WOKEN;
+
+	if (st->cb == ST_CB_NONE && st->cl->max_pending && cc->npending >= st->cl->max_pending) {
+		st_overflow(st);
+		return -1;
+	}
+	st_cb_set(st, ST_CB_QUEUED);
+	if (head)
+		cb_list_add_head(&cc->queue, &st->cb_wait);
+	else
+		cb_list_add_tail(&cc->queue, &st->cb_wait);
+	cc->nqueued++;
+	cc_kick(st->d->w, cc);
+	return 0;
+}
+
+/* The request's connection is ready for it: no longer pending. */
+static void st_up_ready(struct stream *st)
+{
+	if (st->cb == ST_CB_CONNECTING)
+		st_cb_set(st, ST_CB_ACTIVE);
+	st_od(st, OD_CONNECT_OK, 0);
+}
+
+/* Moves a pooled connection's slot to the cluster of the request taking it (two clusters
+ * may share an endpoint, TLS context and names, hence a pool key). */
+static void u_cc_take(struct uconn *u, struct cb_cluster *cc)
+{
+	struct cb_cluster *old = u->cc;
+
+	if (u->cb_idle.next) {
+		cb_list_del(&u->cb_idle);
+		old->nidle--;
+	}
+	if (old == cc)
+		return;
+	cb_ref(cc);
+	cc->ncx++;
+	u->cc = cc;
+	if (old) {
+		old->ncx--;
+		cc_kick(u->w, old);
+		cb_unref(old);
+	}
+}
+
+/* Outlier detection: what happened on the request's endpoint (outlier.h). */
+static void st_od(struct stream *st, enum od_result r, int code)
+{
+	struct worker *w = st->d->w;
+	const struct cluster_eps *eps;
+
+	if (!st->cl || !st->cl->od.on || !st->cc || !st->ep_str[0])
+		return;
+	eps = cluster_eps_load(st->cl);
+	switch (od_report(&st->cc->od, &st->cl->od, st->ep_str, eps ? eps->n : 0, r, code,
+	                  loop_now_ms(w->loop))) {
+	case OD_EV_EJECTED:
+		STAT_INC(w->st.od_ejections_enforced);
+		STAT_INC(w->st.od_ejections_active);
+		log_info("fwd", "outlier detection: %s ejected from %s (worker %d)", st->ep_str,
+		         st->cl->name, w->id);
+		break;
+	case OD_EV_OVERFLOW:
+		STAT_INC(w->st.od_ejections_overflow);
+		break;
+	case OD_EV_NONE:
+	default:
+		break;
 	}
 }
 
@@ -1441,6 +1699,18 @@ static void st_h2_fallback(struct stream *st)
 	st_connect(st, false);
 }
 
+/* An attempt at the upstream begins: its response is parsed from scratch, framed by the
+ * request's method (no body for HEAD): a retry must not inherit a partial head from the
+ * failed one. */
+static void st_attempt_start(struct stream *st)
+{
+	struct worker *w = st->d->w;
+
+	h1_parser_init(&st->sp, false, st->req.method_id);
+	STAT_INC(w->st.urq_total);
+	st->up_start_ms = loop_now_ms(w->loop);
+}
+
 /* Tries to carry the request on an HTTP/2 stream. Returns false when the key is known to
  * be HTTP/1.1 only (the caller connects the HTTP/1.1 way). */
 static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, const char *sni,
@@ -1466,6 +1736,8 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 		free(u);
 		return false;
 	}
+	st_attempt_start(st);
+	st_cb_set(st, ST_CB_ACTIVE);
 	if (reused)
 		STAT_INC(w->st.urq_reused);
 	u->hs_done = true;
@@ -1504,7 +1776,8 @@ static void st_connect(struct stream *st, bool fresh)
 	char key[FWD_KEY_MAX];
 	size_t keylen;
 	struct pool_link *l;
-	struct uconn *u;
+	struct uconn *u = NULL;
+	struct cb_cluster *cc;
 	int fd, rc;
 
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
@@ -1520,11 +1793,22 @@ static void st_connect(struct stream *st, bool fresh)
 			vname = st->host;
 	}
 	build_pool_key(st, sni, vname, key, &keylen);
-	/* Each attempt parses its response from scratch, framed by the request's method (no
-	 * body for HEAD): a retry must not inherit a partial head from the failed one. */
-	h1_parser_init(&st->sp, false, st->req.method_id);
-	STAT_INC(w->st.urq_total);
-	st->up_start_ms = loop_now_ms(w->loop);
+	/* Circuit breakers (see above): http2MaxRequests, then first come first served, then
+	 * an idle connection, then maxConnections and http1MaxPendingRequests for a new one.
+	 * A request enters here not counted (NONE) or woken from the queue (WOKEN). */
+	if (!st->cc)
+		st->cc = cb_get(w->cb, cl->name, w->snap);
+	cc = st->cc;
+	if (cl->max_requests && cc->nrq >= cl->max_requests) {
+		st_overflow(st);
+		return;
+	}
+	if (st->cb == ST_CB_NONE && !st->retried && cc->nqueued + cc->nwoken > 0) {
+		st_cb_wait(st);
+		return;
+	}
+	/* HTTP/2 (up_h2.c): streams share connections, which maxConnections does not count
+	 * (Envoy counts an HTTP/2 connection as one; here it is not yet counted at all). */
 	if (cl->h2_alpn && cl->tls_ctx && (st->req.host_idx >= 0 || st->req.target_form == H1_TF_ABSOLUTE)) {
 		struct tls_verify_names names;
 
@@ -1534,12 +1818,38 @@ static void st_connect(struct stream *st, bool fresh)
 	}
 	if (!fresh && (l = pool_take(w->pool, key, keylen)) != NULL) {
 		u = container_of(l, struct uconn, link);
+		if (u->cc != cc && cl->max_connections && cc->ncx >= cl->max_connections) {
+			/* Pooled by another cluster with the same key: taking it would put this one
+			 * over its limit. */
+			pool_put(w->pool, key, keylen, l);
+			u = NULL;
+		}
+	}
+	if (!u && cl->max_connections && cc->ncx >= cl->max_connections) {
+		if (cb_list_empty(&cc->idle)) {
+			STAT_INC(w->st.ucx_overflow);
+			st_cb_wait(st);
+			return;
+		}
+		/* An idle connection to another endpoint holds a slot nobody is using. */
+		u_close(container_of(cc->idle.next, struct uconn, cb_idle));
+	}
+	if (!u && st->cb == ST_CB_NONE && cl->max_pending && cc->npending >= cl->max_pending) {
+		st_overflow(st);
+		return;
+	}
+	st_attempt_start(st);
+	if (u) {
 		STAT_DEC(w->st.pool_idle);
 		STAT_INC(w->st.urq_reused);
 		loop_timer_cancel(w->loop, &u->timer);
+		u_cc_take(u, cc);
 		u->st = st;
 		st->u = u;
 		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
+		st_cb_set(st, ST_CB_ACTIVE);
+		st_od(st, OD_CONNECT_OK, 0);
+		cc_kick(w, cc);      /* when woken: the next one may find a slot too */
 		st_send_head(st);
 		d_forward_body(d);   /* flushes */
 		return;
@@ -1560,6 +1870,11 @@ static void st_connect(struct stream *st, bool fresh)
 	u->w = w;
 	u->st = st;
 	st->u = u;
+	u->cc = cc;
+	cb_ref(cc);
+	cc->ncx++;
+	st_cb_set(st, ST_CB_CONNECTING);
+	cc_kick(w, cc);
 	memcpy(u->key, key, keylen);
 	u->keylen = keylen;
 	u->max_req = cl->max_requests_per_conn;
@@ -1682,6 +1997,7 @@ static void st_detach(struct stream *st)
 	struct worker *w = st->d->w;
 
 	loop_timer_cancel(w->loop, &st->timeout);
+	st_cb_end(st);
 	st->active = false;
 	STAT_DEC(w->st.rq_active);
 	if (st->snap) {
@@ -1911,18 +2227,28 @@ static void st_pick_endpoint(struct stream *st)
 	struct worker *w = d->w;
 	struct cluster_eps *eps;
 	const struct cluster_ep *ep;
+	const uint8_t *excl = NULL;
 
 	if (d->sidecar && st->cl->discovery == CLUSTER_ORIGINAL_DST) {
 		st_original_dst(st);
 		return;
 	}
 	eps = cluster_eps_load(st->cl);
-	if (st->cl->index < w->nrr)
-		ep = cluster_pick(st->cl, eps, &w->rr[st->cl->index], NULL, worker_rand(w));
-	else
-		ep = cluster_pick(st->cl, eps, &w->rr[0], NULL, worker_rand(w));
+	if (st->cl->od.on) {
+		/* Outlier detection: ejected endpoints are skipped (outlier.h). */
+		size_t back;
+
+		if (!st->cc)
+			st->cc = cb_get(w->cb, st->cl->name, w->snap);
+		back = od_sweep(&st->cc->od, &st->cl->od, eps, loop_now_ms(w->loop));
+		while (back--)
+			STAT_DEC(w->st.od_ejections_active);
+		excl = od_excluded(&st->cc->od, &st->cl->od, eps);
+	}
+	ep = cluster_pick_ex(st->cl, eps, &w->rr[st->cl->index < w->nrr ? st->cl->index : 0], NULL,
+	                     worker_rand(w), excl);
 	if (!ep) {
-		if (atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
+		if (!excl && atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
 			STAT_INC(w->st.dns_fail);
 			st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
 			               "dns resolution failure");
@@ -2084,6 +2410,7 @@ static void st_finish(struct stream *st)
 	STAT_ADD(w->st.bytes_in, st->bytes_in);
 	STAT_ADD(w->st.bytes_out, st->bytes_out);
 	st_log(st);
+	st_cb_end(st);
 	if (st->u) {
 		struct uconn *u = st->u;
 
@@ -2145,6 +2472,7 @@ static void d_close(struct dconn *d)
 			dns_cancel(st->dnsq);
 			st->dnsq = NULL;
 		}
+		st_cb_end(st);
 		d->closing = true;
 		st->active = false;
 		loop_timer_cancel(w->loop, &st->timeout);
@@ -2277,6 +2605,7 @@ static void d_process(struct dconn *d)
 		st->start_ms = loop_now_ms(w->loop);
 		st->snap = snap_ref(d->snap);
 		loop_timer_init(&st->timeout, st_on_timeout);
+		loop_timer_init(&st->cb_wake, st_on_wake);
 		loop_timer_cancel(w->loop, &d->timer);
 		STAT_INC(w->st.rq_active);
 		d->nreq++;

@@ -403,9 +403,43 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 		                           (uint32_t)http->max_requests_per_connection : 0;
 		c->max_pending = http->http1_max_pending_requests > 0 ?
 		                 (uint32_t)http->http1_max_pending_requests : 0;
+		c->max_requests = http->http2_max_requests > 0 ? (uint32_t)http->http2_max_requests : 0;
 		c->h2_upstream = http->h2_upgrade_policy == DR_H2_UPGRADE;
 		c->h2_no_upgrade = http->h2_upgrade_policy == DR_H2_DO_NOT_UPGRADE;
 	}
+}
+
+/* outlierDetection as Istio's applyOutlierDetection hands it to Envoy, with Envoy's
+ * defaults for what it leaves unset (semantics: outlier.h). */
+static void snap_cluster_outlier(struct cluster *c, const struct dr_outlier_detection *od)
+{
+	struct od_config *o = &c->od;
+
+	memset(o, 0, sizeof(*o));
+	if (!od)
+		return;
+	o->on = true;
+	o->consecutive_5xx = OD_DEFAULT_CONSECUTIVE_5XX;
+	if (od->consecutive_errors > 0) {
+		/* Deprecated: gateway errors only (istio/api#617). */
+		o->consecutive_gateway = (uint32_t)od->consecutive_errors;
+		o->consecutive_5xx = 0;
+	}
+	if (od->consecutive_5xx_errors.set)
+		o->consecutive_5xx = od->consecutive_5xx_errors.value;
+	if (od->consecutive_gateway_errors.set)
+		o->consecutive_gateway = od->consecutive_gateway_errors.value;
+	o->split = od->split_external_local_origin_errors;
+	if (o->split)
+		o->consecutive_local = od->consecutive_local_origin_failures.value;
+	o->interval_ms = od->interval_ms > 0 ? (uint64_t)od->interval_ms : OD_DEFAULT_INTERVAL_MS;
+	o->base_ejection_ms = od->base_ejection_time_ms > 0 ? (uint64_t)od->base_ejection_time_ms
+	                                                    : OD_DEFAULT_BASE_EJECTION_MS;
+	o->max_ejection_ms = o->base_ejection_ms > OD_DEFAULT_MAX_EJECTION_MS ? o->base_ejection_ms
+	                                                                      : OD_DEFAULT_MAX_EJECTION_MS;
+	o->max_ejection_percent = od->max_ejection_percent > 0 ? (uint32_t)od->max_ejection_percent
+	                                                       : OD_DEFAULT_MAX_EJECTION_PCT;
+	o->min_health_percent = od->min_health_percent > 0 ? (uint32_t)od->min_health_percent : 0;
 }
 
 /* ---- upstream TLS ---- */
@@ -663,6 +697,7 @@ static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ck
 	atomic_init(&c->dns_failed, false);
 	snap_cluster_discovery(b, c, ser);
 	snap_cluster_policy(c, &pol);
+	snap_cluster_outlier(c, pol.od);
 	snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
 
 	bc->c = c;

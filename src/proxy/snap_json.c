@@ -18,7 +18,12 @@
  *                              "crl", "error" },
  *                     "connect_timeout_ms", "idle_timeout_ms",
  *                     "max_requests_per_connection", "max_connections",
- *                     "max_pending_requests", "h2_upgrade" } ] }
+ *                     "max_pending_requests", "max_requests", "h2_upgrade",
+ *                     "outlier_detection"?: { "consecutive_5xx", "consecutive_gateway_errors",
+ *                          "split_external_local_origin_errors",
+ *                          "consecutive_local_origin_failures", "interval_ms",
+ *                          "base_ejection_time_ms", "max_ejection_time_ms",
+ *                          "max_ejection_percent", "min_health_percent" } } ] }
  *
  * Lists keep the snapshot's order (listeners by port, clusters by name, routes in match
  * order), keys a fixed order: the same configuration always dumps the same bytes (but
@@ -424,7 +429,22 @@ static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *b
 	snap_json_int(j, "max_requests_per_connection", c->max_requests_per_conn);
 	snap_json_int(j, "max_connections", c->max_connections);
 	snap_json_int(j, "max_pending_requests", c->max_pending);
+	snap_json_int(j, "max_requests", c->max_requests);
 	snap_json_bool(j, "h2_upgrade", c->h2_upstream);
+	if (c->od.on) {
+		/* The values in force, Istio's and Envoy's defaults applied (outlier.h). */
+		snap_json_obj_begin(j, "outlier_detection");
+		snap_json_int(j, "consecutive_5xx", c->od.consecutive_5xx);
+		snap_json_int(j, "consecutive_gateway_errors", c->od.consecutive_gateway);
+		snap_json_bool(j, "split_external_local_origin_errors", c->od.split);
+		snap_json_int(j, "consecutive_local_origin_failures", c->od.consecutive_local);
+		snap_json_int(j, "interval_ms", (long long)c->od.interval_ms);
+		snap_json_int(j, "base_ejection_time_ms", (long long)c->od.base_ejection_ms);
+		snap_json_int(j, "max_ejection_time_ms", (long long)c->od.max_ejection_ms);
+		snap_json_int(j, "max_ejection_percent", c->od.max_ejection_percent);
+		snap_json_int(j, "min_health_percent", c->od.min_health_percent);
+		snap_json_obj_end(j);
+	}
 	snap_json_obj_end(j);
 }
 

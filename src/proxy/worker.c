@@ -1,5 +1,6 @@
 #include "proxy/worker.h"
 #include "proxy/up_h2.h"
+#include "proxy/cbreak.h"
 #include "proxy/pool.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
@@ -280,6 +281,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		w->pool = pool_new();
 		w->uh2 = uh2_table_new(w);
 		w->sess = tls_sess_cache_new(1024);
+		w->cb = cb_table_new();
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
 		worker_adopt(w, snap_ref(s));
@@ -397,6 +399,7 @@ void proxy_free(struct proxy *p)
 			snap_unref(w->snap);
 		pool_free(w->pool);
 		dns_free(w->dns);
+		cb_table_free(w->cb);
 		tls_sess_cache_free(w->sess);
 		loop_free(w->loop);
 		free(w->rr);

@@ -35,6 +35,7 @@ struct pool;
 struct uh2_table;
 struct proxy;
 struct dns;
+struct cb_table;
 
 /* Counters are written by one worker and read by the admin thread: a relaxed load/store
  * pair (no lock prefix) is enough and costs what a plain increment costs. */
@@ -67,6 +68,10 @@ struct wstats {
 	/* Upstream HTTP/2 (up_h2.c): connections that negotiated h2, and those whose server
 	 * chose HTTP/1.1 instead. */
 	stat_t ucx_h2, ucx_h2_fallback;
+	/* Circuit breaking (DestinationRule connectionPool) and outlier detection, as Envoy
+	 * names them; per worker, summed (the limits are per worker, see fwd.c). */
+	stat_t ucx_overflow, urq_pending_overflow, urq_pending_total, urq_pending_active;
+	stat_t od_ejections_enforced, od_ejections_active, od_ejections_overflow;
 };
 
 struct wlistener {
@@ -106,6 +111,7 @@ struct worker {
 	void *st_free;                  /* fwd.c's free streams, and how many */
 	unsigned nst_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
+	struct cb_table *cb;            /* per-cluster circuit breakers, outlier state */
 };
 
 /* Process-wide state shared (read-only after start) by the workers. */

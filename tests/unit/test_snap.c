@@ -624,6 +624,81 @@ static const char *precedence_yaml =
 	"  - match: [{uri: {prefix: /e}}]\n"
 	"    route: [{destination: {host: svc.example.com, subset: s3, port: {number: 80}}}]\n";
 
+/* outlierDetection as Istio hands it to Envoy: the deprecated consecutiveErrors means
+ * gateway errors only; unset fields take Envoy's defaults; a port-level block replaces the
+ * top level's. http2MaxRequests is kept too. */
+static const char *outlier_yaml =
+	"apiVersion: networking.istio.io/v1beta1\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: od}\n"
+	"spec:\n"
+	"  hosts: [od.example.com]\n"
+	"  ports:\n"
+	"  - {number: 80, name: http, protocol: HTTP}\n"
+	"  - {number: 81, name: http-b, protocol: HTTP}\n"
+	"  - {number: 82, name: http-c, protocol: HTTP}\n"
+	"  resolution: DNS\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1beta1\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: od}\n"
+	"spec:\n"
+	"  host: od.example.com\n"
+	"  trafficPolicy:\n"
+	"    connectionPool: {http: {http2MaxRequests: 11}}\n"
+	"    outlierDetection: {consecutiveErrors: 4}\n"
+	"    portLevelSettings:\n"
+	"    - port: {number: 81}\n"
+	"      outlierDetection:\n"
+	"        consecutive5xxErrors: 0\n"
+	"        consecutiveGatewayErrors: 2\n"
+	"        splitExternalLocalOriginErrors: true\n"
+	"        consecutiveLocalOriginFailures: 3\n"
+	"        interval: 2s\n"
+	"        baseEjectionTime: 400s\n"
+	"        maxEjectionPercent: 30\n"
+	"        minHealthPercent: 20\n"
+	"    - port: {number: 82}\n"
+	"      outlierDetection: {}\n";
+
+static void outlier_policy(void **state)
+{
+	struct env *e = *state;
+	const struct snap *s;
+	const struct cluster *c;
+
+	put(e, "od.yaml", outlier_yaml);
+	s = build(e, SNAP_ROLE_SIDECAR, "default", NULL, true);
+	check_invariants(s);
+	c = cl(s, "outbound|80||od.example.com");
+	assert_int_equal(c->max_requests, 11);
+	assert_true(c->od.on);
+	assert_int_equal(c->od.consecutive_5xx, 0);
+	assert_int_equal(c->od.consecutive_gateway, 4);
+	assert_false(c->od.split);
+	assert_int_equal(c->od.interval_ms, 10000);
+	assert_int_equal(c->od.base_ejection_ms, 30000);
+	assert_int_equal(c->od.max_ejection_ms, 300000);
+	assert_int_equal(c->od.max_ejection_percent, 10);
+	assert_int_equal(c->od.min_health_percent, 0);
+	c = cl(s, "outbound|81||od.example.com");
+	assert_int_equal(c->max_requests, 0);
+	assert_int_equal(c->od.consecutive_5xx, 0);
+	assert_int_equal(c->od.consecutive_gateway, 2);
+	assert_true(c->od.split);
+	assert_int_equal(c->od.consecutive_local, 3);
+	assert_int_equal(c->od.interval_ms, 2000);
+	assert_int_equal(c->od.base_ejection_ms, 400000);
+	assert_int_equal(c->od.max_ejection_ms, 400000);
+	assert_int_equal(c->od.max_ejection_percent, 30);
+	assert_int_equal(c->od.min_health_percent, 20);
+	/* An empty block: on, with consecutive 5xx at Envoy's 5. */
+	c = cl(s, "outbound|82||od.example.com");
+	assert_true(c->od.on);
+	assert_int_equal(c->od.consecutive_5xx, 5);
+	assert_int_equal(c->od.consecutive_gateway, 0);
+}
+
 static void policy_precedence(void **state)
 {
 	struct env *e = *state;
@@ -1366,6 +1441,7 @@ int main(void)
 		T(nginx_mtls_secret_missing),
 		T(nginx_mtls_secret_layouts),
 		T(policy_precedence),
+		T(outlier_policy),
 		T(dr_lookup_order),
 		T(gateway_wildcard_hosts),
 		T(match_filtering),

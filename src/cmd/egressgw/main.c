@@ -607,6 +607,28 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)sum.v[OFF(tun_active)],
 		          (unsigned long long)sum.v[OFF(passthrough)],
 		          (unsigned long long)sum.v[OFF(blackhole)]);
+		/* Circuit breakers and outlier detection (Envoy's names; summed over workers). */
+		sbuf_addf(body,
+		          "# TYPE egressgw_upstream_cx_overflow counter\negressgw_upstream_cx_overflow %llu\n"
+		          "# TYPE egressgw_upstream_rq_pending_overflow counter\n"
+		          "egressgw_upstream_rq_pending_overflow %llu\n"
+		          "# TYPE egressgw_upstream_rq_pending_total counter\n"
+		          "egressgw_upstream_rq_pending_total %llu\n"
+		          "# TYPE egressgw_upstream_rq_pending_active gauge\n"
+		          "egressgw_upstream_rq_pending_active %llu\n"
+		          "# TYPE egressgw_outlier_detection_ejections_enforced_total counter\n"
+		          "egressgw_outlier_detection_ejections_enforced_total %llu\n"
+		          "# TYPE egressgw_outlier_detection_ejections_active gauge\n"
+		          "egressgw_outlier_detection_ejections_active %llu\n"
+		          "# TYPE egressgw_outlier_detection_ejections_overflow counter\n"
+		          "egressgw_outlier_detection_ejections_overflow %llu\n",
+		          (unsigned long long)sum.v[OFF(ucx_overflow)],
+		          (unsigned long long)sum.v[OFF(urq_pending_overflow)],
+		          (unsigned long long)sum.v[OFF(urq_pending_total)],
+		          (unsigned long long)sum.v[OFF(urq_pending_active)],
+		          (unsigned long long)sum.v[OFF(od_ejections_enforced)],
+		          (unsigned long long)sum.v[OFF(od_ejections_active)],
+		          (unsigned long long)sum.v[OFF(od_ejections_overflow)]);
 		sbuf_adds(body, "# TYPE egressgw_upstream_tls_failure counter\n");
 		for (int i = 0; i < STATS_TLS_CATS; i++)
 			sbuf_addf(body, "egressgw_upstream_tls_failure{reason=\"%s\"} %llu\n",
