@@ -122,7 +122,10 @@ void h2_limits_default(struct h2_limits *l)
 	l->empty_rate = 100;
 	l->empty_burst = 1000;
 	l->stream_window = 256 * 1024;
-	l->connection_window = 4 * 1024 * 1024;
+	/* max_concurrent_streams x stream_window: streams whose readers stall (each holding
+	 * its stream window) never use up the connection's window, which would starve every
+	 * other stream on it; memory stays bounded by the stream windows. */
+	l->connection_window = 100 * 256 * 1024;
 	l->stream_send_buffer = 64 * 1024;
 	l->output_buffer = 64 * 1024;
 }

@@ -90,7 +90,9 @@
  *   - max_empty_frames 16 consecutive DATA frames with no payload and no END_STREAM on one
  *     stream, and empty_rate 100/s, empty_burst 1000 per session (nghttp2 1.52 has no
  *     glitch limiter): past either, GOAWAY(ENHANCE_YOUR_CALM).
- *   - stream_window 256 KiB, connection_window 4 MiB: receive windows (above).
+ *   - stream_window 256 KiB, connection_window 25 MiB (100 x 256 KiB: streams stalled by
+ *     slow readers cannot use up the connection's window and starve the others; memory
+ *     stays bounded by the per-stream windows): receive windows (above).
  *   - stream_send_buffer 64 KiB per stream, output_buffer 64 KiB per session (soft: one
  *     frame may overshoot it): the memory this module holds for sending.
  * nghttp2's HTTP messaging checks stay on and are relied upon (each verified by a test):
@@ -157,7 +159,7 @@ struct h2_limits {
 	uint32_t empty_rate;             /* 100 per second, per session */
 	uint32_t empty_burst;            /* 1000 */
 	uint32_t stream_window;          /* 262144 (SETTINGS_INITIAL_WINDOW_SIZE) */
-	uint32_t connection_window;      /* 4194304 */
+	uint32_t connection_window;      /* 26214400 */
 	uint32_t stream_send_buffer;     /* 65536 */
 	uint32_t output_buffer;          /* 65536 */
 };

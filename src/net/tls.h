@@ -190,6 +190,10 @@ struct tls_verify_names {
  * on allocation (abort); errors surface from tls_handshake. */
 struct tls_conn *tls_client_new(struct tls_ctx *ctx, int fd, const char *sni,
                                 const struct tls_verify_names *names);
+/* Replaces the ALPN list the context offers, for this connection only (n 0: none); call
+ * before the first tls_handshake. The HTTP/1.1 path of a cluster whose context offers h2
+ * offers only "http/1.1" this way. */
+void tls_client_alpn(struct tls_conn *c, const char *const *alpn, size_t n);
 /* Session resumption for a client connection: call after tls_client_new and before the
  * first tls_handshake. endpoint is the address connected to. cache must outlive conn. */
 void tls_client_resume(struct tls_conn *c, struct tls_sess_cache *cache,

@@ -649,6 +649,10 @@ static void st_local_reply(struct stream *st, int code, unsigned flags, const ch
 	st->code = code;
 	st->flags |= flags;
 	st->details = details;
+	/* "connection: close" said is connection closed: a client that asked for it may wait
+	 * for the close to end its read. */
+	if (!st->req.keep_alive)
+		st->resp_close = true;
 	if (st->resp_started) {
 		/* Too late for a status: the client sees the connection end early. */
 		st->resp_close = true;
@@ -728,7 +732,7 @@ static void u_close(struct uconn *u)
 	struct worker *w = u->w;
 
 	if (u->h2) {
-		uh2_detach(u->h2);
+		uh2_detach(u->h2, false);
 		loop_timer_cancel(w->loop, &u->kick);
 		free(u->in);
 		iob_free(&u->out);
@@ -825,7 +829,15 @@ static void u_release(struct uconn *u, bool reusable)
 
 	u->st = NULL;
 	u->nreq++;
-	if (u->h2 || !reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
+	if (u->h2) {
+		/* Never pooled (the connection is up_h2.c's); a complete exchange leaves the
+		 * stream to end by itself rather than be reset. */
+		uh2_detach(u->h2, reusable && iob_used(&u->out) == 0);
+		u->h2 = NULL;
+		u_close(u);
+		return;
+	}
+	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
 	    u->in_len > u->in_pos || iob_used(&u->out) > 0) {
 		u_close(u);
 		return;
@@ -1696,6 +1708,7 @@ static void st_h2_fallback(struct stream *st)
 	st->u = NULL;
 	u->st = NULL;
 	u_close(u);
+	STAT_DEC(st->d->w->st.urq_total);   /* the same attempt, on another connection */
 	st_connect(st, false);
 }
 
@@ -1748,9 +1761,9 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	loop_timer_init(&u->kick, u_on_kick);
 	snprintf(st->up_local, sizeof(st->up_local), "%s", uh2_local(u->h2));
 	st_send_head(st);
-	d_forward_body(d);
 	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
 	fwd_uh2_kick(u);
+	d_forward_body(d);   /* may end the request, and free u (cancelling the kick) */
 	return true;
 }
 
@@ -1890,6 +1903,13 @@ static void st_connect(struct stream *st, bool fresh)
 
 		st_verify_names(st, &names);
 		u->tls = tls_client_new(cl->tls_ctx, fd, sni, &names);
+		if (cl->h2_alpn) {
+			/* The context offers h2 for up_h2.c's connections; this one speaks
+			 * HTTP/1.1 and must not let the server pick h2. */
+			static const char *const h1_only[] = { "http/1.1" };
+
+			tls_client_alpn(u->tls, h1_only, 1);
+		}
 		tls_client_resume(u->tls, w->sess, &st->ep);
 	}
 	loop_io_add(w->loop, &u->io, LOOP_READ | LOOP_WRITE);
@@ -2832,6 +2852,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 void fwd_drain(struct worker *w)
 {
 	struct dconn *d = w->dconns, *next;
+
+	uh2_drain(w->uh2);
 
 	for (; d; d = next) {
 		next = d->next;

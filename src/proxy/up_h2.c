@@ -27,6 +27,7 @@
 #define UH2_READ_BUF    16384
 #define UH2_ROUNDS      16
 #define UH2_MAX_STREAMS 100      /* per connection while its SETTINGS are not known */
+#define UH2_MAX_INTERIM 16       /* 1xx heads per response */
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -83,6 +84,9 @@ struct uh2s {
 	bool chunked;                   /* response rendered with chunked framing */
 	bool failed;
 	bool fallback;
+	bool reused;                    /* put on a connection that was already up */
+	bool head;                      /* a HEAD request: no body whatever the head says */
+	unsigned ninterim;              /* 1xx heads received */
 	struct sbuf rb;                 /* the response as HTTP/1.1, rb_off bytes taken */
 	size_t rb_off;
 	size_t unconsumed;              /* DATA bytes not yet released to the window */
@@ -195,8 +199,12 @@ static void c_fail(struct uh2c *c, unsigned flags, const char *details, const ch
 
 	if (c->state == C_DEAD)
 		return;
+	/* A connection the server closed may have been idle-closed as our request went out
+	 * (no GOAWAY): a stream on a connection that was already up may be retried (the
+	 * request is bodiless and idempotent: st_upstream_failed decides), as a request on a
+	 * stale pooled HTTP/1.1 connection is. */
 	for (s = c->streams; s; s = s->next)
-		s_fail(s, flags, details, reason, false, timeout);
+		s_fail(s, flags, details, reason, s->reused && (flags & ALOG_F_UC), timeout);
 	if (c->s)
 		h2_abort(c->s);   /* on_stream_close for open streams: already failed above */
 	while ((s = c->streams) != NULL)
@@ -315,6 +323,14 @@ static void cb_response(struct h2_session *sess, void *user, int32_t id, void *s
 	if (!s)
 		return;
 	start = s->rb.len;
+	/* Interim heads are not flow-controlled: a server sending them without end would
+	 * grow rb (and the client's buffer) without bound. */
+	if (rs->status < 200 && ++s->ninterim > UH2_MAX_INTERIM) {
+		h2_reset_stream(sess, id, H2_PROTOCOL_ERROR);
+		s_fail(s, ALOG_F_UPE, "upstream_reset_before_response_started{protocol_error}",
+		       "too many interim (1xx) responses", false, false);
+		return;
+	}
 	if (h2_response_to_h1(rs, &s->rb) < 0) {
 		s->rb.len = start;
 		h2_reset_stream(sess, id, H2_PROTOCOL_ERROR);
@@ -330,7 +346,7 @@ static void cb_response(struct h2_session *sess, void *user, int32_t id, void *s
 		else if (!rs->end_stream) {
 			sbuf_adds(&s->rb, "transfer-encoding: chunked\r\n");
 			s->chunked = true;
-		} else if (rs->status != 204 && rs->status != 304)
+		} else if (rs->status != 204 && rs->status != 304 && !s->head)
 			sbuf_adds(&s->rb, "content-length: 0\r\n");
 	}
 	sbuf_adds(&s->rb, "\r\n");
@@ -510,7 +526,8 @@ static void c_ready(struct uh2c *c)
 			s_submit(s);
 		s_kick(s);
 	}
-	c_flush(c);
+	if (c_flush(c) == 0)
+		c_idle_check(c);    /* every request may have gone while it connected */
 }
 
 static void c_handshake(struct uh2c *c)
@@ -733,6 +750,7 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 	} else {
 		*reused = c->state == C_READY;
 	}
+	s->reused = *reused;
 	s->c = c;
 	s->next = c->streams;
 	if (c->streams)
@@ -746,7 +764,7 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 	return s;
 }
 
-void uh2_detach(struct uh2s *s)
+void uh2_detach(struct uh2s *s, bool complete)
 {
 	struct uh2c *c = s->c;
 
@@ -754,10 +772,14 @@ void uh2_detach(struct uh2s *s)
 		if (c->s && s->id > 0) {
 			h2_stream_set_user(c->s, s->id, NULL);
 			/* A stream still open (the client went away, the route timed out, the
-			 * response ended before our request body): cancel it at the server. */
-			if (!s->closed && !(s->resp_ended && s->body_ended))
+			 * response ended before our request body): cancel it at the server. One
+			 * whose exchange is complete by its framing may still wait for the server's
+			 * END_STREAM (an empty DATA frame, a 204 without it): left to end by itself,
+			 * since servers count client resets against Rapid Reset limits. */
+			if (!s->closed && !(s->resp_ended && s->body_ended) &&
+			    !(complete && s->body_ended))
 				h2_reset_stream(c->s, s->id, H2_CANCEL);
-			else if (s->unconsumed)
+			if (s->unconsumed)
 				h2_consume(c->s, s->id, s->unconsumed);
 		}
 		s_unlink(s);
@@ -772,6 +794,7 @@ void uh2_detach(struct uh2s *s)
 void uh2_submit(struct uh2s *s, const struct h2_request *rq)
 {
 	s->body_ended = rq->end_stream;
+	s->head = rq->method.len == 4 && memcmp(rq->method.p, "HEAD", 4) == 0;
 	if (s->failed)
 		return;
 	s->pending = h2_request_dup(rq);

@@ -87,8 +87,10 @@ void uh2_drain(struct uh2_table *t);
  * use an HTTP/1.1 connection. reused: the connection was already up. */
 struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, size_t keylen,
                         const struct uh2_target *tg, bool *reused);
-/* The stream's owner goes away: resets the HTTP/2 stream if still open, frees s. */
-void uh2_detach(struct uh2s *s);
+/* The stream's owner goes away: resets the HTTP/2 stream (CANCEL) if still open, unless
+ * complete (the response was whole by its framing and the request body was all sent: the
+ * stream is left to end by itself), and frees s. */
+void uh2_detach(struct uh2s *s, bool complete);
 
 /* The request head (strings copied when the connection is not up yet). Call once. */
 void uh2_submit(struct uh2s *s, const struct h2_request *rq);

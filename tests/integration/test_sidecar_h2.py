@@ -16,7 +16,7 @@ import time
 import pytest
 
 from gwlib import read_response, wait_port
-from sidecarlib import CNN, EGW_HOST
+from sidecarlib import CNN, EGW_HOST, Egressgw
 from test_h2_mesh import MiB, SiteHandler, payload
 from test_h2_mesh import Site as PySite
 from test_sidecar import Topology, apply_cnn, wait_routed
@@ -159,6 +159,9 @@ def test_http11_when_the_gateway_does_not_offer_h2(tmp_path, ctl, egressctl_bin,
                 break
             time.sleep(0.1)
         assert status == 200 and digest.decode() == hashlib.sha256(body).hexdigest()
+        # The POST that met the fallback was not lost on the way (no 503 before the 200).
+        posts = [ln for ln in t.sidecar.log_lines() if '"POST /upload' in ln]
+        assert posts and not any('" 503 ' in ln for ln in posts), posts
         assert t.sidecar.stat("upstream_cx_http2_fallback") == 1
         assert t.sidecar.stat("upstream_cx_http2_total") == 0
         for _ in range(3):
@@ -193,3 +196,71 @@ def test_do_not_upgrade_keeps_the_mesh_hop_on_http11(tmp_path, ctl, egressctl_bi
         assert g["proto"] == "HTTP/1.1", g.string
     finally:
         _stop(t)
+
+
+def test_after_a_fallback_http11_connections_do_not_offer_h2(tmp_path, ctl, egressctl_bin,
+                                                             store, walkthrough,
+                                                             walkthrough_certs):
+    """The key is remembered as HTTP/1.1 only; the gateway then restarts with HTTP/2 on.
+    The sidecar's HTTP/1.1 connections must offer only http/1.1 by ALPN, or the gateway
+    would pick h2 and read an HTTP/1.1 request as a broken connection preface."""
+    t = _topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
+                  gw_extra=["--no-http2"])
+    try:
+        apply_cnn(t)
+        wait_routed(t)
+        assert t.sidecar.stat("upstream_cx_http2_fallback") == 1
+        assert t.gateway.stop() == 0
+        t.gateway = Egressgw(tmp_path, "gateway2", "gateway", store, t.gw_id, t.hosts, t.dns,
+                             env={"SSL_CERT_FILE": str(t.demo_ca)},
+                             extra=["--namespace", "istio-system", "--labels",
+                                    "istio=egressgateway", "--listen-address", t.gw_ip])
+        wait_port(t.gw_ip, 80, proc=t.gateway.proc)
+        for _ in range(5):
+            status, _, _ = proxy_request(t.sidecar.outbound, "GET", "/politics")
+            assert status == 200, t.sidecar.log_lines()[-3:]
+        lines = t.gateway.log_lines()
+        assert len(lines) == 5 and all('HTTP/1.1" 200 ' in ln for ln in lines), lines
+    finally:
+        _stop(t)
+
+
+def test_slow_readers_do_not_starve_the_shared_connection(h2topo):
+    """Twenty application clients stop reading large responses: each stream holds its
+    window (256 KiB) at the sidecar, 5 MiB together, more than a 4 MiB connection window
+    would allow. A request next to them must still complete."""
+    t = h2topo
+    stalled = []
+    try:
+        for _ in range(20):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.settimeout(10)
+            s.connect(("127.0.0.1", t.sidecar.outbound))
+            s.sendall(f"GET http://{CNN}/big/{6 * MiB} HTTP/1.1\r\nHost: {CNN}\r\n\r\n".encode())
+            assert s.recv(64).startswith(b"HTTP/1.1 200 ")
+            stalled.append(s)
+        time.sleep(1)     # the upstream has pushed what the windows allow
+        t0 = time.time()
+        status, _, body = proxy_request(t.sidecar.outbound, "GET", f"/big/{1 * MiB}", timeout=10)
+        assert status == 200 and body == payload(1 * MiB)
+        assert time.time() - t0 < 5
+        assert t.sidecar.stat("upstream_cx_http2_total") == 1
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_a_malformed_chunked_body_on_a_ready_stream(h2topo):
+    """A request whose chunked body is bad from its first bytes, on an HTTP/2 connection
+    already up: 400 and closed, the stream cancelled; the sidecar keeps serving (this
+    freed the request's upstream state twice, which ASan builds catch)."""
+    t = h2topo
+    with socket.create_connection(("127.0.0.1", t.sidecar.outbound), timeout=10) as s:
+        s.sendall(f"POST http://{CNN}/upload HTTP/1.1\r\nHost: {CNN}\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\nzz\r\n".encode())
+        status, _, _ = read_response(s)
+    assert status == 400
+    for _ in range(3):
+        assert proxy_request(t.sidecar.outbound, "GET", "/politics")[0] == 200
+    assert t.sidecar.proc.poll() is None

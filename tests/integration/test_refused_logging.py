@@ -1,11 +1,7 @@
-"""Hardening tests (issue 6) that expose bugs in files this suite's author may not edit
-(src/proxy/fwd.c). They fail until the bug is fixed; each says where it is.
-
-1. A request the parser refuses is logged with protocol "HTTP/1.0" whatever the client
-   sent: fwd.c d_process, H1_ERROR branch, zeroes st->req (version_minor 0) and st_log
-   prints version_minor 0 as "HTTP/1.0". Envoy logs such a request as "- - HTTP/1.1"
-   (its HTTP/1 codec's protocol); an operator reading "HTTP/1.0" looks for the wrong
-   client."""
+"""A regression test from the hardening issue: a request the parser refuses is logged with
+the codec's protocol, "HTTP/1.1", as Envoy logs it ("- - HTTP/1.1"), not "HTTP/1.0" (fwd.c
+d_process's H1_ERROR branch once zeroed the parsed version). An operator reading
+"HTTP/1.0" would look for the wrong client."""
 import pytest
 
 from conftest import Ctl
