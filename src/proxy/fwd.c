@@ -162,7 +162,7 @@ struct dconn {
 	struct loop_timer kick;         /* deferred work on the next loop iteration */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
-	char sni[256];
+	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -402,11 +402,17 @@ static int io_write(int fd, struct tls_conn *tls, struct iobuf *b, bool *blocked
 }
 
 /* Reads into a growable input buffer. Returns bytes read (> 0), 0 on EOF, -1 on error,
- * -2 when nothing is available now. */
+ * -2 when nothing is available now. *drained (may be NULL) is set when a plain socket
+ * gave less than asked: it is empty now, and reading again would only find EAGAIN (the
+ * level-triggered loop says when more comes). */
 static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, size_t *cap,
-                       size_t max)
+                       size_t max, bool *drained)
 {
 	ssize_t n;
+	size_t want;
+
+	if (drained)
+		*drained = false;
 
 	if (!*buf) {
 		/* No buffer (an idle connection keeps none): read into the stack first, so that
@@ -424,6 +430,8 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 			} while (n < 0 && errno == EINTR);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return -2;
+			if (drained && n > 0 && (size_t)n < sizeof(tmp))
+				*drained = true;
 		}
 		if (n <= 0)
 			return n;
@@ -443,16 +451,19 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 		*buf = xrealloc(*buf, ncap);
 		*cap = ncap;
 	}
+	want = *cap - *len;
 	if (tls) {
-		n = tls_read(tls, *buf + *len, *cap - *len);
+		n = tls_read(tls, *buf + *len, want);
 		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
 			return -2;
 	} else {
 		do {
-			n = read(fd, *buf + *len, *cap - *len);
+			n = read(fd, *buf + *len, want);
 		} while (n < 0 && errno == EINTR);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return -2;
+		if (drained && n > 0 && (size_t)n < want)
+			*drained = true;
 	}
 	if (n > 0)
 		*len += (size_t)n;
@@ -576,7 +587,7 @@ static void st_log(struct stream *st)
 	e.upstream_local = cstr(st->up_local[0] ? st->up_local : NULL);
 	e.downstream_local = cstr(d->local_s);
 	e.downstream_remote = cstr(d->remote_s);
-	e.sni = cstr(d->sni[0] ? d->sni : NULL);
+	e.sni = cstr(d->sni);
 	e.route_name = cstr(st->route ? st->route->name : NULL);
 	worker_alog(w, &e);
 }
@@ -1304,7 +1315,7 @@ static void u_process(struct uconn *u)
 	for (;;) {
 		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
 		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
-		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max);
+		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
 
 		if (n == -2 || n == -3)
 			break;
@@ -2511,6 +2522,7 @@ static void d_close(struct dconn *d)
 		if (d->snap)
 			snap_unref(d->snap);
 		free(d->in);
+		free(d->sni);
 		iob_free(&d->out);
 		free(d);
 		return;
@@ -2537,6 +2549,7 @@ static void d_close(struct dconn *d)
 	if (d->snap)
 		snap_unref(d->snap);
 	free(d->in);
+	free(d->sni);
 	iob_free(&d->out);
 	w->nconns--;
 	STAT_DEC(w->st.dcx_active);
@@ -2692,10 +2705,11 @@ static void d_read(struct dconn *d)
 
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
+		bool drained;
 
 		if (d->read_paused || d->dead)
 			return;
-		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX);
+		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX, &drained);
 		if (n == -2)
 			return;
 		if (n == -3) {
@@ -2721,6 +2735,10 @@ static void d_read(struct dconn *d)
 		} else if (!st || !st->active) {
 			d_process(d);
 		}
+		/* The socket is empty: the read that would find EAGAIN is a syscall per
+		 * request saved. */
+		if (drained)
+			return;
 	}
 	/* Fairness: after a burst, let the loop serve others. OpenSSL may hold decrypted
 	 * bytes that no socket event will announce, so come back on the next iteration. */
@@ -2743,7 +2761,7 @@ static void d_handshake(struct dconn *d)
 	d->hs_done = true;
 	sni = tls_conn_sni(d->tls);
 	if (sni)
-		snprintf(d->sni, sizeof(d->sni), "%s", sni);
+		d->sni = xstrdup(sni);
 	{
 		/* The mesh peer (ISTIO_MUTUAL): its SPIFFE identity was checked against the
 		 * server's subjectAltNames during the handshake; the access log format has no
@@ -2753,7 +2771,7 @@ static void d_handshake(struct dconn *d)
 		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
 			STAT_INC(d->w->st.dcx_peer_identity);
 			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
-			          d->sni[0] ? d->sni : "-");
+			          d->sni ? d->sni : "-");
 		}
 	}
 	{
@@ -2893,7 +2911,7 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->local_s, d->local_s, sizeof(v->local_s));
 	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
-	memcpy(v->sni, d->sni, sizeof(v->sni));
+	v->sni = d->sni ? xstrdup(d->sni) : NULL;
 	v->h2s = ds;
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);
