@@ -63,6 +63,9 @@ struct wstats {
 	stat_t tun_total, tun_active;
 	stat_t passthrough, blackhole;
 	stat_t dcx_peer_identity;
+	/* Connections accepted and closed at once: past --max-connections (Envoy's
+	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
+	stat_t dcx_overflow, dcx_no_fd;
 };
 
 struct wlistener {
@@ -73,6 +76,7 @@ struct wlistener {
 	uint16_t port;
 	bool seen;                      /* mark for listener sync */
 	bool sidecar_outbound;          /* the sidecar's capture listener */
+	bool paused;                    /* out of descriptors: interest 0 until the next tick */
 	struct wlistener *next;
 };
 
@@ -99,6 +103,13 @@ struct worker {
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
+	/* Out of descriptors (wl_on_accept): a descriptor kept in reserve to accept and close
+	 * a pending connection, and when the condition was last logged. */
+	int spare_fd;
+	uint64_t fd_warn_ms;
+	uint64_t fd_warn_dropped;       /* connections dropped since the last warning */
+	bool listen_retry;              /* a listener could not be opened for want of fds */
+	uint64_t listen_retry_ms;
 };
 
 /* Process-wide state shared (read-only after start) by the workers. */
@@ -119,6 +130,11 @@ struct proxy {
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
 	_Atomic uint64_t config_reloads, config_rejects;
+	/* --max-connections: downstream connections open across all workers (accepted
+	 * sockets, HTTP/1.1, HTTP/2 and tunnels; not HTTP/2 streams); 0 = no limit. dcx_open
+	 * is the one counter every worker writes, once per connection opened and closed. */
+	uint64_t max_dcx;
+	_Atomic uint64_t dcx_open;
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
@@ -149,6 +165,8 @@ void fwd_drain(struct worker *w);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
 void worker_alog(struct worker *w, const struct alog_entry *e);
+/* A downstream socket accepted by wl_on_accept was closed (fwd.c d_close, tunnel.c). */
+void worker_dcx_closed(struct worker *w);
 uint32_t worker_rand(struct worker *w);
 
 #endif
