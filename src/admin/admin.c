@@ -10,12 +10,17 @@
 
 #define ADMIN_HEAD_MAX 8192
 #define ADMIN_TIMEOUT_MS 10000
+#define ADMIN_RESUME_MS 100
 
 struct admin {
 	struct loop_io io;
 	struct loop *loop;
 	admin_handler handler;
 	void *arg;
+	/* Out of descriptors: the spare one (sock_accept_drop) and the timer that resumes a
+	 * listener paused because not even the spare helped. */
+	int spare_fd;
+	struct loop_timer resume;
 };
 
 struct admin_conn {
@@ -135,17 +140,50 @@ static void admin_conn_on_timer(struct loop *loop, struct loop_timer *t)
 	admin_conn_close(c);
 }
 
+/* accept() found no descriptor (or no memory) for a pending connection. The listener
+ * stays readable and epoll is level-triggered, so returning would spin the control
+ * thread: the connection is dropped on the spare descriptor, or when that fails the
+ * listener's interest is removed for ADMIN_RESUME_MS. Returns true when accepting may
+ * go on. */
+static bool admin_out_of_fds(struct admin *a, int err)
+{
+	int rc = (err == EMFILE || err == ENFILE) ? sock_accept_drop(a->io.fd, &a->spare_fd) : -1;
+
+	if (rc == 0)
+		return true;
+	if (rc == 1)
+		return false;
+	loop_io_mod(a->loop, &a->io, 0);
+	loop_timer_arm(a->loop, &a->resume, ADMIN_RESUME_MS);
+	return false;
+}
+
+static void admin_on_resume(struct loop *loop, struct loop_timer *t)
+{
+	struct admin *a = (struct admin *)((char *)t - offsetof(struct admin, resume));
+
+	if (a->spare_fd < 0)
+		a->spare_fd = sock_spare_open();
+	loop_io_mod(loop, &a->io, LOOP_READ);
+}
+
 static void admin_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct admin *a = (struct admin *)io;
 
 	(void)ev;
-	for (;;) {
+	for (int i = 0; i < 64; i++) {
 		struct admin_conn *c;
 		int fd = sock_accept(a->io.fd, NULL);
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
+				continue;
+			if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
+			    admin_out_of_fds(a, errno))
+				continue;
 			return;
+		}
 		c = xcalloc(1, sizeof(*c));
 		c->a = a;
 		h1_parser_init(&c->p, true, 0);
@@ -168,6 +206,8 @@ struct admin *admin_start(struct loop *loop, const struct sock_addr *addr, admin
 	a->loop = loop;
 	a->handler = h;
 	a->arg = arg;
+	a->spare_fd = sock_spare_open();
+	loop_timer_init(&a->resume, admin_on_resume);
 	loop_io_init(&a->io, fd, admin_on_accept);
 	loop_io_add(loop, &a->io, LOOP_READ);
 	return a;
@@ -178,6 +218,9 @@ void admin_stop(struct admin *a)
 	if (!a)
 		return;
 	loop_io_del(a->loop, &a->io);
+	loop_timer_cancel(a->loop, &a->resume);
 	close(a->io.fd);
+	if (a->spare_fd >= 0)
+		close(a->spare_fd);
 	free(a);
 }

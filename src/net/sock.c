@@ -292,6 +292,33 @@ int sock_accept(int lfd, struct sock_addr *peer)
 	return fd;
 }
 
+int sock_spare_open(void)
+{
+	return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int sock_accept_drop(int lfd, int *spare)
+{
+	int fd, e;
+
+	if (*spare < 0) {
+		errno = EMFILE;
+		return -1;
+	}
+	close(*spare);
+	fd = sock_accept(lfd, NULL);
+	e = errno;
+	if (fd >= 0)
+		close(fd);
+	*spare = sock_spare_open();
+	if (fd >= 0 || e == ECONNABORTED || e == EPROTO)
+		return 0;        /* one connection left the queue either way */
+	if (e == EAGAIN || e == EWOULDBLOCK)
+		return 1;
+	errno = e;
+	return -1;
+}
+
 int sock_connect(const struct sock_addr *a, const struct sock_addr *src, int *fdp)
 {
 	int fd, rc;

@@ -64,6 +64,17 @@ int sock_listen(const struct sock_addr *a, int backlog, unsigned flags);
  * listener), ECONNABORTED/EPROTO mean one connection died in the queue (go on accepting),
  * EMFILE/ENFILE mean out of descriptors (back off: the listener stays readable). */
 int sock_accept(int lfd, struct sock_addr *peer);
+/* Out of descriptors: the spare-descriptor trick. *spare is a descriptor the caller keeps
+ * open for this moment (sock_spare_open); it is closed to make room, one pending
+ * connection is accepted and closed at once (the client sees the connection close instead
+ * of waiting in the backlog), and the spare is opened again. Returns 0 when a connection
+ * was dropped, 1 when none was pending, -1 when no room could be made (no spare, the
+ * slot was taken by another thread, or another error: errno); *spare is -1 whenever it
+ * could not be reopened, and the caller retries sock_spare_open later. */
+int sock_accept_drop(int lfd, int *spare);
+/* A descriptor to keep in reserve for sock_accept_drop (/dev/null, close-on-exec), or -1
+ * with errno. */
+int sock_spare_open(void);
 
 /* Starts a nonblocking TCP connect to a, optionally from source address src (may be NULL).
  * On success *fd is set and the return is 0 if already connected (possible on loopback)

@@ -2538,8 +2538,10 @@ static void d_close(struct dconn *d)
 		tls_shutdown(d->tls);
 		tls_conn_free(d->tls);
 	}
-	if (d->io.fd >= 0)
+	if (d->io.fd >= 0) {
 		close(d->io.fd);      /* -1: handed over to a tunnel */
+		worker_dcx_closed(w);
+	}
 	if (d->prev)
 		d->prev->next = d->next;
 	else

@@ -186,8 +186,10 @@ static void tun_free(struct tun *t)
 	loop_timer_cancel(w->loop, &t->timer);
 	loop_io_del(w->loop, &t->dio);
 	loop_io_del(w->loop, &t->uio);
-	if (t->dio.fd >= 0)
+	if (t->dio.fd >= 0) {
 		close(t->dio.fd);
+		worker_dcx_closed(w);
+	}
 	if (t->uio.fd >= 0)
 		close(t->uio.fd);
 	if (t->up_counted)

@@ -81,6 +81,66 @@ void worker_alog(struct worker *w, const struct alog_entry *e)
 		worker_alog_flush(w);
 }
 
+/* Warnings about refused connections, at most one per worker per this many ms: a flood
+ * of them would cost more than the connections. */
+#define FD_WARN_INTERVAL_MS 10000
+
+static void wl_warn_refused(struct worker *w, struct wlistener *l, const char *why)
+{
+	uint64_t now = loop_now_ms(w->loop);
+
+	w->fd_warn_dropped++;
+	if (w->fd_warn_ms && now - w->fd_warn_ms < FD_WARN_INTERVAL_MS)
+		return;
+	log_warn("worker", "port %u: %s; new connections are closed at once (%llu since the "
+	         "last warning)", l->port, why, (unsigned long long)w->fd_warn_dropped);
+	w->fd_warn_ms = now;
+	w->fd_warn_dropped = 0;
+}
+
+/* Counts one more downstream connection against --max-connections. Returns false (and
+ * counts nothing) when the limit is reached. */
+static bool worker_dcx_take(struct worker *w)
+{
+	struct proxy *p = w->proxy;
+	uint64_t n = atomic_fetch_add_explicit(&p->dcx_open, 1, memory_order_relaxed);
+
+	if (p->max_dcx && n >= p->max_dcx) {
+		atomic_fetch_sub_explicit(&p->dcx_open, 1, memory_order_relaxed);
+		return false;
+	}
+	return true;
+}
+
+void worker_dcx_closed(struct worker *w)
+{
+	atomic_fetch_sub_explicit(&w->proxy->dcx_open, 1, memory_order_relaxed);
+}
+
+/* accept() failed for want of a descriptor (EMFILE, ENFILE) or of kernel memory. The
+ * listener stays readable, and epoll is level-triggered: returning without accepting
+ * would wake the loop again at once, forever. So the pending connection is accepted on
+ * the spare descriptor and closed (the client learns at once instead of hanging in the
+ * backlog); when even that is impossible the listener's interest is removed until the
+ * next tick (worker_tick), which also reopens the spare. Returns true when the caller
+ * may go on accepting. */
+static bool wl_out_of_fds(struct worker *w, struct wlistener *l, int err)
+{
+	int rc = (err == EMFILE || err == ENFILE) ? sock_accept_drop(l->fd, &w->spare_fd) : -1;
+
+	if (rc == 0) {
+		STAT_INC(w->st.dcx_no_fd);
+		wl_warn_refused(w, l, strerror(err));
+		return true;
+	}
+	if (rc == 1)
+		return false;         /* nothing pending any more: not readable */
+	loop_io_mod(w->loop, &l->io, 0);
+	l->paused = true;
+	wl_warn_refused(w, l, strerror(err));
+	return false;
+}
+
 static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct wlistener *l = (struct wlistener *)io;
@@ -97,16 +157,25 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 				return;
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
 				continue;
-			if (errno == EMFILE || errno == ENFILE) {
-				/* Out of descriptors: stop accepting until the next tick rather than
-				 * spin on a listener that stays readable. */
-				loop_io_mod(w->loop, &l->io, 0);
-				log_warn("worker", "accept on port %u: %s; pausing accepts", l->port,
-				         strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				if (wl_out_of_fds(w, l, errno))
+					continue;
 				return;
 			}
+			/* Anything else (EPERM from a firewall hook...) is about one connection. */
 			log_warn("worker", "accept on port %u: %s", l->port, strerror(errno));
-			return;
+			continue;
+		}
+		if (!worker_dcx_take(w)) {
+			/* Past --max-connections: accepted and closed, as Envoy's overload manager
+			 * does. Leaving it in the backlog instead would not refuse it: the client
+			 * would wait, and once the backlog filled, its SYNs would be dropped and
+			 * retried for minutes. One accept and one close per refused connection is
+			 * bounded work, and the listener is no longer readable afterwards. */
+			close(fd);
+			STAT_INC(w->st.dcx_overflow);
+			wl_warn_refused(w, l, "--max-connections reached");
+			continue;
 		}
 		fwd_accept(w, l, fd, &peer);
 	}
@@ -123,6 +192,7 @@ static void worker_close_listener(struct worker *w, struct wlistener *l)
 static void worker_sync_listeners(struct worker *w)
 {
 	struct wlistener **pp, *l;
+	bool retry = false;
 
 	for (l = w->listeners; l; l = l->next)
 		l->seen = l->sidecar_outbound;
@@ -139,7 +209,12 @@ static void worker_sync_listeners(struct worker *w)
 		}
 		fd = sock_listen(&sl->addr, 0, SOCK_REUSEPORT);
 		if (fd < 0) {
-			log_error("worker", "listener %s: %s", sl->name, strerror(errno));
+			/* Out of descriptors is temporary: worker_tick tries again. Logged once
+			 * per streak of failures. */
+			if (!w->listen_retry)
+				log_error("worker", "listener %s: %s", sl->name, strerror(errno));
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				retry = true;
 			continue;
 		}
 		l = xcalloc(1, sizeof(*l));
@@ -160,7 +235,7 @@ static void worker_sync_listeners(struct worker *w)
 		} else {
 			pp = &l->next;
 		}
-	}
+	}	w->listen_retry = retry;
 }
 
 /* The sidecar's capture listener (--outbound): one SO_REUSEPORT socket per worker, like
@@ -241,11 +316,20 @@ static void worker_tick(struct loop *loop, struct loop_timer *t)
 	atomic_fetch_add_explicit(&w->qs, 1, memory_order_release);
 	if (w->alog.len)
 		worker_alog_flush(w);
-	/* Accepts paused for EMFILE resume here. */
+	/* Accepts paused for want of descriptors resume here, at most once per tick: a
+	 * listener that is still short of them pauses again after one accept(). */
+	if (w->spare_fd < 0)
+		w->spare_fd = sock_spare_open();
+	if (w->listen_retry && !w->draining && loop_now_ms(loop) - w->listen_retry_ms >= 1000) {
+		w->listen_retry_ms = loop_now_ms(loop);
+		worker_sync_listeners(w);
+	}
 	if (!w->draining)
 		for (struct wlistener *l = w->listeners; l; l = l->next)
-			if (l->io.interest == 0)
+			if (l->paused) {
+				l->paused = false;
 				loop_io_mod(loop, &l->io, LOOP_READ);
+			}
 	if (w->draining && w->nconns == 0) {
 		atomic_store(&w->done, true);
 		loop_stop(loop);
@@ -280,6 +364,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 			return -1;
 		w->pool = pool_new();
 		w->uh2 = uh2_table_new(w);
+		w->spare_fd = sock_spare_open();
 		w->sess = tls_sess_cache_new(1024);
 		w->cb = cb_table_new();
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
@@ -404,6 +489,8 @@ void proxy_free(struct proxy *p)
 		loop_free(w->loop);
 		free(w->rr);
 		sbuf_free(&w->alog);
+		if (w->spare_fd >= 0)
+			close(w->spare_fd);
 	}
 	free(p->workers);
 	p->workers = NULL;

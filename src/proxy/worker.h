@@ -72,6 +72,9 @@ struct wstats {
 	 * names them; per worker, summed (the limits are per worker, see fwd.c). */
 	stat_t ucx_overflow, urq_pending_overflow, urq_pending_total, urq_pending_active;
 	stat_t od_ejections_enforced, od_ejections_active, od_ejections_overflow;
+	/* Connections accepted and closed at once: past --max-connections (Envoy's
+	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
+	stat_t dcx_overflow, dcx_no_fd;
 };
 
 struct wlistener {
@@ -82,6 +85,7 @@ struct wlistener {
 	uint16_t port;
 	bool seen;                      /* mark for listener sync */
 	bool sidecar_outbound;          /* the sidecar's capture listener */
+	bool paused;                    /* out of descriptors: interest 0 until the next tick */
 	struct wlistener *next;
 };
 
@@ -112,6 +116,13 @@ struct worker {
 	unsigned nst_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
 	struct cb_table *cb;            /* per-cluster circuit breakers, outlier state */
+	/* Out of descriptors (wl_on_accept): a descriptor kept in reserve to accept and close
+	 * a pending connection, and when the condition was last logged. */
+	int spare_fd;
+	uint64_t fd_warn_ms;
+	uint64_t fd_warn_dropped;       /* connections dropped since the last warning */
+	bool listen_retry;              /* a listener could not be opened for want of fds */
+	uint64_t listen_retry_ms;
 };
 
 /* Process-wide state shared (read-only after start) by the workers. */
@@ -132,6 +143,11 @@ struct proxy {
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
 	_Atomic uint64_t config_reloads, config_rejects;
+	/* --max-connections: downstream connections open across all workers (accepted
+	 * sockets, HTTP/1.1, HTTP/2 and tunnels; not HTTP/2 streams); 0 = no limit. dcx_open
+	 * is the one counter every worker writes, once per connection opened and closed. */
+	uint64_t max_dcx;
+	_Atomic uint64_t dcx_open;
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
@@ -164,6 +180,8 @@ void fwd_pool_close_all(struct worker *w);
 /* Frees the worker's spare request streams (at shutdown). */
 void fwd_streams_free(struct worker *w);
 void worker_alog(struct worker *w, const struct alog_entry *e);
+/* A downstream socket accepted by wl_on_accept was closed (fwd.c d_close, tunnel.c). */
+void worker_dcx_closed(struct worker *w);
 uint32_t worker_rand(struct worker *w);
 
 #endif

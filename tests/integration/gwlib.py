@@ -7,12 +7,73 @@ so tests can use the walkthrough's real port numbers (80, 443) without clashing.
 import os
 import pathlib
 import random
+import re
+import resource
 import socket
 import ssl
 import subprocess
 import time
 
 BUILD = pathlib.Path(os.environ.get("EGRESSGW_BUILD", "/work/main/build"))
+
+# EGRESSGW_VALGRIND=1 runs every egressgw the fixtures start under valgrind's memcheck
+# (scripts/valgrind-suite.sh): each process writes its report next to its stderr log, and
+# stopping the process fails the test if the report shows an error or a leak (definite or
+# indirect). Startup and shutdown waits are multiplied by EGRESSGW_TIMEOUT_SCALE (default
+# 10 under valgrind, which runs the code 20-50 times slower, else 1).
+VALGRIND = os.environ.get("EGRESSGW_VALGRIND", "") not in ("", "0")
+TIMEOUT_SCALE = float(os.environ.get("EGRESSGW_TIMEOUT_SCALE", "10" if VALGRIND else "1"))
+VALGRIND_ERROR_EXIT = 99
+
+
+def scaled(seconds):
+    """A wait for egressgw to start or stop, scaled for valgrind."""
+    return seconds * TIMEOUT_SCALE
+
+
+def valgrind_prefix(log_path):
+    """The command-line prefix that runs a process under memcheck, or [] without
+    EGRESSGW_VALGRIND. log_path receives the report (%p: the process id)."""
+    if not VALGRIND:
+        return []
+    return ["valgrind", f"--error-exitcode={VALGRIND_ERROR_EXIT}", "--leak-check=full",
+            "--errors-for-leak-kinds=definite,indirect", "--show-leak-kinds=definite,indirect",
+            "--track-fds=no", "--num-callers=30", "--child-silent-after-fork=yes",
+            f"--log-file={log_path}"]
+
+
+def valgrind_logs(log_path):
+    """The reports a valgrind_prefix(log_path) run wrote."""
+    p = pathlib.Path(log_path)
+    return sorted(p.parent.glob(p.name.replace("%p", "*")))
+
+
+def assert_valgrind_clean(log_path, returncode=None):
+    """Fails when a valgrind report shows errors or definitely/indirectly lost memory.
+    Nothing to check without EGRESSGW_VALGRIND."""
+    if not VALGRIND:
+        return
+    logs = valgrind_logs(log_path)
+    assert logs, f"no valgrind report at {log_path}"
+    for log in logs:
+        text = log.read_text(errors="replace")
+        m = re.search(r"ERROR SUMMARY: (\d+) errors", text)
+        assert m, f"{log}: valgrind did not finish (no ERROR SUMMARY):\n{text[-3000:]}"
+        leaks_ok = ("All heap blocks were freed" in text or
+                    (re.search(r"definitely lost: 0 bytes", text) and
+                     re.search(r"indirectly lost: 0 bytes", text)))
+        assert m.group(1) == "0" and leaks_ok, f"valgrind report {log}:\n{text[-6000:]}"
+    assert returncode != VALGRIND_ERROR_EXIT, f"valgrind exit status {returncode}"
+
+
+def nofile_preexec(n):
+    """A preexec_fn that sets RLIMIT_NOFILE (soft and hard) to n in the child."""
+    if n is None:
+        return None
+
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+    return set_limit
 
 
 def loopback_ip():
@@ -28,6 +89,7 @@ def free_port(ip="127.0.0.1"):
 
 
 def wait_port(ip, port, timeout=10.0, proc=None):
+    timeout = scaled(timeout)
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -138,20 +200,22 @@ class Gateway:
     """egressgw --role gateway, with its stderr kept for assertions."""
 
     def __init__(self, tmp, store, identity, ip, hosts_file, ca_file, extra=(), workers=1,
-                 wait=True):
+                 wait=True, nofile=None):
         self.admin_port = free_port()
         self.alog = tmp / "gateway-access.log"
         self.errlog = tmp / "gateway.err"
+        self.vglog = tmp / "gateway.valgrind.%p"
         env = dict(os.environ)
         env["SSL_CERT_FILE"] = str(ca_file)
         env.pop("SSL_CERT_DIR", None)
-        cmd = [str(BUILD / "egressgw"), "--role", "gateway", "--store", str(store),
+        cmd = valgrind_prefix(self.vglog) + [str(BUILD / "egressgw"), "--role", "gateway", "--store", str(store),
                "--namespace", "istio-system", "--labels", "istio=egressgateway",
                "--identity", str(identity), "--listen-address", ip,
                "--admin", f"127.0.0.1:{self.admin_port}", "--access-log", str(self.alog),
                "--hosts-file", str(hosts_file), "--workers", str(workers),
                "--log-level", "info", *extra]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.errlog, "w"), env=env)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.errlog, "w"), env=env,
+                                     preexec_fn=nofile_preexec(nofile))
         self.ip = ip
         if wait:
             wait_port("127.0.0.1", self.admin_port, proc=self.proc)
@@ -172,7 +236,7 @@ class Gateway:
         return self.alog.read_text().splitlines() if self.alog.exists() else []
 
     def wait_log(self, n, timeout=5.0):
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
             lines = self.log_lines()
             if len(lines) >= n:
@@ -187,11 +251,12 @@ class Gateway:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(scaled(10))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         assert_no_sanitizer_report(self.errlog)
+        assert_valgrind_clean(self.vglog, self.proc.returncode)
         return self.proc.returncode
 
 

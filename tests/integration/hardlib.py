@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from gwlib import Gateway, loopback_ip, wait_port
+from gwlib import Gateway, loopback_ip, scaled, wait_port
 from test_gateway import LOG_RE
 
 # ---------------------------------------------------------------- configuration
@@ -98,13 +98,14 @@ def write_hosts(path, entries):
 
 
 def start_gateway(tmp, store, hosts, ca_file="/dev/null", ip=None, port=80, extra=(),
-                  workers=1):
+                  workers=1, nofile=None):
     """A gateway (no mesh identity: the front is plain HTTP) that is listening. ca_file
     is its system trust store (SSL_CERT_FILE)."""
     ident = tmp / "no-identity"
     ident.mkdir(exist_ok=True)
     ip = ip or loopback_ip()
-    g = Gateway(tmp, store, ident, ip, hosts, ca_file, extra=extra, workers=workers)
+    g = Gateway(tmp, store, ident, ip, hosts, ca_file, extra=extra, workers=workers,
+                nofile=nofile)
     wait_port(ip, port, proc=g.proc)
     return g
 
@@ -125,7 +126,7 @@ def tls_failures(gw, reason):
 
 def log_entry(gw, needle, timeout=5.0):
     """The parsed access log line (LOG_RE) that contains needle (e.g. a request id)."""
-    deadline = time.time() + timeout
+    deadline = time.time() + scaled(timeout)
     while time.time() < deadline:
         for line in gw.log_lines():
             if needle in line:

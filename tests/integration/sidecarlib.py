@@ -18,7 +18,8 @@ import subprocess
 import threading
 import time
 
-from gwlib import BUILD, assert_no_sanitizer_report, nginx_conf
+from gwlib import (BUILD, assert_no_sanitizer_report, assert_valgrind_clean, nginx_conf, scaled,
+                   valgrind_prefix)
 
 CNN = "edition.cnn.com"
 NGINX_HOST = "my-nginx.mesh-external.svc.cluster.local"
@@ -69,7 +70,7 @@ def ns_prefix(ns):
 
 
 def _wait_port(ip, port, timeout, proc):
-    deadline = time.time() + timeout
+    deadline = time.time() + scaled(timeout)
     while time.time() < deadline:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"process exited with {proc.returncode} before listening "
@@ -147,10 +148,11 @@ class Egressgw:
         self.admin_port = random.randint(20000, 29999) if ns else _free_port()
         self.alog = tmp / f"{name}-access.log"
         self.errlog = tmp / f"{name}.err"
+        self.vglog = tmp / f"{name}.valgrind.%p"
         run_env = {k: v for k, v in os.environ.items() if not k.startswith("EGRESSGW_")}
         run_env.pop("SSL_CERT_DIR", None)
         run_env.update(env or {})
-        cmd = [str(BUILD / "egressgw"), "--role", role, "--store", str(store),
+        cmd = valgrind_prefix(self.vglog) + [str(BUILD / "egressgw"), "--role", role, "--store", str(store),
                "--identity", str(identity), "--admin", f"127.0.0.1:{self.admin_port}",
                "--access-log", str(self.alog), "--hosts-file", str(hosts), "--workers", "1",
                "--dns-servers", dns.addr, "--log-level", "debug", *extra]
@@ -174,7 +176,7 @@ class Egressgw:
 
     def wait_reloads(self, n, timeout=10.0):
         """Waits until the configuration has been reloaded n times in all."""
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
             if self.stat("config_reloads") >= n:
                 return
@@ -186,7 +188,7 @@ class Egressgw:
 
     def wait_log(self, pred, timeout=5.0):
         """The first access log line (parsed) for which pred(match) is true."""
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
             for line in self.log_lines():
                 m = LOG_RE.match(line)
@@ -204,11 +206,12 @@ class Egressgw:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(scaled(10))
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         assert_no_sanitizer_report(self.errlog)
+        assert_valgrind_clean(self.vglog, self.proc.returncode)
         return self.proc.returncode
 
 

@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "net/sock.h"
@@ -165,6 +167,66 @@ static void test_listen_connect_accept(void **state)
 	assert_int_equal(wait_fd(afd, POLLIN, 2000), 1);
 	assert_int_equal(read(afd, buf, sizeof(buf)), 2);
 	close(afd);
+	close(cfd);
+	close(lfd);
+}
+
+/* The spare-descriptor drop: with RLIMIT_NOFILE at its current use, accept() fails with
+ * EMFILE; sock_accept_drop takes the pending connection off the queue on the spare
+ * descriptor and closes it (the client sees EOF or a reset), then holds the spare again.
+ * Runs in a child: the limit must not outlive the test. */
+static void test_accept_drop_when_out_of_fds(void **state)
+{
+	struct sock_addr a, bound;
+	int lfd, cfd, spare, rc, status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(sock_addr_parse("127.0.0.1:0", &a), 0);
+	lfd = sock_listen(&a, 0, 0);
+	assert_true(lfd >= 0);
+	assert_int_equal(sock_local_addr(lfd, &bound), 0);
+	rc = sock_connect(&bound, NULL, &cfd);
+	assert_true(rc == 0 || rc == 1);
+	assert_int_equal(wait_fd(lfd, POLLIN, 2000), 1);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl;
+		int top = -1, ok = 1;
+
+		spare = sock_spare_open();
+		/* Fill the table up to a limit just above the highest descriptor in use. */
+		for (int fd = 0; fd < 1024; fd++)
+			if (fcntl(fd, F_GETFD) >= 0)
+				top = fd;
+		rl.rlim_cur = (rlim_t)top + 1;
+		rl.rlim_max = 4096;
+		ok &= setrlimit(RLIMIT_NOFILE, &rl) == 0;
+		while (open("/dev/null", O_RDONLY) >= 0)
+			;
+		ok &= sock_accept(lfd, NULL) == -1 && errno == EMFILE;
+		ok &= sock_accept_drop(lfd, &spare) == 0;     /* dropped the pending one */
+		ok &= spare >= 0;                              /* and holds the spare again */
+		ok &= sock_accept_drop(lfd, &spare) == 1;     /* nothing pending any more */
+		ok &= spare >= 0;
+		close(spare);
+		spare = -1;
+		ok &= sock_accept_drop(lfd, &spare) == -1;    /* no spare: no room */
+		_exit(ok ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	/* The client learns at once: EOF or reset, not a connection left waiting. */
+	if (rc == 1)
+		assert_int_equal(wait_fd(cfd, POLLOUT, 2000), 1);
+	assert_int_equal(wait_fd(cfd, POLLIN, 2000), 1);
+	{
+		char b[8];
+		ssize_t n = read(cfd, b, sizeof(b));
+
+		assert_true(n == 0 || (n < 0 && errno == ECONNRESET));
+	}
 	close(cfd);
 	close(lfd);
 }
@@ -355,6 +417,7 @@ int main(void)
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_format),
 		cmocka_unit_test(test_listen_connect_accept),
+		cmocka_unit_test(test_accept_drop_when_out_of_fds),
 		cmocka_unit_test(test_reuseport),
 		cmocka_unit_test(test_ipv6_loopback),
 		cmocka_unit_test(test_connect_refused),

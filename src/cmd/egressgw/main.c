@@ -30,6 +30,7 @@
 #include <string.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,10 @@
 #define DNS_MIN_REFRESH_MS 1000
 #define DNS_DEFAULT_REFRESH_MS 5000
 #define DNS_MAX_REFRESH_MS 300000
+/* A reload needs a few descriptors (the inotify instance, directories, files, TLS files);
+ * when the connections have taken them all it waits and tries again. */
+#define RELOAD_FDS_NEEDED 8
+#define RELOAD_RETRY_MS 1000
 
 static const char usage[] =
 "Usage: egressgw --role gateway|sidecar [options]\n"
@@ -74,6 +79,13 @@ static const char usage[] =
 "                           byte (and the first one after accept), else the connection\n"
 "                           is closed (default 60s; slow clients, slowloris)\n"
 "  --idle-timeout DURATION  idle downstream keep-alive connections are closed (default 1h)\n"
+"  --max-connections N      downstream connections open at once, all workers together;\n"
+"                           past it a new connection is accepted and closed at once\n"
+"                           (downstream_cx_overflow). Default: (RLIMIT_NOFILE - 64 -\n"
+"                           4 x workers) / 2, at least RLIMIT_NOFILE / 4: each\n"
+"                           connection may need an upstream descriptor too, and the\n"
+"                           rest is kept for listeners, DNS, admin and reloads. 0: no\n"
+"                           limit (a connection that finds no descriptor is closed)\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
 "                           the access log, run as NAME (its uid, gid and groups);\n"
@@ -403,11 +415,53 @@ static void log_diags(const struct diags *d, enum log_level lvl_err)
 
 static void hyg_check_new_listeners(const struct snap *old, const struct snap *s);
 
+/* True when a diagnostic says a file could not be opened for want of descriptors: the
+ * configuration read is then incomplete through no fault of its own. */
+static bool diags_fd_exhausted(const struct diags *d)
+{
+	char emfile[64], enfile[64];
+
+	snprintf(emfile, sizeof(emfile), "%s", strerror(EMFILE));
+	snprintf(enfile, sizeof(enfile), "%s", strerror(ENFILE));
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].msg && (strstr(d->v[i].msg, emfile) || strstr(d->v[i].msg, enfile)))
+			return true;
+	return false;
+}
+
+/* Whether n descriptors can be opened now (they are closed again at once). */
+static bool fd_headroom(int n)
+{
+	int fds[RELOAD_FDS_NEEDED], k;
+
+	if (n > RELOAD_FDS_NEEDED)
+		n = RELOAD_FDS_NEEDED;
+	for (k = 0; k < n; k++)
+		if ((fds[k] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+			break;
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+	return k == n;
+}
+
 static void gw_reload(struct gw *g)
 {
 	struct diags d = DIAGS_INIT;
 	struct snap *s = gw_build(g, &d), *old = g->snap;
 
+	if (diags_fd_exhausted(&d)) {
+		/* Not the configuration's fault: keep serving the running one, and try again
+		 * when connections may have given descriptors back. */
+		log_diags(&d, LOG_WARN);
+		log_error("config", "reload: out of file descriptors while reading the store; still "
+		          "serving version %llu, trying again in %d ms",
+		          (unsigned long long)(old ? old->version : 0), RELOAD_RETRY_MS);
+		if (s)
+			snap_unref(s);
+		diags_free(&d);
+		loop_timer_arm(g->loop, &g->reload_timer, RELOAD_RETRY_MS);
+		return;
+	}
 	log_diags(&d, LOG_ERROR);
 	if (!s) {
 		atomic_fetch_add(&g->proxy.config_rejects, 1);
@@ -467,16 +521,21 @@ static void watch_rebuild(struct gw *g)
 	char *sec = xasprintf("%s/%s", g->store, STORE_SECRETS_DIR);
 
 	/* Rebuilding the watch set on every change is simple and cheap for a store of this
-	 * size, and catches directories created or swapped in since the last look. */
+	 * size, and catches directories created or swapped in since the last look. The new
+	 * instance is made before the old one is closed: without a descriptor for it, the
+	 * old watches stay. */
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd < 0) {
+		log_error("watch", "inotify: %s; %s", strerror(errno), g->inotify_fd >= 0
+		          ? "keeping the current watches" : "store changes need a restart");
+		goto out;
+	}
 	if (g->inotify_fd >= 0) {
 		loop_io_del(g->loop, &g->inotify_io);
 		close(g->inotify_fd);
 	}
-	g->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-	if (g->inotify_fd < 0) {
-		log_error("watch", "inotify: %s; store changes need a restart", strerror(errno));
-		goto out;
-	}
+	g->inotify_fd = fd;
 	mkdir_p(g->store, 0755);
 	watch_tree(g, g->store);
 	watch_tree(g, cfg);
@@ -504,7 +563,13 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
 
-	(void)loop;
+	if (!fd_headroom(RELOAD_FDS_NEEDED)) {
+		log_error("config", "reload: out of file descriptors; still serving version %llu, "
+		          "trying again in %d ms", (unsigned long long)(g->snap ? g->snap->version : 0),
+		          RELOAD_RETRY_MS);
+		loop_timer_arm(loop, t, RELOAD_RETRY_MS);
+		return;
+	}
 	watch_rebuild(g);
 	gw_reload(g);
 }
@@ -640,6 +705,15 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)atomic_load(&g->proxy.config_reloads),
 		          (unsigned long long)atomic_load(&g->proxy.config_rejects),
 		          (unsigned long long)(g->snap ? g->snap->version : 0));
+		/* Refused connections: past --max-connections, or no descriptor left. */
+		sbuf_addf(body,
+		          "# TYPE egressgw_downstream_cx_overflow counter\n"
+		          "egressgw_downstream_cx_overflow %llu\n"
+		          "# TYPE egressgw_downstream_cx_no_fd counter\negressgw_downstream_cx_no_fd %llu\n"
+		          "# TYPE egressgw_downstream_cx_max gauge\negressgw_downstream_cx_max %llu\n",
+		          (unsigned long long)sum.v[OFF(dcx_overflow)],
+		          (unsigned long long)sum.v[OFF(dcx_no_fd)],
+		          (unsigned long long)g->proxy.max_dcx);
 		return 200;
 	}
 #undef OFF
@@ -822,6 +896,23 @@ static int parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+/* --max-connections when not given: half of what the descriptor limit leaves after a
+ * reserve for the process itself (listeners, loops, DNS, admin, reload, files), because a
+ * downstream connection may hold an upstream one; so connections are refused by the limit
+ * (cleanly, counted) before accept() runs out of descriptors. */
+static uint64_t default_max_connections(int workers)
+{
+	struct rlimit rl;
+	uint64_t n, reserve = 64 + 4 * (uint64_t)workers;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	n = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 24) ? (1u << 24) : rl.rlim_cur;
+	if (n / 4 >= (n > reserve ? (n - reserve) / 2 : 0))
+		return n / 4 ? n / 4 : 1;
+	return (n - reserve) / 2;
+}
+
 static const char **split_labels(const char *s)
 {
 	size_t n = 1;
@@ -857,6 +948,7 @@ int main(int argc, char **argv)
 		{ "drain-timeout", required_argument, NULL, 'T' },
 		{ "request-headers-timeout", required_argument, NULL, 'R' },
 		{ "idle-timeout", required_argument, NULL, 'I' },
+		{ "max-connections", required_argument, NULL, 'M' },
 		{ "log-level", required_argument, NULL, 'v' },
 		{ "outbound", required_argument, NULL, 'o' },
 		{ "outbound-policy", required_argument, NULL, 'P' },
@@ -872,6 +964,7 @@ int main(int argc, char **argv)
 	const char *listen = "0.0.0.0";
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
+	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
 	struct sock_addr aaddr;
 	struct diags d = DIAGS_INIT;
@@ -946,6 +1039,18 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'M': {
+			char *end;
+
+			errno = 0;
+			max_conns = strtoll(optarg, &end, 10);
+			if (errno || end == optarg || *end || max_conns < 0) {
+				fprintf(stderr, "egressgw: --max-connections: want a number >= 0, got \"%s\"\n",
+				        optarg);
+				return 2;
+			}
+			break;
+		}
 		case 'v':
 			if (log_level_parse(optarg, &log_min_level) < 0) {
 				fprintf(stderr, "egressgw: --log-level: want debug, info, warn or error\n");
@@ -999,6 +1104,7 @@ int main(int argc, char **argv)
 		g.proxy.hosts_file = hosts;
 		g.proxy.dns_servers = dns_servers;
 	}
+	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
 	g.params.labels = split_labels(labels);
 	g.params.http2 = !no_http2;
 	g.params.listen_address = listen;
@@ -1078,6 +1184,11 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
 		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+	if (g.proxy.max_dcx)
+		log_info("main", "at most %llu downstream connections (--max-connections)",
+		         (unsigned long long)g.proxy.max_dcx);
+	else
+		log_info("main", "no limit on downstream connections (--max-connections 0)");
 
 	loop_run(g.loop);
 
