@@ -27,20 +27,24 @@ OUT=$(cd "$OUT" && pwd)
 if [ $# -eq 0 ]; then
     set -- tests/integration
 else
-    # Bare test file names are taken relative to tests/integration.
-    first=$1
-    shift
-    case $first in
-    -*|tests/*|/*) set -- "$first" "$@" ;;
-    *) set -- "tests/integration/$first" "$@" ;;
-    esac
+    # Bare test file names (test_*.py, with or without ::node) are taken relative to
+    # tests/integration; everything else (options, paths) is passed as it is.
+    for a in "$@"; do
+        shift
+        case $a in
+        test_*) set -- "$@" "tests/integration/$a" ;;
+        *) set -- "$@" "$a" ;;
+        esac
+    done
 fi
 
 rc=0
 EGRESSGW_VALGRIND=1 EGRESSGW_BUILD="$(pwd)/$BUILD" \
     /usr/bin/python3 -m pytest -q -rf --basetemp="$OUT/tmp" "$@" 2>&1 | tee "$OUT/pytest.log" || rc=$?
-# tee hides pytest's status: take it from the summary line.
+# tee hides pytest's status: take it from the summary line (and a run that passed
+# nothing, e.g. a mistyped file name, is a failure too).
 grep -qE '([0-9]+ failed|[0-9]+ error)' "$OUT/pytest.log" && rc=1
+grep -qE '[0-9]+ passed' "$OUT/pytest.log" || rc=1
 
 reports=$(find "$OUT/tmp" -name '*.valgrind.*' -type f | sort)
 n=0; nerr=0; nleak=0; unfinished=0
