@@ -114,6 +114,7 @@ CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BEN
 	echo
 	echo "$ANOM"
 	echo
+	if [ -f "$ROOT/bench/findings.md" ]; then cat "$ROOT/bench/findings.md"; echo; fi
 	echo "## wrk command lines"
 	echo
 	echo "PORT is the proxy's port (bench/s*.sh); the proxies listen on $PX_IP."

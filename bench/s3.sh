@@ -222,6 +222,7 @@ s3_start() {
 # (start µs, status, µs to the end of the response). Output in S3_OUT.
 s3_load() {
 	local log="$W/${1//\//-}.log"
+	rm -f "$log"     # h2load appends to an existing log: one run per file
 	S3_OUT=$(h2load --h1 -t1 -c"$S3_CONNS" --rps="$S3_RATE" -D "$3" --log-file="$log" \
 		--connect-to="$2" "http://$S3_HOST/small" 2>&1) || die "$1: h2load failed: $S3_OUT"
 	S3_LOG=$log

@@ -56,7 +56,10 @@ s4_run() {
 	#    HAProxy and nginx sized to accept them (maxconn, worker_connections).
 	eg_yaml 18380 8443 0 > "$store-bench.yaml"
 	"$BUILD/egressctl" --store "$store" apply -f "$store-bench.yaml" >/dev/null
-	start_egressgw s4-egressgw "$store" "$WORKERS" 18301 18380 --identity "$id"
+	# Sized like HAProxy's maxconn below (egressgw's default cap is half the descriptor
+	# limit, which leaves room for as many upstream connections).
+	start_egressgw s4-egressgw "$store" "$WORKERS" 18301 18380 --identity "$id" \
+		--max-connections $((IDLE_CONNS + 100))
 	start_haproxy s4-haproxy 18381 8443 "$WORKERS" $((IDLE_CONNS + 100))
 	start_nginx s4-nginx 18382 8443 "$WORKERS" $((IDLE_CONNS + 200))
 	for sys in egressgw haproxy nginx; do wait_ok "s4-$sys" /small; done
