@@ -34,6 +34,7 @@ struct h2d {
 	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
 	unsigned nstreams;              /* streams with a struct h2ds */
 	bool draining;
+	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
 };
 
 /* One stream; owned by the session (freed in on_stream_close). */
@@ -403,7 +404,8 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 		}
 	}
 	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
-	if (rounds == H2D_ROUNDS)
+	h->more = rounds == H2D_ROUNDS;
+	if (h->more)
 		h2d_kick(h);
 	return h2d_flush(h);
 }
@@ -413,7 +415,9 @@ static void h2d_on_kick(struct loop *loop, struct loop_timer *t)
 	struct h2d *h = container_of(t, struct h2d, kick);
 
 	(void)loop;
-	if (h2d_on_io(h, LOOP_READ) < 0)
+	/* Most kicks carry output made by fwd.c (response bytes): a read would only find
+	 * EAGAIN. Read only when the last read stopped early. */
+	if ((h->more ? h2d_on_io(h, LOOP_READ) : h2d_flush(h)) < 0)
 		fwd_h2_conn_done(h->d);
 }
 

@@ -65,6 +65,7 @@ struct uh2c {
 	struct h2_session *s;
 	enum uh2c_state state;
 	bool goaway;                    /* the server said GOAWAY: no new streams */
+	bool more;                      /* c_read stopped with input maybe left in OpenSSL */
 	bool closing;                   /* close once the last stream is gone */
 	unsigned nstreams;
 	struct uh2s *streams;
@@ -306,7 +307,8 @@ static void c_read(struct uh2c *c)
 		}
 	}
 	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
-	if (rounds == UH2_ROUNDS)
+	c->more = rounds == UH2_ROUNDS;
+	if (c->more)
 		c_kick(c);
 	c_flush(c);
 }
@@ -602,8 +604,10 @@ static void c_on_kick(struct loop *loop, struct loop_timer *t)
 	if (c->state == C_READY) {
 		if (c->nstreams == 0 && (c->goaway || c->closing || c->t->draining))
 			c_close(c);
-		else
+		else if (c->more)
 			c_read(c);      /* also flushes */
+		else
+			c_flush(c);     /* frames queued by fwd.c's calls: no read to waste */
 	}
 	c_settle(c);
 }
