@@ -795,6 +795,10 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	struct h2_session *s = ud;
 	struct h2_stream *st = nghttp2_session_get_stream_user_data(ng, id);
 
+	/* A stream refused while its header block was being received (nghttp2 reset it):
+	 * no HEADERS frame_recv will end the block here. */
+	if (s->hb.active && s->hb.id == id)
+		hb_clear(&s->hb);
 	if (st && st->id == id)
 		stream_close(s, st, code);
 	return 0;
@@ -1214,6 +1218,11 @@ bool h2_done(const struct h2_session *s)
 const char *h2_error(const struct h2_session *s)
 {
 	return s->err;
+}
+
+bool h2_header_block_pending(const struct h2_session *s)
+{
+	return s->hb.active;
 }
 
 const struct h2_stats *h2_stats(const struct h2_session *s)

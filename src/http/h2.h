@@ -275,6 +275,10 @@ bool h2_done(const struct h2_session *s);
 /* Why the session died or ended itself ("" if it did not): a static or per-session string. */
 const char *h2_error(const struct h2_session *s);
 const struct h2_stats *h2_stats(const struct h2_session *s);
+/* True while a header block has begun (HEADERS received) and is not complete (its
+ * CONTINUATION frames are still due): the peer is in the middle of sending a head. A
+ * server bounds how long that may take (slowloris over HTTP/2). */
+bool h2_header_block_pending(const struct h2_session *s);
 
 /* Calls on_stream_close(H2_E_SESSION_GONE) for every stream the owner knows that is still
  * open and forgets them; later input is dropped. For a connection that is going away. */

@@ -32,6 +32,7 @@ struct h2d {
 	struct h2_session *s;
 	struct loop_timer kick;         /* flush after work done outside our own handler */
 	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
+	struct loop_timer head;         /* a header block must be whole by then: close */
 	unsigned nstreams;              /* streams with a struct h2ds */
 	bool draining;
 	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
@@ -407,6 +408,12 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	h->more = rounds == H2D_ROUNDS;
 	if (h->more)
 		h2d_kick(h);
+	/* A request head must be whole within --request-headers-timeout of its start, as
+	 * on HTTP/1.1: a client trickling HEADERS/CONTINUATION frames is cut off. */
+	if (!h2_header_block_pending(h->s))
+		loop_timer_cancel(h->w->loop, &h->head);
+	else if (!loop_timer_armed(&h->head))
+		loop_timer_arm(h->w->loop, &h->head, (uint64_t)h->w->proxy->header_timeout_ms);
 	return h2d_flush(h);
 }
 
@@ -419,6 +426,16 @@ static void h2d_on_kick(struct loop *loop, struct loop_timer *t)
 	 * EAGAIN. Read only when the last read stopped early. */
 	if ((h->more ? h2d_on_io(h, LOOP_READ) : h2d_flush(h)) < 0)
 		fwd_h2_conn_done(h->d);
+}
+
+static void h2d_on_head_timeout(struct loop *loop, struct loop_timer *t)
+{
+	struct h2d *h = container_of(t, struct h2d, head);
+
+	(void)loop;
+	log_debug("fwd", "h2 downstream: request head not complete within %lld ms; closing",
+	          (long long)h->w->proxy->header_timeout_ms);
+	fwd_h2_conn_done(h->d);
 }
 
 static void h2d_on_idle(struct loop *loop, struct loop_timer *t)
@@ -440,6 +457,7 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
 	h->tls = tls;
 	loop_timer_init(&h->kick, h2d_on_kick);
 	loop_timer_init(&h->idle, h2d_on_idle);
+	loop_timer_init(&h->head, h2d_on_head_timeout);
 	loop_timer_arm(w->loop, &h->idle, (uint64_t)w->proxy->idle_timeout_ms);
 	h->s = h2_session_new(H2_SERVER, NULL, &h2d_cb, h);
 	if (!h->s) {
@@ -464,6 +482,7 @@ void h2d_free(struct h2d *h)
 	h2_abort(h->s);   /* streams' virtual connections close (logged DC if unfinished) */
 	loop_timer_cancel(h->w->loop, &h->kick);
 	loop_timer_cancel(h->w->loop, &h->idle);
+	loop_timer_cancel(h->w->loop, &h->head);
 	h2_session_free(h->s);
 	free(h);
 }

@@ -337,3 +337,45 @@ def test_idle_connection_closed_on_drain(gateway, mesh):  # noqa: F811
                       for ev in c.conn.receive_data(data))
     assert goaway
     assert gateway.proc.wait(10) == 0
+
+
+def test_trickled_header_block_is_cut_at_the_deadline(tmp_path, store, ctl, walkthrough, mesh,  # noqa: F811
+                                                      site):
+    """Slowloris over HTTP/2: a HEADERS frame without END_HEADERS and no CONTINUATION after
+    it. With --request-headers-timeout 1s the gateway closes the connection about a second
+    later (as it does for an HTTP/1.1 head), while a connection that sent its request
+    whole and then idles is not cut by that deadline."""
+    apply_first_half(ctl, walkthrough)
+    gw_ip = loopback_ip()
+    g = Gateway(tmp_path, store, mesh["gw"], gw_ip, site["hosts"], site["ca"],
+                extra=["--request-headers-timeout", "1s"])
+    try:
+        wait_port(gw_ip, 80, proc=g.proc)
+        idle = H2Client(gw_ip, mesh["client"])
+        sid = idle.request("/politics")
+        idle.run()
+        assert idle.streams[sid]["status"] == 200
+        c = H2Client(gw_ip, mesh["client"])
+        # HEADERS, stream 1, flags 0 (neither END_HEADERS nor END_STREAM), one HPACK byte
+        # (":method: GET", static index 2): the block waits for CONTINUATION forever.
+        c.sock.sendall(b"\x00\x00\x01\x01\x00\x00\x00\x00\x01\x82")
+        t0 = time.time()
+        c.sock.settimeout(10)
+        closed = False
+        while time.time() - t0 < 10:
+            try:
+                data = c.sock.recv(65536)
+            except (ConnectionError, ssl.SSLError):
+                closed = True
+                break
+            if not data:
+                closed = True
+                break
+        waited = time.time() - t0
+        assert closed and 0.5 < waited < 5, (closed, waited)
+        # The idle connection with a complete request is still there and usable.
+        sid = idle.request("/politics")
+        idle.run()
+        assert idle.streams[sid]["status"] == 200
+    finally:
+        g.stop()
