@@ -738,16 +738,23 @@ static int u_flush(struct uconn *u)
 	return 0;
 }
 
+/* Frees a virtual (HTTP/2 stream) uconn: it has no socket, TLS, pool place, cluster slot
+ * or connection counter of its own. complete: see uh2_detach. */
+static void u_free_h2(struct uconn *u, bool complete)
+{
+	uh2_detach(u->h2, complete);
+	loop_timer_cancel(u->w->loop, &u->kick);
+	free(u->in);
+	iob_free(&u->out);
+	free(u);
+}
+
 static void u_close(struct uconn *u)
 {
 	struct worker *w = u->w;
 
 	if (u->h2) {
-		uh2_detach(u->h2, false);
-		loop_timer_cancel(w->loop, &u->kick);
-		free(u->in);
-		iob_free(&u->out);
-		free(u);
+		u_free_h2(u, false);
 		return;
 	}
 	if (u->link.bucket) {
@@ -843,9 +850,7 @@ static void u_release(struct uconn *u, bool reusable)
 	if (u->h2) {
 		/* Never pooled (the connection is up_h2.c's); a complete exchange leaves the
 		 * stream to end by itself rather than be reset. */
-		uh2_detach(u->h2, reusable && iob_used(&u->out) == 0);
-		u->h2 = NULL;
-		u_close(u);
+		u_free_h2(u, reusable && iob_used(&u->out) == 0);
 		return;
 	}
 	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||

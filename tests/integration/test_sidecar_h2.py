@@ -91,6 +91,8 @@ def test_concurrent_requests_share_one_http2_connection(h2topo):
     # Forty application connections, one sidecar -> gateway connection, no new one.
     assert t.sidecar.stat("upstream_cx_total") == sc_cx
     assert t.sidecar.stat("upstream_cx_http2_total") == 1
+    # The gauge counts connections, not the requests' streams on them.
+    assert t.sidecar.stat("upstream_cx_active") == 1
     assert t.gateway.stat("downstream_cx_total") == gw_cx
     lines = [ln for ln in t.gateway.log_lines() if "/slow/" in ln]
     assert len(lines) == n and all('HTTP/2" 200 ' in ln for ln in lines), lines[:3]
