@@ -230,6 +230,11 @@ static void st_h2_fallback(struct stream *st);
 static void d_on_timer(struct loop *loop, struct loop_timer *t);
 static void st_on_timeout(struct loop *loop, struct loop_timer *t);
 static void st_on_wake(struct loop *loop, struct loop_timer *t);
+static void cc_kick(struct worker *w, struct cb_cluster *cc);
+static void st_cb_end(struct stream *st);
+static void st_cb_set(struct stream *st, enum st_cb to);
+static void st_up_ready(struct stream *st);
+static void st_od(struct stream *st, enum od_result r, int code);
 
 /* ---- streams ---- */
 
@@ -240,6 +245,14 @@ static inline bool d_busy(const struct dconn *d)
 }
 
 #define FWD_ST_FREE_MAX 256     /* streams a worker keeps for reuse */
+
+/* Clears the per-request part of st (everything from route on) for a new request. */
+static void st_reset(struct stream *st)
+{
+	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
+	loop_timer_init(&st->timeout, st_on_timeout);
+	loop_timer_init(&st->cb_wake, st_on_wake);
+}
 
 /* A stream for d's requests, from the worker's free list when it has one: ready for
  * h1_parse (parser reset, no upstream, no snapshot, not active). */
@@ -256,11 +269,9 @@ static struct stream *st_get(struct dconn *d)
 	}
 	/* Everything but the request head (h1_parse fills it) starts zeroed. */
 	memset(st, 0, offsetof(struct stream, req));
-	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	st->d = d;
 	h1_parser_init(&st->rp, true, 0);
-	loop_timer_init(&st->timeout, st_on_timeout);
-	loop_timer_init(&st->cb_wake, st_on_wake);
+	st_reset(st);
 	return st;
 }
 
@@ -281,12 +292,6 @@ static void st_put(struct dconn *d)
 	w->st_free = st;
 	w->nst_free++;
 }
-static void cc_kick(struct worker *w, struct cb_cluster *cc);
-static void st_cb_end(struct stream *st);
-static void st_cb_set(struct stream *st, enum st_cb to);
-static void st_up_ready(struct stream *st);
-static void st_od(struct stream *st, enum od_result r, int code);
-static void st_on_wake(struct loop *loop, struct loop_timer *t);
 
 /* ---- small helpers ---- */
 
@@ -364,6 +369,29 @@ static void iob_addu(struct iobuf *b, uint64_t v)
 	iob_append(b, t, u64_dec(t, v));
 }
 
+/* "name: value\r\n" lines of a head. */
+static void iob_field(struct iobuf *b, const char *name, size_t nlen, const char *v,
+                      size_t vlen)
+{
+	iob_append(b, name, nlen);
+	IOB_LIT(b, ": ");
+	iob_append(b, v, vlen);
+	IOB_LIT(b, "\r\n");
+}
+
+static void iob_field_s(struct iobuf *b, const char *name, const char *v)
+{
+	iob_field(b, name, strlen(name), v, strlen(v));
+}
+
+static void iob_field_u(struct iobuf *b, const char *name, uint64_t v)
+{
+	iob_adds(b, name);
+	IOB_LIT(b, ": ");
+	iob_addu(b, v);
+	IOB_LIT(b, "\r\n");
+}
+
 /* Writes buffered bytes. Returns 0 when everything was written or the socket is full
  * (*blocked set), -1 on error. */
 static int io_write(int fd, struct tls_conn *tls, struct iobuf *b, bool *blocked)
@@ -401,6 +429,26 @@ static int io_write(int fd, struct tls_conn *tls, struct iobuf *b, bool *blocked
 	return 0;
 }
 
+/* One read from the transport into p[0 .. n): bytes (> 0), 0 at EOF, < 0 (not -2) on
+ * error, -2 when nothing is available now; *drained as io_read says. */
+static ssize_t io_read_once(int fd, struct tls_conn *tls, char *p, size_t n, bool *drained)
+{
+	ssize_t r;
+
+	if (tls) {
+		r = tls_read(tls, p, n);
+		return r == TLS_WANT_READ || r == TLS_WANT_WRITE ? -2 : r;
+	}
+	do {
+		r = read(fd, p, n);
+	} while (r < 0 && errno == EINTR);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return -2;
+	if (drained && r > 0 && (size_t)r < n)
+		*drained = true;
+	return r;
+}
+
 /* Reads into a growable input buffer. Returns bytes read (> 0), 0 on EOF, -1 on error,
  * -2 when nothing is available now. *drained (may be NULL) is set when a plain socket
  * gave less than asked: it is empty now, and reading again would only find EAGAIN (the
@@ -409,30 +457,16 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
                        size_t max, bool *drained)
 {
 	ssize_t n;
-	size_t want;
 
 	if (drained)
 		*drained = false;
-
 	if (!*buf) {
 		/* No buffer (an idle connection keeps none): read into the stack first, so that
 		 * the read that finds nothing (the common one after a response) allocates
 		 * nothing either. */
 		char tmp[4096];
 
-		if (tls) {
-			n = tls_read(tls, tmp, sizeof(tmp));
-			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
-				return -2;
-		} else {
-			do {
-				n = read(fd, tmp, sizeof(tmp));
-			} while (n < 0 && errno == EINTR);
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				return -2;
-			if (drained && n > 0 && (size_t)n < sizeof(tmp))
-				*drained = true;
-		}
+		n = io_read_once(fd, tls, tmp, sizeof(tmp), drained);
 		if (n <= 0)
 			return n;
 		*cap = FWD_BUF_INIT < max ? FWD_BUF_INIT : max;
@@ -451,20 +485,7 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 		*buf = xrealloc(*buf, ncap);
 		*cap = ncap;
 	}
-	want = *cap - *len;
-	if (tls) {
-		n = tls_read(tls, *buf + *len, want);
-		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
-			return -2;
-	} else {
-		do {
-			n = read(fd, *buf + *len, want);
-		} while (n < 0 && errno == EINTR);
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return -2;
-		if (drained && n > 0 && (size_t)n < want)
-			*drained = true;
-	}
+	n = io_read_once(fd, tls, *buf + *len, *cap - *len, drained);
 	if (n > 0)
 		*len += (size_t)n;
 	return n;
@@ -674,7 +695,7 @@ static void st_local_reply(struct stream *st, int code, unsigned flags, const ch
 	             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
 	             "x-request-id: %s\r\n%s\r\n",
 	             code, h1_status_reason(code), blen, st->reqid,
-	             st->resp_close || !st->req.keep_alive ? "connection: close\r\n" : "");
+	             st->resp_close ? "connection: close\r\n" : "");
 	d_send(d, head, (size_t)n);
 	if (blen && st->req.method_id != H1_M_HEAD)
 		d_send(d, body, blen);
@@ -1066,38 +1087,25 @@ static void st_send_head(struct stream *st)
 		if (px->role == SNAP_ROLE_GATEWAY &&
 		    h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-proto", 17))
 			continue;
-		iob_append(o, b + hd->name.off, hd->name.len);
-		IOB_LIT(o, ": ");
-		iob_append(o, b + hd->value.off, hd->value.len);
-		IOB_LIT(o, "\r\n");
+		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
 	if (m->target_form == H1_TF_ABSOLUTE) {
-		IOB_LIT(o, "host: ");
-		iob_append(o, b + m->authority.off, m->authority.len);
-		IOB_LIT(o, "\r\n");
+		iob_field(o, "host", 4, b + m->authority.off, m->authority.len);
 	}
 	if (px->role == SNAP_ROLE_GATEWAY) {
-		if (!have_xff) {
-			IOB_LIT(o, "x-forwarded-for: ");
-			iob_adds(o, d->remote_ip);
-			IOB_LIT(o, "\r\n");
-		}
+		if (!have_xff)
+			iob_field_s(o, "x-forwarded-for", d->remote_ip);
 		if (d->tls || d->h2s)
 			IOB_LIT(o, "x-forwarded-proto: https\r\n");
 		else
 			IOB_LIT(o, "x-forwarded-proto: http\r\n");
 	}
-	if (st->reqid_generated) {
-		IOB_LIT(o, "x-request-id: ");
-		iob_adds(o, st->reqid);
-		IOB_LIT(o, "\r\n");
-	}
+	if (st->reqid_generated)
+		iob_field_s(o, "x-request-id", st->reqid);
 	if (m->has_te_trailers)
 		IOB_LIT(o, "te: trailers\r\n");
 	if (m->body == H1_BODY_LENGTH) {
-		IOB_LIT(o, "content-length: ");
-		iob_addu(o, m->content_length);
-		IOB_LIT(o, "\r\n");
+		iob_field_u(o, "content-length", m->content_length);
 	} else if (m->body == H1_BODY_CHUNKED) {
 		IOB_LIT(o, "transfer-encoding: chunked\r\n");
 	}
@@ -1221,17 +1229,11 @@ static void st_send_resp_head(struct stream *st)
 		if (st->ust >= 0 &&
 		    h1_name_eq(b + hd->name.off, hd->name.len, "x-envoy-upstream-service-time", 29))
 			continue;
-		iob_append(o, b + hd->name.off, hd->name.len);
-		IOB_LIT(o, ": ");
-		iob_append(o, b + hd->value.off, hd->value.len);
-		IOB_LIT(o, "\r\n");
+		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
 	if (m->body == H1_BODY_LENGTH ||
-	    (m->body == H1_BODY_NONE && h1_header_find(m, b, "content-length", 0) >= 0))
-	{
-		IOB_LIT(o, "content-length: ");
-		iob_addu(o, m->content_length);
-		IOB_LIT(o, "\r\n");
+	    (m->body == H1_BODY_NONE && h1_header_find(m, b, "content-length", 0) >= 0)) {
+		iob_field_u(o, "content-length", m->content_length);
 	} else if (m->body == H1_BODY_CHUNKED && st->req.version_minor == 0) {
 		/* An HTTP/1.0 client knows no chunked coding (RFC 9112 section 6.1): the payload
 		 * goes unframed and the close ends it, as Envoy does. */
@@ -1241,11 +1243,8 @@ static void st_send_resp_head(struct stream *st)
 	} else if (m->body == H1_BODY_UNTIL_CLOSE) {
 		st->resp_close = true;
 	}
-	if (st->ust >= 0) {
-		IOB_LIT(o, "x-envoy-upstream-service-time: ");
-		iob_addu(o, (uint64_t)st->ust);
-		IOB_LIT(o, "\r\n");
-	}
+	if (st->ust >= 0)
+		iob_field_u(o, "x-envoy-upstream-service-time", (uint64_t)st->ust);
 	if (!st->req.keep_alive || d->w->draining)
 		st->resp_close = true;
 	if (st->resp_close)
@@ -2636,16 +2635,13 @@ static void d_process(struct dconn *d)
 			d->snap = snap_ref(w->snap);
 			d->lst = nl;
 		}
-		memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
-		st->d = d;
+		st_reset(st);
 		st->active = true;
 		st->code = 0;
 		st->ust = -1;
 		st->start_wall_ms = wall_ms();
 		st->start_ms = loop_now_ms(w->loop);
 		st->snap = snap_ref(d->snap);
-		loop_timer_init(&st->timeout, st_on_timeout);
-		loop_timer_init(&st->cb_wake, st_on_wake);
 		loop_timer_cancel(w->loop, &d->timer);
 		STAT_INC(w->st.rq_active);
 		d->nreq++;

@@ -375,6 +375,28 @@ int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
 	return 0;
 }
 
+int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *more)
+{
+	char buf[H2D_READ_BUF];
+	int i;
+
+	*more = false;
+	for (i = 0; i < rounds; i++) {
+		ssize_t n = tls_read(tls, buf, sizeof(buf));
+
+		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+			return 0;
+		if (n == 0)
+			return H2_PUMP_CLOSED;
+		if (n < 0)
+			return H2_PUMP_TLS;
+		if (h2_feed(s, buf, (size_t)n) < 0)
+			return H2_PUMP_SESSION;
+	}
+	*more = true;
+	return 0;
+}
+
 /* Writes what the session has. Returns 0, or -1 when the connection must close. */
 static int h2d_flush(struct h2d *h)
 {
@@ -388,24 +410,14 @@ static int h2d_flush(struct h2d *h)
 
 int h2d_on_io(struct h2d *h, unsigned ev)
 {
-	char buf[H2D_READ_BUF];
-	int rounds;
+	int rc;
 
 	(void)ev;
-	for (rounds = 0; rounds < H2D_ROUNDS; rounds++) {
-		ssize_t n = tls_read(h->tls, buf, sizeof(buf));
-
-		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
-			break;
-		if (n <= 0)
-			return -1;
-		if (h2_feed(h->s, buf, (size_t)n) < 0) {
-			log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
-			return -1;
-		}
-	}
-	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
-	h->more = rounds == H2D_ROUNDS;
+	rc = h2_tls_pump(h->s, h->tls, H2D_ROUNDS, &h->more);
+	if (rc == H2_PUMP_SESSION)
+		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
+	if (rc != 0)
+		return -1;
 	if (h->more)
 		h2d_kick(h);
 	/* A request head must be whole within --request-headers-timeout of its start, as

@@ -24,7 +24,6 @@
 #include <unistd.h>
 
 #define UH2_BUCKETS     64
-#define UH2_READ_BUF    16384
 #define UH2_ROUNDS      16
 #define UH2_MAX_STREAMS 100      /* per connection while its SETTINGS are not known */
 #define UH2_MAX_INTERIM 16       /* 1xx heads per response */
@@ -285,29 +284,19 @@ static int c_flush(struct uh2c *c)
 
 static void c_read(struct uh2c *c)
 {
-	char buf[UH2_READ_BUF];
-	int rounds;
+	int rc = h2_tls_pump(c->s, c->tls, UH2_ROUNDS, &c->more);
 
-	for (rounds = 0; rounds < UH2_ROUNDS; rounds++) {
-		ssize_t n = tls_read(c->tls, buf, sizeof(buf));
-
-		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
-			break;
-		if (n <= 0) {
-			c_fail(c, ALOG_F_UC,
-			       "upstream_reset_before_response_started{connection_termination}",
-			       n == 0 ? "connection closed" : tls_conn_error(c->tls), false);
-			return;
-		}
-		if (h2_feed(c->s, buf, (size_t)n) < 0) {
-			c_fail(c, ALOG_F_UC | ALOG_F_UPE,
-			       "upstream_reset_before_response_started{protocol_error}",
-			       h2_error(c->s), false);
-			return;
-		}
+	if (rc == H2_PUMP_SESSION) {
+		c_fail(c, ALOG_F_UC | ALOG_F_UPE,
+		       "upstream_reset_before_response_started{protocol_error}", h2_error(c->s),
+		       false);
+		return;
 	}
-	/* After a burst OpenSSL may hold decrypted bytes no socket event will announce. */
-	c->more = rounds == UH2_ROUNDS;
+	if (rc != 0) {
+		c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
+		       rc == H2_PUMP_CLOSED ? "connection closed" : tls_conn_error(c->tls), false);
+		return;
+	}
 	if (c->more)
 		c_kick(c);
 	c_flush(c);
@@ -690,22 +679,20 @@ void uh2_table_free(struct uh2_table *t)
 	if (!t)
 		return;
 	for (size_t i = 0; i < UH2_BUCKETS; i++) {
-		struct uh2_key *k;
+		struct uh2_key *k, *next;
 
-		while ((k = t->b[i]) != NULL) {
+		for (k = t->b[i]; k; k = next) {
+			next = k->next;
+			/* Kept by key_maybe_free while its connections close: freed here. */
+			k->h1_until = UINT64_MAX;
 			while (k->conns) {
 				struct uh2c *c = k->conns;
 
-				c_close(c);     /* unlinks c, and frees k with the last one */
+				c_close(c);     /* unlinks c from k */
 				c_settle(c);
-				if (t->b[i] != k)
-					break;
 			}
-			if (t->b[i] == k) {
-				t->b[i] = k->next;
-				free(k->key);
-				free(k);
-			}
+			free(k->key);
+			free(k);
 		}
 	}
 	free(t);

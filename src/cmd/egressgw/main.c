@@ -576,10 +576,76 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 
 /* ---- admin ---- */
 
-static const char *const stat_names[] = {
-	"downstream_cx_total", "downstream_cx_active", "downstream_cx_ssl_handshake_failed",
-	"downstream_rq_total", "downstream_rq_active",
+/* /stats/prometheus: the workers' counters (struct wstats, summed), one line each, in
+ * this order; the labelled families and the process's own values are written around
+ * them in admin_handle. */
+#define WSTAT(field) (offsetof(struct wstats, field) / sizeof(stat_t))
+
+struct prom_stat {
+	const char *name;               /* after "egressgw_" */
+	bool gauge;
+	size_t idx;                     /* in struct wstats_sum */
 };
+
+static const struct prom_stat prom_downstream[] = {
+	{ "downstream_cx_total", false, WSTAT(dcx_total) },
+	{ "downstream_cx_active", true, WSTAT(dcx_active) },
+	{ "downstream_cx_ssl_handshake_failed", false, WSTAT(dcx_tls_fail) },
+	{ "downstream_rq_total", false, WSTAT(rq_total) },
+	{ "downstream_rq_active", true, WSTAT(rq_active) },
+};
+
+static const struct prom_stat prom_upstream[] = {
+	{ "upstream_cx_total", false, WSTAT(ucx_total) },
+	{ "upstream_cx_active", true, WSTAT(ucx_active) },
+	{ "upstream_cx_connect_fail", false, WSTAT(ucx_connect_fail) },
+	{ "upstream_cx_connect_timeout", false, WSTAT(ucx_connect_timeout) },
+	{ "upstream_rq_total", false, WSTAT(urq_total) },
+	{ "upstream_rq_retry", false, WSTAT(urq_retry) },
+	{ "upstream_rq_reused", false, WSTAT(urq_reused) },
+	{ "upstream_rq_timeout", false, WSTAT(urq_timeout) },
+	{ "upstream_pool_idle", true, WSTAT(pool_idle) },
+	{ "no_route", false, WSTAT(no_route) },
+	{ "no_healthy_upstream", false, WSTAT(no_healthy) },
+	{ "dns_failure", false, WSTAT(dns_fail) },
+	{ "upstream_cx_http2_total", false, WSTAT(ucx_h2) },
+	{ "upstream_cx_http2_fallback", false, WSTAT(ucx_h2_fallback) },
+};
+
+static const struct prom_stat prom_mesh[] = {
+	{ "downstream_cx_peer_identity", false, WSTAT(dcx_peer_identity) },
+	{ "tunnel_total", false, WSTAT(tun_total) },
+	{ "tunnel_active", true, WSTAT(tun_active) },
+	{ "passthrough_total", false, WSTAT(passthrough) },
+	{ "blackhole_total", false, WSTAT(blackhole) },
+	/* Circuit breakers and outlier detection (Envoy's names). */
+	{ "upstream_cx_overflow", false, WSTAT(ucx_overflow) },
+	{ "upstream_rq_pending_overflow", false, WSTAT(urq_pending_overflow) },
+	{ "upstream_rq_pending_total", false, WSTAT(urq_pending_total) },
+	{ "upstream_rq_pending_active", true, WSTAT(urq_pending_active) },
+	{ "outlier_detection_ejections_enforced_total", false, WSTAT(od_ejections_enforced) },
+	{ "outlier_detection_ejections_active", true, WSTAT(od_ejections_active) },
+	{ "outlier_detection_ejections_overflow", false, WSTAT(od_ejections_overflow) },
+};
+
+/* Refused connections: past --max-connections, or no descriptor left. */
+static const struct prom_stat prom_refused[] = {
+	{ "downstream_cx_overflow", false, WSTAT(dcx_overflow) },
+	{ "downstream_cx_no_fd", false, WSTAT(dcx_no_fd) },
+};
+
+static void prom_line(struct sbuf *body, const char *name, bool gauge, unsigned long long v)
+{
+	sbuf_addf(body, "# TYPE egressgw_%s %s\negressgw_%s %llu\n", name,
+	          gauge ? "gauge" : "counter", name, v);
+}
+
+static void prom_lines(struct sbuf *body, const struct wstats_sum *sum,
+                       const struct prom_stat *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		prom_line(body, t[i].name, t[i].gauge, (unsigned long long)sum->v[t[i].idx]);
+}
 
 static int admin_handle(void *arg, const char *method, const char *path, struct sbuf *body,
                         const char **ctype)
@@ -588,7 +654,6 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	struct wstats_sum sum;
 	size_t qlen = strcspn(path, "?");
 
-#define OFF(field) (offsetof(struct wstats, field) / sizeof(stat_t))
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		sbuf_adds(body, "method not allowed\n");
 		return 405;
@@ -616,107 +681,35 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	if (qlen == 17 && strncmp(path, "/stats/prometheus", 17) == 0) {
 		proxy_stats(&g->proxy, &sum);
 		*ctype = "text/plain; version=0.0.4";
-		for (size_t i = 0; i < ARRAY_SIZE(stat_names); i++)
-			sbuf_addf(body, "# TYPE egressgw_%s %s\negressgw_%s %llu\n", stat_names[i],
-			          strstr(stat_names[i], "active") ? "gauge" : "counter", stat_names[i],
-			          (unsigned long long)sum.v[i]);
+		prom_lines(body, &sum, prom_downstream, ARRAY_SIZE(prom_downstream));
 		sbuf_adds(body, "# TYPE egressgw_downstream_rq_xx counter\n");
 		for (int c = 1; c <= 5; c++)
 			sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"%dxx\"} %llu\n", c,
-			          (unsigned long long)sum.v[OFF(resp) + (size_t)c]);
+			          (unsigned long long)sum.v[WSTAT(resp) + (size_t)c]);
 		sbuf_addf(body, "egressgw_downstream_rq_xx{response_code_class=\"none\"} %llu\n",
-		          (unsigned long long)sum.v[OFF(resp)]);
+		          (unsigned long long)sum.v[WSTAT(resp)]);
+		prom_lines(body, &sum, prom_upstream, ARRAY_SIZE(prom_upstream));
 		sbuf_addf(body,
-		          "# TYPE egressgw_upstream_cx_total counter\negressgw_upstream_cx_total %llu\n"
-		          "# TYPE egressgw_upstream_cx_active gauge\negressgw_upstream_cx_active %llu\n"
-		          "# TYPE egressgw_upstream_cx_connect_fail counter\negressgw_upstream_cx_connect_fail %llu\n"
-		          "# TYPE egressgw_upstream_cx_connect_timeout counter\negressgw_upstream_cx_connect_timeout %llu\n"
-		          "# TYPE egressgw_upstream_rq_total counter\negressgw_upstream_rq_total %llu\n"
-		          "# TYPE egressgw_upstream_rq_retry counter\negressgw_upstream_rq_retry %llu\n"
-		          "# TYPE egressgw_upstream_rq_reused counter\negressgw_upstream_rq_reused %llu\n"
-		          "# TYPE egressgw_upstream_rq_timeout counter\negressgw_upstream_rq_timeout %llu\n"
-		          "# TYPE egressgw_upstream_pool_idle gauge\negressgw_upstream_pool_idle %llu\n"
-		          "# TYPE egressgw_no_route counter\negressgw_no_route %llu\n"
-		          "# TYPE egressgw_no_healthy_upstream counter\negressgw_no_healthy_upstream %llu\n"
-		          "# TYPE egressgw_dns_failure counter\negressgw_dns_failure %llu\n"
-		          "# TYPE egressgw_upstream_cx_http2_total counter\negressgw_upstream_cx_http2_total %llu\n"
-		          "# TYPE egressgw_upstream_cx_http2_fallback counter\negressgw_upstream_cx_http2_fallback %llu\n"
 		          "# TYPE egressgw_upstream_tls_handshake counter\n"
 		          "egressgw_upstream_tls_handshake{resumed=\"false\"} %llu\n"
 		          "egressgw_upstream_tls_handshake{resumed=\"true\"} %llu\n",
-		          (unsigned long long)sum.v[OFF(ucx_total)],
-		          (unsigned long long)sum.v[OFF(ucx_active)],
-		          (unsigned long long)sum.v[OFF(ucx_connect_fail)],
-		          (unsigned long long)sum.v[OFF(ucx_connect_timeout)],
-		          (unsigned long long)sum.v[OFF(urq_total)],
-		          (unsigned long long)sum.v[OFF(urq_retry)],
-		          (unsigned long long)sum.v[OFF(urq_reused)],
-		          (unsigned long long)sum.v[OFF(urq_timeout)],
-		          (unsigned long long)sum.v[OFF(pool_idle)],
-		          (unsigned long long)sum.v[OFF(no_route)],
-		          (unsigned long long)sum.v[OFF(no_healthy)],
-		          (unsigned long long)sum.v[OFF(dns_fail)],
-		          (unsigned long long)sum.v[OFF(ucx_h2)],
-		          (unsigned long long)sum.v[OFF(ucx_h2_fallback)],
-		          (unsigned long long)sum.v[OFF(ucx_tls_full)],
-		          (unsigned long long)sum.v[OFF(ucx_tls_resumed)]);
-		sbuf_addf(body,
-		          "# TYPE egressgw_downstream_cx_peer_identity counter\n"
-		          "egressgw_downstream_cx_peer_identity %llu\n"
-		          "# TYPE egressgw_tunnel_total counter\negressgw_tunnel_total %llu\n"
-		          "# TYPE egressgw_tunnel_active gauge\negressgw_tunnel_active %llu\n"
-		          "# TYPE egressgw_passthrough_total counter\negressgw_passthrough_total %llu\n"
-		          "# TYPE egressgw_blackhole_total counter\negressgw_blackhole_total %llu\n",
-		          (unsigned long long)sum.v[OFF(dcx_peer_identity)],
-		          (unsigned long long)sum.v[OFF(tun_total)],
-		          (unsigned long long)sum.v[OFF(tun_active)],
-		          (unsigned long long)sum.v[OFF(passthrough)],
-		          (unsigned long long)sum.v[OFF(blackhole)]);
-		/* Circuit breakers and outlier detection (Envoy's names; summed over workers). */
-		sbuf_addf(body,
-		          "# TYPE egressgw_upstream_cx_overflow counter\negressgw_upstream_cx_overflow %llu\n"
-		          "# TYPE egressgw_upstream_rq_pending_overflow counter\n"
-		          "egressgw_upstream_rq_pending_overflow %llu\n"
-		          "# TYPE egressgw_upstream_rq_pending_total counter\n"
-		          "egressgw_upstream_rq_pending_total %llu\n"
-		          "# TYPE egressgw_upstream_rq_pending_active gauge\n"
-		          "egressgw_upstream_rq_pending_active %llu\n"
-		          "# TYPE egressgw_outlier_detection_ejections_enforced_total counter\n"
-		          "egressgw_outlier_detection_ejections_enforced_total %llu\n"
-		          "# TYPE egressgw_outlier_detection_ejections_active gauge\n"
-		          "egressgw_outlier_detection_ejections_active %llu\n"
-		          "# TYPE egressgw_outlier_detection_ejections_overflow counter\n"
-		          "egressgw_outlier_detection_ejections_overflow %llu\n",
-		          (unsigned long long)sum.v[OFF(ucx_overflow)],
-		          (unsigned long long)sum.v[OFF(urq_pending_overflow)],
-		          (unsigned long long)sum.v[OFF(urq_pending_total)],
-		          (unsigned long long)sum.v[OFF(urq_pending_active)],
-		          (unsigned long long)sum.v[OFF(od_ejections_enforced)],
-		          (unsigned long long)sum.v[OFF(od_ejections_active)],
-		          (unsigned long long)sum.v[OFF(od_ejections_overflow)]);
+		          (unsigned long long)sum.v[WSTAT(ucx_tls_full)],
+		          (unsigned long long)sum.v[WSTAT(ucx_tls_resumed)]);
+		prom_lines(body, &sum, prom_mesh, ARRAY_SIZE(prom_mesh));
 		sbuf_adds(body, "# TYPE egressgw_upstream_tls_failure counter\n");
 		for (int i = 0; i < STATS_TLS_CATS; i++)
 			sbuf_addf(body, "egressgw_upstream_tls_failure{reason=\"%s\"} %llu\n",
-			          stats_tls_cat_name(i), (unsigned long long)sum.v[OFF(ucx_tls_fail) + (size_t)i]);
-		sbuf_addf(body,
-		          "# TYPE egressgw_config_reloads counter\negressgw_config_reloads %llu\n"
-		          "# TYPE egressgw_config_rejects counter\negressgw_config_rejects %llu\n"
-		          "# TYPE egressgw_config_version gauge\negressgw_config_version %llu\n",
-		          (unsigned long long)atomic_load(&g->proxy.config_reloads),
-		          (unsigned long long)atomic_load(&g->proxy.config_rejects),
+			          stats_tls_cat_name(i), (unsigned long long)sum.v[WSTAT(ucx_tls_fail) + (size_t)i]);
+		prom_line(body, "config_reloads", false,
+		          (unsigned long long)atomic_load(&g->proxy.config_reloads));
+		prom_line(body, "config_rejects", false,
+		          (unsigned long long)atomic_load(&g->proxy.config_rejects));
+		prom_line(body, "config_version", true,
 		          (unsigned long long)(g->snap ? g->snap->version : 0));
-		/* Refused connections: past --max-connections, or no descriptor left. */
-		sbuf_addf(body,
-		          "# TYPE egressgw_downstream_cx_overflow counter\n"
-		          "egressgw_downstream_cx_overflow %llu\n"
-		          "# TYPE egressgw_downstream_cx_no_fd counter\negressgw_downstream_cx_no_fd %llu\n"
-		          "# TYPE egressgw_downstream_cx_max gauge\negressgw_downstream_cx_max %llu\n",
-		          (unsigned long long)sum.v[OFF(dcx_overflow)],
-		          (unsigned long long)sum.v[OFF(dcx_no_fd)],
-		          (unsigned long long)g->proxy.max_dcx);
+		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
+		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
 		return 200;
 	}
-#undef OFF
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
 	return 404;
 }
