@@ -1265,19 +1265,13 @@ static void conn_set_names(struct tls_conn *c, const struct tls_verify_names *nm
 
 void tls_client_alpn(struct tls_conn *c, const char *const *alpn, size_t n)
 {
-	unsigned char wire[256];
 	size_t len = 0;
+	unsigned char *w = n ? alpn_wire(alpn, n, &len, NULL) : NULL;
 
-	for (size_t i = 0; i < n; i++) {
-		size_t l = strlen(alpn[i]);
-
-		if (l == 0 || l > 255 || len + 1 + l > sizeof(wire))
-			return;         /* callers pass short constant names */
-		wire[len++] = (unsigned char)l;
-		memcpy(wire + len, alpn[i], l);
-		len += l;
-	}
-	SSL_set_alpn_protos(c->ssl, len ? wire : NULL, (unsigned)len);
+	if (n && !w)
+		return;         /* a name of bad length: callers pass short constant names */
+	SSL_set_alpn_protos(c->ssl, w, (unsigned)len);
+	free(w);
 }
 
 struct tls_conn *tls_client_new(struct tls_ctx *ctx, int fd, const char *sni,

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from gwlib import read_response, wait_port
-from sidecarlib import CNN, EGW_HOST, Egressgw
+from sidecarlib import CNN, Egressgw
 from test_h2_mesh import MiB, SiteHandler, payload
 from test_h2_mesh import Site as PySite
 from test_sidecar import Topology, apply_cnn, wait_routed

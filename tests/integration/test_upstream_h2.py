@@ -4,6 +4,7 @@ http2 plays edition.cnn.com; its access log says which protocol each request cam
 Without UPGRADE nothing changes (HTTP/1.1, no ALPN); a server without h2 gets HTTP/1.1
 after one look (the key is remembered)."""
 import re
+import subprocess
 import time
 
 import pytest
@@ -12,8 +13,6 @@ from gwlib import Gateway, loopback_ip, make_server_ca, make_server_cert, mesh_r
     nginx_conf, wait_port
 from test_gateway import CNN, apply_first_half, mesh  # noqa: F401 (fixture)
 from test_h2_mesh import MiB, payload
-
-import subprocess
 
 
 class H2Nginx:
