@@ -18,6 +18,9 @@ char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 bool str_has_prefix(const char *s, const char *prefix);
+/* Copies src into dst[size] (size > 0), cut to fit and always NUL-terminated; returns the
+ * length copied. snprintf(dst, size, "%s", src) without printf's cost (request path). */
+size_t str_copy(char *dst, size_t size, const char *src);
 bool str_has_suffix(const char *s, const char *suffix);
 
 /* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out and *len, or -1

@@ -303,6 +303,66 @@ static int64_t wall_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* ---- I/O buffers ----
+ * Connections take their FWD_BUF_INIT-byte buffers when they turn busy and give them back
+ * when they go idle (an idle connection keeps none: scenario 4's memory). Through malloc
+ * that was a malloc and a free per buffer per request, and glibc trimming the thread's
+ * arena (madvise, then page faults) every few requests. Each worker thread keeps a short
+ * list of such buffers instead. It is thread-local rather than in struct worker because the
+ * buffers are taken and given back from deep in the I/O helpers, which know only the
+ * buffer; a thread that never called fwd_buf_cache_start (the main thread freeing
+ * connections at shutdown) keeps no cache and frees as malloc would. */
+#define FWD_BUF_FREE_MAX 64
+
+static _Thread_local struct {
+	void *head;                     /* first word of each free buffer links the next */
+	unsigned n;
+	bool on;
+} buf_cache;
+
+void fwd_buf_cache_start(void)
+{
+	buf_cache.on = true;
+}
+
+void fwd_buf_cache_stop(void)
+{
+	while (buf_cache.head) {
+		void *p = buf_cache.head;
+
+		buf_cache.head = *(void **)p;
+		free(p);
+	}
+	buf_cache.n = 0;
+	buf_cache.on = false;
+}
+
+/* A buffer of cap bytes (any size; FWD_BUF_INIT ones come from the cache). */
+static void *buf_alloc(size_t cap)
+{
+	void *p = buf_cache.head;
+
+	if (cap != FWD_BUF_INIT || !p)
+		return xmalloc(cap);
+	buf_cache.head = *(void **)p;
+	buf_cache.n--;
+	return p;
+}
+
+/* Gives back p (NULL allowed), allocated with cap bytes by buf_alloc or xrealloc. */
+static void buf_release(void *p, size_t cap)
+{
+	if (!p)
+		return;
+	if (cap != FWD_BUF_INIT || !buf_cache.on || buf_cache.n >= FWD_BUF_FREE_MAX) {
+		free(p);
+		return;
+	}
+	*(void **)p = buf_cache.head;
+	buf_cache.head = p;
+	buf_cache.n++;
+}
+
 static void iob_append(struct iobuf *b, const void *p, size_t n)
 {
 	if (b->off == b->len)
@@ -317,7 +377,7 @@ static void iob_append(struct iobuf *b, const void *p, size_t n)
 				cap *= 2;
 			if (b->off > 0)
 				memmove(b->p, b->p + b->off, b->len - b->off);
-			b->p = xrealloc(b->p, cap);
+			b->p = b->p ? xrealloc(b->p, cap) : buf_alloc(cap);
 			b->cap = cap;
 		}
 		b->len -= b->off;
@@ -334,7 +394,7 @@ static size_t iob_used(const struct iobuf *b)
 
 static void iob_free(struct iobuf *b)
 {
-	free(b->p);
+	buf_release(b->p, b->cap);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -470,7 +530,7 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 		if (n <= 0)
 			return n;
 		*cap = FWD_BUF_INIT < max ? FWD_BUF_INIT : max;
-		*buf = xmalloc(*cap);
+		*buf = buf_alloc(*cap);
 		memcpy(*buf, tmp, (size_t)n);
 		*len = (size_t)n;
 		return n;
@@ -765,7 +825,7 @@ static void u_free_h2(struct uconn *u, bool complete)
 {
 	uh2_detach(u->h2, complete);
 	loop_timer_cancel(u->w->loop, &u->kick);
-	free(u->in);
+	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
 	free(u);
 }
@@ -801,7 +861,7 @@ static void u_close(struct uconn *u)
 	if (u->tls)
 		tls_conn_free(u->tls);
 	close(u->io.fd);
-	free(u->in);
+	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
 	STAT_DEC(w->st.ucx_active);
 	free(u);
@@ -835,7 +895,7 @@ static void u_on_kick(struct loop *loop, struct loop_timer *t)
 		struct stream *st = u->st;
 
 		if (!st->up_local[0])
-			snprintf(st->up_local, sizeof(st->up_local), "%s", uh2_local(u->h2));
+			str_copy(st->up_local, sizeof(st->up_local), uh2_local(u->h2));
 		/* Body bytes held back until the stream was open go now (flushes u). */
 		if (!st->req_done && uh2_ready(u->h2) && d->in_pos < d->in_len) {
 			if (d_forward_body(d) < 0) {
@@ -946,7 +1006,7 @@ static void u_on_connected(struct uconn *u)
 
 		if (sock_local_addr(u->io.fd, &la) == 0)
 			sock_addr_str(&la, u->local_s, sizeof(u->local_s));
-		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
+		str_copy(st->up_local, sizeof(st->up_local), u->local_s);
 	}
 	if (u->tls) {
 		u_handshake(u);
@@ -1002,7 +1062,7 @@ static void st_send_head_h2(struct stream *st)
 	 * originates TLS itself); any other TLS upstream is https. */
 	h2_request_from_h1(&st->req, b, st->cl->tls_mode == CLUSTER_TLS_ISTIO_MUTUAL ? "http" : "https",
 	                   &c);
-	snprintf(xff, sizeof(xff), "%s", d->remote_ip);
+	str_copy(xff, sizeof(xff), d->remote_ip);
 	/* Compact c.hdrs in place, dropping what the gateway replaces; room for ours stays
 	 * (c.hdrs has two spare slots beyond H1_MAX_HEADERS, plus those dropped). */
 	for (size_t i = 0; i < c.rq.nheaders; i++) {
@@ -1774,7 +1834,7 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	loop_io_init(&u->io, -1, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
 	loop_timer_init(&u->kick, u_on_kick);
-	snprintf(st->up_local, sizeof(st->up_local), "%s", uh2_local(u->h2));
+	str_copy(st->up_local, sizeof(st->up_local), uh2_local(u->h2));
 	st_send_head(st);
 	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
 	fwd_uh2_kick(u);
@@ -1874,7 +1934,7 @@ static void st_connect(struct stream *st, bool fresh)
 		u_cc_take(u, cc);
 		u->st = st;
 		st->u = u;
-		snprintf(st->up_local, sizeof(st->up_local), "%s", u->local_s);
+		str_copy(st->up_local, sizeof(st->up_local), u->local_s);
 		st_cb_set(st, ST_CB_ACTIVE);
 		st_od(st, OD_CONNECT_OK, 0);
 		cc_kick(w, cc);      /* when woken: the next one may find a slot too */
@@ -2221,7 +2281,7 @@ static void st_original_dst(struct stream *st)
 	if (n >= 2 && st->host[0] == '[' && st->host[n - 1] == ']')
 		snprintf(name, sizeof(name), "%.*s", (int)(n - 2), st->host + 1);
 	else
-		snprintf(name, sizeof(name), "%s", st->host);
+		str_copy(name, sizeof(name), st->host);
 	if (!w->dns) {
 		st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", "no resolver");
 		return;
@@ -2294,7 +2354,7 @@ static void st_pick_endpoint(struct stream *st)
 		return;
 	}
 	st->ep = ep->addr;
-	snprintf(st->ep_str, sizeof(st->ep_str), "%s", ep->str);
+	str_copy(st->ep_str, sizeof(st->ep_str), ep->str);
 	st_connect(st, false);
 }
 
@@ -2525,7 +2585,7 @@ static void d_close(struct dconn *d)
 		h2d_vconn_gone(d->h2s, complete);
 		if (d->snap)
 			snap_unref(d->snap);
-		free(d->in);
+		buf_release(d->in, d->in_cap);
 		free(d->sni);
 		iob_free(&d->out);
 		free(d);
@@ -2554,7 +2614,7 @@ static void d_close(struct dconn *d)
 		d->next->prev = d->prev;
 	if (d->snap)
 		snap_unref(d->snap);
-	free(d->in);
+	buf_release(d->in, d->in_cap);
 	free(d->sni);
 	iob_free(&d->out);
 	w->nconns--;
@@ -2680,7 +2740,7 @@ static void d_process(struct dconn *d)
 			/* An idle keep-alive connection keeps no buffers, as nginx does: they are
 			 * 16 KiB each way, which for 10,000 idle connections is 300 MiB of memory
 			 * doing nothing. The next read allocates again. */
-			free(d->in);
+			buf_release(d->in, d->in_cap);
 			d->in = NULL;
 			d->in_cap = d->in_len = d->in_pos = 0;
 			if (iob_used(&d->out) == 0)

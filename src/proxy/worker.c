@@ -344,7 +344,9 @@ static void *worker_main(void *arg)
 
 	loop_timer_init(&w->tick, worker_tick);
 	loop_timer_arm(w->loop, &w->tick, WORKER_TICK_MS);
+	fwd_buf_cache_start();
 	loop_run(w->loop);
+	fwd_buf_cache_stop();
 	if (w->alog.len)
 		worker_alog_flush(w);
 	return NULL;

@@ -177,6 +177,10 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 void fwd_drain(struct worker *w);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
+/* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
+ * (around its loop: buffers given back after stop are freed). */
+void fwd_buf_cache_start(void);
+void fwd_buf_cache_stop(void);
 /* Frees the worker's spare request streams (at shutdown). */
 void fwd_streams_free(struct worker *w);
 void worker_alog(struct worker *w, const struct alog_entry *e);
