@@ -304,19 +304,22 @@ static int64_t wall_ms(void)
 }
 
 /* ---- I/O buffers ----
- * Connections take their FWD_BUF_INIT-byte buffers when they turn busy and give them back
- * when they go idle (an idle connection keeps none: scenario 4's memory). Through malloc
- * that was a malloc and a free per buffer per request, and glibc trimming the thread's
- * arena (madvise, then page faults) every few requests. Each worker thread keeps a short
- * list of such buffers instead. It is thread-local rather than in struct worker because the
- * buffers are taken and given back from deep in the I/O helpers, which know only the
- * buffer; a thread that never called fwd_buf_cache_start (the main thread freeing
- * connections at shutdown) keeps no cache and frees as malloc would. */
-#define FWD_BUF_FREE_MAX 64
+ * Connections take their buffers when they turn busy and give them back when they go idle
+ * (an idle connection keeps none: scenario 4's memory); a buffer grows by doubling from
+ * FWD_BUF_INIT. Through malloc that was a malloc and a free per buffer per request, and
+ * glibc trimming the thread's arena (madvise, then page faults: 6% of the CPU with 16 KiB
+ * responses, whose head and body outgrow one buffer) every few requests. Each worker
+ * thread keeps free buffers of the three smallest sizes instead, up to FWD_BUF_CACHE_BYTES.
+ * The cache is thread-local rather than in struct worker because buffers are taken and
+ * given back deep in the I/O helpers, which know only the buffer; a thread that never
+ * called fwd_buf_cache_start (the main thread freeing connections at shutdown) keeps no
+ * cache and frees as malloc would. */
+#define FWD_BUF_CLASSES     3                  /* FWD_BUF_INIT << 0, 1, 2 */
+#define FWD_BUF_CACHE_BYTES (1024 * 1024)
 
 static _Thread_local struct {
-	void *head;                     /* first word of each free buffer links the next */
-	unsigned n;
+	void *head[FWD_BUF_CLASSES];    /* first word of each free buffer links the next */
+	size_t bytes;
 	bool on;
 } buf_cache;
 
@@ -327,40 +330,67 @@ void fwd_buf_cache_start(void)
 
 void fwd_buf_cache_stop(void)
 {
-	while (buf_cache.head) {
-		void *p = buf_cache.head;
+	for (int c = 0; c < FWD_BUF_CLASSES; c++) {
+		while (buf_cache.head[c]) {
+			void *p = buf_cache.head[c];
 
-		buf_cache.head = *(void **)p;
-		free(p);
+			buf_cache.head[c] = *(void **)p;
+			free(p);
+		}
 	}
-	buf_cache.n = 0;
+	buf_cache.bytes = 0;
 	buf_cache.on = false;
 }
 
-/* A buffer of cap bytes (any size; FWD_BUF_INIT ones come from the cache). */
+/* The cache's class for a buffer of cap bytes, or -1 when such buffers are not cached. */
+static int buf_class(size_t cap)
+{
+	for (int c = 0; c < FWD_BUF_CLASSES; c++)
+		if (cap == (size_t)FWD_BUF_INIT << c)
+			return c;
+	return -1;
+}
+
+/* A buffer of cap bytes (any size; cached sizes come from the cache when it has one). */
 static void *buf_alloc(size_t cap)
 {
-	void *p = buf_cache.head;
+	int c = buf_class(cap);
+	void *p;
 
-	if (cap != FWD_BUF_INIT || !p)
+	if (c < 0 || !buf_cache.head[c])
 		return xmalloc(cap);
-	buf_cache.head = *(void **)p;
-	buf_cache.n--;
+	p = buf_cache.head[c];
+	buf_cache.head[c] = *(void **)p;
+	buf_cache.bytes -= cap;
 	return p;
 }
 
-/* Gives back p (NULL allowed), allocated with cap bytes by buf_alloc or xrealloc. */
+/* Gives back p (NULL allowed), a buffer of cap bytes from buf_alloc or buf_grow. */
 static void buf_release(void *p, size_t cap)
 {
+	int c = buf_class(cap);
+
 	if (!p)
 		return;
-	if (cap != FWD_BUF_INIT || !buf_cache.on || buf_cache.n >= FWD_BUF_FREE_MAX) {
+	if (c < 0 || !buf_cache.on || buf_cache.bytes + cap > FWD_BUF_CACHE_BYTES) {
 		free(p);
 		return;
 	}
-	*(void **)p = buf_cache.head;
-	buf_cache.head = p;
-	buf_cache.n++;
+	*(void **)p = buf_cache.head[c];
+	buf_cache.head[c] = p;
+	buf_cache.bytes += cap;
+}
+
+/* p (cap bytes, NULL allowed) replaced by a buffer of ncap bytes holding its first keep
+ * bytes (keep <= ncap); p is given back. */
+static void *buf_grow(void *p, size_t cap, const void *keep_from, size_t keep, size_t ncap)
+{
+	void *np = buf_alloc(ncap);
+
+	if (keep)
+		memcpy(np, keep_from, keep);
+	buf_release(p, cap);
+	return np;
 }
 
 static void iob_append(struct iobuf *b, const void *p, size_t n)
@@ -375,9 +405,7 @@ static void iob_append(struct iobuf *b, const void *p, size_t n)
 
 			while (cap < b->len - b->off + n)
 				cap *= 2;
-			if (b->off > 0)
-				memmove(b->p, b->p + b->off, b->len - b->off);
-			b->p = b->p ? xrealloc(b->p, cap) : buf_alloc(cap);
+			b->p = buf_grow(b->p, b->cap, b->p + b->off, b->len - b->off, cap);
 			b->cap = cap;
 		}
 		b->len -= b->off;
@@ -482,7 +510,7 @@ static int io_write(int fd, struct tls_conn *tls, struct iobuf *b, bool *blocked
 	b->off = b->len = 0;
 	/* Idle connections should not keep big buffers: give back what grew past the default. */
 	if (b->cap > FWD_BUF_INIT * 4) {
-		free(b->p);
+		buf_release(b->p, b->cap);
 		b->p = NULL;
 		b->cap = 0;
 	}
@@ -542,7 +570,7 @@ static ssize_t io_read(int fd, struct tls_conn *tls, char **buf, size_t *len, si
 			ncap = max;
 		if (ncap <= *len)
 			return -3;      /* full */
-		*buf = xrealloc(*buf, ncap);
+		*buf = buf_grow(*buf, *cap, *buf, *len, ncap);
 		*cap = ncap;
 	}
 	n = io_read_once(fd, tls, *buf + *len, *cap - *len, drained);
@@ -941,7 +969,7 @@ static void u_release(struct uconn *u, bool reusable)
 	}
 	u->in_len = u->in_pos = 0;
 	if (u->in && u->in_cap > FWD_BUF_INIT * 4) {
-		free(u->in);
+		buf_release(u->in, u->in_cap);
 		u->in = NULL;
 		u->in_cap = 0;
 	}
@@ -3004,7 +3032,7 @@ void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 
 		while (cap - v->in_len < n)
 			cap *= 2;
-		v->in = xrealloc(v->in, cap);
+		v->in = buf_grow(v->in, v->in_cap, v->in, v->in_len, cap);
 		v->in_cap = cap;
 	}
 	memcpy(v->in + v->in_len, p, n);
