@@ -25,6 +25,8 @@ S3_GW_HOST=istio-egressgateway.istio-system.svc.cluster.local
 S3_GW_SPIFFE=spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account
 # Sidecar ports (the application connects there), gateway ports, egressgw's admin ports.
 declare -A S3_SC_PORT=([egressgw]=18280 [haproxy]=18281 [nginx]=18282)
+# The floor row: two bench/relay.c byte relays chained in front of the upstream's plain port.
+S3_RELAY_PORTS=(18283 18284)
 declare -A S3_GW_PORT=([egressgw]=18290 [haproxy]=18291 [nginx]=18292)
 declare -A S3_P90 S3_CPU_SC S3_CPU_GW S3_RPS S3_ERR
 
@@ -265,16 +267,38 @@ s3_vcpu() {
 s3_sub() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.3f", a - b}'; }
 s3_add() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.3f", a + b}'; }
 
+# s3_relays_start: the floor's two relays (built here from bench/relay.c), the first
+# listening on S3_RELAY_PORTS[0] and sending to the second, which sends to the upstream.
+s3_relays_start() {
+	local p
+	for p in "${S3_RELAY_PORTS[@]}"; do port_free "$PX_IP" "$p" || die "$PX_IP:$p is in use"; done
+	cc -std=c11 -O2 -o "$W/relay" bench/relay.c || die "cannot build bench/relay.c"
+	local name=s3-relay-2
+	"$W/relay" "$PX_IP" "${S3_RELAY_PORTS[1]}" "$UP_IP" "$UP_PLAIN_PORT" 2>"$W/$name.err" & PIDS+=($!)
+	SYS_PID[$name]=$!
+	name=s3-relay-1
+	"$W/relay" "$PX_IP" "${S3_RELAY_PORTS[0]}" "$PX_IP" "${S3_RELAY_PORTS[1]}" 2>"$W/$name.err" & PIDS+=($!)
+	SYS_PID[$name]=$!
+	for _ in $(seq 50); do
+		curl -sf -o /dev/null -H "Host: $S3_HOST" "http://$PX_IP:${S3_RELAY_PORTS[0]}/small" && return 0
+		sleep 0.1
+	done
+	die "the relays on $PX_IP:${S3_RELAY_PORTS[0]} do not answer"
+}
+
 s3_run() {
-	local sys k proto table d50 d90 d99 m50 m90 m99 csc cgw h2b cxa cxb eg_h2 target
+	local sys k proto table d50 d90 d99 m50 m90 m99 csc cgw h2b cxa cxb eg_h2 target floor99
 	local direct="$UP_IP:$UP_PLAIN_PORT"
 	s3_certs
 	s3_start
 	curl -sf -o /dev/null -H "Host: $S3_HOST" "http://$direct/small" ||
 		die "the upstream's plain port $direct does not answer"
 	for sys in egressgw haproxy nginx; do wait_ok "s3-$sys-sc" /small "$S3_HOST"; done
+	s3_relays_start
+	local relays="$PX_IP:${S3_RELAY_PORTS[0]}"
 	# Warm-up at the same rate: connections on every hop, caches, pages.
 	s3_load warm-direct "$direct" "${BENCH_WARMUP:-2}"
+	s3_load warm-relays "$relays" "${BENCH_WARMUP:-2}"
 	for sys in egressgw haproxy nginx; do
 		s3_load "warm-$sys" "$PX_IP:${S3_SC_PORT[$sys]}" "${BENCH_WARMUP:-2}"
 	done
@@ -282,6 +306,7 @@ s3_run() {
 
 	for _ in $(seq "$ROUNDS"); do
 		s3_measure s3/direct "$direct"
+		s3_measure s3/relays "$relays"
 		for sys in egressgw haproxy nginx; do
 			s3_measure "s3/$sys" "$PX_IP:${S3_SC_PORT[$sys]}" "s3-$sys-sc" "s3-$sys-gw"
 		done
@@ -293,12 +318,17 @@ s3_run() {
   them during the measured runs"
 	[ "$h2b" -gt 0 ] ||
 		ANOMALIES+=("s3: egressgw's sidecar made no HTTP/2 connection to the gateway")
-	stop_sys s3-egressgw-sc s3-egressgw-gw s3-haproxy-sc s3-haproxy-gw s3-nginx-sc s3-nginx-gw
+	stop_sys s3-egressgw-sc s3-egressgw-gw s3-haproxy-sc s3-haproxy-gw s3-nginx-sc s3-nginx-gw \
+		s3-relay-1 s3-relay-2
 
 	d50=$(med P50 s3/direct); d90=$(med S3_P90 s3/direct); d99=$(med P99 s3/direct)
 	table="| path | sidecar → gateway | p50 ms | p90 ms | p99 ms | added p50 ms | added p90 ms | added p99 ms | requests/s | vCPU per 1,000 req/s: sidecar | gateway | both | errors |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|
 | direct (no proxy) | - | $d50 | $d90 | $d99 | - | - | - | $(med S3_RPS s3/direct) | - | - | - | $(echo "${S3_ERR[s3/direct]}" | sum) |"
+	m50=$(med P50 s3/relays); m90=$(med S3_P90 s3/relays); m99=$(med P99 s3/relays)
+	floor99=$(s3_sub "$m99" "$d99")
+	table+="
+| floor: two byte relays | plain TCP, no HTTP | $m50 | $m90 | $m99 | $(s3_sub "$m50" "$d50") | $(s3_sub "$m90" "$d90") | $floor99 | $(med S3_RPS s3/relays) | - | - | - | $(echo "${S3_ERR[s3/relays]}" | sum) |"
 	for sys in egressgw haproxy nginx; do
 		k="s3/$sys"
 		m50=$(med P50 "$k"); m90=$(med S3_P90 "$k"); m99=$(med P99 "$k")
@@ -310,7 +340,8 @@ s3_run() {
 	m99=$(s3_sub "$(med P99 s3/egressgw)" "$d99")
 	csc=$(med S3_CPU_SC s3/egressgw); cgw=$(med S3_CPU_GW s3/egressgw)
 	target="- Added p99 of the two proxies below 0.3 ms (Istio's published figure for its
-  two-proxy path): egressgw $m99 ms, $(awk -v v="$m99" 'BEGIN {print (v != "-" && v < 0.3) ? "met" : "not met"}').
+  two-proxy path): egressgw $m99 ms, $(awk -v v="$m99" 'BEGIN {print (v != "-" && v < 0.3) ? "met" : "not met"}'). The floor
+  on this machine (two relays that only copy bytes) adds $floor99 ms at p99.
 - Under 0.1 vCPU per 1,000 requests/s per proxy (Envoy: about 0.2): egressgw sidecar
   $csc, gateway $cgw, $(awk -v a="$csc" -v b="$cgw" 'BEGIN {print (a != "-" && b != "-" && a < 0.1 && b < 0.1) ? "met" : "not met"}')."
 
@@ -341,6 +372,11 @@ gateway, which originates mutual TLS to the upstream nginx (client certificate r
 
 GATEWAY is the gateway's service name, $S3_GW_HOST.
 
+Floor: two copies of bench/relay.c (one thread, epoll, one read() and one write() per
+wake-up, no parsing, no TLS) chained in front of the upstream's plain port: what two more
+processes on the path cost on this machine before any proxy work (two more wake-ups and
+loopback hops each way). No proxy can add less than this row.
+
 Identities: a mesh CA made by \`egressctl ca init\`, workload certificates (ECDSA P-256,
 SPIFFE URI SANs) from \`egressctl ca issue\` for default/sleep and for
 istio-system/istio-egressgateway-service-account, the latter with the DNS SAN GATEWAY too:
@@ -361,7 +397,7 @@ kind of baseline (the client calling the server with no sidecar).
 
 Latency: per request from h2load's log (\`--log-file\`: start to the end of the response),
 nearest-rank percentiles over the 2xx responses of a run; medians over $ROUNDS interleaved
-round(s) of ${SECS} s (direct, egressgw, HAProxy, nginx), after a ${BENCH_WARMUP:-2} s unmeasured
+round(s) of ${SECS} s (direct, relays, egressgw, HAProxy, nginx), after a ${BENCH_WARMUP:-2} s unmeasured
 run per path at the same rate. Added = the chain's median minus the direct median. CPU: each
 proxy's user + system time (/proc, all threads and processes) over the run's wall time,
 scaled to 1,000 requests/s by the rate achieved.
