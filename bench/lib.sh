@@ -15,7 +15,7 @@ HOSTS_MAX=1000
 CNN_IP=127.0.0.93
 
 declare -A SYS_PID SYS_PORT SYS_KIND SYS_ADMIN
-declare -A RPS P50 P99 CPU ERR REQS UPCPU
+declare -A RPS P50 P99 CPU SYSCPU ERR REQS UPCPU
 
 die() { echo "bench: $*" >&2; exit 1; }
 
@@ -304,6 +304,14 @@ cpu_ticks() {
 	done
 	echo "$t"
 }
+# cpu_ticks_sys PID: the system (kernel) part of cpu_ticks.
+cpu_ticks_sys() {
+	local p t=0
+	for p in $(sys_pids "$1"); do
+		t=$((t + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+	done
+	echo "$t"
+}
 # Resident memory of the instance's processes, in kB.
 rss_kb() {
 	local p t=0
@@ -329,15 +337,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else 
 WRK_CMDS=()
 declare -A WRK_SEEN
 measure() {
-	local key=$1 name=$2 path=$3 host=${4:-} out t0 t1 u0 u1 rq hz e hh=()
+	local key=$1 name=$2 path=$3 host=${4:-} out t0 t1 s0 s1 u0 u1 rq hz e hh=()
 	local pid=${SYS_PID[$name]} upid=${SYS_PID[upstream]}
 	[ -n "$host" ] && hh=(-H "Host: $host")
 	alive "$name"
 	hz=$(getconf CLK_TCK)
-	t0=$(cpu_ticks "$pid"); u0=$(cpu_ticks "$upid")
+	t0=$(cpu_ticks "$pid"); s0=$(cpu_ticks_sys "$pid"); u0=$(cpu_ticks "$upid")
 	out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${hh[@]}" "http://$PX_IP:${SYS_PORT[$name]}$path" 2>&1) ||
 		{ alive "$name"; die "$name: wrk failed: $out"; }
-	t1=$(cpu_ticks "$pid"); u1=$(cpu_ticks "$upid")
+	t1=$(cpu_ticks "$pid"); s1=$(cpu_ticks_sys "$pid"); u1=$(cpu_ticks "$upid")
 	rq=$(echo "$out" | awk '/requests in/ {print $1}')
 	[ -n "$rq" ] && [ "$rq" -gt 0 ] || { echo "$out" >&2; die "$name: wrk made no request"; }
 	REQS[$key]+="$rq "
@@ -345,6 +353,7 @@ measure() {
 	P50[$key]+="$(echo "$out" | awk '$1=="50%" {print $2}' | lat_ms) "
 	P99[$key]+="$(echo "$out" | awk '$1=="99%" {print $2}' | lat_ms) "
 	CPU[$key]+="$(awk -v t=$((t1 - t0)) -v r="$rq" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}') "
+	SYSCPU[$key]+="$(awk -v t=$((s1 - s0)) -v r="$rq" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}') "
 	UPCPU[$key]+="$(awk -v t=$((u1 - u0)) -v r="$rq" -v hz="$hz" 'BEGIN {printf "%.1f", t / hz * 1e6 / r}') "
 	e=$(echo "$out" | awk '/Non-2xx/ {e += $NF} /Socket errors/ {gsub(/,/, ""); e += $4 + $6 + $8 + $10} END {print e+0}')
 	ERR[$key]+="$e "
