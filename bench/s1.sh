@@ -16,13 +16,13 @@ s1_run() {
 		done
 	done
 
-	table="| response | proxy | requests/s | p50 ms | p99 ms | CPU µs/request | of which system | errors |
-|---|---|---|---|---|---|---|---|"
+	table="| response | proxy | requests/s | p50 ms | p99 ms | CPU µs/request | of which system | upstream's CPU µs/request | errors |
+|---|---|---|---|---|---|---|---|---|"
 	for path in /small /large; do
 		for sys in egressgw haproxy nginx; do
 			k="s1$path/$sys"
 			table+="
-| ${path#/} | $sys | $(med_rps "$k") | $(med P50 "$k") | $(med P99 "$k") | $(med CPU "$k") | $(med SYSCPU "$k") | $(echo "${ERR[$k]}" | sum) |"
+| ${path#/} | $sys | $(med_rps "$k") | $(med P50 "$k") | $(med P99 "$k") | $(med CPU "$k") | $(med SYSCPU "$k") | $(med UPCPU "$k") | $(echo "${ERR[$k]}" | sum) |"
 		done
 		e=$(med_rps "s1$path/egressgw"); h=$(med_rps "s1$path/haproxy"); n=$(med_rps "s1$path/nginx")
 		ec=$(med CPU "s1$path/egressgw"); hc=$(med CPU "s1$path/haproxy"); nc=$(med CPU "s1$path/nginx")
@@ -38,7 +38,9 @@ The upstream (nginx, 1 worker, client certificate required) keeps connections op
 responses are a 100-byte (small) and a 16 KiB (large) static file. \"Of which system\": the
 part of the CPU time spent in the kernel (/proc utime and stime), mostly the TCP send and
 receive work of the four socket calls each proxy makes per request, which on loopback
-includes the receiving side's processing.
+includes the receiving side's processing. \"Upstream's CPU\": the upstream nginx's CPU per
+request while it served that proxy (it shares the two cores with wrk and the proxy, so what
+a proxy makes it spend limits requests/s too).
 
 $table
 
