@@ -316,9 +316,30 @@ static int64_t wall_ms(void)
  * cache and frees as malloc would. */
 #define FWD_BUF_CLASSES     3                  /* FWD_BUF_INIT << 0, 1, 2 */
 #define FWD_BUF_CACHE_BYTES (1024 * 1024)
+#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_INIT)
+
+/* Under AddressSanitizer a cached buffer is poisoned, so that a use after buf_release is
+ * still reported as it would be after free(). The free buffers are listed in arrays, not
+ * linked through their own first bytes, for the same reason. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FWD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FWD_ASAN 1
+#endif
+#endif
+#ifdef FWD_ASAN
+#include <sanitizer/asan_interface.h>
+#define buf_poison(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define buf_unpoison(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define buf_poison(p, n)   ((void)(p), (void)(n))
+#define buf_unpoison(p, n) ((void)(p), (void)(n))
+#endif
 
 static _Thread_local struct {
-	void *head[FWD_BUF_CLASSES];    /* first word of each free buffer links the next */
+	void *free[FWD_BUF_CLASSES][FWD_BUF_CACHE_SLOTS];
+	unsigned n[FWD_BUF_CLASSES];
 	size_t bytes;
 	bool on;
 } buf_cache;
@@ -331,10 +352,10 @@ void fwd_buf_cache_start(void)
 void fwd_buf_cache_stop(void)
 {
 	for (int c = 0; c < FWD_BUF_CLASSES; c++) {
-		while (buf_cache.head[c]) {
-			void *p = buf_cache.head[c];
+		while (buf_cache.n[c]) {
+			void *p = buf_cache.free[c][--buf_cache.n[c]];
 
-			buf_cache.head[c] = *(void **)p;
+			buf_unpoison(p, (size_t)FWD_BUF_INIT << c);
 			free(p);
 		}
 	}
@@ -357,11 +378,11 @@ static void *buf_alloc(size_t cap)
 	int c = buf_class(cap);
 	void *p;
 
-	if (c < 0 || !buf_cache.head[c])
+	if (c < 0 || !buf_cache.n[c])
 		return xmalloc(cap);
-	p = buf_cache.head[c];
-	buf_cache.head[c] = *(void **)p;
+	p = buf_cache.free[c][--buf_cache.n[c]];
 	buf_cache.bytes -= cap;
+	buf_unpoison(p, cap);
 	return p;
 }
 
@@ -372,12 +393,14 @@ static void buf_release(void *p, size_t cap)
 
 	if (!p)
 		return;
+	/* bytes bounds the slots too: FWD_BUF_CACHE_SLOTS buffers of the smallest size fill
+	 * FWD_BUF_CACHE_BYTES. */
 	if (c < 0 || !buf_cache.on || buf_cache.bytes + cap > FWD_BUF_CACHE_BYTES) {
 		free(p);
 		return;
 	}
-	*(void **)p = buf_cache.head[c];
-	buf_cache.head[c] = p;
+	buf_poison(p, cap);
+	buf_cache.free[c][buf_cache.n[c]++] = p;
 	buf_cache.bytes += cap;
 }
 
