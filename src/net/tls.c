@@ -68,6 +68,9 @@ struct tls_conn {
 	char alpn[32];
 	const char *cat;
 	char err[384];
+	/* The socket's last read returned less than OpenSSL asked for (read-ahead asks for a
+	 * whole buffer): the socket was empty then. See tls_read_drained. */
+	bool rd_short;
 };
 
 static int conn_idx = -1, ctx_idx = -1;
@@ -1217,6 +1220,21 @@ bool tls_host_match(const char *pattern, const char *name)
 
 /* ---- connections ---- */
 
+/* Watches the socket BIO's reads for rd_short. */
+static long bio_read_cb(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+                        int ret, size_t *processed)
+{
+	(void)argp;
+	(void)argi;
+	(void)argl;
+	if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+		struct tls_conn *c = (struct tls_conn *)BIO_get_callback_arg(b);
+
+		c->rd_short = ret > 0 && processed && *processed < len;
+	}
+	return ret;
+}
+
 static struct tls_conn *conn_new(struct tls_ctx *ctx, int fd, bool server)
 {
 	struct tls_conn *c = xcalloc(1, sizeof(*c));
@@ -1230,6 +1248,8 @@ static struct tls_conn *conn_new(struct tls_ctx *ctx, int fd, bool server)
 	c->server = server;
 	c->cat = "";
 	SSL_set_ex_data(c->ssl, conn_idx, c);
+	BIO_set_callback_arg(SSL_get_rbio(c->ssl), (char *)c);
+	BIO_set_callback_ex(SSL_get_rbio(c->ssl), bio_read_cb);
 	return c;
 }
 
@@ -1716,6 +1736,11 @@ int tls_shutdown(struct tls_conn *c)
 		return TLS_WANT_WRITE;
 	ERR_clear_error();
 	return -1;
+}
+
+bool tls_read_drained(const struct tls_conn *c)
+{
+	return c->rd_short && !SSL_has_pending(c->ssl);
 }
 
 size_t tls_pending(const struct tls_conn *c)

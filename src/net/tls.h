@@ -221,6 +221,10 @@ ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n);
 int tls_shutdown(struct tls_conn *c);
 /* Bytes already decrypted and buffered inside OpenSSL (readable without the socket). */
 size_t tls_pending(const struct tls_conn *c);
+/* True when another tls_read would find nothing now: OpenSSL holds no byte, decrypted or
+ * not, and the socket's last read came back short (it was empty). A reader may then wait
+ * for the loop instead of reading once more for TLS_WANT_READ. False means "not known". */
+bool tls_read_drained(const struct tls_conn *c);
 
 /* Failure reason and category of the last -1 (NULL and "" before any failure). The
  * strings live in the connection. */

@@ -159,6 +159,7 @@ struct dconn {
 	bool dead;                      /* close at the next settle point */
 	bool read_paused;
 	bool in_process;                /* inside d_process: no re-entry */
+	bool rd_drained;                /* d_read's last read left the socket and OpenSSL empty */
 	struct loop_timer kick;         /* deferred work on the next loop iteration */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
@@ -548,7 +549,11 @@ static ssize_t io_read_once(int fd, struct tls_conn *tls, char *p, size_t n, boo
 
 	if (tls) {
 		r = tls_read(tls, p, n);
-		return r == TLS_WANT_READ || r == TLS_WANT_WRITE ? -2 : r;
+		if (r == TLS_WANT_READ || r == TLS_WANT_WRITE)
+			return -2;
+		if (drained && r > 0 && tls_read_drained(tls))
+			*drained = true;
+		return r;
 	}
 	do {
 		r = read(fd, p, n);
@@ -2693,7 +2698,9 @@ static void d_on_kick(struct loop *loop, struct loop_timer *t)
 	if (d->hs_done && !d->dead) {
 		if (!d_busy(d))
 			d_process(d);
-		if (!d->dead && !d->read_paused)
+		/* Nothing to read if the last read emptied the socket: the level-triggered loop
+		 * announces what arrives after it (a syscall per request saved at low rates). */
+		if (!d->dead && !d->read_paused && !d->rd_drained)
 			d_read(d);
 	}
 	d_settle(d);
@@ -2817,6 +2824,7 @@ static void d_read(struct dconn *d)
 	if (d->h2c)
 		return;
 
+	d->rd_drained = false;
 	for (int rounds = 0; rounds < 16; rounds++) {
 		ssize_t n;
 		bool drained;
@@ -2824,8 +2832,10 @@ static void d_read(struct dconn *d)
 		if (d->read_paused || d->dead)
 			return;
 		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX, &drained);
-		if (n == -2)
+		if (n == -2) {
+			d->rd_drained = !d->tls || tls_pending(d->tls) == 0;
 			return;
+		}
 		if (n == -3) {
 			/* Input full: a head this large was already refused by the parser (431), so
 			 * this is body data waiting for the upstream: stop reading until it drains. */
@@ -2851,8 +2861,10 @@ static void d_read(struct dconn *d)
 		}
 		/* The socket is empty: the read that would find EAGAIN is a syscall per
 		 * request saved. */
-		if (drained)
+		if (drained) {
+			d->rd_drained = true;
 			return;
+		}
 	}
 	/* Fairness: after a burst, let the loop serve others. OpenSSL may hold decrypted
 	 * bytes that no socket event will announce, so come back on the next iteration. */

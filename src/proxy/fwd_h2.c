@@ -392,6 +392,9 @@ int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *mo
 			return H2_PUMP_TLS;
 		if (h2_feed(s, buf, (size_t)n) < 0)
 			return H2_PUMP_SESSION;
+		/* Empty now: the read that would find TLS_WANT_READ is a syscall saved. */
+		if (tls_read_drained(tls))
+			return 0;
 	}
 	*more = true;
 	return 0;
