@@ -7,6 +7,7 @@ import collections
 import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -22,6 +23,53 @@ def _binary(name):
     assert path.is_file() and os.access(path, os.X_OK), (
         f"{path} is missing: build it first (make), or set EGRESSGW_BUILD")
     return path
+
+
+def _children(pid):
+    """PIDs whose parent is pid (from /proc)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces: the parent PID follows its ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_processes():
+    """Stops what the tests started and left running. Fixtures stop their servers in
+    their teardown, but a fixture whose setup fails half-way (say its gateway does not
+    come up) never reaches it, and its nginx would outlive the run and hold its ports."""
+    yield
+    left = _children(os.getpid())
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            os.kill(pid, 15)
+            print(f"\nconftest: stopped a leftover process {pid}: {cmd}")
+        except OSError:
+            pass
+    for pid in left:
+        for _ in range(50):
+            try:
+                os.waitpid(pid, os.WNOHANG)
+                os.kill(pid, 0)
+            except (OSError, ChildProcessError):
+                break
+            time.sleep(0.1)
+        else:
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="session")
