@@ -397,16 +397,19 @@ def test_get_not_found_and_empty(ctl, walkthrough):
 
 
 @pytest.mark.parametrize("age,shown", [
-    (5, "5s"), (150, "2m30s"), (600, "10m"), (4 * 3600 + 120, "4h2m"), (30 * 3600, "30h"),
-    (3 * 86400 + 7200, "3d2h"), (400 * 86400, "400d"), (3 * 365 * 86400 + 86400 * 10, "3y10d"),
+    (5, ("5s", "6s")), (150, ("2m30s", "2m31s")), (600, ("10m",)), (4 * 3600 + 120, ("4h2m",)),
+    (30 * 3600, ("30h",)), (3 * 86400 + 7200, ("3d2h",)), (400 * 86400, ("400d",)),
+    (3 * 365 * 86400 + 86400 * 10, ("3y10d",)),
 ])
 def test_get_age_column(ctl, walkthrough, store, age, shown):
+    """The age column as kubectl prints it. Where seconds show, egressctl may read the clock
+    in the next second after the test set the file's time: one second more is right too."""
     ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
     f = store / "config/default/serviceentries/cnn.yaml"
     t = time.time() - age
     os.utime(f, (t, t))
     row = ctl.ok("get", "se").splitlines()[1]
-    assert row.endswith(" " + shown), row
+    assert row.split()[-1] in shown, row
 
 
 # ---------------------------------------------------------------------------------------

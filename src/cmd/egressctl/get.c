@@ -318,7 +318,14 @@ static void get_print_tables(const struct get_req *q)
 {
 	bool prefix = q->ngroups > 1;
 	bool first = true;
-	time_t now = time(NULL);
+	struct timespec ts;
+	time_t now;
+
+	/* Not time(NULL): glibc answers it from the coarse clock, up to a tick behind the
+	 * clock that stamped a file written an instant ago (which would then look a second
+	 * younger than it is). */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	now = ts.tv_sec;
 
 	for (size_t i = 0; i < q->ngroups; i++) {
 		const struct get_group *g = &q->groups[i];
