@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -22,6 +23,13 @@ bool str_has_prefix(const char *s, const char *prefix);
  * length copied. snprintf(dst, size, "%s", src) without printf's cost (request path). */
 size_t str_copy(char *dst, size_t size, const char *src);
 bool str_has_suffix(const char *s, const char *suffix);
+
+/* FNV-1a over p[0 .. n), for the hash tables of keys the process makes up itself (pool
+ * keys, cluster and host names); hash_bytes_lower hashes the bytes' ASCII lower case. The
+ * offset basis is the one every table here has used (1469598103934665603), so bucket
+ * orders did not change when the copies became this one. */
+uint64_t hash_bytes(const void *p, size_t n);
+uint64_t hash_bytes_lower(const void *p, size_t n);
 
 /* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out and *len, or -1
  * with errno set. The caller frees *out. */

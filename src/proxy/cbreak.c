@@ -12,17 +12,6 @@ struct cb_table {
 	size_t gc_at;                   /* collect when count reaches this */
 };
 
-static uint64_t cb_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 struct cb_table *cb_table_new(void)
 {
 	struct cb_table *t = xcalloc(1, sizeof(*t));
@@ -93,7 +82,7 @@ static void cb_rebuild(struct cb_table *t, const struct snap *cur)
 
 struct cb_cluster *cb_get(struct cb_table *t, const char *name, const struct snap *cur)
 {
-	uint64_t h = cb_hash(name);
+	uint64_t h = hash_bytes(name, strlen(name));
 	size_t i = h & t->mask;
 	struct cb_cluster *c;
 

@@ -18,17 +18,6 @@ struct pool {
 	size_t count;
 };
 
-static uint64_t pool_hash(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 struct pool *pool_new(void)
 {
 	struct pool *p = xcalloc(1, sizeof(*p));
@@ -88,7 +77,7 @@ static void pool_grow(struct pool *p)
 
 struct pool_link *pool_take(struct pool *p, const char *key, size_t keylen)
 {
-	struct pool_bucket *b = *pool_slot(p, key, keylen, pool_hash(key, keylen));
+	struct pool_bucket *b = *pool_slot(p, key, keylen, hash_bytes(key, keylen));
 	struct pool_link *l;
 
 	if (!b || b->head.next == &b->head)
@@ -100,7 +89,7 @@ struct pool_link *pool_take(struct pool *p, const char *key, size_t keylen)
 
 void pool_put(struct pool *p, const char *key, size_t keylen, struct pool_link *l)
 {
-	uint64_t h = pool_hash(key, keylen);
+	uint64_t h = hash_bytes(key, keylen);
 	struct pool_bucket **slot = pool_slot(p, key, keylen, h), *b = *slot;
 
 	if (!b) {

@@ -75,17 +75,6 @@ void strmatch_free(struct strmatch *m)
 	memset(m, 0, sizeof(*m));
 }
 
-static uint64_t route_hash(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;  /* FNV-1a over lower-cased bytes */
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint64_t)(unsigned char)tolower((unsigned char)s[i]);
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 static int route_wild_cmp(const void *a, const void *b)
 {
 	const struct route_wild *x = a, *y = b;
@@ -124,7 +113,7 @@ void route_table_finalize(struct route_table *t)
 				t->wild[t->nwild].vh = vh;
 				t->nwild++;
 			} else {
-				size_t k = route_hash(d, len) & t->hash_mask;
+				size_t k = hash_bytes_lower(d, len) & t->hash_mask;
 
 				while (t->hash[k].domain) {
 					if (t->hash[k].len == len && strncasecmp(t->hash[k].domain, d, len) == 0)
@@ -150,7 +139,7 @@ const struct route_vhost *route_vhost_find(const struct route_table *t, const ch
 
 	if (!t->hash)
 		return NULL;
-	k = route_hash(host, len) & t->hash_mask;
+	k = hash_bytes_lower(host, len) & t->hash_mask;
 	while (t->hash[k].domain) {
 		if (t->hash[k].len == len && strncasecmp(t->hash[k].domain, host, len) == 0)
 			return t->hash[k].vh;

@@ -35,13 +35,9 @@ void snap_lower(char *s)
 
 static uint64_t snap_hash(const char *s, bool icase)
 {
-	uint64_t h = 1469598103934665603ULL;    /* FNV-1a */
+	size_t n = strlen(s);
 
-	for (; *s; s++) {
-		h ^= (uint64_t)(unsigned char)(icase ? tolower((unsigned char)*s) : *s);
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return icase ? hash_bytes_lower(s, n) : hash_bytes(s, n);
 }
 
 void snap_map_init(struct snap_map *m, bool icase)

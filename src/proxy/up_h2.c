@@ -144,13 +144,7 @@ static void s_unlink(struct uh2s *s)
 
 static size_t key_hash(const char *k, size_t n)
 {
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)k[i];
-		h *= 1099511628211ULL;
-	}
-	return (size_t)(h % UH2_BUCKETS);
+	return (size_t)(hash_bytes(k, n) % UH2_BUCKETS);
 }
 
 static struct uh2_key *key_get(struct uh2_table *t, const char *key, size_t keylen)
