@@ -30,11 +30,12 @@ const struct cluster_ep *cluster_pick(const struct cluster *c, const struct clus
 	return cluster_pick_ex(c, eps, rr, active, rnd, NULL);
 }
 
-/* The first endpoint at or after i (cyclically) that is not excluded; n if none. */
+/* The first endpoint at or after i (cyclically) that is not excluded (excluded NULL: i
+ * itself); n if none. */
 static size_t cluster_next_ok(const struct cluster_eps *eps, size_t i, const uint8_t *excluded)
 {
 	for (size_t k = 0; k < eps->n; k++, i = (i + 1) % eps->n)
-		if (!excluded[i])
+		if (!excluded || !excluded[i])
 			return i;
 	return eps->n;
 }
@@ -47,25 +48,10 @@ const struct cluster_ep *cluster_pick_ex(const struct cluster *c, const struct c
 
 	if (!eps || eps->n == 0)
 		return NULL;
-	if (!excluded) {
-		if (eps->n == 1)
-			return &eps->v[0];
-		switch (c->lb) {
-		case CLUSTER_LB_RANDOM:
-			return &eps->v[rnd % eps->n];
-		case CLUSTER_LB_LEAST_REQUEST:
-			a = rnd % eps->n;
-			b = (rnd >> 16) % eps->n;
-			if (active && active[b] < active[a])
-				a = b;
-			return &eps->v[a];
-		case CLUSTER_LB_ROUND_ROBIN:
-		case CLUSTER_LB_PASSTHROUGH:
-		default:
-			return &eps->v[(*rr)++ % eps->n];
-		}
-	}
-	/* Some endpoints are out (outlier ejection): the same policies over the rest. */
+	if (eps->n == 1 && !excluded)
+		return &eps->v[0];
+	/* With endpoints out (outlier ejection), each policy picks as it would and moves on
+	 * to the next endpoint in service. */
 	switch (c->lb) {
 	case CLUSTER_LB_RANDOM:
 		a = cluster_next_ok(eps, rnd % eps->n, excluded);
@@ -79,6 +65,8 @@ const struct cluster_ep *cluster_pick_ex(const struct cluster *c, const struct c
 	case CLUSTER_LB_ROUND_ROBIN:
 	case CLUSTER_LB_PASSTHROUGH:
 	default:
+		if (!excluded)
+			return &eps->v[(*rr)++ % eps->n];
 		a = cluster_next_ok(eps, *rr % eps->n, excluded);
 		if (a < eps->n)
 			*rr = (uint32_t)(a + 1);
