@@ -47,6 +47,13 @@ static struct od_host *od_add(struct od_set *s, const char *addr)
 	return h;
 }
 
+/* The first use of the set starts its sweep phase. */
+static void od_start(struct od_set *s, uint64_t now)
+{
+	if (!s->swept)
+		s->swept = now ? now : 1;
+}
+
 /* How long the host's current ejection lasts. */
 static uint64_t od_eject_ms(const struct od_config *c, const struct od_host *h)
 {
@@ -116,8 +123,7 @@ enum od_event od_report(struct od_set *s, const struct od_config *c, const char 
 	h = od_find(s, addr);
 	if (!h)
 		h = od_add(s, addr);
-	if (!s->t0)
-		s->t0 = s->swept = now ? now : 1;
+	od_start(s, now);
 	switch (r) {
 	case OD_HTTP:
 		return od_http(s, c, h, nhosts, code, now);
@@ -195,8 +201,7 @@ size_t od_sweep(struct od_set *s, const struct od_config *c, const struct cluste
 
 	if (!c->on)
 		return 0;
-	if (!s->t0)
-		s->t0 = s->swept = now ? now : 1;
+	od_start(s, now);
 	if (eps != s->eps || (eps ? eps->n : 0) != s->eps_n) {
 		back += od_prune(s, eps);
 		s->eps = eps;

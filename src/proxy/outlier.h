@@ -93,8 +93,8 @@ struct od_set {
 	struct od_host *h;
 	size_t n, cap;
 	size_t nejected;
-	uint64_t t0;                    /* sweep phase (first use); 0: not started */
-	uint64_t swept;                 /* time of the last sweep done */
+	uint64_t swept;                 /* time of the last sweep done (the first use sets the
+	                                 * sweep phase); 0: not started */
 	const struct cluster_eps *eps;  /* the endpoint set the hosts were last synced with */
 	size_t eps_n;
 	uint8_t *excl;                  /* od_excluded's answer, eps_n entries */
