@@ -179,8 +179,7 @@ static void admin_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 		if (fd < 0) {
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
 				continue;
-			if ((errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) &&
-			    admin_out_of_fds(a, errno))
+			if (sock_err_no_resources(errno) && admin_out_of_fds(a, errno))
 				continue;
 			return;
 		}

@@ -292,6 +292,11 @@ int sock_accept(int lfd, struct sock_addr *peer)
 	return fd;
 }
 
+bool sock_err_no_resources(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
 int sock_spare_open(void)
 {
 	return open("/dev/null", O_RDONLY | O_CLOEXEC);

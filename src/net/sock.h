@@ -72,6 +72,10 @@ int sock_accept(int lfd, struct sock_addr *peer);
  * slot was taken by another thread, or another error: errno); *spare is -1 whenever it
  * could not be reopened, and the caller retries sock_spare_open later. */
 int sock_accept_drop(int lfd, int *spare);
+/* True for the errno values that mean the process or the kernel ran short of descriptors
+ * or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): a condition that passes, not a fault of the
+ * connection or address at hand. */
+bool sock_err_no_resources(int err);
 /* A descriptor to keep in reserve for sock_accept_drop (/dev/null, close-on-exec), or -1
  * with errno. */
 int sock_spare_open(void);

@@ -157,7 +157,7 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 				return;
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
 				continue;
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (sock_err_no_resources(errno)) {
 				if (wl_out_of_fds(w, l, errno))
 					continue;
 				return;
@@ -213,7 +213,7 @@ static void worker_sync_listeners(struct worker *w)
 			 * per streak of failures. */
 			if (!w->listen_retry)
 				log_error("worker", "listener %s: %s", sl->name, strerror(errno));
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (sock_err_no_resources(errno))
 				retry = true;
 			continue;
 		}
@@ -235,7 +235,8 @@ static void worker_sync_listeners(struct worker *w)
 		} else {
 			pp = &l->next;
 		}
-	}	w->listen_retry = retry;
+	}
+	w->listen_retry = retry;
 }
 
 /* The sidecar's capture listener (--outbound): one SO_REUSEPORT socket per worker, like
