@@ -884,13 +884,14 @@ static int ctx_common(struct tls_ctx *c, int minv, int maxv, const char *ciphers
 		return -1;
 	}
 	/* Partial writes and moving buffers: the caller's output buffer may be compacted
-	 * between retries. RELEASE_BUFFERS: idle pooled connections hold no 34 KiB of
-	 * record buffers. */
+	 * between retries. RELEASE_BUFFERS: idle connections hold no 34 KiB of record
+	 * buffers (client contexts turn it off again: see tls_client_ctx_new). */
 	SSL_CTX_set_mode(s, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
 	                    SSL_MODE_RELEASE_BUFFERS);
 	/* Read-ahead: one read() per record instead of two (header, then body), a syscall
 	 * per response saved. Bytes read ahead stay inside OpenSSL where no socket event
-	 * announces them: every reader here reads until TLS_WANT_READ before it waits. */
+	 * announces them: every reader here reads until TLS_WANT_READ, or until
+	 * tls_read_drained says nothing is left, before it waits. */
 	SSL_CTX_set_read_ahead(s, 1);
 	/* No renegotiation (an attack surface, and nothing of ours needs it). An EOF
 	 * without close_notify reads as a close: HTTP's framing detects truncation, and

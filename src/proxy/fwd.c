@@ -1783,6 +1783,14 @@ static void u_cc_take(struct uconn *u, struct cb_cluster *cc)
 	}
 }
 
+/* The request's cluster state on this worker (taken at its first use; st_cb_end lets go). */
+static struct cb_cluster *st_cc(struct stream *st)
+{
+	if (!st->cc)
+		st->cc = cb_get(st->d->w->cb, st->cl->name, st->d->w->snap);
+	return st->cc;
+}
+
 /* Outlier detection: what happened on the request's endpoint (outlier.h). */
 static void st_od(struct stream *st, enum od_result r, int code)
 {
@@ -1940,9 +1948,7 @@ static void st_connect(struct stream *st, bool fresh)
 	/* Circuit breakers (see above): http2MaxRequests, then first come first served, then
 	 * an idle connection, then maxConnections and http1MaxPendingRequests for a new one.
 	 * A request enters here not counted (NONE) or woken from the queue (WOKEN). */
-	if (!st->cc)
-		st->cc = cb_get(w->cb, cl->name, w->snap);
-	cc = st->cc;
+	cc = st_cc(st);
 	if (cl->max_requests && cc->nrq >= cl->max_requests) {
 		st_overflow(st);
 		return;
@@ -2389,9 +2395,7 @@ static void st_pick_endpoint(struct stream *st)
 		/* Outlier detection: ejected endpoints are skipped (outlier.h). */
 		size_t back;
 
-		if (!st->cc)
-			st->cc = cb_get(w->cb, st->cl->name, w->snap);
-		back = od_sweep(&st->cc->od, &st->cl->od, eps, loop_now_ms(w->loop));
+		back = od_sweep(&st_cc(st)->od, &st->cl->od, eps, loop_now_ms(w->loop));
 		while (back--)
 			STAT_DEC(w->st.od_ejections_active);
 		excl = od_excluded(&st->cc->od, &st->cl->od, eps);

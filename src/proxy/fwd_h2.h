@@ -61,7 +61,8 @@ struct h2_session;
  * the write failed (tls_conn_error says why). */
 int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest);
 /* Reads from tls into session s, at most rounds reads of 16 KiB (fairness), until
- * TLS_WANT_READ. *more is set when it stopped at the round limit: OpenSSL may hold bytes
+ * TLS_WANT_READ or until tls_read_drained says the socket and OpenSSL are empty. *more is
+ * set when it stopped at the round limit: OpenSSL may hold bytes
  * that no socket event will announce, so call again soon. Returns 0, H2_PUMP_CLOSED when
  * the peer closed the connection, H2_PUMP_TLS on a TLS error (tls_conn_error), or
  * H2_PUMP_SESSION when the session rejected the input (h2_error). */
