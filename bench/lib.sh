@@ -296,19 +296,15 @@ stop_sys() {
 
 # The instance's processes: itself and its children (nginx's workers).
 sys_pids() { echo "$1"; pgrep -P "$1" || true; }
-# CPU time (user + system, all threads) of the instance's processes, in clock ticks.
+# cpu_ticks PID [sys]: CPU time (user + system, all threads; with "sys", the system part
+# only) of the instance's processes, in clock ticks.
 cpu_ticks() {
-	local p t=0
+	# shellcheck disable=SC2016 # awk's fields, not the shell's
+	local p t=0 fields='$14 + $15'
+	# shellcheck disable=SC2016
+	[ "${2:-}" = sys ] && fields='$15'
 	for p in $(sys_pids "$1"); do
-		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$t"
-}
-# cpu_ticks_sys PID: the system (kernel) part of cpu_ticks.
-cpu_ticks_sys() {
-	local p t=0
-	for p in $(sys_pids "$1"); do
-		t=$((t + $(awk '{print $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+		t=$((t + $(awk "{print $fields}" "/proc/$p/stat" 2>/dev/null || echo 0)))
 	done
 	echo "$t"
 }
@@ -342,10 +338,10 @@ measure() {
 	[ -n "$host" ] && hh=(-H "Host: $host")
 	alive "$name"
 	hz=$(getconf CLK_TCK)
-	t0=$(cpu_ticks "$pid"); s0=$(cpu_ticks_sys "$pid"); u0=$(cpu_ticks "$upid")
+	t0=$(cpu_ticks "$pid"); s0=$(cpu_ticks "$pid" sys); u0=$(cpu_ticks "$upid")
 	out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "${hh[@]}" "http://$PX_IP:${SYS_PORT[$name]}$path" 2>&1) ||
 		{ alive "$name"; die "$name: wrk failed: $out"; }
-	t1=$(cpu_ticks "$pid"); s1=$(cpu_ticks_sys "$pid"); u1=$(cpu_ticks "$upid")
+	t1=$(cpu_ticks "$pid"); s1=$(cpu_ticks "$pid" sys); u1=$(cpu_ticks "$upid")
 	rq=$(echo "$out" | awk '/requests in/ {print $1}')
 	[ -n "$rq" ] && [ "$rq" -gt 0 ] || { echo "$out" >&2; die "$name: wrk made no request"; }
 	REQS[$key]+="$rq "
