@@ -88,6 +88,18 @@ def free_port(ip="127.0.0.1"):
     return port
 
 
+def wait_until(cond, timeout=5.0, what="condition"):
+    """Polls cond() until it returns something true, and returns that; fails the test
+    after timeout seconds."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def wait_port(ip, port, timeout=10.0, proc=None):
     timeout = scaled(timeout)
     deadline = time.time() + timeout

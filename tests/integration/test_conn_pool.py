@@ -18,7 +18,7 @@ import time
 import pytest
 
 from conftest import Ctl
-from gwlib import Gateway, loopback_ip, read_response, wait_port
+from gwlib import Gateway, loopback_ip, read_response, wait_port, wait_until
 from test_gateway import LOG_RE
 
 PORT = 8080
@@ -227,16 +227,6 @@ def log_for(gw, rid, timeout=5.0):
                 return m
         time.sleep(0.05)
     raise AssertionError(f"no access log line for {rid}: {gw.log_lines()[-5:]}")
-
-
-def wait_until(cond, timeout=5.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------- circuit breaking

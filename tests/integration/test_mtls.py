@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from gwlib import BUILD, Gateway, loopback_ip, mesh_request, sh, wait_port
+from gwlib import BUILD, Gateway, loopback_ip, mesh_request, sh, wait_port, wait_until
 
 NGINX_HOST = "my-nginx.mesh-external.svc.cluster.local"
 CLUSTER = f"outbound|443||{NGINX_HOST}"
@@ -144,16 +144,6 @@ def secret_rows(out):
         cells = re.split(r"\s{2,}", line.strip())
         rows[cells[0]] = cells
     return rows
-
-
-def wait_for(pred, timeout=5.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -540,7 +530,7 @@ def test_rotation_under_load(env, certs, how):
                          {"tls.key": certs / "client2.key", "tls.crt": certs / "client2.crt",
                           "ca.crt": certs / "example.com.crt"})
         swapped = time.time()
-        wait_for(lambda: "02" in env.nginx.serials(), timeout=3, what="serial 2 at nginx")
+        wait_until(lambda: "02" in env.nginx.serials(), timeout=3, what="serial 2 at nginx")
         took = time.time() - swapped
         time.sleep(0.5)
     finally:
@@ -574,7 +564,7 @@ def test_open_connections_are_not_cut_by_rotation(env, certs):
             assert read_response(s)[0] == 200
             env.apply_secret({"tls.key": "client2.key", "tls.crt": "client2.crt",
                               "ca.crt": "example.com.crt"})
-            wait_for(lambda: "certificate serial 2" in env.gw.stderr(), what="rotation")
+            wait_until(lambda: "certificate serial 2" in env.gw.stderr(), what="rotation")
             time.sleep(0.2)
             s.sendall(f"GET / HTTP/1.1\r\nHost: {NGINX_HOST}\r\n\r\n".encode())
             assert read_response(s)[0] == 200
@@ -588,7 +578,7 @@ def test_invalid_new_version_keeps_the_last_good_one(env, certs):
     # The key of another certificate: rejected, named, and the old version stays.
     env.apply_secret({"tls.key": "client2.key", "tls.crt": "client.example.com.crt",
                       "ca.crt": "example.com.crt"})
-    wait_for(lambda: "rejected" in env.gw.stderr(), what="rejection")
+    wait_until(lambda: "rejected" in env.gw.stderr(), what="rejection")
     err = env.gw.stderr()
     assert ("warn secret: Secret istio-system/client-credential rejected: private key tls.key: "
             "does not match the certificate tls.crt; keeping the previous version") in err, err
@@ -604,19 +594,19 @@ def test_invalid_new_version_keeps_the_last_good_one(env, certs):
     # Bad PEM, then keys missing: each rejected in turn.
     env.apply_secret({"tls.key": "client.example.com.key", "tls.crt": "bad.pem",
                       "ca.crt": "example.com.crt"})
-    wait_for(lambda: env.gw.stderr().count("rejected") >= 2, what="second rejection")
+    wait_until(lambda: env.gw.stderr().count("rejected") >= 2, what="second rejection")
     assert_welcome(env)
     env.apply_secret({"ca.crt": "example.com.crt"})
-    wait_for(lambda: env.gw.stderr().count("rejected") >= 3, what="third rejection")
+    wait_until(lambda: env.gw.stderr().count("rejected") >= 3, what="third rejection")
     assert "has no tls.crt/tls.key or cert/key (found: ca.crt)" in env.gw.stderr()
     assert_welcome(env)
     assert set(env.nginx.serials()) == {"01"}
     # A good new version is taken.
     env.apply_secret({"tls.key": "client2.key", "tls.crt": "client2.crt",
                       "ca.crt": "example.com.crt"})
-    wait_for(lambda: "certificate serial 2" in env.gw.stderr(), what="new version")
+    wait_until(lambda: "certificate serial 2" in env.gw.stderr(), what="new version")
     assert_welcome(env)
-    wait_for(lambda: env.nginx.serials()[-1:] == ["02"], what="serial 2 logged")
+    wait_until(lambda: env.nginx.serials()[-1:] == ["02"], what="serial 2 logged")
     _, body = env.gw.admin("/certs")
     assert "rejected" not in body
     assert_no_key_material(env.gw.stderr(), body)
@@ -639,11 +629,11 @@ def test_revoked_server_certificate(env, certs):
     # The CRL key removed from the Secret: the CRL is gone with it.
     env.apply_secret({"tls.key": "client.example.com.key", "tls.crt": "client.example.com.crt",
                       "ca.crt": "example.com.crt"})
-    wait_for(lambda: env.request()[0] == 200, what="CRL cleared")
+    wait_until(lambda: env.request()[0] == 200, what="CRL cleared")
     # A CRL that revokes nothing lets the server through.
     env.apply_secret({"tls.key": "client.example.com.key", "tls.crt": "client.example.com.crt",
                       "ca.crt": "example.com.crt", "ca.crl": "empty.crl"})
-    wait_for(lambda: env.gw.stderr().count("in use") >= 3, what="third version")
+    wait_until(lambda: env.gw.stderr().count("in use") >= 3, what="third version")
     assert_welcome(env)
 
 
@@ -678,7 +668,7 @@ def test_missing_credential_then_created(env, certs):
     assert p.stderr.startswith("Error: Analyzers found issues when analyzing all namespaces.\n")
     # The Secret arrives: it works without a restart.
     env.create_credential()
-    wait_for(lambda: env.request()[0] == 200, timeout=3, what="credential loaded")
+    wait_until(lambda: env.request()[0] == 200, timeout=3, what="credential loaded")
     rows = secret_rows(env.secrets().stdout)
     assert rows["kubernetes://client-credential"][2] == "ACTIVE"
     assert env.gw.proc.poll() is None
@@ -689,7 +679,7 @@ def test_deleted_credential_fails_fast(env, certs):
     env.start()
     assert_welcome(env)
     env.ctl("delete", "secret", "-n", "istio-system", "client-credential")
-    wait_for(lambda: env.request()[0] == 503, what="credential dropped")
+    wait_until(lambda: env.request()[0] == 503, what="credential dropped")
     assert "not found" in env.last_log()
 
 
@@ -854,7 +844,7 @@ def test_insecure_skip_verify_without_a_ca(env, certs):
     assert status == 503
     assert "TLS_error:" in env.last_log()
     apply_mutual_dr(env, "        insecureSkipVerify: true\n")
-    wait_for(lambda: env.request()[0] == 200, what="insecureSkipVerify applied")
+    wait_until(lambda: env.request()[0] == 200, what="insecureSkipVerify applied")
     assert env.nginx.wait_serials(1)[-1] == "01"
 
 
@@ -870,7 +860,7 @@ def test_unreadable_secret_keeps_the_last_good_version(env, certs):
     kubelet_swap(env.store, "istio-system", "client-credential",
                  {"tls.key": big, "tls.crt": certs / "client.example.com.crt",
                   "ca.crt": certs / "example.com.crt"})
-    wait_for(lambda: "rejected" in env.gw.stderr(), what="rejection")
+    wait_until(lambda: "rejected" in env.gw.stderr(), what="rejection")
     err = env.gw.stderr()
     assert "Secret istio-system/client-credential rejected: the Secret's directory" in err, err
     assert "secret key larger than 1MiB" in err
