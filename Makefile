@@ -1,6 +1,10 @@
 # egressgw: one non-recursive Makefile.
 #
-#   make                 build/egressgw and build/egressctl
+#   make                 build/egressgw and build/egressctl (installs nothing)
+#   make deps            the Debian packages to build and test (scripts/deps.sh; make test,
+#                        demo, bench and fuzz run it first)
+#   make install         binaries, man pages, examples, systemd unit, logrotate snippet
+#                        under $(DESTDIR)$(PREFIX) (PREFIX default /usr/local)
 #   make test            unit tests (cmocka) then integration tests (pytest)
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
@@ -16,7 +20,38 @@ CC       ?= cc
 BUILD    ?= build
 PKGS     := openssl libnghttp2 yaml-0.1 libcares
 # Debian packages needed to build and test; scripts/deps.sh installs what is missing.
+# Only `make deps` and the targets that run things (test, demo, bench, fuzz) install
+# packages: a plain `make` or `make install` never does (distribution and container builds
+# cannot allow it), it fails on a missing header instead.
 DEPS_STAMP := $(BUILD)/.deps
+ifneq ($(filter deps test unit integration demo bench fuzz,$(MAKECMDGOALS)),)
+NEED_DEPS  := $(DEPS_STAMP)
+endif
+
+# The version baked into both binaries (src/core/version.c): git describe of this tree,
+# or "unknown" outside a git checkout (a tarball); `make VERSION=1.2.3` overrides it.
+IN_GIT     := $(shell [ "$$(git -C '$(CURDIR)' rev-parse --show-toplevel 2>/dev/null)" = '$(CURDIR)' ] && echo y)
+ifeq ($(IN_GIT),y)
+VERSION    ?= $(shell git -C '$(CURDIR)' describe --tags --always --dirty 2>/dev/null)
+GIT_COMMIT ?= $(shell git -C '$(CURDIR)' rev-parse HEAD 2>/dev/null)
+GIT_STATE  ?= $(shell git -C '$(CURDIR)' diff --quiet HEAD -- 2>/dev/null && echo clean || echo dirty)
+GIT_DATE   ?= $(shell TZ=UTC0 git -C '$(CURDIR)' log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+endif
+VERSION    := $(or $(VERSION),unknown)
+GIT_COMMIT := $(or $(GIT_COMMIT),unknown)
+GIT_STATE  := $(or $(GIT_STATE),unknown)
+GIT_DATE   := $(or $(GIT_DATE),unknown)
+VERSION_H   = $(BUILD)/gen/build_version.h
+
+# make install: GNU directory variables; DESTDIR is prepended to all of them.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/egressgw
+# /etc for PREFIX=/usr (a distribution package), PREFIX/etc otherwise.
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL    ?= install
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
                -Wmissing-prototypes -Wno-unused-parameter -g -O2 -pthread -Isrc
@@ -48,17 +83,26 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench clean fuzz
-all: $(DEPS_STAMP) $(BUILD)/egressgw $(BUILD)/egressctl
+.PHONY: all deps test unit integration demo bench clean fuzz install man FORCE
+all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
 $(DEPS_STAMP): scripts/deps.sh
 	@scripts/deps.sh build test
 	@mkdir -p $(BUILD) && touch $@
 
-$(BUILD)/%.o: %.c | $(DEPS_STAMP)
+$(BUILD)/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Rewritten only when a value changed, so an unchanged tree rebuilds nothing.
+$(VERSION_H): FORCE
+	@mkdir -p $(dir $@)
+	@printf '#define EGRESS_VERSION "%s"\n#define EGRESS_COMMIT "%s"\n#define EGRESS_TREE_STATE "%s"\n#define EGRESS_COMMIT_DATE "%s"\n' \
+	    '$(VERSION)' '$(GIT_COMMIT)' '$(GIT_STATE)' '$(GIT_DATE)' >$@.tmp
+	@if cmp -s $@.tmp $@; then rm -f $@.tmp; else mv $@.tmp $@; fi
+$(BUILD)/src/core/version.o $(BUILD)/fuzz/obj/src/core/version.o: $(VERSION_H)
+$(BUILD)/src/core/version.o: CFLAGS += -I$(BUILD)/gen
 
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
@@ -96,13 +140,13 @@ bench: all
 # go to $(BUILD)/fuzz/corpus-<name>/, never into the tree. A crash stops the target.
 FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
-FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -pthread -Isrc \
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer -pthread -Isrc -I$(BUILD)/gen \
                 -fno-sanitize-recover=undefined
 FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS    := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/bin/%)
 FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 
-$(BUILD)/fuzz/obj/%.o: %.c | $(DEPS_STAMP)
+$(BUILD)/fuzz/obj/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -c $< -o $@
 
@@ -123,6 +167,35 @@ fuzz: $(FUZZ_BINS)
 	        $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n >$$log 2>&1 \
 	        || { tail -n 40 $$log; echo "fuzz: $$n FAILED"; exit 1; }; \
 	    grep -E '^#[0-9]+.*DONE' $$log; \
+	done
+
+# Man pages, made from each binary's --help by scripts/help2man.sh (ours: no build
+# dependency beyond sh and sed).
+MANPAGES := $(BUILD)/man/egressgw.1 $(BUILD)/man/egressctl.1
+man: $(MANPAGES)
+$(BUILD)/man/%.1: $(BUILD)/% scripts/help2man.sh
+	@mkdir -p $(dir $@)
+	scripts/help2man.sh $< >$@.tmp && mv $@.tmp $@
+
+install: all $(MANPAGES)
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/examples \
+	    $(DESTDIR)$(SYSTEMDDIR) $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+	$(INSTALL) -m 0755 $(BUILD)/egressgw $(BUILD)/egressctl $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0644 $(MANPAGES) $(DESTDIR)$(MANDIR)/man1/
+	$(INSTALL) -m 0644 README.md LICENSE CHANGELOG.md $(DESTDIR)$(DOCDIR)/
+	$(INSTALL) -m 0644 examples/*.yaml examples/README.md $(DESTDIR)$(DOCDIR)/examples/
+	sed 's|@BINDIR@|$(BINDIR)|g' deploy/systemd/egressgw@.service \
+	    >$(DESTDIR)$(SYSTEMDDIR)/egressgw@.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/egressgw@.service
+	$(INSTALL) -m 0644 deploy/logrotate/egressgw $(DESTDIR)$(SYSCONFDIR)/logrotate.d/egressgw
+	@# The instances' option files: examples always, /etc/egressgw only where absent
+	@# (an upgrade keeps the operator's).
+	$(INSTALL) -d $(DESTDIR)$(DOCDIR)/examples/systemd $(DESTDIR)$(SYSCONFDIR)/egressgw
+	$(INSTALL) -m 0644 deploy/systemd/gateway.env deploy/systemd/sidecar.env \
+	    $(DESTDIR)$(DOCDIR)/examples/systemd/
+	for f in gateway.env sidecar.env; do \
+	    [ -e $(DESTDIR)$(SYSCONFDIR)/egressgw/$$f ] || \
+	        $(INSTALL) -m 0644 deploy/systemd/$$f $(DESTDIR)$(SYSCONFDIR)/egressgw/$$f; \
 	done
 
 clean:

@@ -274,6 +274,30 @@ fail:
 	return -1;
 }
 
+int sock_addr_in_use(const struct sock_addr *a)
+{
+	int one = 1, fd, rc = -1;
+
+	fd = socket(a->u.sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto out;
+	if (a->u.sa.sa_family == AF_INET6) {
+		int v6only = 0;   /* as sock_listen binds it: dual stack */
+
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) < 0)
+			goto out;
+	}
+	if (bind(fd, &a->u.sa, a->len) == 0)
+		rc = 0;
+	else if (errno == EADDRINUSE)
+		rc = 1;
+out:
+	close_keep_errno(fd);
+	return rc;
+}
+
 int sock_accept(int lfd, struct sock_addr *peer)
 {
 	struct sock_addr tmp;

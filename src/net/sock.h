@@ -59,6 +59,12 @@ const char *sock_addr_ip_str(const struct sock_addr *a, char *buf, size_t n);
 /* socket + SO_REUSEADDR (+ the flags) + bind + listen, nonblocking and close-on-exec.
  * backlog <= 0 means SOMAXCONN. Returns the fd or -1 with errno (EADDRINUSE...). */
 int sock_listen(const struct sock_addr *a, int backlog, unsigned flags);
+/* Whether some socket already listens on a (another process's, or one of ours): binds a
+ * socket without SO_REUSEPORT (with SO_REUSEADDR, so TIME_WAIT leftovers do not count),
+ * which the kernel refuses next to a listening socket even when that one has
+ * SO_REUSEPORT, and closes it again without listening. Returns 1 (in use), 0 (free), or
+ * -1 with errno for any other failure (EADDRNOTAVAIL, EACCES...). */
+int sock_addr_in_use(const struct sock_addr *a);
 /* accept4(NONBLOCK|CLOEXEC) + TCP_NODELAY. peer may be NULL. Returns the fd, or -1 with
  * errno; EAGAIN/EWOULDBLOCK means no more pending connections (normal with a nonblocking
  * listener), ECONNABORTED/EPROTO mean one connection died in the queue (go on accepting),

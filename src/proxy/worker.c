@@ -412,27 +412,22 @@ void proxy_publish(struct proxy *p, struct snap *s)
 	}
 }
 
-void proxy_drain_and_stop(struct proxy *p)
+void proxy_drain_begin(struct proxy *p)
 {
-	struct timespec ts;
-	uint64_t deadline;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	deadline = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 +
-	           (uint64_t)(p->drain_timeout_ms > 0 ? p->drain_timeout_ms : 5000);
 	for (int i = 0; i < p->nworkers; i++)
 		loop_post(p->workers[i].loop, worker_on_drain, &p->workers[i]);
-	for (;;) {
-		bool all = true;
+}
 
-		for (int i = 0; i < p->nworkers; i++)
-			if (!atomic_load(&p->workers[i].done))
-				all = false;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		if (all || (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 > deadline)
-			break;
-		usleep(10 * 1000);
-	}
+bool proxy_drained(const struct proxy *p)
+{
+	for (int i = 0; i < p->nworkers; i++)
+		if (!atomic_load(&p->workers[i].done))
+			return false;
+	return true;
+}
+
+void proxy_stop(struct proxy *p)
+{
 	for (int i = 0; i < p->nworkers; i++)
 		loop_stop(p->workers[i].loop);
 	for (int i = 0; i < p->nworkers; i++) {

@@ -155,10 +155,17 @@ struct proxy {
 int proxy_start(struct proxy *p, int n, struct snap *s);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
-/* Stops accepting, lets in-flight requests finish (at most drain_timeout_ms), joins the
- * threads. */
-void proxy_drain_and_stop(struct proxy *p);
-/* Frees the workers after proxy_drain_and_stop (their connections must be closed). */
+/* Starts the drain and returns at once: each worker closes its listening sockets, closes
+ * idle connections and lets the others finish their request, then stops its loop. The
+ * caller polls proxy_drained, and calls proxy_stop when it is true or its deadline
+ * (drain_timeout_ms) has passed. After the drain begins, nothing may be published. */
+void proxy_drain_begin(struct proxy *p);
+/* True once every worker has drained (no connection left) and stopped its loop. */
+bool proxy_drained(const struct proxy *p);
+/* Stops the workers' loops and joins their threads; connections still open are
+ * abandoned with the process. */
+void proxy_stop(struct proxy *p);
+/* Frees the workers after proxy_stop (their connections must be closed). */
 void proxy_free(struct proxy *p);
 /* Sums the workers' counters into out (plain numbers). */
 struct wstats_sum {

@@ -225,16 +225,18 @@ class Gateway:
                "--identity", str(identity), "--listen-address", ip,
                "--admin", f"127.0.0.1:{self.admin_port}", "--access-log", str(self.alog),
                "--hosts-file", str(hosts_file), "--workers", str(workers),
-               "--log-level", "info", *extra]
+               "--log-level", "info",
+               # Tests stop their gateways at once; test_lifecycle.py tests the announce.
+               "--drain-announce", "0", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(self.errlog, "w"), env=env,
                                      preexec_fn=nofile_preexec(nofile))
         self.ip = ip
         if wait:
             wait_port("127.0.0.1", self.admin_port, proc=self.proc)
 
-    def admin(self, path):
+    def admin(self, path, method="GET"):
         with socket.create_connection(("127.0.0.1", self.admin_port), timeout=5) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n".encode())
+            s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n".encode())
             data = b""
             while True:
                 chunk = s.recv(65536)

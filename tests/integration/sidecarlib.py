@@ -155,7 +155,7 @@ class Egressgw:
         cmd = valgrind_prefix(self.vglog) + [str(BUILD / "egressgw"), "--role", role, "--store", str(store),
                "--identity", str(identity), "--admin", f"127.0.0.1:{self.admin_port}",
                "--access-log", str(self.alog), "--hosts-file", str(hosts), "--workers", "1",
-               "--dns-servers", dns.addr, "--log-level", "debug", *extra]
+               "--dns-servers", dns.addr, "--log-level", "debug", "--drain-announce", "0", *extra]
         self.proc = subprocess.Popen(ns_prefix(ns) + cmd, stdout=subprocess.DEVNULL,
                                      stderr=open(self.errlog, "w"), env=run_env)
         try:

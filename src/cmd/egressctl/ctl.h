@@ -31,7 +31,8 @@
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
 	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
-	X(analyze, "Find references that do not resolve and credentials that do not load")
+	X(analyze, "Find references that do not resolve and credentials that do not load") \
+	X(version, "Print the egressctl version")
 
 /* Options every command accepts, before or after its name. */
 struct ctl {

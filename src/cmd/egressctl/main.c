@@ -5,6 +5,7 @@
 
 #include "cmd/egressctl/ctl.h"
 #include "core/util.h"
+#include "core/version.h"
 
 #define CTL_ENTRY(name, summary) { #name, summary, ctl_cmd_##name },
 static const struct ctl_cmd ctl_cmds[] = {
@@ -46,6 +47,7 @@ static void ctl_usage(FILE *out)
 	        "                          ./egressgw-store)\n"
 	        "  -n, --namespace NS      the namespace to work in (default \"default\")\n"
 	        "  -h, --help              help for egressctl, or for a command\n"
+	        "      --version           the version (as \"egressctl version\")\n"
 	        "\n"
 	        "Use \"egressctl COMMAND --help\" for more about a command.\n");
 }
@@ -105,6 +107,12 @@ int main(int argc, char **argv)
 
 		if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
 			ctl_usage(stdout);
+			return 0;
+		}
+		if (strcmp(argv[i], "--version") == 0) {
+			printf("egressctl version %s (commit %s, %s tree, commit date %s)\n",
+			       version_info.version, version_info.commit, version_info.tree_state,
+			       version_info.date);
 			return 0;
 		}
 		used = ctl_global(argc, argv, i, "store", 0, &c.store_flag);

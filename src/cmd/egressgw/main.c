@@ -5,10 +5,12 @@
  * cluster endpoints, the admin endpoint and signals. Workers (proxy/worker.c) run the
  * data path. */
 #include "admin/admin.h"
+#include "cmd/egressgw/lifecycle.h"
 #include "config/store.h"
 #include "core/diag.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/version.h"
 #include "net/dns.h"
 #include "net/loop.h"
 #include "net/sock.h"
@@ -17,7 +19,11 @@
 #include "proxy/worker.h"
 #include "secrets/secret.h"
 
+#include <ares.h>
 #include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
+#include <yaml.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <dirent.h>
@@ -73,7 +79,13 @@ static const char usage[] =
 "  --hosts-file PATH        names looked up here first (/etc/hosts format), then DNS\n"
 "  --dns-servers IP[:PORT],...     DNS servers instead of /etc/resolv.conf\n"
 "  --workers N              worker threads (default: number of CPUs)\n"
-"  --drain-timeout DURATION how long SIGTERM waits for requests in flight (default 5s)\n"
+"  --drain-announce DURATION\n"
+"                           on SIGTERM or SIGINT: how long /ready answers 503\n"
+"                           while the listeners keep accepting, so that load balancers\n"
+"                           stop sending first (Istio's terminationDrainDuration;\n"
+"                           default 5s; 0 closes the listeners at once)\n"
+"  --drain-timeout DURATION then, with the listeners closed, how long requests in\n"
+"                           flight may take to finish (default 5s)\n"
 "  --request-headers-timeout DURATION\n"
 "                           a request head must be whole this long after its first\n"
 "                           byte (and the first one after accept), else the connection\n"
@@ -98,8 +110,17 @@ static const char usage[] =
 "  --allow-core-dumps       keep the process dumpable (core files, ptrace by the same\n"
 "                           user); off by default: a core would hold private keys\n"
 "  -h, --help               this text\n"
+"      --version            the version (git describe at build time), the commit and the\n"
+"                           libraries\n"
 "\n"
-"Admin endpoint: /ready, /stats/prometheus, /config_dump, /certs.\n"
+"Admin endpoint: /ready, /stats/prometheus, /config_dump, /certs; POST /healthcheck/fail\n"
+"and /healthcheck/ok (/ready answers 503 while failed), POST /drain_listeners (close the\n"
+"listeners and drain; the process and its admin endpoint stay up), POST /reopen_logs.\n"
+"\n"
+"Signals: SIGTERM and SIGINT drain (--drain-announce, then --drain-timeout) and\n"
+"exit 0; the admin endpoint answers until the end. SIGHUP reloads the configuration\n"
+"and reopens the access log; SIGUSR1 reopens the access log (logrotate's postrotate).\n"
+"A listener address another process already holds is refused at start.\n"
 "\n"
 "Sidecar: --role sidecar --namespace default --identity DIR --outbound 127.0.0.1:15001\n"
 "routes the application's requests with the VirtualServices bound to mesh and the\n"
@@ -147,11 +168,10 @@ struct gw {
 	struct loop_io inotify_io;
 	struct loop_timer reload_timer;
 	struct loop_timer retire_timer;
-	struct loop_io sig_io;
+	struct lc lc;                   /* signals, drain, readiness (lifecycle.c) */
 	struct retired *retired;
 	struct dns_job *jobs;
 	size_t njobs;
-	bool stopping;
 };
 
 /* ---- DNS ---- */
@@ -483,6 +503,18 @@ static void gw_reload(struct gw *g)
 		snap_unref(old);
 }
 
+/* SIGHUP: the store read again now, as if it had changed. */
+static void watch_rebuild(struct gw *g);
+
+static void gw_reload_now(void *arg)
+{
+	struct gw *g = arg;
+
+	loop_timer_cancel(g->loop, &g->reload_timer);
+	watch_rebuild(g);
+	gw_reload(g);
+}
+
 /* ---- store watcher ---- */
 
 static void watch_tree(struct gw *g, const char *dir)
@@ -563,6 +595,8 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
 
+	if (lc_draining(&g->lc))
+		return;   /* the workers take no snapshot any more */
 	if (!fd_headroom(RELOAD_FDS_NEEDED)) {
 		log_error("config", "reload: out of file descriptors; still serving version %llu, "
 		          "trying again in %d ms", (unsigned long long)(g->snap ? g->snap->version : 0),
@@ -653,18 +687,13 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	struct gw *g = arg;
 	struct wstats_sum sum;
 	size_t qlen = strcspn(path, "?");
+	int st = lc_admin(&g->lc, method, path, body);
 
+	if (st)
+		return st;   /* lifecycle.c: /ready, /healthcheck/fail and ok, /drain_listeners, /reopen_logs */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		sbuf_adds(body, "method not allowed\n");
 		return 405;
-	}
-	if (qlen == 6 && strncmp(path, "/ready", 6) == 0) {
-		if (g->stopping) {
-			sbuf_adds(body, "DRAINING\n");
-			return 503;
-		}
-		sbuf_adds(body, "LIVE\n");
-		return 200;
 	}
 	if (qlen == 12 && strncmp(path, "/config_dump", 12) == 0) {
 		*ctype = "application/json";
@@ -708,27 +737,11 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)(g->snap ? g->snap->version : 0));
 		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
+		lc_prom(&g->lc, body);
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
 	return 404;
-}
-
-/* ---- signals ---- */
-
-static void on_signal(struct loop *loop, struct loop_io *io, unsigned ev)
-{
-	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, sig_io));
-	struct signalfd_siginfo si;
-
-	(void)ev;
-	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			log_info("main", "signal %u: draining", si.ssi_signo);
-			g->stopping = true;
-			loop_stop(loop);
-		}
-	}
 }
 
 /* ---- process hygiene ----
@@ -906,6 +919,19 @@ static uint64_t default_max_connections(int workers)
 	return (n - reserve) / 2;
 }
 
+/* --version: the build (git describe, baked in by the Makefile) and the libraries it runs
+ * with, as Envoy's --version names its commit and TLS library. */
+static void print_version(void)
+{
+	const nghttp2_info *h2 = nghttp2_version(0);
+
+	printf("egressgw version %s (commit %s, %s tree, commit date %s)\n", version_info.version,
+	       version_info.commit, version_info.tree_state, version_info.date);
+	printf("libraries: %s, nghttp2 %s, libyaml %s, c-ares %s\n",
+	       OpenSSL_version(OPENSSL_VERSION), h2 ? h2->version_str : "?",
+	       yaml_get_version_string(), ares_version(NULL));
+}
+
 static const char **split_labels(const char *s)
 {
 	size_t n = 1;
@@ -939,6 +965,8 @@ int main(int argc, char **argv)
 		{ "dns-servers", required_argument, NULL, 'D' },
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
+		{ "drain-announce", required_argument, NULL, 'N' },
+		{ "version", no_argument, NULL, 'V' },
 		{ "request-headers-timeout", required_argument, NULL, 'R' },
 		{ "idle-timeout", required_argument, NULL, 'I' },
 		{ "max-connections", required_argument, NULL, 'M' },
@@ -963,7 +991,6 @@ int main(int argc, char **argv)
 	struct diags d = DIAGS_INIT;
 	struct dns_opts dopts;
 	struct sbuf err = SBUF_INIT;
-	sigset_t mask;
 
 	/* First of all: nothing read from here on may end up in a core file. */
 	hyg_set_dumpable(false);
@@ -972,6 +999,8 @@ int main(int argc, char **argv)
 	g.proxy.alog_fd = -1;
 	g.proxy.alog_format = ALOG_TEXT;
 	g.proxy.drain_timeout_ms = 5000;
+	g.lc.announce_ms = 5000;
+	g.lc.sig_fd = -1;
 	g.proxy.header_timeout_ms = 60000;
 	g.proxy.idle_timeout_ms = 3600 * 1000;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -1018,6 +1047,15 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'N':
+			if (parse_duration_ms(optarg, &g.lc.announce_ms) < 0) {
+				fprintf(stderr, "egressgw: --drain-announce: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'V':
+			print_version();
+			return 0;
 		case 'R':
 			if (parse_duration_ms(optarg, &g.proxy.header_timeout_ms) < 0 ||
 			    g.proxy.header_timeout_ms < 1) {
@@ -1108,6 +1146,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (alog) {
+		g.lc.alog_path = alog;
 		g.proxy.alog_on = true;
 		g.proxy.alog_fd = strcmp(alog, "-") == 0
 			? STDOUT_FILENO
@@ -1118,11 +1157,8 @@ int main(int argc, char **argv)
 		}
 	}
 	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
 	/* Blocked before the workers start so that only the main thread's signalfd sees them. */
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	lc_block_signals();
 
 	g.loop = loop_new();
 	if (!g.loop) {
@@ -1148,6 +1184,8 @@ int main(int argc, char **argv)
 	diags_free(&d);
 	dns_jobs_start(&g, g.snap, NULL);
 
+	if (lc_check_listeners(g.snap, &g.proxy) < 0)
+		return 1;
 	if (proxy_start(&g.proxy, workers, g.snap) < 0) {
 		if (g.proxy.outbound_on)
 			fprintf(stderr, "egressgw: starting workers (--outbound %s): %s\n",
@@ -1161,8 +1199,12 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egressgw: --admin %s: %s\n", admin_addr, strerror(errno));
 		return 1;
 	}
-	loop_io_init(&g.sig_io, signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), on_signal);
-	loop_io_add(g.loop, &g.sig_io, LOOP_READ);
+	g.lc.reload = gw_reload_now;
+	g.lc.arg = &g;
+	if (lc_start(&g.lc, g.loop, &g.proxy) < 0) {
+		fprintf(stderr, "egressgw: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
 	loop_timer_init(&g.reload_timer, on_reload_timer);
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
@@ -1183,9 +1225,10 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "no limit on downstream connections (--max-connections 0)");
 
+	/* Until a stop signal's drain has finished (lifecycle.c). */
 	loop_run(g.loop);
 
-	proxy_drain_and_stop(&g.proxy);
+	proxy_stop(&g.proxy);
 	admin_stop(g.admin);
 	dns_jobs_stop(&g);
 	proxy_free(&g.proxy);
@@ -1197,8 +1240,7 @@ int main(int argc, char **argv)
 		loop_io_del(g.loop, &g.inotify_io);
 		close(g.inotify_fd);
 	}
-	loop_io_del(g.loop, &g.sig_io);
-	close(g.sig_io.fd);
+	lc_fini(&g.lc);
 	dns_free(g.dns);
 	loop_free(g.loop);
 	free((char *)g.params.labels[0]);
