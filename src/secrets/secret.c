@@ -418,6 +418,20 @@ void secret_cache_events_text(const struct secret_cache *c, struct sbuf *out)
 		sbuf_addf(out, "%s\n", c->events[i].msg);
 }
 
+/* True the first time tag is seen (which it then keeps, or frees). For warnings given
+ * once per condition. */
+static bool secret_first_time(struct secret_cache *c, char *tag)
+{
+	for (size_t i = 0; i < c->nwarned; i++)
+		if (strcmp(c->warned[i], tag) == 0) {
+			free(tag);
+			return false;
+		}
+	c->warned = xrealloc(c->warned, (c->nwarned + 1) * sizeof(*c->warned));
+	c->warned[c->nwarned++] = tag;
+	return true;
+}
+
 /* A private key file that group or others may read: warned about once per path and
  * mode. Follows symlinks (a kubelet mount's KEY -> ..data/KEY). */
 static void secret_check_mode(struct secret_cache *c, const char *path)
@@ -428,13 +442,8 @@ static void secret_check_mode(struct secret_cache *c, const char *path)
 	if (!path || stat(path, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 077))
 		return;
 	tag = xasprintf("%s|%o", path, (unsigned)(st.st_mode & 07777));
-	for (size_t i = 0; i < c->nwarned; i++)
-		if (strcmp(c->warned[i], tag) == 0) {
-			free(tag);
-			return;
-		}
-	c->warned = xrealloc(c->warned, (c->nwarned + 1) * sizeof(*c->warned));
-	c->warned[c->nwarned++] = tag;
+	if (!secret_first_time(c, tag))
+		return;
 	secret_event(c, LOG_WARN, "private key file %s is readable by %s (mode %04o); restrict "
 	             "it to its owner (chmod 600)", path,
 	             (st.st_mode & 044) == 044 ? "group and others" :
@@ -994,8 +1003,70 @@ static bool secret_valid_now(const struct secret_item *it)
 	return it->has_info && nb != (time_t)-1 && na != (time_t)-1 && nb <= now && now <= na;
 }
 
+/* Seconds until it->info.not_after (negative once expired), and whether it is expiring:
+ * less than a quarter of its validity left (SECRET_EXPIRING_FRACTION). Returns 0, or -1
+ * when the dates cannot be read. */
+static int secret_item_expiry(const struct secret_item *it, time_t now, int64_t *left,
+                              bool *expiring)
+{
+	time_t nb = secret_parse_time(it->info.not_before);
+	time_t na = secret_parse_time(it->info.not_after);
+
+	if (nb == (time_t)-1 || na == (time_t)-1 || na < nb)
+		return -1;
+	*left = (int64_t)na - (int64_t)now;
+	*expiring = *left < ((int64_t)na - (int64_t)nb) / SECRET_EXPIRING_FRACTION;
+	return 0;
+}
+
+void secret_cache_check_expiry(struct secret_cache *c, time_t now)
+{
+	for (size_t i = 0; i < c->nitems; i++) {
+		const struct secret_item *it = &c->items[i];
+		int64_t left;
+		bool expiring;
+
+		if (!it->has_info || secret_item_expiry(it, now, &left, &expiring) < 0 || !expiring)
+			continue;
+		if (!secret_first_time(c, xasprintf("expiry|%s|%s|%s", it->name, it->info.serial,
+		                                    left < 0 ? "expired" : "expiring")))
+			continue;
+		if (left < 0)
+			secret_event(c, LOG_ERROR, "certificate %s (%s, serial %s) expired at %s: TLS "
+			             "with it fails; renew it", it->name, it->source ? it->source : "-",
+			             it->info.serial, it->info.not_after);
+		else
+			secret_event(c, LOG_WARN, "certificate %s (%s, serial %s) expires in %lldh%02lldm "
+			             "(at %s), with less than 1/%d of its validity left: renew it (a "
+			             "new one written in place is picked up within a second)", it->name,
+			             it->source ? it->source : "-", it->info.serial,
+			             (long long)(left / 3600), (long long)(left % 3600 / 60),
+			             it->info.not_after, SECRET_EXPIRING_FRACTION);
+	}
+}
+
+void secret_cache_prom(const struct secret_cache *c, time_t now, struct sbuf *out)
+{
+	sbuf_adds(out, "# TYPE egressgw_cert_expiry_seconds gauge\n");
+	for (size_t i = 0; i < c->nitems; i++) {
+		const struct secret_item *it = &c->items[i];
+		int64_t left;
+		bool expiring;
+
+		/* Names are resource names ("default", "kubernetes://NAME"): no quote or
+		 * backslash to escape in a label value. */
+		if (it->has_info && secret_item_expiry(it, now, &left, &expiring) == 0)
+			sbuf_addf(out, "egressgw_cert_expiry_seconds{resource_name=\"%s\"} %lld\n",
+			          it->name, (long long)left);
+	}
+}
+
 void secret_cache_json(const struct secret_cache *c, struct sbuf *out)
 {
+	time_t now = time(NULL);
+	int64_t left;
+	bool expiring;
+
 	sbuf_adds(out, "{\n  \"secrets\": [");
 	for (size_t i = 0; i < c->nitems; i++) {
 		const struct secret_item *it = &c->items[i];
@@ -1011,6 +1082,9 @@ void secret_cache_json(const struct secret_cache *c, struct sbuf *out)
 		secret_json_kv(out, in, "serial", it->has_info ? it->info.serial : "", true);
 		secret_json_kv(out, in, "not_after", it->has_info ? it->info.not_after : "", true);
 		secret_json_kv(out, in, "not_before", it->has_info ? it->info.not_before : "", true);
+		if (it->has_info && secret_item_expiry(it, now, &left, &expiring) == 0)
+			sbuf_addf(out, "%s\"expires_in_seconds\": %lld,\n%s\"expiring\": %s,\n", in,
+			          (long long)left, in, expiring ? "true" : "false");
 		secret_json_kv(out, in, "subject", it->has_info ? it->info.subject : "", true);
 		secret_json_kv(out, in, "source", it->source, true);
 		secret_json_kv(out, in, "version", it->version, true);

@@ -165,6 +165,18 @@ void secret_cache_events_text(const struct secret_cache *c, struct sbuf *out);
  * order: warming secrets, then active ones). */
 void secret_cache_json(const struct secret_cache *c, struct sbuf *out);
 
+/* Certificate expiry, over the list of the last commit. A certificate is *expiring* when
+ * less than 1/SECRET_EXPIRING_FRACTION of its validity period is left (a 24 h workload
+ * certificate: 6 h; Istio's agent renews at half, so a healthy one never gets there).
+ * secret_cache_json adds "expires_in_seconds" (negative once expired) and "expiring". */
+#define SECRET_EXPIRING_FRACTION 4
+/* Queues a warning event (an error once expired) for each expiring certificate, once per
+ * certificate (name and serial) and state. */
+void secret_cache_check_expiry(struct secret_cache *c, time_t now);
+/* egressgw_cert_expiry_seconds{resource_name="..."}: seconds until each certificate's
+ * notAfter (as istio-agent's istio_agent_cert_expiry_seconds), Prometheus text. */
+void secret_cache_prom(const struct secret_cache *c, time_t now, struct sbuf *out);
+
 /* Whether every error in d is about a Secret directory under root/secrets (a store that
  * loads but for some Secrets: the cache treats each as a rejected version). */
 bool secret_store_errors_only(const struct diags *d, const char *root);

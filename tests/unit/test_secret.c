@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -568,6 +569,57 @@ static void files_and_modes(void **state)
 	free(keydata);
 }
 
+/* A 365-day certificate: not expiring today, expiring (warned once) with less than a
+ * quarter left, then expired (an error, once); the gauge counts the seconds left. */
+static void expiry(void **state)
+{
+	struct env *e = *state;
+	char d1[SECRET_DIGEST_HEX];
+	char *crt = cert_path("client.example.com.crt"), *ev, *js;
+	struct sbuf prom = SBUF_INIT;
+	time_t now = time(NULL);
+	long long left;
+	const char *p;
+
+	secret_cache_begin(e->c);
+	secret_cache_file(e->c, "default", false, crt, NULL, d1);
+	secret_cache_commit(e->c);
+	free(events(e));
+	secret_cache_check_expiry(e->c, now);
+	ev = events(e);
+	assert_string_equal(ev, "");
+	free(ev);
+	secret_cache_prom(e->c, now, &prom);
+	p = strstr(sbuf_str(&prom), "egressgw_cert_expiry_seconds{resource_name=\"default\"} ");
+	assert_non_null(p);
+	left = strtoll(strchr(p, '}') + 2, NULL, 10);
+	assert_true(left > 364LL * 86400 && left <= 365LL * 86400);
+	js = json(e);
+	assert_non_null(strstr(js, "\"expiring\": false"));
+	free(js);
+	/* 300 days later: 65 days left of 365, less than a quarter. */
+	secret_cache_check_expiry(e->c, now + 300 * 86400);
+	ev = events(e);
+	assert_non_null(strstr(ev, "certificate default (file /"));
+	assert_non_null(strstr(ev, "serial 1) expires in 15"));   /* 65 days: 15xxh */
+	assert_non_null(strstr(ev, "renew it"));
+	free(ev);
+	secret_cache_check_expiry(e->c, now + 301 * 86400);
+	ev = events(e);
+	assert_string_equal(ev, "");       /* once per certificate and state */
+	free(ev);
+	secret_cache_check_expiry(e->c, now + 366 * 86400);
+	ev = events(e);
+	assert_non_null(strstr(ev, "certificate default (file /"));
+	assert_non_null(strstr(ev, "expired at"));
+	free(ev);
+	sbuf_reset(&prom);
+	secret_cache_prom(e->c, now + 366 * 86400, &prom);
+	assert_non_null(strstr(sbuf_str(&prom), "{resource_name=\"default\"} -"));
+	sbuf_free(&prom);
+	free(crt);
+}
+
 static void store_errors_only(void **state)
 {
 	struct diags d = DIAGS_INIT;
@@ -690,6 +742,7 @@ int main(void)
 		T(abort_keeps_the_list),
 		T(context_cache),
 		T(files_and_modes),
+		T(expiry),
 		T(store_errors_only),
 		T(snap_reuses_contexts),
 	};

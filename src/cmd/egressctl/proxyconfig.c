@@ -619,6 +619,26 @@ static void pc_secret_rows(const struct ynode *it, struct ctl_table *t)
 
 /* A rejected version is not a row in istioctl's table; say it below, on stderr, so the
  * table stays what scripts expect. The reason of a WARMING resource too. */
+/* A certificate the gateway reports as expiring (less than a quarter of its validity
+ * left) or expired. */
+static void pc_secret_expiry_note(const struct ynode *item, const char *name)
+{
+	const char *exp = pc_str(item, "expiring");
+	const char *left = pc_str(item, "expires_in_seconds");
+	long long s;
+
+	if (!exp || strcmp(exp, "true") != 0 || !left)
+		return;
+	s = strtoll(left, NULL, 10);
+	if (s < 0)
+		fprintf(stderr, "warning: %s: the certificate expired at %s\n", name ? name : "",
+		        pc_str(item, "not_after") ? pc_str(item, "not_after") : "?");
+	else
+		fprintf(stderr, "warning: %s: the certificate expires in %lldh%02lldm (at %s): renew "
+		        "it\n", name ? name : "", s / 3600, s % 3600 / 60,
+		        pc_str(item, "not_after") ? pc_str(item, "not_after") : "?");
+}
+
 static void pc_secret_notes(const struct ynode *const *items, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
@@ -637,6 +657,7 @@ static void pc_secret_notes(const struct ynode *const *items, size_t n)
 			                                        : "nothing is in use");
 		else if (err && *err && st && strcmp(st, "WARMING") == 0)
 			fprintf(stderr, "warning: %s is WARMING: %s\n", name ? name : "", err);
+		pc_secret_expiry_note(items[i], name);
 	}
 }
 

@@ -21,6 +21,8 @@
 
 /* How often the drain checks whether the workers are done. */
 #define LC_DRAIN_POLL_MS 20
+/* How often certificates are checked for expiry (they are also checked at each reload). */
+#define LC_CERT_CHECK_MS 10000
 
 /* Not SIGQUIT: its meaning stays "quit with a core dump" (for debugging with
  * --allow-core-dumps; without it the process is not dumpable and leaves none). */
@@ -153,6 +155,15 @@ static void lc_on_signal(struct loop *loop, struct loop_io *io, unsigned ev)
 	}
 }
 
+static void lc_on_cert_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct lc *lc = (struct lc *)((char *)t - offsetof(struct lc, cert_timer));
+
+	secret_cache_check_expiry(lc->secrets, time(NULL));
+	secret_cache_log_events(lc->secrets);
+	loop_timer_arm(loop, t, LC_CERT_CHECK_MS);
+}
+
 int lc_start(struct lc *lc, struct loop *loop, struct proxy *proxy)
 {
 	sigset_t set;
@@ -161,6 +172,9 @@ int lc_start(struct lc *lc, struct loop *loop, struct proxy *proxy)
 	lc->proxy = proxy;
 	lc->state = LC_LIVE;
 	loop_timer_init(&lc->timer, lc_on_timer);
+	loop_timer_init(&lc->cert_timer, lc_on_cert_timer);
+	if (lc->secrets)
+		loop_timer_arm(loop, &lc->cert_timer, LC_CERT_CHECK_MS);
 	lc_sigset(&set);
 	lc->sig_fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (lc->sig_fd < 0)
@@ -173,6 +187,7 @@ int lc_start(struct lc *lc, struct loop *loop, struct proxy *proxy)
 void lc_fini(struct lc *lc)
 {
 	loop_timer_cancel(lc->loop, &lc->timer);
+	loop_timer_cancel(lc->loop, &lc->cert_timer);
 	if (lc->sig_fd >= 0) {
 		loop_io_del(lc->loop, &lc->sig_io);
 		close(lc->sig_fd);

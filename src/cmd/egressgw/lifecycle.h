@@ -21,7 +21,9 @@
  *   POST /healthcheck/ok
  *   POST /drain_listeners    close the listeners and drain now (the process stays up,
  *                            the admin endpoint with it; SIGTERM then exits)
- *   POST /reopen_logs        as SIGUSR1 */
+ *   POST /reopen_logs        as SIGUSR1
+ *
+ * And a periodic look at the certificates in use, for the ones close to expiry. */
 #ifndef EGRESS_CMD_EGRESSGW_LIFECYCLE_H
 #define EGRESS_CMD_EGRESSGW_LIFECYCLE_H
 
@@ -32,6 +34,7 @@
 #include "net/loop.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
+#include "secrets/secret.h"
 
 enum lc_state { LC_LIVE, LC_ANNOUNCING, LC_DRAINING, LC_DRAINED };
 
@@ -49,6 +52,10 @@ struct lc {
 	struct loop_io sig_io;
 	void (*reload)(void *arg);      /* SIGHUP: reload the store */
 	void *arg;
+	/* Certificates in use: checked every LC_CERT_CHECK_MS for expiry, warned about in
+	 * the log (secret_cache_check_expiry). */
+	struct secret_cache *secrets;
+	struct loop_timer cert_timer;
 };
 
 /* Blocks the signals the lifecycle handles (before any thread starts, so that only the

@@ -39,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RELOAD_DEBOUNCE_MS 100
@@ -417,6 +418,7 @@ static struct snap *gw_build(struct gw *g, struct diags *d)
 	    secret_store_errors_only(d, g->store))
 		s = snap_build(&c, &g->params, d);
 	store_contents_free(&c);
+	secret_cache_check_expiry(g->params.secrets, time(NULL));
 	secret_cache_log_events(g->params.secrets);
 	return s;
 }
@@ -572,6 +574,10 @@ static void watch_rebuild(struct gw *g)
 	watch_tree(g, g->store);
 	watch_tree(g, cfg);
 	watch_tree(g, sec);
+	/* The workload identity too: a renewed certificate written there (in place, or by a
+	 * kubelet's ..data swap) is picked up like a store change. */
+	if (g->params.identity_dir)
+		watch_tree(g, g->params.identity_dir);
 	loop_io_init(&g->inotify_io, g->inotify_fd, on_inotify);
 	loop_io_add(g->loop, &g->inotify_io, LOOP_READ);
 out:
@@ -738,6 +744,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
 		lc_prom(&g->lc, body);
+		secret_cache_prom(g->params.secrets, time(NULL), body);
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
@@ -1201,6 +1208,7 @@ int main(int argc, char **argv)
 	}
 	g.lc.reload = gw_reload_now;
 	g.lc.arg = &g;
+	g.lc.secrets = g.params.secrets;
 	if (lc_start(&g.lc, g.loop, &g.proxy) < 0) {
 		fprintf(stderr, "egressgw: signalfd: %s\n", strerror(errno));
 		return 1;
