@@ -142,10 +142,10 @@ class Egressgw:
     dns: the only DNS server it may ask (an NxDns)."""
 
     def __init__(self, tmp, name, role, store, identity, hosts, dns, ns=None, extra=(),
-                 env=None):
+                 env=None, admin_port=None):
         self.ns = ns
         self.name = name
-        self.admin_port = random.randint(20000, 29999) if ns else _free_port()
+        self.admin_port = admin_port or (random.randint(20000, 29999) if ns else _free_port())
         self.alog = tmp / f"{name}-access.log"
         self.errlog = tmp / f"{name}.err"
         self.vglog = tmp / f"{name}.valgrind.%p"
