@@ -10,11 +10,12 @@ import socket
 import subprocess
 import threading
 import time
+import types
 
 import pytest
 
 from conftest import Ctl
-from gwlib import BUILD, free_port, loopback_ip, scaled, wait_until
+from gwlib import BUILD, Gateway, free_port, loopback_ip, scaled, wait_until
 from hardlib import (RawClient, RecordingServer, default_handler, plain_gateway_yaml,
                      service_entry_yaml, start_gateway, stats, virtual_service_yaml, write_hosts)
 
@@ -303,3 +304,26 @@ def test_sidecar_outbound_held_is_refused(site):
         s.close()
     assert p.returncode == 1
     assert f"sidecar capture listener --outbound {ip}:{port}: address already in use" in p.stderr
+
+
+def test_status_port_is_read_only(site):
+    """--status: what probes and scrapers need, on an address the pod exposes, and
+    nothing that changes state."""
+    port = free_port()
+    gw = site.start(extra=("--status", f"127.0.0.1:{port}"))
+    status = types.SimpleNamespace(admin_port=port)
+
+    def st(path, method="GET"):
+        return Gateway.admin(status, path, method)
+    assert st("/healthz/ready") == (200, "LIVE\n")
+    assert st("/healthz/live") == (200, "LIVE\n")
+    assert "egressgw_downstream_rq_total" in st("/stats/prometheus")[1]
+    for path in ("/drain_listeners", "/healthcheck/fail", "/reopen_logs"):
+        assert st(path, "POST")[0] == 405
+    assert st("/config_dump")[0] == 404 and st("/certs")[0] == 404
+    assert gw.admin("/ready") == (200, "LIVE\n"), "a POST to the status port changed state"
+    # Failing the health check fails readiness, not liveness.
+    assert gw.admin("/healthcheck/fail", "POST")[0] == 200
+    assert st("/healthz/ready")[0] == 503 and st("/healthz/live")[0] == 200
+    gw.proc.terminate()
+    assert wait_exit(gw, 5) == 0

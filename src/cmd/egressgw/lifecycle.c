@@ -184,8 +184,40 @@ int lc_start(struct lc *lc, struct loop *loop, struct proxy *proxy)
 	return 0;
 }
 
+static bool lc_path_is(const char *path, const char *want);
+
+static int lc_status_handle(void *arg, const char *method, const char *path,
+                            struct sbuf *body, const char **ctype)
+{
+	struct lc *lc = arg;
+
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+		sbuf_adds(body, "method not allowed: the status port is read-only\n");
+		return 405;
+	}
+	if (lc_path_is(path, "/healthz/ready") || lc_path_is(path, "/ready"))
+		return lc_admin(lc, method, "/ready", body);
+	if (lc_path_is(path, "/healthz/live")) {
+		sbuf_adds(body, "LIVE\n");
+		return 200;
+	}
+	if (lc_path_is(path, "/stats/prometheus"))
+		return lc->admin(lc->admin_arg, method, path, body, ctype);
+	sbuf_adds(body, "not found; the status port serves /healthz/ready, /healthz/live, "
+	          "/stats/prometheus\n");
+	return 404;
+}
+
+int lc_status_start(struct lc *lc, const struct sock_addr *addr)
+{
+	lc->status = admin_start(lc->loop, addr, lc_status_handle, lc);
+	return lc->status ? 0 : -1;
+}
+
 void lc_fini(struct lc *lc)
 {
+	admin_stop(lc->status);
+	lc->status = NULL;
 	loop_timer_cancel(lc->loop, &lc->timer);
 	loop_timer_cancel(lc->loop, &lc->cert_timer);
 	if (lc->sig_fd >= 0) {

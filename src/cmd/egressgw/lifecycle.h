@@ -15,7 +15,8 @@
  *                      meaning (quit with a core dump; none unless --allow-core-dumps).
  * The admin endpoint stays up for the whole drain.
  *
- * Admin endpoints (mutations are POST only, as in Envoy; GET answers 405):
+ * Admin endpoints (mutations are POST only, as in Envoy; GET answers 405; keep the admin
+ * port on loopback, and give probes the read-only --status port):
  *   GET  /ready              200 LIVE, or 503 DRAINING / HEALTH_CHECK_FAILED
  *   POST /healthcheck/fail   /ready answers 503 until POST /healthcheck/ok
  *   POST /healthcheck/ok
@@ -30,6 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "admin/admin.h"
 #include "core/sbuf.h"
 #include "net/loop.h"
 #include "proxy/snap.h"
@@ -56,6 +58,11 @@ struct lc {
 	 * the log (secret_cache_check_expiry). */
 	struct secret_cache *secrets;
 	struct loop_timer cert_timer;
+	/* --status: the read-only port for probes and scrapers; /stats/prometheus is
+	 * answered by the admin handler. */
+	struct admin *status;
+	admin_handler admin;
+	void *admin_arg;
 };
 
 /* Blocks the signals the lifecycle handles (before any thread starts, so that only the
@@ -75,6 +82,13 @@ void lc_prom(const struct lc *lc, struct sbuf *body);
  * (dup3 swaps it atomically; lines written meanwhile go to one file or the other, never
  * lost). Returns 0, or -1 after logging why (the old file keeps receiving lines). */
 int lc_reopen_logs(struct lc *lc);
+
+/* Starts the status port (--status): GET /healthz/ready (as /ready, Istio's port 15021
+ * path), GET /healthz/live (200 while the process runs, for a liveness probe: it stays
+ * 200 during a drain and with /healthcheck/fail), GET /stats/prometheus; nothing that
+ * changes state, so it may listen on the pod's address where the admin port must not.
+ * Returns 0, or -1 with errno. */
+int lc_status_start(struct lc *lc, const struct sock_addr *addr);
 
 /* Refuses listeners another process already holds: each listener of s (and the sidecar's
  * --outbound) is probed with sock_addr_in_use before the workers bind them with

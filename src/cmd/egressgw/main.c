@@ -74,7 +74,11 @@ static const char usage[] =
 "  --outbound-policy ALLOW_ANY|REGISTRY_ONLY\n"
 "                           sidecar: traffic to hosts without a route passes through\n"
 "                           to its destination, or is refused (502) (default ALLOW_ANY)\n"
-"  --admin ADDR:PORT        admin endpoint (default 127.0.0.1:15000)\n"
+"  --admin ADDR:PORT        admin endpoint (default 127.0.0.1:15000); keep it on\n"
+"                           loopback: it takes POSTs that drain the proxy\n"
+"  --status ADDR:PORT       read-only status port for probes and scrapers (default off;\n"
+"                           0.0.0.0:15021 in a pod, as Istio's): GET /healthz/ready\n"
+"                           (/ready), /healthz/live, /stats/prometheus\n"
 "  --access-log PATH|-      access log file, - for stdout (default: off)\n"
 "  --access-log-format text|json   (default text, Istio's default format)\n"
 "  --hosts-file PATH        names looked up here first (/etc/hosts format), then DNS\n"
@@ -973,6 +977,7 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
 		{ "drain-announce", required_argument, NULL, 'N' },
+		{ "status", required_argument, NULL, 'S' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "request-headers-timeout", required_argument, NULL, 'R' },
 		{ "idle-timeout", required_argument, NULL, 'I' },
@@ -989,12 +994,12 @@ int main(int argc, char **argv)
 	struct gw g;
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
-	const char *listen = "0.0.0.0";
+	const char *listen = "0.0.0.0", *status_addr = NULL;
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
 	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
-	struct sock_addr aaddr;
+	struct sock_addr aaddr, saddr;
 	struct diags d = DIAGS_INIT;
 	struct dns_opts dopts;
 	struct sbuf err = SBUF_INIT;
@@ -1063,6 +1068,7 @@ int main(int argc, char **argv)
 		case 'V':
 			print_version();
 			return 0;
+		case 'S': status_addr = optarg; break;
 		case 'R':
 			if (parse_duration_ms(optarg, &g.proxy.header_timeout_ms) < 0 ||
 			    g.proxy.header_timeout_ms < 1) {
@@ -1211,6 +1217,13 @@ int main(int argc, char **argv)
 	g.lc.secrets = g.params.secrets;
 	if (lc_start(&g.lc, g.loop, &g.proxy) < 0) {
 		fprintf(stderr, "egressgw: signalfd: %s\n", strerror(errno));
+		return 1;
+	}
+	g.lc.admin = admin_handle;
+	g.lc.admin_arg = &g;
+	if (status_addr && (sock_addr_parse(status_addr, &saddr) < 0 ||
+	                    lc_status_start(&g.lc, &saddr) < 0)) {
+		fprintf(stderr, "egressgw: --status %s: %s\n", status_addr, strerror(errno));
 		return 1;
 	}
 	loop_timer_init(&g.reload_timer, on_reload_timer);
