@@ -3014,6 +3014,12 @@ void fwd_drain(struct worker *w)
 	}
 }
 
+void fwd_close_all(struct worker *w)
+{
+	while (w->dconns)
+		d_close(w->dconns);
+}
+
 static void pool_close_cb(struct pool_link *l, void *arg)
 {
 	struct uconn *u = container_of(l, struct uconn, link);

@@ -434,7 +434,9 @@ void proxy_stop(struct proxy *p)
 		struct worker *w = &p->workers[i];
 
 		pthread_join(w->thread, NULL);
-		/* Connections still open after the deadline are abandoned with the process. */
+		/* Connections still open after the deadline are abandoned: closed here, with
+		 * their requests, so that nothing they hold outlives the workers. */
+		fwd_close_all(w);
 		fwd_pool_close_all(w);
 	}
 }

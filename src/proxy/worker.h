@@ -182,6 +182,10 @@ uint64_t proxy_quiescent(const struct proxy *p);
 /* Internal to the proxy module (fwd.c, worker.c). */
 void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
 void fwd_drain(struct worker *w);
+/* Closes every downstream connection still open, its request abandoned (logged DC), so
+ * that what it holds (snapshot, stream, upstream) is freed. Only after the worker's
+ * thread has stopped (proxy_stop, past --drain-timeout). */
+void fwd_close_all(struct worker *w);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
 /* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
