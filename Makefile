@@ -16,7 +16,7 @@ CC       ?= cc
 BUILD    ?= build
 PKGS     := openssl libnghttp2 yaml-0.1 libcares
 # Debian packages needed to build and test; scripts/deps.sh installs what is missing.
-DEPS_STAMP := $(BUILD)/.deps
+DEPS_STAMP = $(BUILD)/.deps
 
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow -Wstrict-prototypes \
                -Wmissing-prototypes -Wno-unused-parameter -g -O2 -pthread -Isrc
