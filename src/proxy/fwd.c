@@ -212,6 +212,10 @@ struct uconn {
 	struct uh2s *h2;
 	struct cb_cluster *cc;          /* the cluster it counts against (a reference) */
 	struct cb_link cb_idle;         /* in cc->idle while pooled */
+	/* What it was made under (pool.h): closed instead of pooled once that is gone. */
+	uint64_t conn_id, ident;
+	bool draining;                  /* counted in the cluster's draining gauge */
+	struct uconn *all_next, *all_prev;   /* in w->uconns (socket uconns only) */
 };
 
 static void d_close(struct dconn *d);
@@ -898,6 +902,14 @@ static void u_close(struct uconn *u)
 		pool_remove(w->pool, &u->link);
 		STAT_DEC(w->st.pool_idle);
 	}
+	if (u->all_prev)
+		u->all_prev->all_next = u->all_next;
+	else
+		w->uconns = u->all_next;
+	if (u->all_next)
+		u->all_next->all_prev = u->all_prev;
+	if (u->draining)
+		pool_draining_add(u->cc ? u->cc->name : "-", -1);
 	if (u->cc) {
 		/* A connection slot frees up: the next waiting request may have it. */
 		struct cb_cluster *cc = u->cc;
@@ -991,7 +1003,8 @@ static void u_release(struct uconn *u, bool reusable)
 		return;
 	}
 	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
-	    u->in_len > u->in_pos || iob_used(&u->out) > 0) {
+	    u->in_len > u->in_pos || iob_used(&u->out) > 0 ||
+	    !pool_live_ok(w->live, u->conn_id, u->ident)) {
 		u_close(u);
 		return;
 	}
@@ -1820,11 +1833,11 @@ static void st_od(struct stream *st, enum od_result r, int code)
 static void build_pool_key(struct stream *st, const char *sni, const char *vname,
                            char *key, size_t *keylen)
 {
-	/* "ctxid|endpoint|sni|verified name", by hand (this runs for every request);
+	/* "conn_id|endpoint|sni|verified name", by hand (this runs for every request);
 	 * st->ep_str is the endpoint as formatted once with st->ep. FWD_KEY_MAX holds the
 	 * longest: 20 digits, an address, two names of at most 255 bytes, and separators. */
 	const char *parts[3] = { st->ep_str, sni ? sni : "", vname ? vname : "" };
-	size_t len = u64_dec(key, st->cl->tls_ctx ? tls_ctx_id(st->cl->tls_ctx) : 0);
+	size_t len = u64_dec(key, st->cl->conn_id);
 
 	for (int i = 0; i < 3; i++) {
 		size_t l = strnlen(parts[i], 255);
@@ -1882,6 +1895,9 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.names = names;
 	tg.connect_timeout_ms = cl->connect_timeout_ms;
 	tg.idle_timeout_ms = cl->idle_timeout_ms;
+	tg.conn_id = cl->conn_id;
+	tg.ident = pool_ident(cl->conn_id, st->ep_str);
+	tg.cluster = cl->name;
 	u->w = w;
 	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
 	if (!u->h2) {
@@ -2020,6 +2036,12 @@ static void st_connect(struct stream *st, bool fresh)
 	u->w = w;
 	u->st = st;
 	st->u = u;
+	u->conn_id = cl->conn_id;
+	u->ident = pool_ident(cl->conn_id, st->ep_str);
+	u->all_next = w->uconns;
+	if (w->uconns)
+		((struct uconn *)w->uconns)->all_prev = u;
+	w->uconns = u;
 	u->cc = cc;
 	cb_ref(cc);
 	cc->ncx++;
@@ -3025,6 +3047,28 @@ static void pool_close_cb(struct pool_link *l, void *arg)
 void fwd_pool_close_all(struct worker *w)
 {
 	pool_each(w->pool, pool_close_cb, NULL);
+}
+
+static void pool_sweep_cb(struct pool_link *l, void *arg)
+{
+	struct uconn *u = container_of(l, struct uconn, link);
+	struct worker *w = arg;
+
+	if (!pool_live_ok(w->live, u->conn_id, u->ident))
+		u_close(u);
+}
+
+void fwd_pool_sweep(struct worker *w)
+{
+	/* Idle ones close now; busy ones finish their request and close (u_release), and
+	 * are counted as draining until then. */
+	pool_each(w->pool, pool_sweep_cb, w);
+	for (struct uconn *u = w->uconns; u; u = u->all_next)
+		if (!u->draining && !u->link.bucket && !pool_live_ok(w->live, u->conn_id, u->ident)) {
+			u->draining = true;
+			pool_draining_add(u->cc ? u->cc->name : "-", 1);
+		}
+	uh2_sweep(w->uh2, w->live);
 }
 
 /* ---- HTTP/2 virtual connections (see fwd_h2.h) ---- */

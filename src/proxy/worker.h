@@ -36,6 +36,7 @@ struct uh2_table;
 struct proxy;
 struct dns;
 struct cb_table;
+struct pool_live;
 
 /* Counters are written by one worker and read by the admin thread: a relaxed load/store
  * pair (no lock prefix) is enough and costs what a plain increment costs. */
@@ -97,6 +98,11 @@ struct worker {
 	struct snap *snap;              /* the current snapshot (own reference) */
 	struct wlistener *listeners;
 	struct pool *pool;
+	/* What upstream connections must still match (pool.h): rebuilt when the snapshot
+	 * or an endpoint set changes (proxy.eps_gen moved past eps_gen_seen). */
+	struct pool_live *live;
+	uint64_t eps_gen_seen;
+	void *uconns;                   /* fwd.c's upstream connections with a socket */
 	struct uh2_table *uh2;          /* HTTP/2 upstream connections (up_h2.h) */
 	struct tls_sess_cache *sess;
 	uint32_t *rr;                   /* round-robin cursor per cluster index */
@@ -105,6 +111,7 @@ struct worker {
 	struct sbuf alog;               /* access log lines waiting for the flush */
 	struct loop_timer tick;         /* quiescent point, access log flush, drain check */
 	_Atomic uint64_t qs;
+	_Atomic uint64_t adopted;       /* version of the snapshot it serves */
 	size_t nconns;                  /* downstream connections open */
 	bool draining;
 	_Atomic bool done;              /* drained and stopped */
@@ -143,6 +150,9 @@ struct proxy {
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
 	_Atomic uint64_t config_reloads, config_rejects;
+	/* Bumped by the main thread after it swaps a cluster's endpoint set: workers then
+	 * drain connections to endpoints that are gone (worker_tick). */
+	_Atomic uint64_t eps_gen;
 	/* --max-connections: downstream connections open across all workers (accepted
 	 * sockets, HTTP/1.1, HTTP/2 and tunnels; not HTTP/2 streams); 0 = no limit. dcx_open
 	 * is the one counter every worker writes, once per connection opened and closed. */
@@ -155,6 +165,9 @@ struct proxy {
 int proxy_start(struct proxy *p, int n, struct snap *s);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
+/* Waits (at most timeout_ms) until every worker serves a snapshot of at least version.
+ * Returns 0, or -1 on timeout. Workers take a posted snapshot between two events. */
+int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms);
 /* Stops accepting, lets in-flight requests finish (at most drain_timeout_ms), joins the
  * threads. */
 void proxy_drain_and_stop(struct proxy *p);
@@ -177,6 +190,9 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 void fwd_drain(struct worker *w);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
+/* After w->live changed: closes idle connections made under settings or to endpoints
+ * that are gone, and marks busy ones draining (closed when their request ends). */
+void fwd_pool_sweep(struct worker *w);
 /* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
  * (around its loop: buffers given back after stop are freed). */
 void fwd_buf_cache_start(void);

@@ -13,6 +13,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "proxy/pool.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
 #include "secrets/secret.h"
@@ -36,6 +37,7 @@
 #include <unistd.h>
 
 #define RELOAD_DEBOUNCE_MS 100
+#define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
 #define DNS_MIN_REFRESH_MS 1000
 #define DNS_DEFAULT_REFRESH_MS 5000
 #define DNS_MAX_REFRESH_MS 300000
@@ -217,6 +219,8 @@ static void dns_job_finish(struct dns_job *j)
 			free(eps);
 		} else {
 			atomic_store_explicit(&cl->eps, eps, memory_order_release);
+			/* Workers drain connections to endpoints that left (worker_tick). */
+			atomic_fetch_add_explicit(&g->proxy.eps_gen, 1, memory_order_release);
 			retire_eps(g, old);
 			log_info("dns", "cluster %s: %zu endpoint(s), first %s", cl->name, n, eps->v[0].str);
 		}
@@ -397,7 +401,6 @@ static struct snap *gw_build(struct gw *g, struct diags *d)
 	    secret_store_errors_only(d, g->store))
 		s = snap_build(&c, &g->params, d);
 	store_contents_free(&c);
-	secret_cache_log_events(g->params.secrets);
 	return s;
 }
 
@@ -452,6 +455,7 @@ static void gw_reload(struct gw *g)
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
 		 * when connections may have given descriptors back. */
+		secret_cache_log_events(g->params.secrets);
 		log_diags(&d, LOG_WARN);
 		log_error("config", "reload: out of file descriptors while reading the store; still "
 		          "serving version %llu, trying again in %d ms",
@@ -462,6 +466,8 @@ static void gw_reload(struct gw *g)
 		loop_timer_arm(g->loop, &g->reload_timer, RELOAD_RETRY_MS);
 		return;
 	}
+	if (!s)
+		secret_cache_log_events(g->params.secrets);
 	log_diags(&d, LOG_ERROR);
 	if (!s) {
 		atomic_fetch_add(&g->proxy.config_rejects, 1);
@@ -475,6 +481,12 @@ static void gw_reload(struct gw *g)
 	dns_jobs_start(g, s, old);
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
+	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
+	 * worker serves it: the next request gets it, over pooled connections too. */
+	if (proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0)
+		log_warn("config", "version %llu: not every worker took it within %d ms",
+		         (unsigned long long)s->version, PUBLISH_WAIT_MS);
+	secret_cache_log_events(g->params.secrets);
 	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s)",
@@ -647,6 +659,21 @@ static void prom_lines(struct sbuf *body, const struct wstats_sum *sum,
 		prom_line(body, t[i].name, t[i].gauge, (unsigned long long)sum->v[t[i].idx]);
 }
 
+/* egressgw_cluster_upstream_cx_draining: per cluster of the running snapshot, and for
+ * clusters gone from it whose connections still drain. */
+static void admin_draining(struct gw *g, struct sbuf *body)
+{
+	const char **names = NULL;
+	size_t n = g->snap ? g->snap->nclusters : 0;
+
+	if (n)
+		names = xcalloc(n, sizeof(*names));
+	for (size_t i = 0; i < n; i++)
+		names[i] = g->snap->clusters[i]->name;
+	pool_draining_prom(body, names, n);
+	free(names);
+}
+
 static int admin_handle(void *arg, const char *method, const char *path, struct sbuf *body,
                         const char **ctype)
 {
@@ -708,6 +735,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)(g->snap ? g->snap->version : 0));
 		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
+		admin_draining(g, body);
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
@@ -1139,6 +1167,7 @@ int main(int argc, char **argv)
 	}
 
 	g.snap = gw_build(&g, &d);
+	secret_cache_log_events(g.params.secrets);
 	if (!g.snap) {
 		diags_print(&d, stderr);
 		fprintf(stderr, "egressgw: the configuration in %s has errors; not starting\n", g.store);
