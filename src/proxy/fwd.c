@@ -1948,6 +1948,15 @@ static void st_connect(struct stream *st, bool fresh)
 	struct cb_cluster *cc;
 	int fd, rc;
 
+	/* A request for the proxy itself (its capture listener: it would come back here
+	 * forever; its admin: the configuration handed to the application). */
+	if (proxy_is_self(w->proxy, &st->ep)) {
+		log_warn("fwd", "%s: refused: %s is this proxy's own listener or admin address",
+		         d->remote_s, st->ep_str);
+		st->resp_close = true;
+		st_local_reply(st, 403, 0, "proxy_loop_detected", "the proxy's own address");
+		return;
+	}
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		if (!cl->tls_ctx) {
 			STAT_INC(w->st.ucx_tls_fail[0]);
@@ -2252,6 +2261,13 @@ static int d_sniff(struct dconn *d)
 		return 1;
 	case SIDECAR_PROTO_OPAQUE:
 	default:
+		if (!d->redirected) {
+			/* Made to the capture port directly: an HTTP proxy client, whose malformed
+			 * request line the parser answers with its 400 (there is nowhere to tunnel
+			 * it to). */
+			d->sniffing = false;
+			return 0;
+		}
 		d_tcp_handoff(d, NULL);
 		return 1;
 	}
@@ -2326,13 +2342,7 @@ static void st_resolved(struct stream *st, const struct dns_result *res)
 		return;
 	}
 	st_set_ep(st, &res->addrs[0].addr, st->port);
-	/* A proxy request for the proxy itself would come back here forever. */
-	if (!d->redirected && sock_addr_equal(&st->ep, &d->local)) {
-		st->ep_str[0] = '\0';
-		st_local_reply(st, 508, 0, "proxy_loop_detected", "the proxy's own address");
-		return;
-	}
-	st_connect(st, false);
+	st_connect(st, false);   /* refuses the proxy's own addresses */
 }
 
 static void st_on_dns(void *arg, const struct dns_result *res)
@@ -2969,6 +2979,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	struct dconn *d = xcalloc(1, sizeof(*d));
 	const struct snap_listener *sl = l->sidecar_outbound ? NULL : snap_listener_for(w->snap, l->port);
 	uint64_t first_timeout = (uint64_t)w->proxy->header_timeout_ms;
+	bool refuse = false;
 
 	d->w = w;
 	d->snap = snap_ref(w->snap);
@@ -2992,6 +3003,11 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 			d->redirected = true;
 			sock_addr_str(&d->odst, d->local_s, sizeof(d->local_s));
 			first_timeout = SIDECAR_DETECT_MS;
+			if (proxy_is_self(w->proxy, &d->odst)) {
+				log_warn("fwd", "%s: refused: redirected to %s, this proxy's own "
+				         "listener or admin address", d->remote_s, d->local_s);
+				refuse = true;
+			}
 		}
 	}
 	loop_io_init(&d->io, fd, d_on_io);
@@ -3012,8 +3028,9 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	STAT_INC(w->st.dcx_active);
 	loop_io_add(w->loop, &d->io, LOOP_READ);
 	loop_timer_arm(w->loop, &d->timer, first_timeout);
-	if (!sl && !d->sidecar) {
-		/* The listener went away with a reload between accept and now. */
+	if ((!sl && !d->sidecar) || refuse) {
+		/* The listener went away with a reload between accept and now, or the
+		 * connection was redirected to the proxy itself. */
 		d_close(d);
 	}
 }

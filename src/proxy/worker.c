@@ -531,6 +531,8 @@ void proxy_free(struct proxy *p)
 			close(w->spare_fd);
 	}
 	free(p->workers);
+	free(p->local_ips);
+	p->local_ips = NULL;
 	p->workers = NULL;
 	p->nworkers = 0;
 }

@@ -132,6 +132,8 @@ struct worker {
 	uint64_t listen_retry_ms;
 };
 
+#define PROXY_MAX_SELF 4
+
 /* Process-wide state shared (read-only after start) by the workers. */
 struct proxy {
 	struct worker *workers;
@@ -158,11 +160,22 @@ struct proxy {
 	 * is the one counter every worker writes, once per connection opened and closed. */
 	uint64_t max_dcx;
 	_Atomic uint64_t dcx_open;
+	/* The process's own sockets (the capture listener, the admin endpoint), which no
+	 * upstream connection may reach (proxy/self.c), and the host's addresses. */
+	struct sock_addr self[PROXY_MAX_SELF];
+	size_t nself;
+	struct sock_addr *local_ips;
+	size_t nlocal_ips;
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
  * taken per worker). Returns 0, or -1 with errno. */
 int proxy_start(struct proxy *p, int n, struct snap *s);
+/* Adds one of the process's own sockets (before proxy_start): upstream connections to an
+ * address that reaches it are refused (proxy/self.c). */
+void proxy_self_add(struct proxy *p, const struct sock_addr *a);
+/* True if a connection to a would reach one of them. */
+bool proxy_is_self(const struct proxy *p, const struct sock_addr *a);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
 /* Waits (at most timeout_ms) until every worker serves a snapshot of at least version.

@@ -1122,6 +1122,7 @@ int main(int argc, char **argv)
 		}
 		g.proxy.outbound_on = true;
 		g.proxy.outbound_addr = outbound;
+		proxy_self_add(&g.proxy, &g.proxy.outbound);
 		g.proxy.hosts_file = hosts;
 		g.proxy.dns_servers = dns_servers;
 	}
@@ -1135,6 +1136,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egressgw: --admin: bad address \"%s\" (want ADDR:PORT)\n", admin_addr);
 		return 2;
 	}
+	proxy_self_add(&g.proxy, &aaddr);
 	if (alog) {
 		g.proxy.alog_on = true;
 		g.proxy.alog_fd = strcmp(alog, "-") == 0
