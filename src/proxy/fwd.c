@@ -181,6 +181,7 @@ struct dconn {
 	struct sock_addr odst;
 	int64_t accept_wall_ms;
 	uint64_t accept_ms;
+	uint64_t quiet_ms;              /* loop ms since when it has had no request in progress */
 	/* HTTP/2 (fwd_h2.h): h2c on a connection that negotiated h2; h2s on the virtual
 	 * connection of one of its streams (no socket, not in the worker's list). */
 	struct h2d *h2c;
@@ -2841,6 +2842,7 @@ static void d_process(struct dconn *d)
 				iob_free(&d->out);
 			if (!d->h2s)
 				st_put(d);
+			d->quiet_ms = now;
 			loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->idle_timeout_ms);
 		}
 	}
@@ -2989,6 +2991,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
+	d->quiet_ms = loop_now_ms(w->loop);
 	if (l->sidecar_outbound) {
 		/* Redirected by iptables: conntrack knows where the connection was going (and
 		 * the access log shows that as the downstream local address, as Envoy's
@@ -3033,6 +3036,50 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 		 * connection was redirected to the proxy itself. */
 		d_close(d);
 	}
+}
+
+/* Fairness under pressure (wl_on_accept, at --max-connections or out of descriptors):
+ * room for a new connection is made by closing one that serves nothing, the slowest and
+ * idlest first, as Envoy's overload manager and HAProxy's per-source limits do. Candidates
+ * are HTTP/1.1 connections with no request in progress (nothing sent yet, a head still
+ * incomplete, or idle keep-alive) and nothing left to write. When the newcomer's source
+ * holds less than half of this worker's connections, the oldest candidate of another
+ * source goes (the one holding most of them, in a flood); otherwise (or with no peer, out
+ * of descriptors before accept) only a candidate quiet for FWD_PRESSURE_QUIET_MS, the
+ * shorter deadline that pressure sets for incomplete heads and idle connections. */
+#define FWD_PRESSURE_QUIET_MS 10000
+
+bool fwd_evict(struct worker *w, const struct sock_addr *peer)
+{
+	uint64_t now = loop_now_ms(w->loop);
+	char ip[SOCK_ADDR_STRLEN] = "";
+	struct dconn *other = NULL, *aged = NULL;
+	size_t mine = 0, total = 0;
+
+	if (peer)
+		sock_addr_ip_str(peer, ip, sizeof(ip));
+	for (struct dconn *d = w->dconns; d; d = d->next) {
+		bool same = peer && strcmp(d->remote_ip, ip) == 0;
+
+		total++;
+		mine += same;
+		if (d_busy(d) || d->h2c || d->dead || d->closing || iob_used(&d->out) > 0)
+			continue;
+		if (!same && (!other || d->quiet_ms < other->quiet_ms))
+			other = d;
+		if (now - d->quiet_ms >= FWD_PRESSURE_QUIET_MS && (!aged || d->quiet_ms < aged->quiet_ms))
+			aged = d;
+	}
+	if (!(peer && other && mine * 2 < total))
+		other = aged;
+	if (!other)
+		return false;
+	log_debug("fwd", "%s: closed (%s for %llu ms) to make room for a new connection",
+	          other->remote_s, other->st ? "incomplete request head" : "idle",
+	          (unsigned long long)(now - other->quiet_ms));
+	STAT_INC(w->st.dcx_evicted);
+	d_close(other);
+	return true;
 }
 
 /* Draining: idle connections close now; busy ones close after their response. */

@@ -158,6 +158,9 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
 				continue;
 			if (sock_err_no_resources(errno)) {
+				/* A connection quiet for long gives its descriptor to the next. */
+				if ((errno == EMFILE || errno == ENFILE) && fwd_evict(w, NULL))
+					continue;
 				if (wl_out_of_fds(w, l, errno))
 					continue;
 				return;
@@ -166,7 +169,7 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 			log_warn("worker", "accept on port %u: %s", l->port, strerror(errno));
 			continue;
 		}
-		if (!worker_dcx_take(w)) {
+		if (!worker_dcx_take(w) && !(fwd_evict(w, &peer) && worker_dcx_take(w))) {
 			/* Past --max-connections: accepted and closed, as Envoy's overload manager
 			 * does. Leaving it in the backlog instead would not refuse it: the client
 			 * would wait, and once the backlog filled, its SYNs would be dropped and

@@ -76,6 +76,8 @@ struct wstats {
 	/* Connections accepted and closed at once: past --max-connections (Envoy's
 	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
 	stat_t dcx_overflow, dcx_no_fd;
+	/* Connections serving nothing closed to make room for a new one (fwd_evict). */
+	stat_t dcx_evicted;
 };
 
 struct wlistener {
@@ -201,6 +203,9 @@ uint64_t proxy_quiescent(const struct proxy *p);
 /* Internal to the proxy module (fwd.c, worker.c). */
 void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
 void fwd_drain(struct worker *w);
+/* Under connection or descriptor pressure: closes the connection that can best give way
+ * to a new one from peer (NULL: not yet known). Returns true if one was closed. */
+bool fwd_evict(struct worker *w, const struct sock_addr *peer);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
 /* After w->live changed: closes idle connections made under settings or to endpoints

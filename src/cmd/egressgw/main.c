@@ -82,9 +82,15 @@ static const char usage[] =
 "                           is closed (default 60s; slow clients, slowloris)\n"
 "  --idle-timeout DURATION  idle downstream keep-alive connections are closed (default 1h)\n"
 "  --max-connections N      downstream connections open at once, all workers together;\n"
-"                           past it a new connection is accepted and closed at once\n"
-"                           (downstream_cx_overflow). Default: (RLIMIT_NOFILE - 64 -\n"
-"                           4 x workers) / 2, at least RLIMIT_NOFILE / 4: each\n"
+"                           past it, a connection serving nothing (no request yet,\n"
+"                           an incomplete head, idle keep-alive) gives way, oldest\n"
+"                           first, taken from another source than the newcomer's\n"
+"                           when that one holds under half, else only one quiet for\n"
+"                           10s (downstream_cx_evicted); with none, the new connection\n"
+"                           is accepted and closed at once (downstream_cx_overflow).\n"
+"                           Default: (RLIMIT_NOFILE - 64 -\n"
+"                           4 x workers) / 2, at least RLIMIT_NOFILE / 4, after the\n"
+"                           soft RLIMIT_NOFILE is raised to the hard one at start: each\n"
 "                           connection may need an upstream descriptor too, and the\n"
 "                           rest is kept for listeners, DNS, admin and reloads. 0: no\n"
 "                           limit (a connection that finds no descriptor is closed)\n"
@@ -644,6 +650,7 @@ static const struct prom_stat prom_mesh[] = {
 static const struct prom_stat prom_refused[] = {
 	{ "downstream_cx_overflow", false, WSTAT(dcx_overflow) },
 	{ "downstream_cx_no_fd", false, WSTAT(dcx_no_fd) },
+	{ "downstream_cx_evicted", false, WSTAT(dcx_evicted) },
 };
 
 static void prom_line(struct sbuf *body, const char *name, bool gauge, unsigned long long v)
@@ -917,6 +924,27 @@ static int parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+/* The descriptor limit's soft value raised to the hard one (as Envoy and nginx's
+ * worker_rlimit_nofile let one do): a shell's default soft limit of 1024 would cap a proxy
+ * at a few hundred connections while the hard limit allows far more. old/now are what it
+ * was and is, for the start-up log line. */
+static void raise_nofile(unsigned long long *old, unsigned long long *now)
+{
+	struct rlimit rl;
+
+	*old = *now = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	*old = *now = rl.rlim_cur;
+	if (rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (rl.rlim_max == RLIM_INFINITY)
+		rl.rlim_cur = 1u << 20;         /* the kernel's default fs.nr_open */
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		*now = rl.rlim_cur;
+}
+
 /* --max-connections when not given: half of what the descriptor limit leaves after a
  * reserve for the process itself (listeners, loops, DNS, admin, reload, files), because a
  * downstream connection may hold an upstream one; so connections are refused by the limit
@@ -982,6 +1010,7 @@ int main(int argc, char **argv)
 	struct gw g;
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
+	unsigned long long nofile_old, nofile_now;
 	const char *listen = "0.0.0.0";
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
@@ -1126,6 +1155,7 @@ int main(int argc, char **argv)
 		g.proxy.hosts_file = hosts;
 		g.proxy.dns_servers = dns_servers;
 	}
+	raise_nofile(&nofile_old, &nofile_now);
 	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
 	g.params.labels = split_labels(labels);
 	g.params.http2 = !no_http2;
@@ -1208,6 +1238,11 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
 		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+	if (nofile_now != nofile_old)
+		log_info("main", "RLIMIT_NOFILE: soft limit raised from %llu to %llu (the hard limit)",
+		         nofile_old, nofile_now);
+	else
+		log_info("main", "RLIMIT_NOFILE: %llu (the soft limit is the hard limit)", nofile_now);
 	if (g.proxy.max_dcx)
 		log_info("main", "at most %llu downstream connections (--max-connections)",
 		         (unsigned long long)g.proxy.max_dcx);
