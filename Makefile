@@ -23,9 +23,10 @@ PKGS     := openssl libnghttp2 yaml-0.1 libcares
 # Only `make deps` and the targets that run things (test, demo, bench, fuzz) install
 # packages: a plain `make` or `make install` never does (distribution and container builds
 # cannot allow it), it fails on a missing header instead.
-DEPS_STAMP := $(BUILD)/.deps
+# Recursive (=): BUILD changes with SANITIZE below.
+DEPS_STAMP = $(BUILD)/.deps
 ifneq ($(filter deps test unit integration demo bench fuzz,$(MAKECMDGOALS)),)
-NEED_DEPS  := $(DEPS_STAMP)
+NEED_DEPS  = $(DEPS_STAMP)
 endif
 
 # The version baked into both binaries (src/core/version.c): git describe of this tree,

@@ -50,6 +50,10 @@ struct tls_conn {
 	struct tls_ctx *ctx;          /* reference */
 	struct tls_ctx *sni_ctx;      /* reference: server context chosen by SNI, or NULL */
 	bool server;
+	/* Client: what a cached session is keyed by besides endpoint and SNI: the context's
+	 * id and the names verified. A resumed session skips verification, so a session
+	 * verified for other names (a subjectAltNames change) must never be offered. */
+	uint64_t sess_id;
 	bool done;                    /* handshake finished */
 	bool failed;
 	bool san_mismatch;            /* our verify callback rejected the SAN list */
@@ -737,7 +741,7 @@ static void sess_put(struct tls_conn *conn, SSL_SESSION *sess)
 {
 	struct tls_sess_cache *c = conn->cache;
 	const char *sni = conn_sni(conn);
-	uint64_t id = conn->ctx->id;
+	uint64_t id = conn->sess_id;
 	uint64_t h = sess_hash(id, &conn->endpoint, sni);
 	struct sess_entry **pp = sess_find(c, h, id, &conn->endpoint, sni), *e = *pp;
 
@@ -768,8 +772,8 @@ static void sess_put(struct tls_conn *conn, SSL_SESSION *sess)
 static void sess_drop(struct tls_conn *conn)
 {
 	const char *sni = conn_sni(conn);
-	uint64_t h = sess_hash(conn->ctx->id, &conn->endpoint, sni);
-	struct sess_entry **pp = sess_find(conn->cache, h, conn->ctx->id, &conn->endpoint, sni);
+	uint64_t h = sess_hash(conn->sess_id, &conn->endpoint, sni);
+	struct sess_entry **pp = sess_find(conn->cache, h, conn->sess_id, &conn->endpoint, sni);
 
 	if (*pp)
 		sess_remove(conn->cache, pp);
@@ -800,8 +804,8 @@ void tls_client_resume(struct tls_conn *c, struct tls_sess_cache *cache,
 	c->cache = cache;
 	c->endpoint = *endpoint;
 	sni = conn_sni(c);
-	h = sess_hash(c->ctx->id, endpoint, sni);
-	pp = sess_find(cache, h, c->ctx->id, endpoint, sni);
+	h = sess_hash(c->sess_id, endpoint, sni);
+	pp = sess_find(cache, h, c->sess_id, endpoint, sni);
 	e = *pp;
 	if (!e)
 		return;
@@ -1307,8 +1311,16 @@ struct tls_conn *tls_client_new(struct tls_ctx *ctx, int fd, const char *sni,
 	SSL_set_connect_state(c->ssl);
 	if (sni && sni[0] && !is_ip(sni))
 		SSL_set_tlsext_host_name(c->ssl, sni);
-	if (names && SSL_CTX_get_verify_mode(ctx->ssl_ctx) != SSL_VERIFY_NONE)
+	c->sess_id = ctx->id;
+	if (names && SSL_CTX_get_verify_mode(ctx->ssl_ctx) != SSL_VERIFY_NONE) {
 		conn_set_names(c, names);
+		/* 0x1f separates names and marks the kind (list or host) in the digest. */
+		c->sess_id = fnv(c->sess_id * 1099511628211ull, c->nsans ? "\x1f" : "\x1e", 1);
+		for (size_t i = 0; i < c->nsans; i++)
+			c->sess_id = fnv(fnv(c->sess_id, c->sans[i], strlen(c->sans[i])), "\x1f", 1);
+		if (c->hostname)
+			c->sess_id = fnv(c->sess_id, c->hostname, strlen(c->hostname));
+	}
 	ERR_clear_error();
 	return c;
 }

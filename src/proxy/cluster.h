@@ -108,6 +108,11 @@ struct cluster {
 	 * (up_h2.h): ISTIO_MUTUAL clusters unless DO_NOT_UPGRADE, other TLS clusters with
 	 * UPGRADE; never without TLS (no cleartext h2); off with egressgw --no-http2. */
 	bool h2_alpn;
+	/* What its connections are made under: a digest of the TLS context id, mode, SNI,
+	 * subjectAltNames, auto-SAN, skip-verify and ALPN (snap_cluster.c). Pool keys and
+	 * connection identities use it, so a change to any of them makes new connections
+	 * and drains the old ones (pool.h). 0 only for the sidecar's PassthroughCluster. */
+	uint64_t conn_id;
 };
 
 /* The current endpoint set, or NULL. Worker side: valid until the worker's next

@@ -181,6 +181,7 @@ struct dconn {
 	struct sock_addr odst;
 	int64_t accept_wall_ms;
 	uint64_t accept_ms;
+	uint64_t quiet_ms;              /* loop ms since when it has had no request in progress */
 	/* HTTP/2 (fwd_h2.h): h2c on a connection that negotiated h2; h2s on the virtual
 	 * connection of one of its streams (no socket, not in the worker's list). */
 	struct h2d *h2c;
@@ -212,6 +213,10 @@ struct uconn {
 	struct uh2s *h2;
 	struct cb_cluster *cc;          /* the cluster it counts against (a reference) */
 	struct cb_link cb_idle;         /* in cc->idle while pooled */
+	/* What it was made under (pool.h): closed instead of pooled once that is gone. */
+	uint64_t conn_id, ident;
+	bool draining;                  /* counted in the cluster's draining gauge */
+	struct uconn *all_next, *all_prev;   /* in w->uconns (socket uconns only) */
 };
 
 static void d_close(struct dconn *d);
@@ -898,6 +903,14 @@ static void u_close(struct uconn *u)
 		pool_remove(w->pool, &u->link);
 		STAT_DEC(w->st.pool_idle);
 	}
+	if (u->all_prev)
+		u->all_prev->all_next = u->all_next;
+	else
+		w->uconns = u->all_next;
+	if (u->all_next)
+		u->all_next->all_prev = u->all_prev;
+	if (u->draining)
+		pool_draining_add(u->cc ? u->cc->name : "-", -1);
 	if (u->cc) {
 		/* A connection slot frees up: the next waiting request may have it. */
 		struct cb_cluster *cc = u->cc;
@@ -991,7 +1004,8 @@ static void u_release(struct uconn *u, bool reusable)
 		return;
 	}
 	if (!reusable || w->draining || (u->max_req && u->nreq >= u->max_req) ||
-	    u->in_len > u->in_pos || iob_used(&u->out) > 0) {
+	    u->in_len > u->in_pos || iob_used(&u->out) > 0 ||
+	    !pool_live_ok(w->live, u->conn_id, u->ident)) {
 		u_close(u);
 		return;
 	}
@@ -1820,11 +1834,11 @@ static void st_od(struct stream *st, enum od_result r, int code)
 static void build_pool_key(struct stream *st, const char *sni, const char *vname,
                            char *key, size_t *keylen)
 {
-	/* "ctxid|endpoint|sni|verified name", by hand (this runs for every request);
+	/* "conn_id|endpoint|sni|verified name", by hand (this runs for every request);
 	 * st->ep_str is the endpoint as formatted once with st->ep. FWD_KEY_MAX holds the
 	 * longest: 20 digits, an address, two names of at most 255 bytes, and separators. */
 	const char *parts[3] = { st->ep_str, sni ? sni : "", vname ? vname : "" };
-	size_t len = u64_dec(key, st->cl->tls_ctx ? tls_ctx_id(st->cl->tls_ctx) : 0);
+	size_t len = u64_dec(key, st->cl->conn_id);
 
 	for (int i = 0; i < 3; i++) {
 		size_t l = strnlen(parts[i], 255);
@@ -1882,6 +1896,9 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.names = names;
 	tg.connect_timeout_ms = cl->connect_timeout_ms;
 	tg.idle_timeout_ms = cl->idle_timeout_ms;
+	tg.conn_id = cl->conn_id;
+	tg.ident = pool_ident(cl->conn_id, st->ep_str);
+	tg.cluster = cl->name;
 	u->w = w;
 	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
 	if (!u->h2) {
@@ -1932,6 +1949,15 @@ static void st_connect(struct stream *st, bool fresh)
 	struct cb_cluster *cc;
 	int fd, rc;
 
+	/* A request for the proxy itself (its capture listener: it would come back here
+	 * forever; its admin: the configuration handed to the application). */
+	if (proxy_is_self(w->proxy, &st->ep)) {
+		log_warn("fwd", "%s: refused: %s is this proxy's own listener or admin address",
+		         d->remote_s, st->ep_str);
+		st->resp_close = true;
+		st_local_reply(st, 403, 0, "proxy_loop_detected", "the proxy's own address");
+		return;
+	}
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		if (!cl->tls_ctx) {
 			STAT_INC(w->st.ucx_tls_fail[0]);
@@ -2020,6 +2046,12 @@ static void st_connect(struct stream *st, bool fresh)
 	u->w = w;
 	u->st = st;
 	st->u = u;
+	u->conn_id = cl->conn_id;
+	u->ident = pool_ident(cl->conn_id, st->ep_str);
+	u->all_next = w->uconns;
+	if (w->uconns)
+		((struct uconn *)w->uconns)->all_prev = u;
+	w->uconns = u;
 	u->cc = cc;
 	cb_ref(cc);
 	cc->ncx++;
@@ -2230,6 +2262,13 @@ static int d_sniff(struct dconn *d)
 		return 1;
 	case SIDECAR_PROTO_OPAQUE:
 	default:
+		if (!d->redirected) {
+			/* Made to the capture port directly: an HTTP proxy client, whose malformed
+			 * request line the parser answers with its 400 (there is nowhere to tunnel
+			 * it to). */
+			d->sniffing = false;
+			return 0;
+		}
 		d_tcp_handoff(d, NULL);
 		return 1;
 	}
@@ -2304,13 +2343,7 @@ static void st_resolved(struct stream *st, const struct dns_result *res)
 		return;
 	}
 	st_set_ep(st, &res->addrs[0].addr, st->port);
-	/* A proxy request for the proxy itself would come back here forever. */
-	if (!d->redirected && sock_addr_equal(&st->ep, &d->local)) {
-		st->ep_str[0] = '\0';
-		st_local_reply(st, 508, 0, "proxy_loop_detected", "the proxy's own address");
-		return;
-	}
-	st_connect(st, false);
+	st_connect(st, false);   /* refuses the proxy's own addresses */
 }
 
 static void st_on_dns(void *arg, const struct dns_result *res)
@@ -2809,6 +2842,7 @@ static void d_process(struct dconn *d)
 				iob_free(&d->out);
 			if (!d->h2s)
 				st_put(d);
+			d->quiet_ms = now;
 			loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->idle_timeout_ms);
 		}
 	}
@@ -2947,6 +2981,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	struct dconn *d = xcalloc(1, sizeof(*d));
 	const struct snap_listener *sl = l->sidecar_outbound ? NULL : snap_listener_for(w->snap, l->port);
 	uint64_t first_timeout = (uint64_t)w->proxy->header_timeout_ms;
+	bool refuse = false;
 
 	d->w = w;
 	d->snap = snap_ref(w->snap);
@@ -2956,6 +2991,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
+	d->quiet_ms = loop_now_ms(w->loop);
 	if (l->sidecar_outbound) {
 		/* Redirected by iptables: conntrack knows where the connection was going (and
 		 * the access log shows that as the downstream local address, as Envoy's
@@ -2970,6 +3006,11 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 			d->redirected = true;
 			sock_addr_str(&d->odst, d->local_s, sizeof(d->local_s));
 			first_timeout = SIDECAR_DETECT_MS;
+			if (proxy_is_self(w->proxy, &d->odst)) {
+				log_warn("fwd", "%s: refused: redirected to %s, this proxy's own "
+				         "listener or admin address", d->remote_s, d->local_s);
+				refuse = true;
+			}
 		}
 	}
 	loop_io_init(&d->io, fd, d_on_io);
@@ -2990,10 +3031,55 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	STAT_INC(w->st.dcx_active);
 	loop_io_add(w->loop, &d->io, LOOP_READ);
 	loop_timer_arm(w->loop, &d->timer, first_timeout);
-	if (!sl && !d->sidecar) {
-		/* The listener went away with a reload between accept and now. */
+	if ((!sl && !d->sidecar) || refuse) {
+		/* The listener went away with a reload between accept and now, or the
+		 * connection was redirected to the proxy itself. */
 		d_close(d);
 	}
+}
+
+/* Fairness under pressure (wl_on_accept, at --max-connections or out of descriptors):
+ * room for a new connection is made by closing one that serves nothing, the slowest and
+ * idlest first, as Envoy's overload manager and HAProxy's per-source limits do. Candidates
+ * are HTTP/1.1 connections with no request in progress (nothing sent yet, a head still
+ * incomplete, or idle keep-alive) and nothing left to write. When the newcomer's source
+ * holds less than half of this worker's connections, the oldest candidate of another
+ * source goes (the one holding most of them, in a flood); otherwise (or with no peer, out
+ * of descriptors before accept) only a candidate quiet for FWD_PRESSURE_QUIET_MS, the
+ * shorter deadline that pressure sets for incomplete heads and idle connections. */
+#define FWD_PRESSURE_QUIET_MS 10000
+
+bool fwd_evict(struct worker *w, const struct sock_addr *peer)
+{
+	uint64_t now = loop_now_ms(w->loop);
+	char ip[SOCK_ADDR_STRLEN] = "";
+	struct dconn *other = NULL, *aged = NULL;
+	size_t mine = 0, total = 0;
+
+	if (peer)
+		sock_addr_ip_str(peer, ip, sizeof(ip));
+	for (struct dconn *d = w->dconns; d; d = d->next) {
+		bool same = peer && strcmp(d->remote_ip, ip) == 0;
+
+		total++;
+		mine += same;
+		if (d_busy(d) || d->h2c || d->dead || d->closing || iob_used(&d->out) > 0)
+			continue;
+		if (!same && (!other || d->quiet_ms < other->quiet_ms))
+			other = d;
+		if (now - d->quiet_ms >= FWD_PRESSURE_QUIET_MS && (!aged || d->quiet_ms < aged->quiet_ms))
+			aged = d;
+	}
+	if (!(peer && other && mine * 2 < total))
+		other = aged;
+	if (!other)
+		return false;
+	log_debug("fwd", "%s: closed (%s for %llu ms) to make room for a new connection",
+	          other->remote_s, other->st ? "incomplete request head" : "idle",
+	          (unsigned long long)(now - other->quiet_ms));
+	STAT_INC(w->st.dcx_evicted);
+	d_close(other);
+	return true;
 }
 
 /* Draining: idle connections close now; busy ones close after their response. */
@@ -3031,6 +3117,28 @@ static void pool_close_cb(struct pool_link *l, void *arg)
 void fwd_pool_close_all(struct worker *w)
 {
 	pool_each(w->pool, pool_close_cb, NULL);
+}
+
+static void pool_sweep_cb(struct pool_link *l, void *arg)
+{
+	struct uconn *u = container_of(l, struct uconn, link);
+	struct worker *w = arg;
+
+	if (!pool_live_ok(w->live, u->conn_id, u->ident))
+		u_close(u);
+}
+
+void fwd_pool_sweep(struct worker *w)
+{
+	/* Idle ones close now; busy ones finish their request and close (u_release), and
+	 * are counted as draining until then. */
+	pool_each(w->pool, pool_sweep_cb, w);
+	for (struct uconn *u = w->uconns; u; u = u->all_next)
+		if (!u->draining && !u->link.bucket && !pool_live_ok(w->live, u->conn_id, u->ident)) {
+			u->draining = true;
+			pool_draining_add(u->cc ? u->cc->name : "-", 1);
+		}
+	uh2_sweep(w->uh2, w->live);
 }
 
 /* ---- HTTP/2 virtual connections (see fwd_h2.h) ---- */

@@ -11,11 +11,14 @@
 #ifndef EGRESS_PROXY_POOL_H
 #define EGRESS_PROXY_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct pool;
 struct pool_bucket;
+struct snap;
+struct sbuf;
 
 struct pool_link {
 	struct pool_link *next, *prev;
@@ -36,5 +39,38 @@ void pool_remove(struct pool *p, struct pool_link *l);
 size_t pool_count(const struct pool *p);
 /* Calls fn on every idle connection (fn may pool_remove it). */
 void pool_each(struct pool *p, void (*fn)(struct pool_link *l, void *arg), void *arg);
+
+/* ---- what a connection was made under ----
+ *
+ * A connection outlives the snapshot it was made for only while what made it is still
+ * configured: the cluster's connection settings (cluster.conn_id: TLS context, mode, SNI,
+ * subjectAltNames, skip-verify, ALPN) and its endpoint. A worker keeps the set of
+ * (conn_id, endpoint) pairs of its current snapshot and endpoint sets (rebuilt when either
+ * changes); a connection whose pair is not in it drains: an idle one closes at once, a
+ * busy one finishes its request and closes, and none is taken for a new request (its pool
+ * key names the old conn_id, which no request builds any more). conn_id 0 (the sidecar's
+ * PassthroughCluster) is always live; clusters without an endpoint set of their own
+ * (resolution NONE) are live for any endpoint. */
+
+struct pool_live;
+
+/* A connection's identity: conn_id and the endpoint as sock_addr_str formats it. */
+uint64_t pool_ident(uint64_t conn_id, const char *ep_str);
+struct pool_live *pool_live_new(void);
+void pool_live_free(struct pool_live *l);
+/* Rebuilds l from s's clusters and their current endpoint sets (worker side: the sets
+ * are read before the worker's next quiescent point). */
+void pool_live_build(struct pool_live *l, const struct snap *s);
+/* True if a connection made under conn_id with identity ident may still be used. */
+bool pool_live_ok(const struct pool_live *l, uint64_t conn_id, uint64_t ident);
+
+/* Per-cluster gauge of draining connections (busy when their settings went away), for
+ * /stats/prometheus. Changed when a connection starts and ends draining (configuration
+ * and endpoint changes, not requests): a mutex, no per-request cost. */
+void pool_draining_add(const char *cluster, int delta);
+/* Appends egressgw_cluster_upstream_cx_draining{cluster_name="..."} lines: every name
+ * in names (n of them, the current clusters: 0 when none drains) and every other name
+ * that has draining connections. */
+void pool_draining_prom(struct sbuf *out, const char *const *names, size_t n);
 
 #endif

@@ -652,6 +652,28 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 	sbuf_free(&err);
 }
 
+/* What a connection of c is made under (cluster.h conn_id): every setting that shapes
+ * its handshake or what it verifies. The TLS context's id already stands for the CA, the
+ * client credential's version, the protocol range and ALPN list; the names verified per
+ * connection are added here. Never 0 (0 is the PassthroughCluster's). */
+static uint64_t snap_conn_id(const struct cluster *c)
+{
+	struct sbuf k = SBUF_INIT;
+	uint64_t h;
+
+	sbuf_addf(&k, "%d|%llu|%d|%d|%d|%s|", (int)c->tls_mode,
+	          (unsigned long long)(c->tls_ctx ? tls_ctx_id(c->tls_ctx) : 0),
+	          (int)c->verify_host_auto, (int)c->insecure_skip_verify, (int)c->h2_alpn,
+	          c->sni ? c->sni : "\x01");
+	for (size_t i = 0; i < c->nsans; i++) {
+		sbuf_adds(&k, c->sans[i]);
+		sbuf_addc(&k, '\0');
+	}
+	h = hash_bytes(k.s ? k.s : "", k.len);
+	sbuf_free(&k);
+	return h ? h : 1;
+}
+
 /* ---- clusters ---- */
 
 static const struct dr_subset *snap_subset(const struct resource *drr, const char *name)
@@ -699,6 +721,7 @@ static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ck
 	snap_cluster_policy(c, &pol);
 	snap_cluster_outlier(c, pol.od);
 	snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+	c->conn_id = snap_conn_id(c);
 
 	bc->c = c;
 	if (drr)

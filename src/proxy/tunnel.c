@@ -238,7 +238,8 @@ static void tun_fail(struct tun *t, int code, unsigned flag, const char *details
 		n = snprintf(msg, sizeof(msg),
 		             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
 		             "connection: close\r\n\r\n%s%s%s\n",
-		             code, code == 502 ? "Bad Gateway" : "Service Unavailable",
+		             code, code == 502 ? "Bad Gateway" : code == 403 ? "Forbidden" :
+		             "Service Unavailable",
 		             strlen(details) + (reason && *reason ? strlen(reason) + 2 : 0) + 1,
 		             details, reason && *reason ? ": " : "", reason ? reason : "");
 		if (n > 0 && write(t->dio.fd, msg, (size_t)n) < 0)
@@ -428,6 +429,12 @@ static void tun_connect(struct tun *t)
 	int fd, rc;
 
 	STAT_INC(w->st.urq_total);
+	if (proxy_is_self(w->proxy, &t->ep)) {
+		log_warn("tunnel", "%s: refused: %s is this proxy's own listener or admin address",
+		         t->remote_s, t->ep_str);
+		tun_fail(t, 403, 0, "proxy_loop_detected", "the proxy's own address");
+		return;
+	}
 	rc = sock_connect(&t->ep, NULL, &fd);
 	if (rc < 0) {
 		char reason[128];

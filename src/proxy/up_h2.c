@@ -12,6 +12,7 @@
 #include "proxy/fwd_h2.h"
 #include "proxy/worker.h"
 #include "proxy/alog.h"
+#include "proxy/pool.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -66,6 +67,9 @@ struct uh2c {
 	bool goaway;                    /* the server said GOAWAY: no new streams */
 	bool more;                      /* c_read stopped with input maybe left in OpenSSL */
 	bool closing;                   /* close once the last stream is gone */
+	bool draining;                  /* counted in the cluster's draining gauge */
+	uint64_t conn_id, ident;        /* what it was made under (pool.h) */
+	char *cluster;                  /* the cluster that made it, for the gauge */
 	unsigned nstreams;
 	struct uh2s *streams;
 	int64_t idle_ms;
@@ -224,6 +228,9 @@ static void c_fail(struct uh2c *c, unsigned flags, const char *details, const ch
 		c->k = NULL;
 	}
 	STAT_DEC(w->st.ucx_active);
+	if (c->draining)
+		pool_draining_add(c->cluster, -1);
+	c->draining = false;
 	c_kick(c);
 }
 
@@ -240,6 +247,7 @@ static void c_settle(struct uh2c *c)
 		return;
 	loop_timer_cancel(c->t->w->loop, &c->timer);
 	loop_timer_cancel(c->t->w->loop, &c->kick);
+	free(c->cluster);
 	free(c);
 }
 
@@ -628,6 +636,9 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	 * handshake then never runs (and fails) inside uh2_attach's caller. */
 	c->state = C_CONNECTING;
 	c->idle_ms = tg->idle_timeout_ms > 0 ? tg->idle_timeout_ms : 3600 * 1000;
+	c->conn_id = tg->conn_id;
+	c->ident = tg->ident;
+	c->cluster = xstrdup(tg->cluster ? tg->cluster : "-");
 	c->tls = tls_client_new(tg->ctx, fd, tg->sni, tg->names);
 	tls_client_resume(c->tls, w->sess, tg->ep);
 	loop_io_init(&c->io, fd, c_on_io);
@@ -699,6 +710,25 @@ void uh2_drain(struct uh2_table *t)
 		for (struct uh2_key *k = t->b[i]; k; k = k->next)
 			for (struct uh2c *c = k->conns; c; c = c->next) {
 				c->closing = true;
+				c_kick(c);
+			}
+}
+
+void uh2_sweep(struct uh2_table *t, const struct pool_live *live)
+{
+	for (size_t i = 0; i < UH2_BUCKETS; i++)
+		for (struct uh2_key *k = t->b[i]; k; k = k->next)
+			for (struct uh2c *c = k->conns; c; c = c->next) {
+				if (c->state == C_DEAD || c->closing ||
+				    pool_live_ok(live, c->conn_id, c->ident))
+					continue;
+				c->closing = true;
+				if (c->nstreams > 0) {
+					c->draining = true;
+					pool_draining_add(c->cluster, 1);
+				}
+				/* Idle: closed by the kick. Connecting with nothing waiting: closed
+				 * there too once it is ready (c_idle_check). */
 				c_kick(c);
 			}
 }

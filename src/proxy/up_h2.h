@@ -63,6 +63,8 @@ struct uh2_target {
 	const struct tls_verify_names *names;
 	int64_t connect_timeout_ms;
 	int64_t idle_timeout_ms;
+	uint64_t conn_id, ident;        /* what it is made under (pool.h) */
+	const char *cluster;            /* for the draining gauge */
 };
 
 /* A failure, as fwd.c logs it (strings live as long as the stream). */
@@ -81,6 +83,10 @@ struct uh2_table *uh2_table_new(struct worker *w);
 void uh2_table_free(struct uh2_table *t);
 /* The worker drains: idle connections close now, busy ones after their last stream. */
 void uh2_drain(struct uh2_table *t);
+struct pool_live;
+/* Connections whose settings or endpoint are no longer live (pool.h) take no new stream;
+ * idle ones close now, busy ones after their last stream (counted as draining). */
+void uh2_sweep(struct uh2_table *t, const struct pool_live *live);
 
 /* A stream for virtual uconn u on a connection for key (an existing one with room, or a
  * new one connecting to tg). Returns NULL when the key is known to be HTTP/1.1 only:

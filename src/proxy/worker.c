@@ -158,6 +158,9 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 			if (errno == ECONNABORTED || errno == EPROTO || errno == EINTR)
 				continue;
 			if (sock_err_no_resources(errno)) {
+				/* A connection quiet for long gives its descriptor to the next. */
+				if ((errno == EMFILE || errno == ENFILE) && fwd_evict(w, NULL))
+					continue;
 				if (wl_out_of_fds(w, l, errno))
 					continue;
 				return;
@@ -166,7 +169,7 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 			log_warn("worker", "accept on port %u: %s", l->port, strerror(errno));
 			continue;
 		}
-		if (!worker_dcx_take(w)) {
+		if (!worker_dcx_take(w) && !(fwd_evict(w, &peer) && worker_dcx_take(w))) {
 			/* Past --max-connections: accepted and closed, as Envoy's overload manager
 			 * does. Leaving it in the backlog instead would not refuse it: the client
 			 * would wait, and once the backlog filled, its SYNs would be dropped and
@@ -263,6 +266,16 @@ static int worker_add_outbound(struct worker *w)
 	return 0;
 }
 
+/* Upstream connections follow what made them (pool.h): the live set is rebuilt from the
+ * current snapshot and endpoint sets, and what no longer matches drains. The generation
+ * is read first: an endpoint swap after it is seen at the next tick. */
+static void worker_pool_refresh(struct worker *w)
+{
+	w->eps_gen_seen = atomic_load_explicit(&w->proxy->eps_gen, memory_order_acquire);
+	pool_live_build(w->live, w->snap);
+	fwd_pool_sweep(w);
+}
+
 static void worker_adopt(struct worker *w, struct snap *s)
 {
 	struct snap *old = w->snap;
@@ -274,6 +287,8 @@ static void worker_adopt(struct worker *w, struct snap *s)
 		w->nrr = s->nclusters;
 	}
 	worker_sync_listeners(w);
+	worker_pool_refresh(w);
+	atomic_store_explicit(&w->adopted, s->version, memory_order_release);
 	if (old)
 		snap_unref(old);
 }
@@ -321,6 +336,8 @@ static void worker_tick(struct loop *loop, struct loop_timer *t)
 	 * listener that is still short of them pauses again after one accept(). */
 	if (w->spare_fd < 0)
 		w->spare_fd = sock_spare_open();
+	if (atomic_load_explicit(&w->proxy->eps_gen, memory_order_acquire) != w->eps_gen_seen)
+		worker_pool_refresh(w);
 	if (w->listen_retry && !w->draining && loop_now_ms(loop) - w->listen_retry_ms >= 1000) {
 		w->listen_retry_ms = loop_now_ms(loop);
 		worker_sync_listeners(w);
@@ -366,6 +383,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		if (!w->loop)
 			return -1;
 		w->pool = pool_new();
+		w->live = pool_live_new();
 		w->uh2 = uh2_table_new(w);
 		w->spare_fd = sock_spare_open();
 		w->sess = tls_sess_cache_new(1024);
@@ -409,6 +427,25 @@ void proxy_publish(struct proxy *p, struct snap *s)
 		m->w = &p->workers[i];
 		m->snap = snap_ref(s);
 		loop_post(p->workers[i].loop, worker_on_publish, m);
+	}
+}
+
+int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms)
+{
+	struct timespec tick = { 0, 200 * 1000 };     /* 0.2 ms */
+	int64_t rounds = (int64_t)timeout_ms * 5;
+
+	for (;;) {
+		int i;
+
+		for (i = 0; i < p->nworkers; i++)
+			if (atomic_load_explicit(&p->workers[i].adopted, memory_order_acquire) < version)
+				break;
+		if (i == p->nworkers)
+			return 0;
+		if (rounds-- <= 0)
+			return -1;
+		nanosleep(&tick, NULL);
 	}
 }
 
@@ -483,6 +520,7 @@ void proxy_free(struct proxy *p)
 		if (w->snap)
 			snap_unref(w->snap);
 		pool_free(w->pool);
+		pool_live_free(w->live);
 		dns_free(w->dns);
 		cb_table_free(w->cb);
 		tls_sess_cache_free(w->sess);
@@ -493,6 +531,8 @@ void proxy_free(struct proxy *p)
 			close(w->spare_fd);
 	}
 	free(p->workers);
+	free(p->local_ips);
+	p->local_ips = NULL;
 	p->workers = NULL;
 	p->nworkers = 0;
 }

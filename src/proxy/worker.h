@@ -36,6 +36,7 @@ struct uh2_table;
 struct proxy;
 struct dns;
 struct cb_table;
+struct pool_live;
 
 /* Counters are written by one worker and read by the admin thread: a relaxed load/store
  * pair (no lock prefix) is enough and costs what a plain increment costs. */
@@ -75,6 +76,8 @@ struct wstats {
 	/* Connections accepted and closed at once: past --max-connections (Envoy's
 	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
 	stat_t dcx_overflow, dcx_no_fd;
+	/* Connections serving nothing closed to make room for a new one (fwd_evict). */
+	stat_t dcx_evicted;
 };
 
 struct wlistener {
@@ -97,6 +100,11 @@ struct worker {
 	struct snap *snap;              /* the current snapshot (own reference) */
 	struct wlistener *listeners;
 	struct pool *pool;
+	/* What upstream connections must still match (pool.h): rebuilt when the snapshot
+	 * or an endpoint set changes (proxy.eps_gen moved past eps_gen_seen). */
+	struct pool_live *live;
+	uint64_t eps_gen_seen;
+	void *uconns;                   /* fwd.c's upstream connections with a socket */
 	struct uh2_table *uh2;          /* HTTP/2 upstream connections (up_h2.h) */
 	struct tls_sess_cache *sess;
 	uint32_t *rr;                   /* round-robin cursor per cluster index */
@@ -105,6 +113,7 @@ struct worker {
 	struct sbuf alog;               /* access log lines waiting for the flush */
 	struct loop_timer tick;         /* quiescent point, access log flush, drain check */
 	_Atomic uint64_t qs;
+	_Atomic uint64_t adopted;       /* version of the snapshot it serves */
 	size_t nconns;                  /* downstream connections open */
 	bool draining;
 	_Atomic bool done;              /* drained and stopped */
@@ -125,6 +134,8 @@ struct worker {
 	uint64_t listen_retry_ms;
 };
 
+#define PROXY_MAX_SELF 4
+
 /* Process-wide state shared (read-only after start) by the workers. */
 struct proxy {
 	struct worker *workers;
@@ -143,18 +154,35 @@ struct proxy {
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
 	_Atomic uint64_t config_reloads, config_rejects;
+	/* Bumped by the main thread after it swaps a cluster's endpoint set: workers then
+	 * drain connections to endpoints that are gone (worker_tick). */
+	_Atomic uint64_t eps_gen;
 	/* --max-connections: downstream connections open across all workers (accepted
 	 * sockets, HTTP/1.1, HTTP/2 and tunnels; not HTTP/2 streams); 0 = no limit. dcx_open
 	 * is the one counter every worker writes, once per connection opened and closed. */
 	uint64_t max_dcx;
 	_Atomic uint64_t dcx_open;
+	/* The process's own sockets (the capture listener, the admin endpoint), which no
+	 * upstream connection may reach (proxy/self.c), and the host's addresses. */
+	struct sock_addr self[PROXY_MAX_SELF];
+	size_t nself;
+	struct sock_addr *local_ips;
+	size_t nlocal_ips;
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
  * taken per worker). Returns 0, or -1 with errno. */
 int proxy_start(struct proxy *p, int n, struct snap *s);
+/* Adds one of the process's own sockets (before proxy_start): upstream connections to an
+ * address that reaches it are refused (proxy/self.c). */
+void proxy_self_add(struct proxy *p, const struct sock_addr *a);
+/* True if a connection to a would reach one of them. */
+bool proxy_is_self(const struct proxy *p, const struct sock_addr *a);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
+/* Waits (at most timeout_ms) until every worker serves a snapshot of at least version.
+ * Returns 0, or -1 on timeout. Workers take a posted snapshot between two events. */
+int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms);
 /* Starts the drain and returns at once: each worker closes its listening sockets, closes
  * idle connections and lets the others finish their request, then stops its loop. The
  * caller polls proxy_drained, and calls proxy_stop when it is true or its deadline
@@ -186,8 +214,14 @@ void fwd_drain(struct worker *w);
  * that what it holds (snapshot, stream, upstream) is freed. Only after the worker's
  * thread has stopped (proxy_stop, past --drain-timeout). */
 void fwd_close_all(struct worker *w);
+/* Under connection or descriptor pressure: closes the connection that can best give way
+ * to a new one from peer (NULL: not yet known). Returns true if one was closed. */
+bool fwd_evict(struct worker *w, const struct sock_addr *peer);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
+/* After w->live changed: closes idle connections made under settings or to endpoints
+ * that are gone, and marks busy ones draining (closed when their request ends). */
+void fwd_pool_sweep(struct worker *w);
 /* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
  * (around its loop: buffers given back after stop are freed). */
 void fwd_buf_cache_start(void);

@@ -67,12 +67,14 @@ def assert_valgrind_clean(log_path, returncode=None):
 
 
 def nofile_preexec(n):
-    """A preexec_fn that sets RLIMIT_NOFILE (soft and hard) to n in the child."""
+    """A preexec_fn that sets RLIMIT_NOFILE in the child: soft and hard to n (as a shell's
+    `ulimit -n n` does), or to (soft, hard) when n is a pair."""
     if n is None:
         return None
+    soft, hard = n if isinstance(n, tuple) else (n, n)
 
     def set_limit():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     return set_limit
 
 

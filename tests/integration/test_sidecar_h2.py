@@ -147,9 +147,12 @@ def test_http11_when_the_gateway_does_not_offer_h2(tmp_path, ctl, egressctl_bin,
     t = _topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
                   gw_extra=["--no-http2"])
     try:
-        before = t.sidecar.stat("config_reloads")
-        apply_cnn(t)
-        t.sidecar.wait_reloads(before + 1)
+        # Both proxies reload once into the whole configuration: a request before the
+        # VirtualService lands would follow the ServiceEntry alone (503 UF, refused).
+        before = [p.stat("config_reloads") for p in (t.sidecar, t.gateway)]
+        apply_cnn(t, at_once=True)
+        t.sidecar.wait_reloads(before[0] + 1)
+        t.gateway.wait_reloads(before[1] + 1)
         wait_port(t.gw_ip, 80, proc=t.gateway.proc)
         # The first request carries a body: it waited for the connection, which turned
         # out to speak HTTP/1.1, and goes on a new one whole.

@@ -269,3 +269,35 @@ def test_registry_only_refuses_what_the_registry_does_not_name(tmp_path, nets, c
         assert t.sidecar.stat("blackhole_total") == 2
     finally:
         assert t.stop() == [0, 0]
+
+
+def test_connection_redirected_to_the_sidecar_itself_is_refused(topo):
+    """Rules that capture loopback traffic (here one added for the test: the application's
+    connections to the sidecar's admin port go to the capture port) must not let the
+    application read the admin through the sidecar: the original destination is the
+    sidecar's own, so the connection is closed when accepted, with a log line."""
+    admin = topo.sidecar.admin_port
+    rule = ["-p", "tcp", "-d", "127.0.0.1", "--dport", str(admin), "-m", "owner",
+            "--uid-owner", "65534", "-j", "REDIRECT", "--to-ports", str(OUTBOUND)]
+    r = topo.in_app(["iptables", "-t", "nat", "-I", "OUTPUT", "1", *rule])
+    assert r.returncode == 0, r.stderr
+    try:
+        script = ("import socket, time\n"
+                  f"s = socket.create_connection(('127.0.0.1', {admin}), timeout=10)\n"
+                  "t = time.time()\n"
+                  "s.sendall(b'GET /config_dump HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+                  "got = b''\n"
+                  "try:\n"
+                  "    while True:\n"
+                  "        c = s.recv(65536)\n"
+                  "        if not c: break\n"
+                  "        got += c\n"
+                  "except ConnectionResetError:\n"
+                  "    pass\n"
+                  "print(len(got), round(time.time() - t, 3))\n")
+        r = topo.in_app(["/usr/bin/python3", "-c", script], user=NOBODY)
+        n, took = r.stdout.split()
+        assert n == "0" and float(took) < 1.0, (r.stdout, r.stderr)
+        assert f"redirected to 127.0.0.1:{admin}, this proxy's own" in topo.sidecar.stderr()
+    finally:
+        topo.in_app(["iptables", "-t", "nat", "-D", "OUTPUT", *rule])

@@ -15,6 +15,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "proxy/pool.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
 #include "secrets/secret.h"
@@ -43,6 +44,7 @@
 #include <unistd.h>
 
 #define RELOAD_DEBOUNCE_MS 100
+#define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
 #define DNS_MIN_REFRESH_MS 1000
 #define DNS_DEFAULT_REFRESH_MS 5000
 #define DNS_MAX_REFRESH_MS 300000
@@ -97,9 +99,15 @@ static const char usage[] =
 "                           is closed (default 60s; slow clients, slowloris)\n"
 "  --idle-timeout DURATION  idle downstream keep-alive connections are closed (default 1h)\n"
 "  --max-connections N      downstream connections open at once, all workers together;\n"
-"                           past it a new connection is accepted and closed at once\n"
-"                           (downstream_cx_overflow). Default: (RLIMIT_NOFILE - 64 -\n"
-"                           4 x workers) / 2, at least RLIMIT_NOFILE / 4: each\n"
+"                           past it, a connection serving nothing (no request yet,\n"
+"                           an incomplete head, idle keep-alive) gives way, oldest\n"
+"                           first, taken from another source than the newcomer's\n"
+"                           when that one holds under half, else only one quiet for\n"
+"                           10s (downstream_cx_evicted); with none, the new connection\n"
+"                           is accepted and closed at once (downstream_cx_overflow).\n"
+"                           Default: (RLIMIT_NOFILE - 64 -\n"
+"                           4 x workers) / 2, at least RLIMIT_NOFILE / 4, after the\n"
+"                           soft RLIMIT_NOFILE is raised to the hard one at start: each\n"
 "                           connection may need an upstream descriptor too, and the\n"
 "                           rest is kept for listeners, DNS, admin and reloads. 0: no\n"
 "                           limit (a connection that finds no descriptor is closed)\n"
@@ -242,6 +250,8 @@ static void dns_job_finish(struct dns_job *j)
 			free(eps);
 		} else {
 			atomic_store_explicit(&cl->eps, eps, memory_order_release);
+			/* Workers drain connections to endpoints that left (worker_tick). */
+			atomic_fetch_add_explicit(&g->proxy.eps_gen, 1, memory_order_release);
 			retire_eps(g, old);
 			log_info("dns", "cluster %s: %zu endpoint(s), first %s", cl->name, n, eps->v[0].str);
 		}
@@ -423,7 +433,6 @@ static struct snap *gw_build(struct gw *g, struct diags *d)
 		s = snap_build(&c, &g->params, d);
 	store_contents_free(&c);
 	secret_cache_check_expiry(g->params.secrets, time(NULL));
-	secret_cache_log_events(g->params.secrets);
 	return s;
 }
 
@@ -478,6 +487,7 @@ static void gw_reload(struct gw *g)
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
 		 * when connections may have given descriptors back. */
+		secret_cache_log_events(g->params.secrets);
 		log_diags(&d, LOG_WARN);
 		log_error("config", "reload: out of file descriptors while reading the store; still "
 		          "serving version %llu, trying again in %d ms",
@@ -488,6 +498,8 @@ static void gw_reload(struct gw *g)
 		loop_timer_arm(g->loop, &g->reload_timer, RELOAD_RETRY_MS);
 		return;
 	}
+	if (!s)
+		secret_cache_log_events(g->params.secrets);
 	log_diags(&d, LOG_ERROR);
 	if (!s) {
 		atomic_fetch_add(&g->proxy.config_rejects, 1);
@@ -501,6 +513,12 @@ static void gw_reload(struct gw *g)
 	dns_jobs_start(g, s, old);
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
+	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
+	 * worker serves it: the next request gets it, over pooled connections too. */
+	if (proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0)
+		log_warn("config", "version %llu: not every worker took it within %d ms",
+		         (unsigned long long)s->version, PUBLISH_WAIT_MS);
+	secret_cache_log_events(g->params.secrets);
 	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s)",
@@ -676,6 +694,7 @@ static const struct prom_stat prom_mesh[] = {
 static const struct prom_stat prom_refused[] = {
 	{ "downstream_cx_overflow", false, WSTAT(dcx_overflow) },
 	{ "downstream_cx_no_fd", false, WSTAT(dcx_no_fd) },
+	{ "downstream_cx_evicted", false, WSTAT(dcx_evicted) },
 };
 
 static void prom_line(struct sbuf *body, const char *name, bool gauge, unsigned long long v)
@@ -689,6 +708,21 @@ static void prom_lines(struct sbuf *body, const struct wstats_sum *sum,
 {
 	for (size_t i = 0; i < n; i++)
 		prom_line(body, t[i].name, t[i].gauge, (unsigned long long)sum->v[t[i].idx]);
+}
+
+/* egressgw_cluster_upstream_cx_draining: per cluster of the running snapshot, and for
+ * clusters gone from it whose connections still drain. */
+static void admin_draining(struct gw *g, struct sbuf *body)
+{
+	const char **names = NULL;
+	size_t n = g->snap ? g->snap->nclusters : 0;
+
+	if (n)
+		names = xcalloc(n, sizeof(*names));
+	for (size_t i = 0; i < n; i++)
+		names[i] = g->snap->clusters[i]->name;
+	pool_draining_prom(body, names, n);
+	free(names);
 }
 
 static int admin_handle(void *arg, const char *method, const char *path, struct sbuf *body,
@@ -749,6 +783,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
 		lc_prom(&g->lc, body);
 		secret_cache_prom(g->params.secrets, time(NULL), body);
+		admin_draining(g, body);
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
@@ -913,6 +948,27 @@ static int parse_duration_ms(const char *s, int64_t *out)
 	return 0;
 }
 
+/* The descriptor limit's soft value raised to the hard one (as Envoy and nginx's
+ * worker_rlimit_nofile let one do): a shell's default soft limit of 1024 would cap a proxy
+ * at a few hundred connections while the hard limit allows far more. old/now are what it
+ * was and is, for the start-up log line. */
+static void raise_nofile(unsigned long long *old, unsigned long long *now)
+{
+	struct rlimit rl;
+
+	*old = *now = 0;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	*old = *now = rl.rlim_cur;
+	if (rl.rlim_cur == rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (rl.rlim_max == RLIM_INFINITY)
+		rl.rlim_cur = 1u << 20;         /* the kernel's default fs.nr_open */
+	if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+		*now = rl.rlim_cur;
+}
+
 /* --max-connections when not given: half of what the descriptor limit leaves after a
  * reserve for the process itself (listeners, loops, DNS, admin, reload, files), because a
  * downstream connection may hold an upstream one; so connections are refused by the limit
@@ -994,6 +1050,7 @@ int main(int argc, char **argv)
 	struct gw g;
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
+	unsigned long long nofile_old, nofile_now;
 	const char *listen = "0.0.0.0", *status_addr = NULL;
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
@@ -1145,9 +1202,11 @@ int main(int argc, char **argv)
 		}
 		g.proxy.outbound_on = true;
 		g.proxy.outbound_addr = outbound;
+		proxy_self_add(&g.proxy, &g.proxy.outbound);
 		g.proxy.hosts_file = hosts;
 		g.proxy.dns_servers = dns_servers;
 	}
+	raise_nofile(&nofile_old, &nofile_now);
 	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
 	g.params.labels = split_labels(labels);
 	g.params.http2 = !no_http2;
@@ -1158,6 +1217,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "egressgw: --admin: bad address \"%s\" (want ADDR:PORT)\n", admin_addr);
 		return 2;
 	}
+	proxy_self_add(&g.proxy, &aaddr);
 	if (alog) {
 		g.lc.alog_path = alog;
 		g.proxy.alog_on = true;
@@ -1188,6 +1248,7 @@ int main(int argc, char **argv)
 	}
 
 	g.snap = gw_build(&g, &d);
+	secret_cache_log_events(g.params.secrets);
 	if (!g.snap) {
 		diags_print(&d, stderr);
 		fprintf(stderr, "egressgw: the configuration in %s has errors; not starting\n", g.store);
@@ -1240,6 +1301,11 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
 		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+	if (nofile_now != nofile_old)
+		log_info("main", "RLIMIT_NOFILE: soft limit raised from %llu to %llu (the hard limit)",
+		         nofile_old, nofile_now);
+	else
+		log_info("main", "RLIMIT_NOFILE: %llu (the soft limit is the hard limit)", nofile_now);
 	if (g.proxy.max_dcx)
 		log_info("main", "at most %llu downstream connections (--max-connections)",
 		         (unsigned long long)g.proxy.max_dcx);
