@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <dirent.h>
 #include <grp.h>
 #include <pwd.h>
@@ -398,6 +399,7 @@ static struct snap *gw_build(struct gw *g, struct diags *d)
 		s = snap_build(&c, &g->params, d);
 	store_contents_free(&c);
 	secret_cache_log_events(g->params.secrets);
+	malloc_trim(0);
 	return s;
 }
 
