@@ -58,16 +58,63 @@ static struct store_entry *store_new_entry(struct store_contents *c)
 	return e;
 }
 
+static uint64_t store_key_hash(enum res_kind kind, const char *ns, const char *name)
+{
+	/* Namespace and name hashed apart and mixed, so "a/bc" and "ab/c" differ. */
+	uint64_t h = hash_bytes(ns, strlen(ns)) * 31 + hash_bytes(name, strlen(name));
+
+	return h * 131 + (uint64_t)kind;
+}
+
+/* The slot of kind/ns/name: the one holding it, or the empty one where it would go. */
+static size_t store_index_slot(const struct store_contents *c, enum res_kind kind,
+                               const char *ns, const char *name)
+{
+	size_t k = store_key_hash(kind, ns, name) & c->index_mask;
+
+	for (;; k = (k + 1) & c->index_mask) {
+		const struct resource *r;
+
+		if (!c->index[k])
+			return k;
+		r = &c->v[c->index[k] - 1].res;
+		if (r->kind == kind && strcmp(r->name, name) == 0 && strcmp(r->namespace, ns) == 0)
+			return k;
+	}
+}
+
+/* Indexes c->v[i] (its resource filled in); grows the table at half full. */
+static void store_index_add(struct store_contents *c, size_t i)
+{
+	const struct resource *r = &c->v[i].res;
+
+	if (!c->index || (c->n + 1) * 2 > c->index_mask + 1) {
+		size_t *old = c->index, old_mask = c->index_mask;
+
+		c->index_mask = c->index ? c->index_mask * 2 + 1 : 63;
+		while ((c->n + 1) * 2 > c->index_mask + 1)
+			c->index_mask = c->index_mask * 2 + 1;
+		c->index = xcalloc(c->index_mask + 1, sizeof(*c->index));
+		for (size_t k = 0; old && k <= old_mask; k++)
+			if (old[k]) {
+				const struct resource *o = &c->v[old[k] - 1].res;
+
+				c->index[store_index_slot(c, o->kind, o->namespace, o->name)] = old[k];
+			}
+		free(old);
+	}
+	c->index[store_index_slot(c, r->kind, r->namespace, r->name)] = i + 1;
+}
+
 struct store_entry *store_find(const struct store_contents *c, enum res_kind kind,
                                const char *ns, const char *name)
 {
-	for (size_t i = 0; i < c->n; i++) {
-		const struct resource *r = &c->v[i].res;
+	size_t k;
 
-		if (r->kind == kind && strcmp(r->namespace, ns) == 0 && strcmp(r->name, name) == 0)
-			return &c->v[i];
-	}
-	return NULL;
+	if (!c->index)
+		return NULL;
+	k = store_index_slot(c, kind, ns, name);
+	return c->index[k] ? &c->v[c->index[k] - 1] : NULL;
 }
 
 /* Wipes every scalar of a tree (Secret data may be anywhere a document put it). */
@@ -118,6 +165,7 @@ void store_contents_free(struct store_contents *c)
 	for (size_t i = 0; i < c->nstreams; i++)
 		store_stream_free(c->streams[i]);
 	free(c->streams);
+	free(c->index);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -239,6 +287,7 @@ static void store_add(struct store_loader *l, struct resource *r, const char *pa
 	e->doc = doc;
 	e->mtime = mtime;
 	e->in_secret_dir = secret_dir;
+	store_index_add(l->out, (size_t)(e - l->out->v));
 }
 
 static void store_load_file(struct store_loader *l, const char *path, time_t mtime)

@@ -63,9 +63,13 @@ struct store_contents {
 	 * document in config/), so all of them are cleansed before they are freed. */
 	struct ystream **streams;
 	size_t nstreams, streams_cap;
+	/* Index by (kind, namespace, name) for store_find: open addressing, slot = entry
+	 * index + 1 (0 = empty), mask + 1 slots; kept by the loader as it adds entries. */
+	size_t *index;
+	size_t index_mask;
 };
 
-#define STORE_CONTENTS_INIT { NULL, 0, 0, NULL, 0, 0 }
+#define STORE_CONTENTS_INIT { NULL, 0, 0, NULL, 0, 0, NULL, 0 }
 
 /* Reads the whole store under root: every config file and every secret directory, each
  * document decoded with res_decode (default_ns for documents without a namespace).
@@ -85,7 +89,7 @@ void store_cleanse_stream(struct ystream *s);
 /* Wipes every scalar under n (for trees built with the ynode_new_* builders). */
 void store_cleanse_tree(struct ynode *n);
 
-/* The entry for kind/ns/name, or NULL. */
+/* The entry for kind/ns/name, or NULL. A hash look-up: constant time in the store's size. */
 struct store_entry *store_find(const struct store_contents *c, enum res_kind kind,
                                const char *ns, const char *name);
 

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""Starts egressgw on a store and reports how long it took to answer /ready and its RSS then.
+
+    bench/scale_ready.py --egressgw build/egressgw --store S --hosts-file H --identity ID
+        [--workers 1] [--keep SECONDS] [--listen 127.0.0.1]
+
+Prints one line: "ready_s=0.123 cpu_s=0.11 rss_kb=45678 log_lines=12". Start-to-ready is
+measured from just before exec to the first 200 from /ready (polled every 2 ms); CPU (user +
+system, which a loaded machine does not stretch) and RSS (VmRSS) are the process's at that
+moment. Used by bench/s6.sh and by tests/integration/test_scale.py.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port, path, timeout=2.0):
+    """(status, body) of GET path on the admin port, or (None, '') when it does not answer."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None, ""
+    head, _, body = data.partition(b"\r\n\r\n")
+    try:
+        return int(head.split()[1]), body.decode(errors="replace")
+    except (IndexError, ValueError):
+        return None, ""
+
+
+def cpu_s(pid):
+    """User + system CPU seconds of pid so far (a loaded machine stretches wall time, not this)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def start(egressgw, store, hosts_file, identity, workers=1, listen="127.0.0.1", errlog=None,
+          extra=(), log_level="info"):
+    """Starts the gateway; returns (proc, admin_port, t0)."""
+    port = free_port()
+    cmd = [egressgw, "--role", "gateway", "--store", store, "--namespace", "istio-system",
+           "--labels", "istio=egressgateway", "--identity", identity, "--listen-address", listen,
+           "--admin", f"127.0.0.1:{port}", "--hosts-file", hosts_file,
+           "--workers", str(workers), "--log-level", log_level, *extra]
+    err = open(errlog, "w") if errlog else subprocess.DEVNULL
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    return proc, port, t0
+
+
+def wait_ready(proc, port, t0, timeout=120.0):
+    """Seconds from t0 to the first 200 from /ready; raises when the process exits first."""
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"egressgw exited {proc.returncode} before it was ready")
+        code, _ = get(port, "/ready", timeout=0.5)
+        if code == 200:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > timeout:
+            raise RuntimeError("egressgw not ready in time")
+        time.sleep(0.002)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--egressgw", required=True)
+    ap.add_argument("--store", required=True)
+    ap.add_argument("--hosts-file", required=True)
+    ap.add_argument("--identity", required=True)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--listen", default="127.0.0.1")
+    ap.add_argument("--errlog", default=None)
+    ap.add_argument("--keep", type=float, default=0.0, help="seconds to keep it running after")
+    a = ap.parse_args()
+    errlog = a.errlog or "/dev/null"
+    proc, port, t0 = start(a.egressgw, a.store, a.hosts_file, a.identity, a.workers, a.listen, errlog)
+    try:
+        t = wait_ready(proc, port, t0)
+        rss = rss_kb(proc.pid)
+        cpu = cpu_s(proc.pid)
+        if a.keep:
+            time.sleep(a.keep)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    lines = sum(1 for _ in open(errlog)) if a.errlog else -1
+    print(f"ready_s={t:.3f} cpu_s={cpu:.2f} rss_kb={rss} log_lines={lines}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
