@@ -52,6 +52,7 @@
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
+#include "core/sbuf.h"
 #include "core/util.h"
 #include "http/h1.h"
 #include "net/dns.h"
@@ -95,6 +96,9 @@ struct stream {
 	struct stream *next_free;       /* in the worker's free list */
 	struct uconn *u;
 	struct snap *snap;              /* reference held for the request's lifetime */
+	/* The route's rewrite.uri / rewrite.authority applied to this request (NULL: none).
+	 * Allocated only for routes that rewrite; before `req` so st_get zeroes them. */
+	char *rw_path, *rw_auth;
 	struct h1_parser rp;
 	struct h1_msg req;              /* spans into d->in */
 	const struct route *route;
@@ -250,6 +254,9 @@ static inline bool d_busy(const struct dconn *d)
 /* Clears the per-request part of st (everything from route on) for a new request. */
 static void st_reset(struct stream *st)
 {
+	free(st->rw_path);
+	free(st->rw_auth);
+	st->rw_path = st->rw_auth = NULL;
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
 	loop_timer_init(&st->cb_wake, st_on_wake);
@@ -285,6 +292,9 @@ static void st_put(struct dconn *d)
 	if (!st)
 		return;
 	d->st = NULL;
+	free(st->rw_path);
+	free(st->rw_auth);
+	st->rw_path = st->rw_auth = NULL;
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);
 		return;
@@ -716,7 +726,10 @@ static void st_log(struct stream *st)
 	}
 	e.user_agent = req_header(st, "user-agent");
 	e.request_id = cstr(st->reqid);
-	e.authority = st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
+	/* Envoy's host_rewrite changes the request's :authority, which the log shows; a
+	 * path rewrite keeps the original path there (X-ENVOY-ORIGINAL-PATH). */
+	e.authority = st->rw_auth ? cstr(st->rw_auth)
+	              : st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
 	              ? span_str(d->in, st->req.headers[st->req.host_idx].value)
 	              : span_str(d->in, st->req.authority);
 	e.upstream_host = cstr(st->ep_str[0] ? st->ep_str : NULL);
@@ -1118,6 +1131,10 @@ static void st_send_head_h2(struct stream *st)
 	 * originates TLS itself); any other TLS upstream is https. */
 	h2_request_from_h1(&st->req, b, st->cl->tls_mode == CLUSTER_TLS_ISTIO_MUTUAL ? "http" : "https",
 	                   &c);
+	if (st->rw_path)
+		c.rq.path = (struct h2_str){ st->rw_path, strlen(st->rw_path) };
+	if (st->rw_auth)
+		c.rq.authority = (struct h2_str){ st->rw_auth, strlen(st->rw_auth) };
 	str_copy(xff, sizeof(xff), d->remote_ip);
 	/* Compact c.hdrs in place, dropping what the gateway replaces; room for ours stays
 	 * (c.hdrs has two spare slots beyond H1_MAX_HEADERS, plus those dropped). */
@@ -1130,11 +1147,21 @@ static void st_send_head_h2(struct stream *st)
 		}
 		if (gw && h1_name_eq(f->name.p, f->name.len, "x-forwarded-proto", 17))
 			continue;
+		if (st->rw_path && h1_name_eq(f->name.p, f->name.len, "x-envoy-original-path", 21))
+			continue;
 		h[n++] = *f;
 	}
 	{
-		struct h2_header extra[4];
+		struct h2_header extra[5];
 		size_t ne = 0;
+
+		if (st->rw_path) {
+			struct h1_span p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path
+			                                                           : st->req.target;
+
+			extra[ne++] = (struct h2_header){ { "x-envoy-original-path", 21 },
+			                                  { b + p.off, p.len } };
+		}
 
 		if (gw) {
 			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
@@ -1170,7 +1197,9 @@ static void st_send_head(struct stream *st)
 	}
 	iob_append(o, b + m->method.off, m->method.len);
 	iob_append(o, " ", 1);
-	if (m->target_form == H1_TF_ABSOLUTE) {
+	if (st->rw_path) {
+		iob_adds(o, st->rw_path);
+	} else if (m->target_form == H1_TF_ABSOLUTE) {
 		if (m->path.len == 0)
 			iob_append(o, "/", 1);
 		else if (b[m->path.off] == '?')
@@ -1187,7 +1216,10 @@ static void st_send_head(struct stream *st)
 			continue;
 		/* A request in absolute-form (to a forward proxy) is sent on in origin-form,
 		 * with the URI's authority as Host (RFC 9112 section 3.2.2). */
-		if (m->target_form == H1_TF_ABSOLUTE && (int)i == m->host_idx)
+		if ((m->target_form == H1_TF_ABSOLUTE || st->rw_auth) && (int)i == m->host_idx)
+			continue;
+		if (st->rw_path && h1_name_eq(b + hd->name.off, hd->name.len,
+		                              "x-envoy-original-path", 21))
 			continue;
 		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-for", 15) &&
 		    px->role == SNAP_ROLE_GATEWAY) {
@@ -1205,8 +1237,15 @@ static void st_send_head(struct stream *st)
 			continue;
 		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
-	if (m->target_form == H1_TF_ABSOLUTE) {
+	if (st->rw_auth)
+		iob_field_s(o, "host", st->rw_auth);
+	else if (m->target_form == H1_TF_ABSOLUTE)
 		iob_field(o, "host", 4, b + m->authority.off, m->authority.len);
+	if (st->rw_path) {
+		/* Envoy tells the upstream what the path was before the rewrite. */
+		struct h1_span p = m->target_form == H1_TF_ABSOLUTE ? m->path : m->target;
+
+		iob_field(o, "x-envoy-original-path", 21, b + p.off, p.len);
 	}
 	if (px->role == SNAP_ROLE_GATEWAY) {
 		if (!have_xff)
@@ -2418,6 +2457,35 @@ static void st_pick_endpoint(struct stream *st)
 	st_connect(st, false);
 }
 
+/* The route's rewrite (Envoy's prefix_rewrite and host_rewrite_literal, which Istio makes
+ * of rewrite.uri and rewrite.authority): what st_send_head sends instead of the target and
+ * Host. The rewritten host is the request's host from here on, so the automatic SNI and
+ * SAN check follow it, as Envoy's auto_sni does. */
+static void st_rewrite(struct stream *st, const struct route_match *hit, const char *path,
+                       size_t len)
+{
+	const struct route *r = st->route;
+
+	if (r->rewrite_uri) {
+		struct sbuf p = SBUF_INIT;
+
+		route_rewrite_path(r->rewrite_uri, hit, path, len, &p);
+		st->rw_path = sbuf_steal(&p);
+	}
+	if (r->rewrite_authority) {
+		char h[sizeof(st->hostbuf) - 2];
+		uint16_t port;
+
+		st->rw_auth = xstrdup(r->rewrite_authority);
+		if (sidecar_split_authority(st->rw_auth, strlen(st->rw_auth), h, sizeof(h), &port,
+		                            0) < 0)
+			str_copy(h, sizeof(h), st->rw_auth);
+		/* st->host keeps an IPv6 literal's brackets (st_set_host). */
+		snprintf(st->hostbuf, sizeof(st->hostbuf), strchr(h, ':') ? "[%s]" : "%s", h);
+		st->host = st->hostbuf;
+	}
+}
+
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
 static void st_begin(struct dconn *d)
 {
@@ -2427,6 +2495,7 @@ static void st_begin(struct dconn *d)
 	const struct route_dest *dest;
 	struct route_req rq;
 	struct hdr_ctx hc = { &st->req, d->in };
+	const struct route_match *hit;
 	uint16_t port;
 	int rid;
 
@@ -2508,7 +2577,7 @@ static void st_begin(struct dconn *d)
 	rq.port = port;
 	rq.header = route_header_cb;
 	rq.header_ctx = &hc;
-	st->route = route_select(vh, &rq);
+	st->route = route_select_hit(vh, &rq, &hit);
 	if (!st->route) {
 		STAT_INC(w->st.no_route);
 		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
@@ -2535,6 +2604,8 @@ static void st_begin(struct dconn *d)
 		st_finish(st);
 		return;
 	}
+	if (st->route->rewrite_uri || st->route->rewrite_authority)
+		st_rewrite(st, hit, rq.path, rq.path_len);
 	dest = route_pick_dest(st->route, worker_rand(w));
 	if (!dest || !dest->cluster) {
 		st_local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
