@@ -122,6 +122,7 @@ struct dns_job {
 	size_t pending;                 /* names still resolving in this round */
 	struct dns_addr *addrs;         /* collected in this round, with per-name ports */
 	uint16_t *ports;
+	uint32_t *weights;              /* the ServiceEntry endpoint's weight, per address */
 	size_t naddrs;
 	uint32_t min_ttl;
 	bool failed;
@@ -210,8 +211,9 @@ static void dns_job_finish(struct dns_job *j)
 			eps->v[i].addr = j->addrs[i].addr;
 			sock_addr_set_port(&eps->v[i].addr, j->ports[i]);
 			sock_addr_str(&eps->v[i].addr, eps->v[i].str, sizeof(eps->v[i].str));
-			eps->v[i].weight = 1;
+			eps->v[i].weight = j->weights[i];
 		}
+		cluster_eps_weigh(eps);
 		old = atomic_load(&cl->eps);
 		if (cluster_eps_equal(old, eps)) {
 			free(eps);
@@ -234,8 +236,10 @@ static void dns_job_finish(struct dns_job *j)
 		refresh = DNS_MAX_REFRESH_MS;
 	free(j->addrs);
 	free(j->ports);
+	free(j->weights);
 	j->addrs = NULL;
 	j->ports = NULL;
+	j->weights = NULL;
 	j->naddrs = 0;
 	loop_timer_arm(g->loop, &j->timer, refresh);
 }
@@ -255,9 +259,11 @@ static void dns_add_result(struct dns_job *j, size_t idx, const struct dns_resul
 	}
 	j->addrs = xrealloc(j->addrs, (j->naddrs + res->n) * sizeof(*j->addrs));
 	j->ports = xrealloc(j->ports, (j->naddrs + res->n) * sizeof(*j->ports));
+	j->weights = xrealloc(j->weights, (j->naddrs + res->n) * sizeof(*j->weights));
 	for (size_t i = 0; i < res->n; i++) {
 		j->addrs[j->naddrs] = res->addrs[i];
 		j->ports[j->naddrs] = j->cl->names[idx].port;
+		j->weights[j->naddrs] = j->cl->names[idx].weight ? j->cl->names[idx].weight : 1;
 		if (res->addrs[i].ttl && (!j->min_ttl || res->addrs[i].ttl < j->min_ttl))
 			j->min_ttl = res->addrs[i].ttl;
 		j->naddrs++;
@@ -340,6 +346,7 @@ static void dns_jobs_stop(struct gw *g)
 		free(j->args);
 		free(j->addrs);
 		free(j->ports);
+		free(j->weights);
 	}
 	free(g->jobs);
 	g->jobs = NULL;
@@ -372,6 +379,7 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 				struct cluster_eps *copy = cluster_eps_new(oe->n);
 
 				memcpy(copy->v, oe->v, oe->n * sizeof(oe->v[0]));
+				copy->total_weight = oe->total_weight;
 				atomic_store(&cl->eps, copy);
 			}
 		}
