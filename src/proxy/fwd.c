@@ -2217,6 +2217,14 @@ static void d_handoff(struct dconn *d, struct tun_req *r)
  * anything else): an opaque tunnel, to the cluster of its SNI and original port when the
  * registry has one, else as the outbound traffic policy says. A connection made to the
  * capture port directly has no destination to pass it to: it is closed. */
+/* The cluster of the ServiceEntry whose addresses cover dst, or NULL. */
+static struct cluster *snap_addr_cluster(const struct snap *s, const struct sock_addr *dst)
+{
+	const struct snap_addr *a = snap_addr_find(s, dst);
+
+	return a ? a->cl : NULL;
+}
+
 static void d_tcp_handoff(struct dconn *d, const char *sni)
 {
 	struct worker *w = d->w;
@@ -2232,7 +2240,11 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
 	}
 	memset(&r, 0, sizeof(r));
 	r.snap = w->snap;
-	r.cl = sni && sni[0] ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
+	/* A ServiceEntry address first: Istio's listener for that IP:port wins over the
+	 * port's wildcard one, where the SNI is looked at. */
+	r.cl = snap_addr_cluster(w->snap, &d->odst);
+	if (!r.cl && sni && sni[0])
+		r.cl = sidecar_tcp_cluster(w->snap, sni, port);
 	if (!r.cl)
 		r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY ? &sidecar_blackhole_cluster
 		                                                         : &sidecar_passthrough_cluster;
@@ -2252,8 +2264,15 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
  * tunnel. */
 static int d_sniff(struct dconn *d)
 {
+	const struct snap_addr *a = d->redirected ? snap_addr_find(d->w->snap, &d->odst) : NULL;
 	char sni[256];
 	int rc;
+
+	if (a && a->opaque) {
+		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
+		d_tcp_handoff(d, NULL);
+		return 1;
+	}
 
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
@@ -2294,6 +2313,13 @@ static void st_sidecar_connect(struct stream *st)
 	}
 	memset(&r, 0, sizeof(r));
 	r.cl = sidecar_tcp_cluster(st->snap, host, port);
+	if (!r.cl && sock_is_ip_literal(host)) {
+		/* CONNECT to an IP: the ServiceEntry whose addresses cover it. */
+		struct sock_addr ip;
+
+		if (sock_addr_from_ip(host, port, &ip) == 0)
+			r.cl = snap_addr_cluster(st->snap, &ip);
+	}
 	if (!r.cl && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
 		STAT_INC(w->st.blackhole);
 		st->cl = &sidecar_blackhole_cluster;

@@ -95,9 +95,29 @@ struct snap {
 	struct route_table **outbound;
 	size_t noutbound;
 
+	/* ServiceEntry addresses x ports (snap_addr.c), longest prefix first. */
+	struct snap_addr *addrs;
+	size_t naddrs;
+
 	/* JSON of the active configuration, made once at build time for /config_dump. */
 	char *config_dump;
 };
+
+/* One ServiceEntry address (an IP is a /32 or /128) and port, and its cluster. */
+struct snap_addr {
+	int family;                   /* AF_INET, AF_INET6 */
+	uint8_t net[16];
+	unsigned prefix;
+	uint16_t port;
+	size_t order;                 /* document order, for equal prefixes */
+	bool opaque;                  /* the port's protocol is neither HTTP-like nor unset:
+	                               * TCP proxying, no HTTP detection (Istio's TCP ports) */
+	struct cluster *cl;
+};
+
+/* The entry of the ServiceEntry whose addresses cover dst's IP and whose ports have
+ * dst's port (the longest prefix wins), or NULL. */
+const struct snap_addr *snap_addr_find(const struct snap *s, const struct sock_addr *dst);
 
 /* What snap_build needs besides the resources. */
 struct snap_params {
