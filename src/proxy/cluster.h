@@ -109,6 +109,7 @@ struct cluster {
 	 * (up_h2.h): ISTIO_MUTUAL clusters unless DO_NOT_UPGRADE, other TLS clusters with
 	 * UPGRADE; never without TLS (no cleartext h2); off with egressgw --no-http2. */
 	bool h2_alpn;
+	bool auto_mtls;               /* ISTIO_MUTUAL by automatic mutual TLS, not by a rule */
 };
 
 /* The current endpoint set, or NULL. Worker side: valid until the worker's next

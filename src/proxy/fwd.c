@@ -168,6 +168,7 @@ struct dconn {
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
+	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -3020,6 +3021,26 @@ static void d_handshake(struct dconn *d)
 	d_read(d);
 }
 
+/* First bytes on a plain listener that also takes the mesh's mutual TLS (snap.h
+ * mesh_ctx): a TLS handshake record starts the ISTIO_MUTUAL handshake, anything else is
+ * plain HTTP. Only peeked, so either reader starts at the first byte. */
+static void d_mesh_sniff(struct dconn *d)
+{
+	unsigned char c;
+	ssize_t n = recv(d->io.fd, &c, 1, MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	d->mesh_sniff = false;
+	if (n == 1 && c == 0x16 && d->lst && d->lst->mesh_ctx) {
+		d->tls = tls_server_new(d->lst->mesh_ctx, d->io.fd);
+		d->hs_done = false;
+		d_handshake(d);
+		return;
+	}
+	d_read(d);
+}
+
 static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct dconn *d = container_of(io, struct dconn, io);
@@ -3030,6 +3051,8 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 			d->dead = true;
 	} else if (!d->hs_done) {
 		d_handshake(d);
+	} else if (d->mesh_sniff) {
+		d_mesh_sniff(d);
 	} else {
 		if (ev & LOOP_WRITE)
 			d_flush(d);
@@ -3077,6 +3100,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	if (sl && sl->tls && sl->ctx) {
 		d->tls = tls_server_new(sl->ctx, fd);
 		d->hs_done = false;
+	} else if (sl && sl->mesh_ctx) {
+		d->mesh_sniff = true;
 	}
 	d->next = w->dconns;
 	if (d->next)

@@ -480,6 +480,7 @@ static void snap_listener_fini(struct snap_listener *l)
 	free(l->servers);
 	route_table_free(l->routes);
 	free(l->name);
+	tls_ctx_unref(l->mesh_ctx);
 }
 
 void snap_unref(struct snap *s)

@@ -77,6 +77,12 @@ struct snap_listener {
 	struct snap_server *servers;
 	size_t nservers;
 	struct route_table *routes;  /* "http.80" */
+	/* A listener of plain HTTP servers also accepts the mesh's mutual TLS (a sidecar's
+	 * automatic mutual TLS, as Istio's gateways do, PERMISSIVE): a connection that
+	 * starts with a TLS handshake record is served with this ISTIO_MUTUAL context (the
+	 * gateway's workload certificate, a client certificate chained to the mesh root
+	 * required), then routed like plain HTTP. NULL without --identity. Owned. */
+	struct tls_ctx *mesh_ctx;
 };
 
 struct snap {
@@ -131,6 +137,10 @@ struct snap_params {
 	 * streams are served by fwd_h2.c), clusters set h2_alpn (cluster.h). false: only
 	 * HTTP/1.1 anywhere (egressgw --no-http2). */
 	bool http2;
+	/* Hosts known to be mesh workloads (FQDNs, NULL-terminated; may be NULL): the egress
+	 * gateway's service, --mesh-hosts. With the other signs (snap_cluster.c), a cluster
+	 * to one of them that no DestinationRule gives `tls` speaks ISTIO_MUTUAL. */
+	const char **mesh_hosts;
 	/* The credentials loaded so far (secrets/secret.h), kept across builds by the owner:
 	 * last good versions, TLS client contexts reused while their inputs are unchanged,
 	 * the list the admin shows. NULL: a cache for this build only. */

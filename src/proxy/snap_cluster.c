@@ -681,6 +681,39 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 
 /* ---- clusters ---- */
 
+/* Automatic mutual TLS (Istio's enableAutoMtls): is the cluster's destination a mesh
+ * workload? Istio knows it from the endpoints' security.istio.io/tlsMode=istio label
+ * (the injector puts it on every pod with a sidecar). Without a Kubernetes registry the
+ * signs are: the host is one of the proxy's mesh hosts (the egress gateway's service,
+ * --mesh-hosts), its ServiceEntry says location MESH_INTERNAL, or every endpoint the
+ * cluster selects carries the tlsMode label. */
+static bool snap_mesh_dest(const struct snap_b *b, const struct cluster *c,
+                           const struct resource *ser, const struct dr_subset *sub)
+{
+	const struct serviceentry *se = ser ? ser->u.se : NULL;
+	size_t n = 0;
+
+	for (const char **h = b->p->mesh_hosts; h && *h; h++)
+		if (strcasecmp(*h, c->host) == 0)
+			return true;
+	if (!se)
+		return false;
+	if (se->location == SE_LOCATION_MESH_INTERNAL)
+		return true;
+	for (size_t i = 0; i < se->endpoints.n; i++) {
+		const struct se_endpoint *ep = &se->endpoints.v[i];
+		const char *mode;
+
+		if (!snap_ep_in(ep, sub))
+			continue;
+		mode = res_strmap_get(&ep->labels, "security.istio.io/tlsMode");
+		if (!mode || strcmp(mode, "istio") != 0)
+			return false;
+		n++;
+	}
+	return n > 0;
+}
+
 static const struct dr_subset *snap_subset(const struct resource *drr, const char *name)
 {
 	if (!drr)
@@ -725,7 +758,16 @@ static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ck
 	snap_cluster_discovery(b, c, ser, sub);
 	snap_cluster_policy(c, &pol);
 	snap_cluster_outlier(c, pol.od);
-	snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+	if (!pol.tls && c->discovery != CLUSTER_ORIGINAL_DST && snap_mesh_dest(b, c, ser, sub)) {
+		/* No DestinationRule sets tls toward a mesh workload: ISTIO_MUTUAL, as Istio's
+		 * automatic mutual TLS (default SNI, the ServiceEntry's subjectAltNames). */
+		static const struct dr_tls auto_mtls = { .mode = DR_TLS_ISTIO_MUTUAL };
+
+		c->auto_mtls = true;
+		snap_cluster_tls(b, c, &auto_mtls, ser, drr, bc);
+	} else {
+		snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+	}
 
 	bc->c = c;
 	if (drr)

@@ -59,6 +59,11 @@ static const char usage[] =
 "                           (default istio=egressgateway; none for a sidecar, whose\n"
 "                           labels only matter to sourceLabels matches)\n"
 "  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
+"  --mesh-hosts H[,H...]    services whose endpoints are mesh workloads (automatic mutual\n"
+"                           TLS: ISTIO_MUTUAL to them unless a DestinationRule sets tls;\n"
+"                           default istio-egressgateway.istio-system.svc.cluster.local;\n"
+"                           ServiceEntries with location MESH_INTERNAL, and endpoints\n"
+"                           labelled security.istio.io/tlsMode=istio, count too)\n"
 "  --listen-address ADDR    address the Gateway listeners bind (default 0.0.0.0)\n"
 "  --outbound ADDR:PORT     sidecar: where the application's outbound traffic arrives,\n"
 "                           as an HTTP proxy (http_proxy=http://ADDR:PORT, CONNECT for\n"
@@ -939,6 +944,7 @@ int main(int argc, char **argv)
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "labels", required_argument, NULL, 'l' },
 		{ "identity", required_argument, NULL, 'i' },
+		{ "mesh-hosts", required_argument, NULL, 'm' },
 		{ "listen-address", required_argument, NULL, 'L' },
 		{ "admin", required_argument, NULL, 'a' },
 		{ "access-log", required_argument, NULL, 'A' },
@@ -963,6 +969,7 @@ int main(int argc, char **argv)
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
 	const char *listen = "0.0.0.0";
+	const char *mesh_hosts = "istio-egressgateway.istio-system.svc.cluster.local";
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
 	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
@@ -1001,6 +1008,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'i': g.params.identity_dir = optarg; break;
+		case 'm': mesh_hosts = optarg; break;
 		case '2': no_http2 = true; break;
 		case 'L': listen = optarg; break;
 		case 'a': admin_addr = optarg; break;
@@ -1107,6 +1115,7 @@ int main(int argc, char **argv)
 	}
 	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
 	g.params.labels = split_labels(labels);
+	g.params.mesh_hosts = split_labels(mesh_hosts);
 	g.params.http2 = !no_http2;
 	g.params.listen_address = listen;
 	g.params.store_root = g.store;
@@ -1211,6 +1220,8 @@ int main(int argc, char **argv)
 	loop_free(g.loop);
 	free((char *)g.params.labels[0]);
 	free(g.params.labels);
+	free((char *)g.params.mesh_hosts[0]);
+	free(g.params.mesh_hosts);
 	sbuf_free(&err);
 	log_info("main", "drained; exiting");
 	return 0;
