@@ -132,3 +132,85 @@ def test_rewrite_does_not_leak_to_next_request(mesh, api):
     a, b = rec.requests[-2:]
     assert a["headers"]["host"] == "internal.example.test:8080" and a["path"] == "/host/1"
     assert b["headers"]["host"] == API and b["path"] == "/new/x"
+
+
+MESH_HOP = f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [{API}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-api
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: api
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+      uri:
+        prefix: /app/
+    rewrite:
+      uri: /mid/
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: api
+        port:
+          number: 80
+  - match:
+    - gateways: [istio-egressgateway]
+      uri:
+        prefix: /mid/
+    rewrite:
+      uri: /final/
+      authority: backend.example.test
+    route:
+    - destination:
+        host: {API}
+        port:
+          number: 80
+"""
+
+
+def test_rewrite_on_both_hops_over_http2(tmp_path, ctl, egressctl_bin, store, api):
+    """The sidecar rewrites on its HTTP/2 mesh hop to the gateway (up_h2.c's :path), the
+    gateway rewrites again on a request that came in over HTTP/2 (fwd_h2.c), and the
+    upstream sees the second rewrite, the new Host, and the path the gateway received as
+    x-envoy-original-path."""
+    ip, rec = api
+    ctl.ok("apply", "-f", "-", input=SE + "---\n" + MESH_HOP)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: ip}, gateway=True)
+    try:
+        r = m.curl(f"http://{API}/app/x?q=1")
+        assert r.returncode == 0 and r.stdout == "api\n", r.stderr
+        got = rec.last()
+        assert got["path"] == "/final/x?q=1"
+        assert got["headers"]["host"] == "backend.example.test"
+        assert got["headers"]["x-envoy-original-path"] == "/mid/x?q=1"
+        gl = m.gateway.wait_log(lambda x: x["path"] == "/mid/x?q=1")
+        assert gl["proto"] == "HTTP/2" and gl["code"] == "200"
+        assert gl["authority"] == "backend.example.test"
+        sl = m.sidecar.wait_log(lambda x: x["path"] == "/app/x?q=1")
+        assert sl["code"] == "200"
+    finally:
+        assert m.stop() == [0, 0]
