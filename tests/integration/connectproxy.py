@@ -1,18 +1,25 @@
 """A small HTTP CONNECT proxy (the "external HTTPS proxy" of Istio's task, as squid plays
 it there): answers CONNECT host:port with 200 and relays bytes both ways. Names are
 looked up in its own table (no DNS). Records each CONNECT target, as squid's access log
-does ("TCP_TUNNEL/200 ... CONNECT en.wikipedia.org:443")."""
+does ("TCP_TUNNEL/200 ... CONNECT en.wikipedia.org:443"). With ns, it listens and
+connects inside that network namespace."""
 import socket
 import threading
 
+from sidecarlib import in_netns
+
 
 class ConnectProxy:
-    def __init__(self, ip, port, names):
-        self.names, self.log, self.lock = dict(names), [], threading.Lock()
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((ip, port))
-        self.sock.listen(16)
+    def __init__(self, ip, port, names, ns=None):
+        self.names, self.log, self.lock, self.ns = dict(names), [], threading.Lock(), ns
+
+        def make():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, port))
+            s.listen(16)
+            return s
+        self.sock = in_netns(ns, make)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -40,7 +47,7 @@ class ConnectProxy:
             c.sendall(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
             c.close()
             return
-        up = socket.create_connection((self.names[host], int(port)))
+        up = in_netns(self.ns, socket.create_connection, (self.names[host], int(port)))
         c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         rest = head.split(b"\r\n\r\n", 1)[1]
         if rest:

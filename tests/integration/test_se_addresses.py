@@ -6,8 +6,10 @@ the site over TLS, under REGISTRY_ONLY. Before the ServiceEntry the sidecar refu
 (502 BlackHoleCluster); after, the proxy's log shows the application's CONNECT to the
 site and the sidecar's log the proxy's cluster. A CIDR covers every address in it and
 none outside."""
+import os
 import socket
 import ssl
+import subprocess
 
 import pytest
 
@@ -15,6 +17,8 @@ from connectproxy import ConnectProxy
 from gwlib import loopback_ip, make_server_ca, make_server_cert
 from meshlib import Mesh
 from recorder import Recorder
+from sidecarlib import CNN
+from test_transparent import CNN_IP, NOBODY, Transparent, nets  # noqa: F401 (fixture)
 
 SITE = "en.wikipedia.example"
 
@@ -148,3 +152,41 @@ def test_cidr_addresses(tmp_path, ctl, egressctl_bin, store, world):
         assert https_via_proxy(m.sidecar.outbound, other_port, world["ca"]) == (502, None, None)
     finally:
         assert m.stop() == [0]
+
+
+PROXY_IP = "10.250.1.5"     # the external proxy, beside test_transparent's sites
+
+
+def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, store,
+                                          walkthrough, walkthrough_certs):
+    """The page as it runs in a pod: iptables redirects the application's connection to
+    PROXY_IP:3128, and `HTTPS_PROXY=PROXY_IP:3128 curl https://edition.cnn.com/politics`
+    goes through the sidecar (opaque: the port is TCP, the CONNECT inside is the
+    proxy's business) to the proxy and on to the site, under REGISTRY_ONLY."""
+    subprocess.run(["ip", "-n", nets.ext, "addr", "add", f"{PROXY_IP}/32", "dev", "lo"],
+                   check=True, capture_output=True, timeout=30)
+    t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
+                    policy="REGISTRY_ONLY")
+    proxy = ConnectProxy(PROXY_IP, 3128, {CNN: CNN_IP}, ns=nets.ext)
+    try:
+        def page():
+            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            env["CURL_CA_BUNDLE"] = t.demo_ca
+            env["HTTPS_PROXY"] = f"{PROXY_IP}:3128"
+            return t.in_app(["curl", "-sS", "--max-time", "20", f"https://{CNN}/politics"],
+                            user=NOBODY, env=env)
+
+        r = page()
+        assert r.returncode != 0 and proxy.targets() == [], (r.stdout, r.stderr)
+        n = t.sidecar.stat("config_reloads")
+        ctl.ok("apply", "-f", "-", input=proxy_se([f"{PROXY_IP}/32"]))
+        t.sidecar.wait_reloads(n + 1)
+        r = page()
+        assert r.returncode == 0 and "CNN politics" in r.stdout, (r.stdout, r.stderr)
+        assert proxy.targets() == [f"{CNN}:443"]
+        m = t.sidecar.wait_log(lambda x: x["cluster"] == "outbound|3128||my-company-proxy.com")
+        assert (m["method"], m["uhost"], m["dlocal"]) == ("-", f"{PROXY_IP}:3128",
+                                                          f"{PROXY_IP}:3128"), m.string
+    finally:
+        proxy.stop()
+        assert t.stop() == [0, 0]
