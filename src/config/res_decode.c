@@ -625,6 +625,8 @@ static void decode_field(struct dctx *c, const struct kw *k, const struct ynode 
 
 	if (!field && k->type != KW_UNSUPPORTED && k->type != KW_IGNORE)
 		return;
+	if (k->flags & KWF_UNAPPLIED)
+		dwarn(c, key, "not applied by egressgw; ignored");
 	switch (k->type) {
 	case KW_STR:
 		if (get_string(c, v, &s)) {

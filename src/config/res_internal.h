@@ -56,6 +56,12 @@ enum kw_type {
 
 #define KWF_PORT     0x01   /* integer is a port number: Istio's wording in errors */
 #define KWF_ZERO_OK  0x02   /* KW_DURATION: "0s" is meaningful (stored as -1) */
+/* Decoded and validated as Istio does, but egressgw does not act on it: a warning at the
+ * field ("not applied by egressgw; ignored"). With KW_UNSUPPORTED (not even stored),
+ * the keyword tables are the one list of what is accepted and not applied: the decoder's
+ * warnings reach `egressctl apply` (Warning: lines), `egressctl analyze` (IST0133 at
+ * FILE:LINE) and the proxy's log at load, so nothing is ignored in silence. */
+#define KWF_UNAPPLIED 0x04
 
 struct kwtab;
 

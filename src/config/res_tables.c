@@ -17,6 +17,7 @@
 #define PORT0  .min = 0, .max = 65535, .flags = KWF_PORT
 #define NONNEG .min = 0, .max = INT32_MAX
 #define PCT    .min = 0, .max = 100
+#define NA     .flags = KWF_UNAPPLIED  /* accepted, not applied: warned (res_internal.h) */
 #define LABELS .keycheck = chk_label_key, .check = chk_label_value
 #define SELECTOR .keycheck = chk_selector_key, .check = chk_selector_value
 #define TAB(var, T, label, post_fn) \
@@ -78,10 +79,10 @@ static const struct kw kt_se_endpoint_kws[] = {
 	F(struct se_endpoint, "address", KW_STR, address),
 	F(struct se_endpoint, "ports", KW_PORTMAP, ports, .keycheck = chk_port_name),
 	F(struct se_endpoint, "labels", KW_STRMAP, labels, LABELS),
-	F(struct se_endpoint, "network", KW_STR, network),
-	F(struct se_endpoint, "locality", KW_STR, locality),
+	F(struct se_endpoint, "network", KW_STR, network, NA),
+	F(struct se_endpoint, "locality", KW_STR, locality, NA),
 	F(struct se_endpoint, "weight", KW_U32, weight),
-	F(struct se_endpoint, "serviceAccount", KW_STR, service_account),
+	F(struct se_endpoint, "serviceAccount", KW_STR, service_account, NA),
 	END
 };
 STAB(kt_se_endpoint, struct se_endpoint, "WorkloadEntry", post_se_endpoint);
@@ -100,7 +101,7 @@ static const struct kw kt_serviceentry_kws[] = {
 	F(struct serviceentry, "resolution", KW_ENUM, resolution, .names = se_resolution_names),
 	F(struct serviceentry, "endpoints", KW_LIST, endpoints, .sub = &kt_se_endpoint),
 	F(struct serviceentry, "workloadSelector", KW_OBJ, workload_selector,
-	  .sub = &kt_se_selector),
+	  .sub = &kt_se_selector, NA),
 	F(struct serviceentry, "exportTo", KW_STRLIST, export_to, .check = chk_export_to),
 	F(struct serviceentry, "subjectAltNames", KW_STRLIST, subject_alt_names,
 	  .check = chk_not_empty),
@@ -123,8 +124,8 @@ static const struct kw kt_gw_tls_kws[] = {
 	U("credentialNames"),
 	U("tlsCertificates"),
 	F(struct gw_tls, "subjectAltNames", KW_STRLIST, subject_alt_names, .check = chk_not_empty),
-	F(struct gw_tls, "verifyCertificateSpki", KW_STRLIST, verify_certificate_spki),
-	F(struct gw_tls, "verifyCertificateHash", KW_STRLIST, verify_certificate_hash),
+	F(struct gw_tls, "verifyCertificateSpki", KW_STRLIST, verify_certificate_spki, NA),
+	F(struct gw_tls, "verifyCertificateHash", KW_STRLIST, verify_certificate_hash, NA),
 	F(struct gw_tls, "minProtocolVersion", KW_ENUM, min_protocol_version,
 	  .names = res_tls_version_names),
 	F(struct gw_tls, "maxProtocolVersion", KW_ENUM, max_protocol_version,
@@ -145,10 +146,10 @@ STAB(kt_gw_port, struct gw_port, "Port", post_gw_port);
 
 static const struct kw kt_gw_server_kws[] = {
 	F(struct gw_server, "port", KW_EMBED, port, .sub = &kt_gw_port),
-	F(struct gw_server, "bind", KW_STR, bind, .check = chk_ip_bind),
+	F(struct gw_server, "bind", KW_STR, bind, .check = chk_ip_bind, NA),
 	F(struct gw_server, "hosts", KW_STRLIST, hosts, .check = chk_gw_host),
 	F(struct gw_server, "tls", KW_OBJ, tls, .sub = &kt_gw_tls),
-	F(struct gw_server, "defaultEndpoint", KW_STR, default_endpoint),
+	F(struct gw_server, "defaultEndpoint", KW_STR, default_endpoint, NA),
 	F(struct gw_server, "name", KW_STR, name),
 	END
 };
@@ -211,7 +212,7 @@ static const struct kw kt_vs_http_match_kws[] = {
 	  .sub = &kt_vs_named_match, .keycheck = chk_header_name),
 	F(struct vs_http_match, "sourceNamespace", KW_STR, source_namespace,
 	  .check = chk_source_namespace),
-	F(struct vs_http_match, "statPrefix", KW_STR, stat_prefix),
+	F(struct vs_http_match, "statPrefix", KW_STR, stat_prefix, NA),
 	END
 };
 STAB(kt_vs_http_match, struct vs_http_match, "HTTPMatchRequest", post_vs_http_match);
@@ -255,7 +256,7 @@ static const struct kw kt_vs_http_dest_kws[] = {
 	F(struct vs_http_route_destination, "destination", KW_OBJ, destination,
 	  .sub = &kt_vs_destination),
 	F(struct vs_http_route_destination, "weight", KW_I32, weight, NONNEG),
-	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_headers),
+	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
 	END
 };
 STAB(kt_vs_http_dest, struct vs_http_route_destination, "HTTPRouteDestination",
@@ -264,10 +265,11 @@ STAB(kt_vs_http_dest, struct vs_http_route_destination, "HTTPRouteDestination",
 static const struct kw kt_vs_redirect_kws[] = {
 	F(struct vs_redirect, "uri", KW_STR, uri),
 	F(struct vs_redirect, "authority", KW_STR, authority),
-	F(struct vs_redirect, "port", KW_U32, port, PORT),
+	F(struct vs_redirect, "port", KW_U32, port, .min = 1, .max = 65535,
+	  .flags = KWF_PORT | KWF_UNAPPLIED),
 	F(struct vs_redirect, "derivePort", KW_ENUM, derive_port,
-	  .names = vs_redirect_derive_port_names),
-	F(struct vs_redirect, "scheme", KW_STR, scheme),
+	  .names = vs_redirect_derive_port_names, NA),
+	F(struct vs_redirect, "scheme", KW_STR, scheme, NA),
 	F(struct vs_redirect, "redirectCode", KW_U32, redirect_code),
 	END
 };
@@ -284,7 +286,7 @@ static const struct kw kt_vs_rewrite_kws[] = {
 	F(struct vs_rewrite, "uri", KW_STR, uri),
 	F(struct vs_rewrite, "authority", KW_STR, authority),
 	F(struct vs_rewrite, "uriRegexRewrite", KW_OBJ, uri_regex_rewrite,
-	  .sub = &kt_vs_regex_rewrite),
+	  .sub = &kt_vs_regex_rewrite, NA),
 	END
 };
 STAB(kt_vs_rewrite, struct vs_rewrite, "HTTPRewrite", post_vs_rewrite);
@@ -340,14 +342,15 @@ static const struct kw kt_vs_http_route_kws[] = {
 	U("delegate"),
 	F(struct vs_http_route, "rewrite", KW_OBJ, rewrite, .sub = &kt_vs_rewrite),
 	F(struct vs_http_route, "timeout", KW_DURATION, timeout_ms),
-	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries),
-	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault),
-	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination),
+	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries, NA),
+	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault, NA),
+	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination, NA),
 	U("mirrors"),
-	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT),
-	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent),
+	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT, NA),
+	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent,
+	  NA),
 	U("corsPolicy"),
-	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers),
+	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
 	END
 };
 STAB(kt_vs_http_route, struct vs_http_route, "HTTPRoute", post_vs_http);
@@ -436,8 +439,9 @@ STAB(kt_dr_keepalive, struct dr_tcp_keepalive, "TcpKeepalive", NULL);
 static const struct kw kt_dr_pool_tcp_kws[] = {
 	F(struct dr_pool_tcp, "maxConnections", KW_I32, max_connections, NONNEG),
 	F(struct dr_pool_tcp, "connectTimeout", KW_DURATION, connect_timeout_ms),
-	F(struct dr_pool_tcp, "tcpKeepalive", KW_OBJ, tcp_keepalive, .sub = &kt_dr_keepalive),
-	F(struct dr_pool_tcp, "maxConnectionDuration", KW_DURATION, max_connection_duration_ms),
+	F(struct dr_pool_tcp, "tcpKeepalive", KW_OBJ, tcp_keepalive, .sub = &kt_dr_keepalive, NA),
+	F(struct dr_pool_tcp, "maxConnectionDuration", KW_DURATION, max_connection_duration_ms,
+	  NA),
 	F(struct dr_pool_tcp, "idleTimeout", KW_DURATION, idle_timeout_ms, .flags = KWF_ZERO_OK),
 	END
 };
@@ -449,12 +453,12 @@ static const struct kw kt_dr_pool_http_kws[] = {
 	F(struct dr_pool_http, "http2MaxRequests", KW_I32, http2_max_requests, NONNEG),
 	F(struct dr_pool_http, "maxRequestsPerConnection", KW_I32, max_requests_per_connection,
 	  NONNEG),
-	F(struct dr_pool_http, "maxRetries", KW_I32, max_retries, NONNEG),
+	F(struct dr_pool_http, "maxRetries", KW_I32, max_retries, NONNEG, NA),
 	F(struct dr_pool_http, "idleTimeout", KW_DURATION, idle_timeout_ms),
 	F(struct dr_pool_http, "h2UpgradePolicy", KW_ENUM, h2_upgrade_policy,
 	  .names = dr_h2_upgrade_policy_names),
-	F(struct dr_pool_http, "useClientProtocol", KW_BOOL, use_client_protocol),
-	F(struct dr_pool_http, "maxConcurrentStreams", KW_I32, max_concurrent_streams, NONNEG),
+	F(struct dr_pool_http, "useClientProtocol", KW_BOOL, use_client_protocol, NA),
+	F(struct dr_pool_http, "maxConcurrentStreams", KW_I32, max_concurrent_streams, NONNEG, NA),
 	END
 };
 STAB(kt_dr_pool_http, struct dr_pool_http, "HTTPSettings", NULL);

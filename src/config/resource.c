@@ -136,6 +136,17 @@ const char *res_strmap_get(const struct res_strmap *m, const char *key)
 	return NULL;
 }
 
+bool res_labels_select(const struct res_strmap *sel, const struct res_strmap *labels)
+{
+	for (size_t i = 0; i < sel->n; i++) {
+		const char *v = res_strmap_get(labels, sel->v[i].key);
+
+		if (!v || strcmp(v, sel->v[i].value ? sel->v[i].value : "") != 0)
+			return false;
+	}
+	return true;
+}
+
 static bool ends_with_ci(const char *s, const char *suffix)
 {
 	size_t ls = strlen(s), lx = strlen(suffix);

@@ -579,6 +579,9 @@ extern const char *const vs_redirect_derive_port_names[];
 bool res_strlist_has(const struct res_strlist *l, const char *s);
 /* NULL when absent. */
 const char *res_strmap_get(const struct res_strmap *m, const char *key);
+/* Label selection (subsets, selectors): true when labels carries every key of sel with
+ * the same value; an empty sel selects everything. */
+bool res_labels_select(const struct res_strmap *sel, const struct res_strmap *labels);
 /* Istio host matching: exact (case-insensitive), or a "*.suffix" / "*" pattern covering
  * the other name. pattern may be a wildcard; name may be too (then it must be covered). */
 bool res_host_matches(const char *pattern, const char *name);

@@ -12,6 +12,29 @@ struct cluster_eps *cluster_eps_new(size_t n)
 	return e;
 }
 
+void cluster_eps_weigh(struct cluster_eps *eps)
+{
+	uint64_t sum = 0;
+	bool differ = false;
+
+	for (size_t i = 0; i < eps->n; i++) {
+		sum += eps->v[i].weight;
+		differ |= eps->v[i].weight != eps->v[0].weight;
+	}
+	eps->total_weight = differ && sum <= UINT32_MAX ? (uint32_t)sum : 0;
+}
+
+/* The endpoint whose stretch of the weight line [0, total_weight) holds x. */
+static size_t cluster_weighted(const struct cluster_eps *eps, uint32_t x)
+{
+	for (size_t i = 0; i < eps->n; i++) {
+		if (x < eps->v[i].weight)
+			return i;
+		x -= eps->v[i].weight;
+	}
+	return eps->n - 1;
+}
+
 bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b)
 {
 	if (!a || !b)
@@ -50,6 +73,22 @@ const struct cluster_ep *cluster_pick_ex(const struct cluster *c, const struct c
 		return NULL;
 	if (eps->n == 1 && !excluded)
 		return &eps->v[0];
+	if (eps->total_weight && !excluded) {
+		/* Weighted (ServiceEntry endpoint weights). With endpoints ejected the plain
+		 * policies below apply: the weights no longer describe who is in service. */
+		uint32_t t = eps->total_weight;
+
+		switch (c->lb) {
+		case CLUSTER_LB_RANDOM:
+			return &eps->v[cluster_weighted(eps, rnd % t)];
+		case CLUSTER_LB_LEAST_REQUEST:
+			a = cluster_weighted(eps, rnd % t);
+			b = cluster_weighted(eps, (uint32_t)(((uint64_t)rnd * 2654435761u) >> 32) % t);
+			return &eps->v[active && active[b] < active[a] ? b : a];
+		default:
+			return &eps->v[cluster_weighted(eps, (*rr)++ % t)];
+		}
+	}
 	/* With endpoints out (outlier ejection), each policy picks as it would and moves on
 	 * to the next endpoint in service. */
 	switch (c->lb) {

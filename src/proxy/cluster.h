@@ -54,6 +54,7 @@ struct cluster_ep {
 struct cluster_eps {
 	size_t n;
 	uint64_t min_ttl_ms;          /* when to resolve again (DNS clusters) */
+	uint32_t total_weight;        /* sum of weights when they differ, else 0 (cluster_eps_weigh) */
 	struct cluster_ep v[];
 };
 
@@ -113,6 +114,7 @@ struct cluster {
 	 * connection identities use it, so a change to any of them makes new connections
 	 * and drains the old ones (pool.h). 0 only for the sidecar's PassthroughCluster. */
 	uint64_t conn_id;
+	bool auto_mtls;               /* ISTIO_MUTUAL by automatic mutual TLS, not by a rule */
 };
 
 /* The current endpoint set, or NULL. Worker side: valid until the worker's next
@@ -124,13 +126,18 @@ static inline struct cluster_eps *cluster_eps_load(const struct cluster *c)
 
 /* Allocates a set for n endpoints (zeroed). */
 struct cluster_eps *cluster_eps_new(size_t n);
+/* Sets eps->total_weight (the set's weights differ: picks follow them, as Envoy's
+ * load_balancing_weight; equal weights keep the plain policies). Call once filled. */
+void cluster_eps_weigh(struct cluster_eps *eps);
 /* True if the two sets hold the same addresses in the same order. */
 bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b);
 
 /* Picks an endpoint. rr is the worker's round-robin cursor for this cluster; active (may
  * be NULL) gives a worker-local count of active requests per endpoint index for
  * LEAST_REQUEST (two random choices, the less loaded wins, as Envoy does); rnd is a
- * random 32-bit value. Returns NULL if the set is empty. */
+ * random 32-bit value. With weights (total_weight set), each endpoint gets its share of
+ * picks: round robin walks the weight line in turn, random and least request draw on it.
+ * Returns NULL if the set is empty. */
 const struct cluster_ep *cluster_pick(const struct cluster *c, const struct cluster_eps *eps,
                                       uint32_t *rr, const uint32_t *active, uint32_t rnd);
 /* cluster_pick among the endpoints whose excluded[i] is zero (excluded may be NULL: all

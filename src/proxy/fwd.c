@@ -52,6 +52,7 @@
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
+#include "core/sbuf.h"
 #include "core/util.h"
 #include "http/h1.h"
 #include "net/dns.h"
@@ -95,6 +96,9 @@ struct stream {
 	struct stream *next_free;       /* in the worker's free list */
 	struct uconn *u;
 	struct snap *snap;              /* reference held for the request's lifetime */
+	/* The route's rewrite.uri / rewrite.authority applied to this request (NULL: none).
+	 * Allocated only for routes that rewrite; before `req` so st_get zeroes them. */
+	char *rw_path, *rw_auth;
 	struct h1_parser rp;
 	struct h1_msg req;              /* spans into d->in */
 	const struct route *route;
@@ -164,6 +168,7 @@ struct dconn {
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
+	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -255,6 +260,9 @@ static inline bool d_busy(const struct dconn *d)
 /* Clears the per-request part of st (everything from route on) for a new request. */
 static void st_reset(struct stream *st)
 {
+	free(st->rw_path);
+	free(st->rw_auth);
+	st->rw_path = st->rw_auth = NULL;
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
 	loop_timer_init(&st->cb_wake, st_on_wake);
@@ -290,6 +298,9 @@ static void st_put(struct dconn *d)
 	if (!st)
 		return;
 	d->st = NULL;
+	free(st->rw_path);
+	free(st->rw_auth);
+	st->rw_path = st->rw_auth = NULL;
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);
 		return;
@@ -721,7 +732,10 @@ static void st_log(struct stream *st)
 	}
 	e.user_agent = req_header(st, "user-agent");
 	e.request_id = cstr(st->reqid);
-	e.authority = st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
+	/* Envoy's host_rewrite changes the request's :authority, which the log shows; a
+	 * path rewrite keeps the original path there (X-ENVOY-ORIGINAL-PATH). */
+	e.authority = st->rw_auth ? cstr(st->rw_auth)
+	              : st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
 	              ? span_str(d->in, st->req.headers[st->req.host_idx].value)
 	              : span_str(d->in, st->req.authority);
 	e.upstream_host = cstr(st->ep_str[0] ? st->ep_str : NULL);
@@ -1132,6 +1146,10 @@ static void st_send_head_h2(struct stream *st)
 	 * originates TLS itself); any other TLS upstream is https. */
 	h2_request_from_h1(&st->req, b, st->cl->tls_mode == CLUSTER_TLS_ISTIO_MUTUAL ? "http" : "https",
 	                   &c);
+	if (st->rw_path)
+		c.rq.path = (struct h2_str){ st->rw_path, strlen(st->rw_path) };
+	if (st->rw_auth)
+		c.rq.authority = (struct h2_str){ st->rw_auth, strlen(st->rw_auth) };
 	str_copy(xff, sizeof(xff), d->remote_ip);
 	/* Compact c.hdrs in place, dropping what the gateway replaces; room for ours stays
 	 * (c.hdrs has two spare slots beyond H1_MAX_HEADERS, plus those dropped). */
@@ -1144,11 +1162,21 @@ static void st_send_head_h2(struct stream *st)
 		}
 		if (gw && h1_name_eq(f->name.p, f->name.len, "x-forwarded-proto", 17))
 			continue;
+		if (st->rw_path && h1_name_eq(f->name.p, f->name.len, "x-envoy-original-path", 21))
+			continue;
 		h[n++] = *f;
 	}
 	{
-		struct h2_header extra[4];
+		struct h2_header extra[5];
 		size_t ne = 0;
+
+		if (st->rw_path) {
+			struct h1_span p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path
+			                                                           : st->req.target;
+
+			extra[ne++] = (struct h2_header){ { "x-envoy-original-path", 21 },
+			                                  { b + p.off, p.len } };
+		}
 
 		if (gw) {
 			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
@@ -1184,7 +1212,9 @@ static void st_send_head(struct stream *st)
 	}
 	iob_append(o, b + m->method.off, m->method.len);
 	iob_append(o, " ", 1);
-	if (m->target_form == H1_TF_ABSOLUTE) {
+	if (st->rw_path) {
+		iob_adds(o, st->rw_path);
+	} else if (m->target_form == H1_TF_ABSOLUTE) {
 		if (m->path.len == 0)
 			iob_append(o, "/", 1);
 		else if (b[m->path.off] == '?')
@@ -1201,7 +1231,10 @@ static void st_send_head(struct stream *st)
 			continue;
 		/* A request in absolute-form (to a forward proxy) is sent on in origin-form,
 		 * with the URI's authority as Host (RFC 9112 section 3.2.2). */
-		if (m->target_form == H1_TF_ABSOLUTE && (int)i == m->host_idx)
+		if ((m->target_form == H1_TF_ABSOLUTE || st->rw_auth) && (int)i == m->host_idx)
+			continue;
+		if (st->rw_path && h1_name_eq(b + hd->name.off, hd->name.len,
+		                              "x-envoy-original-path", 21))
 			continue;
 		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-for", 15) &&
 		    px->role == SNAP_ROLE_GATEWAY) {
@@ -1219,8 +1252,15 @@ static void st_send_head(struct stream *st)
 			continue;
 		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
-	if (m->target_form == H1_TF_ABSOLUTE) {
+	if (st->rw_auth)
+		iob_field_s(o, "host", st->rw_auth);
+	else if (m->target_form == H1_TF_ABSOLUTE)
 		iob_field(o, "host", 4, b + m->authority.off, m->authority.len);
+	if (st->rw_path) {
+		/* Envoy tells the upstream what the path was before the rewrite. */
+		struct h1_span p = m->target_form == H1_TF_ABSOLUTE ? m->path : m->target;
+
+		iob_field(o, "x-envoy-original-path", 21, b + p.off, p.len);
 	}
 	if (px->role == SNAP_ROLE_GATEWAY) {
 		if (!have_xff)
@@ -2210,6 +2250,14 @@ static void d_handoff(struct dconn *d, struct tun_req *r)
  * anything else): an opaque tunnel, to the cluster of its SNI and original port when the
  * registry has one, else as the outbound traffic policy says. A connection made to the
  * capture port directly has no destination to pass it to: it is closed. */
+/* The cluster of the ServiceEntry whose addresses cover dst, or NULL. */
+static struct cluster *snap_addr_cluster(const struct snap *s, const struct sock_addr *dst)
+{
+	const struct snap_addr *a = snap_addr_find(s, dst);
+
+	return a ? a->cl : NULL;
+}
+
 static void d_tcp_handoff(struct dconn *d, const char *sni)
 {
 	struct worker *w = d->w;
@@ -2225,7 +2273,11 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
 	}
 	memset(&r, 0, sizeof(r));
 	r.snap = w->snap;
-	r.cl = sni && sni[0] ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
+	/* A ServiceEntry address first: Istio's listener for that IP:port wins over the
+	 * port's wildcard one, where the SNI is looked at. */
+	r.cl = snap_addr_cluster(w->snap, &d->odst);
+	if (!r.cl && sni && sni[0])
+		r.cl = sidecar_tcp_cluster(w->snap, sni, port);
 	if (!r.cl)
 		r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY ? &sidecar_blackhole_cluster
 		                                                         : &sidecar_passthrough_cluster;
@@ -2245,8 +2297,15 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
  * tunnel. */
 static int d_sniff(struct dconn *d)
 {
+	const struct snap_addr *a = d->redirected ? snap_addr_find(d->w->snap, &d->odst) : NULL;
 	char sni[256];
 	int rc;
+
+	if (a && a->opaque) {
+		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
+		d_tcp_handoff(d, NULL);
+		return 1;
+	}
 
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
@@ -2294,6 +2353,13 @@ static void st_sidecar_connect(struct stream *st)
 	}
 	memset(&r, 0, sizeof(r));
 	r.cl = sidecar_tcp_cluster(st->snap, host, port);
+	if (!r.cl && sock_is_ip_literal(host)) {
+		/* CONNECT to an IP: the ServiceEntry whose addresses cover it. */
+		struct sock_addr ip;
+
+		if (sock_addr_from_ip(host, port, &ip) == 0)
+			r.cl = snap_addr_cluster(st->snap, &ip);
+	}
 	if (!r.cl && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
 		STAT_INC(w->st.blackhole);
 		st->cl = &sidecar_blackhole_cluster;
@@ -2451,6 +2517,35 @@ static void st_pick_endpoint(struct stream *st)
 	st_connect(st, false);
 }
 
+/* The route's rewrite (Envoy's prefix_rewrite and host_rewrite_literal, which Istio makes
+ * of rewrite.uri and rewrite.authority): what st_send_head sends instead of the target and
+ * Host. The rewritten host is the request's host from here on, so the automatic SNI and
+ * SAN check follow it, as Envoy's auto_sni does. */
+static void st_rewrite(struct stream *st, const struct route_match *hit, const char *path,
+                       size_t len)
+{
+	const struct route *r = st->route;
+
+	if (r->rewrite_uri) {
+		struct sbuf p = SBUF_INIT;
+
+		route_rewrite_path(r->rewrite_uri, hit, path, len, &p);
+		st->rw_path = sbuf_steal(&p);
+	}
+	if (r->rewrite_authority) {
+		char h[sizeof(st->hostbuf) - 2];
+		uint16_t port;
+
+		st->rw_auth = xstrdup(r->rewrite_authority);
+		if (sidecar_split_authority(st->rw_auth, strlen(st->rw_auth), h, sizeof(h), &port,
+		                            0) < 0)
+			str_copy(h, sizeof(h), st->rw_auth);
+		/* st->host keeps an IPv6 literal's brackets (st_set_host). */
+		snprintf(st->hostbuf, sizeof(st->hostbuf), strchr(h, ':') ? "[%s]" : "%s", h);
+		st->host = st->hostbuf;
+	}
+}
+
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
 static void st_begin(struct dconn *d)
 {
@@ -2460,6 +2555,7 @@ static void st_begin(struct dconn *d)
 	const struct route_dest *dest;
 	struct route_req rq;
 	struct hdr_ctx hc = { &st->req, d->in };
+	const struct route_match *hit;
 	uint16_t port;
 	int rid;
 
@@ -2541,7 +2637,7 @@ static void st_begin(struct dconn *d)
 	rq.port = port;
 	rq.header = route_header_cb;
 	rq.header_ctx = &hc;
-	st->route = route_select(vh, &rq);
+	st->route = route_select_hit(vh, &rq, &hit);
 	if (!st->route) {
 		STAT_INC(w->st.no_route);
 		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
@@ -2568,6 +2664,8 @@ static void st_begin(struct dconn *d)
 		st_finish(st);
 		return;
 	}
+	if (st->route->rewrite_uri || st->route->rewrite_authority)
+		st_rewrite(st, hit, rq.path, rq.path_len);
 	dest = route_pick_dest(st->route, worker_rand(w));
 	if (!dest || !dest->cluster) {
 		st_local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
@@ -2957,6 +3055,26 @@ static void d_handshake(struct dconn *d)
 	d_read(d);
 }
 
+/* First bytes on a plain listener that also takes the mesh's mutual TLS (snap.h
+ * mesh_ctx): a TLS handshake record starts the ISTIO_MUTUAL handshake, anything else is
+ * plain HTTP. Only peeked, so either reader starts at the first byte. */
+static void d_mesh_sniff(struct dconn *d)
+{
+	unsigned char c;
+	ssize_t n = recv(d->io.fd, &c, 1, MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	d->mesh_sniff = false;
+	if (n == 1 && c == 0x16 && d->lst && d->lst->mesh_ctx) {
+		d->tls = tls_server_new(d->lst->mesh_ctx, d->io.fd);
+		d->hs_done = false;
+		d_handshake(d);
+		return;
+	}
+	d_read(d);
+}
+
 static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct dconn *d = container_of(io, struct dconn, io);
@@ -2967,6 +3085,8 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 			d->dead = true;
 	} else if (!d->hs_done) {
 		d_handshake(d);
+	} else if (d->mesh_sniff) {
+		d_mesh_sniff(d);
 	} else {
 		if (ev & LOOP_WRITE)
 			d_flush(d);
@@ -3021,6 +3141,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	if (sl && sl->tls && sl->ctx) {
 		d->tls = tls_server_new(sl->ctx, fd);
 		d->hs_done = false;
+	} else if (sl && sl->mesh_ctx) {
+		d->mesh_sniff = true;
 	}
 	d->next = w->dconns;
 	if (d->next)

@@ -1,4 +1,5 @@
 #include "proxy/route.h"
+#include "core/sbuf.h"
 #include "core/util.h"
 
 #include <ctype.h>
@@ -226,18 +227,52 @@ static bool route_match_hit(const struct route_match *m, const struct route_req 
 	return true;
 }
 
-const struct route *route_select(const struct route_vhost *vh, const struct route_req *req)
+const struct route *route_select_hit(const struct route_vhost *vh, const struct route_req *req,
+                                     const struct route_match **hit)
 {
+	*hit = NULL;
 	for (size_t i = 0; i < vh->nroutes; i++) {
 		const struct route *r = &vh->routes[i];
 
 		if (r->nmatches == 0)
 			return r;
 		for (size_t j = 0; j < r->nmatches; j++)
-			if (route_match_hit(&r->matches[j], req))
+			if (route_match_hit(&r->matches[j], req)) {
+				*hit = &r->matches[j];
 				return r;
+			}
 	}
 	return NULL;
+}
+
+const struct route *route_select(const struct route_vhost *vh, const struct route_req *req)
+{
+	const struct route_match *hit;
+
+	return route_select_hit(vh, req, &hit);
+}
+
+void route_rewrite_path(const char *rewrite, const struct route_match *hit, const char *path,
+                        size_t len, struct sbuf *out)
+{
+	const char *qm = memchr(path, '?', len);
+	size_t plen = qm ? (size_t)(qm - path) : len;
+	size_t cut;
+
+	/* An absolute-form target may have no path at all ("http://h" or "http://h?q"). */
+	if (plen == 0) {
+		sbuf_adds(out, rewrite);
+		sbuf_add(out, path, len);
+		return;
+	}
+	if (!hit || hit->uri.kind == SM_ANY)
+		cut = path[0] == '/' ? 1 : 0;      /* Istio's catch-all match is prefix "/" */
+	else if (hit->uri.kind == SM_PREFIX)
+		cut = hit->uri.len <= plen ? hit->uri.len : plen;
+	else
+		cut = plen;                        /* exact and regex: the whole path */
+	sbuf_adds(out, rewrite);
+	sbuf_add(out, path + cut, len - cut);
 }
 
 const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd)

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 struct cluster;
+struct sbuf;
 
 enum strmatch_kind {
 	SM_ANY,     /* no condition */
@@ -126,6 +127,16 @@ const struct route_vhost *route_vhost_find(const struct route_table *t, const ch
                                            size_t len);
 /* The first route of the vhost whose matches hit, or NULL (404 NR). */
 const struct route *route_select(const struct route_vhost *vh, const struct route_req *req);
+/* route_select, also giving the match that hit in *hit (NULL for a route without matches). */
+const struct route *route_select_hit(const struct route_vhost *vh, const struct route_req *req,
+                                     const struct route_match **hit);
+/* rewrite.uri as Istio hands it to Envoy (prefix_rewrite): appends to out the path path
+ * (len bytes, origin-form, query included) with the part the match hit replaced by
+ * rewrite. A prefix match replaces its prefix; an exact or regex match the whole path
+ * (the query string stays); a route without a uri match is Istio's prefix "/", so its
+ * leading "/" is what is replaced ("/v1" + "/a" gives "/v1a", as in Envoy). */
+void route_rewrite_path(const char *rewrite, const struct route_match *hit, const char *path,
+                        size_t len, struct sbuf *out);
 /* Picks a destination by weight, using the caller's random value r (any 32-bit value). */
 const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd);
 void route_table_free(struct route_table *t);

@@ -427,6 +427,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 		snap_sidecar_routes(&b);
 	}
 	snap_clusters(&b);
+	snap_addrs(&b);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
@@ -479,6 +480,7 @@ static void snap_listener_fini(struct snap_listener *l)
 	free(l->servers);
 	route_table_free(l->routes);
 	free(l->name);
+	tls_ctx_unref(l->mesh_ctx);
 }
 
 void snap_unref(struct snap *s)
@@ -496,6 +498,7 @@ void snap_unref(struct snap *s)
 	for (size_t i = 0; i < s->noutbound; i++)
 		route_table_free(s->outbound[i]);
 	free(s->outbound);
+	free(s->addrs);
 	free(s->config_dump);
 	free(s);
 }

@@ -77,6 +77,12 @@ struct snap_listener {
 	struct snap_server *servers;
 	size_t nservers;
 	struct route_table *routes;  /* "http.80" */
+	/* A listener of plain HTTP servers also accepts the mesh's mutual TLS (a sidecar's
+	 * automatic mutual TLS, as Istio's gateways do, PERMISSIVE): a connection that
+	 * starts with a TLS handshake record is served with this ISTIO_MUTUAL context (the
+	 * gateway's workload certificate, a client certificate chained to the mesh root
+	 * required), then routed like plain HTTP. NULL without --identity. Owned. */
+	struct tls_ctx *mesh_ctx;
 };
 
 struct snap {
@@ -95,9 +101,29 @@ struct snap {
 	struct route_table **outbound;
 	size_t noutbound;
 
+	/* ServiceEntry addresses x ports (snap_addr.c), longest prefix first. */
+	struct snap_addr *addrs;
+	size_t naddrs;
+
 	/* JSON of the active configuration, made once at build time for /config_dump. */
 	char *config_dump;
 };
+
+/* One ServiceEntry address (an IP is a /32 or /128) and port, and its cluster. */
+struct snap_addr {
+	int family;                   /* AF_INET, AF_INET6 */
+	uint8_t net[16];
+	unsigned prefix;
+	uint16_t port;
+	size_t order;                 /* document order, for equal prefixes */
+	bool opaque;                  /* the port's protocol is neither HTTP-like nor unset:
+	                               * TCP proxying, no HTTP detection (Istio's TCP ports) */
+	struct cluster *cl;
+};
+
+/* The entry of the ServiceEntry whose addresses cover dst's IP and whose ports have
+ * dst's port (the longest prefix wins), or NULL. */
+const struct snap_addr *snap_addr_find(const struct snap *s, const struct sock_addr *dst);
 
 /* What snap_build needs besides the resources. */
 struct snap_params {
@@ -111,6 +137,10 @@ struct snap_params {
 	 * streams are served by fwd_h2.c), clusters set h2_alpn (cluster.h). false: only
 	 * HTTP/1.1 anywhere (egressgw --no-http2). */
 	bool http2;
+	/* Hosts known to be mesh workloads (FQDNs, NULL-terminated; may be NULL): the egress
+	 * gateway's service, --mesh-hosts. With the other signs (snap_cluster.c), a cluster
+	 * to one of them that no DestinationRule gives `tls` speaks ISTIO_MUTUAL. */
+	const char **mesh_hosts;
 	/* The credentials loaded so far (secrets/secret.h), kept across builds by the owner:
 	 * last good versions, TLS client contexts reused while their inputs are unchanged,
 	 * the list the admin shows. NULL: a cache for this build only. */

@@ -7,7 +7,9 @@
  *
  * Discovery: the ServiceEntry listing the host exactly decides (DNS, DNS_ROUND_ROBIN,
  * STATIC, NONE -> original destination); a host without one is resolved by DNS (or used
- * as is when it is an IP literal). Endpoint ports: the endpoint's `ports[PORT-NAME]`,
+ * as is when it is an IP literal). A subset cluster keeps the ServiceEntry endpoints whose
+ * labels carry every label of the subset (res_labels_select); the hosts' own addresses
+ * (DNS without endpoints) have no labels. Endpoint ports: the endpoint's `ports[PORT-NAME]`,
  * else the port's targetPort, else its number (Istio's order).
  *
  * DestinationRule: the proxy's namespace first, then the host's namespace (the
@@ -280,8 +282,14 @@ static void snap_static_one(struct cluster *c, const char *ip, uint16_t port)
 	atomic_store(&c->eps, eps);
 }
 
+/* True when the ServiceEntry endpoint belongs to the subset (no subset: every one). */
+static bool snap_ep_in(const struct se_endpoint *ep, const struct dr_subset *sub)
+{
+	return !sub || res_labels_select(&sub->labels, &ep->labels);
+}
+
 static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
-                                   const struct resource *ser)
+                                   const struct resource *ser, const struct dr_subset *sub)
 {
 	const struct serviceentry *se = ser ? ser->u.se : NULL;
 	const struct se_port *sp;
@@ -320,6 +328,8 @@ static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
 			const struct se_endpoint *ep = &se->endpoints.v[i];
 			struct cluster_ep *e = &eps->v[n];
 
+			if (!snap_ep_in(ep, sub))
+				continue;
 			if (sock_addr_from_ip(ep->address, snap_ep_port(ep, sp, c->port), &e->addr) < 0) {
 				diag_warn(b->d, ep->pos.file, ep->pos.line, ep->pos.col,
 				          "ServiceEntry %s: endpoint \"%s\" is not an IP address; skipped "
@@ -332,6 +342,7 @@ static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
 			n++;
 		}
 		eps->n = n;
+		cluster_eps_weigh(eps);
 		atomic_store(&c->eps, eps);
 		return;
 	}
@@ -341,21 +352,37 @@ static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
 		c->discovery = se->resolution == SE_RESOLUTION_DNS_ROUND_ROBIN ?
 		               CLUSTER_DNS_ROUND_ROBIN : CLUSTER_DNS;
 		if (se->endpoints.n) {
+			size_t n = 0;
+
 			c->names = xcalloc(se->endpoints.n, sizeof(*c->names));
 			for (size_t i = 0; i < se->endpoints.n; i++) {
 				const struct se_endpoint *ep = &se->endpoints.v[i];
 
-				c->names[i].host = xstrdup(ep->address);
-				c->names[i].port = snap_ep_port(ep, sp, c->port);
-				c->names[i].weight = ep->weight ? ep->weight : 1;
+				if (!snap_ep_in(ep, sub))
+					continue;
+				c->names[n].host = xstrdup(ep->address);
+				c->names[n].port = snap_ep_port(ep, sp, c->port);
+				c->names[n].weight = ep->weight ? ep->weight : 1;
+				n++;
 			}
-			c->nnames = se->endpoints.n;
+			c->nnames = n;
+		} else if (sub && sub->labels.n) {
+			/* The hosts' own addresses carry no labels: a subset that selects by
+			 * labels has no endpoint (503 UH), as in Istio. */
+			c->nnames = 0;
 		} else {
 			c->names = xcalloc(1, sizeof(*c->names));
 			c->names[0].host = xstrdup(c->host);
 			c->names[0].port = snap_ep_port(NULL, sp, c->port);
 			c->names[0].weight = 1;
 			c->nnames = 1;
+		}
+		if (c->nnames == 0) {
+			/* Nothing to resolve: a cluster without endpoints. */
+			free(c->names);
+			c->names = NULL;
+			c->discovery = CLUSTER_STATIC;
+			atomic_store(&c->eps, cluster_eps_new(0));
 		}
 		return;
 	}
@@ -676,6 +703,39 @@ static uint64_t snap_conn_id(const struct cluster *c)
 
 /* ---- clusters ---- */
 
+/* Automatic mutual TLS (Istio's enableAutoMtls): is the cluster's destination a mesh
+ * workload? Istio knows it from the endpoints' security.istio.io/tlsMode=istio label
+ * (the injector puts it on every pod with a sidecar). Without a Kubernetes registry the
+ * signs are: the host is one of the proxy's mesh hosts (the egress gateway's service,
+ * --mesh-hosts), its ServiceEntry says location MESH_INTERNAL, or every endpoint the
+ * cluster selects carries the tlsMode label. */
+static bool snap_mesh_dest(const struct snap_b *b, const struct cluster *c,
+                           const struct resource *ser, const struct dr_subset *sub)
+{
+	const struct serviceentry *se = ser ? ser->u.se : NULL;
+	size_t n = 0;
+
+	for (const char **h = b->p->mesh_hosts; h && *h; h++)
+		if (strcasecmp(*h, c->host) == 0)
+			return true;
+	if (!se)
+		return false;
+	if (se->location == SE_LOCATION_MESH_INTERNAL)
+		return true;
+	for (size_t i = 0; i < se->endpoints.n; i++) {
+		const struct se_endpoint *ep = &se->endpoints.v[i];
+		const char *mode;
+
+		if (!snap_ep_in(ep, sub))
+			continue;
+		mode = res_strmap_get(&ep->labels, "security.istio.io/tlsMode");
+		if (!mode || strcmp(mode, "istio") != 0)
+			return false;
+		n++;
+	}
+	return n > 0;
+}
+
 static const struct dr_subset *snap_subset(const struct resource *drr, const char *name)
 {
 	if (!drr)
@@ -717,10 +777,19 @@ static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ck
 	c->lb = CLUSTER_LB_ROUND_ROBIN;
 	atomic_init(&c->eps, NULL);
 	atomic_init(&c->dns_failed, false);
-	snap_cluster_discovery(b, c, ser);
+	snap_cluster_discovery(b, c, ser, sub);
 	snap_cluster_policy(c, &pol);
 	snap_cluster_outlier(c, pol.od);
-	snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+	if (!pol.tls && c->discovery != CLUSTER_ORIGINAL_DST && snap_mesh_dest(b, c, ser, sub)) {
+		/* No DestinationRule sets tls toward a mesh workload: ISTIO_MUTUAL, as Istio's
+		 * automatic mutual TLS (default SNI, the ServiceEntry's subjectAltNames). */
+		static const struct dr_tls auto_mtls = { .mode = DR_TLS_ISTIO_MUTUAL };
+
+		c->auto_mtls = true;
+		snap_cluster_tls(b, c, &auto_mtls, ser, drr, bc);
+	} else {
+		snap_cluster_tls(b, c, pol.tls, ser, drr, bc);
+	}
 	c->conn_id = snap_conn_id(c);
 
 	bc->c = c;

@@ -360,6 +360,30 @@ out:
 	return rc;
 }
 
+/* The ISTIO_MUTUAL context a plain HTTP listener accepts the mesh's mutual TLS with
+ * (snap.h: mesh_ctx). Without it a sidecar's automatic mutual TLS would fail: logged. */
+static void snap_mesh_ctx(struct snap_b *b, struct snap_listener *l)
+{
+	struct tls_server_params sp;
+	struct tls_identity_files idf;
+	struct sbuf err = SBUF_INIT;
+
+	if (l->tls || !b->p->identity_dir)
+		return;
+	for (size_t i = 0; i < l->nservers; i++)
+		if (l->servers[i].tls != SNAP_SRV_PLAIN)
+			return;
+	memset(&sp, 0, sizeof(sp));
+	tls_identity_files(b->p->identity_dir, &idf, &sp.cert, &sp.key, &sp.client_ca);
+	sp.alpn = b->p->http2 ? snap_gw_alpn : snap_gw_alpn + 1;
+	sp.nalpn = b->p->http2 ? ARRAY_SIZE(snap_gw_alpn) : 1;
+	l->mesh_ctx = tls_server_ctx_new(&sp, &err);
+	if (!l->mesh_ctx)
+		diag_warn(b->d, NULL, 0, 0, "listener %s: no mesh mutual TLS (ISTIO_MUTUAL) for "
+		          "sidecars: %s; it serves plain HTTP only", l->name, sbuf_str(&err));
+	sbuf_free(&err);
+}
+
 static void snap_listener_discard(struct snap_listener *l)
 {
 	for (size_t i = 0; i < l->nservers; i++)
@@ -431,6 +455,8 @@ int snap_gw_listeners(struct snap_b *b)
 	free(g);
 	if (rc < 0)
 		return -1;
+	for (size_t i = 0; i < s->nlisteners; i++)
+		snap_mesh_ctx(b, &s->listeners[i]);
 	/* The listeners array is final now: the SNI callbacks may point into it. */
 	for (size_t i = 0; i < s->nlisteners; i++)
 		if (s->listeners[i].ctx)

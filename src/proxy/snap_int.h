@@ -155,6 +155,8 @@ const struct snap_ref *snap_refs_find(const struct snap_ref *v, size_t n, const 
  * into out. */
 const char *snap_host_ns(const struct snap_b *b, const char *host, char *out, size_t n);
 void snap_lower(char *s);
+/* snap_addr.c: s->addrs from the ServiceEntries' addresses (after snap_clusters). */
+void snap_addrs(struct snap_b *b);
 
 /* ---- snap_gw.c: gateway listeners ---- */
 int snap_gw_listeners(struct snap_b *b);

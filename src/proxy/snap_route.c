@@ -577,7 +577,10 @@ void snap_sidecar_routes(struct snap_b *b)
 	free(ports);
 }
 
-/* ---- warnings ---- */
+/* ---- warnings ----
+ * HTTP route fields that are accepted and not applied (retries, fault, mirror, headers,
+ * ...) are flagged in the keyword tables (config/res_tables.c, KWF_UNAPPLIED) and warned
+ * by the decoder, so apply, analyze and this log say the same. */
 
 void snap_vs_warn_unsupported(struct snap_b *b)
 {
@@ -590,33 +593,5 @@ void snap_vs_warn_unsupported(struct snap_b *b)
 		if (vs->tls.n || vs->tcp.n)
 			diag_warn(b->d, vs->pos.file, vs->pos.line, vs->pos.col,
 			          "VirtualService %s: tls and tcp routes are not served yet; ignored", id);
-		for (size_t i = 0; i < vs->http.n; i++) {
-			const struct vs_http_route *hr = &vs->http.v[i];
-			struct sbuf what = SBUF_INIT;
-
-			if (hr->retries)
-				sbuf_adds(&what, ", retries");
-			if (hr->fault)
-				sbuf_adds(&what, ", fault");
-			if (hr->mirror)
-				sbuf_adds(&what, ", mirror");
-			if (hr->headers)
-				sbuf_adds(&what, ", headers");
-			for (size_t j = 0; j < hr->route.n; j++)
-				if (hr->route.v[j].headers) {
-					sbuf_adds(&what, ", route[].headers");
-					break;
-				}
-			if (hr->redirect && (hr->redirect->scheme || hr->redirect->port ||
-			                     hr->redirect->derive_port))
-				sbuf_adds(&what, ", redirect scheme/port");
-			if (hr->rewrite && hr->rewrite->uri_regex_rewrite)
-				sbuf_adds(&what, ", rewrite.uriRegexRewrite");
-			if (what.len)
-				diag_warn(b->d, hr->pos.file, hr->pos.line, hr->pos.col,
-				          "VirtualService %s: http[%zu]: not applied yet: %s", id, i,
-				          what.s + 2);
-			sbuf_free(&what);
-		}
 	}
 }

@@ -674,7 +674,7 @@ def test_broken_stored_file_is_a_warning_not_a_blocker(ctl, walkthrough, store):
     r = ctl("get", "se")
     assert r.rc == 0
     assert "cnn" in r.out and "fine" in r.out
-    assert re.search(rf"^{re.escape(str(bad))}:22:13: warning: ", r.err, re.M), r.err
+    assert re.search(rf"^Warning: {re.escape(str(bad))}:22:13: ", r.err, re.M), r.err
 
 
 # ---------------------------------------------------------------------------------------

@@ -109,14 +109,36 @@ static void assert_diags(const struct diags *d, const char *const *want)
 	}
 }
 
+/* Removes the warnings for fields accepted and not applied (KWF_UNAPPLIED; those have
+ * their own test, unapplied_fields_are_warned_at_the_field) and returns how many. */
+static size_t drop_unapplied(struct diags *d)
+{
+	size_t k = 0, n = d->n;
+
+	for (size_t i = 0; i < n; i++) {
+		struct diag *e = &d->v[i];
+
+		if (e->level == DIAG_WARNING && strstr(e->msg, ": not applied by egressgw; ignored")) {
+			free(e->file);
+			free(e->msg);
+			continue;
+		}
+		d->v[k++] = *e;
+	}
+	d->n = k;
+	return n - k;
+}
+
 /* Decodes the single document of text (file "t.yaml") and checks the result code and
- * every diagnostic. On failure the resource must be left zeroed. */
+ * every diagnostic (but the not-applied warnings: these tests are about validation). On
+ * failure the resource must be left zeroed. */
 static void expect_decode(const char *text, const char *ns, int want_rc, const char *const *want)
 {
 	struct decoded x;
 
 	decode_text(&x, "t.yaml", text, ns);
 	assert_int_equal(x.n, 1);
+	drop_unapplied(&x.d);
 	assert_diags(&x.d, want);
 	assert_int_equal(x.rc[0], want_rc);
 	if (want_rc != 0) {
@@ -518,6 +540,27 @@ static void walkthrough_kubernetes_workloads_are_not_istio_configuration(void **
  * Decoded values
  * ------------------------------------------------------------------------------- */
 
+/* Fields accepted and not applied (KWF_UNAPPLIED) warn at the field, with its path. */
+static void unapplied_fields_are_warned_at_the_field(void **state)
+{
+	struct decoded x;
+
+	(void)state;
+	decode_text(&x, "t.yaml",
+	            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	            "spec:\n  hosts: [a.example.com]\n  http:\n"
+	            "  - retries: {attempts: 2}\n"
+	            "    route: [{destination: {host: a.example.com}, headers: {request: {remove: [x]}}}]\n",
+	            "default");
+	assert_int_equal(x.rc[0], 0);
+	assert_diags(&x.d, DIAGS(
+		"t.yaml:7:5: warning: VirtualService default/vs: spec.http[0].retries: not applied by "
+		"egressgw; ignored",
+		"t.yaml:8:50: warning: VirtualService default/vs: spec.http[0].route[0].headers: not "
+		"applied by egressgw; ignored"));
+	decoded_free(&x);
+}
+
 static void durations_are_read_as_go_durations_into_milliseconds(void **state)
 {
 	struct decoded x;
@@ -542,6 +585,7 @@ static void durations_are_read_as_go_durations_into_milliseconds(void **state)
 	            "default");
 	assert_int_equal(x.rc[0], 0);
 	assert_int_equal(x.rc[1], 0);
+	assert_int_equal(drop_unapplied(&x.d), 2);   /* retries, tcpKeepalive */
 	assert_int_equal(x.d.n, 0);
 	h = x.r[0].u.vs->http.v;
 	assert_int_equal(h[0].timeout_ms, 90000);
@@ -656,6 +700,8 @@ static void http_routes_keep_every_supported_field(void **state)
 	if (x.rc[0] != 0)
 		diags_print(&x.d, stderr);
 	assert_int_equal(x.rc[0], 0);
+	/* route[].headers, retries, fault, mirror, mirrorPercentage, headers */
+	assert_int_equal(drop_unapplied(&x.d), 6);
 	assert_int_equal(x.d.n, 0);
 	h = &x.r[0].u.vs->http.v[0];
 	assert_string_equal(h->name, "main");
@@ -1977,6 +2023,7 @@ int main(void)
 		cmocka_unit_test(null_values_leave_fields_unset),
 		cmocka_unit_test(protocols_decode_case_insensitively),
 		cmocka_unit_test(http_routes_keep_every_supported_field),
+		cmocka_unit_test(unapplied_fields_are_warned_at_the_field),
 		cmocka_unit_test(secret_data_is_base64_decoded_and_string_data_wins),
 		cmocka_unit_test(unsupported_fields_do_not_make_routes_invalid),
 		cmocka_unit_test(empty_documents_are_not_resources),

@@ -22,7 +22,8 @@
  *                    load (bad PEM, key not matching the certificate): the same rules,
  *                    and the same code, as the gateway (secrets/secret.h)
  *   IST0106 Error    a stored document that does not decode (Warning IST0133 for the
- *                    store's warnings)
+ *                    store's warnings, among them every field egressgw accepts and does
+ *                    not apply, at its FILE:LINE: the decoder's keyword tables)
  * Without -n every namespace is analyzed (references cross namespaces: the walkthrough's
  * DestinationRule lives in istio-system); -n NS reports only NS's resources. */
 #include <stdio.h>
@@ -39,8 +40,9 @@
 
 static const char analyze_usage[] =
 	"Analyze the store's configuration and print potential problems, as `istioctl\n"
-	"analyze` does: references that do not resolve (Gateways, subsets, ports, Secrets)\n"
-	"and credentials the gateway could not load.\n"
+	"analyze` does: references that do not resolve (Gateways, subsets, ports, Secrets),\n"
+	"credentials the gateway could not load, and fields egressgw accepts but does not\n"
+	"apply (Warning IST0133, with the file and line of the field).\n"
 	"\n"
 	"Usage:\n"
 	"  egressctl analyze [-n NAMESPACE | -A] [--gateway-namespace NS] [-o log|json]\n"

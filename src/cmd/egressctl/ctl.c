@@ -184,7 +184,17 @@ void ctl_print_diags(const struct diags *d)
 		sbuf_reset(&line);
 		if (e->level == DIAG_ERROR && !e->file)
 			sbuf_adds(&line, "error: ");
-		diag_format(e, &line);
+		if (e->level == DIAG_WARNING) {
+			/* As kubectl prints the API server's warnings: "Warning: ..." on stderr
+			 * (the copy at error level only keeps diag_format from adding "warning: "). */
+			struct diag w = *e;
+
+			w.level = DIAG_ERROR;
+			sbuf_adds(&line, "Warning: ");
+			diag_format(&w, &line);
+		} else {
+			diag_format(e, &line);
+		}
 		fprintf(stderr, "%s\n", sbuf_str(&line));
 	}
 	sbuf_free(&line);

@@ -115,7 +115,8 @@ struct ynode *ctl_output_doc(struct ystream *out, const struct store_entry *e);
 /* kubectl's "NotFound" line on stderr. */
 void ctl_not_found(const struct res_kind_info *k, const char *name);
 
-/* Prints diagnostics to stderr (errors as they are, warnings as "warning: ..."). */
+/* Prints diagnostics to stderr: errors as they are, warnings as kubectl prints the API
+ * server's ("Warning: FILE:LINE:COL: Kind ns/name: field: problem"). */
 void ctl_print_diags(const struct diags *d);
 
 /* kubectl's age format: "5s", "3m20s", "17m", "5h3m", "2d", "400d", "3y". */

@@ -71,6 +71,11 @@ static const char usage[] =
 "                           (default istio=egressgateway; none for a sidecar, whose\n"
 "                           labels only matter to sourceLabels matches)\n"
 "  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
+"  --mesh-hosts H[,H...]    services whose endpoints are mesh workloads (automatic mutual\n"
+"                           TLS: ISTIO_MUTUAL to them unless a DestinationRule sets tls;\n"
+"                           default istio-egressgateway.istio-system.svc.cluster.local;\n"
+"                           ServiceEntries with location MESH_INTERNAL, and endpoints\n"
+"                           labelled security.istio.io/tlsMode=istio, count too)\n"
 "  --listen-address ADDR    address the Gateway listeners bind (default 0.0.0.0)\n"
 "  --outbound ADDR:PORT     sidecar: where the application's outbound traffic arrives,\n"
 "                           as an HTTP proxy (http_proxy=http://ADDR:PORT, CONNECT for\n"
@@ -159,6 +164,7 @@ struct dns_job {
 	size_t pending;                 /* names still resolving in this round */
 	struct dns_addr *addrs;         /* collected in this round, with per-name ports */
 	uint16_t *ports;
+	uint32_t *weights;              /* the ServiceEntry endpoint's weight, per address */
 	size_t naddrs;
 	uint32_t min_ttl;
 	bool failed;
@@ -251,8 +257,9 @@ static void dns_job_finish(struct dns_job *j)
 			eps->v[i].addr = j->addrs[i].addr;
 			sock_addr_set_port(&eps->v[i].addr, j->ports[i]);
 			sock_addr_str(&eps->v[i].addr, eps->v[i].str, sizeof(eps->v[i].str));
-			eps->v[i].weight = 1;
+			eps->v[i].weight = j->weights[i];
 		}
+		cluster_eps_weigh(eps);
 		old = atomic_load(&cl->eps);
 		if (cluster_eps_equal(old, eps)) {
 			free(eps);
@@ -298,8 +305,10 @@ static void dns_job_finish(struct dns_job *j)
 		refresh = DNS_MAX_REFRESH_MS;
 	free(j->addrs);
 	free(j->ports);
+	free(j->weights);
 	j->addrs = NULL;
 	j->ports = NULL;
+	j->weights = NULL;
 	j->naddrs = 0;
 	loop_timer_arm(g->loop, &j->timer, refresh);
 }
@@ -319,9 +328,11 @@ static void dns_add_result(struct dns_job *j, size_t idx, const struct dns_resul
 	}
 	j->addrs = xrealloc(j->addrs, (j->naddrs + res->n) * sizeof(*j->addrs));
 	j->ports = xrealloc(j->ports, (j->naddrs + res->n) * sizeof(*j->ports));
+	j->weights = xrealloc(j->weights, (j->naddrs + res->n) * sizeof(*j->weights));
 	for (size_t i = 0; i < res->n; i++) {
 		j->addrs[j->naddrs] = res->addrs[i];
 		j->ports[j->naddrs] = j->cl->names[idx].port;
+		j->weights[j->naddrs] = j->cl->names[idx].weight ? j->cl->names[idx].weight : 1;
 		if (res->addrs[i].ttl && (!j->min_ttl || res->addrs[i].ttl < j->min_ttl))
 			j->min_ttl = res->addrs[i].ttl;
 		j->naddrs++;
@@ -404,6 +415,7 @@ static void dns_jobs_stop(struct gw *g)
 		free(j->args);
 		free(j->addrs);
 		free(j->ports);
+		free(j->weights);
 	}
 	free(g->jobs);
 	g->jobs = NULL;
@@ -439,6 +451,7 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 				struct cluster_eps *copy = cluster_eps_new(oe->n);
 
 				memcpy(copy->v, oe->v, oe->n * sizeof(oe->v[0]));
+				copy->total_weight = oe->total_weight;
 				atomic_store(&cl->eps, copy);
 			}
 		}
@@ -1095,6 +1108,7 @@ int main(int argc, char **argv)
 		{ "namespace", required_argument, NULL, 'n' },
 		{ "labels", required_argument, NULL, 'l' },
 		{ "identity", required_argument, NULL, 'i' },
+		{ "mesh-hosts", required_argument, NULL, 'm' },
 		{ "listen-address", required_argument, NULL, 'L' },
 		{ "admin", required_argument, NULL, 'a' },
 		{ "access-log", required_argument, NULL, 'A' },
@@ -1123,6 +1137,7 @@ int main(int argc, char **argv)
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
 	unsigned long long nofile_old, nofile_now;
 	const char *listen = "0.0.0.0", *status_addr = NULL;
+	const char *mesh_hosts = "istio-egressgateway.istio-system.svc.cluster.local";
 	const char *outbound = "127.0.0.1:15001";
 	bool labels_given = false, no_http2 = false;
 	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
@@ -1163,6 +1178,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'i': g.params.identity_dir = optarg; break;
+		case 'm': mesh_hosts = optarg; break;
 		case '2': no_http2 = true; break;
 		case 'L': listen = optarg; break;
 		case 'a': admin_addr = optarg; break;
@@ -1281,6 +1297,7 @@ int main(int argc, char **argv)
 	raise_nofile(&nofile_old, &nofile_now);
 	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
 	g.params.labels = split_labels(labels);
+	g.params.mesh_hosts = split_labels(mesh_hosts);
 	g.params.http2 = !no_http2;
 	g.params.listen_address = listen;
 	g.params.store_root = g.store;
@@ -1405,6 +1422,8 @@ int main(int argc, char **argv)
 	loop_free(g.loop);
 	free((char *)g.params.labels[0]);
 	free(g.params.labels);
+	free((char *)g.params.mesh_hosts[0]);
+	free(g.params.mesh_hosts);
 	sbuf_free(&err);
 	log_info("main", "drained; exiting");
 	return 0;
