@@ -47,6 +47,7 @@
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
+#include "proxy/l4fwd.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
@@ -295,14 +296,6 @@ static void st_put(struct dconn *d)
 }
 
 /* ---- small helpers ---- */
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- I/O buffers ----
  * Connections take their buffers when they turn busy and give them back when they go idle
@@ -2174,14 +2167,30 @@ static void d_handoff(struct dconn *d, struct tun_req *r)
 	tun_start(d->w, r);
 }
 
+/* d_handoff for a connection that was never HTTP: what it sent so far goes first, and
+ * its log line starts at accept. */
+static void d_handoff_read(struct dconn *d, struct tun_req *r)
+{
+	r->local_s = d->local_s;
+	r->remote_s = d->remote_s;
+	r->initial = d->in;
+	r->ninitial = d->in_len;
+	r->start_wall_ms = d->accept_wall_ms;
+	r->start_ms = d->accept_ms;
+	d_handoff(d, r);
+}
+
 /* A redirected connection that is not HTTP (a TLS ClientHello, whose SNI is given, or
- * anything else): an opaque tunnel, to the cluster of its SNI and original port when the
- * registry has one, else as the outbound traffic policy says. A connection made to the
- * capture port directly has no destination to pass it to: it is closed. */
-static void d_tcp_handoff(struct dconn *d, const char *sni)
+ * anything else): the tls:/tcp: routes bound to "mesh" first (l4fwd.c), else an opaque
+ * tunnel to the cluster of its SNI and original port when the registry has one, else as
+ * the outbound traffic policy says. A connection made to the capture port directly has
+ * no destination to pass it to: it is closed. */
+static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 {
 	struct worker *w = d->w;
 	struct tun_req r;
+	struct l4_req q;
+	char ip[SOCK_ADDR_STRLEN];
 	uint16_t port = sock_addr_port(&d->odst);
 
 	d->sniffing = false;
@@ -2193,29 +2202,57 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
 	}
 	memset(&r, 0, sizeof(r));
 	r.snap = w->snap;
-	r.cl = sni && sni[0] ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
-	if (!r.cl)
-		r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY ? &sidecar_blackhole_cluster
-		                                                         : &sidecar_passthrough_cluster;
+	memset(&q, 0, sizeof(q));
+	q.sni = sni && sni[0] ? sni : NULL;
+	q.host = q.sni ? q.sni : sock_addr_ip_str(&d->odst, ip, sizeof(ip));
+	q.port = port;
+	q.dst = &d->odst;
+	if (l4_route_sidecar(w, &q, sst, &r) == 0) {
+		r.cl = q.sni ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
+		if (!r.cl)
+			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
+			       ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
+	}
 	r.dst = &d->odst;
 	r.sni = sni;
-	r.local_s = d->local_s;
-	r.remote_s = d->remote_s;
-	r.initial = d->in;
-	r.ninitial = d->in_len;
-	r.start_wall_ms = d->accept_wall_ms;
-	r.start_ms = d->accept_ms;
-	d_handoff(d, &r);
+	d_handoff_read(d, &r);
 }
 
-/* Classifies the first bytes of a capture-listener connection. Returns 0 when it is
- * HTTP (go on parsing), 1 when more bytes are needed or the connection was handed to a
- * tunnel. */
+/* A connection on a gateway PASSTHROUGH port, once its ClientHello is read (or is not
+ * one): routed by the listener's tls: routes (l4fwd.c), refused when none matches. */
+static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status sst)
+{
+	struct tun_req r;
+	struct l4_req q;
+
+	d->sniffing = false;
+	memset(&r, 0, sizeof(r));
+	memset(&q, 0, sizeof(q));
+	q.sni = sst == SNI_OK ? sni : NULL;
+	q.host = q.sni;
+	q.port = d->lst->port;
+	q.dst = &d->local;
+	r.snap = d->snap;
+	l4_route_gateway(d->w, d->lst, &q, sst, &r);
+	r.sni = q.sni;
+	d_handoff_read(d, &r);
+}
+
+/* Classifies the first bytes of a capture-listener connection, or reads the ClientHello
+ * on a gateway PASSTHROUGH port. Returns 0 when it is HTTP (go on parsing), 1 when more
+ * bytes are needed or the connection was handed to a tunnel. */
 static int d_sniff(struct dconn *d)
 {
 	char sni[256];
-	int rc;
+	enum sni_status sst;
 
+	if (!d->sidecar) {
+		sst = sni_read((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
+		if (sst == SNI_NEED_MORE)
+			return 1;
+		d_gw_sni_handoff(d, sni, sst);
+		return 1;
+	}
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
 		return 1;
@@ -2223,14 +2260,14 @@ static int d_sniff(struct dconn *d)
 		d->sniffing = false;
 		return 0;
 	case SIDECAR_PROTO_TLS:
-		rc = sidecar_sniff_sni((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
-		if (rc == 1)
+		sst = sni_read((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
+		if (sst == SNI_NEED_MORE)
 			return 1;
-		d_tcp_handoff(d, rc == 0 ? sni : NULL);
+		d_tcp_handoff(d, sst == SNI_OK ? sni : NULL, sst);
 		return 1;
 	case SIDECAR_PROTO_OPAQUE:
 	default:
-		d_tcp_handoff(d, NULL);
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
 		return 1;
 	}
 }
@@ -2243,6 +2280,8 @@ static void st_sidecar_connect(struct stream *st)
 	struct worker *w = d->w;
 	const char *b = d->in;
 	struct tun_req r;
+	struct l4_req q;
+	struct sock_addr ip;
 	char host[256], authority[300], ua[256];
 	struct alog_str uas = req_header(st, "user-agent");
 	uint16_t port;
@@ -2254,8 +2293,16 @@ static void st_sidecar_connect(struct stream *st)
 		return;
 	}
 	memset(&r, 0, sizeof(r));
-	r.cl = sidecar_tcp_cluster(st->snap, host, port);
-	if (!r.cl && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
+	memset(&q, 0, sizeof(q));
+	/* The CONNECT host stands for the SNI the client is about to send: a tls: route to
+	 * the egress gateway takes it there, and the gateway routes on the real SNI. */
+	q.sni = q.host = host;
+	q.port = port;
+	if (sock_addr_from_ip(host, port, &ip) == 0)
+		q.dst = &ip;
+	if (l4_route_sidecar(w, &q, SNI_OK, &r) == 0)
+		r.cl = sidecar_tcp_cluster(st->snap, host, port);
+	if (!r.cl && !r.fail_flags && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
 		STAT_INC(w->st.blackhole);
 		st->cl = &sidecar_blackhole_cluster;
 		st->route = &sidecar_block_all_route;
@@ -2263,7 +2310,7 @@ static void st_sidecar_connect(struct stream *st)
 		st_local_reply(st, 502, 0, "direct_response", NULL);
 		return;
 	}
-	if (!r.cl) {
+	if (!r.cl && !r.fail_flags) {
 		r.cl = &sidecar_passthrough_cluster;
 		r.route_name = sidecar_allow_any_route.name;
 	}
@@ -2688,7 +2735,7 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 
 	(void)loop;
 	if (d->sniffing && d->redirected)
-		d_tcp_handoff(d, NULL);   /* silent (server-first protocol) or unrecognised */
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);   /* silent (server-first) or unrecognised */
 	else if (!d_busy(d))
 		d->dead = true;   /* header read timeout or keep-alive idle */
 	d_settle(d);
@@ -2948,6 +2995,12 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	const struct snap_listener *sl = l->sidecar_outbound ? NULL : snap_listener_for(w->snap, l->port);
 	uint64_t first_timeout = (uint64_t)w->proxy->header_timeout_ms;
 
+	if (sl && sl->l4_mode == SNAP_L4_TCP) {
+		/* A gateway TCP port: tcp: routes, from the first byte (l4fwd.c). */
+		free(d);
+		l4_accept_tcp(w, sl, fd, peer);
+		return;
+	}
 	d->w = w;
 	d->snap = snap_ref(w->snap);
 	d->lst = sl;
@@ -2956,6 +3009,12 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
+	if (sl && sl->l4_mode == SNAP_L4_SNI) {
+		/* A gateway PASSTHROUGH port: routed on the ClientHello's SNI (d_sniff). */
+		d->sniffing = true;
+		d->accept_wall_ms = wall_ms();
+		d->accept_ms = loop_now_ms(w->loop);
+	}
 	if (l->sidecar_outbound) {
 		/* Redirected by iptables: conntrack knows where the connection was going (and
 		 * the access log shows that as the downstream local address, as Envoy's

@@ -128,6 +128,9 @@ const struct route_vhost *route_vhost_find(const struct route_table *t, const ch
 const struct route *route_select(const struct route_vhost *vh, const struct route_req *req);
 /* Picks a destination by weight, using the caller's random value r (any 32-bit value). */
 const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd);
+/* The same over any destination list (tls/tcp routes, l4route.h). */
+const struct route_dest *route_pick_weighted(const struct route_dest *d, size_t n,
+                                             uint32_t total, uint32_t rnd);
 void route_table_free(struct route_table *t);
 
 #endif

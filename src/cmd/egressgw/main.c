@@ -618,6 +618,10 @@ static const struct prom_stat prom_mesh[] = {
 	{ "tunnel_active", true, WSTAT(tun_active) },
 	{ "passthrough_total", false, WSTAT(passthrough) },
 	{ "blackhole_total", false, WSTAT(blackhole) },
+	/* tls:/tcp: routes (l4fwd.c): connections they sent on, and those refused (no
+	 * route at a gateway port, a route that cannot be served). */
+	{ "l4_route_total", false, WSTAT(l4_routed) },
+	{ "l4_refused_total", false, WSTAT(l4_refused) },
 	/* Circuit breakers and outlier detection (Envoy's names). */
 	{ "upstream_cx_overflow", false, WSTAT(ucx_overflow) },
 	{ "upstream_rq_pending_overflow", false, WSTAT(urq_pending_overflow) },
