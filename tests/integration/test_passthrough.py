@@ -269,7 +269,16 @@ def test_sidecar_refuses_a_route_it_cannot_serve(topo):
     refused, visibly, never passed to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
-    t.apply(UNSERVED, t.sidecar)
+    before = t.sidecar.stat("config_reloads")
+    r = t.ctl("apply", "-f", "-", input=UNSERVED)
+    assert r.rc == 0, r.err
+    # Never silent: at apply, in analyze (with the field's place), in the proxy's log.
+    assert "spec.tcp[0].match[0].sourceSubnet: sourceSubnet is not applied" in r.err, r.err
+    an = t.ctl("analyze")
+    assert "IST0133" in an.out and "virtualservices/tcp-with-source-subnet.yaml:" in an.out, \
+        an.out
+    assert "sourceSubnet is not applied" in an.out, an.out
+    t.sidecar.wait_reloads(before + 1)
     assert "match.sourceSubnet is not applied" in t.sidecar.stderr()
     n_site = len(site_lines(t.site))
     r = get_politics(t)
