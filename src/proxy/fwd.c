@@ -2207,7 +2207,7 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 	q.host = q.sni ? q.sni : sock_addr_ip_str(&d->odst, ip, sizeof(ip));
 	q.port = port;
 	q.dst = &d->odst;
-	if (l4_route_sidecar(w, &q, sst, &r) == 0) {
+	if (l4_route_sidecar(w, w->snap, &q, sst, &r) == 0) {
 		r.cl = q.sni ? sidecar_tcp_cluster(w->snap, sni, port) : NULL;
 		if (!r.cl)
 			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
@@ -2300,7 +2300,7 @@ static void st_sidecar_connect(struct stream *st)
 	q.port = port;
 	if (sock_addr_from_ip(host, port, &ip) == 0)
 		q.dst = &ip;
-	if (l4_route_sidecar(w, &q, SNI_OK, &r) == 0)
+	if (l4_route_sidecar(w, st->snap, &q, SNI_OK, &r) == 0)
 		r.cl = sidecar_tcp_cluster(st->snap, host, port);
 	if (!r.cl && !r.fail_flags && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
 		STAT_INC(w->st.blackhole);
@@ -2465,6 +2465,48 @@ static void st_pick_endpoint(struct stream *st)
 	st_connect(st, false);
 }
 
+/* HTTP to a destination a mesh tcp: route takes (by host and port): the route decides,
+ * not HTTP routing, so that a route to the gateway is never bypassed because the bytes
+ * looked like HTTP. The connection's first request hands the whole connection to the
+ * route's tunnel (what was read goes first); a later one, or a refusal, is answered 503.
+ * Returns true when the request was taken. */
+static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct tun_req r;
+	struct l4_req q;
+
+	if (!st->snap->mesh_l4 || st->snap->mesh_l4->nroutes == 0)
+		return false;
+	memset(&q, 0, sizeof(q));
+	memset(&r, 0, sizeof(r));
+	q.host = st->host;
+	q.port = port;
+	q.dst = d->redirected ? &d->odst : NULL;
+	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
+		return false;
+	if (r.fail_flags || d->nreq != 1 || d->h2s) {
+		st->resp_close = true;
+		st->cl = r.cl;
+		if (r.fail_flags)
+			st_local_reply(st, r.fail_code, r.fail_flags, r.fail_details, r.fail_reason);
+		else
+			st_local_reply(st, 503, ALOG_F_NR, "filter_chain_not_found",
+			               "a tcp route takes this destination: only a connection's "
+			               "first request can follow it");
+		return true;
+	}
+	r.dst = q.dst;
+	r.name = st->host;
+	r.port = port;
+	r.snap = snap_ref(st->snap);
+	st_detach(st);
+	d_handoff_read(d, &r);
+	snap_unref(r.snap);
+	return true;
+}
+
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
 static void st_begin(struct dconn *d)
 {
@@ -2517,6 +2559,8 @@ static void st_begin(struct dconn *d)
 		const struct route_table *t;
 
 		st->port = port = st_sidecar_port(st);
+		if (st_sidecar_tcp_route(st, port))
+			return;
 		t = sidecar_table(st->snap, port);
 		vh = t ? route_vhost_find(t, st->host, strlen(st->host)) : NULL;
 		if (!vh) {

@@ -71,10 +71,10 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 	STAT_INC(w->st.l4_routed);
 }
 
-int l4_route_sidecar(struct worker *w, const struct l4_req *q, enum sni_status st,
-                     struct tun_req *r)
+int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req *q,
+                     enum sni_status st, struct tun_req *r)
 {
-	const struct l4_table *t = w->snap->mesh_l4;
+	const struct l4_table *t = s->mesh_l4;
 	const struct l4_route *rt;
 
 	if (!t || t->nroutes == 0)

@@ -23,11 +23,12 @@
 
 struct worker;
 
-/* Sidecar. st is what the SNI reader said (SNI_OK, SNI_NO_NAME, ...; SNI_NOT_TLS for a
+/* Sidecar, on snapshot s (the one r->snap will hold: r->cl belongs to it). st is what
+ * the SNI reader said (SNI_OK, SNI_NO_NAME, ...; SNI_NOT_TLS for a
  * connection that is not TLS). Returns 0 when no route applies (the caller goes on as
  * before), 1 when r has been filled: r->cl to follow, or a refusal (r->fail_*). */
-int l4_route_sidecar(struct worker *w, const struct l4_req *q, enum sni_status st,
-                     struct tun_req *r);
+int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req *q,
+                     enum sni_status st, struct tun_req *r);
 
 /* Gateway: routes a connection accepted on listener l (l4_mode SNI or TCP). Always fills
  * r: r->cl, or a refusal. */

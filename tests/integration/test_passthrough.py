@@ -289,6 +289,23 @@ def test_sidecar_refuses_a_route_it_cannot_serve(topo):
     assert t.sidecar.stat("l4_refused_total") == 1
 
 
+MESH_TCP = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-echo-to-egress-gateway
+spec:
+  hosts:
+  - tcp-echo.test
+  tcp:
+  - match:
+    - port: 9000
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port:
+          number: 9000
+"""
+
 TCP_CONFIG = """apiVersion: networking.istio.io/v1alpha3
 kind: ServiceEntry
 metadata:
@@ -389,5 +406,26 @@ def test_gateway_tcp_route(topo):
         rows = [ln.split() for ln in pc.stdout.splitlines()]
         assert [t.gw_ip, "9000", "ALL", "Cluster:", "outbound|9000||tcp-echo.test"] in rows, \
             pc.stdout
+
+        # Through the sidecar, with a mesh tcp: route to the gateway: even bytes that look
+        # like HTTP (a proxy request) follow the route, whole, to the gateway and on.
+        t.apply(MESH_TCP, t.sidecar)
+        req = b"GET http://tcp-echo.test:9000/x HTTP/1.1\r\nHost: tcp-echo.test:9000\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", t.outbound), timeout=5) as s:
+            s.sendall(req)
+            f = s.makefile("rb")
+            assert f.readline() == b"hello from the server first\n"
+            got = b""
+            while len(got) < len(req):
+                got += f.read1(4096)
+            assert got == req
+            s.shutdown(socket.SHUT_WR)
+            assert f.read() == b""
+        m = t.sidecar.wait_log(lambda m: m["cluster"] == f"outbound|9000||{EGW_HOST}")
+        assert (m["method"], m["code"], m["uhost"]) == ("-", "0", f"{t.gw_ip}:9000"), m.string
+        assert m["rx"] == str(len(req)), m.string
+        t.gateway.wait_log(lambda m: m["cluster"] == "outbound|9000||tcp-echo.test"
+                           and m["rx"] == str(len(req)))
+        assert t.sidecar.stat("passthrough_total") == 0
     finally:
         srv.close()
