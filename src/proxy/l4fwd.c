@@ -1,6 +1,7 @@
 /* l4fwd: tls: and tcp: routes on the data path (see l4fwd.h). */
 #include "proxy/l4fwd.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "core/log.h"
@@ -71,6 +72,44 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 	STAT_INC(w->st.l4_routed);
 }
 
+/* The host (exact sniHosts of a tls: route that can take port) among whose registry
+ * endpoints (cluster outbound|PORT||HOST) dst is, or NULL. The endpoint sets are read as
+ * workers read them (valid until the worker returns to its loop). */
+static const char *l4_dst_owner(const struct snap *s, const struct l4_table *t,
+                                const struct sock_addr *dst, uint16_t port)
+{
+	char name[320];
+
+	for (size_t i = 0; i < t->nroutes; i++) {
+		const struct l4_route *r = &t->routes[i];
+
+		for (size_t j = 0; r->tls && j < r->nmatches; j++) {
+			const struct l4_match *m = &r->matches[j];
+
+			if (m->port && m->port != port)
+				continue;
+			for (size_t k = 0; k < m->nhosts; k++) {
+				const struct cluster *c;
+				const struct cluster_eps *eps;
+
+				if (m->hosts[k][0] == '*')
+					continue;
+				snprintf(name, sizeof(name), "outbound|%u||%s", port, m->hosts[k]);
+				c = snap_cluster_find(s, name);
+				eps = c ? cluster_eps_load(c) : NULL;
+				for (size_t e = 0; eps && e < eps->n; e++) {
+					struct sock_addr a = *dst;
+
+					sock_addr_set_port(&a, sock_addr_port(&eps->v[e].addr));
+					if (sock_addr_equal(&a, &eps->v[e].addr))
+						return m->hosts[k];
+				}
+			}
+		}
+	}
+	return NULL;
+}
+
 int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req *q,
                      enum sni_status st, struct tun_req *r)
 {
@@ -83,6 +122,20 @@ int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req
 	if (rt) {
 		l4_follow(w, rt, q, "mesh", r);
 		return 1;
+	}
+	/* Bound for an address of a host that tls: routes send elsewhere (the gateway),
+	 * without naming it (no SNI, another SNI, not TLS, an IP in CONNECT): refused, or
+	 * leaving out the SNI would be a way around the gateway. */
+	if (q->dst) {
+		const char *owner = l4_dst_owner(s, t, q->dst, q->port);
+
+		if (owner) {
+			l4_refuse(w, q, "mesh", r, 503, ALOG_F_NR, "filter_chain_not_found",
+			          "the destination address is one of a host that tls routes send "
+			          "elsewhere, and the connection does not name it");
+			log_debug("l4", "%s: an address of %s", q->host ? q->host : "", owner);
+			return 1;
+		}
 	}
 	/* TLS whose name cannot be read while tls: routes watch this port: the name might
 	 * have been one of theirs. Refused rather than passed on by address. */

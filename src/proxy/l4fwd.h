@@ -5,7 +5,10 @@
  *            opaque TCP (by its destination): the first tls:/tcp: route bound to "mesh"
  *            that matches decides, before the registry and the outbound traffic policy.
  *            A route that matches is followed or the connection is refused: it never
- *            falls back to a direct connection (the gateway cannot be bypassed).
+ *            falls back to a direct connection (the gateway cannot be bypassed). Nor can
+ *            it be bypassed by not naming the host: a connection to an address of a
+ *            host that a tls: route takes (an endpoint of its registry cluster), with no
+ *            SNI, another one, or none at all, is refused.
  *   gateway  a PASSTHROUGH port: the ClientHello's SNI must be one of the servers' hosts
  *            and match a tls: route; a TCP port: the first tcp: route. Otherwise the
  *            connection is closed with NR (Envoy's filter_chain_not_found).

@@ -174,10 +174,21 @@ def test_egress_gateways_https_passthrough(topo):
     wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
     line = site_lines(t.site)[-1]
     assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
-    assert len(t.sidecar.log_lines()) == n_side + 1
-    assert len(t.gateway.log_lines()) == n_gw + 1
+    assert len(t.sidecar.log_lines()) == n_side + 1, t.sidecar.log_lines()
+    assert len(t.gateway.log_lines()) == n_gw + 1, t.gateway.log_lines()
     assert t.sidecar.stat("passthrough_total") == passthrough
     assert t.sidecar.stat("l4_route_total") >= 1 and t.gateway.stat("l4_route_total") >= 1
+
+    # Not naming the host is no way around the gateway: a CONNECT to edition.cnn.com's
+    # address (curl sends no SNI for an IP) is refused, and nginx sees nothing.
+    n_site = len(site_lines(t.site))
+    r = t.curl("-sSk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{t.cnn_ip}/politics")
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["authority"] == f"{t.cnn_ip}:443")
+    assert (m["code"], m["flags"], m["details"]) == ("503", "NR", "filter_chain_not_found"), \
+        m.string
+    assert len(site_lines(t.site)) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
 
     # proxy-config listener shows the gateway's filter chain by SNI, as istioctl does.
     pc = t.proxyctl("proxy-config", "listener", "--port", "443")
@@ -200,7 +211,8 @@ def test_egress_gateways_https_passthrough(topo):
     n_site = len(site_lines(t.site))
     r = get_politics(t)
     assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503")
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503" and
+                           m["authority"] == f"{CNN}:443")
     assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
     assert m["uhost"] == f"{t.gw_ip}:443", m.string
     assert len(site_lines(t.site)) == n_site, site_lines(t.site)

@@ -304,6 +304,15 @@ def test_egress_gateways_https_passthrough_transparent(topo):
         (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-"), g.string
     assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
     assert t.sidecar.stat("passthrough_total") == passthrough
+    # Leaving out the SNI (curl to the address) is no way around the gateway: refused.
+    n_site = len(site_lines())
+    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
+                  f"https://{CNN_IP}/politics"], user=NOBODY)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
+    assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
+    assert len(site_lines()) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
 
     assert t.gateway.stop() == 0
     n_site = len(site_lines())
