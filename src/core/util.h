@@ -28,6 +28,9 @@ bool str_has_suffix(const char *s, const char *suffix);
  * keys, cluster and host names); hash_bytes_lower hashes the bytes' ASCII lower case. The
  * offset basis is the one every table here has used (1469598103934665603), so bucket
  * orders did not change when the copies became this one. */
+/* Wall-clock time in milliseconds since the epoch (access-log START_TIME). */
+int64_t wall_ms(void);
+
 uint64_t hash_bytes(const void *p, size_t n);
 uint64_t hash_bytes_lower(const void *p, size_t n);
 

@@ -47,6 +47,7 @@
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
+#include "proxy/l4fwd.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/sidecar.h"
@@ -311,14 +312,6 @@ static void st_put(struct dconn *d)
 }
 
 /* ---- small helpers ---- */
-
-static int64_t wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- I/O buffers ----
  * Connections take their buffers when they turn busy and give them back when they go idle
@@ -2246,10 +2239,19 @@ static void d_handoff(struct dconn *d, struct tun_req *r)
 	tun_start(d->w, r);
 }
 
-/* A redirected connection that is not HTTP (a TLS ClientHello, whose SNI is given, or
- * anything else): an opaque tunnel, to the cluster of its SNI and original port when the
- * registry has one, else as the outbound traffic policy says. A connection made to the
- * capture port directly has no destination to pass it to: it is closed. */
+/* d_handoff for a connection that was never HTTP: what it sent so far goes first, and
+ * its log line starts at accept. */
+static void d_handoff_read(struct dconn *d, struct tun_req *r)
+{
+	r->local_s = d->local_s;
+	r->remote_s = d->remote_s;
+	r->initial = d->in;
+	r->ninitial = d->in_len;
+	r->start_wall_ms = d->accept_wall_ms;
+	r->start_ms = d->accept_ms;
+	d_handoff(d, r);
+}
+
 /* The cluster of the ServiceEntry whose addresses cover dst, or NULL. */
 static struct cluster *snap_addr_cluster(const struct snap *s, const struct sock_addr *dst)
 {
@@ -2258,10 +2260,18 @@ static struct cluster *snap_addr_cluster(const struct snap *s, const struct sock
 	return a ? a->cl : NULL;
 }
 
-static void d_tcp_handoff(struct dconn *d, const char *sni)
+/* A redirected connection that is not HTTP (a TLS ClientHello, whose SNI is given, or
+ * anything else): the tls:/tcp: routes bound to "mesh" first (l4fwd.c), else the cluster
+ * of the ServiceEntry whose addresses cover its original destination, else an opaque
+ * tunnel to the cluster of its SNI and original port when the registry has one, else as
+ * the outbound traffic policy says. A connection made to the capture port directly has
+ * no destination to pass it to: it is closed. */
+static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 {
 	struct worker *w = d->w;
 	struct tun_req r;
+	struct l4_req q;
+	char ip[SOCK_ADDR_STRLEN];
 	uint16_t port = sock_addr_port(&d->odst);
 
 	d->sniffing = false;
@@ -2273,40 +2283,68 @@ static void d_tcp_handoff(struct dconn *d, const char *sni)
 	}
 	memset(&r, 0, sizeof(r));
 	r.snap = w->snap;
-	/* A ServiceEntry address first: Istio's listener for that IP:port wins over the
-	 * port's wildcard one, where the SNI is looked at. */
-	r.cl = snap_addr_cluster(w->snap, &d->odst);
-	if (!r.cl && sni && sni[0])
-		r.cl = sidecar_tcp_cluster(w->snap, sni, port);
-	if (!r.cl)
-		r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY ? &sidecar_blackhole_cluster
-		                                                         : &sidecar_passthrough_cluster;
+	memset(&q, 0, sizeof(q));
+	q.sni = sni && sni[0] ? sni : NULL;
+	q.host = q.sni ? q.sni : sock_addr_ip_str(&d->odst, ip, sizeof(ip));
+	q.port = port;
+	q.dst = &d->odst;
+	if (l4_route_sidecar(w, w->snap, &q, sst, &r) == 0) {
+		/* A ServiceEntry address before the SNI: Istio's listener for that IP:port wins
+		 * over the port's wildcard one, where the SNI is looked at. */
+		r.cl = snap_addr_cluster(w->snap, &d->odst);
+		if (!r.cl && q.sni)
+			r.cl = sidecar_tcp_cluster(w->snap, sni, port);
+		if (!r.cl)
+			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
+			       ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
+	}
 	r.dst = &d->odst;
 	r.sni = sni;
-	r.local_s = d->local_s;
-	r.remote_s = d->remote_s;
-	r.initial = d->in;
-	r.ninitial = d->in_len;
-	r.start_wall_ms = d->accept_wall_ms;
-	r.start_ms = d->accept_ms;
-	d_handoff(d, &r);
+	d_handoff_read(d, &r);
 }
 
-/* Classifies the first bytes of a capture-listener connection. Returns 0 when it is
- * HTTP (go on parsing), 1 when more bytes are needed or the connection was handed to a
- * tunnel. */
+/* A connection on a gateway PASSTHROUGH port, once its ClientHello is read (or is not
+ * one): routed by the listener's tls: routes (l4fwd.c), refused when none matches. */
+static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status sst)
+{
+	struct tun_req r;
+	struct l4_req q;
+
+	d->sniffing = false;
+	memset(&r, 0, sizeof(r));
+	memset(&q, 0, sizeof(q));
+	q.sni = sst == SNI_OK ? sni : NULL;
+	q.host = q.sni;
+	q.port = d->lst->port;
+	q.dst = &d->local;
+	r.snap = d->snap;
+	l4_route_gateway(d->w, d->lst, &q, sst, &r);
+	r.sni = q.sni;
+	d_handoff_read(d, &r);
+}
+
+/* Classifies the first bytes of a capture-listener connection, or reads the ClientHello
+ * on a gateway PASSTHROUGH port. Returns 0 when it is HTTP (go on parsing), 1 when more
+ * bytes are needed or the connection was handed to a tunnel. */
 static int d_sniff(struct dconn *d)
 {
 	const struct snap_addr *a = d->redirected ? snap_addr_find(d->w->snap, &d->odst) : NULL;
 	char sni[256];
-	int rc;
+	enum sni_status sst;
 
-	if (a && a->opaque) {
-		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
-		d_tcp_handoff(d, NULL);
+	if (!d->sidecar) {
+		sst = sni_read((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
+		if (sst == SNI_NEED_MORE)
+			return 1;
+		d_gw_sni_handoff(d, sni, sst);
 		return 1;
 	}
 
+	if (a && a->opaque) {
+		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
+		return 1;
+	}
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
 		return 1;
@@ -2314,10 +2352,10 @@ static int d_sniff(struct dconn *d)
 		d->sniffing = false;
 		return 0;
 	case SIDECAR_PROTO_TLS:
-		rc = sidecar_sniff_sni((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
-		if (rc == 1)
+		sst = sni_read((const unsigned char *)d->in, d->in_len, sni, sizeof(sni));
+		if (sst == SNI_NEED_MORE)
 			return 1;
-		d_tcp_handoff(d, rc == 0 ? sni : NULL);
+		d_tcp_handoff(d, sst == SNI_OK ? sni : NULL, sst);
 		return 1;
 	case SIDECAR_PROTO_OPAQUE:
 	default:
@@ -2328,7 +2366,7 @@ static int d_sniff(struct dconn *d)
 			d->sniffing = false;
 			return 0;
 		}
-		d_tcp_handoff(d, NULL);
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
 		return 1;
 	}
 }
@@ -2341,6 +2379,8 @@ static void st_sidecar_connect(struct stream *st)
 	struct worker *w = d->w;
 	const char *b = d->in;
 	struct tun_req r;
+	struct l4_req q;
+	struct sock_addr ip;
 	char host[256], authority[300], ua[256];
 	struct alog_str uas = req_header(st, "user-agent");
 	uint16_t port;
@@ -2352,15 +2392,20 @@ static void st_sidecar_connect(struct stream *st)
 		return;
 	}
 	memset(&r, 0, sizeof(r));
-	r.cl = sidecar_tcp_cluster(st->snap, host, port);
-	if (!r.cl && sock_is_ip_literal(host)) {
+	memset(&q, 0, sizeof(q));
+	/* The CONNECT host stands for the SNI the client is about to send: a tls: route to
+	 * the egress gateway takes it there, and the gateway routes on the real SNI. */
+	q.sni = q.host = host;
+	q.port = port;
+	if (sock_addr_from_ip(host, port, &ip) == 0)
+		q.dst = &ip;
+	if (l4_route_sidecar(w, st->snap, &q, SNI_OK, &r) == 0) {
+		r.cl = sidecar_tcp_cluster(st->snap, host, port);
 		/* CONNECT to an IP: the ServiceEntry whose addresses cover it. */
-		struct sock_addr ip;
-
-		if (sock_addr_from_ip(host, port, &ip) == 0)
+		if (!r.cl && q.dst)
 			r.cl = snap_addr_cluster(st->snap, &ip);
 	}
-	if (!r.cl && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
+	if (!r.cl && !r.fail_flags && w->proxy->outbound_policy == PROXY_REGISTRY_ONLY) {
 		STAT_INC(w->st.blackhole);
 		st->cl = &sidecar_blackhole_cluster;
 		st->route = &sidecar_block_all_route;
@@ -2368,7 +2413,7 @@ static void st_sidecar_connect(struct stream *st)
 		st_local_reply(st, 502, 0, "direct_response", NULL);
 		return;
 	}
-	if (!r.cl) {
+	if (!r.cl && !r.fail_flags) {
 		r.cl = &sidecar_passthrough_cluster;
 		r.route_name = sidecar_allow_any_route.name;
 	}
@@ -2546,6 +2591,48 @@ static void st_rewrite(struct stream *st, const struct route_match *hit, const c
 	}
 }
 
+/* HTTP to a destination a mesh tcp: route takes (by host and port): the route decides,
+ * not HTTP routing, so that a route to the gateway is never bypassed because the bytes
+ * looked like HTTP. The connection's first request hands the whole connection to the
+ * route's tunnel (what was read goes first); a later one, or a refusal, is answered 503.
+ * Returns true when the request was taken. */
+static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct tun_req r;
+	struct l4_req q;
+
+	if (!st->snap->mesh_l4 || st->snap->mesh_l4->nroutes == 0)
+		return false;
+	memset(&q, 0, sizeof(q));
+	memset(&r, 0, sizeof(r));
+	q.host = st->host;
+	q.port = port;
+	q.dst = d->redirected ? &d->odst : NULL;
+	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
+		return false;
+	if (r.fail_flags || d->nreq != 1 || d->h2s) {
+		st->resp_close = true;
+		st->cl = r.cl;
+		if (r.fail_flags)
+			st_local_reply(st, r.fail_code, r.fail_flags, r.fail_details, r.fail_reason);
+		else
+			st_local_reply(st, 503, ALOG_F_NR, "filter_chain_not_found",
+			               "a tcp route takes this destination: only a connection's "
+			               "first request can follow it");
+		return true;
+	}
+	r.dst = q.dst;
+	r.name = st->host;
+	r.port = port;
+	r.snap = snap_ref(st->snap);
+	st_detach(st);
+	d_handoff_read(d, &r);
+	snap_unref(r.snap);
+	return true;
+}
+
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
 static void st_begin(struct dconn *d)
 {
@@ -2599,6 +2686,8 @@ static void st_begin(struct dconn *d)
 		const struct route_table *t;
 
 		st->port = port = st_sidecar_port(st);
+		if (st_sidecar_tcp_route(st, port))
+			return;
 		t = sidecar_table(st->snap, port);
 		vh = t ? route_vhost_find(t, st->host, strlen(st->host)) : NULL;
 		if (!vh) {
@@ -2819,7 +2908,7 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 
 	(void)loop;
 	if (d->sniffing && d->redirected)
-		d_tcp_handoff(d, NULL);   /* silent (server-first protocol) or unrecognised */
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);   /* silent (server-first) or unrecognised */
 	else if (!d_busy(d))
 		d->dead = true;   /* header read timeout or keep-alive idle */
 	d_settle(d);
@@ -3103,6 +3192,12 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	uint64_t first_timeout = (uint64_t)w->proxy->header_timeout_ms;
 	bool refuse = false;
 
+	if (sl && sl->l4_mode == SNAP_L4_TCP) {
+		/* A gateway TCP port: tcp: routes, from the first byte (l4fwd.c). */
+		free(d);
+		l4_accept_tcp(w, sl, fd, peer);
+		return;
+	}
 	d->w = w;
 	d->snap = snap_ref(w->snap);
 	d->lst = sl;
@@ -3112,6 +3207,12 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
 	d->quiet_ms = loop_now_ms(w->loop);
+	if (sl && sl->l4_mode == SNAP_L4_SNI) {
+		/* A gateway PASSTHROUGH port: routed on the ClientHello's SNI (d_sniff). */
+		d->sniffing = true;
+		d->accept_wall_ms = wall_ms();
+		d->accept_ms = loop_now_ms(w->loop);
+	}
 	if (l->sidecar_outbound) {
 		/* Redirected by iptables: conntrack knows where the connection was going (and
 		 * the access log shows that as the downstream local address, as Envoy's

@@ -275,21 +275,27 @@ void route_rewrite_path(const char *rewrite, const struct route_match *hit, cons
 	sbuf_add(out, path + cut, len - cut);
 }
 
-const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd)
+const struct route_dest *route_pick_weighted(const struct route_dest *d, size_t n,
+                                             uint32_t total, uint32_t rnd)
 {
 	uint32_t x;
 
-	if (r->ndests == 0)
+	if (n == 0)
 		return NULL;
-	if (r->ndests == 1 || r->total_weight == 0)
-		return &r->dests[0];
-	x = rnd % r->total_weight;
-	for (size_t i = 0; i < r->ndests; i++) {
-		if (x < r->dests[i].weight)
-			return &r->dests[i];
-		x -= r->dests[i].weight;
+	if (n == 1 || total == 0)
+		return &d[0];
+	x = rnd % total;
+	for (size_t i = 0; i < n; i++) {
+		if (x < d[i].weight)
+			return &d[i];
+		x -= d[i].weight;
 	}
-	return &r->dests[r->ndests - 1];
+	return &d[n - 1];
+}
+
+const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd)
+{
+	return route_pick_weighted(r->dests, r->ndests, r->total_weight, rnd);
 }
 
 static void route_hdrs_free(struct route_hdr_match *h, size_t n)

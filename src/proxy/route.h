@@ -139,6 +139,9 @@ void route_rewrite_path(const char *rewrite, const struct route_match *hit, cons
                         size_t len, struct sbuf *out);
 /* Picks a destination by weight, using the caller's random value r (any 32-bit value). */
 const struct route_dest *route_pick_dest(const struct route *r, uint32_t rnd);
+/* The same over any destination list (tls/tcp routes, l4route.h). */
+const struct route_dest *route_pick_weighted(const struct route_dest *d, size_t n,
+                                             uint32_t total, uint32_t rnd);
 void route_table_free(struct route_table *t);
 
 #endif

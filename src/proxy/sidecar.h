@@ -6,13 +6,17 @@
  * where they were going). fwd.c looks at the first bytes of each connection and decides:
  *
  *   first bytes                  what happens
- *   TLS ClientHello (0x16 ...)   opaque tunnel to the original destination's cluster,
- *                                chosen by SNI and port (TLS passes through unterminated)
+ *   TLS ClientHello (0x16 ...)   the tls: routes bound to "mesh" by SNI and port (to the
+ *                                egress gateway, l4fwd.c), else an opaque tunnel to the
+ *                                original destination's cluster, chosen by SNI and port
+ *                                (TLS passes through unterminated either way)
  *   an HTTP request line         HTTP routing (fwd.c): absolute-form by the URL's
  *                                authority, origin-form by Host and the original port,
- *                                CONNECT host:port becomes an opaque tunnel
- *   anything else, or nothing    opaque tunnel to the original destination (a server-
- *   within SIDECAR_DETECT_MS     first protocol such as SMTP sends nothing first)
+ *                                CONNECT host:port becomes an opaque tunnel (tls:/tcp:
+ *                                routes first, by host and port)
+ *   anything else, or nothing    tcp: routes bound to "mesh", else an opaque tunnel to
+ *   within SIDECAR_DETECT_MS     the original destination (a server-first protocol such
+ *                                as SMTP sends nothing first)
  *
  * Routing follows Istio's sidecar: the outbound route table of the destination port
  * (VirtualServices bound to "mesh", ServiceEntry hosts), then the outbound traffic policy
@@ -20,9 +24,9 @@
  * PassthroughCluster (route allow_any), REGISTRY_ONLY refuses it through BlackHoleCluster
  * (route block_all: 502 for HTTP, a closed connection for TCP).
  *
- * This file holds the pure parts, each testable without sockets: classifying first bytes,
- * reading the SNI of a ClientHello, splitting an authority, finding the route table or
- * the cluster for a destination, and the two special clusters. */
+ * This file holds the pure parts, each testable without sockets: classifying first
+ * bytes (the SNI of a ClientHello is net/sni.c's), splitting an authority, finding the
+ * route table or the cluster for a destination, and the two special clusters. */
 #ifndef EGRESS_PROXY_SIDECAR_H
 #define EGRESS_PROXY_SIDECAR_H
 
@@ -37,10 +41,6 @@
 /* How long a redirected connection may stay silent before it is taken to be a
  * server-first protocol and tunnelled as opaque TCP. */
 #define SIDECAR_DETECT_MS 1000
-/* A ClientHello larger than this (records included) is not waited for: the connection
- * is tunnelled without SNI. Real ones are well under 4 KiB, even with post-quantum key
- * shares. */
-#define SIDECAR_SNIFF_MAX (16 * 1024)
 
 enum sidecar_proto {
 	SIDECAR_NEED_MORE,     /* not enough bytes to tell */
@@ -52,13 +52,6 @@ enum sidecar_proto {
 /* Classifies the first bytes a client sent. Leading CRLFs (allowed before a request)
  * count as HTTP when a method follows. Never reads past len. */
 enum sidecar_proto sidecar_classify(const char *buf, size_t len);
-
-/* Reads the server_name of a TLS ClientHello that starts at buf (one or more handshake
- * records). Returns 0 with the name, lower-cased, in sni (size n; "" when the hello has
- * no server_name or it is not a plausible host name), 1 when more bytes are needed, -1
- * when buf is not a ClientHello (or is malformed, or the hello is longer than
- * SIDECAR_SNIFF_MAX). */
-int sidecar_sniff_sni(const unsigned char *buf, size_t len, char *sni, size_t n);
 
 /* Splits an authority "host", "host:port", "[v6]" or "[v6]:port" (len bytes, not
  * NUL-terminated) into host (lower-cased, brackets removed, size n) and *port (dflt when

@@ -12,6 +12,7 @@
  * snap_cluster.c, snap_json.c; snap_int.h is their private header. */
 #include "proxy/snap.h"
 #include "proxy/snap_int.h"
+#include "proxy/l4route.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -419,15 +420,16 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	snap_gather(&b);
 	snap_identity(&b);
 	snap_cred_want(&b);
-	snap_vs_warn_unsupported(&b);
 	if (p->role == SNAP_ROLE_GATEWAY) {
 		if (snap_gw_listeners(&b) < 0)
 			goto fail;
 	} else {
 		snap_sidecar_routes(&b);
+		snap_l4_mesh(&b);
 	}
 	snap_clusters(&b);
 	snap_addrs(&b);
+	snap_l4_link(s);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
@@ -479,6 +481,7 @@ static void snap_listener_fini(struct snap_listener *l)
 	}
 	free(l->servers);
 	route_table_free(l->routes);
+	l4_table_free(l->l4);
 	free(l->name);
 	tls_ctx_unref(l->mesh_ctx);
 }
@@ -499,6 +502,7 @@ void snap_unref(struct snap *s)
 		route_table_free(s->outbound[i]);
 	free(s->outbound);
 	free(s->addrs);
+	l4_table_free(s->mesh_l4);
 	free(s->config_dump);
 	free(s);
 }

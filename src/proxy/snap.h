@@ -31,6 +31,7 @@
 
 struct store_contents;
 struct secret_cache;
+struct l4_table;
 
 enum snap_role {
 	SNAP_ROLE_GATEWAY,
@@ -43,6 +44,14 @@ enum snap_server_tls {
 	SNAP_SRV_MUTUAL,
 	SNAP_SRV_ISTIO_MUTUAL,
 	SNAP_SRV_PASSTHROUGH,     /* not terminated; routed by SNI (tls routes) */
+	SNAP_SRV_TCP,             /* protocol TCP (or another non-HTTP, non-TLS one): tcp routes */
+};
+
+/* How a listener's connections are routed when no HTTP is spoken on them. */
+enum snap_l4_mode {
+	SNAP_L4_NONE,             /* HTTP (plain or terminated) */
+	SNAP_L4_SNI,              /* PASSTHROUGH servers only: the ClientHello's SNI, tls routes */
+	SNAP_L4_TCP,              /* TCP servers: tcp routes, at accept */
 };
 
 /* One Gateway server bound to a listener. */
@@ -83,6 +92,11 @@ struct snap_listener {
 	 * gateway's workload certificate, a client certificate chained to the mesh root
 	 * required), then routed like plain HTTP. NULL without --identity. Owned. */
 	struct tls_ctx *mesh_ctx;
+	/* PASSTHROUGH-only and TCP listeners: their tls:/tcp: routes (l4route.h). A
+	 * listener that mixes terminating and PASSTHROUGH servers has mode NONE: its
+	 * PASSTHROUGH servers are refused by SNI dispatch (a warning says so). */
+	enum snap_l4_mode l4_mode;
+	struct l4_table *l4;
 };
 
 struct snap {
@@ -100,6 +114,9 @@ struct snap {
 	 * destination port; NULL in the gateway role. */
 	struct route_table **outbound;
 	size_t noutbound;
+	/* The sidecar's tls: and tcp: routes bound to "mesh" (l4route.h); NULL in the gateway
+	 * role. Consulted before the registry for TLS, CONNECT and opaque connections. */
+	struct l4_table *mesh_l4;
 
 	/* ServiceEntry addresses x ports (snap_addr.c), longest prefix first. */
 	struct snap_addr *addrs;

@@ -12,6 +12,7 @@
  *  - the client's SNI picks the server: exact host first, then the longest wildcard,
  *    then "*"; no match (or no SNI and no "*" server) refuses the handshake. */
 #include "proxy/snap_int.h"
+#include "proxy/l4route.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ enum snap_srv_kind {
 	SNAP_K_PLAIN,
 	SNAP_K_TERM,     /* TLS terminated here */
 	SNAP_K_PASS,     /* TLS passed through */
+	SNAP_K_TCP,      /* opaque TCP (tcp routes) */
 	SNAP_K_SKIP,     /* a protocol this proxy does not serve */
 };
 
@@ -64,6 +66,11 @@ static enum snap_srv_kind snap_srv_classify(const struct gw_server *sv,
 	}
 	if (res_protocol_is_http(proto))
 		return SNAP_K_PLAIN;
+	if (proto == RES_PROTO_TCP || proto == RES_PROTO_MONGO || proto == RES_PROTO_REDIS ||
+	    proto == RES_PROTO_MYSQL) {
+		*tls = SNAP_SRV_TCP;
+		return SNAP_K_TCP;
+	}
 	return SNAP_K_SKIP;
 }
 
@@ -236,13 +243,17 @@ static int snap_server_build(struct snap_b *b, const struct snap_gsrv *g, struct
 			out->allowed_sans[out->nallowed_sans++] =
 				xstrdup(sv->tls->subject_alt_names.v[i]);
 	}
-	if (g->kind == SNAP_K_PASS) {
+	if (g->kind == SNAP_K_PASS && sv->tls && sv->tls->mode == GW_TLS_AUTO_PASSTHROUGH) {
+		/* Istio routes these on outbound_.PORT_.SUBSET_.HOST SNIs to mesh services,
+		 * which this proxy does not have: refuse rather than guess. */
 		diag_warn(b->d, sv->pos.file, sv->pos.line, sv->pos.col,
-		          "Gateway %s: server on port %u: TLS mode %s is not served yet (no tls "
-		          "routes); connections to it are refused", id, sv->port.number,
-		          gw_tls_mode_names[sv->tls ? sv->tls->mode : GW_TLS_PASSTHROUGH]);
-		return 0;
+		          "Gateway %s: server on port %u: TLS mode AUTO_PASSTHROUGH is not served; "
+		          "server left out (its connections are refused)", id, sv->port.number);
+		snap_server_fini(out);
+		return -1;
 	}
+	if (g->kind != SNAP_K_TERM)
+		return 0;
 	if (g->kind != SNAP_K_TERM)
 		return 0;
 	if (snap_server_ctx(b, g, out, &err) == 0) {
@@ -291,9 +302,29 @@ static struct tls_ctx *snap_sni_select(const char *sni, void *arg)
 	return best;
 }
 
+/* A port of PASSTHROUGH servers only is routed by SNI, a port of TCP servers at accept;
+ * PASSTHROUGH servers beside terminating ones are refused by the SNI dispatch. */
+static void snap_l4_mode(struct snap_b *b, struct snap_listener *l)
+{
+	bool pass = false, term = false, tcp = false;
+
+	for (size_t i = 0; i < l->nservers; i++) {
+		pass |= l->servers[i].tls == SNAP_SRV_PASSTHROUGH;
+		tcp |= l->servers[i].tls == SNAP_SRV_TCP;
+		term |= l->servers[i].ctx != NULL;
+	}
+	if (tcp)
+		l->l4_mode = SNAP_L4_TCP;
+	else if (pass && !term)
+		l->l4_mode = SNAP_L4_SNI;
+	else if (pass)
+		diag_warn(b->d, NULL, 0, 0, "listener %s: PASSTHROUGH servers on a port with "
+		          "TLS-terminating servers are not served; their SNIs are refused", l->name);
+}
+
 static const char *snap_kind_name(const struct snap_gsrv *g)
 {
-	return g->kind == SNAP_K_PLAIN ? "plain text" : "TLS";
+	return g->kind == SNAP_K_PLAIN ? "plain text" : g->kind == SNAP_K_TCP ? "TCP" : "TLS";
 }
 
 /* Builds the listener for servers g[0..n) (same port). Returns 1 if built, 0 if every
@@ -309,13 +340,15 @@ static int snap_listener_build(struct snap_b *b, const struct snap_gsrv *g, size
 
 	memset(l, 0, sizeof(*l));
 	for (size_t i = 1; i < n; i++) {
-		if ((g[i].kind == SNAP_K_PLAIN) != (g[0].kind == SNAP_K_PLAIN)) {
+		if ((g[i].kind == SNAP_K_PLAIN) != (g[0].kind == SNAP_K_PLAIN) ||
+		    (g[i].kind == SNAP_K_TCP) != (g[0].kind == SNAP_K_TCP)) {
 			char a[300], c[300];
 			const struct srcpos *pos = &g[i].srv->pos;
 
 			diag_err(b->d, pos->file, pos->line, pos->col,
 			         "Gateway %s: server on port %u is %s but Gateway %s serves %s on the "
-			         "same port: servers sharing a port must all use TLS or none",
+			         "same port: servers sharing a port must all use TLS or none (and TCP "
+			         "servers share a port only with TCP servers)",
 			         snap_res_id(g[i].gw, a, sizeof(a)), port, snap_kind_name(&g[i]),
 			         snap_res_id(g[0].gw, c, sizeof(c)), snap_kind_name(&g[0]));
 			goto out;
@@ -352,7 +385,9 @@ static int snap_listener_build(struct snap_b *b, const struct snap_gsrv *g, size
 		rc = 0;
 		goto out;
 	}
+	snap_l4_mode(b, l);
 	snap_gw_routes(b, l, kgw, ksrv);
+	snap_l4_gw(b, l, kgw, ksrv);
 	rc = 1;
 out:
 	free(kgw);
@@ -390,6 +425,7 @@ static void snap_listener_discard(struct snap_listener *l)
 		snap_server_fini(&l->servers[i]);
 	free(l->servers);
 	route_table_free(l->routes);
+	l4_table_free(l->l4);
 	free(l->name);
 	memset(l, 0, sizeof(*l));
 }
@@ -423,7 +459,7 @@ int snap_gw_listeners(struct snap_b *b)
 			if (x->kind == SNAP_K_SKIP) {
 				diag_warn(b->d, x->srv->pos.file, x->srv->pos.line, x->srv->pos.col,
 				          "Gateway %s: server on port %u: protocol %s is not served "
-				          "(HTTP, HTTPS and TLS are); server ignored",
+				          "(HTTP, HTTPS, TLS and TCP are); server ignored",
 				          snap_res_id(x->gw, id, sizeof(id)), x->srv->port.number,
 				          res_protocol_name(x->srv->port.protocol));
 				continue;

@@ -167,8 +167,29 @@ void snap_gw_routes(struct snap_b *b, struct snap_listener *l,
                     const struct resource *const *srv_gw, const struct gw_server *const *srv);
 /* Builds s->outbound (sidecar role). */
 void snap_sidecar_routes(struct snap_b *b);
-/* Warns once about VirtualService features the data path does not apply. */
-void snap_vs_warn_unsupported(struct snap_b *b);
+/* Whether gateway list l (of a VirtualService in vs_ns) names gw ("ns/name" or "mesh"). */
+bool snap_gw_list_has(const struct res_strlist *l, const char *vs_ns, const char *gw);
+/* Whether the VirtualService is bound to gw ("ns/name" or "mesh"). */
+bool snap_vs_bound(const struct resource *vsr, const char *gw);
+/* The service port a destination without port.number goes to: the ServiceEntry's only
+ * port, else dflt. */
+uint16_t snap_dest_port(const struct snap_b *b, const char *host, uint32_t port, uint16_t dflt);
+/* The more specific of VirtualService host vh and server host sh, or NULL if they do not
+ * intersect. */
+const char *snap_host_intersect(const char *vh, const char *sh);
+/* Whether server host entry raw ("[ns/]host") admits a VirtualService of namespace vs_ns;
+ * *host is set to the host part. */
+bool snap_srv_host_admits(const char *raw, const char *gw_ns, const char *vs_ns,
+                          const char **host);
+
+/* ---- snap_l4.c: tls: and tcp: routes (l4route.h) ---- */
+/* Builds l->l4 from the routes bound to the listener's PASSTHROUGH and TCP servers. */
+void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
+                const struct resource *const *srv_gw, const struct gw_server *const *srv);
+/* Builds s->mesh_l4 (sidecar role). */
+void snap_l4_mesh(struct snap_b *b);
+/* Points the tables' destinations at the built clusters. */
+void snap_l4_link(struct snap *s);
 
 /* ---- snap_cluster.c ---- */
 /* Registers a wanted cluster; returns its name (owned by b). */

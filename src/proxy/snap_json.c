@@ -30,7 +30,9 @@
  * "version"). Match conditions appear only when set. No key material, ever: sources are
  * named ("kubernetes://NAME", "file:PATH"), never their contents. */
 #include "proxy/snap_int.h"
+#include "proxy/l4route.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,6 +189,8 @@ static const char *snap_srv_tls_name(enum snap_server_tls t)
 		return "ISTIO_MUTUAL";
 	case SNAP_SRV_PASSTHROUGH:
 		return "PASSTHROUGH";
+	case SNAP_SRV_TCP:
+		return "TCP";
 	}
 	return "?";
 }
@@ -268,6 +272,21 @@ static void snap_dump_hdrs(struct snap_json *j, const char *key, const struct ro
 	snap_json_arr_end(j);
 }
 
+/* A route's weighted destinations ("route"), as both kinds of route have them. */
+static void snap_dump_dests(struct snap_json *j, const struct route_dest *d, size_t n)
+{
+	snap_json_arr_begin(j, "route");
+	for (size_t i = 0; i < n; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", d[i].cluster_name);
+		snap_json_int(j, "weight", d[i].weight);
+		if (!d[i].cluster)
+			snap_json_bool(j, "cluster_missing", true);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+}
+
 static void snap_dump_route(struct snap_json *j, const struct route *r)
 {
 	snap_json_obj_begin(j, NULL);
@@ -300,16 +319,7 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_obj_end(j);
 	}
 	snap_json_arr_end(j);
-	snap_json_arr_begin(j, "route");
-	for (size_t i = 0; i < r->ndests; i++) {
-		snap_json_obj_begin(j, NULL);
-		snap_json_str(j, "cluster", r->dests[i].cluster_name);
-		snap_json_int(j, "weight", r->dests[i].weight);
-		if (!r->dests[i].cluster)
-			snap_json_bool(j, "cluster_missing", true);
-		snap_json_obj_end(j);
-	}
-	snap_json_arr_end(j);
+	snap_dump_dests(j, r->dests, r->ndests);
 	snap_json_int(j, "timeout_ms", r->timeout_ms);
 	if (r->redirect_code) {
 		snap_json_obj_begin(j, "redirect");
@@ -348,6 +358,45 @@ static void snap_dump_table(struct snap_json *j, const struct route_table *t)
 	snap_json_obj_end(j);
 }
 
+/* tls:/tcp: routes, in lookup order, with what each match needs. */
+static void snap_dump_l4(struct snap_json *j, const char *key, const struct l4_table *t)
+{
+	snap_json_arr_begin(j, key);
+	for (size_t i = 0; t && i < t->nroutes; i++) {
+		const struct l4_route *r = &t->routes[i];
+
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "kind", r->tls ? "tls" : "tcp");
+		snap_json_str(j, "virtual_service", r->vs);
+		snap_json_int(j, "index", (long long)r->index);
+		snap_json_arr_begin(j, "matches");
+		for (size_t k = 0; k < r->nmatches; k++) {
+			const struct l4_match *m = &r->matches[k];
+
+			snap_json_obj_begin(j, NULL);
+			snap_json_strv(j, r->tls ? "sni_hosts" : "hosts", m->hosts, m->nhosts);
+			if (m->port)
+				snap_json_int(j, "port", m->port);
+			snap_json_arr_begin(j, "destination_subnets");
+			for (size_t c = 0; c < m->nsubnets; c++) {
+				char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 8];
+
+				inet_ntop(m->subnets[c].family, m->subnets[c].addr, ip, sizeof(ip));
+				snprintf(buf, sizeof(buf), "%s/%u", ip, m->subnets[c].bits);
+				snap_json_str(j, NULL, buf);
+			}
+			snap_json_arr_end(j);
+			snap_json_obj_end(j);
+		}
+		snap_json_arr_end(j);
+		snap_dump_dests(j, r->dests, r->ndests);
+		if (r->refuse)
+			snap_json_str(j, "refused", r->refuse);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+}
+
 static void snap_dump_listener(struct snap_json *j, const struct snap_listener *l)
 {
 	char addr[SOCK_ADDR_STRLEN];
@@ -373,6 +422,10 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 		snap_json_obj_end(j);
 	}
 	snap_json_arr_end(j);
+	if (l->l4_mode != SNAP_L4_NONE) {
+		snap_json_str(j, "l4_mode", l->l4_mode == SNAP_L4_SNI ? "SNI" : "TCP");
+		snap_dump_l4(j, "l4_routes", l->l4);
+	}
 	snap_json_obj_end(j);
 }
 
@@ -462,6 +515,8 @@ char *snap_dump(const struct snap_b *b)
 	for (size_t i = 0; i < s->nlisteners; i++)
 		snap_dump_listener(&j, &s->listeners[i]);
 	snap_json_arr_end(&j);
+	if (s->mesh_l4)
+		snap_dump_l4(&j, "mesh_l4_routes", s->mesh_l4);
 	snap_json_arr_begin(&j, "route_configs");
 	for (size_t i = 0; i < s->nlisteners; i++)
 		if (s->listeners[i].routes)

@@ -130,7 +130,7 @@ static struct route_table *snap_tb_finish(struct snap_tb *tb, const char *name, 
 	return t;
 }
 
-static bool snap_gw_list_has(const struct res_strlist *l, const char *vs_ns, const char *gw)
+bool snap_gw_list_has(const struct res_strlist *l, const char *vs_ns, const char *gw)
 {
 	char ref[300];
 
@@ -143,7 +143,7 @@ static bool snap_gw_list_has(const struct res_strlist *l, const char *vs_ns, con
 }
 
 /* Whether the VirtualService is bound to gw ("ns/name" or "mesh"). */
-static bool snap_vs_bound(const struct resource *vsr, const char *gw)
+bool snap_vs_bound(const struct resource *vsr, const char *gw)
 {
 	const struct virtualservice *vs = vsr->u.vs;
 
@@ -233,7 +233,7 @@ static void snap_match_build(struct snap_b *b, const struct resource *vsr,
 
 /* The service port a destination without port.number goes to: the ServiceEntry's only
  * port, else the listener (table) port, as Istio's GetDestinationCluster. */
-static uint16_t snap_dest_port(const struct snap_b *b, const char *host, uint32_t port,
+uint16_t snap_dest_port(const struct snap_b *b, const char *host, uint32_t port,
                                uint16_t dflt)
 {
 	const struct resource *se;
@@ -319,7 +319,7 @@ static void snap_vs_into(struct snap_b *b, const struct resource *vsr, const str
 
 /* The vhost domain for VirtualService host vh under server host sh, or NULL if they do
  * not intersect: the more specific of the two. */
-static const char *snap_host_intersect(const char *vh, const char *sh)
+const char *snap_host_intersect(const char *vh, const char *sh)
 {
 	if (res_host_matches(sh, vh))
 		return vh;
@@ -330,7 +330,7 @@ static const char *snap_host_intersect(const char *vh, const char *sh)
 
 /* Whether server host entry raw ("[ns/]host") admits a VirtualService of namespace vs_ns;
  * *host is set to the host part. */
-static bool snap_srv_host_admits(const char *raw, const char *gw_ns, const char *vs_ns,
+bool snap_srv_host_admits(const char *raw, const char *gw_ns, const char *vs_ns,
                                  const char **host)
 {
 	const char *slash = strchr(raw, '/');
@@ -359,7 +359,7 @@ void snap_gw_routes(struct snap_b *b, struct snap_listener *l,
 	for (size_t i = 0; i < l->nservers; i++) {
 		struct snap_rctx rc = { l->servers[i].gateway, l->port };
 
-		if (l->servers[i].tls == SNAP_SRV_PASSTHROUGH)
+		if (l->servers[i].tls == SNAP_SRV_PASSTHROUGH || l->servers[i].tls == SNAP_SRV_TCP)
 			continue;
 		for (size_t v = 0; v < b->nvs; v++) {
 			const struct resource *vsr = b->vs[v];
@@ -575,23 +575,4 @@ void snap_sidecar_routes(struct snap_b *b)
 		s->outbound[s->noutbound++] = snap_tb_finish(&tb, name, rc.port);
 	}
 	free(ports);
-}
-
-/* ---- warnings ----
- * HTTP route fields that are accepted and not applied (retries, fault, mirror, headers,
- * ...) are flagged in the keyword tables (config/res_tables.c, KWF_UNAPPLIED) and warned
- * by the decoder, so apply, analyze and this log say the same. */
-
-void snap_vs_warn_unsupported(struct snap_b *b)
-{
-	for (size_t v = 0; v < b->nvs; v++) {
-		const struct resource *vsr = b->vs[v];
-		const struct virtualservice *vs = vsr->u.vs;
-		char id[300];
-
-		snap_res_id(vsr, id, sizeof(id));
-		if (vs->tls.n || vs->tcp.n)
-			diag_warn(b->d, vs->pos.file, vs->pos.line, vs->pos.col,
-			          "VirtualService %s: tls and tcp routes are not served yet; ignored", id);
-	}
 }

@@ -162,8 +162,8 @@ static void tun_log(struct tun *t)
 	e.upstream_service_time = -1;
 	e.upstream_host.p = t->ep_str;
 	e.upstream_host.len = strlen(t->ep_str);
-	e.upstream_cluster.p = t->cl->name;
-	e.upstream_cluster.len = strlen(t->cl->name);
+	e.upstream_cluster.p = t->cl ? t->cl->name : NULL;
+	e.upstream_cluster.len = t->cl ? strlen(t->cl->name) : 0;
 	e.upstream_local.p = t->up_local;
 	e.upstream_local.len = strlen(t->up_local);
 	e.downstream_local.p = t->local_s;
@@ -239,7 +239,7 @@ static void tun_fail(struct tun *t, int code, unsigned flag, const char *details
 		             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
 		             "connection: close\r\n\r\n%s%s%s\n",
 		             code, code == 502 ? "Bad Gateway" : code == 403 ? "Forbidden" :
-		             "Service Unavailable",
+		             code == 404 ? "Not Found" : "Service Unavailable",
 		             strlen(details) + (reason && *reason ? strlen(reason) + 2 : 0) + 1,
 		             details, reason && *reason ? ": " : "", reason ? reason : "");
 		if (n > 0 && write(t->dio.fd, msg, (size_t)n) < 0)
@@ -480,6 +480,11 @@ static void tun_route(struct tun *t, const struct tun_req *r)
 	struct cluster *cl = t->cl;
 	struct dns_result res;
 
+	if (r->fail_flags) {
+		tun_fail(t, r->fail_code ? r->fail_code : 503, r->fail_flags, r->fail_details,
+		         r->fail_reason);
+		return;
+	}
 	if (cl == &sidecar_blackhole_cluster) {
 		/* REGISTRY_ONLY: Envoy's BlackHoleCluster has no endpoints. */
 		STAT_INC(w->st.blackhole);

@@ -48,6 +48,11 @@ struct tun_req {
 	/* CONNECT: answer with a status line; the request's fields for the log line. */
 	bool connect;
 	const char *authority, *user_agent, *request_id, *protocol;
+	/* A refusal decided before the tunnel (fail_flags != 0): the tunnel only answers
+	 * (CONNECT: fail_code), logs with these, and closes. cl may then be NULL. */
+	int fail_code;
+	unsigned fail_flags;
+	const char *fail_details, *fail_reason;
 	int64_t start_wall_ms;           /* when the connection (or CONNECT request) began */
 	uint64_t start_ms;               /* same, on the loop's monotonic clock */
 };

@@ -65,6 +65,8 @@ struct wstats {
 	 * client presented a SPIFFE identity (ISTIO_MUTUAL peers). */
 	stat_t tun_total, tun_active;
 	stat_t passthrough, blackhole;
+	/* Connections routed by tls:/tcp: routes, and refused by them (l4fwd.c). */
+	stat_t l4_routed, l4_refused;
 	stat_t dcx_peer_identity;
 	/* Upstream HTTP/2 (up_h2.c): connections that negotiated h2, and those whose server
 	 * chose HTTP/1.1 instead. */

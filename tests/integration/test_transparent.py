@@ -10,7 +10,8 @@ veth pair; their 10.250.x addresses never leave them:
                      my-nginx.mesh-external.svc.cluster.local (10.250.1.2), the egress
                      gateway (10.250.1.3), other.test (10.250.1.4), which no ServiceEntry
                      names, and a server-first TCP service on other.test:2525
-The whole walkthrough runs here as it does through the HTTP proxy (test_sidecar.py), with
+The whole walkthrough runs here as it does through the HTTP proxy (test_sidecar.py), and
+istio.io "Egress Gateways" HTTPS part (TLS passthrough by SNI through the gateway), with
 curl connecting to the sites' addresses (curl --resolve plays the cluster's DNS)."""
 import os
 import random
@@ -301,3 +302,56 @@ def test_connection_redirected_to_the_sidecar_itself_is_refused(topo):
         assert f"redirected to 127.0.0.1:{admin}, this proxy's own" in topo.sidecar.stderr()
     finally:
         topo.in_app(["iptables", "-t", "nat", "-D", "OUTPUT", *rule])
+
+
+def test_egress_gateways_https_passthrough_transparent(topo):
+    """istio.io "Egress Gateways", HTTPS part, with the application's connection captured:
+    the sidecar reads the SNI of its ClientHello and follows the mesh tls: route to the
+    gateway's PASSTHROUGH port; with the gateway stopped, nothing reaches edition.cnn.com."""
+    from conftest import REPO
+    from gwlib import wait_until
+    data = REPO / "tests" / "data" / "egress-gateways-https"
+    t = topo
+    site_log = t.tmp / "nginx-cnn" / "access.log"
+
+    def site_lines():
+        return site_log.read_text().splitlines() if site_log.exists() else []
+
+    n, gn = t.sidecar.stat("config_reloads"), t.gateway.stat("config_reloads")
+    t.ctl.ok("apply", "-f", data / "01-serviceentry-cnn.yaml")
+    t.ctl.ok("apply", "-f", data / "02-gateway-destinationrule-virtualservice-cnn.yaml")
+    wait_until(lambda: '"l4_mode": "SNI"' in t.gateway.admin("/config_dump")[1], timeout=10,
+               what="the gateway's PASSTHROUGH listener")
+    wait_until(lambda: "|cnn|" in t.sidecar.admin("/config_dump")[1], timeout=10,
+               what="the sidecar's mesh tls: route")
+    assert t.sidecar.stat("config_reloads") > n and t.gateway.stat("config_reloads") > gn
+    passthrough = t.sidecar.stat("passthrough_total")
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and "|cnn|" in m["cluster"])
+    assert (m["method"], m["code"], m["cluster"], m["uhost"], m["dlocal"]) == \
+        ("-", "0", f"outbound|443|cnn|{EGW_HOST}", f"{GW_IP}:443", f"{CNN_IP}:443"), m.string
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN and m["method"] == "-")
+    assert (g["cluster"], g["uhost"], g["flags"]) == \
+        (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-"), g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    assert t.sidecar.stat("passthrough_total") == passthrough
+    # Leaving out the SNI (curl to the address) is no way around the gateway: refused.
+    n_site = len(site_lines())
+    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
+                  f"https://{CNN_IP}/politics"], user=NOBODY)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
+    assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
+    assert len(site_lines()) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines())
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
+    assert (m["cluster"], m["uhost"]) == (f"outbound|443|cnn|{EGW_HOST}", f"{GW_IP}:443"), \
+        m.string
+    assert len(site_lines()) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough

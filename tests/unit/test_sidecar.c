@@ -1,6 +1,5 @@
-/* Tests for proxy/sidecar: classification of first bytes, the SNI of real ClientHellos
- * (made by OpenSSL in memory, whole, cut short, split across records), authorities, and
- * the lookups of route tables and TCP clusters in a snapshot. */
+/* Tests for proxy/sidecar: classification of first bytes, authorities, and the lookups
+ * of route tables and TCP clusters in a snapshot (the SNI reader: test_sni.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/ssl.h>
 
 #include "core/util.h"
 #include "proxy/sidecar.h"
@@ -36,127 +34,6 @@ static void test_classify(void **state)
 	assert_int_equal(sidecar_classify("ABCDEFGHIJKLMNOPQRSTUVWXYZ ", 27), SIDECAR_PROTO_OPAQUE);
 	assert_int_equal(sidecar_classify("\r\n\r\n\r\n\r\n\r\n", 10), SIDECAR_PROTO_OPAQUE);
 	assert_int_equal(sidecar_classify("\x80\x01", 2), SIDECAR_PROTO_OPAQUE);
-}
-
-/* ---- ClientHello ---- */
-
-/* A ClientHello as OpenSSL sends it (sni may be NULL). Returns its length in out. */
-static size_t make_hello(const char *sni, int max_version, unsigned char *out, size_t cap)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	SSL *ssl;
-	BIO *rb, *wb;
-	int n;
-
-	assert_non_null(ctx);
-	SSL_CTX_set_max_proto_version(ctx, max_version);
-	ssl = SSL_new(ctx);
-	rb = BIO_new(BIO_s_mem());
-	wb = BIO_new(BIO_s_mem());
-	SSL_set_bio(ssl, rb, wb);
-	if (sni)
-		SSL_set_tlsext_host_name(ssl, sni);
-	SSL_set_connect_state(ssl);
-	assert_int_equal(SSL_do_handshake(ssl), -1);    /* wants to read the ServerHello */
-	n = BIO_read(wb, out, (int)cap);
-	assert_true(n > 50);
-	SSL_free(ssl);
-	SSL_CTX_free(ctx);
-	return (size_t)n;
-}
-
-static void test_sni_of_real_hellos(void **state)
-{
-	unsigned char h[8192];
-	char sni[256];
-	size_t n;
-
-	(void)state;
-	n = make_hello("edition.cnn.com", TLS1_3_VERSION, h, sizeof(h));
-	assert_int_equal(sidecar_sniff_sni(h, n, sni, sizeof(sni)), 0);
-	assert_string_equal(sni, "edition.cnn.com");
-	/* Every shorter prefix asks for more, never a wrong answer. */
-	for (size_t k = 0; k < n; k++)
-		assert_int_equal(sidecar_sniff_sni(h, k, sni, sizeof(sni)), 1);
-	/* Bytes after the hello (none are sent, but a pipelining client could) are ignored. */
-	memset(h + n, 'x', 10);
-	assert_int_equal(sidecar_sniff_sni(h, n + 10, sni, sizeof(sni)), 0);
-	assert_string_equal(sni, "edition.cnn.com");
-
-	n = make_hello("My-Nginx.Mesh-External.svc.cluster.local", TLS1_2_VERSION, h, sizeof(h));
-	assert_int_equal(sidecar_sniff_sni(h, n, sni, sizeof(sni)), 0);
-	assert_string_equal(sni, "my-nginx.mesh-external.svc.cluster.local");
-
-	n = make_hello(NULL, TLS1_3_VERSION, h, sizeof(h));
-	assert_int_equal(sidecar_sniff_sni(h, n, sni, sizeof(sni)), 0);
-	assert_string_equal(sni, "");
-}
-
-/* The same hello re-framed into two handshake records, split at byte cut of the
- * handshake message. */
-static size_t split_records(const unsigned char *h, size_t n, size_t cut, unsigned char *out)
-{
-	size_t body = n - 5, a = cut, b = body - cut;
-
-	memcpy(out, h, 3);
-	out[3] = (unsigned char)(a >> 8);
-	out[4] = (unsigned char)a;
-	memcpy(out + 5, h + 5, a);
-	memcpy(out + 5 + a, h, 3);
-	out[5 + a + 3] = (unsigned char)(b >> 8);
-	out[5 + a + 4] = (unsigned char)b;
-	memcpy(out + 5 + a + 5, h + 5 + a, b);
-	return n + 5;
-}
-
-static void test_sni_across_records(void **state)
-{
-	unsigned char h[8192], two[8200];
-	char sni[256];
-	size_t n = make_hello("split.example", TLS1_3_VERSION, h, sizeof(h)), m;
-
-	(void)state;
-	for (size_t cut = 1; cut < n - 5; cut += 37) {
-		m = split_records(h, n, cut, two);
-		assert_int_equal(sidecar_sniff_sni(two, m, sni, sizeof(sni)), 0);
-		assert_string_equal(sni, "split.example");
-		assert_int_equal(sidecar_sniff_sni(two, m - 1, sni, sizeof(sni)), 1);
-	}
-}
-
-static void test_sni_refuses_what_is_not_a_hello(void **state)
-{
-	unsigned char h[8192];
-	char sni[256];
-	size_t n = make_hello("a.example", TLS1_3_VERSION, h, sizeof(h));
-	unsigned char bad[8192];
-
-	(void)state;
-	/* Not a handshake record, or a bad version, or an empty record. */
-	assert_int_equal(sidecar_sniff_sni((const unsigned char *)"GET / HTTP/1.1\r\n", 16, sni,
-	                                   sizeof(sni)), -1);
-	memcpy(bad, h, n);
-	bad[1] = 2;
-	assert_int_equal(sidecar_sniff_sni(bad, n, sni, sizeof(sni)), -1);
-	assert_int_equal(sidecar_sniff_sni((const unsigned char *)"\x16\x03\x01\x00\x00", 5, sni,
-	                                   sizeof(sni)), -1);
-	/* A handshake that is not a ClientHello (ServerHello = 2). */
-	memcpy(bad, h, n);
-	bad[5] = 2;
-	assert_int_equal(sidecar_sniff_sni(bad, n, sni, sizeof(sni)), -1);
-	/* An extension length running past the extensions. */
-	memcpy(bad, h, n);
-	bad[n - 3] = 0xff;
-	bad[n - 4] = 0xff;
-	assert_true(sidecar_sniff_sni(bad, n, sni, sizeof(sni)) <= 0);
-	/* A name with bytes a host name cannot have is no name. */
-	n = make_hello("bad name.example", TLS1_3_VERSION, h, sizeof(h));
-	assert_int_equal(sidecar_sniff_sni(h, n, sni, sizeof(sni)), 0);
-	assert_string_equal(sni, "");
-	/* Too large to wait for. */
-	memset(bad, 0, sizeof(bad));
-	memcpy(bad, "\x16\x03\x01\x40\x00\x01\xff\xff\xff", 9);
-	assert_int_equal(sidecar_sniff_sni(bad, 9, sni, sizeof(sni)), -1);
 }
 
 /* ---- authorities ---- */
@@ -270,9 +147,6 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_classify),
-		cmocka_unit_test(test_sni_of_real_hellos),
-		cmocka_unit_test(test_sni_across_records),
-		cmocka_unit_test(test_sni_refuses_what_is_not_a_hello),
 		cmocka_unit_test(test_authority),
 		cmocka_unit_test(test_lookups),
 	};

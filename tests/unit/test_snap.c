@@ -26,6 +26,7 @@
 #include "core/util.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "proxy/l4route.h"
 #include "proxy/snap.h"
 
 /* ---- fixtures ---- */
@@ -1145,7 +1146,11 @@ static void gateway_credential_servers(void **state)
 	assert_false(l->tls);
 	assert_null(l->ctx);
 	assert_int_equal(l->servers[0].tls, SNAP_SRV_PASSTHROUGH);
-	assert_true(diags_contain(&e->d, DIAG_WARNING, "PASSTHROUGH is not served yet"));
+	/* Served by SNI (tls: routes; none here, so every connection is refused). */
+	assert_int_equal(l->l4_mode, SNAP_L4_SNI);
+	assert_non_null(l->l4);
+	assert_int_equal(l->l4->nroutes, 0);
+	assert_false(diags_contain(&e->d, DIAG_WARNING, "not served"));
 }
 
 /* Drives both ends of a handshake over a socketpair. Returns 0 if both completed. */

@@ -536,9 +536,48 @@ struct pc_chain {
 	char *match, *dest;
 };
 
+/* The chain of one tls:/tcp: route: "SNI: a,b" (sorted, each once) or "ALL", and its
+ * clusters. m is scratch. */
+static void pc_l4_chain(const struct ynode *r, struct sbuf *m, struct pc_chain *out)
+{
+	const struct ynode *matches = pc_list(r, "matches"), *route = pc_list(r, "route");
+	const char *kind = pc_str(r, "kind");
+	const char **v = NULL;
+	size_t nv = 0, cap = 0;
+
+	for (size_t i = 0; kind && strcmp(kind, "tls") == 0 && matches && i < matches->n; i++) {
+		const struct ynode *hosts = pc_list(matches->items[i], "sni_hosts");
+
+		for (size_t j = 0; hosts && j < hosts->n; j++) {
+			if (!ynode_str(hosts->items[j]))
+				continue;
+			if (nv == cap) {
+				cap = cap ? 2 * cap : 8;
+				v = xrealloc(v, cap * sizeof(*v));
+			}
+			v[nv++] = ynode_str(hosts->items[j]);
+		}
+	}
+	if (nv)
+		qsort(v, nv, sizeof(*v), pc_strptr_cmp);
+	for (size_t i = 0; i < nv; i++)
+		if (i == 0 || strcmp(v[i], v[i - 1]) != 0)
+			sbuf_addf(m, "%s%s", i ? "," : "SNI: ", v[i]);
+	if (nv == 0)
+		sbuf_adds(m, "ALL");
+	free(v);
+	out->match = xstrdup(sbuf_str(m));
+	sbuf_reset(m);
+	if (pc_str(r, "refused"))
+		sbuf_adds(m, "Refused");
+	for (size_t i = 0; !pc_str(r, "refused") && route && i < route->n; i++)
+		sbuf_addf(m, "%s%s", i ? "," : "Cluster: ", pc_str(route->items[i], "cluster"));
+	out->dest = xstrdup(sbuf_str(m));
+}
+
 static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 {
-	const struct ynode *servers = pc_list(l, "servers");
+	const struct ynode *servers = pc_list(l, "servers"), *l4 = pc_list(l, "l4_routes");
 	const char *rc = pc_str(l, "route_config");
 	struct sbuf ip = SBUF_INIT, m = SBUF_INIT;
 	struct pc_chain *ch = xcalloc((servers ? servers->n : 0) + 1, sizeof(*ch));
@@ -547,6 +586,17 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 	bool plain = false;
 	char port[24];
 
+	/* A PASSTHROUGH or TCP port: one chain per tls:/tcp: route (Envoy's tcp_proxy
+	 * filter chains), matched by SNI or by nothing. */
+	if (l4 && l4->n) {
+		servers = NULL;
+		ch = xrealloc(ch, (l4->n + 1) * sizeof(*ch));
+		for (size_t i = 0; i < l4->n; i++) {
+			sbuf_reset(&m);
+			pc_l4_chain(l4->items[i], &m, &ch[n]);
+			n++;
+		}
+	}
 	for (size_t i = 0; servers && i < servers->n; i++) {
 		const struct ynode *sv = servers->items[i];
 		const char *mode = pc_str(sv, "tls_mode");

@@ -148,7 +148,13 @@ static const char usage[] =
 "ServiceEntries, and connects to the egress gateway with the workload certificate\n"
 "(ISTIO_MUTUAL). Its access log shows clusters such as\n"
 "outbound|80|cnn|istio-egressgateway.istio-system.svc.cluster.local, PassthroughCluster\n"
-"and BlackHoleCluster.\n";
+"and BlackHoleCluster. TLS (by its ClientHello's SNI, or the CONNECT host) and TCP follow\n"
+"the tls: and tcp: routes bound to mesh first, unterminated; a route that matches is\n"
+"followed or the connection refused (NR, UF), never sent direct.\n"
+"\n"
+"Gateway: a port whose servers are all TLS PASSTHROUGH is routed on the ClientHello's\n"
+"SNI by the tls: routes bound to the Gateway, a TCP port by its tcp: routes; anything\n"
+"else on such a port is closed (NR filter_chain_not_found).\n";
 
 struct retired {
 	struct cluster_eps *eps;
@@ -764,6 +770,10 @@ static const struct prom_stat prom_mesh[] = {
 	{ "tunnel_active", true, WSTAT(tun_active) },
 	{ "passthrough_total", false, WSTAT(passthrough) },
 	{ "blackhole_total", false, WSTAT(blackhole) },
+	/* tls:/tcp: routes (l4fwd.c): connections they sent on, and those refused (no
+	 * route at a gateway port, a route that cannot be served). */
+	{ "l4_route_total", false, WSTAT(l4_routed) },
+	{ "l4_refused_total", false, WSTAT(l4_refused) },
 	/* Circuit breakers and outlier detection (Envoy's names). */
 	{ "upstream_cx_overflow", false, WSTAT(ucx_overflow) },
 	{ "upstream_rq_pending_overflow", false, WSTAT(urq_pending_overflow) },

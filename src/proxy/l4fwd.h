@@ -1,0 +1,47 @@
+/* l4fwd: the data path of tls: and tcp: routes (l4route.h), in both roles: what a
+ * connection that no HTTP is spoken on is routed to, as a tunnel request (tunnel.h).
+ *
+ *   sidecar  a TLS connection (by its ClientHello's SNI), a CONNECT (by its host), or
+ *            opaque TCP (by its destination): the first tls:/tcp: route bound to "mesh"
+ *            that matches decides, before the registry and the outbound traffic policy.
+ *            A route that matches is followed or the connection is refused: it never
+ *            falls back to a direct connection (the gateway cannot be bypassed). Nor can
+ *            it be bypassed by not naming the host: a connection to an address of a
+ *            host that a tls: route takes (an endpoint of its registry cluster), with no
+ *            SNI, another one, or none at all, is refused.
+ *   gateway  a PASSTHROUGH port: the ClientHello's SNI must be one of the servers' hosts
+ *            and match a tls: route; a TCP port: the first tcp: route. Otherwise the
+ *            connection is closed with NR (Envoy's filter_chain_not_found).
+ *
+ * The tunnel carries bytes as they are: a destination cluster that would originate TLS
+ * (a DestinationRule tls mode other than DISABLE) cannot be served by it, and is refused
+ * (UF) rather than sent in the clear. Worker thread only. */
+#ifndef EGRESS_PROXY_L4FWD_H
+#define EGRESS_PROXY_L4FWD_H
+
+#include "net/sni.h"
+#include "proxy/l4route.h"
+#include "proxy/snap.h"
+#include "proxy/tunnel.h"
+
+struct worker;
+
+/* Sidecar, on snapshot s (the one r->snap will hold: r->cl belongs to it). st is what
+ * the SNI reader said (SNI_OK, SNI_NO_NAME, ...; SNI_NOT_TLS for a
+ * connection that is not TLS). Returns 0 when no route applies (the caller goes on as
+ * before), 1 when r has been filled: r->cl to follow, or a refusal (r->fail_*). */
+int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req *q,
+                     enum sni_status st, struct tun_req *r);
+
+/* Gateway: routes a connection accepted on listener l (l4_mode SNI or TCP). Always fills
+ * r: r->cl, or a refusal. */
+void l4_route_gateway(struct worker *w, const struct snap_listener *l, const struct l4_req *q,
+                      enum sni_status st, struct tun_req *r);
+
+/* Gateway: a connection accepted on a TCP listener (l4_mode TCP) goes to a tunnel at
+ * once, by the listener's tcp: routes (a server-first protocol sends nothing first). The
+ * tunnel owns fd from here. */
+void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
+                   const struct sock_addr *peer);
+
+#endif

@@ -1,0 +1,443 @@
+"""TLS passthrough and TCP routes (VirtualService tls:/tcp:), both roles, on loopback.
+
+The main test is istio.io's "Egress Gateways" task, HTTPS part, with its YAML unchanged
+(tests/data/egress-gateways-https): curl through the sidecar (as an HTTP proxy: CONNECT)
+to https://edition.cnn.com/politics, an nginx playing edition.cnn.com that logs the SNI
+and TLS session it served; the application's own TLS goes sidecar -> gateway (port 443,
+PASSTHROUGH, routed on the ClientHello's SNI) -> nginx, never terminated in between. With
+the gateway stopped, the request fails and nothing reaches nginx: the gateway cannot be
+bypassed. The other tests: refusals at the gateway (a name no server has, not TLS at
+all), routes the proxy cannot serve (refused, never sent elsewhere), a gateway TCP
+server with tcp: routes, and what proxy-config and /config_dump show."""
+import json
+import os
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from conftest import REPO
+from gwlib import loopback_ip, wait_until
+from sidecarlib import CNN, EGW_HOST, Egressgw, NxDns, Site, demo_cert, issue, wait_port
+
+DATA = REPO / "tests" / "data" / "egress-gateways-https"
+
+
+def cnn_tls_site(tmp, ip, cert, key):
+    """edition.cnn.com on 443: serves /politics, and logs for each request the SNI it
+    was asked for, the TLS version and session id (the application's own session)."""
+    html = tmp / "cnn-html"
+    html.mkdir(exist_ok=True)
+    (html / "politics").write_text("<html><body>CNN politics (test)</body></html>\n")
+    log = tmp / "cnn-tls.log"
+    body = f"""
+  log_format tlsinfo 'sni=$ssl_server_name proto=$ssl_protocol session=$ssl_session_id '
+                     'req="$request" status=$status';
+  server {{ listen {ip}:443 ssl; server_name {CNN}; root {html};
+           access_log {log} tlsinfo;
+           ssl_certificate {cert}; ssl_certificate_key {key}; }}
+"""
+    site = Site(tmp, "cnn-tls", body, ip, 443)
+    site.log = log
+    return site
+
+
+def site_lines(site):
+    return site.log.read_text().splitlines() if site.log.exists() else []
+
+
+class Topo:
+    def __init__(self, tmp, ctl, egressctl_bin, store):
+        self.tmp, self.ctl, self.store, self.egressctl = tmp, ctl, store, egressctl_bin
+        self.cnn_ip, self.gw_ip, self.echo_ip = loopback_ip(), loopback_ip(), loopback_ip()
+        certs = tmp / "site-certs"
+        certs.mkdir()
+        cert, key, self.demo_ca = demo_cert(certs, CNN)
+        self.hosts = tmp / "hosts"
+        self.hosts.write_text(f"{self.cnn_ip} {CNN}\n{self.gw_ip} {EGW_HOST}\n"
+                              f"{self.echo_ip} tcp-echo.test\n")
+        ca = tmp / "mesh-ca"
+        self.gw_id = issue(egressctl_bin, ca, "istio-system",
+                           "istio-egressgateway-service-account", tmp / "gw-id", create_ca=True)
+        self.sleep_id = issue(egressctl_bin, ca, "default", "sleep", tmp / "sleep-id")
+        self.site = self.dns = self.gateway = self.sidecar = None
+        try:
+            self.site = cnn_tls_site(tmp, self.cnn_ip, cert, key)
+            self.dns = NxDns(loopback_ip())
+            self.gateway = self.start_gateway()
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            self.outbound = s.getsockname()[1]
+            s.close()
+            self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, self.sleep_id, self.hosts,
+                                    self.dns, extra=["--namespace", "default", "--outbound",
+                                                     f"127.0.0.1:{self.outbound}",
+                                                     "--outbound-policy", "ALLOW_ANY"])
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_gateway(self):
+        return Egressgw(self.tmp, "gateway", "gateway", self.store, self.gw_id, self.hosts, self.dns,
+                        extra=["--namespace", "istio-system", "--labels", "istio=egressgateway",
+                               "--listen-address", self.gw_ip])
+
+    def curl(self, *args):
+        """curl as the sleep pod runs it, with the sidecar as its https_proxy."""
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["https_proxy"] = f"http://127.0.0.1:{self.outbound}"
+        env["CURL_CA_BUNDLE"] = str(self.demo_ca)
+        return subprocess.run(["curl", "--max-time", "15", *args], capture_output=True,
+                              text=True, env=env, timeout=30)
+
+    def proxyctl(self, *args):
+        env = dict(os.environ)
+        env["EGRESSGW_ADMIN"] = f"127.0.0.1:{self.gateway.admin_port}"
+        return subprocess.run([str(self.egressctl), "--store", str(self.store), *args],
+                              capture_output=True, text=True, env=env, timeout=30)
+
+    def apply(self, text_or_path, *procs):
+        """egressctl apply, then waits until each of procs has reloaded."""
+        before = [p.stat("config_reloads") for p in procs]
+        if isinstance(text_or_path, str):
+            out = self.ctl.ok("apply", "-f", "-", input=text_or_path)
+        else:
+            out = self.ctl.ok("apply", "-f", text_or_path)
+        for p, n in zip(procs, before):
+            p.wait_reloads(n + 1)
+        return out
+
+    def stop(self):
+        rcs = []
+        for p in (self.sidecar, self.gateway):
+            if p is not None:
+                rcs.append(p.stop())
+        if self.site:
+            self.site.stop()
+        if self.dns:
+            self.dns.stop()
+        return rcs
+
+
+@pytest.fixture
+def topo(tmp_path, ctl, egressctl_bin, store):
+    t = Topo(tmp_path, ctl, egressctl_bin, store)
+    yield t
+    assert t.stop() == [0, 0], "egressgw did not exit 0 on SIGTERM"
+
+
+def get_politics(t):
+    return t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+
+
+def test_egress_gateways_https_passthrough(topo):
+    t = topo
+    # 1. The ServiceEntry alone: HTTPS straight to edition.cnn.com (the page's first curl).
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    r = get_politics(t)
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
+
+    # 2. Gateway (PASSTHROUGH), DestinationRule and VirtualService, as the page has them.
+    out = t.apply(DATA / "02-gateway-destinationrule-virtualservice-cnn.yaml", t.sidecar,
+                  t.gateway)
+    assert "gateway.networking.istio.io/istio-egressgateway created" in out
+    assert "virtualservice.networking.istio.io/direct-cnn-through-egress-gateway created" in out
+    assert "not served" not in t.gateway.stderr() and "not served" not in t.sidecar.stderr()
+    wait_port(t.gw_ip, 443)
+    n_side, n_gw, n_site = len(t.sidecar.log_lines()), len(t.gateway.log_lines()), \
+        len(site_lines(t.site))
+    passthrough = t.sidecar.stat("passthrough_total")
+    r = t.curl("-sS", "-o", "/dev/null", "-D", "-", f"https://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
+                               t.gateway.stderr()[-2000:])
+    assert "HTTP/1.1 200 Connection established" in r.stdout, r.stdout
+    assert r.stdout.rstrip().splitlines()[-1].startswith("content-type") or " 200" in \
+        r.stdout.split("Connection established", 1)[1], r.stdout
+
+    # The sidecar sent it to the gateway by the mesh tls: route...
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and "|cnn|" in m["cluster"])
+    assert (m["code"], m["cluster"], m["uhost"]) == \
+        ("200", f"outbound|443|cnn|{EGW_HOST}", f"{t.gw_ip}:443"), m.string
+    # ...the gateway passed it through by SNI to edition.cnn.com (Envoy's TCP line)...
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN)
+    assert (g["method"], g["path"], g["proto"], g["code"]) == ("-", "-", "-", "0"), g.string
+    assert (g["cluster"], g["uhost"]) == (f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    assert g["dlocal"] == f"{t.gw_ip}:443", g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    assert g["flags"] == "-", g.string
+    # ...and nginx served the application's own TLS session: its SNI, its handshake
+    # (curl verified edition.cnn.com's certificate against the demo CA: nobody in between
+    # holds that key).
+    wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
+    line = site_lines(t.site)[-1]
+    assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
+    assert len(t.sidecar.log_lines()) == n_side + 1, t.sidecar.log_lines()
+    assert len(t.gateway.log_lines()) == n_gw + 1, t.gateway.log_lines()
+    assert t.sidecar.stat("passthrough_total") == passthrough
+    assert t.sidecar.stat("l4_route_total") >= 1 and t.gateway.stat("l4_route_total") >= 1
+
+    # Not naming the host is no way around the gateway: a CONNECT to edition.cnn.com's
+    # address (curl sends no SNI for an IP) is refused, and nginx sees nothing.
+    n_site = len(site_lines(t.site))
+    r = t.curl("-sSk", "-o", "/dev/null", "-w", "%{http_code}", f"https://{t.cnn_ip}/politics")
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["authority"] == f"{t.cnn_ip}:443")
+    assert (m["code"], m["flags"], m["details"]) == ("503", "NR", "filter_chain_not_found"), \
+        m.string
+    assert len(site_lines(t.site)) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+    # proxy-config listener shows the gateway's filter chain by SNI, as istioctl does.
+    pc = t.proxyctl("proxy-config", "listener", "--port", "443")
+    assert pc.returncode == 0, pc.stderr
+    rows = [ln.split() for ln in pc.stdout.splitlines()]
+    assert rows[0] == ["ADDRESSES", "PORT", "MATCH", "DESTINATION"], pc.stdout
+    assert [t.gw_ip, "443", "SNI:", CNN, "Cluster:", f"outbound|443||{CNN}"] in rows, pc.stdout
+    code, body = t.gateway.admin("/config_dump")
+    assert code == 200
+    lst = [x for x in json.loads(body)["listeners"] if x["port"] == 443][0]
+    assert lst["l4_mode"] == "SNI"
+    assert lst["l4_routes"][0]["matches"][0]["sni_hosts"] == [CNN], lst
+    code, body = t.sidecar.admin("/config_dump")
+    mesh = json.loads(body)["mesh_l4_routes"]
+    assert mesh[0]["route"] == [{"cluster": f"outbound|443|cnn|{EGW_HOST}", "weight": 100}]
+
+    # 3. The gateway stopped: the request fails, and nothing goes to edition.cnn.com
+    # directly (nginx logs nothing new, the sidecar passes nothing through).
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503" and
+                           m["authority"] == f"{CNN}:443")
+    assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
+    assert m["uhost"] == f"{t.gw_ip}:443", m.string
+    assert len(site_lines(t.site)) == n_site, site_lines(t.site)
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def raw_hello(ip, port, sni):
+    """Sends a ClientHello for sni (None: none) and returns what comes back before the
+    connection closes (b"" when the peer closes without answering)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((ip, port), timeout=5) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni):
+                return b"handshake"
+        except (ssl.SSLError, ConnectionError, OSError):
+            return b""
+
+
+def test_gateway_refuses_what_no_route_has(topo):
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.gateway)
+    t.apply(DATA / "02-gateway-destinationrule-virtualservice-cnn.yaml", t.gateway)
+    wait_port(t.gw_ip, 443)
+    n_site = len(site_lines(t.site))
+    # A name the PASSTHROUGH server does not have: closed, NR, nothing upstream.
+    assert raw_hello(t.gw_ip, 443, "other.example") == b""
+    g = t.gateway.wait_log(lambda m: m["sni"] == "other.example")
+    assert (g["code"], g["flags"], g["details"], g["cluster"]) == \
+        ("0", "NR", "filter_chain_not_found", "-"), g.string
+    # Not TLS at all (an HTTP request on the PASSTHROUGH port): closed, not a 400.
+    with socket.create_connection((t.gw_ip, 443), timeout=5) as s:
+        s.sendall(b"GET /politics HTTP/1.1\r\nHost: edition.cnn.com\r\n\r\n")
+        assert s.recv(100) == b""
+    t.gateway.wait_log(lambda m: m["flags"] == "NR" and m["sni"] == "-")
+    assert len(site_lines(t.site)) == n_site
+    assert t.gateway.stat("l4_refused_total") == 2
+    assert "refused a connection on" in t.gateway.stderr()
+
+
+UNSERVED = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-with-source-subnet
+spec:
+  hosts:
+  - edition.cnn.com
+  tcp:
+  - match:
+    - port: 443
+      sourceSubnet: 10.0.0.0/8
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 443
+"""
+
+
+def test_sidecar_refuses_a_route_it_cannot_serve(topo):
+    """A tcp: route with sourceSubnet (not applied here) would take edition.cnn.com:443:
+    refused, visibly, never passed to edition.cnn.com directly."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
+    before = t.sidecar.stat("config_reloads")
+    r = t.ctl("apply", "-f", "-", input=UNSERVED)
+    assert r.rc == 0, r.err
+    # Never silent: at apply, in analyze (with the field's place), in the proxy's log.
+    assert "spec.tcp[0].match[0].sourceSubnet: sourceSubnet is not applied" in r.err, r.err
+    an = t.ctl("analyze")
+    assert "IST0133" in an.out and "virtualservices/tcp-with-source-subnet.yaml:" in an.out, \
+        an.out
+    assert "sourceSubnet is not applied" in an.out, an.out
+    t.sidecar.wait_reloads(before + 1)
+    assert "match.sourceSubnet is not applied" in t.sidecar.stderr()
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.stdout != "200", r.stdout
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["flags"], m["details"]) == ("503", "NR", "filter_chain_not_found"), \
+        m.string
+    assert len(site_lines(t.site)) == n_site
+    assert t.sidecar.stat("l4_refused_total") == 1
+
+
+MESH_TCP = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-echo-to-egress-gateway
+spec:
+  hosts:
+  - tcp-echo.test
+  tcp:
+  - match:
+    - port: 9000
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port:
+          number: 9000
+"""
+
+TCP_CONFIG = """apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: tcp-echo
+spec:
+  hosts:
+  - tcp-echo.test
+  ports:
+  - number: 9000
+    name: tcp
+    protocol: TCP
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: istio-egressgateway-tcp
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 9000
+      name: tcp
+      protocol: TCP
+    hosts:
+    - tcp-echo.test
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-echo-through-egress-gateway
+spec:
+  hosts:
+  - tcp-echo.test
+  gateways:
+  - istio-egressgateway-tcp
+  tcp:
+  - match:
+    - gateways:
+      - istio-egressgateway-tcp
+      port: 9000
+    route:
+    - destination:
+        host: tcp-echo.test
+        port:
+          number: 9000
+"""
+
+
+def test_gateway_tcp_route(topo):
+    t = topo
+    srv = socket.socket()
+    srv.bind((t.echo_ip, 9000))
+    srv.listen(4)
+    seen = []
+
+    def serve(c):
+        with c:
+            try:
+                c.sendall(b"hello from the server first\n")    # a server-first protocol
+                while True:
+                    data = c.recv(4096)
+                    if not data:
+                        break
+                    c.sendall(data)
+            except OSError:
+                pass
+
+    def echo():
+        while True:
+            try:
+                c, peer = srv.accept()
+            except OSError:
+                return
+            seen.append(peer)
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    th = threading.Thread(target=echo, daemon=True)
+    th.start()
+    try:
+        t.apply(TCP_CONFIG, t.gateway)
+        wait_port(t.gw_ip, 9000)
+        with socket.create_connection((t.gw_ip, 9000), timeout=5) as s:
+            f = s.makefile("rb")
+            assert f.readline() == b"hello from the server first\n"
+            s.sendall(b"ping\n")
+            assert f.readline() == b"ping\n"
+            s.shutdown(socket.SHUT_WR)
+            assert f.read() == b""
+        g = t.gateway.wait_log(lambda m: m["cluster"] == "outbound|9000||tcp-echo.test"
+                               and m["rx"] == "5")
+        assert (g["method"], g["code"], g["flags"]) == ("-", "0", "-"), g.string
+        assert (g["rx"], g["tx"]) == ("5", str(len(b"hello from the server first\nping\n"))), \
+            g.string
+        assert g["uhost"] == f"{t.echo_ip}:9000", g.string
+        pc = t.proxyctl("proxy-config", "listener", "--port", "9000")
+        rows = [ln.split() for ln in pc.stdout.splitlines()]
+        assert [t.gw_ip, "9000", "ALL", "Cluster:", "outbound|9000||tcp-echo.test"] in rows, \
+            pc.stdout
+
+        # Through the sidecar, with a mesh tcp: route to the gateway: even bytes that look
+        # like HTTP (a proxy request) follow the route, whole, to the gateway and on.
+        t.apply(MESH_TCP, t.sidecar)
+        req = b"GET http://tcp-echo.test:9000/x HTTP/1.1\r\nHost: tcp-echo.test:9000\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", t.outbound), timeout=5) as s:
+            s.sendall(req)
+            f = s.makefile("rb")
+            assert f.readline() == b"hello from the server first\n"
+            got = b""
+            while len(got) < len(req):
+                got += f.read1(4096)
+            assert got == req
+            s.shutdown(socket.SHUT_WR)
+            assert f.read() == b""
+        m = t.sidecar.wait_log(lambda m: m["cluster"] == f"outbound|9000||{EGW_HOST}")
+        assert (m["method"], m["code"], m["uhost"]) == ("-", "0", f"{t.gw_ip}:9000"), m.string
+        assert m["rx"] == str(len(req)), m.string
+        t.gateway.wait_log(lambda m: m["cluster"] == "outbound|9000||tcp-echo.test"
+                           and m["rx"] == str(len(req)))
+        assert t.sidecar.stat("passthrough_total") == 0
+    finally:
+        srv.close()

@@ -1,0 +1,177 @@
+/* Tests for proxy/l4route: address prefixes, and the lookup of tls:/tcp: routes on tables
+ * built by hand: SNI with wildcards, port, destinationSubnets, tls before tcp, first hit
+ * wins, a route without matches, and destinations picked by weight. (The compiler from
+ * VirtualServices is covered through snap_build in test_snap.c and end to end in
+ * tests/integration/test_passthrough.py.) */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/util.h"
+#include "proxy/l4route.h"
+
+static void test_cidr(void **state)
+{
+	struct l4_cidr c;
+	struct sock_addr a;
+
+	(void)state;
+	assert_int_equal(l4_cidr_parse("10.0.0.0/8", &c), 0);
+	assert_int_equal(sock_addr_from_ip("10.200.3.4", 443, &a), 0);
+	assert_true(l4_cidr_contains(&c, &a));
+	assert_int_equal(sock_addr_from_ip("11.0.0.1", 443, &a), 0);
+	assert_false(l4_cidr_contains(&c, &a));
+	/* Bits that do not fall on a byte boundary. */
+	assert_int_equal(l4_cidr_parse("192.168.4.0/22", &c), 0);
+	assert_int_equal(sock_addr_from_ip("192.168.7.255", 1, &a), 0);
+	assert_true(l4_cidr_contains(&c, &a));
+	assert_int_equal(sock_addr_from_ip("192.168.8.0", 1, &a), 0);
+	assert_false(l4_cidr_contains(&c, &a));
+	/* A bare address is a /32; another family never matches. */
+	assert_int_equal(l4_cidr_parse("127.0.0.5", &c), 0);
+	assert_int_equal(c.bits, 32);
+	assert_int_equal(sock_addr_from_ip("::1", 1, &a), 0);
+	assert_false(l4_cidr_contains(&c, &a));
+	assert_int_equal(l4_cidr_parse("2001:db8::/32", &c), 0);
+	assert_int_equal(sock_addr_from_ip("2001:db8:1::7", 1, &a), 0);
+	assert_true(l4_cidr_contains(&c, &a));
+	assert_int_equal(l4_cidr_parse("0.0.0.0/0", &c), 0);
+	assert_int_equal(sock_addr_from_ip("8.8.8.8", 1, &a), 0);
+	assert_true(l4_cidr_contains(&c, &a));
+	/* Not prefixes. */
+	assert_int_equal(l4_cidr_parse("10.0.0.0/33", &c), -1);
+	assert_int_equal(l4_cidr_parse("10.0.0.0/", &c), -1);
+	assert_int_equal(l4_cidr_parse("host.example/8", &c), -1);
+	assert_int_equal(l4_cidr_parse("", &c), -1);
+}
+
+/* A route with one match (hosts NULL-terminated; port; subnet or NULL) to one cluster. */
+static void add_route(struct l4_table *t, bool tls, const char *const *hosts, uint16_t port,
+                      const char *subnet, const char *cluster)
+{
+	struct l4_route *r;
+	struct l4_match *m;
+
+	t->routes = xrealloc(t->routes, (t->nroutes + 1) * sizeof(*t->routes));
+	r = &t->routes[t->nroutes++];
+	memset(r, 0, sizeof(*r));
+	r->tls = tls;
+	r->vs = xstrdup("default/vs");
+	if (hosts || port || subnet) {
+		r->matches = xcalloc(1, sizeof(*r->matches));
+		r->nmatches = 1;
+		m = &r->matches[0];
+		m->port = port;
+		m->hosts = xcalloc(8, sizeof(*m->hosts));
+		for (size_t i = 0; hosts && hosts[i]; i++)
+			m->hosts[m->nhosts++] = xstrdup(hosts[i]);
+		if (subnet) {
+			m->subnets = xcalloc(1, sizeof(*m->subnets));
+			assert_int_equal(l4_cidr_parse(subnet, &m->subnets[0]), 0);
+			m->nsubnets = 1;
+		}
+	}
+	r->dests = xcalloc(1, sizeof(*r->dests));
+	r->dests[0].cluster_name = xstrdup(cluster);
+	r->dests[0].weight = 100;
+	r->ndests = 1;
+	r->total_weight = 100;
+}
+
+static const char *lookup(const struct l4_table *t, const char *sni, const char *host,
+                          uint16_t port, const char *dst_ip)
+{
+	struct l4_req q = { sni, host, port, NULL };
+	struct sock_addr a;
+	const struct l4_route *r;
+
+	if (dst_ip) {
+		assert_int_equal(sock_addr_from_ip(dst_ip, port, &a), 0);
+		q.dst = &a;
+	}
+	r = l4_lookup(t, &q);
+	return r ? r->dests[0].cluster_name : NULL;
+}
+
+static void test_lookup(void **state)
+{
+	struct l4_table *t = xcalloc(1, sizeof(*t));
+	static const char *const cnn[] = { "edition.cnn.com", NULL };
+	static const char *const wiki[] = { "*.wikipedia.org", NULL };
+	static const char *const echo[] = { "tcp-echo.test", NULL };
+
+	(void)state;
+	t->name = xstrdup("mesh");
+	/* In table order a tcp route comes first: tls routes are still tried first. */
+	add_route(t, false, echo, 9000, NULL, "tcp-echo");
+	add_route(t, true, cnn, 443, NULL, "gw-cnn");
+	add_route(t, true, wiki, 0, NULL, "gw-wiki");
+	add_route(t, false, NULL, 0, "10.1.0.0/16", "subnet");
+	add_route(t, true, cnn, 0, NULL, "cnn-any-port");
+
+	assert_string_equal(lookup(t, "edition.cnn.com", "edition.cnn.com", 443, NULL), "gw-cnn");
+	/* Another port: the later route without a port. */
+	assert_string_equal(lookup(t, "edition.cnn.com", "edition.cnn.com", 8443, NULL),
+	                    "cnn-any-port");
+	/* Wildcards cover one or more labels, not the bare domain. */
+	assert_string_equal(lookup(t, "en.wikipedia.org", NULL, 443, NULL), "gw-wiki");
+	assert_string_equal(lookup(t, "a.b.wikipedia.org", NULL, 443, NULL), "gw-wiki");
+	assert_null(lookup(t, "wikipedia.org", NULL, 443, NULL));
+	/* No SNI: no tls route; tcp routes by host and by destination address. */
+	assert_null(lookup(t, NULL, "edition.cnn.com", 443, NULL));
+	assert_string_equal(lookup(t, NULL, "tcp-echo.test", 9000, NULL), "tcp-echo");
+	assert_null(lookup(t, NULL, "tcp-echo.test", 9001, NULL));
+	assert_string_equal(lookup(t, NULL, NULL, 5432, "10.1.2.3"), "subnet");
+	assert_null(lookup(t, NULL, NULL, 5432, "10.2.2.3"));
+	/* A TLS connection no tls route takes may still be a tcp route's. */
+	assert_string_equal(lookup(t, "other.example", "tcp-echo.test", 9000, NULL), "tcp-echo");
+	assert_true(l4_table_has_port(t, 443));
+	l4_table_free(t);
+
+	/* A gateway tcp route without matches takes everything; an empty table nothing. */
+	t = xcalloc(1, sizeof(*t));
+	assert_null(lookup(t, NULL, NULL, 9000, NULL));
+	assert_false(l4_table_has_port(t, 9000));
+	add_route(t, false, NULL, 0, NULL, "all");
+	assert_string_equal(lookup(t, NULL, NULL, 9000, NULL), "all");
+	assert_true(l4_table_has_port(t, 1));
+	l4_table_free(t);
+	assert_null(l4_lookup(NULL, &(struct l4_req){ 0 }));
+}
+
+static void test_weights(void **state)
+{
+	struct route_dest d[3] = {
+		{ .cluster_name = "a", .weight = 80 },
+		{ .cluster_name = "b", .weight = 20 },
+		{ .cluster_name = "c", .weight = 0 },
+	};
+	unsigned n[3] = { 0 };
+
+	(void)state;
+	for (uint32_t r = 0; r < 1000; r++)
+		n[route_pick_weighted(d, 3, 100, r * 2654435761u) - d]++;
+	assert_in_range(n[0], 750, 850);
+	assert_in_range(n[1], 150, 250);
+	assert_int_equal(n[2], 0);
+	assert_null(route_pick_weighted(d, 0, 0, 1));
+	/* All weights 0 (a single destination given none): the first. */
+	assert_ptr_equal(route_pick_weighted(d + 2, 1, 0, 7), d + 2);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cidr),
+		cmocka_unit_test(test_lookup),
+		cmocka_unit_test(test_weights),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
