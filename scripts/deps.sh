@@ -12,7 +12,12 @@ declare -A group=(
 want=()
 for g in "$@"; do
   for p in ${group[$g]}; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" && continue
+    # A machine whose Node.js came from another build (NodeSource's nodejs carries npm)
+    # has the commands without Debian's npm package, which conflicts with it: the
+    # commands are what the tests need.
+    case "$p" in nodejs) command -v node >/dev/null && continue ;; npm) command -v npm >/dev/null && continue ;; esac
+    want+=("$p")
   done
 done
 [ ${#want[@]} -eq 0 ] && exit 0
