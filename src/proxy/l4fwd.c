@@ -60,7 +60,11 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 		return;
 	}
 	r->cl = d->cluster;
-	if (d->cluster->tls_mode != CLUSTER_TLS_DISABLE) {
+	/* Automatic mutual TLS (cluster.h auto_mtls) is not a DestinationRule's word: Istio's
+	 * egress gateway carries no tlsMode label, so its sidecars never wrap a passthrough
+	 * hop in mesh TLS, and a PASSTHROUGH port routes on the application's own SNI, which
+	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. */
+	if (d->cluster->tls_mode != CLUSTER_TLS_DISABLE && !d->cluster->auto_mtls) {
 		/* The tunnel would send in the clear what the DestinationRule says must be
 		 * encrypted: refuse instead. */
 		l4_refuse(w, q, table, r, 503, ALOG_F_UF,
