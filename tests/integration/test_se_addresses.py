@@ -213,3 +213,34 @@ def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, st
     finally:
         proxy.stop()
         assert t.stop() == [0, 0]
+
+
+def test_address_with_static_endpoints(tmp_path, ctl, egressctl_bin, store):
+    """An address whose ServiceEntry resolves STATIC: the CONNECT to the address reaches
+    the endpoint, not the address (which nothing listens on)."""
+    vip, ep_ip = loopback_ip(), loopback_ip()
+    rec = Recorder(ep_ip, 9000, "endpoint")
+    se = proxy_se([f"{vip}/32"], port=9000).replace("resolution: NONE", f"""resolution: STATIC
+  endpoints:
+  - address: {ep_ip}""")
+    m = mesh_with(tmp_path, ctl, egressctl_bin, store, se)
+    try:
+        s = socket.create_connection(("127.0.0.1", m.sidecar.outbound), timeout=10)
+        try:
+            assert connect(s, f"{vip}:9000") == 200
+            s.sendall(b"GET /via-vip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        finally:
+            s.close()
+        assert data.endswith(b"\r\n\r\nendpoint\n"), data
+        assert rec.last()["path"] == "/via-vip"
+        line = m.sidecar.wait_log(lambda x: x["cluster"] == "outbound|9000||my-company-proxy.com")
+        assert line["uhost"] == f"{ep_ip}:9000"
+    finally:
+        assert m.stop() == [0]
+        rec.stop()
