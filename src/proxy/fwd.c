@@ -2663,6 +2663,14 @@ static void st_begin(struct dconn *d)
 	st_set_host(st);
 
 	if (st->req.method_id == H1_M_CONNECT) {
+		if (d->sidecar && d->redirected) {
+			/* Not said to the sidecar: the application talks to a proxy of its own at
+			 * the original destination. Relay it there (or as that address's
+			 * ServiceEntry says), never to the CONNECT target around that proxy. */
+			st_detach(st);
+			d_tcp_handoff(d, NULL);
+			return;
+		}
 		if (d->sidecar) {
 			st_sidecar_connect(st);
 			return;

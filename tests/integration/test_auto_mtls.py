@@ -186,3 +186,89 @@ def test_gateway_refuses_foreign_client_cert(world, tmp_path):
                         str(m.gw_id / "root-cert.pem")], input="GET / HTTP/1.0\r\n\r\n",
                        capture_output=True, text=True, timeout=20)
     assert "HTTP/1." not in r.stdout
+
+
+@pytest.mark.parametrize("sign", ["location", "label", "none"])
+def test_mesh_workload_signs(sign, tmp_path, ctl, egressctl_bin, store):
+    """The other signs of a mesh workload: a ServiceEntry with location MESH_INTERNAL, or
+    endpoints labelled security.istio.io/tlsMode=istio. The workload here is the gateway
+    (its plain HTTP port takes mutual TLS too), which routes on to a recording upstream;
+    without either sign the hop stays plain."""
+    from recorder import Recorder
+
+    up_ip = loopback_ip()
+    rec = Recorder(up_ip, 80, "backend")
+    m = None
+    try:
+        m = Mesh(tmp_path, ctl, egressctl_bin, store, {"backend.example.test": up_ip},
+                 gateway=True, sidecar_extra=["--mesh-hosts", "none.invalid"])
+        location = "MESH_INTERNAL" if sign == "location" else "MESH_EXTERNAL"
+        labels = ("\n    labels:\n      security.istio.io/tlsMode: istio"
+                  if sign == "label" else "")
+        ctl.ok("apply", "-f", "-", input=f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: workload
+spec:
+  hosts: [workload.mesh.test]
+  location: {location}
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: {m.gw_ip}{labels}
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: backend
+spec:
+  hosts: [backend.example.test]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [workload.mesh.test]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: workload
+spec:
+  hosts: [workload.mesh.test]
+  gateways: [istio-egressgateway]
+  http:
+  - route:
+    - destination:
+        host: backend.example.test
+""")
+        wait_until(lambda: "outbound|80||workload.mesh.test" in m.sidecar.admin("/config_dump")[1]
+                   and "workload" in m.gateway.admin("/config_dump")[1], timeout=10,
+                   what="config")
+        peers = m.gateway.stat("downstream_cx_peer_identity")
+        r = m.curl("http://workload.mesh.test/x")
+        assert r.stdout == "backend\n", (r.stdout, r.stderr)
+        gl = m.gateway.wait_log(lambda x: x["path"] == "/x")
+        mtls = sign != "none"
+        assert m.gateway.stat("downstream_cx_peer_identity") == peers + (1 if mtls else 0)
+        assert gl["proto"] == ("HTTP/2" if mtls else "HTTP/1.1")
+    finally:
+        rcs = m.stop() if m else [0, 0]
+        rec.stop()
+        assert rcs == [0, 0]

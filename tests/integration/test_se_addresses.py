@@ -157,6 +157,36 @@ def test_cidr_addresses(tmp_path, ctl, egressctl_bin, store, world):
 PROXY_IP = "10.250.1.5"     # the external proxy, beside test_transparent's sites
 
 
+def https_proxy_curl(t):
+    """`HTTPS_PROXY=PROXY_IP:3128 curl https://edition.cnn.com/politics` in the pod."""
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    env["CURL_CA_BUNDLE"] = t.demo_ca
+    env["HTTPS_PROXY"] = f"{PROXY_IP}:3128"
+    return t.in_app(["curl", "-sS", "--max-time", "20", f"https://{CNN}/politics"],
+                    user=NOBODY, env=env)
+
+
+def test_application_proxy_is_not_bypassed(tmp_path, nets, ctl, egressctl_bin, store,
+                                          walkthrough, walkthrough_certs):
+    """ALLOW_ANY, no ServiceEntry for the proxy: the application's CONNECT, redirected to
+    the sidecar, still goes to the application's proxy (PassthroughCluster to the
+    original destination), not straight to the CONNECT target around it."""
+    subprocess.run(["ip", "-n", nets.ext, "addr", "add", f"{PROXY_IP}/32", "dev", "lo"],
+                   check=True, capture_output=True, timeout=30)
+    t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    proxy = ConnectProxy(PROXY_IP, 3128, {CNN: CNN_IP}, ns=nets.ext)
+    try:
+        r = https_proxy_curl(t)
+        assert r.returncode == 0 and "CNN politics" in r.stdout, (r.stdout, r.stderr)
+        assert proxy.targets() == [f"{CNN}:443"]
+        m = t.sidecar.wait_log(lambda x: x["dlocal"] == f"{PROXY_IP}:3128")
+        assert (m["method"], m["cluster"], m["uhost"]) == ("-", "PassthroughCluster",
+                                                           f"{PROXY_IP}:3128"), m.string
+    finally:
+        proxy.stop()
+        assert t.stop() == [0, 0]
+
+
 def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, store,
                                           walkthrough, walkthrough_certs):
     """The page as it runs in a pod: iptables redirects the application's connection to
@@ -169,19 +199,12 @@ def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, st
                     policy="REGISTRY_ONLY")
     proxy = ConnectProxy(PROXY_IP, 3128, {CNN: CNN_IP}, ns=nets.ext)
     try:
-        def page():
-            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-            env["CURL_CA_BUNDLE"] = t.demo_ca
-            env["HTTPS_PROXY"] = f"{PROXY_IP}:3128"
-            return t.in_app(["curl", "-sS", "--max-time", "20", f"https://{CNN}/politics"],
-                            user=NOBODY, env=env)
-
-        r = page()
+        r = https_proxy_curl(t)
         assert r.returncode != 0 and proxy.targets() == [], (r.stdout, r.stderr)
         n = t.sidecar.stat("config_reloads")
         ctl.ok("apply", "-f", "-", input=proxy_se([f"{PROXY_IP}/32"]))
         t.sidecar.wait_reloads(n + 1)
-        r = page()
+        r = https_proxy_curl(t)
         assert r.returncode == 0 and "CNN politics" in r.stdout, (r.stdout, r.stderr)
         assert proxy.targets() == [f"{CNN}:443"]
         m = t.sidecar.wait_log(lambda x: x["cluster"] == "outbound|3128||my-company-proxy.com")
@@ -190,3 +213,34 @@ def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, st
     finally:
         proxy.stop()
         assert t.stop() == [0, 0]
+
+
+def test_address_with_static_endpoints(tmp_path, ctl, egressctl_bin, store):
+    """An address whose ServiceEntry resolves STATIC: the CONNECT to the address reaches
+    the endpoint, not the address (which nothing listens on)."""
+    vip, ep_ip = loopback_ip(), loopback_ip()
+    rec = Recorder(ep_ip, 9000, "endpoint")
+    se = proxy_se([f"{vip}/32"], port=9000).replace("resolution: NONE", f"""resolution: STATIC
+  endpoints:
+  - address: {ep_ip}""")
+    m = mesh_with(tmp_path, ctl, egressctl_bin, store, se)
+    try:
+        s = socket.create_connection(("127.0.0.1", m.sidecar.outbound), timeout=10)
+        try:
+            assert connect(s, f"{vip}:9000") == 200
+            s.sendall(b"GET /via-vip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+        finally:
+            s.close()
+        assert data.endswith(b"\r\n\r\nendpoint\n"), data
+        assert rec.last()["path"] == "/via-vip"
+        line = m.sidecar.wait_log(lambda x: x["cluster"] == "outbound|9000||my-company-proxy.com")
+        assert line["uhost"] == f"{ep_ip}:9000"
+    finally:
+        assert m.stop() == [0]
+        rec.stop()
