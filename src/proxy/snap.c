@@ -10,6 +10,7 @@
  *   4. config_dump (snap_json.c).
  * Files: snap.c (this: driver, shared helpers, free), snap_gw.c, snap_route.c,
  * snap_cluster.c, snap_json.c; snap_int.h is their private header. */
+#include "proxy/authz.h"
 #include "proxy/snap.h"
 #include "proxy/snap_int.h"
 
@@ -391,6 +392,22 @@ static void snap_identity(struct snap_b *b)
 	secret_cache_file(b->secrets, "ROOTCA", true, root.file, NULL, b->root_digest);
 }
 
+/* The AuthorizationPolicies for this proxy (every namespace's are looked at: the root
+ * namespace's apply mesh-wide; exportTo does not exist for policies). */
+static void snap_authz(struct snap_b *b)
+{
+	const struct store_contents *c = b->contents;
+	const struct resource **v = xcalloc(c->n + 1, sizeof(*v));
+	struct authz_params ap = { b->ns, b->p->labels };
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].res.kind == RES_AUTHORIZATION_POLICY)
+			v[n++] = &c->v[i].res;
+	b->s->authz = authz_build(v, n, &ap);
+	free(v);
+}
+
 /* ---- build ---- */
 
 struct snap *snap_build(const struct store_contents *contents, const struct snap_params *p,
@@ -427,6 +444,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 		snap_sidecar_routes(&b);
 	}
 	snap_clusters(&b);
+	snap_authz(&b);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
@@ -496,6 +514,7 @@ void snap_unref(struct snap *s)
 	for (size_t i = 0; i < s->noutbound; i++)
 		route_table_free(s->outbound[i]);
 	free(s->outbound);
+	authz_free(s->authz);
 	free(s->config_dump);
 	free(s);
 }

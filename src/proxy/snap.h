@@ -31,6 +31,7 @@
 
 struct store_contents;
 struct secret_cache;
+struct authz;
 
 enum snap_role {
 	SNAP_ROLE_GATEWAY,
@@ -94,6 +95,10 @@ struct snap {
 	 * destination port; NULL in the gateway role. */
 	struct route_table **outbound;
 	size_t noutbound;
+
+	/* The AuthorizationPolicies that apply to this proxy, compiled (proxy/authz.h);
+	 * NULL when none does (every request allowed). */
+	struct authz *authz;
 
 	/* JSON of the active configuration, made once at build time for /config_dump. */
 	char *config_dump;

@@ -75,6 +75,9 @@ struct wstats {
 	/* Connections accepted and closed at once: past --max-connections (Envoy's
 	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
 	stat_t dcx_overflow, dcx_no_fd;
+	/* AuthorizationPolicy decisions, as Envoy's RBAC filter counts them (only while
+	 * policies apply to the proxy); shadow: istio.io/dry-run policies. */
+	stat_t rbac_allowed, rbac_denied, rbac_shadow_allowed, rbac_shadow_denied;
 };
 
 struct wlistener {

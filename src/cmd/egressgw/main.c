@@ -634,6 +634,15 @@ static const struct prom_stat prom_refused[] = {
 	{ "downstream_cx_no_fd", false, WSTAT(dcx_no_fd) },
 };
 
+/* AuthorizationPolicy decisions (Envoy's RBAC filter: rbac.allowed, rbac.denied,
+ * rbac.shadow_allowed, rbac.shadow_denied). */
+static const struct prom_stat prom_rbac[] = {
+	{ "rbac_allowed", false, WSTAT(rbac_allowed) },
+	{ "rbac_denied", false, WSTAT(rbac_denied) },
+	{ "rbac_shadow_allowed", false, WSTAT(rbac_shadow_allowed) },
+	{ "rbac_shadow_denied", false, WSTAT(rbac_shadow_denied) },
+};
+
 static void prom_line(struct sbuf *body, const char *name, bool gauge, unsigned long long v)
 {
 	sbuf_addf(body, "# TYPE egressgw_%s %s\negressgw_%s %llu\n", name,
@@ -708,6 +717,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		          (unsigned long long)(g->snap ? g->snap->version : 0));
 		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
+		prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
