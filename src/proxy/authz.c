@@ -98,9 +98,26 @@ struct apolicy {
 	size_t nrules;
 };
 
+/* A principal -> rules index: a rule whose every source names exact principals can only
+ * match a request from one of them, so a decision looks at those rules and the others
+ * (`open`) instead of all. Rule numbers are positions in aset.rules (policy order), and
+ * each bucket is ascending, so merging a bucket with `open` keeps Istio's first-match. */
+struct abucket {
+	const char *key;         /* borrowed from the rule's matcher */
+	size_t keylen;
+	uint32_t *v;
+	size_t n;
+};
+
 struct aset {                /* one action's policies */
 	struct apolicy **v;
 	size_t n;
+	const struct arule **rules;
+	size_t nrules;
+	uint32_t *open;
+	size_t nopen;
+	struct abucket *idx;     /* open addressing, size mask + 1 (0: no index) */
+	size_t mask;
 };
 
 struct authz {
@@ -402,6 +419,97 @@ static void aset_add(struct aset *s, struct apolicy *p)
 	s->v[s->n++] = p;
 }
 
+static uint64_t key_hash(const char *s, size_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+	return h;
+}
+
+static struct abucket *idx_slot(const struct aset *s, const char *k, size_t n)
+{
+	size_t i = (size_t)key_hash(k, n) & s->mask;
+
+	while (s->idx[i].key && !(s->idx[i].keylen == n && memcmp(s->idx[i].key, k, n) == 0))
+		i = (i + 1) & s->mask;
+	return &s->idx[i];
+}
+
+static bool rule_indexable(const struct arule *ru)
+{
+	if (!ru->nfrom)
+		return false;
+	for (size_t i = 0; i < ru->nfrom; i++) {
+		const struct amlist *l = &ru->from[i].principals;
+
+		if (!l->n)
+			return false;
+		for (size_t k = 0; k < l->n; k++)
+			if (l->v[k].k != AM_EXACT)
+				return false;
+	}
+	return true;
+}
+
+static void u32_push(uint32_t **v, size_t *n, uint32_t x)
+{
+	if (*n && (*v)[*n - 1] == x)
+		return;              /* the same rule twice under one key */
+	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
+	(*v)[(*n)++] = x;
+}
+
+static void aset_index(struct aset *s)
+{
+	size_t nkeys = 0, cap = 16;
+
+	for (size_t i = 0; i < s->n; i++)
+		for (size_t k = 0; k < s->v[i]->nrules; k++) {
+			const struct arule *ru = &s->v[i]->rules[k];
+
+			s->rules = xrealloc(s->rules, (s->nrules + 1) * sizeof(*s->rules));
+			s->rules[s->nrules++] = ru;
+			if (rule_indexable(ru))
+				for (size_t f = 0; f < ru->nfrom; f++)
+					nkeys += ru->from[f].principals.n;
+		}
+	while (cap < 2 * nkeys)
+		cap *= 2;
+	s->mask = cap - 1;
+	s->idx = xcalloc(cap, sizeof(*s->idx));
+	for (size_t r = 0; r < s->nrules; r++) {
+		const struct arule *ru = s->rules[r];
+
+		if (!rule_indexable(ru)) {
+			u32_push(&s->open, &s->nopen, (uint32_t)r);
+			continue;
+		}
+		for (size_t f = 0; f < ru->nfrom; f++) {
+			const struct amlist *l = &ru->from[f].principals;
+
+			for (size_t k = 0; k < l->n; k++) {
+				struct abucket *b = idx_slot(s, l->v[k].s, l->v[k].len);
+
+				b->key = l->v[k].s;
+				b->keylen = l->v[k].len;
+				u32_push(&b->v, &b->n, (uint32_t)r);
+			}
+		}
+	}
+}
+
+static void aset_fini(struct aset *s)
+{
+	for (size_t i = 0; s->idx && i <= s->mask; i++)
+		free(s->idx[i].v);
+	free(s->idx);
+	free(s->open);
+	free(s->rules);
+	free(s->v);
+}
+
 static int res_cmp(const void *a, const void *b)
 {
 	const struct resource *x = *(const struct resource *const *)a;
@@ -458,6 +566,11 @@ struct authz *authz_build(const struct resource *const *res, size_t n,
 		}
 	}
 	free(sel);
+	aset_index(&a->deny);
+	aset_index(&a->allow);
+	aset_index(&a->audit);
+	aset_index(&a->sdeny);
+	aset_index(&a->sallow);
 	return a;
 }
 
@@ -473,11 +586,11 @@ void authz_free(struct authz *a)
 		free(a->pol[i].name);
 	}
 	free(a->pol);
-	free(a->deny.v);
-	free(a->allow.v);
-	free(a->audit.v);
-	free(a->sdeny.v);
-	free(a->sallow.v);
+	aset_fini(&a->deny);
+	aset_fini(&a->allow);
+	aset_fini(&a->audit);
+	aset_fini(&a->sdeny);
+	aset_fini(&a->sallow);
 	free(a);
 }
 
@@ -771,14 +884,30 @@ static bool rule_match(const struct arule *ru, const struct actx *c)
 	return true;
 }
 
-/* The first rule of the set's policies that matches, or NULL. */
+/* The first rule of the set's policies that matches, or NULL: the rules indexed under the
+ * request's principal and the open ones, merged in policy order. */
 static const struct arule *aset_match(const struct aset *s, struct actx *c, bool lenient)
 {
+	const struct abucket *b = NULL;
+	size_t i = 0, k = 0, nb = 0;
+
+	if (!s->nrules)
+		return NULL;
 	c->lenient = lenient;
-	for (size_t i = 0; i < s->n; i++)
-		for (size_t k = 0; k < s->v[i]->nrules; k++)
-			if (rule_match(&s->v[i]->rules[k], c))
-				return &s->v[i]->rules[k];
+	if (c->r->principal) {
+		b = idx_slot(s, c->r->principal, c->plen);
+		nb = b->key ? b->n : 0;
+	}
+	while (i < nb || k < s->nopen) {
+		uint32_t r;
+
+		if (k >= s->nopen || (i < nb && b->v[i] < s->open[k]))
+			r = b->v[i++];
+		else
+			r = s->open[k++];
+		if (rule_match(s->rules[r], c))
+			return s->rules[r];
+	}
 	return NULL;
 }
 
