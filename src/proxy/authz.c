@@ -98,16 +98,24 @@ struct apolicy {
 	size_t nrules;
 };
 
-/* A principal -> rules index: a rule whose every source names exact principals can only
- * match a request from one of them, so a decision looks at those rules and the others
- * (`open`) instead of all. Rule numbers are positions in aset.rules (policy order), and
- * each bucket is ascending, so merging a bucket with `open` keeps Istio's first-match. */
+/* Principal -> rules and namespace -> rules indexes: a rule whose every source names
+ * exact principals (or, failing that, exact namespaces) can only match a request from one
+ * of them, so a decision looks at those rules and the others (`open`) instead of all.
+ * Rule numbers are positions in aset.rules (policy order), and each bucket is ascending,
+ * so merging the two buckets with `open` keeps Istio's first-match. */
 struct abucket {
 	const char *key;         /* borrowed from the rule's matcher */
 	size_t keylen;
 	uint32_t *v;
 	size_t n;
 };
+
+struct aindex {
+	struct abucket *v;       /* open addressing, size mask + 1 */
+	size_t mask;
+};
+
+enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_OPEN };
 
 struct aset {                /* one action's policies */
 	struct apolicy **v;
@@ -116,8 +124,7 @@ struct aset {                /* one action's policies */
 	size_t nrules;
 	uint32_t *open;
 	size_t nopen;
-	struct abucket *idx;     /* open addressing, size mask + 1 (0: no index) */
-	size_t mask;
+	struct aindex ix[2];     /* AIX_PRINCIPAL, AIX_NAMESPACE */
 };
 
 struct authz {
@@ -428,29 +435,38 @@ static uint64_t key_hash(const char *s, size_t n)
 	return h;
 }
 
-static struct abucket *idx_slot(const struct aset *s, const char *k, size_t n)
+static struct abucket *idx_slot(const struct aindex *x, const char *k, size_t n)
 {
-	size_t i = (size_t)key_hash(k, n) & s->mask;
+	size_t i = (size_t)key_hash(k, n) & x->mask;
 
-	while (s->idx[i].key && !(s->idx[i].keylen == n && memcmp(s->idx[i].key, k, n) == 0))
-		i = (i + 1) & s->mask;
-	return &s->idx[i];
+	while (x->v[i].key && !(x->v[i].keylen == n && memcmp(x->v[i].key, k, n) == 0))
+		i = (i + 1) & x->mask;
+	return &x->v[i];
 }
 
-static bool rule_indexable(const struct arule *ru)
+static const struct amlist *src_keys(const struct asource *src, int which)
 {
-	if (!ru->nfrom)
-		return false;
-	for (size_t i = 0; i < ru->nfrom; i++) {
-		const struct amlist *l = &ru->from[i].principals;
+	return which == AIX_PRINCIPAL ? &src->principals : &src->namespaces;
+}
 
-		if (!l->n)
-			return false;
-		for (size_t k = 0; k < l->n; k++)
-			if (l->v[k].k != AM_EXACT)
-				return false;
+/* AIX_PRINCIPAL or AIX_NAMESPACE when every source of the rule lists exact values of that
+ * field (it cannot match a request without one of them), else AIX_OPEN. */
+static int rule_index(const struct arule *ru)
+{
+	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
+		bool ok = ru->nfrom > 0;
+
+		for (size_t i = 0; ok && i < ru->nfrom; i++) {
+			const struct amlist *l = src_keys(&ru->from[i], w);
+
+			ok = l->n > 0;
+			for (size_t k = 0; ok && k < l->n; k++)
+				ok = l->v[k].k == AM_EXACT;
+		}
+		if (ok)
+			return w;
 	}
-	return true;
+	return AIX_OPEN;
 }
 
 static void u32_push(uint32_t **v, size_t *n, uint32_t x)
@@ -471,26 +487,28 @@ static void aset_index(struct aset *s)
 
 			s->rules = xrealloc(s->rules, (s->nrules + 1) * sizeof(*s->rules));
 			s->rules[s->nrules++] = ru;
-			if (rule_indexable(ru))
-				for (size_t f = 0; f < ru->nfrom; f++)
-					nkeys += ru->from[f].principals.n;
+			for (size_t f = 0; f < ru->nfrom; f++)
+				nkeys += ru->from[f].principals.n + ru->from[f].namespaces.n;
 		}
 	while (cap < 2 * nkeys)
 		cap *= 2;
-	s->mask = cap - 1;
-	s->idx = xcalloc(cap, sizeof(*s->idx));
+	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
+		s->ix[w].mask = cap - 1;
+		s->ix[w].v = xcalloc(cap, sizeof(*s->ix[w].v));
+	}
 	for (size_t r = 0; r < s->nrules; r++) {
 		const struct arule *ru = s->rules[r];
+		int w = rule_index(ru);
 
-		if (!rule_indexable(ru)) {
+		if (w == AIX_OPEN) {
 			u32_push(&s->open, &s->nopen, (uint32_t)r);
 			continue;
 		}
 		for (size_t f = 0; f < ru->nfrom; f++) {
-			const struct amlist *l = &ru->from[f].principals;
+			const struct amlist *l = src_keys(&ru->from[f], w);
 
 			for (size_t k = 0; k < l->n; k++) {
-				struct abucket *b = idx_slot(s, l->v[k].s, l->v[k].len);
+				struct abucket *b = idx_slot(&s->ix[w], l->v[k].s, l->v[k].len);
 
 				b->key = l->v[k].s;
 				b->keylen = l->v[k].len;
@@ -502,9 +520,11 @@ static void aset_index(struct aset *s)
 
 static void aset_fini(struct aset *s)
 {
-	for (size_t i = 0; s->idx && i <= s->mask; i++)
-		free(s->idx[i].v);
-	free(s->idx);
+	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
+		for (size_t i = 0; s->ix[w].v && i <= s->ix[w].mask; i++)
+			free(s->ix[w].v[i].v);
+		free(s->ix[w].v);
+	}
 	free(s->open);
 	free(s->rules);
 	free(s->v);
@@ -888,27 +908,36 @@ static bool rule_match(const struct arule *ru, const struct actx *c)
  * request's principal and the open ones, merged in policy order. */
 static const struct arule *aset_match(const struct aset *s, struct actx *c, bool lenient)
 {
-	const struct abucket *b = NULL;
-	size_t i = 0, k = 0, nb = 0;
+	const uint32_t *l[3] = { NULL, NULL, s->open };
+	size_t n[3] = { 0, 0, s->nopen }, at[3] = { 0, 0, 0 };
 
 	if (!s->nrules)
 		return NULL;
 	c->lenient = lenient;
 	if (c->r->principal) {
-		b = idx_slot(s, c->r->principal, c->plen);
-		nb = b->key ? b->n : 0;
-	}
-	while (i < nb || k < s->nopen) {
-		uint32_t r;
+		const struct abucket *b = idx_slot(&s->ix[AIX_PRINCIPAL], c->r->principal, c->plen);
 
-		if (k >= s->nopen || (i < nb && b->v[i] < s->open[k]))
-			r = b->v[i++];
-		else
-			r = s->open[k++];
-		if (rule_match(s->rules[r], c))
-			return s->rules[r];
+		l[AIX_PRINCIPAL] = b->v;
+		n[AIX_PRINCIPAL] = b->key ? b->n : 0;
 	}
-	return NULL;
+	if (c->ns) {
+		const struct abucket *b = idx_slot(&s->ix[AIX_NAMESPACE], c->ns, c->nslen);
+
+		l[AIX_NAMESPACE] = b->v;
+		n[AIX_NAMESPACE] = b->key ? b->n : 0;
+	}
+	for (;;) {
+		int best = -1;
+
+		for (int w = 0; w < 3; w++)
+			if (at[w] < n[w] && (best < 0 || l[w][at[w]] < l[best][at[best]]))
+				best = w;
+		if (best < 0)
+			return NULL;
+		if (rule_match(s->rules[l[best][at[best]]], c))
+			return s->rules[l[best][at[best]]];
+		at[best]++;
+	}
 }
 
 static const char rbac_none[] = "rbac_access_denied_matched_policy[none]";
