@@ -47,17 +47,19 @@
 static const char usage[] =
 "Usage: egressgw --role gateway|sidecar [options]\n"
 "\n"
-"An egress gateway that reads Istio's ServiceEntry, Gateway, VirtualService and\n"
-"DestinationRule resources (and Secrets) from a store managed by egressctl.\n"
+"An egress gateway that reads Istio's ServiceEntry, Gateway, VirtualService,\n"
+"DestinationRule and AuthorizationPolicy resources (and Secrets) from a store managed\n"
+"by egressctl. AuthorizationPolicies of the proxy's namespace and of istio-system apply\n"
+"(selector against --labels) to every HTTP request, HTTP/1.1 and HTTP/2.\n"
 "\n"
 "Options:\n"
 "  --role ROLE              gateway (terminates mesh mTLS, originates TLS) or sidecar\n"
 "  --store DIR              the store (default: $EGRESSGW_STORE, else ./egressgw-store)\n"
 "  --namespace NS           the proxy's namespace (default istio-system for a gateway,\n"
 "                           default for a sidecar); credentialName Secrets are read here\n"
-"  --labels K=V[,K=V...]    the proxy's labels; Gateways whose selector matches are served\n"
-"                           (default istio=egressgateway; none for a sidecar, whose\n"
-"                           labels only matter to sourceLabels matches)\n"
+"  --labels K=V[,K=V...]    the proxy's labels; Gateways and AuthorizationPolicies whose\n"
+"                           selector matches apply (default istio=egressgateway; none\n"
+"                           for a sidecar, whose labels also matter to sourceLabels)\n"
 "  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
 "  --listen-address ADDR    address the Gateway listeners bind (default 0.0.0.0)\n"
 "  --outbound ADDR:PORT     sidecar: where the application's outbound traffic arrives,\n"
@@ -1091,7 +1093,8 @@ int main(int argc, char **argv)
 	g.params.namespace = ns ? ns : "istio-system";
 	if (strcmp(role, "sidecar") == 0) {
 		/* The application's proxy: its namespace is the application's, and it has the
-		 * application's labels (none unless given; they only matter to sourceLabels). */
+		 * application's labels (none unless given; they matter to sourceLabels and to
+		 * AuthorizationPolicy selectors). */
 		g.proxy.role = SNAP_ROLE_SIDECAR;
 		g.params.role = SNAP_ROLE_SIDECAR;
 		g.params.namespace = ns ? ns : "default";
