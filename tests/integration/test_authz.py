@@ -10,8 +10,11 @@ import h2.config
 import h2.connection
 import h2.events
 
+import sidecarlib
 from gwlib import mesh_context, mesh_request, scaled
+from sidecarlib import run_walkthrough
 from test_gateway import CNN, LOG_RE, gateway, mesh, site  # noqa: F401 (fixtures)
+from test_sidecar import Topology, apply_cnn, wait_routed
 
 POLICY = """apiVersion: security.istio.io/{version}
 kind: AuthorizationPolicy
@@ -243,3 +246,46 @@ def test_bad_policies_are_rejected_at_apply(ctl, tmp_path):
     assert f"{bad}:19:12: AuthorizationPolicy istio-system/bad: spec.rules[0].when[0].key" in r.err, r.err
     # Nothing was written.
     assert "No resources found" in ctl("get", "ap", "-A").err
+
+
+def test_walkthrough_passes_with_an_allow_policy_and_another_workload_is_refused(
+        tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
+    """The whole walkthrough through the sidecar and the gateway, with an ALLOW policy on
+    the gateway that admits the sleep workload (its sidecar's identity, on the HTTP/2
+    connection the sidecar opens to the gateway); a second sidecar with another service
+    account is refused by the gateway."""
+    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    try:
+        g0, s0 = t.gateway.stat("config_reloads"), t.sidecar.stat("config_reloads")
+        ctl.ok("apply", "-f", "-", input=policy("allow-sleep", """  selector:
+    matchLabels:
+      istio: egressgateway
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/sleep"]
+"""))
+        t.gateway.wait_reloads(g0 + 1)
+        t.sidecar.wait_reloads(s0 + 1)
+        time.sleep(0.5)
+        run_walkthrough(t)
+        assert t.gateway.stat("rbac_allowed") >= 2
+        assert t.gateway.stat("rbac_denied") == 0
+        # The sidecar's own namespace has no policy for it (the selector is the
+        # gateway's): nothing counted there.
+        assert t.sidecar.stat("rbac_allowed") == 0
+        other_id = sidecarlib.issue(egressctl_bin, t.ca, "default", "other", tmp_path / "other-id")
+        other = t.start_sidecar("other", other_id)
+        apply_cnn(t)
+        wait_routed(t)
+        r = t.curl("-sS", "-o", "-", "-w", " %{http_code}", f"http://{CNN}/politics",
+                   sidecar=other)
+        assert r.stdout == "RBAC: access denied 403", (r.stdout, r.stderr)
+        m = t.gateway.wait_log(lambda m: m["code"] == "403")
+        assert m["details"] == "rbac_access_denied_matched_policy[none]", m.string
+        assert m["proto"] == "HTTP/2", m.string
+    finally:
+        rcs = t.stop()
+    assert rcs == [0] * len(rcs)
+
