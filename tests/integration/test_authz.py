@@ -57,7 +57,7 @@ def stat(g, name):
     return int(re.search(rf"^egressgw_{name} (\d+)$", text, re.M).group(1))
 
 
-ONLY_SLEEP = """  selector:
+SLEEP_ANYWHERE = """  selector:
     matchLabels:
       istio: egressgateway
   action: ALLOW
@@ -65,7 +65,8 @@ ONLY_SLEEP = """  selector:
   - from:
     - source:
         principals: ["cluster.local/ns/default/sa/sleep"]
-    to:
+"""
+ONLY_SLEEP = SLEEP_ANYWHERE + """    to:
     - operation:
         hosts: ["edition.cnn.com"]
 """
@@ -257,15 +258,7 @@ def test_walkthrough_passes_with_an_allow_policy_and_another_workload_is_refused
     t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
     try:
         g0, s0 = t.gateway.stat("config_reloads"), t.sidecar.stat("config_reloads")
-        ctl.ok("apply", "-f", "-", input=policy("allow-sleep", """  selector:
-    matchLabels:
-      istio: egressgateway
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/sleep"]
-"""))
+        ctl.ok("apply", "-f", "-", input=policy("allow-sleep", SLEEP_ANYWHERE))
         t.gateway.wait_reloads(g0 + 1)
         t.sidecar.wait_reloads(s0 + 1)
         time.sleep(0.5)
