@@ -2132,6 +2132,11 @@ static bool st_authz(struct stream *st, uint16_t port)
 	auth = st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
 	       ? st->req.headers[st->req.host_idx].value : st->req.authority;
 	p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path : st->req.target;
+	if (st->req.method_id == H1_M_CONNECT) {
+		/* CONNECT host:port has no path; its authority is the target. */
+		auth = st->req.target;
+		p.len = 0;
+	}
 	memset(&rq, 0, sizeof(rq));
 	rq.principal = d->principal;
 	rq.source = &d->remote;
@@ -2142,12 +2147,12 @@ static bool st_authz(struct stream *st, uint16_t port)
 	rq.host_len = auth.len;
 	rq.method = d->in + st->req.method.off;
 	rq.method_len = st->req.method.len;
-	rq.path = d->in + p.off;
-	q = memchr(rq.path, '?', p.len);
+	rq.path = p.len ? d->in + p.off : NULL;
+	q = p.len ? memchr(rq.path, '?', p.len) : NULL;
 	rq.path_len = q ? (size_t)(q - rq.path) : p.len;
 	rq.header = route_header_cb;
 	rq.header_ctx = &hc;
-	if (authz_uses_paths(a) && !authz_path_normal(rq.path, rq.path_len)) {
+	if (rq.path && authz_uses_paths(a) && !authz_path_normal(rq.path, rq.path_len)) {
 		STAT_INC(w->st.rbac_denied);
 		st->resp_close = true;
 		st_local_reply(st, 400, 0, "path_normalization_failed", "Bad Request");
@@ -2158,7 +2163,7 @@ static bool st_authz(struct stream *st, uint16_t port)
 		if (res.shadow_denied) {
 			STAT_INC(w->st.rbac_shadow_denied);
 			log_info("rbac", "dry-run: would deny \"%.*s %.*s\" to %.*s from %s (%s) request "
-			         "%s: %s", (int)rq.method_len, rq.method, (int)rq.path_len, rq.path,
+			         "%s: %s", (int)rq.method_len, rq.method, (int)rq.path_len, rq.path ? rq.path : "",
 			         (int)rq.host_len, rq.host, d->remote_s, d->principal ? d->principal : "-",
 			         st->reqid, res.shadow_policy ? res.shadow_policy : "none");
 		} else {
@@ -2167,7 +2172,8 @@ static bool st_authz(struct stream *st, uint16_t port)
 	}
 	if (res.audit)
 		log_info("rbac", "audit: %s matched \"%.*s %.*s\" to %.*s from %s (%s) request %s, "
-		         "%s", res.audit, (int)rq.method_len, rq.method, (int)rq.path_len, rq.path,
+		         "%s", res.audit, (int)rq.method_len, rq.method, (int)rq.path_len,
+		         rq.path ? rq.path : "",
 		         (int)rq.host_len, rq.host, d->remote_s, d->principal ? d->principal : "-",
 		         st->reqid, res.denied ? "denied" : "allowed");
 	if (!res.denied) {
@@ -2517,6 +2523,8 @@ static void st_begin(struct dconn *d)
 
 	if (st->req.method_id == H1_M_CONNECT) {
 		if (d->sidecar) {
+			if (st_authz(st, st_sidecar_port(st)))
+				return;
 			st_sidecar_connect(st);
 			return;
 		}

@@ -282,3 +282,35 @@ def test_walkthrough_passes_with_an_allow_policy_and_another_workload_is_refused
         rcs = t.stop()
     assert rcs == [0] * len(rcs)
 
+
+
+def test_sidecar_enforces_its_own_namespace_policies_on_http_and_connect(
+        tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
+    """A policy in the application's namespace applies to its sidecar: plain HTTP and the
+    CONNECT curl sends for https are refused there, before any connection leaves."""
+    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    try:
+        ctl.ok("apply", "-f", t.wt / "01-serviceentry-cnn.yaml")
+        wait_routed(t, want=301)
+        s0 = t.sidecar.stat("config_reloads")
+        ctl.ok("apply", "-f", "-", input=policy("no-cnn", """  action: DENY
+  rules:
+  - to:
+    - operation:
+        hosts: ["edition.cnn.com"]
+""").replace("namespace: istio-system", "namespace: default"))
+        t.sidecar.wait_reloads(s0 + 1)
+        r = t.curl("-sS", "-o", "-", "-w", " %{http_code}", f"http://{CNN}/politics")
+        assert r.stdout == "RBAC: access denied 403", (r.stdout, r.stderr)
+        m = t.sidecar.wait_log(lambda m: m["code"] == "403" and m["method"] == "GET")
+        assert m["details"] == "rbac_access_denied_matched_policy[ns[default]-policy[no-cnn]-rule[0]]"
+        r = t.curl("-sS", "-o", "/dev/null", f"https://{CNN}/politics")
+        assert r.returncode != 0 and "403" in r.stderr, (r.stdout, r.stderr)
+        m = t.sidecar.wait_log(lambda m: m["code"] == "403" and m["method"] == "CONNECT")
+        assert m["authority"] == f"{CNN}:443", m.string
+        # The policy does not reach the gateway (another namespace, no root policy).
+        assert t.gateway.stat("rbac_denied") == 0
+        assert "enforced on HTTP requests and CONNECT, not on TLS" in t.sidecar.stderr()
+    finally:
+        rcs = t.stop()
+    assert rcs == [0] * len(rcs)
