@@ -314,3 +314,17 @@ def test_sidecar_enforces_its_own_namespace_policies_on_http_and_connect(
     finally:
         rcs = t.stop()
     assert rcs == [0] * len(rcs)
+
+
+def test_analyze_reports_a_selector_that_selects_no_gateway(ctl, walkthrough):
+    ctl.ok("apply", "-f", walkthrough / "02-gateway-destinationrule-cnn.yaml", "-n", "istio-system")
+    ctl.ok("apply", "-f", "-", input=policy("typo", SLEEP_ANYWHERE.replace(
+        "istio: egressgateway", "istio: egressgatewy")))
+    r = ctl("analyze")
+    assert r.rc == 0, r
+    assert r.out == ("Warning [IST0127] (AuthorizationPolicy istio-system/typo) No matching "
+                     "workloads for this resource with the following labels: "
+                     "istio=egressgatewy\n"), r.out
+    ctl.ok("apply", "-f", "-", input=policy("typo", SLEEP_ANYWHERE))
+    r = ctl("analyze")
+    assert r.rc == 0 and r.out == "", r
