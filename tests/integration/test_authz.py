@@ -93,6 +93,10 @@ def test_only_sleep_may_leave(gateway, mesh, ctl, tmp_path, egressctl_bin):
     _, dump = gateway.admin("/config_dump")
     assert '"ns[istio-system]-policy[only-sleep]-rule[0]"' in dump
     assert '"cluster.local/ns/default/sa/sleep"' in dump
+    # istioctl x authz check's view of what the gateway enforces.
+    out = ctl.ok("proxy-config", "authz", str(gateway.admin_port))
+    assert out == ("ACTION   AuthorizationPolicy       RULES\n"
+                   "ALLOW    only-sleep.istio-system   1\n"), out
     # kubectl's view.
     out = ctl.ok("get", "authorizationpolicies", "-n", "istio-system")
     assert re.search(r"^only-sleep\s+ALLOW\s+\S+$", out, re.M), out
