@@ -11,7 +11,7 @@ import h2.connection
 import h2.events
 
 import sidecarlib
-from gwlib import mesh_context, mesh_request, scaled
+from gwlib import mesh_context, mesh_request, read_response, scaled
 from sidecarlib import run_walkthrough
 from test_gateway import CNN, LOG_RE, gateway, mesh, site  # noqa: F401 (fixtures)
 from test_sidecar import Topology, apply_cnn, wait_routed
@@ -139,6 +139,30 @@ def test_http2_stream_is_refused_the_same_way(gateway, mesh, ctl, tmp_path, egre
     m = LOG_RE.match(gateway.log_lines()[-1])
     assert m["proto"] == "HTTP/2" and m["details"] == "rbac_access_denied_matched_policy[none]"
     assert h2_get(mesh["client"])[0] == 200
+
+
+def test_a_policy_change_applies_to_the_next_request_on_an_open_connection(gateway, mesh, ctl):
+    ctx = mesh_context(mesh["client"])
+    with socket.create_connection((gateway.ip, 80), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=CNN) as s:
+            def get():
+                s.sendall(f"GET /politics HTTP/1.1\r\nHost: {CNN}\r\n\r\n".encode())
+                return read_response(s)[0]
+            assert get() == 200
+            ctl.ok("apply", "-f", "-", input=policy("deny-sleep", """  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/sleep"]
+"""))
+            deadline = time.time() + scaled(5)
+            while get() != 403:
+                assert time.time() < deadline, gateway.stderr()[-2000:]
+                time.sleep(0.05)
+            ctl.ok("delete", "ap", "deny-sleep", "-n", "istio-system")
+            while get() != 200:
+                assert time.time() < deadline + scaled(5), gateway.stderr()[-2000:]
+                time.sleep(0.05)
 
 
 def test_deny_on_a_path_wins_over_allow(gateway, mesh, ctl):
