@@ -1021,7 +1021,7 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 			fputs(pc_usage, stdout);
 			rc = 0;
 		} else {
-			fprintf(stderr, "error: say what to show: cluster, route, listener or secret\n"
+			fprintf(stderr, "error: say what to show: cluster, route, listener, secret or authz\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
 		}
 		goto out;
@@ -1029,7 +1029,7 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 	k = pc_kind_find(pos.v[0]);
 	if (!k) {
 		fprintf(stderr, "error: unknown kind \"%s\" for \"egressctl proxy-config\" (want "
-		        "cluster, route, listener or secret)\nSee 'egressctl proxy-config --help' "
+		        "cluster, route, listener, secret or authz)\nSee 'egressctl proxy-config --help' "
 		        "for usage.\n", pos.v[0]);
 		goto out;
 	}
