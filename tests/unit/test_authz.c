@@ -1,4 +1,5 @@
-/* AuthorizationPolicy: which policies apply to a proxy, Istio's evaluation order and
+/* AuthorizationPolicy: validation messages and positions, which policies apply to a
+ * proxy, Istio's evaluation order and
  * matching rules (authz_eval for HTTP and connection-level requests), the path form
  * check, and the cost of a decision through 100 policies of 10 rules (printed, not
  * asserted: timing depends on the machine). */
@@ -262,6 +263,84 @@ static void test_path_form(void **state)
 			fail_msg("%s passed as normal", bad[i]);
 }
 
+/* Decodes one policy; asserts the result and that some diagnostic at line:col says
+ * `want` (NULL: no diagnostic at all). */
+static void check_decode(const char *spec, int rc_want, int line, int col, const char *want)
+{
+	char *text = xasprintf("apiVersion: security.istio.io/v1beta1\nkind: AuthorizationPolicy\n"
+	                       "metadata:\n  name: p\n  namespace: istio-system\n%s", spec);
+	struct ystream s;
+	struct resource r;
+	struct diags d = DIAGS_INIT;
+	bool found = false;
+	int rc;
+
+	memset(&s, 0, sizeof(s));
+	assert_int_equal(ydoc_parse("t.yaml", text, strlen(text), &s, &d), 0);
+	rc = res_decode(&s, &s.docs[0], "default", &r, &d);
+	for (size_t i = 0; i < d.n; i++)
+		found |= want && d.v[i].line == line && d.v[i].col == col && strstr(d.v[i].msg, want);
+	if (rc != rc_want || (want ? !found : d.n != 0)) {
+		diags_print(&d, stderr);
+		fail_msg("rc %d (want %d), no diagnostic %d:%d \"%s\"", rc, rc_want, line, col,
+		         want ? want : "");
+	}
+	if (rc == 0)
+		res_free(&r);
+	ystream_free(&s);
+	diags_free(&d);
+	free(text);
+}
+
+static void test_validation(void **state)
+{
+	(void)state;
+	/* No spec and spec {}: allow nothing, valid. */
+	check_decode("", 0, 0, 0, NULL);
+	check_decode("spec: {}\n", 0, 0, 0, NULL);
+	check_decode("spec:\n  selector:\n    matchLabels: {app: x}\n"
+	             "  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: g}\n",
+	             -1, 7, 3, "only one of targetRefs or workloadSelector can be set");
+	check_decode("spec:\n  targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: g}\n"
+	             "  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, name: g}\n",
+	             -1, 7, 3, "only one of targetRef or targetRefs can be set");
+	check_decode("spec:\n  targetRefs:\n  - {kind: Service, name: s}\n", 0, 8, 5,
+	             "selects waypoint proxies");
+	check_decode("spec:\n  targetRefs:\n  - {kind: Deployment, group: apps, name: s}\n", -1, 8, 5,
+	             "targetRef must be to a Gateway");
+	check_decode("spec:\n  targetRefs:\n  - {kind: Gateway, group: gateway.networking.k8s.io, "
+	             "name: g, namespace: other}\n", -1, 8, 75, "cross namespace referencing");
+	check_decode("spec:\n  action: DENY\n  provider: {name: x}\n", -1, 8, 13,
+	             "provider must not be set for DENY action");
+	check_decode("spec:\n  action: ALOW\n", -1, 7, 11, "unknown value \"ALOW\"");
+	check_decode("spec:\n  rules:\n  - from:\n    - {}\n", -1, 9, 7, "`from.source` must not be nil");
+	check_decode("spec:\n  rules:\n  - from:\n    - source: {}\n", -1, 9, 15,
+	             "`from.source` must not be empty");
+	check_decode("spec:\n  rules:\n  - to:\n    - operation: {}\n", -1, 9, 18,
+	             "`to.operation` must not be empty");
+	check_decode("spec:\n  rules:\n  - from:\n    - source:\n        principals: [\"\"]\n", -1,
+	             10, 22, "empty value not allowed");
+	check_decode("spec:\n  rules:\n  - from:\n    - source:\n        ipBlocks: [\"10.0.0.0/33\"]\n",
+	             -1, 10, 20, "not a valid IP address or CIDR block");
+	check_decode("spec:\n  rules:\n  - from:\n    - source:\n        serviceAccounts: [sleep]\n",
+	             -1, 10, 27, "want NAMESPACE/NAME");
+	check_decode("spec:\n  rules:\n  - from:\n    - source:\n        serviceAccounts: [default/s]\n"
+	             "        principals: [a]\n", -1, 10, 9,
+	             "serviceAccounts cannot be set with principals or namespaces");
+	check_decode("spec:\n  rules:\n  - when:\n    - key: source.ip\n", -1, 9, 7,
+	             "at least one of values or notValues must be set for key source.ip");
+	check_decode("spec:\n  rules:\n  - when:\n    - values: [a]\n", -1, 9, 7,
+	             "missing required field \"key\"");
+	check_decode("spec:\n  rules:\n  - when:\n    - key: destination.port\n      values: [\"0\"]\n",
+	             -1, 10, 16, "invalid port \"0\"");
+	check_decode("spec:\n  rules:\n  - when:\n    - key: request.headers[]\n      values: [a]\n",
+	             -1, 9, 12, "unsupported key");
+	check_decode("spec:\n  rules:\n  - when:\n    - key: request.headers[x-a]\n      values: [\"*\"]\n",
+	             0, 0, 0, NULL);
+	check_decode("spec:\n  rules:\n  - to:\n    - operation:\n        notPaths: [\"/a/{**}\"]\n", -1,
+	             10, 20, "path templates");
+}
+
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
@@ -345,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_matching),
 		cmocka_unit_test(test_connection_level),
 		cmocka_unit_test(test_path_form),
+		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_cost_100_policies_10_rules),
 	};
 
