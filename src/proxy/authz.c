@@ -444,29 +444,85 @@ static struct abucket *idx_slot(const struct aindex *x, const char *k, size_t n)
 	return &x->v[i];
 }
 
-static const struct amlist *src_keys(const struct asource *src, int which)
+static bool aml_all_exact(const struct amlist *l)
 {
-	return which == AIX_PRINCIPAL ? &src->principals : &src->namespaces;
+	for (size_t k = 0; k < l->n; k++)
+		if (l->v[k].k != AM_EXACT)
+			return false;
+	return l->n > 0;
 }
 
-/* AIX_PRINCIPAL or AIX_NAMESPACE when every source of the rule lists exact values of that
- * field (it cannot match a request without one of them), else AIX_OPEN. */
+/* The namespace a principal pattern confines a canonical principal (TD/ns/NS/sa/SA, see
+ * actx_init) to: an exact one's, a "*suffix" ending in "/ns/NS/sa/SA" (the form
+ * trust-domain-agnostic policies use), or a "prefix*" starting "TD/ns/NS/". */
+static bool pattern_ns(const struct amatch *m, const char **ns, size_t *len)
+{
+	size_t pos[4], cnt = 0;
+
+	if (m->k == AM_PREFIX) {
+		const char *td_end = memchr(m->s, '/', m->len), *end;
+
+		if (!td_end || td_end == m->s || (size_t)(td_end - m->s) + 4 > m->len ||
+		    memcmp(td_end, "/ns/", 4) != 0)
+			return false;
+		*ns = td_end + 4;
+		end = memchr(*ns, '/', m->len - (size_t)(*ns - m->s));
+		if (!end || end == *ns)
+			return false;
+		*len = (size_t)(end - *ns);
+		return true;
+	}
+	if (m->k != AM_EXACT && m->k != AM_SUFFIX)
+		return false;
+	for (size_t i = m->len; i > 0 && cnt < 4; i--)
+		if (m->s[i - 1] == '/')
+			pos[cnt++] = i - 1;
+	/* pos[3] "ns" pos[2] NS pos[1] "sa" pos[0] SA */
+	if (cnt < 4 || pos[2] - pos[3] != 3 || memcmp(m->s + pos[3] + 1, "ns", 2) != 0 ||
+	    pos[0] - pos[1] != 3 || memcmp(m->s + pos[1] + 1, "sa", 2) != 0 ||
+	    pos[1] - pos[2] < 2 || pos[0] + 1 == m->len)
+		return false;
+	*ns = m->s + pos[2] + 1;
+	*len = pos[1] - pos[2] - 1;
+	return true;
+}
+
+/* The namespace keys of a source: its exact namespaces, else the namespaces all its
+ * principal patterns imply; false when neither confines it. */
+static bool src_ns_keys(const struct asource *src, const struct amlist **l, bool *from_p)
+{
+	const char *ns;
+	size_t len;
+
+	if (aml_all_exact(&src->namespaces)) {
+		*l = &src->namespaces;
+		*from_p = false;
+		return true;
+	}
+	for (size_t k = 0; k < src->principals.n; k++)
+		if (!pattern_ns(&src->principals.v[k], &ns, &len))
+			return false;
+	*l = &src->principals;
+	*from_p = true;
+	return src->principals.n > 0;
+}
+
+/* AIX_PRINCIPAL when every source of the rule lists exact principals, AIX_NAMESPACE when
+ * every source is confined to namespaces (src_ns_keys): the rule cannot match a request
+ * from elsewhere. Else AIX_OPEN. */
 static int rule_index(const struct arule *ru)
 {
-	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
-		bool ok = ru->nfrom > 0;
+	const struct amlist *l;
+	bool ok = ru->nfrom > 0, from_p;
 
-		for (size_t i = 0; ok && i < ru->nfrom; i++) {
-			const struct amlist *l = src_keys(&ru->from[i], w);
-
-			ok = l->n > 0;
-			for (size_t k = 0; ok && k < l->n; k++)
-				ok = l->v[k].k == AM_EXACT;
-		}
-		if (ok)
-			return w;
-	}
-	return AIX_OPEN;
+	for (size_t i = 0; ok && i < ru->nfrom; i++)
+		ok = aml_all_exact(&ru->from[i].principals);
+	if (ok)
+		return AIX_PRINCIPAL;
+	ok = ru->nfrom > 0;
+	for (size_t i = 0; ok && i < ru->nfrom; i++)
+		ok = src_ns_keys(&ru->from[i], &l, &from_p);
+	return ok ? AIX_NAMESPACE : AIX_OPEN;
 }
 
 static void u32_push(uint32_t **v, size_t *n, uint32_t x)
@@ -505,13 +561,21 @@ static void aset_index(struct aset *s)
 			continue;
 		}
 		for (size_t f = 0; f < ru->nfrom; f++) {
-			const struct amlist *l = src_keys(&ru->from[f], w);
+			const struct amlist *l = &ru->from[f].principals;
+			bool from_p = true;
 
+			if (w == AIX_NAMESPACE)
+				src_ns_keys(&ru->from[f], &l, &from_p);
 			for (size_t k = 0; k < l->n; k++) {
-				struct abucket *b = idx_slot(&s->ix[w], l->v[k].s, l->v[k].len);
+				const char *key = l->v[k].s;
+				size_t klen = l->v[k].len;
+				struct abucket *b;
 
-				b->key = l->v[k].s;
-				b->keylen = l->v[k].len;
+				if (w == AIX_NAMESPACE && from_p)
+					pattern_ns(&l->v[k], &key, &klen);
+				b = idx_slot(&s->ix[w], key, klen);
+				b->key = key;
+				b->keylen = klen;
 				u32_push(&b->v, &b->n, (uint32_t)r);
 			}
 		}
@@ -746,6 +810,7 @@ struct actx {
 	const char *ns;              /* namespace part of the principal, or NULL */
 	size_t nslen;
 	const char *sa;              /* "ns/NS/sa/SA" tail of the principal, or NULL */
+	bool canonical;              /* the principal is TD/ns/NS/sa/SA (or there is none) */
 	const char *host;            /* authority without its port */
 	size_t host_len;
 	bool lenient;                /* l4: HTTP-only fields ignored (DENY, AUDIT) */
@@ -757,16 +822,22 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 
 	memset(c, 0, sizeof(*c));
 	c->r = r;
+	c->canonical = true;
 	if (p) {
-		const char *ns = strstr(p, "/ns/");
+		/* Istio's identities are TD/ns/NS/sa/SA (the trust domain has no '/'): only then
+		 * is there a namespace. Another form (no CA of Istio's issues one) has none, and
+		 * is evaluated against every rule, not through the indexes. */
+		const char *td_end = strchr(p, '/'), *ns_end;
 
 		c->plen = strlen(p);
-		if (ns) {
-			const char *end = strchr(ns + 4, '/');
-
-			c->ns = ns + 4;
-			c->nslen = end ? (size_t)(end - c->ns) : strlen(c->ns);
-			c->sa = ns + 1;
+		c->canonical = td_end && td_end != p && strncmp(td_end, "/ns/", 4) == 0 &&
+		               (ns_end = strchr(td_end + 4, '/')) && ns_end != td_end + 4 &&
+		               strncmp(ns_end, "/sa/", 4) == 0 && ns_end[4] &&
+		               !strchr(ns_end + 4, '/');
+		if (c->canonical) {
+			c->ns = td_end + 4;
+			c->nslen = (size_t)(ns_end - c->ns);
+			c->sa = td_end + 1;
 		}
 	}
 	if (!r->l4 && r->host) {
@@ -914,6 +985,12 @@ static const struct arule *aset_match(const struct aset *s, struct actx *c, bool
 	if (!s->nrules)
 		return NULL;
 	c->lenient = lenient;
+	if (!c->canonical) {
+		for (size_t i = 0; i < s->nrules; i++)
+			if (rule_match(s->rules[i], c))
+				return s->rules[i];
+		return NULL;
+	}
 	if (c->r->principal) {
 		const struct abucket *b = idx_slot(&s->ix[AIX_PRINCIPAL], c->r->principal, c->plen);
 

@@ -207,6 +207,66 @@ static void test_matching(void **state)
 	pset_free(&x);
 }
 
+/* Rules found through the indexes and rules tried one by one decide the same, including
+ * for an identity that is not of Istio's form (every rule is then tried). */
+static void test_indexes_agree_with_istio(void **state)
+{
+	struct pset x;
+	struct authz_params p = { "istio-system", NULL };
+	struct authz_result res;
+	struct authz_req r;
+	struct authz *a;
+
+	(void)state;
+	assert_int_equal(sock_addr_parse("10.1.2.3:5555", &peer), 0);
+	pset_load(&x,
+	          P("deny-evil", "istio-system",
+	            "  action: DENY\n  rules:\n  - from:\n    - source:\n"
+	            "        principals: [\"*/ns/prod/sa/evil\"]\n")
+	          P("deny-ns", "istio-system",
+	            "  action: DENY\n  rules:\n  - from:\n    - source:\n"
+	            "        namespaces: [\"blocked\"]\n")
+	          P("allow", "istio-system",
+	            "  rules:\n  - from:\n    - source:\n        principals: [\"td/ns/prod/sa/api\"]\n"
+	            "  - from:\n    - source:\n        principals: [\"*/sa/evil\", \"*/sa/api\"]\n"
+	            "  - from:\n    - source:\n        principals: [\"td/ns/qa/*\"]\n"));
+	a = authz_build(x.rp, x.n, &p);
+	req_init(&r, "cluster.local/ns/prod/sa/evil", "h", "GET", "/", NULL);
+	authz_eval(a, &r, &res);
+	assert_true(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-evil]-rule[0]");
+	/* Not of Istio's form, but the suffix still matches, as Envoy's would. */
+	r.principal = "a/b/ns/prod/sa/evil";
+	authz_eval(a, &r, &res);
+	assert_true(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-evil]-rule[0]");
+	r.principal = "cluster.local/ns/blocked/sa/api";
+	authz_eval(a, &r, &res);
+	assert_true(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-ns]-rule[0]");
+	r.principal = "td/ns/prod/sa/api";
+	authz_eval(a, &r, &res);
+	assert_false(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[0]");
+	r.principal = "other/ns/dev/sa/api";
+	authz_eval(a, &r, &res);
+	assert_false(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[1]");
+	r.principal = "td/ns/qa/sa/web";
+	authz_eval(a, &r, &res);
+	assert_false(res.denied);
+	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[2]");
+	r.principal = "td/ns/qa2/sa/web";
+	authz_eval(a, &r, &res);
+	assert_true(res.denied);
+	r.principal = "other/ns/dev/sa/web";
+	authz_eval(a, &r, &res);
+	assert_true(res.denied);
+	assert_null(res.policy);
+	authz_free(a);
+	pset_free(&x);
+}
+
 static void test_connection_level(void **state)
 {
 	struct pset x;
@@ -414,8 +474,12 @@ static void test_cost_100_policies_10_rules(void **state)
 	(void)state;
 	cost_run("principals", "cluster.local/ns/team%d-%d/sa/svc");
 	cost_run("namespaces", "team%d-%d");
-	/* Suffix patterns index nowhere: every rule is tried. */
+	/* Trust-domain-agnostic patterns are indexed by the namespace they name. */
 	cost_run("principals", "*/ns/team%d-%d/sa/svc");
+	/* So are prefixes naming a whole namespace. */
+	cost_run("principals", "cluster.local/ns/team%d-%d/*");
+	/* Prefixes that stop inside the namespace confine nothing: every rule is tried. */
+	cost_run("principals", "cluster.local/ns/team%d-%d*");
 }
 
 int main(void)
@@ -423,6 +487,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_and_defaults),
 		cmocka_unit_test(test_matching),
+		cmocka_unit_test(test_indexes_agree_with_istio),
 		cmocka_unit_test(test_connection_level),
 		cmocka_unit_test(test_path_form),
 		cmocka_unit_test(test_validation),
