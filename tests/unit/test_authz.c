@@ -207,13 +207,26 @@ static void test_matching(void **state)
 	pset_free(&x);
 }
 
+/* The decision for principal: denied or not, by policy (NULL: none named). */
+static void expect(const struct authz *a, struct authz_req *r, const char *principal,
+                   bool denied, const char *policy)
+{
+	struct authz_result res;
+
+	r->principal = principal;
+	authz_eval(a, r, &res);
+	if (res.denied != denied || (policy ? !res.policy || strcmp(res.policy, policy) != 0
+	                                    : res.policy != NULL))
+		fail_msg("%s: denied %d by %s, want %d by %s", principal, res.denied,
+		         res.policy ? res.policy : "none", denied, policy ? policy : "none");
+}
+
 /* Rules found through the indexes and rules tried one by one decide the same, including
  * for an identity that is not of Istio's form (every rule is then tried). */
 static void test_indexes_agree_with_istio(void **state)
 {
 	struct pset x;
 	struct authz_params p = { "istio-system", NULL };
-	struct authz_result res;
 	struct authz_req r;
 	struct authz *a;
 
@@ -231,38 +244,18 @@ static void test_indexes_agree_with_istio(void **state)
 	            "  - from:\n    - source:\n        principals: [\"*/sa/evil\", \"*/sa/api\"]\n"
 	            "  - from:\n    - source:\n        principals: [\"td/ns/qa/*\"]\n"));
 	a = authz_build(x.rp, x.n, &p);
-	req_init(&r, "cluster.local/ns/prod/sa/evil", "h", "GET", "/", NULL);
-	authz_eval(a, &r, &res);
-	assert_true(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-evil]-rule[0]");
+	req_init(&r, NULL, "h", "GET", "/", NULL);
+	expect(a, &r, "cluster.local/ns/prod/sa/evil", true,
+	       "ns[istio-system]-policy[deny-evil]-rule[0]");
 	/* Not of Istio's form, but the suffix still matches, as Envoy's would. */
-	r.principal = "a/b/ns/prod/sa/evil";
-	authz_eval(a, &r, &res);
-	assert_true(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-evil]-rule[0]");
-	r.principal = "cluster.local/ns/blocked/sa/api";
-	authz_eval(a, &r, &res);
-	assert_true(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-ns]-rule[0]");
-	r.principal = "td/ns/prod/sa/api";
-	authz_eval(a, &r, &res);
-	assert_false(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[0]");
-	r.principal = "other/ns/dev/sa/api";
-	authz_eval(a, &r, &res);
-	assert_false(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[1]");
-	r.principal = "td/ns/qa/sa/web";
-	authz_eval(a, &r, &res);
-	assert_false(res.denied);
-	assert_string_equal(res.policy, "ns[istio-system]-policy[allow]-rule[2]");
-	r.principal = "td/ns/qa2/sa/web";
-	authz_eval(a, &r, &res);
-	assert_true(res.denied);
-	r.principal = "other/ns/dev/sa/web";
-	authz_eval(a, &r, &res);
-	assert_true(res.denied);
-	assert_null(res.policy);
+	expect(a, &r, "a/b/ns/prod/sa/evil", true, "ns[istio-system]-policy[deny-evil]-rule[0]");
+	expect(a, &r, "cluster.local/ns/blocked/sa/api", true,
+	       "ns[istio-system]-policy[deny-ns]-rule[0]");
+	expect(a, &r, "td/ns/prod/sa/api", false, "ns[istio-system]-policy[allow]-rule[0]");
+	expect(a, &r, "other/ns/dev/sa/api", false, "ns[istio-system]-policy[allow]-rule[1]");
+	expect(a, &r, "td/ns/qa/sa/web", false, "ns[istio-system]-policy[allow]-rule[2]");
+	expect(a, &r, "td/ns/qa2/sa/web", true, NULL);
+	expect(a, &r, "other/ns/dev/sa/web", true, NULL);
 	authz_free(a);
 	pset_free(&x);
 }
