@@ -89,9 +89,16 @@ struct authz_result {
 /* Decides r (a may be NULL: allowed). Reads only immutable data: any worker, no lock. */
 void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_result *out);
 
-/* True when some compiled policy matches on paths (the data path then refuses paths that
- * are not in normal form, see fwd.c). */
-bool authz_uses_paths(const struct authz *a);
+struct wstats;
+
+/* The data path's entry (fwd.c): refuses a path not in normal form while path policies
+ * are in force (400, details "path_normalization_failed"), else decides r, counts the
+ * decision in st as Envoy's RBAC filter does (rbac_allowed, rbac_denied, and the shadow
+ * pair for dry-run policies), and logs AUDIT matches and dry-run denials with remote and
+ * request_id. Returns 0 (allowed), 403 or 400, with *details the RESPONSE_CODE_DETAILS
+ * (valid as long as a). */
+int authz_request(const struct authz *a, const struct authz_req *r, const char *remote,
+                  const char *request_id, struct wstats *st, const char **details);
 
 /* False when the path (query excluded) is not in the form an upstream would use to decide
  * what it serves: dot segments ("/./", "/../"), "//", a backslash, or an encoded '.', '/'

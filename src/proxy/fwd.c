@@ -2123,9 +2123,8 @@ static bool st_authz(struct stream *st, uint16_t port)
 	const struct authz *a = st->snap->authz;
 	struct hdr_ctx hc = { &st->req, d->in };
 	struct authz_req rq;
-	struct authz_result res;
 	struct h1_span auth, p;
-	const char *q;
+	const char *q, *details;
 
 	if (!a)
 		return false;
@@ -2152,37 +2151,17 @@ static bool st_authz(struct stream *st, uint16_t port)
 	rq.path_len = q ? (size_t)(q - rq.path) : p.len;
 	rq.header = route_header_cb;
 	rq.header_ctx = &hc;
-	if (rq.path && authz_uses_paths(a) && !authz_path_normal(rq.path, rq.path_len)) {
-		STAT_INC(w->st.rbac_denied);
+	switch (authz_request(a, &rq, d->remote_s, st->reqid, &w->st, &details)) {
+	case 0:
+		return false;
+	case 400:
 		st->resp_close = true;
-		st_local_reply(st, 400, 0, "path_normalization_failed", "Bad Request");
+		st_local_reply(st, 400, 0, details, "Bad Request");
+		return true;
+	default:
+		st_local_reply(st, 403, 0, details, "RBAC: access denied");
 		return true;
 	}
-	authz_eval(a, &rq, &res);
-	if (res.shadow) {
-		if (res.shadow_denied) {
-			STAT_INC(w->st.rbac_shadow_denied);
-			log_info("rbac", "dry-run: would deny \"%.*s %.*s\" to %.*s from %s (%s) request "
-			         "%s: %s", (int)rq.method_len, rq.method, (int)rq.path_len, rq.path ? rq.path : "",
-			         (int)rq.host_len, rq.host, d->remote_s, d->principal ? d->principal : "-",
-			         st->reqid, res.shadow_policy ? res.shadow_policy : "none");
-		} else {
-			STAT_INC(w->st.rbac_shadow_allowed);
-		}
-	}
-	if (res.audit)
-		log_info("rbac", "audit: %s matched \"%.*s %.*s\" to %.*s from %s (%s) request %s, "
-		         "%s", res.audit, (int)rq.method_len, rq.method, (int)rq.path_len,
-		         rq.path ? rq.path : "",
-		         (int)rq.host_len, rq.host, d->remote_s, d->principal ? d->principal : "-",
-		         st->reqid, res.denied ? "denied" : "allowed");
-	if (!res.denied) {
-		STAT_INC(w->st.rbac_allowed);
-		return false;
-	}
-	STAT_INC(w->st.rbac_denied);
-	st_local_reply(st, 403, 0, res.details, "RBAC: access denied");
-	return true;
 }
 
 /* ---- sidecar: destinations, passthrough, tunnels ---- */
