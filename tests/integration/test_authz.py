@@ -300,6 +300,8 @@ def test_walkthrough_passes_with_an_allow_policy_and_another_workload_is_refused
         other = t.start_sidecar("other", other_id)
         apply_cnn(t)
         wait_routed(t)
+        # Both sidecars have the routes once the other one is refused by the gateway.
+        wait_routed(t, sidecar=other, want=403)
         r = t.curl("-sS", "-o", "-", "-w", " %{http_code}", f"http://{CNN}/politics",
                    sidecar=other)
         assert r.stdout == "RBAC: access denied 403", (r.stdout, r.stderr)
