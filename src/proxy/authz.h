@@ -96,7 +96,9 @@ struct wstats;
  * decision in st as Envoy's RBAC filter does (rbac_allowed, rbac_denied, and the shadow
  * pair for dry-run policies), and logs AUDIT matches and dry-run denials with remote and
  * request_id. Returns 0 (allowed), 403 or 400, with *details the RESPONSE_CODE_DETAILS
- * (valid as long as a). */
+ * (valid as long as a). For a connection-level request (r->l4; request_id may be NULL)
+ * the same, without the path check: on 403 the caller closes the connection before any
+ * byte goes upstream and logs *details (the hook TCP and TLS passthrough need). */
 int authz_request(const struct authz *a, const struct authz_req *r, const char *remote,
                   const char *request_id, struct wstats *st, const char **details);
 

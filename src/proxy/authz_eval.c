@@ -9,6 +9,7 @@
 #include "proxy/worker.h"
 
 #include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -387,14 +388,26 @@ void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_r
 	}
 }
 
+/* For the log: "GET /path" to host, or the connection's SNI and port. */
+static void req_desc(const struct authz_req *r, char *buf, size_t n)
+{
+	if (r->l4)
+		snprintf(buf, n, "connection to %s port %u", r->sni ? r->sni : "-", r->port);
+	else
+		snprintf(buf, n, "\"%.*s %.*s\" to %.*s", (int)r->method_len,
+		         r->method ? r->method : "", (int)r->path_len, r->path ? r->path : "",
+		         (int)r->host_len, r->host ? r->host : "");
+}
+
 int authz_request(const struct authz *a, const struct authz_req *r, const char *remote,
                   const char *request_id, struct wstats *st, const char **details)
 {
 	struct authz_result res;
-	const char *path = r->path ? r->path : "", *who = r->principal ? r->principal : "-";
+	const char *who = r->principal ? r->principal : "-";
+	char what[600];
 
 	*details = NULL;
-	if (r->path && a && a->uses_paths && !authz_path_normal(r->path, r->path_len)) {
+	if (!r->l4 && r->path && a && a->uses_paths && !authz_path_normal(r->path, r->path_len)) {
 		*details = "path_normalization_failed";
 		return 400;
 	}
@@ -402,19 +415,20 @@ int authz_request(const struct authz *a, const struct authz_req *r, const char *
 	if (res.shadow) {
 		if (res.shadow_denied) {
 			STAT_INC(st->rbac_shadow_denied);
-			log_info("rbac", "dry-run: would deny \"%.*s %.*s\" to %.*s from %s (%s) request "
-			         "%s: %s", (int)r->method_len, r->method, (int)r->path_len, path,
-			         (int)r->host_len, r->host, remote, who, request_id,
+			req_desc(r, what, sizeof(what));
+			log_info("rbac", "dry-run: would deny %s from %s (%s) request %s: %s", what,
+			         remote, who, request_id ? request_id : "-",
 			         res.shadow_policy ? res.shadow_policy : "none");
 		} else {
 			STAT_INC(st->rbac_shadow_allowed);
 		}
 	}
-	if (res.audit)
-		log_info("rbac", "audit: %s matched \"%.*s %.*s\" to %.*s from %s (%s) request %s, "
-		         "%s", res.audit, (int)r->method_len, r->method, (int)r->path_len, path,
-		         (int)r->host_len, r->host, remote, who, request_id,
+	if (res.audit) {
+		req_desc(r, what, sizeof(what));
+		log_info("rbac", "audit: %s matched %s from %s (%s) request %s, %s", res.audit, what,
+		         remote, who, request_id ? request_id : "-",
 		         res.denied ? "denied" : "allowed");
+	}
 	if (!res.denied) {
 		STAT_INC(st->rbac_allowed);
 		return 0;

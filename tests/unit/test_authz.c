@@ -17,6 +17,7 @@
 #include "core/sbuf.h"
 #include "core/util.h"
 #include "proxy/authz.h"
+#include "proxy/worker.h"
 
 struct pset {
 	struct ystream s;
@@ -297,6 +298,21 @@ static void test_connection_level(void **state)
 	authz_eval(a, &r, &res);
 	assert_true(res.denied);
 	assert_string_equal(res.policy, "ns[istio-system]-policy[deny-http]-rule[0]");
+	/* The data path's entry takes connections too: counted, details for the log. */
+	{
+		struct wstats *st = xcalloc(1, sizeof(*st));
+		const char *details;
+
+		assert_int_equal(authz_request(a, &r, "10.1.2.3:5555", NULL, st, &details), 403);
+		assert_string_equal(details, "rbac_access_denied_matched_policy[ns[istio-system]-"
+		                    "policy[deny-http]-rule[0]]");
+		r.principal = "cluster.local/ns/default/sa/tcp";
+		assert_int_equal(authz_request(a, &r, "10.1.2.3:5555", NULL, st, &details), 0);
+		assert_null(details);
+		assert_int_equal(STAT_GET(st->rbac_denied), 1);
+		assert_int_equal(STAT_GET(st->rbac_allowed), 1);
+		free(st);
+	}
 	authz_free(a);
 	pset_free(&x);
 }
