@@ -26,6 +26,7 @@ enum res_kind {
 	RES_VIRTUAL_SERVICE,
 	RES_DESTINATION_RULE,
 	RES_SECRET,
+	RES_AUTHORIZATION_POLICY,   /* security.istio.io */
 	RES_KIND_COUNT
 };
 
@@ -33,11 +34,11 @@ enum res_kind {
 struct res_kind_info {
 	enum res_kind kind;
 	const char *kind_name;  /* "ServiceEntry" */
-	const char *group;      /* "networking.istio.io"; "" for core v1 (Secret) */
+	const char *group;      /* "networking.istio.io", "security.istio.io"; "" for core v1 */
 	const char *singular;   /* "serviceentry" */
 	const char *plural;     /* "serviceentries" */
 	const char *shortname;  /* "se"; NULL when none */
-	bool namespaced;        /* all five are */
+	bool namespaced;        /* all of them are */
 };
 
 const struct res_kind_info *res_kind_info(enum res_kind kind);
@@ -51,6 +52,7 @@ struct gateway;
 struct virtualservice;
 struct destinationrule;
 struct secret;
+struct authorizationpolicy;
 
 /* One decoded, validated resource. */
 struct resource {
@@ -68,11 +70,13 @@ struct resource {
 		struct virtualservice *vs;
 		struct destinationrule *dr;
 		struct secret *secret;
+		struct authorizationpolicy *ap;
 	} u;
 };
 
 /* Decodes one document of s. Checks apiVersion (networking.istio.io/v1alpha3, v1beta1,
- * v1 for the Istio kinds; v1 for Secret), kind, metadata (name required and a valid
+ * v1 for the networking kinds; security.istio.io/v1beta1, v1 for AuthorizationPolicy; v1
+ * for Secret), kind, metadata (name required and a valid
  * DNS-1123 subdomain, namespace a DNS-1123 label), and the whole spec strictly: unknown
  * fields, wrong types, bad enums, missing required fields, bad ports, durations, hosts and
  * label selectors are errors. default_ns is used when metadata.namespace is absent.

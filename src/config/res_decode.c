@@ -1119,6 +1119,9 @@ static const char *const istio_versions[] = {
 	"networking.istio.io/v1alpha3", "networking.istio.io/v1beta1", "networking.istio.io/v1",
 	NULL
 };
+static const char *const security_versions[] = {
+	"security.istio.io/v1beta1", "security.istio.io/v1", NULL
+};
 static const char *const core_versions[] = { "v1", NULL };
 
 static const struct kwtab *spec_table(enum res_kind kind)
@@ -1128,6 +1131,7 @@ static const struct kwtab *spec_table(enum res_kind kind)
 	case RES_GATEWAY:          return &kt_gateway;
 	case RES_VIRTUAL_SERVICE:  return &kt_virtualservice;
 	case RES_DESTINATION_RULE: return &kt_destinationrule;
+	case RES_AUTHORIZATION_POLICY: return &kt_authorizationpolicy;
 	default:                   return NULL;
 	}
 }
@@ -1154,7 +1158,7 @@ static const struct res_kind_info *doc_kind(struct dctx *c, const struct ynode *
 			}
 		}
 		derr(c, n, "\"%.60s\" is not a supported kind (want ServiceEntry, Gateway, "
-		     "VirtualService, DestinationRule or Secret)", s);
+		     "VirtualService, DestinationRule, AuthorizationPolicy or Secret)", s);
 	}
 	path_pop(c, mark);
 	return NULL;
@@ -1176,7 +1180,9 @@ static void early_names(const struct ynode *root, const char *default_ns, const 
 static void check_api_version(struct dctx *c, const struct ynode *root,
                               const struct res_kind_info *ki, char **out)
 {
-	const char *const *allowed = ki->kind == RES_SECRET ? core_versions : istio_versions;
+	const char *const *allowed = ki->kind == RES_SECRET ? core_versions
+	                             : ki->kind == RES_AUTHORIZATION_POLICY ? security_versions
+	                             : istio_versions;
 	const struct ynode *n = ynode_get(root, "apiVersion");
 	struct sbuf want = SBUF_INIT;
 	size_t mark;
@@ -1222,6 +1228,8 @@ static void decode_spec(struct dctx *c, const struct ynode *root, const struct k
 	size_t mark;
 
 	kw_decode_map(c, root, &kt_istio_top, NULL);
+	if ((!n || n->type == YNODE_NULL) && c->kind == RES_AUTHORIZATION_POLICY)
+		return;     /* no spec is spec {}: ALLOW with no rules (allow nothing) */
 	if (!n || n->type == YNODE_NULL) {
 		derr(c, root, "missing required field \"spec\"");
 		return;
@@ -1246,6 +1254,7 @@ static void free_spec(struct resource *r)
 	case RES_GATEWAY:          obj = r->u.gw; break;
 	case RES_VIRTUAL_SERVICE:  obj = r->u.vs; break;
 	case RES_DESTINATION_RULE: obj = r->u.dr; break;
+	case RES_AUTHORIZATION_POLICY: obj = r->u.ap; break;
 	case RES_SECRET:
 		if (r->u.secret) {
 			free_secret(r->u.secret);
@@ -1315,9 +1324,16 @@ int res_decode(const struct ystream *s, const struct ydoc *doc, const char *defa
 		case RES_SERVICE_ENTRY:    r.u.se = obj; break;
 		case RES_GATEWAY:          r.u.gw = obj; break;
 		case RES_VIRTUAL_SERVICE:  r.u.vs = obj; break;
+		case RES_AUTHORIZATION_POLICY: r.u.ap = obj; break;
 		default:                   r.u.dr = obj; break;
 		}
 		decode_spec(&c, root, t, obj);
+	}
+	if (ki->kind == RES_AUTHORIZATION_POLICY) {
+		/* Istio's dry-run annotation: evaluated and counted, never enforced. */
+		const char *dry = res_strmap_get(&meta.annotations, "istio.io/dry-run");
+
+		r.u.ap->dry_run = dry && strcmp(dry, "true") == 0;
 	}
 	if (ki->kind == RES_GATEWAY && meta.name && !is_dns1123_label(meta.name)) {
 		size_t mark = path_push_key(&c, "metadata");

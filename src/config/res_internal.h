@@ -164,6 +164,18 @@ void chk_source_namespace(struct dctx *c, const struct ynode *n, const char *s);
 void chk_cidr(struct dctx *c, const struct ynode *n, const char *s);
 void chk_secret_key(struct dctx *c, const struct ynode *n, const char *s);
 
+/* AuthorizationPolicy (res_authz.c) */
+void chk_ap_value(struct dctx *c, const struct ynode *n, const char *s);
+void chk_ap_port(struct dctx *c, const struct ynode *n, const char *s);
+void chk_ap_service_account(struct dctx *c, const struct ynode *n, const char *s);
+void post_ap(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_source(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_operation(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_from(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_to(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_condition(struct dctx *c, const struct ynode *map, void *obj);
+void post_ap_target_ref(struct dctx *c, const struct ynode *map, void *obj);
+
 void post_metadata(struct dctx *c, const struct ynode *map, void *obj);
 void post_se(struct dctx *c, const struct ynode *map, void *obj);
 void post_se_port(struct dctx *c, const struct ynode *map, void *obj);
@@ -219,6 +231,7 @@ extern const struct kwtab kt_serviceentry;
 extern const struct kwtab kt_gateway;
 extern const struct kwtab kt_virtualservice;
 extern const struct kwtab kt_destinationrule;
+extern const struct kwtab kt_authorizationpolicy;
 /* Top-level fields of the Istio kinds and of Secret: only to reject unknown ones. */
 extern const struct kwtab kt_istio_top;
 extern const struct kwtab kt_secret_top;

@@ -555,3 +555,102 @@ TAB(kt_destinationrule, struct destinationrule, "DestinationRule", post_dr);
 _Static_assert(sizeof(enum dr_tls_mode) == sizeof(int), "enums must be int-sized");
 _Static_assert(sizeof(enum res_protocol) == sizeof(int), "enums must be int-sized");
 _Static_assert(sizeof(enum gw_tls_mode) == sizeof(int), "enums must be int-sized");
+
+/* ---------------------------------------------------------------------------------
+ * AuthorizationPolicy (istio/api security/v1beta1/authorization.proto; v1 is the same)
+ * ------------------------------------------------------------------------------- */
+
+static const struct kw kt_ap_source_kws[] = {
+	F(struct ap_source, "principals", KW_STRLIST, principals, .check = chk_ap_value),
+	F(struct ap_source, "notPrincipals", KW_STRLIST, not_principals, .check = chk_ap_value),
+	F(struct ap_source, "requestPrincipals", KW_STRLIST, request_principals),
+	F(struct ap_source, "notRequestPrincipals", KW_STRLIST, not_request_principals),
+	F(struct ap_source, "namespaces", KW_STRLIST, namespaces, .check = chk_ap_value),
+	F(struct ap_source, "notNamespaces", KW_STRLIST, not_namespaces, .check = chk_ap_value),
+	F(struct ap_source, "ipBlocks", KW_STRLIST, ip_blocks, .check = chk_ip_or_cidr),
+	F(struct ap_source, "notIpBlocks", KW_STRLIST, not_ip_blocks, .check = chk_ip_or_cidr),
+	F(struct ap_source, "remoteIpBlocks", KW_STRLIST, remote_ip_blocks, .check = chk_ip_or_cidr),
+	F(struct ap_source, "notRemoteIpBlocks", KW_STRLIST, not_remote_ip_blocks,
+	  .check = chk_ip_or_cidr),
+	F(struct ap_source, "serviceAccounts", KW_STRLIST, service_accounts,
+	  .check = chk_ap_service_account),
+	F(struct ap_source, "notServiceAccounts", KW_STRLIST, not_service_accounts,
+	  .check = chk_ap_service_account),
+	END
+};
+STAB(kt_ap_source, struct ap_source, "Source", post_ap_source);
+
+static const struct kw kt_ap_operation_kws[] = {
+	F(struct ap_operation, "hosts", KW_STRLIST, hosts, .check = chk_ap_value),
+	F(struct ap_operation, "notHosts", KW_STRLIST, not_hosts, .check = chk_ap_value),
+	F(struct ap_operation, "ports", KW_STRLIST, ports, .check = chk_ap_port),
+	F(struct ap_operation, "notPorts", KW_STRLIST, not_ports, .check = chk_ap_port),
+	F(struct ap_operation, "methods", KW_STRLIST, methods, .check = chk_ap_value),
+	F(struct ap_operation, "notMethods", KW_STRLIST, not_methods, .check = chk_ap_value),
+	F(struct ap_operation, "paths", KW_STRLIST, paths, .check = chk_ap_value),
+	F(struct ap_operation, "notPaths", KW_STRLIST, not_paths, .check = chk_ap_value),
+	END
+};
+STAB(kt_ap_operation, struct ap_operation, "Operation", post_ap_operation);
+
+static const struct kw kt_ap_from_kws[] = {
+	F(struct ap_from, "source", KW_OBJ, source, .sub = &kt_ap_source),
+	END
+};
+STAB(kt_ap_from, struct ap_from, "Rule.From", post_ap_from);
+
+static const struct kw kt_ap_to_kws[] = {
+	F(struct ap_to, "operation", KW_OBJ, operation, .sub = &kt_ap_operation),
+	END
+};
+STAB(kt_ap_to, struct ap_to, "Rule.To", post_ap_to);
+
+static const struct kw kt_ap_condition_kws[] = {
+	F(struct ap_condition, "key", KW_STR, key),
+	F(struct ap_condition, "values", KW_STRLIST, values, .check = chk_ap_value),
+	F(struct ap_condition, "notValues", KW_STRLIST, not_values, .check = chk_ap_value),
+	END
+};
+STAB(kt_ap_condition, struct ap_condition, "Condition", post_ap_condition);
+
+static const struct kw kt_ap_rule_kws[] = {
+	F(struct ap_rule, "from", KW_LIST, from, .sub = &kt_ap_from),
+	F(struct ap_rule, "to", KW_LIST, to, .sub = &kt_ap_to),
+	F(struct ap_rule, "when", KW_LIST, when, .sub = &kt_ap_condition),
+	END
+};
+STAB(kt_ap_rule, struct ap_rule, "Rule", NULL);
+
+static const struct kw kt_ap_selector_kws[] = {
+	F(struct ap_selector, "matchLabels", KW_STRMAP, match_labels, SELECTOR),
+	END
+};
+STAB(kt_ap_selector, struct ap_selector, "WorkloadSelector", NULL);
+
+static const struct kw kt_ap_target_ref_kws[] = {
+	F(struct ap_target_ref, "group", KW_STR, group),
+	F(struct ap_target_ref, "kind", KW_STR, kind),
+	F(struct ap_target_ref, "name", KW_STR, name),
+	F(struct ap_target_ref, "namespace", KW_STR, namespace),
+	END
+};
+STAB(kt_ap_target_ref, struct ap_target_ref, "PolicyTargetReference", post_ap_target_ref);
+
+static const struct kw kt_ap_provider_kws[] = {
+	F(struct ap_provider, "name", KW_STR, name),
+	END
+};
+STAB(kt_ap_provider, struct ap_provider, "ExtensionProvider", NULL);
+
+static const struct kw kt_authorizationpolicy_kws[] = {
+	F(struct authorizationpolicy, "selector", KW_OBJ, selector, .sub = &kt_ap_selector),
+	F(struct authorizationpolicy, "targetRef", KW_OBJ, target_ref, .sub = &kt_ap_target_ref),
+	F(struct authorizationpolicy, "targetRefs", KW_LIST, target_refs, .sub = &kt_ap_target_ref),
+	F(struct authorizationpolicy, "rules", KW_LIST, rules, .sub = &kt_ap_rule),
+	F(struct authorizationpolicy, "action", KW_ENUM, action, .names = ap_action_names),
+	F(struct authorizationpolicy, "provider", KW_OBJ, provider, .sub = &kt_ap_provider),
+	END
+};
+TAB(kt_authorizationpolicy, struct authorizationpolicy, "AuthorizationPolicy", post_ap);
+
+_Static_assert(sizeof(enum ap_action) == sizeof(int), "enums must be int-sized");

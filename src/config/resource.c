@@ -17,6 +17,8 @@ static const struct res_kind_info kinds[RES_KIND_COUNT] = {
 	{ RES_DESTINATION_RULE, "DestinationRule", "networking.istio.io", "destinationrule",
 	  "destinationrules", "dr", true },
 	{ RES_SECRET, "Secret", "", "secret", "secrets", NULL, true },
+	{ RES_AUTHORIZATION_POLICY, "AuthorizationPolicy", "security.istio.io",
+	  "authorizationpolicy", "authorizationpolicies", "ap", true },
 };
 
 const struct res_kind_info *res_kind_info(enum res_kind kind)
@@ -115,6 +117,7 @@ const char *const dr_h2_upgrade_policy_names[] = { "DEFAULT", "DO_NOT_UPGRADE", 
 const char *const dr_tls_mode_names[] = { "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL", NULL };
 const char *const vs_redirect_derive_port_names[] = { "FROM_PROTOCOL_DEFAULT",
                                                       "FROM_REQUEST_PORT", NULL };
+const char *const ap_action_names[] = { "ALLOW", "DENY", "AUDIT", "CUSTOM", NULL };
 
 /* ---------------------------------------------------------------------------------
  * Helpers

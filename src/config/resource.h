@@ -560,6 +560,93 @@ struct secret {
 const struct res_secret_data *res_secret_get(const struct secret *s, const char *key);
 
 /* ------------------------------------------------------------------------------------
+ * AuthorizationPolicy (security.istio.io v1beta1 and v1)
+ * ---------------------------------------------------------------------------------- */
+
+enum ap_action {
+	AP_ALLOW,                    /* protobuf default */
+	AP_DENY,
+	AP_AUDIT,
+	AP_CUSTOM,                   /* refused by validation: no external authorizer here */
+};
+
+/* Source: who sends the request. Every list is ORed inside, the lists are ANDed. */
+struct ap_source {
+	struct res_strlist principals, not_principals;
+	struct res_strlist request_principals, not_request_principals;   /* refused: no JWT */
+	struct res_strlist namespaces, not_namespaces;
+	struct res_strlist ip_blocks, not_ip_blocks;
+	struct res_strlist remote_ip_blocks, not_remote_ip_blocks;
+	struct res_strlist service_accounts, not_service_accounts;       /* "ns/sa" */
+	struct srcpos pos;
+};
+
+/* Operation: what the request asks for. ports are strings in the API ("443"). */
+struct ap_operation {
+	struct res_strlist hosts, not_hosts;
+	struct res_strlist ports, not_ports;
+	struct res_strlist methods, not_methods;
+	struct res_strlist paths, not_paths;
+	struct srcpos pos;
+};
+
+struct ap_from {
+	struct ap_source *source;    /* required */
+	struct srcpos pos;
+};
+
+struct ap_to {
+	struct ap_operation *operation;  /* required */
+	struct srcpos pos;
+};
+
+struct ap_condition {
+	char *key;                   /* required: "request.headers[x-user]", "source.ip", ... */
+	struct res_strlist values, not_values;
+	struct srcpos pos;
+};
+
+struct ap_rule {
+	RES_LIST(struct ap_from) from;
+	RES_LIST(struct ap_to) to;
+	RES_LIST(struct ap_condition) when;
+	struct srcpos pos;
+};
+
+struct ap_selector {
+	struct res_strmap match_labels;
+	struct srcpos pos;
+};
+
+/* PolicyTargetReference: a Gateway API Gateway (the proxy labelled
+ * gateway.networking.k8s.io/gateway-name=NAME in the policy's namespace). */
+struct ap_target_ref {
+	char *group;
+	char *kind;                  /* required */
+	char *name;                  /* required */
+	char *namespace;
+	struct srcpos pos;
+};
+
+struct ap_provider {
+	char *name;
+	struct srcpos pos;
+};
+
+struct authorizationpolicy {
+	struct ap_selector *selector;
+	struct ap_target_ref *target_ref;
+	RES_LIST(struct ap_target_ref) target_refs;
+	RES_LIST(struct ap_rule) rules;
+	enum ap_action action;
+	struct ap_provider *provider;
+	/* metadata.annotations["istio.io/dry-run"] == "true": evaluated, counted and logged
+	 * as a shadow decision, never enforced. */
+	bool dry_run;
+	struct srcpos pos;
+};
+
+/* ------------------------------------------------------------------------------------
  * Enum names (as written in YAML), indexed by the enum values above.
  * ---------------------------------------------------------------------------------- */
 
@@ -571,6 +658,7 @@ extern const char *const dr_lb_simple_names[];
 extern const char *const dr_h2_upgrade_policy_names[];
 extern const char *const dr_tls_mode_names[];
 extern const char *const vs_redirect_derive_port_names[];
+extern const char *const ap_action_names[];
 
 /* ------------------------------------------------------------------------------------
  * Small helpers shared by the later stages

@@ -44,6 +44,7 @@
  * buffer (bytes not yet accepted by the socket). Writes are attempted at once; LOOP_WRITE
  * interest is only registered when a write would block, so the common request costs no
  * epoll_ctl. */
+#include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
@@ -170,6 +171,8 @@ struct dconn {
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
+	char *principal;                /* the verified client certificate's SPIFFE id without
+	                                 * "spiffe://" (AuthorizationPolicy), NULL if none */
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -2175,6 +2178,57 @@ static bool route_header_cb(void *ctx, const char *name, const char **v, size_t 
 	return true;
 }
 
+/* AuthorizationPolicy (proxy/authz.h) for an HTTP request: true when it was refused
+ * here (403 "RBAC: access denied", or 400 for a path not in normal form while path
+ * policies are in force). */
+static bool st_authz(struct stream *st, uint16_t port)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	const struct authz *a = st->snap->authz;
+	struct hdr_ctx hc = { &st->req, d->in };
+	struct authz_req rq;
+	struct h1_span auth, p;
+	const char *q, *details;
+
+	if (!a)
+		return false;
+	auth = st->req.host_idx >= 0 && st->req.target_form != H1_TF_ABSOLUTE
+	       ? st->req.headers[st->req.host_idx].value : st->req.authority;
+	p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path : st->req.target;
+	if (st->req.method_id == H1_M_CONNECT) {
+		/* CONNECT host:port has no path; its authority is the target. */
+		auth = st->req.target;
+		p.len = 0;
+	}
+	memset(&rq, 0, sizeof(rq));
+	rq.principal = d->principal;
+	rq.source = &d->remote;
+	rq.dest = d->redirected ? &d->odst : &d->local;
+	rq.port = port;
+	rq.sni = d->sni;
+	rq.host = d->in + auth.off;
+	rq.host_len = auth.len;
+	rq.method = d->in + st->req.method.off;
+	rq.method_len = st->req.method.len;
+	rq.path = p.len ? d->in + p.off : NULL;
+	q = p.len ? memchr(rq.path, '?', p.len) : NULL;
+	rq.path_len = q ? (size_t)(q - rq.path) : p.len;
+	rq.header = route_header_cb;
+	rq.header_ctx = &hc;
+	switch (authz_request(a, &rq, d->remote_s, st->reqid, &w->st, &details)) {
+	case 0:
+		return false;
+	case 400:
+		st->resp_close = true;
+		st_local_reply(st, 400, 0, details, "Bad Request");
+		return true;
+	default:
+		st_local_reply(st, 403, 0, details, "RBAC: access denied");
+		return true;
+	}
+}
+
 /* ---- sidecar: destinations, passthrough, tunnels ---- */
 
 static void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port)
@@ -2668,10 +2722,12 @@ static void st_begin(struct dconn *d)
 			 * the original destination. Relay it there (or as that address's
 			 * ServiceEntry says), never to the CONNECT target around that proxy. */
 			st_detach(st);
-			d_tcp_handoff(d, NULL);
+			d_tcp_handoff(d, NULL, SNI_NOT_TLS);
 			return;
 		}
 		if (d->sidecar) {
+			if (st_authz(st, st_sidecar_port(st)))
+				return;
 			st_sidecar_connect(st);
 			return;
 		}
@@ -2688,12 +2744,17 @@ static void st_begin(struct dconn *d)
 		st_local_reply(st, 400, 0, "missing_host_header", NULL);
 		return;
 	}
+	/* AuthorizationPolicy runs before routing, as Envoy's RBAC filter does before the
+	 * router: a refused request learns nothing about the routes. */
+	port = d->sidecar ? st_sidecar_port(st) : d->lst ? d->lst->port : 0;
+	if (st_authz(st, port))
+		return;
 	if (d->sidecar) {
 		/* The sidecar's route table for the destination port (VirtualServices bound to
 		 * mesh, ServiceEntry hosts); no vhost: the outbound traffic policy. */
 		const struct route_table *t;
 
-		st->port = port = st_sidecar_port(st);
+		st->port = port;
 		if (st_sidecar_tcp_route(st, port))
 			return;
 		t = sidecar_table(st->snap, port);
@@ -2875,6 +2936,7 @@ static void d_close(struct dconn *d)
 			snap_unref(d->snap);
 		buf_release(d->in, d->in_cap);
 		free(d->sni);
+		free(d->principal);
 		iob_free(&d->out);
 		free(d);
 		return;
@@ -2904,6 +2966,7 @@ static void d_close(struct dconn *d)
 		snap_unref(d->snap);
 	buf_release(d->in, d->in_cap);
 	free(d->sni);
+	free(d->principal);
 	iob_free(&d->out);
 	w->nconns--;
 	STAT_DEC(w->st.dcx_active);
@@ -3124,11 +3187,14 @@ static void d_handshake(struct dconn *d)
 	{
 		/* The mesh peer (ISTIO_MUTUAL): its SPIFFE identity was checked against the
 		 * server's subjectAltNames during the handshake; the access log format has no
-		 * field for it, so it goes to the debug log and a counter. */
+		 * field for it, so it goes to the debug log and a counter, and to the
+		 * AuthorizationPolicy evaluation as the principal. */
 		char id[512];
 
 		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
 			STAT_INC(d->w->st.dcx_peer_identity);
+			if (strncmp(id, "spiffe://", 9) == 0)
+				d->principal = xstrdup(id + 9);
 			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
 			          d->sni ? d->sni : "-");
 		}
@@ -3387,6 +3453,7 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
 	v->sni = d->sni ? xstrdup(d->sni) : NULL;
+	v->principal = d->principal ? xstrdup(d->principal) : NULL;
 	v->h2s = ds;
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);

@@ -10,6 +10,7 @@
  *   4. config_dump (snap_json.c).
  * Files: snap.c (this: driver, shared helpers, free), snap_gw.c, snap_route.c,
  * snap_cluster.c, snap_json.c; snap_int.h is their private header. */
+#include "proxy/authz.h"
 #include "proxy/snap.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
@@ -392,6 +393,29 @@ static void snap_identity(struct snap_b *b)
 	secret_cache_file(b->secrets, "ROOTCA", true, root.file, NULL, b->root_digest);
 }
 
+/* The AuthorizationPolicies for this proxy (every namespace's are looked at: the root
+ * namespace's apply mesh-wide; exportTo does not exist for policies). */
+static void snap_authz(struct snap_b *b)
+{
+	const struct store_contents *c = b->contents;
+	const struct resource **v = xcalloc(c->n + 1, sizeof(*v));
+	struct authz_params ap = { b->ns, b->p->labels };
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n; i++)
+		if (c->v[i].res.kind == RES_AUTHORIZATION_POLICY)
+			v[n++] = &c->v[i].res;
+	b->s->authz = authz_build(v, n, &ap);
+	free(v);
+	/* Not silent: the sidecar's opaque tunnels (TLS passed through by SNI, unknown
+	 * protocols) carry no HTTP request, and the connection-level check is not wired to
+	 * them yet. */
+	if (b->s->authz && b->p->role == SNAP_ROLE_SIDECAR)
+		diag_warn(b->d, NULL, 0, 0, "%zu AuthorizationPolicy(ies) apply to this sidecar: "
+		          "enforced on HTTP requests and CONNECT, not on TLS or other connections "
+		          "it passes through unterminated", authz_count(b->s->authz));
+}
+
 /* ---- build ---- */
 
 struct snap *snap_build(const struct store_contents *contents, const struct snap_params *p,
@@ -430,6 +454,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	snap_clusters(&b);
 	snap_addrs(&b);
 	snap_l4_link(s);
+	snap_authz(&b);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
@@ -503,6 +528,7 @@ void snap_unref(struct snap *s)
 	free(s->outbound);
 	free(s->addrs);
 	l4_table_free(s->mesh_l4);
+	authz_free(s->authz);
 	free(s->config_dump);
 	free(s);
 }

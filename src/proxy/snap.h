@@ -32,6 +32,7 @@
 struct store_contents;
 struct secret_cache;
 struct l4_table;
+struct authz;
 
 enum snap_role {
 	SNAP_ROLE_GATEWAY,
@@ -121,6 +122,10 @@ struct snap {
 	/* ServiceEntry addresses x ports (snap_addr.c), longest prefix first. */
 	struct snap_addr *addrs;
 	size_t naddrs;
+
+	/* The AuthorizationPolicies that apply to this proxy, compiled (proxy/authz.h);
+	 * NULL when none does (every request allowed). */
+	struct authz *authz;
 
 	/* JSON of the active configuration, made once at build time for /config_dump. */
 	char *config_dump;

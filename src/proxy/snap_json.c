@@ -29,6 +29,7 @@
  * order), keys a fixed order: the same configuration always dumps the same bytes (but
  * "version"). Match conditions appear only when set. No key material, ever: sources are
  * named ("kubernetes://NAME", "file:PATH"), never their contents. */
+#include "proxy/authz.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
 
@@ -528,6 +529,7 @@ char *snap_dump(const struct snap_b *b)
 	for (size_t i = 0; i < b->nbc; i++)
 		snap_dump_cluster(&j, &b->bc[i]);
 	snap_json_arr_end(&j);
+	authz_json(s->authz, &j);
 	snap_json_obj_end(&j);
 	sbuf_addc(&out, '\n');
 	return sbuf_steal(&out);

@@ -80,6 +80,9 @@ struct wstats {
 	stat_t dcx_overflow, dcx_no_fd;
 	/* Connections serving nothing closed to make room for a new one (fwd_evict). */
 	stat_t dcx_evicted;
+	/* AuthorizationPolicy decisions, as Envoy's RBAC filter counts them (only while
+	 * policies apply to the proxy); shadow: istio.io/dry-run policies. */
+	stat_t rbac_allowed, rbac_denied, rbac_shadow_allowed, rbac_shadow_denied;
 };
 
 struct wlistener {

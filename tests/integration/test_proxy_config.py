@@ -322,12 +322,12 @@ def test_admin_answer_that_is_not_json():
 
 def test_help_for_proxy_config_and_each_kind():
     top = ok("proxy-config", "--help")
-    assert "Usage:\n  egressctl proxy-config cluster|route|listener|secret [ADMIN_ADDR]" in top
+    assert "Usage:\n  egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR]" in top
     assert ok("help", "proxy-config") == top
     assert "  proxy-config " in ok("--help")
     for kind, flags in [("cluster", ["--fqdn", "--port", "--subset", "--direction"]),
                         ("route", ["--name"]), ("listener", ["--address", "--port"]),
-                        ("secret", [])]:
+                        ("secret", []), ("authz", [])]:
         out = ok("proxy-config", kind, "--help")
         assert f"Usage:\n  egressctl proxy-config {kind} [ADMIN_ADDR]" in out, out
         for f in flags + ["--output", "deploy/istio-egressgateway", "EGRESSGW_ADMIN"]:
@@ -336,7 +336,7 @@ def test_help_for_proxy_config_and_each_kind():
 
 def test_missing_or_unknown_kind():
     rc, out, err = run("proxy-config")
-    assert rc == 1 and out == "" and err.startswith("error: say what to show: cluster, route, listener or secret\n")
+    assert rc == 1 and out == "" and err.startswith("error: say what to show: cluster, route, listener, secret or authz\n")
     rc, out, err = run("proxy-config", "endpoints")
     assert rc == 1 and out == ""
     assert err.startswith('error: unknown kind "endpoints" for "egressctl proxy-config"')

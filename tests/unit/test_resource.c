@@ -180,10 +180,15 @@ static void kinds_are_found_by_every_kubectl_name(void **state)
 		{ "destinationrules.networking.istio.io", RES_DESTINATION_RULE },
 		{ "dr.v1alpha3.networking.istio.io", RES_DESTINATION_RULE },
 		{ "secret", RES_SECRET }, { "secrets", RES_SECRET }, { "Secret", RES_SECRET },
+		{ "ap", RES_AUTHORIZATION_POLICY }, { "authorizationpolicies", RES_AUTHORIZATION_POLICY },
+		{ "AuthorizationPolicy", RES_AUTHORIZATION_POLICY },
+		{ "authorizationpolicies.security.istio.io", RES_AUTHORIZATION_POLICY },
+		{ "ap.v1beta1.security.istio.io", RES_AUTHORIZATION_POLICY },
 	};
 	static const char *const bad[] = {
 		"", "svc", "deployment", "gateways.gateway.networking.k8s.io",
 		"secret.networking.istio.io", "gw.v2.networking.istio.io", "virtualservicess", "se.",
+		"ap.networking.istio.io", "gw.security.istio.io",
 	};
 
 	(void)state;
@@ -530,9 +535,11 @@ static void walkthrough_kubernetes_workloads_are_not_istio_configuration(void **
 	assert_int_equal(x.rc[1], -1);
 	assert_diags(&x.d, DIAGS(
 		"nginx.yaml:2:7: mesh-external/my-nginx: kind: \"Service\" is not a supported kind "
-		"(want ServiceEntry, Gateway, VirtualService, DestinationRule or Secret)",
+		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, "
+		"AuthorizationPolicy or Secret)",
 		"nginx.yaml:16:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind "
-		"(want ServiceEntry, Gateway, VirtualService, DestinationRule or Secret)"));
+		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, "
+		"AuthorizationPolicy or Secret)"));
 	decoded_free(&x);
 }
 
@@ -976,7 +983,8 @@ static void unknown_kinds_are_rejected_with_the_supported_list(void **state)
 		"  namespace: mesh-external\n"
 		"spec: {}\n",
 		"default", -1,
-		DIAGS("t.yaml:2:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind (want ServiceEntry, Gateway, VirtualService, DestinationRule or Secret)"));
+		DIAGS("t.yaml:2:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind (want ServiceEntry, Gateway, VirtualService, DestinationRule, "
+		"AuthorizationPolicy or Secret)"));
 }
 
 static void api_version_must_be_one_of_the_kind(void **state)

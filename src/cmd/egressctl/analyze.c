@@ -21,6 +21,9 @@
  *   IST0161 Error    the credential's Secret lacks the keys its mode needs, or they do not
  *                    load (bad PEM, key not matching the certificate): the same rules,
  *                    and the same code, as the gateway (secrets/secret.h)
+ *   IST0127 Warning  an AuthorizationPolicy in the gateway's namespace whose selector
+ *                    contradicts the selector of every Gateway there (a label both name,
+ *                    with another value): it selects no gateway
  *   IST0106 Error    a stored document that does not decode (Warning IST0133 for the
  *                    store's warnings, among them every field egressgw accepts and does
  *                    not apply, at its FILE:LINE: the decoder's keyword tables)
@@ -41,8 +44,9 @@
 static const char analyze_usage[] =
 	"Analyze the store's configuration and print potential problems, as `istioctl\n"
 	"analyze` does: references that do not resolve (Gateways, subsets, ports, Secrets),\n"
-	"credentials the gateway could not load, and fields egressgw accepts but does not\n"
-	"apply (Warning IST0133, with the file and line of the field).\n"
+	"credentials the gateway could not load, AuthorizationPolicies whose selector selects\n"
+	"no gateway, and fields egressgw accepts but does not apply (Warning IST0133, with\n"
+	"the file and line of the field).\n"
 	"\n"
 	"Usage:\n"
 	"  egressctl analyze [-n NAMESPACE | -A] [--gateway-namespace NS] [-o log|json]\n"
@@ -536,6 +540,44 @@ static void an_gw(struct an *a)
 	}
 }
 
+/* IST0127. The gateway's labels are not in the store, but every Gateway's selector is a
+ * subset of them: a policy selector that gives one of those labels another value, for
+ * every Gateway of the namespace, cannot select a gateway. (A sidecar's labels are not
+ * known at all: policies elsewhere are not checked.) */
+static void an_ap(struct an *a)
+{
+	const struct authorizationpolicy *ap = a->r->u.ap;
+	const struct res_strmap *sel;
+	struct sbuf labels = SBUF_INIT;
+	size_t ngw = 0;
+
+	if (!ap->selector || strcmp(a->r->namespace, a->gwns) != 0)
+		return;
+	sel = &ap->selector->match_labels;
+	for (size_t i = 0; i < a->contents->n; i++) {
+		const struct resource *o = &a->contents->v[i].res;
+		bool contradicts = false;
+
+		if (o->kind != RES_GATEWAY || strcmp(o->namespace, a->gwns) != 0)
+			continue;
+		ngw++;
+		for (size_t k = 0; k < sel->n && !contradicts; k++) {
+			const char *v = res_strmap_get(&o->u.gw->selector, sel->v[k].key);
+
+			contradicts = v && strcmp(v, sel->v[k].value) != 0;
+		}
+		if (!contradicts)
+			return;
+	}
+	if (!ngw)
+		return;
+	for (size_t k = 0; k < sel->n; k++)
+		sbuf_addf(&labels, "%s%s=%s", k ? "," : "", sel->v[k].key, sel->v[k].value);
+	an_report(a, AN_WARNING, "IST0127", &ap->selector->pos, "No matching workloads for this "
+	          "resource with the following labels: %s", sbuf_str(&labels));
+	sbuf_free(&labels);
+}
+
 /* ---- the command ---- */
 
 int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
@@ -594,6 +636,9 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 			break;
 		case RES_GATEWAY:
 			an_gw(&a);
+			break;
+		case RES_AUTHORIZATION_POLICY:
+			an_ap(&a);
 			break;
 		default:
 			break;

@@ -13,7 +13,8 @@ static const char get_usage[] =
 	"Display one or many resources from the store.\n"
 	"\n"
 	"Kinds are named as kubectl names them: serviceentry (se), gateway (gw),\n"
-	"virtualservice (vs), destinationrule (dr), secret; singular, plural, short name or\n"
+	"virtualservice (vs), destinationrule (dr), authorizationpolicy (ap), secret;\n"
+	"singular, plural, short name or\n"
 	"KIND.GROUP. Tables show the columns kubectl shows for Istio's resources; AGE is the\n"
 	"time since the resource's file was last written.\n"
 	"\n"
@@ -229,6 +230,9 @@ static void get_header(struct ctl_table *t, const struct get_req *q, enum res_ki
 	case RES_DESTINATION_RULE:
 		ctl_table_add(t, "HOST");
 		break;
+	case RES_AUTHORIZATION_POLICY:
+		ctl_table_add(t, "ACTION");
+		break;
 	case RES_SECRET:
 		ctl_table_add(t, "TYPE");
 		ctl_table_add(t, "DATA");
@@ -247,6 +251,7 @@ static size_t get_ncols(const struct get_req *q, enum res_kind kind)
 	case RES_SERVICE_ENTRY:    return n + 3;
 	case RES_VIRTUAL_SERVICE:  return n + 2;
 	case RES_DESTINATION_RULE: return n + 1;
+	case RES_AUTHORIZATION_POLICY: return n + 1;
 	case RES_SECRET:           return n + 2;
 	default:                   return n;
 	}
@@ -285,6 +290,10 @@ static void get_row(struct ctl_table *t, const struct get_req *q, const struct s
 		break;
 	case RES_DESTINATION_RULE:
 		ctl_table_add(t, get_spec_str(e, "host"));
+		break;
+	case RES_AUTHORIZATION_POLICY:
+		/* The CRD's printer column is .spec.action: empty when not written. */
+		ctl_table_add(t, get_spec_str(e, "action"));
 		break;
 	case RES_SECRET: {
 		const struct secret *s = e->res.u.secret;

@@ -27,8 +27,9 @@ static void ctl_usage(FILE *out)
 {
 	fprintf(out,
 	        "egressctl manages egressgw's configuration store the way kubectl manages a cluster:\n"
-	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule) and\n"
-	        "Secrets, with kubectl's commands and output, plus the mesh CA.\n"
+	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule,\n"
+	        "AuthorizationPolicy) and Secrets, with kubectl's commands and output, plus the\n"
+	        "mesh CA.\n"
 	        "\n"
 	        "Usage:\n"
 	        "  egressctl [--store DIR] [-n NAMESPACE] COMMAND [ARGS] [flags]\n"

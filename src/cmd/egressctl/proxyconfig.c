@@ -1,5 +1,6 @@
-/* egressctl proxy-config cluster|route|listener|secret [ADMIN_ADDR]: istioctl's
- * proxy-config tables, made from a running egressgw's admin endpoint.
+/* egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR]: istioctl's
+ * proxy-config tables (and `istioctl x authz check`'s), made from a running egressgw's
+ * admin endpoint.
  *
  * The gateway serves its compiled snapshot as JSON at GET /config_dump on its admin
  * address (the shape is documented in src/proxy/snap_json.c), and the credentials it has
@@ -33,7 +34,7 @@ static const char pc_usage[] =
 	"configuration the gateway is using, not what the store holds.\n"
 	"\n"
 	"Usage:\n"
-	"  egressctl proxy-config cluster|route|listener|secret [ADMIN_ADDR] [flags]\n"
+	"  egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR] [flags]\n"
 	"\n"
 	"Kinds:\n"
 	"  cluster, clusters, c      upstream clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION,\n"
@@ -42,6 +43,8 @@ static const char pc_usage[] =
 	"  listener, listeners, l    listeners: ADDRESSES, PORT, MATCH, DESTINATION\n"
 	"  secret, secrets, s        certificates in use: RESOURCE NAME, TYPE, STATUS, VALID\n"
 	"                            CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE (from /certs)\n"
+	"  authz, ap                 AuthorizationPolicies in force: ACTION,\n"
+	"                            AuthorizationPolicy, RULES (istioctl x authz check)\n"
 	"\n"
 	"Use \"egressctl proxy-config KIND --help\" for the flags of a kind.\n";
 
@@ -142,6 +145,20 @@ static const char pc_secret_usage[] =
 	"  egressctl proxy-config secret\n"
 	"  egressctl -n istio-system proxy-config secret deploy/istio-egressgateway | grep client-credential\n"
 	"  egressctl proxy-config secret 127.0.0.1:15000 -o json\n";
+
+static const char pc_authz_usage[] =
+	"Show the AuthorizationPolicies the gateway (or sidecar) enforces, as `istioctl x\n"
+	"authz check` does: ACTION (ALLOW, DENY, AUDIT; \"(dry-run)\" for istio.io/dry-run\n"
+	"policies, evaluated and counted but not enforced), AuthorizationPolicy (NAME.NAMESPACE)\n"
+	"and RULES (how many). -o json shows each rule with its id as the access log names it\n"
+	"(ns[NS]-policy[NAME]-rule[I]) and its compiled conditions.\n"
+	"\n"
+	"Usage:\n"
+	"  egressctl proxy-config authz [ADMIN_ADDR] [-o short|json|yaml]\n"
+	"\n"
+	"Examples:\n"
+	"  egressctl proxy-config authz\n"
+	"  egressctl -n istio-system proxy-config authz deploy/istio-egressgateway -o json\n";
 
 enum pc_format { PC_SHORT, PC_JSON, PC_YAML };
 
@@ -647,7 +664,8 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 
 /* ---- secrets ---- */
 
-static bool pc_secret_keep(const struct ynode *it, const struct pc_opts *o)
+/* Kinds without filters keep every item. */
+static bool pc_keep_all(const struct ynode *it, const struct pc_opts *o)
 {
 	(void)it;
 	(void)o;
@@ -711,6 +729,28 @@ static void pc_secret_notes(const struct ynode *const *items, size_t n)
 	}
 }
 
+/* ---- authorization policies ---- */
+
+static void pc_authz_rows(const struct ynode *it, struct ctl_table *t)
+{
+	const struct ynode *rules = pc_list(it, "rules");
+	const char *dry = pc_str(it, "dry_run");
+	struct sbuf cell = SBUF_INIT;
+
+	sbuf_adds(&cell, pc_str(it, "action") ? pc_str(it, "action") : "");
+	if (dry && strcmp(dry, "true") == 0)
+		sbuf_adds(&cell, " (dry-run)");
+	ctl_table_add(t, sbuf_str(&cell));
+	sbuf_reset(&cell);
+	sbuf_addf(&cell, "%s.%s", pc_str(it, "name") ? pc_str(it, "name") : "",
+	          pc_str(it, "namespace") ? pc_str(it, "namespace") : "");
+	ctl_table_add(t, sbuf_str(&cell));
+	sbuf_reset(&cell);
+	sbuf_addf(&cell, "%zu", rules ? rules->n : 0);
+	ctl_table_add(t, sbuf_str(&cell));
+	sbuf_free(&cell);
+}
+
 /* ---- the kinds ---- */
 
 static const struct pc_kind pc_kinds[] = {
@@ -729,7 +769,11 @@ static const struct pc_kind pc_kinds[] = {
 	{ "secret", "secrets", "s", "/certs", "secrets",
 	  0, pc_secret_usage, 5,
 	  "RESOURCE NAME\tTYPE\tSTATUS\tVALID CERT\tSERIAL NUMBER\tNOT AFTER\tNOT BEFORE",
-	  pc_secret_keep, NULL, pc_secret_rows, pc_secret_notes },
+	  pc_keep_all, NULL, pc_secret_rows, pc_secret_notes },
+	{ "authz", "authorizationpolicies", "ap", "/config_dump", "authorization_policies",
+	  0, pc_authz_usage, 3,
+	  "ACTION\tAuthorizationPolicy\tRULES",
+	  pc_keep_all, NULL, pc_authz_rows, NULL },
 };
 
 static const struct pc_kind *pc_kind_find(const char *word)
@@ -1048,7 +1092,7 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 			fputs(pc_usage, stdout);
 			rc = 0;
 		} else {
-			fprintf(stderr, "error: say what to show: cluster, route, listener or secret\n"
+			fprintf(stderr, "error: say what to show: cluster, route, listener, secret or authz\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
 		}
 		goto out;
@@ -1056,7 +1100,7 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 	k = pc_kind_find(pos.v[0]);
 	if (!k) {
 		fprintf(stderr, "error: unknown kind \"%s\" for \"egressctl proxy-config\" (want "
-		        "cluster, route, listener or secret)\nSee 'egressctl proxy-config --help' "
+		        "cluster, route, listener, secret or authz)\nSee 'egressctl proxy-config --help' "
 		        "for usage.\n", pos.v[0]);
 		goto out;
 	}

@@ -59,17 +59,19 @@
 static const char usage[] =
 "Usage: egressgw --role gateway|sidecar [options]\n"
 "\n"
-"An egress gateway that reads Istio's ServiceEntry, Gateway, VirtualService and\n"
-"DestinationRule resources (and Secrets) from a store managed by egressctl.\n"
+"An egress gateway that reads Istio's ServiceEntry, Gateway, VirtualService,\n"
+"DestinationRule and AuthorizationPolicy resources (and Secrets) from a store managed\n"
+"by egressctl. AuthorizationPolicies of the proxy's namespace and of istio-system apply\n"
+"(selector against --labels) to every HTTP request, HTTP/1.1 and HTTP/2.\n"
 "\n"
 "Options:\n"
 "  --role ROLE              gateway (terminates mesh mTLS, originates TLS) or sidecar\n"
 "  --store DIR              the store (default: $EGRESSGW_STORE, else ./egressgw-store)\n"
 "  --namespace NS           the proxy's namespace (default istio-system for a gateway,\n"
 "                           default for a sidecar); credentialName Secrets are read here\n"
-"  --labels K=V[,K=V...]    the proxy's labels; Gateways whose selector matches are served\n"
-"                           (default istio=egressgateway; none for a sidecar, whose\n"
-"                           labels only matter to sourceLabels matches)\n"
+"  --labels K=V[,K=V...]    the proxy's labels; Gateways and AuthorizationPolicies whose\n"
+"                           selector matches apply (default istio=egressgateway; none\n"
+"                           for a sidecar, whose labels also matter to sourceLabels)\n"
 "  --identity DIR           workload identity: cert-chain.pem, key.pem, root-cert.pem\n"
 "  --mesh-hosts H[,H...]    services whose endpoints are mesh workloads (automatic mutual\n"
 "                           TLS: ISTIO_MUTUAL to them unless a DestinationRule sets tls;\n"
@@ -791,6 +793,15 @@ static const struct prom_stat prom_refused[] = {
 	{ "downstream_cx_evicted", false, WSTAT(dcx_evicted) },
 };
 
+/* AuthorizationPolicy decisions (Envoy's RBAC filter: rbac.allowed, rbac.denied,
+ * rbac.shadow_allowed, rbac.shadow_denied). */
+static const struct prom_stat prom_rbac[] = {
+	{ "rbac_allowed", false, WSTAT(rbac_allowed) },
+	{ "rbac_denied", false, WSTAT(rbac_denied) },
+	{ "rbac_shadow_allowed", false, WSTAT(rbac_shadow_allowed) },
+	{ "rbac_shadow_denied", false, WSTAT(rbac_shadow_denied) },
+};
+
 static void prom_line(struct sbuf *body, const char *name, bool gauge, unsigned long long v)
 {
 	sbuf_addf(body, "# TYPE egressgw_%s %s\negressgw_%s %llu\n", name,
@@ -878,6 +889,7 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		lc_prom(&g->lc, body);
 		secret_cache_prom(g->params.secrets, time(NULL), body);
 		admin_draining(g, body);
+		prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
 		return 200;
 	}
 	sbuf_adds(body, "not found; try /ready, /stats/prometheus, /config_dump, /certs\n");
@@ -1287,7 +1299,8 @@ int main(int argc, char **argv)
 	g.params.namespace = ns ? ns : "istio-system";
 	if (strcmp(role, "sidecar") == 0) {
 		/* The application's proxy: its namespace is the application's, and it has the
-		 * application's labels (none unless given; they only matter to sourceLabels). */
+		 * application's labels (none unless given; they matter to sourceLabels and to
+		 * AuthorizationPolicy selectors). */
 		g.proxy.role = SNAP_ROLE_SIDECAR;
 		g.params.role = SNAP_ROLE_SIDECAR;
 		g.params.namespace = ns ? ns : "default";
