@@ -26,6 +26,12 @@ enum res_kind {
 	RES_VIRTUAL_SERVICE,
 	RES_DESTINATION_RULE,
 	RES_SECRET,
+	/* Kubernetes Gateway API (gateway.networking.k8s.io), config/res_gwapi.h */
+	RES_K8S_GATEWAY,
+	RES_HTTP_ROUTE,
+	RES_TLS_ROUTE,
+	RES_TCP_ROUTE,
+	RES_REFERENCE_GRANT,
 	RES_KIND_COUNT
 };
 
@@ -37,7 +43,10 @@ struct res_kind_info {
 	const char *singular;   /* "serviceentry" */
 	const char *plural;     /* "serviceentries" */
 	const char *shortname;  /* "se"; NULL when none */
-	bool namespaced;        /* all five are */
+	bool namespaced;        /* all are */
+	/* The apiVersions served, NULL-terminated; NULL: the Istio versions (or v1 for a
+	 * core kind). */
+	const char *const *versions;
 };
 
 const struct res_kind_info *res_kind_info(enum res_kind kind);
@@ -51,6 +60,9 @@ struct gateway;
 struct virtualservice;
 struct destinationrule;
 struct secret;
+struct gwapi_gateway;
+struct gwapi_route;
+struct gwapi_refgrant;
 
 /* One decoded, validated resource. */
 struct resource {
@@ -68,6 +80,9 @@ struct resource {
 		struct virtualservice *vs;
 		struct destinationrule *dr;
 		struct secret *secret;
+		struct gwapi_gateway *kgw;     /* RES_K8S_GATEWAY */
+		struct gwapi_route *route;     /* RES_HTTP_ROUTE, RES_TLS_ROUTE, RES_TCP_ROUTE */
+		struct gwapi_refgrant *grant;  /* RES_REFERENCE_GRANT */
 	} u;
 };
 
