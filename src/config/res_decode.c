@@ -1177,8 +1177,8 @@ static const struct res_kind_info *doc_kind(struct dctx *c, const struct ynode *
 			return by_name;
 		}
 		derr(c, n, "\"%.60s\" is not a supported kind (want ServiceEntry, Gateway, "
-		     "VirtualService, DestinationRule, Secret, or of gateway.networking.k8s.io: "
-		     "Gateway, HTTPRoute, TLSRoute, TCPRoute, ReferenceGrant)", s);
+		     "VirtualService, DestinationRule, Secret, HTTPRoute, TLSRoute, TCPRoute or "
+		     "ReferenceGrant)", s);
 	}
 	path_pop(c, mark);
 	return NULL;

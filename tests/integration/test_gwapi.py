@@ -1,0 +1,368 @@
+"""The Kubernetes Gateway API flavour of Istio's egress pages: the "Gateway API" tab of
+"Egress Gateways with TLS Origination" (its YAML unchanged, in gwapi/), through the
+sidecar and a gateway that a Gateway API Gateway selects; the same observable results as
+the "Istio APIs" twin (test_sidecar.run_walkthrough); both APIs at once for different
+hosts; the refusals; route status as `egressctl get -o yaml` shows it."""
+import os
+import pathlib
+import re
+import subprocess
+import time
+
+import pytest
+
+from gwlib import loopback_ip
+from sidecarlib import CNN, Egressgw, NxDns, Site, cnn_site, demo_cert, heads, issue
+
+GWAPI = pathlib.Path(__file__).parent / "gwapi"
+GTW_HOST = "cnn-egress-gateway-istio.default.svc.cluster.local"
+OTHER = "other.example.com"
+
+
+class Topology:
+    """edition.cnn.com (nginx), the gateway Istio would deploy for Gateway
+    cnn-egress-gateway (deployment and service cnn-egress-gateway-istio in default, pods
+    labelled gateway.networking.k8s.io/gateway-name=cnn-egress-gateway), the sleep pod's
+    sidecar; optionally a classic istio-egressgateway and a second site."""
+
+    def __init__(self, tmp, ctl, egressctl_bin, store, classic=False):
+        self.tmp, self.ctl, self.store = tmp, ctl, store
+        self.cnn_ip, self.gw_ip, self.other_ip, self.egw_ip = (loopback_ip() for _ in range(4))
+        certs = tmp / "site-certs"
+        certs.mkdir()
+        cert, key, self.demo_ca = demo_cert(certs, CNN)
+        self.hosts = tmp / "hosts"
+        self.hosts.write_text(f"{self.cnn_ip} {CNN}\n{self.gw_ip} {GTW_HOST}\n"
+                              f"{self.other_ip} {OTHER}\n"
+                              f"{self.egw_ip} istio-egressgateway.istio-system.svc.cluster.local\n")
+        ca = tmp / "mesh-ca"
+        gw_id = issue(egressctl_bin, ca, "default", "cnn-egress-gateway-istio", tmp / "gw-id",
+                      create_ca=True)
+        sleep_id = issue(egressctl_bin, ca, "default", "sleep", tmp / "sleep-id")
+        self.procs, self.sites, self.dns = [], [], None
+        try:
+            self.sites.append(cnn_site(tmp, self.cnn_ip, cert, key))
+            html = tmp / "other-html"
+            html.mkdir()
+            (html / "index.html").write_text("other site\n")
+            self.sites.append(Site(tmp, "other", f"server {{ listen {self.other_ip}:80; "
+                                   f"root {html}; }}", self.other_ip, 80))
+            self.dns = NxDns(loopback_ip())
+            env = {"SSL_CERT_FILE": str(self.demo_ca)}
+            self.gateway = Egressgw(tmp, "gateway", "gateway", store, gw_id, self.hosts, self.dns,
+                                    env=env, extra=["--namespace", "default", "--labels",
+                                                    "gateway.networking.k8s.io/gateway-name="
+                                                    "cnn-egress-gateway",
+                                                    "--listen-address", self.gw_ip])
+            self.procs.append(self.gateway)
+            if classic:
+                egw_id = issue(egressctl_bin, ca, "istio-system",
+                               "istio-egressgateway-service-account", tmp / "egw-id")
+                self.classic = Egressgw(tmp, "classic", "gateway", store, egw_id, self.hosts,
+                                        self.dns, env=env,
+                                        extra=["--namespace", "istio-system", "--labels",
+                                               "istio=egressgateway", "--listen-address",
+                                               self.egw_ip])
+                self.procs.append(self.classic)
+            self.outbound = _free_port()
+            self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, sleep_id, self.hosts,
+                                    self.dns, extra=["--namespace", "default", "--outbound",
+                                                     f"127.0.0.1:{self.outbound}"])
+            self.procs.append(self.sidecar)
+        except BaseException:
+            self.stop()
+            raise
+
+    def curl(self, *args):
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["http_proxy"] = env["https_proxy"] = f"http://127.0.0.1:{self.outbound}"
+        env["CURL_CA_BUNDLE"] = str(self.demo_ca)
+        return subprocess.run(["curl", "--max-time", "20", *args], capture_output=True,
+                              text=True, env=env, timeout=30)
+
+    def settle(self, want_url=f"http://{CNN}/politics", want="200", timeout=10.0):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            r = self.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", want_url)
+            last = (r.stdout, r.stderr)
+            if r.stdout == want:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"never {want}: {last}\n{self.sidecar.stderr()[-2000:]}\n"
+                             f"{self.gateway.stderr()[-2000:]}")
+
+    def stop(self):
+        rcs = [p.stop() for p in self.procs]
+        for s in self.sites:
+            s.stop()
+        if self.dns:
+            self.dns.stop()
+        return rcs
+
+
+def _free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def topo(tmp_path, ctl, egressctl_bin, store):
+    t = Topology(tmp_path, ctl, egressctl_bin, store)
+    yield t
+    assert t.stop() == [0] * len(t.procs), "egressgw did not exit 0 on SIGTERM"
+
+
+def apply_page(t):
+    """The page's steps 1, 4, 6 and 7 (Gateway API tab), as the user applies them."""
+    out = t.ctl.ok("apply", "-f", GWAPI / "01-serviceentry-cnn.yaml")
+    assert "serviceentry.networking.istio.io/cnn created" in out
+    out = t.ctl.ok("apply", "-f", GWAPI / "02-gateway-destinationrule-cnn.yaml")
+    assert "gateway.gateway.networking.k8s.io/cnn-egress-gateway created" in out, out
+    assert "destinationrule.networking.istio.io/egressgateway-for-cnn created" in out
+    out = t.ctl.ok("apply", "-f", GWAPI / "03-httproutes-cnn.yaml")
+    assert "httproute.gateway.networking.k8s.io/direct-cnn-to-egress-gateway created" in out
+    assert "httproute.gateway.networking.k8s.io/forward-cnn-from-egress-gateway created" in out
+    out = t.ctl.ok("apply", "-f", GWAPI / "04-destinationrule-originate-tls-cnn.yaml")
+    assert "destinationrule.networking.istio.io/originate-tls-for-edition-cnn-com created" in out
+
+
+def test_tls_origination_page_gateway_api_tab(topo):
+    t = topo
+    apply_page(t)
+    t.settle()
+    # Step 8: 200 OK, no 301 (the gateway originated TLS).
+    r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert heads(r.stdout) == ["HTTP/1.1 200 OK"], r.stdout
+    # The sidecar sent it to the gateway's service (HTTPRoute whose parent is the
+    # ServiceEntry), the gateway to edition.cnn.com:443 (HTTPRoute on the Gateway).
+    m = t.sidecar.wait_log(lambda m: m["authority"] == CNN and m["code"] == "200")
+    assert m["cluster"] == f"outbound|80||{GTW_HOST}", m.string
+    assert m["route"] == "default.direct-cnn-to-egress-gateway.0", m.string
+    assert m["uhost"] == f"{t.gw_ip}:80", m.string
+    # Step 10: the gateway's log line, as the page shows it.
+    g = t.gateway.wait_log(lambda g: g["rid"] == m["rid"])
+    assert (g["method"], g["path"], g["proto"], g["code"]) == \
+        ("GET", "/politics", "HTTP/2", "200"), g.string
+    assert g["cluster"] == f"outbound|443||{CNN}" and g["uhost"].endswith(":443"), g.string
+    assert g["dlocal"] == f"{t.gw_ip}:80" and g["sni"] == CNN, g.string
+    assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
+    assert "peer identity spiffe://cluster.local/ns/default/sa/sleep" in t.gateway.stderr()
+
+    # The gateway cannot be bypassed: with it stopped the request fails, it does not go
+    # straight to edition.cnn.com.
+    n_gw = len(t.gateway.log_lines())
+    assert t.gateway.stop() == 0
+    t.procs.remove(t.gateway)
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{CNN}/politics")
+    assert r.stdout == "503", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["code"] == "503")
+    assert m["cluster"] == f"outbound|80||{GTW_HOST}" and "UF" in m["flags"], m.string
+    assert len(t.gateway.log_lines()) == n_gw
+
+    # Cleanup, as the page writes it.
+    for args, what in [
+        (("delete", "serviceentry", "cnn"), 'serviceentry.networking.istio.io "cnn" deleted'),
+        (("delete", "gtw", "cnn-egress-gateway"),
+         'gateway.gateway.networking.k8s.io "cnn-egress-gateway" deleted'),
+        (("delete", "httproute", "direct-cnn-to-egress-gateway"),
+         'httproute.gateway.networking.k8s.io "direct-cnn-to-egress-gateway" deleted'),
+        (("delete", "httproute", "forward-cnn-from-egress-gateway"),
+         'httproute.gateway.networking.k8s.io "forward-cnn-from-egress-gateway" deleted'),
+        (("delete", "destinationrule", "egressgateway-for-cnn"),
+         'destinationrule.networking.istio.io "egressgateway-for-cnn" deleted'),
+        (("delete", "destinationrule", "originate-tls-for-edition-cnn-com"),
+         'destinationrule.networking.istio.io "originate-tls-for-edition-cnn-com" deleted'),
+    ]:
+        assert what in t.ctl.ok(*args)
+
+
+def test_gateway_api_gateway_and_istio_gateway_are_kept_apart(topo):
+    t = topo
+    apply_page(t)
+    out = t.ctl.ok("get", "gtw")
+    assert re.search(r"^cnn-egress-gateway\s", out, re.M), out
+    r = t.ctl("get", "gw")
+    assert r.err.startswith("No resources found"), (r.out, r.err)
+    out = t.ctl.ok("get", "gateways.gateway.networking.k8s.io", "-o", "name")
+    assert out == "gateway.gateway.networking.k8s.io/cnn-egress-gateway\n", out
+    # An Istio Gateway of the same name is another object.
+    t.ctl.ok("apply", "-f", "-", input="apiVersion: networking.istio.io/v1\nkind: Gateway\n"
+             "metadata:\n  name: cnn-egress-gateway\nspec:\n  selector:\n    istio: none\n"
+             "  servers:\n  - port: {number: 81, name: http, protocol: HTTP}\n"
+             "    hosts: ['*']\n")
+    assert "gateway.networking.istio.io \"cnn-egress-gateway\" deleted" in \
+        t.ctl.ok("delete", "gw", "cnn-egress-gateway")
+    assert re.search(r"^cnn-egress-gateway\s", t.ctl.ok("get", "gtw"), re.M)
+
+
+def test_route_status_is_shown_by_get_o_yaml(topo):
+    t = topo
+    apply_page(t)
+    out = t.ctl.ok("get", "httproute", "forward-cnn-from-egress-gateway", "-o", "yaml")
+    st = out[out.index("\nstatus:"):]
+    assert "parentRef:" in st and "name: cnn-egress-gateway" in st, out
+    assert re.search(r"type: Accepted\n", st) and re.search(r"type: ResolvedRefs\n", st), st
+    assert "reason: NoMatchingParent" not in st and "status: \"False\"" not in st, st
+    assert "controllerName: istio.io/gateway-controller" in st, st
+    # A parent that does not exist: Accepted False, NoMatchingParent; a Service in another
+    # namespace without a ReferenceGrant: ResolvedRefs False, RefNotPermitted.
+    r = t.ctl("apply", "-f", "-", input="""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: dangling
+spec:
+  parentRefs:
+  - name: no-such-gateway
+  rules:
+  - backendRefs:
+    - name: my-nginx
+      namespace: mesh-external
+      port: 443
+""")
+    assert r.rc == 0, r.err
+    out = t.ctl.ok("get", "httproute", "dangling", "-o", "yaml")
+    assert "reason: NoMatchingParent" in out and "reason: RefNotPermitted" in out, out
+    assert "status: \"False\"" in out, out
+    # The ReferenceGrant of the mutual TLS part of the page makes the reference resolve.
+    t.ctl.ok("create", "namespace", "mesh-external")
+    t.ctl.ok("apply", "-f", "-", input="""apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata:
+  name: my-nginx-reference-grant
+  namespace: mesh-external
+spec:
+  from:
+    - group: gateway.networking.k8s.io
+      kind: HTTPRoute
+      namespace: default
+  to:
+    - group: ""
+      kind: Service
+      name: my-nginx
+""")
+    out = t.ctl.ok("get", "httproute", "dangling", "-o", "yaml")
+    assert "reason: RefNotPermitted" not in out and "reason: ResolvedRefs" in out, out
+
+
+def test_both_apis_for_different_hosts(tmp_path, ctl, egressctl_bin, store):
+    """edition.cnn.com through the Gateway API gateway, other.example.com through the
+    classic istio-egressgateway with the Istio APIs, in one store."""
+    t = Topology(tmp_path, ctl, egressctl_bin, store, classic=True)
+    try:
+        apply_page(t)
+        ctl.ok("apply", "-f", "-", input=f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: other
+spec:
+  hosts: [{OTHER}]
+  ports: [{{number: 80, name: http, protocol: HTTP}}]
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port: {{number: 80, name: http, protocol: HTTP}}
+    hosts: [{OTHER}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: other-through-egress-gateway
+spec:
+  hosts: [{OTHER}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+      port: 80
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port: {{number: 80}}
+  - match:
+    - gateways: [istio-egressgateway]
+      port: 80
+    route:
+    - destination:
+        host: {OTHER}
+        port: {{number: 80}}
+""")
+        t.settle()
+        t.settle(f"http://{OTHER}/", "200")
+        r = t.curl("-sS", f"http://{OTHER}/")
+        assert r.stdout == "other site\n", (r.stdout, r.stderr)
+        c = t.classic.wait_log(lambda g: g["authority"] == OTHER)
+        assert c["cluster"] == f"outbound|80||{OTHER}" and c["code"] == "200", c.string
+        g = t.gateway.wait_log(lambda g: g["authority"] == CNN and g["code"] == "200")
+        assert g["cluster"] == f"outbound|443||{CNN}", g.string
+        # Neither gateway saw the other's host.
+        assert not [ln for ln in t.gateway.log_lines() if OTHER in ln]
+        assert not [ln for ln in t.classic.log_lines() if CNN in ln]
+    finally:
+        assert t.stop() == [0] * len(t.procs)
+
+
+@pytest.mark.parametrize("doc,want", [
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: g}]
+  rules:
+  - filters:
+    - type: RequestHeaderModifier
+      requestHeaderModifier: {set: [{name: x, value: y}]}
+    backendRefs: [{name: s, port: 80}]
+""", "stdin:8:11: HTTPRoute default/r: spec.rules[0].filters[0].type: RequestHeaderModifier "
+     "is not applied by the request core yet (refused rather than accepted and ignored)"),
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: g, sectionNam: x}]
+""", "stdin:5:26: HTTPRoute default/r: spec.parentRefs[0].sectionNam: unknown field"),
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: tls
+    port: 443
+    protocol: TLS
+    tls: {mode: Passthrough}
+""", "stdin:9:15: Gateway default/g: spec.listeners[0].protocol: TLS listeners are not "
+     "served by egressgw yet"),
+    ("""apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {name: t}
+spec:
+  parentRefs: [{name: g}]
+  rules: [{backendRefs: [{name: s, port: 9000}]}]
+""", "TCPRoute is not served by egressgw yet"),
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: r}
+spec:
+  parentRefs: [{name: g}]
+  rules:
+  - timeouts: {backendRequest: 2s}
+    backendRefs: [{kind: Hostname, group: networking.istio.io, name: a.example.com}]
+""", "spec.rules[0].backendRefs[0].port: must be specified for a Hostname reference"),
+])
+def test_what_egressgw_cannot_serve_is_refused(ctl, doc, want):
+    r = ctl("apply", "-f", "-", input=doc)
+    assert r.rc != 0 and want in r.err, r.err
+    assert ctl("get", "httproute,gtw,tcproute", "-A").err.startswith("No resources found")
