@@ -325,14 +325,14 @@ spec:
     - type: RequestHeaderModifier
       requestHeaderModifier: {set: [{name: x, value: y}]}
     backendRefs: [{name: s, port: 80}]
-""", "stdin:8:11: HTTPRoute default/r: spec.rules[0].filters[0].type: RequestHeaderModifier "
+""", "<stdin>:8:13: HTTPRoute default/r: spec.rules[0].filters[0].type: RequestHeaderModifier "
      "is not applied by the request core yet (refused rather than accepted and ignored)"),
     ("""apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
 spec:
   parentRefs: [{name: g, sectionNam: x}]
-""", "stdin:5:26: HTTPRoute default/r: spec.parentRefs[0].sectionNam: unknown field"),
+""", "<stdin>:5:26: HTTPRoute default/r: spec.parentRefs[0].sectionNam: unknown field"),
     ("""apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: g}
@@ -343,7 +343,7 @@ spec:
     port: 443
     protocol: TLS
     tls: {mode: Passthrough}
-""", "stdin:9:15: Gateway default/g: spec.listeners[0].protocol: TLS listeners are not "
+""", "<stdin>:9:15: Gateway default/g: spec.listeners[0].protocol: TLS listeners are not "
      "served by egressgw yet"),
     ("""apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "cmd/egressctl/ctl.h"
+#include "config/res_gwapi.h"
 #include "config/resource.h"
 #include "core/util.h"
 
@@ -360,24 +361,42 @@ static void get_print_names(const struct get_req *q)
 	sbuf_free(&ref);
 }
 
-/* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
-static void get_print_docs(const struct get_req *q)
+/* The output document of e, with the status the Gateway API kinds get from x. */
+static struct ynode *get_doc(struct ystream *out, const struct store_entry *e,
+                             const struct gwapi_xlate *x)
 {
+	struct ynode *doc = ctl_output_doc(out, e);
+
+	ctl_gwapi_status(out, doc, x, &e->res);
+	return doc;
+}
+
+/* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
+static void get_print_docs(const struct get_req *q, const struct store_contents *store)
+{
+	const struct resource **all = xcalloc(store->n + 1, sizeof(*all));
+	struct gwapi_xlate x;
+	struct diags quiet = DIAGS_INIT;
 	struct ystream out;
 	struct ynode *root, *items = NULL;
 	struct sbuf text = SBUF_INIT;
 	size_t total = get_count(q);
 
 	memset(&out, 0, sizeof(out));
+	/* The status is what the proxies make of the objects: the same translation. Its
+	 * warnings are analyze's and the proxies' to report. */
+	for (size_t i = 0; i < store->n; i++)
+		all[i] = &store->v[i].res;
+	gwapi_translate(all, store->n, &x, &quiet);
 	if (q->named && total == 1 && q->ngroups == 1 && q->groups[0].nnames == 1) {
-		root = ctl_output_doc(&out, q->groups[0].v[0]);
+		root = get_doc(&out, q->groups[0].v[0], &x);
 	} else {
 		root = ynode_new_map(&out);
 		ynode_map_set(&out, root, "apiVersion", ynode_new_scalar(&out, "v1", 2, true));
 		items = ynode_new_seq(&out);
 		for (size_t i = 0; i < q->ngroups; i++)
 			for (size_t j = 0; j < q->groups[i].n; j++)
-				ynode_seq_append(&out, items, ctl_output_doc(&out, q->groups[i].v[j]));
+				ynode_seq_append(&out, items, get_doc(&out, q->groups[i].v[j], &x));
 		ynode_map_set(&out, root, "items", items);
 		ynode_map_set(&out, root, "kind", ynode_new_scalar(&out, "List", 4, true));
 		{
@@ -402,6 +421,9 @@ static void get_print_docs(const struct get_req *q)
 	sbuf_free(&text);
 	store_cleanse_tree(root);
 	ystream_free(&out);
+	gwapi_xlate_free(&x);
+	diags_free(&quiet);
+	free(all);
 }
 
 static int get_format_parse(const char *o, enum get_format *f)
@@ -478,7 +500,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		break;
 	case GET_YAML:
 	case GET_JSON:
-		get_print_docs(&q);
+		get_print_docs(&q, &store);
 		break;
 	}
 out:
