@@ -12,7 +12,7 @@ import time
 import pytest
 
 from gwlib import loopback_ip
-from sidecarlib import CNN, Egressgw, NxDns, Site, cnn_site, demo_cert, heads, issue
+from sidecarlib import CNN, LOG_RE, Egressgw, NxDns, Site, cnn_site, demo_cert, heads, issue
 
 GWAPI = pathlib.Path(__file__).parent / "gwapi"
 GTW_HOST = "cnn-egress-gateway-istio.default.svc.cluster.local"
@@ -366,3 +366,45 @@ def test_what_egressgw_cannot_serve_is_refused(ctl, doc, want):
     r = ctl("apply", "-f", "-", input=doc)
     assert r.rc != 0 and want in r.err, r.err
     assert ctl("get", "httproute,gtw,tcproute", "-A").err.startswith("No resources found")
+
+
+def test_egress_gateways_page_http_part_gateway_api_tab(topo):
+    """"Egress Gateways", HTTP traffic, Gateway API tab: the 301 comes back through the
+    gateway, whose log line is the page's (HTTP/1.1, outbound|80||edition.cnn.com, route
+    default.forward-cnn-from-egress-gateway.0)."""
+    t = topo
+    for f in ("eg-01-serviceentry-cnn.yaml", "eg-02-gateway-cnn.yaml", "eg-03-httproutes-cnn.yaml"):
+        t.ctl.ok("apply", "-f", GWAPI / f)
+    # A 301 also comes straight from the site before the routes are in force: wait for
+    # the gateway to see one.
+    deadline = time.time() + 10
+    while not t.gateway.log_lines() and time.time() < deadline:
+        t.curl("-sS", "-o", "/dev/null", f"http://{CNN}/politics")
+        time.sleep(0.1)
+    n_sidecar = len(t.sidecar.log_lines())
+    r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert heads(r.stdout)[0] == "HTTP/1.1 301 Moved Permanently", r.stdout
+    assert re.search(rf"^location: https://{CNN}/politics\r?$", r.stdout, re.M | re.I), r.stdout
+    assert heads(r.stdout)[-1] == "HTTP/1.1 200 OK", r.stdout
+    t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    m = LOG_RE.match(t.sidecar.log_lines()[n_sidecar])
+    assert m["code"] == "301" and m["cluster"] == f"outbound|80||{GTW_HOST}", m.string
+    assert m["route"] == "default.direct-cnn-to-egress-gateway.0", m.string
+    g = t.gateway.wait_log(lambda g: g["rid"] == m["rid"])
+    assert (g["method"], g["path"], g["proto"], g["code"]) == \
+        ("GET", "/politics", "HTTP/1.1", "301"), g.string
+    assert g["cluster"] == f"outbound|80||{CNN}" and g["uhost"] == f"{t.cnn_ip}:80", g.string
+    assert g["dlocal"] == f"{t.gw_ip}:80", g.string
+    assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
+
+
+def test_egress_gateways_page_https_part_is_refused_not_ignored(ctl):
+    """The HTTPS part's Gateway API tab (TLS passthrough listener, TLSRoutes) cannot be
+    served yet: apply refuses every object of it, saying so, and stores nothing."""
+    ctl.ok("apply", "-f", GWAPI / "eg-01-serviceentry-cnn.yaml")
+    r = ctl("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
+    assert r.rc != 0, r.out
+    assert "spec.listeners[0].protocol: TLS listeners are not served by egressgw yet" in r.err
+    assert r.err.count("TLSRoute is not served by egressgw yet") == 2, r.err
+    assert ctl("get", "gtw,tlsroute").err.startswith("No resources found"), r.err
