@@ -229,6 +229,12 @@ spec:
     out = t.ctl.ok("get", "httproute", "dangling", "-o", "yaml")
     assert "reason: NoMatchingParent" in out and "reason: RefNotPermitted" in out, out
     assert "status: \"False\"" in out, out
+    # analyze says the same, with istioctl's code and the place.
+    r = t.ctl("analyze", "-o", "json")
+    assert r.rc == 79, (r.out, r.err)
+    assert '"code":"IST0101"' in r.out.replace(" ", "") and "Gateway default/no-such-gateway " \
+        "not found" in r.out and "RefNotPermitted" in r.out, r.out
+    assert "httproutes.gateway.networking.k8s.io/dangling.yaml:" in r.out, r.out
     # The ReferenceGrant of the mutual TLS part of the page makes the reference resolve.
     t.ctl.ok("create", "namespace", "mesh-external")
     t.ctl.ok("apply", "-f", "-", input="""apiVersion: gateway.networking.k8s.io/v1beta1
@@ -248,6 +254,12 @@ spec:
 """)
     out = t.ctl.ok("get", "httproute", "dangling", "-o", "yaml")
     assert "reason: RefNotPermitted" not in out and "reason: ResolvedRefs" in out, out
+    # The tables kubectl shows for these kinds.
+    out = t.ctl.ok("get", "gtw")
+    assert re.match(r"NAME\s+CLASS\s+ADDRESS\s+PROGRAMMED\s+AGE\ncnn-egress-gateway\s+istio\s+True\s",
+                    out), out
+    out = t.ctl.ok("get", "httproutes")
+    assert re.search(r'^forward-cnn-from-egress-gateway\s+\["edition.cnn.com"\]\s', out, re.M), out
 
 
 def test_both_apis_for_different_hosts(tmp_path, ctl, egressctl_bin, store):

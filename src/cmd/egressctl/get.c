@@ -15,7 +15,9 @@ static const char get_usage[] =
 	"\n"
 	"Kinds are named as kubectl names them: serviceentry (se), gateway (gw),\n"
 	"virtualservice (vs), destinationrule (dr), secret; singular, plural, short name or\n"
-	"KIND.GROUP. Tables show the columns kubectl shows for Istio's resources; AGE is the\n"
+	"KIND.GROUP. The Gateway API kinds: gateways.gateway.networking.k8s.io (gtw; a bare\n"
+	"\"gateway\" is Istio's), httproute, tlsroute, tcproute, referencegrant; -o yaml\n"
+	"shows their status as Istio's controller writes it. Tables show the columns kubectl shows for Istio's resources; AGE is the\n"
 	"time since the resource's file was last written.\n"
 	"\n"
 	"Usage:\n"
@@ -234,6 +236,14 @@ static void get_header(struct ctl_table *t, const struct get_req *q, enum res_ki
 		ctl_table_add(t, "TYPE");
 		ctl_table_add(t, "DATA");
 		break;
+	case RES_K8S_GATEWAY:
+		ctl_table_add(t, "CLASS");
+		ctl_table_add(t, "ADDRESS");
+		ctl_table_add(t, "PROGRAMMED");
+		break;
+	case RES_HTTP_ROUTE:
+		ctl_table_add(t, "HOSTNAMES");
+		break;
 	default:
 		break;
 	}
@@ -249,6 +259,8 @@ static size_t get_ncols(const struct get_req *q, enum res_kind kind)
 	case RES_VIRTUAL_SERVICE:  return n + 2;
 	case RES_DESTINATION_RULE: return n + 1;
 	case RES_SECRET:           return n + 2;
+	case RES_K8S_GATEWAY:      return n + 3;
+	case RES_HTTP_ROUTE:       return n + 1;
 	default:                   return n;
 	}
 }
@@ -296,6 +308,21 @@ static void get_row(struct ctl_table *t, const struct get_req *q, const struct s
 		sbuf_reset(&cell);
 		break;
 	}
+	case RES_K8S_GATEWAY: {
+		const char *cls = get_spec_str(e, "gatewayClassName");
+
+		ctl_table_add(t, cls);
+		/* No Service, no address: the proxies listen where they are started. Programmed
+		 * is gwapi_translate's condition: True exactly for class istio. */
+		ctl_table_add(t, "");
+		ctl_table_add(t, strcmp(cls, "istio") == 0 ? "True" : "False");
+		break;
+	}
+	case RES_HTTP_ROUTE:
+		get_json_list(ynode_get(spec, "hostnames"), &cell);
+		ctl_table_add(t, sbuf_str(&cell));
+		sbuf_reset(&cell);
+		break;
 	default:
 		break;
 	}
