@@ -420,3 +420,51 @@ def test_egress_gateways_page_https_part_is_refused_not_ignored(ctl):
     assert "spec.listeners[0].protocol: TLS listeners are not served by egressgw yet" in r.err
     assert r.err.count("TLSRoute is not served by egressgw yet") == 2, r.err
     assert ctl("get", "gtw,tlsroute").err.startswith("No resources found"), r.err
+
+
+def test_matches_and_redirect_in_the_sidecar(topo):
+    """The page's configuration with the mesh route replaced by one with matches: an
+    element-wise PathPrefix, a header, a RequestRedirect that keeps the path."""
+    t = topo
+    apply_page(t)
+    t.settle()
+    t.ctl.ok("apply", "-f", "-", input="""apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: direct-cnn-to-egress-gateway
+spec:
+  parentRefs:
+  - kind: ServiceEntry
+    group: networking.istio.io
+    name: cnn
+  rules:
+  - matches:
+    - path: {type: PathPrefix, value: /old}
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {hostname: other.example.com, statusCode: 301}
+  - matches:
+    - path: {type: PathPrefix, value: /politics/}
+      headers: [{name: X-Team, value: news}]
+    - path: {type: Exact, value: /politics}
+    backendRefs:
+    - name: cnn-egress-gateway-istio
+      port: 80
+""")
+    t.settle(f"http://{CNN}/old/a?b=1", "301")
+    r = t.curl("-sS", "-o", "/dev/null", "-D", "-", f"http://{CNN}/old/a?b=1")
+    assert re.search(r"^location: http://other\.example\.com/old/a\?b=1\r?$", r.stdout,
+                     re.M | re.I), r.stdout
+    code = lambda path, *h: t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                                   *[a for x in h for a in ("-H", x)],
+                                   f"http://{CNN}{path}").stdout
+    assert code("/politics") == "200"
+    assert code("/politics/index.html", "X-Team: news") == "404"   # reached the site: 404
+    m = t.gateway.wait_log(lambda g: g["path"] == "/politics/index.html")
+    assert m["code"] == "404" and m["details"] == "via_upstream", m.string
+    # Without the header, and for /politicsX (not an element of /politics/), no route.
+    for path, hdr in (("/politics/index.html", ()), ("/politicsX", ("X-Team: news",))):
+        assert code(path, *hdr) == "404"
+        m = t.sidecar.wait_log(lambda m: m["path"] == path and m["flags"] == "NR")
+        assert m["details"] == "route_not_found", m.string
+    assert not [ln for ln in t.gateway.log_lines() if "/politicsX" in ln]
