@@ -26,8 +26,9 @@ static void ctl_usage(FILE *out)
 {
 	fprintf(out,
 	        "egressctl manages egressgw's configuration store the way kubectl manages a cluster:\n"
-	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule) and\n"
-	        "Secrets, with kubectl's commands and output, plus the mesh CA.\n"
+	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule), the\n"
+	        "Gateway API's (Gateway, HTTPRoute, ReferenceGrant) and Secrets, with kubectl's\n"
+	        "commands and output, plus the mesh CA.\n"
 	        "\n"
 	        "Usage:\n"
 	        "  egressctl [--store DIR] [-n NAMESPACE] COMMAND [ARGS] [flags]\n"
