@@ -54,6 +54,10 @@ const struct res_kind_info *res_kind_info(enum res_kind kind);
  * short name, the Kind itself, and any of those followed by ".<group>" (for example
  * "gw", "gateways", "Gateway", "gateway.networking.istio.io"). NULL if unknown. */
 const struct res_kind_info *res_kind_lookup(const char *word);
+/* The kind a document names by its Kind and the group of its apiVersion ("G/V"; "V" is
+ * core): Istio's Gateway and the Gateway API's share a Kind. Without an apiVersion, as
+ * res_kind_lookup(kind). NULL if unknown. */
+const struct res_kind_info *res_kind_of_doc(const char *kind, const char *api_version);
 
 struct serviceentry;
 struct gateway;

@@ -88,6 +88,22 @@ const struct res_kind_info *res_kind_lookup(const char *word)
 	return NULL;
 }
 
+const struct res_kind_info *res_kind_of_doc(const char *kind, const char *api_version)
+{
+	const char *slash = api_version ? strchr(api_version, '/') : NULL;
+	size_t glen = slash ? (size_t)(slash - api_version) : 0;
+
+	if (!kind)
+		return NULL;
+	if (!api_version)
+		return res_kind_lookup(kind);
+	for (int i = 0; i < RES_KIND_COUNT; i++)
+		if (strcmp(kinds[i].kind_name, kind) == 0 && strlen(kinds[i].group) == glen &&
+		    strncmp(kinds[i].group, api_version, glen) == 0)
+			return &kinds[i];
+	return NULL;
+}
+
 const char *res_describe(const struct resource *r)
 {
 	static _Thread_local char buf[384];

@@ -468,3 +468,19 @@ spec:
         m = t.sidecar.wait_log(lambda m: m["path"] == path and m["flags"] == "NR")
         assert m["details"] == "route_not_found", m.string
     assert not [ln for ln in t.gateway.log_lines() if "/politicsX" in ln]
+
+
+def test_delete_f_deletes_the_kind_of_the_documents_group(ctl):
+    """delete -f of the page's Gateway API Gateway leaves an Istio Gateway of the same
+    name alone (and the other way round)."""
+    ctl.ok("apply", "-f", GWAPI / "eg-02-gateway-cnn.yaml")
+    istio_gw = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata:\n"
+                "  name: cnn-egress-gateway\nspec:\n  selector: {istio: x}\n  servers:\n"
+                "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: ['*']\n")
+    ctl.ok("apply", "-f", "-", input=istio_gw)
+    out = ctl.ok("delete", "-f", GWAPI / "eg-02-gateway-cnn.yaml")
+    assert out == 'gateway.gateway.networking.k8s.io "cnn-egress-gateway" deleted\n', out
+    assert ctl.ok("get", "gw", "-o", "name") == "gateway.networking.istio.io/cnn-egress-gateway\n"
+    assert ctl("get", "gtw").err.startswith("No resources found")
+    out = ctl.ok("delete", "-f", "-", input=istio_gw)
+    assert out == 'gateway.networking.istio.io "cnn-egress-gateway" deleted\n', out
