@@ -100,19 +100,18 @@ static void chk_path_mod_type(struct dctx *c, const struct ynode *n, const char 
 	chk_oneof(c, n, s, v, "ReplaceFullPath or ReplacePrefixMatch");
 }
 
-/* Gateway API Hostname: a DNS name, optionally "*." + name; no IP, no port. */
+/* Gateway API Hostname: a DNS name, optionally "*." + name; no IP, no port, not "*". */
 static void chk_hostname(struct dctx *c, const struct ynode *n, const char *s)
 {
 	char buf[256];
 	const char *e;
 
-	if (is_ip_address(s)) {
+	if (is_ip_address(s))
 		derr(c, n, "hostname \"%.100s\" is an IP address (want a DNS name)", s);
-		return;
-	}
-	if (strcmp(s, "*") == 0 || (e = check_wildcard_domain(s, buf, sizeof(buf))))
-		derr(c, n, "invalid hostname \"%.100s\"%s%s", s, strcmp(s, "*") == 0 ? "" : ": ",
-		     strcmp(s, "*") == 0 ? " (leave it out to match every host)" : e);
+	else if (strcmp(s, "*") == 0)
+		derr(c, n, "invalid hostname \"*\" (leave it out to match every host)");
+	else if ((e = check_wildcard_domain(s, buf, sizeof(buf))))
+		derr(c, n, "invalid hostname \"%.100s\": %s", s, e);
 }
 
 static void chk_name(struct dctx *c, const struct ynode *n, const char *s)
