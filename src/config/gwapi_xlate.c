@@ -26,6 +26,7 @@
  * warning say why. */
 #include "config/res_gwapi.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,18 +39,56 @@ struct xl {
 	struct gwapi_xlate *out;
 	size_t capres;
 	struct diags *d;
+	/* Parents looked up by (kind, namespace, name), and the ReferenceGrants apart, so
+	 * that the cost stays O(log n) per reference, not O(n). */
+	const struct resource **by_name;
+	size_t nby_name;
+	const struct resource **grants;
+	size_t ngrants;
 };
+
+static int res_key_cmp(enum res_kind ka, const char *nsa, const char *na,
+                       const struct resource *b)
+{
+	int c;
+
+	if (ka != b->kind)
+		return ka < b->kind ? -1 : 1;
+	c = strcmp(nsa, b->namespace);
+	return c ? c : strcmp(na, b->name);
+}
+
+static int res_sort_cmp(const void *a, const void *b)
+{
+	const struct resource *x = *(const struct resource *const *)a;
+
+	return res_key_cmp(x->kind, x->namespace, x->name, *(const struct resource *const *)b);
+}
 
 static const struct resource *xl_find(const struct xl *x, enum res_kind kind, const char *ns,
                                       const char *name)
 {
-	for (size_t i = 0; i < x->n; i++) {
-		const struct resource *r = x->all[i];
+	size_t lo = 0, hi = x->nby_name;
 
-		if (r->kind == kind && strcmp(r->namespace, ns) == 0 && strcmp(r->name, name) == 0)
-			return r;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = res_key_cmp(kind, ns, name, x->by_name[mid]);
+
+		if (c == 0)
+			return x->by_name[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
 	}
 	return NULL;
+}
+
+static int ptr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(const void *const *)a, y = (uintptr_t)*(const void *const *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static bool streq0(const char *a, const char *dflt, const char *b)
@@ -201,11 +240,11 @@ struct xl_backend {
 static bool grant_allows(const struct xl *x, const struct resource *route, const char *to_ns,
                          const char *name)
 {
-	for (size_t i = 0; i < x->n; i++) {
-		const struct resource *r = x->all[i];
+	for (size_t i = 0; i < x->ngrants; i++) {
+		const struct resource *r = x->grants[i];
 		bool from = false, to = false;
 
-		if (r->kind != RES_REFERENCE_GRANT || strcmp(r->namespace, to_ns) != 0)
+		if (strcmp(r->namespace, to_ns) != 0)
 			continue;
 		for (size_t j = 0; j < r->u.grant->from.n; j++) {
 			const struct gwapi_grant_ref *f = &r->u.grant->from.v[j];
@@ -594,31 +633,60 @@ int gwapi_translate(const struct resource *const *all, size_t n, struct gwapi_xl
 	struct xl x = { .all = all, .n = n, .out = out, .d = d };
 
 	memset(out, 0, sizeof(*out));
+	x.by_name = xcalloc(n + 1, sizeof(*x.by_name));
+	x.grants = xcalloc(n + 1, sizeof(*x.grants));
+	for (size_t i = 0; i < n; i++) {
+		if (all[i]->kind == RES_K8S_GATEWAY || all[i]->kind == RES_SERVICE_ENTRY)
+			x.by_name[x.nby_name++] = all[i];
+		else if (all[i]->kind == RES_REFERENCE_GRANT)
+			x.grants[x.ngrants++] = all[i];
+	}
+	qsort(x.by_name, x.nby_name, sizeof(*x.by_name), res_sort_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (all[i]->kind == RES_K8S_GATEWAY)
 			xl_gateway(&x, all[i]);
+	/* Status arrays sorted by object address: gwapi_*_status are binary searches. */
+	qsort(out->gateways, out->ngateways, sizeof(*out->gateways), ptr_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (all[i]->kind == RES_HTTP_ROUTE)
 			xl_route(&x, all[i]);
+	qsort(out->routes, out->nroutes, sizeof(*out->routes), ptr_cmp);
+	free(x.by_name);
+	free(x.grants);
 	return 0;
+}
+
+/* The element of v (n elements of size sz, sorted by their first member, a pointer)
+ * whose first member is key, or NULL. */
+static const void *find_by_ptr(const void *v, size_t n, size_t sz, const void *key)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const void *p;
+
+		memcpy(&p, (const char *)v + mid * sz, sizeof(p));
+		if (p == key)
+			return (const char *)v + mid * sz;
+		if ((uintptr_t)key < (uintptr_t)p)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
 }
 
 const struct gwapi_route_status *gwapi_route_status(const struct gwapi_xlate *x,
                                                     const struct resource *r)
 {
-	for (size_t i = 0; i < x->nroutes; i++)
-		if (x->routes[i].route == r)
-			return &x->routes[i];
-	return NULL;
+	return find_by_ptr(x->routes, x->nroutes, sizeof(*x->routes), r);
 }
 
 const struct gwapi_gateway_status *gwapi_gateway_status(const struct gwapi_xlate *x,
                                                         const struct resource *r)
 {
-	for (size_t i = 0; i < x->ngateways; i++)
-		if (x->gateways[i].gw == r)
-			return &x->gateways[i];
-	return NULL;
+	return find_by_ptr(x->gateways, x->ngateways, sizeof(*x->gateways), r);
 }
 
 void gwapi_xlate_free(struct gwapi_xlate *x)
