@@ -497,3 +497,14 @@ def test_delete_f_deletes_the_kind_of_the_documents_group(ctl):
     assert ctl("get", "gtw").err.startswith("No resources found")
     out = ctl.ok("delete", "-f", "-", input=istio_gw)
     assert out == 'gateway.networking.istio.io "cnn-egress-gateway" deleted\n', out
+
+
+def test_a_gateway_of_another_class_is_reported_not_served(ctl):
+    r = ctl("apply", "-f", "-", input="apiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\n"
+            "metadata: {name: g}\nspec:\n  gatewayClassName: envoy\n"
+            "  listeners: [{name: h, port: 80, protocol: HTTP}]\n")
+    assert r.rc == 0 and "gateway.gateway.networking.k8s.io/g created" in r.out, r.err
+    assert ('<stdin>:5:21: warning: Gateway default/g: spec.gatewayClassName: class "envoy" is '
+            'not istio: egressgw does not serve this Gateway (nor its routes)') in r.err, r.err
+    out = ctl("get", "gtw", "g", "-o", "yaml").out
+    assert "reason: InvalidParameters" in out and 'status: "False"' in out, out
