@@ -646,11 +646,13 @@ int gwapi_translate(const struct resource *const *all, size_t n, struct gwapi_xl
 		if (all[i]->kind == RES_K8S_GATEWAY)
 			xl_gateway(&x, all[i]);
 	/* Status arrays sorted by object address: gwapi_*_status are binary searches. */
-	qsort(out->gateways, out->ngateways, sizeof(*out->gateways), ptr_cmp);
+	if (out->ngateways)
+		qsort(out->gateways, out->ngateways, sizeof(*out->gateways), ptr_cmp);
 	for (size_t i = 0; i < n; i++)
 		if (all[i]->kind == RES_HTTP_ROUTE)
 			xl_route(&x, all[i]);
-	qsort(out->routes, out->nroutes, sizeof(*out->routes), ptr_cmp);
+	if (out->nroutes)
+		qsort(out->routes, out->nroutes, sizeof(*out->routes), ptr_cmp);
 	free(x.by_name);
 	free(x.grants);
 	return 0;
@@ -680,13 +682,14 @@ static const void *find_by_ptr(const void *v, size_t n, size_t sz, const void *k
 const struct gwapi_route_status *gwapi_route_status(const struct gwapi_xlate *x,
                                                     const struct resource *r)
 {
-	return find_by_ptr(x->routes, x->nroutes, sizeof(*x->routes), r);
+	return x->nroutes ? find_by_ptr(x->routes, x->nroutes, sizeof(*x->routes), r) : NULL;
 }
 
 const struct gwapi_gateway_status *gwapi_gateway_status(const struct gwapi_xlate *x,
                                                         const struct resource *r)
 {
-	return find_by_ptr(x->gateways, x->ngateways, sizeof(*x->gateways), r);
+	return x->ngateways ? find_by_ptr(x->gateways, x->ngateways, sizeof(*x->gateways), r)
+	                    : NULL;
 }
 
 void gwapi_xlate_free(struct gwapi_xlate *x)
