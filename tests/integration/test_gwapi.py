@@ -234,6 +234,16 @@ spec:
     out = t.ctl.ok("get", "httproute", "dangling", "-o", "yaml")
     assert "reason: NoMatchingParent" in out and "reason: RefNotPermitted" in out, out
     assert "status: \"False\"" in out, out
+    # The proxies log it too, at the field.
+    deadline = time.time() + 10
+    want = "HTTPRoute default/dangling: parentRefs[0]: not accepted (NoMatchingParent)"
+    while (want not in t.gateway.stderr() or want not in t.sidecar.stderr()) and \
+            time.time() < deadline:
+        time.sleep(0.1)
+    assert want in t.gateway.stderr() and want in t.sidecar.stderr(), t.gateway.stderr()[-2000:]
+    assert re.search(r"warn config: \S+/dangling\.yaml:\d+:\d+: warning: " + re.escape(want),
+                     t.gateway.stderr()), \
+        t.gateway.stderr()[-2000:]
     # analyze says the same, with istioctl's code and the place.
     r = t.ctl("analyze", "-o", "json")
     assert r.rc == 79, (r.out, r.err)
