@@ -31,6 +31,7 @@ class Topology:
         certs = tmp / "site-certs"
         certs.mkdir()
         cert, key, self.demo_ca = demo_cert(certs, CNN)
+        self.cnn_cert, self.cnn_key = cert, key
         self.hosts = tmp / "hosts"
         self.hosts.write_text(f"{self.cnn_ip} {CNN}\n{self.gw_ip} {GTW_HOST}\n"
                               f"{self.other_ip} {OTHER}\n"
@@ -518,3 +519,62 @@ def test_a_gateway_of_another_class_is_reported_not_served(ctl):
             'not istio: egressgw does not serve this Gateway (nor its routes)') in r.err, r.err
     out = ctl("get", "gtw", "g", "-o", "yaml").out
     assert "reason: InvalidParameters" in out and 'status: "False"' in out, out
+
+
+def test_https_listener_terminates_with_the_certificate_ref_secret(topo):
+    """An HTTPS listener (tls.mode Terminate, certificateRefs: a Secret in the Gateway's
+    namespace) is served with that Secret, as a credentialName: a client speaking TLS to
+    the gateway directly reaches edition.cnn.com through it."""
+    t = topo
+    t.ctl.ok("apply", "-f", GWAPI / "01-serviceentry-cnn.yaml")
+    t.ctl.ok("apply", "-f", GWAPI / "04-destinationrule-originate-tls-cnn.yaml")
+    assert "secret/cnn-cert created" in t.ctl.ok(
+        "create", "secret", "tls", "cnn-cert", "--cert", t.cnn_cert, "--key", t.cnn_key)
+    t.ctl.ok("apply", "-f", "-", input="""apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata:
+  name: cnn-egress-gateway
+spec:
+  gatewayClassName: istio
+  listeners:
+  - name: https
+    hostname: edition.cnn.com
+    port: 8443
+    protocol: HTTPS
+    tls:
+      mode: Terminate
+      certificateRefs:
+      - name: cnn-cert
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: forward-cnn-from-egress-gateway
+spec:
+  parentRefs:
+  - name: cnn-egress-gateway
+    sectionName: https
+  hostnames:
+  - edition.cnn.com
+  rules:
+  - backendRefs:
+    - kind: Hostname
+      group: networking.istio.io
+      name: edition.cnn.com
+      port: 443
+""")
+    env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+    cmd = ["curl", "-sS", "--max-time", "10", "--cacert", str(t.demo_ca), "--resolve",
+           f"{CNN}:8443:{t.gw_ip}", "-o", "/dev/null", "-w", "%{http_code}",
+           f"https://{CNN}:8443/politics"]
+    deadline = time.time() + 10
+    while True:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30)
+        if r.stdout == "200" or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert r.stdout == "200", (r.stdout, r.stderr, t.gateway.stderr()[-2000:])
+    g = t.gateway.wait_log(lambda g: g["path"] == "/politics")
+    assert g["cluster"] == f"outbound|443||{CNN}" and g["sni"] == CNN, g.string
+    assert g["dlocal"] == f"{t.gw_ip}:8443", g.string
+    assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
