@@ -27,6 +27,12 @@ enum res_kind {
 	RES_DESTINATION_RULE,
 	RES_SECRET,
 	RES_AUTHORIZATION_POLICY,   /* security.istio.io */
+	/* Kubernetes Gateway API (gateway.networking.k8s.io), config/res_gwapi.h */
+	RES_K8S_GATEWAY,
+	RES_HTTP_ROUTE,
+	RES_TLS_ROUTE,
+	RES_TCP_ROUTE,
+	RES_REFERENCE_GRANT,
 	RES_KIND_COUNT
 };
 
@@ -38,7 +44,10 @@ struct res_kind_info {
 	const char *singular;   /* "serviceentry" */
 	const char *plural;     /* "serviceentries" */
 	const char *shortname;  /* "se"; NULL when none */
-	bool namespaced;        /* all of them are */
+	bool namespaced;        /* all are */
+	/* The apiVersions served, NULL-terminated; NULL: the Istio versions (or v1 for a
+	 * core kind). */
+	const char *const *versions;
 };
 
 const struct res_kind_info *res_kind_info(enum res_kind kind);
@@ -46,6 +55,10 @@ const struct res_kind_info *res_kind_info(enum res_kind kind);
  * short name, the Kind itself, and any of those followed by ".<group>" (for example
  * "gw", "gateways", "Gateway", "gateway.networking.istio.io"). NULL if unknown. */
 const struct res_kind_info *res_kind_lookup(const char *word);
+/* The kind a document names by its Kind and the group of its apiVersion ("G/V"; "V" is
+ * core): Istio's Gateway and the Gateway API's share a Kind. Without an apiVersion, as
+ * res_kind_lookup(kind). NULL if unknown. */
+const struct res_kind_info *res_kind_of_doc(const char *kind, const char *api_version);
 
 struct serviceentry;
 struct gateway;
@@ -53,6 +66,9 @@ struct virtualservice;
 struct destinationrule;
 struct secret;
 struct authorizationpolicy;
+struct gwapi_gateway;
+struct gwapi_route;
+struct gwapi_refgrant;
 
 /* One decoded, validated resource. */
 struct resource {
@@ -71,6 +87,9 @@ struct resource {
 		struct destinationrule *dr;
 		struct secret *secret;
 		struct authorizationpolicy *ap;
+		struct gwapi_gateway *kgw;     /* RES_K8S_GATEWAY */
+		struct gwapi_route *route;     /* RES_HTTP_ROUTE, RES_TLS_ROUTE, RES_TCP_ROUTE */
+		struct gwapi_refgrant *grant;  /* RES_REFERENCE_GRANT */
 	} u;
 };
 

@@ -1132,14 +1132,30 @@ static const struct kwtab *spec_table(enum res_kind kind)
 	case RES_VIRTUAL_SERVICE:  return &kt_virtualservice;
 	case RES_DESTINATION_RULE: return &kt_destinationrule;
 	case RES_AUTHORIZATION_POLICY: return &kt_authorizationpolicy;
-	default:                   return NULL;
+	default:                   return gwapi_spec_table(kind);
 	}
 }
 
-/* The kind, from the document's `kind` field; reports and returns NULL if unusable. */
+/* Whether apiVersion (if it is a plain string) names group: "G/V", or "V" for core. */
+static bool api_group_is(const struct ynode *av, const char *group)
+{
+	const char *s = ynode_str(av), *slash;
+
+	if (!s || av->type != YNODE_SCALAR)
+		return false;
+	slash = strchr(s, '/');
+	if (!slash)
+		return !*group;
+	return strlen(group) == (size_t)(slash - s) && strncmp(s, group, strlen(group)) == 0;
+}
+
+/* The kind, from the document's `kind` field and the group of its apiVersion (Istio's
+ * Gateway and the Gateway API's share a Kind); reports and returns NULL if unusable. */
 static const struct res_kind_info *doc_kind(struct dctx *c, const struct ynode *root)
 {
 	const struct ynode *n = ynode_get(root, "kind");
+	const struct ynode *av = ynode_get(root, "apiVersion");
+	const struct res_kind_info *by_name = NULL;
 	const char *s;
 	size_t mark;
 
@@ -1152,13 +1168,23 @@ static const struct res_kind_info *doc_kind(struct dctx *c, const struct ynode *
 		for (int k = 0; k < RES_KIND_COUNT; k++) {
 			const struct res_kind_info *ki = res_kind_info((enum res_kind)k);
 
-			if (strcmp(ki->kind_name, s) == 0) {
+			if (strcmp(ki->kind_name, s) != 0)
+				continue;
+			if (api_group_is(av, ki->group)) {
 				path_pop(c, mark);
 				return ki;
 			}
+			if (!by_name)
+				by_name = ki;
+		}
+		/* Known Kind, other group: check_api_version says what is wrong. */
+		if (by_name) {
+			path_pop(c, mark);
+			return by_name;
 		}
 		derr(c, n, "\"%.60s\" is not a supported kind (want ServiceEntry, Gateway, "
-		     "VirtualService, DestinationRule, AuthorizationPolicy or Secret)", s);
+		     "VirtualService, DestinationRule, AuthorizationPolicy, Secret, HTTPRoute, TLSRoute, "
+		     "TCPRoute or ReferenceGrant)", s);
 	}
 	path_pop(c, mark);
 	return NULL;
@@ -1180,7 +1206,8 @@ static void early_names(const struct ynode *root, const char *default_ns, const 
 static void check_api_version(struct dctx *c, const struct ynode *root,
                               const struct res_kind_info *ki, char **out)
 {
-	const char *const *allowed = ki->kind == RES_SECRET ? core_versions
+	const char *const *allowed = ki->versions ? ki->versions
+	                             : ki->kind == RES_SECRET ? core_versions
 	                             : ki->kind == RES_AUTHORIZATION_POLICY ? security_versions
 	                             : istio_versions;
 	const struct ynode *n = ynode_get(root, "apiVersion");
@@ -1255,6 +1282,11 @@ static void free_spec(struct resource *r)
 	case RES_VIRTUAL_SERVICE:  obj = r->u.vs; break;
 	case RES_DESTINATION_RULE: obj = r->u.dr; break;
 	case RES_AUTHORIZATION_POLICY: obj = r->u.ap; break;
+	case RES_K8S_GATEWAY:      obj = r->u.kgw; break;
+	case RES_HTTP_ROUTE:
+	case RES_TLS_ROUTE:
+	case RES_TCP_ROUTE:        obj = r->u.route; break;
+	case RES_REFERENCE_GRANT:  obj = r->u.grant; break;
 	case RES_SECRET:
 		if (r->u.secret) {
 			free_secret(r->u.secret);
@@ -1325,7 +1357,10 @@ int res_decode(const struct ystream *s, const struct ydoc *doc, const char *defa
 		case RES_GATEWAY:          r.u.gw = obj; break;
 		case RES_VIRTUAL_SERVICE:  r.u.vs = obj; break;
 		case RES_AUTHORIZATION_POLICY: r.u.ap = obj; break;
-		default:                   r.u.dr = obj; break;
+		case RES_DESTINATION_RULE: r.u.dr = obj; break;
+		case RES_K8S_GATEWAY:      r.u.kgw = obj; break;
+		case RES_REFERENCE_GRANT:  r.u.grant = obj; break;
+		default:                   r.u.route = obj; break;
 		}
 		decode_spec(&c, root, t, obj);
 	}

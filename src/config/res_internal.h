@@ -235,5 +235,7 @@ extern const struct kwtab kt_authorizationpolicy;
 /* Top-level fields of the Istio kinds and of Secret: only to reject unknown ones. */
 extern const struct kwtab kt_istio_top;
 extern const struct kwtab kt_secret_top;
+/* The spec table of a Gateway API kind (res_gwapi.c); NULL for the others. */
+const struct kwtab *gwapi_spec_table(enum res_kind kind);
 
 #endif

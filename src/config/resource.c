@@ -8,17 +8,37 @@
 #include <string.h>
 #include <strings.h>
 
+/* Gateway API versions as Istio serves them (v1 and the older v1beta1 for the standard
+ * kinds; the experimental routes in v1alpha2). */
+static const char *const gwapi_std_versions[] = {
+	"gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1", NULL
+};
+static const char *const gwapi_alpha_versions[] = { "gateway.networking.k8s.io/v1alpha2", NULL };
+static const char *const gwapi_grant_versions[] = {
+	"gateway.networking.k8s.io/v1beta1", "gateway.networking.k8s.io/v1alpha2", NULL
+};
+
 static const struct res_kind_info kinds[RES_KIND_COUNT] = {
 	{ RES_SERVICE_ENTRY, "ServiceEntry", "networking.istio.io", "serviceentry",
-	  "serviceentries", "se", true },
-	{ RES_GATEWAY, "Gateway", "networking.istio.io", "gateway", "gateways", "gw", true },
+	  "serviceentries", "se", true, NULL },
+	{ RES_GATEWAY, "Gateway", "networking.istio.io", "gateway", "gateways", "gw", true, NULL },
 	{ RES_VIRTUAL_SERVICE, "VirtualService", "networking.istio.io", "virtualservice",
-	  "virtualservices", "vs", true },
+	  "virtualservices", "vs", true, NULL },
 	{ RES_DESTINATION_RULE, "DestinationRule", "networking.istio.io", "destinationrule",
-	  "destinationrules", "dr", true },
-	{ RES_SECRET, "Secret", "", "secret", "secrets", NULL, true },
+	  "destinationrules", "dr", true, NULL },
+	{ RES_SECRET, "Secret", "", "secret", "secrets", NULL, true, NULL },
 	{ RES_AUTHORIZATION_POLICY, "AuthorizationPolicy", "security.istio.io",
-	  "authorizationpolicy", "authorizationpolicies", "ap", true },
+	  "authorizationpolicy", "authorizationpolicies", "ap", true, NULL },
+	{ RES_K8S_GATEWAY, "Gateway", "gateway.networking.k8s.io", "gateway", "gateways", "gtw",
+	  true, gwapi_std_versions },
+	{ RES_HTTP_ROUTE, "HTTPRoute", "gateway.networking.k8s.io", "httproute", "httproutes",
+	  NULL, true, gwapi_std_versions },
+	{ RES_TLS_ROUTE, "TLSRoute", "gateway.networking.k8s.io", "tlsroute", "tlsroutes", NULL,
+	  true, gwapi_alpha_versions },
+	{ RES_TCP_ROUTE, "TCPRoute", "gateway.networking.k8s.io", "tcproute", "tcproutes", NULL,
+	  true, gwapi_alpha_versions },
+	{ RES_REFERENCE_GRANT, "ReferenceGrant", "gateway.networking.k8s.io", "referencegrant",
+	  "referencegrants", "refgrant", true, gwapi_grant_versions },
 };
 
 const struct res_kind_info *res_kind_info(enum res_kind kind)
@@ -33,10 +53,13 @@ static bool name_is(const char *word, size_t len, const char *name)
 	return name && strlen(name) == len && strncasecmp(word, name, len) == 0;
 }
 
-/* "gateway", "gw.networking.istio.io", "gateways.v1beta1.networking.istio.io" */
+/* "gateway", "gw.networking.istio.io", "gateways.v1beta1.networking.istio.io". A bare
+ * "gateway" is Istio's (first in the table); the Gateway API's is "gtw" or
+ * "gateways.gateway.networking.k8s.io", so a name that matches with another group goes
+ * on to the next kind rather than failing. */
 const struct res_kind_info *res_kind_lookup(const char *word)
 {
-	static const char *const versions[] = { "v1alpha3.", "v1beta1.", "v1.", NULL };
+	static const char *const versions[] = { "v1alpha3.", "v1beta1.", "v1alpha2.", "v1.", NULL };
 	const char *dot;
 	size_t len;
 
@@ -54,15 +77,32 @@ const struct res_kind_info *res_kind_lookup(const char *word)
 		if (!rest)
 			return k;
 		if (!*k->group)
-			return NULL;
+			continue;
 		for (size_t v = 0; versions[v]; v++) {
 			if (strncasecmp(rest, versions[v], strlen(versions[v])) == 0) {
 				rest += strlen(versions[v]);
 				break;
 			}
 		}
-		return strcasecmp(rest, k->group) == 0 ? k : NULL;
+		if (strcasecmp(rest, k->group) == 0)
+			return k;
 	}
+	return NULL;
+}
+
+const struct res_kind_info *res_kind_of_doc(const char *kind, const char *api_version)
+{
+	const char *slash = api_version ? strchr(api_version, '/') : NULL;
+	size_t glen = slash ? (size_t)(slash - api_version) : 0;
+
+	if (!kind)
+		return NULL;
+	if (!api_version)
+		return res_kind_lookup(kind);
+	for (int i = 0; i < RES_KIND_COUNT; i++)
+		if (strcmp(kinds[i].kind_name, kind) == 0 && strlen(kinds[i].group) == glen &&
+		    strncmp(kinds[i].group, api_version, glen) == 0)
+			return &kinds[i];
 	return NULL;
 }
 

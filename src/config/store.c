@@ -693,8 +693,14 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
 char *store_config_path(const char *root, enum res_kind kind, const char *ns,
                         const char *name)
 {
-	return xasprintf("%s/%s/%s/%s/%s.yaml", root, STORE_CONFIG_DIR, ns,
-	                 res_kind_info(kind)->plural, name);
+	const struct res_kind_info *k = res_kind_info(kind);
+
+	/* The Gateway API kinds live in "<plural>.<group>" directories, so that its
+	 * gateways never share a directory (or a file name) with Istio's. */
+	if (strcmp(k->group, "gateway.networking.k8s.io") == 0)
+		return xasprintf("%s/%s/%s/%s.%s/%s.yaml", root, STORE_CONFIG_DIR, ns, k->plural,
+		                 k->group, name);
+	return xasprintf("%s/%s/%s/%s/%s.yaml", root, STORE_CONFIG_DIR, ns, k->plural, name);
 }
 
 char *store_secret_dir(const char *root, const char *ns, const char *name)

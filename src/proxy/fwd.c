@@ -2806,9 +2806,12 @@ static void st_begin(struct dconn *d)
 		char head[1400];
 		int n;
 
-		snprintf(loc, sizeof(loc), "%s://%s%s", rq.scheme,
+		/* No uri: the request's own path (and query), as Envoy keeps it. */
+		snprintf(loc, sizeof(loc), "%s://%s%.*s", rq.scheme,
 		         st->route->redirect_authority ? st->route->redirect_authority : st->host,
-		         st->route->redirect_uri ? st->route->redirect_uri : "/");
+		         st->route->redirect_uri ? (int)strlen(st->route->redirect_uri)
+		                                 : (int)rq.path_len,
+		         st->route->redirect_uri ? st->route->redirect_uri : rq.path);
 		st->code = st->route->redirect_code;
 		st->details = "direct_response";
 		n = snprintf(head, sizeof(head),

@@ -310,6 +310,35 @@ static void snap_index(struct snap_b *b)
 		qsort(b->dr_refs, b->ndr_refs, sizeof(*b->dr_refs), snap_ref_cmp);
 }
 
+/* Adds what the Gateway API objects became: a Gateway only in its own namespace (Istio
+ * serves a Gateway API Gateway by the deployment it creates there), a VirtualService
+ * where its exportTo lets it be seen. */
+static void snap_gather_gwapi(struct snap_b *b)
+{
+	const struct store_contents *c = b->contents;
+	const struct resource **all = xcalloc(c->n + 1, sizeof(*all));
+	size_t more;
+
+	for (size_t i = 0; i < c->n; i++)
+		all[i] = &c->v[i].res;
+	gwapi_translate(all, c->n, &b->gwx, b->d);
+	free(all);
+	more = b->gwx.nres;
+	if (!more)
+		return;
+	b->gw = xrealloc(b->gw, (b->ngw + more + 1) * sizeof(*b->gw));
+	b->vs = xrealloc(b->vs, (b->nvs + more + 1) * sizeof(*b->vs));
+	for (size_t i = 0; i < b->gwx.nres; i++) {
+		const struct resource *r = &b->gwx.res[i];
+
+		if (r->kind == RES_GATEWAY && strcmp(r->namespace, b->ns) == 0)
+			b->gw[b->ngw++] = r;
+		else if (r->kind == RES_VIRTUAL_SERVICE &&
+		         snap_visible(&r->u.vs->export_to, r->namespace, b->ns))
+			b->vs[b->nvs++] = r;
+	}
+}
+
 static void snap_gather(struct snap_b *b)
 {
 	const struct store_contents *c = b->contents;
@@ -341,6 +370,7 @@ static void snap_gather(struct snap_b *b)
 			break;
 		}
 	}
+	snap_gather_gwapi(b);
 	qsort(b->se, b->nse, sizeof(*b->se), snap_res_cmp);
 	qsort(b->gw, b->ngw, sizeof(*b->gw), snap_res_cmp);
 	qsort(b->vs, b->nvs, sizeof(*b->vs), snap_res_cmp);
@@ -355,6 +385,7 @@ static void snap_b_fini(struct snap_b *b)
 	free(b->vs);
 	free(b->dr);
 	free(b->selgw);
+	gwapi_xlate_free(&b->gwx);
 	snap_refs_free(b->se_refs, b->nse_refs);
 	snap_refs_free(b->dr_refs, b->ndr_refs);
 	snap_refs_free(b->dr_wild, b->ndr_wild);

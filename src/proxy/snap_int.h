@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "config/config.h"
+#include "config/res_gwapi.h"
 #include "config/resource.h"
 #include "config/store.h"
 #include "core/diag.h"
@@ -104,6 +105,10 @@ struct snap_b {
 	size_t *se_wild, nse_wild;
 	struct snap_ref *dr_wild;    /* key = the FQDN wildcard host */
 	size_t ndr_wild;
+
+	/* The Istio Gateways and VirtualServices the Gateway API objects became
+	 * (config/res_gwapi.h); the lists above include those this proxy serves. */
+	struct gwapi_xlate gwx;
 
 	/* Gateway role: the Gateways whose selector matches p->labels. */
 	const struct resource **selgw;

@@ -1,6 +1,7 @@
 /* libFuzzer harness: YAML text -> ydoc tree -> typed resources. Checks that parsing and
  * strict decoding never crash or leak on any input, that document ranges stay inside the
- * text, and that what parses re-emits (YAML and JSON) into text that parses again to an
+ * text, that the Gateway API kinds translate (gwapi_translate) without fault, and that
+ * what parses re-emits (YAML and JSON) into text that parses again to an
  * equal tree. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "config/res_gwapi.h"
 #include "config/resource.h"
 #include "config/ydoc.h"
 
@@ -72,6 +74,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	res_check_refs(all, n, &d);
+	{
+		/* The Gateway API objects among them, translated as the proxies do. */
+		struct gwapi_xlate x;
+
+		gwapi_translate((const struct resource *const *)all, n, &x, &d);
+		gwapi_xlate_free(&x);
+	}
 	for (size_t i = 0; i < n; i++)
 		res_free(&res[i]);
 	ystream_free(&s);

@@ -184,9 +184,14 @@ static void kinds_are_found_by_every_kubectl_name(void **state)
 		{ "AuthorizationPolicy", RES_AUTHORIZATION_POLICY },
 		{ "authorizationpolicies.security.istio.io", RES_AUTHORIZATION_POLICY },
 		{ "ap.v1beta1.security.istio.io", RES_AUTHORIZATION_POLICY },
+		/* The Gateway API's Gateway: by its short name or its group, never bare. */
+		{ "gtw", RES_K8S_GATEWAY }, { "gateways.gateway.networking.k8s.io", RES_K8S_GATEWAY },
+		{ "gateway.v1.gateway.networking.k8s.io", RES_K8S_GATEWAY },
+		{ "httproute", RES_HTTP_ROUTE }, { "httproutes.gateway.networking.k8s.io", RES_HTTP_ROUTE },
+		{ "referencegrants", RES_REFERENCE_GRANT }, { "tlsroute", RES_TLS_ROUTE },
 	};
 	static const char *const bad[] = {
-		"", "svc", "deployment", "gateways.gateway.networking.k8s.io",
+		"", "svc", "deployment", "gtw.networking.istio.io", "httproute.networking.istio.io",
 		"secret.networking.istio.io", "gw.v2.networking.istio.io", "virtualservicess", "se.",
 		"ap.networking.istio.io", "gw.security.istio.io",
 	};
@@ -535,11 +540,9 @@ static void walkthrough_kubernetes_workloads_are_not_istio_configuration(void **
 	assert_int_equal(x.rc[1], -1);
 	assert_diags(&x.d, DIAGS(
 		"nginx.yaml:2:7: mesh-external/my-nginx: kind: \"Service\" is not a supported kind "
-		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, "
-		"AuthorizationPolicy or Secret)",
+		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, AuthorizationPolicy, Secret, HTTPRoute, TLSRoute, TCPRoute or ReferenceGrant)",
 		"nginx.yaml:16:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind "
-		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, "
-		"AuthorizationPolicy or Secret)"));
+		"(want ServiceEntry, Gateway, VirtualService, DestinationRule, AuthorizationPolicy, Secret, HTTPRoute, TLSRoute, TCPRoute or ReferenceGrant)"));
 	decoded_free(&x);
 }
 
@@ -983,8 +986,7 @@ static void unknown_kinds_are_rejected_with_the_supported_list(void **state)
 		"  namespace: mesh-external\n"
 		"spec: {}\n",
 		"default", -1,
-		DIAGS("t.yaml:2:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind (want ServiceEntry, Gateway, VirtualService, DestinationRule, "
-		"AuthorizationPolicy or Secret)"));
+		DIAGS("t.yaml:2:7: mesh-external/my-nginx: kind: \"Deployment\" is not a supported kind (want ServiceEntry, Gateway, VirtualService, DestinationRule, AuthorizationPolicy, Secret, HTTPRoute, TLSRoute, TCPRoute or ReferenceGrant)"));
 }
 
 static void api_version_must_be_one_of_the_kind(void **state)

@@ -27,6 +27,12 @@
  *   IST0106 Error    a stored document that does not decode (Warning IST0133 for the
  *                    store's warnings, among them every field egressgw accepts and does
  *                    not apply, at its FILE:LINE: the decoder's keyword tables)
+ *   IST0101 Error    an HTTPRoute whose parentRef (Gateway, ServiceEntry) does not exist,
+ *                    or whose backendRef is not permitted (no ReferenceGrant) or of a
+ *                    kind not served: the route's Accepted / ResolvedRefs conditions
+ *                    (config/res_gwapi.h), which `get -o yaml` shows as its status
+ *   IST0132 Warning  an HTTPRoute that no listener of its Gateway takes (sectionName,
+ *                    port, allowedRoutes, hostnames)
  * Without -n every namespace is analyzed (references cross namespaces: the walkthrough's
  * DestinationRule lives in istio-system); -n NS reports only NS's resources. */
 #include <stdio.h>
@@ -34,6 +40,7 @@
 #include <string.h>
 
 #include "cmd/egressctl/ctl.h"
+#include "config/res_gwapi.h"
 #include "config/resource.h"
 #include "core/util.h"
 #include "secrets/secret.h"
@@ -580,6 +587,41 @@ static void an_ap(struct an *a)
 
 /* ---- the command ---- */
 
+/* Gateway API routes: what their status conditions say is wrong, located. */
+static void an_gwapi(struct an *a)
+{
+	const struct resource **all = xcalloc(a->contents->n + 1, sizeof(*all));
+	struct diags quiet = DIAGS_INIT;
+	struct gwapi_xlate x;
+
+	for (size_t i = 0; i < a->contents->n; i++)
+		all[i] = &a->contents->v[i].res;
+	gwapi_translate(all, a->contents->n, &x, &quiet);
+	for (size_t i = 0; i < x.nroutes; i++) {
+		const struct gwapi_route_status *st = &x.routes[i];
+
+		a->r = st->route;
+		for (size_t j = 0; j < st->nparents; j++) {
+			const struct gwapi_parent_status *ps = &st->parents[j];
+			bool missing = strcmp(ps->accepted.reason, "NoMatchingParent") == 0 &&
+			               strstr(ps->accepted.message, "not found");
+
+			if (!ps->accepted.status)
+				an_report(a, missing ? AN_ERROR : AN_WARNING,
+				          missing ? "IST0101" : "IST0132", &ps->ref->pos,
+				          "parentRefs[%zu] not accepted (%s): %s", j,
+				          ps->accepted.reason, ps->accepted.message);
+		}
+		if (st->nparents && !st->parents[0].resolved.status)
+			an_report(a, AN_ERROR, "IST0101", &st->route->u.route->pos,
+			          "references not resolved (%s): %s", st->parents[0].resolved.reason,
+			          st->parents[0].resolved.message);
+	}
+	gwapi_xlate_free(&x);
+	diags_free(&quiet);
+	free(all);
+}
+
 int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
@@ -644,6 +686,7 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 			break;
 		}
 	}
+	an_gwapi(&a);
 	if (a.n)
 		qsort(a.v, a.n, sizeof(*a.v), an_msg_cmp);
 	for (size_t i = 0; i < a.n; i++)

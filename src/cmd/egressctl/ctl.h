@@ -112,6 +112,11 @@ struct ynode *ctl_normalise(struct ystream *s, const struct ynode *doc, const ch
  * base64, kind, metadata, type). Secret trees must be wiped (store_cleanse_tree). */
 struct ynode *ctl_output_doc(struct ystream *out, const struct store_entry *e);
 
+struct gwapi_xlate;
+/* Sets doc's `status` for a Gateway API Gateway or HTTPRoute r, from x (gwstatus.c). */
+void ctl_gwapi_status(struct ystream *out, struct ynode *doc, const struct gwapi_xlate *x,
+                      const struct resource *r);
+
 /* kubectl's "NotFound" line on stderr. */
 void ctl_not_found(const struct res_kind_info *k, const char *name);
 

@@ -158,7 +158,8 @@ static int del_files(const struct ctl *c, const struct del_opts *o, const struct
 			const char *kind = ynode_str(ynode_get(doc, "kind"));
 			const char *name = ynode_str(ynode_get(meta, "name"));
 			const char *ns = ynode_str(ynode_get(meta, "namespace"));
-			const struct res_kind_info *k = kind ? res_kind_lookup(kind) : NULL;
+			const char *av = ynode_str(ynode_get(doc, "apiVersion"));
+			const struct res_kind_info *k = res_kind_of_doc(kind, av);
 
 			if (!doc)
 				continue;

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "cmd/egressctl/ctl.h"
+#include "config/res_gwapi.h"
 #include "config/resource.h"
 #include "core/util.h"
 
@@ -13,9 +14,11 @@ static const char get_usage[] =
 	"Display one or many resources from the store.\n"
 	"\n"
 	"Kinds are named as kubectl names them: serviceentry (se), gateway (gw),\n"
-	"virtualservice (vs), destinationrule (dr), authorizationpolicy (ap), secret;\n"
-	"singular, plural, short name or\n"
-	"KIND.GROUP. Tables show the columns kubectl shows for Istio's resources; AGE is the\n"
+	"virtualservice (vs), destinationrule (dr), authorizationpolicy (ap),\n"
+	"secret; singular, plural, short name or KIND.GROUP. The Gateway API kinds:\n"
+	"gateways.gateway.networking.k8s.io (gtw; a bare \"gateway\" is Istio's), httproute,\n"
+	"tlsroute, tcproute, referencegrant; -o yaml shows their status as Istio's controller\n"
+	"writes it. Tables show the columns kubectl shows for Istio's resources; AGE is the\n"
 	"time since the resource's file was last written.\n"
 	"\n"
 	"Usage:\n"
@@ -237,6 +240,14 @@ static void get_header(struct ctl_table *t, const struct get_req *q, enum res_ki
 		ctl_table_add(t, "TYPE");
 		ctl_table_add(t, "DATA");
 		break;
+	case RES_K8S_GATEWAY:
+		ctl_table_add(t, "CLASS");
+		ctl_table_add(t, "ADDRESS");
+		ctl_table_add(t, "PROGRAMMED");
+		break;
+	case RES_HTTP_ROUTE:
+		ctl_table_add(t, "HOSTNAMES");
+		break;
 	default:
 		break;
 	}
@@ -253,6 +264,8 @@ static size_t get_ncols(const struct get_req *q, enum res_kind kind)
 	case RES_DESTINATION_RULE: return n + 1;
 	case RES_AUTHORIZATION_POLICY: return n + 1;
 	case RES_SECRET:           return n + 2;
+	case RES_K8S_GATEWAY:      return n + 3;
+	case RES_HTTP_ROUTE:       return n + 1;
 	default:                   return n;
 	}
 }
@@ -304,6 +317,21 @@ static void get_row(struct ctl_table *t, const struct get_req *q, const struct s
 		sbuf_reset(&cell);
 		break;
 	}
+	case RES_K8S_GATEWAY: {
+		const char *cls = get_spec_str(e, "gatewayClassName");
+
+		ctl_table_add(t, cls);
+		/* No Service, no address: the proxies listen where they are started. Programmed
+		 * is gwapi_translate's condition: True exactly for class istio. */
+		ctl_table_add(t, "");
+		ctl_table_add(t, strcmp(cls, "istio") == 0 ? "True" : "False");
+		break;
+	}
+	case RES_HTTP_ROUTE:
+		get_json_list(ynode_get(spec, "hostnames"), &cell);
+		ctl_table_add(t, sbuf_str(&cell));
+		sbuf_reset(&cell);
+		break;
 	default:
 		break;
 	}
@@ -369,24 +397,42 @@ static void get_print_names(const struct get_req *q)
 	sbuf_free(&ref);
 }
 
-/* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
-static void get_print_docs(const struct get_req *q)
+/* The output document of e, with the status the Gateway API kinds get from x. */
+static struct ynode *get_doc(struct ystream *out, const struct store_entry *e,
+                             const struct gwapi_xlate *x)
 {
+	struct ynode *doc = ctl_output_doc(out, e);
+
+	ctl_gwapi_status(out, doc, x, &e->res);
+	return doc;
+}
+
+/* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
+static void get_print_docs(const struct get_req *q, const struct store_contents *store)
+{
+	const struct resource **all = xcalloc(store->n + 1, sizeof(*all));
+	struct gwapi_xlate x;
+	struct diags quiet = DIAGS_INIT;
 	struct ystream out;
 	struct ynode *root, *items = NULL;
 	struct sbuf text = SBUF_INIT;
 	size_t total = get_count(q);
 
 	memset(&out, 0, sizeof(out));
+	/* The status is what the proxies make of the objects: the same translation. Its
+	 * warnings are analyze's and the proxies' to report. */
+	for (size_t i = 0; i < store->n; i++)
+		all[i] = &store->v[i].res;
+	gwapi_translate(all, store->n, &x, &quiet);
 	if (q->named && total == 1 && q->ngroups == 1 && q->groups[0].nnames == 1) {
-		root = ctl_output_doc(&out, q->groups[0].v[0]);
+		root = get_doc(&out, q->groups[0].v[0], &x);
 	} else {
 		root = ynode_new_map(&out);
 		ynode_map_set(&out, root, "apiVersion", ynode_new_scalar(&out, "v1", 2, true));
 		items = ynode_new_seq(&out);
 		for (size_t i = 0; i < q->ngroups; i++)
 			for (size_t j = 0; j < q->groups[i].n; j++)
-				ynode_seq_append(&out, items, ctl_output_doc(&out, q->groups[i].v[j]));
+				ynode_seq_append(&out, items, get_doc(&out, q->groups[i].v[j], &x));
 		ynode_map_set(&out, root, "items", items);
 		ynode_map_set(&out, root, "kind", ynode_new_scalar(&out, "List", 4, true));
 		{
@@ -411,6 +457,9 @@ static void get_print_docs(const struct get_req *q)
 	sbuf_free(&text);
 	store_cleanse_tree(root);
 	ystream_free(&out);
+	gwapi_xlate_free(&x);
+	diags_free(&quiet);
+	free(all);
 }
 
 static int get_format_parse(const char *o, enum get_format *f)
@@ -487,7 +536,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		break;
 	case GET_YAML:
 	case GET_JSON:
-		get_print_docs(&q);
+		get_print_docs(&q, &store);
 		break;
 	}
 out:

@@ -28,8 +28,8 @@ static void ctl_usage(FILE *out)
 	fprintf(out,
 	        "egressctl manages egressgw's configuration store the way kubectl manages a cluster:\n"
 	        "Istio resources (ServiceEntry, Gateway, VirtualService, DestinationRule,\n"
-	        "AuthorizationPolicy) and Secrets, with kubectl's commands and output, plus the\n"
-	        "mesh CA.\n"
+	        "AuthorizationPolicy), the Gateway API's (Gateway, HTTPRoute, ReferenceGrant) and\n"
+	        "Secrets, with kubectl's commands and output, plus the mesh CA.\n"
 	        "\n"
 	        "Usage:\n"
 	        "  egressctl [--store DIR] [-n NAMESPACE] COMMAND [ARGS] [flags]\n"
