@@ -429,7 +429,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 		snap_l4_mesh(&b);
 	}
 	snap_clusters(&b);
-	snap_l4_link(s);
+	snap_l4_link(&b);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);

@@ -292,17 +292,29 @@ void snap_l4_mesh(struct snap_b *b)
 	b->s->mesh_l4 = t;
 }
 
-static void snap_l4_link_table(struct snap *s, struct l4_table *t)
+/* Links one table; a destination whose cluster originates TLS is said once here (the
+ * data path refuses it: a tunnel relays bytes as they are). */
+static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 {
-	for (size_t i = 0; t && i < t->nroutes; i++)
-		for (size_t k = 0; k < t->routes[i].ndests; k++)
-			t->routes[i].dests[k].cluster =
-				snap_cluster_find(s, t->routes[i].dests[k].cluster_name);
+	for (size_t i = 0; t && i < t->nroutes; i++) {
+		struct l4_route *r = &t->routes[i];
+
+		for (size_t k = 0; k < r->ndests; k++) {
+			struct cluster *c = snap_cluster_find(b->s, r->dests[k].cluster_name);
+
+			r->dests[k].cluster = c;
+			if (c && c->tls_mode != CLUSTER_TLS_DISABLE && !r->refuse)
+				diag_warn(b->d, r->file, r->line, 0,
+				          "VirtualService %s: %s[%zu]: the DestinationRule of %s originates "
+				          "TLS, which tls/tcp routes do not do here: its connections are "
+				          "refused (UF)", r->vs, r->tls ? "tls" : "tcp", r->index, c->name);
+		}
+	}
 }
 
-void snap_l4_link(struct snap *s)
+void snap_l4_link(struct snap_b *b)
 {
-	for (size_t i = 0; i < s->nlisteners; i++)
-		snap_l4_link_table(s, s->listeners[i].l4);
-	snap_l4_link_table(s, s->mesh_l4);
+	for (size_t i = 0; i < b->s->nlisteners; i++)
+		snap_l4_link_table(b, b->s->listeners[i].l4);
+	snap_l4_link_table(b, b->s->mesh_l4);
 }

@@ -441,3 +441,40 @@ def test_gateway_tcp_route(topo):
         assert t.sidecar.stat("passthrough_total") == 0
     finally:
         srv.close()
+
+
+MUTUAL_DR = """apiVersion: networking.istio.io/v1alpha3
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-cnn
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: cnn
+    trafficPolicy:
+      portLevelSettings:
+      - port:
+          number: 443
+        tls:
+          mode: ISTIO_MUTUAL
+          sni: edition.cnn.com
+"""
+
+
+def test_tls_origination_on_a_tls_route_is_refused(topo):
+    """The older form of the task wraps the application's TLS in mutual TLS to the
+    gateway (DestinationRule ISTIO_MUTUAL on the gateway's subset). Not supported: said at
+    build time, and the connection is refused (UF), neither sent in the clear nor direct."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
+    t.apply(DATA / "02-gateway-destinationrule-virtualservice-cnn.yaml", t.sidecar)
+    t.apply(MUTUAL_DR, t.sidecar)
+    assert "originates TLS, which tls/tcp routes do not do here" in t.sidecar.stderr()
+    n_site, n_gw = len(site_lines(t.site)), len(t.gateway.log_lines())
+    r = get_politics(t)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["flags"], m["cluster"]) == \
+        ("503", "UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
+    assert m["uhost"] == "-", m.string
+    assert len(site_lines(t.site)) == n_site and len(t.gateway.log_lines()) == n_gw
