@@ -269,9 +269,13 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 			for (size_t k = 0; k < i && !seen; k++)
 				seen = strcmp(l->servers[k].gateway, cx.gw) == 0 &&
 				       snap_l4_hosts_meet(vsr, srv_gw[k], srv[k]);
+			/* Terminating servers of a mixed port are served by http: routes. */
+			if (l->servers[i].tls != SNAP_SRV_PASSTHROUGH &&
+			    l->servers[i].tls != SNAP_SRV_TCP)
+				continue;
 			if (seen || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]))
 				continue;
-			snap_l4_vs_into(b, vsr, l->l4_mode == SNAP_L4_SNI, &cx, t, &cap);
+			snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
 		}
 	}
 	l->l4 = t;
