@@ -443,7 +443,24 @@ def test_gateway_tcp_route(topo):
         srv.close()
 
 
-MUTUAL_DR = """apiVersion: networking.istio.io/v1alpha3
+OLDER_FORM = """apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 443
+      name: https
+      protocol: HTTPS
+    hosts:
+    - edition.cnn.com
+    tls:
+      mode: ISTIO_MUTUAL
+---
+apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata:
   name: egressgateway-for-cnn
@@ -458,18 +475,56 @@ spec:
         tls:
           mode: ISTIO_MUTUAL
           sni: edition.cnn.com
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: direct-cnn-through-egress-gateway
+spec:
+  hosts:
+  - edition.cnn.com
+  gateways:
+  - mesh
+  - istio-egressgateway
+  tls:
+  - match:
+    - gateways:
+      - mesh
+      port: 443
+      sniHosts:
+      - edition.cnn.com
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: cnn
+        port:
+          number: 443
+  tcp:
+  - match:
+    - gateways:
+      - istio-egressgateway
+      port: 443
+    route:
+    - destination:
+        host: edition.cnn.com
+        port:
+          number: 443
+      weight: 100
 """
 
 
-def test_tls_origination_on_a_tls_route_is_refused(topo):
-    """The older form of the task wraps the application's TLS in mutual TLS to the
-    gateway (DestinationRule ISTIO_MUTUAL on the gateway's subset). Not supported: said at
-    build time, and the connection is refused (UF), neither sent in the clear nor direct."""
+def test_older_form_with_mutual_tls_to_the_gateway_is_refused(topo):
+    """The older form of the task wraps the application's TLS in mutual TLS to the gateway
+    (DestinationRule ISTIO_MUTUAL on the gateway's subset) and forwards the inner bytes
+    by tcp: routes. Not supported: said by both proxies when they build the
+    configuration, and the connection is refused (UF), neither sent in the clear nor
+    direct."""
     t = topo
-    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
-    t.apply(DATA / "02-gateway-destinationrule-virtualservice-cnn.yaml", t.sidecar)
-    t.apply(MUTUAL_DR, t.sidecar)
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    t.apply(OLDER_FORM, t.sidecar, t.gateway)
     assert "originates TLS, which tls/tcp routes do not do here" in t.sidecar.stderr()
+    assert "tls/tcp routes for Gateway default/istio-egressgateway port 443 are not served" \
+        in t.gateway.stderr(), t.gateway.stderr()[-2000:]
     n_site, n_gw = len(site_lines(t.site)), len(t.gateway.log_lines())
     r = get_politics(t)
     assert r.stdout != "200", (r.stdout, r.stderr)
