@@ -2489,6 +2489,7 @@ static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
 	q.host = st->host;
 	q.port = port;
 	q.dst = d->redirected ? &d->odst : NULL;
+	q.http = true;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
 		return false;
 	if (r.fail_flags || d->nreq != 1 || d->h2s) {

@@ -126,7 +126,7 @@ int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req
 	/* Bound for an address of a host that tls: routes send elsewhere (the gateway),
 	 * without naming it (no SNI, another SNI, not TLS, an IP in CONNECT): refused, or
 	 * leaving out the SNI would be a way around the gateway. */
-	if (q->dst) {
+	if (q->dst && !q->http) {
 		const char *owner = l4_dst_owner(s, t, q->dst, q->port);
 
 		if (owner) {

@@ -91,7 +91,7 @@ static void add_route(struct l4_table *t, bool tls, const char *const *hosts, ui
 static const char *lookup(const struct l4_table *t, const char *sni, const char *host,
                           uint16_t port, const char *dst_ip)
 {
-	struct l4_req q = { sni, host, port, NULL };
+	struct l4_req q = { sni, host, port, NULL, false };
 	struct sock_addr a;
 	const struct l4_route *r;
 
