@@ -187,6 +187,9 @@ struct dconn {
 	bool sidecar;
 	bool sniffing;
 	bool redirected;
+	/* A gateway port with PASSTHROUGH and terminating servers: the ClientHello is peeked
+	 * at (d_peek) before anything is read, then passed through or terminated. */
+	bool peek;
 	struct sock_addr odst;
 	int64_t accept_wall_ms;
 	uint64_t accept_ms;
@@ -243,6 +246,8 @@ static void st_connect(struct stream *st, bool fresh);
 static int d_forward_body(struct dconn *d);
 static void st_h2_fallback(struct stream *st);
 static void d_on_timer(struct loop *loop, struct loop_timer *t);
+static void d_peek(struct dconn *d);
+static void d_handshake(struct dconn *d);
 static void st_on_timeout(struct loop *loop, struct loop_timer *t);
 static void st_on_wake(struct loop *loop, struct loop_timer *t);
 static void cc_kick(struct worker *w, struct cb_cluster *cc);
@@ -2664,6 +2669,7 @@ static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
 	q.host = st->host;
 	q.port = port;
 	q.dst = d->redirected ? &d->odst : NULL;
+	q.http = true;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
 		return false;
 	if (r.fail_flags || d->nreq != 1 || d->h2s) {
@@ -2993,6 +2999,12 @@ static void d_on_kick(struct loop *loop, struct loop_timer *t)
 	struct dconn *d = container_of(t, struct dconn, kick);
 
 	(void)loop;
+	if (d->peek) {
+		if (!d->dead)
+			d_peek(d);
+		d_settle(d);
+		return;
+	}
 	if (d->hs_done && !d->dead) {
 		if (!d_busy(d))
 			d_process(d);
@@ -3170,6 +3182,44 @@ static void d_read(struct dconn *d)
 	loop_timer_arm(d->w->loop, &d->kick, 0);
 }
 
+/* How long a peek waits before looking again when the ClientHello is not whole yet (the
+ * bytes stay in the socket, so a level-triggered read interest would spin). */
+#define D_PEEK_RETRY_MS 5
+
+/* A port with PASSTHROUGH and terminating servers: the ClientHello is read without being
+ * consumed; a name a PASSTHROUGH server wins goes by tls: routes (the tunnel then reads
+ * the hello itself), any other is handed to the TLS server (whose SNI dispatch chooses
+ * among the terminating servers, and refuses what none has). */
+static void d_peek(struct dconn *d)
+{
+	unsigned char buf[SNI_HELLO_MAX];
+	char sni[256];
+	enum sni_status sst;
+	ssize_t n = recv(d->io.fd, buf, sizeof(buf), MSG_PEEK);
+
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		d->dead = true;
+		return;
+	}
+	sst = sni_read(buf, (size_t)n, sni, sizeof(sni));
+	if (sst == SNI_NEED_MORE && (size_t)n < sizeof(buf)) {
+		loop_io_mod(d->w->loop, &d->io, 0);
+		loop_timer_arm(d->w->loop, &d->kick, D_PEEK_RETRY_MS);
+		return;
+	}
+	d->peek = false;
+	loop_io_mod(d->w->loop, &d->io, LOOP_READ);
+	if ((sst == SNI_OK || sst == SNI_NO_NAME) &&
+	    l4_peek_passthrough(d->lst, sst == SNI_OK ? sni : NULL)) {
+		d_gw_sni_handoff(d, sni, sst);
+		return;
+	}
+	d->tls = tls_server_new(d->lst->ctx, d->io.fd);
+	d_handshake(d);
+}
+
 static void d_handshake(struct dconn *d)
 {
 	int rc = tls_handshake(d->tls);
@@ -3249,6 +3299,8 @@ static void d_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 	if (d->h2c) {
 		if (h2d_on_io(d->h2c, ev) < 0)
 			d->dead = true;
+	} else if (d->peek) {
+		d_peek(d);
 	} else if (!d->hs_done) {
 		d_handshake(d);
 	} else if (d->mesh_sniff) {
@@ -3284,9 +3336,11 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	if (sock_local_addr(fd, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
 	d->quiet_ms = loop_now_ms(w->loop);
-	if (sl && sl->l4_mode == SNAP_L4_SNI) {
-		/* A gateway PASSTHROUGH port: routed on the ClientHello's SNI (d_sniff). */
-		d->sniffing = true;
+	if (sl && (sl->l4_mode == SNAP_L4_SNI || sl->l4_mode == SNAP_L4_PEEK)) {
+		/* A gateway PASSTHROUGH port: routed on the ClientHello's SNI (d_sniff); one
+		 * with terminating servers too: peeked at first (d_peek). */
+		d->sniffing = sl->l4_mode == SNAP_L4_SNI;
+		d->peek = sl->l4_mode == SNAP_L4_PEEK;
 		d->accept_wall_ms = wall_ms();
 		d->accept_ms = loop_now_ms(w->loop);
 	}
@@ -3317,7 +3371,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	d->hs_done = true;
 	/* The listener's context dispatches on SNI to the matching Gateway server's. */
 	if (sl && sl->tls && sl->ctx) {
-		d->tls = tls_server_new(sl->ctx, fd);
+		if (!d->peek)
+			d->tls = tls_server_new(sl->ctx, fd);
 		d->hs_done = false;
 	} else if (sl && sl->mesh_ctx) {
 		d->mesh_sniff = true;

@@ -130,7 +130,7 @@ int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req
 	/* Bound for an address of a host that tls: routes send elsewhere (the gateway),
 	 * without naming it (no SNI, another SNI, not TLS, an IP in CONNECT): refused, or
 	 * leaving out the SNI would be a way around the gateway. */
-	if (q->dst) {
+	if (q->dst && !q->http) {
 		const char *owner = l4_dst_owner(s, t, q->dst, q->port);
 
 		if (owner) {
@@ -173,7 +173,7 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 {
 	const struct l4_route *rt;
 
-	if (l->l4_mode == SNAP_L4_SNI) {
+	if (l->l4_mode != SNAP_L4_TCP) {
 		if (st != SNI_OK && st != SNI_NO_NAME) {
 			l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
 			          st == SNI_NOT_TLS ? "not a TLS ClientHello on a PASSTHROUGH port"
@@ -190,7 +190,7 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 	rt = l4_lookup(l->l4, q);
 	if (!rt) {
 		l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
-		          l->l4_mode == SNAP_L4_SNI ? "no tls route matches the SNI"
+		          l->l4_mode != SNAP_L4_TCP ? "no tls route matches the SNI"
 		                                    : "no tcp route matches");
 		return;
 	}
@@ -222,4 +222,20 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	r.start_wall_ms = wall_ms();
 	r.start_ms = loop_now_ms(w->loop);
 	tun_start(w, &r);
+}
+
+bool l4_peek_passthrough(const struct snap_listener *l, const char *sni)
+{
+	size_t pass = 0, term = 0;
+
+	for (size_t i = 0; i < l->nservers; i++) {
+		const struct snap_server *sv = &l->servers[i];
+		size_t score = snap_server_sni_score(sv, sni);
+
+		if (sv->tls == SNAP_SRV_PASSTHROUGH && score > pass)
+			pass = score;
+		else if (sv->ctx && score > term)
+			term = score;
+	}
+	return pass > term;
 }

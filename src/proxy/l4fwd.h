@@ -44,4 +44,9 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
                    const struct sock_addr *peer);
 
+/* Gateway, a port with PASSTHROUGH and terminating servers (l4_mode PEEK): whether the
+ * ClientHello's name (NULL: none) goes to a PASSTHROUGH server, that is whether one of
+ * those has a more specific host for it than any terminating server. */
+bool l4_peek_passthrough(const struct snap_listener *l, const char *sni);
+
 #endif

@@ -74,6 +74,7 @@ struct l4_req {
 	                            * NULL: unknown */
 	uint16_t port;             /* the destination (sidecar) or listener (gateway) port */
 	const struct sock_addr *dst;   /* the destination address when known, else NULL */
+	bool http;                 /* an HTTP request: it names its host (Host), no SNI needed */
 };
 
 /* Parses "10.0.0.0/8", "2001:db8::/32" or a bare address (a /32 or /128). Returns 0, or

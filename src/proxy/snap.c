@@ -484,7 +484,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	}
 	snap_clusters(&b);
 	snap_addrs(&b);
-	snap_l4_link(s);
+	snap_l4_link(&b);
 	snap_authz(&b);
 	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);

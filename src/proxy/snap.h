@@ -53,6 +53,10 @@ enum snap_l4_mode {
 	SNAP_L4_NONE,             /* HTTP (plain or terminated) */
 	SNAP_L4_SNI,              /* PASSTHROUGH servers only: the ClientHello's SNI, tls routes */
 	SNAP_L4_TCP,              /* TCP servers: tcp routes, at accept */
+	SNAP_L4_PEEK,             /* PASSTHROUGH and terminating servers on one port: the
+	                           * ClientHello is peeked at (not consumed); an SNI a
+	                           * PASSTHROUGH server wins goes by tls routes, the others are
+	                           * terminated as usual */
 };
 
 /* One Gateway server bound to a listener. */
@@ -93,9 +97,7 @@ struct snap_listener {
 	 * gateway's workload certificate, a client certificate chained to the mesh root
 	 * required), then routed like plain HTTP. NULL without --identity. Owned. */
 	struct tls_ctx *mesh_ctx;
-	/* PASSTHROUGH-only and TCP listeners: their tls:/tcp: routes (l4route.h). A
-	 * listener that mixes terminating and PASSTHROUGH servers has mode NONE: its
-	 * PASSTHROUGH servers are refused by SNI dispatch (a warning says so). */
+	/* Listeners with PASSTHROUGH or TCP servers: their tls:/tcp: routes (l4route.h). */
 	enum snap_l4_mode l4_mode;
 	struct l4_table *l4;
 };
@@ -175,6 +177,10 @@ struct snap_params {
  * secret_cache_abort when it fails); events about credentials queue in the cache. */
 struct snap *snap_build(const struct store_contents *contents, const struct snap_params *p,
                         struct diags *d);
+
+/* How well server sv's hosts match sni (NULL: none sent): 0 not at all, then "*", then
+ * wildcards by length, an exact host highest. SNI dispatch picks the highest. */
+size_t snap_server_sni_score(const struct snap_server *sv, const char *sni);
 
 /* The cluster with that name, or NULL (binary search). */
 struct cluster *snap_cluster_find(const struct snap *s, const char *name);

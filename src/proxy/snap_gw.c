@@ -268,6 +268,28 @@ static int snap_server_build(struct snap_b *b, const struct snap_gsrv *g, struct
 	return -1;
 }
 
+size_t snap_server_sni_score(const struct snap_server *sv, const char *sni)
+{
+	size_t best = 0;
+
+	for (size_t j = 0; j < sv->nhosts; j++) {
+		const char *h = sv->hosts[j];
+		size_t score;
+
+		if (!tls_host_match(h, sni))
+			continue;
+		if (strcmp(h, "*") == 0)
+			score = 1;
+		else if (h[0] == '*')
+			score = 2 + strlen(h);
+		else
+			score = (size_t)-1;
+		if (score > best)
+			best = score;
+	}
+	return best;
+}
+
 /* SNI dispatch: the most specific server host wins (exact, longest wildcard, "*"). Runs
  * on worker threads; reads only the immutable listener. */
 static struct tls_ctx *snap_sni_select(const char *sni, void *arg)
@@ -278,32 +300,21 @@ static struct tls_ctx *snap_sni_select(const char *sni, void *arg)
 
 	for (size_t i = 0; i < l->nservers; i++) {
 		const struct snap_server *sv = &l->servers[i];
+		size_t score;
 
 		if (!sv->ctx)
 			continue;
-		for (size_t j = 0; j < sv->nhosts; j++) {
-			const char *h = sv->hosts[j];
-			size_t score;
-
-			if (!tls_host_match(h, sni))
-				continue;
-			if (strcmp(h, "*") == 0)
-				score = 1;
-			else if (h[0] == '*')
-				score = 2 + strlen(h);
-			else
-				score = (size_t)-1;
-			if (score > best_score) {
-				best_score = score;
-				best = sv->ctx;
-			}
+		score = snap_server_sni_score(sv, sni);
+		if (score > best_score) {
+			best_score = score;
+			best = sv->ctx;
 		}
 	}
 	return best;
 }
 
-/* A port of PASSTHROUGH servers only is routed by SNI, a port of TCP servers at accept;
- * PASSTHROUGH servers beside terminating ones are refused by the SNI dispatch. */
+/* A port of PASSTHROUGH servers only is routed by SNI, a port of TCP servers at accept,
+ * a port of both PASSTHROUGH and terminating servers by a peek at the ClientHello. */
 static void snap_l4_mode(struct snap_b *b, struct snap_listener *l)
 {
 	bool pass = false, term = false, tcp = false;
@@ -313,13 +324,11 @@ static void snap_l4_mode(struct snap_b *b, struct snap_listener *l)
 		tcp |= l->servers[i].tls == SNAP_SRV_TCP;
 		term |= l->servers[i].ctx != NULL;
 	}
+	(void)b;
 	if (tcp)
 		l->l4_mode = SNAP_L4_TCP;
-	else if (pass && !term)
-		l->l4_mode = SNAP_L4_SNI;
 	else if (pass)
-		diag_warn(b->d, NULL, 0, 0, "listener %s: PASSTHROUGH servers on a port with "
-		          "TLS-terminating servers are not served; their SNIs are refused", l->name);
+		l->l4_mode = term ? SNAP_L4_PEEK : SNAP_L4_SNI;
 }
 
 static const char *snap_kind_name(const struct snap_gsrv *g)

@@ -193,8 +193,9 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
                 const struct resource *const *srv_gw, const struct gw_server *const *srv);
 /* Builds s->mesh_l4 (sidecar role). */
 void snap_l4_mesh(struct snap_b *b);
-/* Points the tables' destinations at the built clusters. */
-void snap_l4_link(struct snap *s);
+/* Points the tables' destinations at the built clusters (warns about those it cannot
+ * serve). */
+void snap_l4_link(struct snap_b *b);
 
 /* ---- snap_cluster.c ---- */
 /* Registers a wanted cluster; returns its name (owned by b). */

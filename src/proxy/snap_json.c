@@ -424,7 +424,9 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 	}
 	snap_json_arr_end(j);
 	if (l->l4_mode != SNAP_L4_NONE) {
-		snap_json_str(j, "l4_mode", l->l4_mode == SNAP_L4_SNI ? "SNI" : "TCP");
+		snap_json_str(j, "l4_mode", l->l4_mode == SNAP_L4_SNI    ? "SNI"
+		                            : l->l4_mode == SNAP_L4_PEEK ? "SNI_PEEK"
+		                                                         : "TCP");
 		snap_dump_l4(j, "l4_routes", l->l4);
 	}
 	snap_json_obj_end(j);

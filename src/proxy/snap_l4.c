@@ -247,12 +247,69 @@ static bool snap_l4_hosts_meet(const struct resource *vsr, const struct resource
 	return hit;
 }
 
+/* Whether one of the VirtualService's tls: or tcp: routes has a match for cx (or none). */
+static bool snap_l4_vs_applies(const struct snap_b *b, const struct resource *vsr,
+                               const struct snap_l4ctx *cx)
+{
+	const struct virtualservice *vs = vsr->u.vs;
+	struct snap_l4m m;
+
+	for (size_t i = 0; i < vs->tls.n; i++)
+		for (size_t j = 0; j < vs->tls.v[i].match.n; j++) {
+			snap_l4m_tls(&vs->tls.v[i].match.v[j], &m);
+			if (snap_l4m_applies(b, vsr, &m, cx))
+				return true;
+		}
+	for (size_t i = 0; i < vs->tcp.n; i++) {
+		if (vs->tcp.v[i].match.n == 0 && snap_vs_bound(vsr, cx->gw))
+			return true;
+		for (size_t j = 0; j < vs->tcp.v[i].match.n; j++) {
+			snap_l4m_tcp(&vs->tcp.v[i].match.v[j], &m);
+			if (snap_l4m_applies(b, vsr, &m, cx))
+				return true;
+		}
+	}
+	return false;
+}
+
+/* tls:/tcp: routes aimed at a TLS-terminating server (the older form of the egress
+ * gateway task: ISTIO_MUTUAL, then tcp: routes for the inner bytes) are not served:
+ * said, once per VirtualService and listener, rather than ignored. */
+static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener *l,
+                                    const struct resource *const *srv_gw,
+                                    const struct gw_server *const *srv)
+{
+	for (size_t v = 0; v < b->nvs; v++) {
+		const struct resource *vsr = b->vs[v];
+		char id[300];
+
+		if (vsr->u.vs->tls.n == 0 && vsr->u.vs->tcp.n == 0)
+			continue;
+		for (size_t i = 0; i < l->nservers; i++) {
+			struct snap_l4ctx cx = { l->servers[i].gateway, l->port, false };
+
+			if (!l->servers[i].ctx || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]) ||
+			    !snap_l4_vs_applies(b, vsr, &cx))
+				continue;
+			diag_warn(b->d, vsr->u.vs->pos.file, vsr->u.vs->pos.line, vsr->u.vs->pos.col,
+			          "VirtualService %s: tls/tcp routes for Gateway %s port %u are not "
+			          "served: that server terminates TLS (%s), and the bytes inside are "
+			          "served as HTTP here", snap_res_id(vsr, id, sizeof(id)), cx.gw,
+			          l->port, l->servers[i].tls == SNAP_SRV_ISTIO_MUTUAL ? "ISTIO_MUTUAL"
+			          : l->servers[i].tls == SNAP_SRV_MUTUAL ? "MUTUAL" : "SIMPLE");
+			break;
+		}
+	}
+}
+
 void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
                 const struct resource *const *srv_gw, const struct gw_server *const *srv)
 {
 	struct l4_table *t;
 	size_t cap = 0;
 
+	if (l->tls)
+		snap_l4_warn_terminated(b, l, srv_gw, srv);
 	if (l->l4_mode == SNAP_L4_NONE)
 		return;
 	t = xcalloc(1, sizeof(*t));
@@ -269,9 +326,13 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 			for (size_t k = 0; k < i && !seen; k++)
 				seen = strcmp(l->servers[k].gateway, cx.gw) == 0 &&
 				       snap_l4_hosts_meet(vsr, srv_gw[k], srv[k]);
+			/* Terminating servers of a mixed port are served by http: routes. */
+			if (l->servers[i].tls != SNAP_SRV_PASSTHROUGH &&
+			    l->servers[i].tls != SNAP_SRV_TCP)
+				continue;
 			if (seen || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]))
 				continue;
-			snap_l4_vs_into(b, vsr, l->l4_mode == SNAP_L4_SNI, &cx, t, &cap);
+			snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
 		}
 	}
 	l->l4 = t;
@@ -292,17 +353,29 @@ void snap_l4_mesh(struct snap_b *b)
 	b->s->mesh_l4 = t;
 }
 
-static void snap_l4_link_table(struct snap *s, struct l4_table *t)
+/* Links one table; a destination whose cluster originates TLS is said once here (the
+ * data path refuses it: a tunnel relays bytes as they are). */
+static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 {
-	for (size_t i = 0; t && i < t->nroutes; i++)
-		for (size_t k = 0; k < t->routes[i].ndests; k++)
-			t->routes[i].dests[k].cluster =
-				snap_cluster_find(s, t->routes[i].dests[k].cluster_name);
+	for (size_t i = 0; t && i < t->nroutes; i++) {
+		struct l4_route *r = &t->routes[i];
+
+		for (size_t k = 0; k < r->ndests; k++) {
+			struct cluster *c = snap_cluster_find(b->s, r->dests[k].cluster_name);
+
+			r->dests[k].cluster = c;
+			if (c && c->tls_mode != CLUSTER_TLS_DISABLE && !r->refuse)
+				diag_warn(b->d, r->file, r->line, 0,
+				          "VirtualService %s: %s[%zu]: the DestinationRule of %s originates "
+				          "TLS, which tls/tcp routes do not do here: its connections are "
+				          "refused (UF)", r->vs, r->tls ? "tls" : "tcp", r->index, c->name);
+		}
+	}
 }
 
-void snap_l4_link(struct snap *s)
+void snap_l4_link(struct snap_b *b)
 {
-	for (size_t i = 0; i < s->nlisteners; i++)
-		snap_l4_link_table(s, s->listeners[i].l4);
-	snap_l4_link_table(s, s->mesh_l4);
+	for (size_t i = 0; i < b->s->nlisteners; i++)
+		snap_l4_link_table(b, b->s->listeners[i].l4);
+	snap_l4_link_table(b, b->s->mesh_l4);
 }

@@ -355,3 +355,57 @@ def test_egress_gateways_https_passthrough_transparent(topo):
         m.string
     assert len(site_lines()) == n_site
     assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+PORTLESS_TLS_ROUTE = """apiVersion: networking.istio.io/v1alpha3
+kind: ServiceEntry
+metadata:
+  name: cnn
+spec:
+  hosts:
+  - edition.cnn.com
+  ports:
+  - number: 80
+    name: http-port
+    protocol: HTTP
+  - number: 443
+    name: tls
+    protocol: TLS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: cnn-tls-to-gateway
+spec:
+  hosts:
+  - edition.cnn.com
+  tls:
+  - match:
+    - sniHosts:
+      - edition.cnn.com
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port:
+          number: 443
+"""
+
+
+def test_http_to_a_tls_routed_host_is_routed_as_http(topo):
+    """A tls: route (any port) for edition.cnn.com does not make plain HTTP to it, which
+    names its host in Host, look like an attempt to leave out the SNI: routed as HTTP."""
+    t = topo
+    n = t.sidecar.stat("config_reloads")
+    t.ctl.ok("apply", "-f", "-", input=PORTLESS_TLS_ROUTE)
+    t.sidecar.wait_reloads(n + 1)
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{CNN}/politics")
+    assert r.stdout == "301", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    m = t.sidecar.wait_log(lambda m: m["authority"] == CNN)
+    assert (m["code"], m["cluster"]) == ("301", f"outbound|80||{CNN}"), m.string
+    # TLS to the same address without its name is still refused.
+    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
+                  f"https://{CNN_IP}/politics"], user=NOBODY)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
+    assert m["flags"] == "NR", m.string

@@ -1,20 +1,24 @@
 /* Tests for proxy/l4route: address prefixes, and the lookup of tls:/tcp: routes on tables
  * built by hand: SNI with wildcards, port, destinationSubnets, tls before tcp, first hit
- * wins, a route without matches, and destinations picked by weight. (The compiler from
- * VirtualServices is covered through snap_build in test_snap.c and end to end in
- * tests/integration/test_passthrough.py.) */
+ * wins, a route without matches, and destinations picked by weight; and the compiler
+ * (snap_l4.c) through snap_build on a store: istio.io's "Egress Gateways" HTTPS YAML in
+ * both roles, match.gateways overriding the VirtualService's, sourceLabels decided per
+ * proxy, sourceSubnet refused with a warning, a gateway tcp: route without matches. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "config/store.h"
 #include "core/util.h"
 #include "proxy/l4route.h"
+#include "proxy/snap.h"
 
 static void test_cidr(void **state)
 {
@@ -87,7 +91,7 @@ static void add_route(struct l4_table *t, bool tls, const char *const *hosts, ui
 static const char *lookup(const struct l4_table *t, const char *sni, const char *host,
                           uint16_t port, const char *dst_ip)
 {
-	struct l4_req q = { sni, host, port, NULL };
+	struct l4_req q = { sni, host, port, NULL, false };
 	struct sock_addr a;
 	const struct l4_route *r;
 
@@ -165,12 +169,177 @@ static void test_weights(void **state)
 	assert_ptr_equal(route_pick_weighted(d + 2, 1, 0, 7), d + 2);
 }
 
+/* ---- the compiler, through snap_build ---- */
+
+static const char page_yaml[] =
+	"apiVersion: networking.istio.io/v1alpha3\n"
+	"kind: ServiceEntry\n"
+	"metadata: {name: cnn}\n"
+	"spec:\n"
+	"  hosts: [edition.cnn.com]\n"
+	"  ports: [{number: 443, name: tls, protocol: TLS}]\n"
+	"  resolution: DNS\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1alpha3\n"
+	"kind: Gateway\n"
+	"metadata: {name: istio-egressgateway}\n"
+	"spec:\n"
+	"  selector: {istio: egressgateway}\n"
+	"  servers:\n"
+	"  - port: {number: 443, name: tls, protocol: TLS}\n"
+	"    hosts: [edition.cnn.com]\n"
+	"    tls: {mode: PASSTHROUGH}\n"
+	"  - port: {number: 9000, name: tcp, protocol: TCP}\n"
+	"    hosts: [\"*\"]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1alpha3\n"
+	"kind: DestinationRule\n"
+	"metadata: {name: egressgateway-for-cnn}\n"
+	"spec:\n"
+	"  host: istio-egressgateway.istio-system.svc.cluster.local\n"
+	"  subsets: [{name: cnn}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1alpha3\n"
+	"kind: VirtualService\n"
+	"metadata: {name: direct-cnn-through-egress-gateway}\n"
+	"spec:\n"
+	"  hosts: [edition.cnn.com]\n"
+	"  gateways: [istio-egressgateway]\n"
+	"  tls:\n"
+	"  - match: [{gateways: [mesh], port: 443, sniHosts: [edition.cnn.com]}]\n"
+	"    route: [{destination: {host: istio-egressgateway.istio-system.svc.cluster.local,\n"
+	"             subset: cnn, port: {number: 443}}}]\n"
+	"  - match: [{gateways: [istio-egressgateway], port: 443, sniHosts: [edition.cnn.com]}]\n"
+	"    route: [{destination: {host: edition.cnn.com}}]\n"
+	"  - match: [{gateways: [mesh], sniHosts: [edition.cnn.com], sourceLabels: {app: other}}]\n"
+	"    route: [{destination: {host: nowhere.example, port: {number: 443}}}]\n"
+	"  tcp:\n"
+	"  - match: [{gateways: [mesh], port: 5432, sourceSubnet: 10.0.0.0/8}]\n"
+	"    route: [{destination: {host: db.example, port: {number: 5432}}}]\n"
+	"  - route: [{destination: {host: edition.cnn.com, port: {number: 443}}}]\n";
+
+static struct snap *build_page(enum snap_role role, struct diags *d,
+                               struct store_contents *sc)
+{
+	static const char *gw_labels[] = { "istio=egressgateway", NULL };
+	static const char *sc_labels[] = { "app=sleep", NULL };
+	char root[] = "/tmp/test_l4route.XXXXXX";
+	char *path, *cmd;
+	struct snap_params p;
+	struct snap *s;
+
+	assert_non_null(mkdtemp(root));
+	path = xasprintf("%s/config/page.yaml", root);
+	cmd = xasprintf("%s/config", root);
+	assert_int_equal(mkdir_p(cmd, 0700), 0);
+	assert_int_equal(file_write_atomic(path, page_yaml, strlen(page_yaml), 0600), 0);
+	assert_int_equal(store_load(root, "default", sc, d), 0);
+	memset(&p, 0, sizeof(p));
+	p.role = role;
+	p.namespace = role == SNAP_ROLE_GATEWAY ? "istio-system" : "default";
+	p.labels = role == SNAP_ROLE_GATEWAY ? gw_labels : sc_labels;
+	p.listen_address = "127.0.0.1";
+	p.store_root = root;
+	s = snap_build(sc, &p, d);
+	if (!s)
+		diags_print(d, stderr);
+	assert_non_null(s);
+	free(path);
+	free(cmd);
+	cmd = xasprintf("rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+	return s;
+}
+
+static bool warned(const struct diags *d, const char *text)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].level == DIAG_WARNING && strstr(d->v[i].msg, text))
+			return true;
+	return false;
+}
+
+static void test_compile_sidecar(void **state)
+{
+	struct diags d = { 0 };
+	struct store_contents sc;
+	struct snap *s;
+	const struct l4_table *t;
+
+	(void)state;
+	memset(&sc, 0, sizeof(sc));
+	s = build_page(SNAP_ROLE_SIDECAR, &d, &sc);
+	t = s->mesh_l4;
+	/* tls[0] (match.gateways [mesh] although the VirtualService names only the Gateway);
+	 * tls[1] is the gateway's, tls[2] is for app=other (this proxy is app=sleep); tcp[0]
+	 * names mesh; tcp[1] has no match and the VirtualService is not bound to mesh. */
+	assert_int_equal(t->nroutes, 2);
+	assert_true(t->routes[0].tls);
+	assert_int_equal(t->routes[0].index, 0);
+	assert_string_equal(t->routes[0].matches[0].hosts[0], "edition.cnn.com");
+	assert_int_equal(t->routes[0].matches[0].port, 443);
+	assert_string_equal(t->routes[0].dests[0].cluster_name,
+	                    "outbound|443|cnn|istio-egressgateway.istio-system.svc.cluster.local");
+	assert_non_null(t->routes[0].dests[0].cluster);
+	assert_null(t->routes[0].refuse);
+	assert_false(t->routes[1].tls);
+	assert_string_equal(t->routes[1].refuse, "match.sourceSubnet is not applied");
+	assert_true(warned(&d, "tcp[0]: match.sourceSubnet is not applied"));
+	assert_string_equal(lookup(t, "edition.cnn.com", "edition.cnn.com", 443, NULL),
+	                    "outbound|443|cnn|istio-egressgateway.istio-system.svc.cluster.local");
+	assert_null(lookup(t, "edition.cnn.com", "edition.cnn.com", 8443, NULL));
+	snap_unref(s);
+	store_contents_free(&sc);
+	diags_free(&d);
+}
+
+static void test_compile_gateway(void **state)
+{
+	struct diags d = { 0 };
+	struct store_contents sc;
+	struct snap *s;
+	const struct snap_listener *l443 = NULL, *l9000 = NULL;
+
+	(void)state;
+	memset(&sc, 0, sizeof(sc));
+	s = build_page(SNAP_ROLE_GATEWAY, &d, &sc);
+	for (size_t i = 0; i < s->nlisteners; i++) {
+		if (s->listeners[i].port == 443)
+			l443 = &s->listeners[i];
+		if (s->listeners[i].port == 9000)
+			l9000 = &s->listeners[i];
+	}
+	assert_non_null(l443);
+	assert_non_null(l9000);
+	assert_int_equal(l443->l4_mode, SNAP_L4_SNI);
+	assert_false(l443->tls);
+	/* tls[1] only; its destination without a port takes the ServiceEntry's only one. */
+	assert_int_equal(l443->l4->nroutes, 1);
+	assert_int_equal(l443->l4->routes[0].index, 1);
+	assert_string_equal(l443->l4->routes[0].dests[0].cluster_name,
+	                    "outbound|443||edition.cnn.com");
+	/* The TCP port: tcp[1], no match, takes everything. */
+	assert_int_equal(l9000->l4_mode, SNAP_L4_TCP);
+	assert_int_equal(l9000->l4->nroutes, 1);
+	assert_int_equal(l9000->l4->routes[0].nmatches, 0);
+	assert_string_equal(lookup(l9000->l4, NULL, NULL, 9000, NULL),
+	                    "outbound|443||edition.cnn.com");
+	assert_null(s->mesh_l4);
+	assert_non_null(strstr(s->config_dump, "\"l4_mode\": \"SNI\""));
+	snap_unref(s);
+	store_contents_free(&sc);
+	diags_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_weights),
+		cmocka_unit_test(test_compile_sidecar),
+		cmocka_unit_test(test_compile_gateway),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -606,8 +606,7 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 	/* A PASSTHROUGH or TCP port: one chain per tls:/tcp: route (Envoy's tcp_proxy
 	 * filter chains), matched by SNI or by nothing. */
 	if (l4 && l4->n) {
-		servers = NULL;
-		ch = xrealloc(ch, (l4->n + 1) * sizeof(*ch));
+		ch = xrealloc(ch, (l4->n + (servers ? servers->n : 0) + 1) * sizeof(*ch));
 		for (size_t i = 0; i < l4->n; i++) {
 			sbuf_reset(&m);
 			pc_l4_chain(l4->items[i], &m, &ch[n]);
@@ -617,6 +616,11 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 	for (size_t i = 0; servers && i < servers->n; i++) {
 		const struct ynode *sv = servers->items[i];
 		const char *mode = pc_str(sv, "tls_mode");
+
+		/* Their chains are the routes' (above). */
+		if (l4 && l4->n && mode && (strcmp(mode, "PASSTHROUGH") == 0 ||
+		                            strcmp(mode, "TCP") == 0))
+			continue;
 
 		if (!mode || strcmp(mode, "PLAIN") == 0) {
 			/* The plain HTTP servers of a port share one filter chain. */
