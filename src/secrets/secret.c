@@ -278,14 +278,20 @@ static void secret_version_digest(struct secret_version *v)
 
 /* ---- versions ---- */
 
-static unsigned char *secret_copy(const struct res_secret_data *d, size_t *len)
+/* A copy of a Secret value; secure: in OpenSSL's secure heap (mlocked, left out of core
+ * dumps: egressgw initializes it at start) when it has room, for private keys, which the
+ * cache keeps as long as their version serves. */
+static unsigned char *secret_copy(const struct res_secret_data *d, size_t *len, bool secure)
 {
-	unsigned char *p;
+	unsigned char *p = NULL;
 
 	*len = 0;
 	if (!d)
 		return NULL;
-	p = xmalloc(d->len + 1);
+	if (secure && CRYPTO_secure_malloc_initialized())
+		p = OPENSSL_secure_malloc(d->len + 1);
+	if (!p)
+		p = xmalloc(d->len + 1);
 	memcpy(p, d->value, d->len);
 	p[d->len] = '\0';
 	*len = d->len;
@@ -294,7 +300,9 @@ static unsigned char *secret_copy(const struct res_secret_data *d, size_t *len)
 
 static void secret_wipe(unsigned char *p, size_t len)
 {
-	if (p) {
+	if (p && CRYPTO_secure_allocated(p)) {
+		OPENSSL_secure_clear_free(p, len + 1);
+	} else if (p) {
 		OPENSSL_cleanse(p, len + 1);
 		free(p);
 	}
@@ -316,10 +324,10 @@ static struct secret_version *secret_version_new(const struct secret_parts *p)
 {
 	struct secret_version *v = xcalloc(1, sizeof(*v));
 
-	v->cert = secret_copy(p->cert, &v->cert_len);
-	v->key = secret_copy(p->key, &v->key_len);
-	v->ca = secret_copy(p->ca, &v->ca_len);
-	v->crl = secret_copy(p->crl, &v->crl_len);
+	v->cert = secret_copy(p->cert, &v->cert_len, false);
+	v->key = secret_copy(p->key, &v->key_len, true);
+	v->ca = secret_copy(p->ca, &v->ca_len, false);
+	v->crl = secret_copy(p->crl, &v->crl_len, false);
 	secret_version_digest(v);
 	return v;
 }

@@ -11,7 +11,10 @@ import socket
 import threading
 import time
 
-from gwlib import mesh_context, read_response, wait_until
+from conftest import Ctl
+from gwlib import loopback_ip, mesh_context, wait_until
+from hardlib import (RawClient, RecordingServer, plain_gateway_yaml, service_entry_yaml,
+                     start_gateway, virtual_service_yaml, write_hosts)
 from test_mtls import (NGINX_HOST, WELCOME, Env, apply_mutual_dr, assert_welcome,  # noqa: F401
                        certs, mesh, env)
 
@@ -207,3 +210,39 @@ def test_rotations_under_load_leak_nothing_and_use_the_new_certificate(env, cert
     assert now_up <= base_up + 4, (now_up, base_up)
     wait_until(lambda: all(v == 0 for v in draining(gw).values()), timeout=2,
                what="nothing draining")
+
+
+def test_endpoint_change_closes_pooled_connections_to_the_old_endpoint(tmp_path, egressctl_bin):
+    """A DNS cluster whose name moves to another address (the --hosts-file is re-read every
+    5 s): the idle pooled connection to the old address is closed, and the next request
+    goes to the new one."""
+    host = "ep.test"
+    up1, up2 = RecordingServer(loopback_ip(), 80), RecordingServer(loopback_ip(), 80)
+    hosts = tmp_path / "hosts"
+    write_hosts(hosts, {host: up1.ip})
+    store = tmp_path / "store"
+    Ctl(egressctl_bin, store, tmp_path).ok("apply", "-f", "-", input="---\n".join([
+        plain_gateway_yaml(), service_entry_yaml(host, 80, "HTTP"),
+        virtual_service_yaml(host, host, 80)]))
+    gw = start_gateway(tmp_path, store, hosts)
+    try:
+        for _ in range(2):
+            c = RawClient(gw.ip)
+            c.send(f"GET /a HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            assert c.response()[0] == 200
+            c.close()
+        conns = up1.snapshot()
+        assert len(conns) == 1 and len(conns[0].requests) == 2, "not pooled"
+        write_hosts(hosts, {host: up2.ip})
+        wait_until(lambda: conns[0].closed_by_peer, timeout=8,
+                   what="the connection to the old endpoint closed")
+        c = RawClient(gw.ip)
+        c.send(f"GET /b HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        assert c.response()[0] == 200
+        c.close()
+        assert [r.target for r in up2.requests()] == ["/b"], up2.requests()
+        assert all(v == 0 for v in draining(gw).values()), draining(gw)
+    finally:
+        assert gw.stop() == 0, gw.stderr()[-2000:]
+        up1.stop()
+        up2.stop()

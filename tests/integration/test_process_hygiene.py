@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import Ctl
-from gwlib import BUILD, free_port, loopback_ip, wait_port
+from gwlib import BUILD, free_port, loopback_ip, wait_port, wait_until
 from hardlib import (RawClient, RecordingServer, plain_gateway_yaml, service_entry_yaml,
                      start_gateway, virtual_service_yaml, write_hosts)
 
@@ -167,7 +167,10 @@ def test_user_with_allow_core_dumps_is_dumpable_for_that_user(site):
         pytest.fail("this test drops privileges and must run as root (CI does)")
     g = site.start(extra=("--user", "nobody", "--allow-core-dumps"))
     assert get(g)[0] == 200
-    assert proc_owner(g.proc.pid) == 65534
+    # The workers serve from the moment their listeners are bound, which is before the
+    # main thread drops privileges and sets the dumpable flag again: wait for that.
+    wait_until(lambda: proc_owner(g.proc.pid) == 65534, timeout=5,
+               what="/proc/PID owned by nobody (dumpable after the drop)")
 
 
 def unprivileged_port_start():

@@ -15,6 +15,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "net/tls_mem.h"
 #include "proxy/pool.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
@@ -46,6 +47,11 @@
 
 #define RELOAD_DEBOUNCE_MS 100
 #define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
+/* OpenSSL's secure heap for private keys: a power of two, within the usual 8 MiB
+ * RLIMIT_MEMLOCK; room for about a thousand RSA-2048 credentials (a buddy allocator:
+ * ~2 KiB for the cached PEM, ~2 KiB of BIGNUMs) and the temporaries of private-key
+ * operations. */
+#define SECURE_HEAP_SIZE (4 * 1024 * 1024)
 #define DNS_MIN_REFRESH_MS 1000
 #define DNS_DEFAULT_REFRESH_MS 5000
 #define DNS_MAX_REFRESH_MS 300000
@@ -1160,6 +1166,8 @@ int main(int argc, char **argv)
 	const char *role = NULL, *store_flag = NULL, *ns = NULL, *labels = "istio=egressgateway";
 	const char *admin_addr = "127.0.0.1:15000", *alog = NULL, *hosts = NULL, *dns_servers = NULL;
 	unsigned long long nofile_old, nofile_now;
+	/* Before OpenSSL allocates anything: keys never in a core file (net/tls_mem.h). */
+	unsigned keymem = tls_mem_init(SECURE_HEAP_SIZE);
 	const char *listen = "0.0.0.0", *status_addr = NULL;
 	const char *mesh_hosts = "istio-egressgateway.istio-system.svc.cluster.local";
 	const char *outbound = "127.0.0.1:15001";
@@ -1416,6 +1424,18 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
 		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
+	/* Private keys (OpenSSL's BIGNUMs of loaded keys, the cached Secret values) live in
+	 * the secure heap: never in a core file, and not swapped out when it is locked. */
+	if ((keymem & (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE)) ==
+	    (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE))
+		log_info("main", "private keys: OpenSSL secure heap of %d KiB (%s, not in core dumps)",
+		         SECURE_HEAP_SIZE / 1024, keymem & TLS_MEM_LOCKED ? "mlocked" :
+		         "not locked: RLIMIT_MEMLOCK too low");
+	else
+		log_warn("main", "private keys may reach a core file:%s%s%s",
+		         keymem & TLS_MEM_SECURE_HEAP ? "" : " no secure heap",
+		         keymem & TLS_MEM_WIPE_ON_FREE ? "" : " freed memory not wiped",
+		         keymem & TLS_MEM_RSA_NO_CACHE ? "" : " RSA primes cached");
 	if (nofile_now != nofile_old)
 		log_info("main", "RLIMIT_NOFILE: soft limit raised from %llu to %llu (the hard limit)",
 		         nofile_old, nofile_now);
