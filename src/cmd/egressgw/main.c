@@ -5,6 +5,7 @@
  * cluster endpoints, the admin endpoint and signals. Workers (proxy/worker.c) run the
  * data path. */
 #include "admin/admin.h"
+#include "cmd/egressgw/load.h"
 #include "config/store.h"
 #include "core/diag.h"
 #include "core/log.h"
@@ -159,6 +160,11 @@ struct gw {
 	 * last finishes (per cluster only at debug level: 10,000 clusters are 10,000 lines). */
 	size_t dns_first_pending, dns_first_ok, dns_first_failed;
 	uint64_t dns_first_start_ms;
+	/* A reload's store read runs on a thread (load.h); a change seen meanwhile starts
+	 * another read when this one is done. */
+	struct gw_load load;
+	struct loop_io load_io;
+	bool reload_pending;
 	bool stopping;
 };
 
@@ -430,33 +436,39 @@ static uint64_t gw_now_ms(struct gw *g)
 	return loop_now_ms(g->loop);
 }
 
-static struct snap *gw_build(struct gw *g, struct diags *d, struct gw_build_stats *st)
+/* The snapshot of what store_load read (load_rc: its return), or NULL; frees c. */
+static struct snap *gw_compile(struct gw *g, struct store_contents *c, int load_rc,
+                               struct diags *d, struct gw_build_stats *st)
 {
-	struct store_contents c = STORE_CONTENTS_INIT;
 	struct snap *s = NULL;
-	uint64_t t0 = gw_now_ms(g), t1, t2;
+	uint64_t t1 = gw_now_ms(g), t2;
 
 	/* A Secret directory that cannot be read does not stop the rest of the
 	 * configuration: the secret cache keeps that Secret's last good version. */
-	if (store_load(g->store, g->default_ns, &c, d) == 0 || !diags_has_errors(d) ||
-	    secret_store_errors_only(d, g->store)) {
-		t1 = gw_now_ms(g);
-		s = snap_build(&c, &g->params, d);
-	} else {
-		t1 = gw_now_ms(g);
-	}
+	if (load_rc == 0 || !diags_has_errors(d) || secret_store_errors_only(d, g->store))
+		s = snap_build(c, &g->params, d);
 	t2 = gw_now_ms(g);
-	st->resources = c.n;
-	st->files = c.nstreams;
-	store_contents_free(&c);
+	st->resources = c->n;
+	st->files = c->nstreams;
+	store_contents_free(c);
 	secret_cache_log_events(g->params.secrets);
 	/* The streams of a large store were most of the memory in use during the build, in
 	 * blocks too small for glibc to give back on its own. */
 	malloc_trim(0);
-	st->read_ms = t1 - t0;
 	st->compile_ms = t2 - t1;
 	st->free_ms = gw_now_ms(g) - t2;
 	return s;
+}
+
+/* The whole build on this thread: at start, before the admin endpoint exists. */
+static struct snap *gw_build(struct gw *g, struct diags *d, struct gw_build_stats *st)
+{
+	struct store_contents c = STORE_CONTENTS_INIT;
+	uint64_t t0 = gw_now_ms(g);
+	int rc = store_load(g->store, g->default_ns, &c, d);
+
+	st->read_ms = gw_now_ms(g) - t0;
+	return gw_compile(g, &c, rc, d, st);
 }
 
 static void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
@@ -511,11 +523,17 @@ static bool fd_headroom(int n)
 	return k == n;
 }
 
-static void gw_reload(struct gw *g)
+/* Compiles what a reload read (c, d: taken) and switches to it, or keeps the running
+ * configuration. */
+static void gw_reload(struct gw *g, struct store_contents *c, int load_rc, struct diags *dp,
+                      uint64_t read_ms)
 {
-	struct diags d = DIAGS_INIT;
+	struct diags d = *dp;
 	struct gw_build_stats st;
-	struct snap *s = gw_build(g, &d, &st), *old = g->snap;
+	struct snap *s, *old = g->snap;
+
+	st.read_ms = read_ms;
+	s = gw_compile(g, c, load_rc, &d, &st);
 
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
@@ -642,7 +660,36 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 		return;
 	}
 	watch_rebuild(g);
-	gw_reload(g);
+	if (g->load.running) {
+		g->reload_pending = true;
+		return;
+	}
+	if (g->load.efd < 0 || gw_load_start(&g->load, g->store, g->default_ns) < 0) {
+		/* No thread: read here, with the admin endpoint waiting meanwhile. */
+		struct store_contents c = STORE_CONTENTS_INIT;
+		struct diags d = DIAGS_INIT;
+		uint64_t t0 = gw_now_ms(g);
+		int rc = store_load(g->store, g->default_ns, &c, &d);
+
+		gw_reload(g, &c, rc, &d, gw_now_ms(g) - t0);
+	}
+}
+
+/* The reload's store read is done: compile it here, then start the next read if the
+ * store changed meanwhile. */
+static void on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, load_io));
+
+	(void)ev;
+	if (!g->load.running)
+		return;
+	gw_load_finish(&g->load);
+	gw_reload(g, &g->load.contents, g->load.rc, &g->load.diags, g->load.ms);
+	if (g->reload_pending && !g->stopping) {
+		g->reload_pending = false;
+		loop_timer_arm(loop, &g->reload_timer, 0);
+	}
 }
 
 /* ---- admin ---- */
@@ -1237,6 +1284,13 @@ int main(int argc, char **argv)
 	loop_io_init(&g.sig_io, signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), on_signal);
 	loop_io_add(g.loop, &g.sig_io, LOOP_READ);
 	loop_timer_init(&g.reload_timer, on_reload_timer);
+	if (gw_load_init(&g.load) == 0) {
+		loop_io_init(&g.load_io, g.load.efd, on_load_done);
+		loop_io_add(g.loop, &g.load_io, LOOP_READ);
+	} else {
+		log_warn("config", "eventfd: %s; reloads read the store on the main thread",
+		         strerror(errno));
+	}
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
 	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
@@ -1260,6 +1314,9 @@ int main(int argc, char **argv)
 
 	proxy_drain_and_stop(&g.proxy);
 	admin_stop(g.admin);
+	if (g.load.efd >= 0)
+		loop_io_del(g.loop, &g.load_io);
+	gw_load_fini(&g.load);
 	dns_jobs_stop(&g);
 	proxy_free(&g.proxy);
 	retire_collect(&g, true);
