@@ -164,6 +164,7 @@ struct gw {
 	 * another read when this one is done. */
 	struct gw_load load;
 	struct loop_io load_io;
+	pthread_mutex_t secrets_mu;     /* the secret cache: builds and /certs */
 	bool reload_pending;
 	bool stopping;
 };
@@ -424,53 +425,6 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 
 /* ---- configuration ---- */
 
-/* What a build read and how long its phases took, for the one summary line. */
-struct gw_build_stats {
-	size_t resources, files;
-	uint64_t read_ms, compile_ms, free_ms;
-};
-
-static uint64_t gw_now_ms(struct gw *g)
-{
-	loop_update_time(g->loop);
-	return loop_now_ms(g->loop);
-}
-
-/* The snapshot of what store_load read (load_rc: its return), or NULL; frees c. */
-static struct snap *gw_compile(struct gw *g, struct store_contents *c, int load_rc,
-                               struct diags *d, struct gw_build_stats *st)
-{
-	struct snap *s = NULL;
-	uint64_t t1 = gw_now_ms(g), t2;
-
-	/* A Secret directory that cannot be read does not stop the rest of the
-	 * configuration: the secret cache keeps that Secret's last good version. */
-	if (load_rc == 0 || !diags_has_errors(d) || secret_store_errors_only(d, g->store))
-		s = snap_build(c, &g->params, d);
-	t2 = gw_now_ms(g);
-	st->resources = c->n;
-	st->files = c->nstreams;
-	store_contents_free(c);
-	secret_cache_log_events(g->params.secrets);
-	/* The streams of a large store were most of the memory in use during the build, in
-	 * blocks too small for glibc to give back on its own. */
-	malloc_trim(0);
-	st->compile_ms = t2 - t1;
-	st->free_ms = gw_now_ms(g) - t2;
-	return s;
-}
-
-/* The whole build on this thread: at start, before the admin endpoint exists. */
-static struct snap *gw_build(struct gw *g, struct diags *d, struct gw_build_stats *st)
-{
-	struct store_contents c = STORE_CONTENTS_INIT;
-	uint64_t t0 = gw_now_ms(g);
-	int rc = store_load(g->store, g->default_ns, &c, d);
-
-	st->read_ms = gw_now_ms(g) - t0;
-	return gw_compile(g, &c, rc, d, st);
-}
-
 static void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
 {
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
@@ -523,17 +477,13 @@ static bool fd_headroom(int n)
 	return k == n;
 }
 
-/* Compiles what a reload read (c, d: taken) and switches to it, or keeps the running
- * configuration. */
-static void gw_reload(struct gw *g, struct store_contents *c, int load_rc, struct diags *dp,
-                      uint64_t read_ms)
+/* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
+ * running configuration. */
+static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
+                      const struct gw_build_stats *st)
 {
 	struct diags d = *dp;
-	struct gw_build_stats st;
-	struct snap *s, *old = g->snap;
-
-	st.read_ms = read_ms;
-	s = gw_compile(g, c, load_rc, &d, &st);
+	struct snap *old = g->snap;
 
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
@@ -563,7 +513,7 @@ static void gw_reload(struct gw *g, struct store_contents *c, int load_rc, struc
 	proxy_publish(&g->proxy, s);
 	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
-	gw_log_applied(s, &st);
+	gw_log_applied(s, st);
 	if (old)
 		snap_unref(old);
 }
@@ -664,19 +614,15 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 		g->reload_pending = true;
 		return;
 	}
-	if (g->load.efd < 0 || gw_load_start(&g->load, g->store, g->default_ns) < 0) {
-		/* No thread: read here, with the admin endpoint waiting meanwhile. */
-		struct store_contents c = STORE_CONTENTS_INIT;
-		struct diags d = DIAGS_INIT;
-		uint64_t t0 = gw_now_ms(g);
-		int rc = store_load(g->store, g->default_ns, &c, &d);
-
-		gw_reload(g, &c, rc, &d, gw_now_ms(g) - t0);
+	if (gw_load_start(&g->load) < 0) {
+		/* No thread: build here, with the admin endpoint waiting meanwhile. */
+		gw_load_build(&g->load);
+		gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
 	}
 }
 
-/* The reload's store read is done: compile it here, then start the next read if the
- * store changed meanwhile. */
+/* The reload's build is done: publish it, then start the next build if the store
+ * changed meanwhile. */
 static void on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, load_io));
@@ -685,7 +631,7 @@ static void on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
 	if (!g->load.running)
 		return;
 	gw_load_finish(&g->load);
-	gw_reload(g, &g->load.contents, g->load.rc, &g->load.diags, g->load.ms);
+	gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
 	if (g->reload_pending && !g->stopping) {
 		g->reload_pending = false;
 		loop_timer_arm(loop, &g->reload_timer, 0);
@@ -793,7 +739,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	if (qlen == 6 && strncmp(path, "/certs", 6) == 0) {
 		/* The credentials in use (never key material), for proxy-config secret. */
 		*ctype = "application/json";
+		pthread_mutex_lock(&g->secrets_mu);
 		secret_cache_json(g->params.secrets, body);
+		pthread_mutex_unlock(&g->secrets_mu);
 		return 200;
 	}
 	if (qlen == 17 && strncmp(path, "/stats/prometheus", 17) == 0) {
@@ -1078,8 +1026,6 @@ int main(int argc, char **argv)
 	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
 	struct sock_addr aaddr;
-	struct diags d = DIAGS_INIT;
-	struct gw_build_stats bst;
 	struct dns_opts dopts;
 	struct sbuf err = SBUF_INIT;
 	sigset_t mask;
@@ -1257,15 +1203,20 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	g.snap = gw_build(&g, &d, &bst);
+	pthread_mutex_init(&g.secrets_mu, NULL);
+	if (gw_load_init(&g.load, g.store, g.default_ns, &g.params, &g.secrets_mu) < 0)
+		fprintf(stderr, "egressgw: eventfd: %s; reloads will build on the main thread\n",
+		        strerror(errno));
+	gw_load_build(&g.load);
+	g.snap = g.load.snap;
 	if (!g.snap) {
-		diags_print(&d, stderr);
+		diags_print(&g.load.diags, stderr);
 		fprintf(stderr, "egressgw: the configuration in %s has errors; not starting\n", g.store);
 		return 1;
 	}
-	log_diags(&d, LOG_ERROR);
-	diags_free(&d);
-	gw_log_applied(g.snap, &bst);
+	log_diags(&g.load.diags, LOG_ERROR);
+	diags_free(&g.load.diags);
+	gw_log_applied(g.snap, &g.load.stats);
 	dns_jobs_start(&g, g.snap, NULL);
 
 	if (proxy_start(&g.proxy, workers, g.snap) < 0) {
@@ -1284,12 +1235,9 @@ int main(int argc, char **argv)
 	loop_io_init(&g.sig_io, signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), on_signal);
 	loop_io_add(g.loop, &g.sig_io, LOOP_READ);
 	loop_timer_init(&g.reload_timer, on_reload_timer);
-	if (gw_load_init(&g.load) == 0) {
+	if (g.load.efd >= 0) {
 		loop_io_init(&g.load_io, g.load.efd, on_load_done);
 		loop_io_add(g.loop, &g.load_io, LOOP_READ);
-	} else {
-		log_warn("config", "eventfd: %s; reloads read the store on the main thread",
-		         strerror(errno));
 	}
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
