@@ -23,8 +23,11 @@ import scale_ready  # noqa: E402  (bench/scale_ready.py: start, wait_ready, cpu_
 SMALL = 1500
 RATIO = 6.0
 # The target is 50 ms; the margin is for a machine shared with other builds, where
-# a thread may wait that long for a CPU.
-READY_MAX_S = 0.1
+# a thread may wait that long for a CPU. The publish step (DNS jobs for every cluster, the
+# old snapshot freed) still runs on the main thread, and AddressSanitizer makes it about 10x
+# slower: 1 s was seen at 6,000 hosts under ASan on a loaded machine.
+SANITIZED = b"__asan_init" in (BUILD / "egressgw").read_bytes()
+READY_MAX_S = 2.0 if SANITIZED else 0.1
 
 
 @pytest.fixture(scope="module")
