@@ -22,12 +22,13 @@ import scale_ready  # noqa: E402  (bench/scale_ready.py: start, wait_ready, cpu_
 
 SMALL = 1500
 RATIO = 6.0
-# The target is 50 ms; the margin is for a machine shared with other builds, where
-# a thread may wait that long for a CPU. The publish step (DNS jobs for every cluster, the
-# old snapshot freed) still runs on the main thread, and AddressSanitizer makes it about 10x
-# slower: 1 s was seen at 6,000 hosts under ASan on a loaded machine.
+# The target is 50 ms. The main thread's own work during a 6,000-host reload is
+# about 15 ms of CPU (perf: dns_jobs_start, the store watcher's rebuild); on this 2-core
+# machine shared with other builds /ready was seen at 40-235 ms, waiting for a CPU. The
+# bound fails a build that runs on the main thread again (1.5-2 s at 6,000 hosts).
+# AddressSanitizer makes the main thread's part about 10x slower (1 s seen).
 SANITIZED = b"__asan_init" in (BUILD / "egressgw").read_bytes()
-READY_MAX_S = 2.0 if SANITIZED else 0.1
+READY_MAX_S = 2.0 if SANITIZED else 0.5
 
 
 @pytest.fixture(scope="module")
