@@ -135,6 +135,9 @@ bool is_dns1123_subdomain(const char *s);      /* Kubernetes: lowercase, <= 253 
 bool is_istio_label(const char *s);            /* Istio's label check: any case, <= 63 */
 bool is_ip_address(const char *s);
 /* NULL if valid, else a static description of the problem (Istio's wording). */
+/* res_hosts.c: first[j] = the earliest i < j whose host overlaps hosts[j] (one matches
+ * the other, res_host_matches), or SIZE_MAX; O(n log n). */
+void res_hosts_first_overlap(const char *const *hosts, size_t n, size_t *first);
 const char *check_wildcard_domain(const char *host, char *buf, size_t bufsz);
 const char *check_fqdn(const char *host, char *buf, size_t bufsz);
 

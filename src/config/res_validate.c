@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1308,6 +1309,7 @@ static void vs_check_hosts(struct dctx *c, const struct ynode *map, const struct
 {
 	bool all_valid = true, sni = vs_has_sni(vs);
 	char buf[256];
+	size_t *first;
 
 	for (size_t i = 0; i < vs->hosts.n; i++) {
 		const char *h = vs->hosts.v[i], *e;
@@ -1328,15 +1330,14 @@ static void vs_check_hosts(struct dctx *c, const struct ynode *map, const struct
 	}
 	if (!all_valid)
 		return;
-	for (size_t i = 0; i < vs->hosts.n; i++) {
-		for (size_t j = i + 1; j < vs->hosts.n; j++) {
-			const char *a = vs->hosts.v[i], *b = vs->hosts.v[j];
-
-			if (res_host_matches(a, b) || res_host_matches(b, a))
-				ditem(c, DIAG_ERROR, map, "hosts", j, NULL, "duplicate hosts in virtual "
-				      "service: %.100s & %.100s", a, b);
-		}
-	}
+	/* Each host that overlaps an earlier one, reported once, against the first. */
+	first = xcalloc(vs->hosts.n + 1, sizeof(*first));
+	res_hosts_first_overlap((const char *const *)vs->hosts.v, vs->hosts.n, first);
+	for (size_t j = 0; j < vs->hosts.n; j++)
+		if (first[j] != SIZE_MAX)
+			ditem(c, DIAG_ERROR, map, "hosts", j, NULL, "duplicate hosts in virtual "
+			      "service: %.100s & %.100s", vs->hosts.v[first[j]], vs->hosts.v[j]);
+	free(first);
 }
 
 static void vs_check_sni(struct dctx *c, const struct ynode *map, const struct virtualservice *vs,

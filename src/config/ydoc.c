@@ -274,10 +274,12 @@ struct ybuild {
 	size_t depth, stack_cap;
 	struct yanchor *anchors;
 	size_t nanchors, anchors_cap;
-	size_t nnodes;
+	size_t nnodes;                  /* in the current document */
+	size_t alias_nodes, alias_bytes; /* added by alias expansion in it */
 	size_t docs_cap;
 	bool failed;
 	bool over_budget;
+	bool stop;                      /* a limit was passed: read no further */
 	struct ynode *root;
 	/* libyaml marks count characters; documents are cut by bytes. */
 	size_t bom, ci_char, ci_byte;
@@ -339,9 +341,9 @@ static struct ynode *yb_node(struct ybuild *b, enum ynode_type type, const yaml_
 	if (++b->nnodes > YDOC_MAX_NODES) {
 		if (!b->over_budget)
 			yb_err(b, (int)m->line + 1, (int)m->column + 1,
-			       "too many YAML nodes (more than %d; alias expansion?)",
-			       YDOC_MAX_NODES);
+			       "too many YAML nodes in one document (more than %d)", YDOC_MAX_NODES);
 		b->over_budget = true;
+		b->stop = true;
 		return NULL;
 	}
 	n = ya_alloc(b->a, sizeof(*n));
@@ -361,6 +363,7 @@ static struct ynode *yb_clone(struct ybuild *b, const struct ynode *src, size_t 
 	if (depth > YDOC_MAX_DEPTH) {
 		yb_err(b, src->line, src->col, "YAML nesting deeper than %d levels",
 		       YDOC_MAX_DEPTH);
+		b->stop = true;
 		return NULL;
 	}
 	n = yb_node(b, src->type, &m);
@@ -406,6 +409,13 @@ static void yb_anchor(struct ybuild *b, const char *name, struct ynode *n)
 {
 	if (!name || !n)
 		return;
+	if (b->nanchors == YDOC_MAX_ANCHORS) {
+		/* Each alias looks its anchor up among these. */
+		yb_err(b, n->line, n->col, "more than %d YAML anchors in one document",
+		       YDOC_MAX_ANCHORS);
+		b->stop = true;
+		return;
+	}
 	if (b->nanchors == b->anchors_cap) {
 		b->anchors_cap = b->anchors_cap ? b->anchors_cap * 2 : 8;
 		b->anchors = xrealloc(b->anchors, b->anchors_cap * sizeof(*b->anchors));
@@ -630,9 +640,11 @@ static void yb_open(struct ybuild *b, enum ynode_type type, const yaml_mark_t *m
 	if (tag && strcmp(tag, want) != 0 && strcmp(tag, "!") != 0)
 		yb_err(b, (int)m->line + 1, (int)m->column + 1, "unsupported YAML tag \"%s\"", tag);
 	if (b->depth >= YDOC_MAX_DEPTH) {
-		if (b->depth == YDOC_MAX_DEPTH)
-			yb_err(b, (int)m->line + 1, (int)m->column + 1,
-			       "YAML nesting deeper than %d levels", YDOC_MAX_DEPTH);
+		/* libyaml's scanner costs O(depth) per token in flow collections: reading a
+		 * 100,000-deep "[[[..." to its end took 18 s. Stop here. */
+		yb_err(b, (int)m->line + 1, (int)m->column + 1,
+		       "YAML nesting deeper than %d levels", YDOC_MAX_DEPTH);
+		b->stop = true;
 	} else {
 		n = yb_node(b, type, m);
 	}
@@ -700,6 +712,26 @@ static void yb_scalar(struct ybuild *b, const yaml_event_t *ev)
 	yb_add(b, n);
 }
 
+/* Adds the nodes and scalar bytes of the subtree n to the document's alias expansion;
+ * false (and stops counting) once either passes its limit. */
+static bool yb_alias_budget(struct ybuild *b, const struct ynode *n)
+{
+	b->alias_nodes++;
+	b->alias_bytes += n->type == YNODE_SCALAR ? n->len : 0;
+	if (b->alias_nodes > YDOC_MAX_ALIAS_NODES || b->alias_bytes > YDOC_MAX_ALIAS_BYTES)
+		return false;
+	if (n->type == YNODE_SEQ) {
+		for (size_t i = 0; i < n->n; i++)
+			if (!yb_alias_budget(b, n->items[i]))
+				return false;
+	} else if (n->type == YNODE_MAP) {
+		for (size_t i = 0; i < n->n; i++)
+			if (!yb_alias_budget(b, n->pairs[i].value))
+				return false;
+	}
+	return true;
+}
+
 static void yb_alias(struct ybuild *b, const yaml_event_t *ev)
 {
 	const char *name = (const char *)ev->data.alias.anchor;
@@ -721,6 +753,15 @@ static void yb_alias(struct ybuild *b, const yaml_event_t *ev)
 			n->str = ya_strndup(b->a, "", 0);
 			yb_add(b, n);
 		}
+		return;
+	}
+	/* Counted before copying, so that the error names the alias that passed the limit. */
+	if (!yb_alias_budget(b, b->anchors[i - 1].node)) {
+		yb_err(b, (int)m->line + 1, (int)m->column + 1, "YAML alias expansion too large: "
+		       "more than %d nodes or %d bytes in one document (an alias bomb?)",
+		       YDOC_MAX_ALIAS_NODES, YDOC_MAX_ALIAS_BYTES);
+		b->over_budget = true;
+		b->stop = true;
 		return;
 	}
 	n = yb_clone(b, b->anchors[i - 1].node, b->depth);
@@ -746,6 +787,7 @@ static void yb_doc_start(struct ybuild *b, const yaml_event_t *ev)
 	doc->line = (int)ev->start_mark.line + 1;
 	doc->start = yb_byte_offset(b, ev->start_mark.index);
 	b->root = NULL;
+	b->nnodes = b->alias_nodes = b->alias_bytes = 0;
 }
 
 static void yb_doc_end(struct ybuild *b, const yaml_event_t *ev)
@@ -875,7 +917,7 @@ int ydoc_parse(const char *file, const char *buf, size_t len, struct ystream *ou
 		abort();
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)out->src, len);
-	while (!done) {
+	while (!done && !b.stop) {
 		yaml_event_t ev;
 
 		if (!yaml_parser_parse(&parser, &ev)) {

@@ -3,7 +3,7 @@
  * libyaml's event stream is turned into a tree of ynode. Every node keeps its file,
  * 1-based line and column, so that later stages (decoding into typed resources,
  * validation) can report errors as FILE:LINE:COL. Anchors/aliases are expanded by
- * copying (bounded, see YDOC_MAX_NODES), since Istio YAML rarely uses them but kubectl
+ * copying (bounded, see YDOC_MAX_ALIAS_NODES), since Istio YAML rarely uses them but kubectl
  * accepts them. Tags other than the core schema's are rejected.
  *
  * Ownership: a ystream owns all its documents, nodes and strings; nothing in it may be
@@ -21,7 +21,16 @@
 #include "core/diag.h"
 #include "core/sbuf.h"
 
-#define YDOC_MAX_NODES 1000000  /* against alias bombs */
+/* Limits, each per document (a stream of 30,000 honest documents is not refused, as
+ * kubectl does not refuse it), each reported as an error at the node that passed it and
+ * ending the parse of that stream at once, so that hostile input costs milliseconds:
+ * nodes in one document; nodes that alias expansion adds to one document, and the scalar
+ * bytes those copies reference (alias bombs: every copy is read as a value later); anchors
+ * defined in one document. Nesting is limited to YDOC_MAX_DEPTH levels (ydoc.c). */
+#define YDOC_MAX_NODES        1000000
+#define YDOC_MAX_ALIAS_NODES  10000
+#define YDOC_MAX_ALIAS_BYTES  (1024 * 1024)
+#define YDOC_MAX_ANCHORS      10000
 
 enum ynode_type {
 	YNODE_NULL,    /* empty value, "~", "null" (plain) */

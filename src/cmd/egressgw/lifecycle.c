@@ -159,8 +159,10 @@ static void lc_on_cert_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct lc *lc = (struct lc *)((char *)t - offsetof(struct lc, cert_timer));
 
+	pthread_mutex_lock(lc->secrets_mu);
 	secret_cache_check_expiry(lc->secrets, time(NULL));
 	secret_cache_log_events(lc->secrets);
+	pthread_mutex_unlock(lc->secrets_mu);
 	loop_timer_arm(loop, t, LC_CERT_CHECK_MS);
 }
 

@@ -38,6 +38,8 @@
 #include "proxy/worker.h"
 #include "secrets/secret.h"
 
+#include <pthread.h>
+
 enum lc_state { LC_LIVE, LC_ANNOUNCING, LC_DRAINING, LC_DRAINED };
 
 struct lc {
@@ -57,6 +59,7 @@ struct lc {
 	/* Certificates in use: checked every LC_CERT_CHECK_MS for expiry, warned about in
 	 * the log (secret_cache_check_expiry). */
 	struct secret_cache *secrets;
+	pthread_mutex_t *secrets_mu;    /* held around it: a reload builds on a thread (load.h) */
 	struct loop_timer cert_timer;
 	/* --status: the read-only port for probes and scrapers; /stats/prometheus is
 	 * answered by the admin handler. */

@@ -6,6 +6,7 @@
  * data path. */
 #include "admin/admin.h"
 #include "cmd/egressgw/lifecycle.h"
+#include "cmd/egressgw/load.h"
 #include "config/store.h"
 #include "core/diag.h"
 #include "core/log.h"
@@ -215,6 +216,12 @@ struct gw {
 	 * last finishes (per cluster only at debug level: 10,000 clusters are 10,000 lines). */
 	size_t dns_first_pending, dns_first_ok, dns_first_failed;
 	uint64_t dns_first_start_ms;
+	/* A reload's store read runs on a thread (load.h); a change seen meanwhile starts
+	 * another read when this one is done. */
+	struct gw_load load;
+	struct loop_io load_io;
+	pthread_mutex_t secrets_mu;     /* the secret cache: builds and /certs */
+	bool reload_pending;
 };
 
 /* ---- DNS ---- */
@@ -482,47 +489,6 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 
 /* ---- configuration ---- */
 
-/* What a build read and how long its phases took, for the one summary line. */
-struct gw_build_stats {
-	size_t resources, files;
-	uint64_t read_ms, compile_ms, free_ms;
-};
-
-static uint64_t gw_now_ms(struct gw *g)
-{
-	loop_update_time(g->loop);
-	return loop_now_ms(g->loop);
-}
-
-static struct snap *gw_build(struct gw *g, struct diags *d, struct gw_build_stats *st)
-{
-	struct store_contents c = STORE_CONTENTS_INIT;
-	struct snap *s = NULL;
-	uint64_t t0 = gw_now_ms(g), t1, t2;
-
-	/* A Secret directory that cannot be read does not stop the rest of the
-	 * configuration: the secret cache keeps that Secret's last good version. */
-	if (store_load(g->store, g->default_ns, &c, d) == 0 || !diags_has_errors(d) ||
-	    secret_store_errors_only(d, g->store)) {
-		t1 = gw_now_ms(g);
-		s = snap_build(&c, &g->params, d);
-	} else {
-		t1 = gw_now_ms(g);
-	}
-	t2 = gw_now_ms(g);
-	st->resources = c.n;
-	st->files = c.nstreams;
-	store_contents_free(&c);
-	secret_cache_check_expiry(g->params.secrets, time(NULL));
-	/* The streams of a large store were most of the memory in use during the build, in
-	 * blocks too small for glibc to give back on its own. */
-	malloc_trim(0);
-	st->read_ms = t1 - t0;
-	st->compile_ms = t2 - t1;
-	st->free_ms = gw_now_ms(g) - t2;
-	return s;
-}
-
 static void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
 {
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
@@ -575,11 +541,13 @@ static bool fd_headroom(int n)
 	return k == n;
 }
 
-static void gw_reload(struct gw *g)
+/* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
+ * running configuration. */
+static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
+                      const struct gw_build_stats *st)
 {
-	struct diags d = DIAGS_INIT;
-	struct gw_build_stats st;
-	struct snap *s = gw_build(g, &d, &st), *old = g->snap;
+	struct diags d = *dp;
+	struct snap *old = g->snap;
 
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
@@ -618,7 +586,7 @@ static void gw_reload(struct gw *g)
 	secret_cache_log_events(g->params.secrets);
 	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
-	gw_log_applied(s, &st);
+	gw_log_applied(s, st);
 	if (old)
 		snap_unref(old);
 }
@@ -630,9 +598,9 @@ static void gw_reload_now(void *arg)
 {
 	struct gw *g = arg;
 
-	loop_timer_cancel(g->loop, &g->reload_timer);
-	watch_rebuild(g);
-	gw_reload(g);
+	/* The same path as a change the watcher saw, without the debounce: the build runs on
+	 * the load thread (or waits for the one running). */
+	loop_timer_arm(g->loop, &g->reload_timer, 0);
 }
 
 /* ---- store watcher ---- */
@@ -733,7 +701,32 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 		return;
 	}
 	watch_rebuild(g);
-	gw_reload(g);
+	if (g->load.running) {
+		g->reload_pending = true;
+		return;
+	}
+	if (gw_load_start(&g->load) < 0) {
+		/* No thread: build here, with the admin endpoint waiting meanwhile. */
+		gw_load_build(&g->load);
+		gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
+	}
+}
+
+/* The reload's build is done: publish it, then start the next build if the store
+ * changed meanwhile. */
+static void on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, load_io));
+
+	(void)ev;
+	if (!g->load.running)
+		return;
+	gw_load_finish(&g->load);
+	gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
+	if (g->reload_pending && !lc_draining(&g->lc)) {
+		g->reload_pending = false;
+		loop_timer_arm(loop, &g->reload_timer, 0);
+	}
 }
 
 /* ---- admin ---- */
@@ -861,7 +854,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	if (qlen == 6 && strncmp(path, "/certs", 6) == 0) {
 		/* The credentials in use (never key material), for proxy-config secret. */
 		*ctype = "application/json";
+		pthread_mutex_lock(&g->secrets_mu);
 		secret_cache_json(g->params.secrets, body);
+		pthread_mutex_unlock(&g->secrets_mu);
 		return 200;
 	}
 	if (qlen == 17 && strncmp(path, "/stats/prometheus", 17) == 0) {
@@ -895,7 +890,9 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 		prom_lines(body, &sum, prom_refused, ARRAY_SIZE(prom_refused));
 		prom_line(body, "downstream_cx_max", true, (unsigned long long)g->proxy.max_dcx);
 		lc_prom(&g->lc, body);
+		pthread_mutex_lock(&g->secrets_mu);
 		secret_cache_prom(g->params.secrets, time(NULL), body);
+		pthread_mutex_unlock(&g->secrets_mu);
 		admin_draining(g, body);
 		prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
 		return 200;
@@ -1175,8 +1172,6 @@ int main(int argc, char **argv)
 	long long max_conns = -1;      /* -1: derived from RLIMIT_NOFILE */
 	int workers = (int)sysconf(_SC_NPROCESSORS_ONLN), c;
 	struct sock_addr aaddr, saddr;
-	struct diags d = DIAGS_INIT;
-	struct gw_build_stats bst;
 	struct dns_opts dopts;
 	struct sbuf err = SBUF_INIT;
 
@@ -1369,16 +1364,21 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	g.snap = gw_build(&g, &d, &bst);
+	pthread_mutex_init(&g.secrets_mu, NULL);
+	if (gw_load_init(&g.load, g.store, g.default_ns, &g.params, &g.secrets_mu) < 0)
+		fprintf(stderr, "egressgw: eventfd: %s; reloads will build on the main thread\n",
+		        strerror(errno));
+	gw_load_build(&g.load);
+	g.snap = g.load.snap;
 	secret_cache_log_events(g.params.secrets);
 	if (!g.snap) {
-		diags_print(&d, stderr);
+		diags_print(&g.load.diags, stderr);
 		fprintf(stderr, "egressgw: the configuration in %s has errors; not starting\n", g.store);
 		return 1;
 	}
-	log_diags(&d, LOG_ERROR);
-	diags_free(&d);
-	gw_log_applied(g.snap, &bst);
+	log_diags(&g.load.diags, LOG_ERROR);
+	diags_free(&g.load.diags);
+	gw_log_applied(g.snap, &g.load.stats);
 	dns_jobs_start(&g, g.snap, NULL);
 
 	if (lc_check_listeners(g.snap, &g.proxy) < 0)
@@ -1399,6 +1399,7 @@ int main(int argc, char **argv)
 	g.lc.reload = gw_reload_now;
 	g.lc.arg = &g;
 	g.lc.secrets = g.params.secrets;
+	g.lc.secrets_mu = &g.secrets_mu;
 	if (lc_start(&g.lc, g.loop, &g.proxy) < 0) {
 		fprintf(stderr, "egressgw: signalfd: %s\n", strerror(errno));
 		return 1;
@@ -1411,6 +1412,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	loop_timer_init(&g.reload_timer, on_reload_timer);
+	if (g.load.efd >= 0) {
+		loop_io_init(&g.load_io, g.load.efd, on_load_done);
+		loop_io_add(g.loop, &g.load_io, LOOP_READ);
+	}
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
 	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
@@ -1452,6 +1457,9 @@ int main(int argc, char **argv)
 
 	proxy_stop(&g.proxy);
 	admin_stop(g.admin);
+	if (g.load.efd >= 0)
+		loop_io_del(g.loop, &g.load_io);
+	gw_load_fini(&g.load);
 	dns_jobs_stop(&g);
 	proxy_free(&g.proxy);
 	retire_collect(&g, true);
