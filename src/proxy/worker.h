@@ -28,6 +28,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "proxy/alog.h"
+#include "proxy/istats.h"
 #include "proxy/snap.h"
 
 struct tls_sess_cache;
@@ -109,6 +110,7 @@ struct worker {
 	bool draining;
 	_Atomic bool done;              /* drained and stopped */
 	struct wstats st;
+	struct istats *istats;          /* Istio's and per-cluster series (istats.h) */
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
@@ -148,6 +150,7 @@ struct proxy {
 	 * is the one counter every worker writes, once per connection opened and closed. */
 	uint64_t max_dcx;
 	_Atomic uint64_t dcx_open;
+	struct istats_self self;        /* the labels that describe this proxy (istats.h) */
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is

@@ -252,7 +252,7 @@ def test_registry_only_refuses_what_the_registry_does_not_name(tmp_path, nets, c
     t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
                     policy="REGISTRY_ONLY")
     try:
-        n = t.sidecar.stat("config_reloads")
+        n = t.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
         t.sidecar.wait_reloads(n + 1)
         r = t.curl("-sS", "-D", "-", "-o", "/dev/null", "http://other.test/x")
