@@ -5,6 +5,7 @@
  * cluster endpoints, the admin endpoint and signals. Workers (proxy/worker.c) run the
  * data path. */
 #include "admin/admin.h"
+#include "cmd/egressgw/envoy_admin.h"
 #include "config/store.h"
 #include "core/diag.h"
 #include "core/log.h"
@@ -33,6 +34,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define RELOAD_DEBOUNCE_MS 100
@@ -100,7 +102,8 @@ static const char usage[] =
 "  -h, --help               this text\n"
 "\n"
 "Admin endpoint: /ready, /stats/prometheus (Istio's standard metrics), /config_dump,\n"
-"/certs.\n"
+"/certs, and Envoy's /clusters, /server_info, /stats, /listeners, /memory (GET;\n"
+"?format=json where Envoy has it), /logging (GET lists, POST ?level=LEVEL sets).\n"
 "\n"
 "Sidecar: --role sidecar --namespace default --identity DIR --outbound 127.0.0.1:15001\n"
 "routes the application's requests with the VirtualServices bound to mesh and the\n"
@@ -153,6 +156,7 @@ struct gw {
 	struct dns_job *jobs;
 	size_t njobs;
 	bool stopping;
+	struct envoy_admin ea;          /* Envoy's admin endpoints (envoy_admin.c) */
 };
 
 /* ---- DNS ---- */
@@ -674,8 +678,9 @@ static void prom_lines(struct sbuf *body, const struct wstats_sum *sum,
 		prom_line(body, t[i].name, t[i].gauge, t[i].help, (unsigned long long)sum->v[t[i].idx]);
 }
 
-static void prom_render(struct gw *g, struct sbuf *body)
+static void prom_render(void *arg, struct sbuf *body)
 {
+	struct gw *g = arg;
 	struct wstats_sum sum;
 
 	proxy_stats(&g->proxy, &sum);
@@ -719,7 +724,10 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 {
 	struct gw *g = arg;
 	size_t qlen = strcspn(path, "?");
+	int rc = envoy_admin_handle(&g->ea, method, path, body, ctype);
 
+	if (rc)
+		return rc;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
 		sbuf_adds(body, "method not allowed\n");
 		return 405;
@@ -1196,6 +1204,17 @@ int main(int argc, char **argv)
 		else
 			fprintf(stderr, "egressgw: starting workers: %s\n", strerror(errno));
 		return 1;
+	}
+	{
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		g.ea = (struct envoy_admin){
+			.proxy = &g.proxy, .snap = &g.snap, .stopping = &g.stopping, .argc = argc,
+			.argv = argv, .workers = workers, .admin_addr = admin_addr,
+			.start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+			.prometheus = prom_render, .arg = &g,
+		};
 	}
 	g.admin = admin_start(g.loop, &aaddr, admin_handle, &g);
 	if (!g.admin) {

@@ -1,0 +1,131 @@
+"""Envoy's admin endpoints on egressgw's admin port (issue 16): /clusters (text, as
+cluster::endpoint::field::value, and ?format=json), /server_info, /stats (Envoy's
+`name: value` text, ?filter=, ?format=json), /listeners, /memory, /logging (GET lists,
+POST ?level= changes the process's level); mutations are POST-only."""
+import json
+import re
+import socket
+import time
+
+import pytest
+
+from gwlib import wait_until
+from sidecarlib import CNN, EGW_HOST
+from test_sidecar import Topology, apply_cnn, wait_routed
+
+
+def request(proxy, method, path):
+    with socket.create_connection(("127.0.0.1", proxy.admin_port), timeout=5) as s:
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n"
+                  f"Connection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    ctype = re.search(rb"^content-type: (.*?)\r$", head, re.M | re.I)
+    return int(head.split()[1]), (ctype[1].decode() if ctype else ""), body.decode()
+
+
+def bad_handshake(t):
+    """Not TLS, to the gateway's mutual TLS listener: a debug line says it failed."""
+    with socket.create_connection((t.gw_ip, 80), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        s.recv(100)
+    time.sleep(0.3)
+
+
+@pytest.fixture
+def topo(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
+    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    yield t
+    assert t.stop() == [0] * (1 + len(t.sidecars)), "egressgw did not exit 0 on SIGTERM"
+
+
+def test_envoy_admin_endpoints(topo):
+    t = topo
+    apply_cnn(t)
+    wait_routed(t)
+    gw, sc = t.gateway, t.sidecar
+    cl = f"outbound|443||{CNN}"
+
+    # /clusters: Envoy's text, one line per cluster::[endpoint::]field::value.
+    code, _, text = request(gw, "GET", "/clusters")
+    assert code == 200
+    lines = text.splitlines()
+    assert f"{cl}::observability_name::{cl}" in lines
+    assert f"{cl}::default_priority::max_connections::4294967295" in lines
+    assert f"{cl}::added_via_api::true" in lines
+    ep = f"{t.cnn_ip}:443"
+    assert f"{cl}::{ep}::hostname::{CNN}" in lines, text
+    assert f"{cl}::{ep}::health_flags::healthy" in lines
+    assert f"{cl}::{ep}::weight::1" in lines
+    assert all(len(line.split("::")) in (3, 4) for line in lines), text
+    code, ctype, body = request(gw, "GET", "/clusters?format=json")
+    assert code == 200 and ctype == "application/json"
+    st = {c["name"]: c for c in json.loads(body)["cluster_statuses"]}
+    hs = st[cl]["host_statuses"]
+    assert [h["address"]["socket_address"] for h in hs] == \
+        [{"address": t.cnn_ip, "port_value": 443}]
+    assert hs[0]["health_status"] == {"eds_health_status": "HEALTHY"}
+    # The sidecar's cluster for the gateway, with the gateway's address.
+    code, _, text = request(sc, "GET", "/clusters")
+    assert f"outbound|80|cnn|{EGW_HOST}::{t.gw_ip}:80::hostname::{EGW_HOST}" in text.splitlines()
+
+    # /server_info
+    code, ctype, body = request(gw, "GET", "/server_info")
+    info = json.loads(body)
+    assert code == 200 and ctype == "application/json"
+    assert info["state"] == "LIVE" and info["version"].startswith("egressgw/")
+    assert re.fullmatch(r"\d+s", info["uptime_current_epoch"])
+    assert info["command_line_options"]["concurrency"] == 1
+    assert "--role" in info["command_line_options"]["argv"]
+
+    # /stats: name: value, sorted; Envoy's cluster names.
+    code, _, text = request(gw, "GET", "/stats")
+    assert code == 200
+    names = [line.split(": ")[0] for line in text.splitlines()]
+    assert names == sorted(names)
+    assert [ln for ln in text.splitlines() if not re.fullmatch(r"\S+: \d+", ln)] == []
+    ok = int(re.search(rf"^cluster\.{re.escape(cl)}\.upstream_rq_2xx: (\d+)$", text, re.M)[1])
+    assert ok >= 1
+    assert int(re.search(rf"^cluster\.{re.escape(cl)}\.upstream_rq_total: (\d+)$", text, re.M)[1]) >= ok
+    assert re.search(r"^egressgw\.downstream_rq_total: [1-9]", text, re.M)
+    code, _, text = request(gw, "GET", "/stats?filter=upstream_rq_2xx")
+    assert text.splitlines() == [f"cluster.{cl}.upstream_rq_2xx: {ok}"], text
+    code, _, body = request(gw, "GET", "/stats?format=json&filter=config_reloads")
+    assert json.loads(body)["stats"][0]["name"] == "egressgw.config_reloads_total"
+    assert request(gw, "GET", "/stats?filter=(")[0] == 400
+
+    # /listeners
+    code, _, text = request(gw, "GET", "/listeners")
+    assert code == 200 and re.search(rf"^\S+_80::{re.escape(t.gw_ip)}:80$", text, re.M), text
+    code, _, text = request(sc, "GET", "/listeners?format=json")
+    names = [ls["name"] for ls in json.loads(text)["listener_statuses"]]
+    assert "virtualOutbound" in names
+
+    # /memory
+    code, ctype, body = request(gw, "GET", "/memory")
+    mem = json.loads(body)
+    assert code == 200 and int(mem["allocated"]) > 0 and int(mem["total_physical_bytes"]) > 0
+
+    # /logging: GET lists; a change needs POST; then debug lines appear, and stop.
+    code, _, text = request(gw, "GET", "/logging")
+    assert code == 200 and text.startswith("active loggers:") and "  fwd: debug" in text
+    assert request(gw, "GET", "/logging?level=info")[0] == 405
+    assert request(gw, "PUT", "/logging?level=info")[0] == 405
+    assert request(gw, "POST", "/logging?fwd=info")[0] == 400
+    assert request(gw, "POST", "/logging?level=loud")[0] == 400
+    code, _, text = request(gw, "POST", "/logging?level=warning")
+    assert code == 200 and "  fwd: warning" in text
+    before = gw.stderr().count("downstream TLS from")
+    bad_handshake(t)
+    assert gw.stderr().count("downstream TLS from") == before
+    assert request(gw, "POST", "/logging?level=debug")[0] == 200
+    bad_handshake(t)
+    wait_until(lambda: gw.stderr().count("downstream TLS from") > before, what="debug line")
+    assert json.loads(request(gw, "GET", "/server_info")[2])["command_line_options"][
+        "log_level"] == "debug"
+
+    # The other Envoy endpoints answer GET only.
+    for path in ("/clusters", "/server_info", "/stats", "/listeners", "/memory"):
+        assert request(gw, "POST", path)[0] == 405, path
