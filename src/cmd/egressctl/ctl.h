@@ -25,6 +25,7 @@
  * "proxy-config". */
 #define CTL_COMMANDS(X) \
 	X(apply,  "Apply a configuration to the store by file name or stdin") \
+	X(diff,   "Diff the store against the would-be applied version") \
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
