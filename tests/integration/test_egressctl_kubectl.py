@@ -68,3 +68,37 @@ def test_diff_prints_kubectl_layout_and_exit_codes(ctl, walkthrough, tmp_path):
     assert "8443" not in ctl.ok("get", "serviceentry", "cnn", "-o", "yaml")
     assert ctl("diff", "-f", tmp_path / "missing.yaml").rc > 1
     assert ctl("diff", "-f", "-", input="kind: Nope\n").rc > 1
+
+
+def se_yaml(name, labels):
+    lab = "".join(f"    {k}: \"{v}\"\n" for k, v in labels.items())
+    return (f"apiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\nmetadata:\n"
+            f"  name: {name}\n" + (f"  labels:\n{lab}" if labels else "") +
+            f"spec:\n  hosts: [{name}.example.com]\n  ports:\n  - number: 443\n"
+            f"    name: https\n    protocol: HTTPS\n  resolution: DNS\n")
+
+
+def test_get_selector_as_kubectl(ctl):
+    ctl.ok("apply", "-f", "-", input="---\n".join([
+        se_yaml("a", {"app": "web", "tier": "front"}), se_yaml("b", {"app": "web", "tier": "back"}),
+        se_yaml("c", {"app": "db"}), se_yaml("d", {})]))
+
+    def names(*sel):
+        return ctl.ok("get", "se", "-o", "name", *sel).split()
+
+    assert names("-l", "app=web") == ["serviceentry.networking.istio.io/a",
+                                      "serviceentry.networking.istio.io/b"]
+    assert names("--selector", "app==web,tier!=front") == ["serviceentry.networking.istio.io/b"]
+    assert names("-l", "tier") == ["serviceentry.networking.istio.io/a",
+                                   "serviceentry.networking.istio.io/b"]
+    assert names("-l", "!app") == ["serviceentry.networking.istio.io/d"]
+    assert names("-l", "app in (db, web),tier notin (back)") == \
+        ["serviceentry.networking.istio.io/a", "serviceentry.networking.istio.io/c"]
+    assert names("-l", "app!=web") == ["serviceentry.networking.istio.io/c",
+                                       "serviceentry.networking.istio.io/d"]
+    r = ctl("get", "se", "-l", "app=nothing")
+    assert (r.rc, r.out, r.err) == (0, "", "No resources found in default namespace.\n")
+    r = ctl("get", "se", "a", "-l", "app=web")
+    assert r.rc == 1 and r.err == "error: name cannot be provided when a selector is specified\n"
+    r = ctl("get", "se", "-l", "app in (web")
+    assert r.rc == 1 and r.err.startswith("error: unable to parse requirement")

@@ -112,6 +112,32 @@ struct ynode *ctl_normalise(struct ystream *s, const struct ynode *doc, const ch
  * base64, kind, metadata, type). Secret trees must be wiped (store_cleanse_tree). */
 struct ynode *ctl_output_doc(struct ystream *out, const struct store_entry *e);
 
+/* ---- label selectors, kubectl -l (selector.c) ---- */
+
+enum ctl_sel_op {
+	CTL_SEL_EQ, CTL_SEL_NE, CTL_SEL_IN, CTL_SEL_NOTIN, CTL_SEL_EXISTS, CTL_SEL_NOT_EXISTS,
+};
+
+struct ctl_sel_req {
+	enum ctl_sel_op op;
+	const char *key;
+	const char *values[16];
+	size_t nvalues;
+};
+
+struct ctl_selector {
+	struct ctl_sel_req reqs[32];
+	size_t n;
+	char *buf;                      /* the parsed copy the strings point into */
+};
+
+/* Parses "app=x,tier!=y,env in (a,b),!legacy". Returns 0, or -1 after printing kubectl's
+ * "unable to parse requirement" error. ctl_selector_free in either case. */
+int ctl_selector_parse(const char *s, struct ctl_selector *sel);
+void ctl_selector_free(struct ctl_selector *sel);
+/* True when doc's metadata.labels satisfy every requirement. */
+bool ctl_selector_match(const struct ctl_selector *sel, const struct ynode *doc);
+
 /* kubectl's "NotFound" line on stderr. */
 void ctl_not_found(const struct res_kind_info *k, const char *name);
 

@@ -19,6 +19,7 @@ static const char get_usage[] =
 	"\n"
 	"Usage:\n"
 	"  egressctl get KIND[,KIND...] [NAME...] [-n NAMESPACE | -A] [-o yaml|json|name]\n"
+	"  egressctl get KIND[,KIND...] -l SELECTOR [-n NAMESPACE | -A] [-o ...]\n"
 	"  egressctl get KIND/NAME... [-n NAMESPACE] [-o yaml|json|name]\n"
 	"\n"
 	"Examples:\n"
@@ -30,6 +31,8 @@ static const char get_usage[] =
 	"Flags:\n"
 	"  -A, --all-namespaces    list resources of every namespace\n"
 	"  -o, --output FORMAT     yaml, json or name (default: a table)\n"
+	"  -l, --selector SEL      only objects whose labels match (app=x,tier!=y,\n"
+	"                          env in (a,b),!legacy), as kubectl -l\n"
 	"      --no-headers        leave out the table's header line\n"
 	"  -n, --namespace NS      the namespace (default \"default\")\n"
 	"      --store DIR         the store directory\n";
@@ -53,6 +56,7 @@ struct get_req {
 	const char *ns;
 	enum get_format format;
 	bool no_headers;
+	const struct ctl_selector *sel; /* -l: only matching objects; NULL: all */
 };
 
 static struct get_group *get_group_for(struct get_req *q, const struct res_kind_info *k)
@@ -162,7 +166,8 @@ static int get_select(struct get_req *q, const struct store_contents *store)
 			const struct store_entry *e = &store->v[j];
 
 			if (e->res.kind == g->k->kind &&
-			    (q->all_ns || strcmp(e->res.namespace, q->ns) == 0))
+			    (q->all_ns || strcmp(e->res.namespace, q->ns) == 0) &&
+			    (!q->sel || ctl_selector_match(q->sel, e->res.node)))
 				get_add_entry(g, e);
 		}
 		if (g->n > 1)
@@ -425,10 +430,12 @@ static int get_format_parse(const char *o, enum get_format *f)
 int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
-	const char *output = NULL;
+	const char *output = NULL, *selector = NULL;
 	struct get_req q;
+	struct ctl_selector sel;
 	const struct ctl_flag flags[] = {
 		{ "output", 'o', CTL_FLAG_STR, &output },
+		{ "selector", 'l', CTL_FLAG_STR, &selector },
 		{ "all-namespaces", 'A', CTL_FLAG_BOOL, &q.all_ns },
 		{ "no-headers", 0, CTL_FLAG_BOOL, &q.no_headers },
 		{ NULL, 0, CTL_FLAG_BOOL, NULL },
@@ -439,6 +446,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	int rc = 1, missing;
 
 	memset(&q, 0, sizeof(q));
+	memset(&sel, 0, sizeof(sel));
 	if (ctl_parse(c, argc, argv, flags, &pos, &help) < 0)
 		goto out;
 	if (help) {
@@ -450,6 +458,15 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	if (get_format_parse(output, &q.format) < 0 || get_targets(&q, &pos, scratch) < 0)
 		goto out;
 	q.ns = ctl_namespace(c);
+	if (selector) {
+		if (q.named) {
+			fprintf(stderr, "error: name cannot be provided when a selector is specified\n");
+			goto out;
+		}
+		if (ctl_selector_parse(selector, &sel) < 0)
+			goto out;
+		q.sel = &sel;
+	}
 	if (q.all_ns && q.named) {
 		fprintf(stderr, "error: a resource cannot be retrieved by name across all "
 		        "namespaces\n");
@@ -490,6 +507,7 @@ out:
 	for (size_t i = 0; scratch && i < pos.n; i++)
 		free(scratch[i]);
 	free(scratch);
+	ctl_selector_free(&sel);
 	store_contents_free(&store);
 	ctl_strs_free(&pos);
 	return rc;
