@@ -102,3 +102,58 @@ def test_get_selector_as_kubectl(ctl):
     assert r.rc == 1 and r.err == "error: name cannot be provided when a selector is specified\n"
     r = ctl("get", "se", "-l", "app in (web")
     assert r.rc == 1 and r.err.startswith("error: unable to parse requirement")
+
+
+def vs_mesh_yaml(name, host):
+    return (f"apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata:\n"
+            f"  name: {name}\nspec:\n  hosts: [{host}]\n  http:\n  - route:\n"
+            f"    - destination: {{host: {host}}}\n")
+
+
+def test_analyze_file_before_apply_and_new_codes(ctl, walkthrough, tmp_path):
+    # The walkthrough's SIMPLE origination without caCertificates, at port 443: IST0129 (a
+    # Warning, exit 0), found in the file before it is applied; nothing is written.
+    f = walkthrough / "03-virtualservice-destinationrule-cnn.yaml"
+    r = ctl("analyze", "-f", walkthrough / "01-serviceentry-cnn.yaml", "-f",
+            walkthrough / "02-gateway-destinationrule-cnn.yaml", "-f", f)
+    assert r.rc == 0, r.err
+    assert r.out == ("Warning [IST0129] (DestinationRule default/originate-tls-for-edition-cnn-com) "
+                     "DestinationRule originate-tls-for-edition-cnn-com in namespace default has "
+                     "TLS mode set to SIMPLE but no caCertificates are set to validate server "
+                     "identity for host: edition.cnn.com at port 443\n"), r.out
+    assert "No resources found" in ctl("get", "dr").err
+    # Destination level: IST0128; port level: IST0129.
+    top = ("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n"
+           "  name: t\nspec:\n  host: y.example.com\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n")
+    r = ctl("analyze", "-f", "-", input=top)
+    assert r.out == ("Warning [IST0128] (DestinationRule default/t) DestinationRule t in namespace "
+                     "default has TLS mode set to SIMPLE but no caCertificates are set to "
+                     "validate server identity for host: y.example.com\n"), r.out
+    dr = ("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n"
+          "  name: p\nspec:\n  host: x.example.com\n  trafficPolicy:\n    portLevelSettings:\n"
+          "    - port: {number: 8443}\n      tls: {mode: MUTUAL, clientCertificate: /c.pem, "
+          "privateKey: /k.pem}\n")
+    r = ctl("analyze", "-f", "-", input=dr)
+    assert r.out == ("Warning [IST0129] (DestinationRule default/p) DestinationRule p in namespace "
+                     "default has TLS mode set to MUTUAL but no caCertificates are set to "
+                     "validate server identity for host: x.example.com at port 8443\n"), r.out
+    r = ctl("analyze", "-f", "-", input=dr.replace("privateKey: /k.pem", "privateKey: /k.pem, "
+                                                   "caCertificates: /ca.pem"))
+    assert (r.rc, r.out) == (0, "")
+    # IST0109: two mesh VirtualServices for one host, on each of them; an Error (79).
+    ctl.ok("apply", "-f", "-", input=vs_mesh_yaml("a", "svc.example.com"))
+    r = ctl("analyze", "-f", "-", input=vs_mesh_yaml("b", "svc.example.com"))
+    assert r.rc == 79
+    msg = ("The VirtualServices default/a,default/b associated with mesh gateway define the same "
+           "host svc.example.com which can lead to undefined behavior. This can be fixed by "
+           "merging the conflicting VirtualServices into a single resource.")
+    assert r.out.splitlines() == [f"Error [IST0109] (VirtualService default/a) {msg}",
+                                  f"Error [IST0109] (VirtualService default/b) {msg}"], r.out
+    # The same file applied over itself (a replaces a) is no conflict.
+    assert ctl("analyze", "-f", "-", input=vs_mesh_yaml("a", "svc.example.com")).rc == 0
+    # IST0101 names the namespace it searched.
+    cred = dr.replace("clientCertificate: /c.pem, privateKey: /k.pem", "credentialName: cc")
+    r = ctl("analyze", "-f", "-", input=cred)
+    assert 'Referenced credentialName not found: "cc" (no Secret cc in namespace istio-system, ' \
+           'where the gateway reads it)' in r.out, r.out
+    assert ctl("analyze", "-f", tmp_path / "missing.yaml").rc == 1
