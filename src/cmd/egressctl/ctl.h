@@ -32,6 +32,7 @@
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
 	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
+	X(explain_request, "Ask a running proxy how it would handle a request, without sending it") \
 	X(analyze, "Find references that do not resolve and credentials that do not load")
 
 /* Options every command accepts, before or after its name. */
@@ -111,6 +112,16 @@ struct ynode *ctl_normalise(struct ystream *s, const struct ynode *doc, const ch
  * document with its namespace, or for a Secret kubectl's layout (apiVersion, data in
  * base64, kind, metadata, type). Secret trees must be wiped (store_cleanse_tree). */
 struct ynode *ctl_output_doc(struct ystream *out, const struct store_entry *e);
+
+/* ---- the admin endpoint (proxyconfig.c) ---- */
+
+struct sock_addr;
+/* The admin address from an ADMIN_ADDR word (NULL: $EGRESSGW_ADMIN, else 127.0.0.1:15000)
+ * and its text. Returns 0, or -1 after printing the error. */
+int ctl_admin_addr(const char *word, struct sock_addr *out, char *text, size_t n);
+/* GET path; the body of a 200 answer goes to body. Returns 0, or -1 after printing. */
+int ctl_admin_get(const struct sock_addr *a, const char *addr, const char *path,
+                  struct sbuf *body);
 
 /* ---- label selectors, kubectl -l (selector.c) ---- */
 

@@ -1018,3 +1018,16 @@ out:
 	ctl_strs_free(&pos);
 	return rc;
 }
+
+/* ---- for other commands (explain-request) ---- */
+
+int ctl_admin_addr(const char *word, struct sock_addr *out, char *text, size_t n)
+{
+	return pc_admin_addr(word, out, text, n);
+}
+
+int ctl_admin_get(const struct sock_addr *a, const char *addr, const char *path,
+                  struct sbuf *body)
+{
+	return pc_fetch(a, addr, path, body);
+}

@@ -10,11 +10,14 @@
  * - /logging: one process-wide level; Envoy's per-logger levels are refused (400).
  *   Envoy's trace and critical map to debug and error.
  * - /stats: the counters and gauges of /stats/prometheus (not Istio's label-heavy
- *   families), named as Envoy names them (cluster.NAME.upstream_rq_total). */
+ *   families), named as Envoy names them (cluster.NAME.upstream_rq_total).
+ * And one of egressgw's own, answered here as well: /explain?url=URL[&method=M][&h=N:V...]
+ * (proxy/explain.h), for egressctl explain-request. */
 #include "cmd/egressgw/envoy_admin.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "proxy/cluster.h"
+#include "proxy/explain.h"
 #include "proxy/snap.h"
 
 #include <malloc.h>
@@ -464,6 +467,56 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
 	return rc;
 }
 
+/* /explain: every h= parameter is a header "Name: value". */
+static int explain(const struct envoy_admin *ea, const char *path, struct sbuf *body,
+                   const char **ctype)
+{
+	char url[2048], method[32], hbuf[16][512];
+	const char *headers[16];
+	struct explain_req q = { 0 };
+	struct sbuf err = SBUF_INIT;
+	const char *p = strchr(path, '?');
+	int rc = 200;
+
+	if (!query_param(path, "url", url, sizeof(url))) {
+		sbuf_adds(body, "want /explain?url=http://HOST/PATH[&method=GET][&h=Name:%20value]\n");
+		return 400;
+	}
+	q.url = url;
+	q.method = query_param(path, "method", method, sizeof(method));
+	/* Each "h=" in turn: query_param finds the first after the position given. */
+	while (p && q.nheaders < ARRAY_SIZE(headers)) {
+		const char *h = strstr(p, "&h=");
+
+		if (!h && strncmp(p, "?h=", 3) == 0)
+			h = p;
+		if (!h)
+			break;
+		{
+			char sub[600];
+
+			snprintf(sub, sizeof(sub), "?%.*s", (int)strcspn(h + 1, "&"), h + 1);
+			if (query_param(sub, "h", hbuf[q.nheaders], sizeof(hbuf[0])))
+				headers[q.nheaders] = hbuf[q.nheaders], q.nheaders++;
+		}
+		p = h + 3;
+	}
+	q.headers = headers;
+	q.registry_only = ea->proxy->outbound_policy == PROXY_REGISTRY_ONLY;
+	if (!*ea->snap) {
+		sbuf_adds(body, "no configuration loaded yet\n");
+		return 503;
+	}
+	if (explain_request(*ea->snap, &q, body, &err) < 0) {
+		sbuf_addf(body, "%s\n", sbuf_str(&err));
+		rc = 400;
+	} else {
+		*ctype = "application/json";
+	}
+	sbuf_free(&err);
+	return rc;
+}
+
 int envoy_admin_handle(const struct envoy_admin *ea, const char *method, const char *path,
                        struct sbuf *body, const char **ctype)
 {
@@ -477,10 +530,12 @@ int envoy_admin_handle(const struct envoy_admin *ea, const char *method, const c
 		return logging(method, path, body);
 	}
 	if (!IS("/server_info") && !IS("/clusters") && !IS("/listeners") && !IS("/memory") &&
-	    !IS("/stats"))
+	    !IS("/stats") && !IS("/explain"))
 		return 0;
 	if (!get)
 		goto not_allowed;
+	if (IS("/explain"))
+		return explain(ea, path, body, ctype);
 	if (IS("/server_info")) {
 		*ctype = "application/json";
 		return server_info(ea, body);
