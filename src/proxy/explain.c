@@ -55,14 +55,7 @@ static void ex_route(struct snap_json *j, const struct route *r)
 	snap_json_obj_begin(j, "route");
 	snap_json_str(j, "name", r->name);
 	snap_json_str(j, "virtual_service", r->vs);
-	if (r->file) {
-		char at[1100];
-
-		snprintf(at, sizeof(at), "%s:%d", r->file, r->line);
-		snap_json_str(j, "source", at);
-	} else {
-		snap_json_null(j, "source");
-	}
+	snap_json_route_source(j, r);
 	if (r->timeout_ms)
 		snap_json_int(j, "timeout_ms", r->timeout_ms);
 	snap_json_obj_end(j);

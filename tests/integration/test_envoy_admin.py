@@ -7,11 +7,9 @@ import re
 import socket
 import time
 
-import pytest
-
 from gwlib import wait_until
 from sidecarlib import CNN, EGW_HOST
-from test_sidecar import Topology, apply_cnn, wait_routed
+from test_sidecar import apply_cnn, topo, wait_routed  # noqa: F401 (topo: the fixture)
 
 
 def request(proxy, method, path):
@@ -32,13 +30,6 @@ def bad_handshake(t):
         s.sendall(b"GET / HTTP/1.1\r\n\r\n")
         s.recv(100)
     time.sleep(0.3)
-
-
-@pytest.fixture
-def topo(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
-    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
-    yield t
-    assert t.stop() == [0] * (1 + len(t.sidecars)), "egressgw did not exit 0 on SIGTERM"
 
 
 def test_envoy_admin_endpoints(topo):

@@ -9,10 +9,8 @@ import json
 import re
 import time
 
-import pytest
-
 from sidecarlib import CNN, EGW_HOST, NGINX_HOST
-from test_sidecar import Topology, apply_cnn, wait_routed
+from test_sidecar import apply_cnn, topo, wait_routed  # noqa: F401 (topo: the fixture)
 
 NR_YAML = """apiVersion: networking.istio.io/v1beta1
 kind: ServiceEntry
@@ -44,13 +42,6 @@ def wait_explain(t, proxy, url, want, rc=0, timeout=10.0):
             return e
         assert time.time() < deadline, (r.out, r.err)
         time.sleep(0.2)
-
-
-@pytest.fixture
-def topo(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
-    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
-    yield t
-    assert t.stop() == [0] * (1 + len(t.sidecars)), "egressgw did not exit 0 on SIGTERM"
 
 
 def explain(t, proxy, url, *args, rc=0):

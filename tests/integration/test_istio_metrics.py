@@ -8,10 +8,8 @@ import re
 import subprocess
 import time
 
-import pytest
-
 from sidecarlib import CNN, EGW_HOST, LOG_RE
-from test_sidecar import Topology, apply_cnn, wait_routed
+from test_sidecar import apply_cnn, topo, wait_routed  # noqa: F401 (topo: the fixture)
 
 SLEEP_SPIFFE = "spiffe://cluster.local/ns/default/sa/sleep"
 # Envoy's default histogram buckets, which Istio keeps for its three histograms.
@@ -110,13 +108,6 @@ def histogram_ok(samples, name, labels):
     count = total(samples, name + "_count", **labels)
     assert counts[-1] == count
     return dict(zip(les, counts)), total(samples, name + "_sum", **labels), count
-
-
-@pytest.fixture
-def topo(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs):
-    t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
-    yield t
-    assert t.stop() == [0] * (1 + len(t.sidecars)), "egressgw did not exit 0 on SIGTERM"
 
 
 def known_load(t, sc, pace=0.0, before_load=None):
