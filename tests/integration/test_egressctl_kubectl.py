@@ -2,7 +2,9 @@
 command (cobra's wording and rule), apply --dry-run=client|server (kubectl's suffixes,
 nothing written), diff -f (kubectl diff's layout: diff -u -N of LIVE and MERGED
 directories; exit 0 no differences, 1 differences, >1 errors)."""
+import os
 import re
+import subprocess
 
 
 def test_mistyped_command_suggests_as_kubectl(ctl):
@@ -157,3 +159,35 @@ def test_analyze_file_before_apply_and_new_codes(ctl, walkthrough, tmp_path):
     assert 'Referenced credentialName not found: "cc" (no Secret cc in namespace istio-system, ' \
            'where the gateway reads it)' in r.out, r.out
     assert ctl("analyze", "-f", tmp_path / "missing.yaml").rc == 1
+
+
+def complete(ctl, line, store):
+    """What bash offers for the last word of line, with `egressctl completion bash`
+    sourced (the script as a user installs it)."""
+    script = ctl.ok("completion", "bash")
+    words = line.split(" ")
+    prog = (f'{script}\nCOMP_WORDS=({" ".join(repr(w) for w in words)})\n'
+            f'COMP_CWORD={len(words) - 1}\n_egressctl\nprintf "%s\\n" "${{COMPREPLY[@]}}"\n')
+    env = dict(os.environ, PATH=f"{ctl.binary.parent}:{os.environ['PATH']}")
+    p = subprocess.run(["bash", "--norc", "-c", prog], capture_output=True, text=True, env=env,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    return sorted(x for x in p.stdout.splitlines() if x)
+
+
+def test_completion_bash(ctl, store):
+    assert complete(ctl, "egressctl ap", store) == ["apply"]
+    assert complete(ctl, "egressctl pro", store) == ["proxy-config"]
+    assert "explain-request" in complete(ctl, "egressctl ", store)
+    assert complete(ctl, "egressctl get virtual", store) == ["virtualservice"]
+    ctl.ok("apply", "-f", "-", input="---\n".join([se_yaml("alpha", {}), se_yaml("beta", {})]))
+    assert complete(ctl, f"egressctl --store {store} get se ", store) == ["alpha", "beta"]
+    assert complete(ctl, f"egressctl --store {store} get se al", store) == ["alpha"]
+    assert complete(ctl, "egressctl apply --dry-run ", store) == ["client", "none", "server"]
+    assert complete(ctl, "egressctl completion ", store) == ["bash", "zsh"]
+    zsh = ctl.ok("completion", "zsh")
+    assert zsh.startswith("#compdef egressctl\n") and "bashcompinit" in zsh
+    r = ctl("completion")
+    assert r.rc == 1 and r.err.startswith("error: Shell not specified.")
+    r = ctl("completion", "fish")
+    assert r.rc == 1 and r.err == 'error: Unsupported shell type "fish".\n'

@@ -33,6 +33,7 @@
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
 	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
 	X(explain_request, "Ask a running proxy how it would handle a request, without sending it") \
+	X(completion, "Output shell completion code for bash or zsh") \
 	X(analyze, "Find references that do not resolve and credentials that do not load")
 
 /* Options every command accepts, before or after its name. */
