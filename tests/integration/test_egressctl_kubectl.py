@@ -191,3 +191,34 @@ def test_completion_bash(ctl, store):
     assert r.rc == 1 and r.err.startswith("error: Shell not specified.")
     r = ctl("completion", "fish")
     assert r.rc == 1 and r.err == 'error: Unsupported shell type "fish".\n'
+
+
+def test_explain_kind_fields_from_the_decoder_tables(ctl):
+    out = ctl.ok("explain", "destinationrule.spec.trafficPolicy.tls")
+    assert out.startswith("GROUP:      networking.istio.io\nKIND:       DestinationRule\n"
+                          "VERSION:    v1\n\nFIELD: tls <Object>\n\nDESCRIPTION:\n")
+    fields = re.findall(r"^  (\w+)\t(<[^>]+>)$", out, re.M)
+    assert ("mode", "<string>") in fields and ("subjectAltNames", "<[]string>") in fields
+    assert ("insecureSkipVerify", "<boolean>") in fields and ("credentialName", "<string>") in fields
+    assert [f for f, _ in fields] == sorted(f for f, _ in fields)     # kubectl sorts them
+    assert "One of: DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL" in out
+    # Every field explain lists is one apply accepts, and an unknown one apply refuses.
+    out = ctl.ok("explain", "se.spec")
+    assert re.search(r"^  hosts\t<\[\]string>$", out, re.M)
+    assert re.search(r"^  ports\t<\[\]Object>$", out, re.M)
+    # A field of Istio's API egressgw does not implement says so (and apply warns).
+    out = ctl.ok("explain", "vs.spec.http")
+    assert re.search(r"^  corsPolicy\t<Object>\n    Not implemented by egressgw", out, re.M)
+    r = ctl("apply", "-f", "-", input=(
+        "apiVersion: networking.istio.io/v1beta1\nkind: VirtualService\nmetadata: {name: c}\n"
+        "spec:\n  hosts: [c.example.com]\n  http:\n  - corsPolicy: {allowOrigins: []}\n"
+        "    route: [{destination: {host: c.example.com}}]\n"))
+    assert r.rc == 0 and "corsPolicy" in r.err and "arning" in r.err, r.err
+    out = ctl.ok("explain", "gateway.networking.istio.io.spec.servers.port.number")
+    assert "FIELD: number <integer>" in out and "A port number, 1-65535." in out
+    out = ctl.ok("explain", "secret")
+    assert re.search(r"^  data\t<map\[string\]string>$", out, re.M)
+    r = ctl("explain", "vs.spec.http.bogus")
+    assert (r.rc, r.err) == (1, 'error: field "bogus" does not exist\n')
+    r = ctl("explain", "nope.spec")
+    assert (r.rc, r.err) == (1, 'error: the server doesn\'t have a resource type "nope"\n')

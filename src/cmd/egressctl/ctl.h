@@ -29,6 +29,7 @@
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
+	X(explain, "Describe the fields of a kind (KIND.field.path), from the decoder's tables") \
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
 	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
