@@ -120,3 +120,28 @@ def test_envoy_admin_endpoints(topo):
     # The other Envoy endpoints answer GET only.
     for path in ("/clusters", "/server_info", "/stats", "/listeners", "/memory"):
         assert request(gw, "POST", path)[0] == 405, path
+
+
+def test_proxy_config_file_reads_a_saved_config_dump(topo, tmp_path):
+    t = topo
+    apply_cnn(t)
+    wait_routed(t)
+    code, _, dump = request(t.gateway, "GET", "/config_dump")
+    assert code == 200
+    saved = tmp_path / "dump.json"
+    saved.write_text(dump)
+    for kind in ("cluster", "route", "listener"):
+        live = t.proxyctl("proxy-config", kind)
+        assert live.returncode == 0, live.stderr
+        r = t.ctl("proxy-config", kind, "--file", saved)
+        assert (r.rc, r.out) == (0, live.stdout), (kind, r.err)
+    assert "originate-tls-for-edition-cnn-com.default" in \
+        t.ctl.ok("proxy-config", "cluster", "-f", saved)
+    # The proxy can be gone: the file is all it needs.
+    t.gateway.stop()
+    r = t.ctl("proxy-config", "route", "--file", saved, "-o", "json")
+    assert r.rc == 0 and json.loads(r.out)
+    r = t.ctl("proxy-config", "secret", "--file", saved)
+    assert r.rc == 1 and "--file holds a config_dump" in r.err
+    r = t.ctl("proxy-config", "cluster", "--file", tmp_path / "missing.json")
+    assert r.rc == 1 and "missing.json" in r.err

@@ -49,6 +49,8 @@ static const char pc_usage[] =
 static const char pc_usage_common[] =
 	"  -o, --output FORMAT       short (the table; default), json or yaml: the selected\n"
 	"                            items as the gateway's admin page has them\n"
+	"  -f, --file FILE           read a saved config_dump (curl ADMIN/config_dump > FILE)\n"
+	"                            instead of asking a running proxy (not for secret)\n"
 	"\n"
 	"ADMIN_ADDR is the address given to the gateway's --admin: IP:PORT, [IPv6]:PORT,\n"
 	"localhost:PORT, or PORT alone (on 127.0.0.1). The default is $EGRESSGW_ADMIN, else\n"
@@ -887,8 +889,9 @@ static void pc_print_doc(struct ystream *s, const struct ynode *const *items, si
 	sbuf_free(&out);
 }
 
+/* file: a saved config_dump (istioctl's --file) instead of asking the admin endpoint. */
 static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_format f,
-                   const struct sock_addr *a, const char *addr)
+                   const struct sock_addr *a, const char *addr, const char *file)
 {
 	struct sbuf body = SBUF_INIT, where = SBUF_INIT;
 	struct diags d = DIAGS_INIT;
@@ -899,9 +902,27 @@ static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_for
 	int rc = 1;
 
 	memset(&s, 0, sizeof(s));
-	if (pc_fetch(a, addr, k->path, &body) < 0)
-		goto out;
-	sbuf_addf(&where, "http://%s%s", addr, k->path);
+	if (file) {
+		char *data = NULL;
+		size_t len = 0;
+
+		if (strcmp(k->path, "/config_dump") != 0) {
+			fprintf(stderr, "error: --file holds a config_dump; %s needs a running proxy "
+			        "(%s)\n", k->plural, k->path);
+			goto out;
+		}
+		if (file_read_all(file, &data, &len) < 0) {
+			fprintf(stderr, "error: %s: %s\n", file, strerror(errno));
+			goto out;
+		}
+		sbuf_add(&body, data, len);
+		free(data);
+		sbuf_adds(&where, file);
+	} else {
+		if (pc_fetch(a, addr, k->path, &body) < 0)
+			goto out;
+		sbuf_addf(&where, "http://%s%s", addr, k->path);
+	}
 	if (ydoc_parse(sbuf_str(&where), sbuf_str(&body), body.len, &s, &d) < 0) {
 		struct sbuf msg = SBUF_INIT;
 
@@ -950,10 +971,11 @@ out:
 int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
-	const char *output = NULL, *port = NULL;
+	const char *output = NULL, *port = NULL, *file = NULL;
 	struct pc_opts o;
 	const struct ctl_flag flags[] = {
 		{ "output", 'o', CTL_FLAG_STR, &output },
+		{ "file", 'f', CTL_FLAG_STR, &file },
 		{ "fqdn", 0, CTL_FLAG_STR, &o.fqdn },
 		{ "port", 0, CTL_FLAG_STR, &port },
 		{ "subset", 0, CTL_FLAG_STR, &o.subset },
@@ -1011,9 +1033,9 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		        "arguments\n", k->name, pos.n - 1);
 		goto out;
 	}
-	if (pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0)
+	if (!file && pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0)
 		goto out;
-	rc = pc_show(k, &o, f, &a, addr);
+	rc = pc_show(k, &o, f, &a, addr, file);
 out:
 	ctl_strs_free(&pos);
 	return rc;
