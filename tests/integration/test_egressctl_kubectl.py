@@ -222,3 +222,33 @@ def test_explain_kind_fields_from_the_decoder_tables(ctl):
     assert (r.rc, r.err) == (1, 'error: field "bogus" does not exist\n')
     r = ctl("explain", "nope.spec")
     assert (r.rc, r.err) == (1, 'error: the server doesn\'t have a resource type "nope"\n')
+
+
+def test_get_jsonpath_and_custom_columns(ctl, walkthrough):
+    ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
+    ctl.ok("apply", "-f", "-", input=se_yaml("alpha", {"app": "web"}))
+    assert ctl.ok("get", "se", "-o", "jsonpath={.items[*].metadata.name}") == "alpha cnn"
+    assert ctl.ok("get", "se", "cnn", "-o", "jsonpath={.spec.hosts[0]}") == "edition.cnn.com"
+    assert ctl.ok("get", "se", "cnn", "-o", "jsonpath={.spec.hosts}") == '["edition.cnn.com"]'
+    assert ctl.ok("get", "se", "cnn", "-o", "jsonpath={.spec.ports[0]}") == \
+        '{"number":80,"name":"http","protocol":"HTTP"}'
+    out = ctl.ok("get", "se", "-o",
+                 'jsonpath={range .items[*]}{.metadata.name}{"\\t"}{.spec.ports[*].number}{"\\n"}{end}')
+    assert out == "alpha\t443\ncnn\t80 443\n"
+    assert ctl.ok("get", "se", "-l", "app=web", "-o",
+                  "jsonpath={.items[*].metadata.labels['app']}") == "web"
+    out = ctl.ok("get", "se", "-o", "custom-columns=NAME:.metadata.name,HOSTS:.spec.hosts,"
+                 "PORTS:.spec.ports[*].number,NONE:.spec.nope")
+    assert out.splitlines() == ["NAME    HOSTS                 PORTS    NONE",
+                                "alpha   [alpha.example.com]   443      <none>",
+                                "cnn     [edition.cnn.com]     80,443   <none>"], out
+    assert ctl.ok("get", "se", "cnn", "--no-headers", "-o",
+                  "custom-columns=N:metadata.name") == "cnn\n"
+    # -o wide: Istio's kinds have no extra columns (their printer columns are all shown).
+    assert ctl.ok("get", "se", "-o", "wide") == ctl.ok("get", "se")
+    r = ctl("get", "se", "-o", "jsonpath={.items[0")
+    assert r.rc == 1 and r.err.startswith("error: ")
+    r = ctl("get", "se", "-o", "custom-columns=NAME")
+    assert r.rc == 1 and "expected <header>:<json-path-expr>" in r.err
+    r = ctl("get", "se", "-o", "table")
+    assert r.rc == 1 and "custom-columns,json,jsonpath,name,wide,yaml" in r.err

@@ -125,6 +125,16 @@ int ctl_admin_addr(const char *word, struct sock_addr *out, char *text, size_t n
 int ctl_admin_get(const struct sock_addr *a, const char *addr, const char *path,
                   struct sbuf *body);
 
+/* ---- -o jsonpath= and -o custom-columns= (jsonpath.c) ---- */
+
+/* Appends kubectl's output of JSONPath template tmpl over root. Returns 0, or -1 with the
+ * problem in err. */
+int ctl_jsonpath(const char *tmpl, const struct ynode *root, struct sbuf *out, struct sbuf *err);
+/* Prints the custom-columns table (spec "HEADER:EXPR,...") of docs to out. Returns 0, or
+ * -1 with the problem in err. */
+int ctl_custom_columns(const char *spec, const struct ynode *const *docs, size_t n,
+                       bool no_headers, FILE *out, struct sbuf *err);
+
 /* ---- label selectors, kubectl -l (selector.c) ---- */
 
 enum ctl_sel_op {

@@ -30,14 +30,16 @@ static const char get_usage[] =
 	"\n"
 	"Flags:\n"
 	"  -A, --all-namespaces    list resources of every namespace\n"
-	"  -o, --output FORMAT     yaml, json or name (default: a table)\n"
+	"  -o, --output FORMAT     yaml, json, name, wide (the table: Istio's kinds have no\n"
+	"                          more columns), jsonpath=TEMPLATE ({.metadata.name},\n"
+	"                          {range .items[*]}...{end}) or custom-columns=H:EXPR,...\n"
 	"  -l, --selector SEL      only objects whose labels match (app=x,tier!=y,\n"
 	"                          env in (a,b),!legacy), as kubectl -l\n"
 	"      --no-headers        leave out the table's header line\n"
 	"  -n, --namespace NS      the namespace (default \"default\")\n"
 	"      --store DIR         the store directory\n";
 
-enum get_format { GET_TABLE, GET_NAME, GET_YAML, GET_JSON };
+enum get_format { GET_TABLE, GET_NAME, GET_YAML, GET_JSON, GET_JSONPATH, GET_CUSTOM };
 
 /* One group of results: a kind and the entries shown for it. */
 struct get_group {
@@ -57,6 +59,8 @@ struct get_req {
 	enum get_format format;
 	bool no_headers;
 	const struct ctl_selector *sel; /* -l: only matching objects; NULL: all */
+	const char *tmpl;               /* -o jsonpath=TEMPLATE / custom-columns=SPEC */
+	bool failed;                    /* the printer could not print (bad template) */
 };
 
 static struct get_group *get_group_for(struct get_req *q, const struct res_kind_info *k)
@@ -366,7 +370,7 @@ static void get_print_names(const struct get_req *q)
 }
 
 /* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
-static void get_print_docs(const struct get_req *q)
+static void get_print_docs(struct get_req *q)
 {
 	struct ystream out;
 	struct ynode *root, *items = NULL;
@@ -392,7 +396,30 @@ static void get_print_docs(const struct get_req *q)
 			ynode_map_set(&out, root, "metadata", meta);
 		}
 	}
-	if (q->format == GET_JSON) {
+	if (q->format == GET_JSONPATH || q->format == GET_CUSTOM) {
+		struct sbuf err = SBUF_INIT;
+		int rc;
+
+		if (q->format == GET_JSONPATH) {
+			rc = ctl_jsonpath(q->tmpl, root, &text, &err);
+		} else {
+			const struct ynode **docs = xcalloc(get_count(q) + 1, sizeof(*docs));
+			size_t n = 0;
+
+			if (items)
+				for (size_t i = 0; i < items->n; i++)
+					docs[n++] = items->items[i];
+			else
+				docs[n++] = root;
+			rc = ctl_custom_columns(q->tmpl, docs, n, q->no_headers, stdout, &err);
+			free(docs);
+		}
+		if (rc < 0) {
+			fprintf(stderr, "error: %s\n", sbuf_str(&err));
+			q->failed = true;
+		}
+		sbuf_free(&err);
+	} else if (q->format == GET_JSON) {
 		ydoc_emit_json(root, &text);
 		if (text.len && text.s[text.len - 1] != '\n')
 			sbuf_addc(&text, '\n');
@@ -409,9 +436,15 @@ static void get_print_docs(const struct get_req *q)
 	ystream_free(&out);
 }
 
-static int get_format_parse(const char *o, enum get_format *f)
+static int get_format_parse(const char *o, enum get_format *f, const char **tmpl)
 {
-	if (!o || strcmp(o, "wide") == 0)
+	if (o && strncmp(o, "jsonpath=", 9) == 0) {
+		*f = GET_JSONPATH;
+		*tmpl = o + 9;
+	} else if (o && strncmp(o, "custom-columns=", 15) == 0) {
+		*f = GET_CUSTOM;
+		*tmpl = o + 15;
+	} else if (!o || strcmp(o, "wide") == 0)
 		*f = GET_TABLE;
 	else if (strcmp(o, "name") == 0)
 		*f = GET_NAME;
@@ -421,7 +454,7 @@ static int get_format_parse(const char *o, enum get_format *f)
 		*f = GET_JSON;
 	else {
 		fprintf(stderr, "error: unable to match a printer suitable for the output format "
-		        "\"%s\", allowed formats are: json,name,yaml\n", o);
+		        "\"%s\", allowed formats are: custom-columns,json,jsonpath,name,wide,yaml\n", o);
 		return -1;
 	}
 	return 0;
@@ -455,7 +488,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	scratch = xcalloc(pos.n + 1, sizeof(*scratch));
-	if (get_format_parse(output, &q.format) < 0 || get_targets(&q, &pos, scratch) < 0)
+	if (get_format_parse(output, &q.format, &q.tmpl) < 0 || get_targets(&q, &pos, scratch) < 0)
 		goto out;
 	q.ns = ctl_namespace(c);
 	if (selector) {
@@ -475,7 +508,8 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	ctl_load_store(c, &store, true);
 	missing = get_select(&q, &store);
 	rc = missing ? 1 : 0;
-	if (get_count(&q) == 0 && q.format != GET_YAML && q.format != GET_JSON) {
+	if (get_count(&q) == 0 && q.format != GET_YAML && q.format != GET_JSON &&
+	    q.format != GET_JSONPATH) {
 		if (!q.named) {
 			if (q.all_ns)
 				fprintf(stderr, "No resources found\n");
@@ -495,7 +529,11 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		break;
 	case GET_YAML:
 	case GET_JSON:
+	case GET_JSONPATH:
+	case GET_CUSTOM:
 		get_print_docs(&q);
+		if (q.failed)
+			rc = 1;
 		break;
 	}
 out:
