@@ -690,15 +690,14 @@ static void print_clusters(struct sbuf *out, const struct mset *ms)
 	family(out, "envoy_cluster_upstream_rq_xx_total", "counter",
 	       "Requests by response code class (\"none\": no response).");
 	for (size_t i = 0; i < ms->n; i++)
-		for (int x = 0; x <= 5; x++) {
-			char cls[8];
+		for (size_t x = 0; x <= 5; x++) {
+			static const char *const cls[] = { "none", "1", "2", "3", "4", "5" };
 
-			if (x == 1 || ms->m[i].v[CLV(rq_xx) + (size_t)x] == 0)
+			/* A class appears once it has a request, as Envoy's upstream_rq_Nxx. */
+			if (ms->m[i].v[CLV(rq_xx) + x] == 0)
 				continue;
-			snprintf(cls, sizeof(cls), "%d", x);
 			sbuf_addf(out, "envoy_cluster_upstream_rq_xx_total{%s,response_code_class=\"%s\"} %llu\n",
-			          lab[i].s, x ? cls : "none",
-			          (unsigned long long)ms->m[i].v[CLV(rq_xx) + (size_t)x]);
+			          lab[i].s, cls[x], (unsigned long long)ms->m[i].v[CLV(rq_xx) + x]);
 		}
 	family(out, "envoy_cluster_ssl_connection_error_total", "counter",
 	       "Upstream TLS handshakes that failed, by reason.");
