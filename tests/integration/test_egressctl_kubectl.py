@@ -252,3 +252,26 @@ def test_get_jsonpath_and_custom_columns(ctl, walkthrough):
     assert r.rc == 1 and "expected <header>:<json-path-expr>" in r.err
     r = ctl("get", "se", "-o", "table")
     assert r.rc == 1 and "custom-columns,json,jsonpath,name,wide,yaml" in r.err
+
+
+def test_describe_kubectl_layout_and_warnings(ctl, walkthrough):
+    ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
+    out = ctl.ok("describe", "serviceentry", "cnn")
+    assert out.splitlines() == [
+        "Name:         cnn", "Namespace:    default", "Labels:       <none>",
+        "Annotations:  <none>", "API Version:  networking.istio.io/v1alpha3",
+        "Kind:         ServiceEntry", "Spec:", "  Hosts:", "    edition.cnn.com", "  Ports:",
+        "    Name:      http", "    Number:    80", "    Protocol:  HTTP",
+        "    Name:      https", "    Number:    443", "    Protocol:  HTTPS",
+        "  Resolution:  DNS", "Warnings:     <none>", "Events:       <none>"], out
+    ctl.ok("apply", "-f", walkthrough / "03-virtualservice-destinationrule-cnn.yaml")
+    out = ctl.ok("describe", "vs", "direct-cnn-through-egress-gateway")
+    assert "  HTTP:\n    Match:\n      Gateways:\n        mesh\n      Port:  80\n" in out, out
+    assert re.search(r'^Warnings:     spec\.gateways\[0\]: Gateway "default/istio-egressgateway" '
+                     r'not found$', out, re.M), out
+    r = ctl("describe", "dr", "nope")
+    assert r.rc == 1 and r.err == \
+        'Error from server (NotFound): destinationrules.networking.istio.io "nope" not found\n'
+    ctl.ok("create", "secret", "generic", "s1", "--from-literal=k=secretvalue")
+    out = ctl.ok("describe", "secret", "s1")
+    assert "Data\n====\nk:  11 bytes\n" in out and "secretvalue" not in out, out

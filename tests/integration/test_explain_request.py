@@ -125,6 +125,19 @@ def test_explain_request_walkthrough_shapes_and_refusals(topo, walkthrough_certs
     assert e["handling"].startswith("TCP tunnel")
     assert e["cluster"]["name"] == f"outbound|443||{CNN}" and e["result"] == "forward"
 
+    # describe --admin: what the gateway made of the objects.
+    out = t.ctl.ok("describe", "dr", "originate-tls-for-edition-cnn-com", "--admin",
+                   str(gw.admin_port))
+    assert re.search(r"^Proxy:        gateway 127\.0\.0\.1:\d+, configuration version \d+$", out,
+                     re.M), out
+    assert f"  Cluster:    outbound|443||{CNN}\n" in out
+    out = t.ctl.ok("describe", "vs", "direct-cnn-through-egress-gateway", "--admin",
+                   str(gw.admin_port))
+    assert re.search(rf"^  Route:      \S+ {re.escape(CNN)}:80 -> outbound\|443\|\|{re.escape(CNN)}$",
+                     out, re.M), out
+    out = t.ctl.ok("describe", "gw", "istio-egressgateway", "--admin", str(gw.admin_port))
+    assert re.search(r"^  Listener:   \S+_80 \(ISTIO_MUTUAL\)$", out, re.M), out
+
     # What explain said is what a request gets.
     wait_routed(t)
     m = gw.wait_log(lambda m: m["code"] == "200" and m["authority"] == CNN)

@@ -28,6 +28,7 @@
 	X(diff,   "Diff the store against the would-be applied version") \
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
+	X(describe, "Show details of a resource, and what a running proxy made of it") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
 	X(explain, "Describe the fields of a kind (KIND.field.path), from the decoder's tables") \
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
