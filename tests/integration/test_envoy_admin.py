@@ -150,3 +150,17 @@ def test_proxy_config_file_reads_a_saved_config_dump(topo, tmp_path):
     assert r.rc == 1 and "--file holds a config_dump" in r.err
     r = t.ctl("proxy-config", "cluster", "--file", tmp_path / "missing.json")
     assert r.rc == 1 and "missing.json" in r.err
+
+
+def test_proxy_config_all(topo, tmp_path):
+    t = topo
+    apply_cnn(t)
+    wait_routed(t)
+    parts = [t.proxyctl("proxy-config", k).stdout for k in ("cluster", "listener", "route")]
+    r = t.proxyctl("proxy-config", "all")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == "\n".join(parts), r.stdout
+    code, _, dump = request(t.gateway, "GET", "/config_dump")
+    saved = tmp_path / "dump.json"
+    saved.write_text(dump)
+    assert t.ctl.ok("proxy-config", "all", "--file", saved) == r.stdout

@@ -39,6 +39,7 @@ static const char pc_usage[] =
 	"  cluster, clusters, c      upstream clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION,\n"
 	"                            TYPE, DESTINATION RULE\n"
 	"  route, routes, r          routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE\n"
+	"  all                       the cluster, listener and route tables, one after the other\n"
 	"  listener, listeners, l    listeners: ADDRESSES, PORT, MATCH, DESTINATION\n"
 	"  secret, secrets, s        certificates in use: RESOURCE NAME, TYPE, STATUS, VALID\n"
 	"                            CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE (from /certs)\n"
@@ -1001,6 +1002,22 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		} else {
 			fprintf(stderr, "error: say what to show: cluster, route, listener or secret\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
+		}
+		goto out;
+	}
+	if (strcmp(pos.v[0], "all") == 0 && !help) {
+		/* istioctl proxy-config all: the cluster, listener and route tables in turn. */
+		static const char *const all[] = { "cluster", "listener", "route" };
+
+		if (pc_format_parse(output, &f) < 0 ||
+		    (!file && pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0))
+			goto out;
+		rc = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+			if (i && f == PC_SHORT)
+				fputs("\n", stdout);
+			fflush(stdout);
+			rc |= pc_show(pc_kind_find(all[i]), &o, f, &a, addr, file);
 		}
 		goto out;
 	}
