@@ -164,3 +164,12 @@ def test_proxy_config_all(topo, tmp_path):
     saved = tmp_path / "dump.json"
     saved.write_text(dump)
     assert t.ctl.ok("proxy-config", "all", "--file", saved) == r.stdout
+    # proxy-config log: the loggers, then a new level for all of them (POST /logging).
+    r = t.proxyctl("proxy-config", "log")
+    assert r.returncode == 0 and r.stdout.startswith("active loggers:\n") and \
+        "  fwd: debug\n" in r.stdout, (r.stdout, r.stderr)
+    r = t.proxyctl("proxy-config", "log", "--level", "warning")
+    assert r.returncode == 0 and "  fwd: warning\n" in r.stdout, (r.stdout, r.stderr)
+    assert "  fwd: warning\n" in request(t.gateway, "GET", "/logging")[2]
+    r = t.proxyctl("proxy-config", "log", "--level", "loud")
+    assert r.returncode == 1 and "answered 400 to POST /logging?level=loud" in r.stderr

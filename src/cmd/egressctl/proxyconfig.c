@@ -40,6 +40,8 @@ static const char pc_usage[] =
 	"                            TYPE, DESTINATION RULE\n"
 	"  route, routes, r          routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE\n"
 	"  all                       the cluster, listener and route tables, one after the other\n"
+	"  log [--level LEVEL]       the proxy's log level (GET /logging), or a new one (POST\n"
+	"                            /logging?level=: trace, debug, info, warning, error)\n"
 	"  listener, listeners, l    listeners: ADDRESSES, PORT, MATCH, DESTINATION\n"
 	"  secret, secrets, s        certificates in use: RESOURCE NAME, TYPE, STATUS, VALID\n"
 	"                            CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE (from /certs)\n"
@@ -726,8 +728,8 @@ static int pc_admin_addr(const char *word, struct sock_addr *out, char *text, si
 /* GET path from the admin endpoint: one request on a blocking socket with a timeout,
  * read to the end (the admin closes after answering). The body goes to body. Returns 0,
  * or -1 after printing the error. */
-static int pc_fetch(const struct sock_addr *a, const char *addr, const char *path,
-                    struct sbuf *body)
+static int pc_request(const struct sock_addr *a, const char *addr, const char *method,
+                      const char *path, struct sbuf *body)
 {
 	struct timeval tv = { PC_TIMEOUT_SEC, 0 };
 	struct sbuf req = SBUF_INIT, resp = SBUF_INIT;
@@ -750,8 +752,9 @@ static int pc_fetch(const struct sock_addr *a, const char *addr, const char *pat
 		        strerror(errno == EINPROGRESS ? ETIMEDOUT : errno));
 		goto out;
 	}
-	sbuf_addf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressctl\r\n"
-	          "Accept: application/json\r\nConnection: close\r\n\r\n", path, addr);
+	sbuf_addf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressctl\r\n"
+	          "Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	          method, path, addr);
 	while (off < req.len) {
 		ssize_t w = write(fd, req.s + off, req.len - off);
 
@@ -799,8 +802,8 @@ static int pc_fetch(const struct sock_addr *a, const char *addr, const char *pat
 			off = want;
 	}
 	if (status != 200) {
-		fprintf(stderr, "error: the admin endpoint at %s answered %d to GET %s: %.*s\n",
-		        addr, status, path, (int)strcspn(head_end, "\r\n"), head_end);
+		fprintf(stderr, "error: the admin endpoint at %s answered %d to %s %s: %.*s\n",
+		        addr, status, method, path, (int)strcspn(head_end, "\r\n"), head_end);
 		goto out;
 	}
 	sbuf_add(body, head_end, off);
@@ -811,6 +814,33 @@ out:
 	sbuf_free(&req);
 	sbuf_free(&resp);
 	return rc;
+}
+
+static int pc_fetch(const struct sock_addr *a, const char *addr, const char *path,
+                    struct sbuf *body)
+{
+	return pc_request(a, addr, "GET", path, body);
+}
+
+/* istioctl proxy-config log [--level LEVEL]: the proxy's loggers (GET /logging), or a
+ * new level for all of them (POST /logging?level=). */
+static int pc_log(const char *level, const struct sock_addr *a, const char *addr)
+{
+	struct sbuf body = SBUF_INIT, path = SBUF_INIT;
+	int rc;
+
+	/* istioctl takes "level" or "logger:level"; egressgw has one level for all loggers. */
+	if (level && strchr(level, ':'))
+		level = strrchr(level, ':') + 1;
+	if (level)
+		sbuf_addf(&path, "/logging?level=%s", level);
+	rc = pc_request(a, addr, level ? "POST" : "GET", level ? sbuf_str(&path) : "/logging",
+	                &body);
+	if (rc == 0)
+		fputs(sbuf_str(&body), stdout);
+	sbuf_free(&body);
+	sbuf_free(&path);
+	return rc < 0 ? 1 : 0;
 }
 
 /* ---- the command ---- */
@@ -972,11 +1002,12 @@ out:
 int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
-	const char *output = NULL, *port = NULL, *file = NULL;
+	const char *output = NULL, *port = NULL, *file = NULL, *level = NULL;
 	struct pc_opts o;
 	const struct ctl_flag flags[] = {
 		{ "output", 'o', CTL_FLAG_STR, &output },
 		{ "file", 'f', CTL_FLAG_STR, &file },
+		{ "level", 0, CTL_FLAG_STR, &level },
 		{ "fqdn", 0, CTL_FLAG_STR, &o.fqdn },
 		{ "port", 0, CTL_FLAG_STR, &port },
 		{ "subset", 0, CTL_FLAG_STR, &o.subset },
@@ -1003,6 +1034,11 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 			fprintf(stderr, "error: say what to show: cluster, route, listener or secret\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
 		}
+		goto out;
+	}
+	if (strcmp(pos.v[0], "log") == 0 && !help) {
+		rc = pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0
+		     ? 1 : pc_log(level, &a, addr);
 		goto out;
 	}
 	if (strcmp(pos.v[0], "all") == 0 && !help) {
