@@ -1942,6 +1942,7 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.names = names;
 	tg.connect_timeout_ms = cl->connect_timeout_ms;
 	tg.idle_timeout_ms = cl->idle_timeout_ms;
+	tg.stats = cl_stats(w, cl);
 	u->w = w;
 	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
 	if (!u->h2) {

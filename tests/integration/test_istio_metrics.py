@@ -225,3 +225,9 @@ def test_istio_standard_metrics_from_gateway_and_sidecar(topo):
     assert total(gw, "envoy_cluster_upstream_cx_total", cluster_name=cl) >= 1
     assert total(side, "envoy_cluster_upstream_rq_total",
                  cluster_name=f"outbound|80|cnn|{EGW_HOST}") == ok + N_404
+    # The sidecar's hop to the gateway is HTTP/2 (up_h2.c): its connections and mutual TLS
+    # handshakes count in the cluster that opened them.
+    assert total(side, "envoy_cluster_upstream_cx_total",
+                 cluster_name=f"outbound|80|cnn|{EGW_HOST}") >= 1
+    assert total(side, "envoy_cluster_ssl_handshake_total",
+                 cluster_name=f"outbound|80|cnn|{EGW_HOST}") >= 1
