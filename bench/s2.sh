@@ -3,7 +3,7 @@
 # the proxy saves is TLS session resumption. Each proxy has its own upstream port (8444
 # egressgw, 8445 HAProxy, 8446 nginx) whose log records, per connection, whether the
 # session was resumed and the protocol: the same measure for all three. egressgw's own
-# counters (egressgw_upstream_tls_handshake{resumed=...}) are reported beside it.
+# counters (egressgw_upstream_tls_handshake_total{resumed=...}) are reported beside it.
 # Sourced by bench/run.sh.
 
 # s2_log_stats FILE FROM_LINE: "resumed% total protocol" over the lines after FROM_LINE.
@@ -24,8 +24,8 @@ s2_run() {
 	for sys in egressgw haproxy nginx; do wait_ok "s2-$sys" /small; done
 	# Warm-up: the first handshakes are full ones; resumption is counted after it.
 	for sys in egressgw haproxy nginx; do warm "s2-$sys" /small; done
-	f0=$(eg_stat s2-egressgw 'upstream_tls_handshake{resumed="false"}')
-	r0=$(eg_stat s2-egressgw 'upstream_tls_handshake{resumed="true"}')
+	f0=$(eg_stat s2-egressgw 'upstream_tls_handshake_total{resumed="false"}')
+	r0=$(eg_stat s2-egressgw 'upstream_tls_handshake_total{resumed="true"}')
 	for sys in egressgw haproxy nginx; do
 		line0[$sys]=$(wc -l < "$W/up/hs-${upport[$sys]}.log")
 	done
@@ -34,8 +34,8 @@ s2_run() {
 		for sys in egressgw haproxy nginx; do measure "s2/$sys" "s2-$sys" /small; done
 	done
 
-	f1=$(eg_stat s2-egressgw 'upstream_tls_handshake{resumed="false"}')
-	r1=$(eg_stat s2-egressgw 'upstream_tls_handshake{resumed="true"}')
+	f1=$(eg_stat s2-egressgw 'upstream_tls_handshake_total{resumed="false"}')
+	r1=$(eg_stat s2-egressgw 'upstream_tls_handshake_total{resumed="true"}')
 	eg_pct=$(awk -v f=$((f1 - f0)) -v r=$((r1 - r0)) \
 		'BEGIN {if (f + r) printf "%.1f%% of %d", 100 * r / (f + r), f + r; else print "-"}')
 	for sys in egressgw haproxy nginx; do
@@ -61,7 +61,7 @@ on for every proxy (egressgw: per-worker session cache; HAProxy: its default per
 session reuse; nginx: \`proxy_ssl_session_reuse on\`). \"Resumed\" counts, after a
 ${BENCH_WARMUP:-2} s warm-up, the share of upstream handshakes that resumed a session, as the
 upstream logged them (\`\$ssl_session_reused\`) and, for egressgw, from its
-\`egressgw_upstream_tls_handshake{resumed=\"true|false\"}\` counters. \"Upstream CPU\" is the
+\`egressgw_upstream_tls_handshake_total{resumed=\"true|false\"}\` counters. \"Upstream CPU\" is the
 upstream nginx's CPU per request: the server's side of the handshakes the proxy caused.
 
 $table"

@@ -111,6 +111,13 @@ void res_free(struct resource *r);
  * exist, a route to a subset no DestinationRule defines, and so on. Adds warnings only. */
 void res_check_refs(struct resource *const *all, size_t n, struct diags *d);
 
+/* kubectl explain for KIND[.field.path], from the keyword tables that decode the YAML
+ * (res_explain.c): the field's type and, for objects, its fields with their types; fields
+ * of Istio's API that egressgw does not implement say so. path is "" for the kind itself.
+ * Returns 0, or -1 with kubectl's error text in err. */
+int res_explain(const struct res_kind_info *k, const char *path, struct sbuf *out,
+                struct sbuf *err);
+
 /* "ServiceEntry default/cnn": for messages. Returns a static-per-thread buffer. */
 const char *res_describe(const struct resource *r);
 

@@ -1124,7 +1124,7 @@ static const char *const security_versions[] = {
 };
 static const char *const core_versions[] = { "v1", NULL };
 
-static const struct kwtab *spec_table(enum res_kind kind)
+const struct kwtab *res_spec_table(enum res_kind kind)
 {
 	switch (kind) {
 	case RES_SERVICE_ENTRY:    return &kt_serviceentry;
@@ -1273,7 +1273,7 @@ static void free_meta(struct res_meta *m)
 
 static void free_spec(struct resource *r)
 {
-	const struct kwtab *t = spec_table(r->kind);
+	const struct kwtab *t = res_spec_table(r->kind);
 	void *obj = NULL;
 
 	switch (r->kind) {
@@ -1349,7 +1349,7 @@ int res_decode(const struct ystream *s, const struct ydoc *doc, const char *defa
 		r.u.secret = xcalloc(1, sizeof(*r.u.secret));
 		decode_secret(&c, root, r.u.secret);
 	} else {
-		const struct kwtab *t = spec_table(ki->kind);
+		const struct kwtab *t = res_spec_table(ki->kind);
 		void *obj = xcalloc(1, t->size);
 
 		switch (ki->kind) {

@@ -229,6 +229,8 @@ struct res_meta {
 	struct srcpos pos;
 };
 
+/* The spec table of an Istio kind; NULL for Secret. */
+const struct kwtab *res_spec_table(enum res_kind kind);
 extern const struct kwtab kt_metadata;
 extern const struct kwtab kt_serviceentry;
 extern const struct kwtab kt_gateway;

@@ -169,6 +169,32 @@ void store_contents_free(struct store_contents *c)
 	memset(c, 0, sizeof(*c));
 }
 
+void store_overlay(struct store_contents *c, struct ystream *s, const char *default_ns,
+                   struct diags *d)
+{
+	store_keep_stream(c, s);
+	for (size_t i = 0; i < s->ndocs; i++) {
+		struct resource r;
+		struct store_entry *e;
+
+		if (!s->docs[i].root || res_decode(s, &s->docs[i], default_ns, &r, d) < 0)
+			continue;
+		e = store_find(c, r.kind, r.namespace, r.name);
+		if (e) {
+			res_free(&e->res);
+			free(e->path);
+		} else {
+			e = store_new_entry(c);
+		}
+		e->res = r;
+		e->path = xstrdup(s->file ? s->file : "-");
+		e->stream = s;
+		e->doc = i;
+		e->mtime = 0;
+		e->in_secret_dir = false;
+	}
+}
+
 /* ---- directory helpers ---- */
 
 static int store_cmp_names(const void *a, const void *b)

@@ -82,6 +82,11 @@ struct store_contents {
 int store_load(const char *root, const char *default_ns, struct store_contents *out,
                struct diags *d);
 void store_contents_free(struct store_contents *c);
+/* Puts the documents of stream s over c as if they were applied: each replaces the
+ * resource of the same kind, namespace and name, or is added (path: the stream's file).
+ * Takes ownership of s (allocated with malloc). Decoding errors go to d. */
+void store_overlay(struct store_contents *c, struct ystream *s, const char *default_ns,
+                   struct diags *d);
 
 /* Wipes the source text and every scalar of s; for streams that may hold Secret data,
  * before ystream_free. */

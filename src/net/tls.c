@@ -1800,15 +1800,15 @@ struct tls_ctx *tls_conn_ctx(const struct tls_conn *c)
 	return c->sni_ctx ? c->sni_ctx : c->ctx;
 }
 
-const char *tls_peer_uri_san(const struct tls_conn *c, char *buf, size_t n)
+/* The first URI SubjectAltName of x (a SPIFFE identity under Istio) into buf, or NULL. */
+static const char *x509_uri_san(X509 *x, char *buf, size_t n)
 {
-	X509 *peer = SSL_get0_peer_certificate(c->ssl);
 	GENERAL_NAMES *gens;
 	const char *ret = NULL;
 
-	if (!peer)
+	if (!x)
 		return NULL;
-	gens = X509_get_ext_d2i(peer, NID_subject_alt_name, NULL, NULL);
+	gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	if (!gens)
 		return NULL;
 	for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
@@ -1829,6 +1829,11 @@ const char *tls_peer_uri_san(const struct tls_conn *c, char *buf, size_t n)
 	}
 	GENERAL_NAMES_free(gens);
 	return ret;
+}
+
+const char *tls_peer_uri_san(const struct tls_conn *c, char *buf, size_t n)
+{
+	return x509_uri_san(SSL_get0_peer_certificate(c->ssl), buf, n);
 }
 
 /* ---- certificate inspection ---- */
@@ -1880,6 +1885,7 @@ int tls_cert_info_pem(const char *pem, size_t len, struct tls_cert_info *out, st
 		n = BIO_read(b, out->subject, (int)sizeof(out->subject) - 1);
 		out->subject[n > 0 ? n : 0] = '\0';
 	}
+	x509_uri_san(x, out->uri_san, sizeof(out->uri_san));
 	rc = 0;
 out:
 	ERR_clear_error();

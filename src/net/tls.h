@@ -300,6 +300,7 @@ struct tls_cert_info {
 	bool valid_now;         /* not_before <= now <= not_after */
 	char subject[256];      /* one line, RFC 2253 ("CN=example.com,O=example Inc.") */
 	size_t chain_len;       /* certificates in the PEM */
+	char uri_san[512];      /* the first URI SAN (a SPIFFE identity), "" when none */
 };
 
 /* Inspects the first certificate of a PEM chain or bundle (the leaf, or a CA bundle's

@@ -64,6 +64,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -173,6 +174,7 @@ struct dconn {
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
 	char *principal;                /* the verified client certificate's SPIFFE id without
 	                                 * "spiffe://" (AuthorizationPolicy), NULL if none */
+	char *peer_id;                  /* the client's SPIFFE identity (mutual TLS), or NULL */
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -693,6 +695,43 @@ static void gen_request_id(struct worker *w, char *out)
 	out[36] = '\0';
 }
 
+/* ---- Istio's metrics (istats.h) ---- */
+
+/* The worker's Envoy-style counters of cluster cl. */
+static struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl)
+{
+	return istats_cluster(w->istats, cl->name);
+}
+
+/* One finished request into Istio's HTTP families and its cluster's counters. */
+static void st_istats(struct stream *st)
+{
+	struct dconn *d = st->d;
+	const struct cluster *cl = st->cl;
+	struct istats_http_rec r = {
+		.peer = d->peer_id, .code = st->code, .flags = st->flags, .grpc_status = -1,
+		.duration_ms = loop_now_ms(d->w->loop) - st->start_ms,
+		.req_bytes = st->bytes_in, .resp_bytes = st->bytes_out,
+	};
+	struct alog_str ct = req_header(st, "content-type");
+
+	if (cl == &sidecar_passthrough_cluster || cl == &sidecar_blackhole_cluster) {
+		r.dst_service = st->host;
+		r.dst_name = cl->name;
+	} else if (cl) {
+		r.dst_service = cl->host;
+	}
+	/* grpc_response_status stays "": the status travels in trailers, which are not kept. */
+	r.grpc = ct.len >= 16 && strncasecmp(ct.p, "application/grpc", 16) == 0;
+	istats_http(d->w->istats, &r);
+	if (cl) {
+		struct istats_cluster *cs = cl_stats(d->w, cl);
+
+		STAT_INC(cs->rq_total);
+		STAT_INC(cs->rq_xx[st->code >= 100 && st->code < 600 ? st->code / 100 : 0]);
+	}
+}
+
 /* ---- access log ---- */
 
 static void st_log(struct stream *st)
@@ -704,6 +743,7 @@ static void st_log(struct stream *st)
 	char xffbuf[1024];
 
 	STAT_INC(w->st.resp[st->code >= 100 && st->code < 600 ? st->code / 100 : 0]);
+	st_istats(st);
 	if (!w->proxy->alog_on)
 		return;
 	memset(&e, 0, sizeof(e));
@@ -1051,7 +1091,11 @@ static void u_handshake(struct uconn *u)
 	if (tls_wait(u->w->loop, &u->io, rc))
 		return;
 	if (rc < 0) {
-		STAT_INC(u->w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(u->tls))]);
+		int cat = stats_tls_cat_index(tls_conn_category(u->tls));
+
+		STAT_INC(u->w->st.ucx_tls_fail[cat]);
+		if (st && st->cl)
+			STAT_INC(cl_stats(u->w, st->cl)->ssl_fail[cat]);
 		if (st)
 			st_upstream_failed(st, ALOG_F_UF,
 			                   "upstream_reset_before_response_started{connection_failure}",
@@ -1063,6 +1107,8 @@ static void u_handshake(struct uconn *u)
 	u->hs_done = true;
 	if (st)
 		st_up_ready(st);
+	if (st && st->cl)
+		STAT_INC(cl_stats(u->w, st->cl)->ssl_handshake);
 	if (tls_conn_resumed(u->tls))
 		STAT_INC(u->w->st.ucx_tls_resumed);
 	else
@@ -1080,6 +1126,8 @@ static void u_on_connected(struct uconn *u)
 
 		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
 		STAT_INC(u->w->st.ucx_connect_fail);
+		if (st->cl)
+			STAT_INC(cl_stats(u->w, st->cl)->cx_connect_fail);
 		st_upstream_failed(st, ALOG_F_UF,
 		                   "upstream_reset_before_response_started{connection_failure}",
 		                   reason, false);
@@ -1521,8 +1569,13 @@ static void u_process(struct uconn *u)
 
 			if (!st->resp_started) {
 				/* A TLS 1.3 server rejecting our client certificate says so here. */
-				if (u->tls && tls_conn_category(u->tls)[0])
-					STAT_INC(u->w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(u->tls))]);
+				if (u->tls && tls_conn_category(u->tls)[0]) {
+					int cat = stats_tls_cat_index(tls_conn_category(u->tls));
+
+					STAT_INC(u->w->st.ucx_tls_fail[cat]);
+					if (st->cl)
+						STAT_INC(cl_stats(u->w, st->cl)->ssl_fail[cat]);
+				}
 				st_upstream_failed(st, ALOG_F_UC | (u->tls ? ALOG_F_UF : 0),
 				                   "upstream_reset_before_response_started{connection_termination}",
 				                   reason, u->nreq > 0);
@@ -1611,6 +1664,8 @@ static void st_on_timeout(struct loop *loop, struct loop_timer *t)
 
 	(void)loop;
 	STAT_INC(st->d->w->st.urq_timeout);
+	if (st->cl)
+		STAT_INC(cl_stats(st->d->w, st->cl)->rq_timeout);
 	if (st->u) {
 		struct uconn *u = st->u;
 
@@ -1651,6 +1706,8 @@ static void st_upstream_failed(struct stream *st, unsigned flag, const char *det
 	    st->req.body == H1_BODY_NONE) {
 		st->retried = true;
 		STAT_INC(st->d->w->st.urq_retry);
+		if (st->cl)
+			STAT_INC(cl_stats(st->d->w, st->cl)->rq_retry);
 		st->tls_reason[0] = '\0';
 		st_connect(st, true);
 		return;
@@ -1782,6 +1839,8 @@ static void st_cb_end(struct stream *st)
 static void st_overflow(struct stream *st)
 {
 	STAT_INC(st->d->w->st.urq_pending_overflow);
+	if (st->cl)
+		STAT_INC(cl_stats(st->d->w, st->cl)->rq_pending_overflow);
 	st_cb_set(st, ST_CB_NONE);
 	st_local_reply(st, 503, ALOG_F_UO, "upstream_reset_before_response_started{overflow}",
 	               "upstream connect error or disconnect/reset before headers. reset reason: overflow");
@@ -1859,6 +1918,7 @@ static void st_od(struct stream *st, enum od_result r, int code)
 	                  loop_now_ms(w->loop))) {
 	case OD_EV_EJECTED:
 		STAT_INC(w->st.od_ejections_enforced);
+		STAT_INC(cl_stats(w, st->cl)->od_ejections_enforced);
 		STAT_INC(w->st.od_ejections_active);
 		log_info("fwd", "outlier detection: %s ejected from %s (worker %d)", st->ep_str,
 		         st->cl->name, w->id);
@@ -1940,6 +2000,7 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.conn_id = cl->conn_id;
 	tg.ident = pool_ident(cl->conn_id, st->ep_str);
 	tg.cluster = cl->name;
+	tg.stats = cl_stats(w, cl);
 	u->w = w;
 	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
 	if (!u->h2) {
@@ -2002,6 +2063,7 @@ static void st_connect(struct stream *st, bool fresh)
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		if (!cl->tls_ctx) {
 			STAT_INC(w->st.ucx_tls_fail[0]);
+			STAT_INC(cl_stats(w, cl)->ssl_fail[0]);
 			st_upstream_failed(st, ALOG_F_UF,
 			                   "upstream_reset_before_response_started{connection_failure}",
 			                   cl->tls_ctx_error ? cl->tls_ctx_error : "no TLS context", false);
@@ -2045,6 +2107,7 @@ static void st_connect(struct stream *st, bool fresh)
 	if (!u && cl->max_connections && cc->ncx >= cl->max_connections) {
 		if (cb_list_empty(&cc->idle)) {
 			STAT_INC(w->st.ucx_overflow);
+			STAT_INC(cl_stats(w, cl)->cx_overflow);
 			st_cb_wait(st);
 			return;
 		}
@@ -2078,6 +2141,7 @@ static void st_connect(struct stream *st, bool fresh)
 
 		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
 		STAT_INC(w->st.ucx_connect_fail);
+		STAT_INC(cl_stats(w, cl)->cx_connect_fail);
 		st_upstream_failed(st, ALOG_F_UF,
 		                   "upstream_reset_before_response_started{connection_failure}",
 		                   reason, false);
@@ -2108,6 +2172,7 @@ static void st_connect(struct stream *st, bool fresh)
 	loop_timer_init(&u->kick, u_on_kick);
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
+	STAT_INC(cl_stats(w, cl)->cx_total);
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		struct tls_verify_names names;
 
@@ -2946,6 +3011,7 @@ static void d_close(struct dconn *d)
 		buf_release(d->in, d->in_cap);
 		free(d->sni);
 		free(d->principal);
+		free(d->peer_id);
 		iob_free(&d->out);
 		free(d);
 		return;
@@ -2976,6 +3042,7 @@ static void d_close(struct dconn *d)
 	buf_release(d->in, d->in_cap);
 	free(d->sni);
 	free(d->principal);
+	free(d->peer_id);
 	iob_free(&d->out);
 	w->nconns--;
 	STAT_DEC(w->st.dcx_active);
@@ -3245,6 +3312,7 @@ static void d_handshake(struct dconn *d)
 		char id[512];
 
 		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
+			d->peer_id = xstrdup(id);
 			STAT_INC(d->w->st.dcx_peer_identity);
 			if (strncmp(id, "spiffe://", 9) == 0)
 				d->principal = xstrdup(id + 9);
@@ -3512,6 +3580,7 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
 	v->sni = d->sni ? xstrdup(d->sni) : NULL;
 	v->principal = d->principal ? xstrdup(d->principal) : NULL;
+	v->peer_id = d->peer_id ? xstrdup(d->peer_id) : NULL;
 	v->h2s = ds;
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);

@@ -217,6 +217,8 @@ void snap_json_str(struct snap_json *j, const char *key, const char *v);
 void snap_json_int(struct snap_json *j, const char *key, long long v);
 void snap_json_bool(struct snap_json *j, const char *key, bool v);
 void snap_json_null(struct snap_json *j, const char *key);
+/* "source": "FILE:LINE" of the route's rule, or null. */
+void snap_json_route_source(struct snap_json *j, const struct route *r);
 /* Appends s as a quoted, escaped JSON string to out. */
 void snap_json_escape(struct sbuf *out, const char *s);
 

@@ -288,11 +288,8 @@ static void snap_dump_dests(struct snap_json *j, const struct route_dest *d, siz
 	snap_json_arr_end(j);
 }
 
-static void snap_dump_route(struct snap_json *j, const struct route *r)
+void snap_json_route_source(struct snap_json *j, const struct route *r)
 {
-	snap_json_obj_begin(j, NULL);
-	snap_json_str(j, "name", r->name);
-	snap_json_str(j, "virtual_service", r->vs);
 	if (r->file) {
 		char src[4200];
 
@@ -301,6 +298,14 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 	} else {
 		snap_json_null(j, "source");
 	}
+}
+
+static void snap_dump_route(struct snap_json *j, const struct route *r)
+{
+	snap_json_obj_begin(j, NULL);
+	snap_json_str(j, "name", r->name);
+	snap_json_str(j, "virtual_service", r->vs);
+	snap_json_route_source(j, r);
 	snap_json_arr_begin(j, "match");
 	for (size_t i = 0; i < r->nmatches; i++) {
 		const struct route_match *m = &r->matches[i];

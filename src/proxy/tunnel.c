@@ -177,9 +177,26 @@ static void tun_log(struct tun *t)
 	worker_alog(w, &e);
 }
 
+/* The tunnel's label set in Istio's TCP families (istats.h). */
+static void tun_istats_rec(const struct tun *t, unsigned flags, struct istats_tcp_rec *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->flags = flags;
+	if (t->cl == &sidecar_passthrough_cluster || t->cl == &sidecar_blackhole_cluster) {
+		r->dst_service = t->name[0] ? t->name : t->sni[0] ? t->sni : NULL;
+		r->dst_name = t->cl->name;
+	} else if (t->cl) {
+		r->dst_service = t->cl->host;
+	}
+}
+
 static void tun_free(struct tun *t)
 {
 	struct worker *w = t->w;
+	struct istats_tcp_rec rec;
+
+	tun_istats_rec(t, t->flags, &rec);
+	istats_tcp_close(w->istats, &rec, t->u2d.bytes, t->d2u.bytes);
 
 	if (t->dnsq)
 		dns_cancel(t->dnsq);
@@ -561,6 +578,12 @@ void tun_start(struct worker *w, const struct tun_req *r)
 	STAT_INC(w->st.dcx_active);
 	STAT_INC(w->st.tun_total);
 	STAT_INC(w->st.tun_active);
+	{
+		struct istats_tcp_rec rec;
+
+		tun_istats_rec(t, 0, &rec);
+		istats_tcp_open(w->istats, &rec);
+	}
 	tun_route(t, r);
 	tun_settle(t);
 }

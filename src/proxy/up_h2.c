@@ -9,6 +9,7 @@
  * runs inside another call chain. A connection is freed only from its own handlers
  * (c_settle), never from a call that came from fwd.c. */
 #include "proxy/up_h2.h"
+#include "proxy/istats.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/worker.h"
 #include "proxy/alog.h"
@@ -74,6 +75,7 @@ struct uh2c {
 	struct uh2s *streams;
 	int64_t idle_ms;
 	char local_s[SOCK_ADDR_STRLEN];
+	struct istats_cluster *cs;      /* the opening cluster's counters, or NULL */
 	struct uh2c *next, *prev;       /* in k->conns */
 };
 
@@ -485,6 +487,8 @@ static void c_ready(struct uh2c *c)
 		STAT_INC(w->st.ucx_tls_resumed);
 	else
 		STAT_INC(w->st.ucx_tls_full);
+	if (c->cs)
+		STAT_INC(c->cs->ssl_handshake);
 	loop_timer_cancel(w->loop, &c->timer);
 	{
 		const char *alpn = tls_conn_alpn(c->tls);
@@ -537,7 +541,11 @@ static void c_handshake(struct uh2c *c)
 		return;
 	}
 	if (rc < 0) {
-		STAT_INC(w->st.ucx_tls_fail[stats_tls_cat_index(tls_conn_category(c->tls))]);
+		int cat = stats_tls_cat_index(tls_conn_category(c->tls));
+
+		STAT_INC(w->st.ucx_tls_fail[cat]);
+		if (c->cs)
+			STAT_INC(c->cs->ssl_fail[cat]);
 		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
 		       tls_conn_error(c->tls), false);
 		return;
@@ -555,6 +563,8 @@ static void c_connected(struct uh2c *c)
 
 		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
 		STAT_INC(w->st.ucx_connect_fail);
+		if (c->cs)
+			STAT_INC(c->cs->cx_connect_fail);
 		c_fail(c, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
 		       reason, false);
 		return;
@@ -653,6 +663,9 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	k->conns = c;
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
+	c->cs = tg->stats;
+	if (c->cs)
+		STAT_INC(c->cs->cx_total);
 	return c;
 }
 
@@ -757,6 +770,8 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 
 			snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
 			STAT_INC(w->st.ucx_connect_fail);
+			if (tg->stats)
+				STAT_INC(tg->stats->cx_connect_fail);
 			s_fail(s, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
 			       reason, false, false);
 			key_maybe_free(t, k);

@@ -56,6 +56,8 @@ struct tls_verify_names;
 #define UH2_FALLBACK (-4)
 
 /* What a new connection for a key needs (copied; the strings need not outlive the call). */
+struct istats_cluster;
+
 struct uh2_target {
 	const struct sock_addr *ep;
 	struct tls_ctx *ctx;            /* required (h2 is negotiated by ALPN) */
@@ -65,6 +67,9 @@ struct uh2_target {
 	int64_t idle_timeout_ms;
 	uint64_t conn_id, ident;        /* what it is made under (pool.h) */
 	const char *cluster;            /* for the draining gauge */
+	/* The requesting cluster's counters (istats.h); a connection it opens counts there
+	 * (connections, handshakes, failures), as Envoy counts a connection in one cluster. */
+	struct istats_cluster *stats;
 };
 
 /* A failure, as fwd.c logs it (strings live as long as the stream). */

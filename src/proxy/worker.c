@@ -388,6 +388,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		w->spare_fd = sock_spare_open();
 		w->sess = tls_sess_cache_new(1024);
 		w->cb = cb_table_new();
+		w->istats = istats_new();
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
 		worker_adopt(w, snap_ref(s));
@@ -523,6 +524,7 @@ void proxy_free(struct proxy *p)
 		pool_live_free(w->live);
 		dns_free(w->dns);
 		cb_table_free(w->cb);
+		istats_free(w->istats);
 		tls_sess_cache_free(w->sess);
 		loop_free(w->loop);
 		free(w->rr);

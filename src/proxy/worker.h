@@ -28,6 +28,7 @@
 #include "net/loop.h"
 #include "net/sock.h"
 #include "proxy/alog.h"
+#include "proxy/istats.h"
 #include "proxy/snap.h"
 
 struct tls_sess_cache;
@@ -123,6 +124,7 @@ struct worker {
 	bool draining;
 	_Atomic bool done;              /* drained and stopped */
 	struct wstats st;
+	struct istats *istats;          /* Istio's and per-cluster series (istats.h) */
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
@@ -173,6 +175,7 @@ struct proxy {
 	size_t nself;
 	struct sock_addr *local_ips;
 	size_t nlocal_ips;
+	struct istats_self istats_self;       /* the labels that describe this proxy (istats.h) */
 };
 
 /* Starts n workers, each with its loop and thread, serving snapshot s (a reference is

@@ -121,7 +121,7 @@ def stats(gw):
 
 
 def tls_failures(gw, reason):
-    return stats(gw)[f'egressgw_upstream_tls_failure{{reason="{reason}"}}']
+    return stats(gw)[f'egressgw_upstream_tls_failure_total{{reason="{reason}"}}']
 
 
 def log_entry(gw, needle, timeout=5.0):

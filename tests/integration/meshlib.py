@@ -50,7 +50,7 @@ class Mesh:
         return r.err
 
     def reloads(self):
-        return [p.stat("config_reloads") for p in (self.sidecar, self.gateway) if p]
+        return [p.stat("config_reloads_total") for p in (self.sidecar, self.gateway) if p]
 
     def wait_applied(self, before):
         """Waits until every proxy has reloaded since `before` (from reloads())."""

@@ -178,7 +178,7 @@ class Egressgw:
         """Waits until the configuration has been reloaded n times in all."""
         deadline = time.time() + scaled(timeout)
         while time.time() < deadline:
-            if self.stat("config_reloads") >= n:
+            if self.stat("config_reloads_total") >= n:
                 return
             time.sleep(0.05)
         raise AssertionError(f"{self.name}: fewer than {n} reloads:\n{self.stderr()[-3000:]}")
@@ -334,8 +334,8 @@ def run_walkthrough(t):
     sidecar and gateway (Egressgw), wt (the walkthrough's YAML), certs (the walkthrough's
     certificates), mode ("proxy" or "transparent")."""
     ctl, sidecar, gateway, wt = t.ctl, t.sidecar, t.gateway, t.wt
-    s_reloads = sidecar.stat("config_reloads")
-    g_reloads = gateway.stat("config_reloads")
+    s_reloads = sidecar.stat("config_reloads_total")
+    g_reloads = gateway.stat("config_reloads_total")
 
     def settle():
         """Waits until both proxies have reloaded since the last settle and then stayed
@@ -345,9 +345,9 @@ def run_walkthrough(t):
         sidecar.wait_reloads(s_reloads + 1)
         gateway.wait_reloads(g_reloads + 1)
         while True:
-            s_now, g_now = sidecar.stat("config_reloads"), gateway.stat("config_reloads")
+            s_now, g_now = sidecar.stat("config_reloads_total"), gateway.stat("config_reloads_total")
             time.sleep(0.5)
-            if (s_now, g_now) == (sidecar.stat("config_reloads"), gateway.stat("config_reloads")):
+            if (s_now, g_now) == (sidecar.stat("config_reloads_total"), gateway.stat("config_reloads_total")):
                 break
         s_reloads, g_reloads = s_now, g_now
 
@@ -405,7 +405,7 @@ def run_walkthrough(t):
     assert g["authority"] == CNN and g["uhost"].endswith(":443"), g.string
     # The gateway appends its peer (the sidecar) to x-forwarded-for.
     assert g["xff"] == m["ulocal"].rsplit(":", 1)[0], (g.string, m.string)
-    assert gateway.stat("downstream_cx_peer_identity") >= 1
+    assert gateway.stat("downstream_cx_peer_identity_total") >= 1
     assert "peer identity spiffe://cluster.local/ns/default/sa/sleep" in gateway.stderr()
 
     # Cleanup of the TLS origination example.

@@ -88,7 +88,7 @@ def test_only_sleep_may_leave(gateway, mesh, ctl, tmp_path, egressctl_bin):
     assert status == 200 and body == b"politics page from the demo site\n"
     # The host is part of the rule: sleep to another host is refused too (before routing).
     assert status_of(gateway, mesh["client"], host="other.example.com") == 403
-    assert stat(gateway, "rbac_denied") >= 3 and stat(gateway, "rbac_allowed") >= 1
+    assert stat(gateway, "rbac_denied_total") >= 3 and stat(gateway, "rbac_allowed_total") >= 1
     # config_dump shows the compiled policy.
     _, dump = gateway.admin("/config_dump")
     assert '"ns[istio-system]-policy[only-sleep]-rule[0]"' in dump
@@ -242,7 +242,7 @@ def test_dry_run_is_counted_not_enforced(gateway, mesh, ctl):
   - {}
 """, meta="  annotations:\n    istio.io/dry-run: \"true\"\n"))
     deadline = time.time() + scaled(5)
-    while stat(gateway, "rbac_shadow_denied") == 0:
+    while stat(gateway, "rbac_shadow_denied_total") == 0:
         assert time.time() < deadline
         assert status_of(gateway, mesh["client"]) == 200
         time.sleep(0.05)
@@ -285,17 +285,17 @@ def test_walkthrough_passes_with_an_allow_policy_and_another_workload_is_refused
     account is refused by the gateway."""
     t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
     try:
-        g0, s0 = t.gateway.stat("config_reloads"), t.sidecar.stat("config_reloads")
+        g0, s0 = t.gateway.stat("config_reloads_total"), t.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", "-", input=policy("allow-sleep", SLEEP_ANYWHERE))
         t.gateway.wait_reloads(g0 + 1)
         t.sidecar.wait_reloads(s0 + 1)
         time.sleep(0.5)
         run_walkthrough(t)
-        assert t.gateway.stat("rbac_allowed") >= 2
-        assert t.gateway.stat("rbac_denied") == 0
+        assert t.gateway.stat("rbac_allowed_total") >= 2
+        assert t.gateway.stat("rbac_denied_total") == 0
         # The sidecar's own namespace has no policy for it (the selector is the
         # gateway's): nothing counted there.
-        assert t.sidecar.stat("rbac_allowed") == 0
+        assert t.sidecar.stat("rbac_allowed_total") == 0
         other_id = sidecarlib.issue(egressctl_bin, t.ca, "default", "other", tmp_path / "other-id")
         other = t.start_sidecar("other", other_id)
         apply_cnn(t)
@@ -322,7 +322,7 @@ def test_sidecar_enforces_its_own_namespace_policies_on_http_and_connect(
     try:
         ctl.ok("apply", "-f", t.wt / "01-serviceentry-cnn.yaml")
         wait_routed(t, want=301)
-        s0 = t.sidecar.stat("config_reloads")
+        s0 = t.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", "-", input=policy("no-cnn", """  action: DENY
   rules:
   - to:
@@ -339,7 +339,7 @@ def test_sidecar_enforces_its_own_namespace_policies_on_http_and_connect(
         m = t.sidecar.wait_log(lambda m: m["code"] == "403" and m["method"] == "CONNECT")
         assert m["authority"] == f"{CNN}:443", m.string
         # The policy does not reach the gateway (another namespace, no root policy).
-        assert t.gateway.stat("rbac_denied") == 0
+        assert t.gateway.stat("rbac_denied_total") == 0
         assert "enforced on HTTP requests and CONNECT, not on TLS" in t.sidecar.stderr()
     finally:
         rcs = t.stop()

@@ -135,7 +135,7 @@ def test_egress_gateway_http(world, ctl):
     assert "location: https://edition.cnn.com/politics" in r.stdout.lower()
 
     apply_and_wait(m, ctl, GW_DR + "---\n" + VS)
-    peers = m.gateway.stat("downstream_cx_peer_identity")
+    peers = m.gateway.stat("downstream_cx_peer_identity_total")
 
     r = politics(m, ca)
     assert statuses(r) == ["HTTP/1.1 301 Moved Permanently", "HTTP/1.1 200 OK"], r.stderr
@@ -145,7 +145,7 @@ def test_egress_gateway_http(world, ctl):
     assert sl["code"] == "301"
     assert sl["uhost"] == f"{m.gw_ip}:80"
     # ... over the mesh's mutual TLS (no DestinationRule asked for it) and HTTP/2 ...
-    assert m.gateway.stat("downstream_cx_peer_identity") == peers + 1
+    assert m.gateway.stat("downstream_cx_peer_identity_total") == peers + 1
     gl = m.gateway.wait_log(lambda x: x["path"] == "/politics")
     assert gl["proto"] == "HTTP/2" and gl["code"] == "301"
     # ... and the gateway sent it on to edition.cnn.com, as the page's log line shows.
@@ -164,12 +164,12 @@ def test_explicit_disable_stays_plain(world, ctl):
     dr = GW_DR.replace("  - name: cnn\n", "  - name: cnn\n    trafficPolicy:\n      tls:\n"
                                           "        mode: DISABLE\n")
     apply_and_wait(m, ctl, dr + "---\n" + VS)
-    peers = m.gateway.stat("downstream_cx_peer_identity")
+    peers = m.gateway.stat("downstream_cx_peer_identity_total")
     r = politics(m, ca)
     assert statuses(r)[0] == "HTTP/1.1 301 Moved Permanently", r.stderr
     gl = m.gateway.wait_log(lambda x: x["path"] == "/politics")
     assert gl["proto"] == "HTTP/1.1" and gl["cluster"] == "outbound|80||edition.cnn.com"
-    assert m.gateway.stat("downstream_cx_peer_identity") == peers
+    assert m.gateway.stat("downstream_cx_peer_identity_total") == peers
 
 
 def test_gateway_refuses_foreign_client_cert(world, tmp_path):
@@ -261,12 +261,12 @@ spec:
         wait_until(lambda: "outbound|80||workload.mesh.test" in m.sidecar.admin("/config_dump")[1]
                    and "workload" in m.gateway.admin("/config_dump")[1], timeout=10,
                    what="config")
-        peers = m.gateway.stat("downstream_cx_peer_identity")
+        peers = m.gateway.stat("downstream_cx_peer_identity_total")
         r = m.curl("http://workload.mesh.test/x")
         assert r.stdout == "backend\n", (r.stdout, r.stderr)
         gl = m.gateway.wait_log(lambda x: x["path"] == "/x")
         mtls = sign != "none"
-        assert m.gateway.stat("downstream_cx_peer_identity") == peers + (1 if mtls else 0)
+        assert m.gateway.stat("downstream_cx_peer_identity_total") == peers + (1 if mtls else 0)
         assert gl["proto"] == ("HTTP/2" if mtls else "HTTP/1.1")
     finally:
         rcs = m.stop() if m else [0, 0]

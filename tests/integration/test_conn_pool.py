@@ -264,8 +264,8 @@ def test_max_connections_queues_one_and_overflows_the_next(setup):
     assert m["cluster"] == f"outbound|{PORT}||{HOST}"
     assert log_for(gw, "rid-b")["code"] == "200" and log_for(gw, "rid-b")["flags"] == "-"
     st = stats(gw)
-    assert st["upstream_rq_pending_overflow"] == 1
-    assert st["upstream_cx_overflow"] >= 1
+    assert st["upstream_rq_pending_overflow_total"] == 1
+    assert st["upstream_cx_overflow_total"] >= 1
     assert st["upstream_rq_pending_active"] == 0
     assert st["upstream_cx_total"] == 1
 
@@ -288,7 +288,7 @@ def test_pending_requests_are_served_in_arrival_order(setup):
     nconns, reqs = up.seen()
     assert nconns == 1
     assert [r["path"] for r in reqs] == ["/slow=0.5"] + [f"/slow=0.05&{i}" for i in range(1, 5)]
-    assert stats(gw)["upstream_rq_pending_overflow"] == 0
+    assert stats(gw)["upstream_rq_pending_overflow_total"] == 0
 
 
 def test_http2_max_requests_overflow(setup):
@@ -308,7 +308,7 @@ def test_http2_max_requests_overflow(setup):
     assert [r["path"] for r in reqs] == ["/slow=0.8", "/c"]
     m = log_for(gw, "rid-b")
     assert m["flags"] == "UO" and m["details"] == "upstream_reset_before_response_started{overflow}"
-    assert stats(gw)["upstream_rq_pending_overflow"] == 1
+    assert stats(gw)["upstream_rq_pending_overflow_total"] == 1
 
 
 def test_queued_request_that_times_out_or_leaves_frees_its_place(setup):
@@ -403,7 +403,7 @@ def test_max_ejection_percent_keeps_endpoints_in_service(setup):
     assert sorted([na, nb]) == [2, 10], (na, nb)
     st = stats(gw)
     assert st["outlier_detection_ejections_enforced_total"] == 1
-    assert st["outlier_detection_ejections_overflow"] >= 1
+    assert st["outlier_detection_ejections_overflow_total"] >= 1
 
 
 def test_connect_failures_are_gateway_errors(setup):

@@ -393,7 +393,7 @@ def test_get_not_found_and_empty(ctl, walkthrough):
     r = ctl("get", "gw", "x", "-A")
     assert r.rc == 1
     r = ctl("get", "gw", "-o", "wide-ish")
-    assert r.rc == 1 and "allowed formats are: json,name,yaml" in r.err
+    assert r.rc == 1 and "allowed formats are: custom-columns,json,jsonpath,name,wide,yaml" in r.err
 
 
 @pytest.mark.parametrize("age,shown", [

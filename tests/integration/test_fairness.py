@@ -167,5 +167,5 @@ def test_good_client_served_while_one_source_holds_1000_slow_connections(env, li
     st = stats(env.gw)
     if limits == "ulimit-1024":
         # The slow source was held to the limit, and made way for the good client.
-        assert st.get("egressgw_downstream_cx_evicted", 0) >= 1, st
+        assert st.get("egressgw_downstream_cx_evicted_total", 0) >= 1, st
         assert slow.closed > 0

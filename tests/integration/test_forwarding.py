@@ -711,7 +711,7 @@ def test_request_racing_an_upstream_close_is_retried_once_if_safe(env, gw):
     r = c.request("GET", "/b", headers="X-Request-Id: retried\r\n")
     assert (r.status, r.body) == (200, b"GET /b on connection 2\n")
     mid = stats(gw)
-    assert mid["upstream_rq_retry"] == before["upstream_rq_retry"] + 1
+    assert mid["upstream_rq_retry_total"] == before["upstream_rq_retry_total"] + 1
     m = log_for(gw, "retried")
     assert (m["code"], m["flags"], m["details"]) == ("200", "-", "via_upstream")
 
@@ -724,7 +724,7 @@ def test_request_racing_an_upstream_close_is_retried_once_if_safe(env, gw):
     m = log_for(gw, "not-retried")
     assert (m["code"], m["flags"]) == ("503", "UC")
     assert m["details"] == "upstream_reset_before_response_started{connection_termination}"
-    assert stats(gw)["upstream_rq_retry"] == mid["upstream_rq_retry"]
+    assert stats(gw)["upstream_rq_retry_total"] == mid["upstream_rq_retry_total"]
     r = c.request("GET", "/d")
     assert (r.status, r.body) == (200, b"GET /d on connection 3\n")
     c.close()
@@ -763,7 +763,7 @@ def test_route_timeout_is_504_ut(env, gw):
     assert (m["code"], m["flags"], m["details"]) == ("504", "UT", "response_timeout")
     assert 900 <= int(m["dur"]) < 2500
     assert m["cluster"] == "outbound|443||slow.test"
-    assert stats(gw)["upstream_rq_timeout"] == before["upstream_rq_timeout"] + 1
+    assert stats(gw)["upstream_rq_timeout_total"] == before["upstream_rq_timeout_total"] + 1
 
 
 # ---------------------------------------------------------------- 5. weights
@@ -834,8 +834,8 @@ spec:
                     "load.test", dr_extra=f"    loadBalancer:\n      simple: {lb}\n"))
             time.sleep(0.3)
         deadline = time.time() + 5
-        want = before["config_reloads"] + 10
-        while stats(gw)["config_reloads"] < want and time.time() < deadline:
+        want = before["config_reloads_total"] + 10
+        while stats(gw)["config_reloads_total"] < want and time.time() < deadline:
             time.sleep(0.1)
         time.sleep(0.2)
     finally:
@@ -845,8 +845,8 @@ spec:
     after = stats(gw)
     assert failures == [], failures
     assert all(n > 20 for n in ok), ok
-    assert after["config_reloads"] >= before["config_reloads"] + 10, (before, after)
-    assert after["config_rejects"] == before["config_rejects"]
+    assert after["config_reloads_total"] >= before["config_reloads_total"] + 10, (before, after)
+    assert after["config_rejects_total"] == before["config_rejects_total"]
 
 
 # ---------------------------------------------------------------- 7. JSON access log
@@ -1024,4 +1024,4 @@ def test_two_workers_share_the_connections(env):
     # Each worker has its own upstream pool: one upstream connection per worker means both
     # workers took connections (30 connections all to one worker: odds 2^-29).
     assert st["upstream_cx_total"] == 2, st
-    assert st["upstream_rq_reused"] == 28, st
+    assert st["upstream_rq_reused_total"] == 28, st

@@ -113,7 +113,7 @@ def test_keepalive_reuses_upstream_connection(gateway, mesh):
                 status, _, _ = read_response(s)
                 assert status == 200
     _, stats = gateway.admin("/stats/prometheus")
-    reused = int(re.search(r"^egressgw_upstream_rq_reused (\d+)$", stats, re.M).group(1))
+    reused = int(re.search(r"^egressgw_upstream_rq_reused_total (\d+)$", stats, re.M).group(1))
     assert reused >= 2, stats
 
 
@@ -315,8 +315,8 @@ def test_admin_endpoints(gateway, mesh):
     assert code == 200 and body.strip() == "LIVE"
     code, body = gateway.admin("/stats/prometheus")
     assert code == 200
-    assert re.search(r'^egressgw_downstream_rq_xx\{response_code_class="2xx"\} [1-9]', body, re.M), body
-    assert re.search(r'^egressgw_upstream_tls_handshake\{resumed="false"\} [1-9]', body, re.M), body
+    assert re.search(r'^egressgw_downstream_rq_xx_total\{response_code_class="2xx"\} [1-9]', body, re.M), body
+    assert re.search(r'^egressgw_upstream_tls_handshake_total\{resumed="false"\} [1-9]', body, re.M), body
     code, body = gateway.admin("/config_dump")
     assert code == 200
     assert "outbound|443||edition.cnn.com" in body

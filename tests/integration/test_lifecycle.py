@@ -182,9 +182,9 @@ def test_admin_reopen_logs(site):
 
 def test_sighup_reloads_and_reopens(site):
     gw = site.start()
-    before = stats(gw)["egressgw_config_reloads"]
+    before = stats(gw)["egressgw_config_reloads_total"]
     rotate_and_check(site, gw, lambda: os.kill(gw.proc.pid, signal.SIGHUP))
-    wait_until(lambda: stats(gw)["egressgw_config_reloads"] == before + 1, 5,
+    wait_until(lambda: stats(gw)["egressgw_config_reloads_total"] == before + 1, 5,
                "one configuration reload after SIGHUP")
     assert "SIGHUP" in gw.stderr()
 

@@ -193,7 +193,7 @@ def test_max_connections_refuses_at_once_without_spinning_and_recovers(env):
     for c in held:
         assert served(c)[0] == 200
     st = stats(gw)
-    assert st["egressgw_downstream_cx_overflow"] >= 3, st
+    assert st["egressgw_downstream_cx_overflow_total"] >= 3, st
     assert st["egressgw_downstream_cx_max"] == 5, st
     assert st["egressgw_downstream_cx_active"] == 5, st
     # One warning per 10 s at most, however many connections were refused.
@@ -258,8 +258,8 @@ def test_no_descriptor_left_refuses_at_once_without_spinning_and_recovers(env):
     release(env)
     wait_served(gw)
     st = stats(gw)
-    assert st["egressgw_downstream_cx_no_fd"] >= 2, st
-    assert st["egressgw_downstream_cx_overflow"] == 0, st
+    assert st["egressgw_downstream_cx_no_fd_total"] >= 2, st
+    assert st["egressgw_downstream_cx_overflow_total"] == 0, st
 
 
 def test_no_descriptor_for_the_upstream_is_503_uf_with_the_reason(env):
@@ -274,7 +274,7 @@ def test_no_descriptor_for_the_upstream_is_503_uf_with_the_reason(env):
     m = log_entry(gw, "no-fd-1")
     assert m["code"] == "503" and m["flags"] == "UF", m.group(0)
     assert "Too many open files" in m["tls"] or "Too_many_open_files" in m["tls"], m.group(0)
-    assert stats_after_release(env, gw)["egressgw_upstream_cx_connect_fail"] >= 1
+    assert stats_after_release(env, gw)["egressgw_upstream_cx_connect_fail_total"] >= 1
     # The same client, descriptors back: served.
     assert served(client)[0] == 200
 
@@ -293,7 +293,7 @@ def test_reload_without_descriptors_keeps_the_config_and_applies_it_later(env):
     first = RawClient(gw.ip)
     env.clients.append(first)
     assert served(first)[0] == 200
-    reloads = stats(gw)["egressgw_config_reloads"]
+    reloads = stats(gw)["egressgw_config_reloads_total"]
     fill_until_refused(gw, env, NOFILE)
     env.ctl.ok("apply", "-f", "-", input="---\n".join([
         service_entry_yaml(NEW_HOST, 80, "HTTP"), virtual_service_yaml(NEW_HOST, NEW_HOST, 80)]))
@@ -309,5 +309,5 @@ def test_reload_without_descriptors_keeps_the_config_and_applies_it_later(env):
     body = wait_served(gw, NEW_HOST, timeout=10)
     assert b"GET /" in body
     st = stats(gw)
-    assert st["egressgw_config_reloads"] == reloads + 1, st
-    assert st["egressgw_config_rejects"] == 0, st
+    assert st["egressgw_config_reloads_total"] == reloads + 1, st
+    assert st["egressgw_config_rejects_total"] == 0, st

@@ -664,7 +664,9 @@ def test_missing_credential_then_created(env, certs):
     p = env.ctl("analyze", check=False)
     assert p.returncode == 79
     assert p.stdout == ('Error [IST0101] (DestinationRule istio-system/originate-mtls-for-nginx) '
-                        'Referenced credentialName not found: "client-credential"\n'), p.stdout
+                        'Referenced credentialName not found: "client-credential" (no Secret '
+                        'client-credential in namespace istio-system, where the gateway reads '
+                        'it)\n'), p.stdout
     assert p.stderr.startswith("Error: Analyzers found issues when analyzing all namespaces.\n")
     # The Secret arrives: it works without a restart.
     env.create_credential()
@@ -795,7 +797,8 @@ spec:
         "invalid, which can cause the traffic not to work as expected: secret "
         "kubernetes://client-credential: private key tls.key: does not match the certificate tls.crt",
         'Error [IST0101] (Gateway default/tls-in) Referenced credentialName not found: '
-        '"server-credential"',
+        '"server-credential" (no Secret server-credential in namespace istio-system, where '
+        'the gateway reads it)',
     ], p.stdout
 
 

@@ -99,7 +99,7 @@ class Topo:
 
     def apply(self, text_or_path, *procs):
         """egressctl apply, then waits until each of procs has reloaded."""
-        before = [p.stat("config_reloads") for p in procs]
+        before = [p.stat("config_reloads_total") for p in procs]
         if isinstance(text_or_path, str):
             out = self.ctl.ok("apply", "-f", "-", input=text_or_path)
         else:
@@ -280,7 +280,7 @@ def test_sidecar_refuses_a_route_it_cannot_serve(topo):
     refused, visibly, never passed to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
-    before = t.sidecar.stat("config_reloads")
+    before = t.sidecar.stat("config_reloads_total")
     r = t.ctl("apply", "-f", "-", input=UNSERVED)
     assert r.rc == 0, r.err
     # Never silent: at apply, in analyze (with the field's place), in the proxy's log.

@@ -95,9 +95,9 @@ def start_under_load(env):
 
 def reload_after(env, gw, change):
     """Runs change() and returns the time its configuration was applied."""
-    before = stat(gw, "config_reloads")
+    before = stat(gw, "config_reloads_total")
     change()
-    wait_until(lambda: stat(gw, "config_reloads") > before, timeout=5, what="reload")
+    wait_until(lambda: stat(gw, "config_reloads_total") > before, timeout=5, what="reload")
     return time.time()
 
 

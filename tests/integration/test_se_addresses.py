@@ -120,7 +120,7 @@ def test_external_https_proxy(tmp_path, ctl, egressctl_bin, store, world):
         # Without the page's ServiceEntry: REGISTRY_ONLY refuses the proxy's address.
         assert https_via_proxy(m.sidecar.outbound, target, world["ca"]) == (502, None, None)
         assert world["proxy"].targets() == []
-        n = m.sidecar.stat("config_reloads")
+        n = m.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", "-", input=proxy_se([f"{world['proxy_ip']}/32"]))
         m.sidecar.wait_reloads(n + 1)
         first, second, body = https_via_proxy(m.sidecar.outbound, target, world["ca"])
@@ -201,7 +201,7 @@ def test_external_https_proxy_transparent(tmp_path, nets, ctl, egressctl_bin, st
     try:
         r = https_proxy_curl(t)
         assert r.returncode != 0 and proxy.targets() == [], (r.stdout, r.stderr)
-        n = t.sidecar.stat("config_reloads")
+        n = t.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", "-", input=proxy_se([f"{PROXY_IP}/32"]))
         t.sidecar.wait_reloads(n + 1)
         r = https_proxy_curl(t)

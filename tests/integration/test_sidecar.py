@@ -134,7 +134,7 @@ def apply_cnn(t, subject_alt_names=None, gateway_sans=None, at_once=False):
 
 def apply_se(t):
     """The ServiceEntry alone, waited for until every sidecar has reloaded."""
-    before = [sc.stat("config_reloads") for sc in t.sidecars]
+    before = [sc.stat("config_reloads_total") for sc in t.sidecars]
     t.ctl.ok("apply", "-f", t.wt / "01-serviceentry-cnn.yaml")
     for sc, n in zip(t.sidecars, before):
         sc.wait_reloads(n + 1)
@@ -169,7 +169,7 @@ def test_walkthrough_end_to_end_through_the_http_proxy(topo):
 def test_sidecar_presents_its_workload_identity_and_verifies_the_gateway(topo):
     apply_cnn(topo, subject_alt_names=[GW_SPIFFE])
     wait_routed(topo)
-    assert topo.gateway.stat("downstream_cx_peer_identity") >= 1
+    assert topo.gateway.stat("downstream_cx_peer_identity_total") >= 1
 
 
 def test_default_sni_is_istios_outbound_name(topo):
@@ -207,7 +207,7 @@ def test_gateway_with_the_wrong_spiffe_identity_is_refused(tmp_path, ctl, egress
         assert m["cluster"] == f"outbound|80|cnn|{EGW_HOST}", m.string
         assert "no SubjectAltName matches" in m["tls"] and GW_SPIFFE in m["tls"], m.string
         _, stats = t.sidecar.admin("/stats/prometheus")
-        assert re.search(r'^egressgw_upstream_tls_failure\{reason="san_mismatch"\} [1-9]', stats,
+        assert re.search(r'^egressgw_upstream_tls_failure_total\{reason="san_mismatch"\} [1-9]', stats,
                          re.M), stats
         # Without subjectAltNames only the chain is checked: the same gateway is accepted.
         apply_cnn(t)
@@ -224,7 +224,7 @@ def test_client_certificate_from_another_mesh_ca_is_refused_by_the_gateway(topo)
     # The other CA's workload trusts the gateway (same root file, to isolate the check).
     (other / "root-cert.pem").write_bytes((topo.ca / "root-cert.pem").read_bytes())
     rogue = topo.start_sidecar("rogue", other)
-    fails = topo.gateway.stat("downstream_cx_ssl_handshake_failed")
+    fails = topo.gateway.stat("downstream_cx_ssl_handshake_failed_total")
     r = topo.curl("-sS", "-D", "-", "-o", "/dev/null", f"http://{CNN}/politics", sidecar=rogue)
     assert heads(r.stdout) == ["HTTP/1.1 503 Service Unavailable"], (r.stdout, r.stderr)
     m = rogue.wait_log(lambda m: m["code"] == "503")
@@ -236,7 +236,7 @@ def test_client_certificate_from_another_mesh_ca_is_refused_by_the_gateway(topo)
     # The gateway's worker counts the failure right after sending its alert: the sidecar
     # may have answered curl before that.
     deadline = time.time() + 5
-    while topo.gateway.stat("downstream_cx_ssl_handshake_failed") == fails:
+    while topo.gateway.stat("downstream_cx_ssl_handshake_failed_total") == fails:
         assert time.time() < deadline, topo.gateway.stderr()[-3000:]
         time.sleep(0.05)
 
@@ -356,11 +356,11 @@ def test_origin_form_to_the_capture_port_routes_by_host(topo):
 
 def test_keep_alive_through_the_proxy(topo):
     apply_se(topo)
-    reused = topo.sidecar.stat("upstream_rq_reused")
+    reused = topo.sidecar.stat("upstream_rq_reused_total")
     r = topo.curl("-sS", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code}\n",
                   f"http://{CNN}/a", f"http://{CNN}/b")
     assert r.stdout == "301\n301\n", r.stdout
-    assert topo.sidecar.stat("upstream_rq_reused") >= reused + 1
+    assert topo.sidecar.stat("upstream_rq_reused_total") >= reused + 1
 
 
 def test_tls_to_the_capture_port_without_redirection_is_closed(topo):

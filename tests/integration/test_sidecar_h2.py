@@ -149,7 +149,7 @@ def test_http11_when_the_gateway_does_not_offer_h2(tmp_path, ctl, egressctl_bin,
     try:
         # Both proxies reload once into the whole configuration: a request before the
         # VirtualService lands would follow the ServiceEntry alone (503 UF, refused).
-        before = [p.stat("config_reloads") for p in (t.sidecar, t.gateway)]
+        before = [p.stat("config_reloads_total") for p in (t.sidecar, t.gateway)]
         apply_cnn(t, at_once=True)
         t.sidecar.wait_reloads(before[0] + 1)
         t.gateway.wait_reloads(before[1] + 1)
@@ -167,12 +167,12 @@ def test_http11_when_the_gateway_does_not_offer_h2(tmp_path, ctl, egressctl_bin,
         # The POST that met the fallback was not lost on the way (no 503 before the 200).
         posts = [ln for ln in t.sidecar.log_lines() if '"POST /upload' in ln]
         assert posts and not any('" 503 ' in ln for ln in posts), posts
-        assert t.sidecar.stat("upstream_cx_http2_fallback") == 1
+        assert t.sidecar.stat("upstream_cx_http2_fallback_total") == 1
         assert t.sidecar.stat("upstream_cx_http2_total") == 0
         for _ in range(3):
             assert proxy_request(t.sidecar.outbound, "GET", "/politics")[0] == 200
         # Remembered: no further attempt at h2.
-        assert t.sidecar.stat("upstream_cx_http2_fallback") == 1
+        assert t.sidecar.stat("upstream_cx_http2_fallback_total") == 1
         lines = [ln for ln in t.gateway.log_lines() if '" 200 ' in ln]
         assert lines and all("HTTP/1.1\" 200" in ln for ln in lines), lines
     finally:
@@ -191,12 +191,12 @@ def test_do_not_upgrade_keeps_the_mesh_hop_on_http11(tmp_path, ctl, egressctl_bi
         assert dr.count(marker) == 1, dr
         dr = dr.replace(marker, "        connectionPool:\n          http:\n"
                         "            h2UpgradePolicy: DO_NOT_UPGRADE\n" + marker)
-        before = t.sidecar.stat("config_reloads")
+        before = t.sidecar.stat("config_reloads_total")
         t.ctl.ok("apply", "-f", "-", input=dr)
         t.sidecar.wait_reloads(before + 1)
         wait_routed(t)
         assert t.sidecar.stat("upstream_cx_http2_total") == 0
-        assert t.sidecar.stat("upstream_cx_http2_fallback") == 0
+        assert t.sidecar.stat("upstream_cx_http2_fallback_total") == 0
         g = t.gateway.wait_log(lambda g: g["code"] == "200")
         assert g["proto"] == "HTTP/1.1", g.string
     finally:
@@ -214,7 +214,7 @@ def test_after_a_fallback_http11_connections_do_not_offer_h2(tmp_path, ctl, egre
     try:
         apply_cnn(t)
         wait_routed(t)
-        assert t.sidecar.stat("upstream_cx_http2_fallback") == 1
+        assert t.sidecar.stat("upstream_cx_http2_fallback_total") == 1
         assert t.gateway.stop() == 0
         t.gateway = Egressgw(tmp_path, "gateway2", "gateway", store, t.gw_id, t.hosts, t.dns,
                              env={"SSL_CERT_FILE": str(t.demo_ca)},

@@ -253,7 +253,7 @@ def test_registry_only_refuses_what_the_registry_does_not_name(tmp_path, nets, c
     t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs,
                     policy="REGISTRY_ONLY")
     try:
-        n = t.sidecar.stat("config_reloads")
+        n = t.sidecar.stat("config_reloads_total")
         ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
         t.sidecar.wait_reloads(n + 1)
         r = t.curl("-sS", "-D", "-", "-o", "/dev/null", "http://other.test/x")
@@ -317,14 +317,14 @@ def test_egress_gateways_https_passthrough_transparent(topo):
     def site_lines():
         return site_log.read_text().splitlines() if site_log.exists() else []
 
-    n, gn = t.sidecar.stat("config_reloads"), t.gateway.stat("config_reloads")
+    n, gn = t.sidecar.stat("config_reloads_total"), t.gateway.stat("config_reloads_total")
     t.ctl.ok("apply", "-f", data / "01-serviceentry-cnn.yaml")
     t.ctl.ok("apply", "-f", data / "02-gateway-destinationrule-virtualservice-cnn.yaml")
     wait_until(lambda: '"l4_mode": "SNI"' in t.gateway.admin("/config_dump")[1], timeout=10,
                what="the gateway's PASSTHROUGH listener")
     wait_until(lambda: "|cnn|" in t.sidecar.admin("/config_dump")[1], timeout=10,
                what="the sidecar's mesh tls: route")
-    assert t.sidecar.stat("config_reloads") > n and t.gateway.stat("config_reloads") > gn
+    assert t.sidecar.stat("config_reloads_total") > n and t.gateway.stat("config_reloads_total") > gn
     passthrough = t.sidecar.stat("passthrough_total")
     r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
     assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
@@ -396,7 +396,7 @@ def test_http_to_a_tls_routed_host_is_routed_as_http(topo):
     """A tls: route (any port) for edition.cnn.com does not make plain HTTP to it, which
     names its host in Host, look like an attempt to leave out the SNI: routed as HTTP."""
     t = topo
-    n = t.sidecar.stat("config_reloads")
+    n = t.sidecar.stat("config_reloads_total")
     t.ctl.ok("apply", "-f", "-", input=PORTLESS_TLS_ROUTE)
     t.sidecar.wait_reloads(n + 1)
     r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{CNN}/politics")

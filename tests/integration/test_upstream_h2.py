@@ -112,7 +112,7 @@ def test_h2_upgrade_policy(tmp_path, store, ctl, walkthrough, mesh, upgrade, htt
             assert st["upstream_cx_http2_total"] == 1 and st["upstream_cx_total"] == 1, st
         else:
             assert st["upstream_cx_http2_total"] == 0, st
-            assert st["upstream_cx_http2_fallback"] == (1 if upgrade else 0), st
+            assert st["upstream_cx_http2_fallback_total"] == (1 if upgrade else 0), st
         assert len(g.log_lines()) == 5, g.log_lines()
         assert all(re.search(r'" 20[01] - via_upstream ', ln) for ln in g.log_lines()), g.log_lines()
     finally:

@@ -1,6 +1,6 @@
 """Upstream TLS failure matrix (issue 6): every way an origination can fail ends in 503 UF
 with the specific check that failed in the access log's UPSTREAM_TRANSPORT_FAILURE_REASON
-and in the response body, and one more egressgw_upstream_tls_failure{reason="..."}.
+and in the response body, and one more egressgw_upstream_tls_failure_total{reason="..."}.
 The gateway never falls back to plaintext, and never reuses a pooled connection for a
 request whose TLS settings differ.
 

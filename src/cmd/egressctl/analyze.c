@@ -33,6 +33,10 @@
  *                    (config/res_gwapi.h), which `get -o yaml` shows as its status
  *   IST0132 Warning  an HTTPRoute that no listener of its Gateway takes (sectionName,
  *                    port, allowedRoutes, hostnames)
+ *   IST0109 Error    VirtualServices bound to the mesh gateway define the same host
+ *   IST0128 Warning  a DestinationRule originates TLS (SIMPLE, MUTUAL) with nothing to
+ *                    verify the server with (no caCertificates, no credentialName);
+ *   IST0129 Warning  the same at port level
  * Without -n every namespace is analyzed (references cross namespaces: the walkthrough's
  * DestinationRule lives in istio-system); -n NS reports only NS's resources. */
 #include <stdio.h>
@@ -56,7 +60,8 @@ static const char analyze_usage[] =
 	"the file and line of the field).\n"
 	"\n"
 	"Usage:\n"
-	"  egressctl analyze [-n NAMESPACE | -A] [--gateway-namespace NS] [-o log|json]\n"
+	"  egressctl analyze [-f FILE...] [-n NAMESPACE | -A] [--gateway-namespace NS]\n"
+	"                    [-o log|json]\n"
 	"\n"
 	"Without -n, every namespace is analyzed. A credentialName is looked up where the\n"
 	"gateway reads it: the Secret of that name in the gateway's namespace.\n"
@@ -69,6 +74,8 @@ static const char analyze_usage[] =
 	"  egressctl analyze -o json\n"
 	"\n"
 	"Flags:\n"
+	"  -f, --filename FILE         analyze the store as if FILE (a file, a directory, or -)\n"
+	"                              were applied to it, before applying it (repeatable)\n"
 	"  -A, --all-namespaces        analyze every namespace (the default)\n"
 	"      --gateway-namespace NS  the gateway's namespace, where credentialName Secrets\n"
 	"                              are read (default istio-system, as egressgw)\n"
@@ -463,6 +470,52 @@ static void an_vs(struct an *a)
 	}
 }
 
+/* IST0109: VirtualServices bound to the mesh gateway that define the same host; each
+ * of them gets the message, naming all of them. */
+static bool an_vs_mesh(const struct virtualservice *vs)
+{
+	return vs->gateways.n == 0 || res_strlist_has(&vs->gateways, "mesh");
+}
+
+static void an_vs_conflicts(struct an *a)
+{
+	const struct resource *r = a->r;
+	const struct virtualservice *vs = r->u.vs;
+
+	if (!an_vs_mesh(vs))
+		return;
+	for (size_t h = 0; h < vs->hosts.n; h++) {
+		char host[300];
+		struct sbuf names = SBUF_INIT;
+		size_t n = 0;
+
+		an_fqdn(vs->hosts.v[h], r->namespace, host, sizeof(host));
+		for (size_t i = 0; i < a->contents->n; i++) {
+			const struct resource *o = &a->contents->v[i].res;
+			bool same = false;
+
+			if (o->kind != RES_VIRTUAL_SERVICE || !an_vs_mesh(o->u.vs))
+				continue;
+			for (size_t k = 0; k < o->u.vs->hosts.n && !same; k++) {
+				char oh[300];
+
+				an_fqdn(o->u.vs->hosts.v[k], o->namespace, oh, sizeof(oh));
+				same = strcmp(oh, host) == 0;
+			}
+			if (same) {
+				sbuf_addf(&names, "%s%s/%s", n ? "," : "", o->namespace, o->name);
+				n++;
+			}
+		}
+		if (n > 1)
+			an_report(a, AN_ERROR, "IST0109", &vs->hosts.pos[h], "The VirtualServices %s "
+			          "associated with mesh gateway define the same host %s which can lead "
+			          "to undefined behavior. This can be fixed by merging the conflicting "
+			          "VirtualServices into a single resource.", sbuf_str(&names), host);
+		sbuf_free(&names);
+	}
+}
+
 /* ---- credentials ---- */
 
 /* credentialName with what its user needs (SECRET_USE_*), looked up in the gateway's
@@ -485,8 +538,9 @@ static void an_credential(struct an *a, const char *cred, unsigned flags,
 		return;   /* another credential source: not in the store */
 	if (secret_resolve(a->contents, a->gwns, name, flags & SECRET_USE_CERT, &parts,
 	                   &err) == SECRET_NOT_FOUND) {
-		an_report(a, AN_ERROR, "IST0101", pos, "Referenced credentialName not found: \"%s\"",
-		          cred);
+		an_report(a, AN_ERROR, "IST0101", pos, "Referenced credentialName not found: \"%s\" "
+		          "(no Secret %s in namespace %s, where the gateway reads it)", cred, name,
+		          a->gwns);
 		sbuf_free(&err);
 		return;
 	}
@@ -521,9 +575,38 @@ static void an_dr_policy(struct an *a, const struct dr_traffic_policy *tp)
 		an_dr_tls(a, tp->port_level_settings.v[i].tls);
 }
 
+/* IST0128 / IST0129: SIMPLE or MUTUAL origination with nothing to verify the server
+ * with (no caCertificates, no credentialName), at the destination or at a port; Istio's
+ * analyzer looks at the top-level traffic policy only. */
+static void an_dr_ca(struct an *a, const struct dr_tls *t, uint32_t port)
+{
+	const struct resource *r = a->r;
+	const char *mode = t && t->mode == DR_TLS_SIMPLE ? "SIMPLE" : "MUTUAL";
+
+	if (!t || (t->mode != DR_TLS_SIMPLE && t->mode != DR_TLS_MUTUAL) ||
+	    t->ca_certificates || t->credential_name || t->insecure_skip_verify)
+		return;
+	if (port)
+		an_report(a, AN_WARNING, "IST0129", &t->pos, "DestinationRule %s in namespace %s has "
+		          "TLS mode set to %s but no caCertificates are set to validate server "
+		          "identity for host: %s at port %u", r->name, r->namespace, mode,
+		          r->u.dr->host, port);
+	else
+		an_report(a, AN_WARNING, "IST0128", &t->pos, "DestinationRule %s in namespace %s has "
+		          "TLS mode set to %s but no caCertificates are set to validate server "
+		          "identity for host: %s", r->name, r->namespace, mode, r->u.dr->host);
+}
+
 static void an_dr(struct an *a)
 {
 	const struct destinationrule *dr = a->r->u.dr;
+
+	if (dr->traffic_policy) {
+		an_dr_ca(a, dr->traffic_policy->tls, 0);
+		for (size_t i = 0; i < dr->traffic_policy->port_level_settings.n; i++)
+			an_dr_ca(a, dr->traffic_policy->port_level_settings.v[i].tls,
+			         dr->traffic_policy->port_level_settings.v[i].port);
+	}
 
 	an_dr_policy(a, dr->traffic_policy);
 	for (size_t i = 0; i < dr->subsets.n; i++)
@@ -624,10 +707,13 @@ static void an_gwapi(struct an *a)
 
 int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 {
-	struct ctl_strs pos = { NULL, 0 };
+	struct ctl_strs pos = { NULL, 0 }, files = { NULL, 0 };
 	const char *gwns = "istio-system", *output = NULL;
 	bool all = false, help = false, errors = false;
+	struct ystream **streams = NULL;
+	size_t nstreams = 0;
 	const struct ctl_flag flags[] = {
+		{ "filename", 'f', CTL_FLAG_LIST, &files },
 		{ "all-namespaces", 'A', CTL_FLAG_BOOL, &all },
 		{ "gateway-namespace", 0, CTL_FLAG_STR, &gwns },
 		{ "output", 'o', CTL_FLAG_STR, &output },
@@ -660,7 +746,17 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "error: -A and -n cannot be given together\n");
 		goto out;
 	}
+	if (files.n && ctl_read_inputs(&files, &streams, &nstreams, &d) < 0) {
+		ctl_print_diags(&d);
+		goto out;
+	}
 	store_load(c->root, "default", &contents, &d);
+	/* -f: the files as if they were applied over the store (istioctl analyze FILE). */
+	for (size_t i = 0; i < nstreams; i++)
+		store_overlay(&contents, streams[i], ctl_namespace(c), &d);
+	free(streams);
+	streams = NULL;
+	nstreams = 0;
 	a.c = c;
 	a.contents = &contents;
 	a.gwns = gwns;
@@ -672,6 +768,7 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 		switch (a.r->kind) {
 		case RES_VIRTUAL_SERVICE:
 			an_vs(&a);
+			an_vs_conflicts(&a);
 			break;
 		case RES_DESTINATION_RULE:
 			an_dr(&a);
@@ -708,7 +805,9 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 out:
 	an_msgs_free(&a);
 	store_contents_free(&contents);
+	ctl_free_streams(streams, nstreams);
 	diags_free(&d);
 	ctl_strs_free(&pos);
+	ctl_strs_free(&files);
 	return rc;
 }

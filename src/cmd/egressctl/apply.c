@@ -25,8 +25,13 @@ static const char apply_usage[] =
 	"as kubectl prints them: \"Warning: FILE:LINE:COL: Kind ns/name: field: not applied\n"
 	"by egressgw; ignored\".\n"
 	"\n"
+	"With --dry-run=client nothing is written: each object is validated and the line\n"
+	"says what would happen (\"created (dry run)\"). --dry-run=server also checks the\n"
+	"objects together with the rest of the store, as the gateway's reload does, and\n"
+	"prints what that check finds.\n"
+	"\n"
 	"Usage:\n"
-	"  egressctl apply -f FILENAME [-n NAMESPACE]\n"
+	"  egressctl apply -f FILENAME [-n NAMESPACE] [--dry-run=none|client|server]\n"
 	"\n"
 	"Examples:\n"
 	"  egressctl apply -f serviceentry.yaml\n"
@@ -40,12 +45,54 @@ static const char apply_usage[] =
 	"  -f, --filename FILE     a file, a directory of .yaml/.yml/.json files, or - for\n"
 	"                          stdin (repeatable)\n"
 	"  -n, --namespace NS      namespace for documents without metadata.namespace\n"
+	"      --dry-run MODE      none (default), client or server: write nothing\n"
 	"      --store DIR         the store directory\n";
 
 struct apply_item {
 	struct resource res;
 	struct ystream *s;      /* the input stream the document came from */
 };
+
+enum apply_dry {
+	APPLY_DRY_NONE,
+	APPLY_DRY_CLIENT,       /* validate the documents, say what would change */
+	APPLY_DRY_SERVER,       /* and check them with the rest of the store */
+};
+
+/* --dry-run=server: the objects with everything else in the store, through the
+ * cross-resource check a reload runs (res_check_refs); its findings are printed as
+ * kubectl prints warnings. Returns 0, or -1 on errors. */
+static int apply_check_with_store(const struct ctl *c, struct apply_item *items, size_t n)
+{
+	struct store_contents store;
+	struct resource **all;
+	struct diags d = DIAGS_INIT;
+	size_t nall = 0;
+	int rc;
+
+	ctl_load_store(c, &store, false);
+	all = xcalloc(store.n + n + 1, sizeof(*all));
+	for (size_t i = 0; i < store.n; i++) {
+		const struct resource *r = &store.v[i].res;
+		bool replaced = false;
+
+		for (size_t k = 0; k < n && !replaced; k++)
+			replaced = items[k].res.kind == r->kind &&
+			           strcmp(items[k].res.namespace, r->namespace) == 0 &&
+			           strcmp(items[k].res.name, r->name) == 0;
+		if (!replaced)
+			all[nall++] = &store.v[i].res;
+	}
+	for (size_t k = 0; k < n; k++)
+		all[nall++] = &items[k].res;
+	res_check_refs(all, nall, &d);
+	ctl_print_diags(&d);
+	rc = diags_has_errors(&d) ? -1 : 0;
+	diags_free(&d);
+	free(all);
+	store_contents_free(&store);
+	return rc;
+}
 
 /* kubectl's check: a document's own namespace must agree with -n. */
 static void apply_check_ns(const struct ctl *c, const struct resource *r, struct diags *d)
@@ -171,8 +218,9 @@ static bool apply_written_affects(const struct apply_written *w,
 	return hit;
 }
 
+/* dry: say what would happen, write nothing. */
 static const char *apply_one(const struct ctl *c, struct apply_item *it,
-                             struct store_contents *store, struct diags *d)
+                             struct store_contents *store, bool dry, struct diags *d)
 {
 	const struct resource *r = &it->res;
 	struct store_entry *old = store_find(store, r->kind, r->namespace, r->name);
@@ -191,7 +239,7 @@ static const char *apply_one(const struct ctl *c, struct apply_item *it,
 		}
 		if (same)
 			status = "unchanged";
-		else
+		else if (!dry)
 			rc = store_put_secret(c->root, r->namespace, r->name, &now, d);
 		store_secret_free(&now);
 		return rc < 0 ? NULL : status;
@@ -206,7 +254,7 @@ static const char *apply_one(const struct ctl *c, struct apply_item *it,
 			if (ynode_equal(doc, was))
 				return "unchanged";
 		}
-		if (store_put(c->root, old, r->kind, r->namespace, r->name, doc, d) < 0)
+		if (!dry && store_put(c->root, old, r->kind, r->namespace, r->name, doc, d) < 0)
 			return NULL;
 	}
 	return status;
@@ -215,10 +263,13 @@ static const char *apply_one(const struct ctl *c, struct apply_item *it,
 int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs files = { NULL, 0 }, pos = { NULL, 0 };
+	const char *dry_flag = "none";
 	const struct ctl_flag flags[] = {
 		{ "filename", 'f', CTL_FLAG_LIST, &files },
+		{ "dry-run", 0, CTL_FLAG_STR, &dry_flag },
 		{ NULL, 0, CTL_FLAG_BOOL, NULL },
 	};
+	enum apply_dry dry;
 	struct ystream **streams = NULL;
 	size_t nstreams = 0, nitems = 0;
 	struct apply_item *items = NULL;
@@ -238,6 +289,17 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	}
 	if (pos.n) {
 		fprintf(stderr, "error: unexpected argument \"%s\"; use -f FILE\n", pos.v[0]);
+		goto out;
+	}
+	if (strcmp(dry_flag, "none") == 0) {
+		dry = APPLY_DRY_NONE;
+	} else if (strcmp(dry_flag, "client") == 0) {
+		dry = APPLY_DRY_CLIENT;
+	} else if (strcmp(dry_flag, "server") == 0) {
+		dry = APPLY_DRY_SERVER;
+	} else {
+		fprintf(stderr, "error: Invalid dry-run value (%s). Must be \"none\", \"server\", or "
+		        "\"client\".\n", dry_flag);
 		goto out;
 	}
 	if (files.n == 0) {
@@ -274,6 +336,8 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 		fprintf(stderr, "error: no objects passed to apply\n");
 		goto out;
 	}
+	if (dry == APPLY_DRY_SERVER && apply_check_with_store(c, items, nitems) < 0)
+		goto out;
 	rc = 0;
 	for (size_t i = 0; i < nitems; i++) {
 		struct diags wd = DIAGS_INIT;
@@ -300,7 +364,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 			                     ? store_secret_dir(c->root, r->namespace, r->name)
 			                     : store_config_path(c->root, r->kind, r->namespace, r->name);
 
-			status = apply_one(c, &items[i], &store, &wd);
+			status = apply_one(c, &items[i], &store, dry != APPLY_DRY_NONE, &wd);
 			if (status && strcmp(status, "unchanged") != 0)
 				apply_written_add(&written, r, path);
 			free(path);
@@ -310,7 +374,9 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 			rc = 1;
 		} else {
 			ctl_kind_ref(res_kind_info(r->kind), &ref);
-			printf("%s/%s %s\n", sbuf_str(&ref), r->name, status);
+			printf("%s/%s %s%s\n", sbuf_str(&ref), r->name, status,
+			       dry == APPLY_DRY_CLIENT ? " (dry run)" :
+			       dry == APPLY_DRY_SERVER ? " (server dry run)" : "");
 			fflush(stdout);
 		}
 		sbuf_free(&ref);

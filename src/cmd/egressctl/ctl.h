@@ -25,12 +25,17 @@
  * "proxy-config". */
 #define CTL_COMMANDS(X) \
 	X(apply,  "Apply a configuration to the store by file name or stdin") \
+	X(diff,   "Diff the store against the would-be applied version") \
 	X(create, "Create a Secret from files (generic, tls), or a namespace") \
 	X(get,    "Display one or many resources") \
+	X(describe, "Show details of a resource, and what a running proxy made of it") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
+	X(explain, "Describe the fields of a kind (KIND.field.path), from the decoder's tables") \
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \
 	X(proxy_config, "Show a gateway's clusters, routes, listeners and secrets, as istioctl does") \
+	X(explain_request, "Ask a running proxy how it would handle a request, without sending it") \
+	X(completion, "Output shell completion code for bash or zsh") \
 	X(analyze, "Find references that do not resolve and credentials that do not load") \
 	X(version, "Print the egressctl version")
 
@@ -116,6 +121,51 @@ struct gwapi_xlate;
 /* Sets doc's `status` for a Gateway API Gateway or HTTPRoute r, from x (gwstatus.c). */
 void ctl_gwapi_status(struct ystream *out, struct ynode *doc, const struct gwapi_xlate *x,
                       const struct resource *r);
+/* ---- the admin endpoint (proxyconfig.c) ---- */
+
+struct sock_addr;
+/* The admin address from an ADMIN_ADDR word (NULL: $EGRESSGW_ADMIN, else 127.0.0.1:15000)
+ * and its text. Returns 0, or -1 after printing the error. */
+int ctl_admin_addr(const char *word, struct sock_addr *out, char *text, size_t n);
+/* GET path; the body of a 200 answer goes to body. Returns 0, or -1 after printing. */
+int ctl_admin_get(const struct sock_addr *a, const char *addr, const char *path,
+                  struct sbuf *body);
+
+/* ---- -o jsonpath= and -o custom-columns= (jsonpath.c) ---- */
+
+/* Appends kubectl's output of JSONPath template tmpl over root. Returns 0, or -1 with the
+ * problem in err. */
+int ctl_jsonpath(const char *tmpl, const struct ynode *root, struct sbuf *out, struct sbuf *err);
+/* Prints the custom-columns table (spec "HEADER:EXPR,...") of docs to out. Returns 0, or
+ * -1 with the problem in err. */
+int ctl_custom_columns(const char *spec, const struct ynode *const *docs, size_t n,
+                       bool no_headers, FILE *out, struct sbuf *err);
+
+/* ---- label selectors, kubectl -l (selector.c) ---- */
+
+enum ctl_sel_op {
+	CTL_SEL_EQ, CTL_SEL_NE, CTL_SEL_IN, CTL_SEL_NOTIN, CTL_SEL_EXISTS, CTL_SEL_NOT_EXISTS,
+};
+
+struct ctl_sel_req {
+	enum ctl_sel_op op;
+	const char *key;
+	const char *values[16];
+	size_t nvalues;
+};
+
+struct ctl_selector {
+	struct ctl_sel_req reqs[32];
+	size_t n;
+	char *buf;                      /* the parsed copy the strings point into */
+};
+
+/* Parses "app=x,tier!=y,env in (a,b),!legacy". Returns 0, or -1 after printing kubectl's
+ * "unable to parse requirement" error. ctl_selector_free in either case. */
+int ctl_selector_parse(const char *s, struct ctl_selector *sel);
+void ctl_selector_free(struct ctl_selector *sel);
+/* True when doc's metadata.labels satisfy every requirement. */
+bool ctl_selector_match(const struct ctl_selector *sel, const struct ynode *doc);
 
 /* kubectl's "NotFound" line on stderr. */
 void ctl_not_found(const struct res_kind_info *k, const char *name);

@@ -23,6 +23,7 @@ static const char get_usage[] =
 	"\n"
 	"Usage:\n"
 	"  egressctl get KIND[,KIND...] [NAME...] [-n NAMESPACE | -A] [-o yaml|json|name]\n"
+	"  egressctl get KIND[,KIND...] -l SELECTOR [-n NAMESPACE | -A] [-o ...]\n"
 	"  egressctl get KIND/NAME... [-n NAMESPACE] [-o yaml|json|name]\n"
 	"\n"
 	"Examples:\n"
@@ -33,12 +34,16 @@ static const char get_usage[] =
 	"\n"
 	"Flags:\n"
 	"  -A, --all-namespaces    list resources of every namespace\n"
-	"  -o, --output FORMAT     yaml, json or name (default: a table)\n"
+	"  -o, --output FORMAT     yaml, json, name, wide (the table: Istio's kinds have no\n"
+	"                          more columns), jsonpath=TEMPLATE ({.metadata.name},\n"
+	"                          {range .items[*]}...{end}) or custom-columns=H:EXPR,...\n"
+	"  -l, --selector SEL      only objects whose labels match (app=x,tier!=y,\n"
+	"                          env in (a,b),!legacy), as kubectl -l\n"
 	"      --no-headers        leave out the table's header line\n"
 	"  -n, --namespace NS      the namespace (default \"default\")\n"
 	"      --store DIR         the store directory\n";
 
-enum get_format { GET_TABLE, GET_NAME, GET_YAML, GET_JSON };
+enum get_format { GET_TABLE, GET_NAME, GET_YAML, GET_JSON, GET_JSONPATH, GET_CUSTOM };
 
 /* One group of results: a kind and the entries shown for it. */
 struct get_group {
@@ -57,6 +62,9 @@ struct get_req {
 	const char *ns;
 	enum get_format format;
 	bool no_headers;
+	const struct ctl_selector *sel; /* -l: only matching objects; NULL: all */
+	const char *tmpl;               /* -o jsonpath=TEMPLATE / custom-columns=SPEC */
+	bool failed;                    /* the printer could not print (bad template) */
 };
 
 static struct get_group *get_group_for(struct get_req *q, const struct res_kind_info *k)
@@ -166,7 +174,8 @@ static int get_select(struct get_req *q, const struct store_contents *store)
 			const struct store_entry *e = &store->v[j];
 
 			if (e->res.kind == g->k->kind &&
-			    (q->all_ns || strcmp(e->res.namespace, q->ns) == 0))
+			    (q->all_ns || strcmp(e->res.namespace, q->ns) == 0) &&
+			    (!q->sel || ctl_selector_match(q->sel, e->res.node)))
 				get_add_entry(g, e);
 		}
 		if (g->n > 1)
@@ -408,7 +417,7 @@ static struct ynode *get_doc(struct ystream *out, const struct store_entry *e,
 }
 
 /* yaml/json: the object itself for exactly one named resource, else a kubectl List. */
-static void get_print_docs(const struct get_req *q, const struct store_contents *store)
+static void get_print_docs(struct get_req *q, const struct store_contents *store)
 {
 	const struct resource **all = xcalloc(store->n + 1, sizeof(*all));
 	struct gwapi_xlate x;
@@ -442,7 +451,30 @@ static void get_print_docs(const struct get_req *q, const struct store_contents 
 			ynode_map_set(&out, root, "metadata", meta);
 		}
 	}
-	if (q->format == GET_JSON) {
+	if (q->format == GET_JSONPATH || q->format == GET_CUSTOM) {
+		struct sbuf err = SBUF_INIT;
+		int rc;
+
+		if (q->format == GET_JSONPATH) {
+			rc = ctl_jsonpath(q->tmpl, root, &text, &err);
+		} else {
+			const struct ynode **docs = xcalloc(get_count(q) + 1, sizeof(*docs));
+			size_t n = 0;
+
+			if (items)
+				for (size_t i = 0; i < items->n; i++)
+					docs[n++] = items->items[i];
+			else
+				docs[n++] = root;
+			rc = ctl_custom_columns(q->tmpl, docs, n, q->no_headers, stdout, &err);
+			free(docs);
+		}
+		if (rc < 0) {
+			fprintf(stderr, "error: %s\n", sbuf_str(&err));
+			q->failed = true;
+		}
+		sbuf_free(&err);
+	} else if (q->format == GET_JSON) {
 		ydoc_emit_json(root, &text);
 		if (text.len && text.s[text.len - 1] != '\n')
 			sbuf_addc(&text, '\n');
@@ -462,9 +494,15 @@ static void get_print_docs(const struct get_req *q, const struct store_contents 
 	free(all);
 }
 
-static int get_format_parse(const char *o, enum get_format *f)
+static int get_format_parse(const char *o, enum get_format *f, const char **tmpl)
 {
-	if (!o || strcmp(o, "wide") == 0)
+	if (o && strncmp(o, "jsonpath=", 9) == 0) {
+		*f = GET_JSONPATH;
+		*tmpl = o + 9;
+	} else if (o && strncmp(o, "custom-columns=", 15) == 0) {
+		*f = GET_CUSTOM;
+		*tmpl = o + 15;
+	} else if (!o || strcmp(o, "wide") == 0)
 		*f = GET_TABLE;
 	else if (strcmp(o, "name") == 0)
 		*f = GET_NAME;
@@ -474,7 +512,7 @@ static int get_format_parse(const char *o, enum get_format *f)
 		*f = GET_JSON;
 	else {
 		fprintf(stderr, "error: unable to match a printer suitable for the output format "
-		        "\"%s\", allowed formats are: json,name,yaml\n", o);
+		        "\"%s\", allowed formats are: custom-columns,json,jsonpath,name,wide,yaml\n", o);
 		return -1;
 	}
 	return 0;
@@ -483,10 +521,12 @@ static int get_format_parse(const char *o, enum get_format *f)
 int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
-	const char *output = NULL;
+	const char *output = NULL, *selector = NULL;
 	struct get_req q;
+	struct ctl_selector sel;
 	const struct ctl_flag flags[] = {
 		{ "output", 'o', CTL_FLAG_STR, &output },
+		{ "selector", 'l', CTL_FLAG_STR, &selector },
 		{ "all-namespaces", 'A', CTL_FLAG_BOOL, &q.all_ns },
 		{ "no-headers", 0, CTL_FLAG_BOOL, &q.no_headers },
 		{ NULL, 0, CTL_FLAG_BOOL, NULL },
@@ -497,6 +537,7 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	int rc = 1, missing;
 
 	memset(&q, 0, sizeof(q));
+	memset(&sel, 0, sizeof(sel));
 	if (ctl_parse(c, argc, argv, flags, &pos, &help) < 0)
 		goto out;
 	if (help) {
@@ -505,9 +546,18 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		goto out;
 	}
 	scratch = xcalloc(pos.n + 1, sizeof(*scratch));
-	if (get_format_parse(output, &q.format) < 0 || get_targets(&q, &pos, scratch) < 0)
+	if (get_format_parse(output, &q.format, &q.tmpl) < 0 || get_targets(&q, &pos, scratch) < 0)
 		goto out;
 	q.ns = ctl_namespace(c);
+	if (selector) {
+		if (q.named) {
+			fprintf(stderr, "error: name cannot be provided when a selector is specified\n");
+			goto out;
+		}
+		if (ctl_selector_parse(selector, &sel) < 0)
+			goto out;
+		q.sel = &sel;
+	}
 	if (q.all_ns && q.named) {
 		fprintf(stderr, "error: a resource cannot be retrieved by name across all "
 		        "namespaces\n");
@@ -516,7 +566,8 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 	ctl_load_store(c, &store, true);
 	missing = get_select(&q, &store);
 	rc = missing ? 1 : 0;
-	if (get_count(&q) == 0 && q.format != GET_YAML && q.format != GET_JSON) {
+	if (get_count(&q) == 0 && q.format != GET_YAML && q.format != GET_JSON &&
+	    q.format != GET_JSONPATH) {
 		if (!q.named) {
 			if (q.all_ns)
 				fprintf(stderr, "No resources found\n");
@@ -536,7 +587,11 @@ int ctl_cmd_get(struct ctl *c, int argc, char **argv)
 		break;
 	case GET_YAML:
 	case GET_JSON:
+	case GET_JSONPATH:
+	case GET_CUSTOM:
 		get_print_docs(&q, &store);
+		if (q.failed)
+			rc = 1;
 		break;
 	}
 out:
@@ -548,6 +603,7 @@ out:
 	for (size_t i = 0; scratch && i < pos.n; i++)
 		free(scratch[i]);
 	free(scratch);
+	ctl_selector_free(&sel);
 	store_contents_free(&store);
 	ctl_strs_free(&pos);
 	return rc;

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cmd/egressctl/ctl.h"
 #include "core/util.h"
@@ -63,6 +64,54 @@ static const struct ctl_cmd *ctl_find_cmd(const char *word)
 			return &ctl_cmds[i];
 	}
 	return NULL;
+}
+
+/* Levenshtein distance between a and b (short words: a row on the stack). */
+static size_t ctl_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[64];
+
+	if (lb >= ARRAY_SIZE(row))
+		return lb;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			row[j] = best;
+			diag = up;
+		}
+	}
+	return row[lb];
+}
+
+/* kubectl's (cobra's) "Did you mean this?": commands within 2 edits of word, or that
+ * start with it. */
+static void ctl_suggest(const char *word)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_cmds); i++) {
+		char name[32];
+
+		ctl_cmd_word(ctl_cmds[i].name, name, sizeof(name));
+		if (ctl_distance(word, name) > 2 && strncasecmp(name, word, strlen(word)) != 0)
+			continue;
+		if (!any)
+			fprintf(stderr, "\nDid you mean this?\n");
+		fprintf(stderr, "\t%s\n", name);
+		any = true;
+	}
+	if (any)
+		fprintf(stderr, "\n");
 }
 
 /* Takes the value of a global flag written as "--store=X", "--store X", "-nX", "-n X".
@@ -144,8 +193,9 @@ int main(int argc, char **argv)
 	}
 	cmd = ctl_find_cmd(argv[i]);
 	if (!cmd) {
-		fprintf(stderr, "error: unknown command \"%s\" for \"egressctl\"\n"
-		        "Run 'egressctl --help' for usage.\n", argv[i]);
+		fprintf(stderr, "error: unknown command \"%s\" for \"egressctl\"\n", argv[i]);
+		ctl_suggest(argv[i]);
+		fprintf(stderr, "Run 'egressctl --help' for usage.\n");
 		return 1;
 	}
 	c.root = store_root(c.store_flag);

@@ -40,6 +40,9 @@ static const char pc_usage[] =
 	"  cluster, clusters, c      upstream clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION,\n"
 	"                            TYPE, DESTINATION RULE\n"
 	"  route, routes, r          routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE\n"
+	"  all                       the cluster, listener and route tables, one after the other\n"
+	"  log [--level LEVEL]       the proxy's log level (GET /logging), or a new one (POST\n"
+	"                            /logging?level=: trace, debug, info, warning, error)\n"
 	"  listener, listeners, l    listeners: ADDRESSES, PORT, MATCH, DESTINATION\n"
 	"  secret, secrets, s        certificates in use: RESOURCE NAME, TYPE, STATUS, VALID\n"
 	"                            CERT, SERIAL NUMBER, NOT AFTER, NOT BEFORE (from /certs)\n"
@@ -52,6 +55,8 @@ static const char pc_usage[] =
 static const char pc_usage_common[] =
 	"  -o, --output FORMAT       short (the table; default), json or yaml: the selected\n"
 	"                            items as the gateway's admin page has them\n"
+	"  -f, --file FILE           read a saved config_dump (curl ADMIN/config_dump > FILE)\n"
+	"                            instead of asking a running proxy (not for secret)\n"
 	"\n"
 	"ADMIN_ADDR is the address given to the gateway's --admin: IP:PORT, [IPv6]:PORT,\n"
 	"localhost:PORT, or PORT alone (on 127.0.0.1). The default is $EGRESSGW_ADMIN, else\n"
@@ -842,8 +847,8 @@ static int pc_admin_addr(const char *word, struct sock_addr *out, char *text, si
 /* GET path from the admin endpoint: one request on a blocking socket with a timeout,
  * read to the end (the admin closes after answering). The body goes to body. Returns 0,
  * or -1 after printing the error. */
-static int pc_fetch(const struct sock_addr *a, const char *addr, const char *path,
-                    struct sbuf *body)
+static int pc_request(const struct sock_addr *a, const char *addr, const char *method,
+                      const char *path, struct sbuf *body)
 {
 	struct timeval tv = { PC_TIMEOUT_SEC, 0 };
 	struct sbuf req = SBUF_INIT, resp = SBUF_INIT;
@@ -866,8 +871,9 @@ static int pc_fetch(const struct sock_addr *a, const char *addr, const char *pat
 		        strerror(errno == EINPROGRESS ? ETIMEDOUT : errno));
 		goto out;
 	}
-	sbuf_addf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressctl\r\n"
-	          "Accept: application/json\r\nConnection: close\r\n\r\n", path, addr);
+	sbuf_addf(&req, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: egressctl\r\n"
+	          "Accept: application/json\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+	          method, path, addr);
 	while (off < req.len) {
 		ssize_t w = write(fd, req.s + off, req.len - off);
 
@@ -915,8 +921,8 @@ static int pc_fetch(const struct sock_addr *a, const char *addr, const char *pat
 			off = want;
 	}
 	if (status != 200) {
-		fprintf(stderr, "error: the admin endpoint at %s answered %d to GET %s: %.*s\n",
-		        addr, status, path, (int)strcspn(head_end, "\r\n"), head_end);
+		fprintf(stderr, "error: the admin endpoint at %s answered %d to %s %s: %.*s\n",
+		        addr, status, method, path, (int)strcspn(head_end, "\r\n"), head_end);
 		goto out;
 	}
 	sbuf_add(body, head_end, off);
@@ -927,6 +933,33 @@ out:
 	sbuf_free(&req);
 	sbuf_free(&resp);
 	return rc;
+}
+
+static int pc_fetch(const struct sock_addr *a, const char *addr, const char *path,
+                    struct sbuf *body)
+{
+	return pc_request(a, addr, "GET", path, body);
+}
+
+/* istioctl proxy-config log [--level LEVEL]: the proxy's loggers (GET /logging), or a
+ * new level for all of them (POST /logging?level=). */
+static int pc_log(const char *level, const struct sock_addr *a, const char *addr)
+{
+	struct sbuf body = SBUF_INIT, path = SBUF_INIT;
+	int rc;
+
+	/* istioctl takes "level" or "logger:level"; egressgw has one level for all loggers. */
+	if (level && strchr(level, ':'))
+		level = strrchr(level, ':') + 1;
+	if (level)
+		sbuf_addf(&path, "/logging?level=%s", level);
+	rc = pc_request(a, addr, level ? "POST" : "GET", level ? sbuf_str(&path) : "/logging",
+	                &body);
+	if (rc == 0)
+		fputs(sbuf_str(&body), stdout);
+	sbuf_free(&body);
+	sbuf_free(&path);
+	return rc < 0 ? 1 : 0;
 }
 
 /* ---- the command ---- */
@@ -1006,8 +1039,9 @@ static void pc_print_doc(struct ystream *s, const struct ynode *const *items, si
 	sbuf_free(&out);
 }
 
+/* file: a saved config_dump (istioctl's --file) instead of asking the admin endpoint. */
 static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_format f,
-                   const struct sock_addr *a, const char *addr)
+                   const struct sock_addr *a, const char *addr, const char *file)
 {
 	struct sbuf body = SBUF_INIT, where = SBUF_INIT;
 	struct diags d = DIAGS_INIT;
@@ -1018,9 +1052,27 @@ static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_for
 	int rc = 1;
 
 	memset(&s, 0, sizeof(s));
-	if (pc_fetch(a, addr, k->path, &body) < 0)
-		goto out;
-	sbuf_addf(&where, "http://%s%s", addr, k->path);
+	if (file) {
+		char *data = NULL;
+		size_t len = 0;
+
+		if (strcmp(k->path, "/config_dump") != 0) {
+			fprintf(stderr, "error: --file holds a config_dump; %s needs a running proxy "
+			        "(%s)\n", k->plural, k->path);
+			goto out;
+		}
+		if (file_read_all(file, &data, &len) < 0) {
+			fprintf(stderr, "error: %s: %s\n", file, strerror(errno));
+			goto out;
+		}
+		sbuf_add(&body, data, len);
+		free(data);
+		sbuf_adds(&where, file);
+	} else {
+		if (pc_fetch(a, addr, k->path, &body) < 0)
+			goto out;
+		sbuf_addf(&where, "http://%s%s", addr, k->path);
+	}
 	if (ydoc_parse(sbuf_str(&where), sbuf_str(&body), body.len, &s, &d) < 0) {
 		struct sbuf msg = SBUF_INIT;
 
@@ -1069,10 +1121,12 @@ out:
 int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 {
 	struct ctl_strs pos = { NULL, 0 };
-	const char *output = NULL, *port = NULL;
+	const char *output = NULL, *port = NULL, *file = NULL, *level = NULL;
 	struct pc_opts o;
 	const struct ctl_flag flags[] = {
 		{ "output", 'o', CTL_FLAG_STR, &output },
+		{ "file", 'f', CTL_FLAG_STR, &file },
+		{ "level", 0, CTL_FLAG_STR, &level },
 		{ "fqdn", 0, CTL_FLAG_STR, &o.fqdn },
 		{ "port", 0, CTL_FLAG_STR, &port },
 		{ "subset", 0, CTL_FLAG_STR, &o.subset },
@@ -1098,6 +1152,27 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		} else {
 			fprintf(stderr, "error: say what to show: cluster, route, listener, secret or authz\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
+		}
+		goto out;
+	}
+	if (strcmp(pos.v[0], "log") == 0 && !help) {
+		rc = pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0
+		     ? 1 : pc_log(level, &a, addr);
+		goto out;
+	}
+	if (strcmp(pos.v[0], "all") == 0 && !help) {
+		/* istioctl proxy-config all: the cluster, listener and route tables in turn. */
+		static const char *const all[] = { "cluster", "listener", "route" };
+
+		if (pc_format_parse(output, &f) < 0 ||
+		    (!file && pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0))
+			goto out;
+		rc = 0;
+		for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+			if (i && f == PC_SHORT)
+				fputs("\n", stdout);
+			fflush(stdout);
+			rc |= pc_show(pc_kind_find(all[i]), &o, f, &a, addr, file);
 		}
 		goto out;
 	}
@@ -1130,10 +1205,23 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		        "arguments\n", k->name, pos.n - 1);
 		goto out;
 	}
-	if (pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0)
+	if (!file && pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0)
 		goto out;
-	rc = pc_show(k, &o, f, &a, addr);
+	rc = pc_show(k, &o, f, &a, addr, file);
 out:
 	ctl_strs_free(&pos);
 	return rc;
+}
+
+/* ---- for other commands (explain-request) ---- */
+
+int ctl_admin_addr(const char *word, struct sock_addr *out, char *text, size_t n)
+{
+	return pc_admin_addr(word, out, text, n);
+}
+
+int ctl_admin_get(const struct sock_addr *a, const char *addr, const char *path,
+                  struct sbuf *body)
+{
+	return pc_fetch(a, addr, path, body);
 }
