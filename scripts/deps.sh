@@ -12,6 +12,8 @@ declare -A group=(
 want=()
 for g in "$@"; do
   for p in ${group[$g]}; do
+    # A nodejs from elsewhere (NodeSource) brings its own npm, which Debian's conflicts with.
+    [ "$p" = npm ] && command -v npm >/dev/null && continue
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || want+=("$p")
   done
 done
