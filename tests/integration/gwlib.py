@@ -44,8 +44,8 @@ def valgrind_prefix(log_path):
 
 # EGRESSGW_ROOTFS=DIR runs the gateways the fixtures start from a container image's file
 # system exported to DIR (deploy/container/smoke.sh): its own egressgw, libraries and CA
-# bundle, nothing of the host's, with the tests' /tmp bound into it in a mount namespace
-# of its own. Where an OCI runtime works, `podman run` does the same.
+# bundle, nothing of the host's, with the tests' /tmp, /dev and /proc mounted into it in
+# a mount namespace of its own. Where an OCI runtime works, `podman run` does the same.
 ROOTFS = os.environ.get("EGRESSGW_ROOTFS", "")
 
 
@@ -55,7 +55,11 @@ def rootfs_prefix():
     if not ROOTFS:
         return [str(BUILD / "egressgw")]
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-            'mount --bind /tmp "$0/tmp" && exec chroot "$0" /usr/bin/egressgw "$@"', ROOTFS]
+            # /dev and /proc as a container runtime provides them (/dev/null for the
+            # spare descriptors, /proc for the process's own files).
+            'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && '
+            'mount -t proc proc "$0/proc" && mount --bind /tmp "$0/tmp" && '
+            'exec chroot "$0" /usr/bin/egressgw "$@"', ROOTFS]
 
 
 def valgrind_logs(log_path):
