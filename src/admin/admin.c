@@ -21,6 +21,8 @@ struct admin {
 	 * listener paused because not even the spare helped. */
 	int spare_fd;
 	struct loop_timer resume;
+	/* Open connections, closed by admin_stop: a health checker's may be open at exit. */
+	struct admin_conn *conns;
 };
 
 struct admin_conn {
@@ -33,10 +35,17 @@ struct admin_conn {
 	struct sbuf out;
 	size_t out_off;
 	bool responding;
+	struct admin_conn *prev, *next;
 };
 
 static void admin_conn_close(struct admin_conn *c)
 {
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		c->a->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
 	loop_timer_cancel(c->a->loop, &c->timer);
 	loop_io_del(c->a->loop, &c->io);
 	close(c->io.fd);
@@ -185,6 +194,10 @@ static void admin_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 		}
 		c = xcalloc(1, sizeof(*c));
 		c->a = a;
+		c->next = a->conns;
+		if (a->conns)
+			a->conns->prev = c;
+		a->conns = c;
 		h1_parser_init(&c->p, true, 0);
 		loop_io_init(&c->io, fd, admin_conn_on_io);
 		loop_timer_init(&c->timer, admin_conn_on_timer);
@@ -216,6 +229,8 @@ void admin_stop(struct admin *a)
 {
 	if (!a)
 		return;
+	while (a->conns)
+		admin_conn_close(a->conns);
 	loop_io_del(a->loop, &a->io);
 	loop_timer_cancel(a->loop, &a->resume);
 	close(a->io.fd);
