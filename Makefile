@@ -6,6 +6,7 @@
 #   make install         binaries, man pages, examples, systemd unit, logrotate snippet
 #                        under $(DESTDIR)$(PREFIX) (PREFIX default /usr/local)
 #   make test            unit tests (cmocka) then integration tests (pytest)
+#   make image           the container images, with podman (deploy/container/build.sh)
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
 #   make bench           side-by-side benchmark against nginx and HAProxy (bench/run.sh)
@@ -84,7 +85,7 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench clean fuzz install man FORCE
+.PHONY: all deps test unit integration demo bench clean fuzz install man image FORCE
 all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
@@ -198,6 +199,11 @@ install: all $(MANPAGES)
 	    [ -e $(DESTDIR)$(SYSCONFDIR)/egressgw/$$f ] || \
 	        $(INSTALL) -m 0644 deploy/systemd/$$f $(DESTDIR)$(SYSCONFDIR)/egressgw/$$f; \
 	done
+
+# The container images (deploy/container/Containerfile), built by podman from a Debian 12
+# base made locally with mmdebstrap: no registry needed.
+image:
+	deploy/container/build.sh
 
 clean:
 	rm -rf build build-san

@@ -21,7 +21,8 @@ struct admin {
 	 * listener paused because not even the spare helped. */
 	int spare_fd;
 	struct loop_timer resume;
-	struct admin_conn *conns;       /* open connections, freed by admin_stop if any */
+	/* Open connections, closed by admin_stop: a health checker's may be open at exit. */
+	struct admin_conn *conns;
 };
 
 struct admin_conn {

@@ -42,6 +42,26 @@ def valgrind_prefix(log_path):
             f"--log-file={log_path}"]
 
 
+# EGRESSGW_ROOTFS=DIR runs the gateways the fixtures start from a container image's file
+# system exported to DIR (deploy/container/smoke.sh): its own egressgw, libraries and CA
+# bundle, nothing of the host's, with the tests' /tmp, /dev and /proc mounted into it in
+# a mount namespace of its own. Where an OCI runtime works, `podman run` does the same.
+ROOTFS = os.environ.get("EGRESSGW_ROOTFS", "")
+
+
+def rootfs_prefix():
+    """The command-line prefix that runs /usr/bin/egressgw inside EGRESSGW_ROOTFS, or []
+    (then the build's binary runs)."""
+    if not ROOTFS:
+        return [str(BUILD / "egressgw")]
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            # /dev and /proc as a container runtime provides them (/dev/null for the
+            # spare descriptors, /proc for the process's own files).
+            'mkdir -p "$0/dev" "$0/proc" && mount --rbind /dev "$0/dev" && '
+            'mount -t proc proc "$0/proc" && mount --bind /tmp "$0/tmp" && '
+            'exec chroot "$0" /usr/bin/egressgw "$@"', ROOTFS]
+
+
 def valgrind_logs(log_path):
     """The reports a valgrind_prefix(log_path) run wrote."""
     p = pathlib.Path(log_path)
@@ -222,7 +242,8 @@ class Gateway:
         env = dict(os.environ)
         env["SSL_CERT_FILE"] = str(ca_file)
         env.pop("SSL_CERT_DIR", None)
-        cmd = valgrind_prefix(self.vglog) + [str(BUILD / "egressgw"), "--role", "gateway", "--store", str(store),
+        cmd = valgrind_prefix(self.vglog) + rootfs_prefix() + [
+               "--role", "gateway", "--store", str(store),
                "--namespace", "istio-system", "--labels", "istio=egressgateway",
                "--identity", str(identity), "--listen-address", ip,
                "--admin", f"127.0.0.1:{self.admin_port}", "--access-log", str(self.alog),
