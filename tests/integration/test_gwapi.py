@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from gwlib import loopback_ip
+from gwlib import loopback_ip, wait_until
 from sidecarlib import CNN, LOG_RE, Egressgw, NxDns, Site, cnn_site, demo_cert, heads, issue
 
 GWAPI = pathlib.Path(__file__).parent / "gwapi"
@@ -435,15 +435,71 @@ def test_egress_gateways_page_http_part_gateway_api_tab(topo):
     assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
 
 
-def test_egress_gateways_page_https_part_is_refused_not_ignored(ctl):
-    """The HTTPS part's Gateway API tab (TLS passthrough listener, TLSRoutes) cannot be
-    served yet: apply refuses every object of it, saying so, and stores nothing."""
-    ctl.ok("apply", "-f", GWAPI / "eg-01-serviceentry-cnn.yaml")
-    r = ctl("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
-    assert r.rc != 0, r.out
-    assert "spec.listeners[0].protocol: TLS listeners are not served by egressgw yet" in r.err
-    assert r.err.count("TLSRoute is not served by egressgw yet") == 2, r.err
-    assert ctl("get", "gtw,tlsroute").err.startswith("No resources found"), r.err
+def log_after(proc, n, pred):
+    """The first access log line of proc after its first n for which pred is true."""
+    def find():
+        for line in proc.log_lines()[n:]:
+            m = LOG_RE.match(line)
+            if m and pred(m):
+                return m
+        return None
+    wait_until(lambda: find() is not None, what=f"{proc.name} access log line")
+    return find()
+
+
+def test_egress_gateways_page_https_part_gateway_api_tab(topo):
+    """"Egress Gateways", HTTPS traffic, Gateway API tab (a TLS Passthrough listener, a
+    TLSRoute from the ServiceEntry to the gateway, one from the gateway to the site), its
+    YAML unchanged: the same observable results as the Istio-API twin
+    (test_passthrough.test_egress_gateways_https_passthrough): the application's own TLS
+    reaches edition.cnn.com through the gateway, which logs the connection by SNI; the
+    gateway stopped, the request fails and nothing reaches the site."""
+    from test_passthrough import cnn_tls_site, site_lines
+    t = topo
+    # The site as test_passthrough's: it logs the SNI and TLS session it served.
+    t.sites[0].stop()
+    site = t.sites[0] = cnn_tls_site(t.tmp, t.cnn_ip, t.cnn_cert, t.cnn_key)
+    t.ctl.ok("apply", "-f", GWAPI / "eg-01-serviceentry-cnn.yaml")
+    out = t.ctl.ok("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
+    assert "gateway.gateway.networking.k8s.io/cnn-egress-gateway created" in out, out
+    assert "tlsroute.gateway.networking.k8s.io/direct-cnn-to-egress-gateway created" in out
+    assert "tlsroute.gateway.networking.k8s.io/forward-cnn-from-egress-gateway created" in out
+    assert "Warning" not in out, out
+    st = t.ctl.ok("get", "tlsroute", "forward-cnn-from-egress-gateway", "-o", "yaml")
+    assert "reason: Accepted" in st and "reason: ResolvedRefs" in st, st
+    deadline = time.time() + 10
+    while not t.gateway.log_lines() and time.time() < deadline:
+        t.curl("-sS", "-o", "/dev/null", f"https://{CNN}/politics")
+        time.sleep(0.1)
+    n_side, n_gw, n_site = len(t.sidecar.log_lines()), len(t.gateway.log_lines()), \
+        len(site_lines(site))
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
+                               t.gateway.stderr()[-2000:])
+    # The sidecar sent it to the gateway's Service by the mesh tls: route...
+    m = log_after(t.sidecar, n_side, lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"], m["uhost"]) == \
+        ("200", f"outbound|443||{GTW_HOST}", f"{t.gw_ip}:443"), m.string
+    # ...the gateway passed it through by SNI to edition.cnn.com...
+    g = log_after(t.gateway, n_gw, lambda g: g["sni"] == CNN)
+    assert (g["method"], g["path"], g["proto"], g["code"]) == ("-", "-", "-", "0"), g.string
+    assert (g["cluster"], g["uhost"]) == (f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    assert g["dlocal"] == f"{t.gw_ip}:443", g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    # ...and the site served the application's own TLS (curl verified its certificate).
+    wait_until(lambda: len(site_lines(site)) > n_site, what="nginx log line")
+    line = site_lines(site)[-1]
+    assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
+
+    # The gateway stopped: the request fails and nothing reaches edition.cnn.com.
+    assert t.gateway.stop() == 0
+    t.procs.remove(t.gateway)
+    n_side, n_site = len(t.sidecar.log_lines()), len(site_lines(site))
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = log_after(t.sidecar, n_side, lambda m: m["method"] == "CONNECT" and m["code"] == "503")
+    assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443||{GTW_HOST}"), m.string
+    assert len(site_lines(site)) == n_site, site_lines(site)
 
 
 def test_matches_and_redirect_in_the_sidecar(topo):
