@@ -378,16 +378,26 @@ spec:
   - name: tls
     port: 443
     protocol: TLS
-    tls: {mode: Passthrough}
-""", "<stdin>:9:15: Gateway default/g: spec.listeners[0].protocol: TLS listeners are not "
+    tls: {mode: Terminate, certificateRefs: [{name: c}]}
+""", "<stdin>:10:10: Gateway default/g: spec.listeners[0].tls: a TLS listener is served with "
+     "tls.mode Passthrough only (Terminate is not served yet; use protocol HTTPS)"),
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: dns, port: 53, protocol: UDP}
+""", "<stdin>:7:37: Gateway default/g: spec.listeners[0].protocol: UDP listeners are not "
      "served by egressgw yet"),
     ("""apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
 metadata: {name: t}
 spec:
   parentRefs: [{name: g}]
+  hostnames: [a.example.com]
   rules: [{backendRefs: [{name: s, port: 9000}]}]
-""", "TCPRoute is not served by egressgw yet"),
+""", "<stdin>:6:3: TCPRoute default/t: spec.hostnames: unknown field"),
     ("""apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
