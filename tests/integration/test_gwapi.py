@@ -644,3 +644,96 @@ spec:
     assert g["cluster"] == f"outbound|443||{CNN}" and g["sni"] == CNN, g.string
     assert g["dlocal"] == f"{t.gw_ip}:8443", g.string
     assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
+
+
+TCP_GWAPI = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo}}
+spec:
+  hosts: [{OTHER}]
+  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
+  resolution: DNS
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: cnn-egress-gateway}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {{name: tcp, port: 9000, protocol: TCP}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: echo}}
+spec:
+  parentRefs: [{{name: cnn-egress-gateway, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{kind: Hostname, group: networking.istio.io, name: {OTHER}, port: 9000}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: wrong-listener}}
+spec:
+  parentRefs: [{{name: cnn-egress-gateway, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{kind: Hostname, group: networking.istio.io, name: {OTHER}, port: 9000}}]
+"""
+
+
+def test_tcp_listener_and_tcproute_through_the_gateway(topo):
+    """A Gateway API TCP listener with a TCPRoute: the gateway's tcp: route carries the
+    bytes both ways to the backend (a server-first protocol) and logs the connection; a
+    TLSRoute on that TCP listener is not accepted (NotAllowedByListeners), and says so."""
+    import socket
+    import threading
+    t = topo
+    srv = socket.socket()
+    srv.bind((t.other_ip, 9000))
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(b"hello first\n")
+                while (data := c.recv(4096)):
+                    c.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        r = t.ctl("apply", "-f", "-", input=TCP_GWAPI)
+        assert r.rc == 0, r.err
+        assert "tcproute.gateway.networking.k8s.io/echo created" in r.out, r.out
+        st = t.ctl.ok("get", "tlsroute", "wrong-listener", "-o", "yaml")
+        assert "reason: NotAllowedByListeners" in st, st
+        an = t.ctl("analyze")
+        assert "(TLSRoute default/wrong-listener) parentRefs[0] not accepted " \
+            "(NotAllowedByListeners)" in an.out, an.out + an.err
+        st = t.ctl.ok("get", "tcproute", "echo", "-o", "yaml")
+        assert "reason: Accepted" in st and 'status: "True"' in st, st
+        wait_until(lambda: _connects(t.gw_ip, 9000), timeout=10, what="gateway on :9000")
+        with socket.create_connection((t.gw_ip, 9000), timeout=5) as s:
+            f = s.makefile("rb")
+            assert f.readline() == b"hello first\n"
+            s.sendall(b"ping\n")
+            assert f.readline() == b"ping\n"
+            s.shutdown(socket.SHUT_WR)
+            assert f.read() == b""
+        g = log_after(t.gateway, 0, lambda g: g["cluster"] == f"outbound|9000||{OTHER}")
+        assert (g["method"], g["code"], g["uhost"]) == ("-", "0", f"{t.other_ip}:9000"), \
+            g.string
+        assert g["dlocal"] == f"{t.gw_ip}:9000", g.string
+    finally:
+        srv.close()
+
+
+def _connects(ip, port):
+    import socket
+    try:
+        socket.create_connection((ip, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
