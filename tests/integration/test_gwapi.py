@@ -581,7 +581,7 @@ def test_a_gateway_of_another_class_is_reported_not_served(ctl):
             "metadata: {name: g}\nspec:\n  gatewayClassName: envoy\n"
             "  listeners: [{name: h, port: 80, protocol: HTTP}]\n")
     assert r.rc == 0 and "gateway.gateway.networking.k8s.io/g created" in r.out, r.err
-    assert ('<stdin>:5:21: warning: Gateway default/g: spec.gatewayClassName: class "envoy" is '
+    assert ('Warning: <stdin>:5:21: Gateway default/g: spec.gatewayClassName: class "envoy" is '
             'not istio: egressgw does not serve this Gateway (nor its routes)') in r.err, r.err
     out = ctl("get", "gtw", "g", "-o", "yaml").out
     assert "reason: InvalidParameters" in out and 'status: "False"' in out, out
