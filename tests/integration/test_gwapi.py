@@ -1,8 +1,9 @@
 """The Kubernetes Gateway API flavour of Istio's egress pages: the "Gateway API" tab of
 "Egress Gateways with TLS Origination" (its YAML unchanged, in gwapi/), through the
 sidecar and a gateway that a Gateway API Gateway selects; the same observable results as
-the "Istio APIs" twin (test_sidecar.run_walkthrough); both APIs at once for different
-hosts; the refusals; route status as `egressctl get -o yaml` shows it."""
+the "Istio APIs" twin (test_sidecar.run_walkthrough); "Egress Gateways", HTTP and HTTPS
+(TLS passthrough: TLSRoutes) parts; a TCP listener with a TCPRoute; both APIs at once for
+different hosts; the refusals; route status as `egressctl get -o yaml` shows it."""
 import os
 import pathlib
 import re
@@ -469,7 +470,7 @@ def test_egress_gateways_page_https_part_gateway_api_tab(topo):
     # The site as test_passthrough's: it logs the SNI and TLS session it served.
     t.sites[0].stop()
     site = t.sites[0] = cnn_tls_site(t.tmp, t.cnn_ip, t.cnn_cert, t.cnn_key)
-    t.ctl.ok("apply", "-f", GWAPI / "eg-01-serviceentry-cnn.yaml")
+    t.ctl.ok("apply", "-f", GWAPI / "eg-https-01-serviceentry-cnn.yaml")
     out = t.ctl.ok("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
     assert "gateway.gateway.networking.k8s.io/cnn-egress-gateway created" in out, out
     assert "tlsroute.gateway.networking.k8s.io/direct-cnn-to-egress-gateway created" in out
