@@ -637,9 +637,9 @@ static void xl_gateway_parent(struct xl *x, const struct resource *route,
 		                   gwr->namespace, gwr->name));
 	else if (!any_allowed)
 		cond_set(acc, "Accepted", false, "NotAllowedByListeners",
-		         xasprintf("the listeners of Gateway %s/%s do not allow a %s from "
-		                   "namespace %s", gwr->namespace, gwr->name, route_kind(route),
-		                   route->namespace));
+		         xasprintf("no listener of Gateway %s/%s takes a %s from namespace "
+		                   "%s (its protocol and allowedRoutes)", gwr->namespace, gwr->name,
+		                   route_kind(route), route->namespace));
 	else if (!any_host)
 		cond_set(acc, "Accepted", false, "NoMatchingListenerHostname",
 		         xasprintf("no hostname of the route matches a listener of Gateway %s/%s",
