@@ -21,6 +21,15 @@
  *     "/foobar"), backendRefs -> weighted destinations (Service NAME -> NAME.NS.svc.
  *     cluster.local; Hostname of networking.istio.io -> the name itself), RequestRedirect
  *     -> redirect, timeouts.request -> timeout.
+ *   - A listener of protocol TLS (tls.mode Passthrough) -> a server of protocol TLS,
+ *     tls.mode PASSTHROUGH; protocol TCP -> a server of protocol TCP. A route attaches
+ *     only to listeners of its protocol (HTTPRoute: HTTP/HTTPS, TLSRoute: TLS,
+ *     TCPRoute: TCP) and of the kinds allowedRoutes names.
+ *   - TLSRoute -> a VirtualService of tls: routes, match sniHosts = the VirtualService's
+ *     hosts (the route's hostnames intersected with the listener's; a ServiceEntry
+ *     parent's hosts), port from sectionName/port; TCPRoute -> tcp: routes, match port;
+ *     backendRefs -> weighted destinations as above. The same parents as HTTPRoute: a
+ *     Gateway (tls:/tcp: served by the gateway) or a ServiceEntry (the sidecar's).
  * A rule left with nothing to send to (every backend refused) is not compiled: its
  * requests get 404 NR, where Istio answers 500; the route's ResolvedRefs condition and a
  * warning say why. */
@@ -100,6 +109,28 @@ static bool gw_is_istio(const struct resource *r)
 {
 	return r->u.kgw->gateway_class_name &&
 	       strcmp(r->u.kgw->gateway_class_name, "istio") == 0;
+}
+
+static const char *route_kind(const struct resource *r)
+{
+	return r->kind == RES_TLS_ROUTE ? "TLSRoute" : r->kind == RES_TCP_ROUTE ? "TCPRoute"
+	       : "HTTPRoute";
+}
+
+/* Whether listener l takes routes of route's kind: its protocol's kind, and one that
+ * allowedRoutes.kinds names when it names any. */
+static bool listener_takes(const struct gwapi_listener *l, const struct resource *route)
+{
+	const char *k = route_kind(route);
+	const char *want = strcmp(l->protocol, "TLS") == 0 ? "TLSRoute"
+	                   : strcmp(l->protocol, "TCP") == 0 ? "TCPRoute" : "HTTPRoute";
+	bool named = !l->allowed_routes || !l->allowed_routes->kinds.n;
+
+	if (strcmp(k, want) != 0)
+		return false;
+	for (size_t i = 0; !named && i < l->allowed_routes->kinds.n; i++)
+		named = strcmp(l->allowed_routes->kinds.v[i].kind, k) == 0;
+	return named;
 }
 
 bool gwapi_is_translated_gateway(const struct resource *r)
@@ -211,10 +242,16 @@ static void xl_gateway(struct xl *x, const struct resource *src)
 		s->port.name = xstrdup(l->name);
 		s->port.pos = l->pos;
 		s->port.protocol = strcmp(l->protocol, "HTTPS") == 0 ? RES_PROTO_HTTPS
-		                   : RES_PROTO_HTTP;
+		                   : strcmp(l->protocol, "TLS") == 0 ? RES_PROTO_TLS
+		                   : strcmp(l->protocol, "TCP") == 0 ? RES_PROTO_TCP : RES_PROTO_HTTP;
 		strlist_add(&s->hosts, host, l->pos);
 		free(host);
-		if (l->tls) {
+		if (s->port.protocol == RES_PROTO_TLS) {
+			/* Passthrough (the decoder refuses any other TLS listener). */
+			s->tls = xcalloc(1, sizeof(*s->tls));
+			s->tls->pos = l->tls->pos;
+			s->tls->mode = GW_TLS_PASSTHROUGH;
+		} else if (l->tls) {
 			const char *tm = res_strmap_get(&l->tls->options,
 			                                "gateway.istio.io/tls-terminate-mode");
 			struct gw_tls *t = s->tls = xcalloc(1, sizeof(*t));
@@ -249,7 +286,7 @@ static bool grant_allows(const struct xl *x, const struct resource *route, const
 		for (size_t j = 0; j < r->u.grant->from.n; j++) {
 			const struct gwapi_grant_ref *f = &r->u.grant->from.v[j];
 
-			from |= streq0(f->group, "", GWAPI_GROUP) && strcmp(f->kind, "HTTPRoute") == 0 &&
+			from |= streq0(f->group, "", GWAPI_GROUP) && strcmp(f->kind, route_kind(route)) == 0 &&
 			        strcmp(f->namespace, route->namespace) == 0;
 		}
 		for (size_t j = 0; j < r->u.grant->to.n; j++) {
@@ -292,13 +329,14 @@ static struct xl_backend **xl_backends(struct xl *x, const struct resource *rout
 				    !grant_allows(x, route, ns, b->name)) {
 					if (rs->status)
 						cond_set(rs, "ResolvedRefs", false, "RefNotPermitted",
-						         xasprintf("backendRef %s/%s not accessible to a HTTPRoute "
+						         xasprintf("backendRef %s/%s not accessible to a %s "
 						                   "in namespace \"%s\" (missing a ReferenceGrant?)",
-						                   ns, b->name, route->namespace));
+						                   ns, b->name, route_kind(route),
+						                   route->namespace));
 					diag_warn(x->d, b->pos.file, b->pos.line, b->pos.col,
-					          "HTTPRoute %s/%s: rules[%zu].backendRefs[%zu]: Service %s/%s "
+					          "%s %s/%s: rules[%zu].backendRefs[%zu]: Service %s/%s "
 					          "is in another namespace and no ReferenceGrant there allows "
-					          "it; not used", route->namespace, route->name, i, j, ns,
+					          "it; not used", route_kind(route), route->namespace, route->name, i, j, ns,
 					          b->name);
 					continue;
 				}
@@ -312,9 +350,9 @@ static struct xl_backend **xl_backends(struct xl *x, const struct resource *rout
 					         xasprintf("referencing unsupported backendRef: group \"%s\" "
 					                   "kind \"%s\"", group, kind));
 				diag_warn(x->d, b->pos.file, b->pos.line, b->pos.col,
-				          "HTTPRoute %s/%s: rules[%zu].backendRefs[%zu]: kind %s of group "
+				          "%s %s/%s: rules[%zu].backendRefs[%zu]: kind %s of group "
 				          "\"%s\" is not served (want a Service, or a Hostname of "
-				          GWAPI_ISTIO_GROUP "); not used", route->namespace, route->name,
+				          GWAPI_ISTIO_GROUP "); not used", route_kind(route), route->namespace, route->name,
 				          i, j, kind, group);
 			}
 		}
@@ -469,6 +507,80 @@ static void xl_rules(struct xl *x, const struct resource *route, struct xl_backe
 	}
 }
 
+static void l4_dests(const struct gwapi_rule *rule, const struct xl_backend *be,
+                     struct vs_route_destination **out, size_t *nout)
+{
+	*out = xcalloc(rule->backend_refs.n + 1, sizeof(**out));
+	*nout = 0;
+	for (size_t j = 0; j < rule->backend_refs.n; j++) {
+		struct vs_route_destination *d;
+
+		if (!be[j].host)
+			continue;
+		d = &(*out)[(*nout)++];
+		d->pos = be[j].pos;
+		d->weight = (int32_t)be[j].weight;
+		d->destination = xcalloc(1, sizeof(*d->destination));
+		d->destination->host = xstrdup(be[j].host);
+		d->destination->port = be[j].port;
+		d->destination->pos = be[j].pos;
+	}
+}
+
+/* Compiles a TLSRoute's rules into vs->tls (match sniHosts = vs->hosts), a TCPRoute's
+ * into vs->tcp, as Istio's controller does. */
+static void xl_l4_rules(struct xl *x, const struct resource *route, struct xl_backend **be,
+                        uint32_t port, struct virtualservice *vs)
+{
+	const struct gwapi_route *rt = route->u.route;
+	bool tls = route->kind == RES_TLS_ROUTE;
+
+	if (tls)
+		vs->tls.v = xcalloc(rt->rules.n + 1, sizeof(*vs->tls.v));
+	else
+		vs->tcp.v = xcalloc(rt->rules.n + 1, sizeof(*vs->tcp.v));
+	for (size_t i = 0; i < rt->rules.n; i++) {
+		const struct gwapi_rule *rule = &rt->rules.v[i];
+		size_t nd = 0;
+
+		for (size_t j = 0; j < rule->backend_refs.n; j++)
+			nd += be[i][j].host != NULL;
+		if (!nd) {
+			diag_warn(x->d, rule->pos.file, rule->pos.line, rule->pos.col,
+			          "%s %s/%s: rules[%zu]: no backend to send to; not served (its "
+			          "connections are refused)", route_kind(route), route->namespace,
+			          route->name, i);
+			continue;
+		}
+		if (tls) {
+			struct vs_tls_route *tr = &vs->tls.v[vs->tls.n++];
+			struct vs_tls_match *m;
+
+			memset(tr, 0, sizeof(*tr));
+			tr->pos = rule->pos;
+			m = tr->match.v = xcalloc(1, sizeof(*tr->match.v));
+			tr->match.n = 1;
+			m->pos = rule->pos;
+			m->port = port;
+			for (size_t h = 0; h < vs->hosts.n; h++)
+				strlist_add(&m->sni_hosts, vs->hosts.v[h], vs->hosts.pos[h]);
+			l4_dests(rule, be[i], &tr->route.v, &tr->route.n);
+		} else {
+			struct vs_tcp_route *tr = &vs->tcp.v[vs->tcp.n++];
+
+			memset(tr, 0, sizeof(*tr));
+			tr->pos = rule->pos;
+			if (port) {
+				tr->match.v = xcalloc(1, sizeof(*tr->match.v));
+				tr->match.n = 1;
+				tr->match.v[0].pos = rule->pos;
+				tr->match.v[0].port = port;
+			}
+			l4_dests(rule, be[i], &tr->route.v, &tr->route.n);
+		}
+	}
+}
+
 /* The parent's listeners that take this route: their hosts into hosts, the port the
  * matches are restricted to into *port (0: any). Returns the Accepted condition. */
 static void xl_gateway_parent(struct xl *x, const struct resource *route,
@@ -492,7 +604,8 @@ static void xl_gateway_parent(struct xl *x, const struct resource *route,
 		    (p->port && p->port != l->port))
 			continue;
 		any_listener = true;
-		if (!all && strcmp(route->namespace, gwr->namespace) != 0)
+		if ((!all && strcmp(route->namespace, gwr->namespace) != 0) ||
+		    !listener_takes(l, route))
 			continue;
 		any_allowed = true;
 		if (!rt->hostnames.n) {
@@ -524,8 +637,9 @@ static void xl_gateway_parent(struct xl *x, const struct resource *route,
 		                   gwr->namespace, gwr->name));
 	else if (!any_allowed)
 		cond_set(acc, "Accepted", false, "NotAllowedByListeners",
-		         xasprintf("the listeners of Gateway %s/%s do not allow routes from "
-		                   "namespace %s", gwr->namespace, gwr->name, route->namespace));
+		         xasprintf("no listener of Gateway %s/%s takes a %s from namespace "
+		                   "%s (its protocol and allowedRoutes)", gwr->namespace, gwr->name,
+		                   route_kind(route), route->namespace));
 	else if (!any_host)
 		cond_set(acc, "Accepted", false, "NoMatchingListenerHostname",
 		         xasprintf("no hostname of the route matches a listener of Gateway %s/%s",
@@ -601,8 +715,8 @@ static void xl_route(struct xl *x, const struct resource *route)
 		}
 		if (!ps->accepted.status) {
 			diag_warn(x->d, p->pos.file, p->pos.line, p->pos.col,
-			          "HTTPRoute %s/%s: parentRefs[%zu]: not accepted (%s): %s",
-			          route->namespace, route->name, pi, ps->accepted.reason,
+			          "%s %s/%s: parentRefs[%zu]: not accepted (%s): %s",
+			          route_kind(route), route->namespace, route->name, pi, ps->accepted.reason,
 			          ps->accepted.message);
 			strlist_free(&hosts);
 			strlist_free(&gateways);
@@ -616,7 +730,10 @@ static void xl_route(struct xl *x, const struct resource *route)
 		vs->hosts = hosts;
 		vs->gateways = gateways;
 		vs->export_to = export_to;
-		xl_rules(x, route, be, port, vs);
+		if (route->kind == RES_HTTP_ROUTE)
+			xl_rules(x, route, be, port, vs);
+		else
+			xl_l4_rules(x, route, be, port, vs);
 	}
 	for (size_t i = 0; i < rt->rules.n; i++) {
 		for (size_t j = 0; j < rt->rules.v[i].backend_refs.n; j++)
@@ -649,7 +766,8 @@ int gwapi_translate(const struct resource *const *all, size_t n, struct gwapi_xl
 	if (out->ngateways)
 		qsort(out->gateways, out->ngateways, sizeof(*out->gateways), ptr_cmp);
 	for (size_t i = 0; i < n; i++)
-		if (all[i]->kind == RES_HTTP_ROUTE)
+		if (all[i]->kind == RES_HTTP_ROUTE || all[i]->kind == RES_TLS_ROUTE ||
+		    all[i]->kind == RES_TCP_ROUTE)
 			xl_route(&x, all[i]);
 	if (out->nroutes)
 		qsort(out->routes, out->nroutes, sizeof(*out->routes), ptr_cmp);

@@ -142,8 +142,14 @@ static void post_listener_tls(struct dctx *c, const struct ynode *map, void *obj
 	const char *tm = res_strmap_get(&t->options, "gateway.istio.io/tls-terminate-mode");
 
 	if (t->mode && strcmp(t->mode, "Passthrough") == 0) {
-		derr_field(c, map, "mode", "TLS passthrough listeners are not served by egressgw "
-		           "yet (refused rather than accepted and ignored)");
+		/* Istio's PASSTHROUGH server: the application's TLS goes through untouched, so
+		 * there is nothing to terminate with. */
+		if (t->certificate_refs.n)
+			derr_field(c, map, "certificateRefs", "must not be set when mode is "
+			           "Passthrough");
+		if (t->options.n)
+			derr_field(c, map, "options", "must not be set when mode is Passthrough "
+			           "(nothing is terminated)");
 		return;
 	}
 	for (size_t i = 0; i < t->certificate_refs.n; i++) {
@@ -194,9 +200,11 @@ static void post_route_group_kind(struct dctx *c, const struct ynode *map, void 
 		derr_required(c, map, "kind");
 		return;
 	}
-	if ((k->group && strcmp(k->group, GWAPI_GROUP) != 0) || strcmp(k->kind, "HTTPRoute") != 0)
-		derr_field(c, map, "kind", "only HTTPRoute routes are served by egressgw yet (got "
-		           "%s)", k->kind);
+	if ((k->group && strcmp(k->group, GWAPI_GROUP) != 0) ||
+	    (strcmp(k->kind, "HTTPRoute") != 0 && strcmp(k->kind, "TLSRoute") != 0 &&
+	     strcmp(k->kind, "TCPRoute") != 0))
+		derr_field(c, map, "kind", "only HTTPRoute, TLSRoute and TCPRoute routes are served "
+		           "by egressgw (got %s)", k->kind);
 }
 
 static void post_listener(struct dctx *c, const struct ynode *map, void *obj)
@@ -211,10 +219,21 @@ static void post_listener(struct dctx *c, const struct ynode *map, void *obj)
 		derr_required(c, map, "protocol");
 		return;
 	}
-	if (strcmp(l->protocol, "TLS") == 0 || strcmp(l->protocol, "TCP") == 0 ||
-	    strcmp(l->protocol, "UDP") == 0)
+	if (strcmp(l->protocol, "UDP") == 0)
 		derr_field(c, map, "protocol", "%s listeners are not served by egressgw yet "
 		           "(refused rather than accepted and ignored)", l->protocol);
+	/* TLS is served as Istio serves it: Passthrough only (a TLS listener that
+	 * terminates would be an HTTPS one without HTTP routing, which egressgw has not). */
+	if (strcmp(l->protocol, "TLS") == 0 &&
+	    (!l->tls || !l->tls->mode || strcmp(l->tls->mode, "Passthrough") != 0))
+		derr_field(c, map, "tls", "a TLS listener is served with tls.mode Passthrough only "
+		           "(Terminate is not served yet; use protocol HTTPS)");
+	if (strcmp(l->protocol, "TCP") == 0 && l->tls)
+		derr_field(c, map, "tls", "tls must not be set for protocol TCP");
+	if (strcmp(l->protocol, "HTTPS") == 0 && l->tls && l->tls->mode &&
+	    strcmp(l->tls->mode, "Passthrough") == 0)
+		derr_field(c, map, "tls", "an HTTPS listener terminates TLS; for Passthrough use "
+		           "protocol TLS");
 	if (strcmp(l->protocol, "HTTPS") == 0 && !l->tls)
 		derr_required(c, map, "tls");
 	if (strcmp(l->protocol, "HTTP") == 0 && l->tls)
@@ -359,14 +378,16 @@ static void post_rule(struct dctx *c, const struct ynode *map, void *obj)
 		           "have backendRefs");
 }
 
-/* TLSRoute and TCPRoute: decoded in full, then refused, until the passthrough and TCP
- * routing they compile onto exists. */
+/* TLSRoute and TCPRoute: a TLSRoute matches by SNI, so its hostnames are the SNIs;
+ * a TCPRoute has no hostnames at all (the decoder table has none). */
 static void post_l4_route(struct dctx *c, const struct ynode *map, void *obj)
 {
-	(void)obj;
-	derr(c, map, "%s is not served by egressgw yet: TLS passthrough and TCP routing are "
-	     "not in this build (refused rather than accepted and ignored)",
-	     c->kind == RES_TLS_ROUTE ? "TLSRoute" : "TCPRoute");
+	struct gwapi_route *r = obj;
+
+	if (!r->parent_refs.n)
+		derr_required(c, map, "parentRefs");
+	if (!r->rules.n)
+		derr_required(c, map, "rules");
 }
 
 static void post_grant_ref(struct dctx *c, const struct ynode *map, void *obj)

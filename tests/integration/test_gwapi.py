@@ -1,8 +1,9 @@
 """The Kubernetes Gateway API flavour of Istio's egress pages: the "Gateway API" tab of
 "Egress Gateways with TLS Origination" (its YAML unchanged, in gwapi/), through the
 sidecar and a gateway that a Gateway API Gateway selects; the same observable results as
-the "Istio APIs" twin (test_sidecar.run_walkthrough); both APIs at once for different
-hosts; the refusals; route status as `egressctl get -o yaml` shows it."""
+the "Istio APIs" twin (test_sidecar.run_walkthrough); "Egress Gateways", HTTP and HTTPS
+(TLS passthrough: TLSRoutes) parts; a TCP listener with a TCPRoute; both APIs at once for
+different hosts; the refusals; route status as `egressctl get -o yaml` shows it."""
 import os
 import pathlib
 import re
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from gwlib import loopback_ip
+from gwlib import loopback_ip, wait_until
 from sidecarlib import CNN, LOG_RE, Egressgw, NxDns, Site, cnn_site, demo_cert, heads, issue
 
 GWAPI = pathlib.Path(__file__).parent / "gwapi"
@@ -378,16 +379,26 @@ spec:
   - name: tls
     port: 443
     protocol: TLS
-    tls: {mode: Passthrough}
-""", "<stdin>:9:15: Gateway default/g: spec.listeners[0].protocol: TLS listeners are not "
+    tls: {mode: Terminate, certificateRefs: [{name: c}]}
+""", "<stdin>:10:10: Gateway default/g: spec.listeners[0].tls: a TLS listener is served with "
+     "tls.mode Passthrough only (Terminate is not served yet; use protocol HTTPS)"),
+    ("""apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {name: dns, port: 53, protocol: UDP}
+""", "<stdin>:7:37: Gateway default/g: spec.listeners[0].protocol: UDP listeners are not "
      "served by egressgw yet"),
     ("""apiVersion: gateway.networking.k8s.io/v1alpha2
 kind: TCPRoute
 metadata: {name: t}
 spec:
   parentRefs: [{name: g}]
+  hostnames: [a.example.com]
   rules: [{backendRefs: [{name: s, port: 9000}]}]
-""", "TCPRoute is not served by egressgw yet"),
+""", "<stdin>:6:3: TCPRoute default/t: spec.hostnames: unknown field"),
     ("""apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: r}
@@ -435,15 +446,71 @@ def test_egress_gateways_page_http_part_gateway_api_tab(topo):
     assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
 
 
-def test_egress_gateways_page_https_part_is_refused_not_ignored(ctl):
-    """The HTTPS part's Gateway API tab (TLS passthrough listener, TLSRoutes) cannot be
-    served yet: apply refuses every object of it, saying so, and stores nothing."""
-    ctl.ok("apply", "-f", GWAPI / "eg-01-serviceentry-cnn.yaml")
-    r = ctl("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
-    assert r.rc != 0, r.out
-    assert "spec.listeners[0].protocol: TLS listeners are not served by egressgw yet" in r.err
-    assert r.err.count("TLSRoute is not served by egressgw yet") == 2, r.err
-    assert ctl("get", "gtw,tlsroute").err.startswith("No resources found"), r.err
+def log_after(proc, n, pred):
+    """The first access log line of proc after its first n for which pred is true."""
+    def find():
+        for line in proc.log_lines()[n:]:
+            m = LOG_RE.match(line)
+            if m and pred(m):
+                return m
+        return None
+    wait_until(lambda: find() is not None, what=f"{proc.name} access log line")
+    return find()
+
+
+def test_egress_gateways_page_https_part_gateway_api_tab(topo):
+    """"Egress Gateways", HTTPS traffic, Gateway API tab (a TLS Passthrough listener, a
+    TLSRoute from the ServiceEntry to the gateway, one from the gateway to the site), its
+    YAML unchanged: the same observable results as the Istio-API twin
+    (test_passthrough.test_egress_gateways_https_passthrough): the application's own TLS
+    reaches edition.cnn.com through the gateway, which logs the connection by SNI; the
+    gateway stopped, the request fails and nothing reaches the site."""
+    from test_passthrough import cnn_tls_site, site_lines
+    t = topo
+    # The site as test_passthrough's: it logs the SNI and TLS session it served.
+    t.sites[0].stop()
+    site = t.sites[0] = cnn_tls_site(t.tmp, t.cnn_ip, t.cnn_cert, t.cnn_key)
+    t.ctl.ok("apply", "-f", GWAPI / "eg-https-01-serviceentry-cnn.yaml")
+    out = t.ctl.ok("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
+    assert "gateway.gateway.networking.k8s.io/cnn-egress-gateway created" in out, out
+    assert "tlsroute.gateway.networking.k8s.io/direct-cnn-to-egress-gateway created" in out
+    assert "tlsroute.gateway.networking.k8s.io/forward-cnn-from-egress-gateway created" in out
+    assert "Warning" not in out, out
+    st = t.ctl.ok("get", "tlsroute", "forward-cnn-from-egress-gateway", "-o", "yaml")
+    assert "reason: Accepted" in st and "reason: ResolvedRefs" in st, st
+    deadline = time.time() + 10
+    while not t.gateway.log_lines() and time.time() < deadline:
+        t.curl("-sS", "-o", "/dev/null", f"https://{CNN}/politics")
+        time.sleep(0.1)
+    n_side, n_gw, n_site = len(t.sidecar.log_lines()), len(t.gateway.log_lines()), \
+        len(site_lines(site))
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
+                               t.gateway.stderr()[-2000:])
+    # The sidecar sent it to the gateway's Service by the mesh tls: route...
+    m = log_after(t.sidecar, n_side, lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"], m["uhost"]) == \
+        ("200", f"outbound|443||{GTW_HOST}", f"{t.gw_ip}:443"), m.string
+    # ...the gateway passed it through by SNI to edition.cnn.com...
+    g = log_after(t.gateway, n_gw, lambda g: g["sni"] == CNN)
+    assert (g["method"], g["path"], g["proto"], g["code"]) == ("-", "-", "-", "0"), g.string
+    assert (g["cluster"], g["uhost"]) == (f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    assert g["dlocal"] == f"{t.gw_ip}:443", g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    # ...and the site served the application's own TLS (curl verified its certificate).
+    wait_until(lambda: len(site_lines(site)) > n_site, what="nginx log line")
+    line = site_lines(site)[-1]
+    assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
+
+    # The gateway stopped: the request fails and nothing reaches edition.cnn.com.
+    assert t.gateway.stop() == 0
+    t.procs.remove(t.gateway)
+    n_side, n_site = len(t.sidecar.log_lines()), len(site_lines(site))
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = log_after(t.sidecar, n_side, lambda m: m["method"] == "CONNECT" and m["code"] == "503")
+    assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443||{GTW_HOST}"), m.string
+    assert len(site_lines(site)) == n_site, site_lines(site)
 
 
 def test_matches_and_redirect_in_the_sidecar(topo):
@@ -515,7 +582,7 @@ def test_a_gateway_of_another_class_is_reported_not_served(ctl):
             "metadata: {name: g}\nspec:\n  gatewayClassName: envoy\n"
             "  listeners: [{name: h, port: 80, protocol: HTTP}]\n")
     assert r.rc == 0 and "gateway.gateway.networking.k8s.io/g created" in r.out, r.err
-    assert ('<stdin>:5:21: warning: Gateway default/g: spec.gatewayClassName: class "envoy" is '
+    assert ('Warning: <stdin>:5:21: Gateway default/g: spec.gatewayClassName: class "envoy" is '
             'not istio: egressgw does not serve this Gateway (nor its routes)') in r.err, r.err
     out = ctl("get", "gtw", "g", "-o", "yaml").out
     assert "reason: InvalidParameters" in out and 'status: "False"' in out, out
@@ -578,3 +645,96 @@ spec:
     assert g["cluster"] == f"outbound|443||{CNN}" and g["sni"] == CNN, g.string
     assert g["dlocal"] == f"{t.gw_ip}:8443", g.string
     assert g["route"] == "default.forward-cnn-from-egress-gateway.0", g.string
+
+
+TCP_GWAPI = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: echo}}
+spec:
+  hosts: [{OTHER}]
+  ports: [{{number: 9000, name: tcp, protocol: TCP}}]
+  resolution: DNS
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: cnn-egress-gateway}}
+spec:
+  gatewayClassName: istio
+  listeners:
+  - {{name: tcp, port: 9000, protocol: TCP}}
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TCPRoute
+metadata: {{name: echo}}
+spec:
+  parentRefs: [{{name: cnn-egress-gateway, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{kind: Hostname, group: networking.istio.io, name: {OTHER}, port: 9000}}]
+---
+apiVersion: gateway.networking.k8s.io/v1alpha2
+kind: TLSRoute
+metadata: {{name: wrong-listener}}
+spec:
+  parentRefs: [{{name: cnn-egress-gateway, sectionName: tcp}}]
+  rules:
+  - backendRefs: [{{kind: Hostname, group: networking.istio.io, name: {OTHER}, port: 9000}}]
+"""
+
+
+def test_tcp_listener_and_tcproute_through_the_gateway(topo):
+    """A Gateway API TCP listener with a TCPRoute: the gateway's tcp: route carries the
+    bytes both ways to the backend (a server-first protocol) and logs the connection; a
+    TLSRoute on that TCP listener is not accepted (NotAllowedByListeners), and says so."""
+    import socket
+    import threading
+    t = topo
+    srv = socket.socket()
+    srv.bind((t.other_ip, 9000))
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.sendall(b"hello first\n")
+                while (data := c.recv(4096)):
+                    c.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        r = t.ctl("apply", "-f", "-", input=TCP_GWAPI)
+        assert r.rc == 0, r.err
+        assert "tcproute.gateway.networking.k8s.io/echo created" in r.out, r.out
+        st = t.ctl.ok("get", "tlsroute", "wrong-listener", "-o", "yaml")
+        assert "reason: NotAllowedByListeners" in st, st
+        an = t.ctl("analyze")
+        assert "(TLSRoute default/wrong-listener) parentRefs[0] not accepted " \
+            "(NotAllowedByListeners)" in an.out, an.out + an.err
+        st = t.ctl.ok("get", "tcproute", "echo", "-o", "yaml")
+        assert "reason: Accepted" in st and 'status: "True"' in st, st
+        wait_until(lambda: _connects(t.gw_ip, 9000), timeout=10, what="gateway on :9000")
+        with socket.create_connection((t.gw_ip, 9000), timeout=5) as s:
+            f = s.makefile("rb")
+            assert f.readline() == b"hello first\n"
+            s.sendall(b"ping\n")
+            assert f.readline() == b"ping\n"
+            s.shutdown(socket.SHUT_WR)
+            assert f.read() == b""
+        g = log_after(t.gateway, 0, lambda g: g["cluster"] == f"outbound|9000||{OTHER}")
+        assert (g["method"], g["code"], g["uhost"]) == ("-", "0", f"{t.other_ip}:9000"), \
+            g.string
+        assert g["dlocal"] == f"{t.gw_ip}:9000", g.string
+    finally:
+        srv.close()
+
+
+def _connects(ip, port):
+    import socket
+    try:
+        socket.create_connection((ip, port), timeout=1).close()
+        return True
+    except OSError:
+        return False

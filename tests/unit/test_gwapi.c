@@ -238,6 +238,99 @@ static void istio_gateway_and_gateway_api_gateway_are_different_kinds(void **sta
 	decoded_free(&x);
 }
 
+/* TLSRoute -> tls: routes (sniHosts = route hostnames intersected with the listener's,
+ * port from sectionName, weights), TCPRoute -> tcp:; the servers TLS PASSTHROUGH and TCP;
+ * a route attaches only to listeners of its protocol. */
+static void tls_and_tcp_routes_become_tls_and_tcp_routes(void **state)
+{
+	struct decoded x;
+	struct gwapi_xlate t;
+	const struct resource *r;
+	const struct gateway *gw;
+	const struct vs_tls_route *tr;
+
+	(void)state;
+	decode_ok(&x,
+	          "apiVersion: gateway.networking.k8s.io/v1\n"
+	          "kind: Gateway\n"
+	          "metadata: {name: egw}\n"
+	          "spec:\n"
+	          "  gatewayClassName: istio\n"
+	          "  listeners:\n"
+	          "  - {name: tls, hostname: '*.example.com', port: 443, protocol: TLS,\n"
+	          "     tls: {mode: Passthrough}}\n"
+	          "  - {name: tcp, port: 9000, protocol: TCP}\n"
+	          "---\n"
+	          "apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+	          "kind: TLSRoute\n"
+	          "metadata: {name: t}\n"
+	          "spec:\n"
+	          "  parentRefs: [{name: egw, sectionName: tls}]\n"
+	          "  hostnames: [a.example.com, other.test]\n"
+	          "  rules:\n"
+	          "  - backendRefs:\n"
+	          "    - {kind: Hostname, group: networking.istio.io, name: a.example.com, port: 443,\n"
+	          "       weight: 3}\n"
+	          "    - {name: b, port: 443}\n"
+	          "---\n"
+	          "apiVersion: gateway.networking.k8s.io/v1alpha2\n"
+	          "kind: TCPRoute\n"
+	          "metadata: {name: c}\n"
+	          "spec:\n"
+	          "  parentRefs: [{name: egw, port: 9000}]\n"
+	          "  rules: [{backendRefs: [{name: db, port: 5432}]}]\n"
+	          "---\n"
+	          "apiVersion: gateway.networking.k8s.io/v1\n"
+	          "kind: HTTPRoute\n"
+	          "metadata: {name: h}\n"
+	          "spec:\n"
+	          "  parentRefs: [{name: egw}]\n"
+	          "  rules: [{backendRefs: [{name: b, port: 80}]}]\n");
+	gwapi_translate(x.p, x.n, &t, &x.d);
+	r = find(&t, RES_GATEWAY, "egw" GWAPI_GW_SUFFIX);
+	assert_non_null(r);
+	gw = r->u.gw;
+	assert_int_equal(gw->servers.n, 2);
+	assert_int_equal(gw->servers.v[0].port.protocol, RES_PROTO_TLS);
+	assert_non_null(gw->servers.v[0].tls);
+	assert_int_equal(gw->servers.v[0].tls->mode, GW_TLS_PASSTHROUGH);
+	assert_null(gw->servers.v[0].tls->credential_name);
+	assert_int_equal(gw->servers.v[1].port.protocol, RES_PROTO_TCP);
+	assert_null(gw->servers.v[1].tls);
+
+	r = find(&t, RES_VIRTUAL_SERVICE, "t-0" GWAPI_GW_SUFFIX);
+	assert_non_null(r);
+	assert_int_equal(r->u.vs->http.n, 0);
+	assert_int_equal(r->u.vs->tls.n, 1);
+	tr = &r->u.vs->tls.v[0];
+	assert_int_equal(tr->match.n, 1);
+	assert_int_equal(tr->match.v[0].port, 443);
+	assert_int_equal(tr->match.v[0].sni_hosts.n, 1);          /* other.test is not *.example.com */
+	assert_string_equal(tr->match.v[0].sni_hosts.v[0], "a.example.com");
+	assert_int_equal(tr->route.n, 2);
+	assert_string_equal(tr->route.v[0].destination->host, "a.example.com");
+	assert_int_equal(tr->route.v[0].weight, 3);
+	assert_string_equal(tr->route.v[1].destination->host, "b.default.svc.cluster.local");
+	assert_int_equal(tr->route.v[1].weight, 1);
+
+	r = find(&t, RES_VIRTUAL_SERVICE, "c-0" GWAPI_GW_SUFFIX);
+	assert_non_null(r);
+	assert_int_equal(r->u.vs->tls.n, 0);
+	assert_int_equal(r->u.vs->tcp.n, 1);
+	assert_int_equal(r->u.vs->tcp.v[0].match.v[0].port, 9000);
+	assert_string_equal(r->u.vs->tcp.v[0].route.v[0].destination->host,
+	                    "db.default.svc.cluster.local");
+	assert_int_equal(r->u.vs->tcp.v[0].route.v[0].destination->port, 5432);
+
+	/* An HTTPRoute has no HTTP listener on this Gateway: not accepted, not compiled. */
+	assert_null(find(&t, RES_VIRTUAL_SERVICE, "h-0" GWAPI_GW_SUFFIX));
+	assert_false(gwapi_route_status(&t, x.p[3])->parents[0].accepted.status);
+	assert_string_equal(gwapi_route_status(&t, x.p[3])->parents[0].accepted.reason,
+	                    "NotAllowedByListeners");
+	gwapi_xlate_free(&t);
+	decoded_free(&x);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +338,7 @@ int main(void)
 		cmocka_unit_test(route_becomes_a_virtual_service_with_istios_meaning),
 		cmocka_unit_test(mesh_route_on_a_service_entry_is_exported_as_istio_scopes_it),
 		cmocka_unit_test(istio_gateway_and_gateway_api_gateway_are_different_kinds),
+		cmocka_unit_test(tls_and_tcp_routes_become_tls_and_tcp_routes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -255,6 +255,7 @@ static void get_header(struct ctl_table *t, const struct get_req *q, enum res_ki
 		ctl_table_add(t, "PROGRAMMED");
 		break;
 	case RES_HTTP_ROUTE:
+	case RES_TLS_ROUTE:
 		ctl_table_add(t, "HOSTNAMES");
 		break;
 	default:
@@ -275,6 +276,7 @@ static size_t get_ncols(const struct get_req *q, enum res_kind kind)
 	case RES_SECRET:           return n + 2;
 	case RES_K8S_GATEWAY:      return n + 3;
 	case RES_HTTP_ROUTE:       return n + 1;
+	case RES_TLS_ROUTE:        return n + 1;
 	default:                   return n;
 	}
 }
@@ -337,6 +339,7 @@ static void get_row(struct ctl_table *t, const struct get_req *q, const struct s
 		break;
 	}
 	case RES_HTTP_ROUTE:
+	case RES_TLS_ROUTE:
 		get_json_list(ynode_get(spec, "hostnames"), &cell);
 		ctl_table_add(t, sbuf_str(&cell));
 		sbuf_reset(&cell);

@@ -101,7 +101,8 @@ void ctl_gwapi_status(struct ystream *out, struct ynode *doc, const struct gwapi
 	const struct gwapi_route_status *rs;
 	const struct gwapi_gateway_status *gs;
 
-	if (r->kind == RES_HTTP_ROUTE && (rs = gwapi_route_status(x, r)))
+	if ((r->kind == RES_HTTP_ROUTE || r->kind == RES_TLS_ROUTE || r->kind == RES_TCP_ROUTE) &&
+	    (rs = gwapi_route_status(x, r)))
 		route_status(out, doc, rs);
 	else if (r->kind == RES_K8S_GATEWAY && (gs = gwapi_gateway_status(x, r)))
 		gateway_status(out, doc, r, gs);
