@@ -19,6 +19,7 @@ import pytest
 from gwlib import loopback_ip, wait_until
 from sidecarlib import CNN, demo_cert, wait_port
 from test_passthrough import DATA, TCP_CONFIG, Topo, cnn_tls_site, site_lines
+from test_transparent import NOBODY, OTHER_IP, Transparent, nets  # noqa: F401 (nets: fixture)
 
 OTHER = "www.other.test"
 
@@ -313,3 +314,55 @@ def test_gateway_tcp_policy_on_destination_port(topo):
                    in t.gateway.stderr(), what="the AUDIT line")
     finally:
         srv.close()
+
+
+def test_sidecar_decides_captured_tls_and_opaque_connections(tmp_path, nets, ctl, egressctl_bin,
+                                                             store, walkthrough,
+                                                             walkthrough_certs):
+    """The sidecar (transparent capture, test_transparent.py's namespaces) decides the TLS
+    it passes through by SNI and opaque TCP by destination port, with its namespace's
+    policies; plain HTTP stays decided per request."""
+    t = Transparent(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    try:
+        assert t.curl("-sS", "https://other.test/y").stdout == "other tls\n"
+        s0 = t.sidecar.stat("config_reloads")
+        ctl.ok("apply", "-f", "-", input="""apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: no-other-tls
+  namespace: default
+spec:
+  action: DENY
+  rules:
+  - when:
+    - key: connection.sni
+      values: ["other.test"]
+  - to:
+    - operation:
+        ports: ["2525"]
+""")
+        t.sidecar.wait_reloads(s0 + 1)
+        assert "not on TLS" not in t.sidecar.stderr()
+        ucx, denied = t.sidecar.stat("upstream_cx_total"), t.sidecar.stat("rbac_denied")
+        r = t.curl("-sS", "https://other.test/y")
+        assert r.returncode != 0 and r.stdout == "", (r.stdout, r.stderr)
+        m = t.sidecar.wait_log(lambda m: m["sni"] == "other.test" and "rbac" in m["details"])
+        assert m["details"] == \
+            "rbac_access_denied_matched_policy[ns[default]-policy[no-other-tls]-rule[0]]", m.string
+        assert (m["method"], m["code"], m["uhost"]) == ("-", "0", "-"), m.string
+        # A server-first protocol on the denied port: closed, the banner never relayed.
+        script = ("import socket\n"
+                  f"s = socket.create_connection(('{OTHER_IP}', 2525), timeout=10)\n"
+                  "print(repr(s.recv(100)))\n")
+        r = t.in_app(["/usr/bin/python3", "-c", script], user=NOBODY)
+        assert r.stdout.strip() == "b''", (r.stdout, r.stderr)
+        m = t.sidecar.wait_log(lambda m: m["dlocal"] == f"{OTHER_IP}:2525")
+        assert m["details"] == \
+            "rbac_access_denied_matched_policy[ns[default]-policy[no-other-tls]-rule[1]]", m.string
+        assert t.sidecar.stat("upstream_cx_total") == ucx
+        assert t.sidecar.stat("rbac_denied") == denied + 2
+        # Plain HTTP to the same host has no SNI and another port: allowed.
+        assert t.curl("-sS", "http://other.test/x").stdout == "other plain\n"
+    finally:
+        rcs = t.stop()
+    assert rcs == [0, 0]
