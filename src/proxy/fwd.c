@@ -2388,8 +2388,9 @@ static struct cluster *snap_addr_cluster(const struct snap *s, const struct sock
  * anything else): the tls:/tcp: routes bound to "mesh" first (l4fwd.c), else the cluster
  * of the ServiceEntry whose addresses cover its original destination, else an opaque
  * tunnel to the cluster of its SNI and original port when the registry has one, else as
- * the outbound traffic policy says. A connection made to the capture port directly has
- * no destination to pass it to: it is closed. */
+ * the outbound traffic policy says; then the AuthorizationPolicies decide it as a
+ * connection. A connection made to the capture port directly has no destination to pass
+ * it to: it is closed. */
 static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 {
 	struct worker *w = d->w;
@@ -2422,13 +2423,16 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
 			       ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
 	}
+	l4_authz(w, w->snap, &q, &d->remote, d->remote_s, d->principal, &r);
 	r.dst = &d->odst;
 	r.sni = sni;
 	d_handoff_read(d, &r);
 }
 
 /* A connection on a gateway PASSTHROUGH port, once its ClientHello is read (or is not
- * one): routed by the listener's tls: routes (l4fwd.c), refused when none matches. */
+ * one): routed by the listener's tls: routes (l4fwd.c), refused when none matches, then
+ * decided by the AuthorizationPolicies on its SNI (no client certificate: the TLS is the
+ * application's). */
 static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 {
 	struct tun_req r;
@@ -2443,6 +2447,7 @@ static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status s
 	q.dst = &d->local;
 	r.snap = d->snap;
 	l4_route_gateway(d->w, d->lst, &q, sst, &r);
+	l4_authz(d->w, d->snap, &q, &d->remote, d->remote_s, NULL, &r);
 	r.sni = q.sni;
 	d_handoff_read(d, &r);
 }

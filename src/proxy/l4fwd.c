@@ -8,6 +8,7 @@
 #include "core/util.h"
 #include "net/tls.h"
 #include "proxy/alog.h"
+#include "proxy/authz.h"
 #include "proxy/worker.h"
 
 /* One log line per worker per second at most: a client probing a gateway port with
@@ -197,6 +198,35 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 	l4_follow(w, rt, q, l->name, r);
 }
 
+bool l4_authz(struct worker *w, const struct snap *s, const struct l4_req *q,
+              const struct sock_addr *peer, const char *remote_s, const char *principal,
+              struct tun_req *r)
+{
+	struct authz_req rq;
+	const char *details;
+
+	if (!s || !s->authz || r->fail_flags)
+		return false;
+	memset(&rq, 0, sizeof(rq));
+	rq.l4 = true;
+	rq.principal = principal;
+	rq.source = peer;
+	rq.dest = q->dst;
+	rq.port = q->port;
+	rq.sni = q->sni;
+	if (authz_request(s->authz, &rq, remote_s, NULL, &w->st, &details) == 0)
+		return false;
+	/* Envoy's network RBAC filter closes the connection with no response flag; its
+	 * reason goes where the HTTP path puts it (RESPONSE_CODE_DETAILS). A CONNECT client
+	 * would get 403 (the sidecar decides CONNECT as HTTP before routing, though). */
+	r->fail_code = 403;
+	r->fail_flags = 0;
+	r->fail_details = details;
+	r->fail_reason = "RBAC: access denied";
+	r->fail_denied = true;
+	return true;
+}
+
 void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
                    const struct sock_addr *peer)
 {
@@ -216,6 +246,7 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	memset(&r, 0, sizeof(r));
 	r.snap = w->snap;
 	l4_route_gateway(w, l, &q, SNI_NOT_TLS, &r);
+	l4_authz(w, r.snap, &q, peer, remote_s, NULL, &r);
 	r.fd = fd;
 	r.local_s = local_s;
 	r.remote_s = remote_s;

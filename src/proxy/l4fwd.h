@@ -13,6 +13,11 @@
  *            and match a tls: route; a TCP port: the first tcp: route. Otherwise the
  *            connection is closed with NR (Envoy's filter_chain_not_found).
  *
+ * Once routed, the connection is decided by the AuthorizationPolicies of the proxy
+ * (l4_authz, Envoy's network RBAC filter): at the gateway after the ClientHello's SNI is
+ * read (PASSTHROUGH) or at accept (TCP), at the sidecar when its first bytes are
+ * classified; always before the tunnel connects upstream.
+ *
  * The tunnel carries bytes as they are: a destination cluster that would originate TLS
  * (a DestinationRule tls mode other than DISABLE) cannot be served by it, and is refused
  * (UF) rather than sent in the clear. Worker thread only. */
@@ -48,5 +53,15 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
  * ClientHello's name (NULL: none) goes to a PASSTHROUGH server, that is whether one of
  * those has a more specific host for it than any terminating server. */
 bool l4_peek_passthrough(const struct snap_listener *l, const char *sni);
+/* Both roles: AuthorizationPolicy (authz.h) for a connection routed by r (nothing is
+ * decided when r is already a refusal: as in Envoy, a connection that no filter chain
+ * takes never reaches the RBAC filter). q names what the policies see (SNI, port, the
+ * destination address); peer and principal (NULL: none) the client. Counts the decision
+ * (rbac_allowed / rbac_denied), logs AUDIT matches, and on a denial makes r a refusal
+ * with details "rbac_access_denied_matched_policy[...]": the tunnel then logs it and
+ * closes the connection without connecting upstream. Returns true when denied. */
+bool l4_authz(struct worker *w, const struct snap *s, const struct l4_req *q,
+              const struct sock_addr *peer, const char *remote_s, const char *principal,
+              struct tun_req *r);
 
 #endif

@@ -438,13 +438,6 @@ static void snap_authz(struct snap_b *b)
 			v[n++] = &c->v[i].res;
 	b->s->authz = authz_build(v, n, &ap);
 	free(v);
-	/* Not silent: the sidecar's opaque tunnels (TLS passed through by SNI, unknown
-	 * protocols) carry no HTTP request, and the connection-level check is not wired to
-	 * them yet. */
-	if (b->s->authz && b->p->role == SNAP_ROLE_SIDECAR)
-		diag_warn(b->d, NULL, 0, 0, "%zu AuthorizationPolicy(ies) apply to this sidecar: "
-		          "enforced on HTTP requests and CONNECT, not on TLS or other connections "
-		          "it passes through unterminated", authz_count(b->s->authz));
 }
 
 /* ---- build ---- */

@@ -497,7 +497,7 @@ static void tun_route(struct tun *t, const struct tun_req *r)
 	struct cluster *cl = t->cl;
 	struct dns_result res;
 
-	if (r->fail_flags) {
+	if (r->fail_flags || r->fail_denied) {
 		tun_fail(t, r->fail_code ? r->fail_code : 503, r->fail_flags, r->fail_details,
 		         r->fail_reason);
 		return;

@@ -48,11 +48,14 @@ struct tun_req {
 	/* CONNECT: answer with a status line; the request's fields for the log line. */
 	bool connect;
 	const char *authority, *user_agent, *request_id, *protocol;
-	/* A refusal decided before the tunnel (fail_flags != 0): the tunnel only answers
-	 * (CONNECT: fail_code), logs with these, and closes. cl may then be NULL. */
+	/* A refusal decided before the tunnel (fail_flags != 0, or fail_denied): the tunnel
+	 * only answers (CONNECT: fail_code), logs with these, and closes, never connecting
+	 * upstream. cl may then be NULL. fail_denied: an AuthorizationPolicy denial, which
+	 * Envoy logs with details but no response flag. */
 	int fail_code;
 	unsigned fail_flags;
 	const char *fail_details, *fail_reason;
+	bool fail_denied;
 	int64_t start_wall_ms;           /* when the connection (or CONNECT request) began */
 	uint64_t start_ms;               /* same, on the loop's monotonic clock */
 };
