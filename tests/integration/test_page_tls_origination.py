@@ -1,0 +1,173 @@
+"""istio.io's "Egress TLS Origination" task, with its YAML unchanged
+(tests/data/egress-tls-origination), on loopback.
+
+The sleep pod is curl with the sidecar as its http_proxy/https_proxy; edition.cnn.com is
+an nginx on a loopback address of its own (hosts file) that answers port 80 with a 301 to
+https and serves /politics on 443 (HTTP/2 and HTTP/1.1, a certificate from a test CA the
+sidecar trusts through SSL_CERT_FILE, as Envoy trusts the system roots). nginx logs, per
+request, the port, the SNI and the request, so the test sees what the page only describes:
+after the DestinationRule, the application's plain-HTTP request leaves the sidecar as TLS
+to port 443 (targetPort), and port 80 is never used.
+
+Steps, as the page has them: (1) ServiceEntry only: curl -L on http:// shows the 301 and
+then the HTTPS answer; (2) ServiceEntry with targetPort 443 + DestinationRule SIMPLE on
+port 80: the same curl shows 200 with no redirect, https:// still works (the
+application's own TLS, tunnelled); (3) the page's cleanup (kubectl delete), after which
+the 301 is back (the mesh's default outbound policy, ALLOW_ANY)."""
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import REPO
+from gwlib import free_port, loopback_ip, wait_until
+from sidecarlib import CNN, Egressgw, NxDns, Site, demo_cert, heads, issue
+
+DATA = REPO / "tests" / "data" / "egress-tls-origination"
+
+
+def cnn_site(tmp, ip, cert, key):
+    """edition.cnn.com: 80 answers 301 to https, 443 serves /politics; one log line per
+    request with the port, SNI, protocol and request."""
+    html = tmp / "cnn-html"
+    html.mkdir(exist_ok=True)
+    (html / "politics").write_text("<html><body>CNN politics (test)</body></html>\n")
+    log = tmp / "cnn.log"
+    body = f"""
+  log_format portinfo 'port=$server_port sni=$ssl_server_name tls=$ssl_protocol '
+                      'req="$request" status=$status';
+  access_log {log} portinfo;
+  server {{ listen {ip}:80; server_name {CNN};
+           location / {{ return 301 https://$host$request_uri; }} }}
+  server {{ listen {ip}:443 ssl http2; server_name {CNN}; root {html};
+           ssl_certificate {cert}; ssl_certificate_key {key}; }}
+"""
+    site = Site(tmp, "cnn", body, ip, 443)
+    site.log = log
+    return site
+
+
+def site_lines(site):
+    return site.log.read_text().splitlines() if site.log.exists() else []
+
+
+class Topo:
+    def __init__(self, tmp, ctl, egressctl_bin, store):
+        self.tmp, self.ctl = tmp, ctl
+        self.cnn_ip = loopback_ip()
+        certs = tmp / "site-certs"
+        certs.mkdir()
+        cert, key, self.demo_ca = demo_cert(certs, CNN)
+        hosts = tmp / "hosts"
+        hosts.write_text(f"{self.cnn_ip} {CNN}\n")
+        sleep_id = issue(egressctl_bin, tmp / "mesh-ca", "default", "sleep", tmp / "sleep-id",
+                         create_ca=True)
+        self.site = self.dns = self.sidecar = None
+        try:
+            self.site = cnn_site(tmp, self.cnn_ip, cert, key)
+            self.dns = NxDns(loopback_ip())
+            self.outbound = free_port()
+            self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, sleep_id, hosts, self.dns,
+                                    env={"SSL_CERT_FILE": str(self.demo_ca)},
+                                    extra=["--namespace", "default", "--labels", "app=sleep",
+                                           "--outbound", f"127.0.0.1:{self.outbound}",
+                                           "--outbound-policy", "ALLOW_ANY"])
+        except BaseException:
+            self.stop()
+            raise
+
+    def curl(self, *args):
+        """kubectl exec sleep -- curl ...: the sidecar is its proxy for http and https."""
+        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+        env["http_proxy"] = env["https_proxy"] = f"http://127.0.0.1:{self.outbound}"
+        env["CURL_CA_BUNDLE"] = str(self.demo_ca)
+        return subprocess.run(["curl", "--max-time", "15", *args], capture_output=True,
+                              text=True, env=env, timeout=30)
+
+    def apply(self, path):
+        n = self.sidecar.stat("config_reloads")
+        out = self.ctl.ok("apply", "-f", path)
+        self.sidecar.wait_reloads(n + 1)
+        return out
+
+    def stop(self):
+        rc = self.sidecar.stop() if self.sidecar else 0
+        if self.site:
+            self.site.stop()
+        if self.dns:
+            self.dns.stop()
+        return rc
+
+
+@pytest.fixture
+def topo(tmp_path, ctl, egressctl_bin, store):
+    t = Topo(tmp_path, ctl, egressctl_bin, store)
+    yield t
+    assert t.stop() == 0, "egressgw did not exit 0 on SIGTERM"
+
+
+def new_site_lines(t, n):
+    wait_until(lambda: len(site_lines(t.site)) > n, what="nginx log line")
+    return site_lines(t.site)[n:]
+
+
+def test_page_egress_tls_origination(topo):
+    t = topo
+    # 1. snip_apply_simple, snip_curl_simple: 301 from port 80, then HTTP/2 200 over https.
+    out = t.apply(DATA / "01-serviceentry-cnn.yaml")
+    assert "serviceentry.networking.istio.io/edition-cnn-com created" in out, out
+    n = len(site_lines(t.site))
+    r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    assert heads(r.stdout) == ["HTTP/1.1 301 Moved Permanently",
+                               "HTTP/1.1 200 Connection established", "HTTP/2 200 "], r.stdout
+    assert re.search(rf"^location: https://{re.escape(CNN)}/politics\r?$", r.stdout,
+                     re.M | re.I), r.stdout
+    lines = new_site_lines(t, n)
+    assert len(lines) == 2, lines
+    assert lines[0] == 'port=80 sni=- tls=- req="GET /politics HTTP/1.1" status=301', lines
+    assert re.fullmatch(rf'port=443 sni={re.escape(CNN)} tls=TLSv1\.[23] '
+                        r'req="GET /politics HTTP/2\.0" status=200', lines[1]), lines
+    m = t.sidecar.wait_log(lambda m: m["method"] == "GET" and m["code"] == "301")
+    assert (m["path"], m["cluster"], m["uhost"]) == \
+        ("/politics", f"outbound|80||{CNN}", f"{t.cnn_ip}:80"), m.string
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
+
+    # 2. snip_apply_origination, snip_curl_origination_http: no redirect any more; the
+    # sidecar sent the plain-HTTP request as TLS to port 443 (targetPort), with SNI.
+    out = t.apply(DATA / "02-serviceentry-destinationrule-origination.yaml")
+    assert "serviceentry.networking.istio.io/edition-cnn-com configured" in out, out
+    assert "destinationrule.networking.istio.io/edition-cnn-com created" in out, out
+    assert "Warning" not in out, out
+    n, n_log = len(site_lines(t.site)), len(t.sidecar.log_lines())
+    r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    assert heads(r.stdout) == ["HTTP/1.1 200 OK"], r.stdout
+    lines = new_site_lines(t, n)
+    assert len(lines) == 1 and lines[0].startswith(f"port=443 sni={CNN} tls=TLSv1."), lines
+    assert 'req="GET /politics HTTP/1.1" status=200' in lines[0], lines
+    wait_until(lambda: len(t.sidecar.log_lines()) > n_log, what="sidecar log line")
+    m = t.sidecar.wait_log(lambda m: m["method"] == "GET" and m["code"] == "200")
+    assert (m["path"], m["proto"], m["cluster"], m["uhost"], m["flags"]) == \
+        ("/politics", "HTTP/1.1", f"outbound|80||{CNN}", f"{t.cnn_ip}:443", "-"), m.string
+    # The body is the page's, not a redirect.
+    r = t.curl("-sS", f"http://{CNN}/politics")
+    assert r.stdout == "<html><body>CNN politics (test)</body></html>\n", (r.stdout, r.stderr)
+
+    # snip_curl_origination_https: HTTPS from the application still works as before.
+    r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"https://{CNN}/politics")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert heads(r.stdout) == ["HTTP/1.1 200 Connection established", "HTTP/2 200 "], r.stdout
+
+    # 3. snip_cleanup_the_tls_origination_configuration_1, then the 301 is back.
+    out = t.ctl.ok("delete", "serviceentry", "edition-cnn-com")
+    assert 'serviceentry.networking.istio.io "edition-cnn-com" deleted' in out, out
+    n_rel = t.sidecar.stat("config_reloads")
+    out = t.ctl.ok("delete", "destinationrule", "edition-cnn-com")
+    assert 'destinationrule.networking.istio.io "edition-cnn-com" deleted' in out, out
+    t.sidecar.wait_reloads(n_rel + 1)
+    wait_until(lambda: heads(t.curl("-sS", "-o", "/dev/null", "-D", "-",
+                                    f"http://{CNN}/politics").stdout)
+               == ["HTTP/1.1 301 Moved Permanently"], what="301 after cleanup")
