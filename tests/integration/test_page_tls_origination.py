@@ -22,9 +22,25 @@ import pytest
 
 from conftest import REPO
 from gwlib import free_port, loopback_ip, wait_until
-from sidecarlib import CNN, Egressgw, NxDns, Site, demo_cert, heads, issue
+from sidecarlib import CNN, NGINX_HOST, Egressgw, NxDns, Site, demo_cert, heads, issue, mtls_site
 
 DATA = REPO / "tests" / "data" / "egress-tls-origination"
+
+
+# A stand-in for the page's Kubernetes Service my-nginx (see step 4).
+MY_NGINX_SERVICE = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: my-nginx
+spec:
+  hosts:
+  - {NGINX_HOST}
+  ports:
+  - number: 443
+    name: http
+    protocol: HTTP
+  resolution: DNS
+"""
 
 
 def cnn_site(tmp, ip, cert, key):
@@ -53,19 +69,20 @@ def site_lines(site):
 
 
 class Topo:
-    def __init__(self, tmp, ctl, egressctl_bin, store):
-        self.tmp, self.ctl = tmp, ctl
-        self.cnn_ip = loopback_ip()
+    def __init__(self, tmp, ctl, egressctl_bin, store, certs_dir):
+        self.tmp, self.ctl, self.certs = tmp, ctl, certs_dir
+        self.cnn_ip, self.nginx_ip = loopback_ip(), loopback_ip()
         certs = tmp / "site-certs"
         certs.mkdir()
         cert, key, self.demo_ca = demo_cert(certs, CNN)
         hosts = tmp / "hosts"
-        hosts.write_text(f"{self.cnn_ip} {CNN}\n")
+        hosts.write_text(f"{self.cnn_ip} {CNN}\n{self.nginx_ip} {NGINX_HOST}\n")
         sleep_id = issue(egressctl_bin, tmp / "mesh-ca", "default", "sleep", tmp / "sleep-id",
                          create_ca=True)
-        self.site = self.dns = self.sidecar = None
+        self.site = self.nginx = self.dns = self.sidecar = None
         try:
             self.site = cnn_site(tmp, self.cnn_ip, cert, key)
+            self.nginx = mtls_site(tmp, self.nginx_ip, certs_dir)
             self.dns = NxDns(loopback_ip())
             self.outbound = free_port()
             self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, sleep_id, hosts, self.dns,
@@ -93,16 +110,17 @@ class Topo:
 
     def stop(self):
         rc = self.sidecar.stop() if self.sidecar else 0
-        if self.site:
-            self.site.stop()
+        for site in (self.site, self.nginx):
+            if site:
+                site.stop()
         if self.dns:
             self.dns.stop()
         return rc
 
 
 @pytest.fixture
-def topo(tmp_path, ctl, egressctl_bin, store):
-    t = Topo(tmp_path, ctl, egressctl_bin, store)
+def topo(tmp_path, ctl, egressctl_bin, store, walkthrough_certs):
+    t = Topo(tmp_path, ctl, egressctl_bin, store, walkthrough_certs)
     yield t
     assert t.stop() == 0, "egressgw did not exit 0 on SIGTERM"
 
@@ -171,3 +189,50 @@ def test_page_egress_tls_origination(topo):
     wait_until(lambda: heads(t.curl("-sS", "-o", "/dev/null", "-D", "-",
                                     f"http://{CNN}/politics").stdout)
                == ["HTTP/1.1 301 Moved Permanently"], what="301 after cleanup")
+
+    # 4. Mutual TLS origination for egress traffic, at the sidecar: my-nginx (the page's
+    # nginx.conf: client certificates required, verified against example.com.crt), the
+    # page's own certificates (conftest.walkthrough_certs runs its openssl commands).
+    out = t.ctl.ok("create", "secret", "generic", "client-credential",
+                   "--from-file=tls.key=client.example.com.key",
+                   "--from-file=tls.crt=client.example.com.crt",
+                   "--from-file=ca.crt=example.com.crt", cwd=t.certs)
+    assert out.strip() == "secret/client-credential created", out
+    # (kubectl create role/rolebinding: Kubernetes RBAC for the sidecar to list Secrets;
+    # egressgw's sidecar reads the store it is given, there is no RBAC to grant.)
+    n = t.sidecar.stat("config_reloads")
+    out = t.ctl.ok("apply", "-f", DATA / "03-destinationrule-originate-mtls-for-nginx.yaml")
+    assert out.strip() == "destinationrule.networking.istio.io/originate-mtls-for-nginx created", \
+        out
+    t.sidecar.wait_reloads(n + 1)
+    # The Secret is the sleep pod's (namespace default), where the sidecar reads it; so
+    # does egressctl analyze for a rule with a workloadSelector.
+    a = t.ctl("analyze")
+    assert a.rc == 0 and "IST0101" not in a.out, (a.out, a.err)
+
+    # The page's my-nginx is a Kubernetes Service (namespace mesh-external, port 443):
+    # it puts the host in the sidecar's registry, and a DestinationRule applies to the
+    # clusters of registry hosts only (Istio's too). Without it the request is nobody's
+    # service: ALLOW_ANY passes it through as it is, plain HTTP, which nginx refuses.
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{NGINX_HOST}:443")
+    assert r.stdout == "400", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["authority"] == f"{NGINX_HOST}:443")
+    assert (m["code"], m["cluster"], m["route"]) == ("400", "PassthroughCluster", "allow_any"), \
+        m.string
+    # egressgw has no Kubernetes Services: the same registry entry is a ServiceEntry (the
+    # test's, not the page's YAML; Istio's protocol sniffing finds HTTP on the Service's
+    # unnamed port, so HTTP here).
+    n, n_log = t.sidecar.stat("config_reloads"), len(t.sidecar.log_lines())
+    t.ctl.ok("apply", "-n", "mesh-external", "-f", "-", input=MY_NGINX_SERVICE)
+    t.sidecar.wait_reloads(n + 1)
+    r = t.curl("-sS", f"http://{NGINX_HOST}:443")
+    assert r.returncode == 0, (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
+    assert r.stdout.startswith("<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>"), \
+        (r.stdout, t.sidecar.log_lines()[-3:])
+    # kubectl logs -l app=sleep -c istio-proxy | grep my-nginx.mesh-external.svc.cluster.local
+    lines = t.sidecar.log_lines()[n_log:]
+    assert len(lines) == 1 and NGINX_HOST in lines[0], lines
+    m = t.sidecar.wait_log(lambda m: m["authority"] == f"{NGINX_HOST}:443" and
+                           m["code"] == "200")
+    assert (m["method"], m["path"], m["cluster"], m["uhost"]) == \
+        ("GET", "/", f"outbound|443||{NGINX_HOST}", f"{t.nginx_ip}:443"), m.string
