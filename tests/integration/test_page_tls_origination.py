@@ -13,7 +13,10 @@ Steps, as the page has them: (1) ServiceEntry only: curl -L on http:// shows the
 then the HTTPS answer; (2) ServiceEntry with targetPort 443 + DestinationRule SIMPLE on
 port 80: the same curl shows 200 with no redirect, https:// still works (the
 application's own TLS, tunnelled); (3) the page's cleanup (kubectl delete), after which
-the 301 is back (the mesh's default outbound policy, ALLOW_ANY)."""
+the 301 is back (the mesh's default outbound policy, ALLOW_ANY); (4) mutual TLS
+origination at the sidecar: the page's client-credential Secret and DestinationRule
+(workloadSelector app: sleep) against an nginx requiring client certificates, plain
+http://my-nginx...:443 from the application answered by nginx's welcome page."""
 import os
 import re
 import subprocess
