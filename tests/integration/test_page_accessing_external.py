@@ -21,16 +21,16 @@ says so (REGISTRY_ONLY: the CONNECT gets 502, curl exit 56, where captured TLS i
 exit 35; the HTTPS log line is the CONNECT's, where captured TLS logs "- - -")."""
 import http.server
 import json
-import os
 import re
+import socket
 import socketserver
-import subprocess
 import threading
 import time
 
 import pytest
 
 from conftest import REPO
+from pagelib import apply_wait, sleep_curl
 from gwlib import free_port, loopback_ip, wait_until
 from sidecarlib import CNN, Egressgw, NxDns, Site, demo_cert, heads, issue
 
@@ -110,7 +110,6 @@ def tls_sites(tmp, sites):
 
 
 def _connects(ip):
-    import socket
     try:
         socket.create_connection((ip, 443), timeout=0.5).close()
         return True
@@ -155,18 +154,10 @@ class Topo:
                                        "--outbound-policy", policy])
 
     def curl(self, *args):
-        """kubectl exec sleep -- curl ...: the sidecar is its proxy for http and https."""
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        env["http_proxy"] = env["https_proxy"] = f"http://127.0.0.1:{self.outbound}"
-        env["CURL_CA_BUNDLE"] = str(self.demo_ca)
-        return subprocess.run(["curl", "--max-time", "15", *args], capture_output=True,
-                              text=True, env=env, timeout=30)
+        return sleep_curl(self.outbound, self.demo_ca, *args)
 
     def apply(self, path):
-        n = self.sidecar.stat("config_reloads")
-        out = self.ctl.ok("apply", "-f", path)
-        self.sidecar.wait_reloads(n + 1)
-        return out
+        return apply_wait(self.ctl, path, self.sidecar)
 
     def site_lines(self):
         return self.sites.log.read_text().splitlines() if self.sites.log.exists() else []

@@ -17,13 +17,12 @@ the 301 is back (the mesh's default outbound policy, ALLOW_ANY); (4) mutual TLS
 origination at the sidecar: the page's client-credential Secret and DestinationRule
 (workloadSelector app: sleep) against an nginx requiring client certificates, plain
 http://my-nginx...:443 from the application answered by nginx's welcome page."""
-import os
 import re
-import subprocess
 
 import pytest
 
 from conftest import REPO
+from pagelib import apply_wait, sleep_curl
 from gwlib import free_port, loopback_ip, wait_until
 from sidecarlib import CNN, NGINX_HOST, Egressgw, NxDns, Site, demo_cert, heads, issue, mtls_site
 
@@ -98,18 +97,10 @@ class Topo:
             raise
 
     def curl(self, *args):
-        """kubectl exec sleep -- curl ...: the sidecar is its proxy for http and https."""
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        env["http_proxy"] = env["https_proxy"] = f"http://127.0.0.1:{self.outbound}"
-        env["CURL_CA_BUNDLE"] = str(self.demo_ca)
-        return subprocess.run(["curl", "--max-time", "15", *args], capture_output=True,
-                              text=True, env=env, timeout=30)
+        return sleep_curl(self.outbound, self.demo_ca, *args)
 
     def apply(self, path):
-        n = self.sidecar.stat("config_reloads")
-        out = self.ctl.ok("apply", "-f", path)
-        self.sidecar.wait_reloads(n + 1)
-        return out
+        return apply_wait(self.ctl, path, self.sidecar)
 
     def stop(self):
         rc = self.sidecar.stop() if self.sidecar else 0

@@ -22,6 +22,7 @@ import subprocess
 import pytest
 
 from conftest import REPO
+from pagelib import apply_wait
 from gwlib import free_port, loopback_ip, wait_until
 from sidecarlib import EGW_HOST, Egressgw, NxDns, Site, demo_cert, issue, wait_port
 
@@ -101,11 +102,7 @@ class Topo:
                               encoding="utf-8", env=env, timeout=60)
 
     def apply(self, path, *procs):
-        before = [p.stat("config_reloads") for p in procs]
-        out = self.ctl.ok("apply", "-f", path)
-        for p, n in zip(procs, before):
-            p.wait_reloads(n + 1)
-        return out
+        return apply_wait(self.ctl, path, *procs)
 
     def delete(self, *args):
         before = [p.stat("config_reloads") for p in (self.sidecar, self.gateway)]
