@@ -17,7 +17,8 @@
  *   IST0101 Error    a route names a subset no DestinationRule for its host defines
  *   IST0101 Error    a route names a port the host's ServiceEntry does not declare
  *   IST0101 Error    a credentialName (DestinationRule or Gateway) names no Secret in the
- *                    gateway's namespace
+ *                    gateway's namespace (a DestinationRule with a workloadSelector: in
+ *                    its own namespace, where the workloads it selects read it)
  *   IST0161 Error    the credential's Secret lacks the keys its mode needs, or they do not
  *                    load (bad PEM, key not matching the certificate): the same rules,
  *                    and the same code, as the gateway (secrets/secret.h)
@@ -64,7 +65,9 @@ static const char analyze_usage[] =
 	"                    [-o log|json]\n"
 	"\n"
 	"Without -n, every namespace is analyzed. A credentialName is looked up where the\n"
-	"gateway reads it: the Secret of that name in the gateway's namespace.\n"
+	"gateway reads it: the Secret of that name in the gateway's namespace; one in a\n"
+	"DestinationRule with a workloadSelector, in the rule's namespace (where the\n"
+	"workloads it selects, say a sidecar, read it).\n"
 	"\n"
 	"Exit status: 79 when an Error was found (as istioctl), 0 otherwise.\n"
 	"\n"
@@ -518,8 +521,12 @@ static void an_vs_conflicts(struct an *a)
 
 /* ---- credentials ---- */
 
-/* credentialName with what its user needs (SECRET_USE_*), looked up in the gateway's
- * namespace with the gateway's own rules. */
+/* credentialName with what its user needs (SECRET_USE_*), looked up where the proxy
+ * that uses it reads it, with the proxy's own rules: a DestinationRule with a
+ * workloadSelector applies to the workloads it selects, in its own namespace, and
+ * those read the Secret there (Istio's "mutual TLS origination at the sidecar", whose
+ * client-credential is in the sleep pod's namespace); any other rule, and a Gateway,
+ * is the gateway's, which reads its own namespace. */
 static void an_credential(struct an *a, const char *cred, unsigned flags,
                           const struct srcpos *pos)
 {
@@ -529,6 +536,8 @@ static void an_credential(struct an *a, const char *cred, unsigned flags,
 	const char *name = cred;
 	const struct resource *r = a->r;
 	const char *kind = res_kind_info(r->kind)->kind_name;
+	const char *ns = r->kind == RES_DESTINATION_RULE && r->u.dr->workload_selector
+	                 ? r->namespace : a->gwns;
 
 	if (!cred)
 		return;
@@ -536,11 +545,11 @@ static void an_credential(struct an *a, const char *cred, unsigned flags,
 		name = cred + 13;
 	else if (strstr(cred, "://"))
 		return;   /* another credential source: not in the store */
-	if (secret_resolve(a->contents, a->gwns, name, flags & SECRET_USE_CERT, &parts,
+	if (secret_resolve(a->contents, ns, name, flags & SECRET_USE_CERT, &parts,
 	                   &err) == SECRET_NOT_FOUND) {
 		an_report(a, AN_ERROR, "IST0101", pos, "Referenced credentialName not found: \"%s\" "
-		          "(no Secret %s in namespace %s, where the gateway reads it)", cred, name,
-		          a->gwns);
+		          "(no Secret %s in namespace %s, where the %s reads it)", cred, name, ns,
+		          ns == a->gwns ? "gateway" : "selected workload");
 		sbuf_free(&err);
 		return;
 	}
@@ -548,7 +557,7 @@ static void an_credential(struct an *a, const char *cred, unsigned flags,
 	sbuf_reset(&err);
 	sc = secret_cache_new();
 	secret_cache_begin(sc);
-	if (!secret_cache_credential(sc, a->contents, a->c->root, a->gwns, name, flags, &err))
+	if (!secret_cache_credential(sc, a->contents, a->c->root, ns, name, flags, &err))
 		an_report(a, AN_ERROR, "IST0161", pos, "The credential referenced by the %s %s in "
 		          "namespace %s is invalid, which can cause the traffic not to work as "
 		          "expected: %s", kind, r->name, r->namespace, sbuf_str(&err));
