@@ -180,6 +180,8 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		if (!s->docs[i].root || res_decode(s, &s->docs[i], default_ns, &r, d) < 0)
 			continue;
 		e = store_find(c, r.kind, r.namespace, r.name);
+		bool added = !e;
+
 		if (e) {
 			res_free(&e->res);
 			free(e->path);
@@ -192,6 +194,9 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		e->doc = i;
 		e->mtime = 0;
 		e->in_secret_dir = false;
+		/* store_find looks only at the index: an added object must be in it too. */
+		if (added)
+			store_index_add(c, (size_t)(e - c->v));
 	}
 }
 

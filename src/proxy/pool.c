@@ -290,7 +290,9 @@ static void drain_line(struct sbuf *out, const char *name, long n)
 void pool_draining_prom(struct sbuf *out, const char *const *names, size_t n)
 {
 	pthread_mutex_lock(&drain_mu);
-	sbuf_adds(out, "# TYPE egressgw_cluster_upstream_cx_draining gauge\n");
+	sbuf_adds(out, "# HELP egressgw_cluster_upstream_cx_draining Upstream connections made "
+	          "under settings or to endpoints that are gone, closing when their request ends.\n"
+	          "# TYPE egressgw_cluster_upstream_cx_draining gauge\n");
 	for (size_t i = 0; i < n; i++) {
 		long v = 0;
 

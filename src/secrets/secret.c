@@ -1055,7 +1055,9 @@ void secret_cache_check_expiry(struct secret_cache *c, time_t now)
 
 void secret_cache_prom(const struct secret_cache *c, time_t now, struct sbuf *out)
 {
-	sbuf_adds(out, "# TYPE egressgw_cert_expiry_seconds gauge\n");
+	sbuf_adds(out, "# HELP egressgw_cert_expiry_seconds Seconds until the certificate in use "
+	          "expires (negative: expired).\n"
+	          "# TYPE egressgw_cert_expiry_seconds gauge\n");
 	for (size_t i = 0; i < c->nitems; i++) {
 		const struct secret_item *it = &c->items[i];
 		int64_t left;

@@ -38,8 +38,8 @@ def test_apply_dry_run_writes_nothing(ctl, walkthrough, store):
     assert r.rc == 0
     assert "virtualservice.networking.istio.io/direct-cnn-through-egress-gateway created " \
            "(server dry run)\n" in r.out
-    assert re.search(r'03-virtualservice-destinationrule-cnn\.yaml:\d+:\d+: warning: .*'
-                     r'Gateway "default/istio-egressgateway" not found', r.err), r.err
+    assert re.search(r'^Warning: \S*03-virtualservice-destinationrule-cnn\.yaml:\d+:\d+: .*'
+                     r'Gateway "default/istio-egressgateway" not found', r.err, re.M), r.err
     assert "No resources found" in ctl("get", "virtualservice").err
     r = ctl("apply", "-f", se, "--dry-run=maybe")
     assert r.rc == 1 and r.err == \

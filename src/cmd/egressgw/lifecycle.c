@@ -336,7 +336,10 @@ int lc_admin(struct lc *lc, const char *method, const char *path, struct sbuf *b
 
 void lc_prom(const struct lc *lc, struct sbuf *body)
 {
-	sbuf_addf(body, "# TYPE egressgw_server_state gauge\negressgw_server_state %d\n"
+	sbuf_addf(body, "# HELP egressgw_server_state 0 live, 1 draining (SIGTERM, /drain_listeners).\n"
+	          "# TYPE egressgw_server_state gauge\negressgw_server_state %d\n"
+	          "# HELP egressgw_healthcheck_failed 1 after POST /healthcheck/fail (/ready answers "
+	          "503).\n"
 	          "# TYPE egressgw_healthcheck_failed gauge\negressgw_healthcheck_failed %d\n",
 	          lc->state == LC_LIVE ? 0 : 1, lc->healthcheck_failed ? 1 : 0);
 }
