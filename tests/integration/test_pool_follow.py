@@ -94,11 +94,14 @@ def start_under_load(env):
 
 
 def reload_after(env, gw, change):
-    """Runs change() and returns the time its configuration was applied."""
+    """Runs change() and returns (when it started, when its configuration was seen applied).
+    The gateway applies it somewhere between the two: a request that ended before the first
+    had the old settings, one that started after the second has the new ones."""
     before = stat(gw, "config_reloads_total")
+    started = time.time()
     change()
     wait_until(lambda: stat(gw, "config_reloads_total") > before, timeout=5, what="reload")
-    return time.time()
+    return started, time.time()
 
 
 def test_san_tightening_fails_closed_at_once_under_load(env, certs):
@@ -108,11 +111,11 @@ def test_san_tightening_fails_closed_at_once_under_load(env, certs):
     apply_mutual_dr(env, "")
     gw, load = start_under_load(env)
     try:
-        landed = reload_after(env, gw, lambda: apply_mutual_dr(env, SAN_LINE))
+        started, landed = reload_after(env, gw, lambda: apply_mutual_dr(env, SAN_LINE))
         time.sleep(1.0)
     finally:
         load.stop()
-    before = [r for t0, t1, r in load.results if t1 < landed]
+    before = [r for t0, t1, r in load.results if t1 < started]
     after = [(t0, r) for t0, t1, r in load.results if t0 > landed]
     assert before and all(r == 200 for r in before), before[-5:]
     assert after, "the load did not run past the change"
