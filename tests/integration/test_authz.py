@@ -11,7 +11,7 @@ import h2.connection
 import h2.events
 
 import sidecarlib
-from gwlib import mesh_context, mesh_request, read_response, scaled
+from gwlib import mesh_context, mesh_request, read_response, scaled, wait_until
 from sidecarlib import run_walkthrough
 from test_gateway import CNN, LOG_RE, gateway, mesh, site  # noqa: F401 (fixtures)
 from test_sidecar import Topology, apply_cnn, wait_routed
@@ -330,6 +330,10 @@ def test_sidecar_enforces_its_own_namespace_policies_on_http_and_connect(
         hosts: ["edition.cnn.com"]
 """).replace("namespace: istio-system", "namespace: default"))
         t.sidecar.wait_reloads(s0 + 1)
+        # A reload still pending from the first apply can be the one counted: wait for the
+        # snapshot that holds the policy itself.
+        wait_until(lambda: re.search(r'"name":\s*"no-cnn"', t.sidecar.admin("/config_dump")[1]),
+                   timeout=10, what="the sidecar's snapshot with the policy")
         r = t.curl("-sS", "-o", "-", "-w", " %{http_code}", f"http://{CNN}/politics")
         assert r.stdout == "RBAC: access denied 403", (r.stdout, r.stderr)
         m = t.sidecar.wait_log(lambda m: m["code"] == "403" and m["method"] == "GET")
