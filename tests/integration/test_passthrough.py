@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -106,6 +107,17 @@ class Topo:
             out = self.ctl.ok("apply", "-f", text_or_path)
         for p, n in zip(procs, before):
             p.wait_reloads(n + 1)
+        # A reload still pending from an earlier apply can be the one counted: the last
+        # reload after the write carries it, so wait until the count stays put.
+        for p in procs:
+            deadline = time.time() + 10
+            last = p.stat("config_reloads_total")
+            while time.time() < deadline:
+                time.sleep(0.3)
+                now = p.stat("config_reloads_total")
+                if now == last:
+                    break
+                last = now
         return out
 
     def stop(self):
