@@ -728,6 +728,15 @@ static void on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
 	if (!g->load.running)
 		return;
 	gw_load_finish(&g->load);
+	if (lc_draining(&g->lc)) {
+		/* The drain began while this build ran: the workers take no snapshot any more
+		 * (a posted one would never be adopted, nor freed). */
+		if (g->load.snap)
+			snap_unref(g->load.snap);
+		g->load.snap = NULL;
+		diags_free(&g->load.diags);
+		return;
+	}
 	gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
 	if (g->reload_pending && !lc_draining(&g->lc)) {
 		g->reload_pending = false;
