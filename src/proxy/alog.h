@@ -45,6 +45,7 @@ enum alog_flag {
 	ALOG_F_DPE = 1u << 12, /* downstream protocol error */
 	ALOG_F_UPE = 1u << 13, /* upstream protocol error */
 	ALOG_F_DF  = 1u << 14, /* DNS resolution failure */
+	ALOG_F_OM  = 1u << 15, /* overload manager (proxy/overload.h) */
 };
 
 /* A borrowed string; len 0 (or p NULL) prints as "-". */

@@ -51,6 +51,7 @@
 #include "proxy/l4fwd.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
+#include "proxy/overload.h"
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
@@ -2791,6 +2792,10 @@ static void st_begin(struct dconn *d)
 	st->req_done = st->req.body == H1_BODY_NONE ||
 	               (st->req.body == H1_BODY_LENGTH && st->req_left == 0);
 	st_set_host(st);
+	if (ovl_refuse_request()) {     /* overload.h: over the heap budget, Envoy's 503 OM */
+		st_local_reply(st, 503, ALOG_F_OM, "overload", "envoy overloaded");
+		return;
+	}
 
 	if (st->req.method_id == H1_M_CONNECT) {
 		if (d->sidecar && d->redirected) {

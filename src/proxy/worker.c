@@ -2,6 +2,7 @@
 #include "proxy/up_h2.h"
 #include "proxy/cbreak.h"
 #include "proxy/pool.h"
+#include "proxy/overload.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -169,6 +170,8 @@ static void wl_on_accept(struct loop *loop, struct loop_io *io, unsigned ev)
 			log_warn("worker", "accept on port %u: %s", l->port, strerror(errno));
 			continue;
 		}
+		if (ovl_reject_connection(fd))          /* overload.h: over the heap budget */
+			continue;
 		if (!worker_dcx_take(w) && !(fwd_evict(w, &peer) && worker_dcx_take(w))) {
 			/* Past --max-connections: accepted and closed, as Envoy's overload manager
 			 * does. Leaving it in the backlog instead would not refuse it: the client

@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "proxy/cluster.h"
 #include "proxy/explain.h"
+#include "proxy/overload.h"
 #include "proxy/snap.h"
 
 #include <malloc.h>
@@ -104,6 +105,7 @@ static int server_info(const struct envoy_admin *ea, struct sbuf *body)
 	snap_json_str(&j, "uptime_current_epoch", buf);
 	snap_json_str(&j, "uptime_all_epochs", buf);
 	snap_json_int(&j, "config_version", *ea->snap ? (long long)(*ea->snap)->version : 0);
+	ovl_json(&j);                   /* --overload-max-heap (proxy/overload.h) */
 	snap_json_obj_end(&j);
 	sbuf_addc(body, '\n');
 	return 200;
@@ -382,6 +384,8 @@ static void stat_name(const char *line, struct sbuf *out)
 		}
 		return;
 	}
+	if (ovl_stat_name(line, nlen, value, out))
+		return;         /* envoy_overload_*, envoy_server_memory_* (proxy/overload.h) */
 	/* egressgw_NAME{k="v"} -> egressgw.NAME.v */
 	sbuf_adds(out, "egressgw.");
 	sbuf_add(out, line + 9, nlen - 9);

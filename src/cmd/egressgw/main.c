@@ -18,6 +18,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "net/tls_mem.h"
+#include "proxy/overload.h"
 #include "proxy/pool.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
@@ -132,6 +133,15 @@ static const char usage[] =
 "                           connection may need an upstream descriptor too, and the\n"
 "                           rest is kept for listeners, DNS, admin and reloads. 0: no\n"
 "                           limit (a connection that finds no descriptor is closed)\n"
+"  --overload-max-heap BYTES  a heap budget, as Envoy's overload manager's fixed_heap\n"
+"                           monitor (e.g. 512Mi, 1G; default 0: none): the bytes malloc\n"
+"                           has handed out, sampled every --overload-refresh-interval\n"
+"                           (default 250ms). At --overload-shrink-heap of it (default\n"
+"                           0.90) free heap is returned to the system (malloc_trim);\n"
+"                           at --overload-stop-requests (0.95) new requests are answered\n"
+"                           503 \"envoy overloaded\" (flag OM); at\n"
+"                           --overload-reject-connections (0.98) new connections are\n"
+"                           accepted and closed. Metrics envoy_overload_*, /server_info\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
 "                           the access log, run as NAME (its uid, gid and groups);\n"
@@ -908,6 +918,7 @@ static void prom_render(void *arg, struct sbuf *body)
 	admin_draining(g, body);
 	prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
 	istats_prometheus(&g->proxy, &g->proxy.istats_self, body);
+	ovl_prom(body);
 }
 
 /* egressgw_cluster_upstream_cx_draining: per cluster of the running snapshot, and for
@@ -1219,6 +1230,7 @@ int main(int argc, char **argv)
 		{ "user", required_argument, NULL, 'U' },
 		{ "allow-core-dumps", no_argument, NULL, 'C' },
 		{ "no-http2", no_argument, NULL, '2' },
+		OVL_OPTIONS,
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -1237,6 +1249,7 @@ int main(int argc, char **argv)
 	struct sock_addr aaddr, saddr;
 	struct dns_opts dopts;
 	struct sbuf err = SBUF_INIT;
+	struct ovl_config ovc;
 
 	/* First of all: nothing read from here on may end up in a core file. */
 	hyg_set_dumpable(false);
@@ -1249,6 +1262,7 @@ int main(int argc, char **argv)
 	g.lc.sig_fd = -1;
 	g.proxy.header_timeout_ms = 60000;
 	g.proxy.idle_timeout_ms = 3600 * 1000;
+	ovl_config_default(&ovc);
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'r': role = optarg; break;
@@ -1343,6 +1357,13 @@ int main(int argc, char **argv)
 		case 'C':
 			hyg.allow_core_dumps = true;
 			hyg_set_dumpable(true);
+			break;
+		case OVL_OPT_MAX_HEAP: case OVL_OPT_SHRINK_HEAP: case OVL_OPT_STOP_REQUESTS:
+		case OVL_OPT_REJECT_CONNECTIONS: case OVL_OPT_REFRESH:
+			if (ovl_option(&ovc, c, optarg, &err) < 0) {
+				fprintf(stderr, "egressgw: %s\n", sbuf_str(&err));
+				return 2;
+			}
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -1496,6 +1517,7 @@ int main(int argc, char **argv)
 	}
 	loop_timer_init(&g.retire_timer, on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
+	ovl_start(g.loop, &ovc);
 	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
 		exit(1);
 	watch_rebuild(&g);
@@ -1534,6 +1556,7 @@ int main(int argc, char **argv)
 	loop_run(g.loop);
 
 	proxy_stop(&g.proxy);
+	ovl_stop(g.loop);
 	admin_stop(g.admin);
 	if (g.load.efd >= 0)
 		loop_io_del(g.loop, &g.load_io);
