@@ -416,7 +416,12 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 			sbuf_free(&err);
 		}
 	}
-	for (int i = 0; i < n; i++) {
+	return 0;
+}
+
+int proxy_run(struct proxy *p)
+{
+	for (int i = 0; i < p->nworkers; i++) {
 		if (pthread_create(&p->workers[i].thread, NULL, worker_main, &p->workers[i]) != 0)
 			return -1;
 	}

@@ -178,9 +178,12 @@ struct proxy {
 	struct istats_self istats_self;       /* the labels that describe this proxy (istats.h) */
 };
 
-/* Starts n workers, each with its loop and thread, serving snapshot s (a reference is
- * taken per worker). Returns 0, or -1 with errno. */
+/* Makes n workers, each with its loop and listening sockets, for snapshot s (a reference
+ * is taken per worker); their threads start with proxy_run, so that nothing is accepted
+ * before (the privilege drop). Returns 0, or -1 with errno. */
 int proxy_start(struct proxy *p, int n, struct snap *s);
+/* Starts the workers' threads: they accept from now on. Returns 0, or -1. */
+int proxy_run(struct proxy *p);
 /* Adds one of the process's own sockets (before proxy_start): upstream connections to an
  * address that reaches it are refused (proxy/self.c). */
 void proxy_self_add(struct proxy *p, const struct sock_addr *a);

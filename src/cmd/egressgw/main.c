@@ -144,7 +144,8 @@ static const char usage[] =
 "                           accepted and closed. Metrics envoy_overload_*, /server_info\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
-"                           the access log, run as NAME (its uid, gid and groups);\n"
+"                           the access log, and before serving anything, run as NAME\n"
+"                           (its uid, gid and groups);\n"
 "                           listeners on ports < 1024 added later by a reload then\n"
 "                           cannot be bound (restart to bind them)\n"
 "  --no-http2               never negotiate HTTP/2: the gateway's TLS listeners offer\n"
@@ -983,7 +984,8 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
  * --allow-core-dumps keeps it dumpable for debugging.
  *
  * --user NAME drops root once everything that needs it is done: the listeners of the
- * first configuration and the admin port are bound and the access log is open. What the
+ * first configuration and the admin port are bound and the access log is open; the
+ * worker threads start after it (proxy_run), so no connection is served as root. What the
  * process opens later must be readable by NAME: the store (reloads), the --hosts-file,
  * the --identity files, the files DestinationRules name. A listener on a privileged port
  * (< net.ipv4.ip_unprivileged_port_start, usually 1024) that a reload adds cannot be
@@ -1520,6 +1522,11 @@ int main(int argc, char **argv)
 	ovl_start(g.loop, &ovc);
 	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
 		exit(1);
+	/* Only now do the workers take the connections queued on their listeners. */
+	if (proxy_run(&g.proxy) < 0) {
+		fprintf(stderr, "egressgw: starting worker threads: %s\n", strerror(errno));
+		exit(1);
+	}
 	watch_rebuild(&g);
 	if (g.proxy.role == SNAP_ROLE_SIDECAR)
 		log_info("main", "egressgw sidecar capturing on %s (%s) with %d worker(s); %zu outbound "
