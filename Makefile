@@ -11,6 +11,10 @@
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
 #   make bench           side-by-side benchmark against nginx and HAProxy (bench/run.sh)
 #   make fuzz FUZZ_SECONDS=60   each tests/fuzz/fuzz_*.c under libFuzzer (clang)
+#   make storm           60 s reload + credential rotation storm under load (STORM_SECONDS)
+#   make soak            10-minute soak, RSS and descriptors as a curve (SOAK_SECONDS)
+#   make fuzz-long       each fuzzer for FUZZ_LONG_SECONDS (600), every one even after a
+#                        crash; .ci/nightly runs this, storm and soak
 #
 # Sources are picked up by directory, so adding a file under src/<module>/ needs no
 # edit here: every src/*/ file except src/cmd goes into build/libegress.a, and each
@@ -26,7 +30,7 @@ PKGS     := openssl libnghttp2 yaml-0.1 libcares
 # cannot allow it), it fails on a missing header instead.
 # Recursive (=): BUILD changes with SANITIZE below.
 DEPS_STAMP = $(BUILD)/.deps
-ifneq ($(filter deps test unit integration demo bench fuzz,$(MAKECMDGOALS)),)
+ifneq ($(filter deps test unit integration demo bench fuzz fuzz-long storm soak,$(MAKECMDGOALS)),)
 NEED_DEPS  = $(DEPS_STAMP)
 endif
 
@@ -85,7 +89,7 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench clean fuzz install man image FORCE
+.PHONY: all deps test unit integration demo bench clean fuzz fuzz-long storm soak install man image FORCE
 all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
@@ -127,6 +131,17 @@ integration: all
 	EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
+
+# The long runs, not in `make test`: their files (tests/integration/storm_*.py, soak_*.py)
+# do not match pytest's test_*.py, so only these targets run them.
+STORM_SECONDS ?= 60
+SOAK_SECONDS  ?= 600
+storm: all
+	STORM_SECONDS=$(STORM_SECONDS) EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest \
+	    -q -s tests/integration/storm_reload_rotation.py
+soak: all
+	SOAK_SECONDS=$(SOAK_SECONDS) EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest \
+	    -q -s tests/integration/soak_mixed.py
 
 demo: all
 	@scripts/deps.sh demo
@@ -170,6 +185,20 @@ fuzz: $(FUZZ_BINS)
 	        || { tail -n 40 $$log; echo "fuzz: $$n FAILED"; exit 1; }; \
 	    grep -E '^#[0-9]+.*DONE' $$log; \
 	done
+
+# The scheduled long session: every harness runs its time even when one before it
+# crashed (the crash input is kept as $(BUILD)/fuzz/crash-<name>-*); fails if any did.
+FUZZ_LONG_SECONDS ?= 600
+fuzz-long: $(FUZZ_BINS)
+	@rc=0; for b in $(FUZZ_BINS); do \
+	    n=$${b##*/fuzz_}; log=$(BUILD)/fuzz/$$n-long.log; mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	    echo "fuzz-long: $$n for $(FUZZ_LONG_SECONDS)s (log: $$log)"; \
+	    if $$b -max_total_time=$(FUZZ_LONG_SECONDS) -max_len=20000 -timeout=10 \
+	        -artifact_prefix=$(BUILD)/fuzz/crash-$$n- \
+	        $(BUILD)/fuzz/corpus-$$n tests/fuzz/corpus/$$n >$$log 2>&1; then \
+	        grep -E '^#[0-9]+.*DONE' $$log; \
+	    else tail -n 40 $$log; echo "fuzz-long: $$n FAILED"; rc=1; fi; \
+	done; exit $$rc
 
 # Man pages, made from each binary's --help by scripts/help2man.sh (ours: no build
 # dependency beyond sh and sed).

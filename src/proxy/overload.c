@@ -32,7 +32,10 @@
 #endif
 #endif
 #ifdef OVL_ASAN
-#include <sanitizer/allocator_interface.h>
+/* <sanitizer/allocator_interface.h>, which gcc 12 does not install; both compilers'
+ * runtimes export these. */
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t __sanitizer_get_heap_size(void);
 #endif
 
 /* shrink_heap trims at most this often while it is active (Envoy: every 10 s; malloc_trim
