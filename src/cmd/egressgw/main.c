@@ -1364,6 +1364,7 @@ int main(int argc, char **argv)
 		case OVL_OPT_REJECT_CONNECTIONS: case OVL_OPT_REFRESH:
 			if (ovl_option(&ovc, c, optarg, &err) < 0) {
 				fprintf(stderr, "egressgw: %s\n", sbuf_str(&err));
+				sbuf_free(&err);
 				return 2;
 			}
 			break;
