@@ -17,9 +17,11 @@ import time
 import pytest
 
 from conftest import Ctl
-from gwlib import BUILD, loopback_ip, scaled, wait_until
+from gwlib import BUILD, Gateway, loopback_ip, mesh_request, scaled, wait_port, wait_until
 from hardlib import (RawClient, RecordingServer, log_entry, plain_gateway_yaml, respond,
                      service_entry_yaml, start_gateway, virtual_service_yaml, write_hosts)
+from test_gateway import CNN, LOG_RE, apply_first_half, mesh  # noqa: F401 (fixture)
+from test_h2_mesh import H2Client, site  # noqa: F401 (fixture)
 
 HOST = "om.test"
 BIG = 8 << 20
@@ -197,3 +199,32 @@ def test_bad_overload_flags_are_refused(env, args, problem):
     p = subprocess.run([str(BUILD / "egressgw"), "--role", "gateway", "--store", str(env.store),
                         *args], capture_output=True, text=True, timeout=10)
     assert p.returncode == 2 and problem in p.stderr, p.stderr
+
+
+def test_http2_and_mesh_requests_get_503_om(tmp_path, store, ctl, walkthrough, mesh, site):  # noqa: F811
+    """stop_accepting_requests on the ISTIO_MUTUAL listener, for an HTTP/2 stream and an
+    HTTP/1.1 request alike (a threshold the idle gateway passes; connections are still
+    accepted: reject_incoming_connections is at the whole budget)."""
+    apply_first_half(ctl, walkthrough)
+    gw_ip = loopback_ip()
+    g = Gateway(tmp_path, store, mesh["gw"], gw_ip, site["hosts"], site["ca"], extra=[
+        "--overload-max-heap", "64Mi", "--overload-shrink-heap", "1",
+        "--overload-stop-requests", "0.01", "--overload-reject-connections", "1"])
+    try:
+        wait_port(gw_ip, 80, proc=g.proc)
+        wait_until(lambda: action(g, "stop_accepting_requests") == 1, timeout=scaled(5),
+                   what="stop_accepting_requests active")
+        assert action(g, "reject_incoming_connections") == 0
+        c = H2Client(gw_ip, mesh["client"])
+        sid = c.request("/politics")
+        c.run()
+        c.close()
+        assert c.streams[sid]["status"] == 503 and bytes(c.streams[sid]["body"]) == b"envoy overloaded"
+        status, _, body = mesh_request(gw_ip, 80, CNN, mesh["client"])
+        assert status == 503 and body == b"envoy overloaded"
+        lines = [LOG_RE.match(ln) for ln in g.wait_log(2)]
+        assert [(m["proto"], m["code"], m["flags"], m["details"]) for m in lines] == [
+            ("HTTP/2", "503", "OM", "overload"), ("HTTP/1.1", "503", "OM", "overload")], lines
+        assert prom(g)["egressgw_downstream_rq_overload_refused_total"] == 2
+    finally:
+        assert g.stop() == 0
