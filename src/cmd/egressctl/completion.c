@@ -58,7 +58,7 @@ static const char completion_bash[] =
 	"            COMPREPLY=($(compgen -W \"$(\"${COMP_WORDS[0]}\" \"${opts[@]}\" get \"$kind\" -o name 2>/dev/null | sed 's,.*/,,')\" -- \"$cur\"))\n"
 	"        fi ;;\n"
 	"    proxy-config)\n"
-	"        [[ -z $kind ]] && COMPREPLY=($(compgen -W \"cluster route listener secret\" -- \"$cur\")) ;;\n"
+	"        [[ -z $kind ]] && COMPREPLY=($(compgen -W \"cluster endpoint route listener secret authz all log\" -- \"$cur\")) ;;\n"
 	"    completion)\n"
 	"        [[ -z $kind ]] && COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
 	"    create)\n"
