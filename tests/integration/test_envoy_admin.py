@@ -97,6 +97,7 @@ def test_envoy_admin_endpoints(topo):
     code, _, body = request(gw, "GET", "/stats?format=json&filter=config_reloads")
     assert json.loads(body)["stats"][0]["name"] == "egressgw.config_reloads_total"
     assert request(gw, "GET", "/stats?filter=(")[0] == 400
+    assert request(gw, "GET", "/stats?filter=^matches_nothing$")[:3:2] == (200, "")
 
     # /listeners
     code, _, text = request(gw, "GET", "/listeners")

@@ -114,7 +114,8 @@ static void ep_table(struct ep_row *rows, size_t n)
 	struct sbuf cell = SBUF_INIT;
 	static const char *const hdr[] = { "ENDPOINT", "STATUS", "OUTLIER CHECK", "CLUSTER" };
 
-	qsort(rows, n, sizeof(*rows), ep_cmp);
+	if (n)
+		qsort(rows, n, sizeof(*rows), ep_cmp);
 	ctl_table_init(&t, 4);
 	t.minwidth = 0;
 	t.padding = 5;                  /* istioctl's tabwriter: 0, 8, 5, ' ', 0 */

@@ -494,7 +494,8 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
 		}
 		p = e ? e + 1 : NULL;
 	}
-	qsort(v, n, sizeof(*v), cmp_str);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);   /* v is NULL when nothing matched */
 	if (json) {
 		struct snap_json j;
 
