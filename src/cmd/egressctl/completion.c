@@ -51,7 +51,7 @@ static const char completion_bash[] =
 	"        return\n"
 	"    fi\n"
 	"    case \"$cmd\" in\n"
-	"    get|delete)\n"
+	"    get|delete|edit|describe)\n"
 	"        if [[ -z $kind ]]; then\n"
 	"            COMPREPLY=($(compgen -W \"serviceentry gateway virtualservice destinationrule secret se gw vs dr namespace\" -- \"$cur\"))\n"
 	"        else\n"
