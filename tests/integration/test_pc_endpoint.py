@@ -15,7 +15,8 @@ import pytest
 
 from conftest import Ctl
 from gwlib import Gateway, loopback_ip, wait_port, wait_until
-from test_conn_pool import HOST, PORT, Upstream, config, mesh, request  # noqa: F401 (mesh)
+from test_conn_pool import (HOST, PORT, Upstream, config, log_for, mesh, od_policy,  # noqa: F401
+                            request, setup)
 
 CLUSTER = f"outbound|{PORT}||{HOST}"
 POLICY = """    loadBalancer:
@@ -36,7 +37,7 @@ def gw2(mesh, tmp_path):  # noqa: F811 (mesh is the fixture imported above)
     good, bad = Upstream(loopback_ip(), "good", 200), Upstream(loopback_ip(), "bad", 503)
     store = tmp_path / "store"
     Ctl(mesh.ctl_bin, store, tmp_path).ok("apply", "-f", "-",
-                                          input=config([good.ip, bad.ip], POLICY))
+                                          input=config([bad.ip, good.ip], POLICY))
     gw = Gateway(tmp_path, store, mesh.gw_id, loopback_ip(), mesh.hosts,
                  mesh.gw_id / "root-cert.pem", workers=2)
     wait_port(gw.ip, 80, proc=gw.proc)
@@ -151,8 +152,46 @@ def test_endpoint_counters_outlier_state_and_table(gw2):
     rc, out, _ = pc(ctl_bin, gw, "-o", "yaml", "--cluster", "outbound|1||none")
     assert rc == 0 and out.strip() == "[]", out
 
+    # explain-request lists the ejected endpoint and on how many workers; the endpoint it
+    # names is the first in service on some worker.
+    r = subprocess.run([ctl_bin, "explain-request", f"http://{HOST}/x", f"127.0.0.1:{gw.admin_port}",
+                        "-o", "json"], capture_output=True, text=True, timeout=30)
+    e = json.loads(r.stdout)
+    assert e["cluster"]["ejected_endpoints"] == [
+        {"endpoint": f"{bad.ip}:{PORT}", "ejected_workers": active, "workers": 2}], e
+    assert e["endpoint"] == f"{good.ip if active == 2 else bad.ip}:{PORT}", e
+    r = subprocess.run([ctl_bin, "explain-request", f"http://{HOST}/x", f"127.0.0.1:{gw.admin_port}"],
+                       capture_output=True, text=True, timeout=30)
+    assert re.search(rf"^Ejected:\s+{re.escape(bad.ip)}:{PORT}, ejected by outlier detection on "
+                     rf"{active} of 2 worker\(s\)$", r.stdout, re.M), r.stdout
+
     # The upstream idle timeout (1 s) closes the pooled connections: cx_active back to 0,
     # cx_total stays.
     wait_until(lambda: all(host_lines(gw, ip)["cx_active"] == "0" for ip in ips) or None,
                timeout=5, what="idle upstream connections closed")
     assert int(host_lines(gw, good.ip)["cx_total"]) == good.seen()[0]
+
+
+def test_explain_says_no_healthy_upstream_when_all_are_ejected(setup, mesh):  # noqa: F811
+    """One endpoint, ejected on the only worker, no panic threshold: explain-request says
+    503 UH, which is what the next request gets."""
+    gw, (bad,) = setup(od_policy("""      consecutive5xxErrors: 2
+      baseEjectionTime: 30s
+      maxEjectionPercent: 100
+"""), statuses=(503,))
+
+    def explain():
+        r = subprocess.run([mesh.ctl_bin, "explain-request", f"http://{HOST}/x",
+                            f"127.0.0.1:{gw.admin_port}", "-o", "json"],
+                           capture_output=True, text=True, timeout=30)
+        return r.returncode, json.loads(r.stdout)
+    rc, e = explain()
+    assert rc == 0 and e["result"] == "forward" and e["cluster"]["ejected_endpoints"] == []
+    for i in range(2):
+        assert request(gw, f"/r{i}", f"rid-{i}")[0] == 503
+    rc, e = explain()
+    assert rc == 1 and (e["response_code"], e["response_flags"]) == (503, "UH"), e
+    assert e["cluster"]["ejected_endpoints"] == [
+        {"endpoint": f"{bad.ip}:{PORT}", "ejected_workers": 1, "workers": 1}]
+    assert request(gw, "/next", "rid-next")[0] == 503
+    assert log_for(gw, "rid-next")["flags"] == "UH"

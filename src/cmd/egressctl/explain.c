@@ -147,6 +147,16 @@ static void print_text(const struct ynode *root)
 		list_line("  SANs:", ynode_get(tls, "subject_alt_names"));
 	}
 	list_line("Endpoints:", ynode_get(ynode_get(root, "cluster"), "endpoints"));
+	{
+		/* Outlier detection runs per worker: on how many each endpoint is out. */
+		const struct ynode *ej = ynode_get(ynode_get(root, "cluster"), "ejected_endpoints");
+
+		for (size_t i = 0; ej && ej->type == YNODE_SEQ && i < ej->n; i++)
+			printf("%-14s%s, ejected by outlier detection on %s of %s worker(s)\n",
+			       i ? "" : "Ejected:", str_at(ej->items[i], "endpoint", NULL),
+			       str_at(ej->items[i], "ejected_workers", NULL),
+			       str_at(ej->items[i], "workers", NULL));
+	}
 	if (result && strcmp(result, "forward") == 0)
 		printf("%-14sforwarded to %s (%s)\n", "Result:", str_at(root, "endpoint", NULL),
 		       str_at(root, "endpoint_pick", NULL));

@@ -569,6 +569,7 @@ static int explain(const struct envoy_admin *ea, const char *path, struct sbuf *
 	}
 	q.headers = headers;
 	q.registry_only = ea->proxy->outbound_policy == PROXY_REGISTRY_ONLY;
+	q.proxy = ea->proxy;
 	if (!*ea->snap) {
 		sbuf_adds(body, "no configuration loaded yet\n");
 		return 503;
