@@ -10,6 +10,7 @@
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
 #   make bench           side-by-side benchmark against nginx and HAProxy (bench/run.sh)
+#   make bench-figures   docs/BENCHMARKS.md's figures again, from its tables (gnuplot)
 #   make fuzz FUZZ_SECONDS=60   each tests/fuzz/fuzz_*.c under libFuzzer (clang)
 #   make storm           60 s reload + credential rotation storm under load (STORM_SECONDS)
 #   make soak            10-minute soak, RSS and descriptors as a curve (SOAK_SECONDS)
@@ -89,7 +90,7 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench clean fuzz fuzz-long storm soak install man image FORCE
+.PHONY: all deps test unit integration demo bench bench-figures clean fuzz fuzz-long storm soak install man image FORCE
 all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
@@ -150,6 +151,10 @@ demo: all
 bench: all
 	@scripts/deps.sh bench
 	EGRESSGW_BUILD=$(abspath $(BUILD)) bench/run.sh
+
+# The figures of docs/BENCHMARKS.md again, from its tables (make bench draws them too).
+bench-figures:
+	/usr/bin/python3 bench/figures.py docs/BENCHMARKS.md
 
 # Fuzzing (clang + libFuzzer, ASan + UBSan): every tests/fuzz/fuzz_<name>.c becomes
 # $(BUILD)/fuzz/bin/fuzz_<name>, linked against an instrumented copy of the library, and

@@ -11,6 +11,9 @@
 #   4  memory: RSS idle, and per idle downstream keep-alive connection (10,000 held)
 #   5  scaling: 1 and 2 workers; egressgw with 1, 10, 100 and 1,000 routes
 #
+# The report (BENCH_OUT) gets figures of scenarios 1-3 next to their tables (bench-sN.svg
+# beside it), drawn by bench/figures.py with gnuplot from the report's own tables.
+#
 # Every proxy: access logs off, upstream verified (CA + name), SNI sent, client certificate
 # presented, upstream keep-alive and TLS session reuse on. The systems are interleaved and
 # each is run BENCH_ROUNDS times; tables give medians.
@@ -54,7 +57,7 @@ for s in $SCENARIOS; do
 	esac
 done
 for n in $ROUTES; do [ "$n" -gt "$HOSTS_MAX" ] && HOSTS_MAX=$n; done
-for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3; do
+for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3 gnuplot; do
 	command -v "$t" >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
 done
 [ -x "$BUILD/egressgw" ] && [ -x "$BUILD/egressctl" ] || die "no $BUILD/egressgw (run make)"
@@ -80,6 +83,7 @@ awk -v l="${LOAD_START%% *}" 'BEGIN {exit !(l > 0.5)}' && LOAD_NOTE="
 **The machine was not idle when this run started (1-minute load average ${LOAD_START%% *}): these
 numbers check that the benchmark works; they are not results.**
 "
+fig_alt() { echo "Scenario $1: latency percentiles and CPU per request of egressgw, HAProxy and nginx, from the table above"; }
 ANOM="None: no instance exited early, no wrk or h2load run had errors."
 if [ ${#ANOMALIES[@]} -gt 0 ]; then ANOM=$(printf -- '- %s\n' "${ANOMALIES[@]}"); fi
 CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" make bench"
@@ -106,7 +110,10 @@ CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BEN
 	echo "  start_nginx, start_upstream); BENCH_KEEP=1 keeps them in the work directory."
 	echo "$LOAD_NOTE"
 	for s in 1 2 3 4 5; do
-		if [ -n "${SECTION[$s]:-}" ]; then echo "${SECTION[$s]}"
+		if [ -n "${SECTION[$s]:-}" ]; then
+			echo "${SECTION[$s]}"
+			# bench/figures.py draws it from the table above once the report is written.
+			case $s in 1 | 2 | 3) echo; echo "![$(fig_alt "$s")](bench-s$s.svg)" ;; esac
 		else not_run "$s"; fi
 		echo
 	done
@@ -123,3 +130,4 @@ CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BEN
 } > "$OUT"
 echo
 echo "bench: report written to $OUT"
+/usr/bin/python3 bench/figures.py "$OUT"

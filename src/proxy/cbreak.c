@@ -10,6 +10,7 @@ struct cb_table {
 	size_t mask;
 	size_t count;
 	size_t gc_at;                   /* collect when count reaches this */
+	struct hstats *pub;             /* where outlier state is mirrored (cb_table_publish) */
 };
 
 struct cb_table *cb_table_new(void)
@@ -20,6 +21,11 @@ struct cb_table *cb_table_new(void)
 	t->slots = xcalloc(t->mask + 1, sizeof(*t->slots));
 	t->gc_at = 8;
 	return t;
+}
+
+void cb_table_publish(struct cb_table *t, struct hstats *pub)
+{
+	t->pub = pub;
 }
 
 static void cb_entry_free(struct cb_cluster *c)
@@ -100,6 +106,8 @@ struct cb_cluster *cb_get(struct cb_table *t, const char *name, const struct sna
 	cb_list_init(&c->queue);
 	cb_list_init(&c->idle);
 	c->refs = 1;
+	c->od.pub = t->pub;
+	c->od.pub_cluster = c->name;
 	cb_insert(t->slots, t->mask, c);
 	t->count++;
 	return c;

@@ -79,6 +79,10 @@ struct cb_cluster {
 struct cb_table;
 
 struct cb_table *cb_table_new(void);
+/* Mirror the entries' outlier state into pub (the worker's per-endpoint counters, read
+ * by the admin thread: hstats.h). Call before the first cb_get. */
+struct hstats;
+void cb_table_publish(struct cb_table *t, struct hstats *pub);
 /* Frees every entry (whatever still points at them must be gone). */
 void cb_table_free(struct cb_table *t);
 /* The entry for cluster name, created if needed, with a reference taken (cb_unref).

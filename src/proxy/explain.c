@@ -3,6 +3,7 @@
  * The order of decisions is fwd.c's st_begin (and st_sidecar_connect for CONNECT): keep
  * them in step when the data path changes. */
 #include "proxy/explain.h"
+#include "proxy/hstats.h"
 #include "proxy/sidecar.h"
 #include "core/util.h"
 
@@ -63,11 +64,12 @@ static void ex_route(struct snap_json *j, const struct route *r)
 
 /* The cluster, its TLS origination and endpoints; then the verdict. host: the request's
  * (auto SNI, passthrough destination). */
-static void ex_cluster(struct snap_json *j, const struct cluster *cl, const char *host,
-                       uint16_t port)
+static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct cluster *cl,
+                       const char *host, uint16_t port)
 {
 	const struct cluster_eps *eps = cluster_eps_load(cl);
 	char sni[300];
+	size_t first_in = 0, out_everywhere = 0;
 
 	snap_json_obj_begin(j, "cluster");
 	snap_json_str(j, "name", cl->name);
@@ -92,6 +94,28 @@ static void ex_cluster(struct snap_json *j, const struct cluster *cl, const char
 	for (size_t i = 0; eps && i < eps->n; i++)
 		snap_json_str(j, NULL, eps->v[i].str);
 	snap_json_arr_end(j);
+	if (cl->od.on && p && eps) {
+		/* Outlier detection's state, as the workers mirror it (hstats.h): the endpoint
+		 * shown is the first one still in service on some worker. */
+		first_in = eps->n;
+		snap_json_arr_begin(j, "ejected_endpoints");
+		for (size_t i = 0; i < eps->n; i++) {
+			struct hstats_sum hs;
+
+			hstats_sum(p, cl->name, eps->v[i].str, &hs);
+			if (hs.ejected_workers < hs.workers && first_in == eps->n)
+				first_in = i;
+			if (!hs.ejected_workers)
+				continue;
+			out_everywhere += hs.ejected_workers >= hs.workers;
+			snap_json_obj_begin(j, NULL);
+			snap_json_str(j, "endpoint", eps->v[i].str);
+			snap_json_int(j, "ejected_workers", hs.ejected_workers);
+			snap_json_int(j, "workers", hs.workers);
+			snap_json_obj_end(j);
+		}
+		snap_json_arr_end(j);
+	}
 	snap_json_obj_end(j);
 
 	if (cl == &sidecar_blackhole_cluster) {
@@ -122,20 +146,29 @@ static void ex_cluster(struct snap_json *j, const struct cluster *cl, const char
 			ex_refuse(j, 503, "UH", "no_healthy_upstream", "the cluster has no endpoints");
 		return;
 	}
+	if (out_everywhere == eps->n && cl->od.min_health_percent == 0) {
+		/* fwd.c: every endpoint excluded and no panic threshold: 503 UH on every worker. */
+		ex_refuse(j, 503, "UH", "no_healthy_upstream", "every endpoint is ejected by outlier "
+		          "detection on every worker");
+		return;
+	}
+	if (first_in >= eps->n)
+		first_in = 0;           /* panic (minHealthPercent): all of them are used */
 	snap_json_str(j, "result", "forward");
-	snap_json_str(j, "endpoint", eps->v[0].str);
+	snap_json_str(j, "endpoint", eps->v[first_in].str);
 	if (eps->n > 1) {
 		char how[200];
 
 		snprintf(how, sizeof(how), "%s over %zu endpoints, per worker (endpoint is the first "
-		         "of them)", lb_names[cl->lb], eps->n);
+		         "of them%s)", lb_names[cl->lb], eps->n,
+		         cl->od.on && p ? " in service" : "");
 		snap_json_str(j, "endpoint_pick", how);
 	} else {
 		snap_json_str(j, "endpoint_pick", "the only endpoint");
 	}
 	if (cl->od.on)
 		snap_json_str(j, "outlier_detection", "on: an endpoint ejected on a worker is skipped "
-		              "there");
+		              "there (ejected_endpoints: on how many workers)");
 }
 
 /* Splits the URL. Returns 0 or -1. */
@@ -214,7 +247,7 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 		              "routed by host and port, the TLS is the application's");
 		if (!cl)
 			cl = q->registry_only ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
-		ex_cluster(&j, cl, host, port);
+		ex_cluster(&j, q->proxy, cl, host, port);
 		goto done;
 	}
 	if (sidecar) {
@@ -274,7 +307,7 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 			snap_json_str(&j, "reason", "no VirtualService or ServiceEntry for this host and "
 			              "port: the outbound traffic policy");
 			snap_json_obj_end(&j);
-			ex_cluster(&j, q->registry_only ? &sidecar_blackhole_cluster
+			ex_cluster(&j, q->proxy, q->registry_only ? &sidecar_blackhole_cluster
 			                                : &sidecar_passthrough_cluster, host, port);
 			goto done;
 		}
@@ -334,7 +367,7 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 	}
 	/* With several weighted destinations, the first is shown; each request picks by
 	 * weight. */
-	ex_cluster(&j, r->dests[0].cluster, host, port);
+	ex_cluster(&j, q->proxy, r->dests[0].cluster, host, port);
 done:
 	snap_json_obj_end(&j);
 	sbuf_addc(out, '\n');

@@ -18,12 +18,17 @@
 #include "core/sbuf.h"
 #include "proxy/snap.h"
 
+struct proxy;
+
 struct explain_req {
 	const char *method;             /* "GET" when NULL */
 	const char *url;                /* http://host[:port]/path?query or https://... */
 	const char *const *headers;     /* "Name: value" */
 	size_t nheaders;
 	bool registry_only;             /* the sidecar's --outbound-policy */
+	/* The running proxy, for outlier detection's state (hstats.h); NULL: not known, the
+	 * endpoints are shown as if none were ejected. */
+	const struct proxy *proxy;
 };
 
 /* Appends the answer to out as JSON. Returns 0, or -1 when the URL cannot be read (a

@@ -232,6 +232,7 @@ struct uconn {
 	uint64_t conn_id, ident;
 	bool draining;                  /* counted in the cluster's draining gauge */
 	struct uconn *all_next, *all_prev;   /* in w->uconns (socket uconns only) */
+	struct hstats_host *hs;         /* its endpoint's counters (hstats.h), or NULL */
 };
 
 static void d_close(struct dconn *d);
@@ -730,6 +731,7 @@ static void st_istats(struct stream *st)
 
 		STAT_INC(cs->rq_total);
 		STAT_INC(cs->rq_xx[st->code >= 100 && st->code < 600 ? st->code / 100 : 0]);
+		hstats_rq(istats_hosts(d->w->istats), cl, st->ep_str, st->code, st->flags);
 	}
 }
 
@@ -989,6 +991,7 @@ static void u_close(struct uconn *u)
 	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
 	STAT_DEC(w->st.ucx_active);
+	hstats_cx_close(u->hs);
 	free(u);
 }
 
@@ -2174,6 +2177,7 @@ static void st_connect(struct stream *st, bool fresh)
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
 	STAT_INC(cl_stats(w, cl)->cx_total);
+	u->hs = hstats_cx_open(istats_hosts(w->istats), cl, st->ep_str);
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
 		struct tls_verify_names names;
 

@@ -17,6 +17,7 @@
  * short; an entry is never moved, so the admin thread may read while the worker inserts. */
 #include "proxy/istats.h"
 #include "proxy/alog.h"
+#include "proxy/hstats.h"
 #include "proxy/worker.h"
 #include "core/util.h"
 #include "net/tls.h"
@@ -73,12 +74,21 @@ struct istats {
 	struct istats_cluster cl[2 * ISTATS_CL_MAX], cl_other;
 	size_t nhttp, ntcp, ncl;
 	_Atomic uint64_t overflow;
+	struct hstats *hosts;           /* per-endpoint counters (hstats.h) */
 };
 
 struct istats *istats_new(void)
 {
 	/* About 3 MiB of address space, zero pages until a series is used. */
-	return xcalloc(1, sizeof(struct istats));
+	struct istats *s = xcalloc(1, sizeof(struct istats));
+
+	s->hosts = hstats_new();
+	return s;
+}
+
+struct hstats *istats_hosts(const struct istats *s)
+{
+	return s->hosts;
 }
 
 void istats_free(struct istats *s)
@@ -97,6 +107,7 @@ void istats_free(struct istats *s)
 	}
 	for (size_t i = 0; i < 2 * ISTATS_CL_MAX; i++)
 		free(s->cl[i].name);
+	hstats_free(s->hosts);
 	free(s);
 }
 

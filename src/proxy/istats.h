@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "core/sbuf.h"
+#include "proxy/hstats.h"
 
 struct proxy;
 
@@ -89,6 +90,8 @@ struct istats;
 
 struct istats *istats_new(void);
 void istats_free(struct istats *s);
+/* The worker's per-endpoint counters (hstats.h), owned by s. */
+struct hstats *istats_hosts(const struct istats *s);
 
 /* Worker thread only. */
 void istats_http(struct istats *s, const struct istats_http_rec *r);

@@ -2,6 +2,7 @@
  * worker, with Istio's defaults). */
 #include "proxy/outlier.h"
 #include "proxy/cluster.h"
+#include "proxy/hstats.h"
 #include "core/util.h"
 
 #include <stdio.h>
@@ -13,8 +14,19 @@
  * nothing that matters any more. */
 #define OD_MAX_SWEEPS 64
 
+/* Sets h's state and its mirror for the admin thread. */
+static void od_mark(struct od_host *h, bool ejected)
+{
+	h->ejected = ejected;
+	if (h->pub)
+		atomic_store_explicit(&h->pub->ejected, ejected, memory_order_relaxed);
+}
+
 void od_set_fini(struct od_set *s)
 {
+	for (size_t i = 0; i < s->n; i++)
+		if (s->h[i].ejected)
+			od_mark(&s->h[i], false);
 	free(s->h);
 	free(s->excl);
 	memset(s, 0, sizeof(*s));
@@ -44,6 +56,7 @@ static struct od_host *od_add(struct od_set *s, const char *addr)
 	h = &s->h[s->n++];
 	memset(h, 0, sizeof(*h));
 	snprintf(h->addr, sizeof(h->addr), "%s", addr);
+	h->pub = s->pub && s->pub_cluster ? hstats_get(s->pub, s->pub_cluster, addr) : NULL;
 	return h;
 }
 
@@ -68,7 +81,7 @@ static enum od_event od_eject(struct od_set *s, const struct od_config *c, struc
 {
 	if (nhosts == 0 || 100 * (s->nejected + 1) > (size_t)c->max_ejection_percent * nhosts)
 		return OD_EV_OVERFLOW;
-	h->ejected = true;
+	od_mark(h, true);
 	h->ejected_at = now;
 	h->nejections++;
 	s->nejected++;
@@ -154,7 +167,7 @@ static size_t od_sweep_at(struct od_set *s, const struct od_config *c, uint64_t 
 
 		if (h->ejected) {
 			if (t - h->ejected_at >= od_eject_ms(c, h)) {
-				h->ejected = false;
+				od_mark(h, false);
 				h->unejected_at = t;
 				/* So that a few new errors do not eject it again at once. */
 				h->c5xx = h->cgw = h->clocal = 0;
@@ -180,6 +193,7 @@ static size_t od_prune(struct od_set *s, const struct cluster_eps *eps)
 			keep = strcmp(s->h[i].addr, eps->v[k].str) == 0;
 		if (!keep) {
 			if (s->h[i].ejected) {
+				od_mark(&s->h[i], false);
 				s->nejected--;
 				back++;
 			}

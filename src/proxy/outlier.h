@@ -30,7 +30,9 @@
  * no panic), see od_excluded. Success-rate detection is off in Istio and not done here.
  *
  * State is per worker and per cluster (a worker's requests only see its own endpoint
- * results, as each Envoy sees only its own): no locks. */
+ * results, as each Envoy sees only its own): no locks. Each host's ejection is mirrored
+ * into the worker's per-endpoint counters (od_set.pub, hstats.h) with a relaxed store,
+ * so that the admin thread can show it (/clusters, egressctl proxy-config endpoint). */
 #ifndef EGRESS_PROXY_OUTLIER_H
 #define EGRESS_PROXY_OUTLIER_H
 
@@ -41,6 +43,8 @@
 #include "net/sock.h"
 
 struct cluster_eps;
+struct hstats;
+struct hstats_host;
 
 /* The compiled outlierDetection of a cluster (immutable, in struct cluster). */
 struct od_config {
@@ -86,6 +90,7 @@ struct od_host {
 	bool ejected;
 	uint64_t ejected_at;            /* loop ms */
 	uint64_t unejected_at;          /* loop ms; 0: never brought back */
+	struct hstats_host *pub;        /* its mirror (NULL: none) */
 };
 
 /* One cluster's endpoints on one worker. Zero-initialised is empty; od_set_fini frees. */
@@ -98,8 +103,12 @@ struct od_set {
 	const struct cluster_eps *eps;  /* the endpoint set the hosts were last synced with */
 	size_t eps_n;
 	uint8_t *excl;                  /* od_excluded's answer, eps_n entries */
+	/* Where ejections are mirrored (NULL: nowhere), under the cluster's name. */
+	struct hstats *pub;
+	const char *pub_cluster;
 };
 
+/* Frees s; its ejected hosts are shown back in service (their mirrors). */
 void od_set_fini(struct od_set *s);
 
 /* Records a result for the endpoint addr of a cluster with nhosts endpoints now (code:

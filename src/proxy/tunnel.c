@@ -54,6 +54,7 @@ struct tun {
 	bool dead;
 	bool connect;                  /* CONNECT: reply with a status line */
 	bool up_counted;               /* counted in ucx_active */
+	struct hstats_host *hs;        /* its endpoint's counters (hstats.h), or NULL */
 	struct tdir d2u, u2d;
 	uint64_t last_bytes;           /* d2u.bytes + u2d.bytes at the last idle check */
 	char name[256];
@@ -211,6 +212,7 @@ static void tun_free(struct tun *t)
 		close(t->uio.fd);
 	if (t->up_counted)
 		STAT_DEC(w->st.ucx_active);
+	hstats_cx_close(t->hs);
 	if (t->prev)
 		t->prev->next = t->next;
 	else
@@ -466,6 +468,7 @@ static void tun_connect(struct tun *t)
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
 	t->up_counted = true;
+	t->hs = hstats_cx_open(istats_hosts(w->istats), t->cl, t->ep_str);
 	t->state = TUN_CONNECTING;
 	loop_timer_arm(w->loop, &t->timer,
 	               (uint64_t)(t->cl->connect_timeout_ms > 0 ? t->cl->connect_timeout_ms : 10000));

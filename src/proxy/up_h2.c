@@ -76,6 +76,7 @@ struct uh2c {
 	int64_t idle_ms;
 	char local_s[SOCK_ADDR_STRLEN];
 	struct istats_cluster *cs;      /* the opening cluster's counters, or NULL */
+	struct hstats_host *hs;         /* its endpoint's counters (hstats.h), or NULL */
 	struct uh2c *next, *prev;       /* in k->conns */
 };
 
@@ -230,6 +231,8 @@ static void c_fail(struct uh2c *c, unsigned flags, const char *details, const ch
 		c->k = NULL;
 	}
 	STAT_DEC(w->st.ucx_active);
+	hstats_cx_close(c->hs);
+	c->hs = NULL;
 	if (c->draining)
 		pool_draining_add(c->cluster, -1);
 	c->draining = false;
@@ -666,6 +669,7 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	c->cs = tg->stats;
 	if (c->cs)
 		STAT_INC(c->cs->cx_total);
+	c->hs = hstats_cx_open_addr(istats_hosts(w->istats), tg->cluster, tg->ep);
 	return c;
 }
 

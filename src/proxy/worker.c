@@ -392,6 +392,7 @@ int proxy_start(struct proxy *p, int n, struct snap *s)
 		w->sess = tls_sess_cache_new(1024);
 		w->cb = cb_table_new();
 		w->istats = istats_new();
+		cb_table_publish(w->cb, istats_hosts(w->istats));   /* outlier state for /clusters */
 		w->rnd = ((uint64_t)time(NULL) << 20) ^ ((uint64_t)getpid() << 8) ^ (uint64_t)(i + 1) ^
 		         0x9e3779b97f4a7c15ULL;
 		worker_adopt(w, snap_ref(s));

@@ -183,6 +183,8 @@ def test_completion_bash(ctl, store):
     ctl.ok("apply", "-f", "-", input="---\n".join([se_yaml("alpha", {}), se_yaml("beta", {})]))
     assert complete(ctl, f"egressctl --store {store} get se ", store) == ["alpha", "beta"]
     assert complete(ctl, f"egressctl --store {store} get se al", store) == ["alpha"]
+    assert complete(ctl, f"egressctl --store {store} edit se al", store) == ["alpha"]
+    assert complete(ctl, "egressctl proxy-config end", store) == ["endpoint"]
     assert complete(ctl, "egressctl apply --dry-run ", store) == ["client", "none", "server"]
     assert complete(ctl, "egressctl completion ", store) == ["bash", "zsh"]
     zsh = ctl.ok("completion", "zsh")

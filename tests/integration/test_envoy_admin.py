@@ -58,9 +58,20 @@ def test_envoy_admin_endpoints(topo):
     assert [h["address"]["socket_address"] for h in hs] == \
         [{"address": t.cnn_ip, "port_value": 443}]
     assert hs[0]["health_status"] == {"eds_health_status": "HEALTHY"}
-    # The sidecar's cluster for the gateway, with the gateway's address.
+    # Envoy's per-host counters: the requests of wait_routed, on pooled connections.
+    def host(text, pre, field):
+        return int(re.search(rf"^{re.escape(pre)}{field}::(\d+)$", text, re.M)[1])
+    gtext = request(gw, "GET", "/clusters")[2]
+    pre = f"{cl}::{ep}::"
+    assert host(gtext, pre, "rq_total") == host(gtext, pre, "rq_success") + \
+        host(gtext, pre, "rq_error") >= 1, gtext
+    assert 1 <= host(gtext, pre, "cx_total") <= host(gtext, pre, "rq_total")
+    # The sidecar's cluster for the gateway, with the gateway's address; its connection
+    # is HTTP/2 (ISTIO_MUTUAL), counted all the same.
     code, _, text = request(sc, "GET", "/clusters")
     assert f"outbound|80|cnn|{EGW_HOST}::{t.gw_ip}:80::hostname::{EGW_HOST}" in text.splitlines()
+    pre = f"outbound|80|cnn|{EGW_HOST}::{t.gw_ip}:80::"
+    assert host(text, pre, "cx_total") >= 1 and host(text, pre, "rq_total") >= 1, text
 
     # /server_info
     code, ctype, body = request(gw, "GET", "/server_info")
@@ -86,6 +97,7 @@ def test_envoy_admin_endpoints(topo):
     code, _, body = request(gw, "GET", "/stats?format=json&filter=config_reloads")
     assert json.loads(body)["stats"][0]["name"] == "egressgw.config_reloads_total"
     assert request(gw, "GET", "/stats?filter=(")[0] == 400
+    assert request(gw, "GET", "/stats?filter=^matches_nothing$")[:3:2] == (200, "")
 
     # /listeners
     code, _, text = request(gw, "GET", "/listeners")

@@ -183,3 +183,61 @@ def test_explain_request_walkthrough_shapes_and_refusals(topo, walkthrough_certs
     e = wait_explain(t, sc, url, lambda e: e.get("result") == "forward")
     assert e["destinations"][0]["cluster"].endswith(f"|{EGW_HOST}"), e
     assert e["cluster"]["tls"]["mode"] == "ISTIO_MUTUAL"
+
+
+def test_explain_request_from_the_sidecar_follows_the_mesh_to_the_gateway(topo):
+    t = topo
+    apply_cnn(t)
+    wait_routed(t)
+    gw, sc = t.gateway, t.sidecar
+    gwa, sca = f"127.0.0.1:{gw.admin_port}", f"127.0.0.1:{sc.admin_port}"
+
+    # The whole path: the sidecar's mesh route to the gateway's listener, then the
+    # gateway's route to edition.cnn.com:443 with SIMPLE origination.
+    r = t.ctl("explain-request", f"http://{CNN}/politics", gwa, "--from-sidecar", sca, "-o", "json")
+    assert r.rc == 0, (r.out, r.err)
+    e = json.loads(r.out)
+    assert (e["sidecar"]["proxy"], e["sidecar"]["endpoint"]) == ("sidecar", f"{t.gw_ip}:80")
+    assert e["sidecar"]["cluster"]["tls"]["mode"] == "ISTIO_MUTUAL"
+    g = e["gateway"]
+    assert g["proxy"] == "gateway" and g["request"]["url"] == f"http://{CNN}:80/politics"
+    assert g["listener"]["server_tls"] == "ISTIO_MUTUAL"
+    assert g["destinations"] == [{"cluster": f"outbound|443||{CNN}", "weight": 100}]
+    assert (g["result"], g["endpoint"]) == ("forward", f"{t.cnn_ip}:443")
+    assert e["path"].startswith(f"the sidecar sends the request to {t.gw_ip}:80, the gateway's "
+                                f"listener "), e["path"]
+    # Text: both answers, in order, and the hop between them.
+    r = t.ctl("explain-request", f"http://{CNN}/politics", gwa, "--from-sidecar", sca)
+    assert r.rc == 0, r.err
+    side, _, rest = r.out.partition("\nThen the gateway at ")
+    assert side.startswith(f"From the sidecar at {sca}:\n") and rest.startswith(f"{gwa}:\n")
+    assert re.search(rf"^Result:\s+forwarded to {re.escape(t.gw_ip)}:80 ", side, re.M), side
+    assert re.search(r"^Path:\s+the sidecar sends the request to ", side, re.M), side
+    assert re.search(rf"^Result:\s+forwarded to {re.escape(t.cnn_ip)}:443 ", rest, re.M), rest
+    # --from WORKLOAD: a pod word means $EGRESSGW_SIDECAR_ADMIN.
+    r = t.ctl("explain-request", f"http://{CNN}/politics", gwa, "--from", "deploy/sleep",
+              "-o", "json", env={"EGRESSGW_SIDECAR_ADMIN": sca})
+    assert r.rc == 0 and json.loads(r.out)["gateway"]["endpoint"] == f"{t.cnn_ip}:443", r.err
+    r = t.ctl("explain-request", f"http://{CNN}/politics", gwa, "--from", "deploy/sleep",
+              env={"EGRESSGW_SIDECAR_ADMIN": ""})
+    assert r.rc == 1 and "EGRESSGW_SIDECAR_ADMIN" in r.err
+
+    # A host the sidecar passes through (ALLOW_ANY): said to bypass the gateway, which is
+    # not asked.
+    r = t.ctl("explain-request", "http://other.test/x", gwa, "--from-sidecar", sca, "-o", "json")
+    e = json.loads(r.out)
+    assert e["gateway"] is None and e["sidecar"]["cluster"]["name"] == "PassthroughCluster"
+    assert e["path"].startswith("NOT through the gateway: the sidecar sends the request to "
+                                "other.test:80 (cluster PassthroughCluster)"), e["path"]
+    # A refusal at the sidecar stops there (exit 1), and so does one at the gateway.
+    t.ctl.ok("apply", "-f", "-", input=NR_YAML)
+    e = None
+    for _ in range(50):
+        r = t.ctl("explain-request", "http://nr.example.com/other", gwa, "--from-sidecar", sca,
+                  "-o", "json")
+        e = json.loads(r.out)
+        if e["sidecar"].get("virtual_host"):
+            break
+        time.sleep(0.2)
+    assert r.rc == 1 and e["gateway"] is None and e["sidecar"]["response_flags"] == "NR", e
+    assert e["path"].startswith("the sidecar does not forward the request")

@@ -322,12 +322,13 @@ def test_admin_answer_that_is_not_json():
 
 def test_help_for_proxy_config_and_each_kind():
     top = ok("proxy-config", "--help")
-    assert "Usage:\n  egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR]" in top
+    assert "Usage:\n  egressctl proxy-config cluster|endpoint|route|listener|secret|authz [ADMIN_ADDR]" in top
     assert ok("help", "proxy-config") == top
     assert "  proxy-config " in ok("--help")
     for kind, flags in [("cluster", ["--fqdn", "--port", "--subset", "--direction"]),
                         ("route", ["--name"]), ("listener", ["--address", "--port"]),
-                        ("secret", []), ("authz", [])]:
+                        ("secret", []), ("authz", []),
+                        ("endpoint", ["--cluster", "--address", "--port", "--status"])]:
         out = ok("proxy-config", kind, "--help")
         assert f"Usage:\n  egressctl proxy-config {kind} [ADMIN_ADDR]" in out, out
         for f in flags + ["--output", "deploy/istio-egressgateway", "EGRESSGW_ADMIN"]:
@@ -336,10 +337,19 @@ def test_help_for_proxy_config_and_each_kind():
 
 def test_missing_or_unknown_kind():
     rc, out, err = run("proxy-config")
-    assert rc == 1 and out == "" and err.startswith("error: say what to show: cluster, route, listener, secret or authz\n")
-    rc, out, err = run("proxy-config", "endpoints")
+    assert rc == 1 and out == "" and err.startswith(
+        "error: say what to show: cluster, endpoint, route, listener, secret or authz\n")
+    rc, out, err = run("proxy-config", "bootstrap")
     assert rc == 1 and out == ""
-    assert err.startswith('error: unknown kind "endpoints" for "egressctl proxy-config"')
+    assert err.startswith('error: unknown kind "bootstrap" for "egressctl proxy-config"')
+    # A filter of another kind is an unknown flag, as for istioctl's subcommands.
+    rc, out, err = run("proxy-config", "cluster", "--status", "healthy")
+    assert rc == 1 and out == "" and err.startswith("error: unknown flag: --status\n")
+    rc, out, err = run("proxy-config", "endpoint", "--fqdn", "x")
+    assert rc == 1 and out == "" and err.startswith("error: unknown flag: --fqdn\n")
+    # Endpoints and their state live in the running proxy only, not in a config_dump.
+    rc, out, err = run("proxy-config", "endpoint", "--file", "/dev/null")
+    assert rc == 1 and out == "" and "needs a running proxy" in err
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 #include "proxy/cbreak.h"
 #include "proxy/cluster.h"
+#include "proxy/hstats.h"
 #include "proxy/outlier.h"
 
 static struct cluster_eps *eps_of(size_t n)
@@ -252,6 +253,44 @@ static void cb_table_keeps_used_entries_and_drops_the_rest(void **state)
 	cb_table_free(t);
 }
 
+/* The admin thread's view (hstats.h): each ejection and return is mirrored, and an entry
+ * dropped while its hosts are out shows them back in service. */
+static void ejections_are_mirrored_for_the_admin_thread(void **state)
+{
+	struct od_config c = cfg();
+	struct hstats *hs = hstats_new();
+	struct cb_table *t = cb_table_new();
+	struct cb_cluster *cc;
+	struct cluster_eps *e = eps_of(2);
+	const char *a = e->v[0].str, *name = "outbound|80||m";
+
+	(void)state;
+	cb_table_publish(t, hs);
+	cc = cb_get(t, name, NULL);
+	assert_null(hstats_find(hs, name, a));
+	od_report(&cc->od, &c, a, 2, OD_HTTP, 500, 10);
+	assert_non_null(hstats_find(hs, name, a));
+	assert_false(hstats_find(hs, name, a)->ejected);
+	od_report(&cc->od, &c, a, 2, OD_HTTP, 500, 10);
+	od_report(&cc->od, &c, a, 2, OD_HTTP, 500, 10);
+	assert_true(hstats_find(hs, name, a)->ejected);
+	/* Back at the first sweep (every 1 s from the first use, at 10) once the base
+	 * ejection time (1 s) has passed. */
+	od_sweep(&cc->od, &c, e, 1000);
+	assert_true(hstats_find(hs, name, a)->ejected);
+	od_sweep(&cc->od, &c, e, 1010);
+	assert_false(hstats_find(hs, name, a)->ejected);
+	/* Out again, then the cluster's state goes away with its entry. */
+	for (int i = 0; i < 3; i++)
+		od_report(&cc->od, &c, a, 2, OD_HTTP, 500, 2100);
+	assert_true(hstats_find(hs, name, a)->ejected);
+	cb_unref(cc);
+	cb_table_free(t);
+	assert_false(hstats_find(hs, name, a)->ejected);
+	hstats_free(hs);
+	free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -264,6 +303,7 @@ int main(void)
 		cmocka_unit_test(panic_below_min_health_uses_everything),
 		cmocka_unit_test(pick_skips_excluded_for_every_policy),
 		cmocka_unit_test(cb_table_keeps_used_entries_and_drops_the_rest),
+		cmocka_unit_test(ejections_are_mirrored_for_the_admin_thread),
 	};
 	return cmocka_run_group_tests_name("outlier", tests, NULL, NULL);
 }

@@ -30,6 +30,7 @@
 	X(get,    "Display one or many resources") \
 	X(describe, "Show details of a resource, and what a running proxy made of it") \
 	X(delete, "Delete resources by file names, stdin, kinds and names") \
+	X(edit,   "Edit a resource in the store with $EDITOR, validated as apply validates") \
 	X(explain, "Describe the fields of a kind (KIND.field.path), from the decoder's tables") \
 	X(ca,     "Mesh CA: create a root, issue SPIFFE workload certificates") \
 	X(iptables, "Print or apply the iptables rules that capture traffic for the sidecar") \

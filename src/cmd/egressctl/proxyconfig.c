@@ -1,4 +1,4 @@
-/* egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR]: istioctl's
+/* egressctl proxy-config cluster|endpoint|route|listener|secret|authz [ADMIN_ADDR]: istioctl's
  * proxy-config tables (and `istioctl x authz check`'s), made from a running egressgw's
  * admin endpoint.
  *
@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmd/egressctl/ctl.h"
+#include "cmd/egressctl/pc.h"
 #include "core/util.h"
 #include "net/sock.h"
 
@@ -34,11 +35,13 @@ static const char pc_usage[] =
 	"configuration the gateway is using, not what the store holds.\n"
 	"\n"
 	"Usage:\n"
-	"  egressctl proxy-config cluster|route|listener|secret|authz [ADMIN_ADDR] [flags]\n"
+	"  egressctl proxy-config cluster|endpoint|route|listener|secret|authz [ADMIN_ADDR] [flags]\n"
 	"\n"
 	"Kinds:\n"
 	"  cluster, clusters, c      upstream clusters: SERVICE FQDN, PORT, SUBSET, DIRECTION,\n"
 	"                            TYPE, DESTINATION RULE\n"
+	"  endpoint, endpoints, ep   endpoints of the clusters: ENDPOINT, STATUS, OUTLIER CHECK,\n"
+	"                            CLUSTER (from /clusters: outlier ejection on any worker)\n"
 	"  route, routes, r          routes: NAME, VHOST NAME, DOMAINS, MATCH, VIRTUAL SERVICE\n"
 	"  all                       the cluster, listener and route tables, one after the other\n"
 	"  log [--level LEVEL]       the proxy's log level (GET /logging), or a new one (POST\n"
@@ -165,9 +168,7 @@ static const char pc_authz_usage[] =
 	"  egressctl proxy-config authz\n"
 	"  egressctl -n istio-system proxy-config authz deploy/istio-egressgateway -o json\n";
 
-enum pc_format { PC_SHORT, PC_JSON, PC_YAML };
-
-/* The filter flags; each kind accepts some of them, as istioctl's subcommands do. */
+/* The filter flags (pc.h: struct pc_opts). */
 enum {
 	PC_F_FQDN      = 1u << 0,
 	PC_F_PORT      = 1u << 1,
@@ -175,11 +176,8 @@ enum {
 	PC_F_DIRECTION = 1u << 3,
 	PC_F_NAME      = 1u << 4,
 	PC_F_ADDRESS   = 1u << 5,
-};
-
-struct pc_opts {
-	const char *fqdn, *subset, *direction, *name, *address;  /* NULL: not given */
-	long port;                                               /* 0: not given */
+	PC_F_CLUSTER   = 1u << 6,
+	PC_F_STATUS    = 1u << 7,
 };
 
 struct pc_kind {
@@ -195,6 +193,9 @@ struct pc_kind {
 	void (*rows)(const struct ynode *item, struct ctl_table *t);
 	/* After the table: anything the rows cannot say (to stderr); NULL: nothing. */
 	void (*notes)(const struct ynode *const *items, size_t n);
+	/* A kind with a flow of its own (from a running proxy only); NULL: pc_show. */
+	int (*show)(const struct pc_opts *o, enum pc_format f, const struct sock_addr *a,
+	            const char *addr);
 };
 
 /* ---- reading the dump ---- */
@@ -766,23 +767,26 @@ static const struct pc_kind pc_kinds[] = {
 	{ "cluster", "clusters", "c", "/config_dump", "clusters",
 	  PC_F_FQDN | PC_F_PORT | PC_F_SUBSET | PC_F_DIRECTION, pc_cluster_usage, 5,
 	  "SERVICE FQDN\tPORT\tSUBSET\tDIRECTION\tTYPE\tDESTINATION RULE",
-	  pc_cluster_keep, pc_cluster_cmp, pc_cluster_rows, NULL },
+	  pc_cluster_keep, pc_cluster_cmp, pc_cluster_rows, NULL, NULL },
 	{ "route", "routes", "r", "/config_dump", "route_configs",
 	  PC_F_NAME, pc_route_usage, 5,
 	  "NAME\tVHOST NAME\tDOMAINS\tMATCH\tVIRTUAL SERVICE",
-	  pc_route_keep, NULL, pc_route_rows, NULL },
+	  pc_route_keep, NULL, pc_route_rows, NULL, NULL },
 	{ "listener", "listeners", "l", "/config_dump", "listeners",
 	  PC_F_ADDRESS | PC_F_PORT, pc_listener_usage, 1,
 	  "ADDRESSES\tPORT\tMATCH\tDESTINATION",
-	  pc_listener_keep, pc_listener_cmp, pc_listener_rows, NULL },
+	  pc_listener_keep, pc_listener_cmp, pc_listener_rows, NULL, NULL },
 	{ "secret", "secrets", "s", "/certs", "secrets",
 	  0, pc_secret_usage, 5,
 	  "RESOURCE NAME\tTYPE\tSTATUS\tVALID CERT\tSERIAL NUMBER\tNOT AFTER\tNOT BEFORE",
-	  pc_keep_all, NULL, pc_secret_rows, pc_secret_notes },
+	  pc_keep_all, NULL, pc_secret_rows, pc_secret_notes, NULL },
 	{ "authz", "authorizationpolicies", "ap", "/config_dump", "authorization_policies",
 	  0, pc_authz_usage, 3,
 	  "ACTION\tAuthorizationPolicy\tRULES",
-	  pc_keep_all, NULL, pc_authz_rows, NULL },
+	  pc_keep_all, NULL, pc_authz_rows, NULL, NULL },
+	{ "endpoint", "endpoints", "ep", "/clusters?format=json", "cluster_statuses",
+	  PC_F_ADDRESS | PC_F_PORT | PC_F_CLUSTER | PC_F_STATUS, ctl_pc_endpoint_usage, 5,
+	  "ENDPOINT\tSTATUS\tOUTLIER CHECK\tCLUSTER", NULL, NULL, NULL, NULL, ctl_pc_endpoints },
 };
 
 static const struct pc_kind *pc_kind_find(const char *word)
@@ -990,6 +994,8 @@ static int pc_check_flags(const struct pc_kind *k, const struct pc_opts *o, cons
 		{ PC_F_DIRECTION, "direction", o->direction != NULL },
 		{ PC_F_NAME, "name", o->name != NULL },
 		{ PC_F_ADDRESS, "address", o->address != NULL },
+		{ PC_F_CLUSTER, "cluster", o->cluster != NULL },
+		{ PC_F_STATUS, "status", o->status != NULL },
 	};
 
 	for (size_t i = 0; i < ARRAY_SIZE(f); i++)
@@ -1023,8 +1029,8 @@ static void pc_print_table(const struct pc_kind *k, const struct ynode *const *i
 }
 
 /* -o json|yaml: the selected items, as a list, the way the dump has them. */
-static void pc_print_doc(struct ystream *s, const struct ynode *const *items, size_t n,
-                         enum pc_format f)
+void ctl_pc_print_doc(struct ystream *s, const struct ynode *const *items, size_t n,
+                      enum pc_format f)
 {
 	struct ynode *seq = ynode_new_seq(s);
 	struct sbuf out = SBUF_INIT;
@@ -1039,12 +1045,27 @@ static void pc_print_doc(struct ystream *s, const struct ynode *const *items, si
 	sbuf_free(&out);
 }
 
+int ctl_pc_parse(const char *where, const struct sbuf *body, const char *what, struct ystream *s)
+{
+	struct diags d = DIAGS_INIT;
+	struct sbuf msg = SBUF_INIT;
+	int rc = ydoc_parse(where, sbuf_str(body), body->len, s, &d);
+
+	if (rc < 0) {
+		if (d.n)
+			diag_format(&d.v[0], &msg);
+		fprintf(stderr, "error: cannot read the %s: %s\n", what, sbuf_str(&msg));
+	}
+	sbuf_free(&msg);
+	diags_free(&d);
+	return rc < 0 ? -1 : 0;
+}
+
 /* file: a saved config_dump (istioctl's --file) instead of asking the admin endpoint. */
 static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_format f,
                    const struct sock_addr *a, const char *addr, const char *file)
 {
 	struct sbuf body = SBUF_INIT, where = SBUF_INIT;
-	struct diags d = DIAGS_INIT;
 	struct ystream s;
 	const struct ynode *root, *list;
 	const struct ynode **items = NULL;
@@ -1073,15 +1094,8 @@ static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_for
 			goto out;
 		sbuf_addf(&where, "http://%s%s", addr, k->path);
 	}
-	if (ydoc_parse(sbuf_str(&where), sbuf_str(&body), body.len, &s, &d) < 0) {
-		struct sbuf msg = SBUF_INIT;
-
-		if (d.n)
-			diag_format(&d.v[0], &msg);
-		fprintf(stderr, "error: cannot read the configuration dump: %s\n", sbuf_str(&msg));
-		sbuf_free(&msg);
+	if (ctl_pc_parse(sbuf_str(&where), &body, "configuration dump", &s) < 0)
 		goto out;
-	}
 	root = s.ndocs ? s.docs[0].root : NULL;
 	if (root && root->type != YNODE_MAP) {
 		fprintf(stderr, "error: %s is not a configuration dump (want a JSON object)\n",
@@ -1106,13 +1120,12 @@ static int pc_show(const struct pc_kind *k, const struct pc_opts *o, enum pc_for
 		if (k->notes)
 			k->notes(items, n);
 	} else {
-		pc_print_doc(&s, items, n, f);
+		ctl_pc_print_doc(&s, items, n, f);
 	}
 	rc = 0;
 out:
 	free(items);
 	ystream_free(&s);
-	diags_free(&d);
 	sbuf_free(&body);
 	sbuf_free(&where);
 	return rc;
@@ -1133,6 +1146,8 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		{ "direction", 0, CTL_FLAG_STR, &o.direction },
 		{ "name", 0, CTL_FLAG_STR, &o.name },
 		{ "address", 0, CTL_FLAG_STR, &o.address },
+		{ "cluster", 0, CTL_FLAG_STR, &o.cluster },
+		{ "status", 0, CTL_FLAG_STR, &o.status },
 		{ NULL, 0, CTL_FLAG_BOOL, NULL },
 	};
 	const struct pc_kind *k;
@@ -1150,7 +1165,8 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 			fputs(pc_usage, stdout);
 			rc = 0;
 		} else {
-			fprintf(stderr, "error: say what to show: cluster, route, listener, secret or authz\n"
+			fprintf(stderr, "error: say what to show: cluster, endpoint, route, listener, "
+			        "secret or authz\n"
 			        "See 'egressctl proxy-config --help' for usage.\n");
 		}
 		goto out;
@@ -1179,8 +1195,8 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 	k = pc_kind_find(pos.v[0]);
 	if (!k) {
 		fprintf(stderr, "error: unknown kind \"%s\" for \"egressctl proxy-config\" (want "
-		        "cluster, route, listener, secret or authz)\nSee 'egressctl proxy-config --help' "
-		        "for usage.\n", pos.v[0]);
+		        "cluster, endpoint, route, listener, secret or authz)\n"
+		        "See 'egressctl proxy-config --help' for usage.\n", pos.v[0]);
 		goto out;
 	}
 	if (help) {
@@ -1205,9 +1221,14 @@ int ctl_cmd_proxy_config(struct ctl *c, int argc, char **argv)
 		        "arguments\n", k->name, pos.n - 1);
 		goto out;
 	}
+	if (file && k->show) {
+		fprintf(stderr, "error: --file holds a config_dump; %s needs a running proxy (%s)\n",
+		        k->plural, k->path);
+		goto out;
+	}
 	if (!file && pc_admin_addr(pos.n > 1 ? pos.v[1] : NULL, &a, addr, sizeof(addr)) < 0)
 		goto out;
-	rc = pc_show(k, &o, f, &a, addr, file);
+	rc = k->show ? k->show(&o, f, &a, addr) : pc_show(k, &o, f, &a, addr, file);
 out:
 	ctl_strs_free(&pos);
 	return rc;

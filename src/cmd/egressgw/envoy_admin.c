@@ -1,12 +1,13 @@
 /* envoy_admin: Envoy's admin endpoints, same names and meaning (see envoy_admin.h).
  *
  * What egressgw has and Envoy's pages show differently:
- * - /clusters: endpoints with hostname and weight, the cluster's circuit breaker
- *   thresholds; Envoy's per-host counters (cx_total, rq_success, ...) are not kept per
- *   endpoint (the per-cluster ones are in /stats), so they are not printed. Outlier
- *   ejection is decided per worker (cbreak.h) and is not shown as a health flag: a host
- *   of a cluster without outlierDetection is "healthy", one of a cluster with it has no
- *   health_flags line.
+ * - /clusters: endpoints with hostname, weight and Envoy's per-host counters (cx_active,
+ *   cx_total, rq_error, rq_success, rq_timeout, rq_total: summed over the workers,
+ *   proxy/hstats.h; cx_connect_fail and rq_active are not kept per host and not
+ *   printed), the cluster's circuit breaker thresholds. Outlier ejection is decided per
+ *   worker (outlier.h): a host ejected on any worker has health_flags
+ *   /failed_outlier_check, and egressgw adds on how many workers
+ *   (outlier_ejected_workers::N/WORKERS; in JSON, outlier_detection.ejected_workers).
  * - /logging: one process-wide level; Envoy's per-logger levels are refused (400).
  *   Envoy's trace and critical map to debug and error.
  * - /stats: the counters and gauges of /stats/prometheus (not Istio's label-heavy
@@ -20,9 +21,11 @@
 #include "proxy/cluster.h"
 #include "proxy/explain.h"
 #include "proxy/overload.h"
+#include "proxy/hstats.h"
 #include "proxy/snap.h"
 
 #include <malloc.h>
+#include <stddef.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,8 +121,30 @@ static unsigned long long limit(uint32_t v)
 	return v ? v : 4294967295ULL;       /* Istio's "no limit" */
 }
 
-static void clusters_text(const struct snap *s, struct sbuf *b)
+/* Envoy's per-host stats, in the order /clusters prints them (counters and gauges by
+ * name; cx_connect_fail and rq_active are not kept per host). */
+static const struct {
+	const char *name;
+	bool gauge;
+	size_t off;
+} host_stats[] = {
+	{ "cx_active", true, offsetof(struct hstats_sum, cx_active) },
+	{ "cx_total", false, offsetof(struct hstats_sum, cx_total) },
+	{ "rq_error", false, offsetof(struct hstats_sum, rq_error) },
+	{ "rq_success", false, offsetof(struct hstats_sum, rq_success) },
+	{ "rq_timeout", false, offsetof(struct hstats_sum, rq_timeout) },
+	{ "rq_total", false, offsetof(struct hstats_sum, rq_total) },
+};
+
+static unsigned long long host_stat(const struct hstats_sum *h, size_t i)
 {
+	return *(const uint64_t *)(const void *)((const char *)h + host_stats[i].off);
+}
+
+static void clusters_text(const struct envoy_admin *ea, struct sbuf *b)
+{
+	const struct snap *s = *ea->snap;
+
 	for (size_t i = 0; s && i < s->nclusters; i++) {
 		const struct cluster *cl = s->clusters[i];
 		const struct cluster_eps *eps = cluster_eps_load(cl);
@@ -134,10 +159,19 @@ static void clusters_text(const struct snap *s, struct sbuf *b)
 		sbuf_addf(b, "%s::added_via_api::true\n", cl->name);
 		for (size_t k = 0; eps && k < eps->n; k++) {
 			const char *ep = eps->v[k].str;
+			struct hstats_sum hs;
 
+			hstats_sum(ea->proxy, cl->name, ep, &hs);
+			for (size_t n = 0; n < ARRAY_SIZE(host_stats); n++)
+				sbuf_addf(b, "%s::%s::%s::%llu\n", cl->name, ep, host_stats[n].name,
+				          host_stat(&hs, n));
 			sbuf_addf(b, "%s::%s::hostname::%s\n", cl->name, ep, cl->host);
-			if (!cl->od.on)
-				sbuf_addf(b, "%s::%s::health_flags::healthy\n", cl->name, ep);
+			/* Ejected on any worker: Envoy's flag, and on how many of them. */
+			sbuf_addf(b, "%s::%s::health_flags::%s\n", cl->name, ep,
+			          hs.ejected_workers ? "/failed_outlier_check" : "healthy");
+			if (hs.ejected_workers)
+				sbuf_addf(b, "%s::%s::outlier_ejected_workers::%d/%d\n", cl->name, ep,
+				          hs.ejected_workers, hs.workers);
 			sbuf_addf(b, "%s::%s::weight::%u\n", cl->name, ep, eps->v[k].weight ? eps->v[k].weight : 1);
 			sbuf_addf(b, "%s::%s::region::\n%s::%s::zone::\n%s::%s::sub_zone::\n", cl->name, ep,
 			          cl->name, ep, cl->name, ep);
@@ -146,8 +180,9 @@ static void clusters_text(const struct snap *s, struct sbuf *b)
 	}
 }
 
-static void clusters_json(const struct snap *s, struct sbuf *body)
+static void clusters_json(const struct envoy_admin *ea, struct sbuf *body)
 {
+	const struct snap *s = *ea->snap;
 	struct snap_json j;
 
 	snap_json_init(&j, body);
@@ -171,8 +206,10 @@ static void clusters_json(const struct snap *s, struct sbuf *body)
 		snap_json_obj_end(&j);
 		snap_json_arr_begin(&j, "host_statuses");
 		for (size_t k = 0; eps && k < eps->n; k++) {
-			char ip[SOCK_ADDR_STRLEN];
+			char ip[SOCK_ADDR_STRLEN], v[24];
+			struct hstats_sum hs;
 
+			hstats_sum(ea->proxy, cl->name, eps->v[k].str, &hs);
 			snap_json_obj_begin(&j, NULL);
 			snap_json_obj_begin(&j, "address");
 			snap_json_obj_begin(&j, "socket_address");
@@ -180,13 +217,40 @@ static void clusters_json(const struct snap *s, struct sbuf *body)
 			snap_json_int(&j, "port_value", sock_addr_port(&eps->v[k].addr));
 			snap_json_obj_end(&j);
 			snap_json_obj_end(&j);
+			/* Counters first, then gauges, values as strings (uint64 in proto JSON). */
+			snap_json_arr_begin(&j, "stats");
+			for (int gauge = 0; gauge < 2; gauge++) {
+				for (size_t n = 0; n < ARRAY_SIZE(host_stats); n++) {
+					if (host_stats[n].gauge != (bool)gauge)
+						continue;
+					snprintf(v, sizeof(v), "%llu", host_stat(&hs, n));
+					snap_json_obj_begin(&j, NULL);
+					snap_json_str(&j, "name", host_stats[n].name);
+					snap_json_str(&j, "value", v);
+					if (gauge)
+						snap_json_str(&j, "type", "GAUGE");
+					snap_json_obj_end(&j);
+				}
+			}
+			snap_json_arr_end(&j);
 			snap_json_str(&j, "hostname", cl->host);
 			snap_json_int(&j, "weight", eps->v[k].weight ? eps->v[k].weight : 1);
-			if (!cl->od.on) {
-				snap_json_obj_begin(&j, "health_status");
-				snap_json_str(&j, "eds_health_status", "HEALTHY");
+			snap_json_obj_begin(&j, "health_status");
+			/* No active health checking: every endpoint is HEALTHY as far as discovery
+			 * goes; passive outlier detection may have taken it out of service. */
+			snap_json_str(&j, "eds_health_status", "HEALTHY");
+			if (hs.ejected_workers)
+				snap_json_bool(&j, "failed_outlier_check", true);
+			snap_json_obj_end(&j);
+			/* egressgw's own: outlier detection is per worker (outlier.h). */
+			if (cl->od.on) {
+				snap_json_obj_begin(&j, "outlier_detection");
+				snap_json_int(&j, "ejected_workers", hs.ejected_workers);
+				snap_json_int(&j, "workers", hs.workers);
 				snap_json_obj_end(&j);
 			}
+			if (hs.untracked)
+				snap_json_bool(&j, "counters_untracked", true);
 			snap_json_obj_end(&j);
 		}
 		snap_json_arr_end(&j);
@@ -434,7 +498,8 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
 		}
 		p = e ? e + 1 : NULL;
 	}
-	qsort(v, n, sizeof(*v), cmp_str);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);   /* v is NULL when nothing matched */
 	if (json) {
 		struct snap_json j;
 
@@ -508,6 +573,7 @@ static int explain(const struct envoy_admin *ea, const char *path, struct sbuf *
 	}
 	q.headers = headers;
 	q.registry_only = ea->proxy->outbound_policy == PROXY_REGISTRY_ONLY;
+	q.proxy = ea->proxy;
 	if (!*ea->snap) {
 		sbuf_adds(body, "no configuration loaded yet\n");
 		return 503;
@@ -548,9 +614,9 @@ int envoy_admin_handle(const struct envoy_admin *ea, const char *method, const c
 	if (IS("/clusters")) {
 		if (json_format(path)) {
 			*ctype = "application/json";
-			clusters_json(*ea->snap, body);
+			clusters_json(ea, body);
 		} else {
-			clusters_text(*ea->snap, body);
+			clusters_text(ea, body);
 		}
 		return 200;
 	}
