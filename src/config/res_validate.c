@@ -1229,15 +1229,6 @@ void post_vs_http(struct dctx *c, const struct ynode *map, void *obj)
 	check_authority_rewrite(c, map, h);
 }
 
-void post_vs_l4_match(struct dctx *c, const struct ynode *map, void *obj)
-{
-	struct vs_l4_match *m = obj;
-
-	if (m->source_subnet)
-		dwarn_field(c, map, "sourceSubnet", "sourceSubnet is not applied by egressgw: "
-		            "connections this route would take are refused");
-}
-
 void post_vs_tls_match(struct dctx *c, const struct ynode *map, void *obj)
 {
 	struct vs_tls_match *m = obj;

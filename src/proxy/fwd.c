@@ -2413,6 +2413,7 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 	q.host = q.sni ? q.sni : sock_addr_ip_str(&d->odst, ip, sizeof(ip));
 	q.port = port;
 	q.dst = &d->odst;
+	q.src = &d->remote;
 	if (l4_route_sidecar(w, w->snap, &q, sst, &r) == 0) {
 		/* A ServiceEntry address before the SNI: Istio's listener for that IP:port wins
 		 * over the port's wildcard one, where the SNI is looked at. */
@@ -2445,6 +2446,7 @@ static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status s
 	q.host = q.sni;
 	q.port = d->lst->port;
 	q.dst = &d->local;
+	q.src = &d->remote;
 	r.snap = d->snap;
 	l4_route_gateway(d->w, d->lst, &q, sst, &r);
 	l4_authz(d->w, d->snap, &q, &d->remote, d->remote_s, NULL, &r);
@@ -2526,6 +2528,7 @@ static void st_sidecar_connect(struct stream *st)
 	 * the egress gateway takes it there, and the gateway routes on the real SNI. */
 	q.sni = q.host = host;
 	q.port = port;
+	q.src = &d->remote;
 	if (sock_addr_from_ip(host, port, &ip) == 0)
 		q.dst = &ip;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_OK, &r) == 0) {
@@ -2739,6 +2742,7 @@ static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
 	q.host = st->host;
 	q.port = port;
 	q.dst = d->redirected ? &d->odst : NULL;
+	q.src = &d->remote;
 	q.http = true;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
 		return false;

@@ -239,6 +239,7 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	sock_addr_str(peer, remote_s, sizeof(remote_s));
 	memset(&q, 0, sizeof(q));
 	q.port = l->port;
+	q.src = peer;
 	if (sock_local_addr(fd, &local) == 0) {
 		sock_addr_str(&local, local_s, sizeof(local_s));
 		q.dst = &local;

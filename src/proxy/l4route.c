@@ -82,6 +82,8 @@ static bool l4_match_hit(const struct l4_route *r, const struct l4_match *m,
 		return false;
 	if (!l4_hosts_hit(m, r->tls ? req->sni : req->host))
 		return false;
+	if (m->has_src && (!req->src || !l4_cidr_contains(&m->src, req->src)))
+		return false;
 	if (m->nsubnets) {
 		if (!req->dst)
 			return false;

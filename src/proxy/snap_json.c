@@ -364,6 +364,16 @@ static void snap_dump_table(struct snap_json *j, const struct route_table *t)
 	snap_json_obj_end(j);
 }
 
+/* "10.0.0.0/8" into buf. */
+static const char *snap_json_cidr(const struct l4_cidr *c, char *buf, size_t n)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	inet_ntop(c->family, c->addr, ip, sizeof(ip));
+	snprintf(buf, n, "%s/%u", ip, c->bits);
+	return buf;
+}
+
 /* tls:/tcp: routes, in lookup order, with what each match needs. */
 static void snap_dump_l4(struct snap_json *j, const char *key, const struct l4_table *t)
 {
@@ -385,13 +395,16 @@ static void snap_dump_l4(struct snap_json *j, const char *key, const struct l4_t
 				snap_json_int(j, "port", m->port);
 			snap_json_arr_begin(j, "destination_subnets");
 			for (size_t c = 0; c < m->nsubnets; c++) {
-				char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 8];
+				char buf[INET6_ADDRSTRLEN + 8];
 
-				inet_ntop(m->subnets[c].family, m->subnets[c].addr, ip, sizeof(ip));
-				snprintf(buf, sizeof(buf), "%s/%u", ip, m->subnets[c].bits);
-				snap_json_str(j, NULL, buf);
+				snap_json_str(j, NULL, snap_json_cidr(&m->subnets[c], buf, sizeof(buf)));
 			}
 			snap_json_arr_end(j);
+			if (m->has_src) {
+				char buf[INET6_ADDRSTRLEN + 8];
+
+				snap_json_str(j, "source_subnet", snap_json_cidr(&m->src, buf, sizeof(buf)));
+			}
 			snap_json_obj_end(j);
 		}
 		snap_json_arr_end(j);

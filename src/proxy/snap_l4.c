@@ -14,9 +14,9 @@
  *    namespace when compiling (a match that does not apply to this proxy is left out);
  *  - a destination without port.number goes to the ServiceEntry's only port, else the
  *    match's or the listener's port; when none is known the route is refused;
- *  - sourceSubnet is not applied: a route using it refuses the connections it would take
- *    (warned here), so that such a route never sends traffic anywhere but its
- *    destinations. */
+ *  - a tcp: match's sourceSubnet is matched against the connection's source address
+ *    (l4route.h); a match whose address does not parse (decoding checks it, so only a
+ *    hand-made snapshot) refuses the connections its route would take. */
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
 
@@ -118,8 +118,12 @@ static void snap_l4_match(const struct resource *vsr, bool tls, const struct sna
 		else
 			snap_l4_refuse(r, "match.destinationSubnets entry is not an address");
 	}
-	if (m->src_subnet)
-		snap_l4_refuse(r, "match.sourceSubnet is not applied");
+	if (m->src_subnet) {
+		if (l4_cidr_parse(m->src_subnet, &out->src) == 0)
+			out->has_src = true;
+		else
+			snap_l4_refuse(r, "match.sourceSubnet is not an address");
+	}
 }
 
 /* Compiles one route for cx into out. Returns false when none of its matches applies. */

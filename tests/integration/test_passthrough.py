@@ -270,39 +270,26 @@ def test_gateway_refuses_what_no_route_has(topo):
 UNSERVED = """apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
 metadata:
-  name: tcp-with-source-subnet
+  name: tcp-without-port
 spec:
   hosts:
   - edition.cnn.com
   tcp:
-  - match:
-    - port: 443
-      sourceSubnet: 10.0.0.0/8
-    route:
+  - route:
     - destination:
         host: istio-egressgateway.istio-system.svc.cluster.local
         subset: cnn
-        port:
-          number: 443
 """
 
 
 def test_sidecar_refuses_a_route_it_cannot_serve(topo):
-    """A tcp: route with sourceSubnet (not applied here) would take edition.cnn.com:443:
-    refused, visibly, never passed to edition.cnn.com directly."""
+    """A tcp: route whose destination has no port (the match gives none, the host has no
+    single registry port) would take edition.cnn.com:443: refused, visibly, never passed
+    to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
-    before = t.sidecar.stat("config_reloads_total")
-    r = t.ctl("apply", "-f", "-", input=UNSERVED)
-    assert r.rc == 0, r.err
-    # Never silent: at apply, in analyze (with the field's place), in the proxy's log.
-    assert "spec.tcp[0].match[0].sourceSubnet: sourceSubnet is not applied" in r.err, r.err
-    an = t.ctl("analyze")
-    assert "IST0133" in an.out and "virtualservices/tcp-with-source-subnet.yaml:" in an.out, \
-        an.out
-    assert "sourceSubnet is not applied" in an.out, an.out
-    t.sidecar.wait_reloads(before + 1)
-    assert "match.sourceSubnet is not applied" in t.sidecar.stderr()
+    t.apply(UNSERVED, t.sidecar)
+    assert "route[].destination.port.number is needed" in t.sidecar.stderr()
     n_site = len(site_lines(t.site))
     r = get_politics(t)
     assert r.stdout != "200", r.stdout
@@ -311,6 +298,61 @@ def test_sidecar_refuses_a_route_it_cannot_serve(topo):
         m.string
     assert len(site_lines(t.site)) == n_site
     assert t.sidecar.stat("l4_refused_total") == 1
+
+
+SOURCE_SUBNET = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-with-source-subnet
+spec:
+  hosts:
+  - edition.cnn.com
+  tcp:
+  - match:
+    - port: 443
+      sourceSubnet: {subnet}
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port:
+          number: 443
+"""
+
+
+def test_sidecar_tcp_route_source_subnet(topo):
+    """sourceSubnet is matched against the application's address (Envoy's
+    source_prefix_ranges): a subnet the application is not in leaves the route out (the
+    ServiceEntry's own cluster serves it, as in Istio), one it is in sends it to the
+    route's destination (here the egress gateway, which has no server on 443 in this
+    test: 503 UF, and nothing reaches edition.cnn.com)."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
+    out = t.ctl("apply", "-f", "-", input=SOURCE_SUBNET.format(subnet="10.0.0.0/8"))
+    assert out.rc == 0 and "sourceSubnet" not in out.err, out.err
+    an = t.ctl("analyze")
+    assert "sourceSubnet" not in an.out, an.out
+    wait_until(lambda: "tcp-with-source-subnet" in t.sidecar.admin("/config_dump")[1],
+               what="the route in the sidecar's snapshot")
+    assert "sourceSubnet" not in t.sidecar.stderr()
+    # curl connects from 127.0.0.1: not in 10.0.0.0/8.
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.stdout == "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
+    assert len(site_lines(t.site)) == n_site + 1
+
+    t.apply(SOURCE_SUBNET.format(subnet="127.0.0.0/8"), t.sidecar)
+    wait_until(lambda: "127.0.0.0/8" in t.sidecar.admin("/config_dump")[1],
+               what="the new subnet in the sidecar's snapshot")
+    n_side, n_site = len(t.sidecar.log_lines()), len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] != "200")
+    assert (m["code"], m["flags"], m["cluster"]) == ("503", "UF", f"outbound|443||{EGW_HOST}"), \
+        m.string
+    assert len(t.sidecar.log_lines()) == n_side + 1
+    assert len(site_lines(t.site)) == n_site
 
 
 MESH_TCP = """apiVersion: networking.istio.io/v1alpha3
