@@ -951,10 +951,8 @@ void post_gw_server(struct dctx *c, const struct ynode *map, void *obj)
 	if (s->tls && res_protocol_is_tls(s->port.protocol)) {
 		size_t mark = path_push_key(c, "tls");
 
-		if (s->tls->mode == GW_TLS_AUTO_PASSTHROUGH)
-			dwarn_field(c, ynode_get(map, "tls"), "mode", "AUTO_PASSTHROUGH is not served "
-			            "by egressgw: connections to this server are refused");
-		else if (s->tls->mode != GW_TLS_PASSTHROUGH && s->port.protocol == RES_PROTO_TLS)
+		if (s->tls->mode != GW_TLS_PASSTHROUGH && s->tls->mode != GW_TLS_AUTO_PASSTHROUGH &&
+		    s->port.protocol == RES_PROTO_TLS)
 			dwarn_field(c, ynode_get(map, "tls"), "mode", "protocol TLS with a terminating "
 			            "mode: egressgw serves the terminated bytes as HTTP (http: routes), "
 			            "not by tcp:/tls: routes");

@@ -154,25 +154,52 @@ int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req
 	return 0;
 }
 
-/* Whether one of the listener's PASSTHROUGH servers admits the name. */
-static bool l4_server_admits(const struct snap_listener *l, const char *sni)
+/* Whether one of the listener's PASSTHROUGH servers admits the name: a plain one by the
+ * name itself, an AUTO_PASSTHROUGH one (auto true) by the host inside Istio's
+ * outbound_.PORT_.SUBSET_.HOST form (auto_host, NULL when sni is not of that form). */
+static bool l4_server_admits(const struct snap_listener *l, const char *sni,
+                             const char *auto_host, bool autos)
 {
 	for (size_t i = 0; i < l->nservers; i++) {
 		const struct snap_server *sv = &l->servers[i];
+		const char *name = autos ? auto_host : sni;
 
-		if (sv->tls != SNAP_SRV_PASSTHROUGH)
+		if (sv->tls != SNAP_SRV_PASSTHROUGH || sv->auto_sni != autos || (autos && !name))
 			continue;
 		for (size_t j = 0; j < sv->nhosts; j++)
-			if (tls_host_match(sv->hosts[j], sni))
+			if (tls_host_match(sv->hosts[j], name))
 				return true;
 	}
 	return false;
+}
+
+/* AUTO_PASSTHROUGH (Istio's SNI-DNAT): the cluster the SNI names, outbound|PORT|SUBSET|HOST,
+ * taken as it is: its endpoints, none of its DestinationRule's TLS (the bytes are the
+ * client's own TLS, as Istio's sni-dnat clusters carry them). */
+static void l4_follow_auto(struct worker *w, const struct snap_listener *l,
+                           const struct l4_req *q, uint16_t port, const char *subset,
+                           const char *host, struct tun_req *r)
+{
+	char name[600];
+	struct cluster *c;
+
+	snprintf(name, sizeof(name), "outbound|%u|%s|%s", port, subset, host);
+	c = r->snap ? snap_cluster_find(r->snap, name) : NULL;
+	if (!c) {
+		l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
+		          "AUTO_PASSTHROUGH: the SNI names no cluster of the registry");
+		return;
+	}
+	r->cl = c;
+	STAT_INC(w->st.l4_routed);
 }
 
 void l4_route_gateway(struct worker *w, const struct snap_listener *l, const struct l4_req *q,
                       enum sni_status st, struct tun_req *r)
 {
 	const struct l4_route *rt;
+	char asub[256], ahost[256] = "";
+	uint16_t aport = 0;
 
 	if (l->l4_mode != SNAP_L4_TCP) {
 		if (st != SNI_OK && st != SNI_NO_NAME) {
@@ -181,7 +208,13 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 			                            : "unreadable ClientHello");
 			return;
 		}
-		if (!l4_server_admits(l, q->sni)) {
+		if (l4_auto_sni_parse(q->sni, &aport, asub, sizeof(asub), ahost, sizeof(ahost)) < 0)
+			ahost[0] = '\0';
+		if (!l4_server_admits(l, q->sni, NULL, false)) {
+			if (ahost[0] && l4_server_admits(l, q->sni, ahost, true)) {
+				l4_follow_auto(w, l, q, aport, asub, ahost, r);
+				return;
+			}
 			l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
 			          q->sni ? "no PASSTHROUGH server of this port has the SNI as a host"
 			                 : "no SNI, and no PASSTHROUGH server of this port has host \"*\"");
@@ -189,6 +222,10 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 		}
 	}
 	rt = l4_lookup(l->l4, q);
+	if (!rt && ahost[0] && l4_server_admits(l, q->sni, ahost, true)) {
+		l4_follow_auto(w, l, q, aport, asub, ahost, r);
+		return;
+	}
 	if (!rt) {
 		l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
 		          l->l4_mode != SNAP_L4_TCP ? "no tls route matches the SNI"
@@ -262,7 +299,11 @@ bool l4_peek_passthrough(const struct snap_listener *l, const char *sni)
 
 	for (size_t i = 0; i < l->nservers; i++) {
 		const struct snap_server *sv = &l->servers[i];
-		size_t score = snap_server_sni_score(sv, sni);
+		char asub[256], ahost[256];
+		uint16_t aport;
+		size_t score = sv->auto_sni && l4_auto_sni_parse(sni, &aport, asub, sizeof(asub), ahost,
+		                                                 sizeof(ahost)) == 0
+		               ? snap_server_sni_score(sv, ahost) : snap_server_sni_score(sv, sni);
 
 		if (sv->tls == SNAP_SRV_PASSTHROUGH && score > pass)
 			pass = score;

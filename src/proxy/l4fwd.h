@@ -10,8 +10,10 @@
  *            host that a tls: route takes (an endpoint of its registry cluster), with no
  *            SNI, another one, or none at all, is refused.
  *   gateway  a PASSTHROUGH port: the ClientHello's SNI must be one of the servers' hosts
- *            and match a tls: route; a TCP port: the first tcp: route. Otherwise the
- *            connection is closed with NR (Envoy's filter_chain_not_found).
+ *            and match a tls: route; a TCP port: the first tcp: route; an
+ *            AUTO_PASSTHROUGH server: an SNI outbound_.PORT_.SUBSET_.HOST whose HOST its
+ *            hosts admit goes to that cluster, bytes as they are (Istio's SNI-DNAT).
+ *            Otherwise the connection is closed with NR (Envoy's filter_chain_not_found).
  *
  * Once routed, the connection is decided by the AuthorizationPolicies of the proxy
  * (l4_authz, Envoy's network RBAC filter): at the gateway after the ClientHello's SNI is

@@ -88,6 +88,12 @@ struct l4_req {
 int l4_cidr_parse(const char *s, struct l4_cidr *out);
 bool l4_cidr_contains(const struct l4_cidr *c, const struct sock_addr *a);
 
+/* Istio's AUTO_PASSTHROUGH SNI, "outbound_.PORT_.SUBSET_.HOST" (SUBSET empty: none):
+ * fills port, subset and host (lower-case). Returns 0, or -1 when sni is not of that
+ * form or a part does not fit. */
+int l4_auto_sni_parse(const char *sni, uint16_t *port, char *subset, size_t subset_sz,
+                      char *host, size_t host_sz);
+
 /* The route the connection takes, or NULL. */
 const struct l4_route *l4_lookup(const struct l4_table *t, const struct l4_req *req);
 /* Whether any route of the table could apply to a connection to port (0: any port): used

@@ -433,7 +433,8 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 		snap_json_obj_begin(j, NULL);
 		snap_json_str(j, "gateway", sv->gateway);
 		snap_json_str(j, "port_name", sv->port_name);
-		snap_json_str(j, "tls_mode", snap_srv_tls_name(sv->tls));
+		snap_json_str(j, "tls_mode",
+		              sv->auto_sni ? "AUTO_PASSTHROUGH" : snap_srv_tls_name(sv->tls));
 		snap_json_strv(j, "hosts", sv->hosts, sv->nhosts);
 		snap_json_strv(j, "allowed_sans", sv->allowed_sans, sv->nallowed_sans);
 		snap_json_bool(j, "https_redirect", sv->https_redirect);

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "net/tls.h"
 
 /* A tls: or tcp: match seen through the fields both kinds share. */
 struct snap_l4m {
@@ -306,6 +307,31 @@ static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener
 	}
 }
 
+/* AUTO_PASSTHROUGH servers name clusters by SNI (outbound_.PORT_.SUBSET_.HOST): the
+ * ServiceEntry host x port clusters exist anyway; the subsets' are wanted here, for every
+ * DestinationRule subset of a registry host one of the server's hosts admits. */
+static void snap_l4_auto_subsets(struct snap_b *b, const struct snap_server *sv)
+{
+	for (size_t d = 0; d < b->ndr; d++) {
+		const struct destinationrule *dr = b->dr[d]->u.dr;
+		char *host;
+		const struct resource *se;
+		bool admitted = false;
+
+		if (dr->subsets.n == 0)
+			continue;
+		host = snap_fqdn(dr->host, b->dr[d]->namespace);
+		for (size_t k = 0; k < sv->nhosts && !admitted; k++)
+			admitted = tls_host_match(sv->hosts[k], host);
+		se = admitted ? snap_se_for_host(b, host) : NULL;
+		for (size_t p = 0; se && p < se->u.se->ports.n; p++)
+			for (size_t s = 0; s < dr->subsets.n; s++)
+				snap_want_cluster(b, host, dr->subsets.v[s].name,
+				                  (uint16_t)se->u.se->ports.v[p].number);
+		free(host);
+	}
+}
+
 void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
                 const struct resource *const *srv_gw, const struct gw_server *const *srv)
 {
@@ -316,6 +342,9 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 		snap_l4_warn_terminated(b, l, srv_gw, srv);
 	if (l->l4_mode == SNAP_L4_NONE)
 		return;
+	for (size_t i = 0; i < l->nservers; i++)
+		if (l->servers[i].auto_sni)
+			snap_l4_auto_subsets(b, &l->servers[i]);
 	t = xcalloc(1, sizeof(*t));
 	t->name = xstrdup(l->name);
 	for (size_t v = 0; v < b->nvs; v++) {

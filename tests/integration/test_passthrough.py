@@ -691,3 +691,81 @@ def test_passthrough_and_terminating_servers_share_a_port(topo):
     rows = [ln.split() for ln in pc.stdout.splitlines()]
     assert [t.gw_ip, "443", "SNI:", CNN, "Cluster:", f"outbound|443||{CNN}"] in rows, pc.stdout
     assert [t.gw_ip, "443", "SNI:", "term.example", "Route:", "http.443"] in rows, pc.stdout
+
+
+AUTO_PASSTHROUGH = """apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: cross-network-gateway
+  namespace: istio-system
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 15443
+      name: tls
+      protocol: TLS
+    tls:
+      mode: AUTO_PASSTHROUGH
+    hosts:
+    - "*.cnn.com"
+"""
+
+
+def auto_get(ip, port, sni, ca):
+    """GET /politics over TLS with SNI sni (Istio's outbound_.PORT_.SUBSET_.HOST, as a
+    sidecar of another network sends it); the server's certificate is checked against
+    the demo CA for edition.cnn.com. Returns the response's first line, or "" when the
+    connection is closed first."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    with socket.create_connection((ip, port), timeout=5) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni) as c:
+                cert = c.getpeercert()
+                assert ("DNS", CNN) in cert.get("subjectAltName", ()), cert
+                c.sendall(f"GET /politics HTTP/1.1\r\nHost: {CNN}\r\n"
+                          "Connection: close\r\n\r\n".encode())
+                data = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data.split(b"\r\n", 1)[0].decode()
+        except (ssl.SSLError, ConnectionError, OSError):
+            return ""
+
+
+def test_gateway_auto_passthrough(topo):
+    """Gateway tls.mode AUTO_PASSTHROUGH: no VirtualService; the SNI
+    outbound_.443_._.edition.cnn.com names the cluster outbound|443||edition.cnn.com,
+    which gets the client's TLS as it is (nginx logs that SNI); a host the server's
+    hosts do not admit, or a port the registry does not have, is refused (NR)."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.gateway)
+    r = t.ctl("apply", "-f", "-", input=AUTO_PASSTHROUGH)
+    assert r.rc == 0 and "AUTO_PASSTHROUGH" not in r.err, r.err
+    wait_port(t.gw_ip, 15443)
+    assert "AUTO_PASSTHROUGH" not in t.gateway.stderr()
+    n_site = len(site_lines(t.site))
+    sni = f"outbound_.443_._.{CNN}"
+    assert auto_get(t.gw_ip, 15443, sni, t.demo_ca) == "HTTP/1.1 200 OK"
+    g = t.gateway.wait_log(lambda m: m["sni"] == sni)
+    assert (g["code"], g["flags"], g["cluster"], g["uhost"]) == \
+        ("0", "-", f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
+    assert f"sni={sni} " in site_lines(t.site)[-1], site_lines(t.site)[-1]
+
+    n_site = len(site_lines(t.site))
+    for bad in ("outbound_.443_._.other.example", f"outbound_.8443_._.{CNN}", CNN):
+        assert auto_get(t.gw_ip, 15443, bad, t.demo_ca) == "", bad
+        g = t.gateway.wait_log(lambda m, bad=bad: m["sni"] == bad)
+        assert (g["flags"], g["details"], g["cluster"]) == \
+            ("NR", "filter_chain_not_found", "-"), g.string
+    assert len(site_lines(t.site)) == n_site
+    code, body = t.gateway.admin("/config_dump")
+    lst = [x for x in json.loads(body)["listeners"] if x["port"] == 15443][0]
+    assert lst["servers"][0]["tls_mode"] == "AUTO_PASSTHROUGH", lst

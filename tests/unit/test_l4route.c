@@ -272,6 +272,41 @@ static bool warned(const struct diags *d, const char *text)
 	return false;
 }
 
+/* Istio's AUTO_PASSTHROUGH SNIs: outbound_.PORT_.SUBSET_.HOST. */
+static void test_auto_sni(void **state)
+{
+	char sub[64], host[64];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.Edition.CNN.com", &port, sub,
+	                                   sizeof(sub), host, sizeof(host)), 0);
+	assert_int_equal(port, 443);
+	assert_string_equal(sub, "");
+	assert_string_equal(host, "edition.cnn.com");
+	assert_int_equal(l4_auto_sni_parse("outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+	                                   &port, sub, sizeof(sub), host, sizeof(host)), 0);
+	assert_int_equal(port, 9080);
+	assert_string_equal(sub, "v1");
+	assert_string_equal(host, "reviews.default.svc.cluster.local");
+	assert_int_equal(l4_auto_sni_parse("edition.cnn.com", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.0_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.70000_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_.v1", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("inbound_.443_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse(NULL, &port, sub, sizeof(sub), host, sizeof(host)), -1);
+	/* A host longer than the buffer is refused, never cut. */
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.a-very-long-host-name-indeed", &port,
+	                                   sub, sizeof(sub), host, 8), -1);
+}
+
 static void test_compile_sidecar(void **state)
 {
 	struct diags d = { 0 };
@@ -356,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_weights),
+		cmocka_unit_test(test_auto_sni),
 		cmocka_unit_test(test_compile_sidecar),
 		cmocka_unit_test(test_compile_gateway),
 	};
