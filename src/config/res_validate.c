@@ -947,17 +947,6 @@ void post_gw_server(struct dctx *c, const struct ynode *map, void *obj)
 		            "only be used with http servers");
 		path_pop(c, mark);
 	}
-	/* What egressgw accepts but does not serve as Istio does (never silent). */
-	if (s->tls && res_protocol_is_tls(s->port.protocol)) {
-		size_t mark = path_push_key(c, "tls");
-
-		if (s->tls->mode != GW_TLS_PASSTHROUGH && s->tls->mode != GW_TLS_AUTO_PASSTHROUGH &&
-		    s->port.protocol == RES_PROTO_TLS)
-			dwarn_field(c, ynode_get(map, "tls"), "mode", "protocol TLS with a terminating "
-			            "mode: egressgw serves the terminated bytes as HTTP (http: routes), "
-			            "not by tcp:/tls: routes");
-		path_pop(c, mark);
-	}
 }
 
 void post_gw(struct dctx *c, const struct ynode *map, void *obj)

@@ -3329,6 +3329,18 @@ static void d_handshake(struct dconn *d)
 			          d->sni ? d->sni : "-");
 		}
 	}
+	/* A protocol TLS server: the bytes inside go by tls:/tcp: routes (l4fwd.c). */
+	if (d->lst && d->lst->l4 && d->snap && l4_term_takes(d->lst, d->sni)) {
+		loop_io_del(d->w->loop, &d->io);
+		if (l4_term_handoff(d->w, d->snap, d->lst, d->tls, d->io.fd, d->sni, &d->local,
+		                    &d->remote, d->local_s, d->remote_s, d->principal,
+		                    d->accept_wall_ms, d->accept_ms) == 0) {
+			d->io.fd = -1;
+			d->tls = NULL;
+		}
+		d->dead = true;
+		return;
+	}
 	{
 		const char *alpn = tls_conn_alpn(d->tls);
 

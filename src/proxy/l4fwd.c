@@ -1,6 +1,7 @@
 /* l4fwd: tls: and tcp: routes on the data path (see l4fwd.h). */
 #include "proxy/l4fwd.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "net/tls.h"
 #include "proxy/alog.h"
 #include "proxy/authz.h"
+#include "proxy/l4tls.h"
 #include "proxy/worker.h"
 
 /* One log line per worker per second at most: a client probing a gateway port with
@@ -64,16 +66,9 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 	/* Automatic mutual TLS (cluster.h auto_mtls) is not a DestinationRule's word: Istio's
 	 * egress gateway carries no tlsMode label, so its sidecars never wrap a passthrough
 	 * hop in mesh TLS, and a PASSTHROUGH port routes on the application's own SNI, which
-	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. */
-	if (d->cluster->tls_mode != CLUSTER_TLS_DISABLE && !d->cluster->auto_mtls) {
-		/* The tunnel would send in the clear what the DestinationRule says must be
-		 * encrypted: refuse instead. */
-		l4_refuse(w, q, table, r, 503, ALOG_F_UF,
-		          "upstream_reset_before_response_started{connection_failure}",
-		          "the destination's DestinationRule originates TLS, which a tls/tcp route "
-		          "does not do here");
-		return;
-	}
+	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. A
+	 * DestinationRule's own tls (the older form of the egress gateway task: ISTIO_MUTUAL
+	 * with the application's host as SNI) is spoken by the tunnel (l4tls.c). */
 	STAT_INC(w->st.l4_routed);
 }
 
@@ -291,6 +286,66 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	r.start_wall_ms = wall_ms();
 	r.start_ms = loop_now_ms(w->loop);
 	tun_start(w, &r);
+}
+
+bool l4_term_takes(const struct snap_listener *l, const char *sni)
+{
+	const struct snap_server *best = NULL;
+	size_t score = 0;
+
+	/* The server the handshake's SNI dispatch chose: the most specific host. */
+	for (size_t i = 0; i < l->nservers; i++) {
+		const struct snap_server *sv = &l->servers[i];
+		size_t sc = sv->ctx ? snap_server_sni_score(sv, sni) : 0;
+
+		if (sc > score) {
+			score = sc;
+			best = sv;
+		}
+	}
+	return best && best->term_l4;
+}
+
+int l4_term_handoff(struct worker *w, struct snap *s, const struct snap_listener *l,
+                    struct tls_conn *tls, int fd, const char *sni,
+                    const struct sock_addr *local, const struct sock_addr *remote,
+                    const char *local_s, const char *remote_s, const char *principal,
+                    int64_t start_wall_ms, uint64_t start_ms)
+{
+	const struct l4_route *rt;
+	struct tun_req r;
+	struct l4_req q;
+	int plain;
+
+	memset(&q, 0, sizeof(q));
+	q.sni = sni && sni[0] ? sni : NULL;
+	q.host = q.sni;
+	q.port = l->port;
+	q.dst = local;
+	q.src = remote;
+	memset(&r, 0, sizeof(r));
+	r.snap = s;
+	rt = l4_lookup(l->l4, &q);
+	if (rt)
+		l4_follow(w, rt, &q, l->name, &r);
+	else
+		l4_refuse(w, &q, l->name, &r, 503, ALOG_F_NR, "filter_chain_not_found",
+		          "no tls or tcp route takes what this TLS server terminated");
+	l4_authz(w, s, &q, remote, remote_s, principal, &r);
+	plain = l4tls_wrap_server(w, tls, fd);
+	if (plain < 0) {
+		log_warn("l4", "%s: no socketpair for the terminated connection: %s", remote_s,
+		         strerror(errno));
+		return -1;
+	}
+	r.fd = plain;
+	r.local_s = local_s;
+	r.remote_s = remote_s;
+	r.sni = q.sni;
+	r.start_wall_ms = start_wall_ms;
+	r.start_ms = start_ms;
+	tun_start(w, &r);
+	return 0;
 }
 
 bool l4_peek_passthrough(const struct snap_listener *l, const char *sni)

@@ -246,6 +246,7 @@ static int snap_server_build(struct snap_b *b, const struct snap_gsrv *g, struct
 	/* Istio's SNI-DNAT: outbound_.PORT_.SUBSET_.HOST names the cluster (l4fwd.c). */
 	if (g->kind == SNAP_K_PASS && sv->tls && sv->tls->mode == GW_TLS_AUTO_PASSTHROUGH)
 		out->auto_sni = true;
+	out->term_l4 = g->kind == SNAP_K_TERM && sv->port.protocol == RES_PROTO_TLS;
 	if (g->kind != SNAP_K_TERM)
 		return 0;
 	if (g->kind != SNAP_K_TERM)

@@ -277,9 +277,9 @@ static bool snap_l4_vs_applies(const struct snap_b *b, const struct resource *vs
 	return false;
 }
 
-/* tls:/tcp: routes aimed at a TLS-terminating server (the older form of the egress
- * gateway task: ISTIO_MUTUAL, then tcp: routes for the inner bytes) are not served:
- * said, once per VirtualService and listener, rather than ignored. */
+/* tls:/tcp: routes aimed at a TLS-terminating server of protocol HTTPS (whose bytes are
+ * HTTP, as in Istio; a protocol TLS one serves them, snap_server.term_l4) are not
+ * served: said, once per VirtualService and listener, rather than ignored. */
 static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener *l,
                                     const struct resource *const *srv_gw,
                                     const struct gw_server *const *srv)
@@ -293,7 +293,8 @@ static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener
 		for (size_t i = 0; i < l->nservers; i++) {
 			struct snap_l4ctx cx = { l->servers[i].gateway, l->port, false };
 
-			if (!l->servers[i].ctx || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]) ||
+			if (!l->servers[i].ctx || l->servers[i].term_l4 ||
+			    !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]) ||
 			    !snap_l4_vs_applies(b, vsr, &cx))
 				continue;
 			diag_warn(b->d, vsr->u.vs->pos.file, vsr->u.vs->pos.line, vsr->u.vs->pos.col,
@@ -337,10 +338,13 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 {
 	struct l4_table *t;
 	size_t cap = 0;
+	bool term_l4 = false;
 
 	if (l->tls)
 		snap_l4_warn_terminated(b, l, srv_gw, srv);
-	if (l->l4_mode == SNAP_L4_NONE)
+	for (size_t i = 0; i < l->nservers; i++)
+		term_l4 |= l->servers[i].term_l4;
+	if (l->l4_mode == SNAP_L4_NONE && !term_l4)
 		return;
 	for (size_t i = 0; i < l->nservers; i++)
 		if (l->servers[i].auto_sni)
@@ -359,13 +363,19 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 			for (size_t k = 0; k < i && !seen; k++)
 				seen = strcmp(l->servers[k].gateway, cx.gw) == 0 &&
 				       snap_l4_hosts_meet(vsr, srv_gw[k], srv[k]);
-			/* Terminating servers of a mixed port are served by http: routes. */
+			/* Terminating servers are served by http: routes, except protocol TLS
+			 * ones, whose inner bytes go by tls: (on the outer SNI) and tcp: routes. */
 			if (l->servers[i].tls != SNAP_SRV_PASSTHROUGH &&
-			    l->servers[i].tls != SNAP_SRV_TCP)
+			    l->servers[i].tls != SNAP_SRV_TCP && !l->servers[i].term_l4)
 				continue;
 			if (seen || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]))
 				continue;
-			snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
+			if (l->servers[i].term_l4) {
+				snap_l4_vs_into(b, vsr, true, &cx, t, &cap);
+				snap_l4_vs_into(b, vsr, false, &cx, t, &cap);
+			} else {
+				snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
+			}
 		}
 	}
 	l->l4 = t;
@@ -386,8 +396,8 @@ void snap_l4_mesh(struct snap_b *b)
 	b->s->mesh_l4 = t;
 }
 
-/* Links one table; a destination whose cluster originates TLS is said once here (the
- * data path refuses it: a tunnel relays bytes as they are). */
+/* Links one table: destinations to their clusters (a cluster whose DestinationRule
+ * originates TLS is spoken by the tunnel, l4tls.c). */
 static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 {
 	for (size_t i = 0; t && i < t->nroutes; i++) {
@@ -397,11 +407,6 @@ static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 			struct cluster *c = snap_cluster_find(b->s, r->dests[k].cluster_name);
 
 			r->dests[k].cluster = c;
-			if (c && c->tls_mode != CLUSTER_TLS_DISABLE && !r->refuse)
-				diag_warn(b->d, r->file, r->line, 0,
-				          "VirtualService %s: %s[%zu]: the DestinationRule of %s originates "
-				          "TLS, which tls/tcp routes do not do here: its connections are "
-				          "refused (UF)", r->vs, r->tls ? "tls" : "tcp", r->index, c->name);
 		}
 	}
 }

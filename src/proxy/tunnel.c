@@ -7,6 +7,7 @@
  * whatever the interest) is then never reported while there is nothing we could do with
  * it, and with interest, the read or write the event leads to makes progress or fails. */
 #include "proxy/tunnel.h"
+#include "proxy/l4tls.h"
 #include "proxy/sidecar.h"
 #include "proxy/worker.h"
 #include "core/log.h"
@@ -353,6 +354,14 @@ static void tun_connected(struct tun *t)
 	}
 	if (sock_local_addr(t->uio.fd, &la) == 0)
 		sock_addr_str(&la, t->up_local, sizeof(t->up_local));
+	/* A DestinationRule's TLS (the sidecar's ISTIO_MUTUAL hop around the application's
+	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it. */
+	if (t->cl && t->cl->tls_mode != CLUSTER_TLS_DISABLE && !t->cl->auto_mtls &&
+	    l4tls_wrap_client(w, &t->uio, t->cl, t->sni[0] ? t->sni : t->name) < 0) {
+		tun_fail(t, 503, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		         t->cl->tls_ctx_error ? t->cl->tls_ctx_error : "no TLS context");
+		return;
+	}
 	t->state = TUN_OPEN;
 	loop_timer_arm(w->loop, &t->timer, TUN_IDLE_MS);
 	if (t->connect) {

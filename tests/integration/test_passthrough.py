@@ -7,8 +7,10 @@ and TLS session it served; the application's own TLS goes sidecar -> gateway (po
 PASSTHROUGH, routed on the ClientHello's SNI) -> nginx, never terminated in between. With
 the gateway stopped, the request fails and nothing reaches nginx: the gateway cannot be
 bypassed. The other tests: refusals at the gateway (a name no server has, not TLS at
-all), routes the proxy cannot serve (refused, never sent elsewhere), a gateway TCP
-server with tcp: routes, and what proxy-config and /config_dump show."""
+all), routes the proxy cannot serve (refused, never sent elsewhere), sourceSubnet, the
+older form of the task (ISTIO_MUTUAL between sidecar and gateway around the application's
+TLS, tcp: routes at a protocol TLS server), AUTO_PASSTHROUGH, a gateway TCP server with
+tcp: routes, and what proxy-config and /config_dump show."""
 import json
 import os
 import socket
@@ -507,8 +509,8 @@ spec:
   servers:
   - port:
       number: 443
-      name: https
-      protocol: HTTPS
+      name: tls
+      protocol: TLS
     hosts:
     - edition.cnn.com
     tls:
@@ -567,26 +569,72 @@ spec:
 """
 
 
-def test_older_form_with_mutual_tls_to_the_gateway_is_refused(topo):
-    """The older form of the task wraps the application's TLS in mutual TLS to the gateway
-    (DestinationRule ISTIO_MUTUAL on the gateway's subset) and forwards the inner bytes
-    by tcp: routes. Not supported: said by both proxies when they build the
-    configuration, and the connection is refused (UF), neither sent in the clear nor
-    direct."""
+def test_older_form_with_mutual_tls_to_the_gateway(topo):
+    """The older form of the task (istio.io's "Egress Gateways" HTTPS part with mutual TLS
+    before Istio 1.5, and the blog "Enforcing Egress traffic using Istio's authorization
+    policies"): the sidecar wraps the application's TLS in ISTIO_MUTUAL to the gateway
+    (the DestinationRule subset's tls, SNI edition.cnn.com), the gateway's protocol TLS
+    server terminates that hop and forwards the bytes inside by the tcp: route. nginx
+    serves the application's own session; with the gateway stopped the request fails and
+    nothing goes to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
     t.apply(OLDER_FORM, t.sidecar, t.gateway)
-    assert "originates TLS, which tls/tcp routes do not do here" in t.sidecar.stderr()
+    for p in (t.sidecar, t.gateway):
+        assert "not served" not in p.stderr() and "originates TLS" not in p.stderr(), \
+            p.stderr()[-2000:]
+    wait_port(t.gw_ip, 443)
+    n_site, n_side = len(site_lines(t.site)), len(t.sidecar.log_lines())
+    passthrough = t.sidecar.stat("passthrough_total")
+    peers = t.gateway.stat("downstream_cx_peer_identity_total")
+    r = get_politics(t)
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-3000:],
+                               t.gateway.stderr()[-3000:], t.sidecar.log_lines(),
+                               t.gateway.log_lines())
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"], m["uhost"]) == \
+        ("200", f"outbound|443|cnn|{EGW_HOST}", f"{t.gw_ip}:443"), m.string
+    # The gateway took the sidecar's mutual TLS (its SPIFFE identity checked) and sent
+    # the bytes inside to edition.cnn.com by the tcp: route (Envoy's TCP line).
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN)
+    assert (g["method"], g["code"], g["flags"]) == ("-", "0", "-"), g.string
+    assert (g["cluster"], g["uhost"]) == (f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    assert t.gateway.stat("downstream_cx_peer_identity_total") == peers + 1
+    # nginx served the application's TLS session: its SNI, curl's certificate check.
+    wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
+    line = site_lines(t.site)[-1]
+    assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
+    assert len(t.sidecar.log_lines()) == n_side + 1
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+    # The gateway stopped: the request fails, nothing reaches edition.cnn.com.
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503")
+    assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
+    assert len(site_lines(t.site)) == n_site, site_lines(t.site)
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def test_older_form_on_an_https_server_is_not_served(topo):
+    """The same with the Gateway server's protocol HTTPS: Istio serves what it terminates
+    as HTTP there, so the tcp: route does not apply. Said by the gateway when it builds
+    the configuration; the request fails and nothing reaches edition.cnn.com."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    t.apply(OLDER_FORM.replace("name: tls\n      protocol: TLS", "name: https\n      protocol: HTTPS"),
+            t.sidecar, t.gateway)
     assert "tls/tcp routes for Gateway default/istio-egressgateway port 443 are not served" \
         in t.gateway.stderr(), t.gateway.stderr()[-2000:]
+    wait_port(t.gw_ip, 443)
     n_site, n_gw = len(site_lines(t.site)), len(t.gateway.log_lines())
     r = get_politics(t)
     assert r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
-    assert (m["code"], m["flags"], m["cluster"]) == \
-        ("503", "UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
-    assert m["uhost"] == "-", m.string
-    assert len(site_lines(t.site)) == n_site and len(t.gateway.log_lines()) == n_gw
+    assert len(site_lines(t.site)) == n_site
+    assert not any(f"outbound|443||{CNN}" in x for x in t.gateway.log_lines()[n_gw:])
 
 
 def mixed_gateway(cert, key):
