@@ -439,15 +439,18 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 		snap_json_strv(j, "allowed_sans", sv->allowed_sans, sv->nallowed_sans);
 		snap_json_bool(j, "https_redirect", sv->https_redirect);
 		snap_json_str(j, "tls_source", sv->tls_source);
+		if (sv->term_l4)
+			snap_json_bool(j, "routes_inside_by_tls_tcp", true);
 		snap_json_obj_end(j);
 	}
 	snap_json_arr_end(j);
-	if (l->l4_mode != SNAP_L4_NONE) {
+	if (l->l4_mode != SNAP_L4_NONE)
 		snap_json_str(j, "l4_mode", l->l4_mode == SNAP_L4_SNI    ? "SNI"
 		                            : l->l4_mode == SNAP_L4_PEEK ? "SNI_PEEK"
 		                                                         : "TCP");
+	/* Also a terminating listener's, when a protocol TLS server routes what is inside. */
+	if (l->l4_mode != SNAP_L4_NONE || l->l4)
 		snap_dump_l4(j, "l4_routes", l->l4);
-	}
 	snap_json_obj_end(j);
 }
 

@@ -499,74 +499,8 @@ def test_gateway_tcp_route(topo):
         srv.close()
 
 
-OLDER_FORM = """apiVersion: networking.istio.io/v1alpha3
-kind: Gateway
-metadata:
-  name: istio-egressgateway
-spec:
-  selector:
-    istio: egressgateway
-  servers:
-  - port:
-      number: 443
-      name: tls
-      protocol: TLS
-    hosts:
-    - edition.cnn.com
-    tls:
-      mode: ISTIO_MUTUAL
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: egressgateway-for-cnn
-spec:
-  host: istio-egressgateway.istio-system.svc.cluster.local
-  subsets:
-  - name: cnn
-    trafficPolicy:
-      portLevelSettings:
-      - port:
-          number: 443
-        tls:
-          mode: ISTIO_MUTUAL
-          sni: edition.cnn.com
----
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: direct-cnn-through-egress-gateway
-spec:
-  hosts:
-  - edition.cnn.com
-  gateways:
-  - mesh
-  - istio-egressgateway
-  tls:
-  - match:
-    - gateways:
-      - mesh
-      port: 443
-      sniHosts:
-      - edition.cnn.com
-    route:
-    - destination:
-        host: istio-egressgateway.istio-system.svc.cluster.local
-        subset: cnn
-        port:
-          number: 443
-  tcp:
-  - match:
-    - gateways:
-      - istio-egressgateway
-      port: 443
-    route:
-    - destination:
-        host: edition.cnn.com
-        port:
-          number: 443
-      weight: 100
-"""
+OLDER_FORM = (REPO / "tests" / "data" / "egress-gateways-https-mutual" /
+              "02-gateway-destinationrule-virtualservice-cnn.yaml").read_text()
 
 
 def test_older_form_with_mutual_tls_to_the_gateway(topo):
@@ -607,6 +541,11 @@ def test_older_form_with_mutual_tls_to_the_gateway(topo):
     assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
     assert len(t.sidecar.log_lines()) == n_side + 1
     assert t.sidecar.stat("passthrough_total") == passthrough
+    # proxy-config shows the tcp: route as the port's filter chain.
+    pc = t.proxyctl("proxy-config", "listener", "--port", "443")
+    assert pc.returncode == 0, pc.stderr
+    rows = [ln.split() for ln in pc.stdout.splitlines()]
+    assert rows[1:] == [[t.gw_ip, "443", "ALL", "Cluster:", f"outbound|443||{CNN}"]], pc.stdout
 
     # The gateway stopped: the request fails, nothing reaches edition.cnn.com.
     assert t.gateway.stop() == 0
