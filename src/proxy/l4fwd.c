@@ -68,7 +68,9 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 	 * hop in mesh TLS, and a PASSTHROUGH port routes on the application's own SNI, which
 	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. A
 	 * DestinationRule's own tls (the older form of the egress gateway task: ISTIO_MUTUAL
-	 * with the application's host as SNI) is spoken by the tunnel (l4tls.c). */
+	 * with the application's host as SNI) is spoken by the tunnel (l4tls.c); a tunnel
+	 * that no route sends (a CONNECT to a registry host) relays bytes as they are. */
+	r->originate_tls = d->cluster->tls_mode != CLUSTER_TLS_DISABLE && !d->cluster->auto_mtls;
 	STAT_INC(w->st.l4_routed);
 }
 
