@@ -35,6 +35,7 @@ bench_certs() {
 	  mkdir -p www
 	  head -c 100 /dev/zero | tr '\0' 'x' > www/small
 	  head -c 16384 /dev/zero | tr '\0' 'y' > www/large
+	  head -c 1048576 /dev/zero | tr '\0' 'z' > www/bulk
 	  { echo "$UP_IP $UP_NAME"
 	    for i in $(seq "$HOSTS_MAX"); do echo "$UP_IP host-$i.bench.local"; done
 	    echo "$CNN_IP edition.cnn.com"; } > hosts )
@@ -52,13 +53,15 @@ port_free() {
 # proxy so that each proxy's upstream handshakes are logged apart: per connection,
 # $ssl_session_reused ("r" or "."), the protocol, cipher and key exchange group. Port
 # 8080 serves the same files over plain HTTP: scenario 3's baseline, the application
-# calling the upstream with no proxy in between.
+# calling the upstream with no proxy in between. Port 9443 is the application's own TLS
+# server for scenario 6 (passthrough): the client's TLS ends there, no client certificate.
 UP_CLOSE_PORTS=(8444 8445 8446)
 UP_PLAIN_PORT=8080
+UP_PT_PORT=9443
 start_upstream() {
 	local p srv=""
 	mkdir -p "$W/up/tmp"
-	for p in 8443 "$UP_PLAIN_PORT" "${UP_CLOSE_PORTS[@]}"; do port_free "$UP_IP" "$p" || die "$UP_IP:$p is in use"; done
+	for p in 8443 "$UP_PLAIN_PORT" "$UP_PT_PORT" "${UP_CLOSE_PORTS[@]}"; do port_free "$UP_IP" "$p" || die "$UP_IP:$p is in use"; done
 	for p in "${UP_CLOSE_PORTS[@]}"; do
 		srv+="
   server {
@@ -84,7 +87,13 @@ http {
     ssl_session_cache shared:up:10m; ssl_session_tickets on; ssl_protocols TLSv1.2 TLSv1.3;
     root $W/www;
   }
-  server { listen $UP_IP:$UP_PLAIN_PORT; root $W/www; }$srv
+  server { listen $UP_IP:$UP_PLAIN_PORT; root $W/www; }
+  server {
+    listen $UP_IP:$UP_PT_PORT ssl;
+    ssl_certificate $W/srv.crt; ssl_certificate_key $W/srv.key;
+    ssl_session_cache shared:pt:10m; ssl_protocols TLSv1.2 TLSv1.3;
+    root $W/www;
+  }$srv
 }
 NGX
 	nginx -p "$W/up" -c "$W/up/nginx.conf" & PIDS+=($!)

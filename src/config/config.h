@@ -110,6 +110,13 @@ void res_free(struct resource *r);
 /* Cross-resource checks over a whole set: a VirtualService naming a Gateway that does not
  * exist, a route to a subset no DestinationRule defines, and so on. Adds warnings only. */
 void res_check_refs(struct resource *const *all, size_t n, struct diags *d);
+/* DestinationRules among all whose host no ServiceEntry among all lists (Istio's
+ * IST0174 UnknownDestinationRuleHost): an exact host no ServiceEntry host equals or
+ * covers, a wildcard host no ServiceEntry host overlaps. Hosts of the cluster domain
+ * ("reviews", "x.ns.svc.cluster.local") are Kubernetes Services, which the store does not
+ * hold: never reported. Sets unknown[i] for each such all[i] (unknown has n entries;
+ * others are set false). O(n log n). */
+void res_dr_unknown_hosts(const struct resource *const *all, size_t n, bool *unknown);
 
 /* kubectl explain for KIND[.field.path], from the keyword tables that decode the YAML
  * (res_explain.c): the field's type and, for objects, its fields with their types; fields

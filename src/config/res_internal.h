@@ -206,7 +206,6 @@ void post_vs_fault_abort(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_tls_route(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_tls_match(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_tcp_route(struct dctx *c, const struct ynode *map, void *obj);
-void post_vs_l4_match(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_route_dest(struct dctx *c, const struct ynode *map, void *obj);
 void post_dr(struct dctx *c, const struct ynode *map, void *obj);
 void post_dr_policy(struct dctx *c, const struct ynode *map, void *obj);

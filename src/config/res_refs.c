@@ -6,7 +6,9 @@
 #include "config/res_internal.h"
 #include "core/util.h"
 
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -274,9 +276,85 @@ static void check_gw(struct refctx *x, const struct gateway *gw)
 	}
 }
 
+void res_dr_unknown_hosts(const struct resource *const *all, size_t n, bool *unknown)
+{
+	char **hosts = xcalloc(n + 1, sizeof(*hosts));
+	const char **keys;
+	size_t *owner, *first, nh = 0, nse = 0, cap = n + 1;
+
+	owner = xcalloc(cap, sizeof(*owner));
+	/* ServiceEntry hosts first: an overlap's earliest index is then a ServiceEntry's
+	 * whenever one overlaps. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < n; i++) {
+			const struct resource *r = all[i];
+			char h[300];
+
+			unknown[i] = false;
+			if (pass == 0 && r->kind == RES_SERVICE_ENTRY) {
+				for (size_t k = 0; k < r->u.se->hosts.n; k++) {
+					if (nh == cap) {
+						cap *= 2;
+						hosts = xrealloc(hosts, cap * sizeof(*hosts));
+						owner = xrealloc(owner, cap * sizeof(*owner));
+					}
+					norm_host(r->u.se->hosts.v[k], r->namespace, h, sizeof(h));
+					owner[nh] = i;
+					hosts[nh++] = xstrdup(h);
+				}
+			} else if (pass == 1 && r->kind == RES_DESTINATION_RULE && r->u.dr->host) {
+				if (nh == cap) {
+					cap *= 2;
+					hosts = xrealloc(hosts, cap * sizeof(*hosts));
+					owner = xrealloc(owner, cap * sizeof(*owner));
+				}
+				norm_host(r->u.dr->host, r->namespace, h, sizeof(h));
+				owner[nh] = i;
+				hosts[nh++] = xstrdup(h);
+			}
+		}
+		if (pass == 0)
+			nse = nh;
+	}
+	keys = xcalloc(nh + 1, sizeof(*keys));
+	for (size_t i = 0; i < nh; i++)
+		keys[i] = hosts[i];
+	first = xcalloc(nh + 1, sizeof(*first));
+	res_hosts_first_overlap(keys, nh, first);
+	for (size_t j = nse; j < nh; j++)
+		if ((first[j] == SIZE_MAX || first[j] >= nse) &&
+		    !str_has_suffix(hosts[j], ".cluster.local") && strcmp(hosts[j], "*") != 0)
+			unknown[owner[j]] = true;
+	for (size_t i = 0; i < nh; i++)
+		free(hosts[i]);
+	free(hosts);
+	free(keys);
+	free(owner);
+	free(first);
+}
+
+/* IST0174's finding, at the DestinationRule's host. */
+static void check_dr_hosts(struct refctx *x)
+{
+	bool *unknown = xcalloc(x->n + 1, sizeof(*unknown));
+
+	res_dr_unknown_hosts((const struct resource *const *)x->all, x->n, unknown);
+	for (size_t i = 0; i < x->n; i++) {
+		if (!unknown[i])
+			continue;
+		x->r = x->all[i];
+		snprintf(x->path, sizeof(x->path), "spec.host");
+		rwarn(x, x->r->u.dr->pos, "", "no ServiceEntry has host \"%s\" (IST0174): its "
+		      "traffic policy applies to nothing", x->r->u.dr->host);
+	}
+	free(unknown);
+}
+
 void res_check_refs(struct resource *const *all, size_t n, struct diags *d)
 {
 	struct refctx x = { all, n, d, NULL, "" };
+
+	check_dr_hosts(&x);
 
 	for (size_t i = 0; i < n; i++) {
 		x.r = all[i];

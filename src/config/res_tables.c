@@ -379,7 +379,7 @@ static const struct kw kt_vs_l4_match_kws[] = {
 	  .check = chk_source_namespace),
 	END
 };
-STAB(kt_vs_l4_match, struct vs_l4_match, "L4MatchAttributes", post_vs_l4_match);
+STAB(kt_vs_l4_match, struct vs_l4_match, "L4MatchAttributes", NULL);
 
 static const struct kw kt_vs_route_dest_kws[] = {
 	F(struct vs_route_destination, "destination", KW_OBJ, destination,

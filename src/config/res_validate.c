@@ -947,19 +947,6 @@ void post_gw_server(struct dctx *c, const struct ynode *map, void *obj)
 		            "only be used with http servers");
 		path_pop(c, mark);
 	}
-	/* What egressgw accepts but does not serve as Istio does (never silent). */
-	if (s->tls && res_protocol_is_tls(s->port.protocol)) {
-		size_t mark = path_push_key(c, "tls");
-
-		if (s->tls->mode == GW_TLS_AUTO_PASSTHROUGH)
-			dwarn_field(c, ynode_get(map, "tls"), "mode", "AUTO_PASSTHROUGH is not served "
-			            "by egressgw: connections to this server are refused");
-		else if (s->tls->mode != GW_TLS_PASSTHROUGH && s->port.protocol == RES_PROTO_TLS)
-			dwarn_field(c, ynode_get(map, "tls"), "mode", "protocol TLS with a terminating "
-			            "mode: egressgw serves the terminated bytes as HTTP (http: routes), "
-			            "not by tcp:/tls: routes");
-		path_pop(c, mark);
-	}
 }
 
 void post_gw(struct dctx *c, const struct ynode *map, void *obj)
@@ -1227,15 +1214,6 @@ void post_vs_http(struct dctx *c, const struct ynode *map, void *obj)
 		total += h->route.v[i].weight;
 	check_weight_total(c, map, h->route.n, total);
 	check_authority_rewrite(c, map, h);
-}
-
-void post_vs_l4_match(struct dctx *c, const struct ynode *map, void *obj)
-{
-	struct vs_l4_match *m = obj;
-
-	if (m->source_subnet)
-		dwarn_field(c, map, "sourceSubnet", "sourceSubnet is not applied by egressgw: "
-		            "connections this route would take are refused");
 }
 
 void post_vs_tls_match(struct dctx *c, const struct ynode *map, void *obj)

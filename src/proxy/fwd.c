@@ -2418,6 +2418,7 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 	q.host = q.sni ? q.sni : sock_addr_ip_str(&d->odst, ip, sizeof(ip));
 	q.port = port;
 	q.dst = &d->odst;
+	q.src = &d->remote;
 	if (l4_route_sidecar(w, w->snap, &q, sst, &r) == 0) {
 		/* A ServiceEntry address before the SNI: Istio's listener for that IP:port wins
 		 * over the port's wildcard one, where the SNI is looked at. */
@@ -2450,6 +2451,7 @@ static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status s
 	q.host = q.sni;
 	q.port = d->lst->port;
 	q.dst = &d->local;
+	q.src = &d->remote;
 	r.snap = d->snap;
 	l4_route_gateway(d->w, d->lst, &q, sst, &r);
 	l4_authz(d->w, d->snap, &q, &d->remote, d->remote_s, NULL, &r);
@@ -2531,6 +2533,7 @@ static void st_sidecar_connect(struct stream *st)
 	 * the egress gateway takes it there, and the gateway routes on the real SNI. */
 	q.sni = q.host = host;
 	q.port = port;
+	q.src = &d->remote;
 	if (sock_addr_from_ip(host, port, &ip) == 0)
 		q.dst = &ip;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_OK, &r) == 0) {
@@ -2744,6 +2747,7 @@ static bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
 	q.host = st->host;
 	q.port = port;
 	q.dst = d->redirected ? &d->odst : NULL;
+	q.src = &d->remote;
 	q.http = true;
 	if (l4_route_sidecar(w, st->snap, &q, SNI_NOT_TLS, &r) == 0)
 		return false;
@@ -3333,6 +3337,18 @@ static void d_handshake(struct dconn *d)
 			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
 			          d->sni ? d->sni : "-");
 		}
+	}
+	/* A protocol TLS server: the bytes inside go by tls:/tcp: routes (l4fwd.c). */
+	if (d->lst && d->lst->l4 && d->snap && l4_term_takes(d->lst, d->sni)) {
+		loop_io_del(d->w->loop, &d->io);
+		if (l4_term_handoff(d->w, d->snap, d->lst, d->tls, d->io.fd, d->sni, &d->local,
+		                    &d->remote, d->local_s, d->remote_s, d->principal,
+		                    d->accept_wall_ms, d->accept_ms) == 0) {
+			d->io.fd = -1;
+			d->tls = NULL;
+		}
+		d->dead = true;
+		return;
 	}
 	{
 		const char *alpn = tls_conn_alpn(d->tls);

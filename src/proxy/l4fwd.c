@@ -1,6 +1,7 @@
 /* l4fwd: tls: and tcp: routes on the data path (see l4fwd.h). */
 #include "proxy/l4fwd.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@
 #include "net/tls.h"
 #include "proxy/alog.h"
 #include "proxy/authz.h"
+#include "proxy/l4tls.h"
 #include "proxy/worker.h"
 
 /* One log line per worker per second at most: a client probing a gateway port with
@@ -64,16 +66,11 @@ static void l4_follow(struct worker *w, const struct l4_route *rt, const struct 
 	/* Automatic mutual TLS (cluster.h auto_mtls) is not a DestinationRule's word: Istio's
 	 * egress gateway carries no tlsMode label, so its sidecars never wrap a passthrough
 	 * hop in mesh TLS, and a PASSTHROUGH port routes on the application's own SNI, which
-	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. */
-	if (d->cluster->tls_mode != CLUSTER_TLS_DISABLE && !d->cluster->auto_mtls) {
-		/* The tunnel would send in the clear what the DestinationRule says must be
-		 * encrypted: refuse instead. */
-		l4_refuse(w, q, table, r, 503, ALOG_F_UF,
-		          "upstream_reset_before_response_started{connection_failure}",
-		          "the destination's DestinationRule originates TLS, which a tls/tcp route "
-		          "does not do here");
-		return;
-	}
+	 * a wrapping would hide (istio/istio#48955). The bytes go as they are. A
+	 * DestinationRule's own tls (the older form of the egress gateway task: ISTIO_MUTUAL
+	 * with the application's host as SNI) is spoken by the tunnel (l4tls.c); a tunnel
+	 * that no route sends (a CONNECT to a registry host) relays bytes as they are. */
+	r->originate_tls = d->cluster->tls_mode != CLUSTER_TLS_DISABLE && !d->cluster->auto_mtls;
 	STAT_INC(w->st.l4_routed);
 }
 
@@ -154,25 +151,52 @@ int l4_route_sidecar(struct worker *w, const struct snap *s, const struct l4_req
 	return 0;
 }
 
-/* Whether one of the listener's PASSTHROUGH servers admits the name. */
-static bool l4_server_admits(const struct snap_listener *l, const char *sni)
+/* Whether one of the listener's PASSTHROUGH servers admits the name: a plain one by the
+ * name itself, an AUTO_PASSTHROUGH one (auto true) by the host inside Istio's
+ * outbound_.PORT_.SUBSET_.HOST form (auto_host, NULL when sni is not of that form). */
+static bool l4_server_admits(const struct snap_listener *l, const char *sni,
+                             const char *auto_host, bool autos)
 {
 	for (size_t i = 0; i < l->nservers; i++) {
 		const struct snap_server *sv = &l->servers[i];
+		const char *name = autos ? auto_host : sni;
 
-		if (sv->tls != SNAP_SRV_PASSTHROUGH)
+		if (sv->tls != SNAP_SRV_PASSTHROUGH || sv->auto_sni != autos || (autos && !name))
 			continue;
 		for (size_t j = 0; j < sv->nhosts; j++)
-			if (tls_host_match(sv->hosts[j], sni))
+			if (tls_host_match(sv->hosts[j], name))
 				return true;
 	}
 	return false;
+}
+
+/* AUTO_PASSTHROUGH (Istio's SNI-DNAT): the cluster the SNI names, outbound|PORT|SUBSET|HOST,
+ * taken as it is: its endpoints, none of its DestinationRule's TLS (the bytes are the
+ * client's own TLS, as Istio's sni-dnat clusters carry them). */
+static void l4_follow_auto(struct worker *w, const struct snap_listener *l,
+                           const struct l4_req *q, uint16_t port, const char *subset,
+                           const char *host, struct tun_req *r)
+{
+	char name[600];
+	struct cluster *c;
+
+	snprintf(name, sizeof(name), "outbound|%u|%s|%s", port, subset, host);
+	c = r->snap ? snap_cluster_find(r->snap, name) : NULL;
+	if (!c) {
+		l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
+		          "AUTO_PASSTHROUGH: the SNI names no cluster of the registry");
+		return;
+	}
+	r->cl = c;
+	STAT_INC(w->st.l4_routed);
 }
 
 void l4_route_gateway(struct worker *w, const struct snap_listener *l, const struct l4_req *q,
                       enum sni_status st, struct tun_req *r)
 {
 	const struct l4_route *rt;
+	char asub[256], ahost[256] = "";
+	uint16_t aport = 0;
 
 	if (l->l4_mode != SNAP_L4_TCP) {
 		if (st != SNI_OK && st != SNI_NO_NAME) {
@@ -181,7 +205,13 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 			                            : "unreadable ClientHello");
 			return;
 		}
-		if (!l4_server_admits(l, q->sni)) {
+		if (l4_auto_sni_parse(q->sni, &aport, asub, sizeof(asub), ahost, sizeof(ahost)) < 0)
+			ahost[0] = '\0';
+		if (!l4_server_admits(l, q->sni, NULL, false)) {
+			if (ahost[0] && l4_server_admits(l, q->sni, ahost, true)) {
+				l4_follow_auto(w, l, q, aport, asub, ahost, r);
+				return;
+			}
 			l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
 			          q->sni ? "no PASSTHROUGH server of this port has the SNI as a host"
 			                 : "no SNI, and no PASSTHROUGH server of this port has host \"*\"");
@@ -189,6 +219,10 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
 		}
 	}
 	rt = l4_lookup(l->l4, q);
+	if (!rt && ahost[0] && l4_server_admits(l, q->sni, ahost, true)) {
+		l4_follow_auto(w, l, q, aport, asub, ahost, r);
+		return;
+	}
 	if (!rt) {
 		l4_refuse(w, q, l->name, r, 503, ALOG_F_NR, "filter_chain_not_found",
 		          l->l4_mode != SNAP_L4_TCP ? "no tls route matches the SNI"
@@ -239,6 +273,7 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	sock_addr_str(peer, remote_s, sizeof(remote_s));
 	memset(&q, 0, sizeof(q));
 	q.port = l->port;
+	q.src = peer;
 	if (sock_local_addr(fd, &local) == 0) {
 		sock_addr_str(&local, local_s, sizeof(local_s));
 		q.dst = &local;
@@ -255,13 +290,77 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	tun_start(w, &r);
 }
 
+bool l4_term_takes(const struct snap_listener *l, const char *sni)
+{
+	const struct snap_server *best = NULL;
+	size_t score = 0;
+
+	/* The server the handshake's SNI dispatch chose: the most specific host. */
+	for (size_t i = 0; i < l->nservers; i++) {
+		const struct snap_server *sv = &l->servers[i];
+		size_t sc = sv->ctx ? snap_server_sni_score(sv, sni) : 0;
+
+		if (sc > score) {
+			score = sc;
+			best = sv;
+		}
+	}
+	return best && best->term_l4;
+}
+
+int l4_term_handoff(struct worker *w, struct snap *s, const struct snap_listener *l,
+                    struct tls_conn *tls, int fd, const char *sni,
+                    const struct sock_addr *local, const struct sock_addr *remote,
+                    const char *local_s, const char *remote_s, const char *principal,
+                    int64_t start_wall_ms, uint64_t start_ms)
+{
+	const struct l4_route *rt;
+	struct tun_req r;
+	struct l4_req q;
+	int plain;
+
+	memset(&q, 0, sizeof(q));
+	q.sni = sni && sni[0] ? sni : NULL;
+	q.host = q.sni;
+	q.port = l->port;
+	q.dst = local;
+	q.src = remote;
+	memset(&r, 0, sizeof(r));
+	r.snap = s;
+	rt = l4_lookup(l->l4, &q);
+	if (rt)
+		l4_follow(w, rt, &q, l->name, &r);
+	else
+		l4_refuse(w, &q, l->name, &r, 503, ALOG_F_NR, "filter_chain_not_found",
+		          "no tls or tcp route takes what this TLS server terminated");
+	l4_authz(w, s, &q, remote, remote_s, principal, &r);
+	plain = l4tls_wrap_server(w, tls, fd);
+	if (plain < 0) {
+		log_warn("l4", "%s: no socketpair for the terminated connection: %s", remote_s,
+		         strerror(errno));
+		return -1;
+	}
+	r.fd = plain;
+	r.local_s = local_s;
+	r.remote_s = remote_s;
+	r.sni = q.sni;
+	r.start_wall_ms = start_wall_ms;
+	r.start_ms = start_ms;
+	tun_start(w, &r);
+	return 0;
+}
+
 bool l4_peek_passthrough(const struct snap_listener *l, const char *sni)
 {
 	size_t pass = 0, term = 0;
 
 	for (size_t i = 0; i < l->nservers; i++) {
 		const struct snap_server *sv = &l->servers[i];
-		size_t score = snap_server_sni_score(sv, sni);
+		char asub[256], ahost[256];
+		uint16_t aport;
+		size_t score = sv->auto_sni && l4_auto_sni_parse(sni, &aport, asub, sizeof(asub), ahost,
+		                                                 sizeof(ahost)) == 0
+		               ? snap_server_sni_score(sv, ahost) : snap_server_sni_score(sv, sni);
 
 		if (sv->tls == SNAP_SRV_PASSTHROUGH && score > pass)
 			pass = score;

@@ -10,17 +10,20 @@
  *            host that a tls: route takes (an endpoint of its registry cluster), with no
  *            SNI, another one, or none at all, is refused.
  *   gateway  a PASSTHROUGH port: the ClientHello's SNI must be one of the servers' hosts
- *            and match a tls: route; a TCP port: the first tcp: route. Otherwise the
- *            connection is closed with NR (Envoy's filter_chain_not_found).
+ *            and match a tls: route; a TCP port: the first tcp: route; an
+ *            AUTO_PASSTHROUGH server: an SNI outbound_.PORT_.SUBSET_.HOST whose HOST its
+ *            hosts admit goes to that cluster, bytes as they are (Istio's SNI-DNAT).
+ *            Otherwise the connection is closed with NR (Envoy's filter_chain_not_found).
  *
  * Once routed, the connection is decided by the AuthorizationPolicies of the proxy
  * (l4_authz, Envoy's network RBAC filter): at the gateway after the ClientHello's SNI is
  * read (PASSTHROUGH) or at accept (TCP), at the sidecar when its first bytes are
  * classified; always before the tunnel connects upstream.
  *
- * The tunnel carries bytes as they are: a destination cluster that would originate TLS
- * (a DestinationRule tls mode other than DISABLE) cannot be served by it, and is refused
- * (UF) rather than sent in the clear. Worker thread only. */
+ * A destination cluster whose DestinationRule originates TLS gets it under the tunnel
+ * (l4tls.c): the older form of the egress gateway task, ISTIO_MUTUAL around the
+ * application's TLS; on the gateway a protocol TLS server with a terminating mode hands
+ * what it terminated to the routes (l4_term_handoff). Worker thread only. */
 #ifndef EGRESS_PROXY_L4FWD_H
 #define EGRESS_PROXY_L4FWD_H
 
@@ -48,6 +51,21 @@ void l4_route_gateway(struct worker *w, const struct snap_listener *l, const str
  * tunnel owns fd from here. */
 void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
                    const struct sock_addr *peer);
+
+/* Gateway: whether the server the handshake on listener l chose by the SNI sni (the most
+ * specific host) is protocol TLS with a terminating mode (snap_server.term_l4), whose
+ * inner bytes go by tls:/tcp: routes rather than HTTP. */
+bool l4_term_takes(const struct snap_listener *l, const char *sni);
+/* Then: the bytes inside go by the listener's tls: (on sni) and tcp: routes, decided by
+ * the AuthorizationPolicies with the client's principal (NULL: none), through a tunnel
+ * over l4tls.c's server side. fd must not be registered with the loop. Returns 0 (tls and
+ * fd are owned from then on), or -1 when the relay could not be made (still the
+ * caller's, to close). */
+int l4_term_handoff(struct worker *w, struct snap *s, const struct snap_listener *l,
+                    struct tls_conn *tls, int fd, const char *sni,
+                    const struct sock_addr *local, const struct sock_addr *remote,
+                    const char *local_s, const char *remote_s, const char *principal,
+                    int64_t start_wall_ms, uint64_t start_ms);
 
 /* Gateway, a port with PASSTHROUGH and terminating servers (l4_mode PEEK): whether the
  * ClientHello's name (NULL: none) goes to a PASSTHROUGH server, that is whether one of

@@ -2,6 +2,7 @@
 #include "proxy/l4route.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,32 @@ bool l4_cidr_contains(const struct l4_cidr *c, const struct sock_addr *a)
 	return true;
 }
 
+int l4_auto_sni_parse(const char *sni, uint16_t *port, char *subset, size_t subset_sz,
+                      char *host, size_t host_sz)
+{
+	const char *p, *sub, *h;
+	unsigned long v = 0;
+
+	if (!sni || strncmp(sni, "outbound_.", 10) != 0)
+		return -1;
+	p = sni + 10;
+	for (; isdigit((unsigned char)*p) && v <= 65535; p++)
+		v = v * 10 + (unsigned long)(*p - '0');
+	if (p == sni + 10 || v == 0 || v > 65535 || strncmp(p, "_.", 2) != 0)
+		return -1;
+	sub = p + 2;
+	h = strstr(sub, "_.");
+	if (!h || (size_t)(h - sub) >= subset_sz || strlen(h + 2) >= host_sz || !h[2])
+		return -1;
+	memcpy(subset, sub, (size_t)(h - sub));
+	subset[h - sub] = '\0';
+	for (size_t i = 0; h[2 + i]; i++)
+		host[i] = (char)tolower((unsigned char)h[2 + i]);
+	host[strlen(h + 2)] = '\0';
+	*port = (uint16_t)v;
+	return 0;
+}
+
 static bool l4_hosts_hit(const struct l4_match *m, const char *name)
 {
 	if (m->nhosts == 0)
@@ -81,6 +108,8 @@ static bool l4_match_hit(const struct l4_route *r, const struct l4_match *m,
 	if (m->port && m->port != req->port)
 		return false;
 	if (!l4_hosts_hit(m, r->tls ? req->sni : req->host))
+		return false;
+	if (m->has_src && (!req->src || !l4_cidr_contains(&m->src, req->src)))
 		return false;
 	if (m->nsubnets) {
 		if (!req->dst)

@@ -11,11 +11,14 @@
  *     VirtualService's hosts against the destination's name), as Envoy prefers the more
  *     specific filter chain;
  *   - a route's destinations split connections by weight.
- * Conditions egressgw cannot evaluate here (sourceSubnet) do not make a match broader or
- * narrower: a route using one is compiled with `refuse` set, and a connection it would
- * take is refused (closed, logged with NR), never sent elsewhere; sourceLabels and
- * sourceNamespace are decided at compile time against the proxy's own labels and
- * namespace, as Istio does per proxy.
+ * A tcp: match's sourceSubnet is compared with the connection's source address (the
+ * application's on the sidecar, the downstream peer's on the gateway), as Envoy's
+ * source_prefix_ranges; a connection whose source is unknown does not match it.
+ * Conditions egressgw cannot evaluate here (a destinationSubnets entry that is not an
+ * address) do not make a match broader or narrower: a route using one is compiled with
+ * `refuse` set, and a connection it would take is refused (closed, logged with NR), never
+ * sent elsewhere; sourceLabels and sourceNamespace are decided at compile time against
+ * the proxy's own labels and namespace, as Istio does per proxy.
  *
  * Pure data and lookups, no I/O: the data path (fwd.c hooks, l4fwd.c) does the rest. A
  * table belongs to a snapshot and is immutable once built. */
@@ -43,6 +46,8 @@ struct l4_match {
 	uint16_t port;             /* 0: any */
 	struct l4_cidr *subnets;   /* destinationSubnets; none: any */
 	size_t nsubnets;
+	struct l4_cidr src;        /* tcp: sourceSubnet, when has_src */
+	bool has_src;
 };
 
 struct l4_route {
@@ -74,6 +79,7 @@ struct l4_req {
 	                            * NULL: unknown */
 	uint16_t port;             /* the destination (sidecar) or listener (gateway) port */
 	const struct sock_addr *dst;   /* the destination address when known, else NULL */
+	const struct sock_addr *src;   /* the connection's source (sourceSubnet), or NULL */
 	bool http;                 /* an HTTP request: it names its host (Host), no SNI needed */
 };
 
@@ -81,6 +87,12 @@ struct l4_req {
  * -1 when s is not one. */
 int l4_cidr_parse(const char *s, struct l4_cidr *out);
 bool l4_cidr_contains(const struct l4_cidr *c, const struct sock_addr *a);
+
+/* Istio's AUTO_PASSTHROUGH SNI, "outbound_.PORT_.SUBSET_.HOST" (SUBSET empty: none):
+ * fills port, subset and host (lower-case). Returns 0, or -1 when sni is not of that
+ * form or a part does not fit. */
+int l4_auto_sni_parse(const char *sni, uint16_t *port, char *subset, size_t subset_sz,
+                      char *host, size_t host_sz);
 
 /* The route the connection takes, or NULL. */
 const struct l4_route *l4_lookup(const struct l4_table *t, const struct l4_req *req);

@@ -339,6 +339,37 @@ static void snap_gather_gwapi(struct snap_b *b)
 	}
 }
 
+/* A visible DestinationRule whose host no visible ServiceEntry lists, nor --mesh-hosts
+ * (Istio's IST0174, res_dr_unknown_hosts): its policy applies to nothing, which the
+ * configuration's author should hear about; said in the build's log, as egressctl apply
+ * and analyze say it. */
+static void snap_dr_hosts_check(struct snap_b *b)
+{
+	size_t n = b->nse + b->ndr;
+	const struct resource **all = xcalloc(n + 1, sizeof(*all));
+	bool *unknown = xcalloc(n + 1, sizeof(*unknown));
+	char id[300];
+
+	memcpy(all, b->se, b->nse * sizeof(*all));
+	memcpy(all + b->nse, b->dr, b->ndr * sizeof(*all));
+	res_dr_unknown_hosts(all, n, unknown);
+	for (size_t i = b->nse; i < n; i++) {
+		const struct destinationrule *dr = all[i]->u.dr;
+		bool mesh = false;
+
+		for (const char **h = b->p->mesh_hosts; h && *h && !mesh; h++)
+			mesh = strcasecmp(*h, dr->host) == 0;
+		if (unknown[i] && !mesh)
+			diag_warn(b->d, dr->pos.file ? dr->pos.file : all[i]->file,
+			          dr->pos.file ? dr->pos.line : all[i]->line, dr->pos.col,
+			          "DestinationRule %s: spec.host: no ServiceEntry has host \"%s\" "
+			          "(IST0174): its traffic policy applies to nothing",
+			          snap_res_id(all[i], id, sizeof(id)), dr->host);
+	}
+	free(unknown);
+	free(all);
+}
+
 static void snap_gather(struct snap_b *b)
 {
 	const struct store_contents *c = b->contents;
@@ -466,6 +497,7 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	secret_cache_begin(b.secrets);
 
 	snap_gather(&b);
+	snap_dr_hosts_check(&b);
 	snap_identity(&b);
 	snap_cred_want(&b);
 	if (p->role == SNAP_ROLE_GATEWAY) {

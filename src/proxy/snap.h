@@ -70,6 +70,14 @@ struct snap_server {
 	char **allowed_sans;      /* client identities allowed (Gateway tls.subjectAltNames) */
 	size_t nallowed_sans;
 	bool https_redirect;
+	/* tls.mode AUTO_PASSTHROUGH (tls == SNAP_SRV_PASSTHROUGH): an SNI of Istio's form
+	 * outbound_.PORT_.SUBSET_.HOST whose HOST one of hosts admits goes to that cluster
+	 * without a VirtualService (l4fwd.c). */
+	bool auto_sni;
+	/* protocol TLS with a terminating mode (ISTIO_MUTUAL, SIMPLE, MUTUAL): what is inside
+	 * the TLS goes by the listener's tls:/tcp: routes (l4fwd.c l4_term_handoff), not HTTP:
+	 * the older form of the egress gateway task. */
+	bool term_l4;
 	/* Where the server certificate came from, for config_dump: "kubernetes://NAME",
 	 * "file:/path/cert.pem" or "identity:/dir"; NULL for PLAIN/PASSTHROUGH. */
 	char *tls_source;

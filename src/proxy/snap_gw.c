@@ -243,15 +243,10 @@ static int snap_server_build(struct snap_b *b, const struct snap_gsrv *g, struct
 			out->allowed_sans[out->nallowed_sans++] =
 				xstrdup(sv->tls->subject_alt_names.v[i]);
 	}
-	if (g->kind == SNAP_K_PASS && sv->tls && sv->tls->mode == GW_TLS_AUTO_PASSTHROUGH) {
-		/* Istio routes these on outbound_.PORT_.SUBSET_.HOST SNIs to mesh services,
-		 * which this proxy does not have: refuse rather than guess. */
-		diag_warn(b->d, sv->pos.file, sv->pos.line, sv->pos.col,
-		          "Gateway %s: server on port %u: TLS mode AUTO_PASSTHROUGH is not served; "
-		          "server left out (its connections are refused)", id, sv->port.number);
-		snap_server_fini(out);
-		return -1;
-	}
+	/* Istio's SNI-DNAT: outbound_.PORT_.SUBSET_.HOST names the cluster (l4fwd.c). */
+	if (g->kind == SNAP_K_PASS && sv->tls && sv->tls->mode == GW_TLS_AUTO_PASSTHROUGH)
+		out->auto_sni = true;
+	out->term_l4 = g->kind == SNAP_K_TERM && sv->port.protocol == RES_PROTO_TLS;
 	if (g->kind != SNAP_K_TERM)
 		return 0;
 	if (g->kind != SNAP_K_TERM)

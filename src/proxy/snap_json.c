@@ -364,6 +364,16 @@ static void snap_dump_table(struct snap_json *j, const struct route_table *t)
 	snap_json_obj_end(j);
 }
 
+/* "10.0.0.0/8" into buf. */
+static const char *snap_json_cidr(const struct l4_cidr *c, char *buf, size_t n)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	inet_ntop(c->family, c->addr, ip, sizeof(ip));
+	snprintf(buf, n, "%s/%u", ip, c->bits);
+	return buf;
+}
+
 /* tls:/tcp: routes, in lookup order, with what each match needs. */
 static void snap_dump_l4(struct snap_json *j, const char *key, const struct l4_table *t)
 {
@@ -385,13 +395,16 @@ static void snap_dump_l4(struct snap_json *j, const char *key, const struct l4_t
 				snap_json_int(j, "port", m->port);
 			snap_json_arr_begin(j, "destination_subnets");
 			for (size_t c = 0; c < m->nsubnets; c++) {
-				char ip[INET6_ADDRSTRLEN], buf[INET6_ADDRSTRLEN + 8];
+				char buf[INET6_ADDRSTRLEN + 8];
 
-				inet_ntop(m->subnets[c].family, m->subnets[c].addr, ip, sizeof(ip));
-				snprintf(buf, sizeof(buf), "%s/%u", ip, m->subnets[c].bits);
-				snap_json_str(j, NULL, buf);
+				snap_json_str(j, NULL, snap_json_cidr(&m->subnets[c], buf, sizeof(buf)));
 			}
 			snap_json_arr_end(j);
+			if (m->has_src) {
+				char buf[INET6_ADDRSTRLEN + 8];
+
+				snap_json_str(j, "source_subnet", snap_json_cidr(&m->src, buf, sizeof(buf)));
+			}
 			snap_json_obj_end(j);
 		}
 		snap_json_arr_end(j);
@@ -420,20 +433,24 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 		snap_json_obj_begin(j, NULL);
 		snap_json_str(j, "gateway", sv->gateway);
 		snap_json_str(j, "port_name", sv->port_name);
-		snap_json_str(j, "tls_mode", snap_srv_tls_name(sv->tls));
+		snap_json_str(j, "tls_mode",
+		              sv->auto_sni ? "AUTO_PASSTHROUGH" : snap_srv_tls_name(sv->tls));
 		snap_json_strv(j, "hosts", sv->hosts, sv->nhosts);
 		snap_json_strv(j, "allowed_sans", sv->allowed_sans, sv->nallowed_sans);
 		snap_json_bool(j, "https_redirect", sv->https_redirect);
 		snap_json_str(j, "tls_source", sv->tls_source);
+		if (sv->term_l4)
+			snap_json_bool(j, "routes_inside_by_tls_tcp", true);
 		snap_json_obj_end(j);
 	}
 	snap_json_arr_end(j);
-	if (l->l4_mode != SNAP_L4_NONE) {
+	if (l->l4_mode != SNAP_L4_NONE)
 		snap_json_str(j, "l4_mode", l->l4_mode == SNAP_L4_SNI    ? "SNI"
 		                            : l->l4_mode == SNAP_L4_PEEK ? "SNI_PEEK"
 		                                                         : "TCP");
+	/* Also a terminating listener's, when a protocol TLS server routes what is inside. */
+	if (l->l4_mode != SNAP_L4_NONE || l->l4)
 		snap_dump_l4(j, "l4_routes", l->l4);
-	}
 	snap_json_obj_end(j);
 }
 

@@ -14,9 +14,9 @@
  *    namespace when compiling (a match that does not apply to this proxy is left out);
  *  - a destination without port.number goes to the ServiceEntry's only port, else the
  *    match's or the listener's port; when none is known the route is refused;
- *  - sourceSubnet is not applied: a route using it refuses the connections it would take
- *    (warned here), so that such a route never sends traffic anywhere but its
- *    destinations. */
+ *  - a tcp: match's sourceSubnet is matched against the connection's source address
+ *    (l4route.h); a match whose address does not parse (decoding checks it, so only a
+ *    hand-made snapshot) refuses the connections its route would take. */
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
 
@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "core/util.h"
+#include "net/tls.h"
 
 /* A tls: or tcp: match seen through the fields both kinds share. */
 struct snap_l4m {
@@ -118,8 +119,12 @@ static void snap_l4_match(const struct resource *vsr, bool tls, const struct sna
 		else
 			snap_l4_refuse(r, "match.destinationSubnets entry is not an address");
 	}
-	if (m->src_subnet)
-		snap_l4_refuse(r, "match.sourceSubnet is not applied");
+	if (m->src_subnet) {
+		if (l4_cidr_parse(m->src_subnet, &out->src) == 0)
+			out->has_src = true;
+		else
+			snap_l4_refuse(r, "match.sourceSubnet is not an address");
+	}
 }
 
 /* Compiles one route for cx into out. Returns false when none of its matches applies. */
@@ -272,9 +277,9 @@ static bool snap_l4_vs_applies(const struct snap_b *b, const struct resource *vs
 	return false;
 }
 
-/* tls:/tcp: routes aimed at a TLS-terminating server (the older form of the egress
- * gateway task: ISTIO_MUTUAL, then tcp: routes for the inner bytes) are not served:
- * said, once per VirtualService and listener, rather than ignored. */
+/* tls:/tcp: routes aimed at a TLS-terminating server of protocol HTTPS (whose bytes are
+ * HTTP, as in Istio; a protocol TLS one serves them, snap_server.term_l4) are not
+ * served: said, once per VirtualService and listener, rather than ignored. */
 static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener *l,
                                     const struct resource *const *srv_gw,
                                     const struct gw_server *const *srv)
@@ -288,7 +293,8 @@ static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener
 		for (size_t i = 0; i < l->nservers; i++) {
 			struct snap_l4ctx cx = { l->servers[i].gateway, l->port, false };
 
-			if (!l->servers[i].ctx || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]) ||
+			if (!l->servers[i].ctx || l->servers[i].term_l4 ||
+			    !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]) ||
 			    !snap_l4_vs_applies(b, vsr, &cx))
 				continue;
 			diag_warn(b->d, vsr->u.vs->pos.file, vsr->u.vs->pos.line, vsr->u.vs->pos.col,
@@ -302,16 +308,47 @@ static void snap_l4_warn_terminated(struct snap_b *b, const struct snap_listener
 	}
 }
 
+/* AUTO_PASSTHROUGH servers name clusters by SNI (outbound_.PORT_.SUBSET_.HOST): the
+ * ServiceEntry host x port clusters exist anyway; the subsets' are wanted here, for every
+ * DestinationRule subset of a registry host one of the server's hosts admits. */
+static void snap_l4_auto_subsets(struct snap_b *b, const struct snap_server *sv)
+{
+	for (size_t d = 0; d < b->ndr; d++) {
+		const struct destinationrule *dr = b->dr[d]->u.dr;
+		char *host;
+		const struct resource *se;
+		bool admitted = false;
+
+		if (dr->subsets.n == 0)
+			continue;
+		host = snap_fqdn(dr->host, b->dr[d]->namespace);
+		for (size_t k = 0; k < sv->nhosts && !admitted; k++)
+			admitted = tls_host_match(sv->hosts[k], host);
+		se = admitted ? snap_se_for_host(b, host) : NULL;
+		for (size_t p = 0; se && p < se->u.se->ports.n; p++)
+			for (size_t s = 0; s < dr->subsets.n; s++)
+				snap_want_cluster(b, host, dr->subsets.v[s].name,
+				                  (uint16_t)se->u.se->ports.v[p].number);
+		free(host);
+	}
+}
+
 void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
                 const struct resource *const *srv_gw, const struct gw_server *const *srv)
 {
 	struct l4_table *t;
 	size_t cap = 0;
+	bool term_l4 = false;
 
 	if (l->tls)
 		snap_l4_warn_terminated(b, l, srv_gw, srv);
-	if (l->l4_mode == SNAP_L4_NONE)
+	for (size_t i = 0; i < l->nservers; i++)
+		term_l4 |= l->servers[i].term_l4;
+	if (l->l4_mode == SNAP_L4_NONE && !term_l4)
 		return;
+	for (size_t i = 0; i < l->nservers; i++)
+		if (l->servers[i].auto_sni)
+			snap_l4_auto_subsets(b, &l->servers[i]);
 	t = xcalloc(1, sizeof(*t));
 	t->name = xstrdup(l->name);
 	for (size_t v = 0; v < b->nvs; v++) {
@@ -326,13 +363,19 @@ void snap_l4_gw(struct snap_b *b, struct snap_listener *l,
 			for (size_t k = 0; k < i && !seen; k++)
 				seen = strcmp(l->servers[k].gateway, cx.gw) == 0 &&
 				       snap_l4_hosts_meet(vsr, srv_gw[k], srv[k]);
-			/* Terminating servers of a mixed port are served by http: routes. */
+			/* Terminating servers are served by http: routes, except protocol TLS
+			 * ones, whose inner bytes go by tls: (on the outer SNI) and tcp: routes. */
 			if (l->servers[i].tls != SNAP_SRV_PASSTHROUGH &&
-			    l->servers[i].tls != SNAP_SRV_TCP)
+			    l->servers[i].tls != SNAP_SRV_TCP && !l->servers[i].term_l4)
 				continue;
 			if (seen || !snap_l4_hosts_meet(vsr, srv_gw[i], srv[i]))
 				continue;
-			snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
+			if (l->servers[i].term_l4) {
+				snap_l4_vs_into(b, vsr, true, &cx, t, &cap);
+				snap_l4_vs_into(b, vsr, false, &cx, t, &cap);
+			} else {
+				snap_l4_vs_into(b, vsr, l->l4_mode != SNAP_L4_TCP, &cx, t, &cap);
+			}
 		}
 	}
 	l->l4 = t;
@@ -353,8 +396,8 @@ void snap_l4_mesh(struct snap_b *b)
 	b->s->mesh_l4 = t;
 }
 
-/* Links one table; a destination whose cluster originates TLS is said once here (the
- * data path refuses it: a tunnel relays bytes as they are). */
+/* Links one table: destinations to their clusters (a cluster whose DestinationRule
+ * originates TLS is spoken by the tunnel, l4tls.c). */
 static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 {
 	for (size_t i = 0; t && i < t->nroutes; i++) {
@@ -364,11 +407,6 @@ static void snap_l4_link_table(struct snap_b *b, struct l4_table *t)
 			struct cluster *c = snap_cluster_find(b->s, r->dests[k].cluster_name);
 
 			r->dests[k].cluster = c;
-			if (c && c->tls_mode != CLUSTER_TLS_DISABLE && !r->refuse)
-				diag_warn(b->d, r->file, r->line, 0,
-				          "VirtualService %s: %s[%zu]: the DestinationRule of %s originates "
-				          "TLS, which tls/tcp routes do not do here: its connections are "
-				          "refused (UF)", r->vs, r->tls ? "tls" : "tcp", r->index, c->name);
 		}
 	}
 }

@@ -7,6 +7,7 @@
  * whatever the interest) is then never reported while there is nothing we could do with
  * it, and with interest, the read or write the event leads to makes progress or fails. */
 #include "proxy/tunnel.h"
+#include "proxy/l4tls.h"
 #include "proxy/sidecar.h"
 #include "proxy/worker.h"
 #include "core/log.h"
@@ -55,6 +56,7 @@ struct tun {
 	bool connect;                  /* CONNECT: reply with a status line */
 	bool up_counted;               /* counted in ucx_active */
 	struct hstats_host *hs;        /* its endpoint's counters (hstats.h), or NULL */
+	bool originate_tls;            /* tun_req.originate_tls */
 	struct tdir d2u, u2d;
 	uint64_t last_bytes;           /* d2u.bytes + u2d.bytes at the last idle check */
 	char name[256];
@@ -355,6 +357,14 @@ static void tun_connected(struct tun *t)
 	}
 	if (sock_local_addr(t->uio.fd, &la) == 0)
 		sock_addr_str(&la, t->up_local, sizeof(t->up_local));
+	/* A DestinationRule's TLS (the sidecar's ISTIO_MUTUAL hop around the application's
+	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it. */
+	if (t->originate_tls &&
+	    l4tls_wrap_client(w, &t->uio, t->cl, t->sni[0] ? t->sni : t->name) < 0) {
+		tun_fail(t, 503, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
+		         t->cl->tls_ctx_error ? t->cl->tls_ctx_error : "no TLS context");
+		return;
+	}
 	t->state = TUN_OPEN;
 	loop_timer_arm(w->loop, &t->timer, TUN_IDLE_MS);
 	if (t->connect) {
@@ -553,6 +563,7 @@ void tun_start(struct worker *w, const struct tun_req *r)
 	t->cl = r->cl;
 	t->route_name = r->route_name;
 	t->connect = r->connect;
+	t->originate_tls = r->originate_tls;
 	t->start_wall_ms = r->start_wall_ms;
 	t->start_ms = r->start_ms;
 	t->port = r->port;

@@ -45,6 +45,9 @@ struct tun_req {
 	const char *name;
 	uint16_t port;
 	const char *sni;                 /* REQUESTED_SERVER_NAME, or NULL */
+	/* A tls:/tcp: route's destination whose DestinationRule originates TLS: the upstream
+	 * connection gets that TLS (l4tls.c). Other tunnels relay bytes as they are. */
+	bool originate_tls;
 	/* CONNECT: answer with a status line; the request's fields for the log line. */
 	bool connect;
 	const char *authority, *user_agent, *request_id, *protocol;

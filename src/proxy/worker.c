@@ -4,6 +4,7 @@
 #include "proxy/pool.h"
 #include "proxy/overload.h"
 #include "proxy/tunnel.h"
+#include "proxy/l4tls.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/dns.h"
@@ -527,6 +528,7 @@ void proxy_free(struct proxy *p)
 		uh2_table_free(w->uh2);
 		fwd_streams_free(w);
 		tun_close_all(w);
+		l4tls_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);
 		pool_free(w->pool);

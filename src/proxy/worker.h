@@ -128,6 +128,7 @@ struct worker {
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
+	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
 	void *st_free;                  /* fwd.c's free streams, and how many */
 	unsigned nst_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */

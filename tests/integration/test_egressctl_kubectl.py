@@ -127,7 +127,12 @@ def test_analyze_file_before_apply_and_new_codes(ctl, walkthrough, tmp_path):
     # Destination level: IST0128; port level: IST0129.
     top = ("apiVersion: networking.istio.io/v1beta1\nkind: DestinationRule\nmetadata:\n"
            "  name: t\nspec:\n  host: y.example.com\n  trafficPolicy:\n    tls: {mode: SIMPLE}\n")
-    r = ctl("analyze", "-f", "-", input=top)
+    # Each host has its ServiceEntry (else IST0174 would be reported too).
+    def se(host):
+        return ("---\napiVersion: networking.istio.io/v1beta1\nkind: ServiceEntry\n"
+                f"metadata:\n  name: se-{host.split('.')[0]}\nspec:\n  hosts: [{host}]\n"
+                "  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: DNS\n")
+    r = ctl("analyze", "-f", "-", input=top + se("y.example.com"))
     assert r.out == ("Warning [IST0128] (DestinationRule default/t) DestinationRule t in namespace "
                      "default has TLS mode set to SIMPLE but no caCertificates are set to "
                      "validate server identity for host: y.example.com\n"), r.out
@@ -135,12 +140,12 @@ def test_analyze_file_before_apply_and_new_codes(ctl, walkthrough, tmp_path):
           "  name: p\nspec:\n  host: x.example.com\n  trafficPolicy:\n    portLevelSettings:\n"
           "    - port: {number: 8443}\n      tls: {mode: MUTUAL, clientCertificate: /c.pem, "
           "privateKey: /k.pem}\n")
-    r = ctl("analyze", "-f", "-", input=dr)
+    r = ctl("analyze", "-f", "-", input=dr + se("x.example.com"))
     assert r.out == ("Warning [IST0129] (DestinationRule default/p) DestinationRule p in namespace "
                      "default has TLS mode set to MUTUAL but no caCertificates are set to "
                      "validate server identity for host: x.example.com at port 8443\n"), r.out
     r = ctl("analyze", "-f", "-", input=dr.replace("privateKey: /k.pem", "privateKey: /k.pem, "
-                                                   "caCertificates: /ca.pem"))
+                                                   "caCertificates: /ca.pem") + se("x.example.com"))
     assert (r.rc, r.out) == (0, "")
     # IST0109: two mesh VirtualServices for one host, on each of them; an Error (79).
     ctl.ok("apply", "-f", "-", input=vs_mesh_yaml("a", "svc.example.com"))

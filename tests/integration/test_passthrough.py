@@ -7,8 +7,10 @@ and TLS session it served; the application's own TLS goes sidecar -> gateway (po
 PASSTHROUGH, routed on the ClientHello's SNI) -> nginx, never terminated in between. With
 the gateway stopped, the request fails and nothing reaches nginx: the gateway cannot be
 bypassed. The other tests: refusals at the gateway (a name no server has, not TLS at
-all), routes the proxy cannot serve (refused, never sent elsewhere), a gateway TCP
-server with tcp: routes, and what proxy-config and /config_dump show."""
+all), routes the proxy cannot serve (refused, never sent elsewhere), sourceSubnet, the
+older form of the task (ISTIO_MUTUAL between sidecar and gateway around the application's
+TLS, tcp: routes at a protocol TLS server), AUTO_PASSTHROUGH, a gateway TCP server with
+tcp: routes, and what proxy-config and /config_dump show."""
 import json
 import os
 import socket
@@ -270,39 +272,26 @@ def test_gateway_refuses_what_no_route_has(topo):
 UNSERVED = """apiVersion: networking.istio.io/v1alpha3
 kind: VirtualService
 metadata:
-  name: tcp-with-source-subnet
+  name: tcp-without-port
 spec:
   hosts:
   - edition.cnn.com
   tcp:
-  - match:
-    - port: 443
-      sourceSubnet: 10.0.0.0/8
-    route:
+  - route:
     - destination:
         host: istio-egressgateway.istio-system.svc.cluster.local
         subset: cnn
-        port:
-          number: 443
 """
 
 
 def test_sidecar_refuses_a_route_it_cannot_serve(topo):
-    """A tcp: route with sourceSubnet (not applied here) would take edition.cnn.com:443:
-    refused, visibly, never passed to edition.cnn.com directly."""
+    """A tcp: route whose destination has no port (the match gives none, the host has no
+    single registry port) would take edition.cnn.com:443: refused, visibly, never passed
+    to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
-    before = t.sidecar.stat("config_reloads_total")
-    r = t.ctl("apply", "-f", "-", input=UNSERVED)
-    assert r.rc == 0, r.err
-    # Never silent: at apply, in analyze (with the field's place), in the proxy's log.
-    assert "spec.tcp[0].match[0].sourceSubnet: sourceSubnet is not applied" in r.err, r.err
-    an = t.ctl("analyze")
-    assert "IST0133" in an.out and "virtualservices/tcp-with-source-subnet.yaml:" in an.out, \
-        an.out
-    assert "sourceSubnet is not applied" in an.out, an.out
-    t.sidecar.wait_reloads(before + 1)
-    assert "match.sourceSubnet is not applied" in t.sidecar.stderr()
+    t.apply(UNSERVED, t.sidecar)
+    assert "route[].destination.port.number is needed" in t.sidecar.stderr()
     n_site = len(site_lines(t.site))
     r = get_politics(t)
     assert r.stdout != "200", r.stdout
@@ -311,6 +300,61 @@ def test_sidecar_refuses_a_route_it_cannot_serve(topo):
         m.string
     assert len(site_lines(t.site)) == n_site
     assert t.sidecar.stat("l4_refused_total") == 1
+
+
+SOURCE_SUBNET = """apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata:
+  name: tcp-with-source-subnet
+spec:
+  hosts:
+  - edition.cnn.com
+  tcp:
+  - match:
+    - port: 443
+      sourceSubnet: {subnet}
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        port:
+          number: 443
+"""
+
+
+def test_sidecar_tcp_route_source_subnet(topo):
+    """sourceSubnet is matched against the application's address (Envoy's
+    source_prefix_ranges): a subnet the application is not in leaves the route out (the
+    ServiceEntry's own cluster serves it, as in Istio), one it is in sends it to the
+    route's destination (here the egress gateway, which has no server on 443 in this
+    test: 503 UF, and nothing reaches edition.cnn.com)."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar)
+    out = t.ctl("apply", "-f", "-", input=SOURCE_SUBNET.format(subnet="10.0.0.0/8"))
+    assert out.rc == 0 and "sourceSubnet" not in out.err, out.err
+    an = t.ctl("analyze")
+    assert "sourceSubnet" not in an.out, an.out
+    wait_until(lambda: "tcp-with-source-subnet" in t.sidecar.admin("/config_dump")[1],
+               what="the route in the sidecar's snapshot")
+    assert "sourceSubnet" not in t.sidecar.stderr()
+    # curl connects from 127.0.0.1: not in 10.0.0.0/8.
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.stdout == "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
+    assert len(site_lines(t.site)) == n_site + 1
+
+    t.apply(SOURCE_SUBNET.format(subnet="127.0.0.0/8"), t.sidecar)
+    wait_until(lambda: "127.0.0.0/8" in t.sidecar.admin("/config_dump")[1],
+               what="the new subnet in the sidecar's snapshot")
+    n_side, n_site = len(t.sidecar.log_lines()), len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] != "200")
+    assert (m["code"], m["flags"], m["cluster"]) == ("503", "UF", f"outbound|443||{EGW_HOST}"), \
+        m.string
+    assert len(t.sidecar.log_lines()) == n_side + 1
+    assert len(site_lines(t.site)) == n_site
 
 
 MESH_TCP = """apiVersion: networking.istio.io/v1alpha3
@@ -455,96 +499,81 @@ def test_gateway_tcp_route(topo):
         srv.close()
 
 
-OLDER_FORM = """apiVersion: networking.istio.io/v1alpha3
-kind: Gateway
-metadata:
-  name: istio-egressgateway
-spec:
-  selector:
-    istio: egressgateway
-  servers:
-  - port:
-      number: 443
-      name: https
-      protocol: HTTPS
-    hosts:
-    - edition.cnn.com
-    tls:
-      mode: ISTIO_MUTUAL
----
-apiVersion: networking.istio.io/v1alpha3
-kind: DestinationRule
-metadata:
-  name: egressgateway-for-cnn
-spec:
-  host: istio-egressgateway.istio-system.svc.cluster.local
-  subsets:
-  - name: cnn
-    trafficPolicy:
-      portLevelSettings:
-      - port:
-          number: 443
-        tls:
-          mode: ISTIO_MUTUAL
-          sni: edition.cnn.com
----
-apiVersion: networking.istio.io/v1alpha3
-kind: VirtualService
-metadata:
-  name: direct-cnn-through-egress-gateway
-spec:
-  hosts:
-  - edition.cnn.com
-  gateways:
-  - mesh
-  - istio-egressgateway
-  tls:
-  - match:
-    - gateways:
-      - mesh
-      port: 443
-      sniHosts:
-      - edition.cnn.com
-    route:
-    - destination:
-        host: istio-egressgateway.istio-system.svc.cluster.local
-        subset: cnn
-        port:
-          number: 443
-  tcp:
-  - match:
-    - gateways:
-      - istio-egressgateway
-      port: 443
-    route:
-    - destination:
-        host: edition.cnn.com
-        port:
-          number: 443
-      weight: 100
-"""
+OLDER_FORM = (REPO / "tests" / "data" / "egress-gateways-https-mutual" /
+              "02-gateway-destinationrule-virtualservice-cnn.yaml").read_text()
 
 
-def test_older_form_with_mutual_tls_to_the_gateway_is_refused(topo):
-    """The older form of the task wraps the application's TLS in mutual TLS to the gateway
-    (DestinationRule ISTIO_MUTUAL on the gateway's subset) and forwards the inner bytes
-    by tcp: routes. Not supported: said by both proxies when they build the
-    configuration, and the connection is refused (UF), neither sent in the clear nor
-    direct."""
+def test_older_form_with_mutual_tls_to_the_gateway(topo):
+    """The older form of the task (istio.io's "Egress Gateways" HTTPS part with mutual TLS
+    before Istio 1.5, and the blog "Enforcing Egress traffic using Istio's authorization
+    policies"): the sidecar wraps the application's TLS in ISTIO_MUTUAL to the gateway
+    (the DestinationRule subset's tls, SNI edition.cnn.com), the gateway's protocol TLS
+    server terminates that hop and forwards the bytes inside by the tcp: route. nginx
+    serves the application's own session; with the gateway stopped the request fails and
+    nothing goes to edition.cnn.com directly."""
     t = topo
     t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
     t.apply(OLDER_FORM, t.sidecar, t.gateway)
-    assert "originates TLS, which tls/tcp routes do not do here" in t.sidecar.stderr()
+    for p in (t.sidecar, t.gateway):
+        assert "not served" not in p.stderr() and "originates TLS" not in p.stderr(), \
+            p.stderr()[-2000:]
+    wait_port(t.gw_ip, 443)
+    n_site, n_side = len(site_lines(t.site)), len(t.sidecar.log_lines())
+    passthrough = t.sidecar.stat("passthrough_total")
+    peers = t.gateway.stat("downstream_cx_peer_identity_total")
+    r = get_politics(t)
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-3000:],
+                               t.gateway.stderr()[-3000:], t.sidecar.log_lines(),
+                               t.gateway.log_lines())
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["cluster"], m["uhost"]) == \
+        ("200", f"outbound|443|cnn|{EGW_HOST}", f"{t.gw_ip}:443"), m.string
+    # The gateway took the sidecar's mutual TLS (its SPIFFE identity checked) and sent
+    # the bytes inside to edition.cnn.com by the tcp: route (Envoy's TCP line).
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN)
+    assert (g["method"], g["code"], g["flags"]) == ("-", "0", "-"), g.string
+    assert (g["cluster"], g["uhost"]) == (f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
+    assert t.gateway.stat("downstream_cx_peer_identity_total") == peers + 1
+    # nginx served the application's TLS session: its SNI, curl's certificate check.
+    wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
+    line = site_lines(t.site)[-1]
+    assert f"sni={CNN} " in line and 'req="GET /politics HTTP/1.1" status=200' in line, line
+    assert len(t.sidecar.log_lines()) == n_side + 1
+    assert t.sidecar.stat("passthrough_total") == passthrough
+    # proxy-config shows the tcp: route as the port's filter chain.
+    pc = t.proxyctl("proxy-config", "listener", "--port", "443")
+    assert pc.returncode == 0, pc.stderr
+    rows = [ln.split() for ln in pc.stdout.splitlines()]
+    assert rows[1:] == [[t.gw_ip, "443", "ALL", "Cluster:", f"outbound|443||{CNN}"]], pc.stdout
+
+    # The gateway stopped: the request fails, nothing reaches edition.cnn.com.
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines(t.site))
+    r = get_politics(t)
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503")
+    assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
+    assert len(site_lines(t.site)) == n_site, site_lines(t.site)
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def test_older_form_on_an_https_server_is_not_served(topo):
+    """The same with the Gateway server's protocol HTTPS: Istio serves what it terminates
+    as HTTP there, so the tcp: route does not apply. Said by the gateway when it builds
+    the configuration; the request fails and nothing reaches edition.cnn.com."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    t.apply(OLDER_FORM.replace("name: tls\n      protocol: TLS", "name: https\n      protocol: HTTPS"),
+            t.sidecar, t.gateway)
     assert "tls/tcp routes for Gateway default/istio-egressgateway port 443 are not served" \
         in t.gateway.stderr(), t.gateway.stderr()[-2000:]
+    wait_port(t.gw_ip, 443)
     n_site, n_gw = len(site_lines(t.site)), len(t.gateway.log_lines())
     r = get_politics(t)
     assert r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
-    assert (m["code"], m["flags"], m["cluster"]) == \
-        ("503", "UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
-    assert m["uhost"] == "-", m.string
-    assert len(site_lines(t.site)) == n_site and len(t.gateway.log_lines()) == n_gw
+    assert len(site_lines(t.site)) == n_site
+    assert not any(f"outbound|443||{CNN}" in x for x in t.gateway.log_lines()[n_gw:])
 
 
 def mixed_gateway(cert, key):
@@ -649,3 +678,81 @@ def test_passthrough_and_terminating_servers_share_a_port(topo):
     rows = [ln.split() for ln in pc.stdout.splitlines()]
     assert [t.gw_ip, "443", "SNI:", CNN, "Cluster:", f"outbound|443||{CNN}"] in rows, pc.stdout
     assert [t.gw_ip, "443", "SNI:", "term.example", "Route:", "http.443"] in rows, pc.stdout
+
+
+AUTO_PASSTHROUGH = """apiVersion: networking.istio.io/v1alpha3
+kind: Gateway
+metadata:
+  name: cross-network-gateway
+  namespace: istio-system
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 15443
+      name: tls
+      protocol: TLS
+    tls:
+      mode: AUTO_PASSTHROUGH
+    hosts:
+    - "*.cnn.com"
+"""
+
+
+def auto_get(ip, port, sni, ca):
+    """GET /politics over TLS with SNI sni (Istio's outbound_.PORT_.SUBSET_.HOST, as a
+    sidecar of another network sends it); the server's certificate is checked against
+    the demo CA for edition.cnn.com. Returns the response's first line, or "" when the
+    connection is closed first."""
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.check_hostname = False
+    with socket.create_connection((ip, port), timeout=5) as s:
+        try:
+            with ctx.wrap_socket(s, server_hostname=sni) as c:
+                cert = c.getpeercert()
+                assert ("DNS", CNN) in cert.get("subjectAltName", ()), cert
+                c.sendall(f"GET /politics HTTP/1.1\r\nHost: {CNN}\r\n"
+                          "Connection: close\r\n\r\n".encode())
+                data = b""
+                while True:
+                    chunk = c.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                return data.split(b"\r\n", 1)[0].decode()
+        except (ssl.SSLError, ConnectionError, OSError):
+            return ""
+
+
+def test_gateway_auto_passthrough(topo):
+    """Gateway tls.mode AUTO_PASSTHROUGH: no VirtualService; the SNI
+    outbound_.443_._.edition.cnn.com names the cluster outbound|443||edition.cnn.com,
+    which gets the client's TLS as it is (nginx logs that SNI); a host the server's
+    hosts do not admit, or a port the registry does not have, is refused (NR)."""
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.gateway)
+    r = t.ctl("apply", "-f", "-", input=AUTO_PASSTHROUGH)
+    assert r.rc == 0 and "AUTO_PASSTHROUGH" not in r.err, r.err
+    wait_port(t.gw_ip, 15443)
+    assert "AUTO_PASSTHROUGH" not in t.gateway.stderr()
+    n_site = len(site_lines(t.site))
+    sni = f"outbound_.443_._.{CNN}"
+    assert auto_get(t.gw_ip, 15443, sni, t.demo_ca) == "HTTP/1.1 200 OK"
+    g = t.gateway.wait_log(lambda m: m["sni"] == sni)
+    assert (g["code"], g["flags"], g["cluster"], g["uhost"]) == \
+        ("0", "-", f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), g.string
+    wait_until(lambda: len(site_lines(t.site)) > n_site, what="nginx log line")
+    assert f"sni={sni} " in site_lines(t.site)[-1], site_lines(t.site)[-1]
+
+    n_site = len(site_lines(t.site))
+    for bad in ("outbound_.443_._.other.example", f"outbound_.8443_._.{CNN}", CNN):
+        assert auto_get(t.gw_ip, 15443, bad, t.demo_ca) == "", bad
+        g = t.gateway.wait_log(lambda m, bad=bad: m["sni"] == bad)
+        assert (g["flags"], g["details"], g["cluster"]) == \
+            ("NR", "filter_chain_not_found", "-"), g.string
+    assert len(site_lines(t.site)) == n_site
+    code, body = t.gateway.admin("/config_dump")
+    lst = [x for x in json.loads(body)["listeners"] if x["port"] == 15443][0]
+    assert lst["servers"][0]["tls_mode"] == "AUTO_PASSTHROUGH", lst

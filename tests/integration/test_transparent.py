@@ -11,8 +11,9 @@ veth pair; their 10.250.x addresses never leave them:
                      gateway (10.250.1.3), other.test (10.250.1.4), which no ServiceEntry
                      names, and a server-first TCP service on other.test:2525
 The whole walkthrough runs here as it does through the HTTP proxy (test_sidecar.py), and
-istio.io "Egress Gateways" HTTPS part (TLS passthrough by SNI through the gateway), with
-curl connecting to the sites' addresses (curl --resolve plays the cluster's DNS)."""
+istio.io "Egress Gateways" HTTPS part (TLS passthrough by SNI through the gateway, and its
+older form with mutual TLS to the gateway), with curl connecting to the sites' addresses
+(curl --resolve plays the cluster's DNS)."""
 import os
 import random
 import socket
@@ -344,6 +345,52 @@ def test_egress_gateways_https_passthrough_transparent(topo):
     m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
     assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
     assert len(site_lines()) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines())
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
+    assert (m["cluster"], m["uhost"]) == (f"outbound|443|cnn|{EGW_HOST}", f"{GW_IP}:443"), \
+        m.string
+    assert len(site_lines()) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def test_older_form_with_mutual_tls_to_the_gateway_transparent(topo):
+    """The older form of the task, the application's connection captured: the sidecar
+    wraps its TLS in ISTIO_MUTUAL to the gateway (the DestinationRule subset's tls), the
+    gateway's protocol TLS server terminates that hop and sends the bytes inside by the
+    tcp: route to edition.cnn.com; with the gateway stopped, nothing reaches it."""
+    from conftest import REPO
+    from gwlib import wait_until
+    data = REPO / "tests" / "data"
+    t = topo
+    site_log = t.tmp / "nginx-cnn" / "access.log"
+
+    def site_lines():
+        return site_log.read_text().splitlines() if site_log.exists() else []
+
+    t.ctl.ok("apply", "-f", data / "egress-gateways-https" / "01-serviceentry-cnn.yaml")
+    t.ctl.ok("apply", "-f", data / "egress-gateways-https-mutual" /
+             "02-gateway-destinationrule-virtualservice-cnn.yaml")
+    wait_until(lambda: "direct-cnn-through-egress-gateway" in
+               t.gateway.admin("/config_dump")[1], timeout=10, what="the gateway's tcp: route")
+    wait_until(lambda: "|cnn|" in t.sidecar.admin("/config_dump")[1], timeout=10,
+               what="the sidecar's mesh tls: route")
+    passthrough = t.sidecar.stat("passthrough_total")
+    n_site = len(site_lines())
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
+                               t.gateway.stderr()[-2000:])
+    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and "|cnn|" in m["cluster"])
+    assert (m["method"], m["code"], m["uhost"], m["dlocal"]) == \
+        ("-", "0", f"{GW_IP}:443", f"{CNN_IP}:443"), m.string
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN and m["method"] == "-")
+    assert (g["cluster"], g["uhost"], g["flags"]) == \
+        (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-"), g.string
+    assert len(site_lines()) == n_site + 1
     assert t.sidecar.stat("passthrough_total") == passthrough
 
     assert t.gateway.stop() == 0

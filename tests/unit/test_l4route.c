@@ -3,7 +3,8 @@
  * wins, a route without matches, and destinations picked by weight; and the compiler
  * (snap_l4.c) through snap_build on a store: istio.io's "Egress Gateways" HTTPS YAML in
  * both roles, match.gateways overriding the VirtualService's, sourceLabels decided per
- * proxy, sourceSubnet refused with a warning, a gateway tcp: route without matches. */
+ * proxy, sourceSubnet matched against the source address, a gateway tcp: route without
+ * matches. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -88,19 +89,30 @@ static void add_route(struct l4_table *t, bool tls, const char *const *hosts, ui
 	r->total_weight = 100;
 }
 
-static const char *lookup(const struct l4_table *t, const char *sni, const char *host,
-                          uint16_t port, const char *dst_ip)
+/* src_ip: the connection's source (sourceSubnet), or NULL. */
+static const char *lookup_from(const struct l4_table *t, const char *sni, const char *host,
+                               uint16_t port, const char *dst_ip, const char *src_ip)
 {
-	struct l4_req q = { sni, host, port, NULL, false };
-	struct sock_addr a;
+	struct l4_req q = { .sni = sni, .host = host, .port = port };
+	struct sock_addr a, src;
 	const struct l4_route *r;
 
 	if (dst_ip) {
 		assert_int_equal(sock_addr_from_ip(dst_ip, port, &a), 0);
 		q.dst = &a;
 	}
+	if (src_ip) {
+		assert_int_equal(sock_addr_from_ip(src_ip, 40000, &src), 0);
+		q.src = &src;
+	}
 	r = l4_lookup(t, &q);
 	return r ? r->dests[0].cluster_name : NULL;
+}
+
+static const char *lookup(const struct l4_table *t, const char *sni, const char *host,
+                          uint16_t port, const char *dst_ip)
+{
+	return lookup_from(t, sni, host, port, dst_ip, NULL);
 }
 
 static void test_lookup(void **state)
@@ -260,6 +272,41 @@ static bool warned(const struct diags *d, const char *text)
 	return false;
 }
 
+/* Istio's AUTO_PASSTHROUGH SNIs: outbound_.PORT_.SUBSET_.HOST. */
+static void test_auto_sni(void **state)
+{
+	char sub[64], host[64];
+	uint16_t port = 0;
+
+	(void)state;
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.Edition.CNN.com", &port, sub,
+	                                   sizeof(sub), host, sizeof(host)), 0);
+	assert_int_equal(port, 443);
+	assert_string_equal(sub, "");
+	assert_string_equal(host, "edition.cnn.com");
+	assert_int_equal(l4_auto_sni_parse("outbound_.9080_.v1_.reviews.default.svc.cluster.local",
+	                                   &port, sub, sizeof(sub), host, sizeof(host)), 0);
+	assert_int_equal(port, 9080);
+	assert_string_equal(sub, "v1");
+	assert_string_equal(host, "reviews.default.svc.cluster.local");
+	assert_int_equal(l4_auto_sni_parse("edition.cnn.com", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.0_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.70000_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_.v1", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse("inbound_.443_._.x", &port, sub, sizeof(sub), host,
+	                                   sizeof(host)), -1);
+	assert_int_equal(l4_auto_sni_parse(NULL, &port, sub, sizeof(sub), host, sizeof(host)), -1);
+	/* A host longer than the buffer is refused, never cut. */
+	assert_int_equal(l4_auto_sni_parse("outbound_.443_._.a-very-long-host-name-indeed", &port,
+	                                   sub, sizeof(sub), host, 8), -1);
+}
+
 static void test_compile_sidecar(void **state)
 {
 	struct diags d = { 0 };
@@ -283,9 +330,15 @@ static void test_compile_sidecar(void **state)
 	                    "outbound|443|cnn|istio-egressgateway.istio-system.svc.cluster.local");
 	assert_non_null(t->routes[0].dests[0].cluster);
 	assert_null(t->routes[0].refuse);
+	/* tcp[0]: sourceSubnet is applied (the connection's source), not refused. */
 	assert_false(t->routes[1].tls);
-	assert_string_equal(t->routes[1].refuse, "match.sourceSubnet is not applied");
-	assert_true(warned(&d, "tcp[0]: match.sourceSubnet is not applied"));
+	assert_null(t->routes[1].refuse);
+	assert_true(t->routes[1].matches[0].has_src);
+	assert_false(warned(&d, "sourceSubnet"));
+	assert_string_equal(lookup_from(t, NULL, "edition.cnn.com", 5432, NULL, "10.9.8.7"),
+	                    "outbound|5432||db.example");
+	assert_null(lookup_from(t, NULL, "edition.cnn.com", 5432, NULL, "127.0.0.1"));
+	assert_null(lookup_from(t, NULL, "edition.cnn.com", 5432, NULL, NULL));
 	assert_string_equal(lookup(t, "edition.cnn.com", "edition.cnn.com", 443, NULL),
 	                    "outbound|443|cnn|istio-egressgateway.istio-system.svc.cluster.local");
 	assert_null(lookup(t, "edition.cnn.com", "edition.cnn.com", 8443, NULL));
@@ -338,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_cidr),
 		cmocka_unit_test(test_lookup),
 		cmocka_unit_test(test_weights),
+		cmocka_unit_test(test_auto_sni),
 		cmocka_unit_test(test_compile_sidecar),
 		cmocka_unit_test(test_compile_gateway),
 	};

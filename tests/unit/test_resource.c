@@ -1561,7 +1561,6 @@ static void gateway_tls_settings_must_match_the_port_and_mode(void **state)
 		      "t.yaml:11:47: Gateway default/gw: spec.servers[1].tls.credentialName: must not be set with mode ISTIO_MUTUAL (the proxy uses its mesh certificate)",
 		      "t.yaml:14:32: Gateway default/gw: spec.servers[2].tls.caCrl: CRL is not supported with SIMPLE TLS",
 		      "t.yaml:14:10: Gateway default/gw: spec.servers[2].tls: mode SIMPLE requires a privateKey with serverCertificate",
-		      "t.yaml:14:17: warning: Gateway default/gw: spec.servers[2].tls.mode: protocol TLS with a terminating mode: egressgw serves the terminated bytes as HTTP (http: routes), not by tcp:/tls: routes",
 		      "t.yaml:17:10: Gateway default/gw: spec.servers[3].tls: mode MUTUAL requires caCertificates (the client CA bundle), or credentialName",
 		      "t.yaml:20:10: Gateway default/gw: spec.servers[4].tls: server cannot have TLS settings for non HTTPS/TLS ports",
 		      "t.yaml:23:64: Gateway default/gw: spec.servers[5].tls.minProtocolVersion: TLSV1_3 is higher than maxProtocolVersion TLSV1_2"));

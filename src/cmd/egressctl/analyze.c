@@ -38,6 +38,8 @@
  *   IST0128 Warning  a DestinationRule originates TLS (SIMPLE, MUTUAL) with nothing to
  *                    verify the server with (no caCertificates, no credentialName);
  *   IST0129 Warning  the same at port level
+ *   IST0174 Warning  a DestinationRule whose host no ServiceEntry lists (hosts of the
+ *                    cluster domain are Kubernetes Services, not checked)
  * Without -n every namespace is analyzed (references cross namespaces: the walkthrough's
  * DestinationRule lives in istio-system); -n NS reports only NS's resources. */
 #include <stdio.h>
@@ -57,8 +59,9 @@ static const char analyze_usage[] =
 	"Analyze the store's configuration and print potential problems, as `istioctl\n"
 	"analyze` does: references that do not resolve (Gateways, subsets, ports, Secrets),\n"
 	"credentials the gateway could not load, AuthorizationPolicies whose selector selects\n"
-	"no gateway, and fields egressgw accepts but does not apply (Warning IST0133, with\n"
-	"the file and line of the field).\n"
+	"no gateway, DestinationRules whose host no ServiceEntry lists (Warning IST0174),\n"
+	"and fields egressgw accepts but does not apply (Warning IST0133, with the file and\n"
+	"line of the field).\n"
 	"\n"
 	"Usage:\n"
 	"  egressctl analyze [-f FILE...] [-n NAMESPACE | -A] [--gateway-namespace NS]\n"
@@ -731,6 +734,8 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 	struct store_contents contents = STORE_CONTENTS_INIT;
 	struct diags d = DIAGS_INIT;
 	struct an a;
+	const struct resource **dr_all = NULL;
+	bool *dr_unknown = NULL;
 	int rc = 1;
 
 	memset(&a, 0, sizeof(a));
@@ -772,6 +777,11 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 	a.only_ns = c->ns_flag && *c->ns_flag ? c->ns_flag : NULL;
 	for (size_t i = 0; i < d.n; i++)
 		an_report_diag(&a, &d.v[i]);
+	dr_all = xcalloc(contents.n + 1, sizeof(*dr_all));
+	dr_unknown = xcalloc(contents.n + 1, sizeof(*dr_unknown));
+	for (size_t i = 0; i < contents.n; i++)
+		dr_all[i] = &contents.v[i].res;
+	res_dr_unknown_hosts(dr_all, contents.n, dr_unknown);
 	for (size_t i = 0; i < contents.n; i++) {
 		a.r = &contents.v[i].res;
 		switch (a.r->kind) {
@@ -781,6 +791,10 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 			break;
 		case RES_DESTINATION_RULE:
 			an_dr(&a);
+			if (dr_unknown[i])
+				an_report(&a, AN_WARNING, "IST0174", &a.r->u.dr->pos, "The host %s "
+				          "defined in the DestinationRule does not match any services in "
+				          "the mesh.", a.r->u.dr->host);
 			break;
 		case RES_GATEWAY:
 			an_gw(&a);
@@ -812,6 +826,8 @@ int ctl_cmd_analyze(struct ctl *c, int argc, char **argv)
 		        AN_DOC_URL);
 	rc = errors ? AN_EXIT_ISSUES : 0;
 out:
+	free(dr_all);
+	free(dr_unknown);
 	an_msgs_free(&a);
 	store_contents_free(&contents);
 	ctl_free_streams(streams, nstreams);

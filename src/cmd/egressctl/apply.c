@@ -24,7 +24,9 @@ static const char apply_usage[] =
 	"namespace differs from -n is an error, as in kubectl. Fields egressgw accepts but\n"
 	"does not apply (retries, fault, corsPolicy, ...) are applied with one warning each,\n"
 	"as kubectl prints them: \"Warning: FILE:LINE:COL: Kind ns/name: field: not applied\n"
-	"by egressgw; ignored\".\n"
+	"by egressgw; ignored\". A DestinationRule whose host no ServiceEntry of the store\n"
+	"lists once everything is written gets a warning too (IST0174; not for hosts of the\n"
+	"cluster domain, which are Kubernetes Services).\n"
 	"\n"
 	"With --dry-run=client nothing is written: each object is validated and the line\n"
 	"says what would happen (\"created (dry run)\"). --dry-run=server also checks the\n"
@@ -93,6 +95,47 @@ static int apply_check_with_store(const struct ctl *c, struct apply_item *items,
 	free(all);
 	store_contents_free(&store);
 	return rc;
+}
+
+/* After a write: a DestinationRule this apply wrote whose host no ServiceEntry of the
+ * store lists (IST0174) gets a warning at its host, as kubectl prints an admission
+ * warning; the proxy says the same in its log. Kubernetes takes objects in any order, so
+ * this is only a warning, and a ServiceEntry applied later makes it go away. */
+static void apply_warn_dr_hosts(const struct ctl *c, const struct apply_item *items, size_t n)
+{
+	struct store_contents store;
+	const struct resource **all;
+	bool *unknown, any = false;
+	struct diags d = DIAGS_INIT;
+
+	for (size_t k = 0; k < n && !any; k++)
+		any = items[k].res.kind == RES_DESTINATION_RULE;
+	if (!any)
+		return;
+	ctl_load_store(c, &store, false);
+	all = xcalloc(store.n + 1, sizeof(*all));
+	unknown = xcalloc(store.n + 1, sizeof(*unknown));
+	for (size_t i = 0; i < store.n; i++)
+		all[i] = &store.v[i].res;
+	res_dr_unknown_hosts(all, store.n, unknown);
+	for (size_t k = 0; k < n; k++) {
+		const struct resource *r = &items[k].res;
+		const struct store_entry *e;
+
+		if (r->kind != RES_DESTINATION_RULE)
+			continue;
+		e = store_find(&store, r->kind, r->namespace, r->name);
+		if (e && unknown[e - store.v])
+			diag_warn(&d, r->u.dr->pos.file ? r->u.dr->pos.file : r->file,
+			          r->u.dr->pos.line ? r->u.dr->pos.line : r->line, r->u.dr->pos.col,
+			          "%s: spec.host: no ServiceEntry has host \"%s\" (IST0174): its "
+			          "traffic policy applies to nothing", res_describe(r), r->u.dr->host);
+	}
+	ctl_print_diags(&d);
+	diags_free(&d);
+	free(unknown);
+	free(all);
+	store_contents_free(&store);
 }
 
 /* kubectl's check: a document's own namespace must agree with -n. */
@@ -386,6 +429,8 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	if (loaded)
 		store_contents_free(&store);
 	apply_written_clear(&written);
+	if (dry == APPLY_DRY_NONE)
+		apply_warn_dr_hosts(c, items, nitems);
 out:
 	for (size_t i = 0; i < nitems; i++)
 		res_free(&items[i].res);

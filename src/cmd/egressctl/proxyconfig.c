@@ -623,9 +623,13 @@ static void pc_listener_rows(const struct ynode *l, struct ctl_table *t)
 		const struct ynode *sv = servers->items[i];
 		const char *mode = pc_str(sv, "tls_mode");
 
-		/* Their chains are the routes' (above). */
+		const char *inside = pc_str(sv, "routes_inside_by_tls_tcp");
+
+		/* Their chains are the routes' (above); so are those of a protocol TLS server
+		 * that terminates and routes what is inside by tls:/tcp: routes. */
 		if (l4 && l4->n && mode && (strcmp(mode, "PASSTHROUGH") == 0 ||
-		                            strcmp(mode, "TCP") == 0))
+		                            strcmp(mode, "TCP") == 0 ||
+		                            (inside && strcmp(inside, "true") == 0)))
 			continue;
 
 		if (!mode || strcmp(mode, "PLAIN") == 0) {
