@@ -25,22 +25,10 @@ import test_page_wildcard as wild
 import test_passthrough as pt
 from gwlib import wait_until
 from sidecarlib import CNN, EGW_HOST, NGINX_HOST, heads, wait_port
+from test_authz import SLEEP_ANYWHERE, policy
 
-ALLOW_SLEEP_AT_GATEWAY = """apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: allow-sleep
-  namespace: istio-system
-spec:
-  selector:
-    matchLabels:
-      istio: egressgateway
-  action: ALLOW
-  rules:
-  - from:
-    - source:
-        principals: ["cluster.local/ns/default/sa/sleep"]
-"""
+# test_authz's: the gateway's (selector istio: egressgateway), ALLOW for the sleep identity.
+ALLOW_SLEEP_AT_GATEWAY = policy("allow-sleep", SLEEP_ANYWHERE)
 
 DENIED_NONE = "rbac_access_denied_matched_policy[none]"
 FR = "fr.wikipedia.org"
@@ -66,21 +54,12 @@ def wild_topo(tmp_path, ctl, egressctl_bin, store):
 
 def allow_sni(names):
     """An ALLOW policy at the gateway admitting TLS connections by the SNI they ask for."""
-    return f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: allow-sni
-  namespace: istio-system
-spec:
-  selector:
-    matchLabels:
-      istio: egressgateway
-  action: ALLOW
-  rules:
+    gateway_allow = SLEEP_ANYWHERE.split("  rules:")[0]
+    return policy("allow-sni", gateway_allow + f"""  rules:
   - when:
     - key: connection.sni
       values: {names}
-"""
+""")
 
 
 def test_wildcard_hosts_page_under_an_allow_policy(wild_topo):
@@ -187,13 +166,7 @@ def test_egress_gateways_https_passthrough_page_under_an_allow_policy(pt_topo):
     assert f"outbound|443|cnn|{EGW_HOST}" in line and f"{t.gw_ip}:443" in line, line
 
 
-ALLOW_PAGE_HOSTS_AT_SLEEP = f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: sleep-destinations
-  namespace: default
-spec:
-  selector:
+ALLOW_PAGE_HOSTS_AT_SLEEP = policy("sleep-destinations", f"""  selector:
     matchLabels:
       app: sleep
   action: ALLOW
@@ -201,7 +174,7 @@ spec:
   - to:
     - operation:
         hosts: ["{CNN}"]
-"""
+""").replace("namespace: istio-system", "namespace: default")
 
 
 @pytest.fixture
