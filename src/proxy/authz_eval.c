@@ -203,8 +203,10 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 			c->q.host[1] = c->host_lc;
 			c->q.host_len[1] = c->host_len;
 		}
-	} else if (c->host) {
-		c->q.all_hosted = true;
+	}
+	if (!r->l4) {
+		c->q.path = r->path;
+		c->q.path_len = r->path_len;
 	}
 }
 
@@ -337,9 +339,11 @@ static const struct arule *aset_match(const struct aset *s, struct actx *c, bool
 	if (!s->nrules)
 		return NULL;
 	c->lenient = lenient;
-	/* A connection under DENY/AUDIT ignores hosts: every rule filed by host is a
-	 * candidate. Under ALLOW such a rule never matches a connection. */
-	c->q.all_hosted = (c->r->l4 && lenient) || (!c->r->l4 && c->host && !c->q.host[0]);
+	/* A connection under DENY/AUDIT ignores hosts and paths: every rule filed by them
+	 * is a candidate. Under ALLOW such a rule never matches a connection. An authority
+	 * too long to fold is not looked up: every rule filed by host is tried. */
+	c->q.all_http[0] = (c->r->l4 && lenient) || (!c->r->l4 && c->host && !c->q.host[0]);
+	c->q.all_http[1] = c->r->l4 && lenient;
 	nl = c->scan ? -1 : authz_index_lookup(s, &c->q, l, AIX_MAXLISTS);
 	if (nl < 0) {
 		for (size_t i = 0; i < s->nrules; i++)

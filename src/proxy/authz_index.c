@@ -253,10 +253,16 @@ static bool src_key(const struct asource *src, int *w, const struct amlist **l, 
 	return false;
 }
 
-/* The rule's cost filed by its sources and by its hosts (SIZE_MAX: cannot be), counting
- * its values first when add. */
+/* An operation's list for an HTTP-only index. */
+static const struct amlist *op_list(const struct aop *o, int w)
+{
+	return w == AIX_HOST ? &o->hosts : &o->paths;
+}
+
+/* The cost of filing the rule by its sources, its hosts or its paths (SIZE_MAX: cannot
+ * be), counting its values first when add. */
 static void rule_costs(struct counts *c, const struct arule *ru, bool add, size_t *by_src,
-                       size_t *by_host)
+                       size_t by_http[2])
 {
 	const struct amlist *l;
 	bool sas;
@@ -266,33 +272,40 @@ static void rule_costs(struct counts *c, const struct arule *ru, bool add, size_
 	for (size_t i = 0; *by_src != SIZE_MAX && i < ru->nfrom; i++)
 		*by_src = src_key(&ru->from[i], &w, &l, &sas) ?
 		          *by_src + count_list(c, w, l, sas, add) : SIZE_MAX;
-	*by_host = ru->nto ? 0 : SIZE_MAX;
-	for (size_t i = 0; *by_host != SIZE_MAX && i < ru->nto; i++)
-		*by_host = ru->to[i].hosts.n ?
-		           *by_host + count_list(c, AIX_HOST, &ru->to[i].hosts, false, add) : SIZE_MAX;
+	for (w = AIX_HOST; w <= AIX_PATH; w++) {
+		size_t *cost = &by_http[AIX_HTTP(w)];
+
+		*cost = ru->nto ? 0 : SIZE_MAX;
+		for (size_t i = 0; *cost != SIZE_MAX && i < ru->nto; i++) {
+			l = op_list(&ru->to[i], w);
+			*cost = l->n ? *cost + count_list(c, w, l, false, add) : SIZE_MAX;
+		}
+	}
 }
 
 /* Files rule r by its sources (it matches only if one source does, and a source only if
- * its list does) or by its hosts (only if one operation's hosts do), whichever others
- * share less; else it is open. */
+ * its list does), or by its hosts or paths (only if one operation's do), whichever others
+ * share least; else it is open. */
 static void file_rule(struct aset *s, struct ibuild *b, struct counts *c,
                       const struct arule *ru, uint32_t r)
 {
 	const struct amlist *l;
-	size_t by_src, by_host;
+	size_t by_src, by_http[2];
 	bool sas;
-	int w;
+	int w, h;
 
-	rule_costs(c, ru, false, &by_src, &by_host);
-	if (by_src != SIZE_MAX && by_src <= by_host) {
+	rule_costs(c, ru, false, &by_src, by_http);
+	h = by_http[1] < by_http[0];
+	if (by_src != SIZE_MAX && by_src <= by_http[h]) {
 		for (size_t i = 0; i < ru->nfrom; i++) {
 			src_key(&ru->from[i], &w, &l, &sas);
 			file_list(s, b, w, l, sas, r);
 		}
-	} else if (by_host != SIZE_MAX) {
+	} else if (by_http[h] != SIZE_MAX) {
+		w = AIX_HOST + h;
 		for (size_t i = 0; i < ru->nto; i++)
-			file_list(s, b, AIX_HOST, &ru->to[i].hosts, false, r);
-		u32_push(&s->hosted, &s->nhosted, r);
+			file_list(s, b, w, op_list(&ru->to[i], w), false, r);
+		u32_push(&s->http[h], &s->nhttp[h], r);
 	} else {
 		u32_push(&s->open, &s->nopen, r);
 	}
@@ -302,7 +315,7 @@ void authz_index_build(struct aset *s)
 {
 	struct ibuild b[AIX_N];
 	struct counts c;
-	size_t nkeys = 0, cap = 16, unused;
+	size_t nkeys = 0, cap = 16, unused, unused2[2];
 
 	memset(b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
@@ -316,7 +329,7 @@ void authz_index_build(struct aset *s)
 				nkeys += ru->from[f].principals.n + ru->from[f].namespaces.n +
 				         ru->from[f].sas.n;
 			for (size_t t = 0; t < ru->nto; t++)
-				nkeys += ru->to[t].hosts.n;
+				nkeys += ru->to[t].hosts.n + ru->to[t].paths.n;
 		}
 	while (cap < 2 * nkeys)
 		cap *= 2;
@@ -330,7 +343,7 @@ void authz_index_build(struct aset *s)
 		}
 	}
 	for (size_t r = 0; r < s->nrules; r++)
-		rule_costs(&c, s->rules[r], true, &unused, &unused);
+		rule_costs(&c, s->rules[r], true, &unused, unused2);
 	for (size_t r = 0; r < s->nrules; r++)
 		file_rule(s, b, &c, s->rules[r], (uint32_t)r);
 	for (int w = 0; w < AIX_N; w++) {
@@ -362,7 +375,8 @@ void authz_index_fini(struct aset *s)
 		pats_free(x->suf, x->nsuf);
 		free(x->any);
 	}
-	free(s->hosted);
+	free(s->http[0]);
+	free(s->http[1]);
 	free(s->open);
 	free(s->rules);
 	free(s->v);
@@ -450,11 +464,15 @@ int authz_index_lookup(const struct aset *s, const struct aquery *q, struct aidl
 	lists_add(&l, s->open, s->nopen);
 	attr_lookup(&s->ix[AIX_PRINCIPAL], q->principal, q->principal_len, &l);
 	attr_lookup(&s->ix[AIX_NAMESPACE], q->ns, q->ns_len, &l);
-	if (q->all_hosted) {
-		lists_add(&l, s->hosted, s->nhosted);
+	if (q->all_http[0]) {
+		lists_add(&l, s->http[0], s->nhttp[0]);
 	} else {
 		attr_lookup(&s->ix[AIX_HOST], q->host[0], q->host_len[0], &l);
 		attr_lookup(&s->ix[AIX_HOST], q->host[1], q->host_len[1], &l);
 	}
+	if (q->all_http[1])
+		lists_add(&l, s->http[1], s->nhttp[1]);
+	else
+		attr_lookup(&s->ix[AIX_PATH], q->path, q->path_len, &l);
 	return l.over ? -1 : (int)l.n;
 }

@@ -94,9 +94,9 @@ struct apolicy {
 
 /* The indexes (authz_index.c). A rule is filed under the values that can make it match:
  * when every source of the rule constrains the principal (or, failing that, the namespace
- * or the service account's namespace), under each of those patterns; else when every
- * operation names hosts, under its host patterns; else it is `open` (tried for every
- * request). Each attribute keeps its exact values in a hash, its "prefix*" values sorted
+ * or the service account's namespace), under each of those patterns; when every operation
+ * names hosts (or paths), under its host (path) patterns; of these, under the field whose
+ * values fewer other rules share; else it is `open` (tried for every request). Each attribute keeps its exact values in a hash, its "prefix*" values sorted
  * (a value's matching prefixes are the chain of `parent`s of the greatest pattern not
  * above it), its "*suffix" values reversed and sorted the same way, and "*" apart. A
  * decision merges the rule lists of the patterns that match the request (one hash probe,
@@ -131,7 +131,8 @@ struct apatix {              /* one attribute's patterns */
 	size_t nany;
 };
 
-enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_HOST, AIX_N };
+enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_HOST, AIX_PATH, AIX_N };
+#define AIX_HTTP(w)  ((w) - AIX_HOST)     /* AIX_HOST, AIX_PATH: HTTP-only fields */
 
 struct aset {                /* one action's policies */
 	struct apolicy **v;
@@ -140,18 +141,19 @@ struct aset {                /* one action's policies */
 	size_t nrules;
 	uint32_t *open;          /* rules no index holds */
 	size_t nopen;
-	uint32_t *hosted;        /* rules filed under AIX_HOST, all of them */
-	size_t nhosted;
+	uint32_t *http[2];       /* rules filed under AIX_HOST, AIX_PATH: all of them */
+	size_t nhttp[2];
 	struct apatix ix[AIX_N];
 };
 
 /* A request's values for the indexes: NULL where absent. Hosts are lower-case, as the
  * authority was sent and without its port (the second NULL when they are the same). */
 struct aquery {
-	const char *principal, *ns, *host[2];
-	size_t principal_len, ns_len, host_len[2];
-	bool all_hosted;         /* also every AIX_HOST rule (a connection under DENY/AUDIT
-	                          * ignores hosts; an authority too long to fold) */
+	const char *principal, *ns, *host[2], *path;
+	size_t principal_len, ns_len, host_len[2], path_len;
+	/* Every AIX_HOST / AIX_PATH rule instead of a lookup: a connection under DENY/AUDIT
+	 * ignores HTTP-only fields; an authority too long to fold. */
+	bool all_http[2];
 };
 
 struct aidlist {

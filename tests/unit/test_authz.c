@@ -439,6 +439,8 @@ static const char *const d_sas[] = { "x", "xy", "y", "sleep" };
 static const char *const d_hosts[] = { "api.cnn.com", "edition.cnn.com", "cnn.com",
                                        "api.cnn.com:80", "Edition.CNN.com:443", "x.org" };
 
+static const char *const d_paths[] = { "/a", "/ab/c", "/b", "/", "/v1/x" };
+
 static void rnd_principal(char *buf, size_t n)
 {
 	snprintf(buf, n, "%s/ns/%s/sa/%s", PICK(d_tds), PICK(d_nss), PICK(d_sas));
@@ -471,7 +473,7 @@ static void rnd_pattern(struct sbuf *y, const char *v, bool lower)
 	}
 }
 
-enum vkind { V_PRINCIPAL, V_NS, V_HOST, V_SA };
+enum vkind { V_PRINCIPAL, V_NS, V_HOST, V_SA, V_PATH };
 
 static void rnd_list(struct sbuf *y, const char *indent, const char *field, enum vkind k)
 {
@@ -495,6 +497,9 @@ static void rnd_list(struct sbuf *y, const char *indent, const char *field, enum
 			break;
 		case V_SA:
 			sbuf_addf(y, "\"%s/%s\"", PICK(d_nss), PICK(d_sas));
+			break;
+		case V_PATH:
+			rnd_pattern(y, PICK(d_paths), false);
 			break;
 		}
 	}
@@ -563,8 +568,12 @@ static void rnd_operation(struct sbuf *y)
 			sbuf_addf(y, "%smethods: [\"%s\"]\n", in, rnd(2) ? "GET" : "POST");
 			any = true;
 		}
-		if (rnd(4) == 0) {
-			sbuf_addf(y, "%spaths: [\"%s\"]\n", in, rnd(2) ? "/a*" : "/b");
+		if (rnd(3) == 0) {
+			rnd_list(y, in, "paths", V_PATH);
+			any = true;
+		}
+		if (rnd(6) == 0) {
+			rnd_list(y, in, "notPaths", V_PATH);
 			any = true;
 		}
 	}
@@ -644,7 +653,6 @@ static void test_index_differential(void **state)
 	static const char *const others[] = { "spiffe-less", "td/ns/a/sa/x/extra", "a/b/ns/prod/sa/x",
 	                                      "cluster.local/ns//sa/x" };
 	static const char *const methods[] = { "GET", "POST", "PUT" };
-	static const char *const paths[] = { "/a", "/ab/c", "/b", "/" };
 	struct hdr h1[] = { { "x-a", "1" }, { NULL, NULL } };
 	struct hdr h2[] = { { "x-a", "2z" }, { NULL, NULL } };
 	struct authz_params p = { "istio-system", NULL };
@@ -668,7 +676,7 @@ static void test_index_differential(void **state)
 
 			rnd_principal(principal, sizeof(principal));
 			req_init(&r, pk == 0 ? NULL : pk == 1 ? PICK(others) : principal, PICK(d_hosts),
-			         PICK(methods), PICK(paths), rnd(3) == 0 ? NULL : rnd(2) ? h1 : h2);
+			         PICK(methods), PICK(d_paths), rnd(3) == 0 ? NULL : rnd(2) ? h1 : h2);
 			assert_int_equal(sock_addr_parse(rnd(2) ? "10.1.2.3:5555" : "192.168.0.1:5555",
 			                                 &peer), 0);
 			r.port = rnd(2) ? 443 : 80;
@@ -813,6 +821,9 @@ static void test_cost_100_policies_10_rules(void **state)
 	cost_run("principals", "cluster.local/ns/*", "cluster.local/ns/team99-9/sa/svc");
 	cost_run("principals", "*", "cluster.local/ns/team99-9/sa/svc");
 	cost_run("namespaces", "*", "cluster.local/ns/team99-9/sa/svc");
+	/* No positive source at all: the hosts narrow. */
+	cost_run("notPrincipals", "cluster.local/ns/bad%d-%d/sa/svc",
+	         "cluster.local/ns/team99-9/sa/svc");
 }
 
 int main(void)
