@@ -311,11 +311,22 @@ static void file_rule(struct aset *s, struct ibuild *b, struct counts *c,
 	}
 }
 
+/* An empty hash of room for n keys (at most half full, so probes stay short). */
+static void idx_init(struct aindex *x, size_t n)
+{
+	size_t cap = 16;
+
+	while (cap < 2 * n)
+		cap *= 2;
+	x->mask = cap - 1;
+	x->v = xcalloc(cap, sizeof(*x->v));
+}
+
 void authz_index_build(struct aset *s)
 {
 	struct ibuild b[AIX_N];
 	struct counts c;
-	size_t nkeys = 0, cap = 16, unused, unused2[2];
+	size_t nkeys[AIX_N] = { 0 }, unused, unused2[2];
 
 	memset(b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
@@ -325,22 +336,20 @@ void authz_index_build(struct aset *s)
 
 			s->rules = xrealloc(s->rules, (s->nrules + 1) * sizeof(*s->rules));
 			s->rules[s->nrules++] = ru;
-			for (size_t f = 0; f < ru->nfrom; f++)
-				nkeys += ru->from[f].principals.n + ru->from[f].namespaces.n +
-				         ru->from[f].sas.n;
-			for (size_t t = 0; t < ru->nto; t++)
-				nkeys += ru->to[t].hosts.n + ru->to[t].paths.n;
+			for (size_t f = 0; f < ru->nfrom; f++) {
+				nkeys[AIX_PRINCIPAL] += ru->from[f].principals.n;
+				nkeys[AIX_NAMESPACE] += ru->from[f].namespaces.n + ru->from[f].sas.n;
+			}
+			for (size_t t = 0; t < ru->nto; t++) {
+				nkeys[AIX_HOST] += ru->to[t].hosts.n;
+				nkeys[AIX_PATH] += ru->to[t].paths.n;
+			}
 		}
-	while (cap < 2 * nkeys)
-		cap *= 2;
 	c.nrules = s->nrules;
 	for (int w = 0; w < AIX_N; w++) {
-		s->ix[w].exact.mask = cap - 1;
-		s->ix[w].exact.v = xcalloc(cap, sizeof(*s->ix[w].exact.v));
-		for (int k = 0; k < SLOT_N; k++) {
-			c.v[w][k].mask = cap - 1;
-			c.v[w][k].v = xcalloc(cap, sizeof(*c.v[w][k].v));
-		}
+		idx_init(&s->ix[w].exact, nkeys[w]);
+		for (int k = 0; k < SLOT_N; k++)
+			idx_init(&c.v[w][k], nkeys[w]);
 	}
 	for (size_t r = 0; r < s->nrules; r++)
 		rule_costs(&c, s->rules[r], true, &unused, unused2);

@@ -443,7 +443,11 @@ static const char *const d_paths[] = { "/a", "/ab/c", "/b", "/", "/v1/x" };
 
 static void rnd_principal(char *buf, size_t n)
 {
-	snprintf(buf, n, "%s/ns/%s/sa/%s", PICK(d_tds), PICK(d_nss), PICK(d_sas));
+	/* One pick per statement: argument order is unspecified, and the sequence must not
+	 * depend on the compiler. */
+	const char *td = PICK(d_tds), *ns = PICK(d_nss), *sa = PICK(d_sas);
+
+	snprintf(buf, n, "%s/ns/%s/sa/%s", td, ns, sa);
 }
 
 /* A pattern from a value: exact, "prefix*" or "*suffix" cut anywhere, or "*". */
@@ -495,9 +499,12 @@ static void rnd_list(struct sbuf *y, const char *indent, const char *field, enum
 		case V_HOST:
 			rnd_pattern(y, PICK(d_hosts), true);
 			break;
-		case V_SA:
-			sbuf_addf(y, "\"%s/%s\"", PICK(d_nss), PICK(d_sas));
+		case V_SA: {
+			const char *ns = PICK(d_nss), *sa = PICK(d_sas);
+
+			sbuf_addf(y, "\"%s/%s\"", ns, sa);
 			break;
+		}
 		case V_PATH:
 			rnd_pattern(y, PICK(d_paths), false);
 			break;
@@ -609,12 +616,13 @@ static void rnd_policies(struct sbuf *y)
 
 	for (unsigned i = 0; i < npol; i++) {
 		unsigned nrules = rnd(5);
+		bool dry = rnd(6) == 0;
+		const char *action = PICK(actions);
 
 		sbuf_addf(y, "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
 		          "metadata:\n  name: p%u\n  namespace: istio-system\n%s"
 		          "spec:\n  action: %s\n", i,
-		          rnd(6) == 0 ? "  annotations:\n    istio.io/dry-run: \"true\"\n" : "",
-		          PICK(actions));
+		          dry ? "  annotations:\n    istio.io/dry-run: \"true\"\n" : "", action);
 		if (nrules)
 			sbuf_adds(y, "  rules:\n");
 		for (unsigned k = 0; k < nrules; k++) {
@@ -673,12 +681,17 @@ static void test_index_differential(void **state)
 			struct authz_req r;
 			char principal[128];
 			unsigned pk = rnd(10);
+			const char *other = PICK(others), *host, *method, *path, *src;
+			struct hdr *h;
 
 			rnd_principal(principal, sizeof(principal));
-			req_init(&r, pk == 0 ? NULL : pk == 1 ? PICK(others) : principal, PICK(d_hosts),
-			         PICK(methods), PICK(d_paths), rnd(3) == 0 ? NULL : rnd(2) ? h1 : h2);
-			assert_int_equal(sock_addr_parse(rnd(2) ? "10.1.2.3:5555" : "192.168.0.1:5555",
-			                                 &peer), 0);
+			host = PICK(d_hosts);
+			method = PICK(methods);
+			path = PICK(d_paths);
+			h = rnd(3) == 0 ? NULL : rnd(2) ? h1 : h2;
+			req_init(&r, pk == 0 ? NULL : pk == 1 ? other : principal, host, method, path, h);
+			src = rnd(2) ? "10.1.2.3:5555" : "192.168.0.1:5555";
+			assert_int_equal(sock_addr_parse(src, &peer), 0);
 			r.port = rnd(2) ? 443 : 80;
 			r.l4 = rnd(4) == 0;
 			authz_eval_scan(a, &r, &want);
