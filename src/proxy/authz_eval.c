@@ -143,7 +143,15 @@ struct actx {
 	bool scan;                   /* try every rule (authz_eval_scan) */
 	struct aquery q;             /* the values the indexes are asked for */
 	char host_lc[256];           /* the authority in lower case, for q */
+	char sni_lc[256];            /* the SNI in lower case, for q */
 };
+
+/* ASCII lower case, as the compiled host and SNI patterns are (am_compile). */
+static void fold_lower(char *dst, const char *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i] >= 'A' && src[i] <= 'Z' ? (char)(src[i] - 'A' + 'a') : src[i];
+}
 
 static void actx_init(struct actx *c, const struct authz_req *r)
 {
@@ -192,11 +200,7 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 	c->q.ns_len = c->nslen;
 	if (c->host && r->host_len <= sizeof(c->host_lc)) {
 		/* Host patterns are compiled in lower case; the authority is folded once. */
-		for (size_t i = 0; i < r->host_len; i++) {
-			char ch = r->host[i];
-
-			c->host_lc[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
-		}
+		fold_lower(c->host_lc, r->host, r->host_len);
 		c->q.host[0] = c->host_lc;
 		c->q.host_len[0] = r->host_len;
 		if (c->host_len != r->host_len) {
@@ -207,6 +211,18 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 	if (!r->l4) {
 		c->q.path = r->path;
 		c->q.path_len = r->path_len;
+	}
+	if (r->sni) {
+		size_t n = strlen(r->sni);
+
+		if (n <= sizeof(c->sni_lc)) {
+			/* connection.sni values are compiled in lower case too. */
+			fold_lower(c->sni_lc, r->sni, n);
+			c->q.sni = c->sni_lc;
+			c->q.sni_len = n;
+		} else {
+			c->q.all[AIX_SNI] = true;
+		}
 	}
 }
 
@@ -342,8 +358,8 @@ static const struct arule *aset_match(const struct aset *s, struct actx *c, bool
 	/* A connection under DENY/AUDIT ignores hosts and paths: every rule filed by them
 	 * is a candidate. Under ALLOW such a rule never matches a connection. An authority
 	 * too long to fold is not looked up: every rule filed by host is tried. */
-	c->q.all_http[0] = (c->r->l4 && lenient) || (!c->r->l4 && c->host && !c->q.host[0]);
-	c->q.all_http[1] = c->r->l4 && lenient;
+	c->q.all[AIX_HOST] = (c->r->l4 && lenient) || (!c->r->l4 && c->host && !c->q.host[0]);
+	c->q.all[AIX_PATH] = c->r->l4 && lenient;
 	nl = c->scan ? -1 : authz_index_lookup(s, &c->q, l, AIX_MAXLISTS);
 	if (nl < 0) {
 		for (size_t i = 0; i < s->nrules; i++)

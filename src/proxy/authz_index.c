@@ -259,56 +259,103 @@ static const struct amlist *op_list(const struct aop *o, int w)
 	return w == AIX_HOST ? &o->hosts : &o->paths;
 }
 
-/* The cost of filing the rule by its sources, its hosts or its paths (SIZE_MAX: cannot
- * be), counting its values first when add. */
-static void rule_costs(struct counts *c, const struct arule *ru, bool add, size_t *by_src,
-                       size_t by_http[2])
+/* The index a condition's values can be filed under (they must match for the rule to):
+ * -1 for keys not indexed and for conditions with only notValues. */
+static int cond_index(const struct acond *w)
 {
-	const struct amlist *l;
-	bool sas;
-	int w;
-
-	*by_src = ru->nfrom ? 0 : SIZE_MAX;
-	for (size_t i = 0; *by_src != SIZE_MAX && i < ru->nfrom; i++)
-		*by_src = src_key(&ru->from[i], &w, &l, &sas) ?
-		          *by_src + count_list(c, w, l, sas, add) : SIZE_MAX;
-	for (w = AIX_HOST; w <= AIX_PATH; w++) {
-		size_t *cost = &by_http[AIX_HTTP(w)];
-
-		*cost = ru->nto ? 0 : SIZE_MAX;
-		for (size_t i = 0; *cost != SIZE_MAX && i < ru->nto; i++) {
-			l = op_list(&ru->to[i], w);
-			*cost = l->n ? *cost + count_list(c, w, l, false, add) : SIZE_MAX;
-		}
+	if (!w->values.n)
+		return -1;
+	switch (w->key) {
+	case AK_SOURCE_PRINCIPAL:
+		return AIX_PRINCIPAL;
+	case AK_SOURCE_NS:
+		return AIX_NAMESPACE;
+	case AK_SNI:
+		return AIX_SNI;
+	default:
+		return -1;
 	}
 }
 
-/* Files rule r by its sources (it matches only if one source does, and a source only if
- * its list does), or by its hosts or paths (only if one operation's do), whichever others
- * share least; else it is open. */
+enum { BY_NONE, BY_SRC, BY_OP, BY_WHEN };
+
+struct choice {
+	int how;                 /* BY_* */
+	int w;                   /* BY_OP, BY_WHEN: the index */
+	size_t i;                /* BY_WHEN: the condition */
+	size_t cost;
+};
+
+static void consider(struct choice *best, int how, int w, size_t i, size_t cost)
+{
+	if (cost < best->cost)
+		*best = (struct choice){ how, w, i, cost };
+}
+
+/* The way of filing the rule that costs least: by its sources, by its operations' hosts
+ * or paths, or by one of its conditions (SIZE_MAX: cannot be; earlier ways win ties).
+ * With add, its values are counted first (every way's). */
+static void rule_choose(struct counts *c, const struct arule *ru, bool add, struct choice *best)
+{
+	const struct amlist *l;
+	size_t cost;
+	bool sas;
+	int w;
+
+	*best = (struct choice){ BY_NONE, -1, 0, SIZE_MAX };
+	cost = ru->nfrom ? 0 : SIZE_MAX;
+	for (size_t i = 0; cost != SIZE_MAX && i < ru->nfrom; i++)
+		cost = src_key(&ru->from[i], &w, &l, &sas) ?
+		       cost + count_list(c, w, l, sas, add) : SIZE_MAX;
+	consider(best, BY_SRC, -1, 0, cost);
+	for (w = AIX_HOST; w <= AIX_PATH; w++) {
+		cost = ru->nto ? 0 : SIZE_MAX;
+		for (size_t i = 0; cost != SIZE_MAX && i < ru->nto; i++) {
+			l = op_list(&ru->to[i], w);
+			cost = l->n ? cost + count_list(c, w, l, false, add) : SIZE_MAX;
+		}
+		consider(best, BY_OP, w, 0, cost);
+	}
+	for (size_t i = 0; i < ru->nwhen; i++) {
+		w = cond_index(&ru->when[i]);
+		if (w >= 0)
+			consider(best, BY_WHEN, w, i,
+			         count_list(c, w, &ru->when[i].values, false, add));
+	}
+}
+
+/* Files rule r the way rule_choose says: by its sources (it matches only if one source
+ * does, and a source only if its list does), by its hosts or paths (only if one
+ * operation's do), or by a condition (conditions are ANDed: that one's values must
+ * match); else it is open. */
 static void file_rule(struct aset *s, struct ibuild *b, struct counts *c,
                       const struct arule *ru, uint32_t r)
 {
 	const struct amlist *l;
-	size_t by_src, by_http[2];
+	struct choice ch;
 	bool sas;
-	int w, h;
+	int w;
 
-	rule_costs(c, ru, false, &by_src, by_http);
-	h = by_http[1] < by_http[0];
-	if (by_src != SIZE_MAX && by_src <= by_http[h]) {
+	rule_choose(c, ru, false, &ch);
+	switch (ch.how) {
+	case BY_SRC:
 		for (size_t i = 0; i < ru->nfrom; i++) {
 			src_key(&ru->from[i], &w, &l, &sas);
 			file_list(s, b, w, l, sas, r);
 		}
-	} else if (by_http[h] != SIZE_MAX) {
-		w = AIX_HOST + h;
+		return;
+	case BY_OP:
 		for (size_t i = 0; i < ru->nto; i++)
-			file_list(s, b, w, op_list(&ru->to[i], w), false, r);
-		u32_push(&s->http[h], &s->nhttp[h], r);
-	} else {
+			file_list(s, b, ch.w, op_list(&ru->to[i], ch.w), false, r);
+		break;
+	case BY_WHEN:
+		file_list(s, b, ch.w, &ru->when[ch.i].values, false, r);
+		break;
+	default:
 		u32_push(&s->open, &s->nopen, r);
+		return;
 	}
+	u32_push(&s->filed[ch.w], &s->nfiled[ch.w], r);
 }
 
 /* An empty hash of room for n keys (at most half full, so probes stay short). */
@@ -326,7 +373,8 @@ void authz_index_build(struct aset *s)
 {
 	struct ibuild b[AIX_N];
 	struct counts c;
-	size_t nkeys[AIX_N] = { 0 }, unused, unused2[2];
+	size_t nkeys[AIX_N] = { 0 };
+	struct choice unused;
 
 	memset(b, 0, sizeof(b));
 	memset(&c, 0, sizeof(c));
@@ -344,6 +392,12 @@ void authz_index_build(struct aset *s)
 				nkeys[AIX_HOST] += ru->to[t].hosts.n;
 				nkeys[AIX_PATH] += ru->to[t].paths.n;
 			}
+			for (size_t k2 = 0; k2 < ru->nwhen; k2++) {
+				int w = cond_index(&ru->when[k2]);
+
+				if (w >= 0)
+					nkeys[w] += ru->when[k2].values.n;
+			}
 		}
 	c.nrules = s->nrules;
 	for (int w = 0; w < AIX_N; w++) {
@@ -352,7 +406,7 @@ void authz_index_build(struct aset *s)
 			idx_init(&c.v[w][k], nkeys[w]);
 	}
 	for (size_t r = 0; r < s->nrules; r++)
-		rule_costs(&c, s->rules[r], true, &unused, unused2);
+		rule_choose(&c, s->rules[r], true, &unused);
 	for (size_t r = 0; r < s->nrules; r++)
 		file_rule(s, b, &c, s->rules[r], (uint32_t)r);
 	for (int w = 0; w < AIX_N; w++) {
@@ -384,8 +438,8 @@ void authz_index_fini(struct aset *s)
 		pats_free(x->suf, x->nsuf);
 		free(x->any);
 	}
-	free(s->http[0]);
-	free(s->http[1]);
+	for (int w = 0; w < AIX_N; w++)
+		free(s->filed[w]);
 	free(s->open);
 	free(s->rules);
 	free(s->v);
@@ -473,15 +527,19 @@ int authz_index_lookup(const struct aset *s, const struct aquery *q, struct aidl
 	lists_add(&l, s->open, s->nopen);
 	attr_lookup(&s->ix[AIX_PRINCIPAL], q->principal, q->principal_len, &l);
 	attr_lookup(&s->ix[AIX_NAMESPACE], q->ns, q->ns_len, &l);
-	if (q->all_http[0]) {
-		lists_add(&l, s->http[0], s->nhttp[0]);
+	if (q->all[AIX_HOST]) {
+		lists_add(&l, s->filed[AIX_HOST], s->nfiled[AIX_HOST]);
 	} else {
 		attr_lookup(&s->ix[AIX_HOST], q->host[0], q->host_len[0], &l);
 		attr_lookup(&s->ix[AIX_HOST], q->host[1], q->host_len[1], &l);
 	}
-	if (q->all_http[1])
-		lists_add(&l, s->http[1], s->nhttp[1]);
+	if (q->all[AIX_PATH])
+		lists_add(&l, s->filed[AIX_PATH], s->nfiled[AIX_PATH]);
 	else
 		attr_lookup(&s->ix[AIX_PATH], q->path, q->path_len, &l);
+	if (q->all[AIX_SNI])
+		lists_add(&l, s->filed[AIX_SNI], s->nfiled[AIX_SNI]);
+	else
+		attr_lookup(&s->ix[AIX_SNI], q->sni, q->sni_len, &l);
 	return l.over ? -1 : (int)l.n;
 }

@@ -95,8 +95,10 @@ struct apolicy {
 /* The indexes (authz_index.c). A rule is filed under the values that can make it match:
  * when every source of the rule constrains the principal (or, failing that, the namespace
  * or the service account's namespace), under each of those patterns; when every operation
- * names hosts (or paths), under its host (path) patterns; of these, under the field whose
- * values fewer other rules share; else it is `open` (tried for every request). Each attribute keeps its exact values in a hash, its "prefix*" values sorted
+ * names hosts (or paths), under its host (path) patterns; when a `when` condition on
+ * source.principal, source.namespace or connection.sni has values, under those; of these,
+ * under the field whose values fewer other rules share; else it is `open` (tried for
+ * every request). Each attribute keeps its exact values in a hash, its "prefix*" values sorted
  * (a value's matching prefixes are the chain of `parent`s of the greatest pattern not
  * above it), its "*suffix" values reversed and sorted the same way, and "*" apart. A
  * decision merges the rule lists of the patterns that match the request (one hash probe,
@@ -131,8 +133,7 @@ struct apatix {              /* one attribute's patterns */
 	size_t nany;
 };
 
-enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_HOST, AIX_PATH, AIX_N };
-#define AIX_HTTP(w)  ((w) - AIX_HOST)     /* AIX_HOST, AIX_PATH: HTTP-only fields */
+enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_HOST, AIX_PATH, AIX_SNI, AIX_N };
 
 struct aset {                /* one action's policies */
 	struct apolicy **v;
@@ -141,19 +142,20 @@ struct aset {                /* one action's policies */
 	size_t nrules;
 	uint32_t *open;          /* rules no index holds */
 	size_t nopen;
-	uint32_t *http[2];       /* rules filed under AIX_HOST, AIX_PATH: all of them */
-	size_t nhttp[2];
+	uint32_t *filed[AIX_N];  /* per field, every rule filed under it by an operation
+	                          * or a condition (for aquery.all) */
+	size_t nfiled[AIX_N];
 	struct apatix ix[AIX_N];
 };
 
 /* A request's values for the indexes: NULL where absent. Hosts are lower-case, as the
  * authority was sent and without its port (the second NULL when they are the same). */
 struct aquery {
-	const char *principal, *ns, *host[2], *path;
-	size_t principal_len, ns_len, host_len[2], path_len;
-	/* Every AIX_HOST / AIX_PATH rule instead of a lookup: a connection under DENY/AUDIT
-	 * ignores HTTP-only fields; an authority too long to fold. */
-	bool all_http[2];
+	const char *principal, *ns, *host[2], *path, *sni;
+	size_t principal_len, ns_len, host_len[2], path_len, sni_len;
+	/* Every rule of `filed` for AIX_HOST, AIX_PATH, AIX_SNI instead of a lookup: a
+	 * connection under DENY/AUDIT ignores HTTP-only fields; a name too long to fold. */
+	bool all[AIX_N];
 };
 
 struct aidlist {
