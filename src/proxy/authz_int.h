@@ -98,9 +98,9 @@ struct apolicy {
  * names hosts (or paths), under its host (path) patterns; when a `when` condition on
  * source.principal, source.namespace or connection.sni has values, under those; of these,
  * under the field whose values fewer other rules share; else it is `open` (tried for
- * every request). Each attribute keeps its exact values in a hash, its "prefix*" values sorted
- * (a value's matching prefixes are the chain of `parent`s of the greatest pattern not
- * above it), its "*suffix" values reversed and sorted the same way, and "*" apart. A
+ * every request). Each attribute keeps its exact values in a hash, its "prefix*" values
+ * sorted (a value's matching prefixes are the chain of `parent`s of the greatest pattern
+ * not above it), its "*suffix" values reversed and sorted the same way, and "*" apart. A
  * decision merges the rule lists of the patterns that match the request (one hash probe,
  * two binary searches and their chains per attribute) with `open`, in rule order, so the
  * first match is Istio's and only rules whose indexed field matches are tried. Rule
@@ -184,6 +184,7 @@ struct authz {
 
 /* Decides r trying every rule in order, without the indexes: the reference the
  * differential test holds authz_eval to. */
-void authz_eval_scan(const struct authz *a, const struct authz_req *r, struct authz_result *out);
+void authz_eval_scan(const struct authz *a, const struct authz_req *r,
+                     struct authz_result *out);
 
 #endif

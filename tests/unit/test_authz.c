@@ -878,7 +878,8 @@ static void cost_sni(void)
 static void test_cost_100_policies_10_rules(void **state)
 {
 	(void)state;
-	cost_run("principals", "cluster.local/ns/team%d-%d/sa/svc", "cluster.local/ns/team99-9/sa/svc");
+	cost_run("principals", "cluster.local/ns/team%d-%d/sa/svc",
+	         "cluster.local/ns/team99-9/sa/svc");
 	cost_run("namespaces", "team%d-%d", "cluster.local/ns/team99-9/sa/svc");
 	/* Trust-domain-agnostic patterns (suffixes naming a namespace). */
 	cost_run("principals", "*/ns/team%d-%d/sa/svc", "cluster.local/ns/team99-9/sa/svc");
