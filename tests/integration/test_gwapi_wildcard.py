@@ -151,6 +151,10 @@ def test_wildcard_hosts_page_gateway_api_tab(topo):
                         f'{tlsroute} "forward-wikipedia-from-egress-gateway"')):
         out = t.ctl.ok("delete", *args)
         assert f"{want} deleted" in out, out
-    n = len(t.site_lines())
+    # Requests made before the deletions reach the proxies still pass: wait for the
+    # reload, then nothing more arrives.
     wait_until(lambda: t.page_curls().stdout == "", what="blocked again after cleanup")
+    n = len(t.site_lines())
+    r = t.page_curls()
+    assert r.stdout == "", (r.stdout, r.stderr)
     assert len(t.site_lines()) == n
