@@ -5,9 +5,11 @@
 # the proxies listen on $PX_IP, the upstream on $UP_IP. The caller sets BUILD, W, SECS,
 # CONNS and the PIDS array (killed at exit).
 
-UP_IP=127.0.0.91
+# BENCH_UP_IP / BENCH_PX_IP move them (a second run on the same machine, e.g. one scenario
+# while another engineer's full run holds the defaults).
+UP_IP=${BENCH_UP_IP:-127.0.0.91}
 UP_NAME=upstream.bench.local
-PX_IP=127.0.0.90
+PX_IP=${BENCH_PX_IP:-127.0.0.90}
 # Names the proxies resolve (egressgw through --hosts-file): the upstream, the route-scaling
 # hosts host-N.bench.local, and the walkthrough's edition.cnn.com (never connected to: the
 # memory scenario only idles; the address has no listener).
@@ -205,6 +207,7 @@ eg_stat() {
 
 # ---- HAProxy ----
 # start_haproxy NAME PORT UPPORT WORKERS [MAXCONN]. One process, WORKERS threads.
+# HAP_FRONTEND_EXTRA: lines added to the frontend (scenario 7's access rules).
 # With MAXCONN above what the descriptor limit fits for HAProxy's 2-per-connection estimate,
 # "no strict-limits" lets it start anyway (idle client connections need one descriptor each:
 # server connections go back to the shared idle pool).
@@ -225,6 +228,7 @@ defaults
   timeout server 60s
 frontend fe
   bind $PX_IP:$port
+${HAP_FRONTEND_EXTRA:-}
   default_backend be
 backend be
   http-reuse always
@@ -235,7 +239,8 @@ HAP
 }
 
 # ---- nginx as a proxy ----
-# start_nginx NAME PORT UPPORT WORKERS [WORKER_CONNECTIONS]. One worker runs without a
+# start_nginx NAME PORT UPPORT WORKERS [WORKER_CONNECTIONS]. NGX_HTTP_EXTRA and
+# NGX_SERVER_EXTRA: lines added to the http and server blocks. One worker runs without a
 # master process; more than one runs the usual master + workers, each worker with its own
 # SO_REUSEPORT listener (as egressgw's workers have).
 start_nginx() {
@@ -254,8 +259,10 @@ http {
   # and the upstream's (a new mutual-TLS handshake); HAProxy and egressgw do not.
   keepalive_requests 1000000;
   upstream up { server $UP_IP:$upport; keepalive 64; keepalive_requests 1000000; }
+${NGX_HTTP_EXTRA:-}
   server {
     listen $PX_IP:$port$rp;
+${NGX_SERVER_EXTRA:-}
     location / {
       proxy_pass https://up; proxy_http_version 1.1; proxy_set_header Connection "";
       proxy_ssl_certificate $W/cli.crt; proxy_ssl_certificate_key $W/cli.key;

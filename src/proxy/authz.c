@@ -308,174 +308,6 @@ static void aset_add(struct aset *s, struct apolicy *p)
 	s->v[s->n++] = p;
 }
 
-static uint64_t key_hash(const char *s, size_t n)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
-struct abucket *authz_idx_slot(const struct aindex *x, const char *k, size_t n)
-{
-	size_t i = (size_t)key_hash(k, n) & x->mask;
-
-	while (x->v[i].key && !(x->v[i].keylen == n && memcmp(x->v[i].key, k, n) == 0))
-		i = (i + 1) & x->mask;
-	return &x->v[i];
-}
-
-static bool aml_all_exact(const struct amlist *l)
-{
-	for (size_t k = 0; k < l->n; k++)
-		if (l->v[k].k != AM_EXACT)
-			return false;
-	return l->n > 0;
-}
-
-/* The namespace a principal pattern confines a canonical principal (TD/ns/NS/sa/SA, see
- * actx_init) to: an exact one's, a "*suffix" ending in "/ns/NS/sa/SA" (the form
- * trust-domain-agnostic policies use), or a "prefix*" starting "TD/ns/NS/". */
-static bool pattern_ns(const struct amatch *m, const char **ns, size_t *len)
-{
-	size_t pos[4], cnt = 0;
-
-	if (m->k == AM_PREFIX) {
-		const char *td_end = memchr(m->s, '/', m->len), *end;
-
-		if (!td_end || td_end == m->s || (size_t)(td_end - m->s) + 4 > m->len ||
-		    memcmp(td_end, "/ns/", 4) != 0)
-			return false;
-		*ns = td_end + 4;
-		end = memchr(*ns, '/', m->len - (size_t)(*ns - m->s));
-		if (!end || end == *ns)
-			return false;
-		*len = (size_t)(end - *ns);
-		return true;
-	}
-	if (m->k != AM_EXACT && m->k != AM_SUFFIX)
-		return false;
-	for (size_t i = m->len; i > 0 && cnt < 4; i--)
-		if (m->s[i - 1] == '/')
-			pos[cnt++] = i - 1;
-	/* pos[3] "ns" pos[2] NS pos[1] "sa" pos[0] SA */
-	if (cnt < 4 || pos[2] - pos[3] != 3 || memcmp(m->s + pos[3] + 1, "ns", 2) != 0 ||
-	    pos[0] - pos[1] != 3 || memcmp(m->s + pos[1] + 1, "sa", 2) != 0 ||
-	    pos[1] - pos[2] < 2 || pos[0] + 1 == m->len)
-		return false;
-	*ns = m->s + pos[2] + 1;
-	*len = pos[1] - pos[2] - 1;
-	return true;
-}
-
-/* The namespace keys of a source: its exact namespaces, else the namespaces all its
- * principal patterns imply; false when neither confines it. */
-static bool src_ns_keys(const struct asource *src, const struct amlist **l, bool *from_p)
-{
-	const char *ns;
-	size_t len;
-
-	if (aml_all_exact(&src->namespaces)) {
-		*l = &src->namespaces;
-		*from_p = false;
-		return true;
-	}
-	for (size_t k = 0; k < src->principals.n; k++)
-		if (!pattern_ns(&src->principals.v[k], &ns, &len))
-			return false;
-	*l = &src->principals;
-	*from_p = true;
-	return src->principals.n > 0;
-}
-
-/* AIX_PRINCIPAL when every source of the rule lists exact principals, AIX_NAMESPACE when
- * every source is confined to namespaces (src_ns_keys): the rule cannot match a request
- * from elsewhere. Else AIX_OPEN. */
-static int rule_index(const struct arule *ru)
-{
-	const struct amlist *l;
-	bool ok = ru->nfrom > 0, from_p;
-
-	for (size_t i = 0; ok && i < ru->nfrom; i++)
-		ok = aml_all_exact(&ru->from[i].principals);
-	if (ok)
-		return AIX_PRINCIPAL;
-	ok = ru->nfrom > 0;
-	for (size_t i = 0; ok && i < ru->nfrom; i++)
-		ok = src_ns_keys(&ru->from[i], &l, &from_p);
-	return ok ? AIX_NAMESPACE : AIX_OPEN;
-}
-
-static void u32_push(uint32_t **v, size_t *n, uint32_t x)
-{
-	if (*n && (*v)[*n - 1] == x)
-		return;              /* the same rule twice under one key */
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-	(*v)[(*n)++] = x;
-}
-
-static void aset_index(struct aset *s)
-{
-	size_t nkeys = 0, cap = 16;
-
-	for (size_t i = 0; i < s->n; i++)
-		for (size_t k = 0; k < s->v[i]->nrules; k++) {
-			const struct arule *ru = &s->v[i]->rules[k];
-
-			s->rules = xrealloc(s->rules, (s->nrules + 1) * sizeof(*s->rules));
-			s->rules[s->nrules++] = ru;
-			for (size_t f = 0; f < ru->nfrom; f++)
-				nkeys += ru->from[f].principals.n + ru->from[f].namespaces.n;
-		}
-	while (cap < 2 * nkeys)
-		cap *= 2;
-	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
-		s->ix[w].mask = cap - 1;
-		s->ix[w].v = xcalloc(cap, sizeof(*s->ix[w].v));
-	}
-	for (size_t r = 0; r < s->nrules; r++) {
-		const struct arule *ru = s->rules[r];
-		int w = rule_index(ru);
-
-		if (w == AIX_OPEN) {
-			u32_push(&s->open, &s->nopen, (uint32_t)r);
-			continue;
-		}
-		for (size_t f = 0; f < ru->nfrom; f++) {
-			const struct amlist *l = &ru->from[f].principals;
-			bool from_p = true;
-
-			if (w == AIX_NAMESPACE)
-				src_ns_keys(&ru->from[f], &l, &from_p);
-			for (size_t k = 0; k < l->n; k++) {
-				const char *key = l->v[k].s;
-				size_t klen = l->v[k].len;
-				struct abucket *b;
-
-				if (w == AIX_NAMESPACE && from_p)
-					pattern_ns(&l->v[k], &key, &klen);
-				b = authz_idx_slot(&s->ix[w], key, klen);
-				b->key = key;
-				b->keylen = klen;
-				u32_push(&b->v, &b->n, (uint32_t)r);
-			}
-		}
-	}
-}
-
-static void aset_fini(struct aset *s)
-{
-	for (int w = AIX_PRINCIPAL; w <= AIX_NAMESPACE; w++) {
-		for (size_t i = 0; s->ix[w].v && i <= s->ix[w].mask; i++)
-			free(s->ix[w].v[i].v);
-		free(s->ix[w].v);
-	}
-	free(s->open);
-	free(s->rules);
-	free(s->v);
-}
-
 static int res_cmp(const void *a, const void *b)
 {
 	const struct resource *x = *(const struct resource *const *)a;
@@ -532,11 +364,11 @@ struct authz *authz_build(const struct resource *const *res, size_t n,
 		}
 	}
 	free(sel);
-	aset_index(&a->deny);
-	aset_index(&a->allow);
-	aset_index(&a->audit);
-	aset_index(&a->sdeny);
-	aset_index(&a->sallow);
+	authz_index_build(&a->deny);
+	authz_index_build(&a->allow);
+	authz_index_build(&a->audit);
+	authz_index_build(&a->sdeny);
+	authz_index_build(&a->sallow);
 	return a;
 }
 
@@ -552,11 +384,11 @@ void authz_free(struct authz *a)
 		free(a->pol[i].name);
 	}
 	free(a->pol);
-	aset_fini(&a->deny);
-	aset_fini(&a->allow);
-	aset_fini(&a->audit);
-	aset_fini(&a->sdeny);
-	aset_fini(&a->sallow);
+	authz_index_fini(&a->deny);
+	authz_index_fini(&a->allow);
+	authz_index_fini(&a->audit);
+	authz_index_fini(&a->sdeny);
+	authz_index_fini(&a->sallow);
 	free(a);
 }
 

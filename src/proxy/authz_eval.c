@@ -140,7 +140,18 @@ struct actx {
 	const char *host;            /* authority without its port */
 	size_t host_len;
 	bool lenient;                /* l4: HTTP-only fields ignored (DENY, AUDIT) */
+	bool scan;                   /* try every rule (authz_eval_scan) */
+	struct aquery q;             /* the values the indexes are asked for */
+	char host_lc[256];           /* the authority in lower case, for q */
+	char sni_lc[256];            /* the SNI in lower case, for q */
 };
+
+/* ASCII lower case, as the compiled host and SNI patterns are (am_compile). */
+static void fold_lower(char *dst, const char *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src[i] >= 'A' && src[i] <= 'Z' ? (char)(src[i] - 'A' + 'a') : src[i];
+}
 
 static void actx_init(struct actx *c, const struct authz_req *r)
 {
@@ -151,8 +162,8 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 	c->canonical = true;
 	if (p) {
 		/* Istio's identities are TD/ns/NS/sa/SA (the trust domain has no '/'): only then
-		 * is there a namespace. Another form (no CA of Istio's issues one) has none, and
-		 * is evaluated against every rule, not through the indexes. */
+		 * is there a namespace. Another form (no CA of Istio's issues one) has none: it
+		 * can match principal patterns, never namespaces or serviceAccounts. */
 		const char *td_end = strchr(p, '/'), *ns_end;
 
 		c->plen = strlen(p);
@@ -182,6 +193,36 @@ static void actx_init(struct actx *c, const struct authz_req *r)
 		}
 		c->host = r->host;
 		c->host_len = n;
+	}
+	c->q.principal = r->principal;
+	c->q.principal_len = c->plen;
+	c->q.ns = c->ns;
+	c->q.ns_len = c->nslen;
+	if (c->host && r->host_len <= sizeof(c->host_lc)) {
+		/* Host patterns are compiled in lower case; the authority is folded once. */
+		fold_lower(c->host_lc, r->host, r->host_len);
+		c->q.host[0] = c->host_lc;
+		c->q.host_len[0] = r->host_len;
+		if (c->host_len != r->host_len) {
+			c->q.host[1] = c->host_lc;
+			c->q.host_len[1] = c->host_len;
+		}
+	}
+	if (!r->l4) {
+		c->q.path = r->path;
+		c->q.path_len = r->path_len;
+	}
+	if (r->sni) {
+		size_t n = strlen(r->sni);
+
+		if (n <= sizeof(c->sni_lc)) {
+			/* connection.sni values are compiled in lower case too. */
+			fold_lower(c->sni_lc, r->sni, n);
+			c->q.sni = c->sni_lc;
+			c->q.sni_len = n;
+		} else {
+			c->q.all[AIX_SNI] = true;
+		}
 	}
 }
 
@@ -301,44 +342,44 @@ static bool rule_match(const struct arule *ru, const struct actx *c)
 	return true;
 }
 
-/* The first rule of the set's policies that matches, or NULL: the rules indexed under the
- * request's principal and the open ones, merged in policy order. */
+/* The first rule of the set's policies that matches, or NULL: the rules of the lists the
+ * indexes give for the request (authz_index_lookup), merged in rule order (policy order,
+ * so the first match is Istio's), each tried once. */
 static const struct arule *aset_match(const struct aset *s, struct actx *c, bool lenient)
 {
-	const uint32_t *l[3] = { NULL, NULL, s->open };
-	size_t n[3] = { 0, 0, s->nopen }, at[3] = { 0, 0, 0 };
+	struct aidlist l[AIX_MAXLISTS];
+	size_t at[AIX_MAXLISTS] = { 0 };
+	int nl;
+	uint32_t last = UINT32_MAX;
 
 	if (!s->nrules)
 		return NULL;
 	c->lenient = lenient;
-	if (!c->canonical) {
+	/* A connection under DENY/AUDIT ignores hosts and paths: every rule filed by them
+	 * is a candidate. Under ALLOW such a rule never matches a connection. An authority
+	 * too long to fold is not looked up: every rule filed by host is tried. */
+	c->q.all[AIX_HOST] = (c->r->l4 && lenient) || (!c->r->l4 && c->host && !c->q.host[0]);
+	c->q.all[AIX_PATH] = c->r->l4 && lenient;
+	nl = c->scan ? -1 : authz_index_lookup(s, &c->q, l, AIX_MAXLISTS);
+	if (nl < 0) {
 		for (size_t i = 0; i < s->nrules; i++)
 			if (rule_match(s->rules[i], c))
 				return s->rules[i];
 		return NULL;
 	}
-	if (c->r->principal) {
-		const struct abucket *b = authz_idx_slot(&s->ix[AIX_PRINCIPAL], c->r->principal, c->plen);
-
-		l[AIX_PRINCIPAL] = b->v;
-		n[AIX_PRINCIPAL] = b->key ? b->n : 0;
-	}
-	if (c->ns) {
-		const struct abucket *b = authz_idx_slot(&s->ix[AIX_NAMESPACE], c->ns, c->nslen);
-
-		l[AIX_NAMESPACE] = b->v;
-		n[AIX_NAMESPACE] = b->key ? b->n : 0;
-	}
 	for (;;) {
 		int best = -1;
 
-		for (int w = 0; w < 3; w++)
-			if (at[w] < n[w] && (best < 0 || l[w][at[w]] < l[best][at[best]]))
+		for (int w = 0; w < nl; w++)
+			if (at[w] < l[w].n && (best < 0 || l[w].v[at[w]] < l[best].v[at[best]]))
 				best = w;
 		if (best < 0)
 			return NULL;
-		if (rule_match(s->rules[l[best][at[best]]], c))
-			return s->rules[l[best][at[best]]];
+		if (l[best].v[at[best]] != last) {
+			last = l[best].v[at[best]];
+			if (rule_match(s->rules[last], c))
+				return s->rules[last];
+		}
 		at[best]++;
 	}
 }
@@ -366,7 +407,8 @@ static bool decide(const struct aset *deny, const struct aset *allow, struct act
 	return true;
 }
 
-void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_result *out)
+static void eval(const struct authz *a, const struct authz_req *r, bool scan,
+                 struct authz_result *out)
 {
 	const char *sdetails = NULL;
 	struct actx c;
@@ -375,6 +417,7 @@ void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_r
 	if (!a)
 		return;
 	actx_init(&c, r);
+	c.scan = scan;
 	out->denied = decide(&a->deny, &a->allow, &c, &out->policy, &out->details);
 	if (a->audit.n) {
 		const struct arule *ru = aset_match(&a->audit, &c, true);
@@ -386,6 +429,16 @@ void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_r
 		out->shadow_denied = decide(&a->sdeny, &a->sallow, &c, &out->shadow_policy,
 		                            &sdetails);
 	}
+}
+
+void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_result *out)
+{
+	eval(a, r, false, out);
+}
+
+void authz_eval_scan(const struct authz *a, const struct authz_req *r, struct authz_result *out)
+{
+	eval(a, r, true, out);
 }
 
 /* For the log: "GET /path" to host, or the connection's SNI and port. */

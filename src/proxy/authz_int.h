@@ -92,11 +92,19 @@ struct apolicy {
 	size_t nrules;
 };
 
-/* Principal -> rules and namespace -> rules indexes: a rule whose every source names
- * exact principals (or, failing that, exact namespaces) can only match a request from one
- * of them, so a decision looks at those rules and the others (`open`) instead of all.
- * Rule numbers are positions in aset.rules (policy order), and each bucket is ascending,
- * so merging the two buckets with `open` keeps Istio's first-match. */
+/* The indexes (authz_index.c). A rule is filed under the values that can make it match:
+ * when every source of the rule constrains the principal (or, failing that, the namespace
+ * or the service account's namespace), under each of those patterns; when every operation
+ * names hosts (or paths), under its host (path) patterns; when a `when` condition on
+ * source.principal, source.namespace or connection.sni has values, under those; of these,
+ * under the field whose values fewer other rules share; else it is `open` (tried for
+ * every request). Each attribute keeps its exact values in a hash, its "prefix*" values
+ * sorted (a value's matching prefixes are the chain of `parent`s of the greatest pattern
+ * not above it), its "*suffix" values reversed and sorted the same way, and "*" apart. A
+ * decision merges the rule lists of the patterns that match the request (one hash probe,
+ * two binary searches and their chains per attribute) with `open`, in rule order, so the
+ * first match is Istio's and only rules whose indexed field matches are tried. Rule
+ * numbers are positions in aset.rules (policy order); every list is ascending. */
 struct abucket {
 	const char *key;         /* borrowed from the rule's matcher */
 	size_t keylen;
@@ -109,17 +117,62 @@ struct aindex {
 	size_t mask;
 };
 
-enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_OPEN };
+struct apat {                /* one distinct "prefix*" or "*suffix" pattern */
+	char *s;                 /* in compare order: a suffix is stored reversed */
+	size_t len;
+	ptrdiff_t parent;        /* the longest other pattern that is a prefix of this; -1 */
+	uint32_t *v;
+	size_t n;
+};
+
+struct apatix {              /* one attribute's patterns */
+	struct aindex exact;
+	struct apat *pre, *suf;
+	size_t npre, nsuf;
+	uint32_t *any;           /* "*": any value present */
+	size_t nany;
+};
+
+enum { AIX_PRINCIPAL, AIX_NAMESPACE, AIX_HOST, AIX_PATH, AIX_SNI, AIX_N };
 
 struct aset {                /* one action's policies */
 	struct apolicy **v;
 	size_t n;
 	const struct arule **rules;
 	size_t nrules;
-	uint32_t *open;
+	uint32_t *open;          /* rules no index holds */
 	size_t nopen;
-	struct aindex ix[2];     /* AIX_PRINCIPAL, AIX_NAMESPACE */
+	uint32_t *filed[AIX_N];  /* per field, every rule filed under it by an operation
+	                          * or a condition (for aquery.all) */
+	size_t nfiled[AIX_N];
+	struct apatix ix[AIX_N];
 };
+
+/* A request's values for the indexes: NULL where absent. Hosts are lower-case, as the
+ * authority was sent and without its port (the second NULL when they are the same). */
+struct aquery {
+	const char *principal, *ns, *host[2], *path, *sni;
+	size_t principal_len, ns_len, host_len[2], path_len, sni_len;
+	/* Every rule of `filed` for AIX_HOST, AIX_PATH, AIX_SNI instead of a lookup: a
+	 * connection under DENY/AUDIT ignores HTTP-only fields; a name too long to fold. */
+	bool all[AIX_N];
+};
+
+struct aidlist {
+	const uint32_t *v;
+	size_t n;
+};
+
+#define AIX_MAXLISTS 64
+
+/* Files the rules of s's policies (s->v) into s's indexes; authz_index_fini frees them. */
+void authz_index_build(struct aset *s);
+void authz_index_fini(struct aset *s);
+
+/* The rule lists that hold every rule of s that can match q (open included), at most
+ * max; -1 when there would be more (the caller then tries every rule). */
+int authz_index_lookup(const struct aset *s, const struct aquery *q, struct aidlist *out,
+                       size_t max);
 
 struct authz {
 	struct apolicy *pol;     /* all, in (namespace, name) order */
@@ -129,7 +182,9 @@ struct authz {
 	bool uses_paths;
 };
 
-/* The bucket of key in x: the one holding it, or the empty one where it would go. */
-struct abucket *authz_idx_slot(const struct aindex *x, const char *k, size_t n);
+/* Decides r trying every rule in order, without the indexes: the reference the
+ * differential test holds authz_eval to. */
+void authz_eval_scan(const struct authz *a, const struct authz_req *r,
+                     struct authz_result *out);
 
 #endif
