@@ -6,6 +6,8 @@
 #   make install         binaries, man pages, examples, systemd unit, logrotate snippet
 #                        under $(DESTDIR)$(PREFIX) (PREFIX default /usr/local)
 #   make test            unit tests (cmocka) then integration tests (pytest)
+#   make check           the structure ratchet: file/function length, call cycles, h1_parse
+#                        callers in src/proxy (scripts/check_structure.py, structure-allow.txt)
 #   make image           the container images, with podman (deploy/container/build.sh)
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
@@ -85,7 +87,7 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench clean fuzz install man image FORCE
+.PHONY: all deps test unit integration demo bench clean fuzz install man image check FORCE
 all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
@@ -127,6 +129,10 @@ integration: all
 	EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
+
+# No compiler needed: python3 reads the sources (see the script's header for the rules).
+check:
+	/usr/bin/python3 scripts/check_structure.py
 
 demo: all
 	@scripts/deps.sh demo
