@@ -125,7 +125,14 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 unit: all $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
-integration: all
+# The heap-call counter tests/integration/test_alloc.py preloads into egressgw: tests
+# only, and built without the sanitizers (a preloaded malloc cannot sit under ASan's).
+MALLOC_COUNT := $(BUILD)/tests/malloc_count.so
+$(MALLOC_COUNT): tests/tools/malloc_count.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -shared -fPIC -o $@ $<
+
+integration: all $(MALLOC_COUNT)
 	EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
