@@ -20,7 +20,8 @@
 #        BENCH_WORKERS (1, scenarios 1-4), BENCH_WARMUP (2 seconds per system),
 #        BENCH_IDLE_CONNS (10000, scenario 4), BENCH_ROUTES ("1 10 100 1000", scenario 5),
 #        BENCH_UP_WORKERS (1, the upstream nginx), BENCH_OUT (docs/BENCHMARKS.md),
-#        BENCH_KEEP (set: keep the work directory with configurations and logs)
+#        BENCH_KEEP (set: keep the work directory with configurations and logs),
+#        BENCH_UP_IP, BENCH_PX_IP, BENCH_CNN_IP (the loopback addresses, bench/lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
