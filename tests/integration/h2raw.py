@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import hpack
 
+from gwlib import scaled
+
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, \
@@ -159,11 +161,12 @@ class RawH2:
 
     def until(self, pred, timeout=10.0):
         """Reads until an event satisfies pred (returned) or the connection closes (the
-        "closed" event, returned whether pred accepts it or not) or timeout (None)."""
+        "closed" event, returned whether pred accepts it or not) or timeout (None; scaled
+        under valgrind, gwlib.scaled)."""
         for ev in self.events:
             if pred(ev):
                 return ev
-        deadline = time.time() + timeout
+        deadline = time.time() + scaled(timeout)
         while not self.closed:
             left = deadline - time.time()
             if left <= 0:
