@@ -9,15 +9,12 @@ every request must succeed) and nghttp -v (the frames and fields of single excha
   connection. nghttp speaks only HTTP/2, so it runs against the gateway alone."""
 import http.server
 import re
-import ssl
 import subprocess
-import threading
 
 import pytest
 
-from gwlib import loopback_ip, make_server_ca, make_server_cert
 from h2gwlib import CNN, H2_PORT, h2load, start_h2_gateway
-from test_h2_mesh import Site as PySite
+from test_h2_mesh import tls_site
 from test_gateway import mesh, site  # noqa: F401 (fixtures)
 from test_sidecar import Topology, apply_cnn, wait_routed
 
@@ -153,21 +150,7 @@ class TrailerHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def trailer_site(tmp_path):
-    ip = loopback_ip()
-    certs = tmp_path / "trailer-certs"
-    certs.mkdir()
-    ca = make_server_ca(certs)
-    cert, key = make_server_cert(certs, CNN)
-    srv = PySite((ip, 443), TrailerHandler)
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(cert), str(key))
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    hosts = tmp_path / "hosts"
-    hosts.write_text(f"{ip} {CNN}\n")
-    yield {"ip": ip, "ca": ca, "certs": certs, "hosts": hosts}
-    srv.shutdown()
-    srv.server_close()
+    yield from tls_site(tmp_path, TrailerHandler)
 
 
 @pytest.fixture
