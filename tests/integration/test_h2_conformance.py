@@ -498,7 +498,7 @@ def test_rapid_reset(gateway, h2c, mesh):  # noqa: F811
     closes; the streams it let through did not pile up (the gateway serves others)."""
     t0 = time.time()
     sid = 1
-    for _ in range(30):
+    for _ in range(50):
         batch = b""
         for _ in range(100):
             batch += frame(HEADERS, END_HEADERS | END_STREAM, sid,
@@ -508,10 +508,12 @@ def test_rapid_reset(gateway, h2c, mesh):  # noqa: F811
         if h2c.closed:
             break
     ev = h2c.goaway(timeout=20)
+    elapsed = time.time() - t0
     assert ev is not None and ev.code == ENHANCE_YOUR_CALM, (ev, h2c.events[-4:])
-    # It acted at the limit, not at the end of the flood.
+    # It acted at the limit (the burst plus what the rate refilled meanwhile, and a few
+    # streams of slack), not at the end of the flood of 5,000.
     last = struct.unpack(">I", ev.payload[:4])[0] & 0x7FFFFFFF
-    assert last < 2 * 1300, last
+    assert (last + 1) // 2 <= 1000 + 200 * elapsed + 100, (last, elapsed)
     assert h2c.wait_closed(timeout=20)
     assert time.time() - t0 < scaled(30)
     assert_gateway_serves(gateway, mesh)
