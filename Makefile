@@ -139,7 +139,7 @@ test: unit integration
 
 # No compiler needed: python3 reads the sources (see the script's header for the rules).
 check:
-	/usr/bin/python3 scripts/check_structure.py
+	/usr/bin/python3 scripts/check_structure.py --all
 
 demo: all
 	@scripts/deps.sh demo
