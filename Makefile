@@ -6,6 +6,8 @@
 #   make install         binaries, man pages, examples, systemd unit, logrotate snippet
 #                        under $(DESTDIR)$(PREFIX) (PREFIX default /usr/local)
 #   make test            unit tests (cmocka) then integration tests (pytest)
+#   make check           the structure ratchet: file/function length, call cycles, h1_parse
+#                        callers in src/proxy (scripts/check_structure.py, structure-allow.txt)
 #   make image           the container images, with podman (deploy/container/build.sh)
 #   make SANITIZE=1 test the same under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo            the Istio walkthrough, end to end (scripts/demo.sh)
@@ -90,7 +92,7 @@ CTL_OBJS  := $(CTL_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test unit integration demo bench bench-figures clean fuzz fuzz-long storm soak install man image FORCE
+.PHONY: all deps test unit integration demo bench bench-figures clean fuzz fuzz-long storm soak install man image check FORCE
 all: $(BUILD)/egressgw $(BUILD)/egressctl
 
 deps: $(DEPS_STAMP)
@@ -128,7 +130,14 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 unit: all $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
-integration: all
+# The heap-call counter tests/integration/test_alloc.py preloads into egressgw: tests
+# only, and built without the sanitizers (a preloaded malloc cannot sit under ASan's).
+MALLOC_COUNT := $(BUILD)/tests/malloc_count.so
+$(MALLOC_COUNT): tests/tools/malloc_count.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O2 -g -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) -shared -fPIC -o $@ $<
+
+integration: all $(MALLOC_COUNT)
 	EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q tests/integration
 
 test: unit integration
@@ -143,6 +152,10 @@ storm: all
 soak: all
 	SOAK_SECONDS=$(SOAK_SECONDS) EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest \
 	    -q -s tests/integration/soak_mixed.py
+
+# No compiler needed: python3 reads the sources (see the script's header for the rules).
+check:
+	/usr/bin/python3 scripts/check_structure.py --all
 
 demo: all
 	@scripts/deps.sh demo

@@ -5,8 +5,8 @@
 # the proxies listen on $PX_IP, the upstream on $UP_IP. The caller sets BUILD, W, SECS,
 # CONNS and the PIDS array (killed at exit).
 
-# BENCH_UP_IP / BENCH_PX_IP move them (a second run on the same machine, e.g. one scenario
-# while another engineer's full run holds the defaults).
+# BENCH_UP_IP, BENCH_PX_IP and BENCH_CNN_IP move them, so that two runs on one machine
+# (another worktree's) do not meet on a port.
 UP_IP=${BENCH_UP_IP:-127.0.0.91}
 UP_NAME=upstream.bench.local
 PX_IP=${BENCH_PX_IP:-127.0.0.90}
@@ -14,7 +14,7 @@ PX_IP=${BENCH_PX_IP:-127.0.0.90}
 # hosts host-N.bench.local, and the walkthrough's edition.cnn.com (never connected to: the
 # memory scenario only idles; the address has no listener).
 HOSTS_MAX=1000
-CNN_IP=127.0.0.93
+CNN_IP=${BENCH_CNN_IP:-127.0.0.93}
 
 declare -A SYS_PID SYS_PORT SYS_KIND SYS_ADMIN
 declare -A RPS P50 P99 CPU SYSCPU ERR REQS UPCPU

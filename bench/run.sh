@@ -30,7 +30,7 @@
 #        BENCH_BULK_CONNS (10), BENCH_PT_SHORT (4000), BENCH_PT_BULK (1000) (scenario 6),
 #        BENCH_UP_WORKERS (1, the upstream nginx), BENCH_OUT (docs/BENCHMARKS.md),
 #        BENCH_KEEP (set: keep the work directory with configurations and logs),
-#        BENCH_UP_IP, BENCH_PX_IP (loopback addresses of the upstream and the proxies)
+#        BENCH_UP_IP, BENCH_PX_IP, BENCH_CNN_IP (the loopback addresses, bench/lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

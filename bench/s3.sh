@@ -3,8 +3,10 @@
 # to the egress gateway, which originates mutual TLS to the upstream nginx. At a fixed rate
 # (h2load, 1,000 requests/s over 4 keep-alive connections): the latency the two proxies add
 # to the application calling the upstream directly, and the CPU each proxy spends per
-# 1,000 requests/s. Three chains, each a sidecar and a gateway of the same kind: egressgw
-# (--role sidecar, --role gateway), HAProxy and nginx. Sourced by bench/run.sh.
+# 1,000 requests/s. Four chains, each a sidecar and a gateway of the same kind: egressgw
+# (--role sidecar, --role gateway; HTTP/2 between them), the same with --no-http2 (HTTP/1.1
+# between them), HAProxy (HTTP/2 between them) and nginx (HTTP/1.1: its proxy_pass has no
+# HTTP/2). Sourced by bench/run.sh.
 #
 # Names: the application asks for http://edition.cnn.com/small, as the walkthrough's sleep
 # pod does; edition.cnn.com is the bench's upstream (UP_IP, port 8443 with TLS, 8080
@@ -24,10 +26,12 @@ S3_HOST=edition.cnn.com
 S3_GW_HOST=istio-egressgateway.istio-system.svc.cluster.local
 S3_GW_SPIFFE=spiffe://cluster.local/ns/istio-system/sa/istio-egressgateway-service-account
 # Sidecar ports (the application connects there), gateway ports, egressgw's admin ports.
-declare -A S3_SC_PORT=([egressgw]=18280 [haproxy]=18281 [nginx]=18282)
+declare -A S3_SC_PORT=([egressgw]=18280 [haproxy]=18281 [nginx]=18282 [egressgw-h1]=18285)
 # The floor row: two bench/relay.c byte relays chained in front of the upstream's plain port.
 S3_RELAY_PORTS=(18283 18284)
-declare -A S3_GW_PORT=([egressgw]=18290 [haproxy]=18291 [nginx]=18292)
+declare -A S3_GW_PORT=([egressgw]=18290 [haproxy]=18291 [nginx]=18292 [egressgw-h1]=18293)
+# The chains, in the order they are measured and listed.
+S3_SYSTEMS=(egressgw egressgw-h1 haproxy nginx)
 declare -A S3_P90 S3_CPU_SC S3_CPU_GW S3_RPS S3_ERR
 
 # s3_yaml GWPORT: the walkthrough's steps 01-03 (tests/data/walkthrough), changed only
@@ -127,9 +131,9 @@ s3_certs() {
 }
 
 # ---- HAProxy: sidecar (HTTP in, HTTP/2 + mutual TLS out) and gateway ----
-# s3_haproxy NAME PORT BIND_OPTIONS SERVER_LINE [RULE]: one frontend routing the
-# application's Host (as the VirtualService does) to one backend with one server; RULE, a
-# line for the backend.
+# s3_haproxy NAME PORT BIND_OPTIONS SERVER_LINE [RULES]: one frontend routing the
+# application's Host (as the VirtualService does) to one backend with one server; RULES,
+# lines for the backend.
 s3_haproxy() {
 	local name=$1 port=$2 bind=$3 server=$4 rule=${5:-}
 	port_free "$PX_IP" "$port" || die "$PX_IP:$port is in use"
@@ -198,11 +202,25 @@ s3_start() {
 	eg_start sidecar s3-egressgw-sc "$W/s3-store" "$WORKERS" 18200 "${S3_SC_PORT[egressgw]}" \
 		"$W/s3-hosts" --namespace default --identity "$sid" \
 		--outbound "$PX_IP:${S3_SC_PORT[egressgw]}"
+	# The same chain with HTTP/2 off on both proxies (HTTP/1.1 over the same mutual TLS): a
+	# store of its own, whose Gateway and mesh route name this chain's gateway port.
+	s3_yaml "${S3_GW_PORT[egressgw-h1]}" > "$W/s3-store-h1.yaml"
+	"$BUILD/egressctl" --store "$W/s3-store-h1" apply -f "$W/s3-store-h1.yaml" >/dev/null
+	eg_start gateway s3-egressgw-h1-gw "$W/s3-store-h1" "$WORKERS" 18203 "${S3_GW_PORT[egressgw-h1]}" \
+		"$W/s3-hosts" --namespace istio-system --labels istio=egressgateway \
+		--listen-address "$PX_IP" --identity "$gid" --no-http2
+	eg_start sidecar s3-egressgw-h1-sc "$W/s3-store-h1" "$WORKERS" 18202 "${S3_SC_PORT[egressgw-h1]}" \
+		"$W/s3-hosts" --namespace default --identity "$sid" \
+		--outbound "$PX_IP:${S3_SC_PORT[egressgw-h1]}" --no-http2
 
 	sc=${S3_SC_PORT[haproxy]} gw=${S3_GW_PORT[haproxy]}
+	# The rule answers, only to a request that asks (x-want-proto), the HTTP version the
+	# request reached the gateway with: s3_run checks that the hop is HTTP/2.
 	s3_haproxy s3-haproxy-gw "$gw" \
 		" ssl crt $gid/both.pem ca-file $gid/root-cert.pem verify required alpn h2,http/1.1" \
-		"s1 $UP_IP:8443 ssl crt $W/cli.pem ca-file $W/ca.crt verify required sni str($UP_NAME) verifyhost $UP_NAME"
+		"s1 $UP_IP:8443 ssl crt $W/cli.pem ca-file $W/ca.crt verify required sni str($UP_NAME) verifyhost $UP_NAME" \
+		"  http-request set-var(txn.hop_proto) req.ver if { req.hdr(x-want-proto) -m found }
+  http-response set-header x-hop-proto %[var(txn.hop_proto)] if { var(txn.hop_proto) -m found }"
 	# A response that came over HTTP/2 has no reason phrase, and HAProxy 2.6 sends its
 	# HTTP/1.1 status line with an empty one ("HTTP/1.1 200 "): valid, but h2load then
 	# records no status and counts the request as failed. The rule puts "OK" back.
@@ -263,6 +281,9 @@ s3_vcpu() {
 	awk -v t="$1" -v hz="$2" -v a="$3" -v b="$4" -v r="$5" \
 		'BEGIN {if (r > 0 && b > a) printf "%.3f", t / hz / (b - a) * 1000 / r; else print "-"}'
 }
+# s3_us_more H2 H1: how many µs per request H2 costs more than H1, both in vCPU per 1,000
+# requests/s (1 vCPU per 1,000 requests/s = 1,000 µs per request).
+s3_us_more() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.1f", (a - b) * 1000}'; }
 # s3_sub A B: A - B in ms (3 decimals), "-" when either is missing.
 s3_sub() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.3f", a - b}'; }
 s3_add() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "-" || b == "-") print "-"; else printf "%.3f", a + b}'; }
@@ -288,18 +309,24 @@ s3_relays_start() {
 
 s3_run() {
 	local sys k proto table d50 d90 d99 m50 m90 m99 csc cgw h2b cxa cxb eg_h2 target floor99
+	local hap_proto h1sc h1gw
 	local direct="$UP_IP:$UP_PLAIN_PORT"
 	s3_certs
 	s3_start
 	curl -sf -o /dev/null -H "Host: $S3_HOST" "http://$direct/small" ||
 		die "the upstream's plain port $direct does not answer"
-	for sys in egressgw haproxy nginx; do wait_ok "s3-$sys-sc" /small "$S3_HOST"; done
+	for sys in "${S3_SYSTEMS[@]}"; do wait_ok "s3-$sys-sc" /small "$S3_HOST"; done
+	# HAProxy's hop speaks HTTP/2 (its sidecar offers only h2 by ALPN; this proves it).
+	hap_proto=$(curl -sf -o /dev/null -D - -H "Host: $S3_HOST" -H "x-want-proto: 1" \
+		"http://$PX_IP:${S3_SC_PORT[haproxy]}/small" | tr -d '\r' | awk -F': ' 'tolower($1) == "x-hop-proto" {print $2}')
+	[ "$hap_proto" = "2.0" ] ||
+		ANOMALIES+=("s3: HAProxy's sidecar reached its gateway with HTTP '$hap_proto', not 2.0")
 	s3_relays_start
 	local relays="$PX_IP:${S3_RELAY_PORTS[0]}"
 	# Warm-up at the same rate: connections on every hop, caches, pages.
 	s3_load warm-direct "$direct" "${BENCH_WARMUP:-2}"
 	s3_load warm-relays "$relays" "${BENCH_WARMUP:-2}"
-	for sys in egressgw haproxy nginx; do
+	for sys in "${S3_SYSTEMS[@]}"; do
 		s3_load "warm-$sys" "$PX_IP:${S3_SC_PORT[$sys]}" "${BENCH_WARMUP:-2}"
 	done
 	cxa=$(eg_stat s3-egressgw-sc upstream_cx_total)
@@ -307,7 +334,7 @@ s3_run() {
 	for _ in $(seq "$ROUNDS"); do
 		s3_measure s3/direct "$direct"
 		s3_measure s3/relays "$relays"
-		for sys in egressgw haproxy nginx; do
+		for sys in "${S3_SYSTEMS[@]}"; do
 			s3_measure "s3/$sys" "$PX_IP:${S3_SC_PORT[$sys]}" "s3-$sys-sc" "s3-$sys-gw"
 		done
 	done
@@ -318,8 +345,10 @@ s3_run() {
   them during the measured runs"
 	[ "$h2b" -gt 0 ] ||
 		ANOMALIES+=("s3: egressgw's sidecar made no HTTP/2 connection to the gateway")
-	stop_sys s3-egressgw-sc s3-egressgw-gw s3-haproxy-sc s3-haproxy-gw s3-nginx-sc s3-nginx-gw \
-		s3-relay-1 s3-relay-2
+	[ "$(eg_stat s3-egressgw-h1-sc upstream_cx_http2_total)" = 0 ] ||
+		ANOMALIES+=("s3: egressgw's --no-http2 sidecar made an HTTP/2 connection")
+	stop_sys s3-egressgw-sc s3-egressgw-gw s3-egressgw-h1-sc s3-egressgw-h1-gw s3-haproxy-sc \
+		s3-haproxy-gw s3-nginx-sc s3-nginx-gw s3-relay-1 s3-relay-2
 
 	d50=$(med P50 s3/direct); d90=$(med S3_P90 s3/direct); d99=$(med P99 s3/direct)
 	table="| path | sidecar → gateway | p50 ms | p90 ms | p99 ms | added p50 ms | added p90 ms | added p99 ms | requests/s | vCPU per 1,000 req/s: sidecar | gateway | both | errors |
@@ -329,21 +358,29 @@ s3_run() {
 	floor99=$(s3_sub "$m99" "$d99")
 	table+="
 | floor: two byte relays | plain TCP, no HTTP | $m50 | $m90 | $m99 | $(s3_sub "$m50" "$d50") | $(s3_sub "$m90" "$d90") | $floor99 | $(med S3_RPS s3/relays) | - | - | - | $(echo "${S3_ERR[s3/relays]}" | sum) |"
-	for sys in egressgw haproxy nginx; do
+	for sys in "${S3_SYSTEMS[@]}"; do
 		k="s3/$sys"
 		m50=$(med P50 "$k"); m90=$(med S3_P90 "$k"); m99=$(med P99 "$k")
 		csc=$(med S3_CPU_SC "$k"); cgw=$(med S3_CPU_GW "$k")
-		case $sys in nginx) proto="HTTP/1.1, mTLS" ;; *) proto="HTTP/2, mTLS" ;; esac
+		case $sys in
+		nginx) proto="HTTP/1.1, mTLS" ;;
+		egressgw-h1) proto="HTTP/1.1, mTLS (\`--no-http2\`)" ;;
+		*) proto="HTTP/2, mTLS" ;;
+		esac
 		table+="
 | $sys | $proto | $m50 | $m90 | $m99 | $(s3_sub "$m50" "$d50") | $(s3_sub "$m90" "$d90") | $(s3_sub "$m99" "$d99") | $(med S3_RPS "$k") | $csc | $cgw | $(s3_add "$csc" "$cgw") | $(echo "${S3_ERR[$k]}" | sum) |"
 	done
 	m99=$(s3_sub "$(med P99 s3/egressgw)" "$d99")
 	csc=$(med S3_CPU_SC s3/egressgw); cgw=$(med S3_CPU_GW s3/egressgw)
+	h1sc=$(med S3_CPU_SC s3/egressgw-h1); h1gw=$(med S3_CPU_GW s3/egressgw-h1)
 	target="- Added p99 of the two proxies below 0.3 ms (Istio's published figure for its
   two-proxy path): egressgw $m99 ms, $(awk -v v="$m99" 'BEGIN {print (v != "-" && v < 0.3) ? "met" : "not met"}'). The floor
   on this machine (two relays that only copy bytes) adds $floor99 ms at p99.
 - Under 0.1 vCPU per 1,000 requests/s per proxy (Envoy: about 0.2): egressgw sidecar
-  $csc, gateway $cgw, $(awk -v a="$csc" -v b="$cgw" 'BEGIN {print (a != "-" && b != "-" && a < 0.1 && b < 0.1) ? "met" : "not met"}')."
+  $csc, gateway $cgw, $(awk -v a="$csc" -v b="$cgw" 'BEGIN {print (a != "-" && b != "-" && a < 0.1 && b < 0.1) ? "met" : "not met"}').
+- The HTTP/2 mesh hop costs at most 3 µs CPU per request more than \`--no-http2\` on each
+  proxy (issue 13): sidecar $(s3_us_more "$csc" "$h1sc") µs, gateway $(s3_us_more "$cgw" "$h1gw") µs more; $(awk -v a="$(s3_us_more "$csc" "$h1sc")" -v b="$(s3_us_more "$cgw" "$h1gw")" 'BEGIN {print (a != "-" && b != "-" && a <= 3 && b <= 3) ? "met" : "not met"}').
+  p50 $(med P50 s3/egressgw) ms over HTTP/2, $(med P50 s3/egressgw-h1) ms over HTTP/1.1: $(awk -v a="$(med P50 s3/egressgw)" -v b="$(med P50 s3/egressgw-h1)" 'BEGIN {print (a != "-" && b != "-" && a <= b) ? "met" : "not met"}') (no higher)."
 
 	section 3 "## Scenario 3: the mesh path through the sidecar, $WORKERS worker(s) per proxy
 
@@ -351,7 +388,7 @@ The application (h2load) sends \`GET /small\` with \`Host: $S3_HOST\` (plain HTT
 origin-form) to a sidecar at a fixed $((S3_CONNS * S3_RATE)) requests/s over $S3_CONNS keep-alive connections;
 the sidecar sends it over mutual TLS with its workload certificate to the egress
 gateway, which originates mutual TLS to the upstream nginx (client certificate required,
-100-byte file). Three chains, each a sidecar and a gateway of one kind:
+100-byte file). Four chains, each a sidecar and a gateway of one kind:
 
 - egressgw: \`--role sidecar\` (the request routed by its Host header, port 80, through the
   walkthrough's mesh VirtualService) → ISTIO_MUTUAL, HTTP/2 by ALPN → \`--role gateway\` (the
@@ -360,12 +397,16 @@ gateway, which originates mutual TLS to the upstream nginx (client certificate r
   instead of SIMPLE to 443; the sidecar's DestinationRule checks the gateway's SPIFFE
   identity).
   Sidecar → gateway (egressgw's counters): $eg_h2.
+- egressgw-h1: the same two proxies and resources (the gateway on port ${S3_GW_PORT[egressgw-h1]}), both started
+  with \`--no-http2\`: HTTP/1.1 between them over the same mutual TLS, the pair HTTP/2 is
+  judged against.
 - HAProxy: a frontend routing the Host to a backend \`server ... ssl crt sleep.pem ca-file
   root-cert.pem verify required verifyhost GATEWAY alpn h2\`, \`http-reuse always\`; the
   gateway binds \`ssl crt gw.pem ca-file root-cert.pem verify required alpn h2,http/1.1\`.
   One more rule in the sidecar, \`http-response set-status 200 reason OK if { status 200 }\`:
   HAProxy 2.6 relays a response that came over HTTP/2 with an empty reason phrase
-  (\`HTTP/1.1 200 \`), which h2load counts as a failed request.
+  (\`HTTP/1.1 200 \`), which h2load counts as a failed request. The hop is checked to be
+  HTTP/2 before the runs (the gateway reports \`req.ver\` to a request that asks for it; $( [ "$hap_proto" = 2.0 ] && echo "it was 2.0" || echo "it was '$hap_proto': see Anomalies")).
 - nginx: \`proxy_pass https://\` with \`proxy_ssl_certificate\`, \`proxy_ssl_verify on\`,
   \`proxy_ssl_name GATEWAY\`, keep-alive upstream: HTTP/1.1 between the proxies (nginx
   cannot speak HTTP/2 to an upstream); the gateway listens \`ssl\` with \`ssl_verify_client on\`.
@@ -397,7 +438,7 @@ kind of baseline (the client calling the server with no sidecar).
 
 Latency: per request from h2load's log (\`--log-file\`: start to the end of the response),
 nearest-rank percentiles over the 2xx responses of a run; medians over $ROUNDS interleaved
-round(s) of ${SECS} s (direct, relays, egressgw, HAProxy, nginx), after a ${BENCH_WARMUP:-2} s unmeasured
+round(s) of ${SECS} s (direct, relays, egressgw, egressgw-h1, HAProxy, nginx), after a ${BENCH_WARMUP:-2} s unmeasured
 run per path at the same rate. Added = the chain's median minus the direct median. CPU: each
 proxy's user + system time (/proc, all threads and processes) over the run's wall time,
 scaled to 1,000 requests/s by the rate achieved.

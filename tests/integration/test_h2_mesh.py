@@ -90,14 +90,15 @@ class Site(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-@pytest.fixture
-def site(tmp_path):
+def tls_site(tmp_path, handler):
+    """A generator for fixtures: a Python HTTPS/1.1 server with handler playing
+    edition.cnn.com:443 on a loopback address of its own (demo CA in certs)."""
     ip = loopback_ip()
     certs = tmp_path / "site-certs"
     certs.mkdir()
     ca = make_server_ca(certs)
     cert, key = make_server_cert(certs, CNN)
-    srv = Site((ip, 443), SiteHandler)
+    srv = Site((ip, 443), handler)
     srv.slow_aborted = threading.Event()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(str(cert), str(key))
@@ -106,9 +107,14 @@ def site(tmp_path):
     t.start()
     hosts = tmp_path / "hosts"
     hosts.write_text(f"{ip} {CNN}\n")
-    yield {"ip": ip, "ca": ca, "hosts": hosts, "server": srv}
+    yield {"ip": ip, "ca": ca, "certs": certs, "hosts": hosts, "server": srv}
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture
+def site(tmp_path):
+    yield from tls_site(tmp_path, SiteHandler)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import REPO
-from gwlib import loopback_ip
+from gwlib import loopback_ip, scaled
 from sidecarlib import (CNN, EGW_HOST, GW_SPIFFE, NGINX_HOST, Egressgw, NxDns, Site, cnn_site,
                         demo_cert, heads, issue, mtls_site, run_walkthrough)
 
@@ -142,8 +142,9 @@ def apply_se(t):
 
 def wait_routed(t, sidecar=None, host=CNN, want=200, timeout=10.0):
     """Waits until the stores's latest configuration is in force in both proxies: the
-    request answers want."""
-    deadline = time.time() + timeout
+    request answers want (the wait scaled under valgrind, where the first requests
+    through both proxies take longer than 10 s)."""
+    deadline = time.time() + scaled(timeout)
     last = None
     while time.time() < deadline:
         r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"http://{host}/politics",

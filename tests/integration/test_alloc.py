@@ -1,0 +1,276 @@
+"""Heap allocations per HTTP/2 request and memory per open HTTP/2 stream (issue 13's
+targets: 0 allocations per request in the steady state, at most 8 KiB per stream).
+
+Allocations are counted by build/tests/malloc_count.so (tests/tools/malloc_count.c),
+preloaded into the egressgw processes only: malloc + calloc + realloc + the aligned
+allocators, over N_REQUESTS requests after WARMUP requests (connections, pools, caches and
+free lists are all made by then), read from the shared counter file while the process
+runs. Three paths:
+  - the gateway's HTTP/2 listener from an HTTP/2 client (h2load, h2gwlib.py's SIMPLE TLS
+    server), upstream HTTP/1.1 over TLS to nginx;
+  - the mesh hop: application → sidecar (HTTP/1.1) → HTTP/2 over ISTIO_MUTUAL → gateway,
+    counted on the sidecar and on the gateway.
+Memory per stream: 1,000 streams held open on the gateway's HTTP/2 listener (10
+connections of 100; the cluster's connectionPool allows one upstream connection, kept busy
+by a slow download, so 999 requests wait in the gateway's queue and no upstream connection
+is made for them), and the growth of the heap in use (the /memory admin endpoint's
+"allocated", glibc's mallinfo2) and of VmRSS, divided by the streams.
+
+The bounds below are today's measured values plus a margin, so that the test passes now
+and catches a regression; issue 13 lowers them to its targets (0 and 8 KiB) when the
+request core lands. Every measured value is printed (pytest -s shows them).
+
+Under the sanitizer build (EGRESSGW_BUILD ending in build-san) and under EGRESSGW_VALGRIND
+the test is skipped: ASan and memcheck replace malloc, so neither the preloaded counter nor
+mallinfo2 sees the allocations."""
+import os
+import pathlib
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+
+from gwlib import BUILD, VALGRIND
+from h2gwlib import CNN, H2_PORT, h2load, preload_env, start_h2_gateway
+from h2raw import (ACK, END_HEADERS, END_STREAM, HEADERS, RST_STREAM, SETTINGS, RawH2, frame,
+                   request)
+from test_gateway import mesh, site  # noqa: F401 (fixtures)
+from test_h2load import assert_all_succeeded, sidecar_h2load
+from test_sidecar import Topology, apply_cnn, wait_routed
+
+# ---- the bounds (today's values plus a margin; issue 13's targets in the comments) ----
+# Heap calls per request in the steady state, measured on 2026-12-07 at 2cc8b27 (2 cores,
+# load average 14-17).
+MAX_ALLOCS_GATEWAY_H2_CLIENT = 15.0    # target 0; measured 13.1 (twice)
+MAX_ALLOCS_GATEWAY_MESH_HOP = 24.5     # target 0; measured 22.0, 21.4
+MAX_ALLOCS_SIDECAR_MESH_HOP = 19.0     # target 0; measured 17.1, 16.7
+# Heap bytes in use per open gateway HTTP/2 stream (waiting for its upstream connection).
+MAX_HEAP_PER_STREAM = 28 * 1024        # target 8 KiB; measured 25,567 and 25,566 bytes
+MAX_RSS_PER_STREAM = 20 * 1024         # measured 15,454 and 15,442 bytes
+
+WARMUP = 2000
+N_REQUESTS = 10000
+N_STREAMS = 1000
+
+SHIM = BUILD / "tests" / "malloc_count.so"
+
+pytestmark = [
+    pytest.mark.skipif(
+        "build-san" in str(BUILD),
+        reason="sanitizer build: ASan replaces malloc, so an LD_PRELOAD allocation counter "
+               "and mallinfo2 see nothing; this test runs with the native build"),
+    pytest.mark.skipif(
+        VALGRIND, reason="EGRESSGW_VALGRIND: memcheck replaces malloc, so the counter sees "
+                         "nothing; this test runs with the native build"),
+]
+
+
+@pytest.fixture
+def shim():
+    assert SHIM.is_file(), f"{SHIM} is missing: make {SHIM.relative_to(BUILD.parent)} " \
+        "(make integration builds it)"
+    return SHIM
+
+
+class Counter:
+    """The malloc_count file of one process."""
+    FIELDS = ("malloc", "calloc", "realloc", "free", "aligned", "live")
+
+    def __init__(self, tmpl, pid):
+        self.path = pathlib.Path(str(tmpl).replace("%p", str(pid)))
+
+    def read(self):
+        data = self.path.read_bytes()[:56]
+        magic, *vals = struct.unpack("=8s5Qq", data)
+        assert magic == b"MALCNT01", f"{self.path}: not a malloc_count file"
+        return dict(zip(self.FIELDS, vals))
+
+    @staticmethod
+    def allocs(c):
+        return c["malloc"] + c["calloc"] + c["realloc"] + c["aligned"]
+
+
+def preload(tmp_path, name):
+    tmpl = tmp_path / f"{name}.malloc.%p"
+    return tmpl, {"LD_PRELOAD": str(SHIM), "MALLOC_COUNT_FILE": str(tmpl),
+                  "MALLOC_COUNT_EXE": "egressgw"}
+
+
+def per_request(before, after, n):
+    d = {k: after[k] - before[k] for k in Counter.FIELDS}
+    return Counter.allocs(d) / n, d
+
+
+def report(what, allocs, d):
+    print(f"\n{what}: {allocs:.2f} heap allocations per request "
+          f"(malloc {d['malloc']}, calloc {d['calloc']}, realloc {d['realloc']}, "
+          f"aligned {d['aligned']}, free {d['free']} over {N_REQUESTS} requests; "
+          f"heap in use {d['live']:+d} bytes)")
+
+
+def test_allocations_per_request_gateway_from_an_h2_client(tmp_path, ctl, walkthrough, mesh,  # noqa: F811
+                                                           site, store, shim):
+    tmpl, env = preload(tmp_path, "gateway")
+    g = start_h2_gateway(tmp_path, ctl, walkthrough, mesh, site, store, env=env)
+    try:
+        c = Counter(tmpl, g.proc.pid)
+        rc, out = h2load(g.ip, "-n", str(WARMUP), "-c", "4", "-m", "10")
+        assert rc == 0, out
+        before = c.read()
+        rc, out = h2load(g.ip, "-n", str(N_REQUESTS), "-c", "4", "-m", "10")
+        after = c.read()
+        assert rc == 0, out
+        assert_all_succeeded(out, N_REQUESTS)
+        allocs, d = per_request(before, after, N_REQUESTS)
+        report("gateway, HTTP/2 client (h2load -c 4 -m 10)", allocs, d)
+        assert allocs <= MAX_ALLOCS_GATEWAY_H2_CLIENT, (allocs, d)
+    finally:
+        assert g.stop() == 0
+
+
+def test_allocations_per_request_on_the_mesh_hop(tmp_path, ctl, egressctl_bin, store,
+                                                 walkthrough, walkthrough_certs, shim):
+    tmpl, env = preload(tmp_path, "mesh")
+    with preload_env(env):
+        t = Topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
+    try:
+        apply_cnn(t)
+        wait_routed(t)
+        sc, gw = Counter(tmpl, t.sidecar.proc.pid), Counter(tmpl, t.gateway.proc.pid)
+        rc, out = sidecar_h2load(t, WARMUP, ["-c", "4", "-m", "1"])
+        assert rc == 0, out
+        b_sc, b_gw = sc.read(), gw.read()
+        rc, out = sidecar_h2load(t, N_REQUESTS, ["-c", "4", "-m", "1"])
+        a_sc, a_gw = sc.read(), gw.read()
+        assert rc == 0, out
+        assert_all_succeeded(out, N_REQUESTS)
+        assert t.sidecar.stat("upstream_cx_http2_total") == 1
+        s_allocs, s_d = per_request(b_sc, a_sc, N_REQUESTS)
+        g_allocs, g_d = per_request(b_gw, a_gw, N_REQUESTS)
+        report("sidecar, HTTP/1.1 in, HTTP/2 mesh hop out", s_allocs, s_d)
+        report("gateway, HTTP/2 mesh hop in", g_allocs, g_d)
+        assert s_allocs <= MAX_ALLOCS_SIDECAR_MESH_HOP, (s_allocs, s_d)
+        assert g_allocs <= MAX_ALLOCS_GATEWAY_MESH_HOP, (g_allocs, g_d)
+    finally:
+        assert t.stop() == [0] * (1 + len(t.sidecars))
+
+
+# One upstream connection for the cluster, and room for every stream in its queue.
+ONE_CONNECTION = """      connectionPool:
+        tcp: {maxConnections: 1}
+        http: {http1MaxPendingRequests: 5000}
+"""
+
+
+def h2_connection(ip):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    s = ctx.wrap_socket(socket.create_connection((ip, H2_PORT), timeout=10),
+                        server_hostname=CNN)
+    assert s.selected_alpn_protocol() == "h2"
+    c = RawH2(s)
+    assert c.until(lambda e: e.kind == "frame" and e.ftype == SETTINGS and e.flags & ACK)
+    return c
+
+
+def vm_rss(pid):
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def heap_allocated(g):
+    import json
+    status, body = g.admin("/memory")
+    assert status == 200, body
+    return int(json.loads(body)["allocated"])
+
+
+def test_memory_per_open_gateway_stream(tmp_path, ctl, walkthrough, mesh, site, store):  # noqa: F811
+    # nginx sends /big (2 MiB) at 10 KiB/s: the one upstream connection stays busy.
+    html = site["nginx"].dir / "html"
+    (html / "big").write_bytes(b"z" * (2 * 1024 * 1024))
+    conf = site["nginx"].dir / "nginx.conf"
+    conf.write_text(conf.read_text().replace(
+        "location = /big {", "location = /big { limit_rate 10k;"))
+    subprocess.run(["nginx", "-p", str(site["nginx"].dir), "-c", str(conf), "-s", "reload"],
+                   check=True, capture_output=True, timeout=20)
+    time.sleep(0.5)
+    g = start_h2_gateway(tmp_path, ctl, walkthrough, mesh, site, store,
+                         connection_pool=ONE_CONNECTION)
+    conns = []
+    try:
+        # Warm-up: the upstream connection, the caches, one stream per connection slot.
+        conns = [h2_connection(g.ip) for _ in range(N_STREAMS // 100)]
+        for c in conns:
+            c.get(1)
+            assert c.response(1).status == "200"
+        time.sleep(0.3)
+        heap0, rss0 = heap_allocated(g), vm_rss(g.proc.pid)
+        # The slow download takes the one connection; then 999 requests queue behind it.
+        conns[0].get(3, path="/big")
+        ev = conns[0].response(3)
+        assert ev.kind == "headers" and ev.status == "200", ev
+        n = 1
+        for i, c in enumerate(conns):
+            batch = b""
+            for k in range(99 if i == 0 else 100):
+                sid = 5 + 2 * k if i == 0 else 3 + 2 * k
+                batch += frame(HEADERS, END_HEADERS | END_STREAM, sid, c.block(request()))
+                n += 1
+            c.send(batch)
+        assert n == N_STREAMS
+        deadline = time.time() + 20
+        while True:
+            text = g.admin("/stats/prometheus")[1]
+            pending = [ln for ln in text.splitlines()
+                       if ln.startswith("egressgw_upstream_rq_pending_active ")]
+            if pending and int(pending[0].split()[1]) >= N_STREAMS - 1:
+                break
+            assert time.time() < deadline, f"streams not all queued: {pending}"
+            time.sleep(0.1)
+        time.sleep(0.3)
+        heap1, rss1 = heap_allocated(g), vm_rss(g.proc.pid)
+        # None of them was answered or reset meanwhile: they are all open.
+        for c in conns:
+            assert not c.closed
+            assert [e.sid for e in c.events if e.kind == "headers"] in ([1], [1, 3]), c.events[-3:]
+            assert not [e for e in c.events if e.kind == "frame" and e.ftype == RST_STREAM]
+        heap_per, rss_per = (heap1 - heap0) / N_STREAMS, (rss1 - rss0) / N_STREAMS
+        print(f"\ngateway: {N_STREAMS} open HTTP/2 streams (queued for the upstream "
+              f"connection): heap in use +{heap1 - heap0} bytes ({heap_per:.0f} per stream), "
+              f"VmRSS +{rss1 - rss0} bytes ({rss_per:.0f} per stream)")
+        assert heap_per <= MAX_HEAP_PER_STREAM, heap_per
+        assert rss_per <= MAX_RSS_PER_STREAM, rss_per
+    finally:
+        for c in conns:
+            c.close()
+        assert g.stop() == 0
+
+
+def test_counter_counts(tmp_path, shim):
+    """The shim itself: a process that makes a known number of allocations is counted."""
+    tmpl = tmp_path / "py.malloc.%p"
+    code = ("import ctypes, sys; libc = ctypes.CDLL(None); libc.malloc.restype = ctypes.c_void_p; "
+            "ps = [libc.malloc(100) for _ in range(5000)]; "
+            "[libc.free(ctypes.c_void_p(p)) for p in ps]; print('ok')")
+    env = dict(os.environ, LD_PRELOAD=str(shim), MALLOC_COUNT_FILE=str(tmpl))
+    p = subprocess.run(["/usr/bin/python3", "-c", code], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip() == "ok", p.stderr
+    files = list(tmp_path.glob("py.malloc.*"))
+    assert len(files) == 1
+    c = Counter(tmpl, files[0].name.rsplit(".", 1)[1]).read()
+    assert c["malloc"] >= 5000 and c["free"] >= 5000, c
+    # MALLOC_COUNT_EXE: another executable is not counted (no file).
+    env["MALLOC_COUNT_EXE"] = "egressgw"
+    env["MALLOC_COUNT_FILE"] = str(tmp_path / "other.%p")
+    subprocess.run(["/usr/bin/python3", "-c", "print(1)"], env=env, check=True,
+                   capture_output=True, timeout=60)
+    assert not list(tmp_path.glob("other.*"))
