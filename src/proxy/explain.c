@@ -4,6 +4,7 @@
  * them in step when the data path changes. */
 #include "proxy/explain.h"
 #include "proxy/hstats.h"
+#include "proxy/istats.h"
 #include "proxy/sidecar.h"
 #include "core/util.h"
 
@@ -62,18 +63,11 @@ static void ex_route(struct snap_json *j, const struct route *r)
 	snap_json_obj_end(j);
 }
 
-/* The cluster, its TLS origination and endpoints; then the verdict. host: the request's
- * (auto SNI, passthrough destination). */
-static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct cluster *cl,
-                       const char *host, uint16_t port)
+/* The cluster's TLS origination, as "tls". host: the request's (the SNI when none is set). */
+static void ex_cluster_tls(struct snap_json *j, const struct cluster *cl, const char *host)
 {
-	const struct cluster_eps *eps = cluster_eps_load(cl);
 	char sni[300];
-	size_t first_in = 0, out_everywhere = 0;
 
-	snap_json_obj_begin(j, "cluster");
-	snap_json_str(j, "name", cl->name);
-	snap_json_str(j, "load_balancer", lb_names[cl->lb]);
 	snap_json_obj_begin(j, "tls");
 	snap_json_str(j, "mode", cluster_tls_names[cl->tls_mode]);
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
@@ -90,49 +84,41 @@ static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct 
 		snap_json_str(j, "error", cl->tls_ctx_error);
 	}
 	snap_json_obj_end(j);
-	snap_json_arr_begin(j, "endpoints");
-	for (size_t i = 0; eps && i < eps->n; i++)
-		snap_json_str(j, NULL, eps->v[i].str);
+}
+
+/* Outlier detection's state, as the workers mirror it (hstats.h), as "ejected_endpoints".
+ * Sets *first_in to the first endpoint still in service on some worker (eps->n when none
+ * is) and *out_everywhere to how many are ejected on every worker. */
+static void ex_cluster_ejected(struct snap_json *j, const struct proxy *p,
+                               const struct cluster *cl, const struct cluster_eps *eps,
+                               size_t *first_in, size_t *out_everywhere)
+{
+	*first_in = eps->n;
+	snap_json_arr_begin(j, "ejected_endpoints");
+	for (size_t i = 0; i < eps->n; i++) {
+		struct hstats_sum hs;
+
+		istats_host_sum(p, cl->name, eps->v[i].str, &hs);
+		if (hs.ejected_workers < hs.workers && *first_in == eps->n)
+			*first_in = i;
+		if (!hs.ejected_workers)
+			continue;
+		*out_everywhere += hs.ejected_workers >= hs.workers;
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "endpoint", eps->v[i].str);
+		snap_json_int(j, "ejected_workers", hs.ejected_workers);
+		snap_json_int(j, "workers", hs.workers);
+		snap_json_obj_end(j);
+	}
 	snap_json_arr_end(j);
-	if (cl->od.on && p && eps) {
-		/* Outlier detection's state, as the workers mirror it (hstats.h): the endpoint
-		 * shown is the first one still in service on some worker. */
-		first_in = eps->n;
-		snap_json_arr_begin(j, "ejected_endpoints");
-		for (size_t i = 0; i < eps->n; i++) {
-			struct hstats_sum hs;
+}
 
-			hstats_sum(p, cl->name, eps->v[i].str, &hs);
-			if (hs.ejected_workers < hs.workers && first_in == eps->n)
-				first_in = i;
-			if (!hs.ejected_workers)
-				continue;
-			out_everywhere += hs.ejected_workers >= hs.workers;
-			snap_json_obj_begin(j, NULL);
-			snap_json_str(j, "endpoint", eps->v[i].str);
-			snap_json_int(j, "ejected_workers", hs.ejected_workers);
-			snap_json_int(j, "workers", hs.workers);
-			snap_json_obj_end(j);
-		}
-		snap_json_arr_end(j);
-	}
-	snap_json_obj_end(j);
-
-	if (cl == &sidecar_blackhole_cluster) {
-		ex_refuse(j, 502, "-", "direct_response", "no route for the host on this port and "
-		          "the outbound traffic policy is REGISTRY_ONLY (BlackHoleCluster)");
-		return;
-	}
-	if (cl == &sidecar_passthrough_cluster || cl->discovery == CLUSTER_ORIGINAL_DST) {
-		char ep[320];
-
-		snprintf(ep, sizeof(ep), "%s:%u", host, port);
-		snap_json_str(j, "result", "forward");
-		snap_json_str(j, "endpoint", ep);
-		snap_json_str(j, "endpoint_pick", "the original destination (PassthroughCluster), "
-		              "resolved on the worker");
-		return;
-	}
+/* The verdict for a cluster with endpoints eps, the first in service first_in, and
+ * out_everywhere of them ejected on every worker: refused as fwd.c would, or forwarded. */
+static void ex_cluster_verdict(struct snap_json *j, const struct proxy *p,
+                               const struct cluster *cl, const struct cluster_eps *eps,
+                               size_t first_in, size_t out_everywhere)
+{
 	if (cl->tls_mode != CLUSTER_TLS_DISABLE && !cl->tls_ctx) {
 		ex_refuse(j, 503, "UF", "upstream_reset_before_response_started{connection_failure}",
 		          cl->tls_ctx_error ? cl->tls_ctx_error : "no TLS context");
@@ -169,6 +155,44 @@ static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct 
 	if (cl->od.on)
 		snap_json_str(j, "outlier_detection", "on: an endpoint ejected on a worker is skipped "
 		              "there (ejected_endpoints: on how many workers)");
+}
+
+/* The cluster, its TLS origination and endpoints; then the verdict. host: the request's
+ * (auto SNI, passthrough destination). */
+static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct cluster *cl,
+                       const char *host, uint16_t port)
+{
+	const struct cluster_eps *eps = cluster_eps_load(cl);
+	size_t first_in = 0, out_everywhere = 0;
+
+	snap_json_obj_begin(j, "cluster");
+	snap_json_str(j, "name", cl->name);
+	snap_json_str(j, "load_balancer", lb_names[cl->lb]);
+	ex_cluster_tls(j, cl, host);
+	snap_json_arr_begin(j, "endpoints");
+	for (size_t i = 0; eps && i < eps->n; i++)
+		snap_json_str(j, NULL, eps->v[i].str);
+	snap_json_arr_end(j);
+	if (cl->od.on && p && eps)
+		ex_cluster_ejected(j, p, cl, eps, &first_in, &out_everywhere);
+	snap_json_obj_end(j);
+
+	if (cl == &sidecar_blackhole_cluster) {
+		ex_refuse(j, 502, "-", "direct_response", "no route for the host on this port and "
+		          "the outbound traffic policy is REGISTRY_ONLY (BlackHoleCluster)");
+		return;
+	}
+	if (cl == &sidecar_passthrough_cluster || cl->discovery == CLUSTER_ORIGINAL_DST) {
+		char ep[320];
+
+		snprintf(ep, sizeof(ep), "%s:%u", host, port);
+		snap_json_str(j, "result", "forward");
+		snap_json_str(j, "endpoint", ep);
+		snap_json_str(j, "endpoint_pick", "the original destination (PassthroughCluster), "
+		              "resolved on the worker");
+		return;
+	}
+	ex_cluster_verdict(j, p, cl, eps, first_in, out_everywhere);
 }
 
 /* Splits the URL. Returns 0 or -1. */

@@ -6,7 +6,6 @@
 #include "proxy/hstats.h"
 #include "proxy/alog.h"
 #include "proxy/cluster.h"
-#include "proxy/istats.h"
 #include "proxy/worker.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -159,27 +158,22 @@ void hstats_rq(struct hstats *s, const struct cluster *cl, const char *ep, int c
 		STAT_INC(h->rq_timeout);
 }
 
-void hstats_sum(const struct proxy *p, const char *cluster, const char *addr,
+void hstats_add(const struct hstats *s, const char *cluster, const char *addr,
                 struct hstats_sum *out)
 {
-	memset(out, 0, sizeof(*out));
-	out->workers = p->nworkers;
-	for (int w = 0; w < p->nworkers; w++) {
-		const struct hstats *s = p->workers[w].istats ? istats_hosts(p->workers[w].istats)
-		                                              : NULL;
-		const struct hstats_host *h = hstats_find(s, cluster, addr);
+	const struct hstats_host *h = hstats_find(s, cluster, addr);
 
-		if (!h) {
-			if (s && atomic_load_explicit(&s->n, memory_order_relaxed) >= HSTATS_MAX)
-				out->untracked = true;
-			continue;
-		}
-		out->cx_total += STAT_GET(h->cx_total);
-		out->cx_active += STAT_GET(h->cx_active);
-		out->rq_total += STAT_GET(h->rq_total);
-		out->rq_success += STAT_GET(h->rq_success);
-		out->rq_error += STAT_GET(h->rq_error);
-		out->rq_timeout += STAT_GET(h->rq_timeout);
-		out->ejected_workers += atomic_load_explicit(&h->ejected, memory_order_relaxed);
+	out->workers++;
+	if (!h) {
+		if (s && atomic_load_explicit(&s->n, memory_order_relaxed) >= HSTATS_MAX)
+			out->untracked = true;
+		return;
 	}
+	out->cx_total += STAT_GET(h->cx_total);
+	out->cx_active += STAT_GET(h->cx_active);
+	out->rq_total += STAT_GET(h->rq_total);
+	out->rq_success += STAT_GET(h->rq_success);
+	out->rq_error += STAT_GET(h->rq_error);
+	out->rq_timeout += STAT_GET(h->rq_timeout);
+	out->ejected_workers += atomic_load_explicit(&h->ejected, memory_order_relaxed);
 }

@@ -9,8 +9,8 @@
  * entry is filled by its worker, published with a release store of `used`, and never moved
  * or freed while the proxy runs. Its worker writes the counters with relaxed stores
  * (STAT_INC); the admin thread finds the entries of every worker and sums them
- * (hstats_sum). The table is bounded (HSTATS_MAX entries per worker); endpoints past the
- * bound are not counted, which the worker logs once and hstats_sum reports (`untracked`).
+ * (istats_host_sum). The table is bounded (HSTATS_MAX entries per worker); endpoints past the
+ * bound are not counted, which the worker logs once and istats_host_sum reports (`untracked`).
  *
  * Outlier detection stays per worker (outlier.h: each worker sees only its own results,
  * as each Envoy does); outlier.c mirrors each host's ejection into `ejected` here, so the
@@ -72,7 +72,7 @@ void hstats_rq(struct hstats *s, const struct cluster *cl, const char *ep, int c
 const struct hstats_host *hstats_find(const struct hstats *s, const char *cluster,
                                       const char *addr);
 
-/* An endpoint's counters summed over the workers of p. */
+/* An endpoint's counters summed over workers (istats_host_sum adds every worker's table). */
 struct hstats_sum {
 	uint64_t cx_total, cx_active, rq_total, rq_success, rq_error, rq_timeout;
 	int ejected_workers;            /* workers on which outlier detection ejected it */
@@ -80,7 +80,9 @@ struct hstats_sum {
 	bool untracked;                 /* some worker's table was full before it was seen */
 };
 
-void hstats_sum(const struct proxy *p, const char *cluster, const char *addr,
+/* Adds one worker's counters of (cluster, addr) in s (NULL: a worker without a table) to
+ * out, and counts the worker. */
+void hstats_add(const struct hstats *s, const char *cluster, const char *addr,
                 struct hstats_sum *out);
 
 #endif

@@ -91,6 +91,15 @@ struct hstats *istats_hosts(const struct istats *s)
 	return s->hosts;
 }
 
+void istats_host_sum(const struct proxy *p, const char *cluster, const char *addr,
+                     struct hstats_sum *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (int w = 0; w < p->nworkers; w++)
+		hstats_add(p->workers[w].istats ? istats_hosts(p->workers[w].istats) : NULL,
+		           cluster, addr, out);
+}
+
 void istats_free(struct istats *s)
 {
 	if (!s)

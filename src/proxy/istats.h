@@ -92,6 +92,9 @@ struct istats *istats_new(void);
 void istats_free(struct istats *s);
 /* The worker's per-endpoint counters (hstats.h), owned by s. */
 struct hstats *istats_hosts(const struct istats *s);
+/* Any thread: the counters of endpoint addr of cluster summed over the workers of p. */
+void istats_host_sum(const struct proxy *p, const char *cluster, const char *addr,
+                     struct hstats_sum *out);
 
 /* Worker thread only. */
 void istats_http(struct istats *s, const struct istats_http_rec *r);

@@ -77,13 +77,12 @@ static bool dir_pending(const struct l4tls_dir *d)
 	return d->len > d->off;
 }
 
-/* Moves what can move now; returns -1 when the relay is to end. want_t collects what the
- * TLS side waits for (a TLS write may need a read, and the reverse). */
-static int l4tls_pump(struct l4tls *r, unsigned *want_t)
+/* TLS -> plain: moves what can move now. Returns -1 when the relay is to end. want_t
+ * collects what the TLS side waits for. */
+static int l4tls_pump_t2p(struct l4tls *r, unsigned *want_t)
 {
 	ssize_t n;
 
-	/* TLS -> plain. */
 	for (;;) {
 		if (dir_pending(&r->t2p)) {
 			n = send(r->pio.fd, r->t2p.buf + r->t2p.off, r->t2p.len - r->t2p.off,
@@ -121,8 +120,15 @@ static int l4tls_pump(struct l4tls *r, unsigned *want_t)
 		shutdown(r->pio.fd, SHUT_WR);
 		r->t2p.shut = true;
 	}
+	return 0;
+}
 
-	/* plain -> TLS. */
+/* plain -> TLS: moves what can move now. Returns -1 when the relay is to end. want_t
+ * collects what the TLS side waits for (a TLS write may need a read). */
+static int l4tls_pump_p2t(struct l4tls *r, unsigned *want_t)
+{
+	ssize_t n;
+
 	for (;;) {
 		if (dir_pending(&r->p2t)) {
 			n = tls_write(r->tls, r->p2t.buf + r->p2t.off, r->p2t.len - r->p2t.off);
@@ -163,6 +169,15 @@ static int l4tls_pump(struct l4tls *r, unsigned *want_t)
 		else
 			r->p2t.shut = true;
 	}
+	return 0;
+}
+
+/* Moves what can move now, both ways; returns -1 when the relay is to end. want_t
+ * collects what the TLS side waits for (a TLS write may need a read, and the reverse). */
+static int l4tls_pump(struct l4tls *r, unsigned *want_t)
+{
+	if (l4tls_pump_t2p(r, want_t) < 0 || l4tls_pump_p2t(r, want_t) < 0)
+		return -1;
 	return r->t2p.shut && r->p2t.shut ? -1 : 0;
 }
 

@@ -161,7 +161,7 @@ static void clusters_text(const struct envoy_admin *ea, struct sbuf *b)
 			const char *ep = eps->v[k].str;
 			struct hstats_sum hs;
 
-			hstats_sum(ea->proxy, cl->name, ep, &hs);
+			istats_host_sum(ea->proxy, cl->name, ep, &hs);
 			for (size_t n = 0; n < ARRAY_SIZE(host_stats); n++)
 				sbuf_addf(b, "%s::%s::%s::%llu\n", cl->name, ep, host_stats[n].name,
 				          host_stat(&hs, n));
@@ -209,7 +209,7 @@ static void clusters_json(const struct envoy_admin *ea, struct sbuf *body)
 			char ip[SOCK_ADDR_STRLEN], v[24];
 			struct hstats_sum hs;
 
-			hstats_sum(ea->proxy, cl->name, eps->v[k].str, &hs);
+			istats_host_sum(ea->proxy, cl->name, eps->v[k].str, &hs);
 			snap_json_obj_begin(&j, NULL);
 			snap_json_obj_begin(&j, "address");
 			snap_json_obj_begin(&j, "socket_address");
