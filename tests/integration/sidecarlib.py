@@ -88,7 +88,9 @@ def wait_port(ip, port, ns=None, timeout=10.0, proc=None):
 
 
 def _http_get(port, path):
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+    # Scaled under valgrind: memcheck runs one thread at a time, so the admin thread can
+    # wait out a reload's build for longer than 5 s.
+    with socket.create_connection(("127.0.0.1", port), timeout=scaled(5)) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while True:
