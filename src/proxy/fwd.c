@@ -14,9 +14,12 @@
  *      can carry another request, and the next pipelined request on the downstream.
  *
  * Framing: the proxy writes its own Content-Length or Transfer-Encoding. Chunked bodies are
- * relayed chunk by chunk as received, minus trailer fields (dropped, as Envoy's HTTP/1
- * codec does by default); an HTTP/1.0 client gets a chunked response's payload unframed,
- * ended by closing the connection. A response delimited by close is relayed the same way.
+ * relayed chunk by chunk as received. Request trailer fields are dropped (as Envoy's HTTP/1
+ * codec does by default); response trailer fields are relayed to a client that asked for
+ * them (TE: trailers) and to HTTP/2 streams (gRPC's grpc-status), minus framing, hop-by-hop
+ * and Host fields (chunked_relay), and dropped otherwise. An HTTP/1.0 client gets a chunked
+ * response's payload unframed, ended by closing the connection. A response delimited by
+ * close is relayed the same way.
  *
  * One request at a time per downstream connection (HTTP/1.1 pipelining is answered in
  * order by simply not parsing the next head until this one is done). Back-pressure: when
@@ -34,7 +37,8 @@
  * connection, and may queue the request instead; st_pick_endpoint skips ejected
  * endpoints. The semantics are in the "circuit breaking" section below and outlier.h.
  *
- * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"): fwd_h2.c runs the session on the
+ * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"; the sidecar's outbound port, h2c
+ * with prior knowledge, d_start_h2c): fwd_h2.c runs the session on the
  * connection and gives each stream a virtual dconn (d->h2s, no socket) that is fed an
  * HTTP/1.1 rewrite of the stream's request and whose output fwd_h2.c turns back into
  * HEADERS/DATA (d_flush -> h2d_pull). Everything else in this file is unchanged for them;
@@ -57,6 +61,7 @@
 #include "core/sbuf.h"
 #include "core/util.h"
 #include "http/h1.h"
+#include "http/h2.h"
 #include "net/dns.h"
 #include "net/tls.h"
 
@@ -1334,19 +1339,37 @@ static void st_send_head(struct stream *st)
 /* ---- chunked bodies ---- */
 
 /* Relays the bytes one h1_chunked_feed call consumed (p[0 .. used), result rc, trailer
- * section span tr) unchanged, except the trailer section: its fields are dropped and only
- * its final CRLF is kept. Envoy's HTTP/1 codec drops trailers unless enable_trailers is
- * set (Istio does not set it), and relaying them verbatim would pass on fields that must
- * never be acted on as trailers (Content-Length, Host... RFC 9110 section 6.5.1). */
+ * section span tr) unchanged, except the trailer section. Without keep_trailers its fields
+ * are dropped and only its final CRLF is kept: Envoy's HTTP/1 codec drops trailers unless
+ * enable_trailers is set (Istio does not set it). With keep_trailers (the response's
+ * receiver asked for them with TE: trailers, or is an HTTP/2 stream: gRPC's grpc-status
+ * and grpc-message travel there) the fields are relayed, minus those that must never be
+ * acted on as trailers (framing, hop-by-hop, Host: RFC 9110 section 6.5.1). */
 static void chunked_relay(struct iobuf *out, const char *p, size_t used, int rc,
-                          struct h1_span tr)
+                          struct h1_span tr, bool keep_trailers)
 {
-	if (rc == H1_OK && used > 0) {
-		iob_append(out, p, tr.off);
-		iob_append(out, "\r\n", 2);
-	} else if (used) {
-		iob_append(out, p, used);
+	struct h1_header f[H1_MAX_HEADERS];
+	unsigned n = 0;
+
+	if (rc != H1_OK || used == 0) {
+		if (used)
+			iob_append(out, p, used);
+		return;
 	}
+	iob_append(out, p, tr.off);
+	if (keep_trailers && tr.len > 2 &&
+	    h1_parse_trailers(p + tr.off, tr.len, f, H1_MAX_HEADERS, &n) == 0) {
+		const char *b = p + tr.off;
+
+		for (unsigned i = 0; i < n; i++) {
+			if ((f[i].flags & H1_HF_DROP) || f[i].id == H1_H_HOST ||
+			    f[i].id == H1_H_TRAILER)
+				continue;
+			iob_field(out, b + f[i].name.off, f[i].name.len, b + f[i].value.off,
+			          f[i].value.len);
+		}
+	}
+	iob_append(out, "\r\n", 2);
 }
 
 /* ---- request body ---- */
@@ -1395,7 +1418,7 @@ static int d_forward_body(struct dconn *d)
 				if (rc == H1_DATA)
 					iob_append(&u->out, p + data.off, data.len);
 			} else if (u) {
-				chunked_relay(&u->out, p, used, rc, tr);
+				chunked_relay(&u->out, p, used, rc, tr, false);
 			}
 			if (rc == H1_DATA)
 				st->bytes_in += data.len;
@@ -1509,7 +1532,8 @@ static int u_forward_body(struct uconn *u)
 				if (rc == H1_DATA)
 					d_send(d, p + data.off, data.len);
 			} else {
-				chunked_relay(&d->out, p, used, rc, tr);
+				chunked_relay(&d->out, p, used, rc, tr,
+				              st->req.has_te_trailers || d->h2s);
 			}
 			if (rc == H1_DATA)
 				st->bytes_out += data.len;
@@ -2455,6 +2479,21 @@ static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status s
 /* Classifies the first bytes of a capture-listener connection, or reads the ClientHello
  * on a gateway PASSTHROUGH port. Returns 0 when it is HTTP (go on parsing), 1 when more
  * bytes are needed or the connection was handed to a tunnel. */
+/* A plain connection whose client opened with the HTTP/2 preface (prior knowledge, as
+ * gRPC clients do on plaintext): the same server session as ALPN h2 on TLS, fed what was
+ * read while sniffing. */
+static void d_start_h2c(struct dconn *d)
+{
+	d->sniffing = false;
+	loop_timer_cancel(d->w->loop, &d->timer);
+	d->h2c = h2d_new(d->w, d, &d->io, NULL);
+	if (!d->h2c || h2d_input(d->h2c, d->in, d->in_len) < 0)
+		d->dead = true;
+	buf_release(d->in, d->in_cap);
+	d->in = NULL;
+	d->in_cap = d->in_len = d->in_pos = 0;
+}
+
 static int d_sniff(struct dconn *d)
 {
 	const struct snap_addr *a = d->redirected ? snap_addr_find(d->w->snap, &d->odst) : NULL;
@@ -2473,6 +2512,15 @@ static int d_sniff(struct dconn *d)
 		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
 		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
 		return 1;
+	}
+	switch (h2_preface_check(d->in, d->in_len)) {
+	case H2_PREFACE_MORE:
+		return 1;
+	case H2_PREFACE_YES:
+		d_start_h2c(d);
+		return 1;
+	default:
+		break;
 	}
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
@@ -3212,7 +3260,7 @@ static void d_read(struct dconn *d)
 		ssize_t n;
 		bool drained;
 
-		if (d->read_paused || d->dead)
+		if (d->read_paused || d->dead || d->h2c)
 			return;
 		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX, &drained);
 		if (n == -2) {
@@ -3586,6 +3634,11 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	v->sni = d->sni ? xstrdup(d->sni) : NULL;
 	v->principal = d->principal ? xstrdup(d->principal) : NULL;
 	v->peer_id = d->peer_id ? xstrdup(d->peer_id) : NULL;
+	v->sidecar = d->sidecar;
+	v->redirected = d->redirected;
+	v->odst = d->odst;
+	v->accept_wall_ms = d->accept_wall_ms;
+	v->accept_ms = d->accept_ms;
 	v->h2s = ds;
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);

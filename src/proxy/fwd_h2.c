@@ -14,9 +14,11 @@
 #include "http/h2.h"
 #include "net/tls.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define H2D_READ_BUF  16384
 #define H2D_ROUNDS    16
@@ -80,6 +82,9 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 		sbuf_free(&hb);
 		return;
 	}
+	/* gRPC servers insist on it; fwd.c forwards it (h1 has_te_trailers). */
+	if (rq->te_trailers)
+		sbuf_adds(&hb, "te: trailers\r\n");
 	if (!rq->end_stream) {
 		if (rq->content_length >= 0) {
 			sbuf_addf(&hb, "content-length: %lld\r\n", (long long)rq->content_length);
@@ -240,6 +245,28 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 	return (ssize_t)used;
 }
 
+/* Ends the response at the end of its chunked body: with the trailer section's fields
+ * (b[0 .. len), fwd.c relayed only those fit to pass) as HTTP/2 trailers, or with an empty
+ * DATA frame when there are none. Returns 0 or -1. */
+static int end_with_trailers(struct h2ds *ds, const char *b, size_t len)
+{
+	struct h1_header f[H1_MAX_HEADERS];
+	struct h2_header h[H1_MAX_HEADERS];
+	unsigned n = 0;
+
+	if (len > 2 && h1_parse_trailers(b, len, f, H1_MAX_HEADERS, &n) < 0)
+		return -1;
+	if (n == 0)
+		return h2_send_data(ds->h->s, ds->id, "", 0, true) < 0 ? -1 : 0;
+	for (unsigned i = 0; i < n; i++) {
+		h[i].name.p = b + f[i].name.off;
+		h[i].name.len = f[i].name.len;
+		h[i].value.p = b + f[i].value.off;
+		h[i].value.len = f[i].value.len;
+	}
+	return h2_submit_trailers(ds->h->s, ds->id, h, n);
+}
+
 ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 {
 	struct h2_session *s = ds->h->s;
@@ -303,12 +330,12 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 					ds->hold_len = data.len - (size_t)w;
 				}
 			}
-			used += u;
 			if (rc == H1_OK) {
-				if (h2_send_data(s, ds->id, "", 0, true) < 0)
+				if (end_with_trailers(ds, p + used + tr.off, tr.len) < 0)
 					return pull_fail(ds);
 				ds->done = true;
 			}
+			used += u;
 			if (rc == H1_AGAIN && u == 0)
 				break;
 		} else if (ds->resp.body == H1_BODY_UNTIL_CLOSE) {
@@ -346,14 +373,46 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete)
 
 /* ---- connection ---- */
 
-int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
+/* One write or read on the connection's transport: TLS when tls is set, else the plain
+ * socket fd (h2c with prior knowledge on the sidecar's outbound port). Same return codes as
+ * tls_write / tls_read; *drained (read only) says the socket is known to be empty. */
+static ssize_t x_write(int fd, struct tls_conn *tls, const void *p, size_t n)
+{
+	ssize_t w;
+
+	if (tls)
+		return tls_write(tls, p, n);
+	w = send(fd, p, n, MSG_NOSIGNAL);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return TLS_WANT_WRITE;
+	return w < 0 ? -1 : w;
+}
+
+static ssize_t x_read(int fd, struct tls_conn *tls, void *p, size_t n, bool *drained)
+{
+	ssize_t r;
+
+	if (tls) {
+		r = tls_read(tls, p, n);
+		*drained = r > 0 && tls_read_drained(tls);
+		return r;
+	}
+	r = recv(fd, p, n, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return TLS_WANT_READ;
+	/* A short read from a stream socket: what the kernel had is taken. */
+	*drained = r >= 0 && (size_t)r < n;
+	return r < 0 ? -1 : r;
+}
+
+int h2_tls_flush(struct h2_session *s, int fd, struct tls_conn *tls, unsigned *interest)
 {
 	const uint8_t *p;
 	size_t n;
 	bool blocked = false;
 
 	while ((n = h2_pending_output(s, &p)) > 0) {
-		ssize_t w = tls_write(tls, p, n);
+		ssize_t w = x_write(fd, tls, p, n);
 
 		if (w == TLS_WANT_READ || w == TLS_WANT_WRITE) {
 			blocked = true;
@@ -375,14 +434,15 @@ int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
 	return 0;
 }
 
-int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *more)
+int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, bool *more)
 {
 	char buf[H2D_READ_BUF];
 	int i;
 
 	*more = false;
 	for (i = 0; i < rounds; i++) {
-		ssize_t n = tls_read(tls, buf, sizeof(buf));
+		bool drained = false;
+		ssize_t n = x_read(fd, tls, buf, sizeof(buf), &drained);
 
 		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
 			return 0;
@@ -393,7 +453,7 @@ int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *mo
 		if (h2_feed(s, buf, (size_t)n) < 0)
 			return H2_PUMP_SESSION;
 		/* Empty now: the read that would find TLS_WANT_READ is a syscall saved. */
-		if (tls_read_drained(tls))
+		if (drained)
 			return 0;
 	}
 	*more = true;
@@ -405,7 +465,7 @@ static int h2d_flush(struct h2d *h)
 {
 	unsigned interest;
 
-	if (h2_tls_flush(h->s, h->tls, &interest) != 0)
+	if (h2_tls_flush(h->s, h->io->fd, h->tls, &interest) != 0)
 		return -1;
 	loop_io_mod(h->w->loop, h->io, interest);
 	return 0;
@@ -416,7 +476,7 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	int rc;
 
 	(void)ev;
-	rc = h2_tls_pump(h->s, h->tls, H2D_ROUNDS, &h->more);
+	rc = h2_tls_pump(h->s, h->io->fd, h->tls, H2D_ROUNDS, &h->more);
 	if (rc == H2_PUMP_SESSION)
 		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
 	if (rc != 0)
@@ -428,6 +488,17 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	if (!h2_header_block_pending(h->s))
 		loop_timer_cancel(h->w->loop, &h->head);
 	else if (!loop_timer_armed(&h->head))
+		loop_timer_arm(h->w->loop, &h->head, (uint64_t)h->w->proxy->header_timeout_ms);
+	return h2d_flush(h);
+}
+
+int h2d_input(struct h2d *h, const void *p, size_t n)
+{
+	if (n > 0 && h2_feed(h->s, p, n) < 0) {
+		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
+		return -1;
+	}
+	if (h2_header_block_pending(h->s) && !loop_timer_armed(&h->head))
 		loop_timer_arm(h->w->loop, &h->head, (uint64_t)h->w->proxy->header_timeout_ms);
 	return h2d_flush(h);
 }

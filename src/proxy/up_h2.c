@@ -88,6 +88,7 @@ struct uh2s {
 	bool resp_ended;                /* END_STREAM received, rendering complete */
 	bool closed;                    /* on_stream_close ran: no more calls on id */
 	bool chunked;                   /* response rendered with chunked framing */
+	bool trailers;                  /* its trailer fields are rendered ("0" line sent) */
 	bool failed;
 	bool fallback;
 	bool reused;                    /* put on a connection that was already up */
@@ -268,7 +269,7 @@ static void c_idle_check(struct uh2c *c)
 static int c_flush(struct uh2c *c)
 {
 	unsigned interest;
-	int rc = h2_tls_flush(c->s, c->tls, &interest);
+	int rc = h2_tls_flush(c->s, c->io.fd, c->tls, &interest);
 
 	if (rc < 0) {
 		c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
@@ -288,7 +289,7 @@ static int c_flush(struct uh2c *c)
 
 static void c_read(struct uh2c *c)
 {
-	int rc = h2_tls_pump(c->s, c->tls, UH2_ROUNDS, &c->more);
+	int rc = h2_tls_pump(c->s, c->io.fd, c->tls, UH2_ROUNDS, &c->more);
 
 	if (rc == H2_PUMP_SESSION) {
 		c_fail(c, ALOG_F_UC | ALOG_F_UPE,
@@ -373,6 +374,40 @@ static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
 	s_kick(s);
 }
 
+/* True if s holds a byte that would end or split an HTTP/1.1 field line. */
+static bool str_breaks_line(struct h2_str s)
+{
+	for (size_t i = 0; i < s.len; i++)
+		if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0')
+			return true;
+	return false;
+}
+
+/* Trailer fields end a chunked rendering in its trailer section (fwd.c relays them to a
+ * receiver that takes trailers). A response the server framed with content-length has no
+ * place for them in HTTP/1.1: they are dropped, as a field with CR, LF or NUL would be. */
+static void cb_trailers(struct h2_session *sess, void *user, int32_t id, void *su,
+                        const struct h2_header *h, size_t n)
+{
+	struct uh2s *s = su;
+
+	(void)sess;
+	(void)user;
+	(void)id;
+	if (!s || s->failed || !s->chunked)
+		return;
+	sbuf_adds(&s->rb, "0\r\n");
+	for (size_t i = 0; i < n; i++) {
+		if (str_breaks_line(h[i].name) || str_breaks_line(h[i].value))
+			continue;
+		sbuf_add(&s->rb, h[i].name.p, h[i].name.len);
+		sbuf_adds(&s->rb, ": ");
+		sbuf_add(&s->rb, h[i].value.p, h[i].value.len);
+		sbuf_adds(&s->rb, "\r\n");
+	}
+	s->trailers = true;
+}
+
 static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void *su)
 {
 	struct uh2s *s = su;
@@ -383,7 +418,7 @@ static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void 
 	if (!s || s->failed)
 		return;
 	if (s->chunked)
-		sbuf_adds(&s->rb, "0\r\n\r\n");
+		sbuf_adds(&s->rb, s->trailers ? "\r\n" : "0\r\n\r\n");
 	s->resp_ended = true;
 	s_kick(s);
 }
@@ -454,6 +489,7 @@ static void cb_goaway(struct h2_session *sess, void *user, uint32_t code, int32_
 static const struct h2_callbacks uh2_cb = {
 	.on_response = cb_response,
 	.on_data = cb_data,
+	.on_trailers = cb_trailers,
 	.on_end_stream = cb_end_stream,
 	.on_stream_close = cb_stream_close,
 	.on_writable = cb_writable,
