@@ -30,7 +30,8 @@
  * of a top-level event handler, never in the middle of a call chain; code deep inside
  * marks it dead or closing instead. Work that must happen "after this event" (resuming a
  * paused read, which may find bytes OpenSSL already buffered; the next pipelined request)
- * is deferred with a zero-delay kick timer rather than done by recursion.
+ * is posted as the connection's deferred task (loop.h: run after this batch of events, O(1))
+ * rather than done by recursion.
  *
  * Circuit breaking and outlier detection (DestinationRule connectionPool and
  * outlierDetection): st_connect applies the cluster's limits before it takes or makes a
@@ -152,11 +153,11 @@ struct stream {
 	struct dns_query *dnsq;
 	/* Circuit breaking (cbreak.h): the cluster's state on this worker (a reference, from
 	 * the first connection attempt to the end of the request), where the request stands,
-	 * its place in the queue, and the timer that retries it when a slot frees up. */
+	 * its place in the queue, and the task that retries it when a slot frees up. */
 	struct cb_cluster *cc;
 	enum st_cb cb;
 	struct cb_link cb_wait;
-	struct loop_timer cb_wake;
+	struct loop_task cb_wake;
 };
 
 struct dconn {
@@ -172,7 +173,8 @@ struct dconn {
 	bool read_paused;
 	bool in_process;                /* inside d_process: no re-entry */
 	bool rd_drained;                /* d_read's last read left the socket and OpenSSL empty */
-	struct loop_timer kick;         /* deferred work on the next loop iteration */
+	struct loop_task task;          /* deferred work, after this batch of events (loop.h) */
+	struct loop_timer peek_retry;   /* d_peek: look at the ClientHello again */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
@@ -211,7 +213,7 @@ struct dconn {
 struct uconn {
 	struct loop_io io;
 	struct loop_timer timer;        /* connect timeout, then idle timeout */
-	struct loop_timer kick;         /* deferred read after back-pressure */
+	struct loop_task task;          /* deferred read (back-pressure over, h2 stream event) */
 	struct pool_link link;
 	struct worker *w;
 	struct tls_conn *tls;
@@ -256,7 +258,7 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t);
 static void d_peek(struct dconn *d);
 static void d_handshake(struct dconn *d);
 static void st_on_timeout(struct loop *loop, struct loop_timer *t);
-static void st_on_wake(struct loop *loop, struct loop_timer *t);
+static void st_on_wake(struct loop *loop, struct loop_task *t);
 static void cc_kick(struct worker *w, struct cb_cluster *cc);
 static void st_cb_end(struct stream *st);
 static void st_cb_set(struct stream *st, enum st_cb to);
@@ -281,7 +283,7 @@ static void st_reset(struct stream *st)
 	st->rw_path = st->rw_auth = NULL;
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
-	loop_timer_init(&st->cb_wake, st_on_wake);
+	loop_task_init(&st->cb_wake, st_on_wake);
 }
 
 /* A stream for d's requests, from the worker's free list when it has one: ready for
@@ -846,7 +848,7 @@ static void d_flush(struct dconn *d)
 		u->read_paused = false;
 		if (!u->h2)
 			loop_io_mod(d->w->loop, &u->io, LOOP_READ);
-		loop_timer_arm(d->w->loop, &u->kick, 0);
+		loop_task_post(d->w->loop, &u->task);
 	}
 }
 
@@ -935,7 +937,7 @@ static int u_flush(struct uconn *u)
 
 		d->read_paused = false;
 		d_update_interest(d, iob_used(&d->out) > 0);
-		loop_timer_arm(d->w->loop, &d->kick, 0);
+		loop_task_post(d->w->loop, &d->task);
 	}
 	return 0;
 }
@@ -945,7 +947,7 @@ static int u_flush(struct uconn *u)
 static void u_free_h2(struct uconn *u, bool complete)
 {
 	uh2_detach(u->h2, complete);
-	loop_timer_cancel(u->w->loop, &u->kick);
+	loop_task_cancel(u->w->loop, &u->task);
 	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
 	free(u);
@@ -985,7 +987,7 @@ static void u_close(struct uconn *u)
 		cb_unref(cc);
 	}
 	loop_timer_cancel(w->loop, &u->timer);
-	loop_timer_cancel(w->loop, &u->kick);
+	loop_task_cancel(w->loop, &u->task);
 	loop_io_del(w->loop, &u->io);
 	if (u->tls)
 		tls_conn_free(u->tls);
@@ -1014,9 +1016,9 @@ static void u_on_timer(struct loop *loop, struct loop_timer *t)
 		d_settle(d);
 }
 
-static void u_on_kick(struct loop *loop, struct loop_timer *t)
+static void u_on_task(struct loop *loop, struct loop_task *t)
 {
-	struct uconn *u = container_of(t, struct uconn, kick);
+	struct uconn *u = container_of(t, struct uconn, task);
 	struct dconn *d = u->st ? u->st->d : NULL;
 
 	(void)loop;
@@ -1047,7 +1049,7 @@ static void u_on_kick(struct loop *loop, struct loop_timer *t)
 
 void fwd_uh2_kick(struct uconn *u)
 {
-	loop_timer_arm(u->w->loop, &u->kick, 0);
+	loop_task_post(u->w->loop, &u->task);
 }
 
 /* The connection can carry no more requests: drop it. */
@@ -1801,7 +1803,7 @@ static void st_cb_set(struct stream *st, enum st_cb to)
 		cc->nqueued--;
 	} else if (from == ST_CB_WOKEN) {
 		cc->nwoken--;
-		loop_timer_cancel(w->loop, &st->cb_wake);
+		loop_task_cancel(w->loop, &st->cb_wake);
 	}
 	if (pend_from && !pend_to) {
 		cc->npending--;
@@ -1820,7 +1822,7 @@ static void st_cb_set(struct stream *st, enum st_cb to)
 	st->cb = to;
 }
 
-/* A slot may have freed up: the oldest waiting request retries on the next iteration.
+/* A slot may have freed up: the oldest waiting request retries after this batch of events.
  * One at a time (nwoken): the woken one kicks again once it has its connection. */
 static void cc_kick(struct worker *w, struct cb_cluster *cc)
 {
@@ -1832,10 +1834,10 @@ static void cc_kick(struct worker *w, struct cb_cluster *cc)
 	if (st->cl->max_connections && cc->ncx >= st->cl->max_connections && !cc->nidle)
 		return;
 	st_cb_set(st, ST_CB_WOKEN);
-	loop_timer_arm(w->loop, &st->cb_wake, 0);
+	loop_task_post(w->loop, &st->cb_wake);
 }
 
-static void st_on_wake(struct loop *loop, struct loop_timer *t)
+static void st_on_wake(struct loop *loop, struct loop_task *t)
 {
 	struct stream *st = container_of(t, struct stream, cb_wake);
 	struct dconn *d = st->d;
@@ -2040,12 +2042,12 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	st->u = u;
 	loop_io_init(&u->io, -1, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
-	loop_timer_init(&u->kick, u_on_kick);
+	loop_task_init(&u->task, u_on_task);
 	str_copy(st->up_local, sizeof(st->up_local), uh2_local(u->h2));
 	st_send_head(st);
 	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
 	fwd_uh2_kick(u);
-	d_forward_body(d);   /* may end the request, and free u (cancelling the kick) */
+	d_forward_body(d);   /* may end the request, and free u (cancelling its task) */
 	return true;
 }
 
@@ -2193,7 +2195,7 @@ static void st_connect(struct stream *st, bool fresh)
 	u->connecting = rc == 1;
 	loop_io_init(&u->io, fd, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
-	loop_timer_init(&u->kick, u_on_kick);
+	loop_task_init(&u->task, u_on_task);
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
 	STAT_INC(cl_stats(w, cl)->cx_total);
@@ -3013,7 +3015,7 @@ static void st_finish(struct stream *st)
 	/* A pipelined request may already be waiting in d->in: start it on the next
 	 * iteration (not by recursion: a client could pipeline thousands). */
 	if (!d->closing && !d->dead && !d->in_process)
-		loop_timer_arm(w->loop, &d->kick, 0);
+		loop_task_post(w->loop, &d->task);
 }
 
 /* ---- downstream ---- */
@@ -3054,7 +3056,8 @@ static void d_close(struct dconn *d)
 		st->snap = NULL;
 	}
 	loop_timer_cancel(w->loop, &d->timer);
-	loop_timer_cancel(w->loop, &d->kick);
+	loop_task_cancel(w->loop, &d->task);
+	loop_timer_cancel(w->loop, &d->peek_retry);
 	st_put(d);
 	if (d->h2s) {
 		/* A virtual connection: no socket, not in the worker's list. */
@@ -3114,17 +3117,21 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 	d_settle(d);
 }
 
-static void d_on_kick(struct loop *loop, struct loop_timer *t)
+static void d_on_peek_retry(struct loop *loop, struct loop_timer *t)
 {
-	struct dconn *d = container_of(t, struct dconn, kick);
+	struct dconn *d = container_of(t, struct dconn, peek_retry);
 
 	(void)loop;
-	if (d->peek) {
-		if (!d->dead)
-			d_peek(d);
-		d_settle(d);
-		return;
-	}
+	if (!d->dead)
+		d_peek(d);
+	d_settle(d);
+}
+
+static void d_on_task(struct loop *loop, struct loop_task *t)
+{
+	struct dconn *d = container_of(t, struct dconn, task);
+
+	(void)loop;
 	if (d->hs_done && !d->dead) {
 		if (!d_busy(d))
 			d_process(d);
@@ -3299,7 +3306,7 @@ static void d_read(struct dconn *d)
 	}
 	/* Fairness: after a burst, let the loop serve others. OpenSSL may hold decrypted
 	 * bytes that no socket event will announce, so come back on the next iteration. */
-	loop_timer_arm(d->w->loop, &d->kick, 0);
+	loop_task_post(d->w->loop, &d->task);
 }
 
 /* How long a peek waits before looking again when the ClientHello is not whole yet (the
@@ -3326,7 +3333,7 @@ static void d_peek(struct dconn *d)
 	sst = sni_read(buf, (size_t)n, sni, sizeof(sni));
 	if (sst == SNI_NEED_MORE && (size_t)n < sizeof(buf)) {
 		loop_io_mod(d->w->loop, &d->io, 0);
-		loop_timer_arm(d->w->loop, &d->kick, D_PEEK_RETRY_MS);
+		loop_timer_arm(d->w->loop, &d->peek_retry, D_PEEK_RETRY_MS);
 		return;
 	}
 	d->peek = false;
@@ -3488,7 +3495,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	}
 	loop_io_init(&d->io, fd, d_on_io);
 	loop_timer_init(&d->timer, d_on_timer);
-	loop_timer_init(&d->kick, d_on_kick);
+	loop_task_init(&d->task, d_on_task);
+	loop_timer_init(&d->peek_retry, d_on_peek_retry);
 	d->hs_done = true;
 	/* The listener's context dispatches on SNI to the matching Gateway server's. */
 	if (sl && sl->tls && sl->ctx) {
@@ -3643,7 +3651,8 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);
 	loop_timer_init(&v->timer, d_on_timer);
-	loop_timer_init(&v->kick, d_on_kick);
+	loop_task_init(&v->task, d_on_task);
+	loop_timer_init(&v->peek_retry, d_on_peek_retry);
 	v->st = st_get(v);
 	return v;
 }

@@ -3,7 +3,8 @@
  * Event flow: the connection's io events reach h2d_on_io through fwd.c's d_on_io; bytes
  * read go to h2_feed, whose callbacks create and feed virtual connections; output is
  * flushed at the end of every event and, for work done from fwd.c's own handlers
- * (upstream events that produce response bytes), by a zero-delay kick timer, because
+ * (upstream events that produce response bytes), by the connection's deferred task
+ * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
 #include "proxy/worker.h"
@@ -32,7 +33,7 @@ struct h2d {
 	struct loop_io *io;             /* d's registered io */
 	struct tls_conn *tls;
 	struct h2_session *s;
-	struct loop_timer kick;         /* flush after work done outside our own handler */
+	struct loop_task task;          /* flush after work done outside our own handler */
 	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
 	struct loop_timer head;         /* a header block must be whole by then: close */
 	unsigned nstreams;              /* streams with a struct h2ds */
@@ -61,7 +62,7 @@ struct h2ds {
 
 static void h2d_kick(struct h2d *h)
 {
-	loop_timer_arm(h->w->loop, &h->kick, 0);
+	loop_task_post(h->w->loop, &h->task);
 }
 
 /* ---- session callbacks ---- */
@@ -503,9 +504,9 @@ int h2d_input(struct h2d *h, const void *p, size_t n)
 	return h2d_flush(h);
 }
 
-static void h2d_on_kick(struct loop *loop, struct loop_timer *t)
+static void h2d_on_task(struct loop *loop, struct loop_task *t)
 {
-	struct h2d *h = container_of(t, struct h2d, kick);
+	struct h2d *h = container_of(t, struct h2d, task);
 
 	(void)loop;
 	/* Most kicks carry output made by fwd.c (response bytes): a read would only find
@@ -541,7 +542,7 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
 	h->d = d;
 	h->io = io;
 	h->tls = tls;
-	loop_timer_init(&h->kick, h2d_on_kick);
+	loop_task_init(&h->task, h2d_on_task);
 	loop_timer_init(&h->idle, h2d_on_idle);
 	loop_timer_init(&h->head, h2d_on_head_timeout);
 	loop_timer_arm(w->loop, &h->idle, (uint64_t)w->proxy->idle_timeout_ms);
@@ -566,7 +567,7 @@ void h2d_drain(struct h2d *h)
 void h2d_free(struct h2d *h)
 {
 	h2_abort(h->s);   /* streams' virtual connections close (logged DC if unfinished) */
-	loop_timer_cancel(h->w->loop, &h->kick);
+	loop_task_cancel(h->w->loop, &h->task);
 	loop_timer_cancel(h->w->loop, &h->idle);
 	loop_timer_cancel(h->w->loop, &h->head);
 	h2_session_free(h->s);

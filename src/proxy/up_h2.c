@@ -2,9 +2,9 @@
  *
  * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
  * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
- * (uh2s.rb, flags) and arm the owning virtual uconn's kick timer; fwd.c's kick handler
- * then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
- * uh2_send, uh2_detach, consumed windows) are written by the connection's own kick timer,
+ * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); fwd.c's
+ * task then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
+ * uh2_send, uh2_detach, consumed windows) are written by the connection's own task,
  * so the streams of one loop iteration share one TLS write, and h2_pending_output never
  * runs inside another call chain. A connection is freed only from its own handlers
  * (c_settle), never from a call that came from fwd.c. */
@@ -59,7 +59,7 @@ enum uh2c_state {
 struct uh2c {
 	struct loop_io io;
 	struct loop_timer timer;        /* connect timeout, then idle timeout */
-	struct loop_timer kick;         /* flush (and free, once dead) after outside work */
+	struct loop_task task;          /* flush (and free, once dead) after outside work */
 	struct uh2_table *t;
 	struct uh2_key *k;              /* NULL once dead (unlinked) */
 	struct tls_conn *tls;
@@ -105,7 +105,7 @@ struct uh2s {
 
 static void c_kick(struct uh2c *c)
 {
-	loop_timer_arm(c->t->w->loop, &c->kick, 0);
+	loop_task_post(c->t->w->loop, &c->task);
 }
 
 static void s_kick(struct uh2s *s)
@@ -249,7 +249,7 @@ static void c_settle(struct uh2c *c)
 	if (c->state != C_DEAD)
 		return;
 	loop_timer_cancel(c->t->w->loop, &c->timer);
-	loop_timer_cancel(c->t->w->loop, &c->kick);
+	loop_task_cancel(c->t->w->loop, &c->task);
 	free(c->cluster);
 	free(c);
 }
@@ -633,9 +633,9 @@ static void c_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 	c_settle(c);
 }
 
-static void c_on_kick(struct loop *loop, struct loop_timer *t)
+static void c_on_task(struct loop *loop, struct loop_task *t)
 {
-	struct uh2c *c = container_of(t, struct uh2c, kick);
+	struct uh2c *c = container_of(t, struct uh2c, task);
 
 	(void)loop;
 	if (c->state == C_READY) {
@@ -689,7 +689,7 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	tls_client_resume(c->tls, w->sess, tg->ep);
 	loop_io_init(&c->io, fd, c_on_io);
 	loop_timer_init(&c->timer, c_on_timer);
-	loop_timer_init(&c->kick, c_on_kick);
+	loop_task_init(&c->task, c_on_task);
 	loop_io_add(w->loop, &c->io, LOOP_READ | LOOP_WRITE);
 	loop_timer_arm(w->loop, &c->timer,
 	               (uint64_t)(tg->connect_timeout_ms > 0 ? tg->connect_timeout_ms : 10000));

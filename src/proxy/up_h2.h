@@ -17,7 +17,7 @@
  *     framed by content-length has nowhere to put trailers: they are dropped) with
  *     io_read's return codes, so u_process parses it unchanged.
  * Events on a stream (response bytes, end, reset, connection ready or failed, room in the
- * send queue) arm the virtual uconn's kick timer through fwd_uh2_kick; fwd.c's handler
+ * send queue) post the virtual uconn's deferred task through fwd_uh2_kick; fwd.c's handler
  * then pulls with uh2_read / pushes with uh2_send. Nothing here calls into fwd.c's request
  * logic from inside nghttp2 callbacks.
  *
