@@ -51,6 +51,7 @@
  * epoll_ctl. */
 #include "proxy/authz.h"
 #include "proxy/worker.h"
+#include "proxy/fwd.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/l4fwd.h"
@@ -179,9 +180,9 @@ struct dconn {
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
-	char *principal;                /* the verified client certificate's SPIFFE id without
-	                                 * "spiffe://" (AuthorizationPolicy), NULL if none */
-	char *peer_id;                  /* the client's SPIFFE identity (mutual TLS), or NULL */
+	/* The client's identity (mutual TLS): the verified certificate's URI SAN, or NULL.
+	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal). */
+	char *peer_id;
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -266,6 +267,13 @@ static void st_up_ready(struct stream *st);
 static void st_od(struct stream *st, enum od_result r, int code);
 
 /* ---- streams ---- */
+
+/* The client's AuthorizationPolicy principal: its SPIFFE id without "spiffe://", NULL
+ * when it presented none (or a URI SAN of another scheme). */
+static const char *d_principal(const struct dconn *d)
+{
+	return d->peer_id && strncmp(d->peer_id, "spiffe://", 9) == 0 ? d->peer_id + 9 : NULL;
+}
 
 /* True while d has a request in progress. */
 static inline bool d_busy(const struct dconn *d)
@@ -2298,7 +2306,7 @@ static bool st_authz(struct stream *st, uint16_t port)
 		p.len = 0;
 	}
 	memset(&rq, 0, sizeof(rq));
-	rq.principal = d->principal;
+	rq.principal = d_principal(d);
 	rq.source = &d->remote;
 	rq.dest = d->redirected ? &d->odst : &d->local;
 	rq.port = port;
@@ -2449,7 +2457,7 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
 			       ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
 	}
-	l4_authz(w, w->snap, &q, &d->remote, d->remote_s, d->principal, &r);
+	l4_authz(w, w->snap, &q, &d->remote, d->remote_s, d_principal(d), &r);
 	r.dst = &d->odst;
 	r.sni = sni;
 	d_handoff_read(d, &r);
@@ -3066,7 +3074,6 @@ static void d_close(struct dconn *d)
 			snap_unref(d->snap);
 		buf_release(d->in, d->in_cap);
 		free(d->sni);
-		free(d->principal);
 		free(d->peer_id);
 		iob_free(&d->out);
 		free(d);
@@ -3097,7 +3104,6 @@ static void d_close(struct dconn *d)
 		snap_unref(d->snap);
 	buf_release(d->in, d->in_cap);
 	free(d->sni);
-	free(d->principal);
 	free(d->peer_id);
 	iob_free(&d->out);
 	w->nconns--;
@@ -3374,8 +3380,6 @@ static void d_handshake(struct dconn *d)
 		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
 			d->peer_id = xstrdup(id);
 			STAT_INC(d->w->st.dcx_peer_identity);
-			if (strncmp(id, "spiffe://", 9) == 0)
-				d->principal = xstrdup(id + 9);
 			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
 			          d->sni ? d->sni : "-");
 		}
@@ -3640,7 +3644,6 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
 	v->sni = d->sni ? xstrdup(d->sni) : NULL;
-	v->principal = d->principal ? xstrdup(d->principal) : NULL;
 	v->peer_id = d->peer_id ? xstrdup(d->peer_id) : NULL;
 	v->sidecar = d->sidecar;
 	v->redirected = d->redirected;

@@ -1,4 +1,5 @@
 #include "proxy/worker.h"
+#include "proxy/fwd.h"
 #include "proxy/up_h2.h"
 #include "proxy/cbreak.h"
 #include "proxy/pool.h"
