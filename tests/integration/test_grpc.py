@@ -29,6 +29,7 @@ class Servicer:
         self.metadata = []           # invocation metadata of each call
         self.cancelled = threading.Event()
         self.slow_started = threading.Event()
+        self.slow_remaining = None
 
     def unary(self, req, ctx):
         self.metadata.append(dict(ctx.invocation_metadata()))
@@ -49,6 +50,7 @@ class Servicer:
         ctx.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "quota gone after the first message")
 
     def slow(self, req, ctx):
+        self.slow_remaining = ctx.time_remaining()
         ctx.add_callback(self.cancelled.set)
         self.slow_started.set()
         deadline = time.time() + 20
@@ -179,7 +181,7 @@ def test_error_status_after_messages(grpc_topo):
     assert ei.value.details() == "quota gone after the first message"
 
 
-def test_deadline_exceeded_resets_the_stream_through_both_proxies(grpc_topo):
+def test_deadline_exceeded_ends_the_call_on_every_hop(grpc_topo):
     t = grpc_topo
     t0 = time.time()
     with pytest.raises(grpc.RpcError) as ei:
@@ -187,11 +189,16 @@ def test_deadline_exceeded_resets_the_stream_through_both_proxies(grpc_topo):
     assert ei.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert time.time() - t0 < 5
     assert t.grpc.sv.slow_started.is_set()
-    # The client's RST_STREAM crossed both proxies: each logs the call as ended by the
-    # downstream (DC) and not as answered.
-    for p in (t.sidecar, t.gateway):
-        p.wait_log(lambda m: m["path"] == "/test.Echo/Slow" and "DC" in m["flags"])
+    # The server's call ends at once, not at its own 20 s: the client's RST_STREAM crossed
+    # both proxies (logged DC), or the server's own deadline (grpc-timeout reached it
+    # through both proxies) answered first, which under a slow build (ASan) can win the
+    # race. test_cancel_reaches_the_server checks the reset path alone.
     assert t.grpc.sv.cancelled.wait(5), "the server's call never ended"
+    for p in (t.sidecar, t.gateway):
+        p.wait_log(lambda m: m["path"] == "/test.Echo/Slow" and
+                   ("DC" in m["flags"] or m["code"] == "200"))
+    rem = t.grpc.sv.slow_remaining
+    assert rem is not None and rem < 2, rem     # the deadline crossed both proxies
     # The channel still works afterwards.
     assert _call(t, "Unary", b"after") == b"echo:after"
 
