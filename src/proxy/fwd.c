@@ -344,14 +344,18 @@ static void st_put(struct dconn *d)
  * FWD_BUF_INIT. Through malloc that was a malloc and a free per buffer per request, and
  * glibc trimming the thread's arena (madvise, then page faults: 6% of the CPU with 16 KiB
  * responses, whose head and body outgrow one buffer) every few requests. Each worker
- * thread keeps free buffers of the three smallest sizes instead, up to FWD_BUF_CACHE_BYTES.
+ * thread keeps free buffers of the smallest sizes instead (FWD_BUF_MIN, doubling, up to
+ * four times FWD_BUF_INIT), up to FWD_BUF_CACHE_BYTES. Sockets start at FWD_BUF_INIT; an
+ * HTTP/2 stream's virtual connection starts its input at FWD_BUF_MIN (it holds one request
+ * head, and a thousand open streams should not hold 16 MiB of mostly empty buffers).
  * The cache is thread-local rather than in struct worker because buffers are taken and
  * given back deep in the I/O helpers, which know only the buffer; a thread that never
  * called fwd_buf_cache_start (the main thread freeing connections at shutdown) keeps no
  * cache and frees as malloc would. */
-#define FWD_BUF_CLASSES     3                  /* FWD_BUF_INIT << 0, 1, 2 */
+#define FWD_BUF_MIN         2048
+#define FWD_BUF_CLASSES     6                  /* FWD_BUF_MIN << 0 .. 5 (2 KiB .. 64 KiB) */
 #define FWD_BUF_CACHE_BYTES (1024 * 1024)
-#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_INIT)
+#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_MIN)
 
 /* Under AddressSanitizer a cached buffer is poisoned, so that a use after buf_release is
  * still reported as it would be after free(). The free buffers are listed in arrays, not
@@ -390,7 +394,7 @@ void fwd_buf_cache_stop(void)
 		while (buf_cache.n[c]) {
 			void *p = buf_cache.free[c][--buf_cache.n[c]];
 
-			buf_unpoison(p, (size_t)FWD_BUF_INIT << c);
+			buf_unpoison(p, (size_t)FWD_BUF_MIN << c);
 			free(p);
 		}
 	}
@@ -401,10 +405,10 @@ void fwd_buf_cache_stop(void)
 /* The cache's class for a buffer of cap bytes, or -1 when such buffers are not cached. */
 static int buf_class(size_t cap)
 {
-	for (int c = 0; c < FWD_BUF_CLASSES; c++)
-		if (cap == (size_t)FWD_BUF_INIT << c)
-			return c;
-	return -1;
+	if (cap < FWD_BUF_MIN || cap > ((size_t)FWD_BUF_MIN << (FWD_BUF_CLASSES - 1)) ||
+	    (cap & (cap - 1)))
+		return -1;
+	return __builtin_ctzll((unsigned long long)(cap / FWD_BUF_MIN));
 }
 
 /* A buffer of cap bytes (any size; cached sizes come from the cache when it has one). */
@@ -3028,6 +3032,21 @@ static void st_finish(struct stream *st)
 
 /* ---- downstream ---- */
 
+/* A virtual connection's struct, kept for the worker's next HTTP/2 stream (no allocation
+ * per stream in the steady state), up to FWD_VC_FREE_MAX of them. */
+#define FWD_VC_FREE_MAX 256
+
+static void vconn_put(struct worker *w, struct dconn *v)
+{
+	if (w->nvc_free >= FWD_VC_FREE_MAX) {
+		free(v);
+		return;
+	}
+	v->next = w->vc_free;
+	w->vc_free = v;
+	w->nvc_free++;
+}
+
 static void d_close(struct dconn *d)
 {
 	struct worker *w = d->w;
@@ -3076,7 +3095,7 @@ static void d_close(struct dconn *d)
 		free(d->sni);
 		free(d->peer_id);
 		iob_free(&d->out);
-		free(d);
+		vconn_put(w, d);
 		return;
 	}
 	if (d->h2c) {
@@ -3633,7 +3652,15 @@ void fwd_pool_sweep(struct worker *w)
 
 struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 {
-	struct dconn *v = xcalloc(1, sizeof(*v));
+	struct dconn *v = d->w->vc_free;
+
+	if (v) {
+		d->w->vc_free = v->next;
+		d->w->nvc_free--;
+		memset(v, 0, sizeof(*v));
+	} else {
+		v = xcalloc(1, sizeof(*v));
+	}
 
 	v->w = d->w;
 	v->snap = snap_ref(d->snap);
@@ -3662,6 +3689,13 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 
 void fwd_streams_free(struct worker *w)
 {
+	while (w->vc_free) {
+		struct dconn *v = w->vc_free;
+
+		w->vc_free = v->next;
+		free(v);
+	}
+	w->nvc_free = 0;
 	while (w->st_free) {
 		struct stream *st = w->st_free;
 
@@ -3676,7 +3710,7 @@ void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 	struct stream *st = v->st;
 
 	if (v->in_cap - v->in_len < n) {
-		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_INIT;
+		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_MIN;
 
 		while (cap - v->in_len < n)
 			cap *= 2;

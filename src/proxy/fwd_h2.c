@@ -37,6 +37,9 @@ struct h2d {
 	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
 	struct loop_timer head;         /* a header block must be whole by then: close */
 	unsigned nstreams;              /* streams with a struct h2ds */
+	struct h2ds *ds_free;           /* spare stream structs (at most H2D_DS_FREE_MAX) */
+	unsigned nds_free;
+	struct sbuf hb;                 /* a request head being rendered (reused) */
 	bool draining;
 	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
 };
@@ -46,13 +49,15 @@ struct h2ds {
 	struct h2d *h;
 	int32_t id;
 	struct dconn *v;                /* its virtual connection, NULL once gone */
+	struct h2ds *next_free;         /* in h2d.ds_free */
 	bool chunked_req;               /* request body relayed with chunked framing */
 	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
 	bool h2closed;                  /* on_stream_close ran: no more calls on id */
-	/* the HTTP/1.1 response read back from the virtual connection */
-	struct h1_parser rp;
-	struct h1_msg resp;
-	bool rp_init, head_done, done;
+	/* The HTTP/1.1 response read back from the virtual connection: once its head is
+	 * submitted only the framing is kept (a parsed head is 2 KiB; the stream does not
+	 * keep it for its lifetime). */
+	bool head_done, done;
+	uint8_t body;                   /* enum h1_body of the response */
 	uint64_t left;
 	struct h1_chunked ck;
 	/* Chunked: payload the decoder handed out that the send queue did not take yet. */
@@ -67,38 +72,66 @@ static void h2d_kick(struct h2d *h)
 
 /* ---- session callbacks ---- */
 
+/* Stream structs and the head buffer are reused for the connection's next streams: no
+ * allocation per request in the steady state. */
+#define H2D_DS_FREE_MAX 128
+
+static struct h2ds *ds_get(struct h2d *h)
+{
+	struct h2ds *ds = h->ds_free;
+
+	if (!ds)
+		return xcalloc(1, sizeof(*ds));
+	h->ds_free = ds->next_free;
+	h->nds_free--;
+	memset(ds, 0, sizeof(*ds));
+	return ds;
+}
+
+static void ds_put(struct h2d *h, struct h2ds *ds)
+{
+	free(ds->hold);
+	if (h->nds_free >= H2D_DS_FREE_MAX) {
+		free(ds);
+		return;
+	}
+	ds->hold = NULL;
+	ds->next_free = h->ds_free;
+	h->ds_free = ds;
+	h->nds_free++;
+}
+
 static void cb_request(struct h2_session *s, void *user, int32_t id, const struct h2_request *rq)
 {
 	struct h2d *h = user;
-	struct h2ds *ds = xcalloc(1, sizeof(*ds));
-	struct sbuf hb = SBUF_INIT;
+	struct h2ds *ds = ds_get(h);
+	struct sbuf *hb = &h->hb;
 
 	ds->h = h;
 	ds->id = id;
 	h2_stream_set_user(s, id, ds);
 	h->nstreams++;
 	loop_timer_cancel(h->w->loop, &h->idle);
-	if (h2_request_to_h1(rq, &hb) < 0) {
+	sbuf_reset(hb);
+	if (h2_request_to_h1(rq, hb) < 0) {
 		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
-		sbuf_free(&hb);
 		return;
 	}
 	/* gRPC servers insist on it; fwd.c forwards it (h1 has_te_trailers). */
 	if (rq->te_trailers)
-		sbuf_adds(&hb, "te: trailers\r\n");
+		sbuf_adds(hb, "te: trailers\r\n");
 	if (!rq->end_stream) {
 		if (rq->content_length >= 0) {
-			sbuf_addf(&hb, "content-length: %lld\r\n", (long long)rq->content_length);
+			sbuf_addf(hb, "content-length: %lld\r\n", (long long)rq->content_length);
 		} else {
-			sbuf_adds(&hb, "transfer-encoding: chunked\r\n");
+			sbuf_adds(hb, "transfer-encoding: chunked\r\n");
 			ds->chunked_req = true;
 		}
 	}
 	/* One request per virtual connection: it ends with the response. */
-	sbuf_adds(&hb, "connection: close\r\n\r\n");
+	sbuf_adds(hb, "connection: close\r\n\r\n");
 	ds->v = fwd_vconn_new(h->d, ds);
-	fwd_vconn_input(ds->v, hb.s, hb.len);   /* may end ds->v */
-	sbuf_free(&hb);
+	fwd_vconn_input(ds->v, hb->s, hb->len);   /* may end ds->v */
 }
 
 static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
@@ -122,13 +155,13 @@ static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
 	}
 	n = snprintf(line, sizeof(line), "%zx\r\n", len);
 	{
-		struct sbuf b = SBUF_INIT;
+		struct sbuf *b = &ds->h->hb;   /* reused: no allocation per DATA frame */
 
-		sbuf_add(&b, line, (size_t)n);
-		sbuf_add(&b, data, len);
-		sbuf_adds(&b, "\r\n");
-		fwd_vconn_input(ds->v, b.s, b.len);
-		sbuf_free(&b);
+		sbuf_reset(b);
+		sbuf_add(b, line, (size_t)n);
+		sbuf_add(b, data, len);
+		sbuf_adds(b, "\r\n");
+		fwd_vconn_input(ds->v, b->s, b->len);
 	}
 }
 
@@ -168,8 +201,7 @@ static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *
 		loop_timer_arm(ds->h->w->loop, &ds->h->idle, (uint64_t)ds->h->w->proxy->idle_timeout_ms);
 	if (ds->v)
 		fwd_vconn_abort(ds->v);   /* client reset or connection gone: like a disconnect */
-	free(ds->hold);
-	free(ds);
+	ds_put(ds->h, ds);
 }
 
 static void cb_writable(struct h2_session *s, void *user, int32_t id, void *su)
@@ -209,36 +241,37 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 	size_t used = 0;
 
 	while (!ds->head_done) {
+		struct h1_parser rp;
+		struct h1_msg resp;
 		struct h2_from_h1 c;
 		int rc;
 		bool end;
 
-		if (!ds->rp_init) {
-			h1_parser_init(&ds->rp, false, method_id);
-			ds->rp_init = true;
-		}
-		rc = h1_parse(&ds->rp, p + used, n - used, &ds->resp);
+		/* fwd.c writes a head whole, so it is parsed in one go; one still incomplete is
+		 * parsed again from its start on the next pull (nothing of it was taken). */
+		h1_parser_init(&rp, false, method_id);
+		rc = h1_parse(&rp, p + used, n - used, &resp);
 		if (rc == H1_AGAIN)
 			return (ssize_t)used;
 		if (rc == H1_ERROR)
 			return -1;
-		if (ds->resp.status < 200) {
-			used += ds->resp.head_len;
-			ds->rp_init = false;
+		if (resp.status < 200) {
+			used += resp.head_len;
 			continue;
 		}
 		memset(&c, 0, sizeof(c));
-		if (h2_response_from_h1(&ds->resp, p + used, &c) < 0 ||
+		if (h2_response_from_h1(&resp, p + used, &c) < 0 ||
 		    h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
 			h2_from_h1_fini(&c);
 			return -1;
 		}
 		end = c.rs.end_stream;
 		h2_from_h1_fini(&c);
-		used += ds->resp.head_len;
+		used += resp.head_len;
 		ds->head_done = true;
-		ds->left = ds->resp.content_length;
-		if (ds->resp.body == H1_BODY_CHUNKED)
+		ds->body = (uint8_t)resp.body;
+		ds->left = resp.content_length;
+		if (resp.body == H1_BODY_CHUNKED)
 			h1_chunked_init(&ds->ck);
 		if (end)
 			ds->done = true;
@@ -288,7 +321,7 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 		size_t avail = n - used;
 		ssize_t w;
 
-		if (ds->resp.body == H1_BODY_LENGTH) {
+		if (ds->body == H1_BODY_LENGTH) {
 			size_t take = avail < ds->left ? avail : (size_t)ds->left;
 
 			w = h2_send_data(s, ds->id, p + used, take, take == ds->left);
@@ -300,7 +333,7 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 				ds->done = true;
 			if ((size_t)w < take)
 				break;
-		} else if (ds->resp.body == H1_BODY_CHUNKED) {
+		} else if (ds->body == H1_BODY_CHUNKED) {
 			/* A payload span the queue does not take whole is kept (the decoder has
 			 * counted it); the short send makes on_writable come back. */
 			size_t lim = avail < H2D_CHUNK_FEED ? avail : H2D_CHUNK_FEED, u;
@@ -339,7 +372,7 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 			used += u;
 			if (rc == H1_AGAIN && u == 0)
 				break;
-		} else if (ds->resp.body == H1_BODY_UNTIL_CLOSE) {
+		} else if (ds->body == H1_BODY_UNTIL_CLOSE) {
 			w = h2_send_data(s, ds->id, p + used, avail, false);
 			if (w < 0)
 				return pull_fail(ds);
@@ -363,7 +396,7 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete)
 		return;
 	h2d_vconn_drained(ds);
 	if (!ds->done) {
-		if (complete && ds->head_done && ds->resp.body == H1_BODY_UNTIL_CLOSE)
+		if (complete && ds->head_done && ds->body == H1_BODY_UNTIL_CLOSE)
 			h2_send_data(ds->h->s, ds->id, "", 0, true);
 		else
 			h2_reset_stream(ds->h->s, ds->id, H2_INTERNAL_ERROR);
@@ -571,5 +604,12 @@ void h2d_free(struct h2d *h)
 	loop_timer_cancel(h->w->loop, &h->idle);
 	loop_timer_cancel(h->w->loop, &h->head);
 	h2_session_free(h->s);
+	while (h->ds_free) {
+		struct h2ds *ds = h->ds_free;
+
+		h->ds_free = ds->next_free;
+		free(ds);
+	}
+	sbuf_free(&h->hb);
 	free(h);
 }
