@@ -282,6 +282,7 @@ static inline bool d_busy(const struct dconn *d)
 }
 
 #define FWD_ST_FREE_MAX 256     /* streams a worker keeps for reuse */
+#define FWD_VC_FREE_MAX 256     /* virtual dconns and uconns (HTTP/2 streams), each */
 
 /* Clears the per-request part of st (everything from route on) for a new request. */
 static void st_reset(struct stream *st)
@@ -958,11 +959,20 @@ static int u_flush(struct uconn *u)
  * or connection counter of its own. complete: see uh2_detach. */
 static void u_free_h2(struct uconn *u, bool complete)
 {
+	struct worker *w = u->w;
+
 	uh2_detach(u->h2, complete);
-	loop_task_cancel(u->w->loop, &u->task);
+	loop_task_cancel(w->loop, &u->task);
 	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
-	free(u);
+	/* Kept for the worker's next HTTP/2 request (as virtual dconns are). */
+	if (w->nvu_free >= FWD_VC_FREE_MAX) {
+		free(u);
+		return;
+	}
+	u->all_next = w->vu_free;
+	w->vu_free = u;
+	w->nvu_free++;
 }
 
 static void u_close(struct uconn *u)
@@ -2025,9 +2035,16 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	struct worker *w = d->w;
 	struct cluster *cl = st->cl;
 	struct uh2_target tg;
-	struct uconn *u = xcalloc(1, sizeof(*u));
+	struct uconn *u = w->vu_free;
 	bool reused;
 
+	if (u) {
+		w->vu_free = u->all_next;
+		w->nvu_free--;
+		memset(u, 0, sizeof(*u));
+	} else {
+		u = xcalloc(1, sizeof(*u));
+	}
 	memset(&tg, 0, sizeof(tg));
 	tg.ep = &st->ep;
 	tg.ctx = cl->tls_ctx;
@@ -3034,8 +3051,6 @@ static void st_finish(struct stream *st)
 
 /* A virtual connection's struct, kept for the worker's next HTTP/2 stream (no allocation
  * per stream in the steady state), up to FWD_VC_FREE_MAX of them. */
-#define FWD_VC_FREE_MAX 256
-
 static void vconn_put(struct worker *w, struct dconn *v)
 {
 	if (w->nvc_free >= FWD_VC_FREE_MAX) {
@@ -3696,6 +3711,13 @@ void fwd_streams_free(struct worker *w)
 		free(v);
 	}
 	w->nvc_free = 0;
+	while (w->vu_free) {
+		struct uconn *u = w->vu_free;
+
+		w->vu_free = u->all_next;
+		free(u);
+	}
+	w->nvu_free = 0;
 	while (w->st_free) {
 		struct stream *st = w->st_free;
 

@@ -47,7 +47,13 @@ struct uh2_table {
 	struct worker *w;
 	struct uh2_key *b[UH2_BUCKETS];
 	bool draining;
+	/* Spare stream structs, each keeping its rendering buffer's allocation: no heap call
+	 * per request for them in the steady state. */
+	struct uh2s *s_free;
+	unsigned ns_free;
 };
+
+#define UH2_S_FREE_MAX 256
 
 enum uh2c_state {
 	C_CONNECTING,
@@ -80,6 +86,7 @@ struct uh2c {
 };
 
 struct uh2s {
+	struct uh2_table *t;
 	struct uh2c *c;                 /* NULL when not on a live connection */
 	struct uconn *u;
 	int32_t id;                     /* > 0 once submitted */
@@ -720,6 +727,42 @@ static struct uh2c *c_pick(struct uh2_key *k)
 
 /* ---- API ---- */
 
+static struct uh2s *s_get(struct uh2_table *t)
+{
+	struct uh2s *s = t->s_free;
+	struct sbuf rb;
+
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->t = t;
+		return s;
+	}
+	t->s_free = s->next;
+	t->ns_free--;
+	rb = s->rb;
+	memset(s, 0, sizeof(*s));
+	s->rb = rb;
+	s->t = t;
+	return s;
+}
+
+/* The table outlives every stream (the worker's connections are closed before it is
+ * freed), so a detached stream can go back to it. */
+static void s_put(struct uh2s *s)
+{
+	struct uh2_table *t = s->t;
+
+	if (t->ns_free >= UH2_S_FREE_MAX || s->rb.cap > 65536) {
+		sbuf_free(&s->rb);
+		free(s);
+		return;
+	}
+	sbuf_reset(&s->rb);
+	s->next = t->s_free;
+	t->s_free = s;
+	t->ns_free++;
+}
+
 struct uh2_table *uh2_table_new(struct worker *w)
 {
 	struct uh2_table *t = xcalloc(1, sizeof(*t));
@@ -748,6 +791,13 @@ void uh2_table_free(struct uh2_table *t)
 			free(k->key);
 			free(k);
 		}
+	}
+	while (t->s_free) {
+		struct uh2s *s = t->s_free;
+
+		t->s_free = s->next;
+		sbuf_free(&s->rb);
+		free(s);
 	}
 	free(t);
 }
@@ -796,7 +846,7 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 			return NULL;
 		k->h1_until = 0;
 	}
-	s = xcalloc(1, sizeof(*s));
+	s = s_get(t);
 	s->u = u;
 	c = c_pick(k);
 	if (!c) {
@@ -853,8 +903,7 @@ void uh2_detach(struct uh2s *s, bool complete)
 		c_idle_check(c);
 	}
 	free(s->pending);
-	sbuf_free(&s->rb);
-	free(s);
+	s_put(s);
 }
 
 void uh2_submit(struct uh2s *s, const struct h2_request *rq)

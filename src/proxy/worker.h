@@ -130,8 +130,10 @@ struct worker {
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
 	void *st_free;                  /* fwd.c's free streams, and how many */
 	unsigned nst_free;
-	void *vc_free;                  /* fwd.c's free virtual (HTTP/2 stream) connections */
+	void *vc_free;                  /* fwd.c's free virtual (HTTP/2 stream) connections, */
 	unsigned nvc_free;
+	void *vu_free;                  /* downstream and upstream */
+	unsigned nvu_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
 	struct cb_table *cb;            /* per-cluster circuit breakers, outlier state */
 	/* Out of descriptors (wl_on_accept): a descriptor kept in reserve to accept and close
