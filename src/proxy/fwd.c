@@ -2872,6 +2872,12 @@ static void st_begin(struct dconn *d)
 	st_set_host(st);
 
 	if (st->req.method_id == H1_M_CONNECT) {
+		if (d->h2s) {
+			/* A stream has no socket to hand to a tunnel (no extended CONNECT). */
+			st_local_reply(st, 405, 0, "method_not_allowed",
+			               "CONNECT over HTTP/2 is not served here");
+			return;
+		}
 		if (d->sidecar && d->redirected) {
 			/* Not said to the sidecar: the application talks to a proxy of its own at
 			 * the original destination. Relay it there (or as that address's

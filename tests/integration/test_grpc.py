@@ -212,3 +212,37 @@ def test_cancel_reaches_the_server(grpc_topo):
     fut.cancel()
     assert fut.cancelled()
     assert t.grpc.sv.cancelled.wait(5), "the server's call was not cancelled"
+
+
+def test_connect_over_h2c_is_refused_not_tunnelled(grpc_topo):
+    """CONNECT on a prior-knowledge HTTP/2 stream: a stream has no socket to tunnel, so the
+    sidecar refuses it on that stream and the connection goes on serving."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    t = grpc_topo
+    with socket.create_connection(("127.0.0.1", t.sidecar.outbound), timeout=10) as s:
+        c = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, validate_outbound_headers=False))
+        c.initiate_connection()
+        c.send_headers(1, [(":method", "CONNECT"), (":authority", f"{CNN}:443")])
+        c.send_headers(3, [(":method", "GET"), (":scheme", "http"), (":authority", CNN),
+                           (":path", "/test.Echo/Unary")], end_stream=True)
+        s.sendall(c.data_to_send())
+        status, ended = {}, set()
+        while len(ended) < 2:
+            data = s.recv(65536)
+            assert data, "the sidecar closed the connection"
+            for ev in c.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    status[ev.stream_id] = dict(ev.headers)[b":status"]
+                elif isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)):
+                    ended.add(ev.stream_id)
+            s.sendall(c.data_to_send())
+    # 400 from the HTTP/1.1 rendering's parser (a CONNECT with body framing), or 405 from
+    # st_begin's refusal of CONNECT on a stream: either way, no tunnel.
+    assert status.get(1) in (b"400", b"405"), status
+    assert 3 in status, status      # the other stream was served (by the gRPC server)
