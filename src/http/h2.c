@@ -1,5 +1,6 @@
 /* h2: HTTP/2 sessions on nghttp2 (see h2.h for the model, the limits and the API). */
 #include "http/h2.h"
+#include "http/h2_mem.h"
 
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
@@ -1040,9 +1041,9 @@ struct h2_session *h2_session_new(enum h2_role role, const struct h2_limits *lim
 	if (!cbs || !opt)
 		goto fail;
 	if (role == H2_SERVER)
-		rv = nghttp2_session_server_new2(&s->ng, cbs, s, opt);
+		rv = nghttp2_session_server_new3(&s->ng, cbs, s, opt, h2_mem());
 	else
-		rv = nghttp2_session_client_new2(&s->ng, cbs, s, opt);
+		rv = nghttp2_session_client_new3(&s->ng, cbs, s, opt, h2_mem());
 	if (rv != 0)
 		goto fail;
 	if (submit_settings(s) != 0)

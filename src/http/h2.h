@@ -106,8 +106,9 @@
  * Not supported: h2c upgrade from HTTP/1.1 (prior knowledge and ALPN only), server push
  * (disabled), extended CONNECT, priorities (SETTINGS_NO_RFC7540_PRIORITIES is sent).
  *
- * Performance: no allocation per frame, none per request once a session has warmed up
- * (beyond nghttp2's own: it copies submitted header lists). Received header fields are
+ * Performance: no allocation per frame, none per request once a session has warmed up;
+ * nghttp2's own (its stream structs, decoded fields, copies of submitted header lists) go
+ * through h2_mem.h's size-class cache on worker threads. Received header fields are
  * referenced in nghttp2's refcounted buffers (no copy) in a per-session array reused for
  * every block; stream structs and their send queues are recycled through a free list;
  * DATA goes from the stream queue to the output buffer in one copy (NO_COPY data

@@ -38,6 +38,10 @@ struct loop {
 	struct loop_timer **heap;
 	size_t nheap, capheap;
 
+	/* Posted tasks: a circular list through this sentinel (never run itself). */
+	struct loop_task tasks;
+	size_t ntasks;
+
 	/* Cross-thread wake-up and post queue. */
 	struct loop_io wake_io;
 	pthread_mutex_t post_lock;
@@ -182,10 +186,80 @@ static void run_timers(struct loop *loop)
 	}
 }
 
+/* ---- deferred work ---- */
+
+void loop_task_init(struct loop_task *t, void (*cb)(struct loop *loop, struct loop_task *t))
+{
+	t->next = t->prev = NULL;
+	t->posted = false;
+	t->cb = cb;
+}
+
+void loop_task_post(struct loop *loop, struct loop_task *t)
+{
+	if (t->posted)
+		return;
+	t->posted = true;
+	t->next = &loop->tasks;
+	t->prev = loop->tasks.prev;
+	loop->tasks.prev->next = t;
+	loop->tasks.prev = t;
+	loop->ntasks++;
+}
+
+void loop_task_cancel(struct loop *loop, struct loop_task *t)
+{
+	if (!t->posted)
+		return;
+	t->prev->next = t->next;
+	t->next->prev = t->prev;
+	t->next = t->prev = NULL;
+	t->posted = false;
+	loop->ntasks--;
+}
+
+bool loop_task_posted(const struct loop_task *t)
+{
+	return t->posted;
+}
+
+size_t loop_task_count(const struct loop *loop)
+{
+	return loop->ntasks;
+}
+
+/* Runs the tasks posted so far. They are moved to a list of their own first, so that one
+ * posted by a callback waits for the next iteration; a cancel unlinks a task from
+ * whichever list holds it. */
+static void run_tasks(struct loop *loop)
+{
+	struct loop_task batch;
+
+	if (loop->tasks.next == &loop->tasks)
+		return;
+	batch.next = loop->tasks.next;
+	batch.prev = loop->tasks.prev;
+	batch.next->prev = &batch;
+	batch.prev->next = &batch;
+	loop->tasks.next = loop->tasks.prev = &loop->tasks;
+	while (batch.next != &batch) {
+		struct loop_task *t = batch.next;
+
+		t->prev->next = t->next;
+		t->next->prev = t->prev;
+		t->next = t->prev = NULL;
+		t->posted = false;
+		loop->ntasks--;
+		t->cb(loop, t);
+	}
+}
+
 static int next_timeout(const struct loop *loop, int timeout_ms)
 {
 	uint64_t d;
 
+	if (loop->ntasks > 0)
+		return 0;
 	if (loop->nheap == 0)
 		return timeout_ms;
 	if (loop->heap[0]->when <= loop->now_ms)
@@ -360,6 +434,7 @@ struct loop *loop_new(void)
 	atomic_init(&loop->stop, false);
 	loop->cur = -1;
 	loop->now_ms = clock_ms();
+	loop->tasks.next = loop->tasks.prev = &loop->tasks;
 	loop_io_init(&loop->wake_io, efd, wake_cb);
 	if (loop_io_add(loop, &loop->wake_io, LOOP_READ) < 0)
 		goto fail_efd;
@@ -402,6 +477,8 @@ void loop_free(struct loop *loop)
 	}
 	for (size_t i = 0; i < loop->nheap; i++)
 		loop->heap[i]->heap_idx = SIZE_MAX;
+	while (loop->tasks.next != &loop->tasks)
+		loop_task_cancel(loop, loop->tasks.next);
 	free(loop->heap);
 	pthread_mutex_destroy(&loop->post_lock);
 	close(loop->wake_io.fd);
@@ -441,6 +518,7 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 	loop->cur = -1;
 	loop->nevents = 0;
 	run_timers(loop);
+	run_tasks(loop);
 	return dispatched;
 }
 

@@ -25,7 +25,18 @@
  *
  * Timers: a binary min-heap; arm, re-arm and cancel are O(log n), finding the next expiry
  * is O(1). A struct loop_timer is embedded in the caller's struct like a loop_io. A timer
- * callback may re-arm its own timer or arm/cancel any other. */
+ * callback may re-arm its own timer or arm/cancel any other.
+ *
+ * Deferred work (nginx's ngx_post_event, HAProxy's tasklet_wakeup): a struct loop_task,
+ * embedded like a timer, is posted to run "after this event" -- once the current batch of
+ * I/O events and the expired timers have been dispatched, in the same iteration. Posting
+ * and cancelling are O(1) (an intrusive doubly linked list, no heap, no allocation), and
+ * posting a task that is already posted does nothing, so a handler may post freely. A task
+ * posted while the queue is being run (also by its own callback) runs in the next
+ * iteration, whose epoll_wait then does not block: work that re-posts itself (a reader
+ * stopping after a burst, for fairness) lets the other connections' events in between.
+ * This is what zero-delay timers were used for before; a timer costs O(log n) heap work
+ * per arm and cancel. */
 #ifndef EGRESS_NET_LOOP_H
 #define EGRESS_NET_LOOP_H
 
@@ -55,6 +66,12 @@ struct loop_timer {
 	uint64_t when;         /* absolute loop_now_ms() deadline while armed */
 	size_t heap_idx;       /* position in the heap; SIZE_MAX when not armed */
 	void (*cb)(struct loop *loop, struct loop_timer *t);
+};
+
+struct loop_task {
+	struct loop_task *next, *prev;  /* in the loop's queue while posted */
+	bool posted;
+	void (*cb)(struct loop *loop, struct loop_task *t);
 };
 
 /* Creates a loop (epoll fd + eventfd for wake-ups). Returns NULL with errno set. */
@@ -100,8 +117,16 @@ void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop *loop, struct 
 void loop_timer_arm(struct loop *loop, struct loop_timer *t, uint64_t after_ms);
 void loop_timer_cancel(struct loop *loop, struct loop_timer *t);  /* no-op if not armed */
 bool loop_timer_armed(const struct loop_timer *t);
-/* Number of armed timers and registered ios: for leak checks in tests and admin stats. */
+/* Deferred work (see the file comment). A task must be cancelled before the struct that
+ * embeds it is freed (loop_task_cancel is a no-op when it is not posted). */
+void loop_task_init(struct loop_task *t, void (*cb)(struct loop *loop, struct loop_task *t));
+void loop_task_post(struct loop *loop, struct loop_task *t);
+void loop_task_cancel(struct loop *loop, struct loop_task *t);
+bool loop_task_posted(const struct loop_task *t);
+/* Number of armed timers, posted tasks and registered ios: for leak checks in tests and
+ * admin stats. */
 size_t loop_timer_count(const struct loop *loop);
+size_t loop_task_count(const struct loop *loop);
 size_t loop_io_count(const struct loop *loop);
 
 #endif

@@ -14,9 +14,12 @@
  *      can carry another request, and the next pipelined request on the downstream.
  *
  * Framing: the proxy writes its own Content-Length or Transfer-Encoding. Chunked bodies are
- * relayed chunk by chunk as received, minus trailer fields (dropped, as Envoy's HTTP/1
- * codec does by default); an HTTP/1.0 client gets a chunked response's payload unframed,
- * ended by closing the connection. A response delimited by close is relayed the same way.
+ * relayed chunk by chunk as received. Request trailer fields are dropped (as Envoy's HTTP/1
+ * codec does by default); response trailer fields are relayed to a client that asked for
+ * them (TE: trailers) and to HTTP/2 streams (gRPC's grpc-status), minus framing, hop-by-hop
+ * and Host fields (chunked_relay), and dropped otherwise. An HTTP/1.0 client gets a chunked
+ * response's payload unframed, ended by closing the connection. A response delimited by
+ * close is relayed the same way.
  *
  * One request at a time per downstream connection (HTTP/1.1 pipelining is answered in
  * order by simply not parsing the next head until this one is done). Back-pressure: when
@@ -27,14 +30,16 @@
  * of a top-level event handler, never in the middle of a call chain; code deep inside
  * marks it dead or closing instead. Work that must happen "after this event" (resuming a
  * paused read, which may find bytes OpenSSL already buffered; the next pipelined request)
- * is deferred with a zero-delay kick timer rather than done by recursion.
+ * is posted as the connection's deferred task (loop.h: run after this batch of events, O(1))
+ * rather than done by recursion.
  *
  * Circuit breaking and outlier detection (DestinationRule connectionPool and
  * outlierDetection): st_connect applies the cluster's limits before it takes or makes a
  * connection, and may queue the request instead; st_pick_endpoint skips ejected
  * endpoints. The semantics are in the "circuit breaking" section below and outlier.h.
  *
- * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"): fwd_h2.c runs the session on the
+ * HTTP/2 downstream (gateway TLS listeners, ALPN "h2"; the sidecar's outbound port, h2c
+ * with prior knowledge, d_start_h2c): fwd_h2.c runs the session on the
  * connection and gives each stream a virtual dconn (d->h2s, no socket) that is fed an
  * HTTP/1.1 rewrite of the stream's request and whose output fwd_h2.c turns back into
  * HEADERS/DATA (d_flush -> h2d_pull). Everything else in this file is unchanged for them;
@@ -46,6 +51,7 @@
  * epoll_ctl. */
 #include "proxy/authz.h"
 #include "proxy/worker.h"
+#include "proxy/fwd.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/l4fwd.h"
@@ -58,6 +64,7 @@
 #include "core/sbuf.h"
 #include "core/util.h"
 #include "http/h1.h"
+#include "http/h2.h"
 #include "net/dns.h"
 #include "net/tls.h"
 
@@ -148,11 +155,11 @@ struct stream {
 	struct dns_query *dnsq;
 	/* Circuit breaking (cbreak.h): the cluster's state on this worker (a reference, from
 	 * the first connection attempt to the end of the request), where the request stands,
-	 * its place in the queue, and the timer that retries it when a slot frees up. */
+	 * its place in the queue, and the task that retries it when a slot frees up. */
 	struct cb_cluster *cc;
 	enum st_cb cb;
 	struct cb_link cb_wait;
-	struct loop_timer cb_wake;
+	struct loop_task cb_wake;
 };
 
 struct dconn {
@@ -168,14 +175,15 @@ struct dconn {
 	bool read_paused;
 	bool in_process;                /* inside d_process: no re-entry */
 	bool rd_drained;                /* d_read's last read left the socket and OpenSSL empty */
-	struct loop_timer kick;         /* deferred work on the next loop iteration */
+	struct loop_task task;          /* deferred work, after this batch of events (loop.h) */
+	struct loop_timer peek_retry;   /* d_peek: look at the ClientHello again */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
 	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
-	char *principal;                /* the verified client certificate's SPIFFE id without
-	                                 * "spiffe://" (AuthorizationPolicy), NULL if none */
-	char *peer_id;                  /* the client's SPIFFE identity (mutual TLS), or NULL */
+	/* The client's identity (mutual TLS): the verified certificate's URI SAN, or NULL.
+	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal). */
+	char *peer_id;
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
 	struct iobuf out;
@@ -207,7 +215,7 @@ struct dconn {
 struct uconn {
 	struct loop_io io;
 	struct loop_timer timer;        /* connect timeout, then idle timeout */
-	struct loop_timer kick;         /* deferred read after back-pressure */
+	struct loop_task task;          /* deferred read (back-pressure over, h2 stream event) */
 	struct pool_link link;
 	struct worker *w;
 	struct tls_conn *tls;
@@ -253,7 +261,7 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t);
 static void d_peek(struct dconn *d);
 static void d_handshake(struct dconn *d);
 static void st_on_timeout(struct loop *loop, struct loop_timer *t);
-static void st_on_wake(struct loop *loop, struct loop_timer *t);
+static void st_on_wake(struct loop *loop, struct loop_task *t);
 static void cc_kick(struct worker *w, struct cb_cluster *cc);
 static void st_cb_end(struct stream *st);
 static void st_cb_set(struct stream *st, enum st_cb to);
@@ -262,6 +270,13 @@ static void st_od(struct stream *st, enum od_result r, int code);
 
 /* ---- streams ---- */
 
+/* The client's AuthorizationPolicy principal: its SPIFFE id without "spiffe://", NULL
+ * when it presented none (or a URI SAN of another scheme). */
+static const char *d_principal(const struct dconn *d)
+{
+	return d->peer_id && strncmp(d->peer_id, "spiffe://", 9) == 0 ? d->peer_id + 9 : NULL;
+}
+
 /* True while d has a request in progress. */
 static inline bool d_busy(const struct dconn *d)
 {
@@ -269,6 +284,7 @@ static inline bool d_busy(const struct dconn *d)
 }
 
 #define FWD_ST_FREE_MAX 256     /* streams a worker keeps for reuse */
+#define FWD_VC_FREE_MAX 256     /* virtual dconns and uconns (HTTP/2 streams), each */
 
 /* Clears the per-request part of st (everything from route on) for a new request. */
 static void st_reset(struct stream *st)
@@ -278,7 +294,7 @@ static void st_reset(struct stream *st)
 	st->rw_path = st->rw_auth = NULL;
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
-	loop_timer_init(&st->cb_wake, st_on_wake);
+	loop_task_init(&st->cb_wake, st_on_wake);
 }
 
 /* A stream for d's requests, from the worker's free list when it has one: ready for
@@ -331,14 +347,18 @@ static void st_put(struct dconn *d)
  * FWD_BUF_INIT. Through malloc that was a malloc and a free per buffer per request, and
  * glibc trimming the thread's arena (madvise, then page faults: 6% of the CPU with 16 KiB
  * responses, whose head and body outgrow one buffer) every few requests. Each worker
- * thread keeps free buffers of the three smallest sizes instead, up to FWD_BUF_CACHE_BYTES.
+ * thread keeps free buffers of the smallest sizes instead (FWD_BUF_MIN, doubling, up to
+ * four times FWD_BUF_INIT), up to FWD_BUF_CACHE_BYTES. Sockets start at FWD_BUF_INIT; an
+ * HTTP/2 stream's virtual connection starts its input at FWD_BUF_MIN (it holds one request
+ * head, and a thousand open streams should not hold 16 MiB of mostly empty buffers).
  * The cache is thread-local rather than in struct worker because buffers are taken and
  * given back deep in the I/O helpers, which know only the buffer; a thread that never
  * called fwd_buf_cache_start (the main thread freeing connections at shutdown) keeps no
  * cache and frees as malloc would. */
-#define FWD_BUF_CLASSES     3                  /* FWD_BUF_INIT << 0, 1, 2 */
+#define FWD_BUF_MIN         2048
+#define FWD_BUF_CLASSES     6                  /* FWD_BUF_MIN << 0 .. 5 (2 KiB .. 64 KiB) */
 #define FWD_BUF_CACHE_BYTES (1024 * 1024)
-#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_INIT)
+#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_MIN)
 
 /* Under AddressSanitizer a cached buffer is poisoned, so that a use after buf_release is
  * still reported as it would be after free(). The free buffers are listed in arrays, not
@@ -377,7 +397,7 @@ void fwd_buf_cache_stop(void)
 		while (buf_cache.n[c]) {
 			void *p = buf_cache.free[c][--buf_cache.n[c]];
 
-			buf_unpoison(p, (size_t)FWD_BUF_INIT << c);
+			buf_unpoison(p, (size_t)FWD_BUF_MIN << c);
 			free(p);
 		}
 	}
@@ -388,10 +408,10 @@ void fwd_buf_cache_stop(void)
 /* The cache's class for a buffer of cap bytes, or -1 when such buffers are not cached. */
 static int buf_class(size_t cap)
 {
-	for (int c = 0; c < FWD_BUF_CLASSES; c++)
-		if (cap == (size_t)FWD_BUF_INIT << c)
-			return c;
-	return -1;
+	if (cap < FWD_BUF_MIN || cap > ((size_t)FWD_BUF_MIN << (FWD_BUF_CLASSES - 1)) ||
+	    (cap & (cap - 1)))
+		return -1;
+	return __builtin_ctzll((unsigned long long)(cap / FWD_BUF_MIN));
 }
 
 /* A buffer of cap bytes (any size; cached sizes come from the cache when it has one). */
@@ -844,7 +864,7 @@ static void d_flush(struct dconn *d)
 		u->read_paused = false;
 		if (!u->h2)
 			loop_io_mod(d->w->loop, &u->io, LOOP_READ);
-		loop_timer_arm(d->w->loop, &u->kick, 0);
+		loop_task_post(d->w->loop, &u->task);
 	}
 }
 
@@ -933,7 +953,7 @@ static int u_flush(struct uconn *u)
 
 		d->read_paused = false;
 		d_update_interest(d, iob_used(&d->out) > 0);
-		loop_timer_arm(d->w->loop, &d->kick, 0);
+		loop_task_post(d->w->loop, &d->task);
 	}
 	return 0;
 }
@@ -942,11 +962,20 @@ static int u_flush(struct uconn *u)
  * or connection counter of its own. complete: see uh2_detach. */
 static void u_free_h2(struct uconn *u, bool complete)
 {
+	struct worker *w = u->w;
+
 	uh2_detach(u->h2, complete);
-	loop_timer_cancel(u->w->loop, &u->kick);
+	loop_task_cancel(w->loop, &u->task);
 	buf_release(u->in, u->in_cap);
 	iob_free(&u->out);
-	free(u);
+	/* Kept for the worker's next HTTP/2 request (as virtual dconns are). */
+	if (w->nvu_free >= FWD_VC_FREE_MAX) {
+		free(u);
+		return;
+	}
+	u->all_next = w->vu_free;
+	w->vu_free = u;
+	w->nvu_free++;
 }
 
 static void u_close(struct uconn *u)
@@ -983,7 +1012,7 @@ static void u_close(struct uconn *u)
 		cb_unref(cc);
 	}
 	loop_timer_cancel(w->loop, &u->timer);
-	loop_timer_cancel(w->loop, &u->kick);
+	loop_task_cancel(w->loop, &u->task);
 	loop_io_del(w->loop, &u->io);
 	if (u->tls)
 		tls_conn_free(u->tls);
@@ -1013,9 +1042,9 @@ static void u_on_timer(struct loop *loop, struct loop_timer *t)
 		d_settle(d);
 }
 
-static void u_on_kick(struct loop *loop, struct loop_timer *t)
+static void u_on_task(struct loop *loop, struct loop_task *t)
 {
-	struct uconn *u = container_of(t, struct uconn, kick);
+	struct uconn *u = container_of(t, struct uconn, task);
 	struct dconn *d = u->st ? u->st->d : NULL;
 
 	(void)loop;
@@ -1046,7 +1075,7 @@ static void u_on_kick(struct loop *loop, struct loop_timer *t)
 
 void fwd_uh2_kick(struct uconn *u)
 {
-	loop_timer_arm(u->w->loop, &u->kick, 0);
+	loop_task_post(u->w->loop, &u->task);
 }
 
 /* The connection can carry no more requests: drop it. */
@@ -1338,19 +1367,37 @@ static void st_send_head(struct stream *st)
 /* ---- chunked bodies ---- */
 
 /* Relays the bytes one h1_chunked_feed call consumed (p[0 .. used), result rc, trailer
- * section span tr) unchanged, except the trailer section: its fields are dropped and only
- * its final CRLF is kept. Envoy's HTTP/1 codec drops trailers unless enable_trailers is
- * set (Istio does not set it), and relaying them verbatim would pass on fields that must
- * never be acted on as trailers (Content-Length, Host... RFC 9110 section 6.5.1). */
+ * section span tr) unchanged, except the trailer section. Without keep_trailers its fields
+ * are dropped and only its final CRLF is kept: Envoy's HTTP/1 codec drops trailers unless
+ * enable_trailers is set (Istio does not set it). With keep_trailers (the response's
+ * receiver asked for them with TE: trailers, or is an HTTP/2 stream: gRPC's grpc-status
+ * and grpc-message travel there) the fields are relayed, minus those that must never be
+ * acted on as trailers (framing, hop-by-hop, Host: RFC 9110 section 6.5.1). */
 static void chunked_relay(struct iobuf *out, const char *p, size_t used, int rc,
-                          struct h1_span tr)
+                          struct h1_span tr, bool keep_trailers)
 {
-	if (rc == H1_OK && used > 0) {
-		iob_append(out, p, tr.off);
-		iob_append(out, "\r\n", 2);
-	} else if (used) {
-		iob_append(out, p, used);
+	struct h1_header f[H1_MAX_HEADERS];
+	unsigned n = 0;
+
+	if (rc != H1_OK || used == 0) {
+		if (used)
+			iob_append(out, p, used);
+		return;
 	}
+	iob_append(out, p, tr.off);
+	if (keep_trailers && tr.len > 2 &&
+	    h1_parse_trailers(p + tr.off, tr.len, f, H1_MAX_HEADERS, &n) == 0) {
+		const char *b = p + tr.off;
+
+		for (unsigned i = 0; i < n; i++) {
+			if ((f[i].flags & H1_HF_DROP) || f[i].id == H1_H_HOST ||
+			    f[i].id == H1_H_TRAILER)
+				continue;
+			iob_field(out, b + f[i].name.off, f[i].name.len, b + f[i].value.off,
+			          f[i].value.len);
+		}
+	}
+	iob_append(out, "\r\n", 2);
 }
 
 /* ---- request body ---- */
@@ -1399,7 +1446,7 @@ static int d_forward_body(struct dconn *d)
 				if (rc == H1_DATA)
 					iob_append(&u->out, p + data.off, data.len);
 			} else if (u) {
-				chunked_relay(&u->out, p, used, rc, tr);
+				chunked_relay(&u->out, p, used, rc, tr, false);
 			}
 			if (rc == H1_DATA)
 				st->bytes_in += data.len;
@@ -1513,7 +1560,8 @@ static int u_forward_body(struct uconn *u)
 				if (rc == H1_DATA)
 					d_send(d, p + data.off, data.len);
 			} else {
-				chunked_relay(&d->out, p, used, rc, tr);
+				chunked_relay(&d->out, p, used, rc, tr,
+				              st->req.has_te_trailers || d->h2s);
 			}
 			if (rc == H1_DATA)
 				st->bytes_out += data.len;
@@ -1781,7 +1829,7 @@ static void st_cb_set(struct stream *st, enum st_cb to)
 		cc->nqueued--;
 	} else if (from == ST_CB_WOKEN) {
 		cc->nwoken--;
-		loop_timer_cancel(w->loop, &st->cb_wake);
+		loop_task_cancel(w->loop, &st->cb_wake);
 	}
 	if (pend_from && !pend_to) {
 		cc->npending--;
@@ -1800,7 +1848,7 @@ static void st_cb_set(struct stream *st, enum st_cb to)
 	st->cb = to;
 }
 
-/* A slot may have freed up: the oldest waiting request retries on the next iteration.
+/* A slot may have freed up: the oldest waiting request retries after this batch of events.
  * One at a time (nwoken): the woken one kicks again once it has its connection. */
 static void cc_kick(struct worker *w, struct cb_cluster *cc)
 {
@@ -1812,10 +1860,10 @@ static void cc_kick(struct worker *w, struct cb_cluster *cc)
 	if (st->cl->max_connections && cc->ncx >= st->cl->max_connections && !cc->nidle)
 		return;
 	st_cb_set(st, ST_CB_WOKEN);
-	loop_timer_arm(w->loop, &st->cb_wake, 0);
+	loop_task_post(w->loop, &st->cb_wake);
 }
 
-static void st_on_wake(struct loop *loop, struct loop_timer *t)
+static void st_on_wake(struct loop *loop, struct loop_task *t)
 {
 	struct stream *st = container_of(t, struct stream, cb_wake);
 	struct dconn *d = st->d;
@@ -1991,9 +2039,16 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	struct worker *w = d->w;
 	struct cluster *cl = st->cl;
 	struct uh2_target tg;
-	struct uconn *u = xcalloc(1, sizeof(*u));
+	struct uconn *u = w->vu_free;
 	bool reused;
 
+	if (u) {
+		w->vu_free = u->all_next;
+		w->nvu_free--;
+		memset(u, 0, sizeof(*u));
+	} else {
+		u = xcalloc(1, sizeof(*u));
+	}
 	memset(&tg, 0, sizeof(tg));
 	tg.ep = &st->ep;
 	tg.ctx = cl->tls_ctx;
@@ -2020,12 +2075,12 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	st->u = u;
 	loop_io_init(&u->io, -1, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
-	loop_timer_init(&u->kick, u_on_kick);
+	loop_task_init(&u->task, u_on_task);
 	str_copy(st->up_local, sizeof(st->up_local), uh2_local(u->h2));
 	st_send_head(st);
 	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
 	fwd_uh2_kick(u);
-	d_forward_body(d);   /* may end the request, and free u (cancelling the kick) */
+	d_forward_body(d);   /* may end the request, and free u (cancelling its task) */
 	return true;
 }
 
@@ -2173,7 +2228,7 @@ static void st_connect(struct stream *st, bool fresh)
 	u->connecting = rc == 1;
 	loop_io_init(&u->io, fd, u_on_io);
 	loop_timer_init(&u->timer, u_on_timer);
-	loop_timer_init(&u->kick, u_on_kick);
+	loop_task_init(&u->task, u_on_task);
 	STAT_INC(w->st.ucx_total);
 	STAT_INC(w->st.ucx_active);
 	STAT_INC(cl_stats(w, cl)->cx_total);
@@ -2277,7 +2332,7 @@ static bool st_authz(struct stream *st, uint16_t port)
 		p.len = 0;
 	}
 	memset(&rq, 0, sizeof(rq));
-	rq.principal = d->principal;
+	rq.principal = d_principal(d);
 	rq.source = &d->remote;
 	rq.dest = d->redirected ? &d->odst : &d->local;
 	rq.port = port;
@@ -2429,7 +2484,7 @@ static void d_tcp_handoff(struct dconn *d, const char *sni, enum sni_status sst)
 			r.cl = w->proxy->outbound_policy == PROXY_REGISTRY_ONLY
 			       ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
 	}
-	l4_authz(w, w->snap, &q, &d->remote, d->remote_s, d->principal, &r);
+	l4_authz(w, w->snap, &q, &d->remote, d->remote_s, d_principal(d), &r);
 	r.dst = &d->odst;
 	r.sni = sni;
 	d_handoff_read(d, &r);
@@ -2462,6 +2517,21 @@ static void d_gw_sni_handoff(struct dconn *d, const char *sni, enum sni_status s
 /* Classifies the first bytes of a capture-listener connection, or reads the ClientHello
  * on a gateway PASSTHROUGH port. Returns 0 when it is HTTP (go on parsing), 1 when more
  * bytes are needed or the connection was handed to a tunnel. */
+/* A plain connection whose client opened with the HTTP/2 preface (prior knowledge, as
+ * gRPC clients do on plaintext): the same server session as ALPN h2 on TLS, fed what was
+ * read while sniffing. */
+static void d_start_h2c(struct dconn *d)
+{
+	d->sniffing = false;
+	loop_timer_cancel(d->w->loop, &d->timer);
+	d->h2c = h2d_new(d->w, d, &d->io, NULL);
+	if (!d->h2c || h2d_input(d->h2c, d->in, d->in_len) < 0)
+		d->dead = true;
+	buf_release(d->in, d->in_cap);
+	d->in = NULL;
+	d->in_cap = d->in_len = d->in_pos = 0;
+}
+
 static int d_sniff(struct dconn *d)
 {
 	const struct snap_addr *a = d->redirected ? snap_addr_find(d->w->snap, &d->odst) : NULL;
@@ -2480,6 +2550,15 @@ static int d_sniff(struct dconn *d)
 		/* A ServiceEntry address on a TCP port: opaque, whatever the bytes look like. */
 		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
 		return 1;
+	}
+	switch (h2_preface_check(d->in, d->in_len)) {
+	case H2_PREFACE_MORE:
+		return 1;
+	case H2_PREFACE_YES:
+		d_start_h2c(d);
+		return 1;
+	default:
+		break;
 	}
 	switch (sidecar_classify(d->in, d->in_len)) {
 	case SIDECAR_NEED_MORE:
@@ -2806,6 +2885,12 @@ static void st_begin(struct dconn *d)
 	}
 
 	if (st->req.method_id == H1_M_CONNECT) {
+		if (d->h2s) {
+			/* A stream has no socket to hand to a tunnel (no extended CONNECT). */
+			st_local_reply(st, 405, 0, "method_not_allowed",
+			               "CONNECT over HTTP/2 is not served here");
+			return;
+		}
 		if (d->sidecar && d->redirected) {
 			/* Not said to the sidecar: the application talks to a proxy of its own at
 			 * the original destination. Relay it there (or as that address's
@@ -2978,10 +3063,23 @@ static void st_finish(struct stream *st)
 	/* A pipelined request may already be waiting in d->in: start it on the next
 	 * iteration (not by recursion: a client could pipeline thousands). */
 	if (!d->closing && !d->dead && !d->in_process)
-		loop_timer_arm(w->loop, &d->kick, 0);
+		loop_task_post(w->loop, &d->task);
 }
 
 /* ---- downstream ---- */
+
+/* A virtual connection's struct, kept for the worker's next HTTP/2 stream (no allocation
+ * per stream in the steady state), up to FWD_VC_FREE_MAX of them. */
+static void vconn_put(struct worker *w, struct dconn *v)
+{
+	if (w->nvc_free >= FWD_VC_FREE_MAX) {
+		free(v);
+		return;
+	}
+	v->next = w->vc_free;
+	w->vc_free = v;
+	w->nvc_free++;
+}
 
 static void d_close(struct dconn *d)
 {
@@ -3019,7 +3117,8 @@ static void d_close(struct dconn *d)
 		st->snap = NULL;
 	}
 	loop_timer_cancel(w->loop, &d->timer);
-	loop_timer_cancel(w->loop, &d->kick);
+	loop_task_cancel(w->loop, &d->task);
+	loop_timer_cancel(w->loop, &d->peek_retry);
 	st_put(d);
 	if (d->h2s) {
 		/* A virtual connection: no socket, not in the worker's list. */
@@ -3028,10 +3127,9 @@ static void d_close(struct dconn *d)
 			snap_unref(d->snap);
 		buf_release(d->in, d->in_cap);
 		free(d->sni);
-		free(d->principal);
 		free(d->peer_id);
 		iob_free(&d->out);
-		free(d);
+		vconn_put(w, d);
 		return;
 	}
 	if (d->h2c) {
@@ -3059,7 +3157,6 @@ static void d_close(struct dconn *d)
 		snap_unref(d->snap);
 	buf_release(d->in, d->in_cap);
 	free(d->sni);
-	free(d->principal);
 	free(d->peer_id);
 	iob_free(&d->out);
 	w->nconns--;
@@ -3079,17 +3176,21 @@ static void d_on_timer(struct loop *loop, struct loop_timer *t)
 	d_settle(d);
 }
 
-static void d_on_kick(struct loop *loop, struct loop_timer *t)
+static void d_on_peek_retry(struct loop *loop, struct loop_timer *t)
 {
-	struct dconn *d = container_of(t, struct dconn, kick);
+	struct dconn *d = container_of(t, struct dconn, peek_retry);
 
 	(void)loop;
-	if (d->peek) {
-		if (!d->dead)
-			d_peek(d);
-		d_settle(d);
-		return;
-	}
+	if (!d->dead)
+		d_peek(d);
+	d_settle(d);
+}
+
+static void d_on_task(struct loop *loop, struct loop_task *t)
+{
+	struct dconn *d = container_of(t, struct dconn, task);
+
+	(void)loop;
 	if (d->hs_done && !d->dead) {
 		if (!d_busy(d))
 			d_process(d);
@@ -3225,7 +3326,7 @@ static void d_read(struct dconn *d)
 		ssize_t n;
 		bool drained;
 
-		if (d->read_paused || d->dead)
+		if (d->read_paused || d->dead || d->h2c)
 			return;
 		n = io_read(d->io.fd, d->tls, &d->in, &d->in_len, &d->in_cap, FWD_IN_MAX, &drained);
 		if (n == -2) {
@@ -3264,7 +3365,7 @@ static void d_read(struct dconn *d)
 	}
 	/* Fairness: after a burst, let the loop serve others. OpenSSL may hold decrypted
 	 * bytes that no socket event will announce, so come back on the next iteration. */
-	loop_timer_arm(d->w->loop, &d->kick, 0);
+	loop_task_post(d->w->loop, &d->task);
 }
 
 /* How long a peek waits before looking again when the ClientHello is not whole yet (the
@@ -3291,7 +3392,7 @@ static void d_peek(struct dconn *d)
 	sst = sni_read(buf, (size_t)n, sni, sizeof(sni));
 	if (sst == SNI_NEED_MORE && (size_t)n < sizeof(buf)) {
 		loop_io_mod(d->w->loop, &d->io, 0);
-		loop_timer_arm(d->w->loop, &d->kick, D_PEEK_RETRY_MS);
+		loop_timer_arm(d->w->loop, &d->peek_retry, D_PEEK_RETRY_MS);
 		return;
 	}
 	d->peek = false;
@@ -3332,8 +3433,6 @@ static void d_handshake(struct dconn *d)
 		if (tls_peer_uri_san(d->tls, id, sizeof(id))) {
 			d->peer_id = xstrdup(id);
 			STAT_INC(d->w->st.dcx_peer_identity);
-			if (strncmp(id, "spiffe://", 9) == 0)
-				d->principal = xstrdup(id + 9);
 			log_debug("fwd", "downstream %s: peer identity %s (SNI %s)", d->remote_s, id,
 			          d->sni ? d->sni : "-");
 		}
@@ -3342,7 +3441,7 @@ static void d_handshake(struct dconn *d)
 	if (d->lst && d->lst->l4 && d->snap && l4_term_takes(d->lst, d->sni)) {
 		loop_io_del(d->w->loop, &d->io);
 		if (l4_term_handoff(d->w, d->snap, d->lst, d->tls, d->io.fd, d->sni, &d->local,
-		                    &d->remote, d->local_s, d->remote_s, d->principal,
+		                    &d->remote, d->local_s, d->remote_s, d_principal(d),
 		                    d->accept_wall_ms, d->accept_ms) == 0) {
 			d->io.fd = -1;
 			d->tls = NULL;
@@ -3465,7 +3564,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	}
 	loop_io_init(&d->io, fd, d_on_io);
 	loop_timer_init(&d->timer, d_on_timer);
-	loop_timer_init(&d->kick, d_on_kick);
+	loop_task_init(&d->task, d_on_task);
+	loop_timer_init(&d->peek_retry, d_on_peek_retry);
 	d->hs_done = true;
 	/* The listener's context dispatches on SNI to the matching Gateway server's. */
 	if (sl && sl->tls && sl->ctx) {
@@ -3598,7 +3698,15 @@ void fwd_pool_sweep(struct worker *w)
 
 struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 {
-	struct dconn *v = xcalloc(1, sizeof(*v));
+	struct dconn *v = d->w->vc_free;
+
+	if (v) {
+		d->w->vc_free = v->next;
+		d->w->nvc_free--;
+		memset(v, 0, sizeof(*v));
+	} else {
+		v = xcalloc(1, sizeof(*v));
+	}
 
 	v->w = d->w;
 	v->snap = snap_ref(d->snap);
@@ -3609,19 +3717,38 @@ struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
 	v->sni = d->sni ? xstrdup(d->sni) : NULL;
-	v->principal = d->principal ? xstrdup(d->principal) : NULL;
 	v->peer_id = d->peer_id ? xstrdup(d->peer_id) : NULL;
+	v->sidecar = d->sidecar;
+	v->redirected = d->redirected;
+	v->odst = d->odst;
+	v->accept_wall_ms = d->accept_wall_ms;
+	v->accept_ms = d->accept_ms;
 	v->h2s = ds;
 	v->hs_done = true;
 	loop_io_init(&v->io, -1, d_on_io);
 	loop_timer_init(&v->timer, d_on_timer);
-	loop_timer_init(&v->kick, d_on_kick);
+	loop_task_init(&v->task, d_on_task);
+	loop_timer_init(&v->peek_retry, d_on_peek_retry);
 	v->st = st_get(v);
 	return v;
 }
 
 void fwd_streams_free(struct worker *w)
 {
+	while (w->vc_free) {
+		struct dconn *v = w->vc_free;
+
+		w->vc_free = v->next;
+		free(v);
+	}
+	w->nvc_free = 0;
+	while (w->vu_free) {
+		struct uconn *u = w->vu_free;
+
+		w->vu_free = u->all_next;
+		free(u);
+	}
+	w->nvu_free = 0;
 	while (w->st_free) {
 		struct stream *st = w->st_free;
 
@@ -3636,7 +3763,7 @@ void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 	struct stream *st = v->st;
 
 	if (v->in_cap - v->in_len < n) {
-		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_INIT;
+		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_MIN;
 
 		while (cap - v->in_len < n)
 			cap *= 2;

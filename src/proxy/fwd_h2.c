@@ -3,7 +3,8 @@
  * Event flow: the connection's io events reach h2d_on_io through fwd.c's d_on_io; bytes
  * read go to h2_feed, whose callbacks create and feed virtual connections; output is
  * flushed at the end of every event and, for work done from fwd.c's own handlers
- * (upstream events that produce response bytes), by a zero-delay kick timer, because
+ * (upstream events that produce response bytes), by the connection's deferred task
+ * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
 #include "proxy/worker.h"
@@ -14,9 +15,11 @@
 #include "http/h2.h"
 #include "net/tls.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define H2D_READ_BUF  16384
 #define H2D_ROUNDS    16
@@ -30,10 +33,13 @@ struct h2d {
 	struct loop_io *io;             /* d's registered io */
 	struct tls_conn *tls;
 	struct h2_session *s;
-	struct loop_timer kick;         /* flush after work done outside our own handler */
+	struct loop_task task;          /* flush after work done outside our own handler */
 	struct loop_timer idle;         /* no stream open for idle_timeout_ms: GOAWAY */
 	struct loop_timer head;         /* a header block must be whole by then: close */
 	unsigned nstreams;              /* streams with a struct h2ds */
+	struct h2ds *ds_free;           /* spare stream structs (at most H2D_DS_FREE_MAX) */
+	unsigned nds_free;
+	struct sbuf hb;                 /* a request head being rendered (reused) */
 	bool draining;
 	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
 };
@@ -43,13 +49,15 @@ struct h2ds {
 	struct h2d *h;
 	int32_t id;
 	struct dconn *v;                /* its virtual connection, NULL once gone */
+	struct h2ds *next_free;         /* in h2d.ds_free */
 	bool chunked_req;               /* request body relayed with chunked framing */
 	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
 	bool h2closed;                  /* on_stream_close ran: no more calls on id */
-	/* the HTTP/1.1 response read back from the virtual connection */
-	struct h1_parser rp;
-	struct h1_msg resp;
-	bool rp_init, head_done, done;
+	/* The HTTP/1.1 response read back from the virtual connection: once its head is
+	 * submitted only the framing is kept (a parsed head is 2 KiB; the stream does not
+	 * keep it for its lifetime). */
+	bool head_done, done;
+	uint8_t body;                   /* enum h1_body of the response */
 	uint64_t left;
 	struct h1_chunked ck;
 	/* Chunked: payload the decoder handed out that the send queue did not take yet. */
@@ -59,40 +67,71 @@ struct h2ds {
 
 static void h2d_kick(struct h2d *h)
 {
-	loop_timer_arm(h->w->loop, &h->kick, 0);
+	loop_task_post(h->w->loop, &h->task);
 }
 
 /* ---- session callbacks ---- */
 
+/* Stream structs and the head buffer are reused for the connection's next streams: no
+ * allocation per request in the steady state. */
+#define H2D_DS_FREE_MAX 128
+
+static struct h2ds *ds_get(struct h2d *h)
+{
+	struct h2ds *ds = h->ds_free;
+
+	if (!ds)
+		return xcalloc(1, sizeof(*ds));
+	h->ds_free = ds->next_free;
+	h->nds_free--;
+	memset(ds, 0, sizeof(*ds));
+	return ds;
+}
+
+static void ds_put(struct h2d *h, struct h2ds *ds)
+{
+	free(ds->hold);
+	if (h->nds_free >= H2D_DS_FREE_MAX) {
+		free(ds);
+		return;
+	}
+	ds->hold = NULL;
+	ds->next_free = h->ds_free;
+	h->ds_free = ds;
+	h->nds_free++;
+}
+
 static void cb_request(struct h2_session *s, void *user, int32_t id, const struct h2_request *rq)
 {
 	struct h2d *h = user;
-	struct h2ds *ds = xcalloc(1, sizeof(*ds));
-	struct sbuf hb = SBUF_INIT;
+	struct h2ds *ds = ds_get(h);
+	struct sbuf *hb = &h->hb;
 
 	ds->h = h;
 	ds->id = id;
 	h2_stream_set_user(s, id, ds);
 	h->nstreams++;
 	loop_timer_cancel(h->w->loop, &h->idle);
-	if (h2_request_to_h1(rq, &hb) < 0) {
+	sbuf_reset(hb);
+	if (h2_request_to_h1(rq, hb) < 0) {
 		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
-		sbuf_free(&hb);
 		return;
 	}
+	/* gRPC servers insist on it; fwd.c forwards it (h1 has_te_trailers). */
+	if (rq->te_trailers)
+		sbuf_adds(hb, "te: trailers\r\n");
 	if (!rq->end_stream) {
 		if (rq->content_length >= 0) {
-			sbuf_addf(&hb, "content-length: %lld\r\n", (long long)rq->content_length);
+			sbuf_addf(hb, "content-length: %lld\r\n", (long long)rq->content_length);
 		} else {
-			sbuf_adds(&hb, "transfer-encoding: chunked\r\n");
+			sbuf_adds(hb, "transfer-encoding: chunked\r\n");
 			ds->chunked_req = true;
 		}
 	}
 	/* One request per virtual connection: it ends with the response. */
-	sbuf_adds(&hb, "connection: close\r\n\r\n");
+	sbuf_adds(hb, "connection: close\r\n\r\n");
 	ds->v = fwd_vconn_new(h->d, ds);
-	fwd_vconn_input(ds->v, hb.s, hb.len);   /* may end ds->v */
-	sbuf_free(&hb);
+	fwd_vconn_input(ds->v, hb->s, hb->len);   /* may end ds->v */
 }
 
 static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
@@ -116,13 +155,13 @@ static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
 	}
 	n = snprintf(line, sizeof(line), "%zx\r\n", len);
 	{
-		struct sbuf b = SBUF_INIT;
+		struct sbuf *b = &ds->h->hb;   /* reused: no allocation per DATA frame */
 
-		sbuf_add(&b, line, (size_t)n);
-		sbuf_add(&b, data, len);
-		sbuf_adds(&b, "\r\n");
-		fwd_vconn_input(ds->v, b.s, b.len);
-		sbuf_free(&b);
+		sbuf_reset(b);
+		sbuf_add(b, line, (size_t)n);
+		sbuf_add(b, data, len);
+		sbuf_adds(b, "\r\n");
+		fwd_vconn_input(ds->v, b->s, b->len);
 	}
 }
 
@@ -162,8 +201,7 @@ static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *
 		loop_timer_arm(ds->h->w->loop, &ds->h->idle, (uint64_t)ds->h->w->proxy->idle_timeout_ms);
 	if (ds->v)
 		fwd_vconn_abort(ds->v);   /* client reset or connection gone: like a disconnect */
-	free(ds->hold);
-	free(ds);
+	ds_put(ds->h, ds);
 }
 
 static void cb_writable(struct h2_session *s, void *user, int32_t id, void *su)
@@ -203,41 +241,64 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 	size_t used = 0;
 
 	while (!ds->head_done) {
+		struct h1_parser rp;
+		struct h1_msg resp;
 		struct h2_from_h1 c;
 		int rc;
 		bool end;
 
-		if (!ds->rp_init) {
-			h1_parser_init(&ds->rp, false, method_id);
-			ds->rp_init = true;
-		}
-		rc = h1_parse(&ds->rp, p + used, n - used, &ds->resp);
+		/* fwd.c writes a head whole, so it is parsed in one go; one still incomplete is
+		 * parsed again from its start on the next pull (nothing of it was taken). */
+		h1_parser_init(&rp, false, method_id);
+		rc = h1_parse(&rp, p + used, n - used, &resp);
 		if (rc == H1_AGAIN)
 			return (ssize_t)used;
 		if (rc == H1_ERROR)
 			return -1;
-		if (ds->resp.status < 200) {
-			used += ds->resp.head_len;
-			ds->rp_init = false;
+		if (resp.status < 200) {
+			used += resp.head_len;
 			continue;
 		}
 		memset(&c, 0, sizeof(c));
-		if (h2_response_from_h1(&ds->resp, p + used, &c) < 0 ||
+		if (h2_response_from_h1(&resp, p + used, &c) < 0 ||
 		    h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
 			h2_from_h1_fini(&c);
 			return -1;
 		}
 		end = c.rs.end_stream;
 		h2_from_h1_fini(&c);
-		used += ds->resp.head_len;
+		used += resp.head_len;
 		ds->head_done = true;
-		ds->left = ds->resp.content_length;
-		if (ds->resp.body == H1_BODY_CHUNKED)
+		ds->body = (uint8_t)resp.body;
+		ds->left = resp.content_length;
+		if (resp.body == H1_BODY_CHUNKED)
 			h1_chunked_init(&ds->ck);
 		if (end)
 			ds->done = true;
 	}
 	return (ssize_t)used;
+}
+
+/* Ends the response at the end of its chunked body: with the trailer section's fields
+ * (b[0 .. len), fwd.c relayed only those fit to pass) as HTTP/2 trailers, or with an empty
+ * DATA frame when there are none. Returns 0 or -1. */
+static int end_with_trailers(struct h2ds *ds, const char *b, size_t len)
+{
+	struct h1_header f[H1_MAX_HEADERS];
+	struct h2_header h[H1_MAX_HEADERS];
+	unsigned n = 0;
+
+	if (len > 2 && h1_parse_trailers(b, len, f, H1_MAX_HEADERS, &n) < 0)
+		return -1;
+	if (n == 0)
+		return h2_send_data(ds->h->s, ds->id, "", 0, true) < 0 ? -1 : 0;
+	for (unsigned i = 0; i < n; i++) {
+		h[i].name.p = b + f[i].name.off;
+		h[i].name.len = f[i].name.len;
+		h[i].value.p = b + f[i].value.off;
+		h[i].value.len = f[i].value.len;
+	}
+	return h2_submit_trailers(ds->h->s, ds->id, h, n);
 }
 
 ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
@@ -260,7 +321,7 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 		size_t avail = n - used;
 		ssize_t w;
 
-		if (ds->resp.body == H1_BODY_LENGTH) {
+		if (ds->body == H1_BODY_LENGTH) {
 			size_t take = avail < ds->left ? avail : (size_t)ds->left;
 
 			w = h2_send_data(s, ds->id, p + used, take, take == ds->left);
@@ -272,7 +333,7 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 				ds->done = true;
 			if ((size_t)w < take)
 				break;
-		} else if (ds->resp.body == H1_BODY_CHUNKED) {
+		} else if (ds->body == H1_BODY_CHUNKED) {
 			/* A payload span the queue does not take whole is kept (the decoder has
 			 * counted it); the short send makes on_writable come back. */
 			size_t lim = avail < H2D_CHUNK_FEED ? avail : H2D_CHUNK_FEED, u;
@@ -303,15 +364,15 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 					ds->hold_len = data.len - (size_t)w;
 				}
 			}
-			used += u;
 			if (rc == H1_OK) {
-				if (h2_send_data(s, ds->id, "", 0, true) < 0)
+				if (end_with_trailers(ds, p + used + tr.off, tr.len) < 0)
 					return pull_fail(ds);
 				ds->done = true;
 			}
+			used += u;
 			if (rc == H1_AGAIN && u == 0)
 				break;
-		} else if (ds->resp.body == H1_BODY_UNTIL_CLOSE) {
+		} else if (ds->body == H1_BODY_UNTIL_CLOSE) {
 			w = h2_send_data(s, ds->id, p + used, avail, false);
 			if (w < 0)
 				return pull_fail(ds);
@@ -335,7 +396,7 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete)
 		return;
 	h2d_vconn_drained(ds);
 	if (!ds->done) {
-		if (complete && ds->head_done && ds->resp.body == H1_BODY_UNTIL_CLOSE)
+		if (complete && ds->head_done && ds->body == H1_BODY_UNTIL_CLOSE)
 			h2_send_data(ds->h->s, ds->id, "", 0, true);
 		else
 			h2_reset_stream(ds->h->s, ds->id, H2_INTERNAL_ERROR);
@@ -346,14 +407,46 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete)
 
 /* ---- connection ---- */
 
-int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
+/* One write or read on the connection's transport: TLS when tls is set, else the plain
+ * socket fd (h2c with prior knowledge on the sidecar's outbound port). Same return codes as
+ * tls_write / tls_read; *drained (read only) says the socket is known to be empty. */
+static ssize_t x_write(int fd, struct tls_conn *tls, const void *p, size_t n)
+{
+	ssize_t w;
+
+	if (tls)
+		return tls_write(tls, p, n);
+	w = send(fd, p, n, MSG_NOSIGNAL);
+	if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return TLS_WANT_WRITE;
+	return w < 0 ? -1 : w;
+}
+
+static ssize_t x_read(int fd, struct tls_conn *tls, void *p, size_t n, bool *drained)
+{
+	ssize_t r;
+
+	if (tls) {
+		r = tls_read(tls, p, n);
+		*drained = r > 0 && tls_read_drained(tls);
+		return r;
+	}
+	r = recv(fd, p, n, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return TLS_WANT_READ;
+	/* A short read from a stream socket: what the kernel had is taken. */
+	*drained = r >= 0 && (size_t)r < n;
+	return r < 0 ? -1 : r;
+}
+
+int h2_tls_flush(struct h2_session *s, int fd, struct tls_conn *tls, unsigned *interest)
 {
 	const uint8_t *p;
 	size_t n;
 	bool blocked = false;
 
 	while ((n = h2_pending_output(s, &p)) > 0) {
-		ssize_t w = tls_write(tls, p, n);
+		ssize_t w = x_write(fd, tls, p, n);
 
 		if (w == TLS_WANT_READ || w == TLS_WANT_WRITE) {
 			blocked = true;
@@ -375,14 +468,15 @@ int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
 	return 0;
 }
 
-int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *more)
+int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, bool *more)
 {
 	char buf[H2D_READ_BUF];
 	int i;
 
 	*more = false;
 	for (i = 0; i < rounds; i++) {
-		ssize_t n = tls_read(tls, buf, sizeof(buf));
+		bool drained = false;
+		ssize_t n = x_read(fd, tls, buf, sizeof(buf), &drained);
 
 		if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
 			return 0;
@@ -393,7 +487,7 @@ int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *mo
 		if (h2_feed(s, buf, (size_t)n) < 0)
 			return H2_PUMP_SESSION;
 		/* Empty now: the read that would find TLS_WANT_READ is a syscall saved. */
-		if (tls_read_drained(tls))
+		if (drained)
 			return 0;
 	}
 	*more = true;
@@ -405,7 +499,7 @@ static int h2d_flush(struct h2d *h)
 {
 	unsigned interest;
 
-	if (h2_tls_flush(h->s, h->tls, &interest) != 0)
+	if (h2_tls_flush(h->s, h->io->fd, h->tls, &interest) != 0)
 		return -1;
 	loop_io_mod(h->w->loop, h->io, interest);
 	return 0;
@@ -416,7 +510,7 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	int rc;
 
 	(void)ev;
-	rc = h2_tls_pump(h->s, h->tls, H2D_ROUNDS, &h->more);
+	rc = h2_tls_pump(h->s, h->io->fd, h->tls, H2D_ROUNDS, &h->more);
 	if (rc == H2_PUMP_SESSION)
 		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
 	if (rc != 0)
@@ -432,9 +526,20 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	return h2d_flush(h);
 }
 
-static void h2d_on_kick(struct loop *loop, struct loop_timer *t)
+int h2d_input(struct h2d *h, const void *p, size_t n)
 {
-	struct h2d *h = container_of(t, struct h2d, kick);
+	if (n > 0 && h2_feed(h->s, p, n) < 0) {
+		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
+		return -1;
+	}
+	if (h2_header_block_pending(h->s) && !loop_timer_armed(&h->head))
+		loop_timer_arm(h->w->loop, &h->head, (uint64_t)h->w->proxy->header_timeout_ms);
+	return h2d_flush(h);
+}
+
+static void h2d_on_task(struct loop *loop, struct loop_task *t)
+{
+	struct h2d *h = container_of(t, struct h2d, task);
 
 	(void)loop;
 	/* Most kicks carry output made by fwd.c (response bytes): a read would only find
@@ -470,7 +575,7 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
 	h->d = d;
 	h->io = io;
 	h->tls = tls;
-	loop_timer_init(&h->kick, h2d_on_kick);
+	loop_task_init(&h->task, h2d_on_task);
 	loop_timer_init(&h->idle, h2d_on_idle);
 	loop_timer_init(&h->head, h2d_on_head_timeout);
 	loop_timer_arm(w->loop, &h->idle, (uint64_t)w->proxy->idle_timeout_ms);
@@ -495,9 +600,16 @@ void h2d_drain(struct h2d *h)
 void h2d_free(struct h2d *h)
 {
 	h2_abort(h->s);   /* streams' virtual connections close (logged DC if unfinished) */
-	loop_timer_cancel(h->w->loop, &h->kick);
+	loop_task_cancel(h->w->loop, &h->task);
 	loop_timer_cancel(h->w->loop, &h->idle);
 	loop_timer_cancel(h->w->loop, &h->head);
 	h2_session_free(h->s);
+	while (h->ds_free) {
+		struct h2ds *ds = h->ds_free;
+
+		h->ds_free = ds->next_free;
+		free(ds);
+	}
+	sbuf_free(&h->hb);
 	free(h);
 }

@@ -1,4 +1,5 @@
-/* fwd_h2: HTTP/2 downstream connections of the gateway (ALPN "h2"), bridged onto fwd.c's
+/* fwd_h2: HTTP/2 downstream connections of the gateway (ALPN "h2") and of the sidecar's
+ * outbound port (cleartext, prior knowledge: gRPC applications), bridged onto fwd.c's
  * HTTP/1.1 request machinery. Internal to the proxy module (fwd.c and fwd_h2.c only).
  *
  * A downstream connection that negotiated "h2" keeps its struct dconn (socket, TLS, place
@@ -10,7 +11,9 @@
  * DATA is appended as it arrives (chunked when the length is unknown). What fwd.c writes to
  * the virtual connection's output (an HTTP/1.1 response with our framing) is parsed back
  * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends after
- * one response (h2d_vconn_gone). A client reset of the stream closes the virtual connection
+ * one response (h2d_vconn_gone). The response's chunked trailer section (fwd.c relays its
+ * fields to HTTP/2 streams) goes out as a trailing HEADERS frame (gRPC's grpc-status), and
+ * the request's "te: trailers" is kept. A client reset of the stream closes the virtual connection
  * like a client disconnect (its upstream connection is closed, the log says DC). */
 #ifndef EGRESS_PROXY_FWD_H2_H
 #define EGRESS_PROXY_FWD_H2_H
@@ -30,10 +33,15 @@ struct h2ds;
 
 /* ---- fwd_h2.c, called by fwd.c ---- */
 
-/* Starts HTTP/2 on the established downstream connection d (TLS done, ALPN "h2"); io is
- * d's registered io, fd/tls its transport (still owned by d). Returns NULL on failure. */
+/* Starts HTTP/2 on the established downstream connection d: TLS done with ALPN "h2", or
+ * (tls NULL) a plain connection whose client sent the HTTP/2 preface (h2c with prior
+ * knowledge, the sidecar's outbound port). io is d's registered io, its fd and tls the
+ * transport (still owned by d). Returns NULL on failure. */
 struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
                     struct tls_conn *tls);
+/* Bytes the connection read before it was known to be HTTP/2 (h2c with prior knowledge:
+ * the sniffed client preface and what followed). Returns -1 when it must be closed now. */
+int h2d_input(struct h2d *h, const void *p, size_t n);
 /* Readable/writable event on the connection. Returns -1 when it must be closed now. */
 int h2d_on_io(struct h2d *h, unsigned ev);
 /* Graceful shutdown (worker draining): GOAWAY, close once the streams are done. */
@@ -55,12 +63,12 @@ void h2d_vconn_gone(struct h2ds *ds, bool complete);
 
 struct h2_session;
 
-/* Writes what session s has queued to tls until done or the socket is full. Returns 0 with
+/* Writes what session s has queued to tls (or, tls NULL, the plain socket fd) until done or the socket is full. Returns 0 with
  * *interest set to what the connection must wait for next (LOOP_READ, plus LOOP_WRITE when
  * output is pending), 1 when the session is over (h2_done: close the connection), -1 when
  * the write failed (tls_conn_error says why). */
-int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest);
-/* Reads from tls into session s, at most rounds reads of 16 KiB (fairness), until
+int h2_tls_flush(struct h2_session *s, int fd, struct tls_conn *tls, unsigned *interest);
+/* Reads from tls (tls NULL: the plain socket fd) into session s, at most rounds reads of 16 KiB (fairness), until
  * TLS_WANT_READ or until tls_read_drained says the socket and OpenSSL are empty. *more is
  * set when it stopped at the round limit: OpenSSL may hold bytes
  * that no socket event will announce, so call again soon. Returns 0, H2_PUMP_CLOSED when
@@ -69,7 +77,7 @@ int h2_tls_flush(struct h2_session *s, struct tls_conn *tls, unsigned *interest)
 #define H2_PUMP_CLOSED  1
 #define H2_PUMP_TLS     (-1)
 #define H2_PUMP_SESSION (-2)
-int h2_tls_pump(struct h2_session *s, struct tls_conn *tls, int rounds, bool *more);
+int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, bool *more);
 
 /* ---- fwd.c, called by fwd_h2.c ---- */
 

@@ -2,9 +2,9 @@
  *
  * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
  * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
- * (uh2s.rb, flags) and arm the owning virtual uconn's kick timer; fwd.c's kick handler
- * then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
- * uh2_send, uh2_detach, consumed windows) are written by the connection's own kick timer,
+ * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); fwd.c's
+ * task then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
+ * uh2_send, uh2_detach, consumed windows) are written by the connection's own task,
  * so the streams of one loop iteration share one TLS write, and h2_pending_output never
  * runs inside another call chain. A connection is freed only from its own handlers
  * (c_settle), never from a call that came from fwd.c. */
@@ -47,7 +47,13 @@ struct uh2_table {
 	struct worker *w;
 	struct uh2_key *b[UH2_BUCKETS];
 	bool draining;
+	/* Spare stream structs, each keeping its rendering buffer's allocation: no heap call
+	 * per request for them in the steady state. */
+	struct uh2s *s_free;
+	unsigned ns_free;
 };
+
+#define UH2_S_FREE_MAX 256
 
 enum uh2c_state {
 	C_CONNECTING,
@@ -59,7 +65,7 @@ enum uh2c_state {
 struct uh2c {
 	struct loop_io io;
 	struct loop_timer timer;        /* connect timeout, then idle timeout */
-	struct loop_timer kick;         /* flush (and free, once dead) after outside work */
+	struct loop_task task;          /* flush (and free, once dead) after outside work */
 	struct uh2_table *t;
 	struct uh2_key *k;              /* NULL once dead (unlinked) */
 	struct tls_conn *tls;
@@ -81,6 +87,7 @@ struct uh2c {
 };
 
 struct uh2s {
+	struct uh2_table *t;
 	struct uh2c *c;                 /* NULL when not on a live connection */
 	struct uconn *u;
 	int32_t id;                     /* > 0 once submitted */
@@ -89,6 +96,7 @@ struct uh2s {
 	bool resp_ended;                /* END_STREAM received, rendering complete */
 	bool closed;                    /* on_stream_close ran: no more calls on id */
 	bool chunked;                   /* response rendered with chunked framing */
+	bool trailers;                  /* its trailer fields are rendered ("0" line sent) */
 	bool failed;
 	bool fallback;
 	bool reused;                    /* put on a connection that was already up */
@@ -105,7 +113,7 @@ struct uh2s {
 
 static void c_kick(struct uh2c *c)
 {
-	loop_timer_arm(c->t->w->loop, &c->kick, 0);
+	loop_task_post(c->t->w->loop, &c->task);
 }
 
 static void s_kick(struct uh2s *s)
@@ -251,7 +259,7 @@ static void c_settle(struct uh2c *c)
 	if (c->state != C_DEAD)
 		return;
 	loop_timer_cancel(c->t->w->loop, &c->timer);
-	loop_timer_cancel(c->t->w->loop, &c->kick);
+	loop_task_cancel(c->t->w->loop, &c->task);
 	free(c->cluster);
 	free(c);
 }
@@ -271,7 +279,7 @@ static void c_idle_check(struct uh2c *c)
 static int c_flush(struct uh2c *c)
 {
 	unsigned interest;
-	int rc = h2_tls_flush(c->s, c->tls, &interest);
+	int rc = h2_tls_flush(c->s, c->io.fd, c->tls, &interest);
 
 	if (rc < 0) {
 		c_fail(c, ALOG_F_UC, "upstream_reset_before_response_started{connection_termination}",
@@ -291,7 +299,7 @@ static int c_flush(struct uh2c *c)
 
 static void c_read(struct uh2c *c)
 {
-	int rc = h2_tls_pump(c->s, c->tls, UH2_ROUNDS, &c->more);
+	int rc = h2_tls_pump(c->s, c->io.fd, c->tls, UH2_ROUNDS, &c->more);
 
 	if (rc == H2_PUMP_SESSION) {
 		c_fail(c, ALOG_F_UC | ALOG_F_UPE,
@@ -376,6 +384,40 @@ static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
 	s_kick(s);
 }
 
+/* True if s holds a byte that would end or split an HTTP/1.1 field line. */
+static bool str_breaks_line(struct h2_str s)
+{
+	for (size_t i = 0; i < s.len; i++)
+		if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0')
+			return true;
+	return false;
+}
+
+/* Trailer fields end a chunked rendering in its trailer section (fwd.c relays them to a
+ * receiver that takes trailers). A response the server framed with content-length has no
+ * place for them in HTTP/1.1: they are dropped, as a field with CR, LF or NUL would be. */
+static void cb_trailers(struct h2_session *sess, void *user, int32_t id, void *su,
+                        const struct h2_header *h, size_t n)
+{
+	struct uh2s *s = su;
+
+	(void)sess;
+	(void)user;
+	(void)id;
+	if (!s || s->failed || !s->chunked)
+		return;
+	sbuf_adds(&s->rb, "0\r\n");
+	for (size_t i = 0; i < n; i++) {
+		if (str_breaks_line(h[i].name) || str_breaks_line(h[i].value))
+			continue;
+		sbuf_add(&s->rb, h[i].name.p, h[i].name.len);
+		sbuf_adds(&s->rb, ": ");
+		sbuf_add(&s->rb, h[i].value.p, h[i].value.len);
+		sbuf_adds(&s->rb, "\r\n");
+	}
+	s->trailers = true;
+}
+
 static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void *su)
 {
 	struct uh2s *s = su;
@@ -386,7 +428,7 @@ static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void 
 	if (!s || s->failed)
 		return;
 	if (s->chunked)
-		sbuf_adds(&s->rb, "0\r\n\r\n");
+		sbuf_adds(&s->rb, s->trailers ? "\r\n" : "0\r\n\r\n");
 	s->resp_ended = true;
 	s_kick(s);
 }
@@ -457,6 +499,7 @@ static void cb_goaway(struct h2_session *sess, void *user, uint32_t code, int32_
 static const struct h2_callbacks uh2_cb = {
 	.on_response = cb_response,
 	.on_data = cb_data,
+	.on_trailers = cb_trailers,
 	.on_end_stream = cb_end_stream,
 	.on_stream_close = cb_stream_close,
 	.on_writable = cb_writable,
@@ -600,9 +643,9 @@ static void c_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 	c_settle(c);
 }
 
-static void c_on_kick(struct loop *loop, struct loop_timer *t)
+static void c_on_task(struct loop *loop, struct loop_task *t)
 {
-	struct uh2c *c = container_of(t, struct uh2c, kick);
+	struct uh2c *c = container_of(t, struct uh2c, task);
 
 	(void)loop;
 	if (c->state == C_READY) {
@@ -656,7 +699,7 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	tls_client_resume(c->tls, w->sess, tg->ep);
 	loop_io_init(&c->io, fd, c_on_io);
 	loop_timer_init(&c->timer, c_on_timer);
-	loop_timer_init(&c->kick, c_on_kick);
+	loop_task_init(&c->task, c_on_task);
 	loop_io_add(w->loop, &c->io, LOOP_READ | LOOP_WRITE);
 	loop_timer_arm(w->loop, &c->timer,
 	               (uint64_t)(tg->connect_timeout_ms > 0 ? tg->connect_timeout_ms : 10000));
@@ -688,6 +731,42 @@ static struct uh2c *c_pick(struct uh2_key *k)
 
 /* ---- API ---- */
 
+static struct uh2s *s_get(struct uh2_table *t)
+{
+	struct uh2s *s = t->s_free;
+	struct sbuf rb;
+
+	if (!s) {
+		s = xcalloc(1, sizeof(*s));
+		s->t = t;
+		return s;
+	}
+	t->s_free = s->next;
+	t->ns_free--;
+	rb = s->rb;
+	memset(s, 0, sizeof(*s));
+	s->rb = rb;
+	s->t = t;
+	return s;
+}
+
+/* The table outlives every stream (the worker's connections are closed before it is
+ * freed), so a detached stream can go back to it. */
+static void s_put(struct uh2s *s)
+{
+	struct uh2_table *t = s->t;
+
+	if (t->ns_free >= UH2_S_FREE_MAX || s->rb.cap > 65536) {
+		sbuf_free(&s->rb);
+		free(s);
+		return;
+	}
+	sbuf_reset(&s->rb);
+	s->next = t->s_free;
+	t->s_free = s;
+	t->ns_free++;
+}
+
 struct uh2_table *uh2_table_new(struct worker *w)
 {
 	struct uh2_table *t = xcalloc(1, sizeof(*t));
@@ -716,6 +795,13 @@ void uh2_table_free(struct uh2_table *t)
 			free(k->key);
 			free(k);
 		}
+	}
+	while (t->s_free) {
+		struct uh2s *s = t->s_free;
+
+		t->s_free = s->next;
+		sbuf_free(&s->rb);
+		free(s);
 	}
 	free(t);
 }
@@ -764,7 +850,7 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 			return NULL;
 		k->h1_until = 0;
 	}
-	s = xcalloc(1, sizeof(*s));
+	s = s_get(t);
 	s->u = u;
 	c = c_pick(k);
 	if (!c) {
@@ -821,8 +907,7 @@ void uh2_detach(struct uh2s *s, bool complete)
 		c_idle_check(c);
 	}
 	free(s->pending);
-	sbuf_free(&s->rb);
-	free(s);
+	s_put(s);
 }
 
 void uh2_submit(struct uh2s *s, const struct h2_request *rq)

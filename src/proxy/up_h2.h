@@ -13,9 +13,11 @@
  *     handed over by uh2_send, which takes what the stream's send queue accepts;
  *   - the response is read with uh2_read, which returns an HTTP/1.1 rendering of the
  *     stream's HEADERS and DATA (our framing: content-length when the server sent one,
- *     else chunked) with io_read's return codes, so u_process parses it unchanged.
+ *     else chunked, the server's trailers in the chunked trailer section; a response
+ *     framed by content-length has nowhere to put trailers: they are dropped) with
+ *     io_read's return codes, so u_process parses it unchanged.
  * Events on a stream (response bytes, end, reset, connection ready or failed, room in the
- * send queue) arm the virtual uconn's kick timer through fwd_uh2_kick; fwd.c's handler
+ * send queue) post the virtual uconn's deferred task through fwd_uh2_kick; fwd.c's handler
  * then pulls with uh2_read / pushes with uh2_send. Nothing here calls into fwd.c's request
  * logic from inside nghttp2 callbacks.
  *

@@ -1,4 +1,6 @@
 #include "proxy/worker.h"
+#include "proxy/fwd.h"
+#include "http/h2_mem.h"
 #include "proxy/up_h2.h"
 #include "proxy/cbreak.h"
 #include "proxy/pool.h"
@@ -367,7 +369,9 @@ static void *worker_main(void *arg)
 	loop_timer_init(&w->tick, worker_tick);
 	loop_timer_arm(w->loop, &w->tick, WORKER_TICK_MS);
 	fwd_buf_cache_start();
+	h2_mem_cache_start();
 	loop_run(w->loop);
+	h2_mem_cache_stop();
 	fwd_buf_cache_stop();
 	if (w->alog.len)
 		worker_alog_flush(w);

@@ -131,6 +131,10 @@ struct worker {
 	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
 	void *st_free;                  /* fwd.c's free streams, and how many */
 	unsigned nst_free;
+	void *vc_free;                  /* fwd.c's free virtual (HTTP/2 stream) connections, */
+	unsigned nvc_free;
+	void *vu_free;                  /* downstream and upstream */
+	unsigned nvu_free;
 	struct dns *dns;                /* sidecar: names of passthrough destinations */
 	struct cb_table *cb;            /* per-cluster circuit breakers, outlier state */
 	/* Out of descriptors (wl_on_accept): a descriptor kept in reserve to accept and close
@@ -219,27 +223,7 @@ const char *stats_tls_cat_name(int i);
  * past it may be freed. */
 uint64_t proxy_quiescent(const struct proxy *p);
 
-/* Internal to the proxy module (fwd.c, worker.c). */
-void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
-void fwd_drain(struct worker *w);
-/* Closes every downstream connection still open, its request abandoned (logged DC), so
- * that what it holds (snapshot, stream, upstream) is freed. Only after the worker's
- * thread has stopped (proxy_stop, past --drain-timeout). */
-void fwd_close_all(struct worker *w);
-/* Under connection or descriptor pressure: closes the connection that can best give way
- * to a new one from peer (NULL: not yet known). Returns true if one was closed. */
-bool fwd_evict(struct worker *w, const struct sock_addr *peer);
-/* Closes every idle upstream connection (at drain and shutdown). */
-void fwd_pool_close_all(struct worker *w);
-/* After w->live changed: closes idle connections made under settings or to endpoints
- * that are gone, and marks busy ones draining (closed when their request ends). */
-void fwd_pool_sweep(struct worker *w);
-/* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
- * (around its loop: buffers given back after stop are freed). */
-void fwd_buf_cache_start(void);
-void fwd_buf_cache_stop(void);
-/* Frees the worker's spare request streams (at shutdown). */
-void fwd_streams_free(struct worker *w);
+/* Internal to the proxy module. */
 void worker_alog(struct worker *w, const struct alog_entry *e);
 /* A downstream socket accepted by wl_on_accept was closed (fwd.c d_close, tunnel.c). */
 void worker_dcx_closed(struct worker *w);

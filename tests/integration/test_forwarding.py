@@ -655,6 +655,17 @@ def test_chunked_response_is_relayed_and_trailers_dropped(env, gw):
     assert m["code"] == "200" and int(m["tx"]) == len(r.body)
 
 
+def test_chunked_response_trailers_reach_a_client_that_takes_them(env, gw):
+    # TE: trailers (as gRPC-over-HTTP/1.1 bridges send): the trailer fields are relayed,
+    # except those that must never be acted on as trailers (framing: content-length).
+    c = Client(env, gw, "echo.test")
+    r = c.request("GET", "/chunked", headers="X-Request-Id: ck-te\r\nTE: trailers\r\n")
+    assert r.status == 200 and r.body == b"".join(CHUNKED_PARTS)
+    assert [t.lower() for t in r.trailers] == [b"x-checksum: abc123\r\n"], r.trailers
+    assert c.request("GET", "/id").body == b"echo.test\n"
+    c.close()
+
+
 def test_chunked_request_is_relayed_and_trailers_dropped(env, gw):
     c = Client(env, gw, "echo.test")
     c.send(b"POST /id HTTP/1.1\r\nHost: echo.test\r\nTransfer-Encoding: chunked\r\n"

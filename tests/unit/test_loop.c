@@ -1,4 +1,6 @@
-/* Tests for net/loop: timers (order, re-arm, cancel, heap stress, no starvation), I/O
+/* Tests for net/loop: timers (order, re-arm, cancel, heap stress, no starvation), deferred
+ * tasks (order, idempotent post, cancel from a callback, re-post waits an iteration, after
+ * the I/O batch), I/O
  * registration (level/edge, removal during dispatch), cross-thread post/stop/wakeup. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -459,6 +461,144 @@ static void test_free_with_pending_posts(void **state)
 	assert_int_equal(st.nseen, 0);
 }
 
+/* ---- deferred tasks ---- */
+
+struct rec_task {
+	struct loop_task t;
+	int id;
+	int *log;
+	int *nlog;
+	int repost;               /* times the callback posts itself again */
+	struct loop_task *cancel; /* cancelled by the callback */
+};
+
+static void task_cb(struct loop *loop, struct loop_task *t)
+{
+	struct rec_task *r = container_of(t, struct rec_task, t);
+
+	r->log[(*r->nlog)++] = r->id;
+	if (r->cancel)
+		loop_task_cancel(loop, r->cancel);
+	if (r->repost > 0) {
+		r->repost--;
+		loop_task_post(loop, t);
+	}
+}
+
+static void test_task_order_and_cancel(void **state)
+{
+	struct loop *loop = loop_new();
+	int log[16], nlog = 0;
+	struct rec_task a = { .id = 1, .log = log, .nlog = &nlog };
+	struct rec_task b = { .id = 2, .log = log, .nlog = &nlog };
+	struct rec_task c = { .id = 3, .log = log, .nlog = &nlog };
+	struct rec_task d = { .id = 4, .log = log, .nlog = &nlog };
+
+	(void)state;
+	loop_task_init(&a.t, task_cb);
+	loop_task_init(&b.t, task_cb);
+	loop_task_init(&c.t, task_cb);
+	loop_task_init(&d.t, task_cb);
+	assert_false(loop_task_posted(&a.t));
+	loop_task_post(loop, &b.t);
+	loop_task_post(loop, &a.t);
+	loop_task_post(loop, &b.t);          /* already posted: no second run */
+	loop_task_post(loop, &c.t);
+	loop_task_post(loop, &d.t);
+	a.cancel = &c.t;                      /* a runs before c and cancels it */
+	loop_task_cancel(loop, &d.t);
+	assert_true(loop_task_posted(&b.t));
+	assert_false(loop_task_posted(&d.t));
+	assert_int_equal(loop_task_count(loop), 3);
+	/* Posted tasks make the iteration not block (1 s timeout, no fds ready). */
+	{
+		struct timespec t0, t1;
+
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(loop_run_once(loop, 1000), 0);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 500);
+	}
+	assert_int_equal(nlog, 2);
+	assert_int_equal(log[0], 2);
+	assert_int_equal(log[1], 1);
+	assert_int_equal(loop_task_count(loop), 0);
+	assert_false(loop_task_posted(&c.t));
+	loop_free(loop);
+}
+
+static void test_task_repost_waits_an_iteration(void **state)
+{
+	struct loop *loop = loop_new();
+	int log[16], nlog = 0;
+	struct rec_task a = { .id = 1, .log = log, .nlog = &nlog, .repost = 2 };
+
+	(void)state;
+	loop_task_init(&a.t, task_cb);
+	loop_task_post(loop, &a.t);
+	assert_true(loop_run_once(loop, 1000) >= 0);
+	assert_int_equal(nlog, 1);            /* not run again in the same drain */
+	assert_true(loop_task_posted(&a.t));
+	assert_true(loop_run_once(loop, 1000) >= 0);
+	assert_true(loop_run_once(loop, 1000) >= 0);
+	assert_int_equal(nlog, 3);
+	assert_false(loop_task_posted(&a.t));
+	/* Freeing the loop forgets a task still posted. */
+	loop_task_post(loop, &a.t);
+	loop_free(loop);
+	assert_false(loop_task_posted(&a.t));
+}
+
+/* A task posted by an I/O callback runs in the same iteration, after the batch. */
+struct io_task {
+	struct loop_io io;
+	struct loop_task t;
+	int nio, ntask, nio_at_task;
+};
+
+static void io_task_io(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct io_task *x = container_of(io, struct io_task, io);
+	char buf[16];
+
+	(void)ev;
+	x->nio++;
+	assert_true(read(io->fd, buf, sizeof(buf)) > 0);
+	loop_task_post(loop, &x->t);
+}
+
+static void io_task_task(struct loop *loop, struct loop_task *t)
+{
+	struct io_task *x = container_of(t, struct io_task, t);
+
+	(void)loop;
+	x->ntask++;
+	x->nio_at_task = x->nio;
+}
+
+static void test_task_after_io_batch(void **state)
+{
+	struct loop *loop = loop_new();
+	struct io_task x;
+	int p[2];
+
+	(void)state;
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	loop_io_init(&x.io, p[0], io_task_io);
+	loop_task_init(&x.t, io_task_task);
+	assert_int_equal(loop_io_add(loop, &x.io, LOOP_READ), 0);
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(x.nio, 1);
+	assert_int_equal(x.ntask, 1);
+	assert_int_equal(x.nio_at_task, 1);
+	loop_io_del(loop, &x.io);
+	close(p[0]);
+	close(p[1]);
+	loop_free(loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +614,9 @@ int main(void)
 		cmocka_unit_test(test_post_from_thread),
 		cmocka_unit_test(test_stop_from_thread),
 		cmocka_unit_test(test_free_with_pending_posts),
+		cmocka_unit_test(test_task_order_and_cancel),
+		cmocka_unit_test(test_task_repost_waits_an_iteration),
+		cmocka_unit_test(test_task_after_io_batch),
 	};
 
 	return cmocka_run_group_tests_name("loop", tests, NULL, NULL);

@@ -1,0 +1,35 @@
+/* fwd: the request path's entry points for the worker (worker.c): connections accepted
+ * on a listener start here, and the worker's drain, eviction, shutdown and pool upkeep
+ * reach the connections through these. Each module declares its own functions: what
+ * fwd.c offers HTTP/2 is in fwd_h2.h and up_h2.h; struct worker and friends in worker.h. */
+#ifndef EGRESS_PROXY_FWD_H
+#define EGRESS_PROXY_FWD_H
+
+#include <stdbool.h>
+
+struct worker;
+struct wlistener;
+struct sock_addr;
+
+void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
+void fwd_drain(struct worker *w);
+/* Closes every downstream connection still open, its request abandoned (logged DC), so
+ * that what it holds (snapshot, stream, upstream) is freed. Only after the worker's
+ * thread has stopped (proxy_stop, past --drain-timeout). */
+void fwd_close_all(struct worker *w);
+/* Under connection or descriptor pressure: closes the connection that can best give way
+ * to a new one from peer (NULL: not yet known). Returns true if one was closed. */
+bool fwd_evict(struct worker *w, const struct sock_addr *peer);
+/* Closes every idle upstream connection (at drain and shutdown). */
+void fwd_pool_close_all(struct worker *w);
+/* After w->live changed: closes idle connections made under settings or to endpoints
+ * that are gone, and marks busy ones draining (closed when their request ends). */
+void fwd_pool_sweep(struct worker *w);
+/* The calling worker thread keeps a cache of I/O buffers from now on / frees it and stops
+ * (around its loop: buffers given back after stop are freed). */
+void fwd_buf_cache_start(void);
+void fwd_buf_cache_stop(void);
+/* Frees the worker's spare request streams (at shutdown). */
+void fwd_streams_free(struct worker *w);
+
+#endif
