@@ -42,14 +42,15 @@ from test_h2load import assert_all_succeeded, sidecar_h2load
 from test_sidecar import Topology, apply_cnn, wait_routed
 
 # ---- the bounds (today's values plus a margin; issue 13's targets in the comments) ----
-# Heap calls per request in the steady state, measured on 2026-12-07 at 2cc8b27 (2 cores,
+# Heap calls per request in the steady state, measured on 2026-12-07 at 2cc8b27 and after
+# core13 (2 cores,
 # load average 14-17).
-MAX_ALLOCS_GATEWAY_H2_CLIENT = 15.0    # target 0; measured 13.1 (twice)
-MAX_ALLOCS_GATEWAY_MESH_HOP = 24.5     # target 0; measured 22.0, 21.4
-MAX_ALLOCS_SIDECAR_MESH_HOP = 19.0     # target 0; measured 17.1, 16.7
+MAX_ALLOCS_GATEWAY_H2_CLIENT = 5.0     # target 0; measured 13.1 before core13's free lists, 4.16-4.27 after
+MAX_ALLOCS_GATEWAY_MESH_HOP = 8.5      # target 0; measured 22.0, 21.4 before, 7.40-7.46 after
+MAX_ALLOCS_SIDECAR_MESH_HOP = 5.0      # target 0; measured 17.1, 16.7 before, 4.12-4.18 after
 # Heap bytes in use per open gateway HTTP/2 stream (waiting for its upstream connection).
-MAX_HEAP_PER_STREAM = 28 * 1024        # target 8 KiB; measured 25,567 and 25,566 bytes
-MAX_RSS_PER_STREAM = 20 * 1024         # measured 15,454 and 15,442 bytes
+MAX_HEAP_PER_STREAM = 10752            # target 8 KiB; measured 25,567 before, 9,142-9,143 after
+MAX_RSS_PER_STREAM = 14 * 1024         # measured 15,454 and 15,442 bytes before, 11,166 after
 
 WARMUP = 2000
 N_REQUESTS = 10000

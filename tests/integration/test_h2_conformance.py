@@ -591,12 +591,13 @@ def test_priority_on_stream_zero(h2c):
     assert_connection_error(h2c, PROTOCOL_ERROR, timeout=3)
 
 
-# ---- the sidecar: no HTTP/2 downstream ----
+# ---- the sidecar: HTTP/2 with prior knowledge (h2c) on its outbound port ----
 
-def test_sidecar_prior_knowledge_h2_is_refused(tmp_path, ctl, egressctl_bin, store, walkthrough,
-                                               walkthrough_certs):
-    """The sidecar's outbound port speaks HTTP/1.1: a prior-knowledge HTTP/2 preface is
-    answered with an HTTP/1.1 error and closed, never forwarded nor left hanging."""
+def test_sidecar_prior_knowledge_h2_is_served(tmp_path, ctl, egressctl_bin, store, walkthrough,
+                                              walkthrough_certs):
+    """The sidecar's outbound port takes plaintext HTTP/2 with prior knowledge (as gRPC
+    clients send it): the preface gets the server's SETTINGS, and a request for the
+    walkthrough's host is routed through the gateway and answered 200 on its stream."""
     from test_sidecar_h2 import _stop, _topology
     from test_sidecar import apply_cnn, wait_routed
     t = _topology(tmp_path, ctl, egressctl_bin, store, walkthrough, walkthrough_certs)
@@ -604,9 +605,15 @@ def test_sidecar_prior_knowledge_h2_is_refused(tmp_path, ctl, egressctl_bin, sto
         apply_cnn(t)
         wait_routed(t)
         with socket.create_connection(("127.0.0.1", t.sidecar.outbound), timeout=10) as s:
-            s.sendall(PREFACE + settings())
-            status, _, body = read_response(s)
-        assert 400 <= status < 500 or status == 505, (status, body[:200])
+            c = RawH2(s)
+            c.until(lambda e: e.kind == "frame" and e.ftype == SETTINGS and
+                    not e.flags & ACK, 10)
+            c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, c.block(
+                [(":method", "GET"), (":scheme", "http"), (":authority", "edition.cnn.com"),
+                 (":path", "/politics")])))
+            ev = c.response(1)
+            assert ev is not None and ev.kind == "headers" and ev.status == "200", \
+                (ev, c.events[-5:])
         assert t.sidecar.proc.poll() is None
     finally:
         _stop(t)

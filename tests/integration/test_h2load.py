@@ -178,9 +178,6 @@ def test_nghttp_chunked_response_with_a_trailer_arrives_whole(trailer_gw):
     assert "RST_STREAM" not in out, out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 13: trailers are dropped on both HTTP/2 sides today (the HTTP/1.1 bridge has no "
-    "place for them), so gRPC's grpc-status cannot cross the gateway"))
 def test_nghttp_response_trailer_reaches_the_http2_client(trailer_gw):
     """The upstream's trailer field comes to the HTTP/2 client as a trailing HEADERS frame
     with END_STREAM (RFC 9113 8.1)."""
