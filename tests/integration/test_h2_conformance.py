@@ -11,11 +11,11 @@ list 60 KiB (answered 431), 8 CONTINUATION frames (then GOAWAY ENHANCE_YOUR_CALM
 CONTINUATION flood, CVE-2024-27316), 200 resets/s with a burst of 1,000 (then GOAWAY
 ENHANCE_YOUR_CALM: Rapid Reset, CVE-2023-44487).
 
-The sidecar serves no HTTP/2 downstream (its outbound port takes HTTP/1.1, CONNECT and
-TLS, which it passes through without terminating); it meets HTTP/2 only as a client, on
-its hop to the gateway (test_sidecar_h2.py). test_sidecar_prior_knowledge_h2_is_refused
-checks that a prior-knowledge HTTP/2 preface sent to it is refused as HTTP/1.1, not
-forwarded or hung on.
+The sidecar's outbound port takes HTTP/1.1, CONNECT, TLS (passed through without
+terminating) and plaintext HTTP/2 with prior knowledge (h2c, as gRPC clients send it);
+test_sidecar_prior_knowledge_h2_is_served checks that such a preface is answered with the
+server's SETTINGS and a request on it is routed. The frame cases above run against the
+gateway's listener, which shares the HTTP/2 server code (fwd_h2.c) with the sidecar's h2c.
 
 Where the gateway's behaviour today differs from the RFC, the test of the RFC's behaviour
 is marked xfail(strict=True) with the reason, so it fails (XPASS) the day it is fixed."""

@@ -3,8 +3,8 @@ every request must succeed) and nghttp -v (the frames and fields of single excha
 
 - The gateway's HTTP/2 listener: a SIMPLE TLS server (h2gwlib.py; h2load cannot present a
   client certificate) in front of nginx playing edition.cnn.com.
-- The sidecar with its HTTP/2 mesh hop: the application side is HTTP/1.1 (the sidecar
-  serves no HTTP/2 downstream, test_h2_conformance.py), so h2load runs with --h1 there, 10
+- The sidecar with its HTTP/2 mesh hop: the application side is HTTP/1.1 here (the sidecar
+  also takes h2c, test_grpc.py), so h2load runs with --h1 there, 10
   requests pipelined per connection, and the sidecar → gateway hop must be one HTTP/2
   connection. nghttp speaks only HTTP/2, so it runs against the gateway alone."""
 import http.server
