@@ -2058,6 +2058,7 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.idle_timeout_ms = cl->idle_timeout_ms;
 	tg.conn_id = cl->conn_id;
 	tg.ident = pool_ident(cl->conn_id, st->ep_str);
+	tg.max_req = cl->max_requests_per_conn;
 	tg.cluster = cl->name;
 	tg.stats = cl_stats(w, cl);
 	u->w = w;

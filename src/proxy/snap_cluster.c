@@ -682,16 +682,18 @@ static void snap_cluster_tls(struct snap_b *b, struct cluster *c, const struct d
 /* What a connection of c is made under (cluster.h conn_id): every setting that shapes
  * its handshake or what it verifies. The TLS context's id already stands for the CA, the
  * client credential's version, the protocol range and ALPN list; the names verified per
- * connection are added here. Never 0 (0 is the PassthroughCluster's). */
+ * connection are added here, and maxRequestsPerConnection (a connection made under
+ * another limit would keep counting against it after a change). Never 0 (0 is the
+ * PassthroughCluster's). */
 static uint64_t snap_conn_id(const struct cluster *c)
 {
 	struct sbuf k = SBUF_INIT;
 	uint64_t h;
 
-	sbuf_addf(&k, "%d|%llu|%d|%d|%d|%s|", (int)c->tls_mode,
+	sbuf_addf(&k, "%d|%llu|%d|%d|%d|%u|%s|", (int)c->tls_mode,
 	          (unsigned long long)(c->tls_ctx ? tls_ctx_id(c->tls_ctx) : 0),
 	          (int)c->verify_host_auto, (int)c->insecure_skip_verify, (int)c->h2_alpn,
-	          c->sni ? c->sni : "\x01");
+	          (unsigned)c->max_requests_per_conn, c->sni ? c->sni : "\x01");
 	for (size_t i = 0; i < c->nsans; i++) {
 		sbuf_adds(&k, c->sans[i]);
 		sbuf_addc(&k, '\0');

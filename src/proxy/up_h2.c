@@ -74,6 +74,7 @@ struct uh2c {
 	bool goaway;                    /* the server said GOAWAY: no new streams */
 	bool more;                      /* c_read stopped with input maybe left in OpenSSL */
 	bool closing;                   /* close once the last stream is gone */
+	uint32_t max_req, nreq;         /* maxRequestsPerConnection (0: any), streams carried */
 	bool draining;                  /* counted in the cluster's draining gauge */
 	uint64_t conn_id, ident;        /* what it was made under (pool.h) */
 	char *cluster;                  /* the cluster that made it, for the gauge */
@@ -694,6 +695,7 @@ static struct uh2c *c_new(struct uh2_table *t, struct uh2_key *k, const struct u
 	c->idle_ms = tg->idle_timeout_ms > 0 ? tg->idle_timeout_ms : 3600 * 1000;
 	c->conn_id = tg->conn_id;
 	c->ident = tg->ident;
+	c->max_req = tg->max_req;
 	c->cluster = xstrdup(tg->cluster ? tg->cluster : "-");
 	c->tls = tls_client_new(tg->ctx, fd, tg->sni, tg->names);
 	tls_client_resume(c->tls, w->sess, tg->ep);
@@ -877,6 +879,10 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 		c->streams->prev = s;
 	c->streams = s;
 	c->nstreams++;
+	/* maxRequestsPerConnection counts streams, as Envoy's HTTP/2 pool does: the one that
+	 * reaches it is the last; the connection closes once its streams are gone. */
+	if (c->max_req && ++c->nreq >= c->max_req)
+		c->closing = true;
 	if (c->state == C_READY) {
 		loop_timer_cancel(w->loop, &c->timer);
 		memcpy(s->local_s, c->local_s, sizeof(s->local_s));

@@ -68,6 +68,7 @@ struct uh2_target {
 	int64_t connect_timeout_ms;
 	int64_t idle_timeout_ms;
 	uint64_t conn_id, ident;        /* what it is made under (pool.h) */
+	uint32_t max_req;               /* maxRequestsPerConnection: streams it may carry, 0 any */
 	const char *cluster;            /* for the draining gauge */
 	/* The requesting cluster's counters (istats.h); a connection it opens counts there
 	 * (connections, handshakes, failures), as Envoy counts a connection in one cluster. */

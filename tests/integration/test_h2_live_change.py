@@ -156,11 +156,7 @@ CHANGES = {
 
 @pytest.mark.parametrize("change", [
     "sni", "h2UpgradePolicy",
-    pytest.param("maxRequestsPerConnection", marks=pytest.mark.xfail(strict=True, reason=(
-        "maxRequestsPerConnection is not applied to HTTP/2 upstream connections: "
-        "fwd.c st_connect_h2 does not pass cl->max_requests_per_conn in uh2_target, "
-        "up_h2.c c_pick never retires a connection by its stream count, and the "
-        "setting is not in conn_id, so a change does not drain the pool either"))),
+    "maxRequestsPerConnection",
 ])
 def test_open_stream_finishes_next_request_gets_new_settings(site, change):
     g, nginx = site.gw, site.nginx
