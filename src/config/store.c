@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "config/resource.h"
+#include "config/store_cache.h"
 #include "core/util.h"
 
 /* Kubernetes refuses Secrets over 1 MiB; a bigger key file is a mistake, not a secret. */
@@ -158,6 +159,8 @@ static void store_stream_free(struct ystream *s)
 void store_contents_free(struct store_contents *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
+		if (c->v[i].borrowed)
+			continue;
 		res_free(&c->v[i].res);
 		free(c->v[i].path);
 	}
@@ -182,10 +185,10 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		e = store_find(c, r.kind, r.namespace, r.name);
 		bool added = !e;
 
-		if (e) {
+		if (e && !e->borrowed) {
 			res_free(&e->res);
 			free(e->path);
-		} else {
+		} else if (!e) {
 			e = store_new_entry(c);
 		}
 		e->res = r;
@@ -194,6 +197,7 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		e->doc = i;
 		e->mtime = 0;
 		e->in_secret_dir = false;
+		e->borrowed = false;
 		/* store_find looks only at the index: an added object must be in it too. */
 		if (added)
 			store_index_add(c, (size_t)(e - c->v));
@@ -293,14 +297,17 @@ struct store_loader {
 	struct store_contents *out;
 	const char *default_ns;
 	struct diags *d;
+	struct store_cache *cache;  /* store_load_cached: streams are dropped after decoding */
+	bool drop_streams;
 	struct { dev_t dev; ino_t ino; } stack[STORE_MAX_DEPTH];
 	int depth;
 };
 
 /* Adds a decoded resource unless the same kind/namespace/name is already there. Takes
- * ownership of r either way. */
-static void store_add(struct store_loader *l, struct resource *r, const char *path,
-                      struct ystream *s, size_t doc, time_t mtime, bool secret_dir)
+ * ownership of r either way, unless borrowed (r and path then belong to a store_cache). */
+static void store_add(struct store_loader *l, const struct resource *r, const char *path,
+                      struct ystream *s, size_t doc, time_t mtime, bool secret_dir,
+                      bool borrowed)
 {
 	struct store_entry *prev = store_find(l->out, r->kind, r->namespace, r->name);
 	struct store_entry *e;
@@ -308,12 +315,14 @@ static void store_add(struct store_loader *l, struct resource *r, const char *pa
 	if (prev) {
 		diag_err(l->d, r->file, r->line, 0, "%s: already defined at %s:%d",
 		         res_describe(r), prev->res.file, prev->res.line);
-		res_free(r);
+		if (!borrowed)
+			res_free((struct resource *)r);
 		return;
 	}
 	e = store_new_entry(l->out);
 	e->res = *r;
-	e->path = xstrdup(path);
+	e->borrowed = borrowed;
+	e->path = borrowed ? (char *)path : xstrdup(path);
 	e->stream = s;
 	e->doc = doc;
 	e->mtime = mtime;
@@ -337,8 +346,59 @@ static void store_load_file(struct store_loader *l, const char *path, time_t mti
 			continue;
 		if (res_decode(s, &s->docs[i], l->default_ns, &r, l->d) < 0)
 			continue;
-		store_add(l, &r, path, s, i, mtime, false);
+		store_add(l, &r, path, s, i, mtime, false, false);
 	}
+}
+
+/* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
+ * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache. */
+static void store_load_file_cached(struct store_loader *l, const char *path,
+                                   const struct stat *st)
+{
+	const struct resource *kept;
+	const char *cpath;
+	struct ystream s;
+	struct diags fd = DIAGS_INIT;
+	struct resource *v;
+	size_t n = 0;
+	bool secret = false;
+
+	if (l->cache && store_cache_get(l->cache, path, st, &kept, &n, &cpath)) {
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
+		return;
+	}
+	memset(&s, 0, sizeof(s));
+	if (ydoc_parse_file(path, &s, &fd) < 0) {
+		diags_merge(l->d, &fd);
+		diags_free(&fd);
+		if (l->cache)
+			store_cache_note_parsed(l->cache);
+		return;
+	}
+	v = xcalloc(s.ndocs + 1, sizeof(*v));
+	for (size_t i = 0; i < s.ndocs; i++) {
+		if (!s.docs[i].root || res_decode(&s, &s.docs[i], l->default_ns, &v[n], &fd) < 0)
+			continue;
+		v[n].node = NULL;
+		secret |= v[n].kind == RES_SECRET;
+		n++;
+	}
+	store_cleanse_stream(&s);
+	ystream_free(&s);
+	if (l->cache && fd.n == 0 && !secret) {
+		cpath = store_cache_put(l->cache, path, st, v, n, &kept);
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
+	} else {
+		if (l->cache)
+			store_cache_note_parsed(l->cache);
+		diags_merge(l->d, &fd);
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &v[i], path, NULL, i, st->st_mtime, false, false);
+	}
+	diags_free(&fd);
+	free(v);
 }
 
 static bool store_config_name(const char *name)
@@ -382,7 +442,10 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 				l->depth--;
 			}
 		} else if (S_ISREG(st.st_mode) && store_config_name(names[i])) {
-			store_load_file(l, path, st.st_mtime);
+			if (l->drop_streams)
+				store_load_file_cached(l, path, &st);
+			else
+				store_load_file(l, path, st.st_mtime);
 		}
 		free(path);
 	}
@@ -632,8 +695,14 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
 	OPENSSL_cleanse(yaml, cap);
 	free(yaml);
 	if (rc == 0) {
-		store_keep_stream(l->out, s);
 		rc = s->ndocs == 1 ? res_decode(s, &s->docs[0], ns, &r, &tmp) : -1;
+		if (l->drop_streams) {
+			store_stream_free(s);
+			s = NULL;
+			r.node = NULL;
+		} else {
+			store_keep_stream(l->out, s);
+		}
 	} else {
 		free(s);
 	}
@@ -642,7 +711,7 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
 	for (size_t i = 0; i < tmp.n; i++)
 		diag_add(l->d, tmp.v[i].level, dir, 0, 0, "%s", tmp.v[i].msg);
 	if (rc == 0)
-		store_add(l, &r, dir, s, 0, store_secret_mtime(dir), true);
+		store_add(l, &r, dir, s, 0, store_secret_mtime(dir), true, false);
 	else if (!diags_has_errors(&tmp))
 		diag_err(l->d, dir, 0, 0, "cannot read this secret directory");
 	diags_free(&tmp);
@@ -683,8 +752,8 @@ static void store_load_secrets(struct store_loader *l, const char *sdir)
 	store_free_names(nss, nns);
 }
 
-int store_load(const char *root, const char *default_ns, struct store_contents *out,
-               struct diags *d)
+static int store_load_with(const char *root, const char *default_ns, struct store_cache *cache,
+                           bool drop_streams, struct store_contents *out, struct diags *d)
 {
 	struct store_loader l;
 	struct diags mine = DIAGS_INIT;
@@ -698,6 +767,10 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
 	l.out = out;
 	l.default_ns = default_ns;
 	l.d = &mine;
+	l.cache = cache;
+	l.drop_streams = drop_streams;
+	if (cache)
+		store_cache_begin(cache);
 	if (stat(cdir, &st) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			l.stack[0].dev = st.st_dev;
@@ -711,12 +784,26 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
 		diag_err(&mine, cdir, 0, 0, "%s", strerror(errno));
 	}
 	store_load_secrets(&l, sdir);
+	if (cache)
+		store_cache_end(cache);
 	ret = diags_has_errors(&mine) ? -1 : 0;
 	diags_merge(d, &mine);
 	diags_free(&mine);
 	free(sdir);
 	free(cdir);
 	return ret;
+}
+
+int store_load(const char *root, const char *default_ns, struct store_contents *out,
+               struct diags *d)
+{
+	return store_load_with(root, default_ns, NULL, false, out, d);
+}
+
+int store_load_cached(const char *root, const char *default_ns, struct store_cache *cache,
+                      struct store_contents *out, struct diags *d)
+{
+	return store_load_with(root, default_ns, cache, true, out, d);
 }
 
 /* ---- paths ---- */

@@ -479,7 +479,6 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	snap_addrs(&b);
 	snap_l4_link(&b);
 	snap_authz(&b);
-	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
 	return s;
@@ -553,6 +552,5 @@ void snap_unref(struct snap *s)
 	free(s->addrs);
 	l4_table_free(s->mesh_l4);
 	authz_free(s->authz);
-	free(s->config_dump);
 	free(s);
 }

@@ -845,8 +845,19 @@ void snap_clusters(struct snap_b *b)
 	qsort(b->bc, b->nbc, sizeof(*b->bc), snap_bc_cmp);
 	s->clusters = xcalloc(b->nbc + 1, sizeof(*s->clusters));
 	for (size_t i = 0; i < b->nbc; i++) {
-		s->clusters[i] = b->bc[i].c;
-		s->clusters[i]->index = i;
+		struct snap_bcluster *bc = &b->bc[i];
+		struct cluster *c = bc->c;
+
+		s->clusters[i] = c;
+		c->index = i;
+		/* config_dump is rendered from the snapshot when asked for (10,000 hosts: 21 MB
+		 * of JSON no longer held by every snapshot), so the sources move into it. */
+		c->src_se = bc->se;
+		c->src_dr = bc->dr;
+		c->src_ca = bc->ca_src;
+		c->src_cert = bc->cert_src;
+		c->src_crl = bc->crl_src;
+		bc->se = bc->dr = bc->ca_src = bc->cert_src = bc->crl_src = NULL;
 	}
 	s->nclusters = b->nbc;
 	for (size_t i = 0; i < s->nlisteners; i++)

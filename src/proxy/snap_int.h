@@ -216,6 +216,5 @@ void snap_cred_want(struct snap_b *b);
 void snap_bcluster_fini(struct snap_bcluster *bc);
 
 /* ---- snap_json.c ---- */
-char *snap_dump(const struct snap_b *b);
 
 #endif

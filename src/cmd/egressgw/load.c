@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config/store.h"
+#include "config/store_cache.h"
 #include "core/util.h"
 #include "secrets/secret.h"
 
@@ -25,12 +26,18 @@ static uint64_t load_now_ms(void)
 void gw_load_build(struct gw_load *l)
 {
 	struct store_contents c = STORE_CONTENTS_INIT;
+	struct store_cache_stats cs;
 	uint64_t t0 = load_now_ms(), t1, t2;
 	int rc;
 
 	memset(&l->diags, 0, sizeof(l->diags));
 	l->snap = NULL;
-	rc = store_load(l->root, l->default_ns, &c, &l->diags);
+	if (!l->cache)
+		l->cache = store_cache_new();
+	/* Streams are dropped as each file is decoded, so the build never holds the YAML of
+	 * the whole store (10,000 hosts: 30,000 streams), and unchanged files are not read. */
+	rc = store_load_cached(l->root, l->default_ns, l->cache, &c, &l->diags);
+	store_cache_stats(l->cache, &cs);
 	t1 = load_now_ms();
 	pthread_mutex_lock(l->secrets_mu);
 	/* A Secret directory that cannot be read does not stop the rest of the
@@ -44,7 +51,9 @@ void gw_load_build(struct gw_load *l)
 	pthread_mutex_unlock(l->secrets_mu);
 	t2 = load_now_ms();
 	l->stats.resources = c.n;
-	l->stats.files = c.nstreams;
+	l->stats.files = cs.files;
+	l->stats.parsed = cs.parsed;
+	l->stats.reused = cs.reused;
 	store_contents_free(&c);
 	/* The streams of a large store were most of the memory in use during the build, in
 	 * blocks too small for glibc to give back on its own (10,000 hosts: 250 -> 73 MB). */
@@ -118,4 +127,6 @@ void gw_load_fini(struct gw_load *l)
 	if (l->efd >= 0)
 		close(l->efd);
 	l->efd = -1;
+	store_cache_free(l->cache);
+	l->cache = NULL;
 }

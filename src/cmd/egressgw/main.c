@@ -498,9 +498,10 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 static void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
 {
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
-	         "from %zu resource(s) in %zu file(s); read %llu ms, compile %llu ms, free %llu ms",
+	         "from %zu resource(s) in %zu file(s) (%zu parsed, %zu unchanged); read %llu ms, "
+	         "compile %llu ms, free %llu ms",
 	         (unsigned long long)s->version, s->nlisteners, s->nclusters, st->resources,
-	         st->files, (unsigned long long)st->read_ms, (unsigned long long)st->compile_ms,
+	         st->files, st->parsed, st->reused, (unsigned long long)st->read_ms, (unsigned long long)st->compile_ms,
 	         (unsigned long long)st->free_ms);
 }
 
@@ -943,8 +944,10 @@ static int admin_handle(void *arg, const char *method, const char *path, struct 
 	}
 	if (qlen == 12 && strncmp(path, "/config_dump", 12) == 0) {
 		*ctype = "application/json";
-		sbuf_adds(body, g->snap && g->snap->config_dump ? g->snap->config_dump : "{}");
-		sbuf_addc(body, '\n');
+		if (g->snap)
+			snap_config_dump(g->snap, body);
+		else
+			sbuf_adds(body, "{}\n");
 		return 200;
 	}
 	if (qlen == 6 && strncmp(path, "/certs", 6) == 0) {
