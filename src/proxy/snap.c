@@ -406,6 +406,7 @@ static void snap_b_fini(struct snap_b *b)
 		tls_ctx_unref(b->ctxs[i].ctx);
 	}
 	free(b->ctxs);
+	snap_map_fini(&b->ctx_idx);
 	if (b->own_secrets)
 		secret_cache_free(b->secrets);
 }

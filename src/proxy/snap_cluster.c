@@ -501,16 +501,21 @@ static struct tls_ctx *snap_client_ctx(struct snap_b *b, const char *key,
                                        const struct tls_client_params *cp, struct sbuf *err)
 {
 	struct snap_ctxent *e;
+	size_t i = snap_map_get(&b->ctx_idx, key);
 
-	for (size_t i = 0; i < b->nctxs; i++)
-		if (strcmp(b->ctxs[i].key, key) == 0) {
-			if (!b->ctxs[i].ctx)
-				sbuf_adds(err, b->ctxs[i].err);
-			return b->ctxs[i].ctx ? tls_ctx_ref(b->ctxs[i].ctx) : NULL;
-		}
-	b->ctxs = xrealloc(b->ctxs, (b->nctxs + 1) * sizeof(*b->ctxs));
-	e = &b->ctxs[b->nctxs++];
+	/* Hashed: a snapshot of 10,000 clusters may have as many distinct contexts. */
+	if (i != SIZE_MAX) {
+		if (!b->ctxs[i].ctx)
+			sbuf_adds(err, b->ctxs[i].err);
+		return b->ctxs[i].ctx ? tls_ctx_ref(b->ctxs[i].ctx) : NULL;
+	}
+	if (b->nctxs == b->ctxs_cap) {
+		b->ctxs_cap = b->ctxs_cap ? b->ctxs_cap * 2 : 16;
+		b->ctxs = xrealloc(b->ctxs, b->ctxs_cap * sizeof(*b->ctxs));
+	}
+	e = &b->ctxs[b->nctxs];
 	e->key = xstrdup(key);
+	snap_map_put(&b->ctx_idx, e->key, b->nctxs++);
 	e->err = NULL;
 	e->ctx = secret_cache_ctx_get(b->secrets, key);
 	if (!e->ctx) {

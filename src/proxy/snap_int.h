@@ -122,7 +122,8 @@ struct snap_b {
 	size_t nbc;
 
 	struct snap_ctxent *ctxs;
-	size_t nctxs;
+	size_t nctxs, ctxs_cap;
+	struct snap_map ctx_idx;     /* key -> index in ctxs */
 
 	/* p->secrets, or a cache made for this build (own_secrets). */
 	struct secret_cache *secrets;
