@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -114,6 +115,43 @@ void gw_load_finish(struct gw_load *l)
 	l->running = false;
 	while (read(l->efd, &v, sizeof(v)) < 0 && errno == EINTR)
 		;
+}
+
+static atomic_uint release_running;
+
+static void *release_main(void *arg)
+{
+	snap_unref(arg);
+	atomic_fetch_sub(&release_running, 1);
+	return NULL;
+}
+
+void gw_snap_release(struct snap *s)
+{
+	pthread_attr_t a;
+	pthread_t t;
+	int err;
+
+	if (!s)
+		return;
+	atomic_fetch_add(&release_running, 1);
+	if (pthread_attr_init(&a) != 0) {
+		release_main(s);
+		return;
+	}
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	err = pthread_create(&t, &a, release_main, s);
+	pthread_attr_destroy(&a);
+	if (err)
+		release_main(s);
+}
+
+void gw_snap_release_wait(void)
+{
+	struct timespec tick = { 0, 1000 * 1000 };
+
+	while (atomic_load(&release_running))
+		nanosleep(&tick, NULL);
 }
 
 void gw_load_fini(struct gw_load *l)

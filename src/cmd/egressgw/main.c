@@ -48,6 +48,8 @@
 #include <unistd.h>
 
 #define RELOAD_DEBOUNCE_MS 100
+/* DNS jobs restarted per millisecond after a reload (dns_jobs_start). */
+#define DNS_RESTART_BATCH  256
 #define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
 /* OpenSSL's secure heap for private keys: a power of two, within the usual 8 MiB
  * RLIMIT_MEMLOCK; room for about a thousand RSA-2048 credentials (a buddy allocator:
@@ -227,6 +229,11 @@ struct gw {
 	struct loop_io load_io;
 	pthread_mutex_t secrets_mu;     /* the secret cache: builds and /certs */
 	bool reload_pending;
+	/* The inotify watch set must be walked again: a directory appeared, moved or went,
+	 * a kubelet "..data" link was swapped, the queue overflowed, or SIGHUP. Other
+	 * changes (files) leave it as it is: walking a store of 30,000 files on the main
+	 * thread for every change held /ready for up to 125 ms. */
+	bool watch_dirty;
 	struct envoy_admin ea;          /* Envoy's admin endpoints (envoy_admin.c) */
 };
 
@@ -455,7 +462,7 @@ static void dns_jobs_stop(struct gw *g)
  * its namesake had in the previous snapshot so that a reload never empties a cluster. */
 static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 {
-	size_t n = 0;
+	size_t n = 0, nseeded = 0;
 
 	for (size_t i = 0; i < s->nclusters; i++)
 		if (s->clusters[i]->discovery == CLUSTER_DNS ||
@@ -472,6 +479,8 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 
 		if (cl->discovery != CLUSTER_DNS && cl->discovery != CLUSTER_DNS_ROUND_ROBIN)
 			continue;
+		bool seeded = false;
+
 		if (old) {
 			struct cluster *oc = snap_cluster_find(old, cl->name);
 			struct cluster_eps *oe = oc ? atomic_load(&oc->eps) : NULL;
@@ -482,6 +491,7 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 				memcpy(copy->v, oe->v, oe->n * sizeof(oe->v[0]));
 				copy->total_weight = oe->total_weight;
 				atomic_store(&cl->eps, copy);
+				seeded = true;
 			}
 		}
 		j = &g->jobs[g->njobs++];
@@ -489,7 +499,14 @@ static void dns_jobs_start(struct gw *g, struct snap *s, struct snap *old)
 		j->snap = s;
 		j->cl = cl;
 		loop_timer_init(&j->timer, dns_on_timer);
-		dns_job_start(j);
+		/* A cluster its namesake's endpoints serve meanwhile is resolved again soon,
+		 * DNS_RESTART_BATCH per millisecond, so that a reload of 10,000 clusters does
+		 * not hold the main thread (and /ready) for the whole round at once. A new
+		 * cluster is resolved now: it has nothing to serve with. */
+		if (seeded)
+			loop_timer_arm(g->loop, &j->timer, 1 + nseeded++ / DNS_RESTART_BATCH);
+		else
+			dns_job_start(j);
 	}
 }
 
@@ -594,8 +611,7 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 	hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);
 	gw_log_applied(s, st);
-	if (old)
-		snap_unref(old);
+	gw_snap_release(old);
 }
 
 /* SIGHUP: the store read again now, as if it had changed. */
@@ -607,6 +623,7 @@ static void gw_reload_now(void *arg)
 
 	/* The same path as a change the watcher saw, without the debounce: the build runs on
 	 * the load thread (or waits for the one running). */
+	g->watch_dirty = true;
 	loop_timer_arm(g->loop, &g->reload_timer, 0);
 }
 
@@ -682,14 +699,39 @@ out:
 	free(sec);
 }
 
+/* Whether e may have changed the set of directories to watch: a directory's event, a
+ * kubelet "..data" swap, an overflow, or a name created or moved in that is neither a
+ * config file nor egressctl's temporary file (it may be a symlink to a directory). */
+static bool watch_event_dirty(const struct inotify_event *e)
+{
+	if (e->mask & (IN_ISDIR | IN_IGNORED | IN_DELETE_SELF | IN_Q_OVERFLOW))
+		return true;
+	if (!e->len)
+		return false;
+	if (strncmp(e->name, "..", 2) == 0)
+		return true;
+	if (!(e->mask & (IN_CREATE | IN_MOVED_TO)))
+		return false;
+	return !str_has_suffix(e->name, ".yaml") && !str_has_suffix(e->name, ".yml") &&
+	       !str_has_suffix(e->name, ".json") && !strstr(e->name, ".tmp.");
+}
+
 static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
-	char buf[8192];
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
 
 	(void)ev;
-	while (read(g->inotify_fd, buf, sizeof(buf)) > 0)
-		;
+	while ((n = read(g->inotify_fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			const struct inotify_event *e = (const struct inotify_event *)(buf + off);
+
+			if (watch_event_dirty(e))
+				g->watch_dirty = true;
+			off += (ssize_t)(sizeof(*e) + e->len);
+		}
+	}
 	/* Debounce: egressctl and the kubelet change several files per update. */
 	loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
 }
@@ -707,7 +749,10 @@ static void on_reload_timer(struct loop *loop, struct loop_timer *t)
 		loop_timer_arm(loop, t, RELOAD_RETRY_MS);
 		return;
 	}
-	watch_rebuild(g);
+	if (g->watch_dirty || g->inotify_fd < 0) {
+		g->watch_dirty = false;
+		watch_rebuild(g);
+	}
 	if (g->load.running) {
 		g->reload_pending = true;
 		return;
@@ -1546,6 +1591,7 @@ int main(int argc, char **argv)
 	retire_collect(&g, true);
 	if (g.snap)
 		snap_unref(g.snap);
+	gw_snap_release_wait();
 	secret_cache_free(g.params.secrets);
 	if (g.inotify_fd >= 0) {
 		loop_io_del(g.loop, &g.inotify_io);
