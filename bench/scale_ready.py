@@ -10,7 +10,7 @@ system, which a loaded machine does not stretch) and RSS (VmRSS) are the process
 moment. With --reload, one DestinationRule (the first host's) is then replaced as
 egressctl replaces a file (a new file renamed over it) and "reload_s=... rss_after_kb=..."
 follow: seconds from the rename to the gateway's "configuration version 2 applied" line
-(logged once every worker serves it), and the RSS then. Used by bench/s6.sh and by
+(logged once every worker serves it), and the RSS one second later. Used by bench/s6.sh and by
 tests/integration/test_scale.py.
 """
 import argparse
@@ -144,7 +144,9 @@ def reload_one(proc, store, errlog, timeout=120.0):
         if proc.poll() is not None or time.monotonic() - t0 > timeout:
             raise RuntimeError("no reload")
         time.sleep(0.002)
-    return f"reload_s={time.monotonic() - t0:.3f} rss_after_kb={rss_kb(proc.pid)}"
+    t = time.monotonic() - t0
+    time.sleep(1.0)   # the replaced snapshot is freed (and trimmed) just after
+    return f"reload_s={t:.3f} rss_after_kb={rss_kb(proc.pid)}"
 
 
 if __name__ == "__main__":

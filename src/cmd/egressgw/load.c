@@ -122,6 +122,9 @@ static atomic_uint release_running;
 static void *release_main(void *arg)
 {
 	snap_unref(arg);
+	/* The build's own malloc_trim ran while this snapshot was still in use: without this
+	 * one its pages stayed resident (10,000 hosts: 85 MB at start, 124 after a reload). */
+	malloc_trim(0);
 	atomic_fetch_sub(&release_running, 1);
 	return NULL;
 }
