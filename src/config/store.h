@@ -84,6 +84,14 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
                struct diags *d);
 void store_contents_free(struct store_contents *c);
 
+/* store_load of only what may be named one of names[0..nnames) (for egressctl apply of a
+ * few objects into a large store): a config file whose text does not contain one of the
+ * names (and has no backslash, which could escape one) is read but not parsed, and only
+ * the Secret directories of those names are read. Its diagnostics are those of the files
+ * parsed. */
+int store_load_named(const char *root, const char *default_ns, const char *const *names,
+                     size_t nnames, struct store_contents *out, struct diags *d);
+
 struct store_cache;
 /* store_load for a reader that keeps only decoded resources (egressgw): every stream is
  * cleansed and freed as soon as its documents are decoded (entries have stream and
