@@ -61,6 +61,8 @@ static const char usage[] =
 "Options:\n"
 "  --role ROLE              gateway (terminates mesh mTLS, originates TLS) or sidecar\n"
 "  --store DIR              the store (default: $EGRESSGW_STORE, else ./egressgw-store)\n"
+"                           watched: a change reloads it, reading only the files\n"
+"                           that changed (the log's summary line counts them)\n"
 "  --namespace NS           the proxy's namespace (default istio-system for a gateway,\n"
 "                           default for a sidecar); credentialName Secrets are read here\n"
 "  --labels K=V[,K=V...]    the proxy's labels; Gateways and AuthorizationPolicies whose\n"
