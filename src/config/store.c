@@ -380,8 +380,27 @@ static void store_load_file(struct store_loader *l, const char *path, time_t mti
 	}
 }
 
+/* Whether a file's times are too recent to know it by them: the kernel stamps files with a
+ * coarse clock (a few ms), so a same-size rewrite in place within one tick of the write
+ * that was read would keep its identity (git's "racily clean" index entries). Such a file
+ * is read again at each load until it is older than this. */
+#define STORE_CACHE_SETTLE_NS (50 * 1000000LL)
+
+static bool store_recent(const struct stat *st)
+{
+	struct timespec now;
+	long long n, m, c;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+	m = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+	c = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+	return n - m < STORE_CACHE_SETTLE_NS || n - c < STORE_CACHE_SETTLE_NS;
+}
+
 /* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
- * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache. */
+ * file that decoded cleanly (no diagnostic, no Secret) and was not written just now is
+ * kept in the cache. */
 static void store_load_file_cached(struct store_loader *l, const char *path,
                                    const struct stat *st)
 {
@@ -416,7 +435,7 @@ static void store_load_file_cached(struct store_loader *l, const char *path,
 	}
 	store_cleanse_stream(&s);
 	ystream_free(&s);
-	if (l->cache && fd.n == 0 && !secret) {
+	if (l->cache && fd.n == 0 && !secret && !store_recent(st)) {
 		cpath = store_cache_put(l->cache, path, st, v, n, &kept);
 		for (size_t i = 0; i < n; i++)
 			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);

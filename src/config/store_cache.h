@@ -8,7 +8,9 @@
  * resources, decoded once, are handed out again (borrowed: store_contents_free leaves
  * them). Only files that decoded with no diagnostic at all and hold no Secret are kept, so
  * every reload repeats the errors and warnings of the files that have some, and no key
- * material stays in the cache between builds.
+ * material stays in the cache between builds; nor are files written in the last 50 ms
+ * (the kernel's file times are coarse: a same-size rewrite in place within one tick
+ * would look unchanged), which are read again until they are older.
  *
  * One thread uses a cache at a time (egressgw's load thread; the first build before it). */
 #ifndef EGRESS_CONFIG_STORE_CACHE_H

@@ -417,6 +417,7 @@ static void unchanged_files_are_not_parsed_again(void **state)
 	put(root, "config/a.yaml", SE("a"));
 	put(root, "config/b.yaml", SE("b"));
 	put(root, "config/bad.yaml", SE("w") "  exportTo: [\".\", \"*\"]\n  unknownField: 1\n");
+	usleep(60 * 1000);   /* files written in the last 50 ms are not cached */
 	store_load_cached(root, "default", cache, &c, &d);
 	store_cache_stats(cache, &st);
 	assert_int_equal(st.files, 3);
@@ -431,18 +432,24 @@ static void unchanged_files_are_not_parsed_again(void **state)
 	store_contents_free(&c);
 	diags_free(&d);
 
-	/* b replaced (a new file renamed over it), a unchanged, the broken one read again. */
+	/* b replaced (a new file renamed over it), a unchanged, the broken one read again;
+	 * b, written just now, is read again at the next load too, until it has settled. */
 	put(root, "config/b.yaml", SE("b2"));
-	store_load_cached(root, "default", cache, &c, &d);
-	store_cache_stats(cache, &st);
-	assert_int_equal(st.parsed, 2);
-	assert_int_equal(st.reused, 1);
-	assert_true(diags_has_errors(&d));
-	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "a"));
-	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b2"));
-	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b"));
-	store_contents_free(&c);
-	diags_free(&d);
+	for (int round = 0; round < 4; round++) {
+		if (round == 2)
+			usleep(60 * 1000);
+		store_load_cached(root, "default", cache, &c, &d);
+		store_cache_stats(cache, &st);
+		/* Rounds 0-2 parse b (recent, then settled and kept), round 3 reuses it. */
+		assert_int_equal(st.parsed, round < 3 ? 2 : 1);
+		assert_int_equal(st.reused, round < 3 ? 1 : 2);
+		assert_true(diags_has_errors(&d));
+		assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "a"));
+		assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b2"));
+		assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b"));
+		store_contents_free(&c);
+		diags_free(&d);
+	}
 
 	/* a removed: gone, not served from the cache. */
 	assert_int_equal(unlink(xasprintf_tmp(root, "config/a.yaml")), 0);
@@ -450,6 +457,7 @@ static void unchanged_files_are_not_parsed_again(void **state)
 	store_cache_stats(cache, &st);
 	assert_int_equal(st.files, 2);
 	assert_int_equal(st.reused, 1);
+	assert_int_equal(st.dropped, 1);
 	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "a"));
 	store_contents_free(&c);
 	diags_free(&d);
