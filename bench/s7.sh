@@ -99,7 +99,7 @@ s7_run() {
 		ratios+="- ${sys}: requests/s with the rules / without $(ratio "$(med_rps "s7/$sys")" "$(med_rps "s7/${sys%%-*}")"); CPU per request $(ratio "$(med CPU "s7/$sys")" "$(med CPU "s7/${sys%%-*}")")
 "
 	done
-	section 6 "## Scenario 7: access rules (1,000 allowed destinations), $WORKERS worker(s)
+	section 7 "## Scenario 7: access rules (1,000 allowed destinations), $WORKERS worker(s)
 
 Scenario 1's job and small response, each proxy without and with an allow-list of 1,000
 destinations, wrk asking for the last one (\`Host: $host\`), so that every request is

@@ -2,12 +2,16 @@
 """Starts egressgw on a store and reports how long it took to answer /ready and its RSS then.
 
     bench/scale_ready.py --egressgw build/egressgw --store S --hosts-file H --identity ID
-        [--workers 1] [--keep SECONDS] [--listen 127.0.0.1]
+        [--workers 1] [--keep SECONDS] [--listen 127.0.0.1] [--reload]
 
 Prints one line: "ready_s=0.123 cpu_s=0.11 rss_kb=45678 log_lines=12". Start-to-ready is
 measured from just before exec to the first 200 from /ready (polled every 2 ms); CPU (user +
 system, which a loaded machine does not stretch) and RSS (VmRSS) are the process's at that
-moment. Used by bench/s6.sh and by tests/integration/test_scale.py.
+moment. With --reload, one DestinationRule (the first host's) is then replaced as
+egressctl replaces a file (a new file renamed over it) and "reload_s=... rss_after_kb=..."
+follow: seconds from the rename to the gateway's "configuration version 2 applied" line
+(logged once every worker serves it), and the RSS one second later. Used by bench/s8.sh and by
+tests/integration/test_scale.py.
 """
 import argparse
 import os
@@ -95,21 +99,54 @@ def main():
     ap.add_argument("--listen", default="127.0.0.1")
     ap.add_argument("--errlog", default=None)
     ap.add_argument("--keep", type=float, default=0.0, help="seconds to keep it running after")
+    ap.add_argument("--reload", action="store_true", help="then time one DestinationRule change")
     a = ap.parse_args()
-    errlog = a.errlog or "/dev/null"
+    errlog = a.errlog or ("/tmp/scale_ready.%d.log" % os.getpid() if a.reload else "/dev/null")
     proc, port, t0 = start(a.egressgw, a.store, a.hosts_file, a.identity, a.workers, a.listen, errlog)
+    extra = ""
     try:
         t = wait_ready(proc, port, t0)
         rss = rss_kb(proc.pid)
         cpu = cpu_s(proc.pid)
+        if a.reload:
+            extra = " " + reload_one(proc, a.store, errlog)
         if a.keep:
             time.sleep(a.keep)
     finally:
         proc.terminate()
         proc.wait(30)
     lines = sum(1 for _ in open(errlog)) if a.errlog else -1
-    print(f"ready_s={t:.3f} cpu_s={cpu:.2f} rss_kb={rss} log_lines={lines}")
+    if a.reload and not a.errlog:
+        os.unlink(errlog)
+    print(f"ready_s={t:.3f} cpu_s={cpu:.2f} rss_kb={rss} log_lines={lines}{extra}")
     return 0
+
+
+def reload_one(proc, store, errlog, timeout=120.0):
+    """Replaces the first host's DestinationRule; 'reload_s=... rss_after_kb=...'."""
+    while "DNS cluster(s) resolved" not in open(errlog).read():
+        if proc.poll() is not None:
+            raise RuntimeError("egressgw exited")
+        time.sleep(0.01)
+    dr = os.path.join(store, "config", "default", "destinationrules", "svc000000.yaml")
+    with open(dr) as f:
+        text = f.read()
+    if "subjectAltNames" in text:
+        text = text.replace("\n        subjectAltNames: [svc000000.example.com]", "")
+    else:
+        text = text.replace("mode: SIMPLE", "mode: SIMPLE\n        "
+                            "subjectAltNames: [svc000000.example.com]")
+    with open(dr + ".tmp", "w") as f:
+        f.write(text)
+    t0 = time.monotonic()
+    os.rename(dr + ".tmp", dr)
+    while "configuration version 2 applied" not in open(errlog).read():
+        if proc.poll() is not None or time.monotonic() - t0 > timeout:
+            raise RuntimeError("no reload")
+        time.sleep(0.002)
+    t = time.monotonic() - t0
+    time.sleep(1.0)   # the replaced snapshot is freed (and trimmed) just after
+    return f"reload_s={t:.3f} rss_after_kb={rss_kb(proc.pid)}"
 
 
 if __name__ == "__main__":

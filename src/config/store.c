@@ -15,6 +15,8 @@
 #include <openssl/evp.h>
 
 #include "config/resource.h"
+#include "config/store_cache.h"
+#include "config/store_int.h"
 #include "core/util.h"
 
 /* Kubernetes refuses Secrets over 1 MiB; a bigger key file is a mistake, not a secret. */
@@ -158,6 +160,8 @@ static void store_stream_free(struct ystream *s)
 void store_contents_free(struct store_contents *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
+		if (c->v[i].borrowed)
+			continue;
 		res_free(&c->v[i].res);
 		free(c->v[i].path);
 	}
@@ -182,10 +186,10 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		e = store_find(c, r.kind, r.namespace, r.name);
 		bool added = !e;
 
-		if (e) {
+		if (e && !e->borrowed) {
 			res_free(&e->res);
 			free(e->path);
-		} else {
+		} else if (!e) {
 			e = store_new_entry(c);
 		}
 		e->res = r;
@@ -194,6 +198,7 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 		e->doc = i;
 		e->mtime = 0;
 		e->in_secret_dir = false;
+		e->borrowed = false;
 		/* store_find looks only at the index: an added object must be in it too. */
 		if (added)
 			store_index_add(c, (size_t)(e - c->v));
@@ -207,7 +212,7 @@ static int store_cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void store_free_names(char **names, size_t n)
+void store_free_names(char **names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
@@ -217,7 +222,7 @@ static void store_free_names(char **names, size_t n)
 /* The names in dir, sorted, without ".", and without anything starting with ".." (the
  * kubelet's "..data" and timestamped directories, our own temporaries). Returns 0, or -1
  * with errno set. */
-static int store_list(const char *dir, char ***out, size_t *nout)
+int store_list(const char *dir, char ***out, size_t *nout)
 {
 	DIR *dp = opendir(dir);
 	struct dirent *de;
@@ -251,13 +256,13 @@ static int store_list(const char *dir, char ***out, size_t *nout)
 	return 0;
 }
 
-static char *store_join(const char *a, const char *b)
+char *store_join(const char *a, const char *b)
 {
 	return xasprintf("%s/%s", a, b);
 }
 
 /* rm -r for directories the store made (plain files, symlinks, subdirectories). */
-static int store_rm_tree(const char *path)
+int store_rm_tree(const char *path)
 {
 	struct stat st;
 	DIR *dp;
@@ -293,14 +298,19 @@ struct store_loader {
 	struct store_contents *out;
 	const char *default_ns;
 	struct diags *d;
+	struct store_cache *cache;  /* store_load_cached: streams are dropped after decoding */
+	bool drop_streams;
+	const char *const *only;    /* store_load_named: the names looked for, or NULL */
+	size_t nonly;
 	struct { dev_t dev; ino_t ino; } stack[STORE_MAX_DEPTH];
 	int depth;
 };
 
 /* Adds a decoded resource unless the same kind/namespace/name is already there. Takes
- * ownership of r either way. */
-static void store_add(struct store_loader *l, struct resource *r, const char *path,
-                      struct ystream *s, size_t doc, time_t mtime, bool secret_dir)
+ * ownership of r either way, unless borrowed (r and path then belong to a store_cache). */
+static void store_add(struct store_loader *l, const struct resource *r, const char *path,
+                      struct ystream *s, size_t doc, time_t mtime, bool secret_dir,
+                      bool borrowed)
 {
 	struct store_entry *prev = store_find(l->out, r->kind, r->namespace, r->name);
 	struct store_entry *e;
@@ -308,12 +318,14 @@ static void store_add(struct store_loader *l, struct resource *r, const char *pa
 	if (prev) {
 		diag_err(l->d, r->file, r->line, 0, "%s: already defined at %s:%d",
 		         res_describe(r), prev->res.file, prev->res.line);
-		res_free(r);
+		if (!borrowed)
+			res_free((struct resource *)r);
 		return;
 	}
 	e = store_new_entry(l->out);
 	e->res = *r;
-	e->path = xstrdup(path);
+	e->borrowed = borrowed;
+	e->path = borrowed ? (char *)path : xstrdup(path);
 	e->stream = s;
 	e->doc = doc;
 	e->mtime = mtime;
@@ -321,11 +333,39 @@ static void store_add(struct store_loader *l, struct resource *r, const char *pa
 	store_index_add(l->out, (size_t)(e - l->out->v));
 }
 
+/* store_load_named: whether text may define a resource named one of l->only. A name is
+ * a DNS-1123 name, so the document spells it out, unless an escape (a backslash, in a
+ * double-quoted YAML or JSON string) writes it otherwise: such files are read. */
+static bool store_text_may_name(const struct store_loader *l, const char *text, size_t len)
+{
+	if (memchr(text, '\\', len))
+		return true;
+	for (size_t i = 0; i < l->nonly; i++)
+		if (memmem(text, len, l->only[i], strlen(l->only[i])))
+			return true;
+	return false;
+}
+
 static void store_load_file(struct store_loader *l, const char *path, time_t mtime)
 {
 	struct ystream *s = xcalloc(1, sizeof(*s));
+	int rc;
 
-	if (ydoc_parse_file(path, s, l->d) < 0) {
+	if (l->only) {
+		char *buf;
+		size_t len;
+
+		if (file_read_all(path, &buf, &len) < 0) {
+			diag_err(l->d, path, 0, 0, "cannot read %s: %s", path, strerror(errno));
+			free(s);
+			return;
+		}
+		rc = store_text_may_name(l, buf, len) ? ydoc_parse(path, buf, len, s, l->d) : 1;
+		free(buf);
+	} else {
+		rc = ydoc_parse_file(path, s, l->d);
+	}
+	if (rc != 0) {
 		free(s);
 		return;
 	}
@@ -337,8 +377,78 @@ static void store_load_file(struct store_loader *l, const char *path, time_t mti
 			continue;
 		if (res_decode(s, &s->docs[i], l->default_ns, &r, l->d) < 0)
 			continue;
-		store_add(l, &r, path, s, i, mtime, false);
+		store_add(l, &r, path, s, i, mtime, false, false);
 	}
+}
+
+/* Whether a file's times are too recent to know it by them: the kernel stamps files with a
+ * coarse clock (a few ms), so a same-size rewrite in place within one tick of the write
+ * that was read would keep its identity (git's "racily clean" index entries). Such a file
+ * is read again at each load until it is older than this. */
+#define STORE_CACHE_SETTLE_NS (50 * 1000000LL)
+
+static bool store_recent(const struct stat *st)
+{
+	struct timespec now;
+	long long n, m, c;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	n = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+	m = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+	c = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+	return n - m < STORE_CACHE_SETTLE_NS || n - c < STORE_CACHE_SETTLE_NS;
+}
+
+/* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
+ * file that decoded cleanly (no diagnostic, no Secret) and was not written just now is
+ * kept in the cache. */
+static void store_load_file_cached(struct store_loader *l, const char *path,
+                                   const struct stat *st)
+{
+	const struct resource *kept;
+	const char *cpath;
+	struct ystream s;
+	struct diags fd = DIAGS_INIT;
+	struct resource *v;
+	size_t n = 0;
+	bool secret = false;
+
+	if (l->cache && store_cache_get(l->cache, path, st, &kept, &n, &cpath)) {
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
+		return;
+	}
+	memset(&s, 0, sizeof(s));
+	if (ydoc_parse_file(path, &s, &fd) < 0) {
+		diags_merge(l->d, &fd);
+		diags_free(&fd);
+		if (l->cache)
+			store_cache_note_parsed(l->cache);
+		return;
+	}
+	v = xcalloc(s.ndocs + 1, sizeof(*v));
+	for (size_t i = 0; i < s.ndocs; i++) {
+		if (!s.docs[i].root || res_decode(&s, &s.docs[i], l->default_ns, &v[n], &fd) < 0)
+			continue;
+		v[n].node = NULL;
+		secret |= v[n].kind == RES_SECRET;
+		n++;
+	}
+	store_cleanse_stream(&s);
+	ystream_free(&s);
+	if (l->cache && fd.n == 0 && !secret && !store_recent(st)) {
+		cpath = store_cache_put(l->cache, path, st, v, n, &kept);
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
+	} else {
+		if (l->cache)
+			store_cache_note_parsed(l->cache);
+		diags_merge(l->d, &fd);
+		for (size_t i = 0; i < n; i++)
+			store_add(l, &v[i], path, NULL, i, st->st_mtime, false, false);
+	}
+	diags_free(&fd);
+	free(v);
 }
 
 static bool store_config_name(const char *name)
@@ -351,17 +461,21 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 {
 	char **names;
 	size_t n;
+	int dfd;
 
 	if (store_list(dir, &names, &n) < 0) {
 		diag_err(l->d, dir, 0, 0, "cannot read directory: %s", strerror(errno));
 		return;
 	}
+	/* Names are stat()ed relative to the directory: a reload that finds every file
+	 * unchanged is mostly these 30,000 calls, and a whole path walk each was half of it. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (size_t i = 0; i < n; i++) {
 		char *path = store_join(dir, names[i]);
 		struct stat st;
 
 		/* stat, not lstat: a ConfigMap mount is symlinks all the way down. */
-		if (stat(path, &st) < 0) {
+		if ((dfd >= 0 ? fstatat(dfd, names[i], &st, 0) : stat(path, &st)) < 0) {
 			diag_warn(l->d, path, 0, 0, "skipped: %s", strerror(errno));
 		} else if (S_ISDIR(st.st_mode)) {
 			bool loop = false;
@@ -382,10 +496,15 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 				l->depth--;
 			}
 		} else if (S_ISREG(st.st_mode) && store_config_name(names[i])) {
-			store_load_file(l, path, st.st_mtime);
+			if (l->drop_streams)
+				store_load_file_cached(l, path, &st);
+			else
+				store_load_file(l, path, st.st_mtime);
 		}
 		free(path);
 	}
+	if (dfd >= 0)
+		close(dfd);
 	store_free_names(names, n);
 }
 
@@ -616,6 +735,12 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
                               const char *name)
 {
 	struct store_secret sec;
+	bool wanted = !l->only;
+
+	for (size_t i = 0; i < l->nonly && !wanted; i++)
+		wanted = strcmp(l->only[i], name) == 0;
+	if (!wanted)
+		return;
 	struct diags tmp = DIAGS_INIT;
 	struct ystream *s;
 	struct resource r;
@@ -632,8 +757,14 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
 	OPENSSL_cleanse(yaml, cap);
 	free(yaml);
 	if (rc == 0) {
-		store_keep_stream(l->out, s);
 		rc = s->ndocs == 1 ? res_decode(s, &s->docs[0], ns, &r, &tmp) : -1;
+		if (l->drop_streams) {
+			store_stream_free(s);
+			s = NULL;
+			r.node = NULL;
+		} else {
+			store_keep_stream(l->out, s);
+		}
 	} else {
 		free(s);
 	}
@@ -642,7 +773,7 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
 	for (size_t i = 0; i < tmp.n; i++)
 		diag_add(l->d, tmp.v[i].level, dir, 0, 0, "%s", tmp.v[i].msg);
 	if (rc == 0)
-		store_add(l, &r, dir, s, 0, store_secret_mtime(dir), true);
+		store_add(l, &r, dir, s, 0, store_secret_mtime(dir), true, false);
 	else if (!diags_has_errors(&tmp))
 		diag_err(l->d, dir, 0, 0, "cannot read this secret directory");
 	diags_free(&tmp);
@@ -683,8 +814,9 @@ static void store_load_secrets(struct store_loader *l, const char *sdir)
 	store_free_names(nss, nns);
 }
 
-int store_load(const char *root, const char *default_ns, struct store_contents *out,
-               struct diags *d)
+static int store_load_with(const char *root, const char *default_ns, struct store_cache *cache,
+                           bool drop_streams, const char *const *only, size_t nonly,
+                           struct store_contents *out, struct diags *d)
 {
 	struct store_loader l;
 	struct diags mine = DIAGS_INIT;
@@ -698,6 +830,12 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
 	l.out = out;
 	l.default_ns = default_ns;
 	l.d = &mine;
+	l.cache = cache;
+	l.drop_streams = drop_streams;
+	l.only = only;
+	l.nonly = nonly;
+	if (cache)
+		store_cache_begin(cache);
 	if (stat(cdir, &st) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			l.stack[0].dev = st.st_dev;
@@ -711,12 +849,32 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
 		diag_err(&mine, cdir, 0, 0, "%s", strerror(errno));
 	}
 	store_load_secrets(&l, sdir);
+	if (cache)
+		store_cache_end(cache);
 	ret = diags_has_errors(&mine) ? -1 : 0;
 	diags_merge(d, &mine);
 	diags_free(&mine);
 	free(sdir);
 	free(cdir);
 	return ret;
+}
+
+int store_load(const char *root, const char *default_ns, struct store_contents *out,
+               struct diags *d)
+{
+	return store_load_with(root, default_ns, NULL, false, NULL, 0, out, d);
+}
+
+int store_load_named(const char *root, const char *default_ns, const char *const *names,
+                     size_t nnames, struct store_contents *out, struct diags *d)
+{
+	return store_load_with(root, default_ns, NULL, false, names, nnames, out, d);
+}
+
+int store_load_cached(const char *root, const char *default_ns, struct store_cache *cache,
+                      struct store_contents *out, struct diags *d)
+{
+	return store_load_with(root, default_ns, cache, true, NULL, 0, out, d);
 }
 
 /* ---- paths ---- */
@@ -741,7 +899,7 @@ char *store_secret_dir(const char *root, const char *ns, const char *name)
 
 /* ---- writing config ---- */
 
-static int store_mkdir_parent(const char *path, unsigned mode, struct diags *d)
+int store_mkdir_parent(const char *path, unsigned mode, struct diags *d)
 {
 	char *dir = xstrdup(path);
 	char *slash = strrchr(dir, '/');
@@ -947,220 +1105,6 @@ out:
 	if (text.s)
 		OPENSSL_cleanse(text.s, text.cap);
 	sbuf_free(&text);
-	return ret;
-}
-
-/* ---- writing secrets (the kubelet's AtomicWriter, in C) ---- */
-
-/* Creates or replaces the symlink at path so that it points at target, atomically (a
- * temporary link renamed over it). */
-static int store_symlink_swap(const char *dir, const char *name, const char *target)
-{
-	char *path = store_join(dir, name);
-	char *tmp = xasprintf("%s/..%s_tmp", dir, name[0] == '.' ? name + 2 : name);
-	int ret = -1;
-
-	unlink(tmp);
-	if (symlink(target, tmp) < 0)
-		goto out;
-	if (rename(tmp, path) < 0) {
-		int e = errno;
-
-		unlink(tmp);
-		errno = e;
-		goto out;
-	}
-	ret = 0;
-out:
-	free(tmp);
-	free(path);
-	return ret;
-}
-
-/* Whether the visible name already is "..data/NAME". */
-static bool store_links_to_data(const char *dir, const char *name)
-{
-	char *path = store_join(dir, name);
-	char *want = xasprintf("..data/%s", name);
-	char buf[PATH_MAX];
-	ssize_t n = readlink(path, buf, sizeof(buf) - 1);
-	bool ok = false;
-
-	if (n >= 0) {
-		buf[n] = '\0';
-		ok = strcmp(buf, want) == 0;
-	}
-	free(want);
-	free(path);
-	return ok;
-}
-
-static bool store_secret_has(const struct store_secret *sec, const char *key)
-{
-	for (size_t i = 0; i < sec->n; i++)
-		if (strcmp(sec->keys[i].key, key) == 0)
-			return true;
-	return false;
-}
-
-/* Makes "..YYYY_MM_DD_HH_MM_SS.XXXXXX" in dir (the kubelet's naming) and returns its name. */
-static char *store_new_version_dir(const char *dir)
-{
-	char stamp[64];
-	struct tm tm;
-	time_t now = time(NULL);
-	char *path, *name;
-
-	gmtime_r(&now, &tm);
-	strftime(stamp, sizeof(stamp), "..%Y_%m_%d_%H_%M_%S.XXXXXX", &tm);
-	path = store_join(dir, stamp);
-	if (!mkdtemp(path)) {
-		free(path);
-		return NULL;
-	}
-	name = xstrdup(strrchr(path, '/') + 1);
-	free(path);
-	return name;
-}
-
-/* Writes one version of the secret into dir (which exists), following AtomicWriter. */
-static int store_secret_payload(const char *dir, const struct store_secret *sec,
-                                struct diags *d)
-{
-	char *data_link = store_join(dir, "..data");
-	char old[PATH_MAX];
-	char *ver = NULL, *verdir = NULL;
-	char **names = NULL;
-	size_t nnames = 0;
-	ssize_t oldlen;
-	int ret = -1;
-
-	oldlen = readlink(data_link, old, sizeof(old) - 1);
-	if (oldlen >= 0)
-		old[oldlen] = '\0';
-	ver = store_new_version_dir(dir);
-	if (!ver) {
-		diag_err(d, dir, 0, 0, "cannot create a version directory: %s", strerror(errno));
-		goto out;
-	}
-	verdir = store_join(dir, ver);
-	for (size_t i = 0; i < sec->n; i++) {
-		char *p = store_join(verdir, sec->keys[i].key);
-		int rc = file_write_atomic(p, sec->keys[i].data, sec->keys[i].len, 0600);
-
-		free(p);
-		if (rc < 0) {
-			/* The key's name is fine to show; its content never is. */
-			diag_err(d, dir, 0, 0, "cannot write key %s: %s", sec->keys[i].key,
-			         strerror(errno));
-			goto fail_ver;
-		}
-	}
-	{
-		char *p = store_join(verdir, STORE_SECRET_TYPE);
-		char *line = xasprintf("%s\n", sec->type ? sec->type : STORE_SECRET_OPAQUE);
-		int rc = file_write_atomic(p, line, strlen(line), 0600);
-
-		free(line);
-		free(p);
-		if (rc < 0) {
-			diag_err(d, dir, 0, 0, "cannot write the secret type: %s", strerror(errno));
-			goto fail_ver;
-		}
-	}
-	/* The switch: one rename makes the new version current. */
-	if (store_symlink_swap(dir, "..data", ver) < 0) {
-		diag_err(d, dir, 0, 0, "cannot switch ..data: %s", strerror(errno));
-		goto fail_ver;
-	}
-	/* Visible names, then removal of names that went away. Readers already see the
-	 * new version through ..data; these links only change what names exist. */
-	for (size_t i = 0; i <= sec->n; i++) {
-		const char *name = i < sec->n ? sec->keys[i].key : STORE_SECRET_TYPE;
-		char *target = xasprintf("..data/%s", name);
-		int rc = store_links_to_data(dir, name) ? 0 : store_symlink_swap(dir, name, target);
-
-		free(target);
-		if (rc < 0) {
-			diag_err(d, dir, 0, 0, "cannot link %s: %s", name, strerror(errno));
-			goto out;
-		}
-	}
-	if (store_list(dir, &names, &nnames) == 0) {
-		for (size_t i = 0; i < nnames; i++) {
-			if (!store_secret_has(sec, names[i])) {
-				char *p = store_join(dir, names[i]);
-
-				store_rm_tree(p);
-				free(p);
-			}
-		}
-	}
-	if (oldlen > 0 && str_has_prefix(old, "..") && !strchr(old, '/')) {
-		char *p = store_join(dir, old);
-
-		store_rm_tree(p);
-		free(p);
-	}
-	ret = 0;
-	goto out;
-fail_ver:
-	store_rm_tree(verdir);
-out:
-	store_free_names(names, nnames);
-	free(verdir);
-	free(ver);
-	free(data_link);
-	return ret;
-}
-
-int store_put_secret(const char *root, const char *ns, const char *name,
-                     const struct store_secret *sec, struct diags *d)
-{
-	char *dir = store_secret_dir(root, ns, name);
-	char *sdir = xasprintf("%s/%s", root, STORE_SECRETS_DIR);
-	char *nsdir = xasprintf("%s/%s", sdir, ns);
-	char *staging = NULL;
-	struct stat st;
-	int ret = -1;
-
-	for (size_t i = 0; i < sec->n; i++) {
-		if (!store_secret_key_valid(sec->keys[i].key)) {
-			diag_err(d, dir, 0, 0, "invalid secret key name \"%s\"", sec->keys[i].key);
-			goto out;
-		}
-	}
-	/* The store and secrets/ as usual; from the namespace down, owner only. */
-	if (mkdir_p(sdir, 0755) < 0 || (mkdir(nsdir, 0700) < 0 && errno != EEXIST)) {
-		diag_err(d, nsdir, 0, 0, "cannot create directory: %s", strerror(errno));
-		goto out;
-	}
-	if (lstat(dir, &st) == 0) {
-		ret = store_secret_payload(dir, sec, d);
-		goto out;
-	}
-	/* New: build it under a hidden name, then one rename makes it appear whole. */
-	staging = xasprintf("%s/..new.%s.XXXXXX", nsdir, name);
-	if (!mkdtemp(staging)) {
-		diag_err(d, nsdir, 0, 0, "cannot create directory: %s", strerror(errno));
-		free(staging);
-		staging = NULL;
-		goto out;
-	}
-	if (store_secret_payload(staging, sec, d) < 0)
-		goto out;
-	if (rename(staging, dir) < 0) {
-		diag_err(d, dir, 0, 0, "cannot create: %s", strerror(errno));
-		goto out;
-	}
-	ret = 0;
-out:
-	if (staging && ret < 0)
-		store_rm_tree(staging);
-	free(staging);
-	free(nsdir);
-	free(sdir);
-	free(dir);
 	return ret;
 }
 

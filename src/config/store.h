@@ -54,6 +54,7 @@ struct store_entry {
 	size_t doc;                /* index of the document in stream->docs */
 	time_t mtime;              /* modification time of the file or secret directory */
 	bool in_secret_dir;        /* a Secret read from secrets/NS/NAME/, not from config/ */
+	bool borrowed;             /* res and path belong to a store_cache, not to the contents */
 };
 
 struct store_contents {
@@ -82,6 +83,23 @@ struct store_contents {
 int store_load(const char *root, const char *default_ns, struct store_contents *out,
                struct diags *d);
 void store_contents_free(struct store_contents *c);
+
+/* store_load of only what may be named one of names[0..nnames) (for egressctl apply of a
+ * few objects into a large store): a config file whose text does not contain one of the
+ * names (and has no backslash, which could escape one) is read but not parsed, and only
+ * the Secret directories of those names are read. Its diagnostics are those of the files
+ * parsed. */
+int store_load_named(const char *root, const char *default_ns, const char *const *names,
+                     size_t nnames, struct store_contents *out, struct diags *d);
+
+struct store_cache;
+/* store_load for a reader that keeps only decoded resources (egressgw): every stream is
+ * cleansed and freed as soon as its documents are decoded (entries have stream and
+ * res.node NULL), and the config files that cache (store_cache.h) holds unchanged are not
+ * read again: their entries are borrowed from it. cache may be NULL (nothing reused). The
+ * contents must be freed before the cache's next load ends. */
+int store_load_cached(const char *root, const char *default_ns, struct store_cache *cache,
+                      struct store_contents *out, struct diags *d);
 /* Puts the documents of stream s over c as if they were applied: each replaces the
  * resource of the same kind, namespace and name, or is added (path: the stream's file).
  * Takes ownership of s (allocated with malloc). Decoding errors go to d. */

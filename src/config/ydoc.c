@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,62 @@ struct yarena {
 	struct ychunk *head;
 };
 
+/* Spare chunks of freed streams, by size (1 KiB << i), at most YA_SPARE_MAX of each. A
+ * reader that frees each stream once it is decoded (egressgw's store load: 30,000 files)
+ * takes its chunks from here instead of malloc, whose search through a heap fragmented
+ * by what the load keeps was a tenth of the start-up's CPU. Wiped before they are kept.
+ * Shared by all threads under a mutex (uncontended: one load runs at a time). */
+#define YA_SPARE_SIZES 7            /* 1 KiB .. 64 KiB */
+#define YA_SPARE_MAX   4
+static pthread_mutex_t ya_spare_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ychunk *ya_spare[YA_SPARE_SIZES];
+static unsigned ya_nspare[YA_SPARE_SIZES];
+
+static int ya_spare_index(size_t cap)
+{
+	for (int i = 0; i < YA_SPARE_SIZES; i++)
+		if (cap == (size_t)YA_CHUNK_FIRST << i)
+			return i;
+	return -1;
+}
+
+static struct ychunk *ya_chunk_new(size_t cap)
+{
+	int i = ya_spare_index(cap);
+	struct ychunk *c = NULL;
+
+	if (i >= 0) {
+		pthread_mutex_lock(&ya_spare_mu);
+		if ((c = ya_spare[i]) != NULL) {
+			ya_spare[i] = c->next;
+			ya_nspare[i]--;
+		}
+		pthread_mutex_unlock(&ya_spare_mu);
+	}
+	if (!c)
+		c = xmalloc(sizeof(*c) + cap);
+	c->cap = cap;
+	return c;
+}
+
+static void ya_chunk_free(struct ychunk *c)
+{
+	int i = ya_spare_index(c->cap);
+
+	if (i >= 0) {
+		explicit_bzero(c->data, c->used);
+		pthread_mutex_lock(&ya_spare_mu);
+		if (ya_nspare[i] < YA_SPARE_MAX) {
+			c->next = ya_spare[i];
+			ya_spare[i] = c;
+			ya_nspare[i]++;
+			c = NULL;
+		}
+		pthread_mutex_unlock(&ya_spare_mu);
+	}
+	free(c);
+}
+
 static void *ya_alloc(struct yarena *a, size_t n)
 {
 	struct ychunk *c;
@@ -54,8 +111,8 @@ static void *ya_alloc(struct yarena *a, size_t n)
 	if (n > YA_CHUNK / 4) {
 		/* Big blocks get a chunk of their own, linked behind the current one so the
 		 * rest of the current chunk stays usable. */
-		c = xmalloc(sizeof(*c) + n);
-		c->used = c->cap = n;
+		c = ya_chunk_new(n);
+		c->used = n;
 		if (a->head) {
 			c->next = a->head->next;
 			a->head->next = c;
@@ -73,9 +130,8 @@ static void *ya_alloc(struct yarena *a, size_t n)
 			cap *= 2;
 		if (cap > YA_CHUNK)
 			cap = YA_CHUNK;
-		c = xmalloc(sizeof(*c) + cap);
+		c = ya_chunk_new(cap);
 		c->used = 0;
-		c->cap = cap;
 		c->next = a->head;
 		a->head = c;
 	}
@@ -93,7 +149,7 @@ static void ya_free(struct yarena *a)
 		return;
 	for (c = a->head; c; c = next) {
 		next = c->next;
-		free(c);
+		ya_chunk_free(c);
 	}
 	free(a);
 }

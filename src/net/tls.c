@@ -26,6 +26,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/util.h"
+#include "net/tls_sysca.h"
 
 /* PEM inputs larger than this are refused (a CA bundle is ~200 KiB). */
 #define TLS_PEM_MAX (16u << 20)
@@ -955,6 +956,18 @@ static struct tls_ctx *ctx_create(const SSL_METHOD *method, bool server, int min
 	return c;
 }
 
+/* The process's one copy of the system trust store (tls_sysca.h) as s's store. */
+static int tls_ctx_use_system_store(SSL_CTX *s)
+{
+	X509_STORE *st = tls_system_store();
+
+	if (!st)
+		return -1;
+	SSL_CTX_set1_cert_store(s, st);
+	X509_STORE_free(st);
+	return 0;
+}
+
 struct tls_ctx *tls_client_ctx_new(const struct tls_client_params *p, struct sbuf *err)
 {
 	SSL_CTX *s;
@@ -987,7 +1000,8 @@ struct tls_ctx *tls_client_ctx_new(const struct tls_client_params *p, struct sbu
 		if (pem_given(&p->ca)) {
 			if (load_trust(s, &p->ca, "CA certificates", false, err) < 0)
 				goto fail;
-		} else if (!SSL_CTX_set_default_verify_paths(s)) {
+		} else if (pem_given(&p->crl) ? !SSL_CTX_set_default_verify_paths(s)
+		                              : tls_ctx_use_system_store(s) < 0) {
 			if (err)
 				sbuf_addf(err, "cannot load the system trust store: %s",
 				          drain_errors(e, sizeof(e)));

@@ -134,5 +134,10 @@ void cluster_free(struct cluster *c)
 	free(c->tls_ctx_error);
 	free(c->sni);
 	free(c->credential);
+	free(c->src_se);
+	free(c->src_dr);
+	free(c->src_ca);
+	free(c->src_cert);
+	free(c->src_crl);
 	free(c);
 }

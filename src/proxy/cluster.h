@@ -94,6 +94,10 @@ struct cluster {
 	bool verify_host_auto;        /* no sni and no sans: the cert must match the host */
 	bool insecure_skip_verify;
 	char *credential;             /* credentialName, for status and errors */
+	/* Where its settings came from, for /config_dump (rendered on request from the
+	 * snapshot, snap_json.c): "ns/name" of the ServiceEntry and the DestinationRule,
+	 * and the sources of the CA, client certificate and CRL; each may be NULL. */
+	char *src_se, *src_dr, *src_ca, *src_cert, *src_crl;
 
 	/* DestinationRule connection pool and timeouts. */
 	int64_t connect_timeout_ms;   /* default 10 s */

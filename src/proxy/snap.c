@@ -437,6 +437,7 @@ static void snap_b_fini(struct snap_b *b)
 		tls_ctx_unref(b->ctxs[i].ctx);
 	}
 	free(b->ctxs);
+	snap_map_fini(&b->ctx_idx);
 	if (b->own_secrets)
 		secret_cache_free(b->secrets);
 }
@@ -511,7 +512,6 @@ struct snap *snap_build(const struct store_contents *contents, const struct snap
 	snap_addrs(&b);
 	snap_l4_link(&b);
 	snap_authz(&b);
-	s->config_dump = snap_dump(&b);
 	secret_cache_commit(b.secrets);
 	snap_b_fini(&b);
 	return s;
@@ -585,6 +585,5 @@ void snap_unref(struct snap *s)
 	free(s->addrs);
 	l4_table_free(s->mesh_l4);
 	authz_free(s->authz);
-	free(s->config_dump);
 	free(s);
 }

@@ -136,9 +136,6 @@ struct snap {
 	/* The AuthorizationPolicies that apply to this proxy, compiled (proxy/authz.h);
 	 * NULL when none does (every request allowed). */
 	struct authz *authz;
-
-	/* JSON of the active configuration, made once at build time for /config_dump. */
-	char *config_dump;
 };
 
 /* One ServiceEntry address (an IP is a /32 or /128) and port, and its cluster. */
@@ -201,6 +198,10 @@ static inline struct snap *snap_ref(struct snap *s)
 
 /* Drops a reference; the last one frees the snapshot (route tables, clusters, contexts). */
 void snap_unref(struct snap *s);
+/* Appends the JSON of s for /config_dump (listeners, route tables, clusters, policies).
+ * Rendered when asked for, not kept: at 10,000 hosts it is 21 MB. Call from the thread
+ * that swaps endpoint sets (the main thread), as static endpoints are read. */
+void snap_config_dump(const struct snap *s, struct sbuf *out);
 
 /* ---- JSON writing (config_dump; usable by the admin endpoint for other documents) ----
  *

@@ -501,16 +501,21 @@ static struct tls_ctx *snap_client_ctx(struct snap_b *b, const char *key,
                                        const struct tls_client_params *cp, struct sbuf *err)
 {
 	struct snap_ctxent *e;
+	size_t i = snap_map_get(&b->ctx_idx, key);
 
-	for (size_t i = 0; i < b->nctxs; i++)
-		if (strcmp(b->ctxs[i].key, key) == 0) {
-			if (!b->ctxs[i].ctx)
-				sbuf_adds(err, b->ctxs[i].err);
-			return b->ctxs[i].ctx ? tls_ctx_ref(b->ctxs[i].ctx) : NULL;
-		}
-	b->ctxs = xrealloc(b->ctxs, (b->nctxs + 1) * sizeof(*b->ctxs));
-	e = &b->ctxs[b->nctxs++];
+	/* Hashed: a snapshot of 10,000 clusters may have as many distinct contexts. */
+	if (i != SIZE_MAX) {
+		if (!b->ctxs[i].ctx)
+			sbuf_adds(err, b->ctxs[i].err);
+		return b->ctxs[i].ctx ? tls_ctx_ref(b->ctxs[i].ctx) : NULL;
+	}
+	if (b->nctxs == b->ctxs_cap) {
+		b->ctxs_cap = b->ctxs_cap ? b->ctxs_cap * 2 : 16;
+		b->ctxs = xrealloc(b->ctxs, b->ctxs_cap * sizeof(*b->ctxs));
+	}
+	e = &b->ctxs[b->nctxs];
 	e->key = xstrdup(key);
+	snap_map_put(&b->ctx_idx, e->key, b->nctxs++);
 	e->err = NULL;
 	e->ctx = secret_cache_ctx_get(b->secrets, key);
 	if (!e->ctx) {
@@ -847,8 +852,19 @@ void snap_clusters(struct snap_b *b)
 	qsort(b->bc, b->nbc, sizeof(*b->bc), snap_bc_cmp);
 	s->clusters = xcalloc(b->nbc + 1, sizeof(*s->clusters));
 	for (size_t i = 0; i < b->nbc; i++) {
-		s->clusters[i] = b->bc[i].c;
-		s->clusters[i]->index = i;
+		struct snap_bcluster *bc = &b->bc[i];
+		struct cluster *c = bc->c;
+
+		s->clusters[i] = c;
+		c->index = i;
+		/* config_dump is rendered from the snapshot when asked for (10,000 hosts: 21 MB
+		 * of JSON no longer held by every snapshot), so the sources move into it. */
+		c->src_se = bc->se;
+		c->src_dr = bc->dr;
+		c->src_ca = bc->ca_src;
+		c->src_cert = bc->cert_src;
+		c->src_crl = bc->crl_src;
+		bc->se = bc->dr = bc->ca_src = bc->cert_src = bc->crl_src = NULL;
 	}
 	s->nclusters = b->nbc;
 	for (size_t i = 0; i < s->nlisteners; i++)

@@ -122,7 +122,8 @@ struct snap_b {
 	size_t nbc;
 
 	struct snap_ctxent *ctxs;
-	size_t nctxs;
+	size_t nctxs, ctxs_cap;
+	struct snap_map ctx_idx;     /* key -> index in ctxs */
 
 	/* p->secrets, or a cache made for this build (own_secrets). */
 	struct secret_cache *secrets;
@@ -216,6 +217,5 @@ void snap_cred_want(struct snap_b *b);
 void snap_bcluster_fini(struct snap_bcluster *bc);
 
 /* ---- snap_json.c ---- */
-char *snap_dump(const struct snap_b *b);
 
 #endif

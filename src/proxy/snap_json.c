@@ -454,9 +454,8 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 	snap_json_obj_end(j);
 }
 
-static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *bc)
+static void snap_dump_cluster(struct snap_json *j, const struct cluster *c)
 {
-	const struct cluster *c = bc->c;
 	const struct cluster_eps *eps = atomic_load(&((struct cluster *)c)->eps);
 
 	snap_json_obj_begin(j, NULL);
@@ -466,8 +465,8 @@ static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *b
 	snap_json_int(j, "port", c->port);
 	snap_json_str(j, "discovery", snap_discovery_name(c->discovery));
 	snap_json_str(j, "lb", snap_lb_name(c->lb));
-	snap_json_str(j, "service_entry", bc->se);
-	snap_json_str(j, "destination_rule", bc->dr);
+	snap_json_str(j, "service_entry", c->src_se);
+	snap_json_str(j, "destination_rule", c->src_dr);
 	if (c->discovery == CLUSTER_DNS || c->discovery == CLUSTER_DNS_ROUND_ROBIN) {
 		snap_json_arr_begin(j, "dns_names");
 		for (size_t i = 0; i < c->nnames; i++) {
@@ -496,9 +495,9 @@ static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *b
 		snap_json_bool(j, "verify_host_auto", c->verify_host_auto);
 		snap_json_bool(j, "insecure_skip_verify", c->insecure_skip_verify);
 		snap_json_str(j, "credential", c->credential);
-		snap_json_str(j, "ca", bc->ca_src);
-		snap_json_str(j, "client_cert", bc->cert_src);
-		snap_json_str(j, "crl", bc->crl_src);
+		snap_json_str(j, "ca", c->src_ca);
+		snap_json_str(j, "client_cert", c->src_cert);
+		snap_json_str(j, "crl", c->src_crl);
 		snap_json_str(j, "error", c->tls_ctx_error);
 	}
 	snap_json_obj_end(j);
@@ -526,13 +525,11 @@ static void snap_dump_cluster(struct snap_json *j, const struct snap_bcluster *b
 	snap_json_obj_end(j);
 }
 
-char *snap_dump(const struct snap_b *b)
+void snap_config_dump(const struct snap *s, struct sbuf *out)
 {
-	const struct snap *s = b->s;
-	struct sbuf out = SBUF_INIT;
 	struct snap_json j;
 
-	snap_json_init(&j, &out);
+	snap_json_init(&j, out);
 	snap_json_obj_begin(&j, NULL);
 	snap_json_int(&j, "version", (long long)s->version);
 	snap_json_str(&j, "role", s->role == SNAP_ROLE_GATEWAY ? "gateway" : "sidecar");
@@ -550,11 +547,10 @@ char *snap_dump(const struct snap_b *b)
 		snap_dump_table(&j, s->outbound[i]);
 	snap_json_arr_end(&j);
 	snap_json_arr_begin(&j, "clusters");
-	for (size_t i = 0; i < b->nbc; i++)
-		snap_dump_cluster(&j, &b->bc[i]);
+	for (size_t i = 0; i < s->nclusters; i++)
+		snap_dump_cluster(&j, s->clusters[i]);
 	snap_json_arr_end(&j);
 	authz_json(s->authz, &j);
 	snap_json_obj_end(&j);
-	sbuf_addc(&out, '\n');
-	return sbuf_steal(&out);
+	sbuf_addc(out, '\n');
 }

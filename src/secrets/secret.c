@@ -100,7 +100,13 @@ struct secret_cache {
 	struct secret_file *files;
 	size_t nfiles;
 	struct secret_ctxent *ctxs;
-	size_t nctxs;
+	size_t nctxs, ctxs_cap;
+	/* Index of ctxs by key: open addressing, slot = index + 1 (0 empty), ctx_mask + 1
+	 * slots, rebuilt when it fills to half and after the commit drops contexts. Every
+	 * cluster of a snapshot looks its context up here (10,000 clusters, possibly as many
+	 * distinct contexts). */
+	size_t *ctx_index;
+	size_t ctx_mask;
 	struct secret_item *items;        /* the list of the last commit */
 	size_t nitems;
 	struct secret_event *events;
@@ -514,6 +520,7 @@ void secret_cache_free(struct secret_cache *c)
 		tls_ctx_unref(c->ctxs[i].ctx);
 	}
 	free(c->ctxs);
+	free(c->ctx_index);
 	secret_items_clear(c->items, c->nitems);
 	for (size_t i = 0; i < c->nevents; i++)
 		free(c->events[i].msg);
@@ -812,29 +819,70 @@ void secret_system_ca_digest(char digest[SECRET_DIGEST_HEX])
 
 /* ---- contexts ---- */
 
+/* The slot of key in ctx_index: the one holding it or the empty one where it goes. */
+static size_t secret_ctx_slot(const struct secret_cache *c, const char *key)
+{
+	size_t k = hash_bytes(key, strlen(key)) & c->ctx_mask;
+
+	while (c->ctx_index[k] && strcmp(c->ctxs[c->ctx_index[k] - 1].key, key) != 0)
+		k = (k + 1) & c->ctx_mask;
+	return k;
+}
+
+static void secret_ctx_reindex(struct secret_cache *c)
+{
+	size_t want = 64;
+
+	while (want < (c->nctxs + 1) * 2)
+		want *= 2;
+	free(c->ctx_index);
+	c->ctx_mask = want - 1;
+	c->ctx_index = xcalloc(want, sizeof(*c->ctx_index));
+	for (size_t i = 0; i < c->nctxs; i++)
+		c->ctx_index[secret_ctx_slot(c, c->ctxs[i].key)] = i + 1;
+}
+
+static struct secret_ctxent *secret_ctx_find(const struct secret_cache *c, const char *key)
+{
+	size_t k;
+
+	if (!c->ctx_index)
+		return NULL;
+	k = secret_ctx_slot(c, key);
+	return c->ctx_index[k] ? &c->ctxs[c->ctx_index[k] - 1] : NULL;
+}
+
 struct tls_ctx *secret_cache_ctx_get(struct secret_cache *c, const char *key)
 {
-	for (size_t i = 0; i < c->nctxs; i++)
-		if (strcmp(c->ctxs[i].key, key) == 0) {
-			c->ctxs[i].gen = c->gen;
-			return tls_ctx_ref(c->ctxs[i].ctx);
-		}
-	return NULL;
+	struct secret_ctxent *e = secret_ctx_find(c, key);
+
+	if (!e)
+		return NULL;
+	e->gen = c->gen;
+	return tls_ctx_ref(e->ctx);
 }
 
 void secret_cache_ctx_put(struct secret_cache *c, const char *key, struct tls_ctx *ctx)
 {
-	for (size_t i = 0; i < c->nctxs; i++)
-		if (strcmp(c->ctxs[i].key, key) == 0) {
-			tls_ctx_unref(c->ctxs[i].ctx);
-			c->ctxs[i].ctx = tls_ctx_ref(ctx);
-			c->ctxs[i].gen = c->gen;
-			return;
-		}
-	c->ctxs = xrealloc(c->ctxs, (c->nctxs + 1) * sizeof(*c->ctxs));
+	struct secret_ctxent *e = secret_ctx_find(c, key);
+
+	if (e) {
+		tls_ctx_unref(e->ctx);
+		e->ctx = tls_ctx_ref(ctx);
+		e->gen = c->gen;
+		return;
+	}
+	if (c->nctxs == c->ctxs_cap) {
+		c->ctxs_cap = c->ctxs_cap ? c->ctxs_cap * 2 : 16;
+		c->ctxs = xrealloc(c->ctxs, c->ctxs_cap * sizeof(*c->ctxs));
+	}
 	c->ctxs[c->nctxs].key = xstrdup(key);
 	c->ctxs[c->nctxs].ctx = tls_ctx_ref(ctx);
 	c->ctxs[c->nctxs++].gen = c->gen;
+	if (!c->ctx_index || c->nctxs * 2 > c->ctx_mask + 1)
+		secret_ctx_reindex(c);
+	else
+		c->ctx_index[secret_ctx_slot(c, key)] = c->nctxs;
 }
 
 /* ---- commit: the list ---- */
@@ -951,7 +999,10 @@ void secret_cache_commit(struct secret_cache *c)
 		}
 		c->ctxs[keep++] = c->ctxs[i];
 	}
-	c->nctxs = keep;
+	if (keep != c->nctxs) {
+		c->nctxs = keep;
+		secret_ctx_reindex(c);
+	}
 	if (nitems)
 		qsort(items, nitems, sizeof(*items), secret_item_cmp);
 	secret_items_clear(c->items, c->nitems);

@@ -14,6 +14,7 @@
 
 #include "config/resource.h"
 #include "config/store.h"
+#include "config/store_cache.h"
 #include "core/util.h"
 
 static char *tmpdir(void)
@@ -72,6 +73,15 @@ static bool exists(const char *root, const char *rel)
 
 	free(path);
 	return ok;
+}
+
+/* root/rel in a buffer that lives until the next call. */
+static const char *xasprintf_tmp(const char *root, const char *rel)
+{
+	static char buf[512];
+
+	snprintf(buf, sizeof(buf), "%s/%s", root, rel);
+	return buf;
 }
 
 /* s with the first "from" replaced by "to", newly allocated. */
@@ -392,6 +402,98 @@ static void documents_are_replaced_where_they_are(void **state)
 	free(root);
 }
 
+/* store_load_cached: a reload parses what changed, reuses the rest (borrowed, no stream),
+ * forgets what went away, and never caches a file with a diagnostic. */
+static void unchanged_files_are_not_parsed_again(void **state)
+{
+	char *root = tmpdir();
+	struct store_cache *cache = store_cache_new();
+	struct store_cache_stats st;
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	struct store_entry *e;
+
+	(void)state;
+	put(root, "config/a.yaml", SE("a"));
+	put(root, "config/b.yaml", SE("b"));
+	put(root, "config/bad.yaml", SE("w") "  exportTo: [\".\", \"*\"]\n  unknownField: 1\n");
+	usleep(60 * 1000);   /* files written in the last 50 ms are not cached */
+	store_load_cached(root, "default", cache, &c, &d);
+	store_cache_stats(cache, &st);
+	assert_int_equal(st.files, 3);
+	assert_int_equal(st.parsed, 3);
+	assert_int_equal(st.reused, 0);
+	e = store_find(&c, RES_SERVICE_ENTRY, "default", "a");
+	assert_non_null(e);
+	assert_true(e->borrowed);
+	assert_null(e->stream);
+	assert_null(e->res.node);
+	assert_true(diags_has_errors(&d));
+	store_contents_free(&c);
+	diags_free(&d);
+
+	/* b replaced (a new file renamed over it), a unchanged, the broken one read again;
+	 * b, written just now, is read again at the next load too, until it has settled. */
+	put(root, "config/b.yaml", SE("b2"));
+	for (int round = 0; round < 4; round++) {
+		if (round == 2)
+			usleep(60 * 1000);
+		store_load_cached(root, "default", cache, &c, &d);
+		store_cache_stats(cache, &st);
+		/* Rounds 0-2 parse b (recent, then settled and kept), round 3 reuses it. */
+		assert_int_equal(st.parsed, round < 3 ? 2 : 1);
+		assert_int_equal(st.reused, round < 3 ? 1 : 2);
+		assert_true(diags_has_errors(&d));
+		assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "a"));
+		assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b2"));
+		assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "b"));
+		store_contents_free(&c);
+		diags_free(&d);
+	}
+
+	/* a removed: gone, not served from the cache. */
+	assert_int_equal(unlink(xasprintf_tmp(root, "config/a.yaml")), 0);
+	store_load_cached(root, "default", cache, &c, &d);
+	store_cache_stats(cache, &st);
+	assert_int_equal(st.files, 2);
+	assert_int_equal(st.reused, 1);
+	assert_int_equal(st.dropped, 1);
+	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "a"));
+	store_contents_free(&c);
+	diags_free(&d);
+	store_cache_free(cache);
+	rm_rf(root);
+	free(root);
+}
+
+/* store_load_named (egressctl apply): only files that mention a name are parsed; one that
+ * could spell it with an escape is parsed too. ("alpha" would be in every v1alpha3 file.) */
+static void named_load_parses_only_files_naming_them(void **state)
+{
+	char *root = tmpdir();
+	struct store_contents c;
+	struct diags d = DIAGS_INIT;
+	const char *names[] = { "gamma" };
+
+	(void)state;
+	put(root, "config/a.yaml", SE("gamma"));
+	put(root, "config/b.yaml", SE("beta"));
+	put(root, "config/broken.yaml", "key: [unclosed\n");
+	put(root, "config/esc.yaml", "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\n"
+	    "metadata:\n  name: \"\\x67amma2\"\nspec:\n  hosts: [x.example.com]\n"
+	    "  resolution: DNS\n  ports:\n  - {number: 443, name: https, protocol: HTTPS}\n");
+	assert_int_equal(store_load_named(root, "default", names, 1, &c, &d), 0);
+	assert_int_equal(d.n, 0);
+	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma"));
+	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma2"));
+	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "beta"));
+	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma")->stream);
+	store_contents_free(&c);
+	diags_free(&d);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -403,6 +505,8 @@ int main(void)
 		cmocka_unit_test(bad_secret_key_names_are_refused),
 		cmocka_unit_test(documents_are_removed_from_multi_document_files),
 		cmocka_unit_test(documents_are_replaced_where_they_are),
+		cmocka_unit_test(unchanged_files_are_not_parsed_again),
+		cmocka_unit_test(named_load_parses_only_files_naming_them),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

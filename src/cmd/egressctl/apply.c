@@ -6,6 +6,9 @@
 #include "config/resource.h"
 #include "core/util.h"
 
+/* Up to this many objects, apply reads only the files that mention their names. */
+#define APPLY_NAMED_MAX 16
+
 static const char apply_usage[] =
 	"Apply a configuration to the store by file name or stdin.\n"
 	"\n"
@@ -320,6 +323,8 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	struct diags d = DIAGS_INIT;
 	struct apply_written written = { NULL, 0, 0, NULL, 0, 0 };
 	struct store_contents store;
+	const char **names = NULL;
+	size_t nnames = 0;
 	bool loaded = false;
 	bool help = false;
 	int rc = 1;
@@ -383,6 +388,16 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	if (dry == APPLY_DRY_SERVER && apply_check_with_store(c, items, nitems) < 0)
 		goto out;
 	rc = 0;
+	/* Nothing below needs more of the store than the objects applied (where each lives, to
+	 * update it there): a few are looked for by name, so that applying one object into a
+	 * store of 30,000 files parses the files that mention its name, not all of them
+	 * (10,000 hosts: 1.1 s of CPU before). Many are read with the whole store, which costs
+	 * no more than matching every file against every name. */
+	if (nitems <= APPLY_NAMED_MAX) {
+		names = xcalloc(nitems + 1, sizeof(*names));
+		for (size_t i = 0; i < nitems; i++)
+			names[nnames++] = items[i].res.name;
+	}
 	for (size_t i = 0; i < nitems; i++) {
 		struct diags wd = DIAGS_INIT;
 		struct sbuf ref = SBUF_INIT;
@@ -397,7 +412,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 		if (!loaded || apply_written_affects(&written, &store, r)) {
 			if (loaded)
 				store_contents_free(&store);
-			ctl_load_store(c, &store, !loaded);
+			ctl_load_store_named(c, &store, !loaded, names, nnames);
 			loaded = true;
 			apply_written_clear(&written);
 		}
@@ -432,6 +447,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	if (dry == APPLY_DRY_NONE)
 		apply_warn_dr_hosts(c, items, nitems);
 out:
+	free(names);
 	for (size_t i = 0; i < nitems; i++)
 		res_free(&items[i].res);
 	free(items);

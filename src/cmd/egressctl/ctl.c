@@ -200,11 +200,15 @@ void ctl_print_diags(const struct diags *d)
 	sbuf_free(&line);
 }
 
-void ctl_load_store(const struct ctl *c, struct store_contents *out, bool warn)
+void ctl_load_store_named(const struct ctl *c, struct store_contents *out, bool warn,
+                          const char *const *names, size_t nnames)
 {
 	struct diags d = DIAGS_INIT;
 
-	store_load(c->root, "default", out, &d);
+	if (names)
+		store_load_named(c->root, "default", names, nnames, out, &d);
+	else
+		store_load(c->root, "default", out, &d);
 	/* What is already stored cannot be fixed by this command; say what is wrong with it
 	 * and carry on with the rest. */
 	for (size_t i = 0; i < d.n; i++)
@@ -212,6 +216,11 @@ void ctl_load_store(const struct ctl *c, struct store_contents *out, bool warn)
 	if (warn)
 		ctl_print_diags(&d);
 	diags_free(&d);
+}
+
+void ctl_load_store(const struct ctl *c, struct store_contents *out, bool warn)
+{
+	ctl_load_store_named(c, out, warn, NULL, 0);
 }
 
 /* ---- inputs ---- */

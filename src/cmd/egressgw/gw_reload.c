@@ -1,0 +1,334 @@
+/* gw_reload: the store watcher and the publication of reloads (see gw.h).
+ *
+ * inotify watches the store's directories; a change arms a debounce timer, whose expiry
+ * starts a build on the load thread (load.c) unless one runs (then one more follows it).
+ * When the build is done the main thread publishes the snapshot to the workers, waits
+ * until every worker serves it, then says so (one summary line, config_reloads). A
+ * rejected configuration changes nothing and is logged with each error's location. The
+ * watch set is walked again only when directories may have changed, and the replaced
+ * snapshot is freed on a thread of its own: the main thread's part stays small, so the
+ * admin endpoint answers during any reload. */
+#include "cmd/egressgw/gw.h"
+
+#include "admin/admin.h"
+#include "cmd/egressgw/lifecycle.h"
+#include "cmd/egressgw/load.h"
+#include "cmd/egressgw/envoy_admin.h"
+#include "config/store.h"
+#include "core/diag.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/version.h"
+#include "net/dns.h"
+#include "net/loop.h"
+#include "net/sock.h"
+#include "net/tls.h"
+#include "net/tls_mem.h"
+#include "proxy/pool.h"
+#include "proxy/snap.h"
+#include "proxy/worker.h"
+#include "secrets/secret.h"
+
+#include <ares.h>
+#include <errno.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
+#include <yaml.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- configuration ---- */
+
+void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
+{
+	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
+	         "from %zu resource(s) in %zu file(s) (%zu parsed, %zu unchanged); read %llu ms, "
+	         "compile %llu ms, free %llu ms",
+	         (unsigned long long)s->version, s->nlisteners, s->nclusters, st->resources,
+	         st->files, st->parsed, st->reused, (unsigned long long)st->read_ms, (unsigned long long)st->compile_ms,
+	         (unsigned long long)st->free_ms);
+}
+
+void gw_log_diags(const struct diags *d, enum log_level lvl_err)
+{
+	struct sbuf line = SBUF_INIT;
+
+	for (size_t i = 0; i < d->n; i++) {
+		sbuf_reset(&line);
+		diag_format(&d->v[i], &line);
+		log_msg(d->v[i].level == DIAG_ERROR ? lvl_err : LOG_WARN, "config", "%s", sbuf_str(&line));
+	}
+	sbuf_free(&line);
+}
+
+void gw_hyg_check_new_listeners(const struct snap *old, const struct snap *s);
+
+/* True when a diagnostic says a file could not be opened for want of descriptors: the
+ * configuration read is then incomplete through no fault of its own. */
+static bool diags_fd_exhausted(const struct diags *d)
+{
+	char emfile[64], enfile[64];
+
+	snprintf(emfile, sizeof(emfile), "%s", strerror(EMFILE));
+	snprintf(enfile, sizeof(enfile), "%s", strerror(ENFILE));
+	for (size_t i = 0; i < d->n; i++)
+		if (d->v[i].msg && (strstr(d->v[i].msg, emfile) || strstr(d->v[i].msg, enfile)))
+			return true;
+	return false;
+}
+
+/* Whether n descriptors can be opened now (they are closed again at once). */
+static bool fd_headroom(int n)
+{
+	int fds[RELOAD_FDS_NEEDED], k;
+
+	if (n > RELOAD_FDS_NEEDED)
+		n = RELOAD_FDS_NEEDED;
+	for (k = 0; k < n; k++)
+		if ((fds[k] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+			break;
+	for (int i = 0; i < k; i++)
+		close(fds[i]);
+	return k == n;
+}
+
+/* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
+ * running configuration. */
+static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
+                      const struct gw_build_stats *st)
+{
+	struct diags d = *dp;
+	struct snap *old = g->snap;
+
+	if (diags_fd_exhausted(&d)) {
+		/* Not the configuration's fault: keep serving the running one, and try again
+		 * when connections may have given descriptors back. */
+		secret_cache_log_events(g->params.secrets);
+		gw_log_diags(&d, LOG_WARN);
+		log_error("config", "reload: out of file descriptors while reading the store; still "
+		          "serving version %llu, trying again in %d ms",
+		          (unsigned long long)(old ? old->version : 0), RELOAD_RETRY_MS);
+		if (s)
+			snap_unref(s);
+		diags_free(&d);
+		loop_timer_arm(g->loop, &g->reload_timer, RELOAD_RETRY_MS);
+		return;
+	}
+	if (!s)
+		secret_cache_log_events(g->params.secrets);
+	gw_log_diags(&d, LOG_ERROR);
+	if (!s) {
+		atomic_fetch_add(&g->proxy.config_rejects, 1);
+		log_error("config", "configuration rejected (%zu error(s)); still serving version %llu",
+		          d.nerrors, (unsigned long long)(old ? old->version : 0));
+		diags_free(&d);
+		return;
+	}
+	diags_free(&d);
+	gw_dns_stop(g);
+	gw_dns_start(g, s, old);
+	g->snap = s;
+	proxy_publish(&g->proxy, s);
+	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
+	 * worker serves it: the next request gets it, over pooled connections too. */
+	if (proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0)
+		log_warn("config", "version %llu: not every worker took it within %d ms",
+		         (unsigned long long)s->version, PUBLISH_WAIT_MS);
+	secret_cache_log_events(g->params.secrets);
+	gw_hyg_check_new_listeners(old, s);
+	atomic_fetch_add(&g->proxy.config_reloads, 1);
+	gw_log_applied(s, st);
+	gw_snap_release(old);
+}
+
+/* SIGHUP: the store read again now, as if it had changed. */
+void gw_watch_rebuild(struct gw *g);
+
+void gw_reload_now(void *arg)
+{
+	struct gw *g = arg;
+
+	/* The same path as a change the watcher saw, without the debounce: the build runs on
+	 * the load thread (or waits for the one running). */
+	g->watch_dirty = true;
+	loop_timer_arm(g->loop, &g->reload_timer, 0);
+}
+
+/* ---- store watcher ---- */
+
+static void watch_tree(struct gw *g, const char *dir)
+{
+	DIR *dh;
+	struct dirent *e;
+
+	/* IN_DONT_FOLLOW is not set: a ConfigMap mount's ..data is a symlink to a directory
+	 * and the swap of that link is what changes. */
+	if (inotify_add_watch(g->inotify_fd, dir,
+	                      IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM |
+	                      IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR) < 0)
+		return;
+	dh = opendir(dir);
+	if (!dh)
+		return;
+	while ((e = readdir(dh))) {
+		char *sub;
+		struct stat st;
+
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		/* d_type spares a stat per file (30,000 in a store of 10,000 hosts); links
+		 * and file systems that do not fill it in are stat()ed. */
+		if (e->d_type != DT_DIR && e->d_type != DT_LNK && e->d_type != DT_UNKNOWN)
+			continue;
+		sub = xasprintf("%s/%s", dir, e->d_name);
+		if (e->d_type == DT_DIR || (stat(sub, &st) == 0 && S_ISDIR(st.st_mode)))
+			watch_tree(g, sub);
+		free(sub);
+	}
+	closedir(dh);
+}
+
+static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev);
+
+void gw_watch_rebuild(struct gw *g)
+{
+	char *cfg = xasprintf("%s/%s", g->store, STORE_CONFIG_DIR);
+	char *sec = xasprintf("%s/%s", g->store, STORE_SECRETS_DIR);
+
+	/* Rebuilding the watch set on every change is simple and cheap for a store of this
+	 * size, and catches directories created or swapped in since the last look. The new
+	 * instance is made before the old one is closed: without a descriptor for it, the
+	 * old watches stay. */
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd < 0) {
+		log_error("watch", "inotify: %s; %s", strerror(errno), g->inotify_fd >= 0
+		          ? "keeping the current watches" : "store changes need a restart");
+		goto out;
+	}
+	if (g->inotify_fd >= 0) {
+		loop_io_del(g->loop, &g->inotify_io);
+		close(g->inotify_fd);
+	}
+	g->inotify_fd = fd;
+	mkdir_p(g->store, 0755);
+	watch_tree(g, g->store);
+	watch_tree(g, cfg);
+	watch_tree(g, sec);
+	/* The workload identity too: a renewed certificate written there (in place, or by a
+	 * kubelet's ..data swap) is picked up like a store change. */
+	if (g->params.identity_dir)
+		watch_tree(g, g->params.identity_dir);
+	loop_io_init(&g->inotify_io, g->inotify_fd, on_inotify);
+	loop_io_add(g->loop, &g->inotify_io, LOOP_READ);
+out:
+	free(cfg);
+	free(sec);
+}
+
+/* Whether e may have changed the set of directories to watch: a directory's event, a
+ * kubelet "..data" swap, an overflow, or a name created or moved in that is neither a
+ * config file nor egressctl's temporary file (it may be a symlink to a directory). */
+static bool watch_event_dirty(const struct inotify_event *e)
+{
+	if (e->mask & (IN_ISDIR | IN_IGNORED | IN_DELETE_SELF | IN_Q_OVERFLOW))
+		return true;
+	if (!e->len)
+		return false;
+	if (strncmp(e->name, "..", 2) == 0)
+		return true;
+	if (!(e->mask & (IN_CREATE | IN_MOVED_TO)))
+		return false;
+	return !str_has_suffix(e->name, ".yaml") && !str_has_suffix(e->name, ".yml") &&
+	       !str_has_suffix(e->name, ".json") && !strstr(e->name, ".tmp.");
+}
+
+static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
+	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	(void)ev;
+	while ((n = read(g->inotify_fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t off = 0; off < n;) {
+			const struct inotify_event *e = (const struct inotify_event *)(buf + off);
+
+			if (watch_event_dirty(e))
+				g->watch_dirty = true;
+			off += (ssize_t)(sizeof(*e) + e->len);
+		}
+	}
+	/* Debounce: egressctl and the kubelet change several files per update. */
+	loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
+}
+
+void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
+
+	if (lc_draining(&g->lc))
+		return;   /* the workers take no snapshot any more */
+	if (!fd_headroom(RELOAD_FDS_NEEDED)) {
+		log_error("config", "reload: out of file descriptors; still serving version %llu, "
+		          "trying again in %d ms", (unsigned long long)(g->snap ? g->snap->version : 0),
+		          RELOAD_RETRY_MS);
+		loop_timer_arm(loop, t, RELOAD_RETRY_MS);
+		return;
+	}
+	if (g->watch_dirty || g->inotify_fd < 0) {
+		g->watch_dirty = false;
+		gw_watch_rebuild(g);
+	}
+	if (g->load.running) {
+		g->reload_pending = true;
+		return;
+	}
+	if (gw_load_start(&g->load) < 0) {
+		/* No thread: build here, with the admin endpoint waiting meanwhile. */
+		gw_load_build(&g->load);
+		gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
+	}
+}
+
+/* The reload's build is done: publish it, then start the next build if the store
+ * changed meanwhile. */
+void gw_on_load_done(struct loop *loop, struct loop_io *io, unsigned ev)
+{
+	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, load_io));
+
+	(void)ev;
+	if (!g->load.running)
+		return;
+	gw_load_finish(&g->load);
+	if (lc_draining(&g->lc)) {
+		/* The drain began while this build ran: the workers take no snapshot any more
+		 * (a posted one would never be adopted, nor freed). */
+		if (g->load.snap)
+			snap_unref(g->load.snap);
+		g->load.snap = NULL;
+		diags_free(&g->load.diags);
+		return;
+	}
+	gw_reload(g, g->load.snap, &g->load.diags, &g->load.stats);
+	if (g->reload_pending && !lc_draining(&g->lc)) {
+		g->reload_pending = false;
+		loop_timer_arm(loop, &g->reload_timer, 0);
+	}
+}

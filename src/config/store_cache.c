@@ -1,0 +1,205 @@
+/* store_cache: decoded config files kept between loads (see store_cache.h).
+ *
+ * Records live in one array, indexed by a hash of the path (open addressing, slot =
+ * record + 1, 0 = empty). A record whose file changed or went away is emptied at once
+ * and stays in the array, dead, so that the same path finds it again; once half the
+ * records are dead the array is compacted and the index rebuilt, which keeps both linear
+ * in the number of files. */
+#include "config/store_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+
+struct store_cache_rec {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+	struct resource *res;
+	size_t nres;
+	unsigned gen;          /* the load that last saw it */
+	bool live;
+};
+
+struct store_cache {
+	struct store_cache_rec *v;
+	size_t n, cap, ndead;
+	size_t *index;
+	size_t mask;
+	unsigned gen;
+	struct store_cache_stats stats;
+};
+
+struct store_cache *store_cache_new(void)
+{
+	return xcalloc(1, sizeof(struct store_cache));
+}
+
+static void store_cache_empty(struct store_cache_rec *r)
+{
+	for (size_t i = 0; i < r->nres; i++)
+		res_free(&r->res[i]);
+	free(r->res);
+	r->res = NULL;
+	r->nres = 0;
+}
+
+void store_cache_free(struct store_cache *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		store_cache_empty(&c->v[i]);
+		free(c->v[i].path);
+	}
+	free(c->v);
+	free(c->index);
+	free(c);
+}
+
+static size_t store_cache_slot(const struct store_cache *c, const char *path)
+{
+	size_t k = hash_bytes(path, strlen(path)) & c->mask;
+
+	for (;; k = (k + 1) & c->mask)
+		if (!c->index[k] || strcmp(c->v[c->index[k] - 1].path, path) == 0)
+			return k;
+}
+
+static void store_cache_reindex(struct store_cache *c)
+{
+	size_t want = 64;
+
+	while (want < (c->n + 1) * 2)
+		want *= 2;
+	free(c->index);
+	c->mask = want - 1;
+	c->index = xcalloc(want, sizeof(*c->index));
+	for (size_t i = 0; i < c->n; i++)
+		c->index[store_cache_slot(c, c->v[i].path)] = i + 1;
+}
+
+static struct store_cache_rec *store_cache_find(const struct store_cache *c, const char *path)
+{
+	size_t k;
+
+	if (!c->index)
+		return NULL;
+	k = store_cache_slot(c, path);
+	return c->index[k] ? &c->v[c->index[k] - 1] : NULL;
+}
+
+void store_cache_begin(struct store_cache *c)
+{
+	c->gen++;
+	memset(&c->stats, 0, sizeof(c->stats));
+}
+
+static bool store_cache_same(const struct store_cache_rec *r, const struct stat *st)
+{
+	return r->dev == st->st_dev && r->ino == st->st_ino && r->size == st->st_size &&
+	       r->mtime.tv_sec == st->st_mtim.tv_sec && r->mtime.tv_nsec == st->st_mtim.tv_nsec &&
+	       r->ctime.tv_sec == st->st_ctim.tv_sec && r->ctime.tv_nsec == st->st_ctim.tv_nsec;
+}
+
+bool store_cache_get(struct store_cache *c, const char *path, const struct stat *st,
+                     const struct resource **v, size_t *n, const char **cpath)
+{
+	struct store_cache_rec *r = store_cache_find(c, path);
+
+	c->stats.files++;
+	if (!r || !r->live)
+		return false;
+	if (!store_cache_same(r, st)) {
+		store_cache_empty(r);
+		r->live = false;
+		c->ndead++;
+		c->stats.dropped++;
+		return false;
+	}
+	r->gen = c->gen;
+	*v = r->res;
+	*n = r->nres;
+	*cpath = r->path;
+	c->stats.reused++;
+	return true;
+}
+
+const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+                            struct resource *v, size_t n, const struct resource **kept)
+{
+	struct store_cache_rec *r = store_cache_find(c, path);
+
+	c->stats.parsed++;
+	if (r) {
+		if (r->live)
+			store_cache_empty(r);
+		else
+			c->ndead--;
+	} else {
+		if (c->n == c->cap) {
+			c->cap = c->cap ? c->cap * 2 : 64;
+			c->v = xrealloc(c->v, c->cap * sizeof(*c->v));
+		}
+		r = &c->v[c->n++];
+		memset(r, 0, sizeof(*r));
+		r->path = xstrdup(path);
+		if (!c->index || (c->n + 1) * 2 > c->mask + 1)
+			store_cache_reindex(c);
+		else
+			c->index[store_cache_slot(c, path)] = c->n;
+	}
+	r->dev = st->st_dev;
+	r->ino = st->st_ino;
+	r->size = st->st_size;
+	r->mtime = st->st_mtim;
+	r->ctime = st->st_ctim;
+	r->res = n ? xmalloc(n * sizeof(*r->res)) : NULL;
+	if (n)
+		memcpy(r->res, v, n * sizeof(*r->res));
+	r->nres = n;
+	r->gen = c->gen;
+	r->live = true;
+	*kept = r->res;
+	return r->path;
+}
+
+void store_cache_note_parsed(struct store_cache *c)
+{
+	c->stats.parsed++;
+}
+
+void store_cache_end(struct store_cache *c)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct store_cache_rec *r = &c->v[i];
+
+		if (r->live && r->gen != c->gen) {
+			store_cache_empty(r);
+			r->live = false;
+			c->ndead++;
+			c->stats.dropped++;
+		}
+	}
+	if (c->ndead * 2 <= c->n)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->v[i].live)
+			c->v[j++] = c->v[i];
+		else
+			free(c->v[i].path);
+	}
+	c->n = j;
+	c->ndead = 0;
+	store_cache_reindex(c);
+}
+
+void store_cache_stats(const struct store_cache *c, struct store_cache_stats *out)
+{
+	*out = c->stats;
+}

@@ -1,0 +1,56 @@
+/* store_cache: the decoded resources of config files, kept from one store_load_cached to
+ * the next so that a reload parses only the files that changed.
+ *
+ * A file is known by its path and by what stat() says of it: device, inode, size,
+ * modification and change times (nanoseconds). egressctl and the kubelet replace a file by
+ * renaming a new one over it (a new inode); an editor that writes in place changes the
+ * times and usually the size. A file whose identity is unchanged is not read again: its
+ * resources, decoded once, are handed out again (borrowed: store_contents_free leaves
+ * them). Only files that decoded with no diagnostic at all and hold no Secret are kept, so
+ * every reload repeats the errors and warnings of the files that have some, and no key
+ * material stays in the cache between builds; nor are files written in the last 50 ms
+ * (the kernel's file times are coarse: a same-size rewrite in place within one tick
+ * would look unchanged), which are read again until they are older.
+ *
+ * One thread uses a cache at a time (egressgw's load thread; the first build before it). */
+#ifndef EGRESS_CONFIG_STORE_CACHE_H
+#define EGRESS_CONFIG_STORE_CACHE_H
+
+#include <stddef.h>
+#include <sys/stat.h>
+
+#include "config/config.h"
+
+struct store_cache;
+
+/* What the last load did with config files. */
+struct store_cache_stats {
+	size_t files;      /* config files seen */
+	size_t parsed;     /* read and decoded (new, changed, or not cacheable) */
+	size_t reused;     /* unchanged: their resources came from the cache */
+	size_t dropped;    /* in the cache before, gone (or changed) now */
+};
+
+struct store_cache *store_cache_new(void);
+void store_cache_free(struct store_cache *c);
+
+/* Begins a load: every file is unseen until store_cache_get or store_cache_put sees it. */
+void store_cache_begin(struct store_cache *c);
+/* The resources of path when st identifies the file the cache holds (the file is then
+ * seen); *v and *n borrowed, *cpath the cache's copy of the path. Returns false when the
+ * file is not cached or changed (a changed file's record is dropped). */
+bool store_cache_get(struct store_cache *c, const char *path, const struct stat *st,
+                     const struct resource **v, size_t *n, const char **cpath);
+/* Keeps v[0..n) (moved in: the cache owns them now) as the resources of path as st
+ * describes it. Returns the cache's copy of the path. */
+const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+                            struct resource *v, size_t n, const struct resource **kept);
+/* Ends a load: records of files not seen in it are dropped (the contents of this load
+ * borrow only files seen in it; those of an earlier load must be freed before the next
+ * load begins). */
+void store_cache_end(struct store_cache *c);
+void store_cache_stats(const struct store_cache *c, struct store_cache_stats *out);
+/* A file counted as parsed (not cacheable) by the loader. */
+void store_cache_note_parsed(struct store_cache *c);
+
+#endif
