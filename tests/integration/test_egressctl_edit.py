@@ -133,6 +133,9 @@ def test_edit_cancelled_without_changes_or_when_empty(ctl, walkthrough, store, t
 
 
 def test_edit_warns_as_apply_and_refuses_what_it_cannot_edit(ctl, walkthrough, store, tmp_path):
+    # The ServiceEntry first: a DestinationRule for a host no ServiceEntry lists is itself
+    # warned about at apply (IST0174), and this test wants apply's stderr empty.
+    ctl.ok("apply", "-f", walkthrough / "01-serviceentry-cnn.yaml")
     ctl.ok("apply", "-f", walkthrough / "03-virtualservice-destinationrule-cnn.yaml")
     # A field accepted and not applied: applied with apply's Warning line.
     env, _ = editor(tmp_path, [["sub", "  http:\n", "  http:\n  - retries:\n      attempts: 3\n"
