@@ -386,6 +386,7 @@ static void store_load_file(struct store_loader *l, const char *path, time_t mti
  * that was read would keep its identity (git's "racily clean" index entries). Such a file
  * is read again at each load until it is older than this. */
 #define STORE_CACHE_SETTLE_NS (50 * 1000000LL)
+#define STORE_CACHE_SETTLE_COARSE_NS (2000 * 1000000LL)
 
 static bool store_recent(const struct stat *st)
 {
@@ -396,6 +397,11 @@ static bool store_recent(const struct stat *st)
 	n = (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
 	m = (long long)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
 	c = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+	/* A file system that stamps whole seconds (ext4 with 128-byte inodes, FAT, some NFS
+	 * and FUSE mounts): a same-size rewrite within that second keeps the identity, so
+	 * such a file is only known by its times once two seconds have passed. */
+	if (st->st_mtim.tv_nsec == 0 && st->st_ctim.tv_nsec == 0)
+		return n - m < STORE_CACHE_SETTLE_COARSE_NS || n - c < STORE_CACHE_SETTLE_COARSE_NS;
 	return n - m < STORE_CACHE_SETTLE_NS || n - c < STORE_CACHE_SETTLE_NS;
 }
 

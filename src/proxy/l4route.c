@@ -44,13 +44,21 @@ int l4_cidr_parse(const char *s, struct l4_cidr *out)
 
 bool l4_cidr_contains(const struct l4_cidr *c, const struct sock_addr *a)
 {
+	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	const unsigned char *p;
 	unsigned full, rest;
+	int fam = sock_addr_family(a);
 
-	if (sock_addr_family(a) != c->family)
+	p = fam == AF_INET ? (const unsigned char *)&a->u.in4.sin_addr
+	                   : (const unsigned char *)&a->u.in6.sin6_addr;
+	/* A dual-stack listener (IPV6_V6ONLY off) sees IPv4 peers as ::ffff:a.b.c.d: they are
+	 * matched as the IPv4 addresses they are, as authz's addresses are. */
+	if (fam == AF_INET6 && c->family == AF_INET && memcmp(p, v4mapped, 12) == 0) {
+		p += 12;
+		fam = AF_INET;
+	}
+	if (fam != c->family)
 		return false;
-	p = c->family == AF_INET ? (const unsigned char *)&a->u.in4.sin_addr
-	                         : (const unsigned char *)&a->u.in6.sin6_addr;
 	full = c->bits / 8;
 	rest = c->bits % 8;
 	if (memcmp(p, c->addr, full) != 0)

@@ -14,6 +14,12 @@
 #include "proxy/worker.h"
 
 #define L4TLS_BUF 16384
+/* How long the relay waits for a handshake, and for the TLS peer to end once the tunnel
+ * side has ended (sent close_notify): a peer that stays silent must not hold the
+ * descriptors and buffers for ever (Envoy closes the downstream when the upstream closes,
+ * after its own close timeout). */
+#define L4TLS_HANDSHAKE_MS 10000
+#define L4TLS_LINGER_MS    5000
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 /* One direction: bytes read from one side, not yet all written to the other. */
@@ -28,6 +34,7 @@ struct l4tls {
 	struct worker *w;
 	struct tls_conn *tls;
 	struct loop_io tio, pio;     /* the TLS socket; the plain socketpair end */
+	struct loop_timer timer;     /* the handshake's, then the linger after the tunnel ended */
 	bool hs_done;
 	bool dead;
 	struct l4tls_dir t2p, p2t;   /* decrypted -> plain; plain -> TLS */
@@ -39,6 +46,7 @@ static void l4tls_free(struct l4tls *r)
 {
 	struct worker *w = r->w;
 
+	loop_timer_cancel(w->loop, &r->timer);
 	if (r->tio.registered)
 		loop_io_del(w->loop, &r->tio);
 	if (r->pio.registered)
@@ -200,11 +208,14 @@ static void l4tls_run(struct l4tls *r)
 			return;
 		}
 		r->hs_done = true;
+		loop_timer_cancel(r->w->loop, &r->timer);
 	}
 	if (l4tls_pump(r, &want_t) < 0) {
 		l4tls_free(r);
 		return;
 	}
+	if (r->p2t.shut && !loop_timer_armed(&r->timer))
+		loop_timer_arm(r->w->loop, &r->timer, L4TLS_LINGER_MS);
 	/* The plain side: read while the TLS side can take it, write while bytes wait. */
 	if (!r->p2t.eof && !dir_pending(&r->p2t))
 		want_p |= LOOP_READ;
@@ -233,6 +244,17 @@ static void l4tls_on_pio(struct loop *loop, struct loop_io *io, unsigned ev)
 	l4tls_run(container_of(io, struct l4tls, pio));
 }
 
+/* The handshake took too long, or the TLS peer did not end within the linger after the
+ * tunnel side ended: the relay ends (both sockets closed). */
+static void l4tls_on_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct l4tls *r = container_of(t, struct l4tls, timer);
+
+	(void)loop;
+	log_debug("l4tls", "%s: %s timed out", r->peer, r->hs_done ? "close" : "handshake");
+	l4tls_free(r);
+}
+
 /* A relay on fd (the TLS socket) with a new socketpair; *plain gets the tunnel's end. */
 static struct l4tls *l4tls_new(struct worker *w, int fd, int *plain)
 {
@@ -245,6 +267,7 @@ static struct l4tls *l4tls_new(struct worker *w, int fd, int *plain)
 	r->w = w;
 	loop_io_init(&r->tio, fd, l4tls_on_tio);
 	loop_io_init(&r->pio, sp[0], l4tls_on_pio);
+	loop_timer_init(&r->timer, l4tls_on_timer);
 	*plain = sp[1];
 	{
 		struct sock_addr a;
@@ -290,7 +313,8 @@ int l4tls_wrap_client(struct worker *w, struct loop_io *io, const struct cluster
 		tls_client_alpn(r->tls, none, 1);
 	}
 	io->fd = plain;
-	l4tls_run(r);
+	loop_timer_arm(w->loop, &r->timer, L4TLS_HANDSHAKE_MS);
+	l4tls_run(r);           /* may free r */
 	return 0;
 }
 

@@ -558,6 +558,42 @@ def test_older_form_with_mutual_tls_to_the_gateway(topo):
     assert t.sidecar.stat("passthrough_total") == passthrough
 
 
+def test_terminated_hop_ends_after_its_tunnel_is_refused(topo):
+    """The older form's terminated hop (l4tls.c) when the gateway refuses what is inside (a
+    DENY AuthorizationPolicy for the client's principal): the gateway ends its TLS with
+    close_notify, and a client that completes the mesh handshake and then stays silent is
+    closed within the linger (5 s), not held open for ever with the relay's descriptors."""
+    from gwlib import mesh_context
+    from test_authz import policy
+    t = topo
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    t.apply(OLDER_FORM, t.sidecar, t.gateway)
+    t.apply(policy("deny-sleep", SLEEP_DENIED), t.gateway)
+    wait_port(t.gw_ip, 443)
+    with socket.create_connection((t.gw_ip, 443), timeout=10) as raw0:
+        s = mesh_context(t.sleep_id).wrap_socket(raw0, server_hostname=CNN)
+        s.settimeout(10)
+        assert s.recv(1) == b"", "the refused hop should end with close_notify"
+        start = time.time()
+        with socket.socket(fileno=os.dup(s.fileno())) as raw:
+            raw.settimeout(15)
+            assert raw.recv(1) == b"", "the gateway should close the connection"
+        assert time.time() - start < 10, time.time() - start
+    g = t.gateway.wait_log(lambda m: m["sni"] == CNN)
+    assert "rbac_access_denied" in g.string, g.string
+
+
+SLEEP_DENIED = """  selector:
+    matchLabels:
+      istio: egressgateway
+  action: DENY
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/default/sa/sleep"]
+"""
+
+
 def test_older_form_on_an_https_server_is_not_served(topo):
     """The same with the Gateway server's protocol HTTPS: Istio serves what it terminates
     as HTTP there, so the tcp: route does not apply. Said by the gateway when it builds

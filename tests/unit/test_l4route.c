@@ -60,6 +60,14 @@ static void test_cidr(void **state)
 	assert_int_equal(l4_cidr_parse("0.0.0.0/0", &c), 0);
 	assert_int_equal(sock_addr_from_ip("8.8.8.8", 1, &a), 0);
 	assert_true(l4_cidr_contains(&c, &a));
+	/* An IPv4 peer on a dual-stack listener (::ffff:a.b.c.d) is matched as IPv4. */
+	assert_int_equal(l4_cidr_parse("10.0.0.0/8", &c), 0);
+	assert_int_equal(sock_addr_from_ip("::ffff:10.1.2.3", 1, &a), 0);
+	assert_true(l4_cidr_contains(&c, &a));
+	assert_int_equal(sock_addr_from_ip("::ffff:11.1.2.3", 1, &a), 0);
+	assert_false(l4_cidr_contains(&c, &a));
+	assert_int_equal(sock_addr_from_ip("::10.1.2.3", 1, &a), 0);     /* not mapped */
+	assert_false(l4_cidr_contains(&c, &a));
 	/* Not prefixes. */
 	assert_int_equal(l4_cidr_parse("10.0.0.0/33", &c), -1);
 	assert_int_equal(l4_cidr_parse("10.0.0.0/", &c), -1);
