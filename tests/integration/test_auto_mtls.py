@@ -135,8 +135,13 @@ def test_egress_gateway_http(world, ctl):
     assert "location: https://edition.cnn.com/politics" in r.stdout.lower()
 
     apply_and_wait(m, ctl, GW_DR + "---\n" + VS)
-    peers = m.gateway.stat("downstream_cx_peer_identity_total")
+    through_the_gateway(m, ca, cnn_ip)
 
+
+def through_the_gateway(m, ca, cnn_ip):
+    """The page's curl once the gateway is in place, and what the proxies log
+    (test_page_authz.py runs it under an ALLOW policy too)."""
+    peers = m.gateway.stat("downstream_cx_peer_identity_total")
     r = politics(m, ca)
     assert statuses(r) == ["HTTP/1.1 301 Moved Permanently", "HTTP/1.1 200 OK"], r.stderr
     # The sidecar sent it to the gateway's cnn subset ...

@@ -184,7 +184,12 @@ def curl_heads(t, url):
 
 
 def test_page_accessing_external_services(topo):
-    t = topo
+    run_page(topo)
+
+
+def run_page(t):
+    """The page's steps, from ALLOW_ANY to its cleanup (test_page_authz.py runs them under
+    an ALLOW policy too)."""
     # --- Envoy passthrough to external services (ALLOW_ANY, the default).
     for host, ip in ((GOOGLE, t.google_ip), (CNN, t.cnn_ip)):
         n = len(t.site_lines())
