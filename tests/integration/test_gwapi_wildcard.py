@@ -16,9 +16,9 @@ import pathlib
 
 import pytest
 
-from gwlib import free_port, loopback_ip, wait_until
+from gwlib import wait_until
 from pagelib import apply_wait
-from sidecarlib import Egressgw, NxDns, issue, wait_port
+from sidecarlib import wait_port
 import test_page_wildcard as wild
 
 GWAPI = pathlib.Path(__file__).parent / "gwapi"
@@ -30,39 +30,9 @@ class Topo(wild.Topo):
     """test_page_wildcard's topology with the Gateway API gateway instead of
     istio-egressgateway."""
 
-    def __init__(self, tmp, ctl, egressctl_bin, store):
-        self.tmp, self.ctl, self.store = tmp, ctl, store
-        self.wiki_ip, self.gw_ip = loopback_ip(), loopback_ip()
-        certs = tmp / "site-certs"
-        certs.mkdir()
-        self.demo_ca = certs / "demo-ca.crt"      # made by wikipedia_site's demo_cert
-        self.hosts = tmp / "hosts"
-        self.hosts.write_text(f"{self.wiki_ip} {wild.EN}\n{self.wiki_ip} {wild.DE}\n"
-                              f"{self.wiki_ip} {wild.WWW}\n{self.gw_ip} {GTW_HOST}\n")
-        ca = tmp / "mesh-ca"
-        self.gw_id = issue(egressctl_bin, ca, "default", f"{GTW}-istio", tmp / "gw-id",
-                           create_ca=True)
-        self.sleep_id = issue(egressctl_bin, ca, "default", "sleep", tmp / "sleep-id")
-        self.site = self.dns = self.gateway = self.sidecar = None
-        try:
-            self.site = wild.wikipedia_site(tmp, self.wiki_ip, certs)
-            self.dns = NxDns(loopback_ip())
-            self.gateway = self.start_gateway("gateway")
-            self.outbound = free_port()
-            self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, self.sleep_id, self.hosts,
-                                    self.dns, extra=["--namespace", "default", "--labels",
-                                                     "app=sleep", "--outbound",
-                                                     f"127.0.0.1:{self.outbound}",
-                                                     "--outbound-policy", "REGISTRY_ONLY"])
-        except BaseException:
-            self.stop()
-            raise
-
-    def start_gateway(self, name):
-        return Egressgw(self.tmp, name, "gateway", self.store, self.gw_id, self.hosts, self.dns,
-                        extra=["--namespace", "default", "--labels",
-                               f"gateway.networking.k8s.io/gateway-name={GTW}",
-                               "--listen-address", self.gw_ip])
+    GW_HOST = GTW_HOST
+    GW_NS, GW_SA = "default", f"{GTW}-istio"
+    GW_LABELS = f"gateway.networking.k8s.io/gateway-name={GTW}"
 
 
 @pytest.fixture

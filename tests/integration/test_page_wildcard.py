@@ -60,6 +60,13 @@ def wikipedia_site(tmp, ip, certs):
 
 
 class Topo:
+    # The egress gateway: its Service's name (in the hosts file), its workload identity
+    # (namespace, service account) and the labels its Gateway selects. The Gateway API
+    # twin (test_gwapi_wildcard.py) changes only these.
+    GW_HOST = EGW_HOST
+    GW_NS, GW_SA = "istio-system", "istio-egressgateway-service-account"
+    GW_LABELS = "istio=egressgateway"
+
     def __init__(self, tmp, ctl, egressctl_bin, store):
         self.tmp, self.ctl, self.store = tmp, ctl, store
         self.wiki_ip, self.gw_ip = loopback_ip(), loopback_ip()
@@ -68,19 +75,16 @@ class Topo:
         self.demo_ca = certs / "demo-ca.crt"
         self.hosts = tmp / "hosts"
         self.hosts.write_text(f"{self.wiki_ip} {EN}\n{self.wiki_ip} {DE}\n{self.wiki_ip} {WWW}\n"
-                              f"{self.gw_ip} {EGW_HOST}\n")
+                              f"{self.gw_ip} {self.GW_HOST}\n")
         ca = tmp / "mesh-ca"
-        self.gw_id = issue(egressctl_bin, ca, "istio-system",
-                           "istio-egressgateway-service-account", tmp / "gw-id", create_ca=True)
+        self.gw_id = issue(egressctl_bin, ca, self.GW_NS, self.GW_SA, tmp / "gw-id",
+                           create_ca=True)
         self.sleep_id = issue(egressctl_bin, ca, "default", "sleep", tmp / "sleep-id")
         self.site = self.dns = self.gateway = self.sidecar = None
         try:
             self.site = wikipedia_site(tmp, self.wiki_ip, certs)
             self.dns = NxDns(loopback_ip())
-            self.gateway = Egressgw(tmp, "gateway", "gateway", store, self.gw_id, self.hosts,
-                                    self.dns, extra=["--namespace", "istio-system", "--labels",
-                                                     "istio=egressgateway",
-                                                     "--listen-address", self.gw_ip])
+            self.gateway = self.start_gateway("gateway")
             self.outbound = free_port()
             # istioctl install --set meshConfig.outboundTrafficPolicy.mode=REGISTRY_ONLY
             self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, self.sleep_id, self.hosts,
@@ -91,6 +95,11 @@ class Topo:
         except BaseException:
             self.stop()
             raise
+
+    def start_gateway(self, name):
+        return Egressgw(self.tmp, name, "gateway", self.store, self.gw_id, self.hosts, self.dns,
+                        extra=["--namespace", self.GW_NS, "--labels", self.GW_LABELS,
+                               "--listen-address", self.gw_ip])
 
     def page_curls(self):
         """The page's two curls in the sleep pod, the sidecar as https_proxy."""
