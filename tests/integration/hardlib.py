@@ -508,3 +508,33 @@ class RawClient:
 
     def close(self):
         self.s.close()
+
+
+def plain_env(tmp, egressctl_bin, host, also=(), handler=default_handler):
+    """A pytest fixture's body (use with yield from): a RecordingServer on a loopback address
+    of its own as host (and as the names in also), and a store routing host's port 80 to it
+    through the plain-HTTP Gateway. Yields e with tmp, up, hosts, store, ctl, gw (None: the
+    test starts it) and clients (closed at the end); stops gw (asserting exit 0) and up."""
+    from conftest import Ctl
+
+    e = type("Env", (), {})()
+    e.tmp = tmp
+    e.up = RecordingServer(loopback_ip(), 80, handler=handler)
+    e.hosts = tmp / "hosts"
+    write_hosts(e.hosts, {h: e.up.ip for h in (host, *also)})
+    e.store = tmp / "store"
+    e.ctl = Ctl(egressctl_bin, e.store, tmp)
+    e.ctl.ok("apply", "-f", "-", input="---\n".join([
+        plain_gateway_yaml(), service_entry_yaml(host, 80, "HTTP"),
+        virtual_service_yaml(host, host, 80)]))
+    e.gw = None
+    e.clients = []
+    yield e
+    for c in e.clients:
+        c.close()
+    try:
+        if e.gw:
+            rc = e.gw.stop()
+            assert rc == 0, e.gw.stderr()[-3000:]
+    finally:
+        e.up.stop()

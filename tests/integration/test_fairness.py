@@ -16,10 +16,8 @@ import time
 
 import pytest
 
-from conftest import Ctl
 from gwlib import loopback_ip
-from hardlib import (RecordingServer, plain_gateway_yaml, service_entry_yaml, start_gateway,
-                     stats, virtual_service_yaml, write_hosts)
+from hardlib import plain_env, start_gateway, stats
 
 HOST = "lim.test"
 SLOW = 1000
@@ -109,22 +107,7 @@ def good_request(src, dst):
 
 @pytest.fixture
 def env(tmp_path, egressctl_bin):
-    e = type("Env", (), {})()
-    e.tmp = tmp_path
-    e.up = RecordingServer(loopback_ip(), 80)
-    e.hosts = tmp_path / "hosts"
-    write_hosts(e.hosts, {HOST: e.up.ip})
-    e.store = tmp_path / "store"
-    Ctl(egressctl_bin, e.store, tmp_path).ok("apply", "-f", "-", input="---\n".join([
-        plain_gateway_yaml(), service_entry_yaml(HOST, 80, "HTTP"),
-        virtual_service_yaml(HOST, HOST, 80)]))
-    e.gw = None
-    yield e
-    try:
-        if e.gw:
-            assert e.gw.stop() == 0, e.gw.stderr()[-3000:]
-    finally:
-        e.up.stop()
+    yield from plain_env(tmp_path, egressctl_bin, HOST)
 
 
 @pytest.mark.parametrize("limits", ["ulimit-1024", "soft-1024-raised"])

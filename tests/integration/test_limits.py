@@ -25,10 +25,9 @@ import time
 
 import pytest
 
-from conftest import Ctl
-from gwlib import VALGRIND, loopback_ip, scaled
-from hardlib import (RawClient, RecordingServer, log_entry, plain_gateway_yaml, service_entry_yaml,
-                     start_gateway, stats, virtual_service_yaml, write_hosts)
+from gwlib import VALGRIND, scaled
+from hardlib import (RawClient, log_entry, plain_env, service_entry_yaml, start_gateway, stats,
+                     virtual_service_yaml)
 
 HOST = "lim.test"
 NEW_HOST = "lim2.test"
@@ -45,28 +44,7 @@ def request(host=HOST, path="/"):
 
 @pytest.fixture
 def env(tmp_path, egressctl_bin):
-    e = type("Env", (), {})()
-    e.tmp = tmp_path
-    up_ip = loopback_ip()
-    e.up = RecordingServer(up_ip, 80)
-    e.hosts = tmp_path / "hosts"
-    write_hosts(e.hosts, {HOST: up_ip, NEW_HOST: up_ip})
-    e.store = tmp_path / "store"
-    e.ctl = Ctl(egressctl_bin, e.store, tmp_path)
-    e.ctl.ok("apply", "-f", "-", input="---\n".join([
-        plain_gateway_yaml(), service_entry_yaml(HOST, 80, "HTTP"),
-        virtual_service_yaml(HOST, HOST, 80)]))
-    e.gw = None
-    e.clients = []
-    yield e
-    for c in e.clients:
-        c.close()
-    try:
-        if e.gw:
-            rc = e.gw.stop()
-            assert rc == 0, e.gw.stderr()[-3000:]
-    finally:
-        e.up.stop()
+    yield from plain_env(tmp_path, egressctl_bin, HOST, also=(NEW_HOST,))
 
 
 def start(e, extra=(), nofile=None):

@@ -16,10 +16,8 @@ import time
 
 import pytest
 
-from conftest import Ctl
 from gwlib import BUILD, Gateway, loopback_ip, mesh_request, scaled, wait_port, wait_until
-from hardlib import (RawClient, RecordingServer, log_entry, plain_gateway_yaml, respond,
-                     service_entry_yaml, start_gateway, virtual_service_yaml, write_hosts)
+from hardlib import RawClient, log_entry, plain_env, respond, start_gateway
 from test_gateway import CNN, LOG_RE, apply_first_half, mesh  # noqa: F401 (fixture)
 from test_h2_mesh import H2Client, site  # noqa: F401 (fixture)
 
@@ -42,28 +40,7 @@ def handler(sock, req):
 
 @pytest.fixture
 def env(tmp_path, egressctl_bin):
-    e = type("Env", (), {})()
-    e.tmp = tmp_path
-    up_ip = loopback_ip()
-    e.up = RecordingServer(up_ip, 80, handler=handler)
-    e.hosts = tmp_path / "hosts"
-    write_hosts(e.hosts, {HOST: up_ip})
-    e.store = tmp_path / "store"
-    e.ctl = Ctl(egressctl_bin, e.store, tmp_path)
-    e.ctl.ok("apply", "-f", "-", input="---\n".join([
-        plain_gateway_yaml(), service_entry_yaml(HOST, 80, "HTTP"),
-        virtual_service_yaml(HOST, HOST, 80)]))
-    e.gw = None
-    e.clients = []
-    yield e
-    for c in e.clients:
-        c.close()
-    try:
-        if e.gw:
-            rc = e.gw.stop()
-            assert rc == 0, e.gw.stderr()[-3000:]
-    finally:
-        e.up.stop()
+    yield from plain_env(tmp_path, egressctl_bin, HOST, handler=handler)
 
 
 def prom(gw):
