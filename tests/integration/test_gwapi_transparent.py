@@ -16,7 +16,8 @@ import pytest
 from gwlib import wait_until
 from sidecarlib import CNN, Egressgw, issue
 from test_gwapi import GTW_HOST, GWAPI
-from test_transparent import CNN_IP, GW_IP, NOBODY, Transparent, nets  # noqa: F401 (nets)
+from test_transparent import (CNN_IP, GW_IP, Transparent, assert_fails_without_the_gateway,
+                              assert_nameless_tls_is_refused, nets, site_lines)  # noqa: F401 (nets)
 
 GTW = "cnn-egress-gateway"
 
@@ -52,11 +53,6 @@ def topo(tmp_path, nets, ctl, egressctl_bin, store, walkthrough, walkthrough_cer
 
 def test_egress_gateways_https_gateway_api_tab_transparent(topo):
     t = topo
-    site_log = t.tmp / "nginx-cnn" / "access.log"
-
-    def site_lines():
-        return site_log.read_text().splitlines() if site_log.exists() else []
-
     t.ctl.ok("apply", "-f", GWAPI / "eg-https-01-serviceentry-cnn.yaml")
     out = t.ctl.ok("apply", "-f", GWAPI / "eg-https-gateway-tlsroutes-cnn.yaml")
     assert f"gateway.gateway.networking.k8s.io/{GTW} created" in out, out
@@ -68,7 +64,7 @@ def test_egress_gateways_https_gateway_api_tab_transparent(topo):
     passthrough = t.sidecar.stat("passthrough_total")
 
     # Captured, not proxied: curl connects to edition.cnn.com's address itself.
-    n_site = len(site_lines())
+    n_site = len(site_lines(t))
     r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
     assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
                                t.gateway.stderr()[-2000:])
@@ -79,27 +75,10 @@ def test_egress_gateways_https_gateway_api_tab_transparent(topo):
     assert (g["cluster"], g["uhost"], g["flags"], g["dlocal"]) == \
         (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-", f"{GW_IP}:443"), g.string
     assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
-    wait_until(lambda: len(site_lines()) > n_site, what="the site's log line")
-    assert 'GET /politics HTTP/1.1" 200' in site_lines()[-1], site_lines()[-1]
+    wait_until(lambda: len(site_lines(t)) > n_site, what="the site's log line")
+    assert 'GET /politics HTTP/1.1" 200' in site_lines(t)[-1], site_lines(t)[-1]
     # Not one connection went out directly.
     assert t.sidecar.stat("passthrough_total") == passthrough
 
-    # Leaving out the SNI (curl to the address) is no way around the gateway: refused.
-    n_site = len(site_lines())
-    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
-                  f"https://{CNN_IP}/politics"], user=NOBODY)
-    assert r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
-    assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
-    assert len(site_lines()) == n_site
-
-    # The gateway stopped: the request fails and nothing reaches edition.cnn.com.
-    assert t.gateway.stop() == 0
-    n_site = len(site_lines())
-    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
-    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
-    assert (m["cluster"], m["uhost"]) == (f"outbound|443||{GTW_HOST}", f"{GW_IP}:443"), \
-        m.string
-    assert len(site_lines()) == n_site
-    assert t.sidecar.stat("passthrough_total") == passthrough
+    assert_nameless_tls_is_refused(t, passthrough)
+    assert_fails_without_the_gateway(t, f"outbound|443||{GTW_HOST}", passthrough)

@@ -305,6 +305,38 @@ def test_connection_redirected_to_the_sidecar_itself_is_refused(topo):
         topo.in_app(["iptables", "-t", "nat", "-D", "OUTPUT", *rule])
 
 
+def site_lines(t):
+    """The access log of the nginx playing edition.cnn.com (cnn_tls_site in the topology)."""
+    log = t.tmp / "nginx-cnn" / "access.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def assert_nameless_tls_is_refused(t, passthrough):
+    """Leaving out the SNI (curl to the address) is no way around the gateway: the sidecar
+    refuses it (NR filter_chain_not_found), nothing reaches the site, nothing goes direct."""
+    n_site = len(site_lines(t))
+    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
+                  f"https://{CNN_IP}/politics"], user=NOBODY)
+    assert r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
+    assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
+    assert len(site_lines(t)) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def assert_fails_without_the_gateway(t, cluster, passthrough):
+    """The gateway stopped: the request fails at the sidecar (UF on the gateway's cluster),
+    nothing reaches edition.cnn.com and nothing goes direct."""
+    assert t.gateway.stop() == 0
+    n_site = len(site_lines(t))
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
+    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
+    assert (m["cluster"], m["uhost"]) == (cluster, f"{GW_IP}:443"), m.string
+    assert len(site_lines(t)) == n_site
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
 def test_egress_gateways_https_passthrough_transparent(topo):
     """istio.io "Egress Gateways", HTTPS part, with the application's connection captured:
     the sidecar reads the SNI of its ClientHello and follows the mesh tls: route to the
@@ -313,11 +345,6 @@ def test_egress_gateways_https_passthrough_transparent(topo):
     from gwlib import wait_until
     data = REPO / "tests" / "data" / "egress-gateways-https"
     t = topo
-    site_log = t.tmp / "nginx-cnn" / "access.log"
-
-    def site_lines():
-        return site_log.read_text().splitlines() if site_log.exists() else []
-
     n, gn = t.sidecar.stat("config_reloads_total"), t.gateway.stat("config_reloads_total")
     t.ctl.ok("apply", "-f", data / "01-serviceentry-cnn.yaml")
     t.ctl.ok("apply", "-f", data / "02-gateway-destinationrule-virtualservice-cnn.yaml")
@@ -337,25 +364,8 @@ def test_egress_gateways_https_passthrough_transparent(topo):
         (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-"), g.string
     assert int(g["rx"]) > 0 and int(g["tx"]) > 0, g.string
     assert t.sidecar.stat("passthrough_total") == passthrough
-    # Leaving out the SNI (curl to the address) is no way around the gateway: refused.
-    n_site = len(site_lines())
-    r = t.in_app(["curl", "--max-time", "20", "-sSk", "-o", "/dev/null", "-w", "%{http_code}",
-                  f"https://{CNN_IP}/politics"], user=NOBODY)
-    assert r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["sni"] == "-" and m["dlocal"] == f"{CNN_IP}:443")
-    assert (m["flags"], m["details"]) == ("NR", "filter_chain_not_found"), m.string
-    assert len(site_lines()) == n_site
-    assert t.sidecar.stat("passthrough_total") == passthrough
-
-    assert t.gateway.stop() == 0
-    n_site = len(site_lines())
-    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
-    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
-    assert (m["cluster"], m["uhost"]) == (f"outbound|443|cnn|{EGW_HOST}", f"{GW_IP}:443"), \
-        m.string
-    assert len(site_lines()) == n_site
-    assert t.sidecar.stat("passthrough_total") == passthrough
+    assert_nameless_tls_is_refused(t, passthrough)
+    assert_fails_without_the_gateway(t, f"outbound|443|cnn|{EGW_HOST}", passthrough)
 
 
 def test_older_form_with_mutual_tls_to_the_gateway_transparent(topo):
@@ -367,11 +377,6 @@ def test_older_form_with_mutual_tls_to_the_gateway_transparent(topo):
     from gwlib import wait_until
     data = REPO / "tests" / "data"
     t = topo
-    site_log = t.tmp / "nginx-cnn" / "access.log"
-
-    def site_lines():
-        return site_log.read_text().splitlines() if site_log.exists() else []
-
     t.ctl.ok("apply", "-f", data / "egress-gateways-https" / "01-serviceentry-cnn.yaml")
     t.ctl.ok("apply", "-f", data / "egress-gateways-https-mutual" /
              "02-gateway-destinationrule-virtualservice-cnn.yaml")
@@ -380,7 +385,7 @@ def test_older_form_with_mutual_tls_to_the_gateway_transparent(topo):
     wait_until(lambda: "|cnn|" in t.sidecar.admin("/config_dump")[1], timeout=10,
                what="the sidecar's mesh tls: route")
     passthrough = t.sidecar.stat("passthrough_total")
-    n_site = len(site_lines())
+    n_site = len(site_lines(t))
     r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
     assert r.stdout == "200", (r.stdout, r.stderr, t.sidecar.stderr()[-2000:],
                                t.gateway.stderr()[-2000:])
@@ -390,18 +395,9 @@ def test_older_form_with_mutual_tls_to_the_gateway_transparent(topo):
     g = t.gateway.wait_log(lambda m: m["sni"] == CNN and m["method"] == "-")
     assert (g["cluster"], g["uhost"], g["flags"]) == \
         (f"outbound|443||{CNN}", f"{CNN_IP}:443", "-"), g.string
-    assert len(site_lines()) == n_site + 1
+    assert len(site_lines(t)) == n_site + 1
     assert t.sidecar.stat("passthrough_total") == passthrough
-
-    assert t.gateway.stop() == 0
-    n_site = len(site_lines())
-    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}", f"https://{CNN}/politics")
-    assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
-    m = t.sidecar.wait_log(lambda m: m["sni"] == CNN and m["flags"] == "UF")
-    assert (m["cluster"], m["uhost"]) == (f"outbound|443|cnn|{EGW_HOST}", f"{GW_IP}:443"), \
-        m.string
-    assert len(site_lines()) == n_site
-    assert t.sidecar.stat("passthrough_total") == passthrough
+    assert_fails_without_the_gateway(t, f"outbound|443|cnn|{EGW_HOST}", passthrough)
 
 
 PORTLESS_TLS_ROUTE = """apiVersion: networking.istio.io/v1alpha3
