@@ -10,6 +10,9 @@
 #include <stdint.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+/* The struct that embeds member, from a pointer to that member (intrusive lists, loop
+ * callbacks that hand back the embedded loop_io / loop_timer / loop_task). */
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

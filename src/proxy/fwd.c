@@ -55,6 +55,7 @@
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/l4fwd.h"
+#include "proxy/linger.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/overload.h"
@@ -82,7 +83,6 @@
 #define FWD_IN_MAX      (H1_MAX_HEAD + 64 * 1024)
 #define FWD_KEY_MAX     (20 + SOCK_ADDR_STRLEN + 2 * 255 + 4)   /* pool keys */
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 struct iobuf {
 	char *p;
@@ -3133,6 +3133,10 @@ static void d_close(struct dconn *d)
 		vconn_put(w, d);
 		return;
 	}
+	/* An HTTP/2 client sends without waiting for answers: it may still be sending when we
+	 * end the connection (linger.h). */
+	bool may_send = d->h2c != NULL;
+
 	if (d->h2c) {
 		struct h2d *h = d->h2c;
 
@@ -3144,10 +3148,8 @@ static void d_close(struct dconn *d)
 		tls_shutdown(d->tls);
 		tls_conn_free(d->tls);
 	}
-	if (d->io.fd >= 0) {
-		close(d->io.fd);      /* -1: handed over to a tunnel */
-		worker_dcx_closed(w);
-	}
+	if (d->io.fd >= 0)            /* -1: handed over to a tunnel */
+		linger_close(w, d->io.fd, may_send);
 	if (d->prev)
 		d->prev->next = d->next;
 	else

@@ -25,7 +25,6 @@
 #define H2D_ROUNDS    16
 #define H2D_CHUNK_FEED 65536    /* bytes per h1_chunked_feed: bounds a held payload */
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 struct h2d {
 	struct worker *w;

@@ -20,7 +20,6 @@
  * after its own close timeout). */
 #define L4TLS_HANDSHAKE_MS 10000
 #define L4TLS_LINGER_MS    5000
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 /* One direction: bytes read from one side, not yet all written to the other. */
 struct l4tls_dir {

@@ -26,7 +26,6 @@
 #define TUN_IDLE_MS  (3600 * 1000)   /* Envoy's tcp_proxy idle_timeout default */
 #define TUN_ROUNDS   16              /* reads per direction per event (fairness) */
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 /* One direction: bytes read from src and not yet written to dst. */
 struct tdir {

@@ -30,7 +30,6 @@
 #define UH2_MAX_STREAMS 100      /* per connection while its SETTINGS are not known */
 #define UH2_MAX_INTERIM 16       /* 1xx heads per response */
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 struct uh2c;
 

@@ -7,6 +7,7 @@
 #include "proxy/overload.h"
 #include "proxy/tunnel.h"
 #include "proxy/l4tls.h"
+#include "proxy/linger.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/dns.h"
@@ -116,10 +117,6 @@ static bool worker_dcx_take(struct worker *w)
 	return true;
 }
 
-void worker_dcx_closed(struct worker *w)
-{
-	atomic_fetch_sub_explicit(&w->proxy->dcx_open, 1, memory_order_relaxed);
-}
 
 /* accept() failed for want of a descriptor (EMFILE, ENFILE) or of kernel memory. The
  * listener stays readable, and epoll is level-triggered: returning without accepting
@@ -533,6 +530,7 @@ void proxy_free(struct proxy *p)
 		fwd_streams_free(w);
 		tun_close_all(w);
 		l4tls_close_all(w);
+		linger_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);
 		pool_free(w->pool);

@@ -129,6 +129,8 @@ struct worker {
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
 	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
+	void *lingering;                /* linger.c's closing sockets, and how many */
+	unsigned nlinger;
 	void *st_free;                  /* fwd.c's free streams, and how many */
 	unsigned nst_free;
 	void *vc_free;                  /* fwd.c's free virtual (HTTP/2 stream) connections, */
@@ -225,8 +227,12 @@ uint64_t proxy_quiescent(const struct proxy *p);
 
 /* Internal to the proxy module. */
 void worker_alog(struct worker *w, const struct alog_entry *e);
-/* A downstream socket accepted by wl_on_accept was closed (fwd.c d_close, tunnel.c). */
-void worker_dcx_closed(struct worker *w);
+/* A downstream socket accepted by wl_on_accept was closed (linger.c, tunnel.c). Inline:
+ * the modules that close sockets need not call back into the worker (no call cycle). */
+static inline void worker_dcx_closed(struct worker *w)
+{
+	atomic_fetch_sub_explicit(&w->proxy->dcx_open, 1, memory_order_relaxed);
+}
 uint32_t worker_rand(struct worker *w);
 
 #endif

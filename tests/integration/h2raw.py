@@ -104,7 +104,8 @@ class RawH2:
         self.dec.max_allowed_table_size = 65536
         self.buf = b""
         self.events = []
-        self.closed = False
+        self.closed = False       # the server's end: EOF or reset read (every byte before it read)
+        self.send_failed = False  # a send hit a reset or a closed pipe: stop sending, keep reading
         self._block = None        # (sid, bytes) of a header block awaiting CONTINUATION
         if preface is not None:
             self.send(preface + (settings(*client_settings) if client_settings is not None else b""))
@@ -114,10 +115,15 @@ class RawH2:
         return self.enc.encode(headers)
 
     def send(self, data):
+        """Sends unless an earlier send failed. A failed send does not mark the connection
+        closed: what the server wrote before it hung up (a GOAWAY) may still wait in our
+        receive queue, and until() reads it before the "closed" event."""
+        if self.send_failed:
+            return
         try:
             self.sock.sendall(data)
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
-            self.closed = True
+            self.send_failed = True
 
     def get(self, sid, path="/politics", end_stream=True, extra=(), method="GET"):
         """A request on sid in one HEADERS frame (END_STREAM unless a body follows)."""

@@ -380,7 +380,7 @@ def test_continuation_flood(gateway, h2c, mesh):  # noqa: F811
     h2c.send(frame(HEADERS, END_STREAM, 1, blk))
     for _ in range(40):
         h2c.send(frame(CONTINUATION, 0, 1, h2c.enc.encode([("x-flood", "f" * 100)])))
-        if h2c.closed:
+        if h2c.send_failed:
             break
     assert_connection_error(h2c, ENHANCE_YOUR_CALM)
     assert_gateway_serves(gateway, mesh)
@@ -505,7 +505,7 @@ def test_rapid_reset(gateway, h2c, mesh):  # noqa: F811
                            h2c.block(request("/slow/400000"))) + rst_stream(sid, CANCEL)
             sid += 2
         h2c.send(batch)
-        if h2c.closed:
+        if h2c.send_failed:
             break
     ev = h2c.goaway(timeout=20)
     elapsed = time.time() - t0
