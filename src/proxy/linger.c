@@ -77,12 +77,22 @@ static int lg_peek(int fd)
 	return -1;
 }
 
+/* Near --max-connections a descriptor is worth more than a courteous close: the slot goes
+ * back at once (a connection closed to make room, fwd_evict, must free it). */
+static bool lg_pressure(const struct worker *w)
+{
+	const struct proxy *p = w->proxy;
+	uint64_t open = atomic_load_explicit(&p->dcx_open, memory_order_relaxed);
+
+	return p->max_dcx && open * 8 >= p->max_dcx * 7;
+}
+
 void linger_close(struct worker *w, int fd, bool may_send)
 {
 	int q = lg_peek(fd);
 	struct lingerer *l;
 
-	if (q < 0 || (q == 0 && !may_send) || w->nlinger >= LINGER_MAX ||
+	if (q < 0 || (q == 0 && !may_send) || w->nlinger >= LINGER_MAX || lg_pressure(w) ||
 	    shutdown(fd, SHUT_WR) != 0)
 		goto now;
 	l = xcalloc(1, sizeof(*l));

@@ -10,7 +10,8 @@
  * byte written), and what the client still sends is read and dropped until it closes its
  * end or LINGER_MS pass. The descriptor stays counted against --max-connections until it
  * is closed (worker_dcx_closed), and at most LINGER_MAX connections per worker linger:
- * past that, a close is immediate, so lingering cannot be used to hold descriptors.
+ * past that, or when the proxy's connections are within 1/8 of --max-connections, a
+ * close is immediate, so lingering cannot be used to hold descriptors.
  *
  * Worker thread only. The lingering sockets of a worker are on a list its owner frees
  * with linger_close_all (after the worker's loop has stopped). */
