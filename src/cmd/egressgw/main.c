@@ -673,6 +673,30 @@ int main(int argc, char **argv)
 		exit(1);
 	istats_self_init(&g.proxy.istats_self, g.proxy.role == SNAP_ROLE_GATEWAY, g.params.namespace,
 	                 g.params.labels, g.params.identity_dir);
+	/* What the process runs under is logged before its listeners open: whoever sees it
+	 * listening (an operator, a test) finds these lines already written.
+	 * Private keys (OpenSSL's BIGNUMs of loaded keys, the cached Secret values) live in
+	 * the secure heap: never in a core file, and not swapped out when it is locked. */
+	if ((keymem & (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE)) ==
+	    (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE))
+		log_info("main", "private keys: OpenSSL secure heap of %d KiB (%s, not in core dumps)",
+		         SECURE_HEAP_SIZE / 1024, keymem & TLS_MEM_LOCKED ? "mlocked" :
+		         "not locked: RLIMIT_MEMLOCK too low");
+	else
+		log_warn("main", "private keys may reach a core file:%s%s%s",
+		         keymem & TLS_MEM_SECURE_HEAP ? "" : " no secure heap",
+		         keymem & TLS_MEM_WIPE_ON_FREE ? "" : " freed memory not wiped",
+		         keymem & TLS_MEM_RSA_NO_CACHE ? "" : " RSA primes cached");
+	if (nofile_now != nofile_old)
+		log_info("main", "RLIMIT_NOFILE: soft limit raised from %llu to %llu (the hard limit)",
+		         nofile_old, nofile_now);
+	else
+		log_info("main", "RLIMIT_NOFILE: %llu (the soft limit is the hard limit)", nofile_now);
+	if (g.proxy.max_dcx)
+		log_info("main", "at most %llu downstream connections (--max-connections)",
+		         (unsigned long long)g.proxy.max_dcx);
+	else
+		log_info("main", "no limit on downstream connections (--max-connections 0)");
 	if (proxy_start(&g.proxy, workers, g.snap) < 0) {
 		if (g.proxy.outbound_on)
 			fprintf(stderr, "egressgw: starting workers (--outbound %s): %s\n",
@@ -736,29 +760,6 @@ int main(int argc, char **argv)
 	else
 		log_info("main", "egressgw gateway serving %zu listener(s) with %d worker(s); admin on %s; "
 		         "store %s", g.snap->nlisteners, workers, admin_addr, g.store);
-	/* Private keys (OpenSSL's BIGNUMs of loaded keys, the cached Secret values) live in
-	 * the secure heap: never in a core file, and not swapped out when it is locked. */
-	if ((keymem & (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE)) ==
-	    (TLS_MEM_SECURE_HEAP | TLS_MEM_WIPE_ON_FREE | TLS_MEM_RSA_NO_CACHE))
-		log_info("main", "private keys: OpenSSL secure heap of %d KiB (%s, not in core dumps)",
-		         SECURE_HEAP_SIZE / 1024, keymem & TLS_MEM_LOCKED ? "mlocked" :
-		         "not locked: RLIMIT_MEMLOCK too low");
-	else
-		log_warn("main", "private keys may reach a core file:%s%s%s",
-		         keymem & TLS_MEM_SECURE_HEAP ? "" : " no secure heap",
-		         keymem & TLS_MEM_WIPE_ON_FREE ? "" : " freed memory not wiped",
-		         keymem & TLS_MEM_RSA_NO_CACHE ? "" : " RSA primes cached");
-	if (nofile_now != nofile_old)
-		log_info("main", "RLIMIT_NOFILE: soft limit raised from %llu to %llu (the hard limit)",
-		         nofile_old, nofile_now);
-	else
-		log_info("main", "RLIMIT_NOFILE: %llu (the soft limit is the hard limit)", nofile_now);
-	if (g.proxy.max_dcx)
-		log_info("main", "at most %llu downstream connections (--max-connections)",
-		         (unsigned long long)g.proxy.max_dcx);
-	else
-		log_info("main", "no limit on downstream connections (--max-connections 0)");
-
 	/* Until a stop signal's drain has finished (lifecycle.c). */
 	loop_run(g.loop);
 
