@@ -70,7 +70,7 @@ perf_measure() {
 	perf stat -x, -o "$out" -e "$(IFS=,; echo "${PERF_EV[*]}")" -p "${SYS_PID[$name]}" & pp=$!
 	sleep 0.3                       # attached before the first request
 	measure "$@"
-	kill -INT "$pp"; wait "$pp" || true
+	kill -INT "$pp" 2>/dev/null || true; wait "$pp" || true
 	rq=$(last "${REQS[$key]}")
 	for ev in instructions:u instructions:k raw_syscalls:sys_enter; do
 		v=$(awk -F, -v e="$ev" '$3 == e {print $1}' "$out")
