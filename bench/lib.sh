@@ -17,6 +17,7 @@ HOSTS_MAX=1000
 CNN_IP=${BENCH_CNN_IP:-127.0.0.93}
 
 declare -A SYS_PID SYS_PORT SYS_KIND SYS_ADMIN
+EG_WRAP=()
 declare -A RPS P50 P99 CPU SYSCPU ERR REQS UPCPU
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -183,7 +184,8 @@ eg_start() {
 	shift 7
 	port_free "$PX_IP" "$port" || die "$PX_IP:$port is in use"
 	port_free "$PX_IP" "$admin" || die "$PX_IP:$admin is in use"
-	"$BUILD/egressgw" --role "$role" --store "$store" --admin "$PX_IP:$admin" \
+	# EG_WRAP: a command the proxy runs under (bench/ab.sh's AB_CALLGRIND: valgrind).
+	"${EG_WRAP[@]}" "$BUILD/egressgw" --role "$role" --store "$store" --admin "$PX_IP:$admin" \
 		--hosts-file "$hosts" --dns-servers 127.0.0.1:9 --workers "$workers" --log-level warn \
 		"$@" 2>"$W/$name.err" & PIDS+=($!)
 	SYS_PID[$name]=$!; SYS_PORT[$name]=$port; SYS_KIND[$name]=egressgw

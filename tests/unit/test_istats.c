@@ -82,6 +82,25 @@ static const char GW_LABELS[] =
 	"request_protocol=\"http\",response_code=\"200\",grpc_response_status=\"\","
 	"response_flags=\"-\",connection_security_policy=\"mutual_tls\"";
 
+/* "istio_requests_total{GW_LABELS}" for destination service svc and response code. */
+static const char *gw_series(char *buf, size_t size, const char *svc, int code)
+{
+	char labels[sizeof(GW_LABELS) + 64];
+	const char *p = GW_LABELS, *q;
+	size_t n = 0;
+
+	/* GW_LABELS with each "edition.cnn.com" replaced by svc and the code by code. */
+	while ((q = strstr(p, "edition.cnn.com"))) {
+		n += (size_t)snprintf(labels + n, sizeof(labels) - n, "%.*s%s", (int)(q - p), p, svc);
+		p = q + strlen("edition.cnn.com");
+	}
+	snprintf(labels + n, sizeof(labels) - n, "%s", p);
+	q = strstr(labels, "response_code=\"200\"");
+	snprintf(buf, size, "istio_requests_total{%.*sresponse_code=\"%d\"%s}", (int)(q - labels),
+	         labels, code, q + strlen("response_code=\"200\""));
+	return buf;
+}
+
 static void gateway_series_sum_workers_with_istio_labels(void **state)
 {
 	struct proxy p = two_workers();
@@ -233,6 +252,61 @@ static void label_values_are_escaped(void **state)
 	free_workers(&p);
 }
 
+/* Each worker keeps the entry its last request found: a request whose key differs only in
+ * contents (the same buffer rewritten, as a stream's endpoint string is) or that alternates
+ * with another key must still land in its own series, cluster and endpoint. */
+static void last_entry_cache_follows_the_key(void **state)
+{
+	struct proxy p = two_workers();
+	struct istats *s = p.workers[0].istats;
+	struct hstats *hs = istats_hosts(s);
+	struct istats_self self;
+	struct istats_http_rec r = rec(200, 1, 1);
+	struct istats_cluster *ca, *cb;
+	struct hstats_host *ha, *hb, *hc;
+	struct sbuf out = SBUF_INIT;
+	char name[64], addr[64], svc[64], want[4096];
+
+	(void)state;
+	istats_self_init(&self, true, "istio-system", NULL, NULL);
+	snprintf(name, sizeof(name), "outbound|443||a.example.com");
+	ca = istats_cluster(s, name);
+	snprintf(name, sizeof(name), "outbound|443||b.example.com");
+	cb = istats_cluster(s, name);
+	assert_ptr_not_equal(ca, cb);
+	assert_ptr_equal(istats_cluster(s, "outbound|443||a.example.com"), ca);
+	assert_ptr_equal(istats_cluster(s, name), cb);
+
+	snprintf(addr, sizeof(addr), "10.0.0.1:443");
+	ha = hstats_get(hs, "c1", addr);
+	snprintf(addr, sizeof(addr), "10.0.0.2:443");
+	hb = hstats_get(hs, "c1", addr);
+	hc = hstats_get(hs, "c2", addr);
+	assert_non_null(ha);
+	assert_ptr_not_equal(ha, hb);
+	assert_ptr_not_equal(hb, hc);
+	assert_ptr_equal(hstats_get(hs, "c1", "10.0.0.1:443"), ha);
+	assert_ptr_equal(hstats_get(hs, "c1", addr), hb);
+	assert_ptr_equal(hstats_find(hs, "c2", "10.0.0.2:443"), hc);
+
+	/* Two label sets from one rewritten buffer, then a code change: three series. */
+	r.dst_service = svc;
+	snprintf(svc, sizeof(svc), "a.example.com");
+	istats_http(s, &r);
+	istats_http(s, &r);
+	snprintf(svc, sizeof(svc), "b.example.com");
+	istats_http(s, &r);
+	r.code = 404;
+	istats_http(s, &r);
+	istats_prometheus(&p, &self, &out);
+	assert_int_equal(sample(out.s, "egressgw_istio_series_overflow_total"), 0);
+	assert_int_equal(sample(out.s, gw_series(want, sizeof(want), "a.example.com", 200)), 2);
+	assert_int_equal(sample(out.s, gw_series(want, sizeof(want), "b.example.com", 200)), 1);
+	assert_int_equal(sample(out.s, gw_series(want, sizeof(want), "b.example.com", 404)), 1);
+	sbuf_free(&out);
+	free_workers(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -242,6 +316,7 @@ int main(void)
 		cmocka_unit_test(series_are_bounded),
 		cmocka_unit_test(tcp_and_cluster_series),
 		cmocka_unit_test(label_values_are_escaped),
+		cmocka_unit_test(last_entry_cache_follows_the_key),
 	};
 	return cmocka_run_group_tests_name("istats", tests, NULL, NULL);
 }
