@@ -39,6 +39,7 @@ struct tdir {
 enum tun_state {
 	TUN_RESOLVING,
 	TUN_CONNECTING,
+	TUN_HANDSHAKE,                 /* connected; l4tls.c's TLS handshake under way */
 	TUN_OPEN,
 };
 
@@ -56,6 +57,7 @@ struct tun {
 	bool up_counted;               /* counted in ucx_active */
 	struct hstats_host *hs;        /* its endpoint's counters (hstats.h), or NULL */
 	bool originate_tls;            /* tun_req.originate_tls */
+	struct l4tls *l4;              /* the TLS relay while its handshake is under way */
 	struct tdir d2u, u2d;
 	uint64_t last_bytes;           /* d2u.bytes + u2d.bytes at the last idle check */
 	char name[256];
@@ -202,6 +204,8 @@ static void tun_free(struct tun *t)
 
 	if (t->dnsq)
 		dns_cancel(t->dnsq);
+	if (t->l4)
+		l4tls_cancel(t->l4);
 	loop_timer_cancel(w->loop, &t->timer);
 	loop_io_del(w->loop, &t->dio);
 	loop_io_del(w->loop, &t->uio);
@@ -340,6 +344,45 @@ static void tun_pump(struct tun *t)
 
 /* ---- events ---- */
 
+/* The upstream connection is made (and its TLS, if any): bytes flow; a CONNECT client
+ * gets its 200 first. */
+static void tun_open(struct tun *t)
+{
+	struct worker *w = t->w;
+
+	t->state = TUN_OPEN;
+	loop_timer_arm(w->loop, &t->timer, TUN_IDLE_MS);
+	if (t->connect) {
+		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+		/* The reply goes down before any upstream byte: u2d is empty until now. */
+		t->code = 200;
+		t->details = "via_upstream";
+		t->u2d.buf = xmalloc(TUN_BUF);
+		memcpy(t->u2d.buf, ok, sizeof(ok) - 1);
+		t->u2d.len = sizeof(ok) - 1;
+	}
+	tun_pump(t);
+}
+
+/* l4tls.c's handshake ended (a top-level handler: the loop's event on the relay). A
+ * failure is Envoy's upstream connection failure: UF, with the TLS reason as
+ * UPSTREAM_TRANSPORT_FAILURE_REASON; a CONNECT client gets 503, not 200. */
+static void tun_on_tls(void *arg, const char *err)
+{
+	struct tun *t = arg;
+
+	t->l4 = NULL;
+	if (err) {
+		STAT_INC(t->w->st.ucx_connect_fail);
+		tun_fail(t, 503, ALOG_F_UF,
+		         "upstream_reset_before_response_started{connection_failure}", err);
+	} else {
+		tun_open(t);
+	}
+	tun_settle(t);
+}
+
 static void tun_connected(struct tun *t)
 {
 	struct worker *w = t->w;
@@ -357,26 +400,21 @@ static void tun_connected(struct tun *t)
 	if (sock_local_addr(t->uio.fd, &la) == 0)
 		sock_addr_str(&la, t->up_local, sizeof(t->up_local));
 	/* A DestinationRule's TLS (the sidecar's ISTIO_MUTUAL hop around the application's
-	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it. */
-	if (t->originate_tls &&
-	    l4tls_wrap_client(w, &t->uio, t->cl, t->sni[0] ? t->sni : t->name) < 0) {
-		tun_fail(t, 503, ALOG_F_UF, "upstream_reset_before_response_started{connection_failure}",
-		         t->cl->tls_ctx_error ? t->cl->tls_ctx_error : "no TLS context");
+	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it once the
+	 * handshake is done (tun_on_tls); until then the connection is not made. */
+	if (t->originate_tls) {
+		if (l4tls_wrap_client(w, &t->uio, t->cl, t->sni[0] ? t->sni : t->name, tun_on_tls,
+		                      t, &t->l4) < 0) {
+			STAT_INC(w->st.ucx_connect_fail);
+			tun_fail(t, 503, ALOG_F_UF,
+			         "upstream_reset_before_response_started{connection_failure}",
+			         t->cl->tls_ctx_error ? t->cl->tls_ctx_error : "no TLS context");
+			return;
+		}
+		t->state = TUN_HANDSHAKE;
 		return;
 	}
-	t->state = TUN_OPEN;
-	loop_timer_arm(w->loop, &t->timer, TUN_IDLE_MS);
-	if (t->connect) {
-		static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-
-		/* The reply goes down before any upstream byte: u2d is empty until now. */
-		t->code = 200;
-		t->details = "via_upstream";
-		t->u2d.buf = xmalloc(TUN_BUF);
-		memcpy(t->u2d.buf, ok, sizeof(ok) - 1);
-		t->u2d.len = sizeof(ok) - 1;
-	}
-	tun_pump(t);
+	tun_open(t);
 }
 
 static void tun_on_uio(struct loop *loop, struct loop_io *io, unsigned ev)
