@@ -29,7 +29,7 @@
 # Env:   BENCH_SCENARIOS ("1 2 3 4 5 6 7 8"), BENCH_SCALE_HOSTS ("1000 10000", scenario 8), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNS (50),
 #        BENCH_WORKERS (1, scenarios 1-4), BENCH_WARMUP (2 seconds per system),
 #        BENCH_IDLE_CONNS (10000, scenario 4), BENCH_ROUTES ("1 10 100 1000", scenario 5),
-#        BENCH_BULK_CONNS (10), BENCH_PT_SHORT (4000), BENCH_PT_BULK (1000) (scenario 6),
+#        BENCH_BULK_CONNS (10), BENCH_PT_SHORT (4000), BENCH_PT_BULK (1000), BENCH_PT_STRACE (1000) (scenario 6),
 #        BENCH_UP_WORKERS (1, the upstream nginx), BENCH_OUT (docs/BENCHMARKS.md),
 #        BENCH_KEEP (set: keep the work directory with configurations and logs),
 #        BENCH_UP_IP, BENCH_PX_IP, BENCH_CNN_IP (the loopback addresses, bench/lib.sh)
@@ -70,7 +70,7 @@ for s in $SCENARIOS; do
 	esac
 done
 for n in $ROUTES; do [ "$n" -gt "$HOSTS_MAX" ] && HOSTS_MAX=$n; done
-for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3 gnuplot; do
+for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3 gnuplot strace; do
 	command -v "$t" >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
 done
 [ -x "$BUILD/egressgw" ] && [ -x "$BUILD/egressctl" ] || die "no $BUILD/egressgw (run make)"

@@ -152,6 +152,27 @@ s6_measure() {
 	[ "$e" = 0 ] || ANOMALIES+=("$key ($name): $e failed/errored/timed-out requests in an h2load run of $reqs")
 }
 
+# s6_syscalls KEY NAME: the system calls the instance makes per short connection, counted
+# by `strace -c -f` attached to its processes (every thread) for S6_STRACE_N connections.
+# The count does not depend on the machine's load, unlike CPU time; strace slows the proxy
+# down, which changes no count. Appends the calls per connection to SYSC[KEY] and keeps
+# the instance's five most frequent calls (per connection) in SYSC_TOP[KEY].
+S6_STRACE_N=${BENCH_PT_STRACE:-1000}
+declare -A SYSC SYSC_TOP
+s6_syscalls() {
+	local key=$1 name=$2 p args=() sp out="$W/$2.strace"
+	alive "$name"
+	for p in $(sys_pids "${SYS_PID[$name]}"); do args+=(-p "$p"); done
+	strace -c -f -o "$out" "${args[@]}" 2>"$W/$name.strace.err" & sp=$!
+	# Attached once strace has said so for the first process (5 s at most).
+	for _ in $(seq 50); do grep -q attached "$W/$name.strace.err" 2>/dev/null && break; sleep 0.1; done
+	s6_h2load "$name" short "$S6_STRACE_N" >/dev/null
+	kill -INT "$sp"; wait "$sp" || true
+	SYSC[$key]+="$(awk -v n="$S6_STRACE_N" '$NF == "total" {printf "%.1f", $4 / n}' "$out") "
+	SYSC_TOP[$key]=$(awk -v n="$S6_STRACE_N" '$1 ~ /^[0-9.]+$/ && $NF != "total" {
+		printf "%s %.2f\n", $NF, $4 / n}' "$out" | sort -k2 -nr | head -5 | awk '{printf "%s%s %s", s, $1, $2; s = ", "}')
+}
+
 s6_run() {
 	local store="$W/s6-store" sys k mode table ratios="" unit rate e h n
 	[ -f "$S6_STREAM_MOD" ] || die "$S6_STREAM_MOD is missing (scripts/deps.sh bench installs libnginx-mod-stream)"
@@ -171,6 +192,7 @@ s6_run() {
 			for sys in egressgw haproxy nginx; do s6_measure "s6/$mode/$sys" "s6-$sys" "$mode"; done
 		done
 	done
+	for sys in egressgw haproxy nginx; do s6_syscalls "s6/$sys" "s6-$sys"; done
 	stop_sys s6-egressgw s6-haproxy s6-nginx
 
 	table="| load | proxy | rate | CPU µs per unit | errors |
@@ -208,5 +230,12 @@ the shared cores, not by the proxy.
 $table
 
 Ratios (same run, medians of $ROUNDS rounds):
-${ratios}"
+${ratios}
+System calls per short connection (\`strace -c -f\` attached to each proxy's processes
+for $S6_STRACE_N connections of the short load; load-independent):
+
+| proxy | calls per connection | most frequent (per connection) |
+|---|---|---|
+$(for sys in egressgw haproxy nginx; do echo "| $sys | ${SYSC[s6/$sys]} | ${SYSC_TOP[s6/$sys]} |"; done)
+"
 }

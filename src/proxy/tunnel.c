@@ -275,8 +275,13 @@ static void tun_fail(struct tun *t, int code, unsigned flag, const char *details
 /* ---- relaying ---- */
 
 /* Moves bytes src -> dst until either would block. Returns -1 when the tunnel must end
- * (reason set). */
-static int tdir_pump(struct tun *t, struct tdir *d, int src, int dst, const char *src_name)
+ * (reason set). src is read only when the loop said it was readable (readable; the loop
+ * is level-triggered, so what is left is reported again), and not again after a short
+ * read, which emptied its receive queue: a read that would only say EAGAIN is a system
+ * call per event saved (HAProxy's and nginx's relays do the same). other is the opposite
+ * direction: when it has ended too, the half-close is left to close(). */
+static int tdir_pump(struct tun *t, struct tdir *d, const struct tdir *other, int src, int dst,
+                     const char *src_name, bool readable)
 {
 	for (int rounds = 0; rounds < TUN_ROUNDS; rounds++) {
 		ssize_t n;
@@ -298,7 +303,7 @@ static int tdir_pump(struct tun *t, struct tdir *d, int src, int dst, const char
 			d->off = d->len = 0;
 			continue;
 		}
-		if (d->eof)
+		if (d->eof || !readable)
 			break;
 		if (!d->buf)
 			d->buf = xmalloc(TUN_BUF);
@@ -318,21 +323,30 @@ static int tdir_pump(struct tun *t, struct tdir *d, int src, int dst, const char
 		}
 		d->len = (size_t)n;
 		d->bytes += (uint64_t)n;
+		if ((size_t)n < TUN_BUF)
+			readable = false;   /* the queue is empty: write this out, then stop */
 	}
 	if (d->eof && !tdir_pending(d) && !d->shut) {
-		/* Pass the half-close on: the other side may still answer. */
-		shutdown(dst, SHUT_WR);
+		/* Pass the half-close on: the other side may still answer. Once the other way
+		 * has ended too, the tunnel closes both sockets now, and close() sends the FIN
+		 * (nothing is left unread on dst: the other way read it to its end). */
+		if (!other->shut)
+			shutdown(dst, SHUT_WR);
 		d->shut = true;
 	}
 	return 0;
 }
 
-static void tun_pump(struct tun *t)
+/* Relays what can move after an event: dev/uev are what the loop reported on the
+ * downstream/upstream socket (0: nothing, e.g. the tunnel just opened). */
+static void tun_pump(struct tun *t, unsigned dev, unsigned uev)
 {
+	const unsigned rd = LOOP_READ | LOOP_ERROR;
+
 	if (t->dead || t->state != TUN_OPEN)
 		return;
-	if (tdir_pump(t, &t->d2u, t->dio.fd, t->uio.fd, "downstream") < 0 ||
-	    tdir_pump(t, &t->u2d, t->uio.fd, t->dio.fd, "upstream") < 0) {
+	if (tdir_pump(t, &t->d2u, &t->u2d, t->dio.fd, t->uio.fd, "downstream", dev & rd) < 0 ||
+	    tdir_pump(t, &t->u2d, &t->d2u, t->uio.fd, t->dio.fd, "upstream", uev & rd) < 0) {
 		/* A reset on either side ends both, as Envoy's tcp_proxy does. */
 		log_debug("tunnel", "%s -> %s (%s): %s", t->remote_s, t->ep_str, t->cl->name, t->reason);
 		t->reason[0] = '\0';
@@ -362,7 +376,9 @@ static void tun_open(struct tun *t)
 		memcpy(t->u2d.buf, ok, sizeof(ok) - 1);
 		t->u2d.len = sizeof(ok) - 1;
 	}
-	tun_pump(t);
+	/* Only what is already here moves now (the initial bytes, the CONNECT's reply);
+	 * the sockets' readiness comes from the loop, once tun_update has registered them. */
+	tun_pump(t, 0, 0);
 }
 
 /* l4tls.c's handshake ended (a top-level handler: the loop's event on the relay). A
@@ -397,7 +413,8 @@ static void tun_connected(struct tun *t)
 		         reason);
 		return;
 	}
-	if (sock_local_addr(t->uio.fd, &la) == 0)
+	/* UPSTREAM_LOCAL_ADDRESS is only logged: no getsockname when nothing is. */
+	if (w->proxy->alog_on && sock_local_addr(t->uio.fd, &la) == 0)
 		sock_addr_str(&la, t->up_local, sizeof(t->up_local));
 	/* A DestinationRule's TLS (the sidecar's ISTIO_MUTUAL hop around the application's
 	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it once the
@@ -426,7 +443,7 @@ static void tun_on_uio(struct loop *loop, struct loop_io *io, unsigned ev)
 		if (ev & (LOOP_WRITE | LOOP_ERROR))
 			tun_connected(t);
 	} else {
-		tun_pump(t);
+		tun_pump(t, 0, ev);
 	}
 	tun_settle(t);
 }
@@ -438,7 +455,7 @@ static void tun_on_dio(struct loop *loop, struct loop_io *io, unsigned ev)
 	(void)loop;
 	(void)ev;
 	if (t->state == TUN_OPEN) {
-		tun_pump(t);
+		tun_pump(t, ev, 0);
 	} else if (tdir_pending(&t->u2d)) {
 		t->dead = true;         /* only a failure reply is ever sent before OPEN */
 	}
