@@ -11,8 +11,10 @@
 #   4  memory: RSS idle, and per idle downstream keep-alive connection (10,000 held)
 #   5  scaling: 1 and 2 workers; egressgw with 1, 10, 100 and 1,000 routes
 #   6  TLS passthrough by SNI (the application's TLS relayed unterminated): CPU per short
-#      connection and per MB of bulk transfer, beside HAProxy req.ssl_sni and nginx
-#      stream ssl_preread
+#      connection and per MB of bulk transfer, and system calls per connection, beside
+#      HAProxy req.ssl_sni and nginx stream ssl_preread; the gateway alone, then the mesh
+#      path sidecar -> gateway -> upstream with iptables capture (in a network namespace
+#      the bench makes: needs root)
 #   7  access rules: scenario 1 through 100 AuthorizationPolicies of 10 rules (the request
 #      admitted by the last), beside HAProxy's and nginx's equivalents (a map of the hosts)
 #   8  configuration at scale: 1,000 and 10,000 external hosts, start time, CPU and memory
@@ -54,6 +56,8 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	# Scenario 6's network namespace (bench/s6chain.sh), if it made one.
+	if declare -F s6c_cleanup >/dev/null; then s6c_cleanup; fi
 	if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -100,7 +104,7 @@ numbers check that the benchmark works; they are not results.**
 fig_alt() { echo "Scenario $1: latency percentiles and CPU per request of egressgw, HAProxy and nginx, from the table above"; }
 ANOM="None: no instance exited early, no wrk or h2load run had errors."
 if [ ${#ANOMALIES[@]} -gt 0 ]; then ANOM=$(printf -- '- %s\n' "${ANOMALIES[@]}"); fi
-CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" BENCH_BULK_CONNS=${BENCH_BULK_CONNS:-10} BENCH_PT_SHORT=${BENCH_PT_SHORT:-4000} BENCH_PT_BULK=${BENCH_PT_BULK:-1000} BENCH_SCALE_HOSTS=\"$SCALE_HOSTS\" make bench"
+CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" BENCH_BULK_CONNS=${BENCH_BULK_CONNS:-10} BENCH_PT_SHORT=${BENCH_PT_SHORT:-4000} BENCH_PT_BULK=${BENCH_PT_BULK:-1000} BENCH_PT_STRACE=${BENCH_PT_STRACE:-1000} BENCH_SCALE_HOSTS=\"$SCALE_HOSTS\" make bench"
 {
 	echo "# Benchmarks"
 	echo
