@@ -11,8 +11,10 @@
 #   4  memory: RSS idle, and per idle downstream keep-alive connection (10,000 held)
 #   5  scaling: 1 and 2 workers; egressgw with 1, 10, 100 and 1,000 routes
 #   6  TLS passthrough by SNI (the application's TLS relayed unterminated): CPU per short
-#      connection and per MB of bulk transfer, beside HAProxy req.ssl_sni and nginx
-#      stream ssl_preread
+#      connection and per MB of bulk transfer, and system calls per connection, beside
+#      HAProxy req.ssl_sni and nginx stream ssl_preread; the gateway alone, then the mesh
+#      path sidecar -> gateway -> upstream with iptables capture (in a network namespace
+#      the bench makes: needs root)
 #   7  access rules: scenario 1 through 100 AuthorizationPolicies of 10 rules (the request
 #      admitted by the last), beside HAProxy's and nginx's equivalents (a map of the hosts)
 #   8  configuration at scale: 1,000 and 10,000 external hosts, start time, CPU and memory
@@ -29,7 +31,7 @@
 # Env:   BENCH_SCENARIOS ("1 2 3 4 5 6 7 8"), BENCH_SCALE_HOSTS ("1000 10000", scenario 8), BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_CONNS (50),
 #        BENCH_WORKERS (1, scenarios 1-4), BENCH_WARMUP (2 seconds per system),
 #        BENCH_IDLE_CONNS (10000, scenario 4), BENCH_ROUTES ("1 10 100 1000", scenario 5),
-#        BENCH_BULK_CONNS (10), BENCH_PT_SHORT (4000), BENCH_PT_BULK (1000) (scenario 6),
+#        BENCH_BULK_CONNS (10), BENCH_PT_SHORT (4000), BENCH_PT_BULK (1000), BENCH_PT_STRACE (1000) (scenario 6),
 #        BENCH_UP_WORKERS (1, the upstream nginx), BENCH_OUT (docs/BENCHMARKS.md),
 #        BENCH_KEEP (set: keep the work directory with configurations and logs),
 #        BENCH_UP_IP, BENCH_PX_IP, BENCH_CNN_IP (the loopback addresses, bench/lib.sh)
@@ -54,6 +56,8 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	# Scenario 6's network namespace (bench/s6chain.sh), if it made one.
+	if declare -F s6c_cleanup >/dev/null; then s6c_cleanup; fi
 	if [ -n "${BENCH_KEEP:-}" ]; then echo "bench: kept $W" >&2; else rm -rf "$W"; fi
 }
 trap cleanup EXIT
@@ -70,7 +74,7 @@ for s in $SCENARIOS; do
 	esac
 done
 for n in $ROUTES; do [ "$n" -gt "$HOSTS_MAX" ] && HOSTS_MAX=$n; done
-for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3 gnuplot; do
+for t in wrk h2load haproxy nginx curl openssl ss /usr/bin/python3 gnuplot strace; do
 	command -v "$t" >/dev/null || die "$t is missing (scripts/deps.sh bench installs it)"
 done
 [ -x "$BUILD/egressgw" ] && [ -x "$BUILD/egressctl" ] || die "no $BUILD/egressgw (run make)"
@@ -100,7 +104,7 @@ numbers check that the benchmark works; they are not results.**
 fig_alt() { echo "Scenario $1: latency percentiles and CPU per request of egressgw, HAProxy and nginx, from the table above"; }
 ANOM="None: no instance exited early, no wrk or h2load run had errors."
 if [ ${#ANOMALIES[@]} -gt 0 ]; then ANOM=$(printf -- '- %s\n' "${ANOMALIES[@]}"); fi
-CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" BENCH_BULK_CONNS=${BENCH_BULK_CONNS:-10} BENCH_PT_SHORT=${BENCH_PT_SHORT:-4000} BENCH_PT_BULK=${BENCH_PT_BULK:-1000} BENCH_SCALE_HOSTS=\"$SCALE_HOSTS\" make bench"
+CMD="BENCH_SCENARIOS=\"$SCENARIOS\" BENCH_SECONDS=$SECS BENCH_ROUNDS=$ROUNDS BENCH_CONNS=$CONNS BENCH_WORKERS=$WORKERS BENCH_IDLE_CONNS=$IDLE_CONNS BENCH_ROUTES=\"$ROUTES\" BENCH_BULK_CONNS=${BENCH_BULK_CONNS:-10} BENCH_PT_SHORT=${BENCH_PT_SHORT:-4000} BENCH_PT_BULK=${BENCH_PT_BULK:-1000} BENCH_PT_STRACE=${BENCH_PT_STRACE:-1000} BENCH_SCALE_HOSTS=\"$SCALE_HOSTS\" make bench"
 {
 	echo "# Benchmarks"
 	echo

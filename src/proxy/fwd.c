@@ -446,6 +446,16 @@ static void buf_release(void *p, size_t cap)
 	buf_cache.bytes += cap;
 }
 
+void *fwd_buf_get(size_t cap)
+{
+	return buf_alloc(cap);
+}
+
+void fwd_buf_put(void *p, size_t cap)
+{
+	buf_release(p, cap);
+}
+
 /* p (cap bytes, NULL allowed) replaced by a buffer of ncap bytes holding its first keep
  * bytes (keep <= ncap); p is given back. */
 static void *buf_grow(void *p, size_t cap, const void *keep_from, size_t keep, size_t ncap)

@@ -29,6 +29,11 @@ void fwd_pool_sweep(struct worker *w);
  * (around its loop: buffers given back after stop are freed). */
 void fwd_buf_cache_start(void);
 void fwd_buf_cache_stop(void);
+/* A buffer of cap bytes from the calling thread's cache (2 KiB .. 64 KiB, powers of two;
+ * other sizes are malloc's), and its return (NULL allowed), for the worker's other I/O
+ * (tunnel.c's relay buffers). */
+void *fwd_buf_get(size_t cap);
+void fwd_buf_put(void *p, size_t cap);
 /* Frees the worker's spare request streams (at shutdown). */
 void fwd_streams_free(struct worker *w);
 

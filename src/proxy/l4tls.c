@@ -36,6 +36,10 @@ struct l4tls {
 	struct loop_timer timer;     /* the handshake's, then the linger after the tunnel ended */
 	bool hs_done;
 	bool dead;
+	/* Client side: told once how the handshake ended (l4tls_wrap_client); NULL after
+	 * that, or once the owner cancelled. */
+	void (*done)(void *arg, const char *err);
+	void *done_arg;
 	struct l4tls_dir t2p, p2t;   /* decrypted -> plain; plain -> TLS */
 	char peer[128];              /* for messages */
 	struct l4tls *next, *prev;
@@ -188,6 +192,16 @@ static int l4tls_pump(struct l4tls *r, unsigned *want_t)
 	return r->t2p.shut && r->p2t.shut ? -1 : 0;
 }
 
+/* Tells the client side's owner how the handshake ended (err NULL: done), once. */
+static void l4tls_tell(struct l4tls *r, const char *err)
+{
+	void (*done)(void *, const char *) = r->done;
+
+	r->done = NULL;
+	if (done)
+		done(r->done_arg, err);
+}
+
 /* Runs the relay after an event; frees it when it has ended. */
 static void l4tls_run(struct l4tls *r)
 {
@@ -203,11 +217,15 @@ static void l4tls_run(struct l4tls *r)
 		}
 		if (rc < 0) {
 			log_warn("l4tls", "TLS to %s failed: %s", r->peer, tls_conn_error(r->tls));
+			l4tls_tell(r, tls_conn_error(r->tls));
 			l4tls_free(r);
 			return;
 		}
 		r->hs_done = true;
 		loop_timer_cancel(r->w->loop, &r->timer);
+		/* The owner (the tunnel) opens now: it may write to the plain end, which the
+		 * pump below reads. */
+		l4tls_tell(r, NULL);
 	}
 	if (l4tls_pump(r, &want_t) < 0) {
 		l4tls_free(r);
@@ -251,6 +269,8 @@ static void l4tls_on_timer(struct loop *loop, struct loop_timer *t)
 
 	(void)loop;
 	log_debug("l4tls", "%s: %s timed out", r->peer, r->hs_done ? "close" : "handshake");
+	if (!r->hs_done)
+		l4tls_tell(r, "TLS handshake timed out");
 	l4tls_free(r);
 }
 
@@ -282,7 +302,8 @@ static struct l4tls *l4tls_new(struct worker *w, int fd, int *plain)
 }
 
 int l4tls_wrap_client(struct worker *w, struct loop_io *io, const struct cluster *cl,
-                      const char *host)
+                      const char *host, void (*done)(void *arg, const char *err), void *arg,
+                      struct l4tls **out)
 {
 	struct tls_verify_names names;
 	struct l4tls *r;
@@ -312,9 +333,21 @@ int l4tls_wrap_client(struct worker *w, struct loop_io *io, const struct cluster
 		tls_client_alpn(r->tls, none, 1);
 	}
 	io->fd = plain;
+	r->done = done;
+	r->done_arg = arg;
+	*out = r;
 	loop_timer_arm(w->loop, &r->timer, L4TLS_HANDSHAKE_MS);
-	l4tls_run(r);           /* may free r */
+	/* The handshake starts when the loop reports the (connected) socket writable, not
+	 * here: done is never called before this returns. */
+	l4tls_set(r, &r->tio, LOOP_WRITE);
 	return 0;
+}
+
+void l4tls_cancel(struct l4tls *r)
+{
+	r->done = NULL;
+	if (!r->hs_done)
+		l4tls_free(r);      /* nothing was relayed yet */
 }
 
 int l4tls_wrap_server(struct worker *w, struct tls_conn *tls, int fd)

@@ -23,14 +23,24 @@
 
 struct worker;
 struct cluster;
+struct l4tls;
 
 /* Client side (sidecar): io's fd is connected to the cluster's endpoint; a TLS client of
  * the cluster's context (its SNI, else host; its subjectAltNames, else host when it
  * verifies the host name) is started on it, and io is given the plain end of a socketpair
- * instead (unregistered; the caller sets its interest). Returns 0, or -1 with errno (io
- * unchanged). */
+ * instead (unregistered). done(arg, err) is called once, from the loop (never before this
+ * returns), when the handshake has ended: err NULL, the plain end then relays; or the
+ * failure's reason (tls_conn_error's, or a timeout), the relay then ends. The owner
+ * should not use the plain end before that (the connection is not made yet: Envoy's
+ * upstream connection is connected once its TLS is). *out gets the relay, for
+ * l4tls_cancel. Returns 0, or -1 with errno (io unchanged, done never called). */
 int l4tls_wrap_client(struct worker *w, struct loop_io *io, const struct cluster *cl,
-                      const char *host);
+                      const char *host, void (*done)(void *arg, const char *err), void *arg,
+                      struct l4tls **out);
+
+/* The owner of a client relay whose done has not been called yet goes away: done will
+ * not be called, and a relay still in its handshake ends (there is nothing to relay). */
+void l4tls_cancel(struct l4tls *r);
 
 /* Server side (gateway): tls is a finished server handshake on fd (unregistered). The
  * relay takes both; returns the plain fd for the tunnel, or -1 (tls and fd then still

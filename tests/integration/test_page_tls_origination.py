@@ -16,11 +16,17 @@ application's own TLS, tunnelled); (3) the page's cleanup (kubectl delete), afte
 the 301 is back (the mesh's default outbound policy, ALLOW_ANY); (4) mutual TLS
 origination at the sidecar: the page's client-credential Secret and DestinationRule
 (workloadSelector app: sleep) against an nginx requiring client certificates, plain
-http://my-nginx...:443 from the application answered by nginx's welcome page."""
+http://my-nginx...:443 from the application answered by nginx's welcome page.
+
+test_page_egress_tls_origination_transparent runs the same steps as in a pod: curl with
+no proxy settings, its connections redirected to the sidecar by iptables (capturelib.py's
+namespaces); the page's own output there (https:// answers "HTTP/2 200" with no CONNECT
+line before it)."""
 import re
 
 import pytest
 
+from capturelib import EXT_ADDRS, OUTBOUND, Capture, nets  # noqa: F401 (nets: fixture)
 from conftest import REPO
 from pagelib import apply_wait, sleep_curl
 from gwlib import free_port, loopback_ip, wait_until
@@ -45,9 +51,9 @@ spec:
 """
 
 
-def cnn_site(tmp, ip, cert, key):
-    """edition.cnn.com: 80 answers 301 to https, 443 serves /politics; one log line per
-    request with the port, SNI, protocol and request."""
+def cnn_site(tmp, ip, cert, key, ns=None):
+    """edition.cnn.com (in namespace ns, or here): 80 answers 301 to https, 443 serves
+    /politics; one log line per request with the port, SNI, protocol and request."""
     html = tmp / "cnn-html"
     html.mkdir(exist_ok=True)
     (html / "politics").write_text("<html><body>CNN politics (test)</body></html>\n")
@@ -61,7 +67,7 @@ def cnn_site(tmp, ip, cert, key):
   server {{ listen {ip}:443 ssl http2; server_name {CNN}; root {html};
            ssl_certificate {cert}; ssl_certificate_key {key}; }}
 """
-    site = Site(tmp, "cnn", body, ip, 443)
+    site = Site(tmp, "cnn", body, ip, 443, ns=ns)
     site.log = log
     return site
 
@@ -71,9 +77,18 @@ def site_lines(site):
 
 
 class Topo:
-    def __init__(self, tmp, ctl, egressctl_bin, store, certs_dir):
+    """The page's world on loopback, curl using the sidecar as its proxy; or, with nets
+    (capturelib.Namespaces), the sites in nets.ext, the sidecar in nets.app with the
+    iptables rules, and curl captured (self.cap)."""
+
+    def __init__(self, tmp, ctl, egressctl_bin, store, certs_dir, nets=None):
         self.tmp, self.ctl, self.certs = tmp, ctl, certs_dir
-        self.cnn_ip, self.nginx_ip = loopback_ip(), loopback_ip()
+        self.cap = None
+        if nets:
+            self.cnn_ip, self.nginx_ip = EXT_ADDRS[0], EXT_ADDRS[1]
+        else:
+            self.cnn_ip, self.nginx_ip = loopback_ip(), loopback_ip()
+        ext, app = (nets.ext, nets.app) if nets else (None, None)
         certs = tmp / "site-certs"
         certs.mkdir()
         cert, key, self.demo_ca = demo_cert(certs, CNN)
@@ -83,20 +98,27 @@ class Topo:
                          create_ca=True)
         self.site = self.nginx = self.dns = self.sidecar = None
         try:
-            self.site = cnn_site(tmp, self.cnn_ip, cert, key)
-            self.nginx = mtls_site(tmp, self.nginx_ip, certs_dir)
-            self.dns = NxDns(loopback_ip())
-            self.outbound = free_port()
+            self.site = cnn_site(tmp, self.cnn_ip, cert, key, ns=ext)
+            self.nginx = mtls_site(tmp, self.nginx_ip, certs_dir, ns=ext)
+            self.dns = NxDns("127.0.0.53", ns=app) if nets else NxDns(loopback_ip())
+            self.outbound = OUTBOUND if nets else free_port()
             self.sidecar = Egressgw(tmp, "sidecar", "sidecar", store, sleep_id, hosts, self.dns,
-                                    env={"SSL_CERT_FILE": str(self.demo_ca)},
+                                    ns=app, env={"SSL_CERT_FILE": str(self.demo_ca)},
                                     extra=["--namespace", "default", "--labels", "app=sleep",
                                            "--outbound", f"127.0.0.1:{self.outbound}",
                                            "--outbound-policy", "ALLOW_ANY"])
+            if nets:
+                self.cap = Capture(nets, egressctl_bin, self.demo_ca,
+                                   {(CNN, 80): self.cnn_ip, (CNN, 443): self.cnn_ip,
+                                    (NGINX_HOST, 443): self.nginx_ip})
+                self.cap.apply()
         except BaseException:
             self.stop()
             raise
 
     def curl(self, *args):
+        if self.cap:
+            return self.cap.curl(*args, max_time=15)
         return sleep_curl(self.outbound, self.demo_ca, *args)
 
     def apply(self, path):
@@ -104,6 +126,9 @@ class Topo:
 
     def stop(self):
         rc = self.sidecar.stop() if self.sidecar else 0
+        if self.cap:
+            r, rules = self.cap.clean()
+            assert r.returncode == 0 and "EGRESSGW" not in rules, (r.stdout, r.stderr, rules)
         for site in (self.site, self.nginx):
             if site:
                 site.stop()
@@ -125,15 +150,31 @@ def new_site_lines(t, n):
 
 
 def test_page_egress_tls_origination(topo):
-    t = topo
+    run_page(topo)
+
+
+def test_page_egress_tls_origination_transparent(tmp_path, nets, ctl, egressctl_bin, store,
+                                                 walkthrough_certs):
+    t = Topo(tmp_path, ctl, egressctl_bin, store, walkthrough_certs, nets=nets)
+    try:
+        run_page(t)
+    finally:
+        assert t.stop() == 0, "egressgw did not exit 0 on SIGTERM"
+
+
+def run_page(t):
+    """The page's steps; t.cap: curl captured (the page's output for https:// is then
+    "HTTP/2 200" alone, and the sidecar logs the application's TLS as Envoy's TCP line:
+    - - -, code 0, its SNI), else curl's https_proxy is the sidecar (a CONNECT first)."""
+    https_heads = ["HTTP/2 200 "] if t.cap else ["HTTP/1.1 200 Connection established",
+                                                 "HTTP/2 200 "]
     # 1. snip_apply_simple, snip_curl_simple: 301 from port 80, then HTTP/2 200 over https.
     out = t.apply(DATA / "01-serviceentry-cnn.yaml")
     assert "serviceentry.networking.istio.io/edition-cnn-com created" in out, out
     n = len(site_lines(t.site))
     r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"http://{CNN}/politics")
     assert r.returncode == 0, (r.stdout, r.stderr, t.sidecar.stderr()[-2000:])
-    assert heads(r.stdout) == ["HTTP/1.1 301 Moved Permanently",
-                               "HTTP/1.1 200 Connection established", "HTTP/2 200 "], r.stdout
+    assert heads(r.stdout) == ["HTTP/1.1 301 Moved Permanently", *https_heads], r.stdout
     assert re.search(rf"^location: https://{re.escape(CNN)}/politics\r?$", r.stdout,
                      re.M | re.I), r.stdout
     lines = new_site_lines(t, n)
@@ -144,8 +185,13 @@ def test_page_egress_tls_origination(topo):
     m = t.sidecar.wait_log(lambda m: m["method"] == "GET" and m["code"] == "301")
     assert (m["path"], m["cluster"], m["uhost"]) == \
         ("/politics", f"outbound|80||{CNN}", f"{t.cnn_ip}:80"), m.string
-    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
-    assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
+    if t.cap:
+        m = t.sidecar.wait_log(lambda m: m["sni"] == CNN)
+        assert (m["method"], m["code"], m["cluster"], m["uhost"]) == \
+            ("-", "0", f"outbound|443||{CNN}", f"{t.cnn_ip}:443"), m.string
+    else:
+        m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+        assert (m["code"], m["cluster"]) == ("200", f"outbound|443||{CNN}"), m.string
 
     # 2. snip_apply_origination, snip_curl_origination_http: no redirect any more; the
     # sidecar sent the plain-HTTP request as TLS to port 443 (targetPort), with SNI.
@@ -171,7 +217,7 @@ def test_page_egress_tls_origination(topo):
     # snip_curl_origination_https: HTTPS from the application still works as before.
     r = t.curl("-sSL", "-o", "/dev/null", "-D", "-", f"https://{CNN}/politics")
     assert r.returncode == 0, (r.stdout, r.stderr)
-    assert heads(r.stdout) == ["HTTP/1.1 200 Connection established", "HTTP/2 200 "], r.stdout
+    assert heads(r.stdout) == https_heads, r.stdout
 
     # 3. snip_cleanup_the_tls_origination_configuration_1, then the 301 is back.
     out = t.ctl.ok("delete", "serviceentry", "edition-cnn-com")

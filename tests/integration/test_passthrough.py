@@ -81,9 +81,9 @@ class Topo:
             self.stop()
             raise
 
-    def start_gateway(self):
-        return Egressgw(self.tmp, "gateway", "gateway", self.store, self.gw_id, self.hosts, self.dns,
-                        extra=["--namespace", "istio-system", "--labels", "istio=egressgateway",
+    def start_gateway(self, name="gateway", identity=None):
+        return Egressgw(self.tmp, name, "gateway", self.store, identity or self.gw_id, self.hosts,
+                        self.dns, extra=["--namespace", "istio-system", "--labels", "istio=egressgateway",
                                "--listen-address", self.gw_ip])
 
     def curl(self, *args):
@@ -554,6 +554,37 @@ def test_older_form_with_mutual_tls_to_the_gateway(topo):
     assert r.returncode != 0 and r.stdout != "200", (r.stdout, r.stderr)
     m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT" and m["code"] == "503")
     assert (m["flags"], m["cluster"]) == ("UF", f"outbound|443|cnn|{EGW_HOST}"), m.string
+    assert len(site_lines(t.site)) == n_site, site_lines(t.site)
+    assert t.sidecar.stat("passthrough_total") == passthrough
+
+
+def test_older_form_gateway_not_trusted_is_uf(topo):
+    """The older form when the sidecar cannot verify the gateway (its mesh certificate is
+    from another CA than the sidecar's root): the sidecar -> gateway handshake fails, and
+    the sidecar logs it as Envoy does a failed upstream TLS connection: flag UF, the TLS
+    reason as UPSTREAM_TRANSPORT_FAILURE_REASON, and the application's CONNECT answered
+    503, not 200 and then a close. Nothing reaches edition.cnn.com, nothing goes direct."""
+    t = topo
+    assert t.gateway.stop() == 0
+    other_id = issue(t.egressctl, t.tmp / "other-ca", "istio-system",
+                     "istio-egressgateway-service-account", t.tmp / "gw-other-id",
+                     create_ca=True)
+    t.gateway = t.start_gateway("gateway-other-ca", other_id)
+    t.apply(DATA / "01-serviceentry-cnn.yaml", t.sidecar, t.gateway)
+    t.apply(OLDER_FORM, t.sidecar, t.gateway)
+    wait_port(t.gw_ip, 443)
+    n_site, n_side = len(site_lines(t.site)), len(t.sidecar.log_lines())
+    passthrough = t.sidecar.stat("passthrough_total")
+    fails = t.sidecar.stat("upstream_cx_connect_fail_total")
+    r = t.curl("-sS", "-o", "/dev/null", "-w", "%{http_connect}", f"https://{CNN}/politics")
+    assert (r.returncode, r.stdout) == (56, "503"), (r.returncode, r.stdout, r.stderr)
+    m = t.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
+    assert (m["code"], m["flags"], m["cluster"], m["uhost"]) == \
+        ("503", "UF", f"outbound|443|cnn|{EGW_HOST}", f"{t.gw_ip}:443"), m.string
+    assert m["tls"].startswith("TLS_error:|CERTIFICATE_VERIFY_FAILED:"), m.string
+    assert m["tls"].endswith(":TLS_error_end"), m.string
+    assert t.sidecar.stat("upstream_cx_connect_fail_total") == fails + 1
+    assert len(t.sidecar.log_lines()) == n_side + 1, t.sidecar.log_lines()
     assert len(site_lines(t.site)) == n_site, site_lines(t.site)
     assert t.sidecar.stat("passthrough_total") == passthrough
 

@@ -3,7 +3,7 @@ outbound TCP is redirected to the sidecar by the iptables rules `egressctl iptab
 installs, and the sidecar reads each connection's original destination (SO_ORIGINAL_DST).
 
 Two network namespaces that the test creates and removes (even when it fails), joined by a
-veth pair; their 10.250.x addresses never leave them:
+veth pair (capturelib.py); their 10.250.x addresses never leave them:
   app  (10.250.0.1)  the sidecar (uid 0, excluded from capture) and curl (run as nobody,
                      captured), with the iptables rules
   ext  (10.250.0.2)  the "outside": nginx as edition.cnn.com (10.250.1.1) and as
@@ -15,70 +15,17 @@ istio.io "Egress Gateways" HTTPS part (TLS passthrough by SNI through the gatewa
 older form with mutual TLS to the gateway), with curl connecting to the sites' addresses
 (curl --resolve plays the cluster's DNS)."""
 import os
-import random
 import socket
 import subprocess
-import tempfile
-import shutil
 import threading
 
 import pytest
 
+from capturelib import EXT_ADDRS, NOBODY, OUTBOUND, Capture, nets  # noqa: F401 (nets: fixture)
 from sidecarlib import (CNN, EGW_HOST, NGINX_HOST, Egressgw, NxDns, Site, cnn_site, demo_cert,
                         heads, in_netns, issue, mtls_site, run_walkthrough)
 
-CNN_IP, NGINX_IP, GW_IP, OTHER_IP = "10.250.1.1", "10.250.1.2", "10.250.1.3", "10.250.1.4"
-APP_IP, EXT_IP = "10.250.0.1", "10.250.0.2"
-OUTBOUND = 15001
-NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
-
-def ip(*args):
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
-
-
-class Namespaces:
-    """The two namespaces and the veth pair between them."""
-
-    def __init__(self):
-        tag = "%06x" % random.randrange(1 << 24)
-        self.app, self.ext = f"egw-app-{tag}", f"egw-ext-{tag}"
-        va, ve = f"egwa{tag}", f"egwe{tag}"
-        ip("netns", "add", self.app)
-        try:
-            ip("netns", "add", self.ext)
-            ip("link", "add", va, "type", "veth", "peer", "name", ve)
-            ip("link", "set", va, "netns", self.app)
-            ip("link", "set", ve, "netns", self.ext)
-            for ns in (self.app, self.ext):
-                ip("-n", ns, "link", "set", "lo", "up")
-            ip("-n", self.app, "addr", "add", f"{APP_IP}/30", "dev", va)
-            ip("-n", self.app, "link", "set", va, "up")
-            ip("-n", self.app, "route", "add", "default", "via", EXT_IP)
-            ip("-n", self.ext, "addr", "add", f"{EXT_IP}/30", "dev", ve)
-            ip("-n", self.ext, "link", "set", ve, "up")
-            for a in (CNN_IP, NGINX_IP, GW_IP, OTHER_IP):
-                ip("-n", self.ext, "addr", "add", f"{a}/32", "dev", "lo")
-        except BaseException:
-            self.remove()
-            raise
-
-    def remove(self):
-        # Deleting a namespace deletes its end of the veth pair, the other end with it,
-        # and its iptables rules.
-        for ns in (self.app, self.ext):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
-
-
-@pytest.fixture
-def nets():
-    n = Namespaces()
-    try:
-        yield n
-    finally:
-        n.remove()
-        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert n.app not in left and n.ext not in left, left
+CNN_IP, NGINX_IP, GW_IP, OTHER_IP = EXT_ADDRS
 
 
 class Banner:
@@ -122,12 +69,12 @@ class Transparent:
         site_certs.mkdir()
         cert, key, demo_ca = demo_cert(site_certs, CNN)
         ocert, okey, _ = demo_cert(site_certs, "other.test")
-        # curl runs as nobody: the CA it trusts must be readable by anyone.
-        self.pub = tempfile.mkdtemp(prefix="egressgw-transparent-")
-        os.chmod(self.pub, 0o755)
-        self.demo_ca = os.path.join(self.pub, "demo-ca.crt")
-        shutil.copyfile(demo_ca, self.demo_ca)
-        os.chmod(self.demo_ca, 0o644)
+        resolve = {(h, p): a for h, a, ports in ((CNN, CNN_IP, (80, 443)),
+                                                 (NGINX_HOST, NGINX_IP, (80,)),
+                                                 ("other.test", OTHER_IP, (80, 443)))
+                   for p in ports}
+        self.cap = Capture(nets, egressctl_bin, demo_ca, resolve)
+        self.pub, self.demo_ca = self.cap.pub, self.cap.demo_ca
         self.hosts = tmp / "hosts"
         self.hosts.write_text(f"{CNN_IP} {CNN}\n{NGINX_IP} {NGINX_HOST}\n{GW_IP} {EGW_HOST}\n"
                               f"{OTHER_IP} other.test\n")
@@ -166,24 +113,14 @@ class Transparent:
                                 extra=["--namespace", "default", "--outbound",
                                        f"127.0.0.1:{OUTBOUND}", "--outbound-policy", policy])
         # The sidecar runs as root: uid 0 is what the rules exclude.
-        r = self.in_app([str(self.egressctl), "iptables", "--uid", "0", "--outbound-port",
-                         str(OUTBOUND), "--apply"])
-        assert r.returncode == 0, (r.stdout, r.stderr)
+        self.cap.apply()
 
     def in_app(self, argv, user=None, **kw):
-        return subprocess.run(["ip", "netns", "exec", self.nets.app, *(user or []), *argv],
-                              capture_output=True, text=True, timeout=60, **kw)
+        return self.cap.in_app(argv, user, **kw)
 
     def curl(self, *args):
         """curl as the application runs it: as nobody, captured by the rules."""
-        resolve = []
-        for host, addr, ports in ((CNN, CNN_IP, (80, 443)), (NGINX_HOST, NGINX_IP, (80,)),
-                                  ("other.test", OTHER_IP, (80, 443))):
-            for p in ports:
-                resolve += ["--resolve", f"{host}:{p}:{addr}"]
-        env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
-        env["CURL_CA_BUNDLE"] = self.demo_ca
-        return self.in_app(["curl", "--max-time", "20", *resolve, *args], user=NOBODY, env=env)
+        return self.cap.curl(*args)
 
     def proxyctl(self, *args):
         env = dict(os.environ)
@@ -194,14 +131,12 @@ class Transparent:
 
     def stop(self, check=True):
         rcs = [p.stop() for p in (self.sidecar, self.gateway) if p]
-        r = self.in_app([str(self.egressctl), "iptables", "--clean", "--apply"])
-        rules = self.in_app(["iptables", "-t", "nat", "-S"]).stdout
+        r, rules = self.cap.clean()
         for stop in self.stoppers:
             stop()
         for dns in (self.ext_dns, self.app_dns):
             if dns:
                 dns.stop()
-        shutil.rmtree(self.pub, ignore_errors=True)
         if check:
             assert r.returncode == 0 and "EGRESSGW" not in rules, (r.stdout, r.stderr, rules)
         return rcs
