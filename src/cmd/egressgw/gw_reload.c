@@ -15,6 +15,7 @@
 #include "cmd/egressgw/load.h"
 #include "cmd/egressgw/envoy_admin.h"
 #include "config/store.h"
+#include "config/store_index.h"
 #include "core/diag.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -263,6 +264,7 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool changed = false;
 	ssize_t n;
 
 	(void)ev;
@@ -270,13 +272,19 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 		for (ssize_t off = 0; off < n;) {
 			const struct inotify_event *e = (const struct inotify_event *)(buf + off);
 
+			off += (ssize_t)(sizeof(*e) + e->len);
+			/* egressctl's store index (and its temporary file) in the store's root is
+			 * not configuration: writing it is no reason to reload. */
+			if (e->len && str_has_prefix(e->name, STORE_INDEX_NAME))
+				continue;
 			if (watch_event_dirty(e))
 				g->watch_dirty = true;
-			off += (ssize_t)(sizeof(*e) + e->len);
+			changed = true;
 		}
 	}
 	/* Debounce: egressctl and the kubelet change several files per update. */
-	loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
+	if (changed)
+		loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
 }
 
 void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
