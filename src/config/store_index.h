@@ -17,6 +17,10 @@
  *    and its directory's ctime) makes the index be rebuilt from scratch and the look-up run
  *    again; the file an object would be created in (store_config_path) is always read when
  *    it exists;
+ *  - before an object the index does not know is created, every file is stat()ed (about
+ *    15 ms at 30,000 files) and one whose inode or own ctime changed is parsed again, so
+ *    that an object added to a file by an edit in place is updated there, not defined a
+ *    second time;
  *  - a missing, unreadable, torn (no "end" line with the right counts), other-version,
  *    other-kind-table or other-default-namespace index is rebuilt from scratch (one full
  *    scan, what every apply cost before).
@@ -33,8 +37,10 @@
  * newline make the index unsaveable, and such a store is scanned):
  *     egressgw-store-index 1 DEFAULT_NS KIND,KIND,...
  *     D RACY DEV INO CTIME_S CTIME_NS REL          a directory ("." for config/ itself)
- *     F DIR INO NAME                                a regular file in directory DIR (its number)
- *     L DIR INO SIZE MTIME_S MTIME_NS NAME          a file reached through a symlink
+ *     F DIR INO CTIME_S CTIME_NS NAME                a file in directory DIR (its number);
+ *     L DIR INO CTIME_S CTIME_NS NAME                L: reached through a symlink (the
+ *                                                    target's inode and ctime); ctime 0:
+ *                                                    recorded too soon to be trusted
  *     R KIND NS NAME [HOST...]                      a resource of the last F/L (ServiceEntry:
  *                                                   its hosts, res_norm_host'ed)
  *     end ND NF NR
@@ -62,6 +68,7 @@ struct store_index_stats {
 	unsigned rebuilds;               /* full scans */
 	size_t dirs_listed;              /* directories listed again */
 	size_t files_parsed;             /* files parsed (scans and changed files) */
+	unsigned full_checks;            /* every file stat()ed (before a create) */
 };
 
 /* The index of root (default_ns for documents without a namespace), read and brought up to
