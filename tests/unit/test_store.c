@@ -636,6 +636,64 @@ static void index_is_checked_not_trusted(void **state)
 	free(root);
 }
 
+/* The index over a ConfigMap mount: the kubelet's update (a new "..<time>" directory, one
+ * rename of "..data", visible names added and removed) is seen through the mount
+ * directory's change time and the links' targets, in a saved and read-back index. */
+static void index_follows_a_kubelet_swap(void **state)
+{
+	char *root = tmpdir();
+	struct store_index *ix;
+
+	(void)state;
+	for (int i = 0; i < 256; i++) {
+		char rel[64];
+
+		snprintf(rel, sizeof(rel), "config/filler/f%03d.yaml", i);
+		put(root, rel, "# nothing\n");
+	}
+	put(root, "config/cm/..2024_01_01_00_00_00.1/a.yaml", SE("a"));
+	put(root, "config/cm/..2024_01_01_00_00_00.1/b.yaml", SE("b"));
+	link_at(root, "..2024_01_01_00_00_00.1", "config/cm/..data");
+	link_at(root, "..data/a.yaml", "config/cm/a.yaml");
+	link_at(root, "..data/b.yaml", "config/cm/b.yaml");
+	ix = store_index_open(root, "default");
+	assert_true(index_finds(ix, "a", root, "config/cm/a.yaml"));
+	assert_true(index_finds(ix, "b", root, "config/cm/b.yaml"));
+	store_index_close(ix, true);
+	{
+		char *text = slurp(root, "..egressctl-index");
+
+		assert_non_null(text);
+		assert_non_null(strstr(text, "\nL "));   /* known as reached through a link */
+		free(text);
+	}
+
+	usleep(60 * 1000);
+	put(root, "config/cm/..2024_01_01_00_00_00.2/a.yaml", SE("a2"));
+	put(root, "config/cm/..2024_01_01_00_00_00.2/c.yaml", SE("c"));
+	link_at(root, "..2024_01_01_00_00_00.2", "config/cm/..data_tmp");
+	{
+		char *from = xasprintf("%s/config/cm/..data_tmp", root);
+
+		assert_int_equal(rename(from, xasprintf_tmp(root, "config/cm/..data")), 0);
+		free(from);
+	}
+	link_at(root, "..data/c.yaml", "config/cm/c.yaml");
+	assert_int_equal(unlink(xasprintf_tmp(root, "config/cm/b.yaml")), 0);
+	rm_rf(xasprintf_tmp(root, "config/cm/..2024_01_01_00_00_00.1"));
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_int_equal(index_stats(ix).files_parsed, 2);   /* a.yaml's new target, c.yaml */
+	assert_false(index_finds(ix, "a", root, NULL));
+	assert_false(index_finds(ix, "b", root, NULL));
+	assert_true(index_finds(ix, "a2", root, "config/cm/a.yaml"));
+	assert_true(index_finds(ix, "c", root, "config/cm/c.yaml"));
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	store_index_close(ix, true);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -649,6 +707,7 @@ int main(void)
 		cmocka_unit_test(documents_are_replaced_where_they_are),
 		cmocka_unit_test(unchanged_files_are_not_parsed_again),
 		cmocka_unit_test(index_is_checked_not_trusted),
+		cmocka_unit_test(index_follows_a_kubelet_swap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
