@@ -142,8 +142,7 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 		return;
 	}
 	diags_free(&d);
-	gw_dns_stop(g);
-	gw_dns_start(g, s, old);
+	gw_dns_restart(g, s, old);
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
 	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
