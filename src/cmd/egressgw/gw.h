@@ -63,6 +63,7 @@ struct dns_job {
 	uint32_t min_ttl;
 	bool failed;
 	bool first_done;                /* the snapshot's first round has finished */
+	bool queried;                   /* its last round asked the DNS (not only local names) */
 	char reason[200];
 	struct loop_timer timer;
 	struct dns_query **queries;

@@ -238,6 +238,7 @@ static void dns_job_start(struct dns_job *j)
 		}
 		j->pending++;
 	}
+	j->queried = j->pending > 0;
 	if (j->pending == 0) {
 		dns_job_finish(j);
 		return;
@@ -302,20 +303,6 @@ static bool dns_same_names(const struct cluster *a, const struct cluster *b)
 		    a->names[i].port != b->names[i].port || a->names[i].weight != b->names[i].weight)
 			return false;
 	return true;
-}
-
-/* Whether any name of cl needs a query: names the hosts file or an IP literal answers
- * cost nothing to resolve again, and are, so that a hosts file changed before a reload
- * shows in it as it always did. */
-static bool dns_needs_query(struct gw *g, const struct cluster *cl)
-{
-	for (size_t i = 0; i < cl->nnames; i++) {
-		struct dns_result res;
-
-		if (dns_resolve_local(g->dns, cl->names[i].host, AF_UNSPEC, &res) != 0)
-			return true;
-	}
-	return false;
 }
 
 /* The jobs of the snapshot being replaced, by their cluster: open addressing over the
@@ -405,15 +392,19 @@ static void dns_start(struct gw *g, struct snap *s, struct snap *old, const stru
 		j->snap = s;
 		j->cl = cl;
 		loop_timer_init(&j->timer, dns_on_timer);
-		/* A cluster whose namesake resolved the same names, and whose refresh is still
-		 * ahead, keeps that refresh: the endpoints it was seeded with are what a query
-		 * would answer until their TTL runs out. A reload that touches one resource of
-		 * 10,000 then sends no query for the 9,999 others (it sent 10,000). */
+		/* A cluster whose namesake resolved the same names by asking the DNS, and whose
+		 * refresh is still ahead, keeps that refresh: the endpoints it was seeded with
+		 * are what a query would answer until their TTL runs out. A reload that touches
+		 * one resource of 10,000 then sends no query for the 9,999 others (it sent
+		 * 10,000). Names the hosts file or an IP literal answers cost nothing to resolve
+		 * again, and are, so that a hosts file changed before a reload shows in it as it
+		 * always did. */
 		if (seeded)
 			oj = dns_old_find(prev, oc);
-		if (oj && oj->first_done && oj->pending == 0 && loop_timer_armed(&oj->timer) &&
-		    dns_same_names(cl, oc) && dns_needs_query(g, cl)) {
+		if (oj && oj->first_done && oj->queried && oj->pending == 0 &&
+		    loop_timer_armed(&oj->timer) && dns_same_names(cl, oc)) {
 			j->first_done = true;
+			j->queried = true;
 			g->dns_first_kept++;
 			g->dns_first_pending--;
 			nkept++;
