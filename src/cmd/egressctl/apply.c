@@ -355,7 +355,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	struct apply_written written = { NULL, 0, 0, NULL, 0, 0 };
 	struct store_contents store;
 	struct store_index *ix = NULL;
-	bool loaded = false, wrote = false;
+	bool loaded = false, wrote_se = false;
 	bool help = false;
 	int rc = 1;
 
@@ -453,7 +453,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 			status = apply_one(c, &items[i], &store, dry != APPLY_DRY_NONE, &wd);
 			if (status && strcmp(status, "unchanged") != 0) {
 				apply_written_add(&written, r, path);
-				wrote = true;
+				wrote_se |= r->kind == RES_SERVICE_ENTRY;
 			}
 			free(path);
 		}
@@ -474,8 +474,9 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 		store_contents_free(&store);
 	apply_written_clear(&written);
 	if (dry == APPLY_DRY_NONE) {
-		/* What this apply wrote, into the index (its files parsed, nothing else). */
-		if (wrote)
+		/* The ServiceEntries this apply wrote, into the index (their files parsed, nothing
+		 * else) for the warning below; other writes are found at the next open. */
+		if (wrote_se)
 			store_index_sync(ix);
 		apply_warn_dr_hosts(ix, items, nitems);
 	}
