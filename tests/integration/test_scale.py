@@ -197,12 +197,13 @@ def test_start_and_reload_grow_linearly(tmp_path, identity, egressctl_bin):
         assert f"in {files - 1} file(s) (0 parsed, {files - 1} unchanged)" in log, log[-3000:]
     # egressctl apply of one DestinationRule reads the store index and the file holding it,
     # not the store: once the first apply has built the index, one costs a small part of
-    # the gateway's start (reading the whole store is about half of that).
+    # the gateway's start, whose reading of the whole store is about three quarters (seen:
+    # 40 ms of 0.88 s natively, 0.84 of 5.2 s under AddressSanitizer).
     big_store = tmp_path / f"store{4 * SMALL}"
     apply_cpu(egressctl_bin, big_store, "svc000003")
     cost = min(apply_cpu(egressctl_bin, big_store, f"svc00000{i}") for i in (4, 5, 6))
     print(f"apply into {4 * SMALL} hosts: {cost * 1000:.0f} ms CPU")
-    assert cost < 0.25 * big[0], (cost, big[0])
+    assert cost < big[0] / 3, (cost, big[0])
     assert max(small[3][-1], big[3][-1]) < READY_MAX_S, (small[3][-5:], big[3][-5:])
     # Over the polls of both sizes' reloads (a few hundred): with a hundred polls the p99 is
     # the slowest one, which one wait for a CPU decides on a loaded machine.
