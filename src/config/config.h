@@ -117,6 +117,15 @@ void res_check_refs(struct resource *const *all, size_t n, struct diags *d);
  * hold: never reported. Sets unknown[i] for each such all[i] (unknown has n entries;
  * others are set false). O(n log n). */
 void res_dr_unknown_hosts(const struct resource *const *all, size_t n, bool *unknown);
+/* The same check over host names alone (egressctl apply, from the store index): sets
+ * unknown[j] when hosts[j] is neither equal to, covered by nor (for a wildcard) overlapping
+ * one of se_hosts, and is not of the cluster domain. All hosts normalised by res_norm_host.
+ * O((nse + n) log(nse + n)). */
+void res_hosts_unlisted(const char *const *se_hosts, size_t nse, const char *const *hosts,
+                        size_t n, bool *unknown);
+/* A host as written in a resource of namespace ns, made comparable: a short name becomes
+ * NAME.NS.svc.cluster.local, anything else stays as it is. */
+void res_norm_host(const char *host, const char *ns, char *out, size_t outsz);
 
 /* kubectl explain for KIND[.field.path], from the keyword tables that decode the YAML
  * (res_explain.c): the field's type and, for objects, its fields with their types; fields

@@ -300,8 +300,6 @@ struct store_loader {
 	struct diags *d;
 	struct store_cache *cache;  /* store_load_cached: streams are dropped after decoding */
 	bool drop_streams;
-	const char *const *only;    /* store_load_named: the names looked for, or NULL */
-	size_t nonly;
 	struct { dev_t dev; ino_t ino; } stack[STORE_MAX_DEPTH];
 	int depth;
 };
@@ -333,38 +331,11 @@ static void store_add(struct store_loader *l, const struct resource *r, const ch
 	store_index_add(l->out, (size_t)(e - l->out->v));
 }
 
-/* store_load_named: whether text may define a resource named one of l->only. A name is
- * a DNS-1123 name, so the document spells it out, unless an escape (a backslash, in a
- * double-quoted YAML or JSON string) writes it otherwise: such files are read. */
-static bool store_text_may_name(const struct store_loader *l, const char *text, size_t len)
-{
-	if (memchr(text, '\\', len))
-		return true;
-	for (size_t i = 0; i < l->nonly; i++)
-		if (memmem(text, len, l->only[i], strlen(l->only[i])))
-			return true;
-	return false;
-}
-
 static void store_load_file(struct store_loader *l, const char *path, time_t mtime)
 {
 	struct ystream *s = xcalloc(1, sizeof(*s));
-	int rc;
+	int rc = ydoc_parse_file(path, s, l->d);
 
-	if (l->only) {
-		char *buf;
-		size_t len;
-
-		if (file_read_all(path, &buf, &len) < 0) {
-			diag_err(l->d, path, 0, 0, "cannot read %s: %s", path, strerror(errno));
-			free(s);
-			return;
-		}
-		rc = store_text_may_name(l, buf, len) ? ydoc_parse(path, buf, len, s, l->d) : 1;
-		free(buf);
-	} else {
-		rc = ydoc_parse_file(path, s, l->d);
-	}
 	if (rc != 0) {
 		free(s);
 		return;
@@ -388,7 +359,7 @@ static void store_load_file(struct store_loader *l, const char *path, time_t mti
 #define STORE_CACHE_SETTLE_NS (50 * 1000000LL)
 #define STORE_CACHE_SETTLE_COARSE_NS (2000 * 1000000LL)
 
-static bool store_recent(const struct stat *st)
+bool store_recent(const struct stat *st)
 {
 	struct timespec now;
 	long long n, m, c;
@@ -741,12 +712,6 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
                               const char *name)
 {
 	struct store_secret sec;
-	bool wanted = !l->only;
-
-	for (size_t i = 0; i < l->nonly && !wanted; i++)
-		wanted = strcmp(l->only[i], name) == 0;
-	if (!wanted)
-		return;
 	struct diags tmp = DIAGS_INIT;
 	struct ystream *s;
 	struct resource r;
@@ -820,9 +785,18 @@ static void store_load_secrets(struct store_loader *l, const char *sdir)
 	store_free_names(nss, nns);
 }
 
+static void store_loader_init(struct store_loader *l, struct store_contents *out,
+                              const char *default_ns, struct diags *d)
+{
+	memset(out, 0, sizeof(*out));
+	memset(l, 0, sizeof(*l));
+	l->out = out;
+	l->default_ns = default_ns;
+	l->d = d;
+}
+
 static int store_load_with(const char *root, const char *default_ns, struct store_cache *cache,
-                           bool drop_streams, const char *const *only, size_t nonly,
-                           struct store_contents *out, struct diags *d)
+                           bool drop_streams, struct store_contents *out, struct diags *d)
 {
 	struct store_loader l;
 	struct diags mine = DIAGS_INIT;
@@ -831,15 +805,9 @@ static int store_load_with(const char *root, const char *default_ns, struct stor
 	struct stat st;
 	int ret;
 
-	memset(out, 0, sizeof(*out));
-	memset(&l, 0, sizeof(l));
-	l.out = out;
-	l.default_ns = default_ns;
-	l.d = &mine;
+	store_loader_init(&l, out, default_ns, &mine);
 	l.cache = cache;
 	l.drop_streams = drop_streams;
-	l.only = only;
-	l.nonly = nonly;
 	if (cache)
 		store_cache_begin(cache);
 	if (stat(cdir, &st) == 0) {
@@ -868,19 +836,44 @@ static int store_load_with(const char *root, const char *default_ns, struct stor
 int store_load(const char *root, const char *default_ns, struct store_contents *out,
                struct diags *d)
 {
-	return store_load_with(root, default_ns, NULL, false, NULL, 0, out, d);
-}
-
-int store_load_named(const char *root, const char *default_ns, const char *const *names,
-                     size_t nnames, struct store_contents *out, struct diags *d)
-{
-	return store_load_with(root, default_ns, NULL, false, names, nnames, out, d);
+	return store_load_with(root, default_ns, NULL, false, out, d);
 }
 
 int store_load_cached(const char *root, const char *default_ns, struct store_cache *cache,
                       struct store_contents *out, struct diags *d)
 {
-	return store_load_with(root, default_ns, cache, true, NULL, 0, out, d);
+	return store_load_with(root, default_ns, cache, true, out, d);
+}
+
+int store_load_files(const char *root, const char *default_ns, char *const *paths,
+                     size_t npaths, const char *const *secret_ns,
+                     const char *const *secret_names, size_t nsecrets,
+                     struct store_contents *out, struct diags *d)
+{
+	struct store_loader l;
+	struct diags mine = DIAGS_INIT;
+	int ret;
+
+	store_loader_init(&l, out, default_ns, &mine);
+	for (size_t i = 0; i < npaths; i++) {
+		struct stat st;
+
+		/* Gone since the index named it: the caller sees the resource missing. */
+		if (stat(paths[i], &st) == 0 && S_ISREG(st.st_mode))
+			store_load_file(&l, paths[i], st.st_mtime);
+	}
+	for (size_t i = 0; i < nsecrets; i++) {
+		char *dir = store_secret_dir(root, secret_ns[i], secret_names[i]);
+		struct stat st;
+
+		if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+			store_load_secret(&l, dir, secret_ns[i], secret_names[i]);
+		free(dir);
+	}
+	ret = diags_has_errors(&mine) ? -1 : 0;
+	diags_merge(d, &mine);
+	diags_free(&mine);
+	return ret;
 }
 
 /* ---- paths ---- */

@@ -84,13 +84,14 @@ int store_load(const char *root, const char *default_ns, struct store_contents *
                struct diags *d);
 void store_contents_free(struct store_contents *c);
 
-/* store_load of only what may be named one of names[0..nnames) (for egressctl apply of a
- * few objects into a large store): a config file whose text does not contain one of the
- * names (and has no backslash, which could escape one) is read but not parsed, and only
- * the Secret directories of those names are read. Its diagnostics are those of the files
- * parsed. */
-int store_load_named(const char *root, const char *default_ns, const char *const *names,
-                     size_t nnames, struct store_contents *out, struct diags *d);
+/* Reads only the config files paths[0..npaths) (full paths, in that order; one that is
+ * gone or not a regular file is skipped) and the Secret directories
+ * secrets/secret_ns[i]/secret_names[i] that exist, as store_load reads them (egressctl
+ * apply, with the files the store index names). */
+int store_load_files(const char *root, const char *default_ns, char *const *paths,
+                     size_t npaths, const char *const *secret_ns,
+                     const char *const *secret_names, size_t nsecrets,
+                     struct store_contents *out, struct diags *d);
 
 struct store_cache;
 /* store_load for a reader that keeps only decoded resources (egressgw): every stream is

@@ -127,8 +127,16 @@ int file_read_all(const char *path, char **out, size_t *len)
 	size_t cap = 0, n = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
+	struct stat st;
+
 	if (fd < 0)
 		return -1;
+	/* Sized from the start when the size is known: doubling from 8 KB copied a 2 MB file
+	 * eight times. */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+		cap = (size_t)st.st_size + 4097;
+		buf = xmalloc(cap);
+	}
 	for (;;) {
 		ssize_t r;
 

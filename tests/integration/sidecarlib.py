@@ -131,9 +131,13 @@ class NxDns:
             i = 12
             while i < len(q) and q[i] != 0:
                 i += 1 + q[i]
-            # QR, the query's opcode and RD; RA; rcode 3; the question, no answers.
-            head = q[0:2] + bytes([0x80 | (q[2] & 0x79), 0x83]) + b"\x00\x01" + b"\x00" * 6
-            self.s.sendto(head + q[12:i + 5], peer)
+            self.s.sendto(self.reply(q, i), peer)
+
+    def reply(self, q, end):
+        """The answer to query q, whose question's name ends at q[end]: NXDOMAIN."""
+        # QR, the query's opcode and RD; RA; rcode 3; the question, no answers.
+        head = q[0:2] + bytes([0x80 | (q[2] & 0x79), 0x83]) + b"\x00\x01" + b"\x00" * 6
+        return head + q[12:end + 5]
 
     def stop(self):
         self.s.close()

@@ -13,6 +13,7 @@ answering within 50 ms (p99) while it runs.
 """
 import json
 import re
+import resource
 import subprocess
 import sys
 import threading
@@ -158,7 +159,22 @@ def start_and_reload(tmp, identity, n):
     return start_cpu, reload_cpu, log, lat, p99(idle)
 
 
-def test_start_and_reload_grow_linearly(tmp_path, identity):
+def apply_cpu(egressctl_bin, store, name):
+    """User + system CPU of `egressctl apply` of DestinationRule name (a subjectAltNames
+    line added) into store."""
+    text = (store / "config" / "default" / "destinationrules" / f"{name}.yaml").read_text()
+    doc = store.parent / f"{name}-{time.monotonic_ns()}.yaml"
+    doc.write_text(text.replace("mode: SIMPLE", "mode: SIMPLE\n        subjectAltNames: "
+                                f"[{name}-{time.monotonic_ns()}.example.com]"))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = subprocess.run([egressctl_bin, "--store", store, "apply", "-f", doc],
+                       capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert r.returncode == 0 and r.stdout.endswith(" configured\n"), r.stdout + r.stderr
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def test_start_and_reload_grow_linearly(tmp_path, identity, egressctl_bin):
     small = start_and_reload(tmp_path, identity, SMALL)
     big = start_and_reload(tmp_path, identity, 4 * SMALL)
     p = [p99(small[3]), p99(big[3])]
@@ -179,6 +195,15 @@ def test_start_and_reload_grow_linearly(tmp_path, identity):
         files = 3 * n + 1
         assert f"in {files} file(s) (1 parsed, {files - 1} unchanged)" in log, log[-3000:]
         assert f"in {files - 1} file(s) (0 parsed, {files - 1} unchanged)" in log, log[-3000:]
+    # egressctl apply of one DestinationRule reads the store index and the file holding it,
+    # not the store: once the first apply has built the index, one costs a small part of
+    # the gateway's start, whose reading of the whole store is about three quarters (seen:
+    # 40 ms of 0.88 s natively, 0.84 of 5.2 s under AddressSanitizer).
+    big_store = tmp_path / f"store{4 * SMALL}"
+    apply_cpu(egressctl_bin, big_store, "svc000003")
+    cost = min(apply_cpu(egressctl_bin, big_store, f"svc00000{i}") for i in (4, 5, 6))
+    print(f"apply into {4 * SMALL} hosts: {cost * 1000:.0f} ms CPU")
+    assert cost < big[0] / 3, (cost, big[0])
     assert max(small[3][-1], big[3][-1]) < READY_MAX_S, (small[3][-5:], big[3][-5:])
     # Over the polls of both sizes' reloads (a few hundred): with a hundred polls the p99 is
     # the slowest one, which one wait for a CPU decides on a loaded machine.

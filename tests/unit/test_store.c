@@ -15,6 +15,7 @@
 #include "config/resource.h"
 #include "config/store.h"
 #include "config/store_cache.h"
+#include "config/store_index.h"
 #include "core/util.h"
 
 static char *tmpdir(void)
@@ -466,30 +467,229 @@ static void unchanged_files_are_not_parsed_again(void **state)
 	free(root);
 }
 
-/* store_load_named (egressctl apply): only files that mention a name are parsed; one that
- * could spell it with an escape is parsed too. ("alpha" would be in every v1alpha3 file.) */
-static void named_load_parses_only_files_naming_them(void **state)
+/* Writes text over root/rel in place (same inode, as an editor that does not rename). */
+static void put_in_place(const char *root, const char *rel, const char *text)
 {
-	char *root = tmpdir();
+	FILE *f = fopen(xasprintf_tmp(root, rel), "r+");
+
+	assert_non_null(f);
+	assert_int_equal(ftruncate(fileno(f), 0), 0);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+static struct store_index_stats index_stats(struct store_index *ix)
+{
+	struct store_index_stats st;
+
+	store_index_get_stats(ix, &st);
+	return st;
+}
+
+/* Loads one ServiceEntry through the index; whether it was found, and in which file. */
+static bool index_finds(struct store_index *ix, const char *name, const char *root,
+                        const char *rel)
+{
+	struct store_key k = { RES_SERVICE_ENTRY, "default", name };
 	struct store_contents c;
 	struct diags d = DIAGS_INIT;
-	const char *names[] = { "gamma" };
+	const struct store_entry *e;
+	bool ok;
 
-	(void)state;
-	put(root, "config/a.yaml", SE("gamma"));
-	put(root, "config/b.yaml", SE("beta"));
-	put(root, "config/broken.yaml", "key: [unclosed\n");
-	put(root, "config/esc.yaml", "apiVersion: networking.istio.io/v1alpha3\nkind: ServiceEntry\n"
-	    "metadata:\n  name: \"\\x67amma2\"\nspec:\n  hosts: [x.example.com]\n"
-	    "  resolution: DNS\n  ports:\n  - {number: 443, name: https, protocol: HTTPS}\n");
-	assert_int_equal(store_load_named(root, "default", names, 1, &c, &d), 0);
-	assert_int_equal(d.n, 0);
-	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma"));
-	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma2"));
-	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "beta"));
-	assert_non_null(store_find(&c, RES_SERVICE_ENTRY, "default", "gamma")->stream);
+	store_index_load(ix, &k, 1, &c, &d);
+	e = store_find(&c, RES_SERVICE_ENTRY, "default", name);
+	ok = e && (!rel || strcmp(e->path, xasprintf_tmp(root, rel)) == 0);
+	/* Only what may hold it was read: never the unrelated file. */
+	assert_null(store_find(&c, RES_SERVICE_ENTRY, "default", "alone"));
 	store_contents_free(&c);
 	diags_free(&d);
+	return ok;
+}
+
+/* The store index (egressctl apply): built once, then trusted only as far as the
+ * directories' identities and the files it names say; files added, replaced or edited
+ * behind its back, and a torn or foreign index file, are found. */
+static void index_is_checked_not_trusted(void **state)
+{
+	char *root = tmpdir();
+	struct store_index *ix;
+	size_t nh;
+	const char *const *hosts;
+
+	(void)state;
+	/* A store big enough to keep an index: 256 files not holding a resource (the index
+	 * records files, whatever they hold). */
+	for (int i = 0; i < 256; i++) {
+		char rel[64];
+
+		snprintf(rel, sizeof(rel), "config/filler/f%03d.yaml", i);
+		put(root, rel, "# nothing\n");
+	}
+	put(root, "config/default/serviceentries/alone.yaml", SE("alone"));
+	put(root, "config/mine/multi.yaml", SE("b") "---\n" SE("c"));
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 1);
+	assert_int_equal(index_stats(ix).resources, 3);
+	assert_true(index_finds(ix, "b", root, "config/mine/multi.yaml"));
+	assert_false(index_finds(ix, "nothere", root, NULL));
+	hosts = store_index_se_hosts(ix, &nh);
+	assert_int_equal(nh, 3);
+	{
+		bool found = false;
+
+		for (size_t i = 0; i < nh; i++)
+			found |= strcmp(hosts[i], "c.example.com") == 0;
+		assert_true(found);
+	}
+	store_index_close(ix, true);
+	assert_true(exists(root, "..egressctl-index"));
+
+	/* Read back: nothing parsed (directories recorded too recently are listed again, but
+	 * their files' inodes are unchanged). */
+	usleep(60 * 1000);
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_int_equal(index_stats(ix).files_parsed, 0);
+	assert_true(index_finds(ix, "c", root, "config/mine/multi.yaml"));
+	store_index_close(ix, true);
+
+	/* A file and a directory added behind its back: parsed, nothing else. */
+	put(root, "config/mine/sub/new.yaml", SE("d"));
+	put(root, "config/mine/other.yaml", SE("e"));
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_int_equal(index_stats(ix).files_parsed, 2);
+	assert_true(index_finds(ix, "d", root, "config/mine/sub/new.yaml"));
+	assert_true(index_finds(ix, "e", root, "config/mine/other.yaml"));
+	store_index_close(ix, true);
+
+	/* Replaced by rename (a new inode): parsed again. Removed: dropped. */
+	put(root, "config/mine/other.yaml", SE("e2"));
+	assert_int_equal(unlink(xasprintf_tmp(root, "config/mine/sub/new.yaml")), 0);
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_false(index_finds(ix, "e", root, NULL));
+	assert_true(index_finds(ix, "e2", root, "config/mine/other.yaml"));
+	assert_false(index_finds(ix, "d", root, NULL));
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	store_index_close(ix, true);
+
+	/* Edited in place (same inode, its directory's times unchanged once they settle): the
+	 * file named for b no longer holds it, so the index is rebuilt and b is not found;
+	 * the object added in place is found after that. */
+	usleep(60 * 1000);
+	ix = store_index_open(root, "default");
+	store_index_close(ix, true);
+	usleep(60 * 1000);
+	put_in_place(root, "config/mine/multi.yaml", SE("f") "---\n" SE("c"));
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_false(index_finds(ix, "b", root, NULL));
+	assert_int_equal(index_stats(ix).rebuilds, 1);
+	assert_true(index_finds(ix, "f", root, "config/mine/multi.yaml"));
+	store_index_close(ix, true);
+
+	/* An object added by an edit in place to a file the index knows, then applied: the
+	 * index does not know it, so before it would be created every file is stat()ed and
+	 * the edited one (its own ctime changed) parsed again; found where it is. */
+	usleep(60 * 1000);
+	put_in_place(root, "config/mine/other.yaml", SE("e2") "---\n" SE("h"));
+	ix = store_index_open(root, "default");
+	assert_true(index_finds(ix, "h", root, "config/mine/other.yaml"));
+	assert_int_equal(index_stats(ix).full_checks, 1);
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	/* other.yaml, and multi.yaml if its record was made too soon after its edit above. */
+	assert_in_range(index_stats(ix).files_parsed, 1, 2);
+	store_index_close(ix, true);
+
+	/* A file at the path an object would be created in, unknown to the index: read. */
+	put(root, "config/default/serviceentries/g.yaml", SE("g"));
+	ix = store_index_open(root, "default");
+	assert_true(index_finds(ix, "g", root, "config/default/serviceentries/g.yaml"));
+	store_index_close(ix, true);
+
+	/* Torn (cut short), of another version, or of another default namespace: rebuilt. */
+	{
+		char *text = slurp(root, "..egressctl-index");
+		const char *bad[3];
+
+		assert_non_null(text);
+		bad[0] = xasprintf("%.*s", (int)(strlen(text) / 2), text);
+		bad[1] = replace(text, "egressgw-store-index 1 ", "egressgw-store-index 9 ");
+		bad[2] = "garbage\n";
+		for (size_t i = 0; i < 3; i++) {
+			put(root, "..egressctl-index", bad[i]);
+			ix = store_index_open(root, "default");
+			assert_int_equal(index_stats(ix).rebuilds, 1);
+			assert_int_equal(index_stats(ix).resources, 6);  /* alone c f e2 h g */
+			assert_true(index_finds(ix, "f", root, "config/mine/multi.yaml"));
+			store_index_close(ix, true);
+		}
+		ix = store_index_open(root, "other");
+		assert_int_equal(index_stats(ix).rebuilds, 1);
+		store_index_close(ix, true);
+		free((char *)bad[0]);
+		free((char *)bad[1]);
+		free(text);
+	}
+	rm_rf(root);
+	free(root);
+}
+
+/* The index over a ConfigMap mount: the kubelet's update (a new "..<time>" directory, one
+ * rename of "..data", visible names added and removed) is seen through the mount
+ * directory's change time and the links' targets, in a saved and read-back index. */
+static void index_follows_a_kubelet_swap(void **state)
+{
+	char *root = tmpdir();
+	struct store_index *ix;
+
+	(void)state;
+	for (int i = 0; i < 256; i++) {
+		char rel[64];
+
+		snprintf(rel, sizeof(rel), "config/filler/f%03d.yaml", i);
+		put(root, rel, "# nothing\n");
+	}
+	put(root, "config/cm/..2024_01_01_00_00_00.1/a.yaml", SE("a"));
+	put(root, "config/cm/..2024_01_01_00_00_00.1/b.yaml", SE("b"));
+	link_at(root, "..2024_01_01_00_00_00.1", "config/cm/..data");
+	link_at(root, "..data/a.yaml", "config/cm/a.yaml");
+	link_at(root, "..data/b.yaml", "config/cm/b.yaml");
+	ix = store_index_open(root, "default");
+	assert_true(index_finds(ix, "a", root, "config/cm/a.yaml"));
+	assert_true(index_finds(ix, "b", root, "config/cm/b.yaml"));
+	store_index_close(ix, true);
+	{
+		char *text = slurp(root, "..egressctl-index");
+
+		assert_non_null(text);
+		assert_non_null(strstr(text, "\nL "));   /* known as reached through a link */
+		free(text);
+	}
+
+	usleep(60 * 1000);
+	put(root, "config/cm/..2024_01_01_00_00_00.2/a.yaml", SE("a2"));
+	put(root, "config/cm/..2024_01_01_00_00_00.2/c.yaml", SE("c"));
+	link_at(root, "..2024_01_01_00_00_00.2", "config/cm/..data_tmp");
+	{
+		char *from = xasprintf("%s/config/cm/..data_tmp", root);
+
+		assert_int_equal(rename(from, xasprintf_tmp(root, "config/cm/..data")), 0);
+		free(from);
+	}
+	link_at(root, "..data/c.yaml", "config/cm/c.yaml");
+	assert_int_equal(unlink(xasprintf_tmp(root, "config/cm/b.yaml")), 0);
+	rm_rf(xasprintf_tmp(root, "config/cm/..2024_01_01_00_00_00.1"));
+	ix = store_index_open(root, "default");
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	assert_int_equal(index_stats(ix).files_parsed, 2);   /* a.yaml's new target, c.yaml */
+	assert_false(index_finds(ix, "a", root, NULL));
+	assert_false(index_finds(ix, "b", root, NULL));
+	assert_true(index_finds(ix, "a2", root, "config/cm/a.yaml"));
+	assert_true(index_finds(ix, "c", root, "config/cm/c.yaml"));
+	assert_int_equal(index_stats(ix).rebuilds, 0);
+	store_index_close(ix, true);
 	rm_rf(root);
 	free(root);
 }
@@ -506,7 +706,8 @@ int main(void)
 		cmocka_unit_test(documents_are_removed_from_multi_document_files),
 		cmocka_unit_test(documents_are_replaced_where_they_are),
 		cmocka_unit_test(unchanged_files_are_not_parsed_again),
-		cmocka_unit_test(named_load_parses_only_files_naming_them),
+		cmocka_unit_test(index_is_checked_not_trusted),
+		cmocka_unit_test(index_follows_a_kubelet_swap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

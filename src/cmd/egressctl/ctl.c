@@ -200,27 +200,23 @@ void ctl_print_diags(const struct diags *d)
 	sbuf_free(&line);
 }
 
-void ctl_load_store_named(const struct ctl *c, struct store_contents *out, bool warn,
-                          const char *const *names, size_t nnames)
+void ctl_store_diags(struct diags *d, bool warn)
 {
-	struct diags d = DIAGS_INIT;
-
-	if (names)
-		store_load_named(c->root, "default", names, nnames, out, &d);
-	else
-		store_load(c->root, "default", out, &d);
 	/* What is already stored cannot be fixed by this command; say what is wrong with it
 	 * and carry on with the rest. */
-	for (size_t i = 0; i < d.n; i++)
-		d.v[i].level = DIAG_WARNING;
+	for (size_t i = 0; i < d->n; i++)
+		d->v[i].level = DIAG_WARNING;
 	if (warn)
-		ctl_print_diags(&d);
-	diags_free(&d);
+		ctl_print_diags(d);
+	diags_free(d);
 }
 
 void ctl_load_store(const struct ctl *c, struct store_contents *out, bool warn)
 {
-	ctl_load_store_named(c, out, warn, NULL, 0);
+	struct diags d = DIAGS_INIT;
+
+	store_load(c->root, "default", out, &d);
+	ctl_store_diags(&d, warn);
 }
 
 /* ---- inputs ---- */

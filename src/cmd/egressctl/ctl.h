@@ -101,10 +101,9 @@ const struct res_kind_info *ctl_kind(const char *word);
  * already stored are shown on stderr as warnings when warn is set: they do not stop a
  * command from working on other resources. out is freed with store_contents_free. */
 void ctl_load_store(const struct ctl *c, struct store_contents *out, bool warn);
-/* The same, reading only what may hold objects named names[0..nnames) (store_load_named);
- * names NULL: everything. */
-void ctl_load_store_named(const struct ctl *c, struct store_contents *out, bool warn,
-                          const char *const *names, size_t nnames);
+/* Problems found reading the store, as ctl_load_store shows them (warnings, when warn is
+ * set); frees d. */
+void ctl_store_diags(struct diags *d, bool warn);
 
 /* Reads a -f argument: "-" is stdin (named "<stdin>" in messages), a directory is every
  * .yaml/.yml/.json file in it (sorted), anything else a file. Parsed streams are

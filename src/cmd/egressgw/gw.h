@@ -63,6 +63,7 @@ struct dns_job {
 	uint32_t min_ttl;
 	bool failed;
 	bool first_done;                /* the snapshot's first round has finished */
+	bool queried;                   /* its last round asked the DNS (not only local names) */
 	char reason[200];
 	struct loop_timer timer;
 	struct dns_query **queries;
@@ -92,6 +93,8 @@ struct gw {
 	/* The first round of a snapshot's resolutions, summarised in one log line when the
 	 * last finishes (per cluster only at debug level: 10,000 clusters are 10,000 lines). */
 	size_t dns_first_pending, dns_first_ok, dns_first_failed;
+	size_t dns_first_kept;          /* clusters that kept their namesake's refresh */
+	bool dns_first_logged;          /* the first round's summary is out */
 	uint64_t dns_first_start_ms;
 	/* A reload's store read runs on a thread (load.h); a change seen meanwhile starts
 	 * another read when this one is done. */
@@ -112,6 +115,10 @@ struct gw {
  * its namesake had in old (may be NULL) so that a reload never empties a cluster. */
 void gw_dns_start(struct gw *g, struct snap *s, struct snap *old);
 void gw_dns_stop(struct gw *g);
+/* A reload: gw_dns_start for s, where a cluster whose namesake in old resolved the same
+ * names (and needs a query for one) keeps its endpoints and its refresh time instead of
+ * being resolved again; then the old jobs are stopped. */
+void gw_dns_restart(struct gw *g, struct snap *s, struct snap *old);
 /* Frees retired endpoint sets every worker has passed a quiescent point since (all: every
  * one, at exit). */
 void gw_retire_collect(struct gw *g, bool all);

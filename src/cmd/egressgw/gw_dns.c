@@ -6,7 +6,8 @@
  * retired, not freed, until every worker has passed a quiescent point (proxy.h). A reload
  * seeds each new cluster with its namesake's endpoints and restarts those resolutions in
  * batches, so that a reload of 10,000 clusters neither empties one nor holds the main
- * thread. */
+ * thread; a namesake that resolved the same names by query keeps its refresh time
+ * instead (gw_dns_restart), so that a reload asks the DNS only about what changed. */
 #include "cmd/egressgw/gw.h"
 
 #include "admin/admin.h"
@@ -94,6 +95,21 @@ void gw_on_retire_timer(struct loop *loop, struct loop_timer *t)
 	loop_timer_arm(loop, t, 200);
 }
 
+/* The summary of a snapshot's first round, once every cluster has its answer. */
+static void dns_log_first_round(struct gw *g)
+{
+	if (g->dns_first_logged)
+		return;
+	g->dns_first_logged = true;
+	log_info("dns", "%zu DNS cluster(s) resolved in %llu ms: %zu with endpoints, %zu failed",
+	         g->dns_first_ok + g->dns_first_failed + g->dns_first_kept,
+	         (unsigned long long)(loop_now_ms(g->loop) - g->dns_first_start_ms),
+	         g->dns_first_ok + g->dns_first_kept, g->dns_first_failed);
+	if (g->dns_first_kept)
+		log_info("dns", "%zu of them kept their endpoints until their refresh (same names "
+		         "as before the reload; nothing asked)", g->dns_first_kept);
+}
+
 static void dns_job_finish(struct dns_job *j)
 {
 	struct cluster *cl = j->cl;
@@ -144,10 +160,7 @@ static void dns_job_finish(struct dns_job *j)
 		else
 			g->dns_first_failed++;
 		if (g->dns_first_pending && --g->dns_first_pending == 0)
-			log_info("dns", "%zu DNS cluster(s) resolved in %llu ms: %zu with endpoints, "
-			         "%zu failed", g->dns_first_ok + g->dns_first_failed,
-			         (unsigned long long)(loop_now_ms(g->loop) - g->dns_first_start_ms),
-			         g->dns_first_ok, g->dns_first_failed);
+			dns_log_first_round(g);
 	}
 	refresh = j->min_ttl ? (uint64_t)j->min_ttl * 1000 : DNS_DEFAULT_REFRESH_MS;
 	if (refresh < DNS_MIN_REFRESH_MS)
@@ -225,6 +238,7 @@ static void dns_job_start(struct dns_job *j)
 		}
 		j->pending++;
 	}
+	j->queried = j->pending > 0;
 	if (j->pending == 0) {
 		dns_job_finish(j);
 		return;
@@ -251,10 +265,10 @@ static void dns_on_timer(struct loop *loop, struct loop_timer *t)
 		dns_job_start(j);
 }
 
-void gw_dns_stop(struct gw *g)
+static void dns_jobs_free(struct gw *g, struct dns_job *jobs, size_t n)
 {
-	for (size_t i = 0; i < g->njobs; i++) {
-		struct dns_job *j = &g->jobs[i];
+	for (size_t i = 0; i < n; i++) {
+		struct dns_job *j = &jobs[i];
 
 		loop_timer_cancel(g->loop, &j->timer);
 		for (size_t k = 0; k < j->nqueries; k++) {
@@ -268,16 +282,77 @@ void gw_dns_stop(struct gw *g)
 		free(j->ports);
 		free(j->weights);
 	}
-	free(g->jobs);
+	free(jobs);
+}
+
+void gw_dns_stop(struct gw *g)
+{
+	dns_jobs_free(g, g->jobs, g->njobs);
 	g->jobs = NULL;
 	g->njobs = 0;
 }
 
+/* Whether two clusters resolve the same names to the same ports and weights in the same
+ * way: then the endpoints one resolved are what resolving the other would give. */
+static bool dns_same_names(const struct cluster *a, const struct cluster *b)
+{
+	if (a->discovery != b->discovery || a->nnames != b->nnames)
+		return false;
+	for (size_t i = 0; i < a->nnames; i++)
+		if (strcmp(a->names[i].host, b->names[i].host) != 0 ||
+		    a->names[i].port != b->names[i].port || a->names[i].weight != b->names[i].weight)
+			return false;
+	return true;
+}
+
+/* The jobs of the snapshot being replaced, by their cluster: open addressing over the
+ * cluster pointer (slot = job index + 1, 0 = empty). */
+struct dns_old {
+	const struct dns_job *jobs;
+	size_t *slot, mask;
+};
+
+static size_t dns_old_hash(const struct dns_old *o, const struct cluster *cl)
+{
+	uintptr_t p = (uintptr_t)cl;
+
+	return (size_t)((p >> 4) * 0x9E3779B97F4A7C15ull) & o->mask;
+}
+
+static void dns_old_init(struct dns_old *o, const struct dns_job *jobs, size_t n)
+{
+	o->jobs = jobs;
+	o->mask = 15;
+	while (o->mask + 1 < 2 * n + 2)
+		o->mask = o->mask * 2 + 1;
+	o->slot = xcalloc(o->mask + 1, sizeof(*o->slot));
+	for (size_t i = 0; i < n; i++) {
+		size_t k = dns_old_hash(o, jobs[i].cl);
+
+		while (o->slot[k])
+			k = (k + 1) & o->mask;
+		o->slot[k] = i + 1;
+	}
+}
+
+static const struct dns_job *dns_old_find(const struct dns_old *o, const struct cluster *cl)
+{
+	size_t k;
+
+	if (!o->slot || !cl)
+		return NULL;
+	for (k = dns_old_hash(o, cl); o->slot[k]; k = (k + 1) & o->mask)
+		if (o->jobs[o->slot[k] - 1].cl == cl)
+			return &o->jobs[o->slot[k] - 1];
+	return NULL;
+}
+
 /* Starts resolution for every DNS cluster of snapshot s, seeding each with the endpoints
  * its namesake had in the previous snapshot so that a reload never empties a cluster. */
-void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
+static void dns_start(struct gw *g, struct snap *s, struct snap *old, const struct dns_old *prev)
 {
-	size_t n = 0, nseeded = 0;
+	size_t n = 0, nseeded = 0, nkept = 0;
+	uint64_t now = loop_now_ms(g->loop);
 
 	for (size_t i = 0; i < s->nclusters; i++)
 		if (s->clusters[i]->discovery == CLUSTER_DNS ||
@@ -286,7 +361,8 @@ void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
 	g->jobs = xcalloc(n ? n : 1, sizeof(*g->jobs));
 	g->njobs = 0;
 	g->dns_first_pending = n;
-	g->dns_first_ok = g->dns_first_failed = 0;
+	g->dns_first_ok = g->dns_first_failed = g->dns_first_kept = 0;
+	g->dns_first_logged = false;
 	g->dns_first_start_ms = loop_now_ms(g->loop);
 	for (size_t i = 0; i < s->nclusters; i++) {
 		struct cluster *cl = s->clusters[i];
@@ -295,9 +371,11 @@ void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
 		if (cl->discovery != CLUSTER_DNS && cl->discovery != CLUSTER_DNS_ROUND_ROBIN)
 			continue;
 		bool seeded = false;
+		const struct dns_job *oj = NULL;
+		struct cluster *oc = NULL;
 
 		if (old) {
-			struct cluster *oc = snap_cluster_find(old, cl->name);
+			oc = snap_cluster_find(old, cl->name);
 			struct cluster_eps *oe = oc ? atomic_load(&oc->eps) : NULL;
 
 			if (oe && !atomic_load(&cl->eps)) {
@@ -314,6 +392,26 @@ void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
 		j->snap = s;
 		j->cl = cl;
 		loop_timer_init(&j->timer, dns_on_timer);
+		/* A cluster whose namesake resolved the same names by asking the DNS, and whose
+		 * refresh is still ahead, keeps that refresh: the endpoints it was seeded with
+		 * are what a query would answer until their TTL runs out. A reload that touches
+		 * one resource of 10,000 then sends no query for the 9,999 others (it sent
+		 * 10,000). Names the hosts file or an IP literal answers cost nothing to resolve
+		 * again, and are, so that a hosts file changed before a reload shows in it as it
+		 * always did. */
+		if (seeded)
+			oj = dns_old_find(prev, oc);
+		if (oj && oj->first_done && oj->queried && oj->pending == 0 &&
+		    loop_timer_armed(&oj->timer) && dns_same_names(cl, oc)) {
+			j->first_done = true;
+			j->queried = true;
+			g->dns_first_kept++;
+			g->dns_first_pending--;
+			nkept++;
+			loop_timer_arm(g->loop, &j->timer,
+			               oj->timer.when > now ? oj->timer.when - now : 1);
+			continue;
+		}
 		/* A cluster its namesake's endpoints serve meanwhile is resolved again soon,
 		 * DNS_RESTART_BATCH per millisecond, so that a reload of 10,000 clusters does
 		 * not hold the main thread (and /ready) for the whole round at once. A new
@@ -323,4 +421,28 @@ void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
 		else
 			dns_job_start(j);
 	}
+	if (nkept && g->dns_first_pending == 0)
+		dns_log_first_round(g);
+}
+
+void gw_dns_start(struct gw *g, struct snap *s, struct snap *old)
+{
+	struct dns_old none = { NULL, NULL, 0 };
+
+	dns_start(g, s, old, &none);
+}
+
+void gw_dns_restart(struct gw *g, struct snap *s, struct snap *old)
+{
+	struct dns_job *jobs = g->jobs;
+	size_t n = g->njobs;
+	struct dns_old prev;
+
+	/* The old jobs are stopped only once the new ones know their refresh times. */
+	dns_old_init(&prev, jobs, n);
+	g->jobs = NULL;
+	g->njobs = 0;
+	dns_start(g, s, old, &prev);
+	dns_jobs_free(g, jobs, n);
+	free(prev.slot);
 }

@@ -15,6 +15,7 @@
 #include "cmd/egressgw/load.h"
 #include "cmd/egressgw/envoy_admin.h"
 #include "config/store.h"
+#include "config/store_index.h"
 #include "core/diag.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -57,12 +58,20 @@
 
 void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
 {
+	struct timespec now;
+
+	/* Wall times, with the building thread's CPU beside them (a loaded machine stretches
+	 * the first), and "publish": from the end of the build to every worker serving it. */
+	clock_gettime(CLOCK_MONOTONIC, &now);
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
-	         "from %zu resource(s) in %zu file(s) (%zu parsed, %zu unchanged); read %llu ms, "
-	         "compile %llu ms, free %llu ms",
+	         "from %zu resource(s) in %zu file(s) (%zu parsed, %zu unchanged); read %llu ms "
+	         "(%llu ms CPU), compile %llu ms (%llu ms CPU), free %llu ms, publish %llu ms",
 	         (unsigned long long)s->version, s->nlisteners, s->nclusters, st->resources,
-	         st->files, st->parsed, st->reused, (unsigned long long)st->read_ms, (unsigned long long)st->compile_ms,
-	         (unsigned long long)st->free_ms);
+	         st->files, st->parsed, st->reused, (unsigned long long)st->read_ms,
+	         (unsigned long long)st->read_cpu_ms, (unsigned long long)st->compile_ms,
+	         (unsigned long long)st->compile_cpu_ms, (unsigned long long)st->free_ms,
+	         (unsigned long long)((uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u -
+	                              st->done_ms));
 }
 
 void gw_log_diags(const struct diags *d, enum log_level lvl_err)
@@ -141,8 +150,7 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 		return;
 	}
 	diags_free(&d);
-	gw_dns_stop(g);
-	gw_dns_start(g, s, old);
+	gw_dns_restart(g, s, old);
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
 	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
@@ -263,6 +271,7 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
 	char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool changed = false;
 	ssize_t n;
 
 	(void)ev;
@@ -270,13 +279,19 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 		for (ssize_t off = 0; off < n;) {
 			const struct inotify_event *e = (const struct inotify_event *)(buf + off);
 
+			off += (ssize_t)(sizeof(*e) + e->len);
+			/* egressctl's store index (and its temporary file) in the store's root is
+			 * not configuration: writing it is no reason to reload. */
+			if (e->len && str_has_prefix(e->name, STORE_INDEX_NAME))
+				continue;
 			if (watch_event_dirty(e))
 				g->watch_dirty = true;
-			off += (ssize_t)(sizeof(*e) + e->len);
+			changed = true;
 		}
 	}
 	/* Debounce: egressctl and the kubelet change several files per update. */
-	loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
+	if (changed)
+		loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
 }
 
 void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)

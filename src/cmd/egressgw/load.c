@@ -24,11 +24,19 @@ static uint64_t load_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+static uint64_t load_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
 void gw_load_build(struct gw_load *l)
 {
 	struct store_contents c = STORE_CONTENTS_INIT;
 	struct store_cache_stats cs;
-	uint64_t t0 = load_now_ms(), t1, t2;
+	uint64_t t0 = load_now_ms(), t1, t2, c0 = load_cpu_ms(), c1;
 	int rc;
 
 	memset(&l->diags, 0, sizeof(l->diags));
@@ -40,6 +48,7 @@ void gw_load_build(struct gw_load *l)
 	rc = store_load_cached(l->root, l->default_ns, l->cache, &c, &l->diags);
 	store_cache_stats(l->cache, &cs);
 	t1 = load_now_ms();
+	c1 = load_cpu_ms();
 	pthread_mutex_lock(l->secrets_mu);
 	/* A Secret directory that cannot be read does not stop the rest of the
 	 * configuration: the secret cache keeps that Secret's last good version. */
@@ -51,6 +60,8 @@ void gw_load_build(struct gw_load *l)
 	secret_cache_check_expiry(l->params->secrets, time(NULL));
 	pthread_mutex_unlock(l->secrets_mu);
 	t2 = load_now_ms();
+	l->stats.read_cpu_ms = c1 - c0;
+	l->stats.compile_cpu_ms = load_cpu_ms() - c1;
 	l->stats.resources = c.n;
 	l->stats.files = cs.files;
 	l->stats.parsed = cs.parsed;
@@ -61,7 +72,8 @@ void gw_load_build(struct gw_load *l)
 	malloc_trim(0);
 	l->stats.read_ms = t1 - t0;
 	l->stats.compile_ms = t2 - t1;
-	l->stats.free_ms = load_now_ms() - t2;
+	l->stats.done_ms = load_now_ms();
+	l->stats.free_ms = l->stats.done_ms - t2;
 }
 
 static void *load_main(void *arg)

@@ -22,6 +22,9 @@ struct gw_build_stats {
 	size_t resources, files;
 	size_t parsed, reused;          /* config files read and decoded / taken from the cache */
 	uint64_t read_ms, compile_ms, free_ms;
+	uint64_t read_cpu_ms, compile_cpu_ms;   /* of the building thread (a loaded machine
+	                                         * stretches the wall times, not these) */
+	uint64_t done_ms;               /* monotonic ms when the build ended (publish time) */
 };
 
 struct gw_load {
