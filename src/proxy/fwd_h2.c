@@ -7,6 +7,7 @@
  * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
+#include "proxy/fwd_vconn.h"
 #include "proxy/worker.h"
 #include "core/log.h"
 #include "core/sbuf.h"
