@@ -9,25 +9,13 @@
  * (fwd_pool_close_all, fwd_pool_sweep). The semantics are in the "circuit breaking"
  * section below. */
 #include "proxy/fwd_conn.h"
-#include "proxy/fwd_vconn.h"
-#include "proxy/fwd_sidecar.h"
-#include "proxy/fwd_down_h1.h"
-#include "proxy/fwd_up_h1.h"
-#include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
-#include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/fwd.h"
 #include "proxy/cbreak.h"
-#include "proxy/fwd_h2.h"
-#include "proxy/l4fwd.h"
-#include "proxy/linger.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
-#include "proxy/overload.h"
-#include "proxy/sidecar.h"
-#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -44,6 +32,72 @@
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
+
+static void st_cb_set(struct stream *st, enum st_cb to);
+
+const struct fwd_down_ops *fwd_down;     /* set by fwd_init (fwd_int.h) */
+const struct fwd_up_ops *fwd_up;
+
+/* ---- upstream failures and retries ---- */
+
+/* The worker's Envoy-style counters of cluster cl. */
+struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl)
+{
+	return istats_cluster(w->istats, cl->name);
+}
+
+void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port)
+{
+	st->ep = *a;
+	if (port)
+		sock_addr_set_port(&st->ep, port);
+	sock_addr_str(&st->ep, st->ep_str, sizeof(st->ep_str));
+}
+
+/* An upstream failed before the response started. retryable: the connection was reused
+ * from the pool (the server may have closed it while idle); a bodiless idempotent request
+ * is then tried once more on a fresh connection. */
+void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
+                        const char *reason, bool retryable)
+{
+	struct uconn *u = st->u;
+	int mid = st->req.method_id;
+	bool idempotent = mid == H1_M_GET || mid == H1_M_HEAD || mid == H1_M_OPTIONS ||
+	                  mid == H1_M_PUT || mid == H1_M_DELETE || mid == H1_M_TRACE;
+
+	/* reason may live in u (its TLS error string): keep a copy before u goes. */
+	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
+	if (u) {
+		st->u = NULL;
+		u->st = NULL;
+		fwd_up->close(u);
+	}
+	/* Envoy counts every reset but an overflow against the endpoint, retried or not. */
+	st_od(st, OD_CONNECT_FAIL, 0);
+	if (st->cc)
+		st_cb_set(st, ST_CB_NONE);
+	if (retryable && !st->retried && !st->resp_started && idempotent &&
+	    st->req.body == H1_BODY_NONE) {
+		st->retried = true;
+		STAT_INC(st->d->w->st.urq_retry);
+		if (st->cl)
+			STAT_INC(cl_stats(st->d->w, st->cl)->rq_retry);
+		st->tls_reason[0] = '\0';
+		st_connect(st, true);
+		return;
+	}
+	reason = st->tls_reason;
+	{
+		char body[512];
+
+		snprintf(body, sizeof(body),
+		         "upstream connect error or disconnect/reset before headers. reset reason: %s%s%s",
+		         flag & ALOG_F_UF ? "connection failure" : "connection termination",
+		         reason && reason[0] ? ", transport failure reason: " : "",
+		         reason ? reason : "");
+		fwd_down->local_reply(st, 503, flag, details, body);
+	}
+}
 
 /* ---- circuit breaking (DestinationRule connectionPool) ----
  *
@@ -80,7 +134,7 @@
  *
  * HTTP/1.1 connections are counted; pass-through tunnels (tunnel.c) are not. */
 
-void st_cb_set(struct stream *st, enum st_cb to)
+static void st_cb_set(struct stream *st, enum st_cb to)
 {
 	struct cb_cluster *cc = st->cc;
 	struct worker *w = st->d->w;
@@ -139,7 +193,7 @@ void st_on_wake(struct loop *loop, struct loop_task *t)
 	(void)loop;
 	if (st->active && st->cb == ST_CB_WOKEN)
 		st_connect(st, false);
-	d_settle(d);
+	fwd_down->settle(d);
 }
 
 /* The request leaves its cluster's books (it ended, or went to a tunnel). */
@@ -162,8 +216,8 @@ static void st_overflow(struct stream *st)
 	if (st->cl)
 		STAT_INC(cl_stats(st->d->w, st->cl)->rq_pending_overflow);
 	st_cb_set(st, ST_CB_NONE);
-	st_local_reply(st, 503, ALOG_F_UO, "upstream_reset_before_response_started{overflow}",
-	               "upstream connect error or disconnect/reset before headers. reset reason: overflow");
+	fwd_down->local_reply(st, 503, ALOG_F_UO, "upstream_reset_before_response_started{overflow}",
+	                      "upstream connect error or disconnect/reset before headers. reset reason: overflow");
 }
 
 /* The request waits for a connection slot: in arrival order, or back at the head when it
@@ -281,7 +335,7 @@ void st_h2_fallback(struct stream *st)
 
 	st->u = NULL;
 	u->st = NULL;
-	u_close(u);
+	fwd_up->close(u);
 	STAT_DEC(st->d->w->st.urq_total);   /* the same attempt, on another connection */
 	st_connect(st, false);
 }
@@ -330,7 +384,11 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	tg.cluster = cl->name;
 	tg.stats = cl_stats(w, cl);
 	u->w = w;
-	u->h2 = uh2_attach(w->uh2, u, key, keylen, &tg, &reused);
+	/* Before uh2_attach: a stream that fails at once posts the task from inside it. */
+	loop_io_init(&u->io, -1, fwd_up->on_io);
+	loop_timer_init(&u->timer, fwd_up->on_timer);
+	loop_task_init(&u->task, fwd_up->on_task);
+	u->h2 = uh2_attach(w->uh2, &u->task, key, keylen, &tg, &reused);
 	if (!u->h2) {
 		free(u);
 		return false;
@@ -342,14 +400,11 @@ static bool st_connect_h2(struct stream *st, const char *key, size_t keylen, con
 	u->hs_done = true;
 	u->st = st;
 	st->u = u;
-	loop_io_init(&u->io, -1, u_on_io);
-	loop_timer_init(&u->timer, u_on_timer);
-	loop_task_init(&u->task, u_on_task);
 	str_copy(st->up_local, sizeof(st->up_local), uh2_local(u->h2));
-	st_send_head(st);
+	fwd_up->send_head(st);
 	/* A stream that failed at once (no socket) or is ready reports on the next turn. */
-	fwd_uh2_kick(u);
-	d_forward_body(d);   /* may end the request, and free u (cancelling its task) */
+	loop_task_post(w->loop, &u->task);
+	fwd_up->forward_body(d);   /* may end the request, and free u (cancelling its task) */
 	return true;
 }
 
@@ -366,6 +421,132 @@ static void st_verify_names(const struct stream *st, struct tls_verify_names *na
 	}
 }
 
+/* st_connect's first look: a request for the proxy itself is refused, and a TLS cluster
+ * needs its context. Sets the SNI and the name to verify; false when st was answered. */
+static bool st_connect_check(struct stream *st, const char **sni, const char **vname)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct cluster *cl = st->cl;
+
+	/* A request for the proxy itself (its capture listener: it would come back here
+	 * forever; its admin: the configuration handed to the application). */
+	if (proxy_is_self(w->proxy, &st->ep)) {
+		log_warn("fwd", "%s: refused: %s is this proxy's own listener or admin address",
+		         d->remote_s, st->ep_str);
+		st->resp_close = true;
+		fwd_down->local_reply(st, 403, 0, "proxy_loop_detected", "the proxy's own address");
+		return false;
+	}
+	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
+		if (!cl->tls_ctx) {
+			STAT_INC(w->st.ucx_tls_fail[0]);
+			STAT_INC(cl_stats(w, cl)->ssl_fail[0]);
+			st_upstream_failed(st, ALOG_F_UF,
+			                   "upstream_reset_before_response_started{connection_failure}",
+			                   cl->tls_ctx_error ? cl->tls_ctx_error : "no TLS context", false);
+			return false;
+		}
+		*sni = cl->sni ? cl->sni : st->host;
+		if (cl->verify_host_auto)
+			*vname = st->host;
+	}
+	return true;
+}
+
+/* st_connect with an idle pooled connection u. */
+static void st_use_pooled(struct stream *st, struct uconn *u, struct cb_cluster *cc)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+
+	STAT_DEC(w->st.pool_idle);
+	STAT_INC(w->st.urq_reused);
+	loop_timer_cancel(w->loop, &u->timer);
+	u_cc_take(u, cc);
+	u->st = st;
+	st->u = u;
+	str_copy(st->up_local, sizeof(st->up_local), u->local_s);
+	st_cb_set(st, ST_CB_ACTIVE);
+	st_od(st, OD_CONNECT_OK, 0);
+	cc_kick(w, cc);      /* when woken: the next one may find a slot too */
+	fwd_up->send_head(st);
+	fwd_up->forward_body(d);   /* flushes */
+}
+
+/* st_connect with a new connection to st's endpoint (key: its pool key). */
+static void st_connect_new(struct stream *st, struct cb_cluster *cc, const char *key,
+                           size_t keylen, const char *sni)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	struct cluster *cl = st->cl;
+	struct uconn *u;
+	int fd, rc;
+
+	rc = sock_connect(&st->ep, NULL, &fd);
+	if (rc < 0) {
+		char reason[128];
+
+		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
+		STAT_INC(w->st.ucx_connect_fail);
+		STAT_INC(cl_stats(w, cl)->cx_connect_fail);
+		st_upstream_failed(st, ALOG_F_UF,
+		                   "upstream_reset_before_response_started{connection_failure}",
+		                   reason, false);
+		return;
+	}
+	u = xcalloc(1, sizeof(*u));
+	u->w = w;
+	u->st = st;
+	st->u = u;
+	u->conn_id = cl->conn_id;
+	u->ident = pool_ident(cl->conn_id, st->ep_str);
+	u->all_next = w->uconns;
+	if (w->uconns)
+		((struct uconn *)w->uconns)->all_prev = u;
+	w->uconns = u;
+	u->cc = cc;
+	cb_ref(cc);
+	cc->ncx++;
+	st_cb_set(st, ST_CB_CONNECTING);
+	cc_kick(w, cc);
+	memcpy(u->key, key, keylen);
+	u->keylen = keylen;
+	u->max_req = cl->max_requests_per_conn;
+	u->idle_ms = cl->idle_timeout_ms > 0 ? cl->idle_timeout_ms : 3600 * 1000;
+	u->connecting = rc == 1;
+	loop_io_init(&u->io, fd, fwd_up->on_io);
+	loop_timer_init(&u->timer, fwd_up->on_timer);
+	loop_task_init(&u->task, fwd_up->on_task);
+	STAT_INC(w->st.ucx_total);
+	STAT_INC(w->st.ucx_active);
+	STAT_INC(cl_stats(w, cl)->cx_total);
+	u->hs = hstats_cx_open(istats_hosts(w->istats), cl, st->ep_str);
+	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
+		struct tls_verify_names names;
+
+		st_verify_names(st, &names);
+		u->tls = tls_client_new(cl->tls_ctx, fd, sni, &names);
+		if (cl->h2_alpn) {
+			/* The context offers h2 for up_h2.c's connections; this one speaks
+			 * HTTP/1.1 and must not let the server pick h2. */
+			static const char *const h1_only[] = { "http/1.1" };
+
+			tls_client_alpn(u->tls, h1_only, 1);
+		}
+		tls_client_resume(u->tls, w->sess, &st->ep);
+	}
+	loop_io_add(w->loop, &u->io, LOOP_READ | LOOP_WRITE);
+	loop_timer_arm(w->loop, &u->timer,
+	               (uint64_t)(cl->connect_timeout_ms > 0 ? cl->connect_timeout_ms : 10000));
+	fwd_up->send_head(st);
+	if (fwd_up->forward_body(d) < 0)
+		return;
+	if (!u->connecting)
+		fwd_up->connected(u);
+}
+
 void st_connect(struct stream *st, bool fresh)
 {
 	struct dconn *d = st->d;
@@ -377,30 +558,9 @@ void st_connect(struct stream *st, bool fresh)
 	struct pool_link *l;
 	struct uconn *u = NULL;
 	struct cb_cluster *cc;
-	int fd, rc;
 
-	/* A request for the proxy itself (its capture listener: it would come back here
-	 * forever; its admin: the configuration handed to the application). */
-	if (proxy_is_self(w->proxy, &st->ep)) {
-		log_warn("fwd", "%s: refused: %s is this proxy's own listener or admin address",
-		         d->remote_s, st->ep_str);
-		st->resp_close = true;
-		st_local_reply(st, 403, 0, "proxy_loop_detected", "the proxy's own address");
+	if (!st_connect_check(st, &sni, &vname))
 		return;
-	}
-	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
-		if (!cl->tls_ctx) {
-			STAT_INC(w->st.ucx_tls_fail[0]);
-			STAT_INC(cl_stats(w, cl)->ssl_fail[0]);
-			st_upstream_failed(st, ALOG_F_UF,
-			                   "upstream_reset_before_response_started{connection_failure}",
-			                   cl->tls_ctx_error ? cl->tls_ctx_error : "no TLS context", false);
-			return;
-		}
-		sni = cl->sni ? cl->sni : st->host;
-		if (cl->verify_host_auto)
-			vname = st->host;
-	}
 	build_pool_key(st, sni, vname, key, &keylen);
 	/* Circuit breakers (see above): http2MaxRequests, then first come first served, then
 	 * an idle connection, then maxConnections and http1MaxPendingRequests for a new one.
@@ -440,7 +600,7 @@ void st_connect(struct stream *st, bool fresh)
 			return;
 		}
 		/* An idle connection to another endpoint holds a slot nobody is using. */
-		u_close(container_of(cc->idle.next, struct uconn, cb_idle));
+		fwd_up->close(container_of(cc->idle.next, struct uconn, cb_idle));
 	}
 	if (!u && st->cb == ST_CB_NONE && cl->max_pending && cc->npending >= cl->max_pending) {
 		st_overflow(st);
@@ -448,82 +608,10 @@ void st_connect(struct stream *st, bool fresh)
 	}
 	st_attempt_start(st);
 	if (u) {
-		STAT_DEC(w->st.pool_idle);
-		STAT_INC(w->st.urq_reused);
-		loop_timer_cancel(w->loop, &u->timer);
-		u_cc_take(u, cc);
-		u->st = st;
-		st->u = u;
-		str_copy(st->up_local, sizeof(st->up_local), u->local_s);
-		st_cb_set(st, ST_CB_ACTIVE);
-		st_od(st, OD_CONNECT_OK, 0);
-		cc_kick(w, cc);      /* when woken: the next one may find a slot too */
-		st_send_head(st);
-		d_forward_body(d);   /* flushes */
+		st_use_pooled(st, u, cc);
 		return;
 	}
-
-	rc = sock_connect(&st->ep, NULL, &fd);
-	if (rc < 0) {
-		char reason[128];
-
-		snprintf(reason, sizeof(reason), "delayed connect error: %s", strerror(errno));
-		STAT_INC(w->st.ucx_connect_fail);
-		STAT_INC(cl_stats(w, cl)->cx_connect_fail);
-		st_upstream_failed(st, ALOG_F_UF,
-		                   "upstream_reset_before_response_started{connection_failure}",
-		                   reason, false);
-		return;
-	}
-	u = xcalloc(1, sizeof(*u));
-	u->w = w;
-	u->st = st;
-	st->u = u;
-	u->conn_id = cl->conn_id;
-	u->ident = pool_ident(cl->conn_id, st->ep_str);
-	u->all_next = w->uconns;
-	if (w->uconns)
-		((struct uconn *)w->uconns)->all_prev = u;
-	w->uconns = u;
-	u->cc = cc;
-	cb_ref(cc);
-	cc->ncx++;
-	st_cb_set(st, ST_CB_CONNECTING);
-	cc_kick(w, cc);
-	memcpy(u->key, key, keylen);
-	u->keylen = keylen;
-	u->max_req = cl->max_requests_per_conn;
-	u->idle_ms = cl->idle_timeout_ms > 0 ? cl->idle_timeout_ms : 3600 * 1000;
-	u->connecting = rc == 1;
-	loop_io_init(&u->io, fd, u_on_io);
-	loop_timer_init(&u->timer, u_on_timer);
-	loop_task_init(&u->task, u_on_task);
-	STAT_INC(w->st.ucx_total);
-	STAT_INC(w->st.ucx_active);
-	STAT_INC(cl_stats(w, cl)->cx_total);
-	u->hs = hstats_cx_open(istats_hosts(w->istats), cl, st->ep_str);
-	if (cl->tls_mode != CLUSTER_TLS_DISABLE) {
-		struct tls_verify_names names;
-
-		st_verify_names(st, &names);
-		u->tls = tls_client_new(cl->tls_ctx, fd, sni, &names);
-		if (cl->h2_alpn) {
-			/* The context offers h2 for up_h2.c's connections; this one speaks
-			 * HTTP/1.1 and must not let the server pick h2. */
-			static const char *const h1_only[] = { "http/1.1" };
-
-			tls_client_alpn(u->tls, h1_only, 1);
-		}
-		tls_client_resume(u->tls, w->sess, &st->ep);
-	}
-	loop_io_add(w->loop, &u->io, LOOP_READ | LOOP_WRITE);
-	loop_timer_arm(w->loop, &u->timer,
-	               (uint64_t)(cl->connect_timeout_ms > 0 ? cl->connect_timeout_ms : 10000));
-	st_send_head(st);
-	if (d_forward_body(d) < 0)
-		return;
-	if (!u->connecting)
-		u_on_connected(u);
+	st_connect_new(st, cc, key, keylen, sni);
 }
 
 static void pool_close_cb(struct pool_link *l, void *arg)
@@ -531,7 +619,7 @@ static void pool_close_cb(struct pool_link *l, void *arg)
 	struct uconn *u = container_of(l, struct uconn, link);
 
 	(void)arg;
-	u_close(u);
+	fwd_up->close(u);
 }
 
 void fwd_pool_close_all(struct worker *w)
@@ -545,7 +633,7 @@ static void pool_sweep_cb(struct pool_link *l, void *arg)
 	struct worker *w = arg;
 
 	if (!pool_live_ok(w->live, u->conn_id, u->ident))
-		u_close(u);
+		fwd_up->close(u);
 }
 
 void fwd_pool_sweep(struct worker *w)

@@ -4,7 +4,6 @@
 
 #include "proxy/fwd_int.h"
 
-void st_cb_set(struct stream *st, enum st_cb to);
 void cc_kick(struct worker *w, struct cb_cluster *cc);
 void st_on_wake(struct loop *loop, struct loop_task *t);
 void st_cb_end(struct stream *st);
@@ -13,5 +12,9 @@ struct cb_cluster *st_cc(struct stream *st);
 void st_od(struct stream *st, enum od_result r, int code);
 void st_h2_fallback(struct stream *st);
 void st_connect(struct stream *st, bool fresh);
+struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl);
+void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
+                        const char *reason, bool retryable);
+void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port);
 
 #endif

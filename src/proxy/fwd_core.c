@@ -12,25 +12,16 @@
  * Streams come from the worker's free list (st_get / st_put): about 5 KiB with two parsed
  * heads, only while a request is in progress. */
 #include "proxy/fwd_core.h"
-#include "proxy/fwd_vconn.h"
 #include "proxy/fwd_sidecar.h"
-#include "proxy/fwd_down_h1.h"
-#include "proxy/fwd_up_h1.h"
 #include "proxy/fwd_conn.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
 #include "proxy/authz.h"
 #include "proxy/worker.h"
-#include "proxy/fwd.h"
 #include "proxy/cbreak.h"
-#include "proxy/fwd_h2.h"
-#include "proxy/l4fwd.h"
-#include "proxy/linger.h"
-#include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/overload.h"
 #include "proxy/sidecar.h"
-#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -105,12 +96,6 @@ void st_put(struct dconn *d)
 }
 
 /* ---- Istio's metrics (istats.h) ---- */
-
-/* The worker's Envoy-style counters of cluster cl. */
-struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl)
-{
-	return istats_cluster(w->istats, cl->name);
-}
 
 /* One finished request into Istio's HTTP families and its cluster's counters. */
 static void st_istats(struct stream *st)
@@ -216,56 +201,11 @@ static void st_on_timeout(struct loop *loop, struct loop_timer *t)
 
 		st->u = NULL;
 		u->st = NULL;
-		u_close(u);
+		fwd_up->close(u);
 	}
 	st->resp_close = true;
-	st_local_reply(st, 504, ALOG_F_UT, "response_timeout", "upstream request timeout");
-	d_settle(st->d);
-}
-
-/* An upstream failed before the response started. retryable: the connection was reused
- * from the pool (the server may have closed it while idle); a bodiless idempotent request
- * is then tried once more on a fresh connection. */
-void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
-                        const char *reason, bool retryable)
-{
-	struct uconn *u = st->u;
-	int mid = st->req.method_id;
-	bool idempotent = mid == H1_M_GET || mid == H1_M_HEAD || mid == H1_M_OPTIONS ||
-	                  mid == H1_M_PUT || mid == H1_M_DELETE || mid == H1_M_TRACE;
-
-	/* reason may live in u (its TLS error string): keep a copy before u goes. */
-	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
-	if (u) {
-		st->u = NULL;
-		u->st = NULL;
-		u_close(u);
-	}
-	/* Envoy counts every reset but an overflow against the endpoint, retried or not. */
-	st_od(st, OD_CONNECT_FAIL, 0);
-	if (st->cc)
-		st_cb_set(st, ST_CB_NONE);
-	if (retryable && !st->retried && !st->resp_started && idempotent &&
-	    st->req.body == H1_BODY_NONE) {
-		st->retried = true;
-		STAT_INC(st->d->w->st.urq_retry);
-		if (st->cl)
-			STAT_INC(cl_stats(st->d->w, st->cl)->rq_retry);
-		st->tls_reason[0] = '\0';
-		st_connect(st, true);
-		return;
-	}
-	reason = st->tls_reason;
-	{
-		char body[512];
-
-		snprintf(body, sizeof(body),
-		         "upstream connect error or disconnect/reset before headers. reset reason: %s%s%s",
-		         flag & ALOG_F_UF ? "connection failure" : "connection termination",
-		         reason && reason[0] ? ", transport failure reason: " : "",
-		         reason ? reason : "");
-		st_local_reply(st, 503, flag, details, body);
-	}
+	fwd_down->local_reply(st, 504, ALOG_F_UT, "response_timeout", "upstream request timeout");
+	fwd_down->settle(st->d);
 }
 
 /* Copies the host (without port) into st->hostbuf. */
@@ -362,23 +302,15 @@ static bool st_authz(struct stream *st, uint16_t port)
 		return false;
 	case 400:
 		st->resp_close = true;
-		st_local_reply(st, 400, 0, details, "Bad Request");
+		fwd_down->local_reply(st, 400, 0, details, "Bad Request");
 		return true;
 	default:
-		st_local_reply(st, 403, 0, details, "RBAC: access denied");
+		fwd_down->local_reply(st, 403, 0, details, "RBAC: access denied");
 		return true;
 	}
 }
 
 /* ---- sidecar: destinations, passthrough, tunnels ---- */
-
-void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port)
-{
-	st->ep = *a;
-	if (port)
-		sock_addr_set_port(&st->ep, port);
-	sock_addr_str(&st->ep, st->ep_str, sizeof(st->ep_str));
-}
 
 /* Picks the endpoint of st->cl and connects. This is where the upstream's transport is
  * chosen (st_connect: HTTP/1.1 with keep-alive, over TLS when the cluster says so); an
@@ -410,11 +342,11 @@ static void st_pick_endpoint(struct stream *st)
 	if (!ep) {
 		if (!excl && atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
 			STAT_INC(w->st.dns_fail);
-			st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
-			               "dns resolution failure");
+			fwd_down->local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure",
+			                      "dns resolution failure");
 		} else {
 			STAT_INC(w->st.no_healthy);
-			st_local_reply(st, 503, ALOG_F_UH, "no_healthy_upstream", "no healthy upstream");
+			fwd_down->local_reply(st, 503, ALOG_F_UH, "no_healthy_upstream", "no healthy upstream");
 		}
 		return;
 	}
@@ -453,16 +385,11 @@ static void st_rewrite(struct stream *st, const struct route_match *hit, const c
 }
 
 /* Routes the request whose head was just parsed and starts the upstream exchange. */
-void st_begin(struct dconn *d)
+/* The request's id (x-request-id, or a new one), body framing state and host. */
+static void st_req_init(struct stream *st)
 {
-	struct stream *st = d->st;
+	struct dconn *d = st->d;
 	struct worker *w = d->w;
-	const struct route_vhost *vh;
-	const struct route_dest *dest;
-	struct route_req rq;
-	struct hdr_ctx hc = { &st->req, d->in };
-	const struct route_match *hit;
-	uint16_t port;
 	int rid;
 
 	STAT_INC(w->st.rq_total);
@@ -480,34 +407,154 @@ void st_begin(struct dconn *d)
 	st->req_done = st->req.body == H1_BODY_NONE ||
 	               (st->req.body == H1_BODY_LENGTH && st->req_left == 0);
 	st_set_host(st);
+}
+
+/* A CONNECT request: tunneled by the sidecar, refused elsewhere. */
+static void st_connect_method(struct stream *st)
+{
+	struct dconn *d = st->d;
+
+	if (d->h2s) {
+		/* A stream has no socket to hand to a tunnel (no extended CONNECT). */
+		fwd_down->local_reply(st, 405, 0, "method_not_allowed",
+		                      "CONNECT over HTTP/2 is not served here");
+		return;
+	}
+	if (d->sidecar && d->redirected) {
+		/* Not said to the sidecar: the application talks to a proxy of its own at
+		 * the original destination. Relay it there (or as that address's
+		 * ServiceEntry says), never to the CONNECT target around that proxy. */
+		st_detach(st);
+		d_tcp_handoff(d, NULL, SNI_NOT_TLS);
+		return;
+	}
+	if (d->sidecar) {
+		if (st_authz(st, st_sidecar_port(st)))
+			return;
+		st_sidecar_connect(st);
+		return;
+	}
+	st->resp_close = true;
+	fwd_down->local_reply(st, 405, 0, "method_not_allowed", "CONNECT is not served here");
+}
+
+/* AuthorizationPolicy, then the virtual host for the request (the sidecar's route table
+ * for the destination port, or the listener's). NULL when st was answered (or handed on);
+ * *port is the port routed on. */
+static const struct route_vhost *st_vhost(struct stream *st, uint16_t *port)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	const struct route_vhost *vh;
+
+	/* AuthorizationPolicy runs before routing, as Envoy's RBAC filter does before the
+	 * router: a refused request learns nothing about the routes. */
+	*port = d->sidecar ? st_sidecar_port(st) : d->lst ? d->lst->port : 0;
+	if (st_authz(st, *port))
+		return NULL;
+	if (d->sidecar) {
+		/* The sidecar's route table for the destination port (VirtualServices bound to
+		 * mesh, ServiceEntry hosts); no vhost: the outbound traffic policy. */
+		const struct route_table *t;
+
+		st->port = *port;
+		if (st_sidecar_tcp_route(st, *port))
+			return NULL;
+		t = sidecar_table(st->snap, *port);
+		vh = t ? route_vhost_find(t, st->host, strlen(st->host)) : NULL;
+		if (!vh) {
+			st_sidecar_default(st);
+			return NULL;
+		}
+	} else {
+		if (!d->lst || !d->lst->routes ||
+		    !(vh = route_vhost_find(d->lst->routes, st->host, strlen(st->host)))) {
+			STAT_INC(w->st.no_route);
+			fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+			return NULL;
+		}
+		*port = d->lst->port;
+	}
+	return vh;
+}
+
+/* What the router matches on (route.h), from st's request head. */
+static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx *hc,
+                         struct route_req *rq)
+{
+	const struct dconn *d = st->d;
+
+	memset(rq, 0, sizeof(*rq));
+	rq->method = d->in + st->req.method.off;
+	rq->method_len = st->req.method.len;
+	if (st->req.target_form == H1_TF_ABSOLUTE) {
+		rq->path = d->in + st->req.path.off;
+		rq->path_len = st->req.path.len;
+		rq->authority = d->in + st->req.authority.off;
+		rq->authority_len = st->req.authority.len;
+	} else {
+		rq->path = d->in + st->req.target.off;
+		rq->path_len = st->req.target.len;
+		if (st->req.host_idx >= 0) {
+			rq->authority = d->in + st->req.headers[st->req.host_idx].value.off;
+			rq->authority_len = st->req.headers[st->req.host_idx].value.len;
+		}
+	}
+	rq->host = st->host;
+	rq->host_len = strlen(st->host);
+	rq->scheme = d->tls ? "https" : "http";
+	rq->scheme_len = strlen(rq->scheme);
+	rq->port = port;
+	rq->header = route_header_cb;
+	rq->header_ctx = hc;
+}
+
+/* The route's redirect, answered here (3xx with location, no body). */
+static void st_redirect(struct stream *st, const struct route_req *rq)
+{
+	struct dconn *d = st->d;
+	char loc[1024];
+	char head[1400];
+	int n;
+
+	/* No uri: the request's own path (and query), as Envoy keeps it. */
+	snprintf(loc, sizeof(loc), "%s://%s%.*s", rq->scheme,
+	         st->route->redirect_authority ? st->route->redirect_authority : st->host,
+	         st->route->redirect_uri ? (int)strlen(st->route->redirect_uri)
+	                                 : (int)rq->path_len,
+	         st->route->redirect_uri ? st->route->redirect_uri : rq->path);
+	st->code = st->route->redirect_code;
+	st->details = "direct_response";
+	n = snprintf(head, sizeof(head),
+	             "HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n%s\r\n",
+	             st->code, h1_status_reason(st->code), loc,
+	             st->req_done && st->req.keep_alive ? "" : "connection: close\r\n");
+	if (!st->req_done || !st->req.keep_alive)
+		st->resp_close = true;
+	fwd_down->send(d, head, (size_t)n);
+	st->resp_started = st->resp_done = true;
+	st_finish(st);
+}
+
+void st_begin(struct dconn *d)
+{
+	struct stream *st = d->st;
+	struct worker *w = d->w;
+	const struct route_vhost *vh;
+	const struct route_dest *dest;
+	struct route_req rq;
+	struct hdr_ctx hc = { &st->req, d->in };
+	const struct route_match *hit;
+	uint16_t port;
+
+	st_req_init(st);
 	if (ovl_refuse_request()) {     /* overload.h: over the heap budget, Envoy's 503 OM */
-		st_local_reply(st, 503, ALOG_F_OM, "overload", "envoy overloaded");
+		fwd_down->local_reply(st, 503, ALOG_F_OM, "overload", "envoy overloaded");
 		return;
 	}
 
 	if (st->req.method_id == H1_M_CONNECT) {
-		if (d->h2s) {
-			/* A stream has no socket to hand to a tunnel (no extended CONNECT). */
-			st_local_reply(st, 405, 0, "method_not_allowed",
-			               "CONNECT over HTTP/2 is not served here");
-			return;
-		}
-		if (d->sidecar && d->redirected) {
-			/* Not said to the sidecar: the application talks to a proxy of its own at
-			 * the original destination. Relay it there (or as that address's
-			 * ServiceEntry says), never to the CONNECT target around that proxy. */
-			st_detach(st);
-			d_tcp_handoff(d, NULL, SNI_NOT_TLS);
-			return;
-		}
-		if (d->sidecar) {
-			if (st_authz(st, st_sidecar_port(st)))
-				return;
-			st_sidecar_connect(st);
-			return;
-		}
-		st->resp_close = true;
-		st_local_reply(st, 405, 0, "method_not_allowed", "CONNECT is not served here");
+		st_connect_method(st);
 		return;
 	}
 	if (!st->host[0]) {
@@ -516,95 +563,28 @@ void st_begin(struct dconn *d)
 		 * missing_host_header; routing on an empty host could also send the upstream an
 		 * HTTP/1.1 request without Host. */
 		st->resp_close = true;
-		st_local_reply(st, 400, 0, "missing_host_header", NULL);
+		fwd_down->local_reply(st, 400, 0, "missing_host_header", NULL);
 		return;
 	}
-	/* AuthorizationPolicy runs before routing, as Envoy's RBAC filter does before the
-	 * router: a refused request learns nothing about the routes. */
-	port = d->sidecar ? st_sidecar_port(st) : d->lst ? d->lst->port : 0;
-	if (st_authz(st, port))
+	vh = st_vhost(st, &port);
+	if (!vh)
 		return;
-	if (d->sidecar) {
-		/* The sidecar's route table for the destination port (VirtualServices bound to
-		 * mesh, ServiceEntry hosts); no vhost: the outbound traffic policy. */
-		const struct route_table *t;
-
-		st->port = port;
-		if (st_sidecar_tcp_route(st, port))
-			return;
-		t = sidecar_table(st->snap, port);
-		vh = t ? route_vhost_find(t, st->host, strlen(st->host)) : NULL;
-		if (!vh) {
-			st_sidecar_default(st);
-			return;
-		}
-	} else {
-		if (!d->lst || !d->lst->routes ||
-		    !(vh = route_vhost_find(d->lst->routes, st->host, strlen(st->host)))) {
-			STAT_INC(w->st.no_route);
-			st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
-			return;
-		}
-		port = d->lst->port;
-	}
-	memset(&rq, 0, sizeof(rq));
-	rq.method = d->in + st->req.method.off;
-	rq.method_len = st->req.method.len;
-	if (st->req.target_form == H1_TF_ABSOLUTE) {
-		rq.path = d->in + st->req.path.off;
-		rq.path_len = st->req.path.len;
-		rq.authority = d->in + st->req.authority.off;
-		rq.authority_len = st->req.authority.len;
-	} else {
-		rq.path = d->in + st->req.target.off;
-		rq.path_len = st->req.target.len;
-		if (st->req.host_idx >= 0) {
-			rq.authority = d->in + st->req.headers[st->req.host_idx].value.off;
-			rq.authority_len = st->req.headers[st->req.host_idx].value.len;
-		}
-	}
-	rq.host = st->host;
-	rq.host_len = strlen(st->host);
-	rq.scheme = d->tls ? "https" : "http";
-	rq.scheme_len = strlen(rq.scheme);
-	rq.port = port;
-	rq.header = route_header_cb;
-	rq.header_ctx = &hc;
+	st_route_req(st, port, &hc, &rq);
 	st->route = route_select_hit(vh, &rq, &hit);
 	if (!st->route) {
 		STAT_INC(w->st.no_route);
-		st_local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+		fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
 		return;
 	}
 	if (st->route->redirect_code) {
-		char loc[1024];
-		char head[1400];
-		int n;
-
-		/* No uri: the request's own path (and query), as Envoy keeps it. */
-		snprintf(loc, sizeof(loc), "%s://%s%.*s", rq.scheme,
-		         st->route->redirect_authority ? st->route->redirect_authority : st->host,
-		         st->route->redirect_uri ? (int)strlen(st->route->redirect_uri)
-		                                 : (int)rq.path_len,
-		         st->route->redirect_uri ? st->route->redirect_uri : rq.path);
-		st->code = st->route->redirect_code;
-		st->details = "direct_response";
-		n = snprintf(head, sizeof(head),
-		             "HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n%s\r\n",
-		             st->code, h1_status_reason(st->code), loc,
-		             st->req_done && st->req.keep_alive ? "" : "connection: close\r\n");
-		if (!st->req_done || !st->req.keep_alive)
-			st->resp_close = true;
-		d_send(d, head, (size_t)n);
-		st->resp_started = st->resp_done = true;
-		st_finish(st);
+		st_redirect(st, &rq);
 		return;
 	}
 	if (st->route->rewrite_uri || st->route->rewrite_authority)
 		st_rewrite(st, hit, rq.path, rq.path_len);
 	dest = route_pick_dest(st->route, worker_rand(w));
 	if (!dest || !dest->cluster) {
-		st_local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
+		fwd_down->local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
 		return;
 	}
 	st->cl = dest->cluster;
@@ -639,7 +619,7 @@ void st_finish(struct stream *st)
 		reusable = st->resp_done && st->req_done && st->resp.keep_alive &&
 		           !(st->flags & (ALOG_F_UC | ALOG_F_UPE | ALOG_F_UT)) && u->hs_done;
 		st->u = NULL;
-		u_release(u, reusable);
+		fwd_up->release(u, reusable);
 	}
 	if (st->snap) {
 		snap_unref(st->snap);
@@ -649,7 +629,7 @@ void st_finish(struct stream *st)
 		d->closing = true;
 	if (d->read_paused && !d->closing) {
 		d->read_paused = false;
-		d_update_interest(d, iob_used(&d->out) > 0);
+		fwd_down->interest(d, iob_used(&d->out) > 0);
 	}
 	/* Drop the head; keep pipelined bytes that followed this request. */
 	if (!d->closing) {
@@ -660,7 +640,7 @@ void st_finish(struct stream *st)
 		d->in_len = rest;
 		d->in_pos = 0;
 	}
-	d_flush(d);
+	fwd_down->flush(d);
 	/* A pipelined request may already be waiting in d->in: start it on the next
 	 * iteration (not by recursion: a client could pipeline thousands). */
 	if (!d->closing && !d->dead && !d->in_process)

@@ -7,11 +7,7 @@
 void st_reset(struct stream *st);
 struct stream *st_get(struct dconn *d);
 void st_put(struct dconn *d);
-struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl);
 void st_log(struct stream *st);
-void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
-                        const char *reason, bool retryable);
-void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port);
 void st_begin(struct dconn *d);
 void st_finish(struct stream *st);
 

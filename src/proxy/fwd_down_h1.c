@@ -26,7 +26,6 @@
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
-#include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/fwd.h"
 #include "proxy/cbreak.h"
@@ -35,9 +34,7 @@
 #include "proxy/linger.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
-#include "proxy/overload.h"
 #include "proxy/sidecar.h"
-#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -58,17 +55,20 @@
 static void d_read(struct dconn *d);
 static void d_peek(struct dconn *d);
 static void d_handshake(struct dconn *d);
+static void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
+                           const char *body);
+static void st_send_resp_head(struct stream *st);
 
 /* ---- downstream output ---- */
 
-void d_update_interest(struct dconn *d, bool want_write)
+static void d_update_interest(struct dconn *d, bool want_write)
 {
 	unsigned in = (d->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
 
 	loop_io_mod(d->w->loop, &d->io, in);
 }
 
-void d_send(struct dconn *d, const void *p, size_t n)
+static void d_send(struct dconn *d, const void *p, size_t n)
 {
 	iob_append(&d->out, p, n);
 }
@@ -116,8 +116,8 @@ void d_flush(struct dconn *d)
 }
 
 /* A response made here (no upstream response): 404 NR, 503 UF, 504 UT... */
-void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
-                    const char *body)
+static void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
+                           const char *body)
 {
 	struct dconn *d = st->d;
 	char head[512];
@@ -157,7 +157,7 @@ void st_local_reply(struct stream *st, int code, unsigned flags, const char *det
 
 /* ---- response ---- */
 
-void st_send_resp_head(struct stream *st)
+static void st_send_resp_head(struct stream *st)
 {
 	struct dconn *d = st->d;
 	struct uconn *u = st->u;
@@ -221,41 +221,49 @@ static void vconn_put(struct worker *w, struct dconn *v)
 	w->nvc_free++;
 }
 
+/* d goes away with its request st in progress: the client went away mid-request (logged
+ * DC); its upstream connection and DNS query go too. */
+static void st_abandon(struct dconn *d, struct stream *st)
+{
+	struct worker *w = d->w;
+
+	/* The client went away mid-request. */
+	if (!st->resp_started)
+		st->code = 0;
+	st->flags |= ALOG_F_DC;
+	if (!st->details)
+		st->details = "downstream_remote_disconnect";
+	st->resp_close = true;
+	if (st->u) {
+		struct uconn *u = st->u;
+
+		st->u = NULL;
+		u->st = NULL;
+		u_close(u);
+	}
+	if (st->dnsq) {
+		dns_cancel(st->dnsq);
+		st->dnsq = NULL;
+	}
+	st_cb_end(st);
+	d->closing = true;
+	st->active = false;
+	loop_timer_cancel(w->loop, &st->timeout);
+	STAT_DEC(w->st.rq_active);
+	st_log(st);
+	if (st->snap)
+		snap_unref(st->snap);
+	st->snap = NULL;
+}
+
 void d_close(struct dconn *d)
 {
 	struct worker *w = d->w;
 	struct stream *st = d->st;
 	bool complete = st && !st->active && st->resp_done && iob_used(&d->out) == 0 && !d->dead;
 
-	if (st && st->active) {
-		/* The client went away mid-request. */
-		if (!st->resp_started)
-			st->code = 0;
-		st->flags |= ALOG_F_DC;
-		if (!st->details)
-			st->details = "downstream_remote_disconnect";
-		st->resp_close = true;
-		if (st->u) {
-			struct uconn *u = st->u;
-
-			st->u = NULL;
-			u->st = NULL;
-			u_close(u);
-		}
-		if (st->dnsq) {
-			dns_cancel(st->dnsq);
-			st->dnsq = NULL;
-		}
-		st_cb_end(st);
-		d->closing = true;
-		st->active = false;
-		loop_timer_cancel(w->loop, &st->timeout);
-		STAT_DEC(w->st.rq_active);
-		st_log(st);
-		if (st->snap)
-			snap_unref(st->snap);
-		st->snap = NULL;
-	}
+	if (st && st->active)
+		st_abandon(d, st);
 	loop_timer_cancel(w->loop, &d->timer);
 	loop_task_cancel(w->loop, &d->task);
 	loop_timer_cancel(w->loop, &d->peek_retry);
@@ -361,6 +369,38 @@ static const struct snap_listener *snap_listener_for(const struct snap *s, uint1
 	return NULL;
 }
 
+/* d has no request in progress after d_process: the timer for the next head (whole within
+ * header_timeout_ms of its first byte), or idle keep-alive without buffers. */
+static void d_wait_head(struct dconn *d)
+{
+	struct worker *w = d->w;
+	uint64_t now = loop_now_ms(w->loop);
+
+	if (d->in_len > 0) {
+		/* A head must be whole within header_timeout_ms of its first byte. Re-arming
+		 * the full timeout on every partial read would let a client sending a byte a
+		 * minute (slowloris) hold the connection for weeks. */
+		if (!d->head_deadline)
+			d->head_deadline = now + (uint64_t)w->proxy->header_timeout_ms;
+		loop_timer_arm(w->loop, &d->timer,
+		               d->head_deadline > now ? d->head_deadline - now : 0);
+	} else {
+		d->head_deadline = 0;
+		/* An idle keep-alive connection keeps no buffers, as nginx does: they are
+		 * 16 KiB each way, which for 10,000 idle connections is 300 MiB of memory
+		 * doing nothing. The next read allocates again. */
+		buf_release(d->in, d->in_cap);
+		d->in = NULL;
+		d->in_cap = d->in_len = d->in_pos = 0;
+		if (iob_used(&d->out) == 0)
+			iob_free(&d->out);
+		if (!d->h2s)
+			st_put(d);
+		d->quiet_ms = now;
+		loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->idle_timeout_ms);
+	}
+}
+
 /* Parses and starts requests while the connection has complete heads. */
 void d_process(struct dconn *d)
 {
@@ -420,33 +460,8 @@ void d_process(struct dconn *d)
 		st_begin(d);   /* forwards the body bytes already read once connected */
 	}
 	d->in_process = false;
-	if (!d_busy(d) && !d->closing && !d->dead) {
-		uint64_t now = loop_now_ms(w->loop);
-
-		if (d->in_len > 0) {
-			/* A head must be whole within header_timeout_ms of its first byte. Re-arming
-			 * the full timeout on every partial read would let a client sending a byte a
-			 * minute (slowloris) hold the connection for weeks. */
-			if (!d->head_deadline)
-				d->head_deadline = now + (uint64_t)w->proxy->header_timeout_ms;
-			loop_timer_arm(w->loop, &d->timer,
-			               d->head_deadline > now ? d->head_deadline - now : 0);
-		} else {
-			d->head_deadline = 0;
-			/* An idle keep-alive connection keeps no buffers, as nginx does: they are
-			 * 16 KiB each way, which for 10,000 idle connections is 300 MiB of memory
-			 * doing nothing. The next read allocates again. */
-			buf_release(d->in, d->in_cap);
-			d->in = NULL;
-			d->in_cap = d->in_len = d->in_pos = 0;
-			if (iob_used(&d->out) == 0)
-				iob_free(&d->out);
-			if (!d->h2s)
-				st_put(d);
-			d->quiet_ms = now;
-			loop_timer_arm(w->loop, &d->timer, (uint64_t)w->proxy->idle_timeout_ms);
-		}
-	}
+	if (!d_busy(d) && !d->closing && !d->dead)
+		d_wait_head(d);
 }
 
 static void d_read(struct dconn *d)
@@ -799,4 +814,20 @@ void fwd_close_all(struct worker *w)
 {
 	while (w->dconns)
 		d_close(w->dconns);
+}
+
+const struct fwd_down_ops fwd_down_h1_ops = {
+	.local_reply = st_local_reply,
+	.resp_head = st_send_resp_head,
+	.send = d_send,
+	.flush = d_flush,
+	.interest = d_update_interest,
+	.settle = d_settle,
+};
+
+void fwd_init(void)
+{
+	fwd_down = &fwd_down_h1_ops;
+	fwd_up = &fwd_up_h1_ops;
+	h2d_set_sink(&fwd_vconn_sink);
 }

@@ -4,12 +4,7 @@
 
 #include "proxy/fwd_int.h"
 
-void d_update_interest(struct dconn *d, bool want_write);
-void d_send(struct dconn *d, const void *p, size_t n);
 void d_flush(struct dconn *d);
-void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
-                    const char *body);
-void st_send_resp_head(struct stream *st);
 void d_close(struct dconn *d);
 void d_on_timer(struct loop *loop, struct loop_timer *t);
 void d_on_peek_retry(struct loop *loop, struct loop_timer *t);

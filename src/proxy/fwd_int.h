@@ -204,4 +204,37 @@ static inline bool d_busy(const struct dconn *d)
 	return d->st && d->st->active;
 }
 
+/* ---- the codecs as the core sees them ----
+ * The files form layers, each calling only the ones below it (make check: no call
+ * cycle): fwd_vconn > fwd_down_h1 > fwd_up_h1 > fwd_core > fwd_sidecar > fwd_conn >
+ * fwd_io. The codecs call the core directly (a parsed head: st_begin; a response done:
+ * st_finish; an upstream failure: st_upstream_failed); the core, and the upstream codec
+ * writing a response downstream, reach the codecs above them through these two tables,
+ * set once by fwd_init before any worker runs. */
+struct fwd_down_ops {
+	/* A response made here (code, access log flags and details, body) written out. */
+	void (*local_reply)(struct stream *st, int code, unsigned flags, const char *details,
+	                    const char *body);
+	void (*resp_head)(struct stream *st);   /* the upstream's response head, written */
+	void (*send)(struct dconn *d, const void *p, size_t n);
+	void (*flush)(struct dconn *d);
+	void (*interest)(struct dconn *d, bool want_write);
+	void (*settle)(struct dconn *d);        /* the settle point: frees d if it is done */
+};
+struct fwd_up_ops {
+	void (*close)(struct uconn *u);
+	void (*release)(struct uconn *u, bool reusable);   /* back to the pool, or closed */
+	void (*send_head)(struct stream *st);
+	int (*forward_body)(struct dconn *d);   /* -1: the request ended (d may be dead) */
+	void (*connected)(struct uconn *u);
+	/* The event handlers of a new upstream connection (loop.h). */
+	void (*on_io)(struct loop *loop, struct loop_io *io, unsigned ev);
+	void (*on_timer)(struct loop *loop, struct loop_timer *t);
+	void (*on_task)(struct loop *loop, struct loop_task *t);
+};
+extern const struct fwd_down_ops *fwd_down;
+extern const struct fwd_up_ops *fwd_up;
+extern const struct fwd_down_ops fwd_down_h1_ops;
+extern const struct fwd_up_ops fwd_up_h1_ops;
+
 #endif

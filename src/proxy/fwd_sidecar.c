@@ -4,23 +4,14 @@
  * d_gw_sni_handoff), and where a request goes (the original destination or the
  * authority's port, st_sidecar_connect; a passthrough name's DNS lookup, st_on_dns). */
 #include "proxy/fwd_sidecar.h"
-#include "proxy/fwd_vconn.h"
-#include "proxy/fwd_down_h1.h"
-#include "proxy/fwd_up_h1.h"
 #include "proxy/fwd_conn.h"
-#include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
-#include "proxy/authz.h"
 #include "proxy/worker.h"
-#include "proxy/fwd.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/l4fwd.h"
-#include "proxy/linger.h"
-#include "proxy/up_h2.h"
 #include "proxy/pool.h"
-#include "proxy/overload.h"
 #include "proxy/sidecar.h"
 #include "proxy/tunnel.h"
 #include "core/log.h"
@@ -274,7 +265,7 @@ void st_sidecar_connect(struct stream *st)
 	if (sidecar_split_authority(b + st->req.target.off, st->req.target.len, host, sizeof(host),
 	                            &port, 0) < 0 || port == 0) {
 		st->resp_close = true;
-		st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_url", "CONNECT needs host:port");
+		fwd_down->local_reply(st, 400, ALOG_F_DPE, "http1.invalid_url", "CONNECT needs host:port");
 		return;
 	}
 	memset(&r, 0, sizeof(r));
@@ -297,7 +288,7 @@ void st_sidecar_connect(struct stream *st)
 		st->cl = &sidecar_blackhole_cluster;
 		st->route = &sidecar_block_all_route;
 		st->resp_close = true;
-		st_local_reply(st, 502, 0, "direct_response", NULL);
+		fwd_down->local_reply(st, 502, 0, "direct_response", NULL);
 		return;
 	}
 	if (!r.cl && !r.fail_flags) {
@@ -337,7 +328,7 @@ static void st_resolved(struct stream *st, const struct dns_result *res)
 
 		STAT_INC(d->w->st.dns_fail);
 		snprintf(body, sizeof(body), "dns resolution failure: %s: %s", st->host, res->reason);
-		st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", body);
+		fwd_down->local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", body);
 		return;
 	}
 	st_set_ep(st, &res->addrs[0].addr, st->port);
@@ -351,7 +342,7 @@ static void st_on_dns(void *arg, const struct dns_result *res)
 
 	st->dnsq = NULL;
 	st_resolved(st, res);
-	d_settle(d);
+	fwd_down->settle(d);
 }
 
 /* An original-destination cluster (PassthroughCluster, resolution NONE): where the
@@ -376,7 +367,7 @@ void st_original_dst(struct stream *st)
 	else
 		str_copy(name, sizeof(name), st->host);
 	if (!w->dns) {
-		st_local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", "no resolver");
+		fwd_down->local_reply(st, 503, ALOG_F_DF, "dns_resolution_failure", "no resolver");
 		return;
 	}
 	if (dns_resolve_local(w->dns, name, AF_UNSPEC, &res) == 0) {
@@ -397,7 +388,7 @@ void st_sidecar_default(struct stream *st)
 		STAT_INC(w->st.blackhole);
 		st->cl = &sidecar_blackhole_cluster;
 		st->route = &sidecar_block_all_route;
-		st_local_reply(st, 502, 0, "direct_response", NULL);
+		fwd_down->local_reply(st, 502, 0, "direct_response", NULL);
 		return;
 	}
 	STAT_INC(w->st.passthrough);
@@ -433,11 +424,11 @@ bool st_sidecar_tcp_route(struct stream *st, uint16_t port)
 		st->resp_close = true;
 		st->cl = r.cl;
 		if (r.fail_flags)
-			st_local_reply(st, r.fail_code, r.fail_flags, r.fail_details, r.fail_reason);
+			fwd_down->local_reply(st, r.fail_code, r.fail_flags, r.fail_details, r.fail_reason);
 		else
-			st_local_reply(st, 503, ALOG_F_NR, "filter_chain_not_found",
-			               "a tcp route takes this destination: only a connection's "
-			               "first request can follow it");
+			fwd_down->local_reply(st, 503, ALOG_F_NR, "filter_chain_not_found",
+			                      "a tcp route takes this destination: only a connection's "
+			                      "first request can follow it");
 		return true;
 	}
 	r.dst = q.dst;

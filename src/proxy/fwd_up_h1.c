@@ -21,25 +21,15 @@
  * reading from the other side stops until it drains. Writes are attempted at once;
  * LOOP_WRITE interest is only registered when a write would block. */
 #include "proxy/fwd_up_h1.h"
-#include "proxy/fwd_vconn.h"
-#include "proxy/fwd_sidecar.h"
-#include "proxy/fwd_down_h1.h"
 #include "proxy/fwd_conn.h"
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
-#include "proxy/authz.h"
 #include "proxy/worker.h"
-#include "proxy/fwd.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
-#include "proxy/l4fwd.h"
-#include "proxy/linger.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
-#include "proxy/overload.h"
-#include "proxy/sidecar.h"
-#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -58,6 +48,10 @@
 #include <unistd.h>
 
 static void u_process(struct uconn *u);
+static void u_release(struct uconn *u, bool reusable);
+static void u_on_connected(struct uconn *u);
+static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev);
+static void st_send_head(struct stream *st);
 
 /* ---- upstream connections ---- */
 
@@ -103,7 +97,7 @@ static int u_flush(struct uconn *u)
 		struct dconn *d = u->st->d;
 
 		d->read_paused = false;
-		d_update_interest(d, iob_used(&d->out) > 0);
+		fwd_down->interest(d, iob_used(&d->out) > 0);
 		loop_task_post(d->w->loop, &d->task);
 	}
 	return 0;
@@ -175,7 +169,7 @@ void u_close(struct uconn *u)
 	free(u);
 }
 
-void u_on_timer(struct loop *loop, struct loop_timer *t)
+static void u_on_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct uconn *u = container_of(t, struct uconn, timer);
 	struct dconn *d = u->st ? u->st->d : NULL;
@@ -190,10 +184,10 @@ void u_on_timer(struct loop *loop, struct loop_timer *t)
 		u_close(u);      /* idle timeout */
 	}
 	if (d)
-		d_settle(d);
+		fwd_down->settle(d);
 }
 
-void u_on_task(struct loop *loop, struct loop_task *t)
+static void u_on_task(struct loop *loop, struct loop_task *t)
 {
 	struct uconn *u = container_of(t, struct uconn, task);
 	struct dconn *d = u->st ? u->st->d : NULL;
@@ -207,30 +201,25 @@ void u_on_task(struct loop *loop, struct loop_task *t)
 		/* Body bytes held back until the stream was open go now (flushes u). */
 		if (!st->req_done && uh2_ready(u->h2) && d->in_pos < d->in_len) {
 			if (d_forward_body(d) < 0) {
-				d_settle(d);
+				fwd_down->settle(d);
 				return;
 			}
 		} else {
 			u_flush(u);
 		}
 		if (st->u != u) {
-			d_settle(d);
+			fwd_down->settle(d);
 			return;
 		}
 	}
 	if (u->st && !u->read_paused && u->hs_done)
 		u_process(u);
 	if (d)
-		d_settle(d);
-}
-
-void fwd_uh2_kick(struct uconn *u)
-{
-	loop_task_post(u->w->loop, &u->task);
+		fwd_down->settle(d);
 }
 
 /* The connection can carry no more requests: drop it. */
-void u_release(struct uconn *u, bool reusable)
+static void u_release(struct uconn *u, bool reusable)
 {
 	struct worker *w = u->w;
 
@@ -301,7 +290,7 @@ static void u_handshake(struct uconn *u)
 	u_flush(u);
 }
 
-void u_on_connected(struct uconn *u)
+static void u_on_connected(struct uconn *u)
 {
 	struct stream *st = u->st;
 
@@ -335,7 +324,7 @@ void u_on_connected(struct uconn *u)
 	u_flush(u);
 }
 
-void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
+static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct uconn *u = container_of(io, struct uconn, io);
 	struct dconn *d = u->st ? u->st->d : NULL;
@@ -355,7 +344,7 @@ void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev)
 			u_process(u);
 	}
 	if (d)
-		d_settle(d);
+		fwd_down->settle(d);
 }
 
 /* ---- request head to the upstream ---- */
@@ -429,20 +418,13 @@ static void st_send_head_h2(struct stream *st)
 	h2_from_h1_fini(&c);
 }
 
-void st_send_head(struct stream *st)
+/* The request line for the upstream: origin-form (an absolute-form target's path, "/"
+ * for an empty one), or the route's rewritten path. */
+static void st_send_request_line(const struct stream *st, struct iobuf *o)
 {
-	struct dconn *d = st->d;
-	struct uconn *u = st->u;
 	const struct h1_msg *m = &st->req;
-	const char *b = d->in;
-	struct proxy *px = d->w->proxy;
-	struct iobuf *o = &u->out;
-	bool have_xff = false;
+	const char *b = st->d->in;
 
-	if (u->h2) {
-		st_send_head_h2(st);
-		return;
-	}
 	iob_append(o, b + m->method.off, m->method.len);
 	iob_append(o, " ", 1);
 	if (st->rw_path) {
@@ -457,6 +439,23 @@ void st_send_head(struct stream *st)
 		iob_append(o, b + m->target.off, m->target.len);
 	}
 	IOB_LIT(o, " HTTP/1.1\r\n");
+}
+
+static void st_send_head(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct uconn *u = st->u;
+	const struct h1_msg *m = &st->req;
+	const char *b = d->in;
+	struct proxy *px = d->w->proxy;
+	struct iobuf *o = &u->out;
+	bool have_xff = false;
+
+	if (u->h2) {
+		st_send_head_h2(st);
+		return;
+	}
+	st_send_request_line(st, o);
 	for (unsigned i = 0; i < m->nheaders; i++) {
 		const struct h1_header *hd = &m->headers[i];
 
@@ -529,7 +528,7 @@ int d_forward_body(struct dconn *d)
 		 * where it is, so that a fallback to HTTP/1.1 can still send it all. */
 		if (!d->h2s && !d->read_paused) {
 			d->read_paused = true;
-			d_update_interest(d, iob_used(&d->out) > 0);
+			fwd_down->interest(d, iob_used(&d->out) > 0);
 		}
 		return 0;
 	}
@@ -554,7 +553,7 @@ int d_forward_body(struct dconn *d)
 
 			if (rc == H1_ERROR) {
 				st->resp_close = true;
-				st_local_reply(st, 400, ALOG_F_DPE, "http1.invalid_chunk", "Bad Request");
+				fwd_down->local_reply(st, 400, ALOG_F_DPE, "http1.invalid_chunk", "Bad Request");
 				return -1;
 			}
 			if (u && u->h2) {
@@ -583,7 +582,7 @@ int d_forward_body(struct dconn *d)
 	}
 	if (iob_used(&u->out) > FWD_HIGH_WATER) {
 		d->read_paused = true;
-		d_update_interest(d, iob_used(&d->out) > 0);
+		fwd_down->interest(d, iob_used(&d->out) > 0);
 	}
 	u_flush(u);   /* u may be gone after this (a retry may have replaced it) */
 	return 0;
@@ -602,7 +601,7 @@ static int u_forward_body(struct uconn *u)
 		if (st->resp.body == H1_BODY_LENGTH) {
 			size_t n = avail < st->resp_left ? avail : (size_t)st->resp_left;
 
-			d_send(d, p, n);
+			fwd_down->send(d, p, n);
 			st->resp_left -= n;
 			st->bytes_out += n;
 			u->in_pos += n;
@@ -622,7 +621,7 @@ static int u_forward_body(struct uconn *u)
 			}
 			if (st->resp_dechunk) {
 				if (rc == H1_DATA)
-					d_send(d, p + data.off, data.len);
+					fwd_down->send(d, p + data.off, data.len);
 			} else {
 				chunked_relay(&d->out, p, used, rc, tr,
 				              st->req.has_te_trailers || d->h2s);
@@ -635,7 +634,7 @@ static int u_forward_body(struct uconn *u)
 			if (rc == H1_AGAIN)
 				break;
 		} else {
-			d_send(d, p, avail);
+			fwd_down->send(d, p, avail);
 			st->bytes_out += avail;
 			u->in_pos += avail;
 		}
@@ -645,105 +644,94 @@ static int u_forward_body(struct uconn *u)
 	return 0;
 }
 
-static void u_process(struct uconn *u)
+/* Reading the response failed (n < 0 from uh2_read or io_read): 503 before the response
+ * started (retried when it may be), else the response is cut short. */
+static void u_read_failed(struct uconn *u)
+{
+	struct stream *st = u->st;
+	const char *reason;
+
+	if (u->h2) {
+		const struct uh2_fail *f = uh2_failure(u->h2);
+
+		if (!st->resp_started) {
+			st_upstream_failed(st, f->flags, f->details, f->reason, f->retryable);
+		} else {
+			st->flags |= f->flags & ~ALOG_F_UF;
+			st->details = "upstream_reset_after_response_started{remote_reset}";
+			snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", f->reason);
+			st->resp_close = true;
+			st_finish(st);
+		}
+		return;
+	}
+	reason = u->tls ? tls_conn_error(u->tls) : strerror(errno);
+	if (!st->resp_started) {
+		/* A TLS 1.3 server rejecting our client certificate says so here. */
+		if (u->tls && tls_conn_category(u->tls)[0]) {
+			int cat = stats_tls_cat_index(tls_conn_category(u->tls));
+
+			STAT_INC(u->w->st.ucx_tls_fail[cat]);
+			if (st->cl)
+				STAT_INC(cl_stats(u->w, st->cl)->ssl_fail[cat]);
+		}
+		st_upstream_failed(st, ALOG_F_UC | (u->tls ? ALOG_F_UF : 0),
+		                   "upstream_reset_before_response_started{connection_termination}",
+		                   reason, u->nreq > 0);
+	} else {
+		st->flags |= ALOG_F_UC;
+		st->details = "upstream_reset_after_response_started{connection_termination}";
+		st->resp_close = true;
+		st_finish(st);
+	}
+}
+
+/* The response head in u->in: parsed and written downstream. Returns 0 when it is
+ * (u->in_pos past it), 1 to read more (incomplete, or a 1xx passed on), -1 when st was
+ * answered (a malformed head: 502). */
+static int u_head(struct uconn *u)
 {
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
-	bool eof = false;
+	int rc = h1_parse(&st->sp, u->in + u->in_pos, u->in_len - u->in_pos, &st->resp);
 
-	for (;;) {
-		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
-		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
-		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
-
-		if (n == -2 || n == -3)
-			break;
-		if (n == 0) {
-			eof = true;
-			break;
-		}
-		if (n == UH2_FALLBACK) {
-			st_h2_fallback(st);
-			return;
-		}
-		if (n < 0 && u->h2) {
-			const struct uh2_fail *f = uh2_failure(u->h2);
-
-			if (!st->resp_started) {
-				st_upstream_failed(st, f->flags, f->details, f->reason, f->retryable);
-			} else {
-				st->flags |= f->flags & ~ALOG_F_UF;
-				st->details = "upstream_reset_after_response_started{remote_reset}";
-				snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", f->reason);
-				st->resp_close = true;
-				st_finish(st);
-			}
-			return;
-		}
-		if (n < 0) {
-			const char *reason = u->tls ? tls_conn_error(u->tls) : strerror(errno);
-
-			if (!st->resp_started) {
-				/* A TLS 1.3 server rejecting our client certificate says so here. */
-				if (u->tls && tls_conn_category(u->tls)[0]) {
-					int cat = stats_tls_cat_index(tls_conn_category(u->tls));
-
-					STAT_INC(u->w->st.ucx_tls_fail[cat]);
-					if (st->cl)
-						STAT_INC(cl_stats(u->w, st->cl)->ssl_fail[cat]);
-				}
-				st_upstream_failed(st, ALOG_F_UC | (u->tls ? ALOG_F_UF : 0),
-				                   "upstream_reset_before_response_started{connection_termination}",
-				                   reason, u->nreq > 0);
-			} else {
-				st->flags |= ALOG_F_UC;
-				st->details = "upstream_reset_after_response_started{connection_termination}";
-				st->resp_close = true;
-				st_finish(st);
-			}
-			return;
-		}
-		if (!st->resp_started) {
-			int rc = h1_parse(&st->sp, u->in + u->in_pos, u->in_len - u->in_pos, &st->resp);
-
-			if (rc == H1_AGAIN)
-				continue;
-			if (rc == H1_ERROR) {
-				st->resp_close = true;
-				u->nreq = UINT32_MAX - 1;  /* never pool */
-				st_od(st, OD_CONNECT_FAIL, 0);
-				st_local_reply(st, 502, ALOG_F_UPE, "upstream_protocol_error", "Bad Gateway");
-				return;
-			}
-			if (st->resp.status < 200 && st->resp.status != 101) {
-				/* 1xx interim (100 Continue): pass it on, wait for the final response. */
-				d_send(d, u->in + u->in_pos, st->resp.head_len);
-				u->in_pos += st->resp.head_len;
-				h1_parser_init(&st->sp, false, st->req.method_id);
-				continue;
-			}
-			st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
-			st->code = st->resp.status;
-			st->details = "via_upstream";
-			st_od(st, OD_HTTP, st->code);
-			st->resp_left = st->resp.content_length;
-			h1_chunked_init(&st->resp_ck);
-			st_send_resp_head(st);
-			u->in_pos += st->resp.head_len;
-			if (st->resp.body == H1_BODY_NONE ||
-			    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
-				st->resp_done = true;
-		}
-		if (u_forward_body(u) < 0)
-			return;
-		if (st->resp_done)
-			break;
-		if (iob_used(&d->out) > FWD_HIGH_WATER) {
-			u->read_paused = true;
-			u_update_interest(u, iob_used(&u->out) > 0);
-			break;
-		}
+	if (rc == H1_AGAIN)
+		return 1;
+	if (rc == H1_ERROR) {
+		st->resp_close = true;
+		u->nreq = UINT32_MAX - 1;  /* never pool */
+		st_od(st, OD_CONNECT_FAIL, 0);
+		fwd_down->local_reply(st, 502, ALOG_F_UPE, "upstream_protocol_error", "Bad Gateway");
+		return -1;
 	}
+	if (st->resp.status < 200 && st->resp.status != 101) {
+		/* 1xx interim (100 Continue): pass it on, wait for the final response. */
+		fwd_down->send(d, u->in + u->in_pos, st->resp.head_len);
+		u->in_pos += st->resp.head_len;
+		h1_parser_init(&st->sp, false, st->req.method_id);
+		return 1;
+	}
+	st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
+	st->code = st->resp.status;
+	st->details = "via_upstream";
+	st_od(st, OD_HTTP, st->code);
+	st->resp_left = st->resp.content_length;
+	h1_chunked_init(&st->resp_ck);
+	fwd_down->resp_head(st);
+	u->in_pos += st->resp.head_len;
+	if (st->resp.body == H1_BODY_NONE ||
+	    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
+		st->resp_done = true;
+	return 0;
+}
+
+/* u_process after its reads: the end of a response delimited by close, a response cut
+ * short, 503 for a connection closed before any response, or done. */
+static void u_reads_done(struct uconn *u, bool eof)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+
 	if (st->resp_started && !st->resp_done && eof) {
 		if (st->resp.body == H1_BODY_UNTIL_CLOSE) {
 			st->resp_done = true;
@@ -769,5 +757,62 @@ static void u_process(struct uconn *u)
 		st_finish(st);
 		return;
 	}
-	d_flush(d);
+	fwd_down->flush(d);
 }
+
+static void u_process(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	bool eof = false;
+
+	for (;;) {
+		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
+		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
+		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
+
+		if (n == -2 || n == -3)
+			break;
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		if (n == UH2_FALLBACK) {
+			st_h2_fallback(st);
+			return;
+		}
+		if (n < 0) {
+			u_read_failed(u);
+			return;
+		}
+		if (!st->resp_started) {
+			int rc = u_head(u);
+
+			if (rc > 0)
+				continue;
+			if (rc < 0)
+				return;
+		}
+		if (u_forward_body(u) < 0)
+			return;
+		if (st->resp_done)
+			break;
+		if (iob_used(&d->out) > FWD_HIGH_WATER) {
+			u->read_paused = true;
+			u_update_interest(u, iob_used(&u->out) > 0);
+			break;
+		}
+	}
+	u_reads_done(u, eof);
+}
+
+const struct fwd_up_ops fwd_up_h1_ops = {
+	.close = u_close,
+	.release = u_release,
+	.send_head = st_send_head,
+	.forward_body = d_forward_body,
+	.connected = u_on_connected,
+	.on_io = u_on_io,
+	.on_timer = u_on_timer,
+	.on_task = u_on_task,
+};

@@ -7,25 +7,16 @@
  * HEADERS/DATA (d_flush -> h2d_pull). Virtual dconns come from the worker's free list
  * (fwd_vconn_new; vconn_put in fwd_down_h1.c gives them back). */
 #include "proxy/fwd_vconn.h"
-#include "proxy/fwd_sidecar.h"
 #include "proxy/fwd_down_h1.h"
 #include "proxy/fwd_up_h1.h"
-#include "proxy/fwd_conn.h"
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
-#include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/fwd.h"
 #include "proxy/cbreak.h"
 #include "proxy/fwd_h2.h"
-#include "proxy/l4fwd.h"
-#include "proxy/linger.h"
-#include "proxy/up_h2.h"
 #include "proxy/pool.h"
-#include "proxy/overload.h"
-#include "proxy/sidecar.h"
-#include "proxy/tunnel.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -45,7 +36,8 @@
 
 /* ---- HTTP/2 virtual connections (see fwd_h2.h) ---- */
 
-struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
+/* A virtual connection for one stream of h's connection d. Never NULL. */
+static struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 {
 	struct dconn *v = d->w->vc_free;
 
@@ -107,7 +99,9 @@ void fwd_streams_free(struct worker *w)
 	w->nst_free = 0;
 }
 
-void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
+/* Request bytes (HTTP/1.1 head, then body with the head's framing) for v; may start the
+ * request, answer it, and free v (h2d_vconn_gone is called first). */
+static void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 {
 	struct stream *st = v->st;
 
@@ -131,19 +125,31 @@ void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 	d_settle(v);
 }
 
-void fwd_vconn_writable(struct dconn *v)
+/* The stream's send queue has room again: pull more output. May free v. */
+static void fwd_vconn_writable(struct dconn *v)
 {
 	d_flush(v);
 	d_settle(v);
 }
 
-void fwd_vconn_abort(struct dconn *v)
+/* The client reset the stream or the connection went away: v is closed now (logged DC
+ * when a request was in flight). h2d_vconn_gone is called from d_close. */
+static void fwd_vconn_abort(struct dconn *v)
 {
 	v->dead = true;
 	d_close(v);
 }
 
-void fwd_h2_conn_done(struct dconn *d)
+/* The h2 connection d is finished (GOAWAY done, error): frees it (and calls h2d_free). */
+static void fwd_h2_conn_done(struct dconn *d)
 {
 	d_close(d);
 }
+
+const struct h2d_sink fwd_vconn_sink = {
+	.stream_new = fwd_vconn_new,
+	.input = fwd_vconn_input,
+	.writable = fwd_vconn_writable,
+	.abort = fwd_vconn_abort,
+	.conn_done = fwd_h2_conn_done,
+};
