@@ -157,6 +157,30 @@ static void st_local_reply(struct stream *st, int code, unsigned flags, const ch
 
 /* ---- response ---- */
 
+/* st_send_resp_head on an HTTP/2 stream's virtual connection: the head goes out as
+ * HEADERS built from the upstream's parsed head (h2d_send_head), not as text for h2d_pull
+ * to parse again; the body follows through d->out as for HTTP/1.1. */
+static void st_send_resp_head_h2(struct stream *st)
+{
+	struct dconn *d = st->d;
+	struct uconn *u = st->u;
+
+	/* An interim 1xx head still queued goes first (h2d_pull drops it). */
+	if (iob_used(&d->out) > 0)
+		d_flush(d);
+	if (st->resp.body == H1_BODY_UNTIL_CLOSE || !st->req.keep_alive || d->w->draining)
+		st->resp_close = true;
+	st->resp_started = true;
+	if (d->dead)
+		return;
+	if (h2d_send_head(d->h2s, &st->resp, u->in + u->in_pos, st->ust) < 0) {
+		/* As d_flush does when the stream is gone. */
+		st->flags |= ALOG_F_DC;
+		st->details = st->details ? st->details : "downstream_remote_disconnect";
+		d->dead = true;
+	}
+}
+
 static void st_send_resp_head(struct stream *st)
 {
 	struct dconn *d = st->d;
@@ -165,6 +189,10 @@ static void st_send_resp_head(struct stream *st)
 	const char *b = u->in + u->in_pos;
 	struct iobuf *o = &d->out;
 
+	if (d->h2s) {
+		st_send_resp_head_h2(st);
+		return;
+	}
 	IOB_LIT(o, "HTTP/1.1 ");
 	iob_addu(o, (uint64_t)m->status);
 	IOB_LIT(o, " ");

@@ -239,6 +239,19 @@ static ssize_t pull_fail(struct h2ds *ds)
 	return -1;
 }
 
+/* The response head went out: what follows on the virtual connection is its body, framed
+ * as body says (enum h1_body; left: its content-length); end: the stream ended with it. */
+static void head_sent(struct h2ds *ds, int body, uint64_t left, bool end)
+{
+	ds->head_done = true;
+	ds->body = (uint8_t)body;
+	ds->left = left;
+	if (body == H1_BODY_CHUNKED)
+		h1_chunked_init(&ds->ck);
+	if (end)
+		ds->done = true;
+}
+
 /* The response head at p[0 .. n): submits it once complete. Returns bytes used (0: the
  * head is not complete), or -1. Interim 1xx heads are dropped (100-continue was answered
  * by fwd_vconn.c to an HTTP/1.1 request head HTTP/2 clients never see). */
@@ -274,15 +287,44 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 		end = c.rs.end_stream;
 		h2_from_h1_fini(&c);
 		used += resp.head_len;
-		ds->head_done = true;
-		ds->body = (uint8_t)resp.body;
-		ds->left = resp.content_length;
-		if (resp.body == H1_BODY_CHUNKED)
-			h1_chunked_init(&ds->ck);
-		if (end)
-			ds->done = true;
+		head_sent(ds, resp.body, resp.content_length, end);
 	}
 	return (ssize_t)used;
+}
+
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust)
+{
+	struct h2_from_h1 c;
+	char ustbuf[24];
+	size_t n = 0;
+
+	if (ds->h2closed || ds->head_done)
+		return -1;
+	memset(&c, 0, sizeof(c));
+	if (h2_response_from_h1(m, buf, &c) < 0) {
+		pull_fail(ds);
+		return -1;
+	}
+	if (ust >= 0) {
+		/* Ours replaces an upstream proxy's, as for HTTP/1.1 (st_send_resp_head). */
+		for (size_t i = 0; i < c.rs.nheaders; i++)
+			if (!h1_name_eq(c.hdrs[i].name.p, c.hdrs[i].name.len,
+			                "x-envoy-upstream-service-time", 29))
+				c.hdrs[n++] = c.hdrs[i];
+		c.hdrs[n].name = (struct h2_str){ "x-envoy-upstream-service-time", 29 };
+		c.hdrs[n].value.p = ustbuf;
+		c.hdrs[n].value.len = (size_t)snprintf(ustbuf, sizeof(ustbuf), "%lld", (long long)ust);
+		c.rs.nheaders = n + 1;
+	}
+	if (h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
+		h2_from_h1_fini(&c);
+		pull_fail(ds);
+		return -1;
+	}
+	h2_from_h1_fini(&c);
+	head_sent(ds, m->body, m->content_length, c.rs.end_stream);
+	h2d_kick(ds->h);
+	return 0;
 }
 
 /* Ends the response at the end of its chunked body: with the trailer section's fields

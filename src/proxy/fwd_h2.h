@@ -8,13 +8,16 @@
  * dconn without a socket (fwd_vconn_*): the request head is rewritten as an HTTP/1.1 head
  * (h2_request_to_h1, plus our framing and "connection: close") into its input buffer, so
  * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
- * DATA is appended as it arrives (chunked when the length is unknown). What the request path writes to
- * the virtual connection's output (an HTTP/1.1 response with our framing) is parsed back
- * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends after
- * one response (h2d_vconn_gone). The response's chunked trailer section (chunked_relay keeps its
- * fields to HTTP/2 streams) goes out as a trailing HEADERS frame (gRPC's grpc-status), and
- * the request's "te: trailers" is kept. A client reset of the stream closes the virtual connection
- * like a client disconnect (its upstream connection is closed, the log says DC). */
+ * DATA is appended as it arrives (chunked when the length is unknown). An upstream's
+ * response head goes out as HEADERS built from its parsed head (h2d_send_head, from
+ * fwd_down_h1.c); the rest of what the request path writes to the virtual connection's
+ * output (the body with our framing, or a whole reply the proxy made itself) is parsed
+ * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends
+ * after one response (h2d_vconn_gone). The response's chunked trailer section
+ * (chunked_relay keeps its fields for HTTP/2 streams) goes out as a trailing HEADERS
+ * frame (gRPC's grpc-status), and the request's "te: trailers" is kept. A client reset of
+ * the stream closes the virtual connection like a client disconnect (its upstream
+ * connection is closed, the log says DC). */
 #ifndef EGRESS_PROXY_FWD_H2_H
 #define EGRESS_PROXY_FWD_H2_H
 
@@ -30,6 +33,7 @@ struct dconn;
 struct tls_conn;
 struct h2d;
 struct h2ds;
+struct h1_msg;
 
 /* ---- fwd_h2.c, called by the request path (fwd_down_h1.c, fwd_sidecar.c, fwd_up_h1.c) ---- */
 
@@ -39,6 +43,12 @@ struct h2ds;
  * transport (still owned by d). Returns NULL on failure. */
 struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
                     struct tls_conn *tls);
+/* The response head of an upstream (m, parsed from buf; ust: the upstream service time in
+ * ms, -1 unknown) on ds's stream, built as HEADERS from the parsed head instead of
+ * rendered as text for h2d_pull to parse again; the body follows through h2d_pull framed
+ * as m says. Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot
+ * carry, 101; the session refused it). */
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust);
 /* Bytes the connection read before it was known to be HTTP/2 (h2c with prior knowledge:
  * the sniffed client preface and what followed). Returns -1 when it must be closed now. */
 int h2d_input(struct h2d *h, const void *p, size_t n);
