@@ -5,8 +5,11 @@
  * or a peek at the ClientHello first, d_peek), then d_on_io -> d_read -> d_process: h1_parse
  * of the head, then the exchange core (fwd_core.c st_begin). Responses are written to the
  * connection's output (st_send_resp_head, st_local_reply) and flushed by d_flush; on a
- * virtual connection (an HTTP/2 stream, d->h2s) d_flush hands the output to fwd_h2.c
- * (h2d_pull) instead of a socket.
+ * virtual connection (an HTTP/2 stream, d->h2s) an upstream's response head goes out as
+ * HEADERS built from its parsed head (st_send_resp_head_h2 -> h2d_send_head), and d_flush
+ * hands the rest of the output to fwd_h2.c (h2d_pull) instead of a socket. The files below
+ * this one reach these functions through fwd_down_h1_ops (fwd_int.h), which fwd_init
+ * installs with the upstream codec's table and fwd_h2.c's sink.
  *
  * One request at a time per downstream connection (HTTP/1.1 pipelining is answered in
  * order by simply not parsing the next head until this one is done).
