@@ -8,7 +8,7 @@
  * of two), up to H2_MEM_CACHE_BYTES, and hands them out again: in the steady state those
  * allocations cost a pointer pop instead of malloc. Larger blocks go straight to malloc.
  * The cache is thread-local (a session lives on one worker thread; nghttp2 calls the
- * allocator with no other context than the session), as fwd.c's buffer cache is; a thread
+ * allocator with no other context than the session), as fwd_io.c's buffer cache is; a thread
  * that never started it (the main thread freeing sessions at shutdown) frees as malloc
  * does. Under AddressSanitizer a cached block is poisoned, so a use after nghttp2 freed it
  * is still reported. */

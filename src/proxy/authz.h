@@ -91,7 +91,7 @@ void authz_eval(const struct authz *a, const struct authz_req *r, struct authz_r
 
 struct wstats;
 
-/* The data path's entry (fwd.c): refuses a path not in normal form while path policies
+/* The data path's entry (fwd_core.c st_authz): refuses a path not in normal form while path policies
  * are in force (400, details "path_normalization_failed"), else decides r, counts the
  * decision in st as Envoy's RBAC filter does (rbac_allowed, rbac_denied, and the shadow
  * pair for dry-run policies), and logs AUDIT matches and dry-run denials with remote and

@@ -6,7 +6,7 @@
  * points at it (a connection, a request: refs) and while the worker's snapshot still has a
  * cluster of that name; the others are dropped now and then as new names come in.
  *
- * The counters (fwd.c keeps them; see the semantics there, in st_connect):
+ * The counters (fwd_conn.c keeps them; see the semantics there, in st_connect):
  *   ncx       upstream HTTP/1.1 connections of the cluster open on this worker (connecting,
  *             busy or idle in the pool): the maxConnections circuit breaker;
  *   nrq       requests bound to a connection: http2MaxRequests;
@@ -16,7 +16,7 @@
  * oldest first (the one to close when the limit is reached and a request needs a
  * connection to another endpoint).
  *
- * Per worker, no locks: the limits apply per worker (see fwd.c). */
+ * Per worker, no locks: the limits apply per worker (see fwd_conn.c). */
 #ifndef EGRESS_PROXY_CBREAK_H
 #define EGRESS_PROXY_CBREAK_H
 

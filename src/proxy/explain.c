@@ -1,6 +1,6 @@
 /* explain: one request through the router, on paper (see explain.h).
  *
- * The order of decisions is fwd.c's st_begin (and st_sidecar_connect for CONNECT): keep
+ * The order of decisions is fwd_core.c's st_begin (and st_sidecar_connect for CONNECT): keep
  * them in step when the data path changes. */
 #include "proxy/explain.h"
 #include "proxy/hstats.h"
@@ -114,7 +114,7 @@ static void ex_cluster_ejected(struct snap_json *j, const struct proxy *p,
 }
 
 /* The verdict for a cluster with endpoints eps, the first in service first_in, and
- * out_everywhere of them ejected on every worker: refused as fwd.c would, or forwarded. */
+ * out_everywhere of them ejected on every worker: refused as the request path would, or forwarded. */
 static void ex_cluster_verdict(struct snap_json *j, const struct proxy *p,
                                const struct cluster *cl, const struct cluster_eps *eps,
                                size_t first_in, size_t out_everywhere)
@@ -133,7 +133,7 @@ static void ex_cluster_verdict(struct snap_json *j, const struct proxy *p,
 		return;
 	}
 	if (out_everywhere == eps->n && cl->od.min_health_percent == 0) {
-		/* fwd.c: every endpoint excluded and no panic threshold: 503 UH on every worker. */
+		/* fwd_core.c st_pick_endpoint: every endpoint excluded and no panic threshold: 503 UH on every worker. */
 		ex_refuse(j, 503, "UH", "no_healthy_upstream", "every endpoint is ejected by outlier "
 		          "detection on every worker");
 		return;

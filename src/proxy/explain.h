@@ -1,7 +1,7 @@
 /* explain: how this proxy would handle one request, without sending it (the admin's
  * /explain, egressctl explain-request).
  *
- * It walks the same tables and functions the data path uses (fwd.c st_begin): the
+ * It walks the same tables and functions the data path uses (fwd_core.c st_begin): the
  * gateway's listener for the port and the server chosen by SNI, or the sidecar's outbound
  * route table for the port; route_vhost_find and route_select for the virtual host and
  * the route (with the VirtualService and file:line of the rule); the weighted

@@ -1,7 +1,8 @@
 /* fwd: the request path's entry points for the worker (worker.c): connections accepted
  * on a listener start here, and the worker's drain, eviction, shutdown and pool upkeep
  * reach the connections through these. Each module declares its own functions: what
- * fwd.c offers HTTP/2 is in fwd_h2.h and up_h2.h; struct worker and friends in worker.h. */
+ * the request path's files share is in fwd_int.h (see the file list there); struct worker and
+ * friends are in worker.h. */
 #ifndef EGRESS_PROXY_FWD_H
 #define EGRESS_PROXY_FWD_H
 
@@ -11,6 +12,9 @@ struct worker;
 struct wlistener;
 struct sock_addr;
 
+/* Connects the request path's parts (codecs and core, fwd_int.h): once, before any
+ * worker runs (proxy_start). */
+void fwd_init(void);
 void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock_addr *peer);
 void fwd_drain(struct worker *w);
 /* Closes every downstream connection still open, its request abandoned (logged DC), so

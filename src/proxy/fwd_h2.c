@@ -1,9 +1,10 @@
 /* fwd_h2: the gateway's HTTP/2 downstream connections (see fwd_h2.h for the design).
  *
- * Event flow: the connection's io events reach h2d_on_io through fwd.c's d_on_io; bytes
- * read go to h2_feed, whose callbacks create and feed virtual connections; output is
- * flushed at the end of every event and, for work done from fwd.c's own handlers
- * (upstream events that produce response bytes), by the connection's deferred task
+ * Event flow: the connection's io events reach h2d_on_io through fwd_down_h1.c's d_on_io;
+ * bytes read go to h2_feed, whose callbacks create and feed virtual connections (through
+ * the sink, fwd_vconn.c); output is flushed at the end of every event and, for work done
+ * from the request path's own handlers (upstream events that produce response bytes), by
+ * the connection's deferred task
  * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
@@ -25,6 +26,12 @@
 #define H2D_ROUNDS    16
 #define H2D_CHUNK_FEED 65536    /* bytes per h1_chunked_feed: bounds a held payload */
 
+static const struct h2d_sink *sink;     /* the request path's (fwd_vconn.c), process-wide */
+
+void h2d_set_sink(const struct h2d_sink *k)
+{
+	sink = k;
+}
 
 struct h2d {
 	struct worker *w;
@@ -116,7 +123,7 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
 		return;
 	}
-	/* gRPC servers insist on it; fwd.c forwards it (h1 has_te_trailers). */
+	/* gRPC servers insist on it; the request path forwards it (h1 has_te_trailers). */
 	if (rq->te_trailers)
 		sbuf_adds(hb, "te: trailers\r\n");
 	if (!rq->end_stream) {
@@ -129,8 +136,8 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 	}
 	/* One request per virtual connection: it ends with the response. */
 	sbuf_adds(hb, "connection: close\r\n\r\n");
-	ds->v = fwd_vconn_new(h->d, ds);
-	fwd_vconn_input(ds->v, hb->s, hb->len);   /* may end ds->v */
+	ds->v = sink->stream_new(h->d, ds);
+	sink->input(ds->v, hb->s, hb->len);   /* may end ds->v */
 }
 
 static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
@@ -149,7 +156,7 @@ static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
 	 * (h2d_vconn_drained): a slow upstream back-pressures the client by its window. */
 	ds->unconsumed += len;
 	if (!ds->chunked_req) {
-		fwd_vconn_input(ds->v, data, len);
+		sink->input(ds->v, data, len);
 		return;
 	}
 	n = snprintf(line, sizeof(line), "%zx\r\n", len);
@@ -160,7 +167,7 @@ static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
 		sbuf_add(b, line, (size_t)n);
 		sbuf_add(b, data, len);
 		sbuf_adds(b, "\r\n");
-		fwd_vconn_input(ds->v, b->s, b->len);
+		sink->input(ds->v, b->s, b->len);
 	}
 }
 
@@ -181,7 +188,7 @@ static void cb_end_stream(struct h2_session *s, void *user, int32_t id, void *su
 	(void)user;
 	(void)id;
 	if (ds && ds->v && ds->chunked_req)
-		fwd_vconn_input(ds->v, "0\r\n\r\n", 5);
+		sink->input(ds->v, "0\r\n\r\n", 5);
 }
 
 static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *su,
@@ -199,7 +206,7 @@ static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *
 	if (--ds->h->nstreams == 0 && !ds->h->draining)
 		loop_timer_arm(ds->h->w->loop, &ds->h->idle, (uint64_t)ds->h->w->proxy->idle_timeout_ms);
 	if (ds->v)
-		fwd_vconn_abort(ds->v);   /* client reset or connection gone: like a disconnect */
+		sink->abort(ds->v);   /* client reset or connection gone: like a disconnect */
 	ds_put(ds->h, ds);
 }
 
@@ -211,7 +218,7 @@ static void cb_writable(struct h2_session *s, void *user, int32_t id, void *su)
 	(void)user;
 	(void)id;
 	if (ds && ds->v)
-		fwd_vconn_writable(ds->v);
+		sink->writable(ds->v);
 }
 
 static const struct h2_callbacks h2d_cb = {
@@ -222,7 +229,7 @@ static const struct h2_callbacks h2d_cb = {
 	.on_writable = cb_writable,
 };
 
-/* ---- response: HTTP/1.1 from fwd.c to HEADERS + DATA ---- */
+/* ---- response: HTTP/1.1 from the request path to HEADERS + DATA ---- */
 
 static ssize_t pull_fail(struct h2ds *ds)
 {
@@ -232,9 +239,22 @@ static ssize_t pull_fail(struct h2ds *ds)
 	return -1;
 }
 
+/* The response head went out: what follows on the virtual connection is its body, framed
+ * as body says (enum h1_body; left: its content-length); end: the stream ended with it. */
+static void head_sent(struct h2ds *ds, int body, uint64_t left, bool end)
+{
+	ds->head_done = true;
+	ds->body = (uint8_t)body;
+	ds->left = left;
+	if (body == H1_BODY_CHUNKED)
+		h1_chunked_init(&ds->ck);
+	if (end)
+		ds->done = true;
+}
+
 /* The response head at p[0 .. n): submits it once complete. Returns bytes used (0: the
  * head is not complete), or -1. Interim 1xx heads are dropped (100-continue was answered
- * by fwd.c to an HTTP/1.1 request head HTTP/2 clients never see). */
+ * by fwd_vconn.c to an HTTP/1.1 request head HTTP/2 clients never see). */
 static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n)
 {
 	size_t used = 0;
@@ -246,8 +266,8 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 		int rc;
 		bool end;
 
-		/* fwd.c writes a head whole, so it is parsed in one go; one still incomplete is
-		 * parsed again from its start on the next pull (nothing of it was taken). */
+		/* The HTTP/1.1 codec writes a head whole, so it is parsed in one go; one still
+		 * incomplete is parsed again from its start on the next pull (nothing taken). */
 		h1_parser_init(&rp, false, method_id);
 		rc = h1_parse(&rp, p + used, n - used, &resp);
 		if (rc == H1_AGAIN)
@@ -267,19 +287,48 @@ static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n
 		end = c.rs.end_stream;
 		h2_from_h1_fini(&c);
 		used += resp.head_len;
-		ds->head_done = true;
-		ds->body = (uint8_t)resp.body;
-		ds->left = resp.content_length;
-		if (resp.body == H1_BODY_CHUNKED)
-			h1_chunked_init(&ds->ck);
-		if (end)
-			ds->done = true;
+		head_sent(ds, resp.body, resp.content_length, end);
 	}
 	return (ssize_t)used;
 }
 
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust)
+{
+	struct h2_from_h1 c;
+	char ustbuf[24];
+	size_t n = 0;
+
+	if (ds->h2closed || ds->head_done)
+		return -1;
+	memset(&c, 0, sizeof(c));
+	if (h2_response_from_h1(m, buf, &c) < 0) {
+		pull_fail(ds);
+		return -1;
+	}
+	if (ust >= 0) {
+		/* Ours replaces an upstream proxy's, as for HTTP/1.1 (st_send_resp_head). */
+		for (size_t i = 0; i < c.rs.nheaders; i++)
+			if (!h1_name_eq(c.hdrs[i].name.p, c.hdrs[i].name.len,
+			                "x-envoy-upstream-service-time", 29))
+				c.hdrs[n++] = c.hdrs[i];
+		c.hdrs[n].name = (struct h2_str){ "x-envoy-upstream-service-time", 29 };
+		c.hdrs[n].value.p = ustbuf;
+		c.hdrs[n].value.len = (size_t)snprintf(ustbuf, sizeof(ustbuf), "%lld", (long long)ust);
+		c.rs.nheaders = n + 1;
+	}
+	if (h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
+		h2_from_h1_fini(&c);
+		pull_fail(ds);
+		return -1;
+	}
+	h2_from_h1_fini(&c);
+	head_sent(ds, m->body, m->content_length, c.rs.end_stream);
+	h2d_kick(ds->h);
+	return 0;
+}
+
 /* Ends the response at the end of its chunked body: with the trailer section's fields
- * (b[0 .. len), fwd.c relayed only those fit to pass) as HTTP/2 trailers, or with an empty
+ * (b[0 .. len), chunked_relay passed only those fit to pass) as HTTP/2 trailers, or with an empty
  * DATA frame when there are none. Returns 0 or -1. */
 static int end_with_trailers(struct h2ds *ds, const char *b, size_t len)
 {
@@ -298,6 +347,52 @@ static int end_with_trailers(struct h2ds *ds, const char *b, size_t len)
 		h[i].value.len = f[i].value.len;
 	}
 	return h2_submit_trailers(ds->h->s, ds->id, h, n);
+}
+
+/* h2d_pull's chunked body: avail bytes at p of HTTP/1.1 chunked framing, sent as DATA
+ * (the trailer section as trailing HEADERS). *took: the bytes consumed. Returns -1 on
+ * failure, 1 when the stream's queue is full or more bytes are needed, 0 to go on. */
+static int pull_chunked(struct h2ds *ds, const char *p, size_t avail, size_t *took)
+{
+	struct h2_session *s = ds->h->s;
+	size_t lim = avail < H2D_CHUNK_FEED ? avail : H2D_CHUNK_FEED, u;
+	struct h1_span data, tr;
+	ssize_t w;
+	int rc;
+
+	/* A payload span the queue does not take whole is kept (the decoder has counted
+	 * it); the short send makes on_writable come back. */
+	if (ds->hold_off < ds->hold_len) {
+		w = h2_send_data(s, ds->id, ds->hold + ds->hold_off,
+		                 ds->hold_len - ds->hold_off, false);
+		if (w < 0)
+			return -1;
+		ds->hold_off += (size_t)w;
+		if (ds->hold_off < ds->hold_len)
+			return 1;
+		ds->hold_off = ds->hold_len = 0;
+	}
+	rc = h1_chunked_feed(&ds->ck, p, lim, &u, &data, &tr);
+	if (rc == H1_ERROR)
+		return -1;
+	if (rc == H1_DATA) {
+		w = h2_send_data(s, ds->id, p + data.off, data.len, false);
+		if (w < 0)
+			return -1;
+		if ((size_t)w < data.len) {
+			ds->hold = xrealloc(ds->hold, data.len - (size_t)w);
+			memcpy(ds->hold, p + data.off + w, data.len - (size_t)w);
+			ds->hold_off = 0;
+			ds->hold_len = data.len - (size_t)w;
+		}
+	}
+	if (rc == H1_OK) {
+		if (end_with_trailers(ds, p + tr.off, tr.len) < 0)
+			return -1;
+		ds->done = true;
+	}
+	*took = u;
+	return rc == H1_AGAIN && u == 0;
 }
 
 ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
@@ -333,43 +428,13 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 			if ((size_t)w < take)
 				break;
 		} else if (ds->body == H1_BODY_CHUNKED) {
-			/* A payload span the queue does not take whole is kept (the decoder has
-			 * counted it); the short send makes on_writable come back. */
-			size_t lim = avail < H2D_CHUNK_FEED ? avail : H2D_CHUNK_FEED, u;
-			struct h1_span data, tr;
-			int rc;
+			size_t took = 0;
+			int rc = pull_chunked(ds, p + used, avail, &took);
 
-			if (ds->hold_off < ds->hold_len) {
-				w = h2_send_data(s, ds->id, ds->hold + ds->hold_off,
-				                 ds->hold_len - ds->hold_off, false);
-				if (w < 0)
-					return pull_fail(ds);
-				ds->hold_off += (size_t)w;
-				if (ds->hold_off < ds->hold_len)
-					break;
-				ds->hold_off = ds->hold_len = 0;
-			}
-			rc = h1_chunked_feed(&ds->ck, p + used, lim, &u, &data, &tr);
-			if (rc == H1_ERROR)
+			if (rc < 0)
 				return pull_fail(ds);
-			if (rc == H1_DATA) {
-				w = h2_send_data(s, ds->id, p + used + data.off, data.len, false);
-				if (w < 0)
-					return pull_fail(ds);
-				if ((size_t)w < data.len) {
-					ds->hold = xrealloc(ds->hold, data.len - (size_t)w);
-					memcpy(ds->hold, p + used + data.off + w, data.len - (size_t)w);
-					ds->hold_off = 0;
-					ds->hold_len = data.len - (size_t)w;
-				}
-			}
-			if (rc == H1_OK) {
-				if (end_with_trailers(ds, p + used + tr.off, tr.len) < 0)
-					return pull_fail(ds);
-				ds->done = true;
-			}
-			used += u;
-			if (rc == H1_AGAIN && u == 0)
+			used += took;
+			if (rc > 0)
 				break;
 		} else if (ds->body == H1_BODY_UNTIL_CLOSE) {
 			w = h2_send_data(s, ds->id, p + used, avail, false);
@@ -541,10 +606,10 @@ static void h2d_on_task(struct loop *loop, struct loop_task *t)
 	struct h2d *h = container_of(t, struct h2d, task);
 
 	(void)loop;
-	/* Most kicks carry output made by fwd.c (response bytes): a read would only find
+	/* Most kicks carry output made by the request path (response bytes): a read would only find
 	 * EAGAIN. Read only when the last read stopped early. */
 	if ((h->more ? h2d_on_io(h, LOOP_READ) : h2d_flush(h)) < 0)
-		fwd_h2_conn_done(h->d);
+		sink->conn_done(h->d);
 }
 
 static void h2d_on_head_timeout(struct loop *loop, struct loop_timer *t)
@@ -554,7 +619,7 @@ static void h2d_on_head_timeout(struct loop *loop, struct loop_timer *t)
 	(void)loop;
 	log_debug("fwd", "h2 downstream: request head not complete within %lld ms; closing",
 	          (long long)h->w->proxy->header_timeout_ms);
-	fwd_h2_conn_done(h->d);
+	sink->conn_done(h->d);
 }
 
 static void h2d_on_idle(struct loop *loop, struct loop_timer *t)

@@ -1,6 +1,6 @@
 /* fwd_h2: HTTP/2 downstream connections of the gateway (ALPN "h2") and of the sidecar's
- * outbound port (cleartext, prior knowledge: gRPC applications), bridged onto fwd.c's
- * HTTP/1.1 request machinery. Internal to the proxy module (fwd.c and fwd_h2.c only).
+ * outbound port (cleartext, prior knowledge: gRPC applications), bridged onto the
+ * HTTP/1.1 request path (fwd_*.c). Internal to the proxy module.
  *
  * A downstream connection that negotiated "h2" keeps its struct dconn (socket, TLS, place
  * in the worker's list and counters: draining and shutdown see it as any connection), and
@@ -8,13 +8,16 @@
  * dconn without a socket (fwd_vconn_*): the request head is rewritten as an HTTP/1.1 head
  * (h2_request_to_h1, plus our framing and "connection: close") into its input buffer, so
  * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
- * DATA is appended as it arrives (chunked when the length is unknown). What fwd.c writes to
- * the virtual connection's output (an HTTP/1.1 response with our framing) is parsed back
- * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends after
- * one response (h2d_vconn_gone). The response's chunked trailer section (fwd.c relays its
- * fields to HTTP/2 streams) goes out as a trailing HEADERS frame (gRPC's grpc-status), and
- * the request's "te: trailers" is kept. A client reset of the stream closes the virtual connection
- * like a client disconnect (its upstream connection is closed, the log says DC). */
+ * DATA is appended as it arrives (chunked when the length is unknown). An upstream's
+ * response head goes out as HEADERS built from its parsed head (h2d_send_head, from
+ * fwd_down_h1.c); the rest of what the request path writes to the virtual connection's
+ * output (the body with our framing, or a whole reply the proxy made itself) is parsed
+ * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends
+ * after one response (h2d_vconn_gone). The response's chunked trailer section
+ * (chunked_relay keeps its fields for HTTP/2 streams) goes out as a trailing HEADERS
+ * frame (gRPC's grpc-status), and the request's "te: trailers" is kept. A client reset of
+ * the stream closes the virtual connection like a client disconnect (its upstream
+ * connection is closed, the log says DC). */
 #ifndef EGRESS_PROXY_FWD_H2_H
 #define EGRESS_PROXY_FWD_H2_H
 
@@ -30,8 +33,9 @@ struct dconn;
 struct tls_conn;
 struct h2d;
 struct h2ds;
+struct h1_msg;
 
-/* ---- fwd_h2.c, called by fwd.c ---- */
+/* ---- fwd_h2.c, called by the request path (fwd_down_h1.c, fwd_sidecar.c, fwd_up_h1.c) ---- */
 
 /* Starts HTTP/2 on the established downstream connection d: TLS done with ALPN "h2", or
  * (tls NULL) a plain connection whose client sent the HTTP/2 preface (h2c with prior
@@ -39,6 +43,12 @@ struct h2ds;
  * transport (still owned by d). Returns NULL on failure. */
 struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
                     struct tls_conn *tls);
+/* The response head of an upstream (m, parsed from buf; ust: the upstream service time in
+ * ms, -1 unknown) on ds's stream, built as HEADERS from the parsed head instead of
+ * rendered as text for h2d_pull to parse again; the body follows through h2d_pull framed
+ * as m says. Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot
+ * carry, 101; the session refused it). */
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust);
 /* Bytes the connection read before it was known to be HTTP/2 (h2c with prior knowledge:
  * the sniffed client preface and what followed). Returns -1 when it must be closed now. */
 int h2d_input(struct h2d *h, const void *p, size_t n);
@@ -79,19 +89,21 @@ int h2_tls_flush(struct h2_session *s, int fd, struct tls_conn *tls, unsigned *i
 #define H2_PUMP_SESSION (-2)
 int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, bool *more);
 
-/* ---- fwd.c, called by fwd_h2.c ---- */
-
-/* A virtual connection for one stream of h's connection d. Never NULL. */
-struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds);
-/* Request bytes (HTTP/1.1 head, then body with the head's framing) for v; may start the
- * request, answer it, and free v (h2d_vconn_gone is called first). */
-void fwd_vconn_input(struct dconn *v, const void *p, size_t n);
-/* The stream's send queue has room again: pull more output. May free v. */
-void fwd_vconn_writable(struct dconn *v);
-/* The client reset the stream or the connection went away: v is closed now (logged DC
- * when a request was in flight). h2d_vconn_gone is called from here. */
-void fwd_vconn_abort(struct dconn *v);
-/* The h2 connection d is finished (GOAWAY done, error): frees it (and calls h2d_free). */
-void fwd_h2_conn_done(struct dconn *d);
+/* ---- the request path, as fwd_h2.c sees it ----
+ * fwd_h2.c calls nothing of the request path: the streams' events reach it through this
+ * sink (fwd_vconn.c's, set once by fwd_init before any worker runs). */
+struct h2d_sink {
+	/* A virtual connection for one stream of h's connection d. Never NULL. */
+	struct dconn *(*stream_new)(struct dconn *d, struct h2ds *ds);
+	/* Request bytes for v; may start the request, answer it, and free v. */
+	void (*input)(struct dconn *v, const void *p, size_t n);
+	/* The stream's send queue has room again: pull more output. May free v. */
+	void (*writable)(struct dconn *v);
+	/* The client reset the stream or the connection went away: v is closed now. */
+	void (*abort)(struct dconn *v);
+	/* The h2 connection d is finished (GOAWAY done, error): frees it. */
+	void (*conn_done)(struct dconn *d);
+};
+void h2d_set_sink(const struct h2d_sink *sink);
 
 #endif

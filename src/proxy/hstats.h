@@ -50,8 +50,9 @@ void hstats_free(struct hstats *s);
  * bound or for an empty addr. */
 struct hstats_host *hstats_get(struct hstats *s, const char *cluster, const char *addr);
 
-/* What fwd.c (and up_h2.c) report. A cluster without endpoints of its own (the sidecar's
- * PassthroughCluster and BlackHoleCluster, resolution NONE) is not counted: its
+/* What the request path (fwd_*.c, up_h2.c) reports. A cluster without endpoints of its
+ * own (the sidecar's PassthroughCluster and BlackHoleCluster, resolution NONE) is not
+ * counted: its
  * "endpoints" are whatever addresses applications connect to, and /clusters has no host
  * to show them under. */
 /* A new upstream connection to ep: cx_total and cx_active; the entry to give to

@@ -19,7 +19,7 @@
  * series is bounded (ISTATS_*_MAX per worker); label sets past the bound are counted in
  * one series whose labels are "unknown" and in egressgw_istio_series_overflow_total.
  *
- * Feeding it: HTTP requests call istats_http once, when the request ends (fwd.c, with
+ * Feeding it: HTTP requests call istats_http once, when the request ends (fwd_core.c, with
  * what the access log line has). A connection-level proxy (tunnel.c; TCP proxying)
  * calls istats_tcp_open when the upstream connection is set up and istats_tcp_close
  * with the byte counts when it ends: that is all the TCP families need. */

@@ -20,7 +20,7 @@
  * sent elsewhere; sourceLabels and sourceNamespace are decided at compile time against
  * the proxy's own labels and namespace, as Istio does per proxy.
  *
- * Pure data and lookups, no I/O: the data path (fwd.c hooks, l4fwd.c) does the rest. A
+ * Pure data and lookups, no I/O: the data path (fwd_sidecar.c and fwd_down_h1.c hooks, l4fwd.c) does the rest. A
  * table belongs to a snapshot and is immutable once built. */
 #ifndef EGRESS_PROXY_L4ROUTE_H
 #define EGRESS_PROXY_L4ROUTE_H

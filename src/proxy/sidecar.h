@@ -3,14 +3,14 @@
  * The sidecar has one listener (--outbound) that receives the application's outbound
  * connections two ways: as an HTTP proxy (absolute-form requests, CONNECT) and
  * transparently (connections redirected there by iptables REDIRECT; SO_ORIGINAL_DST gives
- * where they were going). fwd.c looks at the first bytes of each connection and decides:
+ * where they were going). fwd_sidecar.c looks at the first bytes of each connection and decides:
  *
  *   first bytes                  what happens
  *   TLS ClientHello (0x16 ...)   the tls: routes bound to "mesh" by SNI and port (to the
  *                                egress gateway, l4fwd.c), else an opaque tunnel to the
  *                                original destination's cluster, chosen by SNI and port
  *                                (TLS passes through unterminated either way)
- *   an HTTP request line         HTTP routing (fwd.c): absolute-form by the URL's
+ *   an HTTP request line         HTTP routing (fwd_core.c): absolute-form by the URL's
  *                                authority, origin-form by Host and the original port,
  *                                CONNECT host:port becomes an opaque tunnel (tls:/tcp:
  *                                routes first, by host and port)

@@ -1,8 +1,8 @@
 /* tunnel: opaque TCP relays of the sidecar (TLS passed through by SNI, CONNECT tunnels,
  * protocols the sidecar does not understand), as Envoy's tcp_proxy.
  *
- * fwd.c accepts the connection, looks at its first bytes, routes it, and hands the
- * socket over with tun_start(): from then on the tunnel owns it. A tunnel picks an
+ * fwd_down_h1.c accepts the connection, fwd_sidecar.c looks at its first bytes, routes
+ * it, and hands the socket over with tun_start(): from then on the tunnel owns it. A tunnel picks an
  * endpoint (the cluster's, the original destination, or a name resolved on the worker's
  * resolver), connects, and copies bytes both ways until both directions have ended
  * (half-close is passed on with shutdown(SHUT_WR)) or either side fails. Each direction

@@ -2,12 +2,12 @@
  *
  * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
  * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
- * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); fwd.c's
- * task then pulls the bytes with uh2_read. Frames queued by fwd.c's calls (uh2_submit,
+ * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); that
+ * task then pulls the bytes with uh2_read. Frames queued by the request path's calls (uh2_submit,
  * uh2_send, uh2_detach, consumed windows) are written by the connection's own task,
  * so the streams of one loop iteration share one TLS write, and h2_pending_output never
  * runs inside another call chain. A connection is freed only from its own handlers
- * (c_settle), never from a call that came from fwd.c. */
+ * (c_settle), never from a call that came from the request path. */
 #include "proxy/up_h2.h"
 #include "proxy/istats.h"
 #include "proxy/fwd_h2.h"
@@ -89,7 +89,7 @@ struct uh2c {
 struct uh2s {
 	struct uh2_table *t;
 	struct uh2c *c;                 /* NULL when not on a live connection */
-	struct uconn *u;
+	struct loop_task *owner;        /* the owner's deferred task: posted on each event */
 	int32_t id;                     /* > 0 once submitted */
 	struct h2_request *pending;     /* the head, waiting for the connection */
 	bool body_ended;                /* END_STREAM sent (or the request had no body) */
@@ -118,8 +118,8 @@ static void c_kick(struct uh2c *c)
 
 static void s_kick(struct uh2s *s)
 {
-	if (s->u)
-		fwd_uh2_kick(s->u);
+	if (s->owner)
+		loop_task_post(s->t->w->loop, s->owner);
 }
 
 /* Marks s failed (the first failure wins) and wakes its owner. */
@@ -371,7 +371,7 @@ static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
 	}
 	if (len == 0)
 		return;
-	/* Released to the server's window once fwd.c has taken the bytes (uh2_read): a slow
+	/* Released to the server's window once the request path has taken the bytes (uh2_read): a slow
 	 * client back-pressures the upstream by its window. */
 	s->unconsumed += len;
 	if (s->chunked) {
@@ -393,7 +393,7 @@ static bool str_breaks_line(struct h2_str s)
 	return false;
 }
 
-/* Trailer fields end a chunked rendering in its trailer section (fwd.c relays them to a
+/* Trailer fields end a chunked rendering in its trailer section (chunked_relay passes them to a
  * receiver that takes trailers). A response the server framed with content-length has no
  * place for them in HTTP/1.1: they are dropped, as a field with CR, LF or NUL would be. */
 static void cb_trailers(struct h2_session *sess, void *user, int32_t id, void *su,
@@ -654,7 +654,7 @@ static void c_on_task(struct loop *loop, struct loop_task *t)
 		else if (c->more)
 			c_read(c);      /* also flushes */
 		else
-			c_flush(c);     /* frames queued by fwd.c's calls: no read to waste */
+			c_flush(c);     /* frames queued by the request path's calls: no read to waste */
 	}
 	c_settle(c);
 }
@@ -837,7 +837,7 @@ void uh2_sweep(struct uh2_table *t, const struct pool_live *live)
 			}
 }
 
-struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, size_t keylen,
+struct uh2s *uh2_attach(struct uh2_table *t, struct loop_task *owner, const char *key, size_t keylen,
                         const struct uh2_target *tg, bool *reused)
 {
 	struct worker *w = t->w;
@@ -852,7 +852,7 @@ struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, s
 		k->h1_until = 0;
 	}
 	s = s_get(t);
-	s->u = u;
+	s->owner = owner;
 	c = c_pick(k);
 	if (!c) {
 		c = c_new(t, k, tg);

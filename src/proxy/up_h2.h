@@ -1,15 +1,15 @@
 /* up_h2: HTTP/2 upstream connections (the sidecar's ISTIO_MUTUAL hop to the gateway, and
  * any TLS cluster whose DestinationRule says h2UpgradePolicy: UPGRADE), bridged onto
- * fwd.c's HTTP/1.1 request machinery. Internal to the proxy module (fwd.c, up_h2.c).
+ * the HTTP/1.1 request path (fwd_*.c). Internal to the proxy module.
  *
  * The mirror image of fwd_h2.h. A worker keeps, per pool key (TLS context, endpoint, SNI,
  * verified name: the same key as HTTP/1.1 pooling), a few HTTP/2 client connections, each
  * carrying up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS requests at once. A request
- * that goes upstream over HTTP/2 still gets a struct uconn from fwd.c, but a "virtual" one
- * (no socket, no TLS: fwd.c's u->h2 is set): its stream struct uh2s is attached here to a
- * connection. fwd.c then works as for HTTP/1.1 with three differences:
+ * that goes upstream over HTTP/2 still gets a struct uconn from fwd_conn.c, but a "virtual" one
+ * (no socket, no TLS: its u->h2 is set): its stream struct uh2s is attached here to a
+ * connection. The request path then works as for HTTP/1.1 with three differences:
  *   - the request head is submitted as HEADERS (uh2_submit) instead of written as text;
- *   - request body payload (unframed: fwd.c drops the chunk framing for such a uconn) is
+ *   - request body payload (unframed: fwd_up_h1.c drops the chunk framing for such a uconn) is
  *     handed over by uh2_send, which takes what the stream's send queue accepts;
  *   - the response is read with uh2_read, which returns an HTTP/1.1 rendering of the
  *     stream's HEADERS and DATA (our framing: content-length when the server sent one,
@@ -17,13 +17,13 @@
  *     framed by content-length has nowhere to put trailers: they are dropped) with
  *     io_read's return codes, so u_process parses it unchanged.
  * Events on a stream (response bytes, end, reset, connection ready or failed, room in the
- * send queue) post the virtual uconn's deferred task through fwd_uh2_kick; fwd.c's handler
- * then pulls with uh2_read / pushes with uh2_send. Nothing here calls into fwd.c's request
+ * send queue) post the virtual uconn's deferred task (given to uh2_attach); its handler
+ * then pulls with uh2_read / pushes with uh2_send. Nothing here calls into the request path's
  * logic from inside nghttp2 callbacks.
  *
  * Connection set-up offers ALPN "h2", "http/1.1". A server that picks http/1.1 (or no
  * ALPN) makes the key "HTTP/1.1 only" for this worker (for UH2_H1_MEMORY_MS): the streams
- * that were waiting get UH2_FALLBACK from uh2_read and fwd.c sends them over HTTP/1.1
+ * that were waiting get UH2_FALLBACK from uh2_read and fwd_conn.c sends them over HTTP/1.1
  * instead (nothing of their requests was sent yet, so nothing is replayed). A stream the
  * server refused unprocessed (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream
  * id) is retryable; any other failure is not.
@@ -46,6 +46,7 @@
 
 struct worker;
 struct uconn;
+struct loop_task;
 struct uh2s;
 struct uh2_table;
 struct tls_ctx;
@@ -75,7 +76,7 @@ struct uh2_target {
 	struct istats_cluster *stats;
 };
 
-/* A failure, as fwd.c logs it (strings live as long as the stream). */
+/* A failure, as the request path logs it (strings live as long as the stream). */
 struct uh2_fail {
 	unsigned flags;                 /* ALOG_F_UF, ALOG_F_UC */
 	const char *details;
@@ -84,7 +85,7 @@ struct uh2_fail {
 	bool timeout;                   /* the connect timeout expired */
 };
 
-/* ---- up_h2.c, called by fwd.c and worker.c ---- */
+/* ---- up_h2.c, called by the request path (fwd_conn.c, fwd_up_h1.c) and worker.c ---- */
 
 struct uh2_table *uh2_table_new(struct worker *w);
 /* Closes every connection (streams still attached fail) and frees the table. */
@@ -96,10 +97,11 @@ struct pool_live;
  * idle ones close now, busy ones after their last stream (counted as draining). */
 void uh2_sweep(struct uh2_table *t, const struct pool_live *live);
 
-/* A stream for virtual uconn u on a connection for key (an existing one with room, or a
- * new one connecting to tg). Returns NULL when the key is known to be HTTP/1.1 only:
+/* A stream for a virtual uconn on a connection for key (an existing one with room, or a
+ * new one connecting to tg); every event on it (response bytes, end, reset, connection
+ * ready or failed, room in the send queue) posts owner, the uconn's deferred task. Returns NULL when the key is known to be HTTP/1.1 only:
  * use an HTTP/1.1 connection. reused: the connection was already up. */
-struct uh2s *uh2_attach(struct uh2_table *t, struct uconn *u, const char *key, size_t keylen,
+struct uh2s *uh2_attach(struct uh2_table *t, struct loop_task *owner, const char *key, size_t keylen,
                         const struct uh2_target *tg, bool *reused);
 /* The stream's owner goes away: resets the HTTP/2 stream (CANCEL) if still open, unless
  * complete (the response was whole by its framing and the request body was all sent: the
@@ -114,17 +116,12 @@ bool uh2_ready(const struct uh2s *s);
  * for a kick when short). A stream that can no longer send (reset, or the server already
  * answered and closed it) takes everything and drops it. */
 size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end);
-/* Response bytes (HTTP/1.1 rendering) into *buf, growing it up to max like fwd.c's
+/* Response bytes (HTTP/1.1 rendering) into *buf, growing it up to max like fwd_io.c's
  * io_read. Returns bytes (> 0), 0 at the end of the stream, -1 on failure (uh2_failure
  * says what), -2 when nothing is there now, -3 when buf is full, UH2_FALLBACK. */
 ssize_t uh2_read(struct uh2s *s, char **buf, size_t *len, size_t *cap, size_t max);
 const struct uh2_fail *uh2_failure(const struct uh2s *s);
 /* Local address of the connection ("" before it is connected). */
 const char *uh2_local(const struct uh2s *s);
-
-/* ---- fwd.c, called by up_h2.c ---- */
-
-/* Something happened on u's stream: run u's handler on the next loop iteration. */
-void fwd_uh2_kick(struct uconn *u);
 
 #endif

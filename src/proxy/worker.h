@@ -73,7 +73,7 @@ struct wstats {
 	 * chose HTTP/1.1 instead. */
 	stat_t ucx_h2, ucx_h2_fallback;
 	/* Circuit breaking (DestinationRule connectionPool) and outlier detection, as Envoy
-	 * names them; per worker, summed (the limits are per worker, see fwd.c). */
+	 * names them; per worker, summed (the limits are per worker, see fwd_conn.c). */
 	stat_t ucx_overflow, urq_pending_overflow, urq_pending_total, urq_pending_active;
 	stat_t od_ejections_enforced, od_ejections_active, od_ejections_overflow;
 	/* Connections accepted and closed at once: past --max-connections (Envoy's
@@ -110,7 +110,7 @@ struct worker {
 	 * or an endpoint set changes (proxy.eps_gen moved past eps_gen_seen). */
 	struct pool_live *live;
 	uint64_t eps_gen_seen;
-	void *uconns;                   /* fwd.c's upstream connections with a socket */
+	void *uconns;                   /* the request path's upstream connections with a socket */
 	struct uh2_table *uh2;          /* HTTP/2 upstream connections (up_h2.h) */
 	struct tls_sess_cache *sess;
 	uint32_t *rr;                   /* round-robin cursor per cluster index */
@@ -131,9 +131,9 @@ struct worker {
 	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
 	void *lingering;                /* linger.c's closing sockets, and how many */
 	unsigned nlinger;
-	void *st_free;                  /* fwd.c's free streams, and how many */
+	void *st_free;                  /* the request path's free streams, and how many */
 	unsigned nst_free;
-	void *vc_free;                  /* fwd.c's free virtual (HTTP/2 stream) connections, */
+	void *vc_free;                  /* its free virtual (HTTP/2 stream) connections, */
 	unsigned nvc_free;
 	void *vu_free;                  /* downstream and upstream */
 	unsigned nvu_free;
@@ -227,6 +227,8 @@ uint64_t proxy_quiescent(const struct proxy *p);
 
 /* Internal to the proxy module. */
 void worker_alog(struct worker *w, const struct alog_entry *e);
+/* Writes the worker's batched access log lines now (worker_util.c). */
+void worker_alog_flush(struct worker *w);
 /* A downstream socket accepted by wl_on_accept was closed (linger.c, tunnel.c). Inline:
  * the modules that close sockets need not call back into the worker (no call cycle). */
 static inline void worker_dcx_closed(struct worker *w)

@@ -52,7 +52,34 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(body)
 
+    def do_HEAD(self):
+        self.send_response(200)
+        self.send_header("content-length", "12345")
+        self.end_headers()
+
+    def _head_case(self):
+        """The response heads test_response_heads_over_h2 checks; True when answered."""
+        if self.path == "/ust":
+            # An upstream proxy's own service time: the gateway's replaces it.
+            self.send_response(200)
+            self.send_header("x-envoy-upstream-service-time", "99999")
+            self.send_header("content-length", "3")
+            self.end_headers()
+            self.wfile.write(b"ust")
+        elif self.path == "/continue":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.wfile.flush()
+            self._send(200, b"after the interim head\n")
+        elif self.path == "/nocontent":
+            self.send_response(204)
+            self.end_headers()
+        else:
+            return False
+        return True
+
     def do_GET(self):
+        if self._head_case():
+            return
         m = re.match(r"^/(big|chunked|slow)/(\d+)$", self.path)
         if not m:
             self._send(200, b"politics page from the demo site\n")
@@ -196,6 +223,7 @@ class H2Client:
     def _event(self, ev):
         if isinstance(ev, h2.events.ResponseReceived):
             self.streams[ev.stream_id]["status"] = int(dict(ev.headers)[":status"])
+            self.streams[ev.stream_id]["headers"] = list(ev.headers)
         elif isinstance(ev, h2.events.DataReceived):
             st = self.streams[ev.stream_id]
             st["body"] += ev.data
@@ -299,6 +327,35 @@ def test_not_found_route_answered_over_h2(gateway, mesh):  # noqa: F811
     c.close()
     m = h2_lines(gateway, 1)[-1]
     assert m["proto"] == "HTTP/2" and m["flags"] == "NR"
+
+
+def test_response_heads_over_h2(gateway, mesh):  # noqa: F811
+    """The upstream's response head reaches an HTTP/2 client as HEADERS: the gateway's
+    x-envoy-upstream-service-time replacing the upstream's, a HEAD response's
+    content-length without a body, an interim 100 dropped before the final head, a 204
+    ending the stream at once."""
+    c = H2Client(gateway.ip, mesh["client"])
+    ust = c.request("/ust")
+    head = c.request("/", method="HEAD")
+    cont = c.request("/continue")
+    nocontent = c.request("/nocontent")
+    c.run()
+    c.close()
+    s = c.streams
+
+    def fields(sid, name):
+        return [v for k, v in s[sid]["headers"] if k == name]
+
+    assert s[ust]["status"] == 200 and bytes(s[ust]["body"]) == b"ust", c.summary()
+    times = fields(ust, "x-envoy-upstream-service-time")
+    assert len(times) == 1 and times[0].isdigit() and times[0] != "99999", s[ust]["headers"]
+    assert s[head]["status"] == 200 and s[head]["ended"] and not s[head]["body"]
+    assert fields(head, "content-length") == ["12345"], s[head]["headers"]
+    assert s[cont]["status"] == 200 and s[cont]["ended"]
+    assert bytes(s[cont]["body"]) == b"after the interim head\n"
+    assert s[nocontent]["status"] == 204 and s[nocontent]["ended"]
+    assert not s[nocontent]["body"] and not fields(nocontent, "content-length")
+    assert all(s[sid]["reset"] is None for sid in (ust, head, cont, nocontent)), c.summary()
 
 
 def test_http11_client_still_served(gateway, mesh):  # noqa: F811

@@ -1,0 +1,20 @@
+/* fwd_conn: circuit breaking, outlier hooks, pool keys, st_connect (fwd_conn.c). */
+#ifndef EGRESS_PROXY_FWD_CONN_H
+#define EGRESS_PROXY_FWD_CONN_H
+
+#include "proxy/fwd_int.h"
+
+void cc_kick(struct worker *w, struct cb_cluster *cc);
+void st_on_wake(struct loop *loop, struct loop_task *t);
+void st_cb_end(struct stream *st);
+void st_up_ready(struct stream *st);
+struct cb_cluster *st_cc(struct stream *st);
+void st_od(struct stream *st, enum od_result r, int code);
+void st_h2_fallback(struct stream *st);
+void st_connect(struct stream *st, bool fresh);
+struct istats_cluster *cl_stats(struct worker *w, const struct cluster *cl);
+void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
+                        const char *reason, bool retryable);
+void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port);
+
+#endif
