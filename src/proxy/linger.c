@@ -78,7 +78,9 @@ static int lg_peek(int fd)
 }
 
 /* Near --max-connections a descriptor is worth more than a courteous close: the slot goes
- * back at once (a connection closed to make room, fwd_evict, must free it). */
+ * back at once (a connection closed to make room, fwd_evict, must free it). Nor does a
+ * socket linger once the worker's loop has returned (proxy_stop closing what is left):
+ * nothing would drain it. */
 static bool lg_pressure(const struct worker *w)
 {
 	const struct proxy *p = w->proxy;
@@ -92,8 +94,8 @@ void linger_close(struct worker *w, int fd, bool may_send)
 	int q = lg_peek(fd);
 	struct lingerer *l;
 
-	if (q < 0 || (q == 0 && !may_send) || w->nlinger >= LINGER_MAX || lg_pressure(w) ||
-	    shutdown(fd, SHUT_WR) != 0)
+	if (w->loop_done || q < 0 || (q == 0 && !may_send) || w->nlinger >= LINGER_MAX ||
+	    lg_pressure(w) || shutdown(fd, SHUT_WR) != 0)
 		goto now;
 	l = xcalloc(1, sizeof(*l));
 	l->w = w;

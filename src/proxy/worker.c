@@ -303,6 +303,7 @@ static void *worker_main(void *arg)
 	fwd_buf_cache_start();
 	h2_mem_cache_start();
 	loop_run(w->loop);
+	w->loop_done = true;     /* what closes after this closes at once (linger.c) */
 	h2_mem_cache_stop();
 	fwd_buf_cache_stop();
 	if (w->alog.len)

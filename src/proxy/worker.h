@@ -131,6 +131,7 @@ struct worker {
 	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
 	void *lingering;                /* linger.c's closing sockets, and how many */
 	unsigned nlinger;
+	bool loop_done;                 /* its loop has returned (sockets closed by proxy_stop) */
 	void *st_free;                  /* the request path's free streams, and how many */
 	unsigned nst_free;
 	void *vc_free;                  /* its free virtual (HTTP/2 stream) connections, */

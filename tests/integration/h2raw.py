@@ -106,6 +106,7 @@ class RawH2:
         self.events = []
         self.closed = False       # the server's end: EOF or reset read (every byte before it read)
         self.send_failed = False  # a send hit a reset or a closed pipe: stop sending, keep reading
+        self.reset = False        # the connection ended by a reset (or a TLS error), not an EOF
         self._block = None        # (sid, bytes) of a header block awaiting CONTINUATION
         if preface is not None:
             self.send(preface + (settings(*client_settings) if client_settings is not None else b""))
@@ -184,6 +185,7 @@ class RawH2:
                 return None
             except (ConnectionResetError, BrokenPipeError, ssl.SSLError, OSError):
                 data = b""
+                self.reset = True
             if not data:
                 self.closed = True
                 ev = Event("closed")

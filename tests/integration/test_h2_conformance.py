@@ -386,6 +386,27 @@ def test_continuation_flood(gateway, h2c, mesh):  # noqa: F811
     assert_gateway_serves(gateway, mesh)
 
 
+def test_limit_goaway_then_lingering_close(gateway, h2c, mesh):  # noqa: F811
+    """After the GOAWAY(ENHANCE_YOUR_CALM) of a limit the client may still be sending, as
+    HTTP/2 clients do without waiting for answers. The gateway shuts its side and reads and
+    drops what still arrives (a lingering close, linger.h) instead of close() with unread
+    input, which makes the kernel answer with a reset: the client's sends keep succeeding,
+    it reads the GOAWAY, then a clean end of the connection, never a reset."""
+    h2c.send(frame(HEADERS, END_STREAM, 1, h2c.block(request())))
+    h2c.send(frame(CONTINUATION, 0, 1, b"") * 200)
+    time.sleep(0.3)                  # the gateway has decided, written the GOAWAY, closed
+    ping = frame(PING, 0, 0, b"\0" * 8) * 2000      # 34 KB a round
+    for _ in range(10):
+        h2c.send(ping)
+        time.sleep(0.02)
+    assert not h2c.send_failed, "the gateway reset the connection while the client sent"
+    ev = h2c.goaway(timeout=5)
+    assert ev is not None and ev.code == ENHANCE_YOUR_CALM, h2c.events[-4:]
+    assert h2c.wait_closed(timeout=5)
+    assert not h2c.reset, "the connection ended by a reset, not a clean close"
+    assert_gateway_serves(gateway, mesh)
+
+
 def test_continuation_flood_of_empty_frames(gateway, h2c, mesh):  # noqa: F811
     """The CVE-2024-27316 variant with empty CONTINUATION frames (no header bytes, so no
     header-size limit trips): the frame count limit does."""
