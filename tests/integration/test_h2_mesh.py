@@ -115,6 +115,10 @@ class SiteHandler(http.server.BaseHTTPRequestHandler):
 class Site(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a gateway opening a hundred upstream
+    # connections at once (many streams) overflowed it, and under load a dropped
+    # handshake outlasted the connect. A real server's is hundreds (nginx: 511).
+    request_queue_size = 511
 
 
 def tls_site(tmp_path, handler):

@@ -124,6 +124,8 @@ def test_wildcard_hosts_page_under_an_allow_policy(wild_topo):
     assert r.stdout == f"{wild.EN_TITLE}\n{wild.DE_TITLE}\n", (r.stdout, r.stderr,
                                                                 t.gateway.stderr()[-2000:])
     wild.site_saw(t, n)
+    # The access log is written in batches (the worker's tick): wait for both lines.
+    wait_until(lambda: len(t.gateway.log_lines()) >= n_gw + 2, what="the gateway's two lines")
     lines = t.gateway.log_lines()[n_gw:]
     assert len(lines) == 2 and all(f"outbound|443||{wild.WWW}" in ln and "rbac" not in ln
                                    for ln in lines), lines

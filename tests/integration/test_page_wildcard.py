@@ -188,6 +188,8 @@ def test_page_wildcard_hosts(topo):
                                                       t.gateway.stderr()[-2000:])
     site_saw(t, n)
     # The sidecar sent both to the gateway (subset wikipedia), by the mesh tls: route...
+    # The access log is written in batches (the worker's tick): wait for both lines.
+    wait_until(lambda: len(t.sidecar.log_lines()) >= n_side + 2, what="the sidecar's two lines")
     lines = t.sidecar.log_lines()[n_side:]
     assert len(lines) == 2, lines
     for host in (EN, DE):
