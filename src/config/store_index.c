@@ -85,6 +85,12 @@ struct store_index {
 	bool must_save;                 /* rebuilt, or never saved */
 	bool had_file;                  /* the store had an index file when opened */
 	bool unsaveable;                /* a name the format cannot hold */
+	/* Something could not be read for a reason other than its absence (EMFILE, EACCES,
+	 * ...): what the index holds may be short of the store. Not saved, and a load reads
+	 * the whole store instead (store_load): the index may make apply faster, never give
+	 * another answer than a full read. */
+	bool unsure;
+	bool checked;                   /* every file stat()ed since the last change seen */
 	const char **se_hosts;          /* store_index_se_hosts' answer */
 	struct store_index_stats st;
 };
@@ -316,6 +322,17 @@ static int sidx_cmp_file_name(const void *a, const void *b, void *arg)
 
 static void sidx_list(struct store_index *ix, size_t d);
 
+/* An entry of directory d could not be stat()ed (err): it is not in the index, and the
+ * cause may clear without d changing (a link's target appears, permissions come back),
+ * so d is listed again at every open while it lasts. A failure other than absence also
+ * makes the index unsure (not saved; loads read the whole store). */
+static void sidx_unreadable(struct store_index *ix, size_t d, int err)
+{
+	ix->dirs[d].racy = true;
+	if (err != ENOENT && err != ENOTDIR)
+		ix->unsure = true;
+}
+
 /* Records directory rel (identity st) and lists it. */
 static void sidx_scan(struct store_index *ix, const char *rel, const struct stat *st)
 {
@@ -341,7 +358,12 @@ static void sidx_list(struct store_index *ix, size_t d)
 	ix->st.dirs_listed++;
 	dp = opendir(dpath);
 	if (!dp) {
-		sidx_drop_tree(ix, d);
+		/* Gone: what it held is gone too. Unreadable (EACCES, EMFILE): it may still hold
+		 * objects a full read finds, so nothing is dropped and the index is not trusted. */
+		if (errno == ENOENT || errno == ENOTDIR)
+			sidx_drop_tree(ix, d);
+		else
+			ix->unsure = true;
 		free(dpath);
 		return;
 	}
@@ -381,6 +403,10 @@ static void sidx_list(struct store_index *ix, size_t d)
 			 * system that does not say: what it points at decides. */
 			sub = xasprintf("%s/%s", dpath, name);
 			if (stat(sub, &st) < 0) {
+				/* A link whose target does not exist yet (a ConfigMap's ..data swap
+				 * in progress) or cannot be reached: the target may appear without
+				 * this directory changing, so it is listed again at every open. */
+				sidx_unreadable(ix, d, errno);
 				free(sub);
 				continue;
 			}
@@ -399,10 +425,18 @@ static void sidx_list(struct store_index *ix, size_t d)
 				else
 					hi = mid;
 			}
+			/* A regular file by its inode and change time, as sidx_stat_all: an
+			 * inode number alone is reused (ext4) by a file deleted and made again. */
+			if (!link && fstatat(dirfd(dp), name, &st, 0) < 0) {
+				sidx_unreadable(ix, d, errno);
+				if (lo < nmine && strcmp(ix->files[mine[lo]].name, name) == 0)
+					seen_file[lo] = errno != ENOENT && errno != ENOTDIR;
+				free(sub);
+				continue;
+			}
 			if (lo < nmine && strcmp(ix->files[mine[lo]].name, name) == 0) {
 				const struct sidx_file *o = &ix->files[mine[lo]];
-				bool same = link ? o->link && sidx_same_file(o, &st)
-				                 : !o->link && o->ino == (uint64_t)de->d_ino;
+				bool same = o->link == link && sidx_same_file(o, &st);
 
 				seen_file[lo] = true;
 				if (same) {
@@ -410,10 +444,6 @@ static void sidx_list(struct store_index *ix, size_t d)
 					continue;
 				}
 				sidx_drop_file(ix, mine[lo]);
-			}
-			if (!link && fstatat(dirfd(dp), name, &st, 0) < 0) {
-				free(sub);
-				continue;
 			}
 			f = sidx_add_file(ix, d, sidx_own(ix, name));
 			sidx_record(ix, f, &st, link);
@@ -425,6 +455,7 @@ static void sidx_list(struct store_index *ix, size_t d)
 			if (!sub) {
 				sub = xasprintf("%s/%s", dpath, name);
 				if (stat(sub, &st) < 0) {
+					sidx_unreadable(ix, d, errno);
 					free(rel);
 					free(sub);
 					continue;
@@ -465,49 +496,84 @@ static void sidx_list(struct store_index *ix, size_t d)
 
 /* Every file stat()ed, and one whose inode or change time differs from its record parsed
  * again: an edit in place keeps the inode and its directory's times, not its own change
- * time. 30,000 fstatat() calls (about 15 ms), so only before an object is created, where
- * an object the index missed would be defined a second time. */
+ * time. 30,000 fstatat() calls, about 15 ms. Directory by directory, one descriptor open
+ * at a time (one per directory until the end ran out of descriptors at 1,024 directories
+ * under `ulimit -n 1024`). A file that is gone is dropped; one that cannot be stat()ed for
+ * another reason (the directory cannot be opened: EMFILE, EACCES) is kept and the index
+ * is unsure: dropping it would lose its objects for good, as its directory's times do not
+ * change. */
 static void sidx_stat_all(struct store_index *ix)
 {
-	int *fds = xcalloc(ix->ndirs + 1, sizeof(*fds));   /* descriptor + 1; 0: not open */
 	size_t n = ix->nfiles, ndirs = ix->ndirs;
+	size_t *start = xcalloc(ndirs + 2, sizeof(*start)), *order = xcalloc(n + 1, sizeof(*order));
+	size_t *pos;
 
 	ix->st.full_checks++;
-	for (size_t f = 0; f < n; f++) {
-		struct stat st;
-		size_t dir = ix->files[f].dir;
-		int fd;
+	/* The live files grouped by directory (a counting sort, in file order within one). */
+	for (size_t f = 0; f < n; f++)
+		if (!ix->files[f].gone)
+			start[ix->files[f].dir + 1]++;
+	for (size_t d = 0; d < ndirs; d++)
+		start[d + 1] += start[d];
+	pos = xcalloc(ndirs + 1, sizeof(*pos));
+	memcpy(pos, start, ndirs * sizeof(*pos));
+	for (size_t f = 0; f < n; f++)
+		if (!ix->files[f].gone)
+			order[pos[ix->files[f].dir]++] = f;
+	free(pos);
+	for (size_t d = 0; d < ndirs; d++) {
+		char *p;
+		int fd, err;
 
-		if (ix->files[f].gone)
+		if (start[d] == start[d + 1])
 			continue;
-		if (!fds[dir]) {
-			char *p = sidx_dir_path(ix, dir);
+		p = sidx_dir_path(ix, d);
+		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		err = errno;
+		free(p);
+		if (fd < 0) {
+			if (err != ENOENT && err != ENOTDIR) {
+				ix->unsure = true;
+				continue;
+			}
+		}
+		for (size_t i = start[d]; i < start[d + 1]; i++) {
+			size_t f = order[i];
+			struct stat st;
 
-			fds[dir] = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) + 1;
-			free(p);
-		}
-		fd = fds[dir] - 1;
-		if (fd < 0 || fstatat(fd, ix->files[f].name, &st, 0) < 0 || !S_ISREG(st.st_mode)) {
-			sidx_drop_file(ix, f);
-			continue;
-		}
-		if (sidx_same_file(&ix->files[f], &st))
-			continue;
-		{
+			if (fd < 0 || fstatat(fd, ix->files[f].name, &st, 0) < 0) {
+				err = fd < 0 ? err : errno;
+				if (err != ENOENT && err != ENOTDIR) {
+					ix->unsure = true;
+					continue;
+				}
+				/* Gone (a link's target may come back: its directory is listed
+				 * again at every open meanwhile). */
+				if (ix->files[f].link)
+					ix->dirs[d].racy = true;
+				sidx_drop_file(ix, f);
+				continue;
+			}
+			if (!S_ISREG(st.st_mode)) {
+				sidx_drop_file(ix, f);
+				continue;
+			}
+			if (sidx_same_file(&ix->files[f], &st))
+				continue;
 			const char *name = ix->files[f].name;
 			bool link = ix->files[f].link;
 			size_t nf;
 
 			sidx_drop_file(ix, f);
-			nf = sidx_add_file(ix, dir, name);
+			nf = sidx_add_file(ix, d, name);
 			sidx_record(ix, nf, &st, link);
 			sidx_parse(ix, nf);
 		}
+		if (fd >= 0)
+			close(fd);
 	}
-	for (size_t d = 0; d < ndirs; d++)
-		if (fds[d] > 0)
-			close(fds[d] - 1);
-	free(fds);
+	free(order);
+	free(start);
 }
 
 static void sidx_clear(struct store_index *ix)
@@ -526,6 +592,7 @@ static void sidx_rebuild(struct store_index *ix)
 	sidx_clear(ix);
 	ix->st.rebuilds++;
 	ix->must_save = true;
+	ix->unsure = false;
 	if (stat(ix->cdir, &st) == 0 && S_ISDIR(st.st_mode))
 		sidx_scan(ix, ".", &st);
 }
@@ -1001,13 +1068,9 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 {
 	size_t clen = strlen(ix->cdir);
 
-	/* An object the index does not know is about to be created: first make sure no file
-	 * was edited in place to define it. */
-	for (size_t i = 0; i < n; i++)
-		if (sidx_find(ix, keys[i].kind, keys[i].ns, keys[i].name) == SIDX_NONE) {
-			sidx_stat_all(ix);
-			break;
-		}
+	/* Before an object is created or updated, make sure no file was edited in place to
+	 * define it (an update would miss the second definition, a create make one). */
+	sidx_stat_all(ix);
 	for (int attempt = 0;; attempt++) {
 		struct sidx_want *w = NULL;
 		char **paths;
@@ -1075,8 +1138,12 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 		paths = xcalloc(nw + 1, sizeof(*paths));
 		for (size_t i = 0; i < nw; i++)
 			paths[i] = w[i].path;
-		rc = store_load_files(ix->root, ix->default_ns, paths, nw, sns, snames, ns, out, &tmp);
-		ok = attempt > 0 || sidx_verify(ix, w, nw, keys, n, out);
+		if (ix->unsure)
+			rc = store_load(ix->root, ix->default_ns, out, &tmp);
+		else
+			rc = store_load_files(ix->root, ix->default_ns, paths, nw, sns, snames, ns,
+			                      out, &tmp);
+		ok = attempt > 0 || ix->unsure || sidx_verify(ix, w, nw, keys, n, out);
 		for (size_t i = 0; i < nw; i++)
 			free(w[i].path);
 		free(w);
@@ -1136,6 +1203,7 @@ void store_index_close(struct store_index *ix, bool save)
 	/* A few changes are not worth rewriting 30,000 records for: the next open finds them
 	 * again (their directories' times changed) at the cost of parsing those files. */
 	if (save && (ix->must_save || ix->changes > SIDX_SAVE_AFTER) && !ix->unsaveable &&
+	    !ix->unsure &&
 	    (st.files >= SIDX_MIN_FILES || ix->had_file))
 		sidx_save(ix);
 	sidx_clear(ix);

@@ -133,3 +133,104 @@ def test_small_store_and_dry_run_keep_no_index(ctl, store):
     assert not (store / INDEX).exists()
     ctl.ok("apply", "-f", "-", input=se("s1", 8443))
     assert (store / INDEX).exists()
+
+
+def spread_store(store):
+    """N ServiceEntries in 100 directories of 3 files (config/tDD/fK.yaml), s{DD}{K}."""
+    for d in range(100):
+        sub = store / "config" / f"t{d:02d}"
+        sub.mkdir(parents=True)
+        for k in range(3):
+            (sub / f"f{k}.yaml").write_text(se(f"s{d:02d}{k}"))
+
+
+def apply_limited(ctl, text, nofile):
+    """egressctl apply with RLIMIT_NOFILE at nofile (`ulimit -n`)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    p = subprocess.run([str(ctl.binary), "--store", str(ctl.store), "apply", "-f", "-"],
+                       input=text, capture_output=True, text=True, timeout=60,
+                       preexec_fn=limit)
+    return p
+
+
+def test_out_of_descriptors_loses_nothing(ctl, store):
+    # One apply that cannot open every directory at once (ulimit -n 40, 100 directories)
+    # must not save an index without their files: the next apply of an object in one of
+    # them then created it a second time.
+    spread_store(store)
+    ctl.ok("apply", "-f", "-", input=se("s000", 8443))
+    assert (store / INDEX).exists()
+    p = apply_limited(ctl, se("brandnew"), 40)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "serviceentry.networking.istio.io/brandnew created\n"
+    assert ctl.ok("apply", "-f", "-", input=se("s992", 9999)) == (
+        "serviceentry.networking.istio.io/s992 configured\n")
+    assert port_of(store / "config" / "t99" / "f2.yaml", "s992") == 9999
+    assert created_files(store) == ["brandnew.yaml"]
+    names = get_names(ctl)
+    assert len(names) == len(set(names)) == N + 1
+
+
+def test_unreadable_entries_are_looked_at_again(ctl, store, tmp_path):
+    # A link whose target does not exist when the index is built (a ConfigMap mount's
+    # ..data swap under way), then appears without its directory changing.
+    spread_store(store)
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    links = store / "config" / "links"
+    links.mkdir()
+    (links / "x.yaml").symlink_to(ext / "x.yaml")
+    # A subdirectory that cannot be read (root reads anything: then it is simply read).
+    locked = store / "config" / "locked"
+    locked.mkdir()
+    (locked / "l.yaml").write_text(se("inlocked"))
+    locked.chmod(0)
+    try:
+        ctl.ok("apply", "-f", "-", input=se("s000", 8443))
+    finally:
+        locked.chmod(0o755)
+    assert (store / INDEX).exists()
+    (ext / "x.yaml").write_text(se("ext1"))
+    assert ctl.ok("get", "serviceentries", "ext1", "-o", "name") == (
+        "serviceentry.networking.istio.io/ext1\n")
+    assert ctl.ok("apply", "-f", "-", input=se("ext1", 9443)) == (
+        "serviceentry.networking.istio.io/ext1 configured\n")
+    assert ctl.ok("apply", "-f", "-", input=se("inlocked", 9444)) == (
+        "serviceentry.networking.istio.io/inlocked configured\n")
+    assert port_of(ext / "x.yaml", "ext1") == 9443
+    assert port_of(locked / "l.yaml", "inlocked") == 9444
+    assert created_files(store) == []
+    names = get_names(ctl)
+    assert len(names) == len(set(names)) == N + 2
+
+
+def test_second_definitions_behind_its_back(ctl, store):
+    # An object the index places in one file gains a second definition in another,
+    # (a) by an edit in place (same inode, directory unchanged), (b) in a file removed
+    # and made again under the same name, whose inode number ext4 gives back. The
+    # answer is the full read's: the first definition (by path) is updated and the
+    # second reported, never an object created or a definition missed.
+    big_store(store)
+    ctl.ok("apply", "-f", "-", input=se("s0", 8443))
+    team = store / "config" / "team"
+    f2 = team / "f002.yaml"
+    with open(f2, "r+") as f:             # (a): s40 now in f002 too, before f040
+        f.truncate(0)
+        f.write(se("s2") + "---\n" + se("s40", 7040))
+    f3 = team / "f003.yaml"               # (b)
+    ino = f3.stat().st_ino
+    f3.unlink()
+    f3.write_text(se("s3") + "---\n" + se("s50", 7050))
+    reused = f3.stat().st_ino == ino
+    for name, f, other in (("s40", f2, "f040.yaml"), ("s50", f3, "f050.yaml")):
+        r = ctl("apply", "-f", "-", input=se(name, 9999))
+        assert r.out == f"serviceentry.networking.istio.io/{name} configured\n", r
+        assert port_of(f, name) == 9999
+        # The second definition is what a full read reports.
+        assert other in r.err and "defined" in r.err.lower() or other in r.err, r.err
+        assert port_of(team / other, name) == 443
+    assert created_files(store) == []
+    print("inode reused:", reused)
