@@ -621,8 +621,14 @@ static void sidx_check(struct store_index *ix)
 		}
 		if (sidx_same_dir(&ix->dirs[d], &st) && !ix->dirs[d].racy)
 			continue;
+		bool was_racy = ix->dirs[d].racy;
+
 		sidx_set_times(&ix->dirs[d], &st);
 		sidx_list(ix, d);
+		/* Known by its times now: saved so, or every later open lists it again (each
+		 * entry fstatat()ed: 10,000 at 10,000 hosts). */
+		if (was_racy && !ix->dirs[d].racy)
+			ix->must_save = true;
 	}
 	/* config/ created since an empty index was saved. */
 	if (ix->ndirs == 0) {
@@ -1068,9 +1074,13 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 {
 	size_t clen = strlen(ix->cdir);
 
-	/* Before an object is created or updated, make sure no file was edited in place to
-	 * define it (an update would miss the second definition, a create make one). */
-	sidx_stat_all(ix);
+	/* An object the index does not know is about to be created: first make sure no file
+	 * was edited in place to define it. */
+	for (size_t i = 0; i < n; i++)
+		if (sidx_find(ix, keys[i].kind, keys[i].ns, keys[i].name) == SIDX_NONE) {
+			sidx_stat_all(ix);
+			break;
+		}
 	for (int attempt = 0;; attempt++) {
 		struct sidx_want *w = NULL;
 		char **paths;
