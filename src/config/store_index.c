@@ -1173,12 +1173,44 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 	}
 }
 
+/* store_index_se_hosts from the whole store read (the index is unsure). */
+static const char *const *sidx_se_hosts_full(struct store_index *ix, size_t *n)
+{
+	struct store_contents c = STORE_CONTENTS_INIT;
+	struct diags d = DIAGS_INIT;
+	size_t k = 0;
+
+	store_load(ix->root, ix->default_ns, &c, &d);
+	for (size_t i = 0; i < c.n; i++)
+		if (c.v[i].res.kind == RES_SERVICE_ENTRY)
+			k += c.v[i].res.u.se->hosts.n;
+	ix->se_hosts = xcalloc(k + 1, sizeof(*ix->se_hosts));
+	k = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		const struct resource *r = &c.v[i].res;
+
+		for (size_t h = 0; r->kind == RES_SERVICE_ENTRY && h < r->u.se->hosts.n; h++) {
+			char norm[300];
+
+			res_norm_host(r->u.se->hosts.v[h], r->namespace, norm, sizeof(norm));
+			ix->se_hosts[k++] = sidx_own(ix, norm);
+		}
+	}
+	store_contents_free(&c);
+	diags_free(&d);
+	*n = k;
+	return ix->se_hosts;
+}
+
 const char *const *store_index_se_hosts(struct store_index *ix, size_t *n)
 {
 	size_t k = 0;
 
 	free(ix->se_hosts);
 	ix->se_hosts = NULL;
+	/* What the index holds may be short of the store: the store itself answers. */
+	if (ix->unsure)
+		return sidx_se_hosts_full(ix, n);
 	for (size_t i = 0; i < ix->nres; i++)
 		if (!ix->res[i].gone)
 			k += ix->res[i].nhosts;

@@ -83,7 +83,10 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 /* After this process wrote to the store: directories checked again (what was written is
  * parsed, nothing else). */
 void store_index_sync(struct store_index *ix);
-/* The hosts of every ServiceEntry, res_norm_host'ed; valid until the next call on ix. */
+/* The hosts of every ServiceEntry, res_norm_host'ed; valid until the next call on ix. From
+ * the whole store read (store_load) when something could not be read for a reason other
+ * than its absence while the index was checked (it is then "unsure": not saved, and
+ * store_index_load reads the whole store too). */
 const char *const *store_index_se_hosts(struct store_index *ix, size_t *n);
 void store_index_get_stats(const struct store_index *ix, struct store_index_stats *out);
 /* Saves the index when save is set and it changed enough (more than a few files since it
