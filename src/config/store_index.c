@@ -7,7 +7,8 @@
  * out. Strings read from the index point into the file's buffer, which lives as long as
  * the index; strings made later are kept in a list of owned strings. A hash table over the
  * live resources (kind, namespace, name; chained through res.next so that an object
- * defined twice is found in both files) is rebuilt after any change, before a look-up. */
+ * defined twice is found in both files) is rebuilt after any change, before a look-up.
+ * The records are declared in store_index_int.h; the file's format is store_index_file.c. */
 #include "config/store_index.h"
 
 #include <dirent.h>
@@ -22,76 +23,14 @@
 #include <unistd.h>
 
 #include "config/resource.h"
+#include "config/store_index_int.h"
 #include "config/store_int.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
-#define SIDX_VERSION   "1"
-#define SIDX_MAX_DEPTH 32
-#define SIDX_NONE      SIZE_MAX
-/* Saved when this many files or directories changed since it was read (or rebuilt). */
-#define SIDX_SAVE_AFTER 32
-/* A store with fewer config files than this keeps no index (unless it has one already):
- * reading them all costs less than the index, and a small store stays as the user made
- * it. */
-#define SIDX_MIN_FILES 256
-
-struct sidx_dir {
-	const char *rel;        /* "." or a path under config/ without "./" */
-	uint64_t dev, ino;
-	int64_t ct_s, ct_ns;
-	bool racy;              /* times too recent when recorded: list it every time */
-	bool gone;
-};
-
-struct sidx_file {
-	size_t dir;
-	const char *name;
-	uint64_t ino;           /* through a symlink: the target's */
-	int64_t ct_s, ct_ns;    /* change time; 0 when too recent to know the file by */
-	bool link;              /* reached through a symlink */
-	size_t r0, nr;          /* its resources: res[r0 .. r0 + nr) */
-	bool gone;
-};
-
-struct sidx_res {
-	enum res_kind kind;
-	const char *ns, *name;
-	const char **hosts;     /* ServiceEntry hosts, normalised; owned array */
-	size_t nhosts;
-	size_t file;
-	size_t next;            /* next resource of the same key (hash chain), or SIDX_NONE */
-	bool gone;
-};
-
-struct store_index {
-	char *root, *cdir, *default_ns, *path;
-	char *buf;                      /* the index file as read; records point into it */
-	struct sidx_dir *dirs;
-	size_t ndirs, dirs_cap;
-	struct sidx_file *files;
-	size_t nfiles, files_cap;
-	struct sidx_res *res;
-	size_t nres, res_cap;
-	char **owned;                   /* strings made here */
-	size_t nowned, owned_cap;
-	size_t *hash;                   /* first resource of a key, or SIDX_NONE */
-	size_t hash_mask;
-	size_t *fhash;                  /* live files by (directory, name), or SIDX_NONE */
-	size_t fhash_mask;
-	bool fhash_ok;
-	bool hash_ok;
-	size_t changes;                 /* files and directories changed since it was read */
-	bool must_save;                 /* rebuilt, or never saved */
-	bool had_file;                  /* the store had an index file when opened */
-	bool unsaveable;                /* a name the format cannot hold */
-	const char **se_hosts;          /* store_index_se_hosts' answer */
-	struct store_index_stats st;
-};
-
 /* ---- records ---- */
 
-static const char *sidx_own(struct store_index *ix, const char *s)
+const char *sidx_own(struct store_index *ix, const char *s)
 {
 	char *c = xstrdup(s);
 
@@ -105,7 +44,7 @@ static const char *sidx_own(struct store_index *ix, const char *s)
 	return c;
 }
 
-static size_t sidx_add_dir(struct store_index *ix, const char *rel)
+size_t sidx_add_dir(struct store_index *ix, const char *rel)
 {
 	struct sidx_dir *d;
 
@@ -119,7 +58,7 @@ static size_t sidx_add_dir(struct store_index *ix, const char *rel)
 	return ix->ndirs++;
 }
 
-static size_t sidx_add_file(struct store_index *ix, size_t dir, const char *name)
+size_t sidx_add_file(struct store_index *ix, size_t dir, const char *name)
 {
 	struct sidx_file *f;
 
@@ -135,7 +74,7 @@ static size_t sidx_add_file(struct store_index *ix, size_t dir, const char *name
 	return ix->nfiles++;
 }
 
-static struct sidx_res *sidx_add_res(struct store_index *ix, size_t file)
+struct sidx_res *sidx_add_res(struct store_index *ix, size_t file)
 {
 	struct sidx_res *r;
 
@@ -316,6 +255,17 @@ static int sidx_cmp_file_name(const void *a, const void *b, void *arg)
 
 static void sidx_list(struct store_index *ix, size_t d);
 
+/* An entry of directory d could not be stat()ed (err): it is not in the index, and the
+ * cause may clear without d changing (a link's target appears, permissions come back),
+ * so d is listed again at every open while it lasts. A failure other than absence also
+ * makes the index unsure (not saved; loads read the whole store). */
+static void sidx_unreadable(struct store_index *ix, size_t d, int err)
+{
+	ix->dirs[d].racy = true;
+	if (err != ENOENT && err != ENOTDIR)
+		ix->unsure = true;
+}
+
 /* Records directory rel (identity st) and lists it. */
 static void sidx_scan(struct store_index *ix, const char *rel, const struct stat *st)
 {
@@ -341,7 +291,12 @@ static void sidx_list(struct store_index *ix, size_t d)
 	ix->st.dirs_listed++;
 	dp = opendir(dpath);
 	if (!dp) {
-		sidx_drop_tree(ix, d);
+		/* Gone: what it held is gone too. Unreadable (EACCES, EMFILE): it may still hold
+		 * objects a full read finds, so nothing is dropped and the index is not trusted. */
+		if (errno == ENOENT || errno == ENOTDIR)
+			sidx_drop_tree(ix, d);
+		else
+			ix->unsure = true;
 		free(dpath);
 		return;
 	}
@@ -381,6 +336,10 @@ static void sidx_list(struct store_index *ix, size_t d)
 			 * system that does not say: what it points at decides. */
 			sub = xasprintf("%s/%s", dpath, name);
 			if (stat(sub, &st) < 0) {
+				/* A link whose target does not exist yet (a ConfigMap's ..data swap
+				 * in progress) or cannot be reached: the target may appear without
+				 * this directory changing, so it is listed again at every open. */
+				sidx_unreadable(ix, d, errno);
 				free(sub);
 				continue;
 			}
@@ -399,10 +358,18 @@ static void sidx_list(struct store_index *ix, size_t d)
 				else
 					hi = mid;
 			}
+			/* A regular file by its inode and change time, as sidx_stat_all: an
+			 * inode number alone is reused (ext4) by a file deleted and made again. */
+			if (!link && fstatat(dirfd(dp), name, &st, 0) < 0) {
+				sidx_unreadable(ix, d, errno);
+				if (lo < nmine && strcmp(ix->files[mine[lo]].name, name) == 0)
+					seen_file[lo] = errno != ENOENT && errno != ENOTDIR;
+				free(sub);
+				continue;
+			}
 			if (lo < nmine && strcmp(ix->files[mine[lo]].name, name) == 0) {
 				const struct sidx_file *o = &ix->files[mine[lo]];
-				bool same = link ? o->link && sidx_same_file(o, &st)
-				                 : !o->link && o->ino == (uint64_t)de->d_ino;
+				bool same = o->link == link && sidx_same_file(o, &st);
 
 				seen_file[lo] = true;
 				if (same) {
@@ -410,10 +377,6 @@ static void sidx_list(struct store_index *ix, size_t d)
 					continue;
 				}
 				sidx_drop_file(ix, mine[lo]);
-			}
-			if (!link && fstatat(dirfd(dp), name, &st, 0) < 0) {
-				free(sub);
-				continue;
 			}
 			f = sidx_add_file(ix, d, sidx_own(ix, name));
 			sidx_record(ix, f, &st, link);
@@ -425,6 +388,7 @@ static void sidx_list(struct store_index *ix, size_t d)
 			if (!sub) {
 				sub = xasprintf("%s/%s", dpath, name);
 				if (stat(sub, &st) < 0) {
+					sidx_unreadable(ix, d, errno);
 					free(rel);
 					free(sub);
 					continue;
@@ -465,52 +429,87 @@ static void sidx_list(struct store_index *ix, size_t d)
 
 /* Every file stat()ed, and one whose inode or change time differs from its record parsed
  * again: an edit in place keeps the inode and its directory's times, not its own change
- * time. 30,000 fstatat() calls (about 15 ms), so only before an object is created, where
- * an object the index missed would be defined a second time. */
+ * time. 30,000 fstatat() calls, about 15 ms. Directory by directory, one descriptor open
+ * at a time (one per directory until the end ran out of descriptors at 1,024 directories
+ * under `ulimit -n 1024`). A file that is gone is dropped; one that cannot be stat()ed for
+ * another reason (the directory cannot be opened: EMFILE, EACCES) is kept and the index
+ * is unsure: dropping it would lose its objects for good, as its directory's times do not
+ * change. */
 static void sidx_stat_all(struct store_index *ix)
 {
-	int *fds = xcalloc(ix->ndirs + 1, sizeof(*fds));   /* descriptor + 1; 0: not open */
 	size_t n = ix->nfiles, ndirs = ix->ndirs;
+	size_t *start = xcalloc(ndirs + 2, sizeof(*start)), *order = xcalloc(n + 1, sizeof(*order));
+	size_t *pos;
 
 	ix->st.full_checks++;
-	for (size_t f = 0; f < n; f++) {
-		struct stat st;
-		size_t dir = ix->files[f].dir;
-		int fd;
+	/* The live files grouped by directory (a counting sort, in file order within one). */
+	for (size_t f = 0; f < n; f++)
+		if (!ix->files[f].gone)
+			start[ix->files[f].dir + 1]++;
+	for (size_t d = 0; d < ndirs; d++)
+		start[d + 1] += start[d];
+	pos = xcalloc(ndirs + 1, sizeof(*pos));
+	memcpy(pos, start, ndirs * sizeof(*pos));
+	for (size_t f = 0; f < n; f++)
+		if (!ix->files[f].gone)
+			order[pos[ix->files[f].dir]++] = f;
+	free(pos);
+	for (size_t d = 0; d < ndirs; d++) {
+		char *p;
+		int fd, err;
 
-		if (ix->files[f].gone)
+		if (start[d] == start[d + 1])
 			continue;
-		if (!fds[dir]) {
-			char *p = sidx_dir_path(ix, dir);
+		p = sidx_dir_path(ix, d);
+		fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		err = errno;
+		free(p);
+		if (fd < 0) {
+			if (err != ENOENT && err != ENOTDIR) {
+				ix->unsure = true;
+				continue;
+			}
+		}
+		for (size_t i = start[d]; i < start[d + 1]; i++) {
+			size_t f = order[i];
+			struct stat st;
 
-			fds[dir] = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) + 1;
-			free(p);
-		}
-		fd = fds[dir] - 1;
-		if (fd < 0 || fstatat(fd, ix->files[f].name, &st, 0) < 0 || !S_ISREG(st.st_mode)) {
-			sidx_drop_file(ix, f);
-			continue;
-		}
-		if (sidx_same_file(&ix->files[f], &st))
-			continue;
-		{
+			if (fd < 0 || fstatat(fd, ix->files[f].name, &st, 0) < 0) {
+				err = fd < 0 ? err : errno;
+				if (err != ENOENT && err != ENOTDIR) {
+					ix->unsure = true;
+					continue;
+				}
+				/* Gone (a link's target may come back: its directory is listed
+				 * again at every open meanwhile). */
+				if (ix->files[f].link)
+					ix->dirs[d].racy = true;
+				sidx_drop_file(ix, f);
+				continue;
+			}
+			if (!S_ISREG(st.st_mode)) {
+				sidx_drop_file(ix, f);
+				continue;
+			}
+			if (sidx_same_file(&ix->files[f], &st))
+				continue;
 			const char *name = ix->files[f].name;
 			bool link = ix->files[f].link;
 			size_t nf;
 
 			sidx_drop_file(ix, f);
-			nf = sidx_add_file(ix, dir, name);
+			nf = sidx_add_file(ix, d, name);
 			sidx_record(ix, nf, &st, link);
 			sidx_parse(ix, nf);
 		}
+		if (fd >= 0)
+			close(fd);
 	}
-	for (size_t d = 0; d < ndirs; d++)
-		if (fds[d] > 0)
-			close(fds[d] - 1);
-	free(fds);
+	free(order);
+	free(start);
 }
 
-static void sidx_clear(struct store_index *ix)
+void sidx_clear(struct store_index *ix)
 {
 	for (size_t i = 0; i < ix->nres; i++)
 		free(ix->res[i].hosts);
@@ -526,6 +525,7 @@ static void sidx_rebuild(struct store_index *ix)
 	sidx_clear(ix);
 	ix->st.rebuilds++;
 	ix->must_save = true;
+	ix->unsure = false;
 	if (stat(ix->cdir, &st) == 0 && S_ISDIR(st.st_mode))
 		sidx_scan(ix, ".", &st);
 }
@@ -554,8 +554,14 @@ static void sidx_check(struct store_index *ix)
 		}
 		if (sidx_same_dir(&ix->dirs[d], &st) && !ix->dirs[d].racy)
 			continue;
+		bool was_racy = ix->dirs[d].racy;
+
 		sidx_set_times(&ix->dirs[d], &st);
 		sidx_list(ix, d);
+		/* Known by its times now: saved so, or every later open lists it again (each
+		 * entry fstatat()ed: 10,000 at 10,000 hosts). */
+		if (was_racy && !ix->dirs[d].racy)
+			ix->must_save = true;
 	}
 	/* config/ created since an empty index was saved. */
 	if (ix->ndirs == 0) {
@@ -564,245 +570,6 @@ static void sidx_check(struct store_index *ix)
 		if (stat(ix->cdir, &st) == 0 && S_ISDIR(st.st_mode))
 			sidx_rebuild(ix);
 	}
-}
-
-/* ---- the file ---- */
-
-static char *sidx_kinds(void)
-{
-	struct sbuf b = SBUF_INIT;
-
-	for (int k = 0; k < RES_KIND_COUNT; k++) {
-		if (k)
-			sbuf_addc(&b, ',');
-		sbuf_adds(&b, res_kind_info((enum res_kind)k)->kind_name);
-	}
-	return sbuf_steal(&b);
-}
-
-/* The next space-separated field of *p (NUL-terminated in place), or NULL at the end of
- * the line. */
-static char *sidx_field(char **p)
-{
-	char *s = *p, *e;
-
-	if (!s || !*s)
-		return NULL;
-	e = s + strcspn(s, " ");
-	if (*e) {
-		*e = '\0';
-		*p = e + 1;
-	} else {
-		*p = NULL;
-	}
-	return s;
-}
-
-static bool sidx_num(const char *s, uint64_t *out)
-{
-	char *end;
-
-	if (!s || !*s)
-		return false;
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	return !errno && !*end;
-}
-
-/* Reads the index file. Returns 0, or -1 when it is missing or not a whole index of this
- * version, kind table and default namespace (the caller rebuilds). */
-static int sidx_read(struct store_index *ix)
-{
-	char *buf, *line, *next, *kinds = NULL;
-	size_t len, file = SIDX_NONE;
-	uint64_t nd = 0, nf = 0, nr = 0;
-	bool ended = false;
-	int ret = -1;
-
-	if (file_read_all(ix->path, &buf, &len) < 0)
-		return -1;
-	ix->buf = buf;
-	ix->had_file = true;
-	/* Room for every record at once: growing three arrays of 30,000 by doubling was a
-	 * good part of reading it. */
-	{
-		size_t lines = 0;
-
-		for (const char *q = buf; (q = memchr(q, '\n', len - (size_t)(q - buf))); q++)
-			lines++;
-		ix->files_cap = ix->res_cap = lines + 16;
-		ix->files = xrealloc(ix->files, ix->files_cap * sizeof(*ix->files));
-		ix->res = xrealloc(ix->res, ix->res_cap * sizeof(*ix->res));
-	}
-	kinds = sidx_kinds();
-	for (line = buf; line && *line; line = next) {
-		char *p = line, *tag;
-
-		next = strchr(line, '\n');
-		if (!next)
-			goto out;   /* torn: every record ends with a newline */
-		*next++ = '\0';
-		if (ended)
-			goto out;
-		if (line == buf) {
-			const char *magic = sidx_field(&p), *ver = sidx_field(&p);
-			const char *ns = sidx_field(&p), *ks = sidx_field(&p);
-
-			if (!magic || strcmp(magic, "egressgw-store-index") != 0 || !ver ||
-			    strcmp(ver, SIDX_VERSION) != 0 || !ns || strcmp(ns, ix->default_ns) != 0 ||
-			    !ks || strcmp(ks, kinds) != 0 || p)
-				goto out;
-			continue;
-		}
-		tag = sidx_field(&p);
-		if (!tag)
-			goto out;
-		if (strcmp(tag, "D") == 0) {
-			uint64_t racy, dev, ino, s, ns;
-			char *rel;
-
-			if (!sidx_num(sidx_field(&p), &racy) || !sidx_num(sidx_field(&p), &dev) ||
-			    !sidx_num(sidx_field(&p), &ino) || !sidx_num(sidx_field(&p), &s) ||
-			    !sidx_num(sidx_field(&p), &ns) || !(rel = sidx_field(&p)) || p)
-				goto out;
-			size_t di = sidx_add_dir(ix, rel);
-			struct sidx_dir *d = &ix->dirs[di];
-
-			d->racy = racy != 0;
-			d->dev = dev;
-			d->ino = ino;
-			d->ct_s = (int64_t)s;
-			d->ct_ns = (int64_t)ns;
-		} else if (strcmp(tag, "F") == 0 || strcmp(tag, "L") == 0) {
-			uint64_t dir, ino, s, ns;
-			char *name;
-
-			if (!sidx_num(sidx_field(&p), &dir) || dir >= ix->ndirs ||
-			    !sidx_num(sidx_field(&p), &ino) || !sidx_num(sidx_field(&p), &s) ||
-			    !sidx_num(sidx_field(&p), &ns) || !(name = sidx_field(&p)) || p)
-				goto out;
-			file = sidx_add_file(ix, (size_t)dir, name);
-			ix->files[file].ino = ino;
-			ix->files[file].link = tag[0] == 'L';
-			ix->files[file].ct_s = (int64_t)s;
-			ix->files[file].ct_ns = (int64_t)ns;
-		} else if (strcmp(tag, "R") == 0) {
-			uint64_t kind;
-			char *ns, *name, *h;
-			struct sidx_res *r;
-
-			if (file == SIDX_NONE || !sidx_num(sidx_field(&p), &kind) ||
-			    kind >= RES_KIND_COUNT || !(ns = sidx_field(&p)) || !(name = sidx_field(&p)))
-				goto out;
-			r = sidx_add_res(ix, file);
-			r->kind = (enum res_kind)kind;
-			r->ns = ns;
-			r->name = name;
-			while ((h = sidx_field(&p)) != NULL) {
-				r->hosts = xrealloc(r->hosts, (r->nhosts + 1) * sizeof(*r->hosts));
-				r->hosts[r->nhosts++] = h;
-			}
-		} else if (strcmp(tag, "end") == 0) {
-			if (!sidx_num(sidx_field(&p), &nd) || !sidx_num(sidx_field(&p), &nf) ||
-			    !sidx_num(sidx_field(&p), &nr) || p)
-				goto out;
-			ended = true;
-		} else {
-			goto out;
-		}
-	}
-	if (ended && nd == ix->ndirs && nf == ix->nfiles && nr == ix->nres)
-		ret = 0;
-out:
-	free(kinds);
-	if (ret < 0)
-		sidx_clear(ix);
-	return ret;
-}
-
-/* The F and R records, the bulk of the file, without printf (30,000 of each at 10,000
- * hosts: printf was a third of an apply's CPU). */
-static void sidx_put_num(struct sbuf *b, uint64_t v)
-{
-	char tmp[24];
-	size_t i = sizeof(tmp);
-
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	sbuf_addc(b, ' ');
-	sbuf_add(b, tmp + i, sizeof(tmp) - i);
-}
-
-static void sidx_put_str(struct sbuf *b, const char *s)
-{
-	sbuf_addc(b, ' ');
-	sbuf_adds(b, s);
-}
-
-static void sidx_put_file(struct sbuf *b, size_t dir, const struct sidx_file *f)
-{
-	sbuf_addc(b, f->link ? 'L' : 'F');
-	sidx_put_num(b, dir);
-	sidx_put_num(b, f->ino);
-	sidx_put_num(b, (uint64_t)f->ct_s);
-	sidx_put_num(b, (uint64_t)f->ct_ns);
-	sidx_put_str(b, f->name);
-	sbuf_addc(b, '\n');
-}
-
-static void sidx_put_res(struct sbuf *b, const struct sidx_res *r)
-{
-	sbuf_addc(b, 'R');
-	sidx_put_num(b, (uint64_t)r->kind);
-	sidx_put_str(b, r->ns);
-	sidx_put_str(b, r->name);
-	for (size_t k = 0; k < r->nhosts; k++)
-		sidx_put_str(b, r->hosts[k]);
-	sbuf_addc(b, '\n');
-}
-
-/* Writes the live records, renumbering directories. */
-static void sidx_save(struct store_index *ix)
-{
-	struct sbuf b = SBUF_INIT;
-	size_t *num = xcalloc(ix->ndirs + 1, sizeof(*num)), nd = 0, nf = 0, nr = 0;
-	char *kinds = sidx_kinds();
-
-	/* About 100 bytes a file with its resource; sized once rather than doubled. */
-	b.cap = 4096 + 100 * ix->nfiles + 40 * ix->nres;
-	b.s = xmalloc(b.cap);
-	sbuf_addf(&b, "egressgw-store-index " SIDX_VERSION " %s %s\n", ix->default_ns, kinds);
-	for (size_t d = 0; d < ix->ndirs; d++) {
-		const struct sidx_dir *x = &ix->dirs[d];
-
-		if (x->gone)
-			continue;
-		num[d] = nd++;
-		sbuf_addf(&b, "D %d %" PRIu64 " %" PRIu64 " %" PRId64 " %" PRId64 " %s\n",
-		            x->racy ? 1 : 0, x->dev, x->ino, x->ct_s, x->ct_ns, x->rel);
-	}
-	for (size_t f = 0; f < ix->nfiles; f++) {
-		const struct sidx_file *x = &ix->files[f];
-
-		if (x->gone)
-			continue;
-		nf++;
-		sidx_put_file(&b, num[x->dir], x);
-		for (size_t i = x->r0; i < x->r0 + x->nr; i++) {
-			const struct sidx_res *r = &ix->res[i];
-
-			nr++;
-			sidx_put_res(&b, r);
-		}
-	}
-	sbuf_addf(&b, "end %zu %zu %zu\n", nd, nf, nr);
-	/* A store that cannot be written (a read-only mount) keeps no index. */
-	(void)file_write_atomic(ix->path, b.s, b.len, 0644);
-	sbuf_free(&b);
-	free(kinds);
-	free(num);
 }
 
 /* ---- look-ups ---- */
@@ -1075,8 +842,12 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 		paths = xcalloc(nw + 1, sizeof(*paths));
 		for (size_t i = 0; i < nw; i++)
 			paths[i] = w[i].path;
-		rc = store_load_files(ix->root, ix->default_ns, paths, nw, sns, snames, ns, out, &tmp);
-		ok = attempt > 0 || sidx_verify(ix, w, nw, keys, n, out);
+		if (ix->unsure)
+			rc = store_load(ix->root, ix->default_ns, out, &tmp);
+		else
+			rc = store_load_files(ix->root, ix->default_ns, paths, nw, sns, snames, ns,
+			                      out, &tmp);
+		ok = attempt > 0 || ix->unsure || sidx_verify(ix, w, nw, keys, n, out);
 		for (size_t i = 0; i < nw; i++)
 			free(w[i].path);
 		free(w);
@@ -1096,12 +867,44 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 	}
 }
 
+/* store_index_se_hosts from the whole store read (the index is unsure). */
+static const char *const *sidx_se_hosts_full(struct store_index *ix, size_t *n)
+{
+	struct store_contents c = STORE_CONTENTS_INIT;
+	struct diags d = DIAGS_INIT;
+	size_t k = 0;
+
+	store_load(ix->root, ix->default_ns, &c, &d);
+	for (size_t i = 0; i < c.n; i++)
+		if (c.v[i].res.kind == RES_SERVICE_ENTRY)
+			k += c.v[i].res.u.se->hosts.n;
+	ix->se_hosts = xcalloc(k + 1, sizeof(*ix->se_hosts));
+	k = 0;
+	for (size_t i = 0; i < c.n; i++) {
+		const struct resource *r = &c.v[i].res;
+
+		for (size_t h = 0; r->kind == RES_SERVICE_ENTRY && h < r->u.se->hosts.n; h++) {
+			char norm[300];
+
+			res_norm_host(r->u.se->hosts.v[h], r->namespace, norm, sizeof(norm));
+			ix->se_hosts[k++] = sidx_own(ix, norm);
+		}
+	}
+	store_contents_free(&c);
+	diags_free(&d);
+	*n = k;
+	return ix->se_hosts;
+}
+
 const char *const *store_index_se_hosts(struct store_index *ix, size_t *n)
 {
 	size_t k = 0;
 
 	free(ix->se_hosts);
 	ix->se_hosts = NULL;
+	/* What the index holds may be short of the store: the store itself answers. */
+	if (ix->unsure)
+		return sidx_se_hosts_full(ix, n);
 	for (size_t i = 0; i < ix->nres; i++)
 		if (!ix->res[i].gone)
 			k += ix->res[i].nhosts;
@@ -1136,6 +939,7 @@ void store_index_close(struct store_index *ix, bool save)
 	/* A few changes are not worth rewriting 30,000 records for: the next open finds them
 	 * again (their directories' times changed) at the cost of parsing those files. */
 	if (save && (ix->must_save || ix->changes > SIDX_SAVE_AFTER) && !ix->unsaveable &&
+	    !ix->unsure &&
 	    (st.files >= SIDX_MIN_FILES || ix->had_file))
 		sidx_save(ix);
 	sidx_clear(ix);

@@ -9,9 +9,13 @@
  *    ..data swap, an editor that writes a new file and renames it), so on opening each
  *    directory is stat()ed and one whose identity changed is listed again: files whose
  *    inode (for a symlink: the target's inode, size and mtime) is new are parsed, files
- *    gone are dropped, new subdirectories scanned. A directory whose times were too recent
- *    when recorded (the kernel stamps with a coarse clock; store_recent) is listed again
- *    every time until it is older;
+ *    gone are dropped, new subdirectories scanned (regular files compared by inode and
+ *    change time: ext4 reuses inode numbers). A directory whose times were too recent
+ *    when recorded (the kernel stamps with a coarse clock; store_recent), or with an entry
+ *    that could not be stat()ed (a dangling link), is listed again every time until that
+ *    clears;
+ *  - what cannot be read for a reason other than its absence (EMFILE, EACCES) is never
+ *    dropped: the index is "unsure", not saved, and loads read the whole store;
  *  - the files it names for an object are parsed, and what they hold is compared with what
  *    the index says they hold: a difference (a file edited in place, which keeps its inode
  *    and its directory's ctime) makes the index be rebuilt from scratch and the look-up run
@@ -20,7 +24,8 @@
  *  - before an object the index does not know is created, every file is stat()ed (about
  *    15 ms at 30,000 files) and one whose inode or own ctime changed is parsed again, so
  *    that an object added to a file by an edit in place is updated there, not defined a
- *    second time;
+ *    second time (not before an update, for its cost: a second definition of a known
+ *    object added to another file by an edit in place is not seen by that apply);
  *  - a missing, unreadable, torn (no "end" line with the right counts), other-version,
  *    other-kind-table or other-default-namespace index is rebuilt from scratch (one full
  *    scan, what every apply cost before).
@@ -83,7 +88,10 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 /* After this process wrote to the store: directories checked again (what was written is
  * parsed, nothing else). */
 void store_index_sync(struct store_index *ix);
-/* The hosts of every ServiceEntry, res_norm_host'ed; valid until the next call on ix. */
+/* The hosts of every ServiceEntry, res_norm_host'ed; valid until the next call on ix. From
+ * the whole store read (store_load) when something could not be read for a reason other
+ * than its absence while the index was checked (it is then "unsure": not saved, and
+ * store_index_load reads the whole store too). */
 const char *const *store_index_se_hosts(struct store_index *ix, size_t *n);
 void store_index_get_stats(const struct store_index *ix, struct store_index_stats *out);
 /* Saves the index when save is set and it changed enough (more than a few files since it

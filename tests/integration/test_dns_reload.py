@@ -88,3 +88,49 @@ def test_reload_asks_only_about_changed_clusters(tmp_path, egressctl_bin):
         dns.stop()
         up.stop()
     assert rc == 0
+
+
+def get_via(gw, host):
+    with socket.create_connection((gw.ip, 80), timeout=5) as s:
+        s.sendall(f"GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        assert s.recv(100).startswith(b"HTTP/1.1 200"), host
+
+
+def test_reload_resolves_hosts_file_names_again(tmp_path, egressctl_bin):
+    # A cluster mixing a name the hosts file answers and one the DNS answers is not kept
+    # whole on reload: a hosts file changed before the reload shows in it at once, not at
+    # its DNS refresh (TTL 300 s).
+    old, new, far = (RecordingServer(loopback_ip(), 80) for _ in range(3))
+    dns = ADns(loopback_ip(), {"d.dns.test": far.ip, "c.dns.test": far.ip})
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"{old.ip} local.test\n")
+    ctl = Ctl(egressctl_bin, tmp_path / "store", tmp_path)
+    ctl.ok("apply", "-f", "-", input=plain_gateway_yaml() + "---\n" +
+           service_entry_yaml("m.dns.test", 80, "HTTP") +
+           "  endpoints:\n  - address: local.test\n  - address: d.dns.test\n" +
+           "---\n" + virtual_service_yaml("m.dns.test", "m.dns.test", 80))
+    gw = start_gateway(tmp_path, ctl.store, hosts, extra=("--dns-servers", dns.addr))
+    try:
+        wait_until(lambda: "1 DNS cluster(s) resolved" in gw.stderr(), what="first round")
+        for _ in range(4):
+            get_via(gw, "m.dns.test")
+        assert len(old.conns) >= 1 and len(far.conns) >= 1, (len(old.conns), len(far.conns))
+        tmp = tmp_path / "hosts.new"
+        tmp.write_text(f"{new.ip} local.test\n")
+        tmp.rename(hosts)
+        time.sleep(scaled(1.2))              # the hosts file is looked at once a second
+        ctl.ok("apply", "-f", "-", input=service_entry_yaml("c.dns.test", 80, "HTTP"))
+        wait_until(lambda: "configuration version 2 applied" in gw.stderr(), what="v2")
+        wait_until(lambda: dns.asked.get("c.dns.test") == 1, what="c resolved")
+        time.sleep(scaled(0.5))
+        n_old = len(old.conns)
+        for _ in range(6):
+            get_via(gw, "m.dns.test")
+        assert len(new.conns) >= 1, (len(new.conns), len(old.conns) - n_old)
+        assert len(old.conns) == n_old
+    finally:
+        rc = gw.stop()
+        dns.stop()
+        for s in (old, new, far):
+            s.stop()
+    assert rc == 0

@@ -5,6 +5,7 @@ updated in the file that holds it (never created a second time in a file of its 
 the index is not needed for correctness: the store read whole agrees."""
 import os
 import subprocess
+import time
 
 INDEX = "..egressctl-index"
 N = 300          # the index is kept from 256 config files on
@@ -27,9 +28,11 @@ def big_store(store):
 
 
 def port_of(path, name):
+    """The port of object name in the file at path (of several documents: its own)."""
     text = path.read_text()
-    assert f"name: {name}\n" in text, text
-    return int(text.split("number: ")[1].split("\n")[0])
+    docs = [doc for doc in text.split("---\n") if f"name: {name}\n" in doc]
+    assert docs, text
+    return int(docs[0].split("number: ")[1].split("\n")[0])
 
 
 def created_files(store):
@@ -133,3 +136,88 @@ def test_small_store_and_dry_run_keep_no_index(ctl, store):
     assert not (store / INDEX).exists()
     ctl.ok("apply", "-f", "-", input=se("s1", 8443))
     assert (store / INDEX).exists()
+
+
+def spread_store(store):
+    """N ServiceEntries in 100 directories of 3 files (config/tDD/fK.yaml), s{DD}{K}."""
+    for d in range(100):
+        sub = store / "config" / f"t{d:02d}"
+        sub.mkdir(parents=True)
+        for k in range(3):
+            (sub / f"f{k}.yaml").write_text(se(f"s{d:02d}{k}"))
+
+
+def apply_limited(ctl, text, nofile):
+    """egressctl apply with RLIMIT_NOFILE at nofile (`ulimit -n`)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    p = subprocess.run([str(ctl.binary), "--store", str(ctl.store), "apply", "-f", "-"],
+                       input=text, capture_output=True, text=True, timeout=60,
+                       preexec_fn=limit)
+    return p
+
+
+def test_out_of_descriptors_loses_nothing(ctl, store):
+    # One apply that cannot open every directory at once (ulimit -n 40, 100 directories)
+    # must not save an index without their files: the next apply of an object in one of
+    # them then created it a second time.
+    spread_store(store)
+    ctl.ok("apply", "-f", "-", input=se("s000", 8443))
+    assert (store / INDEX).exists()
+    time.sleep(0.3)
+    p = apply_limited(ctl, se("brandnew"), 40)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "serviceentry.networking.istio.io/brandnew created\n"
+    assert ctl.ok("apply", "-f", "-", input=se("s992", 9999)) == (
+        "serviceentry.networking.istio.io/s992 configured\n")
+    assert port_of(store / "config" / "t99" / "f2.yaml", "s992") == 9999
+    assert created_files(store) == ["brandnew.yaml"]
+    names = get_names(ctl)
+    assert len(names) == len(set(names)) == N + 1
+
+
+def test_unreadable_entries_are_looked_at_again(ctl, store, tmp_path):
+    # A link whose target does not exist when the index is built (a ConfigMap mount's
+    # ..data swap under way), then appears without its directory changing.
+    spread_store(store)
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    links = store / "config" / "links"
+    links.mkdir()
+    (links / "x.yaml").symlink_to(ext / "x.yaml")
+    time.sleep(0.3)     # the directories' times old enough to be trusted
+    ctl.ok("apply", "-f", "-", input=se("s000", 8443))
+    assert (store / INDEX).exists()
+    (ext / "x.yaml").write_text(se("ext1"))
+    assert ctl.ok("get", "serviceentries", "ext1", "-o", "name") == (
+        "serviceentry.networking.istio.io/ext1\n")
+    assert ctl.ok("apply", "-f", "-", input=se("ext1", 9443)) == (
+        "serviceentry.networking.istio.io/ext1 configured\n")
+    assert port_of(ext / "x.yaml", "ext1") == 9443
+    assert created_files(store) == []
+    names = get_names(ctl)
+    assert len(names) == len(set(names)) == N + 1
+
+
+def test_file_made_again_under_its_name(ctl, store):
+    # A file removed and made again under the same name, now also defining an object the
+    # index places in another file. ext4 gives the freed inode number back to the new
+    # file, so its directory's listing must compare inode and change time, not the inode
+    # alone. The answer is the full read's: the first definition (by path) is updated and
+    # the second reported, never a definition missed.
+    big_store(store)
+    ctl.ok("apply", "-f", "-", input=se("s0", 8443))
+    time.sleep(0.3)     # the directory's and files' times old enough to be trusted
+    team = store / "config" / "team"
+    f3 = team / "f003.yaml"
+    f3.unlink()
+    f3.write_text(se("s3") + "---\n" + se("s50", 7050))
+    r = ctl("apply", "-f", "-", input=se("s50", 9999))
+    assert r.out == "serviceentry.networking.istio.io/s50 configured\n", r
+    assert port_of(f3, "s50") == 9999
+    assert r.err == (f"Warning: {team / 'f050.yaml'}:1: ServiceEntry default/s50: already "
+                     f"defined at {f3}:12\n"), r.err
+    assert port_of(team / "f050.yaml", "s50") == 443
+    assert created_files(store) == []

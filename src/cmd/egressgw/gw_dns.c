@@ -238,7 +238,9 @@ static void dns_job_start(struct dns_job *j)
 		}
 		j->pending++;
 	}
-	j->queried = j->pending > 0;
+	/* Kept whole on reload (dns_start) only when the DNS answered every name: a name the
+	 * hosts file answers is resolved again then, so a cluster mixing both is too. */
+	j->queried = j->pending > 0 && j->pending == cl->nnames;
 	if (j->pending == 0) {
 		dns_job_finish(j);
 		return;
@@ -398,7 +400,8 @@ static void dns_start(struct gw *g, struct snap *s, struct snap *old, const stru
 		 * one resource of 10,000 then sends no query for the 9,999 others (it sent
 		 * 10,000). Names the hosts file or an IP literal answers cost nothing to resolve
 		 * again, and are, so that a hosts file changed before a reload shows in it as it
-		 * always did. */
+		 * always did: a cluster with any such name is not kept (j->queried), and is
+		 * resolved again whole (its DNS names asked again too). */
 		if (seeded)
 			oj = dns_old_find(prev, oc);
 		if (oj && oj->first_done && oj->queried && oj->pending == 0 &&
