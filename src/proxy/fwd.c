@@ -1588,7 +1588,8 @@ static void u_process(struct uconn *u)
 	bool eof = false;
 
 	for (;;) {
-		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
+		size_t max = !st->resp_started ? FWD_IN_MAX
+		             : d->h2s ? OVL_H2_STREAM_READ : FWD_BUF_INIT * 4;   /* overload.h */
 		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
 		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
 
@@ -1674,7 +1675,7 @@ static void u_process(struct uconn *u)
 			return;
 		if (st->resp_done)
 			break;
-		if (iob_used(&d->out) > FWD_HIGH_WATER) {
+		if (iob_used(&d->out) > (d->h2s ? OVL_H2_STREAM_HIGH_WATER : FWD_HIGH_WATER)) {
 			u->read_paused = true;
 			u_update_interest(u, iob_used(&u->out) > 0);
 			break;
