@@ -51,6 +51,24 @@ def resume_thread(tid):
     ptrace(PTRACE_DETACH, tid)
 
 
+def worker_threads(pid):
+    """The gateway's threads other than the main one that wait in epoll_wait or
+    epoll_pwait (x86-64 232, 281; aarch64 22): its workers, before any reload starts the
+    configuration loading thread."""
+    out = []
+    for t in os.listdir(f"/proc/{pid}/task"):
+        if int(t) == pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/task/{t}/syscall") as f:
+                nr = f.read().split()[0]
+        except (OSError, IndexError):
+            continue
+        if nr in ("232", "281", "22"):
+            out.append(int(t))
+    return sorted(out)
+
+
 @pytest.fixture
 def env(tmp_path, egressctl_bin):
     yield from plain_env(tmp_path, egressctl_bin, HOST)
@@ -77,8 +95,10 @@ def test_reload_is_applied_only_when_every_worker_took_it(env):
         env.gw = gw = start_gateway(env.tmp, env.store, env.hosts, workers=2,
                                     extra=("--allow-core-dumps",))
         pid = gw.proc.pid
-        workers = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
-        assert len(workers) == 2, workers
+        # The listeners accept (into their backlog) before the workers start: wait for
+        # both worker threads, each in its loop's epoll_wait.
+        wait_until(lambda: len(worker_threads(pid)) == 2, scaled(10), "two worker threads")
+        workers = worker_threads(pid)
         gw_ip = gw.ip
         assert served_by(env, gw_ip) == "first"
         applied_before = gw.stderr().count(" applied:")
