@@ -18,11 +18,11 @@ Eight rounds (open, hold until the gateway's RSS stops growing, close). Asserted
   is back within 20% of idle, and RSS (not under AddressSanitizer, whose RSS holds its
   shadow memory and quarantine) within idle + 20% + AFTER_SLACK (so it cannot grow from round to round).
   AFTER_SLACK is allocator fragmentation, not memory in use: with every stream gone and
-  the heap trimmed (malloc_trim on each worker after its caches were freed), 3 to 7 MiB
-  stay resident in the two workers' glibc arenas (malloc_info after a round: ~450 free
-  chunks per arena kept apart by small objects in use, each pinning its edge pages)
-  while "allocated" is within 0.8 MiB of idle. The issue asks for RSS within 20% of
-  idle, which on a 9 MiB gateway is 1.8 MiB: that is not met yet;
+  the heap trimmed (malloc_trim on each worker after its caches were freed), about
+  5 MiB stay resident in the two workers' glibc arenas (malloc_info after a round:
+  hundreds of free chunks per arena kept apart by small objects in use, each pinning its
+  edge pages) while the heap in use is within 5% of idle. The issue asks for RSS within
+  20% of idle, which on a 9 MiB gateway is 1.8 MiB: that is not met yet;
 - a well-behaved mesh client (a new HTTP/1.1 mutual-TLS connection per request, on an
   address of its own) keeps >= 99% of its requests answered 200 throughout;
 both with the default descriptor limit and with the gateway started under `ulimit -n 1024`.
