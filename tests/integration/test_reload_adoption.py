@@ -16,7 +16,6 @@ The gateway runs with --allow-core-dumps so that it stays ptrace-able by its par
 without privileges (Yama ptrace_scope 1 allows a parent to trace its child)."""
 import ctypes
 import os
-import time
 
 import pytest
 
@@ -112,11 +111,15 @@ def test_reload_is_applied_only_when_every_worker_took_it(env):
             # Published (the main thread waited its first second for the late worker)...
             wait_until(lambda: "not every worker" in gw.stderr(), scaled(15),
                        "the reload published and the late worker reported")
-            time.sleep(2)
-            # ... and not reported applied while a worker still serves the old version.
+            # ... and, a slice later (its wait counts 0.2 ms sleeps: longer on a loaded
+            # machine), still waited for, not reported applied while a worker serves the
+            # old version.
+            second = "not every worker has taken it after 2000 ms; not applied until they have"
+            wait_until(lambda: second in gw.stderr() or
+                       gw.stderr().count(" applied:") > applied_before, scaled(30),
+                       "a second slice of waiting, or the reload reported applied")
             assert gw.stderr().count(" applied:") == applied_before, gw.stderr()[-2000:]
-            assert "not every worker has taken it after 2000 ms; not applied until they " \
-                "have" in gw.stderr(), gw.stderr()[-2000:]
+            assert second in gw.stderr(), gw.stderr()[-2000:]
             resume_thread(workers[0])
             stopped = False
         finally:
