@@ -1588,8 +1588,7 @@ static void u_process(struct uconn *u)
 	bool eof = false;
 
 	for (;;) {
-		size_t max = !st->resp_started ? FWD_IN_MAX
-		             : d->h2s ? OVL_H2_STREAM_READ : FWD_BUF_INIT * 4;   /* overload.h */
+		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
 		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
 		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
 

@@ -13,9 +13,7 @@
  * Under AddressSanitizer, whose allocator glibc does not see, its own count is read. */
 #include "proxy/overload.h"
 #include "proxy/snap.h"
-#include "proxy/fwd.h"
 #include "proxy/worker.h"
-#include "http/h2_mem.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/loop.h"
@@ -73,6 +71,7 @@ static struct {
 	bool h2_timer_on;
 	uint64_t h2_peak;
 	struct proxy *proxy;            /* its workers shed their caches after a burst */
+	void (*shed)(struct worker *w);
 } ovl;
 
 void ovl_config_default(struct ovl_config *c)
@@ -313,20 +312,13 @@ void ovl_h2_stream_closed(void)
 #define OVL_H2_TIMER_MS 1000
 #define OVL_H2_TRIM_MIN (8u << 20)
 
-/* On a worker's thread: its spare stream structs, cached I/O buffers and nghttp2 blocks
- * (kept for the next requests: a burst of a few hundred streams leaves about 3.5 MiB a
- * worker, the small blocks scattered over the pages the burst used) are freed, then the
+/* On a worker's thread: the caller's shed (ovl_start) frees the worker's caches, then the
  * heap is trimmed. */
 static void ovl_on_shed(struct loop *loop, void *arg)
 {
-	struct worker *w = arg;
-
 	(void)loop;
-	fwd_streams_free(w);
-	fwd_buf_cache_stop();
-	fwd_buf_cache_start();
-	h2_mem_cache_stop();
-	h2_mem_cache_start();
+	if (ovl.shed)
+		ovl.shed(arg);
 	malloc_trim(0);
 }
 
@@ -348,10 +340,12 @@ static void ovl_on_h2_timer(struct loop *loop, struct loop_timer *t)
 	loop_timer_arm(loop, t, OVL_H2_TIMER_MS);
 }
 
-void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p)
+void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p,
+               void (*shed)(struct worker *w))
 {
 	ovl.c = *c;
 	ovl.proxy = p;
+	ovl.shed = shed;
 	ovl.h2_max_streams = ovl_h2_limit(c);
 	ovl.h2_half = ovl.h2_max_streams / 2;
 	if (ovl.h2_max_streams)

@@ -25,6 +25,7 @@
 
 struct loop;
 struct proxy;
+struct worker;
 struct snap_json;
 
 enum ovl_action {
@@ -76,8 +77,11 @@ unsigned ovl_actions_for(const struct ovl_config *c, uint64_t used);
 
 /* Main thread: samples now and then every c->refresh_ms on loop (a copy of c is kept);
  * no sampling when c->max_heap is 0. Sets the HTTP/2 stream budget and starts its timer,
- * which asks p's workers to shed their caches after a burst (p started, NULL: none). */
-void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p);
+ * which, after a burst, has each of p's workers (p started, NULL: none) call shed on its
+ * own thread (it frees the worker's caches: passed in, because what fwd.c keeps is
+ * fwd.c's, which calls into this file) and trim the heap. */
+void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p,
+               void (*shed)(struct worker *w));
 /* Main thread: stops sampling (before the loop is freed). */
 void ovl_stop(struct loop *loop);
 
@@ -95,11 +99,12 @@ bool ovl_refuse_request(void);
  * streams with a zero window and asks for large responses makes the gateway hold all of
  * it. Three bounds, from the stream to the whole process:
  *
- *   - per stream, back-pressure: the gateway reads at most OVL_H2_STREAM_READ bytes at a
- *     time from a stream's upstream and stops reading once OVL_H2_STREAM_HIGH_WATER bytes
- *     wait for the stream's send queue (h2.h stream_send_buffer, 64 KiB), until the client
- *     takes them: at most OVL_H2_STREAM_RESERVE bytes of response per stream (fwd.c);
- *   - as a whole: a new stream is admitted only while the streams in flight stay under
+ *   - per stream, back-pressure: the gateway stops reading from a stream's upstream once
+ *     OVL_H2_STREAM_HIGH_WATER bytes wait behind the stream's send queue (h2.h
+ *     stream_send_buffer, 64 KiB), until the client takes them (fwd.c): about
+ *     OVL_H2_STREAM_RESERVE bytes of response per stream (the read that crosses the mark
+ *     may add up to 64 KiB more);
+*   - as a whole: a new stream is admitted only while the streams in flight stay under
  *     --max-h2-streams (the descriptors: default --max-connections) and their reserve
  *     (OVL_H2_STREAM_RESERVE each) under --max-h2-buffer; past either, RST_STREAM
  *     (REFUSED_STREAM), which tells the client the request was not processed and may be
@@ -114,11 +119,10 @@ bool ovl_refuse_request(void);
  * gone, the main thread hands the freed heap back to the system (malloc_trim; glibc keeps
  * it in the workers' arenas otherwise). Workers pay two relaxed atomic operations per
  * stream. */
-#define OVL_H2_STREAM_READ        (16 * 1024)
 #define OVL_H2_STREAM_HIGH_WATER  (16 * 1024)
 #define OVL_H2_STREAM_RESERVE     (128 * 1024)
 #define OVL_H2_FAIR_STREAMS       10
-#define OVL_H2_BUFFER_DEFAULT     (64ull << 20)
+#define OVL_H2_BUFFER_DEFAULT     (256ull << 20)
 
 /* Workers: a new stream on a connection that has conn_streams in flight. True: refused
  * (counted), send RST_STREAM(REFUSED_STREAM); false: admitted, and

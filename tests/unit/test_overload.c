@@ -112,7 +112,7 @@ static void test_h2_options(void **state)
 	(void)state;
 	ovl_config_default(&c);
 	assert_true(c.max_h2_streams == UINT64_MAX);          /* "not given" */
-	assert_int_equal(c.max_h2_buffer, 64ull << 20);
+	assert_int_equal(c.max_h2_buffer, 256ull << 20);
 	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_STREAMS, "300", &err), 0);
 	assert_int_equal(c.max_h2_streams, 300);
 	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_BUFFER, "1Mi", &err), 0);
@@ -138,7 +138,7 @@ static void test_h2_admission(void **state)
 	ovl_config_default(&c);
 	c.max_h2_streams = 1000;
 	c.max_h2_buffer = 40 * OVL_H2_STREAM_RESERVE;       /* 40 streams' reserve */
-	ovl_start(loop, &c, NULL);
+	ovl_start(loop, &c, NULL, NULL);
 	/* One connection: admitted up to half (20), then it holds 20 >= 10: refused. */
 	for (unsigned i = 0; i < 30; i++)
 		if (!ovl_h2_stream_refused(admitted))
@@ -162,7 +162,7 @@ static void test_h2_admission(void **state)
 	c.max_h2_streams = 0;
 	c.max_h2_buffer = 0;
 	loop = loop_new();
-	ovl_start(loop, &c, NULL);
+	ovl_start(loop, &c, NULL, NULL);
 	for (unsigned i = 0; i < 5000; i++)
 		assert_false(ovl_h2_stream_refused(i));
 	for (unsigned i = 0; i < 5000; i++)
