@@ -8,6 +8,7 @@
  * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
+#include "proxy/overload.h"
 #include "proxy/worker.h"
 #include "core/log.h"
 #include "core/sbuf.h"
@@ -110,9 +111,14 @@ static void ds_put(struct h2d *h, struct h2ds *ds)
 static void cb_request(struct h2_session *s, void *user, int32_t id, const struct h2_request *rq)
 {
 	struct h2d *h = user;
-	struct h2ds *ds = ds_get(h);
+	struct h2ds *ds;
 	struct sbuf *hb = &h->hb;
 
+	if (ovl_h2_stream_refused(h->nstreams)) {   /* overload.h: the HTTP/2 stream budget */
+		h2_reset_stream(s, id, H2_REFUSED_STREAM);
+		return;
+	}
+	ds = ds_get(h);
 	ds->h = h;
 	ds->id = id;
 	h2_stream_set_user(s, id, ds);
@@ -202,6 +208,7 @@ static void cb_stream_close(struct h2_session *s, void *user, int32_t id, void *
 	(void)code;
 	if (!ds)
 		return;
+	ovl_h2_stream_closed();   /* overload.h */
 	ds->h2closed = true;
 	if (--ds->h->nstreams == 0 && !ds->h->draining)
 		loop_timer_arm(ds->h->w->loop, &ds->h->idle, (uint64_t)ds->h->w->proxy->idle_timeout_ms);

@@ -27,6 +27,7 @@
 #include "proxy/fwd_int.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
+#include "proxy/overload.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
@@ -797,7 +798,7 @@ static void u_process(struct uconn *u)
 			return;
 		if (st->resp_done)
 			break;
-		if (iob_used(&d->out) > FWD_HIGH_WATER) {
+		if (iob_used(&d->out) > (d->h2s ? OVL_H2_STREAM_HIGH_WATER : FWD_HIGH_WATER)) {
 			u->read_paused = true;
 			u_update_interest(u, iob_used(&u->out) > 0);
 			break;

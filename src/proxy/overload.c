@@ -13,6 +13,7 @@
  * Under AddressSanitizer, whose allocator glibc does not see, its own count is read. */
 #include "proxy/overload.h"
 #include "proxy/snap.h"
+#include "proxy/worker.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/loop.h"
@@ -62,6 +63,15 @@ static struct {
 	_Atomic uint64_t shrink_count;
 	/* Written by workers when they refuse (rare: only under overload). */
 	_Atomic uint64_t cx_rejected, rq_refused;
+	/* The HTTP/2 stream budget: limits (fixed at start), streams in flight (workers),
+	 * refusals; the main thread's trim timer and the peak it saw since its last trim. */
+	uint64_t h2_max_streams, h2_half;
+	_Atomic uint64_t h2_streams, h2_refused, h2_trims;
+	struct loop_timer h2_timer;
+	bool h2_timer_on;
+	uint64_t h2_peak;
+	struct proxy *proxy;            /* its workers shed their caches after a burst */
+	void (*shed)(struct worker *w);
 } ovl;
 
 void ovl_config_default(struct ovl_config *c)
@@ -71,6 +81,8 @@ void ovl_config_default(struct ovl_config *c)
 	c->stop_requests = 0.95;
 	c->reject_connections = 0.98;
 	c->refresh_ms = 250;
+	c->max_h2_streams = UINT64_MAX;
+	c->max_h2_buffer = OVL_H2_BUFFER_DEFAULT;
 }
 
 int ovl_parse_bytes(const char *s, uint64_t *out)
@@ -135,6 +147,24 @@ int ovl_option(struct ovl_config *c, int opt, const char *arg, struct sbuf *err)
 		sbuf_addf(err, "--overload-%s: want a fraction of --overload-max-heap in (0, 1], "
 		          "got \"%s\"", opt == OVL_OPT_SHRINK_HEAP ? "shrink-heap" :
 		          opt == OVL_OPT_STOP_REQUESTS ? "stop-requests" : "reject-connections", arg);
+		return -1;
+	case OVL_OPT_MAX_H2_STREAMS:
+		if (*arg >= '0' && *arg <= '9') {
+			unsigned long long v = strtoull(arg, &end, 10);
+
+			if (!*end && v < UINT64_MAX) {
+				c->max_h2_streams = v;
+				return 0;
+			}
+		}
+		sbuf_addf(err, "--max-h2-streams: want a number of streams (0 for no limit), got "
+		          "\"%s\"", arg);
+		return -1;
+	case OVL_OPT_MAX_H2_BUFFER:
+		if (ovl_parse_bytes(arg, &c->max_h2_buffer) == 0)
+			return 0;
+		sbuf_addf(err, "--max-h2-buffer: want bytes (e.g. 64Mi, 0 for no limit), got "
+		          "\"%s\"", arg);
 		return -1;
 	case OVL_OPT_REFRESH:
 		ms = strtod(arg, &end);
@@ -239,9 +269,94 @@ static void ovl_on_timer(struct loop *loop, struct loop_timer *t)
 	loop_timer_arm(loop, t, ovl.c.refresh_ms);
 }
 
-void ovl_start(struct loop *loop, const struct ovl_config *c)
+/* ---- the HTTP/2 stream budget (overload.h) ---- */
+
+/* The effective stream limit: the smaller of the count and what the buffer budget
+ * reserves for (0: none). */
+static uint64_t ovl_h2_limit(const struct ovl_config *c)
+{
+	uint64_t by_count = c->max_h2_streams == UINT64_MAX ? 0 : c->max_h2_streams;
+	uint64_t by_bytes = c->max_h2_buffer ? c->max_h2_buffer / OVL_H2_STREAM_RESERVE : 0;
+
+	if (c->max_h2_buffer && by_bytes == 0)
+		by_bytes = 1;
+	if (!by_count)
+		return by_bytes;
+	return by_bytes && by_bytes < by_count ? by_bytes : by_count;
+}
+
+bool ovl_h2_stream_refused(unsigned conn_streams)
+{
+	uint64_t n = atomic_load_explicit(&ovl.h2_streams, memory_order_relaxed);
+
+	if (ovl.h2_max_streams &&
+	    (n >= ovl.h2_max_streams || (n >= ovl.h2_half && conn_streams >= OVL_H2_FAIR_STREAMS))) {
+		atomic_fetch_add_explicit(&ovl.h2_refused, 1, memory_order_relaxed);
+		return true;
+	}
+	/* Two workers may both pass the check at the limit: the count may end one stream
+	 * per worker over it, never more. */
+	atomic_fetch_add_explicit(&ovl.h2_streams, 1, memory_order_relaxed);
+	return false;
+}
+
+void ovl_h2_stream_closed(void)
+{
+	atomic_fetch_sub_explicit(&ovl.h2_streams, 1, memory_order_relaxed);
+}
+
+/* Every second: once the streams of a burst are gone (under a quarter of the peak seen
+ * since the last trim, a peak worth OVL_H2_TRIM_MIN of reserve), what they held goes
+ * back to the system. Without it glibc keeps the freed blocks in the workers' arenas:
+ * eight rounds of the stalled-streams attack left 610 MB resident. */
+#define OVL_H2_TIMER_MS 1000
+#define OVL_H2_TRIM_MIN (8u << 20)
+
+/* On a worker's thread: the caller's shed (ovl_start) frees the worker's caches, then the
+ * heap is trimmed. */
+static void ovl_on_shed(struct loop *loop, void *arg)
+{
+	(void)loop;
+	if (ovl.shed)
+		ovl.shed(arg);
+	malloc_trim(0);
+}
+
+static void ovl_on_h2_timer(struct loop *loop, struct loop_timer *t)
+{
+	uint64_t n = atomic_load_explicit(&ovl.h2_streams, memory_order_relaxed);
+
+	if (n > ovl.h2_peak)
+		ovl.h2_peak = n;
+	if (ovl.h2_peak * OVL_H2_STREAM_RESERVE >= OVL_H2_TRIM_MIN && n <= ovl.h2_peak / 4) {
+		log_debug("overload", "HTTP/2 streams in flight: %llu, down from %llu: trimming the heap",
+		          (unsigned long long)n, (unsigned long long)ovl.h2_peak);
+		for (int i = 0; ovl.proxy && i < ovl.proxy->nworkers; i++)
+			loop_post(ovl.proxy->workers[i].loop, ovl_on_shed, &ovl.proxy->workers[i]);
+		malloc_trim(0);
+		atomic_fetch_add_explicit(&ovl.h2_trims, 1, memory_order_relaxed);
+		ovl.h2_peak = n;
+	}
+	loop_timer_arm(loop, t, OVL_H2_TIMER_MS);
+}
+
+void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p,
+               void (*shed)(struct worker *w))
 {
 	ovl.c = *c;
+	ovl.proxy = p;
+	ovl.shed = shed;
+	ovl.h2_max_streams = ovl_h2_limit(c);
+	ovl.h2_half = ovl.h2_max_streams / 2;
+	if (ovl.h2_max_streams)
+		log_info("overload", "HTTP/2 stream budget: %llu streams in flight (--max-h2-streams "
+		         "%llu, --max-h2-buffer %llu KiB at %u KiB a stream)",
+		         (unsigned long long)ovl.h2_max_streams,
+		         (unsigned long long)(c->max_h2_streams == UINT64_MAX ? 0 : c->max_h2_streams),
+		         (unsigned long long)(c->max_h2_buffer >> 10), OVL_H2_STREAM_RESERVE >> 10);
+	loop_timer_init(&ovl.h2_timer, ovl_on_h2_timer);
+	loop_timer_arm(loop, &ovl.h2_timer, OVL_H2_TIMER_MS);
+	ovl.h2_timer_on = true;
 	if (!c->max_heap)
 		return;
 	ovl.on = true;
@@ -251,6 +366,10 @@ void ovl_start(struct loop *loop, const struct ovl_config *c)
 
 void ovl_stop(struct loop *loop)
 {
+	if (ovl.h2_timer_on)
+		loop_timer_cancel(loop, &ovl.h2_timer);
+	ovl.h2_timer_on = false;
+	ovl.proxy = NULL;
 	if (ovl.on)
 		loop_timer_cancel(loop, &ovl.timer);
 	ovl.on = false;
@@ -322,6 +441,23 @@ void ovl_prom(struct sbuf *out)
 	     atomic_load(&ovl.cx_rejected));
 	prom(out, "egressgw_downstream_rq_overload_refused_total", false,
 	     "Requests answered 503 OM by stop_accepting_requests.", atomic_load(&ovl.rq_refused));
+	prom(out, "egressgw_overload_max_h2_streams", true,
+	     "HTTP/2 downstream streams admitted at once, all connections together: the smaller of "
+	     "--max-h2-streams and --max-h2-buffer / 128 KiB (0: no limit).", ovl.h2_max_streams);
+	prom(out, "egressgw_overload_max_h2_buffer_bytes", true,
+	     "--max-h2-buffer: response bytes HTTP/2 streams may hold, all together (0: no limit).",
+	     ovl.c.max_h2_buffer);
+	prom(out, "egressgw_overload_h2_streams", true,
+	     "HTTP/2 downstream streams in flight.", atomic_load(&ovl.h2_streams));
+	prom(out, "egressgw_overload_h2_buffer_reserved_bytes", true,
+	     "Response bytes reserved by the HTTP/2 streams in flight (128 KiB each).",
+	     atomic_load(&ovl.h2_streams) * OVL_H2_STREAM_RESERVE);
+	prom(out, "egressgw_downstream_rq_h2_refused_total", false,
+	     "HTTP/2 streams refused (RST_STREAM REFUSED_STREAM) by the stream budget.",
+	     atomic_load(&ovl.h2_refused));
+	prom(out, "egressgw_overload_h2_heap_trim_total", false,
+	     "Times the heap was handed back to the system after a burst of HTTP/2 streams.",
+	     atomic_load(&ovl.h2_trims));
 }
 
 bool ovl_stat_name(const char *line, size_t nlen, const char *value, struct sbuf *out)

@@ -24,6 +24,8 @@
 #include "core/sbuf.h"
 
 struct loop;
+struct proxy;
+struct worker;
 struct snap_json;
 
 enum ovl_action {
@@ -38,25 +40,32 @@ struct ovl_config {
 	double stop_requests;
 	double reject_connections;
 	uint64_t refresh_ms;
+	/* The HTTP/2 stream budget (below): streams in flight on downstream HTTP/2
+	 * connections, all together; and the response bytes they may hold, as a whole. */
+	uint64_t max_h2_streams;        /* 0: no limit by count */
+	uint64_t max_h2_buffer;         /* bytes; 0: no limit by bytes */
 };
 
 /* The command-line options (getopt_long entries, for the caller's table) and their
  * values. */
 enum {
 	OVL_OPT_MAX_HEAP = 0x4f00, OVL_OPT_SHRINK_HEAP, OVL_OPT_STOP_REQUESTS,
-	OVL_OPT_REJECT_CONNECTIONS, OVL_OPT_REFRESH,
+	OVL_OPT_REJECT_CONNECTIONS, OVL_OPT_REFRESH, OVL_OPT_MAX_H2_STREAMS, OVL_OPT_MAX_H2_BUFFER,
 };
 #define OVL_OPTIONS \
 	{ "overload-max-heap", required_argument, NULL, OVL_OPT_MAX_HEAP }, \
 	{ "overload-shrink-heap", required_argument, NULL, OVL_OPT_SHRINK_HEAP }, \
 	{ "overload-stop-requests", required_argument, NULL, OVL_OPT_STOP_REQUESTS }, \
 	{ "overload-reject-connections", required_argument, NULL, OVL_OPT_REJECT_CONNECTIONS }, \
-	{ "overload-refresh-interval", required_argument, NULL, OVL_OPT_REFRESH }
+	{ "overload-refresh-interval", required_argument, NULL, OVL_OPT_REFRESH }, \
+	{ "max-h2-streams", required_argument, NULL, OVL_OPT_MAX_H2_STREAMS }, \
+	{ "max-h2-buffer", required_argument, NULL, OVL_OPT_MAX_H2_BUFFER }
 /* Sets what option opt (OVL_OPT_*) says. Returns 0, or -1 with the problem in err. */
 int ovl_option(struct ovl_config *c, int opt, const char *arg, struct sbuf *err);
 
 /* Envoy's defaults for what egressgw does not take from a bootstrap: 0.90, 0.95, 0.98 of
- * the budget, sampled every 250 ms. */
+ * the budget, sampled every 250 ms. HTTP/2: max_h2_buffer OVL_H2_BUFFER_DEFAULT,
+ * max_h2_streams UINT64_MAX ("not given": the caller sets it from --max-connections). */
 void ovl_config_default(struct ovl_config *c);
 /* "64Mi", "512M", "1073741824", "2Gi", "100Ki", "100K" (K/M/G are powers of 1000, Ki/Mi/Gi
  * of 1024, as Kubernetes quantities). Returns 0, or -1 when s is not one. */
@@ -66,9 +75,13 @@ int ovl_parse_ratio(const char *s, double *out);
 /* The actions a heap of used bytes sets under c (OVL_* bits). */
 unsigned ovl_actions_for(const struct ovl_config *c, uint64_t used);
 
-/* Main thread: samples now and then every c->refresh_ms on loop (a copy of c is kept).
- * Does nothing when c->max_heap is 0. */
-void ovl_start(struct loop *loop, const struct ovl_config *c);
+/* Main thread: samples now and then every c->refresh_ms on loop (a copy of c is kept);
+ * no sampling when c->max_heap is 0. Sets the HTTP/2 stream budget and starts its timer,
+ * which, after a burst, has each of p's workers (p started, NULL: none) call shed on its
+ * own thread (it frees the worker's caches: passed in, because what fwd.c keeps is
+ * fwd.c's, which calls into this file) and trim the heap. */
+void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p,
+               void (*shed)(struct worker *w));
 /* Main thread: stops sampling (before the loop is freed). */
 void ovl_stop(struct loop *loop);
 
@@ -77,6 +90,45 @@ void ovl_stop(struct loop *loop);
 bool ovl_reject_connection(int fd);
 /* True when a new request is to be answered 503 OM now (counts it). */
 bool ovl_refuse_request(void);
+
+/* ---- the HTTP/2 stream budget ----
+ *
+ * A downstream HTTP/2 connection carries up to 100 streams, and each stream in flight
+ * holds an upstream connection (a descriptor; --max-connections counts one per downstream
+ * connection) and the response bytes its client has not taken yet. A client that opens
+ * streams with a zero window and asks for large responses makes the gateway hold all of
+ * it. Three bounds, from the stream to the whole process:
+ *
+ *   - per stream, back-pressure: the gateway stops reading from a stream's upstream once
+ *     OVL_H2_STREAM_HIGH_WATER bytes wait behind the stream's send queue (h2.h
+ *     stream_send_buffer, 64 KiB), until the client takes them (fwd.c): about
+ *     OVL_H2_STREAM_RESERVE bytes of response per stream (the read that crosses the mark
+ *     may add up to 64 KiB more);
+*   - as a whole: a new stream is admitted only while the streams in flight stay under
+ *     --max-h2-streams (the descriptors: default --max-connections) and their reserve
+ *     (OVL_H2_STREAM_RESERVE each) under --max-h2-buffer; past either, RST_STREAM
+ *     (REFUSED_STREAM), which tells the client the request was not processed and may be
+ *     retried (RFC 9113 8.7);
+ *   - fairness before the budget is reached: from half of either budget on, a connection
+ *     that already has OVL_H2_FAIR_STREAMS streams in flight gets no more, so that one
+ *     client's connections cannot take what is left from the others.
+ *
+ * The budget is reserved, not sampled: a stream takes its reserve when admitted, so the
+ * bytes held can never exceed --max-h2-buffer, even in the burst of a hundred HEADERS
+ * frames read at once, before any upstream has answered. When the streams of a burst are
+ * gone, the main thread hands the freed heap back to the system (malloc_trim; glibc keeps
+ * it in the workers' arenas otherwise). Workers pay two relaxed atomic operations per
+ * stream. */
+#define OVL_H2_STREAM_HIGH_WATER  (16 * 1024)
+#define OVL_H2_STREAM_RESERVE     (128 * 1024)
+#define OVL_H2_FAIR_STREAMS       10
+#define OVL_H2_BUFFER_DEFAULT     (256ull << 20)
+
+/* Workers: a new stream on a connection that has conn_streams in flight. True: refused
+ * (counted), send RST_STREAM(REFUSED_STREAM); false: admitted, and
+ * ovl_h2_stream_closed must follow when it ends. */
+bool ovl_h2_stream_refused(unsigned conn_streams);
+void ovl_h2_stream_closed(void);
 
 /* Admin (main thread): the series of /stats/prometheus, under Envoy's names
  * (envoy_overload_*, envoy_server_memory_*) and egressgw's refusal counters. */

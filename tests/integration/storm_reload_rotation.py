@@ -209,7 +209,7 @@ def test_reload_and_rotation_storm_under_load(env, certs):  # noqa: F811
           f"{len(bad)} with a superseded snapshot or credential; descriptors {base_fd} -> "
           f"{now_fd}, nginx connections {base_up} -> {now_up}, RSS {base_rss >> 10} -> "
           f"{now_rss >> 10} KiB")
-    late = gw.stderr().count("not every worker took it")
+    late = gw.stderr().count("not every worker has taken it")
     print(f"superseded: {bad[:5]}; adoption timeouts logged: {late}")
     assert len(states) > 10 and n > 100, (len(states), n)
     assert not failed, failed[:10]

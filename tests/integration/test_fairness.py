@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from gwlib import loopback_ip
+from gwlib import loopback_ip, scaled, wait_until
 from hardlib import plain_env, start_gateway, stats
 
 HOST = "lim.test"
@@ -115,12 +115,16 @@ def test_good_client_served_while_one_source_holds_1000_slow_connections(env, li
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if limits == "ulimit-1024":
         env.gw = start_gateway(env.tmp, env.store, env.hosts, nofile=1024)
-        assert "RLIMIT_NOFILE: 1024 (the soft limit is the hard limit)" in env.gw.stderr()
+        want = "RLIMIT_NOFILE: 1024 (the soft limit is the hard limit)"
     else:
         assert hard > 4096, f"the test needs a hard descriptor limit above 4096, not {hard}"
         env.gw = start_gateway(env.tmp, env.store, env.hosts, nofile=(1024, hard))
-        assert f"RLIMIT_NOFILE: soft limit raised from 1024 to {hard} (the hard limit)" in \
-            env.gw.stderr(), env.gw.stderr()
+        want = f"RLIMIT_NOFILE: soft limit raised from 1024 to {hard} (the hard limit)"
+    # The listener accepts (start_gateway waits for it) before the start-up lines are
+    # logged, after the workers start: wait for them rather than read too early (1 run
+    # in 5 did).
+    wait_until(lambda: want in env.gw.stderr() and "downstream connections" in env.gw.stderr(),
+               scaled(5), f"the log line {want!r}")
     m = re.search(r"at most (\d+) downstream connections", env.gw.stderr())
     assert m, env.gw.stderr()
     limit = int(m.group(1))

@@ -1,5 +1,5 @@
 /* The heap budget's pure parts (proxy/overload.c): flag values, and which of Envoy's
- * actions a heap size sets. The sampling and the refusals are tested against a running
+ * actions a heap size sets; the HTTP/2 stream budget's admission rule. The sampling and the refusals are tested against a running
  * gateway (tests/integration/test_overload.py). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +10,7 @@
 
 #include "proxy/alog.h"
 #include "proxy/overload.h"
+#include "net/loop.h"
 
 static void test_bytes(void **state)
 {
@@ -103,6 +104,73 @@ static void test_options(void **state)
 	assert_int_equal(c.refresh_ms, 2000);
 }
 
+static void test_h2_options(void **state)
+{
+	struct ovl_config c;
+	struct sbuf err = SBUF_INIT;
+
+	(void)state;
+	ovl_config_default(&c);
+	assert_true(c.max_h2_streams == UINT64_MAX);          /* "not given" */
+	assert_int_equal(c.max_h2_buffer, 256ull << 20);
+	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_STREAMS, "300", &err), 0);
+	assert_int_equal(c.max_h2_streams, 300);
+	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_BUFFER, "1Mi", &err), 0);
+	assert_int_equal(c.max_h2_buffer, 1 << 20);
+	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_STREAMS, "-1", &err), -1);
+	assert_non_null(strstr(sbuf_str(&err), "--max-h2-streams"));
+	sbuf_reset(&err);
+	assert_int_equal(ovl_option(&c, OVL_OPT_MAX_H2_BUFFER, "lots", &err), -1);
+	assert_non_null(strstr(sbuf_str(&err), "--max-h2-buffer"));
+	sbuf_free(&err);
+}
+
+/* The stream budget: the smaller of the count and buffer / 128 KiB; from half of it, a
+ * connection with OVL_H2_FAIR_STREAMS streams gets no more; a closed stream gives its
+ * place back. */
+static void test_h2_admission(void **state)
+{
+	struct loop *loop = loop_new();
+	struct ovl_config c;
+	unsigned admitted = 0;
+
+	(void)state;
+	ovl_config_default(&c);
+	c.max_h2_streams = 1000;
+	c.max_h2_buffer = 40 * OVL_H2_STREAM_RESERVE;       /* 40 streams' reserve */
+	ovl_start(loop, &c, NULL, NULL);
+	/* One connection: admitted up to half (20), then it holds 20 >= 10: refused. */
+	for (unsigned i = 0; i < 30; i++)
+		if (!ovl_h2_stream_refused(admitted))
+			admitted++;
+	assert_int_equal(admitted, 20);
+	/* Other connections with fewer than 10 streams still get in, up to the budget. */
+	for (unsigned conn = 0; conn < 5; conn++)
+		for (unsigned k = 0; k < 9; k++)
+			if (!ovl_h2_stream_refused(k))
+				admitted++;
+	assert_int_equal(admitted, 40);
+	assert_true(ovl_h2_stream_refused(0));                /* the budget: even a new client */
+	ovl_h2_stream_closed();
+	assert_false(ovl_h2_stream_refused(0));
+	while (admitted--)
+		ovl_h2_stream_closed();
+	ovl_stop(loop);
+	loop_free(loop);
+	/* No limits: everything admitted. */
+	ovl_config_default(&c);
+	c.max_h2_streams = 0;
+	c.max_h2_buffer = 0;
+	loop = loop_new();
+	ovl_start(loop, &c, NULL, NULL);
+	for (unsigned i = 0; i < 5000; i++)
+		assert_false(ovl_h2_stream_refused(i));
+	for (unsigned i = 0; i < 5000; i++)
+		ovl_h2_stream_closed();
+	ovl_stop(loop);
+	loop_free(loop);
+}
+
 /* Without a budget nothing is refused (the workers' hooks). */
 static void test_no_budget_refuses_nothing(void **state)
 {
@@ -131,6 +199,8 @@ int main(void)
 		cmocka_unit_test(test_ratio),
 		cmocka_unit_test(test_actions),
 		cmocka_unit_test(test_options),
+		cmocka_unit_test(test_h2_options),
+		cmocka_unit_test(test_h2_admission),
 		cmocka_unit_test(test_no_budget_refuses_nothing),
 		cmocka_unit_test(test_om_flag),
 	};

@@ -117,6 +117,15 @@ static bool fd_headroom(int n)
 	return k == n;
 }
 
+/* True when a worker has stopped its loop (drained): it takes no snapshot any more. */
+static bool gw_worker_stopped(struct proxy *p)
+{
+	for (int i = 0; i < p->nworkers; i++)
+		if (atomic_load(&p->workers[i].done))
+			return true;
+	return false;
+}
+
 /* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
  * running configuration. */
 static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
@@ -154,10 +163,16 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
 	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
-	 * worker serves it: the next request gets it, over pooled connections too. */
-	if (proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0)
-		log_warn("config", "version %llu: not every worker took it within %d ms",
-		         (unsigned long long)s->version, PUBLISH_WAIT_MS);
+	 * worker serves it: the next request gets it, over pooled connections too. So a
+	 * worker late to take it (busy for seconds in one batch of events, or stopped) is
+	 * waited for, and said so every PUBLISH_WAIT_MS, rather than the reload called
+	 * applied while that worker still serves the previous version; only a worker that
+	 * has stopped (drained) is not waited for. */
+	for (int waited = PUBLISH_WAIT_MS;
+	     proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0 &&
+	     !gw_worker_stopped(&g->proxy); waited += PUBLISH_WAIT_MS)
+		log_warn("config", "version %llu: not every worker has taken it after %d ms; not "
+		         "applied until they have", (unsigned long long)s->version, waited);
 	secret_cache_log_events(g->params.secrets);
 	gw_hyg_check_new_listeners(old, s);
 	atomic_fetch_add(&g->proxy.config_reloads, 1);

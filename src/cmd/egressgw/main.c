@@ -20,10 +20,12 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "net/tls_mem.h"
+#include "proxy/fwd.h"
 #include "proxy/overload.h"
 #include "proxy/pool.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
+#include "http/h2_mem.h"
 #include "secrets/secret.h"
 
 #include <ares.h>
@@ -130,6 +132,16 @@ static const char usage[] =
 "                           503 \"envoy overloaded\" (flag OM); at\n"
 "                           --overload-reject-connections (0.98) new connections are\n"
 "                           accepted and closed. Metrics envoy_overload_*, /server_info\n"
+"  --max-h2-streams N       HTTP/2 streams in flight on downstream connections, all\n"
+"                           together (each may hold an upstream connection): default\n"
+"                           --max-connections' value, 0: no limit\n"
+"  --max-h2-buffer BYTES    response bytes HTTP/2 streams may hold, all together\n"
+"                           (default 256Mi, 0: no limit); each stream reserves 128 KiB\n"
+"                           of it (a client that does not read stops the upstream read\n"
+"                           there). Past either budget, or past half of it on a\n"
+"                           connection with 10 streams already, a new stream is\n"
+"                           refused (RST_STREAM REFUSED_STREAM). See the user guide,\n"
+"                           \"Running it safely\"\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
 "                           the access log, and before serving anything, run as NAME\n"
@@ -368,6 +380,19 @@ static uint64_t default_max_connections(int workers)
 	return (n - reserve) / 2;
 }
 
+/* overload.h: on a worker's thread, after a burst of HTTP/2 streams: its spare stream
+ * structs, cached I/O buffers and nghttp2 blocks (a few hundred streams leave about
+ * 3.5 MiB a worker, the small blocks scattered over the pages the burst used) are freed
+ * before the heap is trimmed. */
+static void gw_worker_shed(struct worker *w)
+{
+	fwd_streams_free(w);
+	fwd_buf_cache_stop();
+	fwd_buf_cache_start();
+	h2_mem_cache_stop();
+	h2_mem_cache_start();
+}
+
 /* --version: the build (git describe, baked in by the Makefile) and the libraries it runs
  * with, as Envoy's --version names its commit and TLS library. */
 static void print_version(void)
@@ -557,6 +582,7 @@ int main(int argc, char **argv)
 			break;
 		case OVL_OPT_MAX_HEAP: case OVL_OPT_SHRINK_HEAP: case OVL_OPT_STOP_REQUESTS:
 		case OVL_OPT_REJECT_CONNECTIONS: case OVL_OPT_REFRESH:
+		case OVL_OPT_MAX_H2_STREAMS: case OVL_OPT_MAX_H2_BUFFER:
 			if (ovl_option(&ovc, c, optarg, &err) < 0) {
 				fprintf(stderr, "egressgw: %s\n", sbuf_str(&err));
 				sbuf_free(&err);
@@ -606,6 +632,10 @@ int main(int argc, char **argv)
 	}
 	raise_nofile(&nofile_old, &nofile_now);
 	g.proxy.max_dcx = max_conns >= 0 ? (uint64_t)max_conns : default_max_connections(workers);
+	/* Each HTTP/2 stream may hold an upstream descriptor: as many as --max-connections
+	 * keeps for upstream connections, unless --max-h2-streams says. */
+	if (ovc.max_h2_streams == UINT64_MAX)
+		ovc.max_h2_streams = g.proxy.max_dcx;
 	g.params.labels = split_labels(labels);
 	g.params.mesh_hosts = split_labels(mesh_hosts);
 	g.params.http2 = !no_http2;
@@ -743,7 +773,7 @@ int main(int argc, char **argv)
 	}
 	loop_timer_init(&g.retire_timer, gw_on_retire_timer);
 	loop_timer_arm(g.loop, &g.retire_timer, 200);
-	ovl_start(g.loop, &ovc);
+	ovl_start(g.loop, &ovc, &g.proxy, gw_worker_shed);
 	if (hyg.user && hyg_drop_privileges(&g, hosts) < 0)
 		exit(1);
 	/* Only now do the workers take the connections queued on their listeners. */
