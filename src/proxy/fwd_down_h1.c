@@ -287,6 +287,18 @@ static void st_abandon(struct dconn *d, struct stream *st)
 	st->snap = NULL;
 }
 
+/* What a downstream connection holds whether it is a socket or an HTTP/2 stream's
+ * virtual connection: given back by both ends of d_close. */
+static void d_release(struct dconn *d)
+{
+	if (d->snap)
+		snap_unref(d->snap);
+	buf_release(d->in, d->in_cap);
+	free(d->sni);
+	free(d->peer_id);
+	iob_free(&d->out);
+}
+
 void d_close(struct dconn *d)
 {
 	struct worker *w = d->w;
@@ -302,12 +314,7 @@ void d_close(struct dconn *d)
 	if (d->h2s) {
 		/* A virtual connection: no socket, not in the worker's list. */
 		h2d_vconn_gone(d->h2s, complete);
-		if (d->snap)
-			snap_unref(d->snap);
-		buf_release(d->in, d->in_cap);
-		free(d->sni);
-		free(d->peer_id);
-		iob_free(&d->out);
+		d_release(d);
 		vconn_put(w, d);
 		return;
 	}
@@ -334,12 +341,7 @@ void d_close(struct dconn *d)
 		w->dconns = d->next;
 	if (d->next)
 		d->next->prev = d->prev;
-	if (d->snap)
-		snap_unref(d->snap);
-	buf_release(d->in, d->in_cap);
-	free(d->sni);
-	free(d->peer_id);
-	iob_free(&d->out);
+	d_release(d);
 	w->nconns--;
 	STAT_DEC(w->st.dcx_active);
 	free(d);
