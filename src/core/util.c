@@ -85,28 +85,78 @@ size_t str_copy(char *dst, size_t size, const char *src)
 	return n;
 }
 
+/* Eight bytes per step instead of FNV-1a's one: a pool key (~60 bytes) is hashed on every
+ * request (pool_take, pool_put) and FNV-1a's multiply per byte cost ~350 instructions per
+ * key. Each word is xor-ed in and multiplied; the length is folded in first, so keys that
+ * differ only by trailing NUL bytes (the tail is zero-padded) differ. The last step is
+ * MurmurHash3's 64-bit finalizer (public-domain constants), because the tables here take
+ * their bucket from the LOW bits (h & mask) and a multiply alone leaves them weak.
+ * Loads go through memcpy: no alignment assumption, one instruction on x86-64. The values
+ * depend on the host's byte order: they are for in-memory tables only, never stored. */
+#define HASH_K 0x9fb21c651e98df25ULL
+#define HASH_ONES 0x0101010101010101ULL
+
+static inline uint64_t hash_step(uint64_t h, uint64_t w)
+{
+	h = (h ^ w) * HASH_K;
+	return h ^ (h >> 29);
+}
+
+static inline uint64_t hash_final(uint64_t h)
+{
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	return h ^ (h >> 33);
+}
+
+/* The last 1-7 bytes as a word (little end first, zero-padded), without a variable-length
+ * memcpy call. */
+static inline uint64_t hash_tail(const unsigned char *s, size_t n)
+{
+	uint64_t w = 0;
+
+	for (size_t i = 0; i < n; i++)
+		w |= (uint64_t)s[i] << (8 * i);
+	return w;
+}
+
+/* ASCII A-Z of each byte of w to a-z, all eight at once (other bytes, including those
+ * >= 0x80, unchanged: what tolower() does in the C locale, which this process keeps). */
+static inline uint64_t word_lower(uint64_t w)
+{
+	uint64_t low7 = w & (0x7f * HASH_ONES);
+	uint64_t ge_a = low7 + (0x80 - 'A') * HASH_ONES;       /* bit 7 set: byte >= 'A' */
+	uint64_t gt_z = low7 + (0x80 - 'Z' - 1) * HASH_ONES;   /* bit 7 set: byte > 'Z' */
+	uint64_t upper = ge_a & ~gt_z & ~w & (0x80 * HASH_ONES);
+
+	return w | (upper >> 2);
+}
+
+static inline uint64_t hash_any(const unsigned char *s, size_t n, bool lower)
+{
+	uint64_t h = hash_step(0x243f6a8885a308d3ULL, n), w;
+
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = hash_step(h, lower ? word_lower(w) : w);
+	}
+	if (n) {
+		w = hash_tail(s, n);
+		h = hash_step(h, lower ? word_lower(w) : w);
+	}
+	return hash_final(h);
+}
+
 uint64_t hash_bytes(const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return hash_any(p, n, false);
 }
 
 uint64_t hash_bytes_lower(const void *p, size_t n)
 {
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint64_t)(unsigned char)tolower(s[i]);
-		h *= 1099511628211ULL;
-	}
-	return h;
+	return hash_any(p, n, true);
 }
 
 bool str_has_prefix(const char *s, const char *prefix)

@@ -27,10 +27,9 @@ bool str_has_prefix(const char *s, const char *prefix);
 size_t str_copy(char *dst, size_t size, const char *src);
 bool str_has_suffix(const char *s, const char *suffix);
 
-/* FNV-1a over p[0 .. n), for the hash tables of keys the process makes up itself (pool
- * keys, cluster and host names); hash_bytes_lower hashes the bytes' ASCII lower case. The
- * offset basis is the one every table here has used (1469598103934665603), so bucket
- * orders did not change when the copies became this one. */
+/* A 64-bit hash of p[0 .. n), for the in-memory hash tables of keys the process makes up
+ * itself (pool keys, cluster and host names), eight bytes per step; hash_bytes_lower(s, n)
+ * equals hash_bytes of s's ASCII lower case. Never stored: values depend on byte order. */
 /* Wall-clock time in milliseconds since the epoch (access-log START_TIME). */
 int64_t wall_ms(void);
 

@@ -310,10 +310,14 @@ static void build_pool_key(struct stream *st, const char *sni, const char *vname
                            char *key, size_t *keylen)
 {
 	/* "conn_id|endpoint|sni|verified name", by hand (this runs for every request);
-	 * st->ep_str is the endpoint as formatted once with st->ep. FWD_KEY_MAX holds the
-	 * longest: 20 digits, an address, two names of at most 255 bytes, and separators. */
+	 * st->ep_str is the endpoint as formatted once with st->ep. conn_id is a 64-bit hash:
+	 * 16 hex digits, not 20 decimal ones (a division per digit cost ~400 instructions per
+	 * request). FWD_KEY_MAX holds the longest: 16 digits, an address, two names of at
+	 * most 255 bytes, and separators. */
 	const char *parts[3] = { st->ep_str, sni ? sni : "", vname ? vname : "" };
-	size_t len = u64_dec(key, st->cl->conn_id);
+	size_t len = 16;
+
+	hex_put(key, st->cl->conn_id, 16);
 
 	for (int i = 0; i < 3; i++) {
 		size_t l = strnlen(parts[i], 255);

@@ -385,15 +385,6 @@ struct alog_str req_header(const struct stream *st, const char *name)
 	return span_str(st->d->in, st->req.headers[i].value);
 }
 
-/* n lower-case hex digits of v (the low 4n bits). */
-static void hex_put(char *out, uint32_t v, int n)
-{
-	static const char hex[] = "0123456789abcdef";
-
-	for (int i = n - 1; i >= 0; i--, v >>= 4)
-		out[i] = hex[v & 15];
-}
-
 void gen_request_id(struct worker *w, char *out)
 {
 	uint32_t r[4];

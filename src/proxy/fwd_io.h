@@ -14,6 +14,15 @@ size_t iob_used(const struct iobuf *b);
 void iob_free(struct iobuf *b);
 void iob_adds(struct iobuf *b, const char *s);
 size_t u64_dec(char *out, uint64_t v);
+/* n lower-case hex digits of v (its low 4n bits), without a NUL. Inline: the request id
+ * (six calls) and the pool key (one) are made on every request. */
+static inline void hex_put(char *out, uint64_t v, int n)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (int i = n - 1; i >= 0; i--, v >>= 4)
+		out[i] = hex[v & 15];
+}
 void iob_addu(struct iobuf *b, uint64_t v);
 void iob_field(struct iobuf *b, const char *name, size_t nlen, const char *v,
                size_t vlen);
