@@ -104,6 +104,12 @@ static const char usage[] =
 "                           default 5s; 0 closes the listeners at once)\n"
 "  --drain-timeout DURATION then, with the listeners closed, how long requests in\n"
 "                           flight may take to finish (default 5s)\n"
+"  --worker-stuck-timeout DURATION\n"
+"                           how long a reload waits for each worker thread to take\n"
+"                           it (default 10s); a worker still behind is stuck: logged\n"
+"                           as NOT applying it, egressgw_worker_stuck, /ready and\n"
+"                           /healthz/live answer 503 until it runs again, and later\n"
+"                           reloads go on for the other workers without waiting\n"
 "  --request-headers-timeout DURATION\n"
 "                           a request head must be whole this long after its first\n"
 "                           byte (and the first one after accept), else the connection\n"
@@ -441,6 +447,7 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
 		{ "drain-announce", required_argument, NULL, 'N' },
+		{ "worker-stuck-timeout", required_argument, NULL, 'K' },
 		{ "status", required_argument, NULL, 'S' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "request-headers-timeout", required_argument, NULL, 'R' },
@@ -480,6 +487,7 @@ int main(int argc, char **argv)
 	g.proxy.alog_fd = -1;
 	g.proxy.alog_format = ALOG_TEXT;
 	g.proxy.drain_timeout_ms = 5000;
+	g.proxy.worker_stuck_ms = 10000;
 	g.lc.announce_ms = 5000;
 	g.lc.sig_fd = -1;
 	g.proxy.header_timeout_ms = 60000;
@@ -527,6 +535,14 @@ int main(int argc, char **argv)
 		case 'T':
 			if (parse_duration_ms(optarg, &g.proxy.drain_timeout_ms) < 0) {
 				fprintf(stderr, "egressgw: --drain-timeout: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'K':
+			if (parse_duration_ms(optarg, &g.proxy.worker_stuck_ms) < 0 ||
+			    g.proxy.worker_stuck_ms < 1) {
+				fprintf(stderr, "egressgw: --worker-stuck-timeout: want a duration above "
+				        "0, got \"%s\"\n", optarg);
 				return 2;
 			}
 			break;
