@@ -379,25 +379,6 @@ void proxy_publish(struct proxy *p, struct snap *s)
 	}
 }
 
-int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms)
-{
-	struct timespec tick = { 0, 200 * 1000 };     /* 0.2 ms */
-	int64_t rounds = (int64_t)timeout_ms * 5;
-
-	for (;;) {
-		int i;
-
-		for (i = 0; i < p->nworkers; i++)
-			if (atomic_load_explicit(&p->workers[i].adopted, memory_order_acquire) < version)
-				break;
-		if (i == p->nworkers)
-			return 0;
-		if (rounds-- <= 0)
-			return -1;
-		nanosleep(&tick, NULL);
-	}
-}
-
 static int64_t worker_mono_ms(void)
 {
 	struct timespec ts;
@@ -441,7 +422,7 @@ int proxy_wait_reload(struct proxy *p, uint64_t version)
 {
 	/* A worker takes a posted snapshot between two batches of events: within
 	 * milliseconds unless one batch runs for seconds. The main thread polls (0.2 ms
-	 * sleeps), as proxy_wait_adopted, and says every second that it still waits. */
+	 * sleeps), and says every second that it still waits. */
 	struct timespec tick = { 0, 200 * 1000 };
 	int64_t start = worker_mono_ms(), said = 0, now;
 	int pending, missed = 0;

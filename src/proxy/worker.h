@@ -206,9 +206,6 @@ void proxy_self_add(struct proxy *p, const struct sock_addr *a);
 bool proxy_is_self(const struct proxy *p, const struct sock_addr *a);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
-/* Waits (at most timeout_ms) until every worker serves a snapshot of at least version.
- * Returns 0, or -1 on timeout. Workers take a posted snapshot between two events. */
-int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms);
 /* Main thread, after proxy_publish(version): waits until every worker serves version,
  * logging every second that it waits, for at most p->worker_stuck_ms. A worker still
  * behind then (a bug, a debugger) is stuck: an error line with its id says the version

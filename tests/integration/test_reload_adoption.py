@@ -2,7 +2,7 @@
 ASan storm run under heavy load saw a request answered under a superseded state).
 
 The main thread publishes a new snapshot to the workers and waits for each to take it
-(proxy_wait_adopted) before it says "configuration version N applied", counts the
+(proxy_wait_reload) before it says "configuration version N applied", counts the
 reload, serves the new version on /config_dump and logs a credential "in use". That wait
 used to give up after 1 s and report the reload applied anyway, while a worker that had
 been busy for longer still served the previous version to its next requests. A worker
