@@ -73,6 +73,7 @@ struct h2_session {
 	nghttp2_session *ng;
 	enum h2_role role;
 	struct h2_limits lim;
+	uint32_t stream_window;         /* advertised now: lim.stream_window unless capped */
 	struct h2_callbacks cb;
 	void *user;
 
@@ -1010,6 +1011,7 @@ static int submit_settings(struct h2_session *s)
 	if (s->role == H2_CLIENT)
 		iv[n++] = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_ENABLE_PUSH, 0 };
 	rv = nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, iv, n);
+	s->stream_window = s->lim.stream_window;
 	if (rv == 0 && s->lim.connection_window > 65535)
 		rv = nghttp2_session_set_local_window_size(s->ng, NGHTTP2_FLAG_NONE, 0,
 		                                           (int32_t)s->lim.connection_window);
@@ -1450,6 +1452,20 @@ int h2_stream_set_user(struct h2_session *s, int32_t id, void *user)
 	if (!st)
 		return -1;
 	st->user = user;
+	return 0;
+}
+
+int h2_cap_stream_window(struct h2_session *s, uint32_t cap)
+{
+	nghttp2_settings_entry iv;
+
+	iv = (nghttp2_settings_entry){ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE,
+		                       cap < s->lim.stream_window ? cap : s->lim.stream_window };
+	if (iv.value == s->stream_window)
+		return 0;
+	if (s->dead || nghttp2_submit_settings(s->ng, NGHTTP2_FLAG_NONE, &iv, 1) != 0)
+		return -1;
+	s->stream_window = iv.value;
 	return 0;
 }
 

@@ -318,6 +318,11 @@ int h2_consume(struct h2_session *s, int32_t id, size_t n);
 int h2_reset_stream(struct h2_session *s, int32_t id, uint32_t code);
 void *h2_stream_user(struct h2_session *s, int32_t id);
 int h2_stream_set_user(struct h2_session *s, int32_t id, void *user);
+/* Caps the stream window the session advertises (SETTINGS_INITIAL_WINDOW_SIZE) at cap,
+ * or gives back the configured one when cap is at least that (UINT32_MAX: no cap): a
+ * SETTINGS frame only when the value changes (back-pressure: proxy/overload.h).
+ * Returns 0, or -1 (dead session, nghttp2 refused). */
+int h2_cap_stream_window(struct h2_session *s, uint32_t cap);
 
 /* ---- session end ---- */
 

@@ -581,6 +581,7 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 	int rc;
 
 	(void)ev;
+	h2_cap_stream_window(h->s, ovl_h2_window_cap());   /* overload.h: window shrinking */
 	rc = h2_tls_pump(h->s, h->io->fd, h->tls, H2D_ROUNDS, &h->more);
 	if (rc == H2_PUMP_SESSION)
 		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
@@ -599,6 +600,7 @@ int h2d_on_io(struct h2d *h, unsigned ev)
 
 int h2d_input(struct h2d *h, const void *p, size_t n)
 {
+	h2_cap_stream_window(h->s, ovl_h2_window_cap());   /* overload.h: window shrinking */
 	if (n > 0 && h2_feed(h->s, p, n) < 0) {
 		log_debug("fwd", "h2 downstream: %s", h2_error(h->s));
 		return -1;
@@ -655,6 +657,7 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
 		free(h);
 		return NULL;
 	}
+	h2_cap_stream_window(h->s, ovl_h2_window_cap());   /* overload.h: window shrinking */
 	return h;
 }
 

@@ -73,6 +73,13 @@ struct istats {
 	struct itcp tcp[2 * ISTATS_TCP_MAX], tcp_other;
 	struct istats_cluster cl[2 * ISTATS_CL_MAX], cl_other;
 	size_t nhttp, ntcp, ncl;
+	/* The slots in use, in the order they were published (the worker appends, then
+	 * release-stores the count): the scrape reads these entries only. Reading every
+	 * slot's `used` made all of the tables resident at the first scrape where the kernel
+	 * backs a read of an untouched page with a page of its own (no shared zero page):
+	 * 3.8 MiB for two workers, 40% of an idle gateway. */
+	uint16_t http_idx[ISTATS_HTTP_MAX], tcp_idx[ISTATS_TCP_MAX], cl_idx[ISTATS_CL_MAX];
+	_Atomic size_t nhttp_pub, ntcp_pub, ncl_pub;
 	/* The last entry each request found (worker thread only): consecutive requests mostly
 	 * share their label set and cluster, and comparing the key costs a fraction of hashing
 	 * its strings (scenario 1 of make bench: about 470 fewer instructions per request). */
@@ -84,7 +91,8 @@ struct istats {
 
 struct istats *istats_new(void)
 {
-	/* About 3 MiB of address space, zero pages until a series is used. */
+	/* About 3 MiB of address space, untouched until a series is used (the scrape reads
+	 * only the slots in use: http_idx). */
 	struct istats *s = xcalloc(1, sizeof(struct istats));
 
 	s->hosts = hstats_new();
@@ -252,8 +260,9 @@ static struct ihttp *http_find(struct istats *s, const struct istats_http_rec *r
 		e->flags = r->flags;
 		e->grpc = r->grpc;
 		e->grpc_status = r->grpc_status;
-		s->nhttp++;
+		s->http_idx[s->nhttp++] = (uint16_t)i;
 		atomic_store_explicit(&e->used, true, memory_order_release);
+		atomic_store_explicit(&s->nhttp_pub, s->nhttp, memory_order_release);
 		return s->http_last = e;
 	}
 }
@@ -300,8 +309,9 @@ static struct itcp *tcp_find(struct istats *s, const struct istats_tcp_rec *r)
 		e->svc = str_dup(r->dst_service);
 		e->svc_name = str_dup(r->dst_name);
 		e->flags = r->flags;
-		s->ntcp++;
+		s->tcp_idx[s->ntcp++] = (uint16_t)i;
 		atomic_store_explicit(&e->used, true, memory_order_release);
+		atomic_store_explicit(&s->ntcp_pub, s->ntcp, memory_order_release);
 		return e;
 	}
 }
@@ -345,8 +355,9 @@ struct istats_cluster *istats_cluster(struct istats *s, const char *name)
 	}
 	s->cl[i].hash = h;
 	s->cl[i].name = xstrdup(name);
-	s->ncl++;
+	s->cl_idx[s->ncl++] = (uint16_t)i;
 	atomic_store_explicit(&s->cl[i].used, true, memory_order_release);
+	atomic_store_explicit(&s->ncl_pub, s->ncl, memory_order_release);
 	return s->cl_last = &s->cl[i];
 }
 
@@ -777,24 +788,29 @@ void istats_prometheus(const struct proxy *p, const struct istats_self *self, st
 	mset_init(&mc);
 	for (int w = 0; w < nw; w++) {
 		const struct istats *s = p->workers[w].istats;
+		size_t n;
 
 		if (!s)
 			continue;
-		for (size_t i = 0; i < 2 * ISTATS_HTTP_MAX; i++)
-			if (atomic_load_explicit(&s->http[i].used, memory_order_acquire))
-				merge_http(&mh, &s->http[i], &s->http[i]);
+		n = atomic_load_explicit(&s->nhttp_pub, memory_order_acquire);
+		for (size_t k = 0; k < n; k++)
+			merge_http(&mh, &s->http[s->http_idx[k]], &s->http[s->http_idx[k]]);
 		if (atomic_load_explicit(&s->http_other.requests, memory_order_relaxed))
 			merge_http(&mh, &s->http_other, NULL);
-		for (size_t i = 0; i < 2 * ISTATS_TCP_MAX; i++)
-			if (atomic_load_explicit(&s->tcp[i].used, memory_order_acquire))
-				mset_add(&mt, &s->tcp[i], s->tcp[i].hash, tcp_key_eq, &s->tcp[i].opened,
-				         TCP_NV);
+		n = atomic_load_explicit(&s->ntcp_pub, memory_order_acquire);
+		for (size_t k = 0; k < n; k++) {
+			const struct itcp *e = &s->tcp[s->tcp_idx[k]];
+
+			mset_add(&mt, e, e->hash, tcp_key_eq, &e->opened, TCP_NV);
+		}
 		if (any_nonzero(&s->tcp_other.opened, TCP_NV))
 			mset_add(&mt, NULL, 0, tcp_key_eq, &s->tcp_other.opened, TCP_NV);
-		for (size_t i = 0; i < 2 * ISTATS_CL_MAX; i++)
-			if (atomic_load_explicit(&s->cl[i].used, memory_order_acquire))
-				mset_add(&mc, &s->cl[i], s->cl[i].hash, cl_key_eq, &s->cl[i].rq_total,
-				         CLV(used));
+		n = atomic_load_explicit(&s->ncl_pub, memory_order_acquire);
+		for (size_t k = 0; k < n; k++) {
+			const struct istats_cluster *c = &s->cl[s->cl_idx[k]];
+
+			mset_add(&mc, c, c->hash, cl_key_eq, &c->rq_total, CLV(used));
+		}
 		if (any_nonzero(&s->cl_other.rq_total, CLV(used)))
 			mset_add(&mc, NULL, 0, cl_key_eq, &s->cl_other.rq_total, CLV(used));
 		overflow += atomic_load_explicit(&s->overflow, memory_order_relaxed);

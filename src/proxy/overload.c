@@ -65,8 +65,11 @@ static struct {
 	_Atomic uint64_t cx_rejected, rq_refused;
 	/* The HTTP/2 stream budget: limits (fixed at start), streams in flight (workers),
 	 * refusals; the main thread's trim timer and the peak it saw since its last trim. */
-	uint64_t h2_max_streams, h2_half;
+	uint64_t h2_max_streams, h2_half, h2_low;
 	_Atomic uint64_t h2_streams, h2_refused, h2_trims;
+	/* Window shrinking (overload.h): set past h2_half streams, cleared at h2_low. */
+	_Atomic bool h2_shrunk;
+	_Atomic uint64_t h2_shrinks;
 	struct loop_timer h2_timer;
 	bool h2_timer_on;
 	uint64_t h2_peak;
@@ -296,13 +299,33 @@ bool ovl_h2_stream_refused(unsigned conn_streams)
 	}
 	/* Two workers may both pass the check at the limit: the count may end one stream
 	 * per worker over it, never more. */
-	atomic_fetch_add_explicit(&ovl.h2_streams, 1, memory_order_relaxed);
+	n = atomic_fetch_add_explicit(&ovl.h2_streams, 1, memory_order_relaxed) + 1;
+	if (ovl.h2_max_streams && n >= ovl.h2_half &&
+	    !atomic_load_explicit(&ovl.h2_shrunk, memory_order_relaxed) &&
+	    !atomic_exchange_explicit(&ovl.h2_shrunk, true, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&ovl.h2_shrinks, 1, memory_order_relaxed);
+		log_info("overload", "HTTP/2 streams in flight: %llu of %llu: new and open "
+		         "downstream connections get a stream window of %u bytes until they fall "
+		         "to %llu", (unsigned long long)n, (unsigned long long)ovl.h2_max_streams,
+		         OVL_H2_WINDOW_SHRUNK, (unsigned long long)ovl.h2_low);
+	}
 	return false;
 }
 
 void ovl_h2_stream_closed(void)
 {
-	atomic_fetch_sub_explicit(&ovl.h2_streams, 1, memory_order_relaxed);
+	uint64_t n = atomic_fetch_sub_explicit(&ovl.h2_streams, 1, memory_order_relaxed) - 1;
+
+	if (n <= ovl.h2_low && atomic_load_explicit(&ovl.h2_shrunk, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&ovl.h2_shrunk, false, memory_order_relaxed))
+		log_info("overload", "HTTP/2 streams in flight: %llu: downstream connections get "
+		         "their stream window back", (unsigned long long)n);
+}
+
+uint32_t ovl_h2_window_cap(void)
+{
+	return atomic_load_explicit(&ovl.h2_shrunk, memory_order_relaxed) ? OVL_H2_WINDOW_SHRUNK
+	                                                                   : UINT32_MAX;
 }
 
 /* Every second: once the streams of a burst are gone (under a quarter of the peak seen
@@ -348,6 +371,7 @@ void ovl_start(struct loop *loop, const struct ovl_config *c, struct proxy *p,
 	ovl.shed = shed;
 	ovl.h2_max_streams = ovl_h2_limit(c);
 	ovl.h2_half = ovl.h2_max_streams / 2;
+	ovl.h2_low = ovl.h2_max_streams / 4;
 	if (ovl.h2_max_streams)
 		log_info("overload", "HTTP/2 stream budget: %llu streams in flight (--max-h2-streams "
 		         "%llu, --max-h2-buffer %llu KiB at %u KiB a stream)",
@@ -455,6 +479,13 @@ void ovl_prom(struct sbuf *out)
 	prom(out, "egressgw_downstream_rq_h2_refused_total", false,
 	     "HTTP/2 streams refused (RST_STREAM REFUSED_STREAM) by the stream budget.",
 	     atomic_load(&ovl.h2_refused));
+	prom(out, "egressgw_overload_h2_window_shrunk", true,
+	     "1 while downstream HTTP/2 connections advertise a shrunk stream window (streams "
+	     "in flight past half the budget, until a quarter).",
+	     atomic_load(&ovl.h2_shrunk));
+	prom(out, "egressgw_overload_h2_window_shrink_total", false,
+	     "Times the downstream HTTP/2 stream window was shrunk.",
+	     atomic_load(&ovl.h2_shrinks));
 	prom(out, "egressgw_overload_h2_heap_trim_total", false,
 	     "Times the heap was handed back to the system after a burst of HTTP/2 streams.",
 	     atomic_load(&ovl.h2_trims));

@@ -124,6 +124,18 @@ bool ovl_refuse_request(void);
 #define OVL_H2_FAIR_STREAMS       10
 #define OVL_H2_BUFFER_DEFAULT     (256ull << 20)
 
+/* Window shrinking, back-pressure before the budget is reached: while the streams in
+ * flight are past the high-water mark (half the budget, where fairness starts) and until
+ * they fall to the low-water mark (a quarter), downstream connections advertise
+ * SETTINGS_INITIAL_WINDOW_SIZE OVL_H2_WINDOW_SHRUNK instead of their own (256 KiB), the
+ * ones open already too (h2_cap_stream_window at their next read), so that a burst of
+ * uploads cannot make every stream buffer a full window of request body. */
+#define OVL_H2_WINDOW_SHRUNK      (16 * 1024)
+
+/* Workers: the cap on a downstream connection's stream window now: OVL_H2_WINDOW_SHRUNK
+ * under pressure, else UINT32_MAX (none). One relaxed atomic load. */
+uint32_t ovl_h2_window_cap(void);
+
 /* Workers: a new stream on a connection that has conn_streams in flight. True: refused
  * (counted), send RST_STREAM(REFUSED_STREAM); false: admitted, and
  * ovl_h2_stream_closed must follow when it ends. */

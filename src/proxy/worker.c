@@ -379,23 +379,98 @@ void proxy_publish(struct proxy *p, struct snap *s)
 	}
 }
 
-int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms)
+static int64_t worker_mono_ms(void)
 {
-	struct timespec tick = { 0, 200 * 1000 };     /* 0.2 ms */
-	int64_t rounds = (int64_t)timeout_ms * 5;
+	struct timespec ts;
 
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int proxy_workers_stuck(struct proxy *p, struct sbuf *ids)
+{
+	int n = 0;
+
+	for (int i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+		uint64_t v = atomic_load_explicit(&w->adopted, memory_order_acquire);
+
+		if (!w->stuck_at)
+			continue;
+		if (v >= w->stuck_at) {
+			log_info("config", "worker %d runs again: it serves configuration version %llu "
+			         "(it was stuck before version %llu)", w->id, (unsigned long long)v,
+			         (unsigned long long)w->stuck_at);
+			w->stuck_at = 0;
+			continue;
+		}
+		if (ids)
+			sbuf_addf(ids, "%s%d", n ? ", " : "", w->id);
+		n++;
+	}
+	return n;
+}
+
+/* True while worker w is to be waited for: running, behind version, not known stuck. */
+static bool worker_pending(struct worker *w, uint64_t version)
+{
+	return !atomic_load(&w->done) && !w->stuck_at &&
+	       atomic_load_explicit(&w->adopted, memory_order_acquire) < version;
+}
+
+int proxy_wait_reload(struct proxy *p, uint64_t version)
+{
+	/* A worker takes a posted snapshot between two batches of events: within
+	 * milliseconds unless one batch runs for seconds. The main thread polls (0.2 ms
+	 * sleeps), and says every second that it still waits. */
+	struct timespec tick = { 0, 200 * 1000 };
+	int64_t start = worker_mono_ms(), said = 0, now;
+	int pending, missed = 0;
+
+	proxy_workers_stuck(p, NULL);       /* the ones that caught up since are waited for */
 	for (;;) {
-		int i;
-
-		for (i = 0; i < p->nworkers; i++)
-			if (atomic_load_explicit(&p->workers[i].adopted, memory_order_acquire) < version)
-				break;
-		if (i == p->nworkers)
-			return 0;
-		if (rounds-- <= 0)
-			return -1;
+		pending = 0;
+		for (int i = 0; i < p->nworkers; i++)
+			pending += worker_pending(&p->workers[i], version);
+		if (!pending)
+			break;
+		now = worker_mono_ms();
+		if (now - start >= p->worker_stuck_ms)
+			break;
+		if (now - start >= said + 1000) {
+			said = (now - start) / 1000 * 1000;
+			log_warn("config", "version %llu: not every worker has taken it after %lld ms; "
+			         "not applied until they have (at most --worker-stuck-timeout %lld ms)",
+			         (unsigned long long)version, (long long)said,
+			         (long long)p->worker_stuck_ms);
+		}
 		nanosleep(&tick, NULL);
 	}
+	for (int i = 0; i < p->nworkers; i++) {
+		struct worker *w = &p->workers[i];
+
+		if (atomic_load(&w->done) ||
+		    atomic_load_explicit(&w->adopted, memory_order_acquire) >= version)
+			continue;
+		missed++;
+		if (w->stuck_at) {
+			log_error("config", "configuration version %llu NOT applied by worker %d: it "
+			          "is stuck (it has not taken version %llu either); the other workers "
+			          "serve it", (unsigned long long)version, w->id,
+			          (unsigned long long)w->stuck_at);
+			continue;
+		}
+		w->stuck_at = version;
+		atomic_fetch_add(&p->worker_stuck_total, 1);
+		log_error("config", "configuration version %llu NOT applied by worker %d: it has "
+		          "not taken it in %lld ms (--worker-stuck-timeout); it is stuck, its "
+		          "connections are served with version %llu or not at all; /ready and "
+		          "/healthz/live answer 503 until it runs again, later reloads do not "
+		          "wait for it", (unsigned long long)version, w->id,
+		          (long long)p->worker_stuck_ms,
+		          (unsigned long long)atomic_load(&w->adopted));
+	}
+	return missed;
 }
 
 void proxy_drain_begin(struct proxy *p)

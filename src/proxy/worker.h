@@ -120,6 +120,9 @@ struct worker {
 	struct loop_timer tick;         /* quiescent point, access log flush, drain check */
 	_Atomic uint64_t qs;
 	_Atomic uint64_t adopted;       /* version of the snapshot it serves */
+	/* Main thread only: the version this worker failed to take within
+	 * proxy.worker_stuck_ms (0: not stuck); see proxy_wait_reload. */
+	uint64_t stuck_at;
 	size_t nconns;                  /* downstream connections open */
 	bool draining;
 	_Atomic bool done;              /* drained and stopped */
@@ -169,6 +172,10 @@ struct proxy {
 	int64_t header_timeout_ms;      /* downstream request head must arrive within this */
 	int64_t idle_timeout_ms;        /* downstream keep-alive idle */
 	_Atomic uint64_t config_reloads, config_rejects;
+	/* --worker-stuck-timeout: how long a reload waits for a worker to take it before that
+	 * worker is reported stuck (proxy_wait_reload); and how many times one was. */
+	int64_t worker_stuck_ms;
+	_Atomic uint64_t worker_stuck_total;
 	/* Bumped by the main thread after it swaps a cluster's endpoint set: workers then
 	 * drain connections to endpoints that are gone (worker_tick). */
 	_Atomic uint64_t eps_gen;
@@ -199,9 +206,18 @@ void proxy_self_add(struct proxy *p, const struct sock_addr *a);
 bool proxy_is_self(const struct proxy *p, const struct sock_addr *a);
 /* Hands a new snapshot to every worker (each takes its own reference). */
 void proxy_publish(struct proxy *p, struct snap *s);
-/* Waits (at most timeout_ms) until every worker serves a snapshot of at least version.
- * Returns 0, or -1 on timeout. Workers take a posted snapshot between two events. */
-int proxy_wait_adopted(struct proxy *p, uint64_t version, int timeout_ms);
+/* Main thread, after proxy_publish(version): waits until every worker serves version,
+ * logging every second that it waits, for at most p->worker_stuck_ms. A worker still
+ * behind then (a bug, a debugger) is stuck: an error line with its id says the version
+ * is NOT applied by it, worker_stuck_total counts it, and later reloads do not wait for
+ * it (so they go on for the healthy workers, each reported not applied by it) until it
+ * serves a published version again. A worker that has stopped (drained) is not waited
+ * for either. Returns the number of running workers that do not serve version. */
+int proxy_wait_reload(struct proxy *p, uint64_t version);
+/* Main thread: the workers stuck now (found stuck by proxy_wait_reload and still behind
+ * the version they missed), their ids in ids (", "-separated; may be NULL). A worker
+ * that has caught up is logged as such and no longer counted. */
+int proxy_workers_stuck(struct proxy *p, struct sbuf *ids);
 /* Starts the drain and returns at once: each worker closes its listening sockets, closes
  * idle connections and lets the others finish their request, then stops its loop. The
  * caller polls proxy_drained, and calls proxy_stop when it is true or its deadline

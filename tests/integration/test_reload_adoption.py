@@ -2,7 +2,7 @@
 ASan storm run under heavy load saw a request answered under a superseded state).
 
 The main thread publishes a new snapshot to the workers and waits for each to take it
-(proxy_wait_adopted) before it says "configuration version N applied", counts the
+(proxy_wait_reload) before it says "configuration version N applied", counts the
 reload, serves the new version on /config_dump and logs a credential "in use". That wait
 used to give up after 1 s and report the reload applied anyway, while a worker that had
 been busy for longer still served the previous version to its next requests. A worker
@@ -12,16 +12,27 @@ thread run on), then changing the route. Asserted: while the worker is stopped t
 version is not reported applied (and the wait is logged as such, every second); once it
 runs again the version is applied, and requests follow the new route.
 
+A worker stuck for good (a bug, a debugger) must not hold every later reload: after
+--worker-stuck-timeout the reload is reported NOT applied by that worker (an error line
+with its id, egressgw_worker_stuck, /ready and /healthz/live 503), later reloads go on
+for the healthy worker without waiting for it again, and once it runs it is healthy
+again (test_a_stuck_worker_...). Before, the main thread waited for it for ever, and the
+admin endpoint (on the main thread) stayed silent all that time.
+
 The gateway runs with --allow-core-dumps so that it stays ptrace-able by its parent
 without privileges (Yama ptrace_scope 1 allows a parent to trace its child)."""
 import ctypes
 import os
+import re
+import socket
+import time
+import types
 
 import pytest
 
-from gwlib import scaled, wait_until
+from gwlib import Gateway, free_port, scaled, wait_until
 from hardlib import RawClient, RecordingServer, loopback_ip, plain_env, service_entry_yaml, \
-    start_gateway, virtual_service_yaml, write_hosts
+    start_gateway, stats, virtual_service_yaml, write_hosts
 
 HOST = "adopt.test"
 OTHER = "adopt-other.test"
@@ -129,6 +140,112 @@ def test_reload_is_applied_only_when_every_worker_took_it(env):
                    "the reload applied once the worker runs")
         # Every worker serves it now: each of a few requests (spread over both workers'
         # accepts) goes to the other upstream.
+        for _ in range(6):
+            assert served_by(env, gw_ip) == "other"
+    finally:
+        other.stop()
+
+
+def served_by_a_running_worker(env, gw_ip):
+    """served_by, retried while a connection lands on the stopped worker (it is accepted
+    into that worker's backlog and never answered): the answer of the running one."""
+    deadline = time.time() + scaled(30)
+    while time.time() < deadline:
+        before = len(env.other.requests())
+        c = RawClient(gw_ip, timeout=1)
+        try:
+            c.send(f"GET /which HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                   .encode())
+            status, _, _ = c.response()
+        except socket.timeout:
+            continue
+        finally:
+            c.close()
+        assert status == 200, status
+        return "other" if len(env.other.requests()) > before else "first"
+    raise AssertionError("no connection reached the running worker")
+
+
+def status_port_get(port, path):
+    """GET path on the --status port (127.0.0.1:port), as Gateway.admin does."""
+    return Gateway.admin(types.SimpleNamespace(admin_port=port), path)
+
+
+def test_a_stuck_worker_is_reported_and_does_not_hold_later_reloads(env):
+    other = RecordingServer(loopback_ip(), 80)
+    env.other = other
+    status_port = free_port()
+    try:
+        write_hosts(env.hosts, {HOST: env.up.ip, OTHER: other.ip})
+        env.gw = gw = start_gateway(env.tmp, env.store, env.hosts, workers=2,
+                                    extra=("--allow-core-dumps", "--worker-stuck-timeout", "3s",
+                                           "--status", f"127.0.0.1:{status_port}"))
+        pid = gw.proc.pid
+        wait_until(lambda: len(worker_threads(pid)) == 2, scaled(10), "two worker threads")
+        workers = worker_threads(pid)
+        gw_ip = gw.ip
+        assert served_by(env, gw_ip) == "first"
+        assert gw.admin("/ready") == (200, "LIVE\n")
+        assert stats(gw)["egressgw_worker_stuck"] == 0
+        applied_before = gw.stderr().count(" applied:")
+        stop_thread(workers[0])
+        stopped = True
+        try:
+            env.ctl.ok("apply", "-f", "-", input="---\n".join([
+                service_entry_yaml(OTHER, 80, "HTTP"),
+                virtual_service_yaml(HOST, OTHER, 80)]))
+            # Past the limit (3 s): the reload is reported NOT applied by the stopped
+            # worker, with its id, and never as applied.
+            wait_until(lambda: "NOT applied by worker" in gw.stderr(), scaled(20),
+                       "the stuck worker reported")
+            err = gw.stderr()
+            m = re.search(r"configuration version (\d+) NOT applied by worker (\d+): ", err)
+            assert m, err[-2000:]
+            version, wid = int(m[1]), m[2]
+            assert "not every worker has taken it after 2000 ms" in err, err[-2000:]
+            assert "--worker-stuck-timeout" in err
+            assert err.count(" applied:") == applied_before, err[-2000:]
+            # The main thread serves the admin endpoint again, and tells: not ready, not
+            # live (a stuck worker is a liveness problem), one worker stuck.
+            code, body = gw.admin("/ready")
+            assert (code, body) == (503, f"WORKER_STUCK: worker {wid}\n"), (code, body)
+            assert status_port_get(status_port, "/healthz/ready")[0] == 503
+            assert status_port_get(status_port, "/healthz/live") == \
+                (503, f"WORKER_STUCK: worker {wid}\n")
+            st = stats(gw)
+            assert st["egressgw_worker_stuck"] == 1, st
+            assert st["egressgw_worker_stuck_total"] == 1, st
+            # The running worker serves the new route.
+            assert served_by_a_running_worker(env, gw_ip) == "other"
+            # A later reload is not held by the stuck worker: no second wait, reported
+            # NOT applied by it at once, and served by the running worker.
+            env.ctl.ok("apply", "-f", "-", input=virtual_service_yaml(HOST, HOST, 80))
+            again = f"NOT applied by worker {wid}: it is stuck (it has not taken version " \
+                    f"{version} either)"
+            wait_until(lambda: again in gw.stderr(), scaled(10), "the next reload reported")
+            later = gw.stderr()[len(err):]
+            assert "not every worker has taken it" not in later, later
+            assert served_by_a_running_worker(env, gw_ip) == "first"
+            assert stats(gw)["egressgw_worker_stuck_total"] == 1
+            resume_thread(workers[0])
+            stopped = False
+        finally:
+            if stopped:
+                resume_thread(workers[0])
+        # Running again: it took what was published meanwhile; healthy again, and every
+        # worker serves the last version.
+        wait_until(lambda: gw.admin("/ready") == (200, "LIVE\n"), scaled(10),
+                   "/ready 200 once the worker runs")
+        assert f"worker {wid} runs again" in gw.stderr(), gw.stderr()[-2000:]
+        assert status_port_get(status_port, "/healthz/live") == (200, "LIVE\n")
+        assert stats(gw)["egressgw_worker_stuck"] == 0
+        for _ in range(6):
+            assert served_by(env, gw_ip) == "first"
+        # And a reload is applied everywhere again.
+        applied = gw.stderr().count(" applied:")
+        env.ctl.ok("apply", "-f", "-", input=virtual_service_yaml(HOST, OTHER, 80))
+        wait_until(lambda: gw.stderr().count(" applied:") > applied, scaled(10),
+                   "the next reload applied")
         for _ in range(6):
             assert served_by(env, gw_ip) == "other"
     finally:

@@ -118,14 +118,6 @@ static bool fd_headroom(int n)
 }
 
 /* True when a worker has stopped its loop (drained): it takes no snapshot any more. */
-static bool gw_worker_stopped(struct proxy *p)
-{
-	for (int i = 0; i < p->nworkers; i++)
-		if (atomic_load(&p->workers[i].done))
-			return true;
-	return false;
-}
-
 /* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
  * running configuration. */
 static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
@@ -133,6 +125,7 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 {
 	struct diags d = *dp;
 	struct snap *old = g->snap;
+	int missed;
 
 	if (diags_fd_exhausted(&d)) {
 		/* Not the configuration's fault: keep serving the running one, and try again
@@ -163,20 +156,17 @@ static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
 	g->snap = s;
 	proxy_publish(&g->proxy, s);
 	/* "Applied" (the log lines, config_reloads, a credential's "in use") means every
-	 * worker serves it: the next request gets it, over pooled connections too. So a
-	 * worker late to take it (busy for seconds in one batch of events, or stopped) is
-	 * waited for, and said so every PUBLISH_WAIT_MS, rather than the reload called
-	 * applied while that worker still serves the previous version; only a worker that
-	 * has stopped (drained) is not waited for. */
-	for (int waited = PUBLISH_WAIT_MS;
-	     proxy_wait_adopted(&g->proxy, s->version, PUBLISH_WAIT_MS) < 0 &&
-	     !gw_worker_stopped(&g->proxy); waited += PUBLISH_WAIT_MS)
-		log_warn("config", "version %llu: not every worker has taken it after %d ms; not "
-		         "applied until they have", (unsigned long long)s->version, waited);
+	 * worker serves it: the next request gets it, over pooled connections too. A worker
+	 * late to take it is waited for, up to --worker-stuck-timeout; one still behind then
+	 * is stuck and logged as NOT applying it (proxy_wait_reload), and the reload is not
+	 * called applied. */
+	missed = proxy_wait_reload(&g->proxy, s->version);
 	secret_cache_log_events(g->params.secrets);
 	gw_hyg_check_new_listeners(old, s);
-	atomic_fetch_add(&g->proxy.config_reloads, 1);
-	gw_log_applied(s, st);
+	if (!missed) {
+		atomic_fetch_add(&g->proxy.config_reloads, 1);
+		gw_log_applied(s, st);
+	}
 	gw_snap_release(old);
 }
 

@@ -7,6 +7,7 @@
 #include "cmd/egressgw/lifecycle.h"
 
 #include "core/log.h"
+#include "proxy/worker.h"
 #include "net/sock.h"
 
 #include <errno.h>
@@ -188,6 +189,20 @@ int lc_start(struct lc *lc, struct loop *loop, struct proxy *proxy)
 
 static bool lc_path_is(const char *path, const char *want);
 
+/* A worker that did not take a reload within --worker-stuck-timeout serves nothing (or
+ * an old configuration) for good: a liveness problem, as Envoy's watchdog sees one, so
+ * both probes fail until it runs again (proxy_wait_reload). */
+static bool lc_stuck(struct lc *lc, struct sbuf *body)
+{
+	struct sbuf ids = SBUF_INIT;
+	bool stuck = lc->proxy && proxy_workers_stuck(lc->proxy, &ids) > 0;
+
+	if (stuck)
+		sbuf_addf(body, "WORKER_STUCK: worker %s\n", sbuf_str(&ids));
+	sbuf_free(&ids);
+	return stuck;
+}
+
 static int lc_status_handle(void *arg, const char *method, const char *path,
                             struct sbuf *body, const char **ctype)
 {
@@ -200,6 +215,8 @@ static int lc_status_handle(void *arg, const char *method, const char *path,
 	if (lc_path_is(path, "/healthz/ready") || lc_path_is(path, "/ready"))
 		return lc_admin(lc, method, "/ready", body);
 	if (lc_path_is(path, "/healthz/live")) {
+		if (lc_stuck(lc, body))
+			return 503;
 		sbuf_adds(body, "LIVE\n");
 		return 200;
 	}
@@ -288,6 +305,8 @@ int lc_admin(struct lc *lc, const char *method, const char *path, struct sbuf *b
 			sbuf_adds(body, "HEALTH_CHECK_FAILED\n");
 			return 503;
 		}
+		if (lc_stuck(lc, body))
+			return 503;
 		sbuf_adds(body, "LIVE\n");
 		return 200;
 	}
@@ -342,6 +361,15 @@ void lc_prom(const struct lc *lc, struct sbuf *body)
 	          "503).\n"
 	          "# TYPE egressgw_healthcheck_failed gauge\negressgw_healthcheck_failed %d\n",
 	          lc->state == LC_LIVE ? 0 : 1, lc->healthcheck_failed ? 1 : 0);
+	if (lc->proxy)
+		sbuf_addf(body, "# HELP egressgw_worker_stuck Workers that did not take a reload "
+		          "within --worker-stuck-timeout and still have not (/ready answers 503).\n"
+		          "# TYPE egressgw_worker_stuck gauge\negressgw_worker_stuck %d\n"
+		          "# HELP egressgw_worker_stuck_total Times a worker was found stuck at a "
+		          "reload.\n# TYPE egressgw_worker_stuck_total counter\n"
+		          "egressgw_worker_stuck_total %llu\n",
+		          proxy_workers_stuck(lc->proxy, NULL),
+		          (unsigned long long)atomic_load(&lc->proxy->worker_stuck_total));
 }
 
 static int lc_check_one(const struct sock_addr *a, const char *what)

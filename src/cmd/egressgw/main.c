@@ -104,6 +104,12 @@ static const char usage[] =
 "                           default 5s; 0 closes the listeners at once)\n"
 "  --drain-timeout DURATION then, with the listeners closed, how long requests in\n"
 "                           flight may take to finish (default 5s)\n"
+"  --worker-stuck-timeout DURATION\n"
+"                           how long a reload waits for each worker thread to take\n"
+"                           it (default 10s); a worker still behind is stuck: logged\n"
+"                           as NOT applying it, egressgw_worker_stuck, /ready and\n"
+"                           /healthz/live answer 503 until it runs again, and later\n"
+"                           reloads go on for the other workers without waiting\n"
 "  --request-headers-timeout DURATION\n"
 "                           a request head must be whole this long after its first\n"
 "                           byte (and the first one after accept), else the connection\n"
@@ -140,7 +146,9 @@ static const char usage[] =
 "                           of it (a client that does not read stops the upstream read\n"
 "                           there). Past either budget, or past half of it on a\n"
 "                           connection with 10 streams already, a new stream is\n"
-"                           refused (RST_STREAM REFUSED_STREAM). See the user guide,\n"
+"                           refused (RST_STREAM REFUSED_STREAM); from half of it on,\n"
+"                           until a quarter, connections advertise a stream window of\n"
+"                           16 KiB instead of 256 KiB. See the user guide,\n"
 "                           \"Running it safely\"\n"
 "  --log-level LEVEL        debug, info, warn, error (default info)\n"
 "  --user NAME              after binding the listeners and the admin port and opening\n"
@@ -441,6 +449,7 @@ int main(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'w' },
 		{ "drain-timeout", required_argument, NULL, 'T' },
 		{ "drain-announce", required_argument, NULL, 'N' },
+		{ "worker-stuck-timeout", required_argument, NULL, 'K' },
 		{ "status", required_argument, NULL, 'S' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "request-headers-timeout", required_argument, NULL, 'R' },
@@ -480,6 +489,7 @@ int main(int argc, char **argv)
 	g.proxy.alog_fd = -1;
 	g.proxy.alog_format = ALOG_TEXT;
 	g.proxy.drain_timeout_ms = 5000;
+	g.proxy.worker_stuck_ms = 10000;
 	g.lc.announce_ms = 5000;
 	g.lc.sig_fd = -1;
 	g.proxy.header_timeout_ms = 60000;
@@ -527,6 +537,14 @@ int main(int argc, char **argv)
 		case 'T':
 			if (parse_duration_ms(optarg, &g.proxy.drain_timeout_ms) < 0) {
 				fprintf(stderr, "egressgw: --drain-timeout: bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'K':
+			if (parse_duration_ms(optarg, &g.proxy.worker_stuck_ms) < 0 ||
+			    g.proxy.worker_stuck_ms < 1) {
+				fprintf(stderr, "egressgw: --worker-stuck-timeout: want a duration above "
+				        "0, got \"%s\"\n", optarg);
 				return 2;
 			}
 			break;
