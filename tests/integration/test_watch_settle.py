@@ -34,6 +34,11 @@ def applied(gw):
     return gw.stderr().count(" applied:")
 
 
+def watching(gw):
+    """Waits for the start-up line, logged once the store is watched."""
+    wait_until(lambda: "egressgw gateway serving" in gw.stderr(), scaled(10), "the gateway serving")
+
+
 def vs_path(env):
     return env.store / "config" / "default" / "virtualservices" / f"vs-{HOST.replace('.', '-')}.yaml"
 
@@ -61,7 +66,7 @@ def time_to_applied(gw, before, t0, timeout):
 
 def test_a_change_is_served_without_waiting_out_a_debounce(env):
     env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
-    wait_until(lambda: applied(gw) >= 1, scaled(10), "the first configuration")
+    watching(gw)
     took = []
     for rev in range(7):
         before = applied(gw)
@@ -74,7 +79,7 @@ def test_a_change_is_served_without_waiting_out_a_debounce(env):
 
 def test_a_marked_apply_is_read_once_its_marker_is_gone(env):
     env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
-    wait_until(lambda: applied(gw) >= 1, scaled(10), "the first configuration")
+    watching(gw)
     before = applied(gw)
     mark = env.store / f"{MARK}.4242"
     mark.write_text("")
@@ -101,7 +106,7 @@ def test_a_marked_apply_is_read_once_its_marker_is_gone(env):
 
 def test_a_dead_writers_marker_holds_a_change_back_two_seconds_only(env):
     env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
-    wait_until(lambda: applied(gw) >= 1, scaled(10), "the first configuration")
+    watching(gw)
     before = applied(gw)
     (env.store / f"{MARK}.4243").write_text("")
     t0 = change(env, "c")
@@ -112,3 +117,24 @@ def test_a_dead_writers_marker_holds_a_change_back_two_seconds_only(env):
     before = applied(gw)
     t0 = change(env, "d")
     assert time_to_applied(gw, before, t0, scaled(5)) < 1.0
+
+
+def test_a_file_written_in_place_is_read_once_it_is_closed(env):
+    """An editor writing in place truncates the file, then writes it: read between the
+    two, the store would lack the VirtualService for a moment. The watcher waits for the
+    close (up to 100 ms into the burst)."""
+    env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
+    watching(gw)
+    for rev in range(3):
+        before = applied(gw)
+        text = virtual_service_yaml(HOST, HOST, 80).replace(
+            "metadata:\n", f"metadata:\n  labels:\n    inplace: \"{rev}\"\n", 1)
+        with open(vs_path(env), "w") as f:
+            f.flush()
+            os.truncate(vs_path(env), 0)
+            time.sleep(0.04)
+            f.write(text)
+        wait_until(lambda: applied(gw) > before, scaled(5), "the in-place write applied")
+        time.sleep(0.3)
+        assert applied(gw) == before + 1, gw.stderr()[-2000:]
+        assert "0 listener(s)" not in gw.stderr() and " 0 route" not in gw.stderr()
