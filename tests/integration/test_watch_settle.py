@@ -7,13 +7,12 @@ at most 100 ms after the first change of a burst; and while a writer's marker
 (`..egressctl-applying.PID` in the store's root, which `egressctl apply` of several
 objects leaves while it writes them) is present, only once the marker is gone, so that an
 apply is never served in halves; a marker left by a writer that died holds changes back
-for 2 s of quiet at most. Asserted: a change to a small store is applied well within the
-old debounce (median of several, so one scheduling hiccup on a loaded machine does not
-decide); with a marker present nothing is applied until it goes, then exactly one reload
-is; a stale marker delays a change by about 2 s, not forever; egressctl leaves no marker
-behind."""
+for 2 s of quiet at most. Asserted: a change to a small store is applied within the old
+debounce (the fastest of several: load moves the median, the old debounce was a floor);
+with a marker present nothing is applied until it goes, then exactly one reload is; a
+stale marker delays a change by about 2 s, not forever; egressctl leaves no marker
+behind; a file written in place is read once it is closed."""
 import os
-import statistics
 import time
 
 import pytest
@@ -73,8 +72,10 @@ def test_a_change_is_served_without_waiting_out_a_debounce(env):
         t0 = change(env, rev)
         took.append(time_to_applied(gw, before, t0, scaled(5)))
         time.sleep(0.15)   # a quiet store again: the next change starts a new burst
-    # The old watcher: never under 100 ms. A build of this store takes a few ms.
-    assert statistics.median(took) < 0.08, took
+    # The old watcher: never under 100 ms, its debounce a floor that no load lowers. A
+    # build of this store takes a few ms (natively, under ASan and on a loaded machine the
+    # median moves; the fastest of seven stays well under the floor).
+    assert min(took) < 0.09, took
 
 
 def test_a_marked_apply_is_read_once_its_marker_is_gone(env):
