@@ -85,8 +85,8 @@ its first 200 from \`/ready\`, HAProxy and nginx when their listener accepts (bo
 the whole configuration is loaded). CPU is user + system of the process (and nginx's
 children) at that moment; medians of $ROUNDS rounds. \"Served after\": one DestinationRule
 replaced (a new file renamed over it), to egressgw's \"configuration version 2 applied\"
-line, which it logs once every worker serves the new snapshot (the store watcher waits
-100 ms after the last change before it reads).
+line, which it logs once every worker serves the new snapshot (the store watcher reads
+5 ms after a quiet store's change).
 
 $table
 

@@ -377,8 +377,8 @@ bool store_recent(const struct stat *st)
 }
 
 /* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
- * file that decoded cleanly (no diagnostic, no Secret) and was not written just now is
- * kept in the cache. */
+ * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache, with the hash
+ * of its bytes when it was written just now (store_cache.h: racy). */
 static void store_load_file_cached(struct store_loader *l, const char *path,
                                    const struct stat *st)
 {
@@ -387,22 +387,40 @@ static void store_load_file_cached(struct store_loader *l, const char *path,
 	struct ystream s;
 	struct diags fd = DIAGS_INIT;
 	struct resource *v;
-	size_t n = 0;
-	bool secret = false;
+	char *buf = NULL;
+	size_t n = 0, len = 0;
+	uint64_t sum = 0;
+	bool secret = false, have = false, recent = store_recent(st);
 
-	if (l->cache && store_cache_get(l->cache, path, st, &kept, &n, &cpath)) {
-		for (size_t i = 0; i < n; i++)
-			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
-		return;
+	if (l->cache) {
+		/* A racy record is handed out again only for the same bytes. */
+		if (store_cache_racy(l->cache, path, st) && file_read_all(path, &buf, &len) == 0) {
+			sum = hash_bytes(buf, len);
+			have = true;
+		}
+		if (store_cache_get(l->cache, path, st, have ? &sum : NULL, recent, &kept, &n,
+		                    &cpath)) {
+			for (size_t i = 0; i < n; i++)
+				store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
+			free(buf);
+			return;
+		}
 	}
 	memset(&s, 0, sizeof(s));
-	if (ydoc_parse_file(path, &s, &fd) < 0) {
+	if (!have && file_read_all(path, &buf, &len) < 0) {
+		diag_err(&fd, path, 0, 0, "cannot read %s: %s", path, strerror(errno));
+		buf = NULL;
+	}
+	if (!buf || ydoc_parse(path, buf, len, &s, &fd) < 0) {
+		free(buf);
 		diags_merge(l->d, &fd);
 		diags_free(&fd);
 		if (l->cache)
 			store_cache_note_parsed(l->cache);
 		return;
 	}
+	/* The hash of the very bytes decoded: a write after this read differs from it. */
+	sum = hash_bytes(buf, len);
 	v = xcalloc(s.ndocs + 1, sizeof(*v));
 	for (size_t i = 0; i < s.ndocs; i++) {
 		if (!s.docs[i].root || res_decode(&s, &s.docs[i], l->default_ns, &v[n], &fd) < 0)
@@ -411,10 +429,13 @@ static void store_load_file_cached(struct store_loader *l, const char *path,
 		secret |= v[n].kind == RES_SECRET;
 		n++;
 	}
+	if (secret)
+		OPENSSL_cleanse(buf, len);
+	free(buf);
 	store_cleanse_stream(&s);
 	ystream_free(&s);
-	if (l->cache && fd.n == 0 && !secret && !store_recent(st)) {
-		cpath = store_cache_put(l->cache, path, st, v, n, &kept);
+	if (l->cache && fd.n == 0 && !secret) {
+		cpath = store_cache_put(l->cache, path, st, recent, sum, v, n, &kept);
 		for (size_t i = 0; i < n; i++)
 			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
 	} else {

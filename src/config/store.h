@@ -40,6 +40,9 @@
 #define STORE_SECRET_TYPE    "..type"
 #define STORE_SECRET_OPAQUE  "Opaque"
 #define STORE_SECRET_TLS     "kubernetes.io/tls"
+/* In the store's root while a writer (egressctl apply) writes several files of one
+ * change: egressgw's watcher does not read the store until it is gone (store_mark.c). */
+#define STORE_APPLY_MARK     "..egressctl-applying"
 
 /* The store root: flag when not NULL and not empty, else $EGRESSGW_STORE when set and not
  * empty, else "./egressgw-store". The result points into flag, the environment or a
@@ -129,6 +132,11 @@ char *store_secret_dir(const char *root, const char *ns, const char *name);
  * file is rewritten atomically with only that document's text changed, so comments and
  * other documents stay (a .json file is rewritten whole, as JSON). Returns 0, or -1 with
  * an error in d (store unchanged). */
+/* Creates the writer's STORE_APPLY_MARK in root; returns its path (NULL: none made, which
+ * is not an error) for store_mark_end, which removes and frees it. */
+char *store_mark_begin(const char *root);
+void store_mark_end(char *mark);
+
 int store_put(const char *root, const struct store_entry *existing, enum res_kind kind,
               const char *ns, const char *name, const struct ynode *doc, struct diags *d);
 

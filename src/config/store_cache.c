@@ -22,6 +22,8 @@ struct store_cache_rec {
 	size_t nres;
 	unsigned gen;          /* the load that last saw it */
 	bool live;
+	bool racy;             /* written just before it was read: its bytes are checked */
+	uint64_t sum;          /* hash_bytes of the bytes decoded (racy records) */
 };
 
 struct store_cache {
@@ -105,7 +107,15 @@ static bool store_cache_same(const struct store_cache_rec *r, const struct stat 
 	       r->ctime.tv_sec == st->st_ctim.tv_sec && r->ctime.tv_nsec == st->st_ctim.tv_nsec;
 }
 
+bool store_cache_racy(const struct store_cache *c, const char *path, const struct stat *st)
+{
+	const struct store_cache_rec *r = store_cache_find(c, path);
+
+	return r && r->live && r->racy && store_cache_same(r, st);
+}
+
 bool store_cache_get(struct store_cache *c, const char *path, const struct stat *st,
+                     const uint64_t *sum, bool recent,
                      const struct resource **v, size_t *n, const char **cpath)
 {
 	struct store_cache_rec *r = store_cache_find(c, path);
@@ -113,13 +123,15 @@ bool store_cache_get(struct store_cache *c, const char *path, const struct stat 
 	c->stats.files++;
 	if (!r || !r->live)
 		return false;
-	if (!store_cache_same(r, st)) {
+	if (!store_cache_same(r, st) || (r->racy && (!sum || *sum != r->sum))) {
 		store_cache_empty(r);
 		r->live = false;
 		c->ndead++;
 		c->stats.dropped++;
 		return false;
 	}
+	if (r->racy && !recent)
+		r->racy = false;
 	r->gen = c->gen;
 	*v = r->res;
 	*n = r->nres;
@@ -129,6 +141,7 @@ bool store_cache_get(struct store_cache *c, const char *path, const struct stat 
 }
 
 const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+                            bool racy, uint64_t sum,
                             struct resource *v, size_t n, const struct resource **kept)
 {
 	struct store_cache_rec *r = store_cache_find(c, path);
@@ -163,6 +176,8 @@ const char *store_cache_put(struct store_cache *c, const char *path, const struc
 	r->nres = n;
 	r->gen = c->gen;
 	r->live = true;
+	r->racy = racy;
+	r->sum = sum;
 	*kept = r->res;
 	return r->path;
 }

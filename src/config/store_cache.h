@@ -8,15 +8,19 @@
  * resources, decoded once, are handed out again (borrowed: store_contents_free leaves
  * them). Only files that decoded with no diagnostic at all and hold no Secret are kept, so
  * every reload repeats the errors and warnings of the files that have some, and no key
- * material stays in the cache between builds; nor are files written in the last 50 ms
- * (the kernel's file times are coarse: a same-size rewrite in place within one tick
- * would look unchanged), which are read again until they are older.
+ * material stays in the cache between builds. A file written in the last 50 ms when it
+ * was read is "racy" (the kernel's file times are coarse: a same-size rewrite in place
+ * within one tick would look unchanged, as git's racily clean entries): it is kept with
+ * a hash of the bytes decoded, and handed out again only when its bytes, read again,
+ * hash the same, until a load finds its times older than that. (The watcher reads 5 ms
+ * after a change, so the file just changed is always racy at first.)
  *
  * One thread uses a cache at a time (egressgw's load thread; the first build before it). */
 #ifndef EGRESS_CONFIG_STORE_CACHE_H
 #define EGRESS_CONFIG_STORE_CACHE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 #include "config/config.h"
@@ -36,14 +40,22 @@ void store_cache_free(struct store_cache *c);
 
 /* Begins a load: every file is unseen until store_cache_get or store_cache_put sees it. */
 void store_cache_begin(struct store_cache *c);
-/* The resources of path when st identifies the file the cache holds (the file is then
- * seen); *v and *n borrowed, *cpath the cache's copy of the path. Returns false when the
- * file is not cached or changed (a changed file's record is dropped). */
+/* Whether path's record, for the file st identifies, is racy: its bytes must be hashed
+ * (hash_bytes) and the sum given to store_cache_get. */
+bool store_cache_racy(const struct store_cache *c, const char *path, const struct stat *st);
+/* The resources of path when st identifies the file the cache holds and, for a racy
+ * record, sum (NULL: not read) is the hash of what it decoded (the file is then seen);
+ * *v and *n borrowed, *cpath the cache's copy of the path. recent: store_recent(st) (a
+ * racy record verified while not recent any more is racy no more). Returns false when
+ * the file is not cached or changed (a changed file's record is dropped). */
 bool store_cache_get(struct store_cache *c, const char *path, const struct stat *st,
+                     const uint64_t *sum, bool recent,
                      const struct resource **v, size_t *n, const char **cpath);
 /* Keeps v[0..n) (moved in: the cache owns them now) as the resources of path as st
- * describes it. Returns the cache's copy of the path. */
+ * describes it, decoded from bytes whose hash is sum; racy: store_recent(st). Returns
+ * the cache's copy of the path. */
 const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+                            bool racy, uint64_t sum,
                             struct resource *v, size_t n, const struct resource **kept);
 /* Ends a load: records of files not seen in it are dropped (the contents of this load
  * borrow only files seen in it; those of an earlier load must be freed before the next

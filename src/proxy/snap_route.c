@@ -118,7 +118,10 @@ static struct route_table *snap_tb_finish(struct snap_tb *tb, const char *name, 
 		vh->domains = xcalloc(1, sizeof(*vh->domains));
 		vh->domains[0] = tb->v[i].domain;
 		vh->ndomains = 1;
-		vh->routes = tb->v[i].routes;
+		/* Grown by doubling while the table was assembled: the spare half of each
+		 * vhost's array was most of a host's route memory (10,000 hosts of two routes:
+		 * room for four). */
+		vh->routes = xrealloc(tb->v[i].routes, tb->v[i].nroutes * sizeof(*vh->routes));
 		vh->nroutes = tb->v[i].nroutes;
 		free(tb->v[i].seen);
 	}
@@ -202,8 +205,13 @@ static struct route_hdr_match *snap_hdrs(struct snap_b *b, const struct resource
                                          const struct vs_named_match *v, size_t n,
                                          bool lower)
 {
-	struct route_hdr_match *h = xcalloc(n + 1, sizeof(*h));
+	struct route_hdr_match *h;
 
+	/* Most matches have no header, absent-header or query condition: no array (three
+	 * allocations per match, 10,000 hosts: 3.8 MB). */
+	if (!n)
+		return NULL;
+	h = xcalloc(n, sizeof(*h));
 	for (size_t i = 0; i < n; i++) {
 		h[i].name = xstrdup(v[i].name);
 		if (lower)
@@ -260,12 +268,13 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 	if (hr->match.n && !kept)
 		return false;
 
-	out->matches = xcalloc(kept + 1, sizeof(*out->matches));
+	/* Exactly kept: one spare struct route_match each was 336 bytes per route. */
+	out->matches = kept ? xcalloc(kept, sizeof(*out->matches)) : NULL;
 	for (size_t i = 0; i < hr->match.n; i++)
 		if (snap_match_applies(b, vsr, &hr->match.v[i], rc))
 			snap_match_build(b, vsr, &hr->match.v[i], &out->matches[out->nmatches++]);
 
-	out->dests = xcalloc(hr->route.n + 1, sizeof(*out->dests));
+	out->dests = hr->route.n ? xcalloc(hr->route.n, sizeof(*out->dests)) : NULL;
 	for (size_t i = 0; i < hr->route.n; i++) {
 		const struct vs_http_route_destination *rd = &hr->route.v[i];
 		const struct vs_destination *dst = rd->destination;

@@ -355,6 +355,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	struct apply_written written = { NULL, 0, 0, NULL, 0, 0 };
 	struct store_contents store;
 	struct store_index *ix = NULL;
+	char *mark = NULL;
 	bool loaded = false, wrote_se = false;
 	bool help = false;
 	int rc = 1;
@@ -423,6 +424,11 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	 * so that applying one object into a store of 30,000 files reads one file, not all of
 	 * them (10,000 hosts: 2 s of CPU before). */
 	ix = store_index_open(c->root, "default");
+	/* Several objects: egressgw waits for the marker to go before it reads the store,
+	 * so that the apply is served whole, not in the halves a descheduled egressctl
+	 * would leave between two renames. */
+	if (nitems > 1 && dry == APPLY_DRY_NONE)
+		mark = store_mark_begin(c->root);
 	for (size_t i = 0; i < nitems; i++) {
 		struct diags wd = DIAGS_INIT;
 		struct sbuf ref = SBUF_INIT;
@@ -470,6 +476,8 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 		sbuf_free(&ref);
 		diags_free(&wd);
 	}
+	store_mark_end(mark);
+	mark = NULL;
 	if (loaded)
 		store_contents_free(&store);
 	apply_written_clear(&written);
@@ -481,6 +489,7 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 		apply_warn_dr_hosts(ix, items, nitems);
 	}
 out:
+	store_mark_end(mark);
 	/* A dry run writes nothing, not even the index. */
 	store_index_close(ix, dry == APPLY_DRY_NONE);
 	for (size_t i = 0; i < nitems; i++)

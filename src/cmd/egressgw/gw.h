@@ -25,7 +25,14 @@
 #include "proxy/snap.h"
 #include "proxy/worker.h"
 
+/* The watcher reads the store RELOAD_SETTLE_MS after the last change it saw (one write of
+ * egressctl or a kubelet swap is a few events within a millisecond), at most
+ * RELOAD_DEBOUNCE_MS after the first of a burst; while a writer's STORE_APPLY_MARK is
+ * present, once it is gone, or after RELOAD_APPLY_WAIT_MS of quiet (a dead writer). */
+#define RELOAD_SETTLE_MS 5
 #define RELOAD_DEBOUNCE_MS 100
+#define RELOAD_APPLY_WAIT_MS 2000
+#define RELOAD_WRITING_MAX 64
 /* DNS jobs restarted per millisecond after a reload (dns_jobs_start). */
 #define DNS_RESTART_BATCH  256
 #define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
@@ -107,6 +114,13 @@ struct gw {
 	 * changes (files) leave it as it is: walking a store of 30,000 files on the main
 	 * thread for every change held /ready for up to 125 ms. */
 	bool watch_dirty;
+	uint64_t burst_ms;              /* when the first change of this burst was seen, or 0 */
+	unsigned apply_marks;           /* STORE_APPLY_MARKs created and not yet removed */
+	/* Files modified in this burst and not closed yet (watch, name): a writer in place
+	 * (truncate, then write) is waited for, up to RELOAD_DEBOUNCE_MS into the burst. */
+	struct { int wd; char name[256]; } writing[RELOAD_WRITING_MAX];
+	size_t nwriting;
+	bool writing_overflow;
 	struct envoy_admin ea;          /* Envoy's admin endpoints (envoy_admin.c) */
 };
 

@@ -272,6 +272,64 @@ static bool watch_event_dirty(const struct inotify_event *e)
 	       !str_has_suffix(e->name, ".json") && !strstr(e->name, ".tmp.");
 }
 
+/* Notes that e's file is being written (modified, not closed yet) or is done with. A
+ * full list counts as a file still open. (egressctl's temporary files are closed before
+ * their rename, so its writes never wait here.) */
+static void watch_note_write(struct gw *g, const struct inotify_event *e)
+{
+	size_t i;
+
+	if (!e->len || (e->mask & IN_ISDIR))
+		return;
+	for (i = 0; i < g->nwriting; i++)
+		if (g->writing[i].wd == e->wd && strcmp(g->writing[i].name, e->name) == 0)
+			break;
+	if (e->mask & IN_MODIFY) {
+		if (i < g->nwriting)
+			return;
+		if (g->nwriting == RELOAD_WRITING_MAX || strlen(e->name) >= sizeof(g->writing[0].name)) {
+			g->writing_overflow = true;
+			return;
+		}
+		g->writing[g->nwriting].wd = e->wd;
+		strcpy(g->writing[g->nwriting].name, e->name);
+		g->nwriting++;
+	} else if ((e->mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM)) && i < g->nwriting) {
+		g->writing[i] = g->writing[--g->nwriting];
+	}
+}
+
+static void watch_writes_clear(struct gw *g)
+{
+	g->nwriting = 0;
+	g->writing_overflow = false;
+}
+
+/* A change was seen: when to read the store. Not a fixed debounce after the last event
+ * (100 ms before every change was served): a quiet store is read RELOAD_SETTLE_MS after
+ * a change, enough for the few events of one write; a steady stream of changes is read
+ * every RELOAD_DEBOUNCE_MS at least; an apply in progress (its marker) is waited for. */
+static void watch_arm(struct gw *g)
+{
+	uint64_t now = loop_now_ms(g->loop), end;
+	unsigned wait = RELOAD_SETTLE_MS;
+
+	if (!g->burst_ms)
+		g->burst_ms = now;
+	if (g->apply_marks) {
+		wait = RELOAD_APPLY_WAIT_MS;
+	} else {
+		/* A file written in place and not closed yet: its writer may be between
+		 * the truncate and the write (an empty file read is a resource gone). */
+		if (g->nwriting || g->writing_overflow)
+			wait = RELOAD_DEBOUNCE_MS;
+		end = g->burst_ms + RELOAD_DEBOUNCE_MS;
+		if (now + wait > end)
+			wait = now >= end ? 0 : (unsigned)(end - now);
+	}
+	loop_timer_arm(g->loop, &g->reload_timer, wait);
+}
+
 static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 {
 	struct gw *g = (struct gw *)((char *)io - offsetof(struct gw, inotify_io));
@@ -289,20 +347,35 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 			 * not configuration: writing it is no reason to reload. */
 			if (e->len && str_has_prefix(e->name, STORE_INDEX_NAME))
 				continue;
+			/* A writer's marker: its files are one change, read once it is gone. */
+			if (e->len && str_has_prefix(e->name, STORE_APPLY_MARK)) {
+				if (e->mask & IN_CREATE)
+					g->apply_marks++;
+				else if ((e->mask & IN_DELETE) && g->apply_marks)
+					g->apply_marks--;
+				changed = true;
+				continue;
+			}
 			if (watch_event_dirty(e))
 				g->watch_dirty = true;
+			watch_note_write(g, e);
 			changed = true;
 		}
 	}
-	/* Debounce: egressctl and the kubelet change several files per update. */
 	if (changed)
-		loop_timer_arm(loop, &g->reload_timer, RELOAD_DEBOUNCE_MS);
+		watch_arm(g);
 }
 
 void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
 
+	/* A new burst starts with the next change; a marker still counted after
+	 * RELOAD_APPLY_WAIT_MS of quiet belongs to a writer that died (or its removal was
+	 * missed while the watches were rebuilt): it holds back no later change. */
+	g->burst_ms = 0;
+	g->apply_marks = 0;
+	watch_writes_clear(g);
 	if (lc_draining(&g->lc))
 		return;   /* the workers take no snapshot any more */
 	if (!fd_headroom(RELOAD_FDS_NEEDED)) {

@@ -32,6 +32,20 @@ static uint64_t load_cpu_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Hands free heap back to the system only when most of the heap is free: after the first
+ * build (its YAML streams) or a configuration much smaller than the last. A reload of one
+ * changed file frees the replaced snapshot and the next build needs as much again:
+ * trimming then made every build fault its heap back in (10,000 hosts, ten reloads at
+ * load 6-8: median compile CPU 241/244 ms with a trim after each build and release,
+ * 202/190 ms without; RSS a second after, 98-101 MB either way). */
+static void load_trim_if_shrunk(void)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	if (mi.fordblks > mi.uordblks)
+		malloc_trim(0);
+}
+
 void gw_load_build(struct gw_load *l)
 {
 	struct store_contents c = STORE_CONTENTS_INIT;
@@ -69,7 +83,7 @@ void gw_load_build(struct gw_load *l)
 	store_contents_free(&c);
 	/* The streams of a large store were most of the memory in use during the build, in
 	 * blocks too small for glibc to give back on its own (10,000 hosts: 250 -> 73 MB). */
-	malloc_trim(0);
+	load_trim_if_shrunk();
 	l->stats.read_ms = t1 - t0;
 	l->stats.compile_ms = t2 - t1;
 	l->stats.done_ms = load_now_ms();
@@ -134,9 +148,9 @@ static atomic_uint release_running;
 static void *release_main(void *arg)
 {
 	snap_unref(arg);
-	/* The build's own malloc_trim ran while this snapshot was still in use: without this
-	 * one its pages stayed resident (10,000 hosts: 85 MB at start, 124 after a reload). */
-	malloc_trim(0);
+	/* The build's own trim ran while this snapshot was still in use: without this one a
+	 * much larger configuration replaced stayed resident. */
+	load_trim_if_shrunk();
 	atomic_fetch_sub(&release_running, 1);
 	return NULL;
 }
