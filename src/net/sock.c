@@ -410,13 +410,37 @@ int sock_peer_addr(int fd, struct sock_addr *out)
 	return getpeername(fd, &out->u.sa, &out->len);
 }
 
+int sock_accepted_local(int fd, const struct sock_addr *listen_addr, struct sock_addr *out)
+{
+	const struct sockaddr *sa = &listen_addr->u.sa;
+	bool known = false;
+
+	if (sa->sa_family == AF_INET)
+		known = listen_addr->u.in4.sin_addr.s_addr != htonl(INADDR_ANY) &&
+		        listen_addr->u.in4.sin_port != 0;
+	else if (sa->sa_family == AF_INET6)
+		known = !IN6_IS_ADDR_UNSPECIFIED(&listen_addr->u.in6.sin6_addr) &&
+		        listen_addr->u.in6.sin6_port != 0;
+	if (!known)
+		return sock_local_addr(fd, out);
+	*out = *listen_addr;
+	return 0;
+}
+
 int sock_original_dst(int fd, struct sock_addr *out)
 {
 	struct sock_addr local;
-	int rc;
 
 	if (sock_local_addr(fd, &local) < 0)
 		return -1;
+	return sock_original_dst_at(fd, &local, out);
+}
+
+int sock_original_dst_at(int fd, const struct sock_addr *local_addr, struct sock_addr *out)
+{
+	struct sock_addr local = *local_addr;
+	int rc;
+
 	memset(out, 0, sizeof(*out));
 	if (local.u.sa.sa_family == AF_INET6 &&
 	    !IN6_IS_ADDR_V4MAPPED(&local.u.in6.sin6_addr)) {
