@@ -9,6 +9,8 @@
  * Call loop_io_del() before close(fd) (or before freeing the struct that embeds the
  * loop_io): it also forgets events of the current batch that are still waiting for that
  * io, so freeing a connection from inside another connection's callback is safe.
+ * loop_io_forget() does the same without the epoll_ctl, for an fd closed right after that
+ * nothing else shares (close() then removes it from the epoll set, as nginx relies on).
  *
  * Level- versus edge-triggered: level-triggered by default. A proxy keeps LOOP_READ on for
  * as long as it wants input and turns LOOP_WRITE on only when a write would block, so in

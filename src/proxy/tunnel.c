@@ -94,7 +94,7 @@ static void tun_settle(struct tun *t);
 
 static void copy_str(char *dst, size_t n, const char *src)
 {
-	snprintf(dst, n, "%s", src ? src : "");
+	str_copy(dst, n, src ? src : "");
 }
 
 /* ---- registration and readiness ---- */
