@@ -284,6 +284,8 @@ static uint32_t to_epoll(unsigned interest)
 		ev |= EPOLLOUT;
 	if (interest & LOOP_EDGE)
 		ev |= EPOLLET;
+	if (interest & LOOP_RDHUP)
+		ev |= EPOLLRDHUP;
 	return ev;
 }
 
@@ -334,6 +336,24 @@ int loop_io_mod(struct loop *loop, struct loop_io *io, unsigned interest)
 	return 0;
 }
 
+/* Points the events of this batch still waiting for io at to (NULL: dropped). */
+static void retarget(struct loop *loop, const struct loop_io *io, struct loop_io *to)
+{
+	for (int i = loop->cur + 1; i < loop->nevents; i++)
+		if (loop->events[i].data.ptr == io)
+			loop->events[i].data.ptr = to;
+}
+
+void loop_io_forget(struct loop *loop, struct loop_io *io)
+{
+	if (!io->registered)
+		return;
+	io->registered = false;
+	io->interest = 0;
+	loop->nios--;
+	retarget(loop, io, NULL);
+}
+
 int loop_io_del(struct loop *loop, struct loop_io *io)
 {
 	int rc = 0;
@@ -343,13 +363,37 @@ int loop_io_del(struct loop *loop, struct loop_io *io)
 	/* The event argument is ignored for DEL since Linux 2.6.9. */
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
 		rc = -1;
-	io->registered = false;
-	io->interest = 0;
-	loop->nios--;
-	for (int i = loop->cur + 1; i < loop->nevents; i++)
-		if (loop->events[i].data.ptr == io)
-			loop->events[i].data.ptr = NULL;
+	loop_io_forget(loop, io);
 	return rc;
+}
+
+int loop_io_move(struct loop *loop, struct loop_io *from, struct loop_io *to, unsigned interest)
+{
+	struct epoll_event ev;
+
+	if (!from->registered || to->registered) {
+		errno = from->registered ? EEXIST : ENOENT;
+		return -1;
+	}
+	to->fd = from->fd;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = to_epoll(interest);
+	ev.data.ptr = to;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, to->fd, &ev) < 0) {
+		int e = errno;
+
+		loop_io_del(loop, from);
+		to->fd = -1;
+		errno = e;
+		return -1;
+	}
+	from->registered = false;
+	from->interest = 0;
+	from->fd = -1;
+	to->registered = true;
+	to->interest = interest;
+	retarget(loop, from, to);
+	return 0;
 }
 
 size_t loop_io_count(const struct loop *loop)
@@ -509,6 +553,8 @@ int loop_run_once(struct loop *loop, int timeout_ms)
 			revents |= LOOP_READ;
 		if (ev->events & EPOLLOUT)
 			revents |= LOOP_WRITE;
+		if (ev->events & EPOLLRDHUP)
+			revents |= LOOP_RDHUP | (io->interest & LOOP_READ);
 		if (ev->events & (EPOLLERR | EPOLLHUP))
 			revents |= LOOP_ERROR | (io->interest & (LOOP_READ | LOOP_WRITE));
 		io->cb(loop, io, revents);

@@ -9,6 +9,8 @@
  * Call loop_io_del() before close(fd) (or before freeing the struct that embeds the
  * loop_io): it also forgets events of the current batch that are still waiting for that
  * io, so freeing a connection from inside another connection's callback is safe.
+ * loop_io_forget() does the same without the epoll_ctl, for an fd closed right after that
+ * nothing else shares (close() then removes it from the epoll set, as nginx relies on).
  *
  * Level- versus edge-triggered: level-triggered by default. A proxy keeps LOOP_READ on for
  * as long as it wants input and turns LOOP_WRITE on only when a write would block, so in
@@ -51,12 +53,17 @@ struct loop;
 #define LOOP_WRITE 0x02u   /* writable, or a nonblocking connect finished (check SO_ERROR) */
 #define LOOP_ERROR 0x04u   /* revents only: EPOLLERR or EPOLLHUP; read/write to learn why */
 #define LOOP_EDGE  0x08u   /* interest only: edge-triggered (see the file comment) */
+/* Interest: also report that the peer has shut its writing side (EPOLLRDHUP). Revents:
+ * it has -- comes with LOOP_READ; once the receive queue is drained (a read returned less
+ * than asked), the stream has ended and a read that would return 0 can be skipped, as
+ * HAProxy does. */
+#define LOOP_RDHUP 0x10u
 
 struct loop_io {
 	int fd;
-	unsigned interest;     /* LOOP_READ | LOOP_WRITE | LOOP_EDGE, as last registered */
+	unsigned interest;     /* LOOP_READ | LOOP_WRITE | LOOP_EDGE | LOOP_RDHUP, as registered */
 	bool registered;       /* between loop_io_add and loop_io_del */
-	/* revents: LOOP_READ / LOOP_WRITE / LOOP_ERROR. LOOP_ERROR comes together with the
+	/* revents: LOOP_READ / LOOP_WRITE / LOOP_ERROR / LOOP_RDHUP. LOOP_ERROR comes with the
 	 * interested directions so that a callback that only looks at READ or WRITE still
 	 * runs its read/write and learns the error from it. */
 	void (*cb)(struct loop *loop, struct loop_io *io, unsigned revents);
@@ -111,6 +118,19 @@ int loop_io_mod(struct loop *loop, struct loop_io *io, unsigned interest);
 /* Unregisters (no-op if not registered) and drops its pending events of this iteration.
  * Call it before close(io->fd). Returns 0 or -1/errno (the io is forgotten either way). */
 int loop_io_del(struct loop *loop, struct loop_io *io);
+/* loop_io_del without the EPOLL_CTL_DEL, for an io whose fd the caller closes right
+ * after (nginx's NGX_CLOSE_EVENT): close() takes the fd out of the epoll set when it is
+ * the last descriptor of its open file, so this is only for fds that were never dup()ed
+ * nor inherited by a child (sockets of the proxy's own; the proxy does not fork). Its
+ * pending events of this iteration are dropped as loop_io_del drops them, so a stale
+ * event never reaches the freed struct. A system call per socket saved. */
+void loop_io_forget(struct loop *loop, struct loop_io *io);
+/* Hands from's registration (and its fd) over to to, which gets the callback given to
+ * loop_io_init and the interest here: one EPOLL_CTL_MOD instead of a DEL and an ADD, for
+ * a connection that changes owner (an HTTP connection becoming a tunnel). from is left
+ * unregistered with fd -1; its pending events of this iteration go to to. 0 or -1/errno
+ * (then to is unregistered and from still holds the fd, unregistered). */
+int loop_io_move(struct loop *loop, struct loop_io *from, struct loop_io *to, unsigned interest);
 
 /* Timers. after_ms is relative to loop_now_ms(); arming an armed timer moves it. */
 void loop_timer_init(struct loop_timer *t, void (*cb)(struct loop *loop, struct loop_timer *t));

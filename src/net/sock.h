@@ -96,6 +96,11 @@ int sock_connect(const struct sock_addr *a, const struct sock_addr *src, int *fd
 int sock_connect_result(int fd);
 
 int sock_local_addr(int fd, struct sock_addr *out);    /* getsockname; 0 or -1/errno */
+/* The local address of a socket accepted on a listener bound to listen_addr: that address
+ * itself when it names one address and port (no system call: the accepted socket's local
+ * address is the bound one, as nginx's ngx_connection_local_sockaddr takes it), else
+ * getsockname (a wildcard or port 0). 0 or -1/errno. */
+int sock_accepted_local(int fd, const struct sock_addr *listen_addr, struct sock_addr *out);
 int sock_peer_addr(int fd, struct sock_addr *out);     /* getpeername; 0 or -1/errno */
 
 /* The destination the client originally connected to, for a sidecar that receives
@@ -105,6 +110,9 @@ int sock_peer_addr(int fd, struct sock_addr *out);     /* getpeername; 0 or -1/e
  * or a TPROXY listener) with *out set to the socket's local address, which is then the
  * original destination; -1 with errno if even getsockname fails. */
 int sock_original_dst(int fd, struct sock_addr *out);
+/* The same for a socket whose local address is already known (sock_accepted_local):
+ * one getsockopt, no getsockname. */
+int sock_original_dst_at(int fd, const struct sock_addr *local, struct sock_addr *out);
 
 int sock_set_nonblock(int fd);           /* 0 or -1/errno */
 int sock_set_nodelay(int fd);            /* 0 or -1/errno */

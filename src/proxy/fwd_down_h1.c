@@ -720,7 +720,7 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 	d->remote = *peer;
 	sock_addr_str(peer, d->remote_s, sizeof(d->remote_s));
 	sock_addr_ip_str(peer, d->remote_ip, sizeof(d->remote_ip));
-	if (sock_local_addr(fd, &d->local) == 0)
+	if (sock_accepted_local(fd, &l->addr, &d->local) == 0)
 		sock_addr_str(&d->local, d->local_s, sizeof(d->local_s));
 	d->quiet_ms = loop_now_ms(w->loop);
 	if (sl && (sl->l4_mode == SNAP_L4_SNI || sl->l4_mode == SNAP_L4_PEEK)) {
@@ -740,7 +740,8 @@ void fwd_accept(struct worker *w, struct wlistener *l, int fd, const struct sock
 		d->sniffing = true;
 		d->accept_wall_ms = wall_ms();
 		d->accept_ms = loop_now_ms(w->loop);
-		if (sock_original_dst(fd, &d->odst) == 0 && !sock_addr_equal(&d->odst, &d->local) &&
+		if (sock_original_dst_at(fd, &d->local, &d->odst) == 0 &&
+		    !sock_addr_equal(&d->odst, &d->local) &&
 		    !sock_addr_equal(&d->odst, &l->addr)) {
 			d->redirected = true;
 			sock_addr_str(&d->odst, d->local_s, sizeof(d->local_s));

@@ -74,15 +74,16 @@ void st_detach(struct stream *st)
 	}
 }
 
-/* Gives the downstream socket to a tunnel; the connection is freed at the next settle
- * point without closing it. */
+/* Gives the downstream socket and its registration to a tunnel; the connection is freed
+ * at the next settle point without closing it. */
 static void d_handoff(struct dconn *d, struct tun_req *r)
 {
 	r->fd = d->io.fd;
-	loop_io_del(d->w->loop, &d->io);
-	d->io.fd = -1;
+	r->reg = d->io.registered ? &d->io : NULL;
 	d->dead = true;
 	tun_start(d->w, r);
+	d->io.fd = -1;
+	loop_io_forget(d->w->loop, &d->io);   /* if the tunnel could not take it over */
 }
 
 /* d_handoff for a connection that was never HTTP: what it sent so far goes first, and

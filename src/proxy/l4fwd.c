@@ -274,7 +274,7 @@ void l4_accept_tcp(struct worker *w, const struct snap_listener *l, int fd,
 	memset(&q, 0, sizeof(q));
 	q.port = l->port;
 	q.src = peer;
-	if (sock_local_addr(fd, &local) == 0) {
+	if (sock_accepted_local(fd, &l->addr, &local) == 0) {
 		sock_addr_str(&local, local_s, sizeof(local_s));
 		q.dst = &local;
 	}

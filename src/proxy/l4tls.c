@@ -50,10 +50,9 @@ static void l4tls_free(struct l4tls *r)
 	struct worker *w = r->w;
 
 	loop_timer_cancel(w->loop, &r->timer);
-	if (r->tio.registered)
-		loop_io_del(w->loop, &r->tio);
-	if (r->pio.registered)
-		loop_io_del(w->loop, &r->pio);
+	/* Both are closed below and never shared: close() unregisters them. */
+	loop_io_forget(w->loop, &r->tio);
+	loop_io_forget(w->loop, &r->pio);
 	if (r->tls)
 		tls_conn_free(r->tls);
 	if (r->tio.fd >= 0)

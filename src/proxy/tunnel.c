@@ -2,10 +2,15 @@
  *
  * Lifetime: a tunnel is freed only at its settle point (tun_settle, the end of each
  * top-level handler: socket events, timers, the DNS callback); code below marks it dead.
- * Registration: each socket is registered with the loop only while it has interest (a
- * direction to wait for). A socket whose peer has gone (EPOLLHUP/EPOLLERR are reported
- * whatever the interest) is then never reported while there is nothing we could do with
- * it, and with interest, the read or write the event leads to makes progress or fails. */
+ * Registration: each socket is registered once, edge-triggered, for both directions and
+ * the peer's half-close (TUN_IO), as nginx registers a connection: no epoll_ctl while the
+ * tunnel relays, none when a direction ends, none at close (loop_io_forget: the sockets
+ * are the proxy's own, close() takes them out of the epoll set). The downstream socket
+ * usually arrives registered by the HTTP side, whose registration is handed over with
+ * one EPOLL_CTL_MOD (loop_io_move). Edge-triggering means the tunnel keeps what the loop
+ * said: a direction's source is "ready" from a read edge until a read drains it (EAGAIN,
+ * a short read, or the end), its destination "blocked" from a write that would block
+ * until a write edge; work left when the per-event budget runs out goes to a task. */
 #include "proxy/tunnel.h"
 #include "proxy/fwd.h"
 #include "proxy/l4tls.h"
@@ -33,8 +38,11 @@ struct tdir {
 	char *buf;         /* cap bytes, from the worker's buffer cache (fwd_buf_get) */
 	size_t cap;
 	size_t off, len;
-	bool eof;          /* src ended (read returned 0) */
+	bool eof;          /* src ended (read returned 0, or a short read after rdhup) */
 	bool shut;         /* dst's write side has been shut down after eof */
+	bool ready;        /* src had a read edge and no read has drained it since */
+	bool rdhup;        /* src's peer has shut its side (EPOLLRDHUP): a short read is the end */
+	bool blocked;      /* a write to dst would block: wait for its write edge */
 	uint64_t bytes;    /* read from src (initial bytes included) */
 };
 
@@ -52,6 +60,7 @@ struct tun {
 	const char *route_name;        /* static string or NULL */
 	struct loop_io dio, uio;
 	struct loop_timer timer;       /* connect timeout, then idle timeout */
+	struct loop_task task;         /* relaying left over when TUN_ROUNDS ran out */
 	struct dns_query *dnsq;
 	enum tun_state state;
 	bool dead;
@@ -80,25 +89,37 @@ struct tun {
 static void tun_connect(struct tun *t);
 static void tun_settle(struct tun *t);
 
+/* Every socket's one registration (see the file comment). */
+#define TUN_IO (LOOP_READ | LOOP_WRITE | LOOP_EDGE | LOOP_RDHUP)
+
 static void copy_str(char *dst, size_t n, const char *src)
 {
-	snprintf(dst, n, "%s", src ? src : "");
+	str_copy(dst, n, src ? src : "");
 }
 
-/* ---- registration and interest ---- */
+/* ---- registration and readiness ---- */
 
-static void tun_io_set(struct tun *t, struct loop_io *io, unsigned interest)
+/* Registers io once (TUN_IO); a tunnel that cannot be registered would never be woken,
+ * so it ends. */
+static void tun_io_reg(struct tun *t, struct loop_io *io)
 {
-	struct loop *loop = t->w->loop;
-
-	if (io->fd < 0)
+	if (io->fd < 0 || io->registered)
 		return;
-	if (interest == 0)
-		loop_io_del(loop, io);
-	else if (!io->registered)
-		loop_io_add(loop, io, interest);
-	else
-		loop_io_mod(loop, io, interest);
+	if (loop_io_add(t->w->loop, io, TUN_IO) < 0) {
+		snprintf(t->reason, sizeof(t->reason), "epoll_ctl: %s", strerror(errno));
+		t->dead = true;
+	}
+}
+
+/* What the loop reported on the socket that src reads from and out writes to. */
+static void tun_note(struct tdir *src, struct tdir *out, unsigned ev)
+{
+	if (ev & (LOOP_READ | LOOP_ERROR))
+		src->ready = true;
+	if (ev & LOOP_RDHUP)
+		src->rdhup = true;
+	if (ev & (LOOP_WRITE | LOOP_ERROR))
+		out->blocked = false;
 }
 
 /* d's buffer: taken from the worker thread's cache rather than malloc'd and freed per
@@ -115,27 +136,16 @@ static bool tdir_pending(const struct tdir *d)
 	return d->len > d->off;
 }
 
+/* Registers what is not yet: the downstream socket from the start (its events before the
+ * tunnel opens are kept as readiness), the upstream one once it connects (during TLS
+ * origination it is l4tls.c's plain end, registered when the handshake is done). */
 static void tun_update(struct tun *t)
 {
-	unsigned di = 0, ui = 0;
-
 	if (t->dead)
 		return;
-	if (t->state == TUN_OPEN) {
-		if (!tdir_pending(&t->d2u) && !t->d2u.eof)
-			di |= LOOP_READ;
-		if (!tdir_pending(&t->u2d) && !t->u2d.eof)
-			ui |= LOOP_READ;
-		if (tdir_pending(&t->d2u))
-			ui |= LOOP_WRITE;
-	} else if (t->state == TUN_CONNECTING) {
-		ui |= LOOP_WRITE;
-	}
-	/* The status line of a failed CONNECT, or what the upstream sent. */
-	if (tdir_pending(&t->u2d))
-		di |= LOOP_WRITE;
-	tun_io_set(t, &t->dio, di);
-	tun_io_set(t, &t->uio, ui);
+	tun_io_reg(t, &t->dio);
+	if (t->state == TUN_CONNECTING || t->state == TUN_OPEN)
+		tun_io_reg(t, &t->uio);
 }
 
 /* ---- the end ---- */
@@ -218,8 +228,10 @@ static void tun_free(struct tun *t)
 	if (t->l4)
 		l4tls_cancel(t->l4);
 	loop_timer_cancel(w->loop, &t->timer);
-	loop_io_del(w->loop, &t->dio);
-	loop_io_del(w->loop, &t->uio);
+	loop_task_cancel(w->loop, &t->task);
+	/* Closed right below, never shared: close() unregisters them. */
+	loop_io_forget(w->loop, &t->dio);
+	loop_io_forget(w->loop, &t->uio);
 	if (t->dio.fd >= 0) {
 		close(t->dio.fd);
 		worker_dcx_closed(w);
@@ -286,43 +298,55 @@ static void tun_fail(struct tun *t, int code, unsigned flag, const char *details
 /* ---- relaying ---- */
 
 /* Moves bytes src -> dst until either would block. Returns -1 when the tunnel must end
- * (reason set). src is read only when the loop said it was readable (readable; the loop
- * is level-triggered, so what is left is reported again), and not again after a short
- * read, which emptied its receive queue: a read that would only say EAGAIN is a system
- * call per event saved (HAProxy's and nginx's relays do the same). other is the opposite
- * direction: when it has ended too, the half-close is left to close(). */
+ * (reason set), 1 when the round budget ran out with bytes still to move (the caller
+ * posts the task), else 0. src is read while it is ready (see the file comment): not
+ * again after a short read, which emptied its receive queue (a read that would only say
+ * EAGAIN is a system call per event saved, as in HAProxy's and nginx's relays), and a
+ * short read after the peer's half-close is the end of the stream without the read that
+ * would return 0. other is the opposite direction: when it has ended too, the half-close
+ * is left to close(). */
 static int tdir_pump(struct tun *t, struct tdir *d, const struct tdir *other, int src, int dst,
-                     const char *src_name, bool readable)
+                     const char *src_name)
 {
-	for (int rounds = 0; rounds < TUN_ROUNDS; rounds++) {
+	int rounds;
+
+	for (rounds = 0; rounds < TUN_ROUNDS; rounds++) {
 		ssize_t n;
 
 		if (tdir_pending(d)) {
+			if (d->blocked)
+				break;
 			n = write(dst, d->buf + d->off, d->len - d->off);
 			if (n < 0 && errno == EINTR)
 				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+				d->blocked = true;
 				break;
+			}
 			if (n <= 0) {
 				snprintf(t->reason, sizeof(t->reason), "write to %s: %s",
 				         src_name[0] == 'd' ? "upstream" : "downstream", strerror(errno));
 				return -1;
 			}
 			d->off += (size_t)n;
-			if (d->off < d->len)
-				break;          /* the socket is full */
+			if (d->off < d->len) {
+				d->blocked = true;   /* the socket is full: its write edge follows */
+				break;
+			}
 			d->off = d->len = 0;
 			continue;
 		}
-		if (d->eof || !readable)
+		if (d->eof || !d->ready)
 			break;
 		if (!d->buf)
 			tdir_buf(d, TUN_BUF);
 		n = read(src, d->buf, TUN_BUF);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			d->ready = false;
 			break;
+		}
 		if (n < 0) {
 			snprintf(t->reason, sizeof(t->reason), "read from %s: %s", src_name,
 			         strerror(errno));
@@ -334,8 +358,12 @@ static int tdir_pump(struct tun *t, struct tdir *d, const struct tdir *other, in
 		}
 		d->len = (size_t)n;
 		d->bytes += (uint64_t)n;
-		if ((size_t)n < TUN_BUF)
-			readable = false;   /* the queue is empty: write this out, then stop */
+		if ((size_t)n < TUN_BUF) {
+			/* The queue is empty: write this out, then wait for the next edge. */
+			d->ready = false;
+			if (d->rdhup)
+				d->eof = true;
+		}
 	}
 	if (d->eof && !tdir_pending(d) && !d->shut) {
 		/* Pass the half-close on: the other side may still answer. Once the other way
@@ -345,26 +373,41 @@ static int tdir_pump(struct tun *t, struct tdir *d, const struct tdir *other, in
 			shutdown(dst, SHUT_WR);
 		d->shut = true;
 	}
+	if (rounds == TUN_ROUNDS && (tdir_pending(d) ? !d->blocked : d->ready && !d->eof))
+		return 1;
 	return 0;
 }
 
-/* Relays what can move after an event: dev/uev are what the loop reported on the
- * downstream/upstream socket (0: nothing, e.g. the tunnel just opened). */
-static void tun_pump(struct tun *t, unsigned dev, unsigned uev)
+/* Relays what can move, both ways (after an event, the task, or the opening). */
+static void tun_pump(struct tun *t)
 {
-	const unsigned rd = LOOP_READ | LOOP_ERROR;
+	int a, b = 0;
 
 	if (t->dead || t->state != TUN_OPEN)
 		return;
-	if (tdir_pump(t, &t->d2u, &t->u2d, t->dio.fd, t->uio.fd, "downstream", dev & rd) < 0 ||
-	    tdir_pump(t, &t->u2d, &t->d2u, t->uio.fd, t->dio.fd, "upstream", uev & rd) < 0) {
+	a = tdir_pump(t, &t->d2u, &t->u2d, t->dio.fd, t->uio.fd, "downstream");
+	if (a >= 0)
+		b = tdir_pump(t, &t->u2d, &t->d2u, t->uio.fd, t->dio.fd, "upstream");
+	if (a < 0 || b < 0) {
 		/* A reset on either side ends both, as Envoy's tcp_proxy does. */
 		log_debug("tunnel", "%s -> %s (%s): %s", t->remote_s, t->ep_str, t->cl->name, t->reason);
 		t->reason[0] = '\0';
 		t->dead = true;
 		return;
 	}
-	tun_update(t);
+	/* Edge-triggered: no event will come for what is left; the task comes back to it
+	 * after the other connections' events (fairness). */
+	if (a > 0 || b > 0)
+		loop_task_post(t->w->loop, &t->task);
+}
+
+static void tun_on_task(struct loop *loop, struct loop_task *task)
+{
+	struct tun *t = container_of(task, struct tun, task);
+
+	(void)loop;
+	tun_pump(t);
+	tun_settle(t);
 }
 
 /* ---- events ---- */
@@ -387,9 +430,10 @@ static void tun_open(struct tun *t)
 		memcpy(t->u2d.buf, ok, sizeof(ok) - 1);
 		t->u2d.len = sizeof(ok) - 1;
 	}
-	/* Only what is already here moves now (the initial bytes, the CONNECT's reply);
-	 * the sockets' readiness comes from the loop, once tun_update has registered them. */
-	tun_pump(t, 0, 0);
+	/* What is here moves now (the initial bytes, the CONNECT's reply, what the loop
+	 * reported readable while connecting); the rest follows the sockets' edges. */
+	tun_update(t);
+	tun_pump(t);
 }
 
 /* l4tls.c's handshake ended (a top-level handler: the loop's event on the relay). A
@@ -431,6 +475,10 @@ static void tun_connected(struct tun *t)
 	 * TLS): l4tls.c speaks it on the socket, the tunnel relays plain bytes to it once the
 	 * handshake is done (tun_on_tls); until then the connection is not made. */
 	if (t->originate_tls) {
+		/* uio becomes the plain end (unregistered, registered at tun_open): what the
+		 * loop said of the TCP socket is l4tls.c's now. */
+		t->u2d.ready = t->u2d.rdhup = false;
+		t->d2u.blocked = false;
 		if (l4tls_wrap_client(w, &t->uio, t->cl, t->sni[0] ? t->sni : t->name, tun_on_tls,
 		                      t, &t->l4) < 0) {
 			STAT_INC(w->st.ucx_connect_fail);
@@ -450,11 +498,12 @@ static void tun_on_uio(struct loop *loop, struct loop_io *io, unsigned ev)
 	struct tun *t = container_of(io, struct tun, uio);
 
 	(void)loop;
+	tun_note(&t->u2d, &t->d2u, ev);
 	if (t->state == TUN_CONNECTING) {
 		if (ev & (LOOP_WRITE | LOOP_ERROR))
 			tun_connected(t);
 	} else {
-		tun_pump(t, 0, ev);
+		tun_pump(t);
 	}
 	tun_settle(t);
 }
@@ -464,12 +513,13 @@ static void tun_on_dio(struct loop *loop, struct loop_io *io, unsigned ev)
 	struct tun *t = container_of(io, struct tun, dio);
 
 	(void)loop;
-	(void)ev;
+	tun_note(&t->d2u, &t->u2d, ev);
 	if (t->state == TUN_OPEN) {
-		tun_pump(t, ev, 0);
+		tun_pump(t);
 	} else if (tdir_pending(&t->u2d)) {
 		t->dead = true;         /* only a failure reply is ever sent before OPEN */
 	}
+	/* Before OPEN the readiness is kept for tun_open: the client's early bytes or end. */
 	tun_settle(t);
 }
 
@@ -643,6 +693,11 @@ void tun_start(struct worker *w, const struct tun_req *r)
 	loop_io_init(&t->dio, r->fd, tun_on_dio);
 	loop_io_init(&t->uio, -1, tun_on_uio);
 	loop_timer_init(&t->timer, tun_on_timer);
+	loop_task_init(&t->task, tun_on_task);
+	/* The HTTP side's registration, taken over (one epoll_ctl instead of two); if that
+	 * fails, tun_update registers the socket anew. */
+	if (r->reg && loop_io_move(w->loop, r->reg, &t->dio, TUN_IO) < 0)
+		t->dio.fd = r->fd;
 	if (r->ninitial) {
 		tdir_buf(&t->d2u, TUN_BUF > r->ninitial ? TUN_BUF : r->ninitial);
 		memcpy(t->d2u.buf, r->initial, r->ninitial);

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/loop.h"
 #include "net/sock.h"
 
 struct worker;
@@ -33,6 +34,9 @@ struct cluster;
  * cl, which must belong to snap or be one of sidecar.h's static clusters). */
 struct tun_req {
 	int fd;                          /* the downstream socket; the tunnel owns it now */
+	/* fd's registration with the worker's loop, when it has one (the HTTP side's): the
+	 * tunnel takes it over (loop_io_move; *reg is left unregistered with fd -1). */
+	struct loop_io *reg;
 	const char *local_s, *remote_s;  /* downstream addresses as logged */
 	const char *initial;             /* bytes already read from the client, sent first */
 	size_t ninitial;

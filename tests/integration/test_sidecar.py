@@ -372,17 +372,23 @@ def test_tls_to_the_capture_port_without_redirection_is_closed(topo):
                 pass
 
 
+def _serve_one(server):
+    """Gives server a listening socket on a loopback address of its own (ip, port, ls) and
+    runs its _run (which accepts) in a thread."""
+    server.ip = loopback_ip()
+    server.ls = socket.socket()
+    server.ls.bind((server.ip, 0))
+    server.ls.listen(4)
+    server.port = server.ls.getsockname()[1]
+    threading.Thread(target=server._run, daemon=True).start()
+
+
 class EchoUntilEof:
     """Reads everything until the client's half-close, then sends it all back and closes:
     a tunnel must pass the half-close on and keep the other direction open."""
 
     def __init__(self):
-        self.ip = loopback_ip()
-        self.ls = socket.socket()
-        self.ls.bind((self.ip, 0))
-        self.ls.listen(4)
-        self.port = self.ls.getsockname()[1]
-        threading.Thread(target=self._run, daemon=True).start()
+        _serve_one(self)
 
     def _run(self):
         c, _ = self.ls.accept()
@@ -426,6 +432,69 @@ def test_connect_tunnel_streams_both_ways_and_passes_the_half_close_on(topo):
     m = topo.sidecar.wait_log(lambda m: m["method"] == "CONNECT")
     assert (m["code"], m["cluster"], m["rx"], m["tx"]) == \
         ("200", "PassthroughCluster", str(len(payload)), str(len(payload))), m.string
+
+
+class SendThenWait:
+    """Sends data as fast as the connection takes it, then holds the connection open (no
+    more bytes, no end) until told to close."""
+
+    def __init__(self, data):
+        self.data = data
+        self.done = threading.Event()
+        _serve_one(self)
+
+    def _run(self):
+        c, _ = self.ls.accept()
+        with c:
+            c.sendall(self.data)
+            self.done.wait(120)
+
+
+def test_connect_tunnel_bulk_download_beside_a_short_exchange(topo):
+    """A download that the client starts reading only once the upstream has sent it all
+    and gone quiet: megabytes wait in the tunnel's upstream socket, more than one event's
+    budget of reads, and no new byte will come to make the (edge-triggered) socket report
+    again: the tunnel must go on by its posted task, and meanwhile another tunnel of the
+    same worker is answered. A tunnel that stalled when its budget ran out would leave
+    the download unfinished."""
+    payload = os.urandom(16 << 20)
+    bulk = SendThenWait(payload)
+    s, head = _connect_tunnel(topo.sidecar.outbound, f"{bulk.ip}:{bulk.port}")
+    assert head == b"HTTP/1.1 200 Connection established\r\n\r\n", head
+    time.sleep(1)        # the buffers on the way fill up; the upstream blocks, then waits
+    got = bytearray()
+
+    def download():
+        while len(got) < len(payload):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    reader = threading.Thread(target=download)
+    reader.start()
+    echo = EchoUntilEof()
+    s2, head2 = _connect_tunnel(topo.sidecar.outbound, f"{echo.ip}:{echo.port}")
+    assert head2 == b"HTTP/1.1 200 Connection established\r\n\r\n", head2
+    s2.sendall(b"ping")
+    s2.shutdown(socket.SHUT_WR)
+    answer = b""
+    while True:
+        chunk = s2.recv(64)
+        if not chunk:
+            break
+        answer += chunk
+    s2.close()
+    assert answer == b"ping"
+    reader.join(timeout=scaled(60))
+    assert not reader.is_alive(), f"the download stalled at {len(got)} of {len(payload)} bytes"
+    assert len(got) == len(payload), f"the download stalled at {len(got)} of {len(payload)} bytes"
+    bulk.done.set()
+    s.close()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+    m = topo.sidecar.wait_log(lambda m: m["method"] == "CONNECT"
+                              and m["tx"] == str(len(payload)))
+    assert (m["code"], m["cluster"]) == ("200", "PassthroughCluster"), m.string
 
 
 def test_connect_to_a_closed_port_is_503_uf(topo):

@@ -1,7 +1,8 @@
 /* Tests for net/loop: timers (order, re-arm, cancel, heap stress, no starvation), deferred
  * tasks (order, idempotent post, cancel from a callback, re-post waits an iteration, after
  * the I/O batch), I/O
- * registration (level/edge, removal during dispatch), cross-thread post/stop/wakeup. */
+ * registration (level/edge, removal during dispatch, forget before close, hand-over to
+ * another io, the peer's half-close), cross-thread post/stop/wakeup. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -353,6 +355,200 @@ static void test_io_del_during_dispatch(void **state)
 	loop_free(loop);
 }
 
+/* loop_io_forget + close from another io's callback: the forgotten io's event of the same
+ * batch is dropped, and close() took the fd out of the epoll set (a new registration of
+ * the same descriptor number is accepted and works). */
+struct forget_io {
+	struct loop_io io;
+	int calls;
+	struct forget_io *other;
+};
+
+static void forget_cb(struct loop *loop, struct loop_io *io, unsigned revents)
+{
+	struct forget_io *f = container_of(io, struct forget_io, io);
+
+	(void)revents;
+	f->calls++;
+	if (f->other) {
+		loop_io_forget(loop, &f->other->io);
+		close(f->other->io.fd);
+		f->other->io.fd = -1;
+		f->other->other = NULL;
+		f->other = NULL;
+	}
+}
+
+static void test_io_forget_before_close(void **state)
+{
+	struct loop *loop = loop_new();
+	struct forget_io a, b;
+	struct pipe_io c;
+	int pa[2], pb[2], a_rd, b_rd;
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(pipe2(pa, O_NONBLOCK | O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pb, O_NONBLOCK | O_CLOEXEC), 0);
+	a_rd = pa[0];
+	b_rd = pb[0];
+	loop_io_init(&a.io, a_rd, forget_cb);
+	loop_io_init(&b.io, b_rd, forget_cb);
+	a.other = &b;
+	b.other = &a;
+	assert_int_equal(loop_io_add(loop, &a.io, LOOP_READ), 0);
+	assert_int_equal(loop_io_add(loop, &b.io, LOOP_READ), 0);
+	assert_int_equal(write(pa[1], "x", 1), 1);
+	assert_int_equal(write(pb[1], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(a.calls + b.calls, 1);
+	assert_int_equal(loop_io_count(loop), 1);
+	/* The closed one's number comes back with the next descriptor; registering it is
+	 * an ADD that succeeds (nothing stale left in the epoll set) and reports its own. */
+	{
+		int closed = a.calls ? b_rd : a_rd;
+		struct forget_io *alive = a.calls ? &a : &b;
+
+		make_pipe(&c);
+		assert_int_equal(c.io.fd, closed);
+		assert_int_equal(loop_io_add(loop, &c.io, LOOP_READ), 0);
+		assert_int_equal(write(c.wfd, "y", 1), 1);
+		c.read_per_call = 1;
+		assert_int_equal(loop_run_once(loop, 1000), 2);   /* c, and the live one's byte */
+		assert_int_equal(c.calls, 1);
+		assert_int_equal(alive->calls, 2);
+		close_pipe(loop, &c);
+		loop_io_forget(loop, &alive->io);
+		close(alive->io.fd);
+	}
+	close(pa[1]);
+	close(pb[1]);
+	assert_int_equal(loop_io_count(loop), 0);
+	loop_free(loop);
+}
+
+/* loop_io_move: the registration changes owner (callback, interest) with the fd; the old
+ * io is left unregistered with fd -1; an event of the same batch still waiting for the old
+ * io goes to the new one. */
+struct move_io {
+	struct loop_io io;
+	int calls;
+	unsigned last;
+	struct loop_io *from, *to;     /* moved by this one's callback */
+};
+
+static void move_cb(struct loop *loop, struct loop_io *io, unsigned revents)
+{
+	struct move_io *m = container_of(io, struct move_io, io);
+	char buf[8];
+
+	m->calls++;
+	m->last = revents;
+	while (read(io->fd, buf, sizeof(buf)) > 0)
+		;
+	if (m->from) {
+		assert_int_equal(loop_io_move(loop, m->from, m->to, LOOP_READ | LOOP_EDGE), 0);
+		m->from = NULL;
+	}
+}
+
+static void test_io_move(void **state)
+{
+	struct loop *loop = loop_new();
+	struct move_io a, b, c, x;
+	int pa[2], pb[2];
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	memset(&x, 0, sizeof(x));
+	assert_int_equal(pipe2(pa, O_NONBLOCK | O_CLOEXEC), 0);
+	assert_int_equal(pipe2(pb, O_NONBLOCK | O_CLOEXEC), 0);
+	loop_io_init(&a.io, pa[0], move_cb);
+	loop_io_init(&b.io, pb[0], move_cb);
+	loop_io_init(&c.io, -1, move_cb);
+	loop_io_init(&x.io, -1, move_cb);
+	/* Nothing to move from an unregistered io. */
+	assert_int_equal(loop_io_move(loop, &c.io, &x.io, LOOP_READ), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(loop_io_add(loop, &a.io, LOOP_READ), 0);
+	assert_int_equal(loop_io_add(loop, &b.io, LOOP_READ), 0);
+	/* Whichever runs first moves the other's registration to c, the other's event of
+	 * this batch included. */
+	a.from = &b.io;
+	a.to = &c.io;
+	b.from = &a.io;
+	b.to = &c.io;
+	assert_int_equal(write(pa[1], "x", 1), 1);
+	assert_int_equal(write(pb[1], "x", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 2);
+	assert_int_equal(a.calls + b.calls, 1);
+	assert_int_equal(c.calls, 1);
+	{
+		struct move_io *first = a.calls ? &a : &b, *moved = a.calls ? &b : &a;
+		int moved_w = a.calls ? pb[1] : pa[1];
+
+		assert_false(moved->io.registered);
+		assert_int_equal(moved->io.fd, -1);
+		assert_true(c.io.registered);
+		assert_int_equal(c.io.interest, LOOP_READ | LOOP_EDGE);
+		assert_int_equal(loop_io_count(loop), 2);
+		/* The fd now reports to c, edge-triggered. */
+		assert_int_equal(write(moved_w, "y", 1), 1);
+		assert_int_equal(loop_run_once(loop, 1000), 1);
+		assert_int_equal(c.calls, 2);
+		assert_int_equal(moved->calls, 0);
+		/* A move onto a registered io is refused. */
+		assert_int_equal(loop_io_move(loop, &first->io, &c.io, LOOP_READ), -1);
+		assert_int_equal(errno, EEXIST);
+		loop_io_del(loop, &first->io);
+		close(first->io.fd);
+	}
+	loop_io_forget(loop, &c.io);
+	close(c.io.fd);
+	close(pa[1]);
+	close(pb[1]);
+	assert_int_equal(loop_io_count(loop), 0);
+	loop_free(loop);
+}
+
+/* LOOP_RDHUP: asked for, the peer's shutdown(SHUT_WR) is reported as such (with READ);
+ * not asked for, only READ. */
+static void test_io_rdhup(void **state)
+{
+	struct loop *loop = loop_new();
+	struct move_io a, b;
+	int sa[2], sb[2];
+
+	(void)state;
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sa), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sb), 0);
+	loop_io_init(&a.io, sa[0], move_cb);
+	loop_io_init(&b.io, sb[0], move_cb);
+	assert_int_equal(loop_io_add(loop, &a.io, LOOP_READ | LOOP_EDGE | LOOP_RDHUP), 0);
+	assert_int_equal(loop_io_add(loop, &b.io, LOOP_READ | LOOP_EDGE), 0);
+	assert_int_equal(write(sa[1], "z", 1), 1);
+	assert_int_equal(loop_run_once(loop, 1000), 1);
+	assert_int_equal(a.last, LOOP_READ);
+	assert_int_equal(shutdown(sa[1], SHUT_WR), 0);
+	assert_int_equal(shutdown(sb[1], SHUT_WR), 0);
+	assert_int_equal(loop_run_once(loop, 1000), 2);
+	assert_int_equal(a.last, LOOP_READ | LOOP_RDHUP);
+	assert_int_equal(b.last & LOOP_RDHUP, 0);
+	assert_true(b.last & LOOP_READ);
+	loop_io_forget(loop, &a.io);
+	loop_io_forget(loop, &b.io);
+	close(sa[0]);
+	close(sa[1]);
+	close(sb[0]);
+	close(sb[1]);
+	loop_free(loop);
+}
+
 /* ---- cross-thread ---- */
 
 struct post_state {
@@ -611,6 +807,9 @@ int main(void)
 		cmocka_unit_test(test_io_edge),
 		cmocka_unit_test(test_io_write_and_hup),
 		cmocka_unit_test(test_io_del_during_dispatch),
+		cmocka_unit_test(test_io_forget_before_close),
+		cmocka_unit_test(test_io_move),
+		cmocka_unit_test(test_io_rdhup),
 		cmocka_unit_test(test_post_from_thread),
 		cmocka_unit_test(test_stop_from_thread),
 		cmocka_unit_test(test_free_with_pending_posts),

@@ -100,6 +100,25 @@ static void test_format(void **state)
 	/* a zeroed address formats as "-" */
 	memset(&a, 0, sizeof(a));
 	assert_string_equal(sock_addr_str(&a, buf, sizeof(buf)), "-");
+	assert_string_equal(sock_addr_ip_str(&a, buf, sizeof(buf)), "-");
+	/* IPv4 is formatted without inet_ntop: every digit count, the extremes, a scope id,
+	 * and a buffer too small cut as snprintf cuts. */
+	assert_int_equal(sock_addr_from_ip("255.255.255.255", 65535, &a), 0);
+	assert_string_equal(sock_addr_str(&a, buf, sizeof(buf)), "255.255.255.255:65535");
+	assert_int_equal(sock_addr_from_ip("0.9.10.199", 0, &a), 0);
+	assert_string_equal(sock_addr_str(&a, buf, sizeof(buf)), "0.9.10.199:0");
+	assert_string_equal(sock_addr_ip_str(&a, buf, sizeof(buf)), "0.9.10.199");
+	assert_int_equal(sock_addr_from_ip("::ffff:0.0.0.1", 1, &b), 0);
+	assert_string_equal(sock_addr_ip_str(&b, buf, sizeof(buf)), "0.0.0.1");
+	assert_int_equal(sock_addr_parse("[fe80::1%4294967295]:80", &b), 0);
+	assert_string_equal(sock_addr_str(&b, buf, sizeof(buf)), "[fe80::1%4294967295]:80");
+	assert_string_equal(sock_addr_ip_str(&b, buf, sizeof(buf)), "fe80::1%4294967295");
+	{
+		char small[8];
+
+		assert_string_equal(sock_addr_str(&a, small, sizeof(small)), "0.9.10.");
+		assert_string_equal(sock_addr_ip_str(&a, small, 1), "");
+	}
 }
 
 static void assert_fd_flags(int fd)
