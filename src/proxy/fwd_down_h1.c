@@ -375,7 +375,8 @@ void d_on_task(struct loop *loop, struct loop_task *t)
 
 	(void)loop;
 	if (d->hs_done && !d->dead) {
-		if (!d_busy(d))
+		/* A stream's virtual connection has its one request from fwd_vconn.c. */
+		if (!d_busy(d) && !d->h2s)
 			d_process(d);
 		/* Nothing to read if the last read emptied the socket: the level-triggered loop
 		 * announces what arrives after it (a syscall per request saved at low rates). */
@@ -434,10 +435,50 @@ static void d_wait_head(struct dconn *d)
 	}
 }
 
+void d_start(struct dconn *d, int status, const char *reason, const char *details)
+{
+	struct worker *w = d->w;
+	struct stream *st = d->st;
+
+	/* A new request: adopt the worker's newest snapshot for it. */
+	if (d->snap != w->snap) {
+		const struct snap_listener *nl = snap_listener_for(w->snap, d->lst ? d->lst->port : 0);
+
+		snap_unref(d->snap);
+		d->snap = snap_ref(w->snap);
+		d->lst = nl;
+	}
+	st_reset(st);
+	st->active = true;
+	st->code = 0;
+	st->ust = -1;
+	st->start_wall_ms = wall_ms();
+	st->start_ms = loop_now_ms(w->loop);
+	st->snap = snap_ref(d->snap);
+	loop_timer_cancel(w->loop, &d->timer);
+	STAT_INC(w->st.rq_active);
+	d->nreq++;
+	if (status) {
+		/* Answer what the codec says and close: the framing is unknowable. */
+		memset(&st->req, 0, sizeof(st->req));
+		st->req.host_idx = -1;
+		/* Logged as the codec's protocol, as Envoy does ("- - HTTP/1.1"): the
+		 * request's own version is not known for sure. */
+		st->req.version_minor = 1;
+		st->req_done = true;
+		st->resp_close = true;
+		snprintf(st->reqid, sizeof(st->reqid), "-");
+		st_local_reply(st, status, ALOG_F_DPE, details, reason);
+		return;
+	}
+	d->in_pos = st->req.head_len;
+	d->head_deadline = 0;
+	st_begin(d);   /* forwards the body bytes already read once connected */
+}
+
 /* Parses and starts requests while the connection has complete heads. */
 void d_process(struct dconn *d)
 {
-	struct worker *w = d->w;
 	struct stream *st;
 
 	if (d->sniffing && !d->dead && d_sniff(d) != 0)
@@ -456,41 +497,12 @@ void d_process(struct dconn *d)
 			}
 			break;
 		}
-		/* A new request: adopt the worker's newest snapshot for it. */
-		if (d->snap != w->snap) {
-			const struct snap_listener *nl = snap_listener_for(w->snap, d->lst ? d->lst->port : 0);
-
-			snap_unref(d->snap);
-			d->snap = snap_ref(w->snap);
-			d->lst = nl;
-		}
-		st_reset(st);
-		st->active = true;
-		st->code = 0;
-		st->ust = -1;
-		st->start_wall_ms = wall_ms();
-		st->start_ms = loop_now_ms(w->loop);
-		st->snap = snap_ref(d->snap);
-		loop_timer_cancel(w->loop, &d->timer);
-		STAT_INC(w->st.rq_active);
-		d->nreq++;
 		if (rc == H1_ERROR) {
-			/* Answer what the parser says and close: the framing is unknowable. */
-			memset(&st->req, 0, sizeof(st->req));
-			st->req.host_idx = -1;
-			/* Logged as the codec's protocol, as Envoy does ("- - HTTP/1.1"): the
-			 * request's own version is not known for sure. */
-			st->req.version_minor = 1;
-			st->req_done = true;
-			st->resp_close = true;
-			snprintf(st->reqid, sizeof(st->reqid), "-");
-			st_local_reply(st, st->rp.status, ALOG_F_DPE, "http1.codec_error", st->rp.reason);
+			d_start(d, st->rp.status, st->rp.reason, "http1.codec_error");
 			break;
 		}
-		d->in_pos = st->req.head_len;
-		d->head_deadline = 0;
 		h1_parser_init(&st->rp, true, 0);
-		st_begin(d);   /* forwards the body bytes already read once connected */
+		d_start(d, 0, NULL, NULL);
 	}
 	d->in_process = false;
 	if (!d_busy(d) && !d->closing && !d->dead)

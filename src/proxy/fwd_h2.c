@@ -46,7 +46,7 @@ struct h2d {
 	unsigned nstreams;              /* streams with a struct h2ds */
 	struct h2ds *ds_free;           /* spare stream structs (at most H2D_DS_FREE_MAX) */
 	unsigned nds_free;
-	struct sbuf hb;                 /* a request head being rendered (reused) */
+	struct sbuf hb;                 /* a chunk of request DATA being framed (reused) */
 	bool draining;
 	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
 };
@@ -112,7 +112,6 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 {
 	struct h2d *h = user;
 	struct h2ds *ds;
-	struct sbuf *hb = &h->hb;
 
 	if (ovl_h2_stream_refused(h->nstreams)) {   /* overload.h: the HTTP/2 stream budget */
 		h2_reset_stream(s, id, H2_REFUSED_STREAM);
@@ -124,26 +123,10 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 	h2_stream_set_user(s, id, ds);
 	h->nstreams++;
 	loop_timer_cancel(h->w->loop, &h->idle);
-	sbuf_reset(hb);
-	if (h2_request_to_h1(rq, hb) < 0) {
-		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
-		return;
-	}
-	/* gRPC servers insist on it; the request path forwards it (h1 has_te_trailers). */
-	if (rq->te_trailers)
-		sbuf_adds(hb, "te: trailers\r\n");
-	if (!rq->end_stream) {
-		if (rq->content_length >= 0) {
-			sbuf_addf(hb, "content-length: %lld\r\n", (long long)rq->content_length);
-		} else {
-			sbuf_adds(hb, "transfer-encoding: chunked\r\n");
-			ds->chunked_req = true;
-		}
-	}
-	/* One request per virtual connection: it ends with the response. */
-	sbuf_adds(hb, "connection: close\r\n\r\n");
+	/* The body's framing on the virtual connection, as h2_request_msg sets the head's. */
+	ds->chunked_req = !rq->end_stream && rq->content_length < 0;
 	ds->v = sink->stream_new(h->d, ds);
-	sink->input(ds->v, hb->s, hb->len);   /* may end ds->v */
+	sink->request(ds->v, rq);   /* may end ds->v */
 }
 
 static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,

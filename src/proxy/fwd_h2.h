@@ -5,8 +5,9 @@
  * A downstream connection that negotiated "h2" keeps its struct dconn (socket, TLS, place
  * in the worker's list and counters: draining and shutdown see it as any connection), and
  * gets a struct h2d holding the server session. Each HTTP/2 stream becomes a "virtual"
- * dconn without a socket (fwd_vconn_*): the request head is rewritten as an HTTP/1.1 head
- * (h2_request_to_h1, plus our framing and "connection: close") into its input buffer, so
+ * dconn without a socket (fwd_vconn_*): the request head, decoded once from HPACK, is
+ * copied into its input buffer and the parsed head the request path works on is filled
+ * from it (h2_req.h h2_request_msg: no HTTP/1.1 text is rendered and parsed again), so
  * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
  * DATA is appended as it arrives (chunked when the length is unknown). An upstream's
  * response head goes out as HEADERS built from its parsed head (h2d_send_head, from
@@ -34,6 +35,7 @@ struct tls_conn;
 struct h2d;
 struct h2ds;
 struct h1_msg;
+struct h2_request;
 
 /* ---- fwd_h2.c, called by the request path (fwd_down_h1.c, fwd_sidecar.c, fwd_up_h1.c) ---- */
 
@@ -95,7 +97,11 @@ int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, 
 struct h2d_sink {
 	/* A virtual connection for one stream of h's connection d. Never NULL. */
 	struct dconn *(*stream_new)(struct dconn *d, struct h2ds *ds);
-	/* Request bytes for v; may start the request, answer it, and free v. */
+	/* The stream's request head (valid during the call only); may answer the request
+	 * and free v. */
+	void (*request)(struct dconn *v, const struct h2_request *rq);
+	/* Request body bytes for v (chunked framing when ds->chunked_req); may answer the
+	 * request and free v. */
 	void (*input)(struct dconn *v, const void *p, size_t n);
 	/* The stream's send queue has room again: pull more output. May free v. */
 	void (*writable)(struct dconn *v);
