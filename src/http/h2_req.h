@@ -45,7 +45,8 @@ size_t h2_request_msg_size(const struct h2_request *rq);
  *        :path not VCHARs, not origin-form, or "*" with a method other than OPTIONS;
  *   414  a request line ("METHOD target HTTP/1.1") over H1_MAX_START_LINE;
  *   431  more than H1_MAX_HEADERS fields once cookies are joined (host included).
- * m is filled only as far as the check that failed. */
+ * m is filled only as far as the check that failed; m->method_id is always set (a HEAD
+ * refused gets no body). */
 int h2_request_msg(const struct h2_request *rq, char *buf, struct h1_msg *m,
                    const char **reason);
 

@@ -51,6 +51,14 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
  * as m says. Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot
  * carry, 101; the session refused it). */
 int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust);
+/* A response made by the proxy (a local reply, a redirect) on ds's stream: HEADERS with
+ * status, "content-length: body_len" and the fields h[0 .. n) (n <= H2D_REPLY_FIELDS,
+ * names lower-case), ending the stream when end; otherwise body_len bytes of body follow
+ * through h2d_pull. Returns 0, or -1 when the stream is gone or was reset. */
+#define H2D_REPLY_FIELDS 4
+struct h2_header;
+int h2d_send_reply(struct h2ds *ds, int status, const struct h2_header *h, size_t n,
+                   uint64_t body_len, bool end);
 /* Bytes the connection read before it was known to be HTTP/2 (h2c with prior knowledge:
  * the sniffed client preface and what followed). Returns -1 when it must be closed now. */
 int h2d_input(struct h2d *h, const void *p, size_t n);
@@ -60,10 +68,11 @@ int h2d_on_io(struct h2d *h, unsigned ev);
 void h2d_drain(struct h2d *h);
 /* Aborts every stream and frees the session; the caller closes the socket. */
 void h2d_free(struct h2d *h);
-/* Output of a virtual connection: p[0 .. n) is its HTTP/1.1 response as written so far,
- * method_id the request's. Returns the bytes taken (0..n; wait for fwd_vconn_writable),
- * or -1 when the response cannot be carried (the stream is reset). */
-ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n);
+/* Output of a virtual connection: p[0 .. n) is its response body as written so far,
+ * framed as the head submitted before said (h2d_send_head, h2d_send_reply: length,
+ * chunked with trailers, or until close). Returns the bytes taken (0..n; wait for
+ * fwd_vconn_writable), or -1 when the response cannot be carried (the stream is reset). */
+ssize_t h2d_pull(struct h2ds *ds, const char *p, size_t n);
 /* The virtual connection of ds has passed on what it was given (little is buffered):
  * the request DATA received so far opens the client's windows again. */
 void h2d_vconn_drained(struct h2ds *ds);

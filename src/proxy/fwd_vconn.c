@@ -6,8 +6,10 @@
  * the virtual connection's input buffer and its parsed head (st->req) filled from it
  * (fwd_vconn_request: h2_request_msg, then d_start, where an HTTP/1.1 head goes after
  * h1_parse); request DATA follows in the same buffer (fwd_vconn_input), framed as the
- * head says. Its output fwd_h2.c turns back into HEADERS/DATA (d_flush -> h2d_pull). Virtual dconns come from the worker's free list
- * (fwd_vconn_new; vconn_put in fwd_down_h1.c gives them back). */
+ * head says. Its response goes out as HEADERS built from the parsed upstream head or
+ * from the fields of a reply made here (h2d_send_head, h2d_send_reply), its body through
+ * d_flush -> h2d_pull. Virtual dconns come from the worker's free list (fwd_vconn_new;
+ * vconn_put in fwd_down_h1.c gives them back). */
 #include "proxy/fwd_vconn.h"
 #include "proxy/fwd_down_h1.h"
 #include "proxy/fwd_up_h1.h"

@@ -178,3 +178,30 @@ def test_refused_heads(gateway, mesh):  # noqa: F811
     bad = [m for m in lines if m["code"] == "400"]
     assert len(bad) == 4 and all(m["flags"] == "DPE" and m["details"] ==
                                  "http2.invalid_request" for m in bad), lines
+
+
+def test_local_replies_as_headers(gateway, mesh):  # noqa: F811
+    """A reply the gateway makes itself goes out as HEADERS built from its fields
+    (h2d_send_reply), not as HTTP/1.1 text parsed back: status, content-length,
+    content-type and x-request-id; a body of that length, none for HEAD."""
+    c = H2Client(gateway.ip, mesh["client"])
+    nr = send(c, pseudo(authority="other.example.com") + [("x-request-id", "rid-404")])
+    bad = send(c, pseudo(authority=f"user@{CNN}"))
+    head = send(c, pseudo(authority=f"user@{CNN}", method="HEAD"))
+    c.run()
+    s = c.streams
+    c.close()
+
+    def hdrs(sid):
+        return dict(s[sid]["headers"])
+
+    assert s[nr]["status"] == 404 and s[nr]["ended"] and not s[nr]["body"], c.summary()
+    assert hdrs(nr)["content-length"] == "0" and hdrs(nr)["x-request-id"] == "rid-404"
+    assert hdrs(nr)["content-type"] == "text/plain"
+    assert s[bad]["status"] == 400 and bytes(s[bad]["body"]) == b"invalid :authority"
+    assert hdrs(bad)["content-length"] == "18" and hdrs(bad)["x-request-id"] == "-"
+    assert s[head]["status"] == 400 and s[head]["ended"] and not s[head]["body"]
+    assert hdrs(head)["content-length"] == "18"
+    for sid in (nr, bad, head):
+        assert sorted(k for k, _ in s[sid]["headers"]) == \
+            [":status", "content-length", "content-type", "x-request-id"], s[sid]["headers"]
