@@ -329,8 +329,10 @@ static void d_release(struct dconn *d)
 	if (d->snap)
 		snap_unref(d->snap);
 	buf_release(d->in, d->in_cap);
-	free(d->sni);
-	free(d->peer_id);
+	if (!d->h2s) {   /* a stream's virtual connection borrows its connection's */
+		free(d->sni);
+		free(d->peer_id);
+	}
 	iob_free(&d->out);
 }
 

@@ -124,10 +124,12 @@ struct dconn {
 	struct loop_timer peek_retry;   /* d_peek: look at the ClientHello again */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
-	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
+	char *sni;                      /* the client's SNI (TLS listeners), NULL if none;
+	                                 * a virtual connection's points to its connection's */
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
 	/* The client's identity (mutual TLS): the verified certificate's URI SAN, or NULL.
-	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal). */
+	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal).
+	 * A virtual connection's points to its connection's, as sni does. */
 	char *peer_id;
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
