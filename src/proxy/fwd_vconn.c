@@ -144,8 +144,10 @@ static void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 {
 	struct stream *st = v->st;
 
-	if (!st->active || v->dead || v->closing)
+	if (!st->active || v->dead || v->closing) {
+		d_settle(v);   /* a dead one goes now, as it did when the bytes were kept */
 		return;
+	}
 	vconn_reserve(v, n);
 	memcpy(v->in + v->in_len, p, n);
 	v->in_len += n;
