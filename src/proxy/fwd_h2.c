@@ -60,8 +60,8 @@ struct h2ds {
 	bool chunked_req;               /* request body relayed with chunked framing */
 	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
 	bool h2closed;                  /* on_stream_close ran: no more calls on id */
-	/* The HTTP/1.1 response read back from the virtual connection: once its head is
-	 * submitted only the framing is kept (a parsed head is 2 KiB; the stream does not
+	/* The response: once its head is submitted (h2d_send_head, h2d_send_reply) only its
+	 * body's framing is kept for h2d_pull (a parsed head is 2 KiB; the stream does not
 	 * keep it for its lifetime). */
 	bool head_done, done;
 	uint8_t body;                   /* enum h1_body of the response */
@@ -219,7 +219,7 @@ static const struct h2_callbacks h2d_cb = {
 	.on_writable = cb_writable,
 };
 
-/* ---- response: HTTP/1.1 from the request path to HEADERS + DATA ---- */
+/* ---- response: heads as HEADERS, the request path's body bytes as DATA ---- */
 
 static ssize_t pull_fail(struct h2ds *ds)
 {

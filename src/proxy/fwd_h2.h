@@ -11,10 +11,10 @@
  * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
  * DATA is appended as it arrives (chunked when the length is unknown). An upstream's
  * response head goes out as HEADERS built from its parsed head (h2d_send_head, from
- * fwd_down_h1.c); the rest of what the request path writes to the virtual connection's
- * output (the body with our framing, or a whole reply the proxy made itself) is parsed
- * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends
- * after one response (h2d_vconn_gone). The response's chunked trailer section
+ * fwd_down_h1.c), a reply the proxy makes itself as HEADERS built from its status and
+ * fields (h2d_send_reply); what the request path then writes to the virtual connection's
+ * output is the body, framed as that head said, and goes out as DATA (h2d_pull): no head
+ * is parsed here. A virtual connection ends after one response (h2d_vconn_gone). The response's chunked trailer section
  * (chunked_relay keeps its fields for HTTP/2 streams) goes out as a trailing HEADERS
  * frame (gRPC's grpc-status), and the request's "te: trailers" is kept. A client reset of
  * the stream closes the virtual connection like a client disconnect (its upstream
