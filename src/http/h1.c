@@ -504,6 +504,11 @@ static bool authority_ok(const char *s, size_t n, bool need_port)
 	return i > p0 && port <= 65535;
 }
 
+bool h1_authority_ok(const char *s, size_t n, bool need_port)
+{
+	return authority_ok(s, n, need_port);
+}
+
 /* Classifies the request-target (already checked to be VCHARs) into its four forms. */
 static int parse_target(struct h1_parser *p, const char *buf, struct h1_msg *m)
 {

@@ -315,6 +315,12 @@ int h1_header_id(const char *name, size_t len);
 unsigned h1_header_flags(const char *name, size_t len);
 bool h1_is_hop_by_hop(const char *name, size_t len);
 
+/* True if s[0 .. n) is uri-host [":" port] as a Host field must be (RFC 3986 host:
+ * reg-name, IPv4, or a bracketed IPv6 literal; port 1-5 digits <= 65535, required when
+ * need_port): no userinfo, no comma, no whitespace. The rule h1_parse applies to Host and
+ * to a CONNECT target, for heads that did not come as HTTP/1.1 text (h2_req.h). */
+bool h1_authority_ok(const char *s, size_t n, bool need_port);
+
 /* enum h1_method of a method token (case-sensitive, RFC 9110 §9.1), H1_M_OTHER if none. */
 int h1_method_lookup(const char *s, size_t len);
 /* "GET"... for a known id, NULL for H1_M_OTHER or out of range. */

@@ -1763,25 +1763,6 @@ static void fields_to_h1(const struct h2_header *h, size_t n, struct sbuf *out)
 	}
 }
 
-int h2_request_to_h1(const struct h2_request *rq, struct sbuf *out)
-{
-	bool connect = rq->method.len == 7 && memcmp(rq->method.p, "CONNECT", 7) == 0;
-	struct h2_str target = connect ? rq->authority : rq->path;
-
-	if (rq->method.len == 0 || target.len == 0 || !safe_token(rq->method, false) ||
-	    !safe_token(target, true) || !safe_token(rq->authority, true) ||
-	    !fields_safe(rq->headers, rq->nheaders))
-		return -1;
-	sbuf_add(out, rq->method.p, rq->method.len);
-	sbuf_addc(out, ' ');
-	sbuf_add(out, target.p, target.len);
-	sbuf_adds(out, " HTTP/1.1\r\nhost: ");
-	sbuf_add(out, rq->authority.p, rq->authority.len);
-	sbuf_adds(out, "\r\n");
-	fields_to_h1(rq->headers, rq->nheaders, out);
-	return 0;
-}
-
 int h2_response_to_h1(const struct h2_response *rs, struct sbuf *out)
 {
 	if (rs->status < 100 || rs->status > 999 || !fields_safe(rs->headers, rs->nheaders))

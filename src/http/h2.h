@@ -369,16 +369,13 @@ int h2_request_from_h1(const struct h1_msg *m, const char *buf, const char *sche
 int h2_response_from_h1(const struct h1_msg *m, const char *buf, struct h2_from_h1 *c);
 void h2_from_h1_fini(struct h2_from_h1 *c);
 
-/* HTTP/2 -> HTTP/1.1: appends the request line ("GET /p HTTP/1.1", "CONNECT host:443
- * HTTP/1.1"), "host: <:authority>" and the fields, each line CRLF-ended, WITHOUT the final
- * empty line: the caller adds its framing (content-length from rq->content_length, or
- * transfer-encoding: chunked) and its own fields. Cookie fields are joined into one with
- * "; " (RFC 9113 8.2.3); content-length is left to the caller; TE is not forwarded
- * (te_trailers). Returns 0, or -1 (nothing appended) if a string holds CR, LF or NUL or
- * the method/path has spaces: never produce a smuggling vector even if nghttp2's
- * validation were off. */
-int h2_request_to_h1(const struct h2_request *rq, struct sbuf *out);
-/* Same for a response: "HTTP/1.1 200 OK" and the fields (no content-length). */
+/* HTTP/2 -> HTTP/1.1 (the sidecar's HTTP/2 upstream, up_h2.c): appends "HTTP/1.1 200 OK"
+ * and the fields, each line CRLF-ended, WITHOUT the final empty line: the caller adds its
+ * framing. Cookie fields are joined into one with "; " (RFC 9113 8.2.3); content-length,
+ * Host, TE and the connection-specific fields are not copied. Returns 0, or -1 (nothing
+ * appended) if a string holds CR, LF or NUL or a name is not visible ASCII: never produce
+ * a smuggling vector even if nghttp2's validation were off. (A request head is not
+ * rendered as text: h2_req.h decodes it into the parsed head directly.) */
 int h2_response_to_h1(const struct h2_response *rs, struct sbuf *out);
 
 /* The client connection preface at the start of a plaintext connection.

@@ -512,10 +512,8 @@ static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx 
 /* The route's redirect, answered here (3xx with location, no body). */
 static void st_redirect(struct stream *st, const struct route_req *rq)
 {
-	struct dconn *d = st->d;
 	char loc[1024];
-	char head[1400];
-	int n;
+	struct fwd_field f[1] = { { "location", loc } };
 
 	/* No uri: the request's own path (and query), as Envoy keeps it. */
 	snprintf(loc, sizeof(loc), "%s://%s%.*s", rq->scheme,
@@ -525,14 +523,10 @@ static void st_redirect(struct stream *st, const struct route_req *rq)
 	         st->route->redirect_uri ? st->route->redirect_uri : rq->path);
 	st->code = st->route->redirect_code;
 	st->details = "direct_response";
-	n = snprintf(head, sizeof(head),
-	             "HTTP/1.1 %d %s\r\nlocation: %s\r\ncontent-length: 0\r\n%s\r\n",
-	             st->code, h1_status_reason(st->code), loc,
-	             st->req_done && st->req.keep_alive ? "" : "connection: close\r\n");
 	if (!st->req_done || !st->req.keep_alive)
 		st->resp_close = true;
-	fwd_down->send(d, head, (size_t)n);
-	st->resp_started = st->resp_done = true;
+	fwd_down->reply_head(st, st->code, f, 1, 0);
+	st->resp_done = true;
 	st_finish(st);
 }
 

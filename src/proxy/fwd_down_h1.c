@@ -73,6 +73,12 @@ static void d_update_interest(struct dconn *d, bool want_write)
 
 static void d_send(struct dconn *d, const void *p, size_t n)
 {
+	/* On an HTTP/2 stream every head goes out as HEADERS (st_send_resp_head_h2,
+	 * st_reply_head): what is sent before the response started can only be an interim
+	 * 1xx head the upstream codec passes on (u_head), which HTTP/2 clients do not get
+	 * (as before: the gateway answers no Expect: 100-continue itself either). */
+	if (d->h2s && !(d->st && d->st->resp_started))
+		return;
 	iob_append(&d->out, p, n);
 }
 
@@ -85,8 +91,8 @@ void d_flush(struct dconn *d)
 		return;
 	if (d->h2s) {
 		/* Called with nothing buffered too: fwd_h2.c may hold response bytes. */
-		ssize_t n = h2d_pull(d->h2s, d->st->req.method_id,
-		                     d->out.p ? d->out.p + d->out.off : "", iob_used(&d->out));
+		ssize_t n = h2d_pull(d->h2s, d->out.p ? d->out.p + d->out.off : "",
+		                     iob_used(&d->out));
 
 		if (n < 0) {
 			d->st->flags |= ALOG_F_DC;
@@ -118,14 +124,52 @@ void d_flush(struct dconn *d)
 	}
 }
 
+_Static_assert(FWD_REPLY_FIELDS <= H2D_REPLY_FIELDS, "reply fields fit h2d_send_reply");
+
+/* The head of a response made here (fwd_down_ops.reply_head): HTTP/1.1 text, or on an
+ * HTTP/2 stream's virtual connection HEADERS built from the same fields
+ * (h2d_send_reply), not text for h2d_pull to parse again. */
+static void st_reply_head(struct stream *st, int code, const struct fwd_field *f, size_t n,
+                          size_t blen)
+{
+	struct dconn *d = st->d;
+	struct iobuf *o = &d->out;
+
+	st->resp_started = true;
+	if (d->h2s) {
+		struct h2_header h[FWD_REPLY_FIELDS];
+
+		for (size_t i = 0; i < n; i++) {
+			h[i].name = (struct h2_str){ f[i].name, strlen(f[i].name) };
+			h[i].value = (struct h2_str){ f[i].value, strlen(f[i].value) };
+		}
+		if (!d->dead && h2d_send_reply(d->h2s, code, h, n, blen,
+		                               st->req.method_id == H1_M_HEAD || blen == 0) < 0) {
+			st->flags |= ALOG_F_DC;
+			d->dead = true;
+		}
+		return;
+	}
+	IOB_LIT(o, "HTTP/1.1 ");
+	iob_addu(o, (uint64_t)code);
+	IOB_LIT(o, " ");
+	iob_adds(o, h1_status_reason(code));
+	IOB_LIT(o, "\r\n");
+	iob_field_u(o, "content-length", blen);
+	for (size_t i = 0; i < n; i++)
+		iob_field_s(o, f[i].name, f[i].value);
+	if (st->resp_close)
+		IOB_LIT(o, "connection: close\r\n");
+	IOB_LIT(o, "\r\n");
+}
+
 /* A response made here (no upstream response): 404 NR, 503 UF, 504 UT... */
 static void st_local_reply(struct stream *st, int code, unsigned flags, const char *details,
                            const char *body)
 {
 	struct dconn *d = st->d;
-	char head[512];
 	size_t blen = body ? strlen(body) : 0;
-	int n;
+	struct fwd_field f[2] = { { "content-type", "text/plain" }, { "x-request-id", st->reqid } };
 
 	st->code = code;
 	st->flags |= flags;
@@ -140,16 +184,10 @@ static void st_local_reply(struct stream *st, int code, unsigned flags, const ch
 		st_finish(st);
 		return;
 	}
-	n = snprintf(head, sizeof(head),
-	             "HTTP/1.1 %d %s\r\ncontent-length: %zu\r\ncontent-type: text/plain\r\n"
-	             "x-request-id: %s\r\n%s\r\n",
-	             code, h1_status_reason(code), blen, st->reqid,
-	             st->resp_close ? "connection: close\r\n" : "");
-	d_send(d, head, (size_t)n);
+	st_reply_head(st, code, f, 2, blen);
 	if (blen && st->req.method_id != H1_M_HEAD)
 		d_send(d, body, blen);
 	st->bytes_out = blen;
-	st->resp_started = true;
 	st->resp_done = true;
 	/* The request body was not read: the connection cannot carry another request unless
 	 * the body is complete. */
@@ -168,9 +206,6 @@ static void st_send_resp_head_h2(struct stream *st)
 	struct dconn *d = st->d;
 	struct uconn *u = st->u;
 
-	/* An interim 1xx head still queued goes first (h2d_pull drops it). */
-	if (iob_used(&d->out) > 0)
-		d_flush(d);
 	if (st->resp.body == H1_BODY_UNTIL_CLOSE || !st->req.keep_alive || d->w->draining)
 		st->resp_close = true;
 	st->resp_started = true;
@@ -294,8 +329,10 @@ static void d_release(struct dconn *d)
 	if (d->snap)
 		snap_unref(d->snap);
 	buf_release(d->in, d->in_cap);
-	free(d->sni);
-	free(d->peer_id);
+	if (!d->h2s) {   /* a stream's virtual connection borrows its connection's */
+		free(d->sni);
+		free(d->peer_id);
+	}
 	iob_free(&d->out);
 }
 
@@ -375,7 +412,8 @@ void d_on_task(struct loop *loop, struct loop_task *t)
 
 	(void)loop;
 	if (d->hs_done && !d->dead) {
-		if (!d_busy(d))
+		/* A stream's virtual connection has its one request from fwd_vconn.c. */
+		if (!d_busy(d) && !d->h2s)
 			d_process(d);
 		/* Nothing to read if the last read emptied the socket: the level-triggered loop
 		 * announces what arrives after it (a syscall per request saved at low rates). */
@@ -434,10 +472,54 @@ static void d_wait_head(struct dconn *d)
 	}
 }
 
+void d_start(struct dconn *d, int status, const char *reason, const char *details)
+{
+	struct worker *w = d->w;
+	struct stream *st = d->st;
+
+	/* A new request: adopt the worker's newest snapshot for it. */
+	if (d->snap != w->snap) {
+		const struct snap_listener *nl = snap_listener_for(w->snap, d->lst ? d->lst->port : 0);
+
+		snap_unref(d->snap);
+		d->snap = snap_ref(w->snap);
+		d->lst = nl;
+	}
+	st_reset(st);
+	st->active = true;
+	st->code = 0;
+	st->ust = -1;
+	st->start_wall_ms = wall_ms();
+	st->start_ms = loop_now_ms(w->loop);
+	st->snap = snap_ref(d->snap);
+	loop_timer_cancel(w->loop, &d->timer);
+	STAT_INC(w->st.rq_active);
+	d->nreq++;
+	if (status) {
+		/* Answer what the codec says and close: the framing is unknowable. An HTTP/2
+		 * head's method is known (h2_request_msg sets it first): a HEAD gets no body. */
+		int method_id = d->h2s ? st->req.method_id : H1_M_OTHER;
+
+		memset(&st->req, 0, sizeof(st->req));
+		st->req.method_id = method_id;
+		st->req.host_idx = -1;
+		/* Logged as the codec's protocol, as Envoy does ("- - HTTP/1.1"): the
+		 * request's own version is not known for sure. */
+		st->req.version_minor = 1;
+		st->req_done = true;
+		st->resp_close = true;
+		snprintf(st->reqid, sizeof(st->reqid), "-");
+		st_local_reply(st, status, ALOG_F_DPE, details, reason);
+		return;
+	}
+	d->in_pos = st->req.head_len;
+	d->head_deadline = 0;
+	st_begin(d);   /* forwards the body bytes already read once connected */
+}
+
 /* Parses and starts requests while the connection has complete heads. */
 void d_process(struct dconn *d)
 {
-	struct worker *w = d->w;
 	struct stream *st;
 
 	if (d->sniffing && !d->dead && d_sniff(d) != 0)
@@ -456,41 +538,12 @@ void d_process(struct dconn *d)
 			}
 			break;
 		}
-		/* A new request: adopt the worker's newest snapshot for it. */
-		if (d->snap != w->snap) {
-			const struct snap_listener *nl = snap_listener_for(w->snap, d->lst ? d->lst->port : 0);
-
-			snap_unref(d->snap);
-			d->snap = snap_ref(w->snap);
-			d->lst = nl;
-		}
-		st_reset(st);
-		st->active = true;
-		st->code = 0;
-		st->ust = -1;
-		st->start_wall_ms = wall_ms();
-		st->start_ms = loop_now_ms(w->loop);
-		st->snap = snap_ref(d->snap);
-		loop_timer_cancel(w->loop, &d->timer);
-		STAT_INC(w->st.rq_active);
-		d->nreq++;
 		if (rc == H1_ERROR) {
-			/* Answer what the parser says and close: the framing is unknowable. */
-			memset(&st->req, 0, sizeof(st->req));
-			st->req.host_idx = -1;
-			/* Logged as the codec's protocol, as Envoy does ("- - HTTP/1.1"): the
-			 * request's own version is not known for sure. */
-			st->req.version_minor = 1;
-			st->req_done = true;
-			st->resp_close = true;
-			snprintf(st->reqid, sizeof(st->reqid), "-");
-			st_local_reply(st, st->rp.status, ALOG_F_DPE, "http1.codec_error", st->rp.reason);
+			d_start(d, st->rp.status, st->rp.reason, "http1.codec_error");
 			break;
 		}
-		d->in_pos = st->req.head_len;
-		d->head_deadline = 0;
 		h1_parser_init(&st->rp, true, 0);
-		st_begin(d);   /* forwards the body bytes already read once connected */
+		d_start(d, 0, NULL, NULL);
 	}
 	d->in_process = false;
 	if (!d_busy(d) && !d->closing && !d->dead)
@@ -852,6 +905,7 @@ void fwd_close_all(struct worker *w)
 
 const struct fwd_down_ops fwd_down_h1_ops = {
 	.local_reply = st_local_reply,
+	.reply_head = st_reply_head,
 	.resp_head = st_send_resp_head,
 	.send = d_send,
 	.flush = d_flush,

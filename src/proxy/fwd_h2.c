@@ -46,7 +46,7 @@ struct h2d {
 	unsigned nstreams;              /* streams with a struct h2ds */
 	struct h2ds *ds_free;           /* spare stream structs (at most H2D_DS_FREE_MAX) */
 	unsigned nds_free;
-	struct sbuf hb;                 /* a request head being rendered (reused) */
+	struct sbuf hb;                 /* a chunk of request DATA being framed (reused) */
 	bool draining;
 	bool more;                      /* h2d_on_io stopped with input maybe left in OpenSSL */
 };
@@ -60,8 +60,8 @@ struct h2ds {
 	bool chunked_req;               /* request body relayed with chunked framing */
 	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
 	bool h2closed;                  /* on_stream_close ran: no more calls on id */
-	/* The HTTP/1.1 response read back from the virtual connection: once its head is
-	 * submitted only the framing is kept (a parsed head is 2 KiB; the stream does not
+	/* The response: once its head is submitted (h2d_send_head, h2d_send_reply) only its
+	 * body's framing is kept for h2d_pull (a parsed head is 2 KiB; the stream does not
 	 * keep it for its lifetime). */
 	bool head_done, done;
 	uint8_t body;                   /* enum h1_body of the response */
@@ -112,7 +112,6 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 {
 	struct h2d *h = user;
 	struct h2ds *ds;
-	struct sbuf *hb = &h->hb;
 
 	if (ovl_h2_stream_refused(h->nstreams)) {   /* overload.h: the HTTP/2 stream budget */
 		h2_reset_stream(s, id, H2_REFUSED_STREAM);
@@ -124,26 +123,10 @@ static void cb_request(struct h2_session *s, void *user, int32_t id, const struc
 	h2_stream_set_user(s, id, ds);
 	h->nstreams++;
 	loop_timer_cancel(h->w->loop, &h->idle);
-	sbuf_reset(hb);
-	if (h2_request_to_h1(rq, hb) < 0) {
-		h2_reset_stream(s, id, H2_PROTOCOL_ERROR);
-		return;
-	}
-	/* gRPC servers insist on it; the request path forwards it (h1 has_te_trailers). */
-	if (rq->te_trailers)
-		sbuf_adds(hb, "te: trailers\r\n");
-	if (!rq->end_stream) {
-		if (rq->content_length >= 0) {
-			sbuf_addf(hb, "content-length: %lld\r\n", (long long)rq->content_length);
-		} else {
-			sbuf_adds(hb, "transfer-encoding: chunked\r\n");
-			ds->chunked_req = true;
-		}
-	}
-	/* One request per virtual connection: it ends with the response. */
-	sbuf_adds(hb, "connection: close\r\n\r\n");
+	/* The body's framing on the virtual connection, as h2_request_msg sets the head's. */
+	ds->chunked_req = !rq->end_stream && rq->content_length < 0;
 	ds->v = sink->stream_new(h->d, ds);
-	sink->input(ds->v, hb->s, hb->len);   /* may end ds->v */
+	sink->request(ds->v, rq);   /* may end ds->v */
 }
 
 static void cb_data(struct h2_session *s, void *user, int32_t id, void *su,
@@ -236,7 +219,7 @@ static const struct h2_callbacks h2d_cb = {
 	.on_writable = cb_writable,
 };
 
-/* ---- response: HTTP/1.1 from the request path to HEADERS + DATA ---- */
+/* ---- response: heads as HEADERS, the request path's body bytes as DATA ---- */
 
 static ssize_t pull_fail(struct h2ds *ds)
 {
@@ -259,44 +242,27 @@ static void head_sent(struct h2ds *ds, int body, uint64_t left, bool end)
 		ds->done = true;
 }
 
-/* The response head at p[0 .. n): submits it once complete. Returns bytes used (0: the
- * head is not complete), or -1. Interim 1xx heads are dropped (100-continue was answered
- * by fwd_vconn.c to an HTTP/1.1 request head HTTP/2 clients never see). */
-static ssize_t pull_head(struct h2ds *ds, int method_id, const char *p, size_t n)
+int h2d_send_reply(struct h2ds *ds, int status, const struct h2_header *h, size_t n,
+                   uint64_t body_len, bool end)
 {
-	size_t used = 0;
+	struct h2_header f[H2D_REPLY_FIELDS + 1];
+	char cl[24];
+	struct h2_response rs = { .status = status, .headers = f, .nheaders = n + 1,
+		                  .content_length = -1, .end_stream = end };
 
-	while (!ds->head_done) {
-		struct h1_parser rp;
-		struct h1_msg resp;
-		struct h2_from_h1 c;
-		int rc;
-		bool end;
-
-		/* The HTTP/1.1 codec writes a head whole, so it is parsed in one go; one still
-		 * incomplete is parsed again from its start on the next pull (nothing taken). */
-		h1_parser_init(&rp, false, method_id);
-		rc = h1_parse(&rp, p + used, n - used, &resp);
-		if (rc == H1_AGAIN)
-			return (ssize_t)used;
-		if (rc == H1_ERROR)
-			return -1;
-		if (resp.status < 200) {
-			used += resp.head_len;
-			continue;
-		}
-		memset(&c, 0, sizeof(c));
-		if (h2_response_from_h1(&resp, p + used, &c) < 0 ||
-		    h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
-			h2_from_h1_fini(&c);
-			return -1;
-		}
-		end = c.rs.end_stream;
-		h2_from_h1_fini(&c);
-		used += resp.head_len;
-		head_sent(ds, resp.body, resp.content_length, end);
+	if (ds->h2closed || ds->head_done || n > H2D_REPLY_FIELDS)
+		return -1;
+	f[0].name = (struct h2_str){ "content-length", 14 };
+	f[0].value = (struct h2_str){ cl, (size_t)snprintf(cl, sizeof(cl), "%llu",
+	                                                   (unsigned long long)body_len) };
+	memcpy(f + 1, h, n * sizeof(*h));
+	if (h2_submit_response(ds->h->s, ds->id, &rs) < 0) {
+		pull_fail(ds);
+		return -1;
 	}
-	return (ssize_t)used;
+	head_sent(ds, end ? H1_BODY_NONE : H1_BODY_LENGTH, body_len, end);
+	h2d_kick(ds->h);
+	return 0;
 }
 
 int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust)
@@ -402,7 +368,7 @@ static int pull_chunked(struct h2ds *ds, const char *p, size_t avail, size_t *to
 	return rc == H1_AGAIN && u == 0;
 }
 
-ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
+ssize_t h2d_pull(struct h2ds *ds, const char *p, size_t n)
 {
 	struct h2_session *s = ds->h->s;
 	size_t used = 0;
@@ -410,13 +376,9 @@ ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n)
 	if (ds->h2closed)
 		return -1;
 	if (!ds->head_done) {
-		ssize_t r = pull_head(ds, method_id, p, n);
-
-		if (r < 0)
-			return pull_fail(ds);
-		used = (size_t)r;
-		if (!ds->head_done)
-			return (ssize_t)used;
+		/* The head goes out as HEADERS first (h2d_send_head, h2d_send_reply): body
+		 * bytes without one cannot be carried. */
+		return n ? pull_fail(ds) : 0;
 	}
 	while (!ds->done && (used < n || ds->hold_off < ds->hold_len)) {
 		size_t avail = n - used;

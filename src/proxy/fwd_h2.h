@@ -5,15 +5,16 @@
  * A downstream connection that negotiated "h2" keeps its struct dconn (socket, TLS, place
  * in the worker's list and counters: draining and shutdown see it as any connection), and
  * gets a struct h2d holding the server session. Each HTTP/2 stream becomes a "virtual"
- * dconn without a socket (fwd_vconn_*): the request head is rewritten as an HTTP/1.1 head
- * (h2_request_to_h1, plus our framing and "connection: close") into its input buffer, so
+ * dconn without a socket (fwd_vconn_*): the request head, decoded once from HPACK, is
+ * copied into its input buffer and the parsed head the request path works on is filled
+ * from it (h2_req.h h2_request_msg: no HTTP/1.1 text is rendered and parsed again), so
  * routing, the upstream pool, retries, timeouts and the access log run unchanged; request
  * DATA is appended as it arrives (chunked when the length is unknown). An upstream's
  * response head goes out as HEADERS built from its parsed head (h2d_send_head, from
- * fwd_down_h1.c); the rest of what the request path writes to the virtual connection's
- * output (the body with our framing, or a whole reply the proxy made itself) is parsed
- * here and sent as HEADERS + DATA on the stream (h2d_pull); a virtual connection ends
- * after one response (h2d_vconn_gone). The response's chunked trailer section
+ * fwd_down_h1.c), a reply the proxy makes itself as HEADERS built from its status and
+ * fields (h2d_send_reply); what the request path then writes to the virtual connection's
+ * output is the body, framed as that head said, and goes out as DATA (h2d_pull): no head
+ * is parsed here. A virtual connection ends after one response (h2d_vconn_gone). The response's chunked trailer section
  * (chunked_relay keeps its fields for HTTP/2 streams) goes out as a trailing HEADERS
  * frame (gRPC's grpc-status), and the request's "te: trailers" is kept. A client reset of
  * the stream closes the virtual connection like a client disconnect (its upstream
@@ -34,6 +35,7 @@ struct tls_conn;
 struct h2d;
 struct h2ds;
 struct h1_msg;
+struct h2_request;
 
 /* ---- fwd_h2.c, called by the request path (fwd_down_h1.c, fwd_sidecar.c, fwd_up_h1.c) ---- */
 
@@ -49,6 +51,14 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
  * as m says. Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot
  * carry, 101; the session refused it). */
 int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust);
+/* A response made by the proxy (a local reply, a redirect) on ds's stream: HEADERS with
+ * status, "content-length: body_len" and the fields h[0 .. n) (n <= H2D_REPLY_FIELDS,
+ * names lower-case), ending the stream when end; otherwise body_len bytes of body follow
+ * through h2d_pull. Returns 0, or -1 when the stream is gone or was reset. */
+#define H2D_REPLY_FIELDS 4
+struct h2_header;
+int h2d_send_reply(struct h2ds *ds, int status, const struct h2_header *h, size_t n,
+                   uint64_t body_len, bool end);
 /* Bytes the connection read before it was known to be HTTP/2 (h2c with prior knowledge:
  * the sniffed client preface and what followed). Returns -1 when it must be closed now. */
 int h2d_input(struct h2d *h, const void *p, size_t n);
@@ -58,10 +68,11 @@ int h2d_on_io(struct h2d *h, unsigned ev);
 void h2d_drain(struct h2d *h);
 /* Aborts every stream and frees the session; the caller closes the socket. */
 void h2d_free(struct h2d *h);
-/* Output of a virtual connection: p[0 .. n) is its HTTP/1.1 response as written so far,
- * method_id the request's. Returns the bytes taken (0..n; wait for fwd_vconn_writable),
- * or -1 when the response cannot be carried (the stream is reset). */
-ssize_t h2d_pull(struct h2ds *ds, int method_id, const char *p, size_t n);
+/* Output of a virtual connection: p[0 .. n) is its response body as written so far,
+ * framed as the head submitted before said (h2d_send_head, h2d_send_reply: length,
+ * chunked with trailers, or until close). Returns the bytes taken (0..n; wait for
+ * fwd_vconn_writable), or -1 when the response cannot be carried (the stream is reset). */
+ssize_t h2d_pull(struct h2ds *ds, const char *p, size_t n);
 /* The virtual connection of ds has passed on what it was given (little is buffered):
  * the request DATA received so far opens the client's windows again. */
 void h2d_vconn_drained(struct h2ds *ds);
@@ -95,7 +106,11 @@ int h2_tls_pump(struct h2_session *s, int fd, struct tls_conn *tls, int rounds, 
 struct h2d_sink {
 	/* A virtual connection for one stream of h's connection d. Never NULL. */
 	struct dconn *(*stream_new)(struct dconn *d, struct h2ds *ds);
-	/* Request bytes for v; may start the request, answer it, and free v. */
+	/* The stream's request head (valid during the call only); may answer the request
+	 * and free v. */
+	void (*request)(struct dconn *v, const struct h2_request *rq);
+	/* Request body bytes for v (chunked framing when ds->chunked_req); may answer the
+	 * request and free v. */
 	void (*input)(struct dconn *v, const void *p, size_t n);
 	/* The stream's send queue has room again: pull more output. May free v. */
 	void (*writable)(struct dconn *v);

@@ -124,10 +124,12 @@ struct dconn {
 	struct loop_timer peek_retry;   /* d_peek: look at the ClientHello again */
 	struct sock_addr local, remote;
 	char local_s[SOCK_ADDR_STRLEN], remote_s[SOCK_ADDR_STRLEN], remote_ip[SOCK_ADDR_STRLEN];
-	char *sni;                      /* the client's SNI (TLS listeners), NULL if none */
+	char *sni;                      /* the client's SNI (TLS listeners), NULL if none;
+	                                 * a virtual connection's points to its connection's */
 	bool mesh_sniff;                /* plain listener with a mesh_ctx: TLS or not, unread */
 	/* The client's identity (mutual TLS): the verified certificate's URI SAN, or NULL.
-	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal). */
+	 * AuthorizationPolicy's principal is the same fact without "spiffe://" (d_principal).
+	 * A virtual connection's points to its connection's, as sni does. */
 	char *peer_id;
 	char *in;
 	size_t in_len, in_cap, in_pos; /* in_pos: bytes of in already consumed */
@@ -211,16 +213,27 @@ static inline bool d_busy(const struct dconn *d)
  * st_finish; an upstream failure: st_upstream_failed); the core, and the upstream codec
  * writing a response downstream, reach the codecs above them through these two tables,
  * set once by fwd_init before any worker runs. */
+/* A field of a response made here (NUL-terminated name and value). */
+struct fwd_field {
+	const char *name, *value;
+};
+
 struct fwd_down_ops {
 	/* A response made here (code, access log flags and details, body) written out. */
 	void (*local_reply)(struct stream *st, int code, unsigned flags, const char *details,
 	                    const char *body);
+	/* The head of a response made here: status code, content-length blen, the fields
+	 * f[0 .. n) (n <= FWD_REPLY_FIELDS); its body (blen bytes, none for HEAD) follows
+	 * through send. Sets st->resp_started. */
+	void (*reply_head)(struct stream *st, int code, const struct fwd_field *f, size_t n,
+	                   size_t blen);
 	void (*resp_head)(struct stream *st);   /* the upstream's response head, written */
 	void (*send)(struct dconn *d, const void *p, size_t n);
 	void (*flush)(struct dconn *d);
 	void (*interest)(struct dconn *d, bool want_write);
 	void (*settle)(struct dconn *d);        /* the settle point: frees d if it is done */
 };
+#define FWD_REPLY_FIELDS 4
 struct fwd_up_ops {
 	void (*close)(struct uconn *u);
 	void (*release)(struct uconn *u, bool reusable);   /* back to the pool, or closed */

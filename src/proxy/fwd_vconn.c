@@ -2,10 +2,14 @@
  * and fwd_h2.h).
  *
  * fwd_h2.c runs the HTTP/2 session on a downstream connection and gives each stream a
- * virtual dconn (d->h2s, no socket) that is fed an HTTP/1.1 rewrite of the stream's
- * request (fwd_vconn_input -> d_process) and whose output fwd_h2.c turns back into
- * HEADERS/DATA (d_flush -> h2d_pull). Virtual dconns come from the worker's free list
- * (fwd_vconn_new; vconn_put in fwd_down_h1.c gives them back). */
+ * virtual dconn (d->h2s, no socket). The stream's decoded request head is copied once into
+ * the virtual connection's input buffer and its parsed head (st->req) filled from it
+ * (fwd_vconn_request: h2_request_msg, then d_start, where an HTTP/1.1 head goes after
+ * h1_parse); request DATA follows in the same buffer (fwd_vconn_input), framed as the
+ * head says. Its response goes out as HEADERS built from the parsed upstream head or
+ * from the fields of a reply made here (h2d_send_head, h2d_send_reply), its body through
+ * d_flush -> h2d_pull. Virtual dconns come from the worker's free list (fwd_vconn_new;
+ * vconn_put in fwd_down_h1.c gives them back). */
 #include "proxy/fwd_vconn.h"
 #include "proxy/fwd_down_h1.h"
 #include "proxy/fwd_up_h1.h"
@@ -22,6 +26,7 @@
 #include "core/util.h"
 #include "http/h1.h"
 #include "http/h2.h"
+#include "http/h2_req.h"
 #include "net/dns.h"
 #include "net/tls.h"
 
@@ -57,8 +62,10 @@ static struct dconn *fwd_vconn_new(struct dconn *d, struct h2ds *ds)
 	memcpy(v->local_s, d->local_s, sizeof(v->local_s));
 	memcpy(v->remote_s, d->remote_s, sizeof(v->remote_s));
 	memcpy(v->remote_ip, d->remote_ip, sizeof(v->remote_ip));
-	v->sni = d->sni ? xstrdup(d->sni) : NULL;
-	v->peer_id = d->peer_id ? xstrdup(d->peer_id) : NULL;
+	/* Borrowed, not copied (two allocations per stream saved): the connection frees its
+	 * own only after its streams' virtual connections are gone (d_close: h2d_free first). */
+	v->sni = d->sni;
+	v->peer_id = d->peer_id;
 	v->sidecar = d->sidecar;
 	v->redirected = d->redirected;
 	v->odst = d->odst;
@@ -99,29 +106,53 @@ void fwd_streams_free(struct worker *w)
 	w->nst_free = 0;
 }
 
-/* Request bytes (HTTP/1.1 head, then body with the head's framing) for v; may start the
- * request, answer it, and free v (h2d_vconn_gone is called first). */
+/* v->in holds at least n more bytes (FWD_BUF_MIN, doubling: from the worker's buffer
+ * cache). */
+static void vconn_reserve(struct dconn *v, size_t n)
+{
+	size_t cap = v->in_cap ? v->in_cap : FWD_BUF_MIN;
+
+	if (v->in_cap - v->in_len >= n)
+		return;
+	while (cap - v->in_len < n)
+		cap *= 2;
+	v->in = buf_grow(v->in, v->in_cap, v->in, v->in_len, cap);
+	v->in_cap = cap;
+}
+
+/* The stream's request head: decoded once into v's input buffer and st->req, then
+ * started (or answered 400/414/431 as an HTTP/1.1 head h1_parse refused would be). May
+ * answer the request and free v (h2d_vconn_gone is called first). */
+static void fwd_vconn_request(struct dconn *v, const struct h2_request *rq)
+{
+	struct stream *st = v->st;
+	const char *reason = NULL;
+	int status;
+
+	vconn_reserve(v, h2_request_msg_size(rq));
+	status = h2_request_msg(rq, v->in, &st->req, &reason);
+	v->in_len = status ? 0 : st->req.head_len;
+	d_start(v, status, reason, "http2.invalid_request");
+	loop_timer_cancel(v->w->loop, &v->timer);
+	d_settle(v);
+}
+
+/* Request body bytes for v, framed as its head says (chunked when the length is
+ * unknown); may answer the request and free v (h2d_vconn_gone is called first). Bytes
+ * after the request ended are dropped. */
 static void fwd_vconn_input(struct dconn *v, const void *p, size_t n)
 {
 	struct stream *st = v->st;
 
-	if (v->in_cap - v->in_len < n) {
-		size_t cap = v->in_cap ? v->in_cap : FWD_BUF_MIN;
-
-		while (cap - v->in_len < n)
-			cap *= 2;
-		v->in = buf_grow(v->in, v->in_cap, v->in, v->in_len, cap);
-		v->in_cap = cap;
+	if (!st->active || v->dead || v->closing) {
+		d_settle(v);   /* a dead one goes now, as it did when the bytes were kept */
+		return;
 	}
+	vconn_reserve(v, n);
 	memcpy(v->in + v->in_len, p, n);
 	v->in_len += n;
-	if (!v->dead && !v->closing) {
-		if (!st->active)
-			d_process(v);
-		else if (!st->req_done && st->u && !v->read_paused)
-			d_forward_body(v);
-	}
-	loop_timer_cancel(v->w->loop, &v->timer);
+	if (!st->req_done && st->u && !v->read_paused)
+		d_forward_body(v);
 	d_settle(v);
 }
 
@@ -148,6 +179,7 @@ static void fwd_h2_conn_done(struct dconn *d)
 
 const struct h2d_sink fwd_vconn_sink = {
 	.stream_new = fwd_vconn_new,
+	.request = fwd_vconn_request,
 	.input = fwd_vconn_input,
 	.writable = fwd_vconn_writable,
 	.abort = fwd_vconn_abort,

@@ -6,7 +6,8 @@
  * are explored. The owner answers every request (streaming the request body back and
  * consuming only what it queued, like the proxy), sometimes resets or sends trailers.
  * Checks: no memory error (ASan), the output buffer stays bounded, every stream the owner
- * saw is closed exactly once, h2_abort leaves nothing behind. */
+ * saw is closed exactly once, h2_abort leaves nothing behind, each request head made into
+ * the request path's parsed head (h2_request_msg) stays inside its storage. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "http/h2.h"
+#include "http/h2_req.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -39,10 +41,22 @@ static void on_request(struct h2_session *s, void *user, int32_t id,
 	struct h2_header h[] = { { { "x-len", 5 }, { rq->path.p, rq->path.len } } };
 	struct h2_response rs = { .status = 200, .headers = h, .nheaders = 1 };
 	struct h2_request *copy = h2_request_dup(rq);
-	struct sbuf b = SBUF_INIT;
+	static struct h1_msg m;
+	char *buf = malloc(h2_request_msg_size(copy) + 1);
+	const char *reason = NULL;
 
-	h2_request_to_h1(copy, &b);
-	sbuf_free(&b);
+	/* The head as the gateway's request path gets it (h2_req.c): every span inside
+	 * what h2_request_msg_size promised, a reason with every refusal. */
+	if (h2_request_msg(copy, buf, &m, &reason) == 0) {
+		if (m.head_len > h2_request_msg_size(copy) || m.nheaders > H1_MAX_HEADERS)
+			fz_trap();
+		for (unsigned i = 0; i < m.nheaders; i++)
+			if (m.headers[i].value.off + m.headers[i].value.len > m.head_len)
+				fz_trap();
+	} else if (!reason) {
+		fz_trap();
+	}
+	free(buf);
 	free(copy);
 	f->opened++;
 	if (f->n < MAXS)

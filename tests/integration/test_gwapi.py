@@ -546,6 +546,15 @@ spec:
     r = t.curl("-sS", "-o", "/dev/null", "-D", "-", f"http://{CNN}/old/a?b=1")
     assert re.search(r"^location: http://other\.example\.com/old/a\?b=1\r?$", r.stdout,
                      re.M | re.I), r.stdout
+    # The same redirect to an HTTP/2 client (h2c, prior knowledge): HEADERS built from the
+    # redirect's fields (h2d_send_reply), no HTTP/1.1 text in between.
+    r = t.curl("-sS", "--noproxy", "*", "--http2-prior-knowledge", "--connect-to",
+               f"{CNN}:80:127.0.0.1:{t.outbound}", "-o", "/dev/null", "-D", "-",
+               f"http://{CNN}/old/a?b=1")
+    assert r.stdout.startswith("HTTP/2 301"), (r.stdout, r.stderr)
+    assert re.search(r"^location: http://other\.example\.com/old/a\?b=1\r?$", r.stdout,
+                     re.M), r.stdout
+    assert re.search(r"^content-length: 0\r?$", r.stdout, re.M), r.stdout
     code = lambda path, *h: t.curl("-sS", "-o", "/dev/null", "-w", "%{http_code}",
                                    *[a for x in h for a in ("-H", x)],
                                    f"http://{CNN}{path}").stdout

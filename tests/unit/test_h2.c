@@ -36,6 +36,7 @@
 #include "core/util.h"
 #include "http/h1.h"
 #include "http/h2.h"
+#include "http/h2_req.h"
 
 static uint64_t mono_us(void)
 {
@@ -108,6 +109,33 @@ static void app_respond_hello(struct app *a, struct astream *as)
 	assert_int_equal(h2_submit_response(a->s, as->id, &rs), 0);
 	assert_int_equal(h2_send_data(a->s, as->id, "hello", 5, true), 5);
 	as->answered = as->resp_end = true;
+}
+
+/* The head the request path gets for rq (h2_request_msg), written out as request line and
+ * fields for the test to compare. */
+static int app_head_text(const struct h2_request *rq, struct sbuf *out)
+{
+	char *buf = malloc(h2_request_msg_size(rq) + 1);
+	struct h1_msg *m = malloc(sizeof(*m));
+	const char *reason;
+	int rc = h2_request_msg(rq, buf, m, &reason);
+
+	sbuf_reset(out);
+	if (rc == 0) {
+		sbuf_add(out, buf + m->method.off, m->method.len);
+		sbuf_addc(out, ' ');
+		sbuf_add(out, buf + m->target.off, m->target.len);
+		sbuf_adds(out, " HTTP/1.1\r\n");
+		for (unsigned i = 0; i < m->nheaders; i++) {
+			sbuf_add(out, buf + m->headers[i].name.off, m->headers[i].name.len);
+			sbuf_adds(out, ": ");
+			sbuf_add(out, buf + m->headers[i].value.off, m->headers[i].value.len);
+			sbuf_adds(out, "\r\n");
+		}
+	}
+	free(m);
+	free(buf);
+	return rc;
 }
 
 static void app_pump(struct app *a, struct astream *as)
@@ -223,8 +251,7 @@ static void app_on_request(struct h2_session *s, void *user, int32_t id,
 		break;
 	}
 	case K_H1:
-		sbuf_reset(&a->h1);
-		a->h1_ok = h2_request_to_h1(rq, &a->h1) == 0;
+		a->h1_ok = app_head_text(rq, &a->h1) == 0;
 		app_respond_hello(a, as);
 		break;
 	case K_ECHO:
@@ -1696,50 +1723,21 @@ static void test_from_h1(void **state)
 	assert_int_equal(h2_response_from_h1(&m, s, &c), -1);
 }
 
+/* A response head to HTTP/1.1 text (up_h2.c); requests are decoded by h2_request_msg
+ * (test_h2_req.c), never rendered as text. */
 static void test_to_h1(void **state)
 {
 	struct sbuf b = SBUF_INIT;
-	struct h2_header h[] = {
-		{ S("cookie"), S("a=1") }, { S("accept"), S("*/*") }, { S("cookie"), S("b=2") },
-		{ S("content-length"), S("3") }, { S("te"), S("trailers") },
-		{ S("connection"), S("x") }, { S("cookie"), S("c=3") },
-	};
-	struct h2_request rq = { .method = S("GET"), .scheme = S("https"),
-		                 .authority = S("a.example"), .path = S("/p?q"), .headers = h,
-		                 .nheaders = ARRAY_SIZE(h) };
-	struct h2_response rs = { .status = 404, .headers = h + 1, .nheaders = 1 };
+	struct h2_header h[] = { { S("accept"), S("*/*") } };
+	struct h2_response rs = { .status = 404, .headers = h, .nheaders = 1 };
 	struct h2_header evil[] = { { S("x"), S("a\r\nInjected: 1") } };
-	struct h2_header evil_name[] = { { S("x y"), S("v") } };
 
-	assert_int_equal(h2_request_to_h1(&rq, &b), 0);
-	assert_string_equal(sbuf_str(&b), "GET /p?q HTTP/1.1\r\nhost: a.example\r\n"
-	                                  "cookie: a=1; b=2; c=3\r\naccept: */*\r\n");
-	sbuf_reset(&b);
-	rq.method = S("CONNECT");
-	rq.nheaders = 0;
-	assert_int_equal(h2_request_to_h1(&rq, &b), 0);
-	assert_string_equal(sbuf_str(&b), "CONNECT a.example HTTP/1.1\r\nhost: a.example\r\n");
-	sbuf_reset(&b);
 	assert_int_equal(h2_response_to_h1(&rs, &b), 0);
 	assert_string_equal(sbuf_str(&b), "HTTP/1.1 404 Not Found\r\naccept: */*\r\n");
 
 	/* nothing appended when anything would break HTTP/1.1 framing */
 	sbuf_reset(&b);
 	sbuf_adds(&b, "keep");
-	rq.method = S("GET");
-	rq.headers = evil;
-	rq.nheaders = 1;
-	assert_int_equal(h2_request_to_h1(&rq, &b), -1);
-	rq.headers = evil_name;
-	assert_int_equal(h2_request_to_h1(&rq, &b), -1);
-	rq.nheaders = 0;
-	rq.path = S("/a b");
-	assert_int_equal(h2_request_to_h1(&rq, &b), -1);
-	rq.path = S("/a\nb");
-	assert_int_equal(h2_request_to_h1(&rq, &b), -1);
-	rq.path = S("/");
-	rq.authority = S("a\r\nb");
-	assert_int_equal(h2_request_to_h1(&rq, &b), -1);
 	rs.headers = evil;
 	assert_int_equal(h2_response_to_h1(&rs, &b), -1);
 	assert_string_equal(sbuf_str(&b), "keep");
