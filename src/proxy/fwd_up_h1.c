@@ -28,6 +28,7 @@
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/overload.h"
+#include "proxy/fwd.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
@@ -36,6 +37,7 @@
 #include "core/util.h"
 #include "http/h1.h"
 #include "http/h2.h"
+#include "http/h2head.h"
 #include "net/dns.h"
 #include "net/tls.h"
 
@@ -53,6 +55,7 @@ static void u_release(struct uconn *u, bool reusable);
 static void u_on_connected(struct uconn *u);
 static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev);
 static void st_send_head(struct stream *st);
+static void u_head_final(struct uconn *u);
 
 /* ---- upstream connections ---- */
 
@@ -645,7 +648,7 @@ static int u_forward_body(struct uconn *u)
 	return 0;
 }
 
-/* Reading the response failed (n < 0 from uh2_read or io_read): 503 before the response
+/* Reading the response failed (n < 0 from uh2_head, uh2_peek or io_read): 503 before the response
  * started (retried when it may be), else the response is cut short. */
 static void u_read_failed(struct uconn *u)
 {
@@ -712,6 +715,16 @@ static int u_head(struct uconn *u)
 		h1_parser_init(&st->sp, false, st->req.method_id);
 		return 1;
 	}
+	u_head_final(u);
+	return 0;
+}
+
+/* The final response head is in st->resp (spans at u->in + u->in_pos): written downstream,
+ * u->in_pos moved past it. Shared by both upstream codecs. */
+static void u_head_final(struct uconn *u)
+{
+	struct stream *st = u->st;
+
 	st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
 	st->code = st->resp.status;
 	st->details = "via_upstream";
@@ -723,7 +736,6 @@ static int u_head(struct uconn *u)
 	if (st->resp.body == H1_BODY_NONE ||
 	    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
 		st->resp_done = true;
-	return 0;
 }
 
 /* u_process after its reads: the end of a response delimited by close, a response cut
@@ -761,26 +773,192 @@ static void u_reads_done(struct uconn *u, bool eof)
 	fwd_down->flush(d);
 }
 
+/* ---- the response of an HTTP/2 stream (up_h2.c) ----
+ * No text and no h1_parse: uh2_head fills st->resp from the decoded HEADERS, entering
+ * the core where u_head does after a successful h1_parse; the payload comes unframed and
+ * is framed here as the head written downstream announced (raw for a length or an
+ * HTTP/1.0 client, chunks for "until END_STREAM"; the trailer section ends the chunks). */
+
+/* Writes "name: value\r\n" downstream. */
+static void down_field(struct dconn *d, const char *b, const struct h1_header *h)
+{
+	fwd_down->send(d, b + h->name.off, h->name.len);
+	fwd_down->send(d, ": ", 2);
+	fwd_down->send(d, b + h->value.off, h->value.len);
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* An interim 1xx head (spans at u->in + u->in_pos) passed on as HTTP/1.1 text, as u_head
+ * passes the server's own (an HTTP/2 downstream drops it, h2d_pull). */
+static void u_interim_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	const struct h1_msg *m = &st->resp;
+	const char *b = u->in + u->in_pos;
+	char line[32];
+	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
+
+	fwd_down->send(d, line, (size_t)n);
+	fwd_down->send(d, b + m->reason.off, m->reason.len);
+	fwd_down->send(d, "\r\n", 2);
+	for (unsigned i = 0; i < m->nheaders; i++)
+		if (!(m->headers[i].flags & H1_HF_DROP))
+			down_field(d, b, &m->headers[i]);
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* The end of an "until END_STREAM" body framed as chunks: the last chunk and the trailer
+ * section, with the server's trailer fields for a receiver that takes them (TE: trailers,
+ * or an HTTP/2 stream), minus framing, hop-by-hop, Host and Trailer (as chunked_relay). */
+static void u_chunked_end_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	const void *tr = uh2_trailers(u->h2);
+
+	fwd_down->send(d, "0\r\n", 3);
+	if (tr && (st->req.has_te_trailers || d->h2s)) {
+		struct h1_msg m;
+		size_t len;
+		const char *b = h2head_data(tr, &len);
+
+		h2head_fill(tr, st->req.method_id, &m);
+		for (unsigned i = 0; i < m.nheaders; i++) {
+			const struct h1_header *h = &m.headers[i];
+
+			if (!(h->flags & H1_HF_DROP) && h->id != H1_H_HOST && h->id != H1_H_TRAILER)
+				down_field(d, b, h);
+		}
+	}
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* Payload p[0 .. n) of the response downstream, in the head's framing. */
+static void u_payload_h2(struct uconn *u, const char *p, size_t n)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+
+	if (st->resp.body == H1_BODY_CHUNKED && !st->resp_dechunk) {
+		char size[24];
+		int k = snprintf(size, sizeof(size), "%zx\r\n", n);
+
+		fwd_down->send(d, size, (size_t)k);
+		fwd_down->send(d, p, n);
+		fwd_down->send(d, "\r\n", 2);
+	} else {
+		fwd_down->send(d, p, n);
+	}
+	st->bytes_out += n;
+	if (st->resp.body == H1_BODY_LENGTH) {
+		st->resp_left -= n < st->resp_left ? n : st->resp_left;
+		if (st->resp_left == 0)
+			st->resp_done = true;
+	}
+}
+
+/* The response head(s) of an HTTP/2 stream. Returns 0 once the final head is written
+ * downstream, 1 when none is there yet, -1 when st ended (failed, or sent over HTTP/1.1). */
+static int u_heads_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+
+	while (!st->resp_started) {
+		size_t room = u->in_cap;
+		int rc;
+
+		/* The head's bytes go where h1_parse's would be (u->in: the downstream codec
+		 * reads the spans there), a buffer from fwd_io.c's cache. */
+		u->in_pos = u->in_len = 0;
+		if (!u->in) {
+			u->in_cap = room = FWD_BUF_INIT;
+			u->in = fwd_buf_get(room);
+		}
+		rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+		if (rc == 2) {
+			u->in = buf_grow(u->in, u->in_cap, NULL, 0, room);
+			u->in_cap = room;
+			rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+		}
+		if (rc == UH2_FALLBACK) {
+			st_h2_fallback(st);
+			return -1;
+		}
+		if (rc < 0) {
+			u_read_failed(u);
+			return -1;
+		}
+		if (rc > 0)
+			return 1;
+		if (st->resp.status < 200)
+			u_interim_h2(u);
+		else
+			u_head_final(u);
+		u->in_pos = u->in_len = 0;      /* the head is written: its bytes may go */
+	}
+	return 0;
+}
+
+static void u_process_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	int rc = u_heads_h2(u);
+
+	if (rc < 0)
+		return;
+	while (rc == 0 && !st->resp_done) {
+		const char *p;
+		ssize_t n = uh2_peek(u->h2, &p);
+
+		if (n == -2)
+			break;
+		if (n < 0) {
+			u_read_failed(u);
+			return;
+		}
+		if (n == 0) {
+			if (st->resp.body != H1_BODY_CHUNKED) {
+				u_reads_done(u, true);  /* short of its length: cut short */
+				return;
+			}
+			if (!st->resp_dechunk)
+				u_chunked_end_h2(u);
+			st->resp_done = true;
+			break;
+		}
+		if (st->resp.body == H1_BODY_LENGTH && (size_t)n > st->resp_left)
+			n = (ssize_t)st->resp_left;     /* nghttp2 resets a stream that overruns */
+		u_payload_h2(u, p, (size_t)n);
+		uh2_take(u->h2, (size_t)n);
+		if (iob_used(&d->out) > (d->h2s ? OVL_H2_STREAM_HIGH_WATER : FWD_HIGH_WATER)) {
+			u->read_paused = true;
+			break;
+		}
+	}
+	u_reads_done(u, false);
+}
+
 static void u_process(struct uconn *u)
 {
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
 	bool eof = false;
 
+	if (u->h2) {
+		u_process_h2(u);
+		return;
+	}
 	for (;;) {
 		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
-		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
-		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
+		ssize_t n = io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
 
 		if (n == -2 || n == -3)
 			break;
 		if (n == 0) {
 			eof = true;
 			break;
-		}
-		if (n == UH2_FALLBACK) {
-			st_h2_fallback(st);
-			return;
 		}
 		if (n < 0) {
 			u_read_failed(u);
