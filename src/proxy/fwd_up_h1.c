@@ -520,6 +520,25 @@ static void st_send_head(struct stream *st)
 
 /* ---- request body ---- */
 
+/* The trailer section of a request that came over HTTP/2 (b[0 .. len), fwd_h2.c's
+ * rendering of the client's trailing HEADERS) goes to an HTTP/2 upstream as trailing
+ * HEADERS, minus the fields chunked_relay would drop. An HTTP/1.1 client's trailers are
+ * dropped whatever the upstream speaks, as Envoy's HTTP/1 codec does by default. */
+static void up_trailers_h2(struct uconn *u, const char *b, size_t len)
+{
+	struct h1_header f[H1_MAX_HEADERS];
+	struct h2_header h[H1_MAX_HEADERS];
+	unsigned n = 0, k = 0;
+
+	if (h1_parse_trailers(b, len, f, H1_MAX_HEADERS, &n) < 0)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		if (!(f[i].flags & H1_HF_DROP) && f[i].id != H1_H_HOST && f[i].id != H1_H_TRAILER)
+			h[k++] = (struct h2_header){ { b + f[i].name.off, f[i].name.len },
+			                             { b + f[i].value.off, f[i].value.len } };
+	uh2_trailers_out(u->h2, h, k);
+}
+
 /* Moves request body bytes from d->in to the upstream. Returns -1 if the stream ended
  * (error answered), else 0. */
 int d_forward_body(struct dconn *d)
@@ -563,6 +582,8 @@ int d_forward_body(struct dconn *d)
 			if (u && u->h2) {
 				if (rc == H1_DATA)
 					iob_append(&u->out, p + data.off, data.len);
+				else if (rc == H1_OK && d->h2s && tr.len > 2)
+					up_trailers_h2(u, p + tr.off, tr.len);
 			} else if (u) {
 				chunked_relay(&u->out, p, used, rc, tr, false);
 			}
@@ -858,6 +879,24 @@ static void u_payload_h2(struct uconn *u, const char *p, size_t n)
 	}
 }
 
+/* A response with a length, to an HTTP/2 client: HTTP/2 lets trailers follow such a body
+ * (a server may send them; HTTP/1.1 has no place for them). The head goes downstream with
+ * its content-length as a plain field (not flagged framing, so the downstream codec passes
+ * it on instead of writing its own) and the body framed as "until END_STREAM": its last
+ * chunk carries the trailers (u_chunked_end_h2), which fwd_h2.c sends as trailing HEADERS
+ * after exactly content-length bytes of DATA. */
+static void u_length_as_stream(struct stream *st)
+{
+	struct h1_msg *m = &st->resp;
+
+	if (!st->d->h2s || m->body != H1_BODY_LENGTH || m->content_length == 0)
+		return;
+	for (unsigned i = 0; i < m->nheaders; i++)
+		if (m->headers[i].id == H1_H_CONTENT_LENGTH)
+			m->headers[i].flags &= (uint16_t)~H1_HF_FRAMING;
+	m->body = H1_BODY_CHUNKED;
+}
+
 /* The response head(s) of an HTTP/2 stream. Returns 0 once the final head is written
  * downstream, 1 when none is there yet, -1 when st ended (failed, or sent over HTTP/1.1). */
 static int u_heads_h2(struct uconn *u)
@@ -891,10 +930,12 @@ static int u_heads_h2(struct uconn *u)
 		}
 		if (rc > 0)
 			return 1;
-		if (st->resp.status < 200)
+		if (st->resp.status < 200) {
 			u_interim_h2(u);
-		else
+		} else {
+			u_length_as_stream(st);
 			u_head_final(u);
+		}
 		u->in_pos = u->in_len = 0;      /* the head is written: its bytes may go */
 	}
 	return 0;

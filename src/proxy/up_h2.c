@@ -106,6 +106,7 @@ struct uh2s {
 	 * record, or empty). Each keeps its allocation across the struct's reuse. */
 	struct sbuf hb, rb, tb;
 	size_t hb_off, rb_off;
+	struct sbuf qt;                 /* request trailers to send after the body (a record) */
 	size_t unconsumed;              /* DATA bytes not yet released to the window */
 	struct uh2_fail fail;
 	char reason[256];
@@ -699,7 +700,7 @@ static struct uh2c *c_pick(struct uh2_key *k)
 static struct uh2s *s_get(struct uh2_table *t)
 {
 	struct uh2s *s = t->s_free;
-	struct sbuf hb, rb, tb;
+	struct sbuf hb, rb, tb, qt;
 
 	if (!s) {
 		s = xcalloc(1, sizeof(*s));
@@ -711,10 +712,12 @@ static struct uh2s *s_get(struct uh2_table *t)
 	hb = s->hb;
 	rb = s->rb;
 	tb = s->tb;
+	qt = s->qt;
 	memset(s, 0, sizeof(*s));
 	s->hb = hb;
 	s->rb = rb;
 	s->tb = tb;
+	s->qt = qt;
 	s->t = t;
 	return s;
 }
@@ -724,6 +727,7 @@ static void s_free_bufs(struct uh2s *s)
 	sbuf_free(&s->hb);
 	sbuf_free(&s->rb);
 	sbuf_free(&s->tb);
+	sbuf_free(&s->qt);
 }
 
 /* The table outlives every stream (the worker's connections are closed before it is
@@ -733,7 +737,7 @@ static void s_put(struct uh2s *s)
 	struct uh2_table *t = s->t;
 
 	if (t->ns_free >= UH2_S_FREE_MAX || s->rb.cap > 65536 || s->hb.cap > 65536 ||
-	    s->tb.cap > 65536) {
+	    s->tb.cap > 65536 || s->qt.cap > 65536) {
 		s_free_bufs(s);
 		free(s);
 		return;
@@ -741,6 +745,7 @@ static void s_put(struct uh2s *s)
 	sbuf_reset(&s->hb);
 	sbuf_reset(&s->rb);
 	sbuf_reset(&s->tb);
+	sbuf_reset(&s->qt);
 	s->next = t->s_free;
 	t->s_free = s;
 	t->ns_free++;
@@ -909,19 +914,50 @@ bool uh2_ready(const struct uh2s *s)
 	return s->id > 0 || s->failed;
 }
 
+void uh2_trailers_out(struct uh2s *s, const struct h2_header *h, size_t n)
+{
+	struct h2_response tr = { .status = 0, .headers = h, .nheaders = n, .content_length = -1 };
+
+	sbuf_reset(&s->qt);
+	if (n && h2head_pack(&s->qt, &tr) < 0)
+		sbuf_reset(&s->qt);
+}
+
+/* The body ends with the kept trailer fields (uh2_trailers_out) as trailing HEADERS, or,
+ * should the session refuse them, with an empty DATA frame. */
+static void s_send_trailers(struct uh2s *s)
+{
+	struct h1_msg m;
+	struct h2_header h[H1_MAX_HEADERS];
+	size_t len;
+	const char *b = h2head_data(s->qt.s, &len);
+
+	h2head_fill(s->qt.s, H1_M_OTHER, &m);
+	for (unsigned i = 0; i < m.nheaders; i++)
+		h[i] = (struct h2_header){ { b + m.headers[i].name.off, m.headers[i].name.len },
+		                           { b + m.headers[i].value.off, m.headers[i].value.len } };
+	if (h2_submit_trailers(s->c->s, s->id, h, m.nheaders) < 0)
+		(void)h2_send_data(s->c->s, s->id, "", 0, true);
+	sbuf_reset(&s->qt);
+}
+
 size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end)
 {
 	ssize_t w;
+	bool tr = s->qt.len > 0;
 
 	if (s->failed || s->closed || s->body_ended || !s->c)
 		return n;        /* nowhere to go: dropped (the stream reports its end) */
 	if (s->id <= 0)
 		return 0;
-	w = h2_send_data(s->c->s, s->id, p, n, end);
+	w = h2_send_data(s->c->s, s->id, p, n, end && !tr);
 	if (w < 0)
 		return n;
-	if ((size_t)w == n && end)
+	if ((size_t)w == n && end) {
+		if (tr)
+			s_send_trailers(s);
 		s->body_ended = true;
+	}
 	if (w > 0 || end)
 		c_kick(s->c);
 	return (size_t)w;

@@ -117,6 +117,10 @@ bool uh2_ready(const struct uh2s *s);
  * for a kick when short). A stream that can no longer send (reset, or the server already
  * answered and closed it) takes everything and drops it. */
 size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end);
+/* Trailer fields to end the request body with (trailing HEADERS instead of END_STREAM on
+ * the last DATA), sent once uh2_send is given end; copied. Fields not representable
+ * (h2head.h) make the set dropped (the body then ends without them). */
+void uh2_trailers_out(struct uh2s *s, const struct h2_header *h, size_t n);
 /* The next response head (interim 1xx ones first): fills m (h2head_fill: framing for
  * req_method, an enum h1_method) and copies its field bytes to out, which m's spans are
  * relative to. Returns 0 (m filled), 1 when no head is there yet, 2 when *room bytes at

@@ -65,6 +65,12 @@ def s_trailers(c, req):
     c.trailers(req.sid, [("grpc-status", "0"), ("grpc-message", "fine"), ("x-t", "1")])
 
 
+def s_trailers_cl(c, req):
+    c.head(req.sid, 200, [("content-type", "application/grpc"), ("content-length", "7")])
+    c.data(req.sid, b"message", frames=(4,))
+    c.trailers(req.sid, [("grpc-status", "0"), ("x-t", "cl")])
+
+
 def s_reset_cl(c, req):
     c.head(req.sid, 200, [("content-length", "100000")])
     c.data(req.sid, payload(30000))
@@ -80,7 +86,7 @@ def s_reset_stream(c, req):
 
 
 SCRIPTS = {"/fields": s_fields, "/early": s_early, "/head": s_head, "/204": s_204,
-           "/304": s_304, "/split": s_split, "/stream": s_stream, "/trailers": s_trailers,
+           "/304": s_304, "/split": s_split, "/stream": s_stream, "/trailers": s_trailers, "/trailers-cl": s_trailers_cl,
            "/reset-cl": s_reset_cl, "/reset-stream": s_reset_stream}
 
 
@@ -218,6 +224,10 @@ def test_trailers_to_an_http11_client_that_takes_them(env):
     body, trailers, complete = dechunk(rest)
     assert complete and body == b"message"
     assert trailers == [b"grpc-status: 0", b"grpc-message: fine", b"x-t: 1"], trailers
+    # A body framed by its length has no place for them in HTTP/1.1: dropped, the body
+    # exact.
+    _, fields, rest = split_head(exchange(env, "/trailers-cl", extra="TE: trailers\r\n"))
+    assert (b"content-length", b"7") in fields and rest == b"message", (fields, rest)
     # Without TE: trailers they are dropped, the body is whole.
     _, fields, rest = split_head(exchange(env, "/trailers"))
     body, trailers, complete = dechunk(rest)
@@ -255,6 +265,7 @@ def test_over_http2_downstream(env):
         f = c.request("/fields")
         sp = c.request("/split")
         tr = c.request("/trailers")
+        trcl = c.request("/trailers-cl")
         rs = c.request("/reset-cl")
         c.run()
         st = c.streams
@@ -269,6 +280,10 @@ def test_over_http2_downstream(env):
         assert st[tr]["ended"] and bytes(st[tr]["body"]) == b"message"
         assert trailers.get(tr) == [("grpc-status", "0"), ("grpc-message", "fine"),
                                     ("x-t", "1")], trailers
+        # Trailers after a body framed by content-length (HTTP/2 allows them).
+        assert st[trcl]["ended"] and bytes(st[trcl]["body"]) == b"message"
+        assert ("content-length", "7") in st[trcl]["headers"], st[trcl]["headers"]
+        assert trailers.get(trcl) == [("grpc-status", "0"), ("x-t", "cl")], trailers
         assert st[rs]["reset"] is not None and not st[rs]["ended"], st[rs]
         assert len(st[rs]["body"]) < 100000
     finally:
