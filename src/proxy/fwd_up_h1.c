@@ -7,11 +7,14 @@
  * it as HEADERS when the uconn is an HTTP/2 stream of up_h2.c), the request body streamed
  * as it arrives (d_forward_body), never buffered whole; then u_on_io -> u_process: h1_parse
  * of the response head, written downstream (fwd_down_h1.c st_send_resp_head), the body
- * streamed (u_forward_body). Back to the pool or closed by u_release / u_close.
+ * streamed (u_forward_body). Back to the pool or closed by u_release / u_close. The
+ * response of an HTTP/2 stream takes u_process_h2 instead: no text, no h1_parse (see
+ * "the response of an HTTP/2 stream" below).
  *
  * Framing: the proxy writes its own Content-Length or Transfer-Encoding. Chunked bodies are
  * relayed chunk by chunk as received. Request trailer fields are dropped (as Envoy's HTTP/1
- * codec does by default); response trailer fields are relayed to a client that asked for
+ * codec does by default), except an HTTP/2 client's towards an HTTP/2 upstream
+ * (up_trailers_h2); response trailer fields are relayed to a client that asked for
  * them (TE: trailers) and to HTTP/2 streams (gRPC's grpc-status), minus framing, hop-by-hop
  * and Host fields (chunked_relay), and dropped otherwise. An HTTP/1.0 client gets a chunked
  * response's payload unframed, ended by closing the connection. A response delimited by

@@ -2,8 +2,9 @@
  *
  * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
  * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
- * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); that
- * task then pulls the bytes with uh2_read. Frames queued by the request path's calls (uh2_submit,
+ * (heads and trailers as h2head.h records in uh2s.hb / uh2s.tb, DATA in uh2s.rb, flags)
+ * and post the owning virtual uconn's deferred task (loop.h); that task then takes them
+ * with uh2_head / uh2_peek / uh2_take / uh2_trailers. Frames queued by the request path's calls (uh2_submit,
  * uh2_send, uh2_detach, consumed windows) are written by the connection's own task,
  * so the streams of one loop iteration share one TLS write, and h2_pending_output never
  * runs inside another call chain. A connection is freed only from its own handlers
@@ -47,7 +48,7 @@ struct uh2_table {
 	struct worker *w;
 	struct uh2_key *b[UH2_BUCKETS];
 	bool draining;
-	/* Spare stream structs, each keeping its rendering buffer's allocation: no heap call
+	/* Spare stream structs, each keeping its buffers' allocations: no heap call
 	 * per request for them in the steady state. */
 	struct uh2s *s_free;
 	unsigned ns_free;
@@ -94,7 +95,7 @@ struct uh2s {
 	int32_t id;                     /* > 0 once submitted */
 	struct h2_request *pending;     /* the head, waiting for the connection */
 	bool body_ended;                /* END_STREAM sent (or the request had no body) */
-	bool resp_ended;                /* END_STREAM received, rendering complete */
+	bool resp_ended;                /* END_STREAM received: nothing more will arrive */
 	bool closed;                    /* on_stream_close ran: no more calls on id */
 	bool failed;
 	bool fallback;
@@ -360,8 +361,8 @@ static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
 	}
 	if (len == 0)
 		return;
-	/* Released to the server's window once the request path has taken the bytes (uh2_read): a slow
-	 * client back-pressures the upstream by its window. */
+	/* Released to the server's window once the request path has taken the bytes
+	 * (uh2_take). */
 	s->unconsumed += len;
 	sbuf_add(&s->rb, data, len);
 	s_kick(s);
