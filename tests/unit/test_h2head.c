@@ -189,6 +189,34 @@ static void refused_like_h1_parse(void **state)
 	sbuf_free(&sb);
 }
 
+/* The value check looks at eight bytes per step: a bad byte at every position of a long
+ * value is found, HTAB and obs-text anywhere pass. */
+static void value_check_every_position(void **state)
+{
+	struct sbuf sb = SBUF_INIT;
+	char v[40];
+	struct h2_header h[1] = { { { "x-v", 3 }, { v, sizeof(v) } } };
+	struct h2_response rs = { 200, h, 1, -1, true };
+	static const unsigned char bad[] = { 0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f };
+	static const unsigned char good[] = { '\t', ' ', '~', 0x80, 0xff, 0x20 };
+
+	(void)state;
+	for (size_t pos = 0; pos < sizeof(v); pos++) {
+		for (size_t k = 0; k < sizeof(bad); k++) {
+			memset(v, 'a', sizeof(v));
+			v[pos] = (char)bad[k];
+			assert_int_equal(h2head_pack(&sb, &rs), -1);
+		}
+		for (size_t k = 0; k < sizeof(good); k++) {
+			memset(v, 'a', sizeof(v));
+			v[pos] = (char)good[k];
+			sbuf_reset(&sb);
+			assert_int_equal(h2head_pack(&sb, &rs), 0);
+		}
+	}
+	sbuf_free(&sb);
+}
+
 /* A field list over H1_MAX_HEAD bytes is refused; one just under it is exact. */
 static void sizes(void **state)
 {
@@ -266,6 +294,7 @@ int main(void)
 		cmocka_unit_test(framing),
 		cmocka_unit_test(refused_like_h1_parse),
 		cmocka_unit_test(sizes),
+		cmocka_unit_test(value_check_every_position),
 		cmocka_unit_test(records_in_sequence),
 	};
 
