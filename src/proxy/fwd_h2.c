@@ -203,13 +203,17 @@ static void cb_req_trailers(struct h2_session *s, void *user, int32_t id, void *
 	b = &ds->h->hb;
 	sbuf_reset(b);
 	sbuf_adds(b, "0\r\n");
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n && n <= H1_MAX_HEADERS; i++) {
 		sbuf_add(b, h[i].name.p, h[i].name.len);
 		sbuf_adds(b, ": ");
 		sbuf_add(b, h[i].value.p, h[i].value.len);
 		sbuf_adds(b, "\r\n");
 	}
 	sbuf_adds(b, "\r\n");
+	if (b->len > H1_MAX_TRAILERS) {     /* more than h1_chunked_feed takes: dropped */
+		sbuf_reset(b);
+		sbuf_adds(b, "0\r\n\r\n");
+	}
 	ds->req_trailers = true;
 	sink->input(ds->v, b->s, b->len);
 }

@@ -172,6 +172,20 @@ def test_response_trailers_after_a_content_length_body(topo):
     assert req.trailers == [(b"x-client-trailer", b"v2")]
 
 
+def test_oversized_request_trailers_are_dropped_not_refused(topo):
+    """More trailer bytes than an HTTP/1.1 trailer section may hold (16 KiB): the request
+    still succeeds, without them (as before trailers were passed at all)."""
+    t = topo
+    c = H2cClient(t.sidecar.outbound)
+    try:
+        r = c.call("/collect", payload(10), [("x-big", "v" * 20000)])
+    finally:
+        c.close()
+    assert r["status"] == 200 and bytes(r["body"]) == b"got 10", r
+    req = [q for q in t.origin.requests if q.get(b":path") == b"/collect"][-1]
+    assert bytes(req.body) == payload(10) and req.trailers is None
+
+
 def test_no_trailers_ends_the_request_as_before(topo):
     t = topo
     c = H2cClient(t.sidecar.outbound)
