@@ -26,6 +26,17 @@ void sbuf_add(struct sbuf *b, const void *p, size_t n)
 	b->s[b->len] = '\0';
 }
 
+void *sbuf_extend(struct sbuf *b, size_t n)
+{
+	char *p;
+
+	sbuf_grow(b, n);
+	p = b->s + b->len;
+	b->len += n;
+	b->s[b->len] = '\0';
+	return p;
+}
+
 void sbuf_adds(struct sbuf *b, const char *s)
 {
 	sbuf_add(b, s, strlen(s));

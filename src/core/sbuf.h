@@ -19,6 +19,9 @@ struct sbuf {
 #define SBUF_INIT { NULL, 0, 0 }
 
 void sbuf_add(struct sbuf *b, const void *p, size_t n);
+/* n more bytes at the end, not initialised: the caller writes them (one size check for a
+ * record assembled in place). */
+void *sbuf_extend(struct sbuf *b, size_t n);
 void sbuf_adds(struct sbuf *b, const char *s);
 void sbuf_addc(struct sbuf *b, char c);
 void sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

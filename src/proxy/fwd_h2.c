@@ -58,6 +58,7 @@ struct h2ds {
 	struct dconn *v;                /* its virtual connection, NULL once gone */
 	struct h2ds *next_free;         /* in h2d.ds_free */
 	bool chunked_req;               /* request body relayed with chunked framing */
+	bool req_trailers;              /* the client's trailers ended that framing */
 	size_t unconsumed;              /* DATA bytes not yet released to the peer's window */
 	bool h2closed;                  /* on_stream_close ran: no more calls on id */
 	/* The response: once its head is submitted (h2d_send_head, h2d_send_reply) only its
@@ -169,6 +170,37 @@ void h2d_vconn_drained(struct h2ds *ds)
 	h2d_kick(ds->h);
 }
 
+/* The client's trailing HEADERS end a chunked request as its trailer section (up13: the
+ * request path passes them to an HTTP/2 upstream, fwd_up_h1.c up_trailers_h2). */
+static void cb_req_trailers(struct h2_session *s, void *user, int32_t id, void *su,
+                            const struct h2_header *h, size_t n)
+{
+	struct h2ds *ds = su;
+	struct sbuf *b;
+
+	(void)s;
+	(void)user;
+	(void)id;
+	if (!ds || !ds->v || !ds->chunked_req)
+		return;
+	b = &ds->h->hb;
+	sbuf_reset(b);
+	sbuf_adds(b, "0\r\n");
+	for (size_t i = 0; i < n && n <= H1_MAX_HEADERS; i++) {
+		sbuf_add(b, h[i].name.p, h[i].name.len);
+		sbuf_adds(b, ": ");
+		sbuf_add(b, h[i].value.p, h[i].value.len);
+		sbuf_adds(b, "\r\n");
+	}
+	sbuf_adds(b, "\r\n");
+	if (b->len > H1_MAX_TRAILERS) {     /* more than h1_chunked_feed takes: dropped */
+		sbuf_reset(b);
+		sbuf_adds(b, "0\r\n\r\n");
+	}
+	ds->req_trailers = true;
+	sink->input(ds->v, b->s, b->len);
+}
+
 static void cb_end_stream(struct h2_session *s, void *user, int32_t id, void *su)
 {
 	struct h2ds *ds = su;
@@ -176,7 +208,7 @@ static void cb_end_stream(struct h2_session *s, void *user, int32_t id, void *su
 	(void)s;
 	(void)user;
 	(void)id;
-	if (ds && ds->v && ds->chunked_req)
+	if (ds && ds->v && ds->chunked_req && !ds->req_trailers)
 		sink->input(ds->v, "0\r\n\r\n", 5);
 }
 
@@ -214,6 +246,7 @@ static void cb_writable(struct h2_session *s, void *user, int32_t id, void *su)
 static const struct h2_callbacks h2d_cb = {
 	.on_request = cb_request,
 	.on_data = cb_data,
+	.on_trailers = cb_req_trailers,
 	.on_end_stream = cb_end_stream,
 	.on_stream_close = cb_stream_close,
 	.on_writable = cb_writable,

@@ -7,11 +7,14 @@
  * it as HEADERS when the uconn is an HTTP/2 stream of up_h2.c), the request body streamed
  * as it arrives (d_forward_body), never buffered whole; then u_on_io -> u_process: h1_parse
  * of the response head, written downstream (fwd_down_h1.c st_send_resp_head), the body
- * streamed (u_forward_body). Back to the pool or closed by u_release / u_close.
+ * streamed (u_forward_body). Back to the pool or closed by u_release / u_close. The
+ * response of an HTTP/2 stream takes u_process_h2 instead: no text, no h1_parse (see
+ * "the response of an HTTP/2 stream" below).
  *
  * Framing: the proxy writes its own Content-Length or Transfer-Encoding. Chunked bodies are
  * relayed chunk by chunk as received. Request trailer fields are dropped (as Envoy's HTTP/1
- * codec does by default); response trailer fields are relayed to a client that asked for
+ * codec does by default), except an HTTP/2 client's towards an HTTP/2 upstream
+ * (up_trailers_h2); response trailer fields are relayed to a client that asked for
  * them (TE: trailers) and to HTTP/2 streams (gRPC's grpc-status), minus framing, hop-by-hop
  * and Host fields (chunked_relay), and dropped otherwise. An HTTP/1.0 client gets a chunked
  * response's payload unframed, ended by closing the connection. A response delimited by
@@ -28,6 +31,7 @@
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/overload.h"
+#include "proxy/fwd.h"
 #include "proxy/fwd_h2.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
@@ -36,6 +40,7 @@
 #include "core/util.h"
 #include "http/h1.h"
 #include "http/h2.h"
+#include "http/h2head.h"
 #include "net/dns.h"
 #include "net/tls.h"
 
@@ -53,6 +58,7 @@ static void u_release(struct uconn *u, bool reusable);
 static void u_on_connected(struct uconn *u);
 static void u_on_io(struct loop *loop, struct loop_io *io, unsigned ev);
 static void st_send_head(struct stream *st);
+static void u_head_final(struct uconn *u);
 
 /* ---- upstream connections ---- */
 
@@ -517,6 +523,25 @@ static void st_send_head(struct stream *st)
 
 /* ---- request body ---- */
 
+/* The trailer section of a request that came over HTTP/2 (b[0 .. len), fwd_h2.c's
+ * rendering of the client's trailing HEADERS) goes to an HTTP/2 upstream as trailing
+ * HEADERS, minus the fields chunked_relay would drop. An HTTP/1.1 client's trailers are
+ * dropped whatever the upstream speaks, as Envoy's HTTP/1 codec does by default. */
+static void up_trailers_h2(struct uconn *u, const char *b, size_t len)
+{
+	struct h1_header f[H1_MAX_HEADERS];
+	struct h2_header h[H1_MAX_HEADERS];
+	unsigned n = 0, k = 0;
+
+	if (h1_parse_trailers(b, len, f, H1_MAX_HEADERS, &n) < 0)
+		return;
+	for (unsigned i = 0; i < n; i++)
+		if (!(f[i].flags & H1_HF_DROP) && f[i].id != H1_H_HOST && f[i].id != H1_H_TRAILER)
+			h[k++] = (struct h2_header){ { b + f[i].name.off, f[i].name.len },
+			                             { b + f[i].value.off, f[i].value.len } };
+	uh2_trailers_out(u->h2, h, k);
+}
+
 /* Moves request body bytes from d->in to the upstream. Returns -1 if the stream ended
  * (error answered), else 0. */
 int d_forward_body(struct dconn *d)
@@ -560,6 +585,8 @@ int d_forward_body(struct dconn *d)
 			if (u && u->h2) {
 				if (rc == H1_DATA)
 					iob_append(&u->out, p + data.off, data.len);
+				else if (rc == H1_OK && d->h2s && tr.len > 2)
+					up_trailers_h2(u, p + tr.off, tr.len);
 			} else if (u) {
 				chunked_relay(&u->out, p, used, rc, tr, false);
 			}
@@ -645,7 +672,7 @@ static int u_forward_body(struct uconn *u)
 	return 0;
 }
 
-/* Reading the response failed (n < 0 from uh2_read or io_read): 503 before the response
+/* Reading the response failed (n < 0 from uh2_head, uh2_peek or io_read): 503 before the response
  * started (retried when it may be), else the response is cut short. */
 static void u_read_failed(struct uconn *u)
 {
@@ -712,6 +739,16 @@ static int u_head(struct uconn *u)
 		h1_parser_init(&st->sp, false, st->req.method_id);
 		return 1;
 	}
+	u_head_final(u);
+	return 0;
+}
+
+/* The final response head is in st->resp (spans at u->in + u->in_pos): written downstream,
+ * u->in_pos moved past it. Shared by both upstream codecs. */
+static void u_head_final(struct uconn *u)
+{
+	struct stream *st = u->st;
+
 	st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
 	st->code = st->resp.status;
 	st->details = "via_upstream";
@@ -723,7 +760,6 @@ static int u_head(struct uconn *u)
 	if (st->resp.body == H1_BODY_NONE ||
 	    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
 		st->resp_done = true;
-	return 0;
 }
 
 /* u_process after its reads: the end of a response delimited by close, a response cut
@@ -761,26 +797,212 @@ static void u_reads_done(struct uconn *u, bool eof)
 	fwd_down->flush(d);
 }
 
+/* ---- the response of an HTTP/2 stream (up_h2.c) ----
+ * No text and no h1_parse: uh2_head fills st->resp from the decoded HEADERS, entering
+ * the core where u_head does after a successful h1_parse; the payload comes unframed and
+ * is framed here as the head written downstream announced (raw for a length or an
+ * HTTP/1.0 client, chunks for "until END_STREAM"; the trailer section ends the chunks). */
+
+/* Writes "name: value\r\n" downstream. */
+static void down_field(struct dconn *d, const char *b, const struct h1_header *h)
+{
+	fwd_down->send(d, b + h->name.off, h->name.len);
+	fwd_down->send(d, ": ", 2);
+	fwd_down->send(d, b + h->value.off, h->value.len);
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* An interim 1xx head (spans at u->in + u->in_pos) passed on as HTTP/1.1 text, as u_head
+ * passes the server's own (an HTTP/2 downstream drops it, h2d_pull). */
+static void u_interim_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	const struct h1_msg *m = &st->resp;
+	const char *b = u->in + u->in_pos;
+	char line[32];
+	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
+
+	fwd_down->send(d, line, (size_t)n);
+	fwd_down->send(d, b + m->reason.off, m->reason.len);
+	fwd_down->send(d, "\r\n", 2);
+	for (unsigned i = 0; i < m->nheaders; i++)
+		if (!(m->headers[i].flags & H1_HF_DROP))
+			down_field(d, b, &m->headers[i]);
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* The end of an "until END_STREAM" body framed as chunks: the last chunk and the trailer
+ * section, with the server's trailer fields for a receiver that takes them (TE: trailers,
+ * or an HTTP/2 stream), minus framing, hop-by-hop, Host and Trailer (as chunked_relay). */
+static void u_chunked_end_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	const void *tr = uh2_trailers(u->h2);
+
+	fwd_down->send(d, "0\r\n", 3);
+	if (tr && (st->req.has_te_trailers || d->h2s)) {
+		struct h1_msg m;
+		size_t len;
+		const char *b = h2head_data(tr, &len);
+
+		h2head_fill(tr, st->req.method_id, &m);
+		for (unsigned i = 0; i < m.nheaders; i++) {
+			const struct h1_header *h = &m.headers[i];
+
+			if (!(h->flags & H1_HF_DROP) && h->id != H1_H_HOST && h->id != H1_H_TRAILER)
+				down_field(d, b, h);
+		}
+	}
+	fwd_down->send(d, "\r\n", 2);
+}
+
+/* Payload p[0 .. n) of the response downstream, in the head's framing. */
+static void u_payload_h2(struct uconn *u, const char *p, size_t n)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+
+	if (st->resp.body == H1_BODY_CHUNKED && !st->resp_dechunk) {
+		char size[24];
+		int k = snprintf(size, sizeof(size), "%zx\r\n", n);
+
+		fwd_down->send(d, size, (size_t)k);
+		fwd_down->send(d, p, n);
+		fwd_down->send(d, "\r\n", 2);
+	} else {
+		fwd_down->send(d, p, n);
+	}
+	st->bytes_out += n;
+	if (st->resp.body == H1_BODY_LENGTH) {
+		st->resp_left -= n < st->resp_left ? n : st->resp_left;
+		if (st->resp_left == 0)
+			st->resp_done = true;
+	}
+}
+
+/* A response with a length, to an HTTP/2 client: HTTP/2 lets trailers follow such a body
+ * (a server may send them; HTTP/1.1 has no place for them). The head goes downstream with
+ * its content-length as a plain field (not flagged framing, so the downstream codec passes
+ * it on instead of writing its own) and the body framed as "until END_STREAM": its last
+ * chunk carries the trailers (u_chunked_end_h2), which fwd_h2.c sends as trailing HEADERS
+ * after exactly content-length bytes of DATA. */
+static void u_length_as_stream(struct stream *st)
+{
+	struct h1_msg *m = &st->resp;
+
+	if (!st->d->h2s || m->body != H1_BODY_LENGTH || m->content_length == 0)
+		return;
+	for (unsigned i = 0; i < m->nheaders; i++)
+		if (m->headers[i].id == H1_H_CONTENT_LENGTH)
+			m->headers[i].flags &= (uint16_t)~H1_HF_FRAMING;
+	m->body = H1_BODY_CHUNKED;
+}
+
+/* The response head(s) of an HTTP/2 stream. Returns 0 once the final head is written
+ * downstream, 1 when none is there yet, -1 when st ended (failed, or sent over HTTP/1.1). */
+static int u_heads_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+
+	while (!st->resp_started) {
+		size_t room = u->in_cap;
+		int rc;
+
+		/* The head's bytes go where h1_parse's would be (u->in: the downstream codec
+		 * reads the spans there), a buffer from fwd_io.c's cache. */
+		u->in_pos = u->in_len = 0;
+		if (!u->in) {
+			u->in_cap = room = FWD_BUF_INIT;
+			u->in = fwd_buf_get(room);
+		}
+		rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+		if (rc == 2) {
+			u->in = buf_grow(u->in, u->in_cap, NULL, 0, room);
+			u->in_cap = room;
+			rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+		}
+		if (rc == UH2_FALLBACK) {
+			st_h2_fallback(st);
+			return -1;
+		}
+		if (rc < 0) {
+			u_read_failed(u);
+			return -1;
+		}
+		if (rc > 0)
+			return 1;
+		if (st->resp.status < 200) {
+			u_interim_h2(u);
+		} else {
+			u_length_as_stream(st);
+			u_head_final(u);
+		}
+		u->in_pos = u->in_len = 0;      /* the head is written: its bytes may go */
+	}
+	return 0;
+}
+
+static void u_process_h2(struct uconn *u)
+{
+	struct stream *st = u->st;
+	struct dconn *d = st->d;
+	int rc = u_heads_h2(u);
+
+	if (rc < 0)
+		return;
+	while (rc == 0 && !st->resp_done) {
+		const char *p;
+		ssize_t n = uh2_peek(u->h2, &p);
+
+		if (n == -2)
+			break;
+		if (n < 0) {
+			u_read_failed(u);
+			return;
+		}
+		if (n == 0) {
+			if (st->resp.body != H1_BODY_CHUNKED) {
+				u_reads_done(u, true);  /* short of its length: cut short */
+				return;
+			}
+			if (!st->resp_dechunk)
+				u_chunked_end_h2(u);
+			st->resp_done = true;
+			break;
+		}
+		if (st->resp.body == H1_BODY_LENGTH && (size_t)n > st->resp_left)
+			n = (ssize_t)st->resp_left;     /* nghttp2 resets a stream that overruns */
+		u_payload_h2(u, p, (size_t)n);
+		uh2_take(u->h2, (size_t)n);
+		if (iob_used(&d->out) > (d->h2s ? OVL_H2_STREAM_HIGH_WATER : FWD_HIGH_WATER)) {
+			u->read_paused = true;
+			break;
+		}
+	}
+	u_reads_done(u, false);
+}
+
 static void u_process(struct uconn *u)
 {
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
 	bool eof = false;
 
+	if (u->h2) {
+		u_process_h2(u);
+		return;
+	}
 	for (;;) {
 		size_t max = st->resp_started ? FWD_BUF_INIT * 4 : FWD_IN_MAX;
-		ssize_t n = u->h2 ? uh2_read(u->h2, &u->in, &u->in_len, &u->in_cap, max)
-		                  : io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
+		ssize_t n = io_read(u->io.fd, u->tls, &u->in, &u->in_len, &u->in_cap, max, NULL);
 
 		if (n == -2 || n == -3)
 			break;
 		if (n == 0) {
 			eof = true;
 			break;
-		}
-		if (n == UH2_FALLBACK) {
-			st_h2_fallback(st);
-			return;
 		}
 		if (n < 0) {
 			u_read_failed(u);

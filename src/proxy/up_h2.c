@@ -2,8 +2,9 @@
  *
  * Event flow: a connection's socket events reach c_on_io (connect, TLS handshake, then
  * reads fed to h2_feed). The session's callbacks only record what arrived in the stream
- * (uh2s.rb, flags) and post the owning virtual uconn's deferred task (loop.h); that
- * task then pulls the bytes with uh2_read. Frames queued by the request path's calls (uh2_submit,
+ * (heads and trailers as h2head.h records in uh2s.hb / uh2s.tb, DATA in uh2s.rb, flags)
+ * and post the owning virtual uconn's deferred task (loop.h); that task then takes them
+ * with uh2_head / uh2_peek / uh2_take / uh2_trailers. Frames queued by the request path's calls (uh2_submit,
  * uh2_send, uh2_detach, consumed windows) are written by the connection's own task,
  * so the streams of one loop iteration share one TLS write, and h2_pending_output never
  * runs inside another call chain. A connection is freed only from its own handlers
@@ -17,6 +18,7 @@
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
+#include "http/h2head.h"
 #include "net/tls.h"
 
 #include <errno.h>
@@ -46,7 +48,7 @@ struct uh2_table {
 	struct worker *w;
 	struct uh2_key *b[UH2_BUCKETS];
 	bool draining;
-	/* Spare stream structs, each keeping its rendering buffer's allocation: no heap call
+	/* Spare stream structs, each keeping its buffers' allocations: no heap call
 	 * per request for them in the steady state. */
 	struct uh2s *s_free;
 	unsigned ns_free;
@@ -93,17 +95,19 @@ struct uh2s {
 	int32_t id;                     /* > 0 once submitted */
 	struct h2_request *pending;     /* the head, waiting for the connection */
 	bool body_ended;                /* END_STREAM sent (or the request had no body) */
-	bool resp_ended;                /* END_STREAM received, rendering complete */
+	bool resp_ended;                /* END_STREAM received: nothing more will arrive */
 	bool closed;                    /* on_stream_close ran: no more calls on id */
-	bool chunked;                   /* response rendered with chunked framing */
-	bool trailers;                  /* its trailer fields are rendered ("0" line sent) */
 	bool failed;
 	bool fallback;
 	bool reused;                    /* put on a connection that was already up */
 	bool head;                      /* a HEAD request: no body whatever the head says */
 	unsigned ninterim;              /* 1xx heads received */
-	struct sbuf rb;                 /* the response as HTTP/1.1, rb_off bytes taken */
-	size_t rb_off;
+	/* What arrived, in order: heads (h2head records, hb_off bytes taken), then the DATA
+	 * payload as received (rb, rb_off bytes taken), then the trailer section (tb: one
+	 * record, or empty). Each keeps its allocation across the struct's reuse. */
+	struct sbuf hb, rb, tb;
+	size_t hb_off, rb_off;
+	struct sbuf qt;                 /* request trailers to send after the body (a record) */
 	size_t unconsumed;              /* DATA bytes not yet released to the window */
 	struct uh2_fail fail;
 	char reason[256];
@@ -323,39 +327,25 @@ static void cb_response(struct h2_session *sess, void *user, int32_t id, void *s
                         const struct h2_response *rs)
 {
 	struct uh2s *s = su;
-	size_t start;
 
 	(void)user;
 	if (!s)
 		return;
-	start = s->rb.len;
 	/* Interim heads are not flow-controlled: a server sending them without end would
-	 * grow rb (and the client's buffer) without bound. */
+	 * grow hb without bound. */
 	if (rs->status < 200 && ++s->ninterim > UH2_MAX_INTERIM) {
 		h2_reset_stream(sess, id, H2_PROTOCOL_ERROR);
 		s_fail(s, ALOG_F_UPE, "upstream_reset_before_response_started{protocol_error}",
 		       "too many interim (1xx) responses", false, false);
 		return;
 	}
-	if (h2_response_to_h1(rs, &s->rb) < 0) {
-		s->rb.len = start;
+	/* Kept as decoded (h2head.h), read back by uh2_head as the exchange's parsed head. */
+	if (h2head_pack(&s->hb, rs) < 0) {
 		h2_reset_stream(sess, id, H2_PROTOCOL_ERROR);
 		s_fail(s, ALOG_F_UPE, "upstream_reset_before_response_started{protocol_error}",
 		       "response head not representable in HTTP/1.1", false, false);
 		return;
 	}
-	/* Framing for the HTTP/1.1 rendering: the server's length when it gave one, none for
-	 * interim and bodiless responses, else chunks as DATA arrives. */
-	if (rs->status >= 200) {
-		if (rs->content_length >= 0)
-			sbuf_addf(&s->rb, "content-length: %lld\r\n", (long long)rs->content_length);
-		else if (!rs->end_stream) {
-			sbuf_adds(&s->rb, "transfer-encoding: chunked\r\n");
-			s->chunked = true;
-		} else if (rs->status != 204 && rs->status != 304 && !s->head)
-			sbuf_adds(&s->rb, "content-length: 0\r\n");
-	}
-	sbuf_adds(&s->rb, "\r\n");
 	s_kick(s);
 }
 
@@ -371,51 +361,29 @@ static void cb_data(struct h2_session *sess, void *user, int32_t id, void *su,
 	}
 	if (len == 0)
 		return;
-	/* Released to the server's window once the request path has taken the bytes (uh2_read): a slow
-	 * client back-pressures the upstream by its window. */
+	/* Released to the server's window once the request path has taken the bytes
+	 * (uh2_take). */
 	s->unconsumed += len;
-	if (s->chunked) {
-		sbuf_addf(&s->rb, "%zx\r\n", len);
-		sbuf_add(&s->rb, data, len);
-		sbuf_adds(&s->rb, "\r\n");
-	} else {
-		sbuf_add(&s->rb, data, len);
-	}
+	sbuf_add(&s->rb, data, len);
 	s_kick(s);
 }
 
-/* True if s holds a byte that would end or split an HTTP/1.1 field line. */
-static bool str_breaks_line(struct h2_str s)
-{
-	for (size_t i = 0; i < s.len; i++)
-		if (s.p[i] == '\r' || s.p[i] == '\n' || s.p[i] == '\0')
-			return true;
-	return false;
-}
-
-/* Trailer fields end a chunked rendering in its trailer section (chunked_relay passes them to a
- * receiver that takes trailers). A response the server framed with content-length has no
- * place for them in HTTP/1.1: they are dropped, as a field with CR, LF or NUL would be. */
+/* The trailer section, kept as decoded for uh2_trailers; whatever framing the server
+ * used (a response with content-length may carry trailers too). A section that is not
+ * representable (h2head.h) is dropped, as h1_parse_trailers' caller would drop it. */
 static void cb_trailers(struct h2_session *sess, void *user, int32_t id, void *su,
                         const struct h2_header *h, size_t n)
 {
 	struct uh2s *s = su;
+	struct h2_response tr = { .status = 0, .headers = h, .nheaders = n, .content_length = -1 };
 
 	(void)sess;
 	(void)user;
 	(void)id;
-	if (!s || s->failed || !s->chunked)
+	if (!s || s->failed)
 		return;
-	sbuf_adds(&s->rb, "0\r\n");
-	for (size_t i = 0; i < n; i++) {
-		if (str_breaks_line(h[i].name) || str_breaks_line(h[i].value))
-			continue;
-		sbuf_add(&s->rb, h[i].name.p, h[i].name.len);
-		sbuf_adds(&s->rb, ": ");
-		sbuf_add(&s->rb, h[i].value.p, h[i].value.len);
-		sbuf_adds(&s->rb, "\r\n");
-	}
-	s->trailers = true;
+	sbuf_reset(&s->tb);
+	(void)h2head_pack(&s->tb, &tr);
 }
 
 static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void *su)
@@ -427,8 +395,6 @@ static void cb_end_stream(struct h2_session *sess, void *user, int32_t id, void 
 	(void)id;
 	if (!s || s->failed)
 		return;
-	if (s->chunked)
-		sbuf_adds(&s->rb, s->trailers ? "\r\n" : "0\r\n\r\n");
 	s->resp_ended = true;
 	s_kick(s);
 }
@@ -735,7 +701,7 @@ static struct uh2c *c_pick(struct uh2_key *k)
 static struct uh2s *s_get(struct uh2_table *t)
 {
 	struct uh2s *s = t->s_free;
-	struct sbuf rb;
+	struct sbuf hb, rb, tb, qt;
 
 	if (!s) {
 		s = xcalloc(1, sizeof(*s));
@@ -744,11 +710,25 @@ static struct uh2s *s_get(struct uh2_table *t)
 	}
 	t->s_free = s->next;
 	t->ns_free--;
+	hb = s->hb;
 	rb = s->rb;
+	tb = s->tb;
+	qt = s->qt;
 	memset(s, 0, sizeof(*s));
+	s->hb = hb;
 	s->rb = rb;
+	s->tb = tb;
+	s->qt = qt;
 	s->t = t;
 	return s;
+}
+
+static void s_free_bufs(struct uh2s *s)
+{
+	sbuf_free(&s->hb);
+	sbuf_free(&s->rb);
+	sbuf_free(&s->tb);
+	sbuf_free(&s->qt);
 }
 
 /* The table outlives every stream (the worker's connections are closed before it is
@@ -757,12 +737,16 @@ static void s_put(struct uh2s *s)
 {
 	struct uh2_table *t = s->t;
 
-	if (t->ns_free >= UH2_S_FREE_MAX || s->rb.cap > 65536) {
-		sbuf_free(&s->rb);
+	if (t->ns_free >= UH2_S_FREE_MAX || s->rb.cap > 65536 || s->hb.cap > 65536 ||
+	    s->tb.cap > 65536 || s->qt.cap > 65536) {
+		s_free_bufs(s);
 		free(s);
 		return;
 	}
+	sbuf_reset(&s->hb);
 	sbuf_reset(&s->rb);
+	sbuf_reset(&s->tb);
+	sbuf_reset(&s->qt);
 	s->next = t->s_free;
 	t->s_free = s;
 	t->ns_free++;
@@ -801,7 +785,7 @@ void uh2_table_free(struct uh2_table *t)
 		struct uh2s *s = t->s_free;
 
 		t->s_free = s->next;
-		sbuf_free(&s->rb);
+		s_free_bufs(s);
 		free(s);
 	}
 	free(t);
@@ -931,61 +915,114 @@ bool uh2_ready(const struct uh2s *s)
 	return s->id > 0 || s->failed;
 }
 
+void uh2_trailers_out(struct uh2s *s, const struct h2_header *h, size_t n)
+{
+	struct h2_response tr = { .status = 0, .headers = h, .nheaders = n, .content_length = -1 };
+
+	sbuf_reset(&s->qt);
+	if (n && h2head_pack(&s->qt, &tr) < 0)
+		sbuf_reset(&s->qt);
+}
+
+/* The body ends with the kept trailer fields (uh2_trailers_out) as trailing HEADERS, or,
+ * should the session refuse them, with an empty DATA frame. */
+static void s_send_trailers(struct uh2s *s)
+{
+	struct h1_msg m;
+	struct h2_header h[H1_MAX_HEADERS];
+	size_t len;
+	const char *b = h2head_data(s->qt.s, &len);
+
+	h2head_fill(s->qt.s, H1_M_OTHER, &m);
+	for (unsigned i = 0; i < m.nheaders; i++)
+		h[i] = (struct h2_header){ { b + m.headers[i].name.off, m.headers[i].name.len },
+		                           { b + m.headers[i].value.off, m.headers[i].value.len } };
+	if (h2_submit_trailers(s->c->s, s->id, h, m.nheaders) < 0)
+		(void)h2_send_data(s->c->s, s->id, "", 0, true);
+	sbuf_reset(&s->qt);
+}
+
 size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end)
 {
 	ssize_t w;
+	bool tr = s->qt.len > 0;
 
 	if (s->failed || s->closed || s->body_ended || !s->c)
 		return n;        /* nowhere to go: dropped (the stream reports its end) */
 	if (s->id <= 0)
 		return 0;
-	w = h2_send_data(s->c->s, s->id, p, n, end);
+	w = h2_send_data(s->c->s, s->id, p, n, end && !tr);
 	if (w < 0)
 		return n;
-	if ((size_t)w == n && end)
+	if ((size_t)w == n && end) {
+		if (tr)
+			s_send_trailers(s);
 		s->body_ended = true;
+	}
 	if (w > 0 || end)
 		c_kick(s->c);
 	return (size_t)w;
 }
 
-ssize_t uh2_read(struct uh2s *s, char **buf, size_t *len, size_t *cap, size_t max)
+int uh2_head(struct uh2s *s, int req_method, struct h1_msg *m, char *out, size_t *room)
 {
-	size_t avail = s->rb.len - s->rb_off, n;
+	const char *rec, *data;
+	size_t n;
+
+	if (s->fallback)
+		return UH2_FALLBACK;
+	if (s->hb_off == s->hb.len)
+		return s->failed ? -1 : 1;
+	rec = s->hb.s + s->hb_off;
+	data = h2head_data(rec, &n);
+	if (*room < n) {
+		*room = n;
+		return 2;
+	}
+	memcpy(out, data, n);
+	h2head_fill(rec, req_method, m);
+	s->hb_off += h2head_size(rec);
+	if (s->hb_off == s->hb.len) {
+		sbuf_reset(&s->hb);
+		s->hb_off = 0;
+	}
+	return 0;
+}
+
+ssize_t uh2_peek(const struct uh2s *s, const char **p)
+{
+	size_t avail = s->rb.len - s->rb_off;
 
 	if (s->fallback)
 		return UH2_FALLBACK;
 	if (avail == 0) {
 		if (s->resp_ended)
 			return 0;
-		if (s->failed)
-			return -1;
-		return -2;
+		return s->failed ? -1 : -2;
 	}
-	if (*cap - *len < 4096) {
-		size_t ncap = *cap ? *cap * 2 : 16384;
+	*p = s->rb.s + s->rb_off;
+	return (ssize_t)avail;
+}
 
-		if (ncap > max)
-			ncap = max;
-		if (ncap <= *len)
-			return -3;
-		*buf = xrealloc(*buf, ncap);
-		*cap = ncap;
-	}
-	n = *cap - *len < avail ? *cap - *len : avail;
-	memcpy(*buf + *len, s->rb.s + s->rb_off, n);
-	*len += n;
+void uh2_take(struct uh2s *s, size_t n)
+{
 	s->rb_off += n;
-	if (s->rb_off == s->rb.len) {
-		sbuf_reset(&s->rb);
-		s->rb_off = 0;
-		if (s->unconsumed && s->c && s->c->s && s->id > 0 && !s->closed) {
-			h2_consume(s->c->s, s->id, s->unconsumed);
-			c_kick(s->c);
-		}
-		s->unconsumed = 0;
+	if (s->rb_off < s->rb.len)
+		return;
+	sbuf_reset(&s->rb);
+	s->rb_off = 0;
+	/* Released to the server's window once the request path has taken the bytes: a
+	 * slow client back-pressures the upstream by its window. */
+	if (s->unconsumed && s->c && s->c->s && s->id > 0 && !s->closed) {
+		h2_consume(s->c->s, s->id, s->unconsumed);
+		c_kick(s->c);
 	}
-	return (ssize_t)n;
+	s->unconsumed = 0;
+}
+
+const void *uh2_trailers(const struct uh2s *s)
+{
+	return s->resp_ended && s->tb.len ? s->tb.s : NULL;
 }
 
 const struct uh2_fail *uh2_failure(const struct uh2s *s)

@@ -11,19 +11,20 @@
  *   - the request head is submitted as HEADERS (uh2_submit) instead of written as text;
  *   - request body payload (unframed: fwd_up_h1.c drops the chunk framing for such a uconn) is
  *     handed over by uh2_send, which takes what the stream's send queue accepts;
- *   - the response is read with uh2_read, which returns an HTTP/1.1 rendering of the
- *     stream's HEADERS and DATA (our framing: content-length when the server sent one,
- *     else chunked, the server's trailers in the chunked trailer section; a response
- *     framed by content-length has nowhere to put trailers: they are dropped) with
- *     io_read's return codes, so u_process parses it unchanged.
+ *   - the response is not rendered as text: uh2_head fills the exchange's parsed head
+ *     (struct h1_msg, the fields decoded from HEADERS kept by h2head.h, spans into the
+ *     uconn's input buffer, ids and flags from h1's lookup), interim 1xx heads one by
+ *     one; uh2_peek / uh2_take hand out the DATA payload as received (no framing added:
+ *     the head's framing is the server's content-length, or "until END_STREAM"), and
+ *     uh2_trailers the trailer section, whatever framing the server used.
  * Events on a stream (response bytes, end, reset, connection ready or failed, room in the
  * send queue) post the virtual uconn's deferred task (given to uh2_attach); its handler
- * then pulls with uh2_read / pushes with uh2_send. Nothing here calls into the request path's
+ * then pulls with uh2_head / uh2_peek and pushes with uh2_send. Nothing here calls into the request path's
  * logic from inside nghttp2 callbacks.
  *
  * Connection set-up offers ALPN "h2", "http/1.1". A server that picks http/1.1 (or no
  * ALPN) makes the key "HTTP/1.1 only" for this worker (for UH2_H1_MEMORY_MS): the streams
- * that were waiting get UH2_FALLBACK from uh2_read and fwd_conn.c sends them over HTTP/1.1
+ * that were waiting get UH2_FALLBACK from uh2_head and fwd_conn.c sends them over HTTP/1.1
  * instead (nothing of their requests was sent yet, so nothing is replayed). A stream the
  * server refused unprocessed (RST_STREAM REFUSED_STREAM, or above a GOAWAY's last stream
  * id) is retryable; any other failure is not.
@@ -55,7 +56,7 @@ struct tls_verify_names;
 /* How long a key whose server chose HTTP/1.1 is remembered as HTTP/1.1 only. */
 #define UH2_H1_MEMORY_MS (10 * 60 * 1000)
 
-/* uh2_read's extra return code: send this request over HTTP/1.1 instead. */
+/* uh2_head and uh2_peek: an extra return code: send this request over HTTP/1.1 instead. */
 #define UH2_FALLBACK (-4)
 
 /* What a new connection for a key needs (copied; the strings need not outlive the call). */
@@ -116,10 +117,27 @@ bool uh2_ready(const struct uh2s *s);
  * for a kick when short). A stream that can no longer send (reset, or the server already
  * answered and closed it) takes everything and drops it. */
 size_t uh2_send(struct uh2s *s, const void *p, size_t n, bool end);
-/* Response bytes (HTTP/1.1 rendering) into *buf, growing it up to max like fwd_io.c's
- * io_read. Returns bytes (> 0), 0 at the end of the stream, -1 on failure (uh2_failure
- * says what), -2 when nothing is there now, -3 when buf is full, UH2_FALLBACK. */
-ssize_t uh2_read(struct uh2s *s, char **buf, size_t *len, size_t *cap, size_t max);
+/* Trailer fields to end the request body with (trailing HEADERS instead of END_STREAM on
+ * the last DATA), sent once uh2_send is given end; copied. Fields not representable
+ * (h2head.h) make the set dropped (the body then ends without them). */
+void uh2_trailers_out(struct uh2s *s, const struct h2_header *h, size_t n);
+/* The next response head (interim 1xx ones first): fills m (h2head_fill: framing for
+ * req_method, an enum h1_method) and copies its field bytes to out, which m's spans are
+ * relative to. Returns 0 (m filled), 1 when no head is there yet, 2 when *room bytes at
+ * out are not enough (*room set to what is: call again with that much), -1 on failure
+ * (uh2_failure), UH2_FALLBACK. */
+struct h1_msg;
+int uh2_head(struct uh2s *s, int req_method, struct h1_msg *m, char *out, size_t *room);
+/* The response payload received and not yet taken, after the final head: sets *p and
+ * returns its length (> 0), 0 at the end of the stream, -1 on failure (uh2_failure
+ * says what), -2 when nothing is there now, UH2_FALLBACK. */
+ssize_t uh2_peek(const struct uh2s *s, const char **p);
+/* n bytes of what uh2_peek showed are forwarded: once all are, the stream's receive
+ * window opens by what was taken. */
+void uh2_take(struct uh2s *s, size_t n);
+/* After the end of the stream: the trailer section as an h2head record (read it with
+ * h2head_fill), or NULL when the server sent none. */
+const void *uh2_trailers(const struct uh2s *s);
 const struct uh2_fail *uh2_failure(const struct uh2s *s);
 /* Local address of the connection ("" before it is connected). */
 const char *uh2_local(const struct uh2s *s);
