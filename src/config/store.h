@@ -126,17 +126,17 @@ char *store_config_path(const char *root, enum res_kind kind, const char *ns,
 /* ROOT/secrets/NS/NAME, newly allocated. */
 char *store_secret_dir(const char *root, const char *ns, const char *name);
 
+/* Creates the writer's STORE_APPLY_MARK in root; returns its path (NULL: none made, which
+ * is not an error) for store_mark_end, which removes and frees it. */
+char *store_mark_begin(const char *root);
+void store_mark_end(char *mark);
+
 /* Writes the document of a resource that is not a Secret. doc is the normalised document
  * (namespace filled in). When existing is NULL the resource is new and goes to its own
  * file (store_config_path); otherwise existing's document is replaced where it is: the
  * file is rewritten atomically with only that document's text changed, so comments and
  * other documents stay (a .json file is rewritten whole, as JSON). Returns 0, or -1 with
  * an error in d (store unchanged). */
-/* Creates the writer's STORE_APPLY_MARK in root; returns its path (NULL: none made, which
- * is not an error) for store_mark_end, which removes and frees it. */
-char *store_mark_begin(const char *root);
-void store_mark_end(char *mark);
-
 int store_put(const char *root, const struct store_entry *existing, enum res_kind kind,
               const char *ns, const char *name, const struct ynode *doc, struct diags *d);
 
