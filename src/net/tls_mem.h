@@ -8,7 +8,9 @@
  *     there too (secrets/secret.c);
  *   - OpenSSL's other allocations are wiped when freed (CRYPTO_set_mem_functions): the
  *     decoders pass DER and octet strings through ordinary buffers, which would otherwise
- *     linger in freed heap memory;
+ *     linger in freed heap memory; of those, the blocks OpenSSL allocates around every
+ *     SSL_read/SSL_write (record buffers, 56-byte WPACKET blocks) are kept, wiped, per
+ *     thread for its next ones (bounded; freed at the thread's exit);
  *   - RSA keys do not cache Montgomery contexts for their primes (the default RSA
  *     method without RSA_FLAG_CACHE_PRIVATE): the cache holds a copy of p and q in
  *     ordinary memory for the key's lifetime. It is built per private operation instead

@@ -7,6 +7,11 @@
 void st_reset(struct stream *st);
 struct stream *st_get(struct dconn *d);
 void st_put(struct dconn *d);
+/* st's response head, from the worker's free list the first time (headers not cleared:
+ * h1_parse and uh2_head fill what they count). */
+struct h1_msg *st_resp(struct stream *st);
+/* Frees the worker's free response heads (at its exit, with fwd_streams_free). */
+void st_resp_free_all(struct worker *w);
 void st_log(struct stream *st);
 void st_begin(struct dconn *d);
 void st_finish(struct stream *st);

@@ -206,12 +206,12 @@ static void st_send_resp_head_h2(struct stream *st)
 	struct dconn *d = st->d;
 	struct uconn *u = st->u;
 
-	if (st->resp.body == H1_BODY_UNTIL_CLOSE || !st->req.keep_alive || d->w->draining)
+	if (st->resp->body == H1_BODY_UNTIL_CLOSE || !st->req.keep_alive || d->w->draining)
 		st->resp_close = true;
 	st->resp_started = true;
 	if (d->dead)
 		return;
-	if (h2d_send_head(d->h2s, &st->resp, u->in + u->in_pos, st->ust) < 0) {
+	if (h2d_send_head(d->h2s, st->resp, u->in + u->in_pos, st->ust) < 0) {
 		/* As d_flush does when the stream is gone. */
 		st->flags |= ALOG_F_DC;
 		st->details = st->details ? st->details : "downstream_remote_disconnect";
@@ -223,7 +223,7 @@ static void st_send_resp_head(struct stream *st)
 {
 	struct dconn *d = st->d;
 	struct uconn *u = st->u;
-	const struct h1_msg *m = &st->resp;
+	const struct h1_msg *m = st->resp;
 	const char *b = u->in + u->in_pos;
 	struct iobuf *o = &d->out;
 

@@ -626,7 +626,7 @@ static int u_forward_body(struct uconn *u)
 		const char *p = u->in + u->in_pos;
 		size_t avail = u->in_len - u->in_pos;
 
-		if (st->resp.body == H1_BODY_LENGTH) {
+		if (st->resp->body == H1_BODY_LENGTH) {
 			size_t n = avail < st->resp_left ? avail : (size_t)st->resp_left;
 
 			fwd_down->send(d, p, n);
@@ -635,7 +635,7 @@ static int u_forward_body(struct uconn *u)
 			u->in_pos += n;
 			if (st->resp_left == 0)
 				st->resp_done = true;
-		} else if (st->resp.body == H1_BODY_CHUNKED) {
+		} else if (st->resp->body == H1_BODY_CHUNKED) {
 			size_t used;
 			struct h1_span data, tr;
 			int rc = h1_chunked_feed(&st->resp_ck, p, avail, &used, &data, &tr);
@@ -721,7 +721,7 @@ static int u_head(struct uconn *u)
 {
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
-	int rc = h1_parse(&st->sp, u->in + u->in_pos, u->in_len - u->in_pos, &st->resp);
+	int rc = h1_parse(&st->sp, u->in + u->in_pos, u->in_len - u->in_pos, st_resp(st));
 
 	if (rc == H1_AGAIN)
 		return 1;
@@ -732,10 +732,10 @@ static int u_head(struct uconn *u)
 		fwd_down->local_reply(st, 502, ALOG_F_UPE, "upstream_protocol_error", "Bad Gateway");
 		return -1;
 	}
-	if (st->resp.status < 200 && st->resp.status != 101) {
+	if (st->resp->status < 200 && st->resp->status != 101) {
 		/* 1xx interim (100 Continue): pass it on, wait for the final response. */
-		fwd_down->send(d, u->in + u->in_pos, st->resp.head_len);
-		u->in_pos += st->resp.head_len;
+		fwd_down->send(d, u->in + u->in_pos, st->resp->head_len);
+		u->in_pos += st->resp->head_len;
 		h1_parser_init(&st->sp, false, st->req.method_id);
 		return 1;
 	}
@@ -750,15 +750,15 @@ static void u_head_final(struct uconn *u)
 	struct stream *st = u->st;
 
 	st->ust = (int64_t)(loop_now_ms(u->w->loop) - st->up_start_ms);
-	st->code = st->resp.status;
+	st->code = st->resp->status;
 	st->details = "via_upstream";
 	st_od(st, OD_HTTP, st->code);
-	st->resp_left = st->resp.content_length;
+	st->resp_left = st->resp->content_length;
 	h1_chunked_init(&st->resp_ck);
 	fwd_down->resp_head(st);
-	u->in_pos += st->resp.head_len;
-	if (st->resp.body == H1_BODY_NONE ||
-	    (st->resp.body == H1_BODY_LENGTH && st->resp_left == 0))
+	u->in_pos += st->resp->head_len;
+	if (st->resp->body == H1_BODY_NONE ||
+	    (st->resp->body == H1_BODY_LENGTH && st->resp_left == 0))
 		st->resp_done = true;
 }
 
@@ -770,7 +770,7 @@ static void u_reads_done(struct uconn *u, bool eof)
 	struct dconn *d = st->d;
 
 	if (st->resp_started && !st->resp_done && eof) {
-		if (st->resp.body == H1_BODY_UNTIL_CLOSE) {
+		if (st->resp->body == H1_BODY_UNTIL_CLOSE) {
 			st->resp_done = true;
 			st->resp_close = true;
 			u->nreq = UINT32_MAX - 1;
@@ -818,7 +818,7 @@ static void u_interim_h2(struct uconn *u)
 {
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
-	const struct h1_msg *m = &st->resp;
+	const struct h1_msg *m = st->resp;
 	const char *b = u->in + u->in_pos;
 	char line[32];
 	int n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", m->status);
@@ -864,7 +864,7 @@ static void u_payload_h2(struct uconn *u, const char *p, size_t n)
 	struct stream *st = u->st;
 	struct dconn *d = st->d;
 
-	if (st->resp.body == H1_BODY_CHUNKED && !st->resp_dechunk) {
+	if (st->resp->body == H1_BODY_CHUNKED && !st->resp_dechunk) {
 		char size[24];
 		int k = snprintf(size, sizeof(size), "%zx\r\n", n);
 
@@ -875,7 +875,7 @@ static void u_payload_h2(struct uconn *u, const char *p, size_t n)
 		fwd_down->send(d, p, n);
 	}
 	st->bytes_out += n;
-	if (st->resp.body == H1_BODY_LENGTH) {
+	if (st->resp->body == H1_BODY_LENGTH) {
 		st->resp_left -= n < st->resp_left ? n : st->resp_left;
 		if (st->resp_left == 0)
 			st->resp_done = true;
@@ -890,7 +890,7 @@ static void u_payload_h2(struct uconn *u, const char *p, size_t n)
  * after exactly content-length bytes of DATA. */
 static void u_length_as_stream(struct stream *st)
 {
-	struct h1_msg *m = &st->resp;
+	struct h1_msg *m = st->resp;
 
 	if (!st->d->h2s || m->body != H1_BODY_LENGTH || m->content_length == 0)
 		return;
@@ -917,11 +917,11 @@ static int u_heads_h2(struct uconn *u)
 			u->in_cap = room = FWD_BUF_INIT;
 			u->in = fwd_buf_get(room);
 		}
-		rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+		rc = uh2_head(u->h2, st->req.method_id, st_resp(st), u->in, &room);
 		if (rc == 2) {
 			u->in = buf_grow(u->in, u->in_cap, NULL, 0, room);
 			u->in_cap = room;
-			rc = uh2_head(u->h2, st->req.method_id, &st->resp, u->in, &room);
+			rc = uh2_head(u->h2, st->req.method_id, st->resp, u->in, &room);
 		}
 		if (rc == UH2_FALLBACK) {
 			st_h2_fallback(st);
@@ -933,7 +933,7 @@ static int u_heads_h2(struct uconn *u)
 		}
 		if (rc > 0)
 			return 1;
-		if (st->resp.status < 200) {
+		if (st->resp->status < 200) {
 			u_interim_h2(u);
 		} else {
 			u_length_as_stream(st);
@@ -963,7 +963,7 @@ static void u_process_h2(struct uconn *u)
 			return;
 		}
 		if (n == 0) {
-			if (st->resp.body != H1_BODY_CHUNKED) {
+			if (st->resp->body != H1_BODY_CHUNKED) {
 				u_reads_done(u, true);  /* short of its length: cut short */
 				return;
 			}
@@ -972,7 +972,7 @@ static void u_process_h2(struct uconn *u)
 			st->resp_done = true;
 			break;
 		}
-		if (st->resp.body == H1_BODY_LENGTH && (size_t)n > st->resp_left)
+		if (st->resp->body == H1_BODY_LENGTH && (size_t)n > st->resp_left)
 			n = (ssize_t)st->resp_left;     /* nghttp2 resets a stream that overruns */
 		u_payload_h2(u, p, (size_t)n);
 		uh2_take(u->h2, (size_t)n);

@@ -104,6 +104,7 @@ void fwd_streams_free(struct worker *w)
 		free(st);
 	}
 	w->nst_free = 0;
+	st_resp_free_all(w);
 }
 
 /* v->in holds at least n more bytes (FWD_BUF_MIN, doubling: from the worker's buffer

@@ -474,13 +474,11 @@ static const struct h2_callbacks uh2_cb = {
 
 /* ---- connection set-up ---- */
 
-/* Sends a waiting head; returns false when the stream failed. */
-static bool s_submit(struct uh2s *s)
+/* Sends a head (nghttp2 copies it); returns false when the stream failed. */
+static bool s_submit_head(struct uh2s *s, const struct h2_request *rq)
 {
-	int32_t id = h2_submit_request(s->c->s, s->pending, s);
+	int32_t id = h2_submit_request(s->c->s, rq, s);
 
-	free(s->pending);
-	s->pending = NULL;
 	if (id < 0) {
 		s_fail(s, ALOG_F_UR, "upstream_reset_before_response_started{remote_refused_stream_reset}",
 		       "no new stream allowed on the connection", true, false);
@@ -488,6 +486,18 @@ static bool s_submit(struct uh2s *s)
 	}
 	s->id = id;
 	return true;
+}
+
+/* Sends the head that waited for the connection. */
+static bool s_submit(struct uh2s *s)
+{
+	struct h2_request *rq = s->pending;
+	bool ok;
+
+	s->pending = NULL;
+	ok = s_submit_head(s, rq);
+	free(rq);
+	return ok;
 }
 
 static void c_ready(struct uh2c *c)
@@ -905,9 +915,14 @@ void uh2_submit(struct uh2s *s, const struct h2_request *rq)
 	s->head = rq->method.len == 4 && memcmp(rq->method.p, "HEAD", 4) == 0;
 	if (s->failed)
 		return;
+	/* On a ready connection the head goes to nghttp2 at once; only a head that waits
+	 * for its connection is copied (one malloc per request before). */
+	if (s->c && s->c->state == C_READY) {
+		if (s_submit_head(s, rq))
+			c_kick(s->c);
+		return;
+	}
 	s->pending = h2_request_dup(rq);
-	if (s->c && s->c->state == C_READY && s_submit(s))
-		c_kick(s->c);
 }
 
 bool uh2_ready(const struct uh2s *s)

@@ -137,6 +137,8 @@ struct worker {
 	bool loop_done;                 /* its loop has returned (sockets closed by proxy_stop) */
 	void *st_free;                  /* the request path's free streams, and how many */
 	unsigned nst_free;
+	void *resp_free;                /* its free response heads (fwd_core.c st_resp) */
+	unsigned nresp_free;
 	void *vc_free;                  /* its free virtual (HTTP/2 stream) connections, */
 	unsigned nvc_free;
 	void *vu_free;                  /* downstream and upstream */
