@@ -13,6 +13,7 @@ with a marker present nothing is applied until it goes, then exactly one reload 
 stale marker delays a change by about 2 s, not forever; egressctl leaves no marker
 behind; a file written in place is read once it is closed."""
 import os
+import signal
 import time
 
 import pytest
@@ -139,3 +140,46 @@ def test_a_file_written_in_place_is_read_once_it_is_closed(env):
         time.sleep(0.3)
         assert applied(gw) == before + 1, gw.stderr()[-2000:]
         assert "0 listener(s)" not in gw.stderr() and " 0 route" not in gw.stderr()
+
+
+def test_a_temporary_file_is_not_a_change(env):
+    """A writer's temporary file (NAME.tmp.*) is not configuration: only its rename over
+    the file's name is a change. Counted as one, a writer descheduled between writing it
+    and renaming it (5 ms is enough on a loaded machine) had the store read as it was, a
+    reload of the old configuration that a waiting client took for the new one."""
+    env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
+    watching(gw)
+    before = applied(gw)
+    p = vs_path(env)
+    tmp = p.with_name(p.name + ".tmp.slow")
+    tmp.write_text(virtual_service_yaml(HOST, HOST, 80).replace(
+        "metadata:\n", "metadata:\n  labels:\n    rev: \"slow\"\n", 1))
+    time.sleep(0.4)
+    assert applied(gw) == before, gw.stderr()[-2000:]
+    t0 = time.monotonic()
+    os.rename(tmp, p)
+    time_to_applied(gw, before, t0, scaled(5))
+    time.sleep(0.3)
+    assert applied(gw) == before + 1, gw.stderr()[-2000:]
+
+
+def test_sighup_waits_for_a_writers_marker(env):
+    """A reload asked for at once (SIGHUP) while a writer's marker is present waits for the
+    marker like a change does: the store is never read in the middle of an apply."""
+    env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
+    watching(gw)
+    before = applied(gw)
+    mark = env.store / f"{MARK}.4244"
+    mark.write_text("")
+    change(env, "e")
+    time.sleep(0.1)
+    os.kill(gw.proc.pid, signal.SIGHUP)
+    time.sleep(0.1)
+    change(env, "f")
+    time.sleep(0.5)
+    assert applied(gw) == before, gw.stderr()[-2000:]
+    t0 = time.monotonic()
+    mark.unlink()
+    assert time_to_applied(gw, before, t0, scaled(5)) < 1.0
+    time.sleep(0.3)
+    assert applied(gw) == before + 1, gw.stderr()[-2000:]

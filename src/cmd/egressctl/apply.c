@@ -424,10 +424,11 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 	 * so that applying one object into a store of 30,000 files reads one file, not all of
 	 * them (10,000 hosts: 2 s of CPU before). */
 	ix = store_index_open(c->root, "default");
-	/* Several objects: egressgw waits for the marker to go before it reads the store,
-	 * so that the apply is served whole, not in the halves a descheduled egressctl
-	 * would leave between two renames. */
-	if (nitems > 1 && dry == APPLY_DRY_NONE)
+	/* egressgw waits for the marker to go before it reads the store, so that the apply
+	 * is served whole, in one reload, not in the parts a descheduled egressctl would
+	 * leave between two renames (several objects; a Secret's version directory and its
+	 * ..data switch). */
+	if (dry == APPLY_DRY_NONE)
 		mark = store_mark_begin(c->root);
 	for (size_t i = 0; i < nitems; i++) {
 		struct diags wd = DIAGS_INIT;

@@ -293,7 +293,8 @@ static int create_secret(const struct ctl *c, const struct create_opts *o,
 	struct store_contents store = STORE_CONTENTS_INIT;
 	struct resource r;
 	struct diags d = DIAGS_INIT;
-	int rc = -1;
+	int rc = -1, wrc;
+	char *mark;
 
 	memset(&sec, 0, sizeof(sec));
 	memset(&r, 0, sizeof(r));
@@ -316,7 +317,12 @@ static int create_secret(const struct ctl *c, const struct create_opts *o,
 		fprintf(stderr, "error: failed to create secret secrets \"%s\" already exists\n", name);
 		goto out;
 	}
-	if (store_put_secret(c->root, ns, name, &sec, &d) < 0) {
+	/* The marker: egressgw reads the store once the Secret's directory is in place, not
+	 * when its hidden staging directory appears (store_mark.c). */
+	mark = store_mark_begin(c->root);
+	wrc = store_put_secret(c->root, ns, name, &sec, &d);
+	store_mark_end(mark);
+	if (wrc < 0) {
 		ctl_print_diags(&d);
 		goto out;
 	}

@@ -116,6 +116,7 @@ struct gw {
 	bool watch_dirty;
 	uint64_t burst_ms;              /* when the first change of this burst was seen, or 0 */
 	unsigned apply_marks;           /* STORE_APPLY_MARKs created and not yet removed */
+	uint64_t last_event_ms;         /* when the watcher last saw a change (loop ms) */
 	/* Files modified in this burst and not closed yet (watch, name): a writer in place
 	 * (truncate, then write) is waited for, up to RELOAD_DEBOUNCE_MS into the burst. */
 	struct { int wd; char name[256]; } writing[RELOAD_WRITING_MAX];

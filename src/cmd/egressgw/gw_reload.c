@@ -347,6 +347,11 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 			 * not configuration: writing it is no reason to reload. */
 			if (e->len && str_has_prefix(e->name, STORE_INDEX_NAME))
 				continue;
+			/* Nor is a writer's temporary file: its rename to the file's name is the
+			 * change. (Counted, a writer descheduled between writing it and renaming
+			 * it made a reload of the configuration as it was, 5 ms later.) */
+			if (e->len && strstr(e->name, ".tmp."))
+				continue;
 			/* A writer's marker: its files are one change, read once it is gone. */
 			if (e->len && str_has_prefix(e->name, STORE_APPLY_MARK)) {
 				if (e->mask & IN_CREATE)
@@ -362,19 +367,34 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 			changed = true;
 		}
 	}
-	if (changed)
+	if (changed) {
+		g->last_event_ms = loop_now_ms(loop);
 		watch_arm(g);
+	}
 }
 
 void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
 {
 	struct gw *g = (struct gw *)((char *)t - offsetof(struct gw, reload_timer));
 
-	/* A new burst starts with the next change; a marker still counted after
-	 * RELOAD_APPLY_WAIT_MS of quiet belongs to a writer that died (or its removal was
-	 * missed while the watches were rebuilt): it holds back no later change. */
+	/* A writer's marker holds back every reload, also one asked for at once (SIGHUP, a
+	 * change seen while a build ran, the descriptor retry): none reads the store in the
+	 * middle of an apply. One still counted after RELOAD_APPLY_WAIT_MS without any change
+	 * belongs to a writer that died (or its removal was missed while the watches were
+	 * rebuilt): it holds back nothing more. */
+	if (g->apply_marks) {
+		uint64_t quiet = loop_now_ms(loop) - g->last_event_ms;
+
+		if (quiet < RELOAD_APPLY_WAIT_MS) {
+			loop_timer_arm(loop, t, (unsigned)(RELOAD_APPLY_WAIT_MS - quiet));
+			return;
+		}
+		log_warn("watch", "a writer's marker (%s.PID) stayed %d ms with no change in the "
+		         "store; reading it", STORE_APPLY_MARK, RELOAD_APPLY_WAIT_MS);
+		g->apply_marks = 0;
+	}
+	/* A new burst starts with the next change. */
 	g->burst_ms = 0;
-	g->apply_marks = 0;
 	watch_writes_clear(g);
 	if (lc_draining(&g->lc))
 		return;   /* the workers take no snapshot any more */
