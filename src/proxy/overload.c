@@ -288,6 +288,16 @@ static uint64_t ovl_h2_limit(const struct ovl_config *c)
 	return by_bytes && by_bytes < by_count ? by_bytes : by_count;
 }
 
+/* Window shrinking ends (the count is at or below h2_low). */
+static void ovl_h2_stream_clear(void)
+{
+	if (atomic_load_explicit(&ovl.h2_shrunk, memory_order_relaxed) &&
+	    atomic_exchange_explicit(&ovl.h2_shrunk, false, memory_order_relaxed))
+		log_info("overload", "HTTP/2 streams in flight: %llu: downstream connections get "
+		         "their stream window back", (unsigned long long)atomic_load_explicit(
+		         &ovl.h2_streams, memory_order_relaxed));
+}
+
 bool ovl_h2_stream_refused(unsigned conn_streams)
 {
 	uint64_t n = atomic_load_explicit(&ovl.h2_streams, memory_order_relaxed);
@@ -308,6 +318,10 @@ bool ovl_h2_stream_refused(unsigned conn_streams)
 		         "downstream connections get a stream window of %u bytes until they fall "
 		         "to %llu", (unsigned long long)n, (unsigned long long)ovl.h2_max_streams,
 		         OVL_H2_WINDOW_SHRUNK, (unsigned long long)ovl.h2_low);
+		/* Streams that closed meanwhile may have passed their clear before this set:
+		 * look at the count again, so no flag stays set with nothing in flight. */
+		if (atomic_load_explicit(&ovl.h2_streams, memory_order_relaxed) <= ovl.h2_low)
+			ovl_h2_stream_clear();
 	}
 	return false;
 }
@@ -316,10 +330,8 @@ void ovl_h2_stream_closed(void)
 {
 	uint64_t n = atomic_fetch_sub_explicit(&ovl.h2_streams, 1, memory_order_relaxed) - 1;
 
-	if (n <= ovl.h2_low && atomic_load_explicit(&ovl.h2_shrunk, memory_order_relaxed) &&
-	    atomic_exchange_explicit(&ovl.h2_shrunk, false, memory_order_relaxed))
-		log_info("overload", "HTTP/2 streams in flight: %llu: downstream connections get "
-		         "their stream window back", (unsigned long long)n);
+	if (n <= ovl.h2_low)
+		ovl_h2_stream_clear();
 }
 
 uint32_t ovl_h2_window_cap(void)

@@ -411,11 +411,14 @@ int proxy_workers_stuck(struct proxy *p, struct sbuf *ids)
 	return n;
 }
 
-/* True while worker w is to be waited for: running, behind version, not known stuck. */
+/* True while worker w is to be waited for: running, behind version, and not known stuck
+ * (or known stuck but running again: it has taken the version it was stuck before, so it
+ * will take this one within milliseconds too). */
 static bool worker_pending(struct worker *w, uint64_t version)
 {
-	return !atomic_load(&w->done) && !w->stuck_at &&
-	       atomic_load_explicit(&w->adopted, memory_order_acquire) < version;
+	uint64_t v = atomic_load_explicit(&w->adopted, memory_order_acquire);
+
+	return !atomic_load(&w->done) && (!w->stuck_at || v >= w->stuck_at) && v < version;
 }
 
 int proxy_wait_reload(struct proxy *p, uint64_t version)
@@ -446,6 +449,9 @@ int proxy_wait_reload(struct proxy *p, uint64_t version)
 		}
 		nanosleep(&tick, NULL);
 	}
+	/* A stuck worker that ran again during the wait is no longer stuck (and logged so):
+	 * one that is behind this version now is stuck anew, not "stuck before" it. */
+	proxy_workers_stuck(p, NULL);
 	for (int i = 0; i < p->nworkers; i++) {
 		struct worker *w = &p->workers[i];
 
