@@ -231,18 +231,14 @@ static void worker_adopt(struct worker *w, struct snap *s)
 		snap_unref(old);
 }
 
-struct worker_msg {
-	struct worker *w;
-	struct snap *snap;
-};
-
 static void worker_on_publish(struct loop *loop, void *arg)
 {
-	struct worker_msg *m = arg;
+	struct worker *w = arg;
+	struct snap *s = atomic_exchange_explicit(&w->next_snap, NULL, memory_order_acq_rel);
 
 	(void)loop;
-	worker_adopt(m->w, m->snap);
-	free(m);
+	if (s)
+		worker_adopt(w, s);
 }
 
 static void worker_on_drain(struct loop *loop, void *arg)
@@ -371,11 +367,17 @@ int proxy_run(struct proxy *p)
 void proxy_publish(struct proxy *p, struct snap *s)
 {
 	for (int i = 0; i < p->nworkers; i++) {
-		struct worker_msg *m = xmalloc(sizeof(*m));
+		struct worker *w = &p->workers[i];
+		struct snap *old = atomic_exchange_explicit(&w->next_snap, snap_ref(s),
+		                                            memory_order_acq_rel);
 
-		m->w = &p->workers[i];
-		m->snap = snap_ref(s);
-		loop_post(p->workers[i].loop, worker_on_publish, m);
+		/* A slot that was empty: the worker is told. One that was not: the message
+		 * already on its way takes the newest, and the one replaced is let go (a
+		 * worker behind by more than one reload: stuck, or slow for a moment). */
+		if (old)
+			snap_unref(old);
+		else
+			loop_post(w->loop, worker_on_publish, w);
 	}
 }
 
@@ -551,6 +553,12 @@ void proxy_free(struct proxy *p)
 		linger_close_all(w);
 		if (w->snap)
 			snap_unref(w->snap);
+		{
+			struct snap *n = atomic_exchange(&w->next_snap, NULL);
+
+			if (n)
+				snap_unref(n);  /* published, never taken (its message dropped below) */
+		}
 		pool_free(w->pool);
 		pool_live_free(w->live);
 		dns_free(w->dns);

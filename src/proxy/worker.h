@@ -120,6 +120,10 @@ struct worker {
 	struct loop_timer tick;         /* quiescent point, access log flush, drain check */
 	_Atomic uint64_t qs;
 	_Atomic uint64_t adopted;       /* version of the snapshot it serves */
+	/* The newest snapshot published to it and not taken yet (a reference), or NULL: one
+	 * slot, not a message per reload, so that a worker that takes none for a while (stuck)
+	 * holds the newest only, not every snapshot published meanwhile. */
+	struct snap *_Atomic next_snap;
 	/* Main thread only: the version this worker failed to take within
 	 * proxy.worker_stuck_ms (0: not stuck); see proxy_wait_reload. */
 	uint64_t stuck_at;
