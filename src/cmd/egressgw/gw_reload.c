@@ -255,6 +255,13 @@ out:
 	free(sec);
 }
 
+/* A name the store reads as configuration (config/store.c: .yaml, .yml, .json). */
+static bool watch_config_name(const char *name)
+{
+	return str_has_suffix(name, ".yaml") || str_has_suffix(name, ".yml") ||
+	       str_has_suffix(name, ".json");
+}
+
 /* Whether e may have changed the set of directories to watch: a directory's event, a
  * kubelet "..data" swap, an overflow, or a name created or moved in that is neither a
  * config file nor egressctl's temporary file (it may be a symlink to a directory). */
@@ -268,8 +275,7 @@ static bool watch_event_dirty(const struct inotify_event *e)
 		return true;
 	if (!(e->mask & (IN_CREATE | IN_MOVED_TO)))
 		return false;
-	return !str_has_suffix(e->name, ".yaml") && !str_has_suffix(e->name, ".yml") &&
-	       !str_has_suffix(e->name, ".json") && !strstr(e->name, ".tmp.");
+	return !watch_config_name(e->name) && !strstr(e->name, ".tmp.");
 }
 
 /* Notes that e's file is being written (modified, not closed yet) or is done with. A
@@ -347,10 +353,10 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 			 * not configuration: writing it is no reason to reload. */
 			if (e->len && str_has_prefix(e->name, STORE_INDEX_NAME))
 				continue;
-			/* Nor is a writer's temporary file: its rename to the file's name is the
+			/* Nor is a writer's temporary file (NAME.tmp.PID, core/util.c): its rename is the
 			 * change. (Counted, a writer descheduled between writing it and renaming
 			 * it made a reload of the configuration as it was, 5 ms later.) */
-			if (e->len && strstr(e->name, ".tmp."))
+			if (e->len && strstr(e->name, ".tmp.") && !watch_config_name(e->name))
 				continue;
 			/* A writer's marker: its files are one change, read once it is gone. */
 			if (e->len && str_has_prefix(e->name, STORE_APPLY_MARK)) {
