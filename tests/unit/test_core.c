@@ -826,6 +826,7 @@ static void msg_post_length_te(void **state)
 {
 	struct h2_header h[] = {
 		{ S("content-type"), S("application/grpc") }, { S("grpc-timeout"), S("1S") },
+		{ S("trailer"), S("grpc-status") },
 	};
 	struct h2_request rq = { .method = S("POST"), .scheme = S("http"),
 		.authority = S("svc.test"), .path = S("/pkg.Svc/Call"),
@@ -835,7 +836,7 @@ static void msg_post_length_te(void **state)
 	(void)state;
 	same_head("POST /pkg.Svc/Call HTTP/1.1\r\nhost: svc.test\r\n"
 	          "content-type: application/grpc\r\ncontent-length: 5\r\ngrpc-timeout: 1S\r\n"
-	          "te: trailers\r\n\r\n", &rq);
+	          "te: trailers\r\ntrailer: grpc-status\r\n\r\n", &rq);
 }
 
 static void msg_chunked_and_options(void **state)
