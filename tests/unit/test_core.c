@@ -126,6 +126,7 @@ struct env {
 	struct proxy p;
 	struct worker *w;
 	int up_lfd;                       /* the upstream server's listening socket */
+	int alog[2];                      /* the access log: a pipe */
 	uint16_t gw_port, up_port, dead_port;
 };
 
@@ -265,7 +266,11 @@ static int env_setup(void **state)
 	}
 
 	e->p.role = SNAP_ROLE_GATEWAY;
-	e->p.alog_fd = -1;
+	if (pipe(e->alog) < 0 || sock_set_nonblock(e->alog[0]) < 0)
+		return -1;
+	e->p.alog_on = true;
+	e->p.alog_fd = e->alog[1];
+	e->p.alog_format = ALOG_TEXT;
 	e->p.worker_stuck_ms = 10000;
 	e->p.header_timeout_ms = 10000;
 	e->p.idle_timeout_ms = 60000;
@@ -290,6 +295,8 @@ static int env_teardown(void **state)
 	store_contents_free(&e->contents);
 	diags_free(&e->d);
 	close(e->up_lfd);
+	close(e->alog[0]);
+	close(e->alog[1]);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
 	free(e);
 	return system(cmd) == 0 ? 0 : -1;
@@ -441,6 +448,14 @@ static bool contains(const char *p, size_t n, const char *s)
 	return memmem(p, n, s, strlen(s)) != NULL;
 }
 
+/* The access log lines written so far (NUL-terminated in b). */
+static void alog_take(struct env *e, struct sbuf *b)
+{
+	worker_alog_flush(e->w);
+	take(e->alog[0], b);
+	sbuf_add(b, "", 1);
+}
+
 /* ---- 503 UF, and the retry ---- */
 
 /* The endpoint refuses the connection: 503 UF with Envoy's details and the errno as the
@@ -468,6 +483,18 @@ static void uf_refused(void **state)
 	assert_int_equal(STAT_GET(e->w->st.urq_retry), 0);
 	assert_int_equal(STAT_GET(e->w->st.ucx_connect_fail), 1);
 	assert_int_equal(rec.nresp, 0);
+	/* What the access log line says (Envoy's text format). */
+	sbuf_reset(&b);
+	alog_take(e, &b);
+	assert_non_null(strstr(b.s, "\"GET /x HTTP/1.1\" 503 UF "
+	                            "upstream_reset_before_response_started{connection_failure} - "
+	                            "\"delayed connect error: Connection refused\""));
+	{
+		char cl[64];
+
+		snprintf(cl, sizeof(cl), " outbound|%u||down.test ", e->dead_port);
+		assert_non_null(strstr(b.s, cl));
+	}
 	close(c);
 	sbuf_free(&b);
 }
@@ -521,7 +548,7 @@ static void retry_pooled_closed(void **state)
 static void uo_overflow(void **state)
 {
 	struct env *e = *state;
-	struct sbuf ba = SBUF_INIT, bb = SBUF_INIT, bc = SBUF_INIT, u = SBUF_INIT;
+	struct sbuf ba = SBUF_INIT, bb = SBUF_INIT, bc = SBUF_INIT, u = SBUF_INIT, lg = SBUF_INIT;
 	size_t oa = 0, ob = 0, oc = 0, blen;
 	const char *body;
 	int ca = client(e, 0), cb, cc, s;
@@ -548,6 +575,9 @@ static void uo_overflow(void **state)
 	assert_int_equal(rec.local[0].st_flags, ALOG_F_UO);
 	assert_string_equal(rec.local[0].details, "upstream_reset_before_response_started{overflow}");
 	assert_int_equal(STAT_GET(e->w->st.urq_pending_overflow), 1);
+	alog_take(e, &lg);
+	assert_non_null(strstr(lg.s, "\"GET /c HTTP/1.1\" 503 UO "
+	                             "upstream_reset_before_response_started{overflow} "));
 
 	/* The waiting request has not been answered, and has no connection of its own. */
 	take(cb, &bb);
@@ -569,6 +599,7 @@ static void uo_overflow(void **state)
 	sbuf_free(&bb);
 	sbuf_free(&bc);
 	sbuf_free(&u);
+	sbuf_free(&lg);
 }
 
 /* ---- 504 UT ---- */
@@ -595,6 +626,9 @@ static void ut_route_timeout(void **state)
 	assert_int_equal(rec.local[0].st_flags, ALOG_F_UT);
 	assert_string_equal(rec.local[0].details, "response_timeout");
 	assert_int_equal(STAT_GET(e->w->st.urq_timeout), 1);
+	sbuf_reset(&u);
+	alog_take(e, &u);
+	assert_non_null(strstr(u.s, "\"GET /slow/1 HTTP/1.1\" 504 UT response_timeout "));
 	/* The upstream connection is closed, not pooled. */
 	{
 		char x;
@@ -689,9 +723,9 @@ static void backpressure(void **state)
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\ncontent-length: %u\r\n\r\n", BIG);
 	put_all(s, head);
 
-	/* The client does not read. */
-	end = now_ms() + 1000;
-	while (now_ms() < end) {
+	/* The client does not read: until the upstream read is paused, and 50 turns more. */
+	end = now_ms() + WAIT_MS;
+	for (int more = 50; now_ms() < end && more > 0; more -= paused) {
 		struct dconn *d = e->w->dconns;
 		struct uconn *uc = e->w->uconns;
 
