@@ -677,6 +677,7 @@ static void pipelined_in_order(void **state)
 	assert_int_equal(rec.nresp, 2);
 	assert_int_equal(rec.resp[0], 200);
 	assert_int_equal(rec.resp[1], 201);
+	assert_int_equal(rec.sent, 6);        /* the bodies, through fwd_down->send */
 	assert_int_equal(STAT_GET(e->w->st.ucx_total), 1);
 	close(s);
 	close(c);
@@ -769,6 +770,7 @@ static void backpressure(void **state)
 	}
 	assert_int_equal(got, BIG);
 	assert_int_equal(rec.nresp, 1);
+	assert_int_equal(rec.sent, BIG);
 	close(s);
 	close(c);
 	sbuf_free(&b);
