@@ -13,9 +13,10 @@
  *
  * Cases: 503 UF (connection refused, not retried), the one retry (a pooled connection the
  * server closed), 503 UO (maxConnections / http1MaxPendingRequests), 504 UT (route
- * timeout), pipelining (one request at a time, answered in order), back-pressure (the
- * upstream read paused past FWD_HIGH_WATER, resumed when the client reads), and the
- * message model: the same request through h1_parse and h2_request_msg gives the same head. */
+ * timeout), the client gone while its request waits (0 DC, no 504 later), pipelining (one
+ * request at a time, answered in order), back-pressure (the upstream read paused past
+ * FWD_HIGH_WATER, resumed when the client reads), and the message model: the same request
+ * through h1_parse and h2_request_msg gives the same head. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -435,6 +436,18 @@ static void up_heads(struct env *e, int fd, struct sbuf *b, int n)
 	}
 }
 
+/* Turns the loop until the worker closes its end of the upstream connection s. */
+static void up_eof(struct env *e, int s)
+{
+	uint64_t end = now_ms() + WAIT_MS;
+	ssize_t n;
+	char x;
+
+	while ((n = read(s, &x, 1)) < 0 && errno == EAGAIN && now_ms() < end)
+		turn(e);
+	assert_int_equal(n, 0);
+}
+
 static void turn_for(struct env *e, int ms)
 {
 	uint64_t end = now_ms() + (uint64_t)ms;
@@ -629,20 +642,35 @@ static void ut_route_timeout(void **state)
 	sbuf_reset(&u);
 	alog_take(e, &u);
 	assert_non_null(strstr(u.s, "\"GET /slow/1 HTTP/1.1\" 504 UT response_timeout "));
-	/* The upstream connection is closed, not pooled. */
-	{
-		char x;
-		uint64_t end = now_ms() + WAIT_MS;
-		ssize_t n;
-
-		while ((n = read(s, &x, 1)) < 0 && errno == EAGAIN && now_ms() < end)
-			turn(e);
-		assert_int_equal(n, 0);
-	}
+	up_eof(e, s);                       /* closed, not pooled */
 	close(s);
 	close(c);
 	sbuf_free(&b);
 	sbuf_free(&u);
+}
+
+/* The client goes away while its request waits for the upstream: logged 0 DC, the
+ * upstream connection closed, and the route's timer gone with the request (no 504 UT). */
+static void dc_client_gone(void **state)
+{
+	struct env *e = *state;
+	struct sbuf u = SBUF_INIT, lg = SBUF_INIT;
+	int c = client(e, 0), s;
+
+	put_all(c, "GET /slow/2 HTTP/1.1\r\nhost: up.test\r\n\r\n");
+	s = up_accept(e);
+	up_heads(e, s, &u, 1);
+	close(c);
+	up_eof(e, s);
+	turn_for(e, 300);                   /* past the route's 0.2s timeout */
+	assert_int_equal(STAT_GET(e->w->st.urq_timeout), 0);
+	assert_int_equal(rec.nlocal, 0);
+	assert_null(e->w->dconns);
+	alog_take(e, &lg);
+	assert_non_null(strstr(lg.s, "\"GET /slow/2 HTTP/1.1\" 0 DC downstream_remote_disconnect "));
+	close(s);
+	sbuf_free(&u);
+	sbuf_free(&lg);
 }
 
 /* ---- pipelining ---- */
@@ -900,6 +928,7 @@ int main(void)
 		T(retry_pooled_closed),
 		T(uo_overflow),
 		T(ut_route_timeout),
+		T(dc_client_gone),
 		T(pipelined_in_order),
 		T(backpressure),
 		cmocka_unit_test(msg_get),
