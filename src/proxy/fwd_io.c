@@ -43,13 +43,17 @@
  * four times FWD_BUF_INIT), up to FWD_BUF_CACHE_BYTES. Sockets start at FWD_BUF_INIT; an
  * HTTP/2 stream's virtual connection starts its input at FWD_BUF_MIN (it holds one request
  * head, and a thousand open streams should not hold 16 MiB of mostly empty buffers).
+ * FWD_BUF_CACHE_BYTES is 4 MiB: at 1 MiB, scenario 1's 50 keep-alive connections (each
+ * giving back 16 KiB each way between two requests) overflowed it, and the buffers it then
+ * freed brought glibc's arena trimming back (190-300 madvise calls in a 3 s run, strace -k:
+ * free from iob_free in d_process; none at 4 MiB). At most FWD_BUF_CACHE_SLOTS per class.
  * The cache is thread-local rather than in struct worker because buffers are taken and
  * given back deep in the I/O helpers, which know only the buffer; a thread that never
  * called fwd_buf_cache_start (the main thread freeing connections at shutdown) keeps no
  * cache and frees as malloc would. */
 #define FWD_BUF_CLASSES     6                  /* FWD_BUF_MIN << 0 .. 5 (2 KiB .. 64 KiB) */
-#define FWD_BUF_CACHE_BYTES (1024 * 1024)
-#define FWD_BUF_CACHE_SLOTS (FWD_BUF_CACHE_BYTES / FWD_BUF_MIN)
+#define FWD_BUF_CACHE_BYTES (4 * 1024 * 1024)
+#define FWD_BUF_CACHE_SLOTS 512                /* per class */
 
 /* Under AddressSanitizer a cached buffer is poisoned, so that a use after buf_release is
  * still reported as it would be after free(). The free buffers are listed in arrays, not
@@ -126,9 +130,8 @@ void buf_release(void *p, size_t cap)
 
 	if (!p)
 		return;
-	/* bytes bounds the slots too: FWD_BUF_CACHE_SLOTS buffers of the smallest size fill
-	 * FWD_BUF_CACHE_BYTES. */
-	if (c < 0 || !buf_cache.on || buf_cache.bytes + cap > FWD_BUF_CACHE_BYTES) {
+	if (c < 0 || !buf_cache.on || buf_cache.n[c] >= FWD_BUF_CACHE_SLOTS ||
+	    buf_cache.bytes + cap > FWD_BUF_CACHE_BYTES) {
 		free(p);
 		return;
 	}
