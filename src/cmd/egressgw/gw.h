@@ -35,7 +35,6 @@
 #define RELOAD_WRITING_MAX 64
 /* DNS jobs restarted per millisecond after a reload (dns_jobs_start). */
 #define DNS_RESTART_BATCH  256
-#define PUBLISH_WAIT_MS 1000    /* at most, for every worker to take a new snapshot */
 /* OpenSSL's secure heap for private keys: a power of two, within the usual 8 MiB
  * RLIMIT_MEMLOCK; room for about a thousand RSA-2048 credentials (a buddy allocator:
  * ~2 KiB for the cached PEM, ~2 KiB of BIGNUMs) and the temporaries of private-key

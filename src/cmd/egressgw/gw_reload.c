@@ -117,7 +117,6 @@ static bool fd_headroom(int n)
 	return k == n;
 }
 
-/* True when a worker has stopped its loop (drained): it takes no snapshot any more. */
 /* Switches to what a reload built (s may be NULL: rejected; d: taken), or keeps the
  * running configuration. */
 static void gw_reload(struct gw *g, struct snap *s, struct diags *dp,
