@@ -50,7 +50,10 @@ from test_sidecar import Topology, apply_cnn, wait_routed
 # a head without copying it: 0.00 on both ends of the mesh hop; the HTTP/2 client's 0.24
 # are its 4 new connections (handshakes), 0.00 per request beyond them (MAX_ALLOCS_NET).
 MAX_ALLOCS_GATEWAY_H2_CLIENT = 0.6     # with 4 connections' set-up in 10,000 requests
-MAX_ALLOCS_NET = 0.05                  # issue 13's target: 0
+# Issue 13's target is 0 (measured 0.000-0.004): the margin is for new upstream connections
+# a loaded machine may need in the measured run (about 150 allocations each: 10 would be 0.15),
+# not for any allocation per request.
+MAX_ALLOCS_NET = 0.2
 MAX_ALLOCS_GATEWAY_MESH_HOP = 0.05
 MAX_ALLOCS_SIDECAR_MESH_HOP = 0.05
 # Heap bytes in use per open gateway HTTP/2 stream (waiting for its upstream connection).
