@@ -376,11 +376,21 @@ bool store_recent(const struct stat *st)
 	return n - m < STORE_CACHE_SETTLE_NS || n - c < STORE_CACHE_SETTLE_NS;
 }
 
+/* A file of a directory being loaded, named relative to it (dfd, when open) and sized by
+ * the stat the loader made: one system call less each for the path walk, the fstat and
+ * the read at the end. */
+static int store_read(const char *path, int dfd, const char *name, const struct stat *st,
+                      char **buf, size_t *len)
+{
+	return dfd >= 0 ? file_read_at(dfd, name, (long long)st->st_size, buf, len)
+	                : file_read_all(path, buf, len);
+}
+
 /* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
  * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache, with the hash
  * of its bytes when it was written just now (store_cache.h: racy). */
-static void store_load_file_cached(struct store_loader *l, const char *path,
-                                   const struct stat *st)
+static void store_load_file_cached(struct store_loader *l, const char *path, int dfd,
+                                   const char *name, const struct stat *st)
 {
 	const struct resource *kept;
 	const char *cpath;
@@ -394,7 +404,8 @@ static void store_load_file_cached(struct store_loader *l, const char *path,
 
 	if (l->cache) {
 		/* A racy record is handed out again only for the same bytes. */
-		if (store_cache_racy(l->cache, path, st) && file_read_all(path, &buf, &len) == 0) {
+		if (store_cache_racy(l->cache, path, st) &&
+		    store_read(path, dfd, name, st, &buf, &len) == 0) {
 			sum = hash_bytes(buf, len);
 			have = true;
 		}
@@ -407,7 +418,7 @@ static void store_load_file_cached(struct store_loader *l, const char *path,
 		}
 	}
 	memset(&s, 0, sizeof(s));
-	if (!have && file_read_all(path, &buf, &len) < 0) {
+	if (!have && store_read(path, dfd, name, st, &buf, &len) < 0) {
 		diag_err(&fd, path, 0, 0, "cannot read %s: %s", path, strerror(errno));
 		buf = NULL;
 	}
@@ -495,7 +506,7 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 			}
 		} else if (S_ISREG(st.st_mode) && store_config_name(names[i])) {
 			if (l->drop_streams)
-				store_load_file_cached(l, path, &st);
+				store_load_file_cached(l, path, dfd, names[i], &st);
 			else
 				store_load_file(l, path, st.st_mtime);
 		}

@@ -39,6 +39,9 @@ uint64_t hash_bytes_lower(const void *p, size_t n);
 /* Reads a whole file into a NUL-terminated buffer. Returns 0 and sets *out and *len, or -1
  * with errno set. The caller frees *out. */
 int file_read_all(const char *path, char **out, size_t *len);
+/* file_read_all of name relative to the directory dfd (AT_FDCWD: the working directory),
+ * of a regular file whose size the caller knows from stat (size, or -1 to fstat it). */
+int file_read_at(int dfd, const char *name, long long size, char **out, size_t *len);
 
 /* Writes data to path atomically: a temporary file in the same directory, fsync, rename.
  * mode is applied to the new file. Returns 0, or -1 with errno set. */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -862,9 +863,46 @@ static void index_follows_a_kubelet_swap(void **state)
 	free(root);
 }
 
+/* file_read_at trusts the size the loader's stat gave only as far as it goes: a file that
+ * grew or shrank since is still read whole, and one exactly that size in one read. */
+static void read_at_is_whole_whatever_the_stat_said(void **state)
+{
+	char dir[] = "/tmp/egressgw-readat-XXXXXX";
+	char path[64], big[20000], *buf;
+	size_t len;
+	int dfd;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/a.yaml", dir);
+	memset(big, 'x', sizeof(big));
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(big, 1, sizeof(big), f), sizeof(big));
+	fclose(f);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	assert_true(dfd >= 0);
+	/* The stat's size: exact, smaller (the file grew), larger (it shrank), unknown. */
+	long long sizes[] = { (long long)sizeof(big), 10, 100000, -1, 0 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		assert_int_equal(file_read_at(dfd, "a.yaml", sizes[i], &buf, &len), 0);
+		assert_int_equal(len, sizeof(big));
+		assert_memory_equal(buf, big, sizeof(big));
+		assert_int_equal(buf[len], '\0');
+		free(buf);
+	}
+	assert_int_equal(file_read_at(dfd, "missing.yaml", 10, &buf, &len), -1);
+	close(dfd);
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(read_at_is_whole_whatever_the_stat_said),
 		cmocka_unit_test(root_comes_from_flag_env_default),
 		cmocka_unit_test(missing_store_is_empty),
 		cmocka_unit_test(kubelet_mount_is_read_once),
