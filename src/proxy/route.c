@@ -22,19 +22,22 @@ struct route_wild {
 int strmatch_compile(struct strmatch *m, char *err, size_t errlen)
 {
 	char *anchored;
+	regex_t *re;
 	int rc;
 
 	if (m->kind != SM_REGEX)
 		return 0;
 	/* RE2 (Istio) matches the whole string; POSIX searches, so anchor both ends. */
 	anchored = xasprintf("^(%s)$", m->s);
-	rc = regcomp(&m->re, anchored, REG_EXTENDED | REG_NOSUB | (m->icase ? REG_ICASE : 0));
+	re = xmalloc(sizeof(*re));
+	rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB | (m->icase ? REG_ICASE : 0));
 	free(anchored);
 	if (rc != 0) {
-		regerror(rc, &m->re, err, errlen);
+		regerror(rc, re, err, errlen);
+		free(re);
 		return -1;
 	}
-	m->re_ok = true;
+	m->re = re;
 	return 0;
 }
 
@@ -59,7 +62,7 @@ bool strmatch_eval(const struct strmatch *m, const char *s, size_t len)
 
 		memcpy(p, s, len);
 		p[len] = '\0';
-		ok = m->re_ok && regexec(&m->re, p, 0, NULL, 0) == 0 && strlen(p) == len;
+		ok = m->re && regexec(m->re, p, 0, NULL, 0) == 0 && strlen(p) == len;
 		if (p != stackbuf)
 			free(p);
 		return ok;
@@ -70,8 +73,10 @@ bool strmatch_eval(const struct strmatch *m, const char *s, size_t len)
 
 void strmatch_free(struct strmatch *m)
 {
-	if (m->re_ok)
-		regfree(&m->re);
+	if (m->re) {
+		regfree(m->re);
+		free(m->re);
+	}
 	free(m->s);
 	memset(m, 0, sizeof(*m));
 }
