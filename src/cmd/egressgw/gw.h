@@ -70,7 +70,9 @@ struct dns_job {
 	bool failed;
 	bool first_done;                /* the snapshot's first round has finished */
 	bool queried;                   /* its last round asked the DNS (not only local names) */
-	char reason[200];
+	/* Why the last round failed, or NULL: on the heap only then, not 200 bytes in each of
+	 * 10,000 jobs. */
+	char *reason;
 	struct loop_timer timer;
 	struct dns_query **queries;
 	/* Callback arguments, one per name: owned by the job, so a query cancelled by

@@ -186,8 +186,8 @@ static void dns_add_result(struct dns_job *j, size_t idx, const struct dns_resul
 {
 	if (res->status != DNS_OK) {
 		j->failed = true;
-		snprintf(j->reason, sizeof(j->reason), "resolving %s: %s", j->cl->names[idx].host,
-		         res->reason);
+		free(j->reason);
+		j->reason = xasprintf("resolving %s: %s", j->cl->names[idx].host, res->reason);
 		return;
 	}
 	j->addrs = xrealloc(j->addrs, (j->naddrs + res->n) * sizeof(*j->addrs));
@@ -220,7 +220,8 @@ static void dns_job_start(struct dns_job *j)
 
 	j->failed = false;
 	j->min_ttl = 0;
-	j->reason[0] = '\0';
+	free(j->reason);
+	j->reason = NULL;
 	j->pending = 0;
 	if (!j->queries)
 		j->queries = xcalloc(cl->nnames ? cl->nnames : 1, sizeof(*j->queries));
@@ -280,6 +281,7 @@ static void dns_jobs_free(struct gw *g, struct dns_job *jobs, size_t n)
 		}
 		free(j->queries);
 		free(j->args);
+		free(j->reason);
 		free(j->addrs);
 		free(j->ports);
 		free(j->weights);
