@@ -1303,8 +1303,25 @@ static void free_spec(struct resource *r)
 	}
 }
 
+static int res_decode_x(const struct ystream *s, const struct ydoc *doc,
+                        const char *default_ns, struct resource *out, struct diags *d,
+                        bool lent);
+
 int res_decode(const struct ystream *s, const struct ydoc *doc, const char *default_ns,
                struct resource *out, struct diags *d)
+{
+	return res_decode_x(s, doc, default_ns, out, d, false);
+}
+
+int res_decode_lent(const struct ystream *s, const struct ydoc *doc, const char *default_ns,
+                    struct resource *out, struct diags *d)
+{
+	return res_decode_x(s, doc, default_ns, out, d, s->file != NULL);
+}
+
+static int res_decode_x(const struct ystream *s, const struct ydoc *doc,
+                        const char *default_ns, struct resource *out, struct diags *d,
+                        bool lent)
 {
 	const struct res_kind_info *ki;
 	const struct ynode *root = doc->root;
@@ -1320,7 +1337,8 @@ int res_decode(const struct ystream *s, const struct ydoc *doc, const char *defa
 	memset(&c, 0, sizeof(c));
 	if (!default_ns || !*default_ns)
 		default_ns = "default";
-	r.file = xstrdup(s->file ? s->file : "-");
+	r.file = lent ? s->file : xstrdup(s->file ? s->file : "-");
+	r.file_borrowed = lent;
 	r.line = doc->line;
 	r.node = root;
 	c.d = d;
@@ -1402,6 +1420,7 @@ void res_free(struct resource *r)
 	free(r->api_version);
 	free(r->name);
 	free(r->namespace);
-	free(r->file);
+	if (!r->file_borrowed)
+		free(r->file);
 	memset(r, 0, sizeof(*r));
 }

@@ -386,6 +386,31 @@ static int store_read(const char *path, int dfd, const char *name, const struct 
 	                : file_read_all(path, buf, len);
 }
 
+/* Decodes every document of s into v (s->ndocs slots at most); returns how many. lent:
+ * the resources borrow s's path (res_decode_lent). */
+static size_t store_decode_all(struct store_loader *l, const struct ystream *s,
+                               struct resource *v, struct diags *fd, bool lent, bool *secret)
+{
+	size_t n = 0;
+
+	*secret = false;
+	for (size_t i = 0; i < s->ndocs; i++) {
+		if (!s->docs[i].root ||
+		    (lent ? res_decode_lent : res_decode)(s, &s->docs[i], l->default_ns, &v[n], fd) < 0)
+			continue;
+		v[n].node = NULL;
+		*secret |= v[n].kind == RES_SECRET;
+		n++;
+	}
+	return n;
+}
+
+static void store_free_decoded(struct resource *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		res_free(&v[i]);
+}
+
 /* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
  * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache, with the hash
  * of its bytes when it was written just now (store_cache.h: racy). */
@@ -400,7 +425,7 @@ static void store_load_file_cached(struct store_loader *l, const char *path, int
 	char *buf = NULL;
 	size_t n = 0, len = 0;
 	uint64_t sum = 0;
-	bool secret = false, have = false, recent = store_recent(st);
+	bool secret = false, have = false, lend, recent = store_recent(st);
 
 	if (l->cache) {
 		/* A racy record is handed out again only for the same bytes. */
@@ -433,23 +458,31 @@ static void store_load_file_cached(struct store_loader *l, const char *path, int
 	/* The hash of the very bytes decoded: a write after this read differs from it. */
 	sum = hash_bytes(buf, len);
 	v = xcalloc(s.ndocs + 1, sizeof(*v));
-	for (size_t i = 0; i < s.ndocs; i++) {
-		if (!s.docs[i].root || res_decode(&s, &s.docs[i], l->default_ns, &v[n], &fd) < 0)
-			continue;
-		v[n].node = NULL;
-		secret |= v[n].kind == RES_SECRET;
-		n++;
+	/* Lent only while the file may still be cached: the parse said nothing. */
+	lend = l->cache && fd.n == 0;
+	n = store_decode_all(l, &s, v, &fd, lend, &secret);
+	if (lend && (fd.n != 0 || secret)) {
+		/* Not cacheable after all: decoded again with copies of the path, which the
+		 * stream takes with it (fd had only this decode's diagnostics). */
+		store_free_decoded(v, n);
+		diags_free(&fd);
+		n = store_decode_all(l, &s, v, &fd, false, &secret);
 	}
 	if (secret)
 		OPENSSL_cleanse(buf, len);
 	free(buf);
 	store_cleanse_stream(&s);
-	ystream_free(&s);
 	if (l->cache && fd.n == 0 && !secret) {
-		cpath = store_cache_put(l->cache, path, st, recent, sum, v, n, &kept);
+		/* The resources borrowed the stream's path: the cache's record takes it. */
+		char *spath = s.file;
+
+		s.file = NULL;
+		ystream_free(&s);
+		cpath = store_cache_put(l->cache, spath, st, recent, sum, v, n, &kept);
 		for (size_t i = 0; i < n; i++)
 			store_add(l, &kept[i], cpath, NULL, i, st->st_mtime, false, true);
 	} else {
+		ystream_free(&s);
 		if (l->cache)
 			store_cache_note_parsed(l->cache);
 		diags_merge(l->d, &fd);

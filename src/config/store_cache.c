@@ -140,7 +140,7 @@ bool store_cache_get(struct store_cache *c, const char *path, const struct stat 
 	return true;
 }
 
-const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+const char *store_cache_put(struct store_cache *c, char *path, const struct stat *st,
                             bool racy, uint64_t sum,
                             struct resource *v, size_t n, const struct resource **kept)
 {
@@ -152,6 +152,9 @@ const char *store_cache_put(struct store_cache *c, const char *path, const struc
 			store_cache_empty(r);
 		else
 			c->ndead--;
+		/* The same name: the index, which hashes it, stays right. */
+		free(r->path);
+		r->path = path;
 	} else {
 		if (c->n == c->cap) {
 			c->cap = c->cap ? c->cap * 2 : 64;
@@ -159,7 +162,7 @@ const char *store_cache_put(struct store_cache *c, const char *path, const struc
 		}
 		r = &c->v[c->n++];
 		memset(r, 0, sizeof(*r));
-		r->path = xstrdup(path);
+		r->path = path;
 		if (!c->index || (c->n + 1) * 2 > c->mask + 1)
 			store_cache_reindex(c);
 		else

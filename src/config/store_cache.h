@@ -52,9 +52,10 @@ bool store_cache_get(struct store_cache *c, const char *path, const struct stat 
                      const uint64_t *sum, bool recent,
                      const struct resource **v, size_t *n, const char **cpath);
 /* Keeps v[0..n) (moved in: the cache owns them now) as the resources of path as st
- * describes it, decoded from bytes whose hash is sum; racy: store_recent(st). Returns
- * the cache's copy of the path. */
-const char *store_cache_put(struct store_cache *c, const char *path, const struct stat *st,
+ * describes it, decoded from bytes whose hash is sum; racy: store_recent(st). path is
+ * moved in too (the record's own; v's resources may borrow it: res_decode_lent), and
+ * returned. */
+const char *store_cache_put(struct store_cache *c, char *path, const struct stat *st,
                             bool racy, uint64_t sum,
                             struct resource *v, size_t n, const struct resource **kept);
 /* Ends a load: records of files not seen in it are dropped (the contents of this load

@@ -427,7 +427,7 @@ static void racy_record_is_checked_by_its_bytes(void **state)
 		v[0].name = xstrdup("a");
 		v[0].namespace = xstrdup("default");
 		store_cache_begin(cache);
-		store_cache_put(cache, "/s/a.yaml", &st, true, same, v, 1, &kept);
+		store_cache_put(cache, xstrdup("/s/a.yaml"), &st, true, same, v, 1, &kept);
 		store_cache_end(cache);
 		free(v);
 		store_cache_begin(cache);
@@ -899,6 +899,52 @@ static void read_at_is_whole_whatever_the_stat_said(void **state)
 	rmdir(dir);
 }
 
+/* A cached file's resources name the cache record's path, not a copy each; a file the
+ * cache does not keep (it drew a warning) has resources with their own copy, which
+ * outlive its stream. Run under ASan: a borrowed path freed early shows there. */
+static void cached_resources_share_the_record_path(void **state)
+{
+	char *root = tmpdir();
+	struct store_cache *cache = store_cache_new();
+	struct diags d = DIAGS_INIT;
+	struct store_contents c;
+	/* A field egressgw accepts but does not apply: a warning, so not cached. */
+	const char *warned = SE("w") "  location: MESH_EXTERNAL\n  workloadSelector:\n"
+	                     "    labels: {app: x}\n";
+
+	(void)state;
+	put(root, "config/a.yaml", SE("a"));
+	put(root, "config/w.yaml", warned);
+	for (int round = 0; round < 3; round++) {
+		bool seen_a = false, seen_w = false;
+
+		assert_int_equal(store_load_cached(root, "default", cache, &c, &d), 0);
+		for (size_t i = 0; i < c.n; i++) {
+			const struct resource *r = &c.v[i].res;
+
+			if (strcmp(r->name, "a") == 0) {
+				seen_a = true;
+				assert_true(r->file_borrowed);
+				assert_ptr_equal(r->file, c.v[i].path);
+				assert_ptr_equal(r->u.se->pos.file, r->file);
+			} else if (strcmp(r->name, "w") == 0) {
+				seen_w = true;
+				assert_false(r->file_borrowed);
+				assert_non_null(strstr(r->file, "w.yaml"));
+				assert_non_null(strstr(r->u.se->pos.file, "w.yaml"));
+			}
+		}
+		assert_true(seen_a && seen_w);
+		store_contents_free(&c);
+		diags_free(&d);
+		if (round == 1)
+			put(root, "config/a.yaml", SE("a"));   /* rewritten: a new record path */
+	}
+	store_cache_free(cache);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -913,6 +959,7 @@ int main(void)
 		cmocka_unit_test(documents_are_replaced_where_they_are),
 		cmocka_unit_test(unchanged_files_are_not_parsed_again),
 		cmocka_unit_test(racy_record_is_checked_by_its_bytes),
+		cmocka_unit_test(cached_resources_share_the_record_path),
 		cmocka_unit_test(index_is_checked_not_trusted),
 		cmocka_unit_test(index_unreadable_directory_reads_whole_store),
 		cmocka_unit_test(index_follows_a_kubelet_swap),
