@@ -328,15 +328,18 @@ static void route_free(struct route *r)
 	}
 	free(r->matches);
 	for (size_t i = 0; i < r->ndests; i++)
-		free(r->dests[i].cluster_name);
+		if (!r->dests[i].name_borrowed)
+			free(r->dests[i].cluster_name);
 	free(r->dests);
 	free(r->name);
-	free(r->vs);
+	if (!r->strs_borrowed) {
+		free(r->vs);
+		free(r->file);
+	}
 	free(r->redirect_uri);
 	free(r->redirect_authority);
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
-	free(r->file);
 }
 
 void route_table_free(struct route_table *t)

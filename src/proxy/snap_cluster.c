@@ -829,8 +829,18 @@ static void snap_link_table(struct snap *s, struct route_table *t)
 		for (size_t j = 0; j < t->vhosts[i].nroutes; j++) {
 			struct route *r = &t->vhosts[i].routes[j];
 
-			for (size_t k = 0; k < r->ndests; k++)
-				r->dests[k].cluster = snap_cluster_find(s, r->dests[k].cluster_name);
+			for (size_t k = 0; k < r->ndests; k++) {
+				struct route_dest *dd = &r->dests[k];
+
+				dd->cluster = snap_cluster_find(s, dd->cluster_name);
+				/* The cluster's own name from here on, not a copy per route (the
+				 * snapshot frees both together). */
+				if (dd->cluster && !dd->name_borrowed) {
+					free(dd->cluster_name);
+					dd->cluster_name = dd->cluster->name;
+					dd->name_borrowed = true;
+				}
+			}
 		}
 }
 

@@ -314,13 +314,29 @@ static void snap_vs_into(struct snap_b *b, const struct resource *vsr, const str
 {
 	const struct virtualservice *vs = vsr->u.vs;
 
+	const char *vs_id = NULL, *file = NULL;
+
 	if (!snap_vhb_first(vh, vsr, rc->gw))
 		return;
 	for (size_t i = 0; i < vs->http.n; i++) {
 		struct route *r = snap_vhb_add(vh);
 
-		if (!snap_route_build(b, vsr, &vs->http.v[i], rc, r))
+		if (!snap_route_build(b, vsr, &vs->http.v[i], rc, r)) {
 			vh->nroutes--;
+			continue;
+		}
+		/* The VirtualService's id and file once per vhost (route.h: strs_borrowed); the
+		 * vhost's routes array may move as it grows, the strings do not. */
+		if (vs_id && r->file && file && strcmp(r->file, file) == 0) {
+			free(r->vs);
+			free(r->file);
+			r->vs = (char *)vs_id;
+			r->file = (char *)file;
+			r->strs_borrowed = true;
+		} else if (!vs_id) {
+			vs_id = r->vs;
+			file = r->file;
+		}
 	}
 }
 
