@@ -4,7 +4,7 @@ after the write).
 It used to wait 100 ms after the last inotify event before it read the store, so no change
 was ever served sooner. It now reads RELOAD_SETTLE_MS (5 ms) after a quiet store's change,
 at most 100 ms after the first change of a burst; and while a writer's marker
-(`..egressctl-applying.PID` in the store's root, which `egressctl apply` of several
+(`..egressctl-applying.PID.RANDOM` in the store's root, which `egressctl apply` of several
 objects leaves while it writes them) is present, only once the marker is gone, so that an
 apply is never served in halves; a marker left by a writer that died holds changes back
 for 2 s of quiet at most. Asserted: a change to a small store is applied within the old
@@ -183,3 +183,24 @@ def test_sighup_waits_for_a_writers_marker(env):
     assert time_to_applied(gw, before, t0, scaled(5)) < 1.0
     time.sleep(0.3)
     assert applied(gw) == before + 1, gw.stderr()[-2000:]
+
+
+def test_a_stale_marker_removed_by_hand_does_not_end_a_live_one(env):
+    """Markers are kept by name: removing one that was there before the gateway started
+    (a writer that died) while a live writer's marker is present does not release the live
+    writer's half-written apply. (Counted by creations and removals, it did.)"""
+    stale = env.store / f"{MARK}.4244"
+    stale.write_text("")
+    env.gw = gw = start_gateway(env.tmp, env.store, env.hosts)
+    watching(gw)
+    before = applied(gw)
+    live = env.store / f"{MARK}.4245.0000abcd"
+    live.write_text("")
+    change(env, "e")
+    time.sleep(0.2)
+    stale.unlink()
+    time.sleep(0.6)
+    assert applied(gw) == before, gw.stderr()[-2000:]
+    t0 = time.monotonic()
+    live.unlink()
+    assert time_to_applied(gw, before, t0, scaled(5)) < 1.0

@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -945,6 +948,57 @@ static void cached_resources_share_the_record_path(void **state)
 	free(root);
 }
 
+/* A writer's marker: made even when a dead writer of the same process id left one, and
+ * taken away by the writer's Ctrl-C. */
+static void marker_is_made_and_taken_away(void **state)
+{
+	char *root = tmpdir();
+	char *stale = xasprintf("%s/%s.%ld", root, STORE_APPLY_MARK, (long)getpid());
+	char *stale2 = xasprintf("%s/%s.%ld.00000000", root, STORE_APPLY_MARK, (long)getpid());
+	char *mark;
+	int pfd[2], status;
+	pid_t pid;
+
+	(void)state;
+	fclose(fopen(stale, "w"));
+	fclose(fopen(stale2, "w"));
+	mark = store_mark_begin(root);
+	assert_non_null(mark);
+	assert_string_not_equal(mark, stale);
+	assert_int_equal(access(mark, F_OK), 0);
+	store_mark_end(mark);
+	assert_int_equal(access(stale, F_OK), 0);   /* not ours to remove */
+
+	assert_int_equal(pipe(pfd), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char *m = store_mark_begin(root);
+		size_t n = m ? strlen(m) : 0;
+
+		if (write(pfd[1], m ? m : "", n + 1) != (ssize_t)(n + 1))
+			_exit(3);
+		raise(SIGINT);
+		_exit(4);   /* not reached: SIGINT's default action */
+	}
+	{
+		char made[512] = "";
+		ssize_t got = read(pfd[0], made, sizeof(made) - 1);
+
+		assert_true(got > 1);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		assert_true(WIFSIGNALED(status));
+		assert_int_equal(WTERMSIG(status), SIGINT);
+		assert_int_equal(access(made, F_OK), -1);   /* the child's marker went with it */
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+	free(stale);
+	free(stale2);
+	rm_rf(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -960,6 +1014,7 @@ int main(void)
 		cmocka_unit_test(unchanged_files_are_not_parsed_again),
 		cmocka_unit_test(racy_record_is_checked_by_its_bytes),
 		cmocka_unit_test(cached_resources_share_the_record_path),
+		cmocka_unit_test(marker_is_made_and_taken_away),
 		cmocka_unit_test(index_is_checked_not_trusted),
 		cmocka_unit_test(index_unreadable_directory_reads_whole_store),
 		cmocka_unit_test(index_follows_a_kubelet_swap),

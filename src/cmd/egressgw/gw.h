@@ -33,6 +33,14 @@
 #define RELOAD_DEBOUNCE_MS 100
 #define RELOAD_APPLY_WAIT_MS 2000
 #define RELOAD_WRITING_MAX 64
+
+/* A few files of the store by (inotify watch, name): the watcher's files being written
+ * and writers' markers. A full set counts as holding one more (overflow). */
+struct watch_names {
+	struct { int wd; char name[256]; } v[RELOAD_WRITING_MAX];
+	size_t n;
+	bool overflow;
+};
 /* DNS jobs restarted per millisecond after a reload (dns_jobs_start). */
 #define DNS_RESTART_BATCH  256
 /* OpenSSL's secure heap for private keys: a power of two, within the usual 8 MiB
@@ -116,13 +124,13 @@ struct gw {
 	 * thread for every change held /ready for up to 125 ms. */
 	bool watch_dirty;
 	uint64_t burst_ms;              /* when the first change of this burst was seen, or 0 */
-	unsigned apply_marks;           /* STORE_APPLY_MARKs created and not yet removed */
+	/* STORE_APPLY_MARKs created while watched and not removed yet, by name: a stale
+	 * marker (there before, or forgotten) removed by hand does not end a live one. */
+	struct watch_names marks;
 	uint64_t last_event_ms;         /* when the watcher last saw a change (loop ms) */
-	/* Files modified in this burst and not closed yet (watch, name): a writer in place
-	 * (truncate, then write) is waited for, up to RELOAD_DEBOUNCE_MS into the burst. */
-	struct { int wd; char name[256]; } writing[RELOAD_WRITING_MAX];
-	size_t nwriting;
-	bool writing_overflow;
+	/* Files modified in this burst and not closed yet: a writer in place (truncate,
+	 * then write) is waited for, up to RELOAD_DEBOUNCE_MS into the burst. */
+	struct watch_names writing;
 	struct envoy_admin ea;          /* Envoy's admin endpoints (envoy_admin.c) */
 };
 

@@ -277,37 +277,59 @@ static bool watch_event_dirty(const struct inotify_event *e)
 	return !watch_config_name(e->name) && !strstr(e->name, ".tmp.");
 }
 
-/* Notes that e's file is being written (modified, not closed yet) or is done with. A
- * full list counts as a file still open. (egressctl's temporary files are closed before
- * their rename, so its writes never wait here.) */
-static void watch_note_write(struct gw *g, const struct inotify_event *e)
+/* The set's entry for (wd, name), or n when it has none. */
+static size_t watch_names_find(const struct watch_names *s, int wd, const char *name)
 {
 	size_t i;
 
-	if (!e->len || (e->mask & IN_ISDIR))
-		return;
-	for (i = 0; i < g->nwriting; i++)
-		if (g->writing[i].wd == e->wd && strcmp(g->writing[i].name, e->name) == 0)
+	for (i = 0; i < s->n; i++)
+		if (s->v[i].wd == wd && strcmp(s->v[i].name, name) == 0)
 			break;
-	if (e->mask & IN_MODIFY) {
-		if (i < g->nwriting)
-			return;
-		if (g->nwriting == RELOAD_WRITING_MAX || strlen(e->name) >= sizeof(g->writing[0].name)) {
-			g->writing_overflow = true;
-			return;
-		}
-		g->writing[g->nwriting].wd = e->wd;
-		strcpy(g->writing[g->nwriting].name, e->name);
-		g->nwriting++;
-	} else if ((e->mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM)) && i < g->nwriting) {
-		g->writing[i] = g->writing[--g->nwriting];
-	}
+	return i;
 }
 
-static void watch_writes_clear(struct gw *g)
+static void watch_names_add(struct watch_names *s, int wd, const char *name)
 {
-	g->nwriting = 0;
-	g->writing_overflow = false;
+	if (watch_names_find(s, wd, name) < s->n)
+		return;
+	if (s->n == RELOAD_WRITING_MAX || strlen(name) >= sizeof(s->v[0].name)) {
+		s->overflow = true;
+		return;
+	}
+	s->v[s->n].wd = wd;
+	strcpy(s->v[s->n].name, name);
+	s->n++;
+}
+
+static void watch_names_del(struct watch_names *s, int wd, const char *name)
+{
+	size_t i = watch_names_find(s, wd, name);
+
+	if (i < s->n)
+		s->v[i] = s->v[--s->n];
+}
+
+static bool watch_names_any(const struct watch_names *s)
+{
+	return s->n || s->overflow;
+}
+
+static void watch_names_clear(struct watch_names *s)
+{
+	s->n = 0;
+	s->overflow = false;
+}
+
+/* Notes that e's file is being written (modified, not closed yet) or is done with. (egressctl's
+ * temporary files are closed before their rename, so its writes never wait here.) */
+static void watch_note_write(struct gw *g, const struct inotify_event *e)
+{
+	if (!e->len || (e->mask & IN_ISDIR))
+		return;
+	if (e->mask & IN_MODIFY)
+		watch_names_add(&g->writing, e->wd, e->name);
+	else if (e->mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM))
+		watch_names_del(&g->writing, e->wd, e->name);
 }
 
 /* A change was seen: when to read the store. Not a fixed debounce after the last event
@@ -321,12 +343,12 @@ static void watch_arm(struct gw *g)
 
 	if (!g->burst_ms)
 		g->burst_ms = now;
-	if (g->apply_marks) {
+	if (watch_names_any(&g->marks)) {
 		wait = RELOAD_APPLY_WAIT_MS;
 	} else {
 		/* A file written in place and not closed yet: its writer may be between
 		 * the truncate and the write (an empty file read is a resource gone). */
-		if (g->nwriting || g->writing_overflow)
+		if (watch_names_any(&g->writing))
 			wait = RELOAD_DEBOUNCE_MS;
 		end = g->burst_ms + RELOAD_DEBOUNCE_MS;
 		if (now + wait > end)
@@ -359,10 +381,12 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 				continue;
 			/* A writer's marker: its files are one change, read once it is gone. */
 			if (e->len && str_has_prefix(e->name, STORE_APPLY_MARK)) {
+				/* By name alone: markers live in the root only, whose
+				 * watch a rebuild between the two events renumbers. */
 				if (e->mask & IN_CREATE)
-					g->apply_marks++;
-				else if ((e->mask & IN_DELETE) && g->apply_marks)
-					g->apply_marks--;
+					watch_names_add(&g->marks, 0, e->name);
+				else if (e->mask & (IN_DELETE | IN_MOVED_FROM))
+					watch_names_del(&g->marks, 0, e->name);
 				changed = true;
 				continue;
 			}
@@ -387,7 +411,7 @@ void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
 	 * middle of an apply. One still counted after RELOAD_APPLY_WAIT_MS without any change
 	 * belongs to a writer that died (or its removal was missed while the watches were
 	 * rebuilt): it holds back nothing more. */
-	if (g->apply_marks) {
+	if (watch_names_any(&g->marks)) {
 		uint64_t quiet = loop_now_ms(loop) - g->last_event_ms;
 
 		if (quiet < RELOAD_APPLY_WAIT_MS) {
@@ -396,11 +420,11 @@ void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
 		}
 		log_warn("watch", "a writer's marker (%s.PID) stayed %d ms with no change in the "
 		         "store; reading it", STORE_APPLY_MARK, RELOAD_APPLY_WAIT_MS);
-		g->apply_marks = 0;
+		watch_names_clear(&g->marks);
 	}
 	/* A new burst starts with the next change. */
 	g->burst_ms = 0;
-	watch_writes_clear(g);
+	watch_names_clear(&g->writing);
 	if (lc_draining(&g->lc))
 		return;   /* the workers take no snapshot any more */
 	if (!fd_headroom(RELOAD_FDS_NEEDED)) {
