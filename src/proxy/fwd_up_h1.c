@@ -604,8 +604,16 @@ int d_forward_body(struct dconn *d)
 	if (!u)
 		return 0;
 	/* Consumed body bytes need not stay: keep the head (its spans are used until the
-	 * stream ends) and move what is left down behind it. */
-	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len) {
+	 * stream ends) and move what is left down behind it. Unless the route may retry:
+	 * then up to RETRY_BODY_MAX of them stay for a replay (st_retry_*). */
+	if (st->route && st->route->retry && !st->rt_nobody) {
+		size_t held = d->in_pos - st->req.head_len;
+
+		if (held > RETRY_BODY_MAX || (held == RETRY_BODY_MAX && !st->req_done))
+			st->rt_nobody = true;
+	}
+	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len &&
+	    (st->rt_nobody || !st->route || !st->route->retry)) {
 		d->in_len = d->in_pos = st->req.head_len;
 	}
 	if (iob_used(&u->out) > FWD_HIGH_WATER) {
@@ -739,6 +747,9 @@ static int u_head(struct uconn *u)
 		h1_parser_init(&st->sp, false, st->req.method_id);
 		return 1;
 	}
+	/* A retriable answer goes no further: the route's policy retries (u is gone). */
+	if (st_retry_head(st, u->in + u->in_pos))
+		return -1;
 	u_head_final(u);
 	return 0;
 }
@@ -935,6 +946,8 @@ static int u_heads_h2(struct uconn *u)
 			return 1;
 		if (st->resp->status < 200) {
 			u_interim_h2(u);
+		} else if (st_retry_head(st, u->in + u->in_pos)) {
+			return -1;      /* retried: u is gone */
 		} else {
 			u_length_as_stream(st);
 			u_head_final(u);

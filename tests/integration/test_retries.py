@@ -1,0 +1,266 @@
+"""VirtualService `retries`, applied as Envoy's router applies what Istio makes of it
+(retry.ConvertPolicy): attempts, retryOn (5xx, gateway-error, reset, connect-failure,
+retriable-status-codes, retriable-4xx, gRPC), perTryTimeout, previous_hosts, Istio's
+default policy when `retries` is absent and none for `attempts: 0`, request bodies
+replayed up to 64 KiB and never beyond, maxRetries and the retry budget, URX and the
+retry counters. Checked at scripted upstreams (flaky.Flaky) that record every attempt:
+the sidecar alone, the gateway alone, and sidecar -> gateway over the HTTP/2 mesh hop,
+with HTTP/1.1 and HTTP/2 clients."""
+import json
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from flaky import Flaky
+from gwlib import loopback_ip, scaled
+from meshlib import Mesh
+
+API = "api.example.test"
+
+SE = f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: DNS
+"""
+
+VS = f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  http:
+  - name: five
+    match:
+    - uri:
+        prefix: /5xx
+    retries:
+      attempts: 3
+      retryOn: 5xx
+    route:
+    - destination:
+        host: {API}
+  - name: gw
+    match:
+    - uri:
+        prefix: /gw
+    retries:
+      attempts: 2
+      retryOn: gateway-error
+    route:
+    - destination:
+        host: {API}
+  - name: codes
+    match:
+    - uri:
+        prefix: /codes
+    retries:
+      attempts: 2
+      retryOn: "418,retriable-4xx"
+    route:
+    - destination:
+        host: {API}
+  - name: reset
+    match:
+    - uri:
+        prefix: /reset
+    retries:
+      attempts: 2
+      retryOn: reset
+    route:
+    - destination:
+        host: {API}
+  - name: pertry
+    match:
+    - uri:
+        prefix: /slow
+    timeout: 10s
+    retries:
+      attempts: 2
+      perTryTimeout: 300ms
+      retryOn: 5xx
+    route:
+    - destination:
+        host: {API}
+  - name: grpc
+    match:
+    - uri:
+        prefix: /grpc
+    retries:
+      attempts: 1
+      retryOn: unavailable
+    route:
+    - destination:
+        host: {API}
+  - name: disabled
+    match:
+    - uri:
+        prefix: /off
+    retries:
+      attempts: 0
+    route:
+    - destination:
+        host: {API}
+  - name: default
+    route:
+    - destination:
+        host: {API}
+"""
+
+
+@pytest.fixture
+def api():
+    ip = loopback_ip()
+    up = Flaky(ip, 80, "api")
+    yield ip, up
+    up.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path, ctl, egressctl_bin, store, api):
+    ctl.ok("apply", "-f", "-", input=SE + "---\n" + VS)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: api[0]})
+    yield m
+    assert m.stop() == [0]
+
+
+def cluster_stat(proxy, name, cluster_part="api.example.test"):
+    """The sum of envoy_cluster_<name> over the clusters whose name has cluster_part."""
+    _, text = proxy.admin("/stats/prometheus")
+    total = 0
+    for line in text.splitlines():
+        if line.startswith(f"envoy_cluster_{name}{{") and cluster_part in line:
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+@pytest.mark.parametrize("path,script,code,tries,urx", [
+    ("/5xx/a", ["503", "500", "ok"], 200, 3, False),   # any 5xx, until it succeeds
+    ("/5xx/b", ["500"] * 4, 500, 4, True),             # 1 + 3 retries, then the answer
+    ("/gw/a", ["502", "504", "ok"], 200, 3, False),
+    ("/gw/b", ["500", "ok"], 500, 1, False),           # 500 is no gateway error
+    ("/codes/a", ["418", "409", "ok"], 200, 3, False), # a listed code, then retriable-4xx
+    ("/codes/b", ["503", "ok"], 503, 1, False),        # retryOn replaced the default list
+    ("/reset/a", ["reset", "reset", "ok"], 200, 3, False),
+    ("/grpc/a", ["grpc:14", "ok"], 200, 2, False),     # gRPC unavailable
+    ("/grpc/b", ["grpc:2", "ok"], 200, 1, False),      # not listed
+    ("/off/a", ["503", "ok"], 503, 1, False),          # attempts: 0: never retried
+    ("/dflt/a", ["503", "503", "ok"], 200, 3, False),  # Istio's default: 503, twice
+    ("/dflt/b", ["503", "503", "503", "ok"], 503, 3, True),
+    ("/dflt/c", ["500", "ok"], 500, 1, False),         # the default retries 503 only
+])
+def test_retry_on(mesh, api, path, script, code, tries, urx):
+    _, up = api
+    up.script(path, script)
+    r = mesh.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}{path}")
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == code
+    assert len(up.attempts(path)) == tries
+    line = mesh.sidecar.wait_log(lambda m: m["path"] == path)
+    assert int(line["code"]) == code
+    assert ("URX" in line["flags"].split(",")) == urx, line["flags"]
+
+
+def test_retry_counters_and_attempt_log(mesh, api):
+    _, up = api
+    up.script("/5xx/c", ["503", "ok"])
+    up.script("/5xx/d", ["500"] * 4)
+    for p in ("/5xx/c", "/5xx/d"):
+        mesh.curl("-o", "/dev/null", f"http://{API}{p}")
+    assert cluster_stat(mesh.sidecar, "upstream_rq_retry_total") == 4
+    assert cluster_stat(mesh.sidecar, "upstream_rq_retry_success_total") == 1
+    assert cluster_stat(mesh.sidecar, "upstream_rq_retry_limit_exceeded_total") == 1
+    assert cluster_stat(mesh.sidecar, "upstream_rq_retry_overflow_total") == 0
+    # Envoy's own names in /stats
+    _, text = mesh.sidecar.admin("/stats")
+    assert re.search(r"cluster\.outbound\|80\|\|api\.example\.test\.upstream_rq_retry: 4", text), \
+        text[:2000]
+    assert re.search(r"\.upstream_rq_retry_limit_exceeded: 1", text)
+
+
+def test_per_try_timeout(mesh, api):
+    _, up = api
+    up.script("/slow/a", ["slow:2", "slow:2", "ok"])
+    t0 = time.monotonic()
+    r = mesh.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/slow/a")
+    took = time.monotonic() - t0
+    assert r.stdout == "200", r.stderr
+    assert len(up.attempts("/slow/a")) == 3
+    assert took < scaled(1.9), took                     # not one 2 s wait
+    up.script("/slow/b", ["slow:2"] * 3)
+    r = mesh.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/slow/b")
+    assert r.stdout == "504"
+    line = mesh.sidecar.wait_log(lambda m: m["path"] == "/slow/b")
+    assert line["details"] == "upstream_per_try_timeout"
+    assert set(line["flags"].split(",")) == {"UT", "URX"}
+    assert len(up.attempts("/slow/b")) == 3
+
+
+def test_post_body_replayed_intact(mesh, api):
+    _, up = api
+    body = bytes(range(256)) * 100           # 25.6 KiB
+    up.script("/5xx/post", ["503", "503", "ok"])
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-x", f"http://127.0.0.1:{mesh.sidecar.outbound}",
+                        "--data-binary", "@-", "-H", "content-type: application/octet-stream",
+                        f"http://{API}/5xx/post"], input=body, capture_output=True)
+    assert r.stdout == b"200", r.stderr
+    got = up.attempts("/5xx/post")
+    assert len(got) == 3 and all(a["body"] == body for a in got)
+    # chunked, from an HTTP/1.1 client that does not say its length
+    up.script("/5xx/chunked", ["500", "ok"])
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-x", f"http://127.0.0.1:{mesh.sidecar.outbound}",
+                        "-H", "transfer-encoding: chunked", "--data-binary", "@-",
+                        f"http://{API}/5xx/chunked"], input=body[:5000], capture_output=True)
+    assert r.stdout == b"200", r.stderr
+    got = up.attempts("/5xx/chunked")
+    assert len(got) == 2 and all(a["body"] == body[:5000] for a in got)
+
+
+def test_large_body_not_retried(mesh, api):
+    _, up = api
+    body = b"x" * (200 * 1024)
+    up.script("/5xx/big", ["503", "ok"])
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-x", f"http://127.0.0.1:{mesh.sidecar.outbound}",
+                        "--data-binary", "@-", f"http://{API}/5xx/big"],
+                       input=body, capture_output=True)
+    assert r.stdout == b"503", r.stderr
+    got = up.attempts("/5xx/big")
+    assert len(got) == 1 and got[0]["body"] == body
+    line = mesh.sidecar.wait_log(lambda m: m["path"] == "/5xx/big")
+    assert "URX" not in line["flags"]
+
+
+def test_http2_client(mesh, api):
+    """An HTTP/2 client of the sidecar (h2c prior knowledge to its outbound listener as
+    a forward proxy is not curl's; the request is sent to the listener directly with
+    the Host the route matches)."""
+    _, up = api
+    up.script("/5xx/h2", ["503", "reset", "ok"])
+    up.script("/5xx/h2post", ["500", "ok"])
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                        "-w", "%{http_code} %{http_version}", "-H", f"host: {API}",
+                        f"http://127.0.0.1:{mesh.sidecar.outbound}/5xx/h2"],
+                       capture_output=True, text=True)
+    assert r.stdout == "200 2", r.stderr
+    assert len(up.attempts("/5xx/h2")) == 3
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                        "-w", "%{http_code} %{http_version}", "-H", f"host: {API}",
+                        "--data-binary", "hello body",
+                        f"http://127.0.0.1:{mesh.sidecar.outbound}/5xx/h2post"],
+                       capture_output=True, text=True)
+    assert r.stdout == "200 2", r.stderr
+    got = up.attempts("/5xx/h2post")
+    assert len(got) == 2 and all(a["body"] == b"hello body" for a in got)
