@@ -264,3 +264,151 @@ def test_http2_client(mesh, api):
     assert r.stdout == "200 2", r.stderr
     got = up.attempts("/5xx/h2post")
     assert len(got) == 2 and all(a["body"] == b"hello body" for a in got)
+
+
+def test_config_dump_shows_policies(mesh):
+    code, body = mesh.sidecar.admin("/config_dump")
+    assert code == 200
+    routes = {r["name"]: r for rc in json.loads(body)["route_configs"]
+              for vh in rc["virtual_hosts"] for r in vh["routes"]}
+    assert routes["disabled"]["retry_policy"] is None
+    d = routes["default"]["retry_policy"]
+    assert d["retry_on"] == ("connect-failure,refused-stream,retriable-status-codes,"
+                             "cancelled,unavailable")
+    assert d["num_retries"] == 2 and d["retriable_status_codes"] == [503]
+    assert d["previous_hosts"] and d["host_selection_retry_max_attempts"] == 5
+    assert (d["backoff_base_ms"], d["backoff_max_ms"]) == (25, 250)
+    p = routes["pertry"]["retry_policy"]
+    assert p["retry_on"] == "5xx" and p["num_retries"] == 2 and p["per_try_timeout_ms"] == 300
+    c = routes["codes"]["retry_policy"]
+    assert c["retry_on"] == "retriable-4xx,retriable-status-codes"
+    assert c["retriable_status_codes"] == [418]
+
+
+MESH_HOP = f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [{API}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-api
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: api
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: api
+        port:
+          number: 80
+  - match:
+    - gateways: [istio-egressgateway]
+    retries:
+      attempts: 2
+      retryOn: 5xx
+    route:
+    - destination:
+        host: {API}
+        port:
+          number: 80
+"""
+
+
+@pytest.fixture
+def hop(tmp_path, ctl, egressctl_bin, store, api):
+    ctl.ok("apply", "-f", "-", input=SE + "---\n" + MESH_HOP)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: api[0]}, gateway=True)
+    yield m
+    assert m.stop() == [0, 0]
+
+
+def test_mesh_hop_gateway_retries(hop, api):
+    """sidecar -(HTTP/2, mTLS)-> gateway -> upstream: the gateway's policy (5xx, 2
+    retries) on a request that came over HTTP/2; the sidecar's is Istio's default."""
+    _, up = api
+    up.script("/m/a", ["503", "ok"])
+    r = hop.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/m/a")
+    assert r.stdout == "200", r.stderr
+    assert len(up.attempts("/m/a")) == 2
+    gl = hop.gateway.wait_log(lambda x: x["path"] == "/m/a")
+    assert gl["proto"] == "HTTP/2" and gl["code"] == "200" and gl["flags"] == "-"
+    assert cluster_stat(hop.gateway, "upstream_rq_retry_success_total") == 1
+    assert cluster_stat(hop.sidecar, "upstream_rq_retry_total", "egressgateway") == 0
+    # 500: the gateway gives up after 2 retries (URX); the sidecar's default policy does
+    # not retry a 500.
+    up.script("/m/b", ["500"] * 5)
+    r = hop.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/m/b")
+    assert r.stdout == "500"
+    assert len(up.attempts("/m/b")) == 3
+    gl = hop.gateway.wait_log(lambda x: x["path"] == "/m/b")
+    assert gl["flags"] == "URX"
+
+
+def test_mesh_hop_both_retry_503_over_http2_upstream(hop, api):
+    """A 503 the gateway gives up on is retried by the sidecar (Istio's default policy),
+    whose upstream is the HTTP/2 mesh hop: 3 x 3 attempts reach the upstream."""
+    _, up = api
+    up.script("/m/c", ["503"] * 9 + ["ok"])
+    r = hop.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/m/c")
+    assert r.stdout == "503"
+    assert len(up.attempts("/m/c")) == 9
+    sl = hop.sidecar.wait_log(lambda x: x["path"] == "/m/c")
+    assert sl["code"] == "503" and sl["flags"] == "URX"
+    assert cluster_stat(hop.sidecar, "upstream_rq_retry_total", "egressgateway") == 2
+    up.script("/m/d", ["503"] * 4 + ["ok"])
+    r = hop.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/m/d")
+    assert r.stdout == "200"
+    assert len(up.attempts("/m/d")) == 5
+
+
+def test_gateway_alone(hop, api):
+    """client -> gateway -> upstream over HTTP/1.1, a POST body replayed. (The gateway's
+    HTTP/2 downstream is the mesh hop's: test_mesh_hop_*; it speaks HTTP/2 over mTLS
+    only.)"""
+    _, up = api
+    path = "/g/post"
+    up.script(path, ["reset", "502", "ok"])
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-H", f"host: {API}", "--data-binary", "payload-" + path,
+                        f"http://{hop.gw_ip}:80{path}"], capture_output=True, text=True)
+    assert r.stdout == "200", r.stderr
+    got = up.attempts(path)
+    assert len(got) == 3 and all(a["body"] == ("payload-" + path).encode() for a in got)
+
+
+def test_mesh_hop_post_replayed_by_gateway(hop, api):
+    """A body that reached the gateway as HTTP/2 DATA (from the sidecar's HTTP/2 upstream)
+    is replayed intact on each of the gateway's attempts."""
+    _, up = api
+    body = bytes(range(256)) * 40
+    up.script("/m/post", ["503", "500", "ok"])
+    r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        "-x", f"http://127.0.0.1:{hop.sidecar.outbound}",
+                        "--data-binary", "@-", f"http://{API}/m/post"],
+                       input=body, capture_output=True)
+    assert r.stdout == b"200", r.stderr
+    got = up.attempts("/m/post")
+    assert len(got) == 3 and all(a["body"] == body for a in got)
