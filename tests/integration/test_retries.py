@@ -412,3 +412,162 @@ def test_mesh_hop_post_replayed_by_gateway(hop, api):
     assert r.stdout == b"200", r.stderr
     got = up.attempts("/m/post")
     assert len(got) == 3 and all(a["body"] == body for a in got)
+
+
+TWO = "two.example.test"
+
+
+def test_connect_refused_endpoint_retried_elsewhere(tmp_path, ctl, egressctl_bin, store, api):
+    """Two endpoints, one refusing connections: Istio's default policy (connect-failure,
+    previous_hosts) takes every request to the other; attempts: 0 lets the failures
+    through."""
+    ip, up = api
+    dead = loopback_ip()
+    ctl.ok("apply", "-f", "-", input=f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: two
+spec:
+  hosts: [{TWO}]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: STATIC
+  endpoints:
+  - address: {ip}
+  - address: {dead}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: two
+spec:
+  hosts: [{TWO}]
+  http:
+  - name: once
+    match:
+    - uri:
+        prefix: /once
+    retries:
+      attempts: 0
+    route:
+    - destination:
+        host: {TWO}
+  - name: default
+    route:
+    - destination:
+        host: {TWO}
+""")
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {})
+    try:
+        codes = []
+        for i in range(10):
+            r = m.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{TWO}/r{i}")
+            codes.append(r.stdout)
+        assert codes == ["200"] * 10
+        assert cluster_stat(m.sidecar, "upstream_cx_connect_fail_total", TWO) >= 3
+        assert cluster_stat(m.sidecar, "upstream_rq_retry_total", TWO) == \
+            cluster_stat(m.sidecar, "upstream_cx_connect_fail_total", TWO)
+        assert up.count() == 10
+        codes = []
+        for i in range(10):
+            r = m.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{TWO}/once{i}")
+            codes.append(r.stdout)
+        assert "503" in codes and "200" in codes
+        line = m.sidecar.wait_log(lambda x: x["path"].startswith("/once") and x["code"] == "503")
+        assert line["flags"] == "UF"
+    finally:
+        assert m.stop() == [0]
+
+
+STORM_VS = f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  http:
+  - name: storm
+    match:
+    - uri:
+        prefix: /storm
+    retries:
+      attempts: 3
+      retryOn: 5xx
+    route:
+    - destination:
+        host: {API}
+  - name: plain
+    retries:
+      attempts: 0
+    route:
+    - destination:
+        host: {API}
+"""
+
+
+def wrk(tmp_path, port, path, seconds, conns):
+    """wrk through the sidecar as the application's HTTP proxy (absolute-form targets)."""
+    script = tmp_path / "proxy.lua"
+    script.write_text(f'wrk.path = "http://{API}{path}"\n')
+    r = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency",
+                        "-s", str(script), f"http://127.0.0.1:{port}/"],
+                       capture_output=True, text=True, timeout=seconds + 30)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    bad = int(m.group(1)) if m else 0
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)
+    return total, bad, p99
+
+
+def test_retry_storm_bounded_by_budget(tmp_path, ctl, egressctl_bin, store, capsys):
+    """An upstream failing half of its requests, under load (wrk, 32 connections through
+    the sidecar): with retries (attempts 3, 5xx) more requests succeed than without, and
+    the retry budget (no maxRetries: 20 % of active requests, at least 3) keeps the
+    upstream's load near 1.2x the client's; DestinationRule maxRetries set high lifts the
+    bound (the ~1.9x of unbounded retries, nearly every request served)."""
+    ip = loopback_ip()
+    up = Flaky(ip, 80, "api", fail_ratio=0.5)
+    ctl.ok("apply", "-f", "-", input=SE + "---\n" + STORM_VS)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: ip})
+    try:
+        port = m.sidecar.outbound
+        runs = {}
+        for name, path in (("plain", "/plain"), ("budget", "/storm"), ("max", "/storm")):
+            if name == "max":
+                before = m.reloads()
+                m.apply(f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: api
+spec:
+  host: {API}
+  trafficPolicy:
+    connectionPool:
+      http:
+        maxRetries: 1000
+""")
+                m.wait_applied(before)
+            up0, of0 = up.count(), cluster_stat(m.sidecar, "upstream_rq_retry_overflow_total")
+            n, bad, p99 = wrk(tmp_path, port, path, 4, 32)
+            runs[name] = (n, 1 - bad / n, (up.count() - up0) / n, p99,
+                          cluster_stat(m.sidecar, "upstream_rq_retry_overflow_total") - of0)
+        with capsys.disabled():
+            for name, (n, ok, load, p99, of) in runs.items():
+                print(f"\nstorm {name}: {n} requests, success {ok:.3f}, upstream load "
+                      f"{load:.2f}x, p99 {p99}, retry overflow {of}", end="")
+            print()
+        plain, budget, top = runs["plain"], runs["budget"], runs["max"]
+        assert min(plain[0], budget[0], top[0]) > 150
+        assert 0.35 < plain[1] < 0.65                   # the upstream fails half
+        assert plain[2] < 1.05 and plain[4] == 0        # one attempt each
+        assert budget[1] > plain[1] + 0.03              # retries help
+        assert budget[2] < 1.45                         # ... within the budget
+        assert budget[4] > 0                            # which refused some
+        assert top[1] > 0.85 and top[2] > 1.6 and top[4] == 0
+    finally:
+        assert m.stop() == [0]
+        up.stop()
