@@ -23,6 +23,11 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 bool st_retry_fail(struct stream *st, enum retry_fail kind);
 bool st_retry_head(struct stream *st, const char *b);
 void st_on_rt_timer(struct loop *loop, struct loop_timer *t);
+/* The attempt being made, from 1: x-envoy-attempt-count. */
+static inline unsigned st_attempts(const struct stream *st)
+{
+	return 1u + st->rt_n + (st->retried ? 1u : 0u);
+}
 void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port);
 
 #endif

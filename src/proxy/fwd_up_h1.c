@@ -393,11 +393,14 @@ static void st_send_head_h2(struct stream *st)
 			continue;
 		if (st->rw_path && h1_name_eq(f->name.p, f->name.len, "x-envoy-original-path", 21))
 			continue;
+		if (h1_name_eq(f->name.p, f->name.len, "x-envoy-attempt-count", 21))
+			continue;
 		h[n++] = *f;
 	}
 	{
-		struct h2_header extra[5];
+		struct h2_header extra[6];
 		size_t ne = 0;
+		char count[12];
 
 		if (st->rw_path) {
 			struct h1_span p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path
@@ -416,6 +419,9 @@ static void st_send_head_h2(struct stream *st)
 		if (st->reqid_generated)
 			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
 			                                  { st->reqid, strlen(st->reqid) } };
+		snprintf(count, sizeof(count), "%u", st_attempts(st));
+		extra[ne++] = (struct h2_header){ { "x-envoy-attempt-count", 21 },
+		                                  { count, strlen(count) } };
 		for (size_t i = 0; i < ne && n < sizeof(c.hdrs) / sizeof(c.hdrs[0]); i++)
 			h[n++] = extra[i];
 	}
@@ -489,6 +495,8 @@ static void st_send_head(struct stream *st)
 		if (px->role == SNAP_ROLE_GATEWAY &&
 		    h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-proto", 17))
 			continue;
+		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-envoy-attempt-count", 21))
+			continue;   /* ours replaces it */
 		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
 	if (st->rw_auth)
@@ -511,6 +519,8 @@ static void st_send_head(struct stream *st)
 	}
 	if (st->reqid_generated)
 		iob_field_s(o, "x-request-id", st->reqid);
+	/* Istio sets include_request_attempt_count on every virtual host. */
+	iob_field_u(o, "x-envoy-attempt-count", st_attempts(st));
 	if (m->has_te_trailers)
 		IOB_LIT(o, "te: trailers\r\n");
 	if (m->body == H1_BODY_LENGTH) {

@@ -162,13 +162,17 @@ def cluster_stat(proxy, name, cluster_part="api.example.test"):
 def test_retry_on(mesh, api, path, script, code, tries, urx):
     _, up = api
     up.script(path, script)
-    r = mesh.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}{path}")
+    r = mesh.curl("-o", "/dev/null", "-w", "%{http_code}", "-H", "x-envoy-attempt-count: 7",
+                  f"http://{API}{path}")
     assert r.returncode == 0, r.stderr
     assert int(r.stdout) == code
     assert len(up.attempts(path)) == tries
     line = mesh.sidecar.wait_log(lambda m: m["path"] == path)
     assert int(line["code"]) == code
     assert ("URX" in line["flags"].split(",")) == urx, line["flags"]
+    # x-envoy-attempt-count (Istio's include_request_attempt_count), the client's replaced
+    assert [a["headers"]["x-envoy-attempt-count"] for a in up.attempts(path)] == \
+        [str(i + 1) for i in range(tries)]
 
 
 def test_retry_counters_and_attempt_log(mesh, api):
@@ -375,6 +379,9 @@ def test_mesh_hop_both_retry_503_over_http2_upstream(hop, api):
     r = hop.curl("-o", "/dev/null", "-w", "%{http_code}", f"http://{API}/m/c")
     assert r.stdout == "503"
     assert len(up.attempts("/m/c")) == 9
+    # the gateway's count of its own attempts, each time the sidecar's came over HTTP/2
+    assert [a["headers"]["x-envoy-attempt-count"] for a in up.attempts("/m/c")] == \
+        ["1", "2", "3"] * 3
     sl = hop.sidecar.wait_log(lambda x: x["path"] == "/m/c")
     assert sl["code"] == "503" and sl["flags"] == "URX"
     assert cluster_stat(hop.sidecar, "upstream_rq_retry_total", "egressgateway") == 2
