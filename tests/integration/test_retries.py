@@ -8,7 +8,6 @@ the sidecar alone, the gateway alone, and sidecar -> gateway over the HTTP/2 mes
 with HTTP/1.1 and HTTP/2 clients."""
 import json
 import re
-import socket
 import subprocess
 import time
 
@@ -578,3 +577,4 @@ spec:
     finally:
         assert m.stop() == [0]
         up.stop()
+
