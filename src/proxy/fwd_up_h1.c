@@ -368,6 +368,7 @@ static void st_send_head_h2(struct stream *st)
 	struct h2_header *h = c.hdrs;
 	size_t n = 0;
 	char xff[1024];
+	char count[12];                 /* x-envoy-attempt-count, submitted below */
 	bool gw = px->role == SNAP_ROLE_GATEWAY;
 
 	memset(&c, 0, sizeof(c));
@@ -400,7 +401,6 @@ static void st_send_head_h2(struct stream *st)
 	{
 		struct h2_header extra[6];
 		size_t ne = 0;
-		char count[12];
 
 		if (st->rw_path) {
 			struct h1_span p = st->req.target_form == H1_TF_ABSOLUTE ? st->req.path
