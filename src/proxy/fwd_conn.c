@@ -66,10 +66,10 @@ static enum retry_fail st_fail_kind(const struct stream *st, unsigned flag, bool
 	return RETRY_F_RESET;
 }
 
-/* An upstream failed before the response started. First the route's retry policy
- * (st_retry_fail); then, retryable: the connection was reused from the pool (the server
- * may have closed it while idle) or an HTTP/2 server refused the stream unprocessed; a
- * bodiless idempotent request is then tried once more on a fresh connection. */
+/* An upstream failed before the response started. retryable: the connection was reused
+ * from the pool (the server may have closed it while idle) or an HTTP/2 server refused
+ * the stream unprocessed; a bodiless idempotent request is then tried once more on a
+ * fresh connection. Otherwise the route's retry policy decides (st_retry_fail). */
 void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
                         const char *reason, bool retryable)
 {
@@ -90,10 +90,8 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 	st_od(st, OD_CONNECT_FAIL, 0);
 	if (st->cc)
 		st_cb_set(st, ST_CB_NONE);
-	if (!st->resp_started && st_retry_fail(st, kind)) {
-		st->tls_reason[0] = '\0';
-		return;
-	}
+	/* The stale pooled connection first: it spends none of the policy's retries (and
+	 * cannot leave a URX behind on a request that then succeeds). */
 	if (retryable && !st->retried && !st->resp_started && idempotent &&
 	    st->req.body == H1_BODY_NONE) {
 		st->retried = true;
@@ -102,6 +100,10 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 			STAT_INC(cl_stats(st->d->w, st->cl)->rq_retry);
 		st->tls_reason[0] = '\0';
 		st_connect(st, true);
+		return;
+	}
+	if (!st->resp_started && st_retry_fail(st, kind)) {
+		st->tls_reason[0] = '\0';
 		return;
 	}
 	reason = st->tls_reason;
