@@ -295,8 +295,8 @@ static const struct kw kt_vs_retries_kws[] = {
 	F(struct vs_retries, "attempts", KW_I32, attempts, NONNEG),
 	F(struct vs_retries, "perTryTimeout", KW_DURATION, per_try_timeout_ms),
 	F(struct vs_retries, "retryOn", KW_STR, retry_on, .check = chk_retry_on),
-	F(struct vs_retries, "retryRemoteLocalities", KW_BOOL, retry_remote_localities),
-	F(struct vs_retries, "retryIgnorePreviousHosts", KW_BOOL, retry_ignore_previous_hosts),
+	F(struct vs_retries, "retryRemoteLocalities", KW_BOOL, retry_remote_localities, NA),
+	F(struct vs_retries, "retryIgnorePreviousHosts", KW_BOOL, retry_ignore_previous_hosts, NA),
 	F(struct vs_retries, "backoff", KW_DURATION, backoff_ms),
 	END
 };
@@ -342,7 +342,7 @@ static const struct kw kt_vs_http_route_kws[] = {
 	U("delegate"),
 	F(struct vs_http_route, "rewrite", KW_OBJ, rewrite, .sub = &kt_vs_rewrite),
 	F(struct vs_http_route, "timeout", KW_DURATION, timeout_ms),
-	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries, NA),
+	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries),
 	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault, NA),
 	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination, NA),
 	U("mirrors"),
@@ -453,7 +453,7 @@ static const struct kw kt_dr_pool_http_kws[] = {
 	F(struct dr_pool_http, "http2MaxRequests", KW_I32, http2_max_requests, NONNEG),
 	F(struct dr_pool_http, "maxRequestsPerConnection", KW_I32, max_requests_per_connection,
 	  NONNEG),
-	F(struct dr_pool_http, "maxRetries", KW_I32, max_retries, NONNEG, NA),
+	F(struct dr_pool_http, "maxRetries", KW_I32, max_retries, NONNEG),
 	F(struct dr_pool_http, "idleTimeout", KW_DURATION, idle_timeout_ms),
 	F(struct dr_pool_http, "h2UpgradePolicy", KW_ENUM, h2_upgrade_policy,
 	  .names = dr_h2_upgrade_policy_names),

@@ -70,6 +70,7 @@ struct cb_cluster {
 	uint64_t hash;
 	uint32_t ncx, nrq, npending;
 	uint32_t nqueued, nwoken, nidle;
+	uint32_t nretry;                /* requests being retried (fwd_conn.c: the retry budget) */
 	struct cb_link queue;           /* waiting requests, oldest first */
 	struct cb_link idle;            /* pooled connections, oldest first */
 	uint32_t refs;

@@ -106,6 +106,7 @@ struct cluster {
 	uint32_t max_connections;     /* 0: unlimited (Istio: 2^32-1) */
 	uint32_t max_pending;         /* http1MaxPendingRequests, 0: unlimited */
 	uint32_t max_requests;        /* http2MaxRequests, 0: unlimited */
+	uint32_t max_retries;         /* maxRetries, 0: unset (Envoy's retry budget, retry.h) */
 	struct od_config od;          /* outlierDetection (od.on false: none) */
 	bool h2_upstream;             /* h2UpgradePolicy UPGRADE */
 	bool h2_no_upgrade;           /* h2UpgradePolicy DO_NOT_UPGRADE */

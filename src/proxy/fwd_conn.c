@@ -16,6 +16,7 @@
 #include "proxy/cbreak.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
+#include "proxy/retry.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -54,9 +55,21 @@ void st_set_ep(struct stream *st, const struct sock_addr *a, uint16_t port)
 	sock_addr_str(&st->ep, st->ep_str, sizeof(st->ep_str));
 }
 
+/* How a failed attempt failed, for retryOn: a connection never made (UF without UC),
+ * a stream the HTTP/2 server refused unprocessed, or a reset. */
+static enum retry_fail st_fail_kind(const struct stream *st, unsigned flag, bool retryable)
+{
+	if ((flag & ALOG_F_UF) && !(flag & ALOG_F_UC))
+		return RETRY_F_CONNECT;
+	if (retryable && st->u && st->u->h2)
+		return RETRY_F_REFUSED;
+	return RETRY_F_RESET;
+}
+
 /* An upstream failed before the response started. retryable: the connection was reused
- * from the pool (the server may have closed it while idle); a bodiless idempotent request
- * is then tried once more on a fresh connection. */
+ * from the pool (the server may have closed it while idle) or an HTTP/2 server refused
+ * the stream unprocessed; a bodiless idempotent request is then tried once more on a
+ * fresh connection. Otherwise the route's retry policy decides (st_retry_fail). */
 void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
                         const char *reason, bool retryable)
 {
@@ -64,6 +77,7 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 	int mid = st->req.method_id;
 	bool idempotent = mid == H1_M_GET || mid == H1_M_HEAD || mid == H1_M_OPTIONS ||
 	                  mid == H1_M_PUT || mid == H1_M_DELETE || mid == H1_M_TRACE;
+	enum retry_fail kind = st_fail_kind(st, flag, retryable);
 
 	/* reason may live in u (its TLS error string): keep a copy before u goes. */
 	snprintf(st->tls_reason, sizeof(st->tls_reason), "%s", reason ? reason : "");
@@ -76,6 +90,8 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 	st_od(st, OD_CONNECT_FAIL, 0);
 	if (st->cc)
 		st_cb_set(st, ST_CB_NONE);
+	/* The stale pooled connection first: it spends none of the policy's retries (and
+	 * cannot leave a URX behind on a request that then succeeds). */
 	if (retryable && !st->retried && !st->resp_started && idempotent &&
 	    st->req.body == H1_BODY_NONE) {
 		st->retried = true;
@@ -84,6 +100,10 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 			STAT_INC(cl_stats(st->d->w, st->cl)->rq_retry);
 		st->tls_reason[0] = '\0';
 		st_connect(st, true);
+		return;
+	}
+	if (!st->resp_started && st_retry_fail(st, kind)) {
+		st->tls_reason[0] = '\0';
 		return;
 	}
 	reason = st->tls_reason;
@@ -97,6 +117,228 @@ void st_upstream_failed(struct stream *st, unsigned flag, const char *details,
 		         reason ? reason : "");
 		fwd_down->local_reply(st, 503, flag, details, body);
 	}
+}
+
+/* ---- retries (the route's retry.h policy) ----
+ *
+ * As Envoy's router does for Istio: an attempt that failed without a response
+ * (st_upstream_failed, or its perTryTimeout), or whose final response head is retriable
+ * (st_retry_head, before anything of it goes downstream), is retried while the policy
+ * has retries left: its connection is closed (an HTTP/2 stream reset), the request body
+ * rewound in d->in (kept there up to RETRY_BODY_MAX by d_forward_body; a longer body is
+ * never replayed, its request not retried), and after the backoff (Envoy's jittered
+ * exponential: 0-25 ms, 0-75 ms, ... at most 250 ms by default) the next attempt goes to
+ * an endpoint not tried yet when the cluster has one (previous_hosts, up to 5 picks). The
+ * route's timeout keeps running across attempts; perTryTimeout restarts with each.
+ *
+ * The budget: a request holds one of its cluster's retry slots from its first retry to
+ * its end. DestinationRule maxRetries bounds them (Envoy's max_retries circuit breaker);
+ * unset (Istio programs 2^32-1: unlimited), Envoy's retry budget bounds them instead:
+ * 20 % of the cluster's active requests on this worker, at least 3, so that an outage
+ * cannot multiply the upstream's load (a 50 % failing upstream sees at most ~1.2x). A
+ * retry refused by it is answered as the attempt ended, flagged UO; a retriable answer
+ * with no retries left is flagged URX. Counters: upstream_rq_retry, _retry_success,
+ * _retry_overflow, _retry_limit_exceeded per cluster. */
+
+static const struct retry_policy *st_policy(const struct stream *st)
+{
+	return st->route && st->cl ? st->route->retry : NULL;
+}
+
+/* Whether ep (an endpoint's string) was tried already by st. */
+static bool st_rt_tried(const struct stream *st, const char *ep)
+{
+	uint64_t h = hash_bytes(ep, strlen(ep));
+
+	for (size_t i = 0; i < sizeof(st->rt_prev) / sizeof(st->rt_prev[0]); i++)
+		if (st->rt_prev[i] == h)
+			return true;
+	return false;
+}
+
+/* The endpoint of the next attempt: previous_hosts, as Envoy's predicate with
+ * host_selection_retry_max_attempts picks. An original destination stays. */
+static void st_rt_pick(struct stream *st, const struct retry_policy *p)
+{
+	struct worker *w = st->d->w;
+	struct cluster *cl = st->cl;
+	const struct cluster_eps *eps;
+	const struct cluster_ep *ep = NULL;
+	const uint8_t *excl = NULL;
+
+	if (cl->discovery == CLUSTER_ORIGINAL_DST || !p->prev_hosts)
+		return;
+	eps = cluster_eps_load(cl);
+	if (!eps || eps->n < 2)
+		return;
+	if (cl->od.on && st->cc)
+		excl = od_excluded(&st->cc->od, &cl->od, eps);
+	for (uint32_t i = 0; i < p->host_attempts; i++) {
+		ep = cluster_pick_ex(cl, eps, &w->rr[cl->index < w->nrr ? cl->index : 0], NULL,
+		                     worker_rand(w), excl);
+		if (!ep || !st_rt_tried(st, ep->str))
+			break;
+	}
+	if (!ep)
+		return;
+	st->ep = ep->addr;
+	str_copy(st->ep_str, sizeof(st->ep_str), ep->str);
+}
+
+/* Whether st may retry now under p: a replayable body, retries left, a slot in the
+ * budget. Sets URX or UO (with their counters) when it may not. */
+static bool st_rt_may(struct stream *st, const struct retry_policy *p)
+{
+	struct worker *w = st->d->w;
+	struct istats_cluster *cs = cl_stats(w, st->cl);
+	struct cb_cluster *cc;
+
+	if (st->rt_nobody)
+		return false;
+	if (st->rt_n >= p->num_retries || st->rt_n == UINT8_MAX) {
+		st->flags |= ALOG_F_URX;
+		STAT_INC(cs->rq_retry_limit_exceeded);
+		return false;
+	}
+	if (!st->rt_slot) {
+		cc = st_cc(st);
+		if (cc->nretry >= retry_budget(st->cl->max_retries,
+		                               cc->nrq + cc->npending + cc->nretry)) {
+			st->flags |= ALOG_F_UO;
+			STAT_INC(cs->rq_retry_overflow);
+			return false;
+		}
+		cc->nretry++;
+		st->rt_slot = true;
+	}
+	return true;
+}
+
+/* The next attempt after the backoff: nothing of this one is left (its connection is
+ * closed), the request body rewound for a replay. */
+static void st_rt_schedule(struct stream *st, const struct retry_policy *p)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+
+	st->rt_prev[st->rt_n % (sizeof(st->rt_prev) / sizeof(st->rt_prev[0]))] =
+		hash_bytes(st->ep_str, strlen(st->ep_str));
+	st->rt_n++;
+	STAT_INC(w->st.urq_retry);
+	STAT_INC(cl_stats(w, st->cl)->rq_retry);
+	if (st->req.body != H1_BODY_NONE) {
+		d->in_pos = st->req.head_len;
+		st->req_left = st->req.content_length;
+		h1_chunked_init(&st->req_ck);
+		st->req_done = st->req.body == H1_BODY_LENGTH && st->req_left == 0;
+		st->bytes_in = 0;
+	}
+	st->rt_wait = true;
+	loop_timer_arm(w->loop, &st->rt_timer, retry_backoff_ms(p, st->rt_n, worker_rand(w)));
+}
+
+bool st_retry_fail(struct stream *st, enum retry_fail kind)
+{
+	const struct retry_policy *p = st_policy(st);
+
+	if (!p || !retry_on_fail(p, kind) || !st_rt_may(st, p))
+		return false;
+	st_rt_schedule(st, p);
+	return true;
+}
+
+/* The response's grpc-status (spans at b), -1 when it has none: a gRPC trailers-only
+ * response carries it in the head, which is what Envoy's gRPC conditions look at. */
+static int resp_grpc_status(const struct stream *st, const char *b)
+{
+	int i = h1_header_find(st->resp, b, "grpc-status", 0);
+	const struct h1_span *v = i >= 0 ? &st->resp->headers[i].value : NULL;
+	int n = 0;
+
+	if (!v || v->len == 0 || v->len > 2)
+		return -1;
+	for (size_t k = 0; k < v->len; k++) {
+		if (b[v->off + k] < '0' || b[v->off + k] > '9')
+			return -1;
+		n = n * 10 + (b[v->off + k] - '0');
+	}
+	return n;
+}
+
+bool st_retry_head(struct stream *st, const char *b)
+{
+	const struct retry_policy *p = st_policy(st);
+	struct worker *w = st->d->w;
+	struct uconn *u = st->u;
+	int code = st->resp->status;
+	int grpc = -1;
+	bool rl = false;
+
+	if (!p)
+		return false;
+	if (p->on & (RETRY_ON_CANCELLED | RETRY_ON_DEADLINE | RETRY_ON_RESOURCE |
+	             RETRY_ON_INTERNAL | RETRY_ON_UNAVAILABLE))
+		grpc = resp_grpc_status(st, b);
+	if (p->on & RETRY_ON_RATELIMITED)
+		rl = h1_header_find(st->resp, b, "x-envoy-ratelimited", 0) >= 0;
+	/* The response goes downstream, or this attempt is over: its perTryTimeout ends
+	 * at its head (Envoy's runs to the end of the response). */
+	loop_timer_cancel(w->loop, &st->rt_timer);
+	if (!retry_on_status(p, code, grpc, rl)) {
+		if (st->rt_n)
+			STAT_INC(cl_stats(w, st->cl)->rq_retry_success);
+		return false;
+	}
+	if (!st_rt_may(st, p))
+		return false;
+	/* The response is dropped: its connection cannot carry another request. */
+	st_od(st, OD_HTTP, code);
+	st->u = NULL;
+	u->st = NULL;
+	fwd_up->close(u);
+	if (st->cc)
+		st_cb_set(st, ST_CB_NONE);
+	st_rt_schedule(st, p);
+	return true;
+}
+
+/* perTryTimeout, before the response head: the attempt in flight is abandoned (retried
+ * as a reset is: 5xx, gateway-error, reset), or 504 UT when it may not be. */
+static void st_rt_timeout(struct stream *st)
+{
+	struct uconn *u = st->u;
+
+	STAT_INC(st->d->w->st.urq_timeout);
+	STAT_INC(cl_stats(st->d->w, st->cl)->rq_timeout);
+	st->u = NULL;
+	u->st = NULL;
+	st_od(st, OD_TIMEOUT, 504);
+	fwd_up->close(u);
+	if (st->cc)
+		st_cb_set(st, ST_CB_NONE);
+	if (st_retry_fail(st, RETRY_F_TIMEOUT))
+		return;
+	st->resp_close = true;
+	fwd_down->local_reply(st, 504, ALOG_F_UT, "upstream_per_try_timeout",
+	                      "upstream request timeout");
+}
+
+void st_on_rt_timer(struct loop *loop, struct loop_timer *t)
+{
+	struct stream *st = container_of(t, struct stream, rt_timer);
+	struct dconn *d = st->d;
+
+	(void)loop;
+	if (!st->active)
+		return;
+	if (st->rt_wait) {
+		st->rt_wait = false;
+		st_rt_pick(st, st_policy(st));
+		st_connect(st, false);
+	} else if (st->u) {
+		st_rt_timeout(st);
+	}
+	fwd_down->settle(d);
 }
 
 /* ---- circuit breaking (DestinationRule connectionPool) ----
@@ -201,8 +443,14 @@ void st_cb_end(struct stream *st)
 {
 	struct cb_cluster *cc = st->cc;
 
+	loop_timer_cancel(st->d->w->loop, &st->rt_timer);
+	st->rt_wait = false;
 	if (!cc)
 		return;
+	if (st->rt_slot) {
+		cc->nretry--;
+		st->rt_slot = false;
+	}
 	st_cb_set(st, ST_CB_NONE);
 	st->cc = NULL;
 	cc_kick(st->d->w, cc);     /* it may have been the one woken */
@@ -354,6 +602,8 @@ static void st_attempt_start(struct stream *st)
 	h1_parser_init(&st->sp, false, st->req.method_id);
 	STAT_INC(w->st.urq_total);
 	st->up_start_ms = loop_now_ms(w->loop);
+	if (st->route && st->route->retry && st->route->retry->per_try_ms)
+		loop_timer_arm(w->loop, &st->rt_timer, (uint64_t)st->route->retry->per_try_ms);
 }
 
 /* Tries to carry the request on an HTTP/2 stream. Returns false when the key is known to

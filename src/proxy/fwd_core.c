@@ -105,6 +105,7 @@ void st_reset(struct stream *st)
 	st_resp_put(st->d->w, st);
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
+	loop_timer_init(&st->rt_timer, st_on_rt_timer);
 	loop_task_init(&st->cb_wake, st_on_wake);
 }
 

@@ -98,6 +98,15 @@ struct stream {
 	bool retried;
 	bool active;
 	struct loop_timer timeout;
+	/* Retries (the route's retry.h policy; fwd_conn.c "retries"): retries made, the
+	 * request body kept in d->in for a replay (rt_nobody: it outgrew RETRY_BODY_MAX, no
+	 * retry), one of the cluster's retry slots held, waiting out a backoff, the hashes of
+	 * the endpoints tried (previous_hosts), and the timer of the per-try timeout or the
+	 * backoff. */
+	uint8_t rt_n;
+	bool rt_nobody, rt_slot, rt_wait;
+	uint64_t rt_prev[4];
+	struct loop_timer rt_timer;
 	/* Sidecar: the destination port the request is routed on (original destination,
 	 * or the authority's), and the lookup of a passthrough destination's name. */
 	uint16_t port;

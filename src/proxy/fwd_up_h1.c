@@ -368,6 +368,7 @@ static void st_send_head_h2(struct stream *st)
 	struct h2_header *h = c.hdrs;
 	size_t n = 0;
 	char xff[1024];
+	char count[12];                 /* x-envoy-attempt-count, submitted below */
 	bool gw = px->role == SNAP_ROLE_GATEWAY;
 
 	memset(&c, 0, sizeof(c));
@@ -393,10 +394,12 @@ static void st_send_head_h2(struct stream *st)
 			continue;
 		if (st->rw_path && h1_name_eq(f->name.p, f->name.len, "x-envoy-original-path", 21))
 			continue;
+		if (h1_name_eq(f->name.p, f->name.len, "x-envoy-attempt-count", 21))
+			continue;
 		h[n++] = *f;
 	}
 	{
-		struct h2_header extra[5];
+		struct h2_header extra[6];
 		size_t ne = 0;
 
 		if (st->rw_path) {
@@ -416,6 +419,9 @@ static void st_send_head_h2(struct stream *st)
 		if (st->reqid_generated)
 			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
 			                                  { st->reqid, strlen(st->reqid) } };
+		snprintf(count, sizeof(count), "%u", st_attempts(st));
+		extra[ne++] = (struct h2_header){ { "x-envoy-attempt-count", 21 },
+		                                  { count, strlen(count) } };
 		for (size_t i = 0; i < ne && n < sizeof(c.hdrs) / sizeof(c.hdrs[0]); i++)
 			h[n++] = extra[i];
 	}
@@ -489,6 +495,8 @@ static void st_send_head(struct stream *st)
 		if (px->role == SNAP_ROLE_GATEWAY &&
 		    h1_name_eq(b + hd->name.off, hd->name.len, "x-forwarded-proto", 17))
 			continue;
+		if (h1_name_eq(b + hd->name.off, hd->name.len, "x-envoy-attempt-count", 21))
+			continue;   /* ours replaces it */
 		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
 	if (st->rw_auth)
@@ -511,6 +519,8 @@ static void st_send_head(struct stream *st)
 	}
 	if (st->reqid_generated)
 		iob_field_s(o, "x-request-id", st->reqid);
+	/* Istio sets include_request_attempt_count on every virtual host. */
+	iob_field_u(o, "x-envoy-attempt-count", st_attempts(st));
 	if (m->has_te_trailers)
 		IOB_LIT(o, "te: trailers\r\n");
 	if (m->body == H1_BODY_LENGTH) {
@@ -604,8 +614,16 @@ int d_forward_body(struct dconn *d)
 	if (!u)
 		return 0;
 	/* Consumed body bytes need not stay: keep the head (its spans are used until the
-	 * stream ends) and move what is left down behind it. */
-	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len) {
+	 * stream ends) and move what is left down behind it. Unless the route may retry:
+	 * then up to RETRY_BODY_MAX of them stay for a replay (st_retry_*). */
+	if (st->route && st->route->retry && !st->rt_nobody) {
+		size_t held = d->in_pos - st->req.head_len;
+
+		if (held > RETRY_BODY_MAX || (held == RETRY_BODY_MAX && !st->req_done))
+			st->rt_nobody = true;
+	}
+	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len &&
+	    (st->rt_nobody || !st->route || !st->route->retry)) {
 		d->in_len = d->in_pos = st->req.head_len;
 	}
 	if (iob_used(&u->out) > FWD_HIGH_WATER) {
@@ -739,6 +757,9 @@ static int u_head(struct uconn *u)
 		h1_parser_init(&st->sp, false, st->req.method_id);
 		return 1;
 	}
+	/* A retriable answer goes no further: the route's policy retries (u is gone). */
+	if (st_retry_head(st, u->in + u->in_pos))
+		return -1;
 	u_head_final(u);
 	return 0;
 }
@@ -935,6 +956,8 @@ static int u_heads_h2(struct uconn *u)
 			return 1;
 		if (st->resp->status < 200) {
 			u_interim_h2(u);
+		} else if (st_retry_head(st, u->in + u->in_pos)) {
+			return -1;      /* retried: u is gone */
 		} else {
 			u_length_as_stream(st);
 			u_head_final(u);

@@ -706,6 +706,12 @@ static void print_clusters(struct sbuf *out, const struct mset *ms)
 	} c[] = {
 		{ "envoy_cluster_upstream_rq_total", "Requests sent to the cluster.", CLV(rq_total), false },
 		{ "envoy_cluster_upstream_rq_retry_total", "Requests retried.", CLV(rq_retry), false },
+		{ "envoy_cluster_upstream_rq_retry_success_total",
+		  "Retried requests whose final response was not retriable.", CLV(rq_retry_success), false },
+		{ "envoy_cluster_upstream_rq_retry_overflow_total",
+		  "Retries refused by maxRetries or the retry budget (UO).", CLV(rq_retry_overflow), false },
+		{ "envoy_cluster_upstream_rq_retry_limit_exceeded_total",
+		  "Retriable answers with no retries left (URX).", CLV(rq_retry_limit_exceeded), false },
 		{ "envoy_cluster_upstream_rq_timeout_total", "Requests that timed out (UT).",
 		  CLV(rq_timeout), false },
 		{ "envoy_cluster_upstream_rq_pending_overflow_total",

@@ -43,6 +43,7 @@ struct proxy;
 struct istats_cluster {
 	_Atomic uint64_t rq_total, rq_xx[6];   /* [0]: no response, [2]: 2xx, ... */
 	_Atomic uint64_t rq_retry, rq_timeout, rq_pending_overflow;
+	_Atomic uint64_t rq_retry_success, rq_retry_overflow, rq_retry_limit_exceeded;
 	_Atomic uint64_t cx_total, cx_connect_fail, cx_overflow;
 	_Atomic uint64_t ssl_handshake, ssl_fail[ISTATS_TLS_CATS];
 	_Atomic uint64_t od_ejections_enforced;

@@ -1,4 +1,5 @@
 #include "proxy/route.h"
+#include "proxy/retry.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -340,6 +341,7 @@ static void route_free(struct route *r)
 	free(r->redirect_authority);
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
+	retry_free(r->retry);
 }
 
 void route_table_free(struct route_table *t)

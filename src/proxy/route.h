@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 struct cluster;
+struct retry_policy;
 struct sbuf;
 
 enum strmatch_kind {
@@ -77,6 +78,8 @@ struct route {
 	int redirect_code;
 	char *redirect_uri, *redirect_authority;
 	char *rewrite_uri, *rewrite_authority;
+	/* retries (retry.h): Istio's default policy when absent, NULL for attempts 0. */
+	const struct retry_policy *retry;
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

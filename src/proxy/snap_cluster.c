@@ -431,6 +431,7 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 		c->max_pending = http->http1_max_pending_requests > 0 ?
 		                 (uint32_t)http->http1_max_pending_requests : 0;
 		c->max_requests = http->http2_max_requests > 0 ? (uint32_t)http->http2_max_requests : 0;
+		c->max_retries = http->max_retries > 0 ? (uint32_t)http->max_retries : 0;
 		c->h2_upstream = http->h2_upgrade_policy == DR_H2_UPGRADE;
 		c->h2_no_upgrade = http->h2_upgrade_policy == DR_H2_DO_NOT_UPGRADE;
 	}

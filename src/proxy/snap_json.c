@@ -10,7 +10,11 @@
  *     "route_configs": [ { "name", "virtual_hosts": [ { "name", "domains",
  *          "routes": [ { "name", "virtual_service", "source", "match": [ {...} ],
  *                        "route": [ { "cluster", "weight", "cluster_missing"? } ],
- *                        "timeout_ms", "redirect"?, "rewrite"? } ] } ] } ],
+ *                        "timeout_ms", "redirect"?, "rewrite"?,
+ *                        "retry_policy": null | { "retry_on", "num_retries",
+ *                             "retriable_status_codes", "per_try_timeout_ms",
+ *                             "backoff_base_ms", "backoff_max_ms", "previous_hosts",
+ *                             "host_selection_retry_max_attempts" } } ] } ] } ],
  *     "clusters": [ { "name", "host", "subset", "port", "discovery", "lb",
  *                     "service_entry", "destination_rule", "dns_names" | "endpoints",
  *                     "tls": { "mode", "sni", "sans", "verify_host_auto",
@@ -18,7 +22,7 @@
  *                              "crl", "error" },
  *                     "connect_timeout_ms", "idle_timeout_ms",
  *                     "max_requests_per_connection", "max_connections",
- *                     "max_pending_requests", "max_requests", "h2_upgrade",
+ *                     "max_pending_requests", "max_requests", "max_retries", "h2_upgrade",
  *                     "outlier_detection"?: { "consecutive_5xx", "consecutive_gateway_errors",
  *                          "split_external_local_origin_errors",
  *                          "consecutive_local_origin_failures", "interval_ms",
@@ -32,6 +36,7 @@
 #include "proxy/authz.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
+#include "proxy/retry.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -288,6 +293,32 @@ static void snap_dump_dests(struct snap_json *j, const struct route_dest *d, siz
 	snap_json_arr_end(j);
 }
 
+/* A route's retry policy (retry.h), as Envoy's route.retry_policy; "retry_policy": null
+ * when the route never retries (attempts: 0). */
+static void snap_dump_retry(struct snap_json *j, const struct retry_policy *p)
+{
+	char on[256];
+
+	if (!p) {
+		snap_json_null(j, "retry_policy");
+		return;
+	}
+	retry_on_str(p, on, sizeof(on));
+	snap_json_obj_begin(j, "retry_policy");
+	snap_json_str(j, "retry_on", on);
+	snap_json_int(j, "num_retries", p->num_retries);
+	snap_json_arr_begin(j, "retriable_status_codes");
+	for (size_t i = 0; i < p->ncodes; i++)
+		snap_json_int(j, NULL, p->codes[i]);
+	snap_json_arr_end(j);
+	snap_json_int(j, "per_try_timeout_ms", p->per_try_ms);
+	snap_json_int(j, "backoff_base_ms", p->base_ms);
+	snap_json_int(j, "backoff_max_ms", p->max_ms);
+	snap_json_bool(j, "previous_hosts", p->prev_hosts);
+	snap_json_int(j, "host_selection_retry_max_attempts", p->host_attempts);
+	snap_json_obj_end(j);
+}
+
 void snap_json_route_source(struct snap_json *j, const struct route *r)
 {
 	if (r->file) {
@@ -340,6 +371,7 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_str(j, "authority", r->rewrite_authority);
 		snap_json_obj_end(j);
 	}
+	snap_dump_retry(j, r->retry);
 	snap_json_obj_end(j);
 }
 
@@ -507,6 +539,7 @@ static void snap_dump_cluster(struct snap_json *j, const struct cluster *c)
 	snap_json_int(j, "max_connections", c->max_connections);
 	snap_json_int(j, "max_pending_requests", c->max_pending);
 	snap_json_int(j, "max_requests", c->max_requests);
+	snap_json_int(j, "max_retries", c->max_retries);
 	snap_json_bool(j, "h2_upgrade", c->h2_upstream);
 	if (c->od.on) {
 		/* The values in force, Istio's and Envoy's defaults applied (outlier.h). */

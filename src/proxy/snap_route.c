@@ -17,6 +17,7 @@
  * match was filtered out is dropped. Several VirtualServices for one host are merged in
  * (namespace, name) order (Istio uses creation time, which the store does not keep). */
 #include "proxy/snap_int.h"
+#include "proxy/retry.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -292,6 +293,7 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 	out->name = hr->name ? xstrdup(hr->name) : NULL;
 	out->vs = xstrdup(snap_res_id(vsr, id, sizeof(id)));
 	out->timeout_ms = hr->timeout_ms > 0 ? hr->timeout_ms : 0;
+	out->retry = retry_compile(hr->retries);
 	if (hr->redirect) {
 		out->redirect_code = hr->redirect->redirect_code ? (int)hr->redirect->redirect_code
 		                                                 : 301;
@@ -522,6 +524,7 @@ static void snap_default_route(struct snap_b *b, const struct resource *ser, con
 	r->dests[0].weight = 100;
 	r->ndests = 1;
 	r->total_weight = 100;
+	r->retry = retry_compile(NULL);     /* Istio's default policy, as on any route */
 	r->file = ser->file ? xstrdup(ser->file) : NULL;
 	r->line = ser->line;
 }

@@ -129,7 +129,9 @@ spec:
   gateways:
   - istio-egressgateway
   http:
-  - route:
+  - retries:
+      attempts: 0     # one attempt per request: the pool and outlier detection as such
+    route:            # (Istio's default retry policy: test_retries.py)
     - destination:
         host: {HOST}
         port:

@@ -139,10 +139,11 @@ def test_edit_warns_as_apply_and_refuses_what_it_cannot_edit(ctl, walkthrough, s
     ctl.ok("apply", "-f", walkthrough / "03-virtualservice-destinationrule-cnn.yaml")
     # A field accepted and not applied: applied with apply's Warning line.
     env, _ = editor(tmp_path, [["sub", "  http:\n", "  http:\n  - retries:\n      attempts: 3\n"
+                                "      retryRemoteLocalities: true\n"
                                 "    route:\n    - destination:\n        host: x.example\n"]])
     r = ctl("edit", "virtualservice", "direct-cnn-through-egress-gateway", env=env)
     assert r.rc == 0 and r.out.endswith(" edited\n"), r
-    assert re.search(r"^Warning: \S+egressctl-edit-\w+\.yaml:\d+:\d+: .*retries.*not applied", r.err,
+    assert re.search(r"^Warning: \S+egressctl-edit-\w+\.yaml:\d+:\d+: .*retries\.retryRemoteLocalities.*not applied", r.err,
                      re.M), r.err
     r = ctl("edit", "virtualservice", "nope", env=env)
     assert (r.rc, r.err) == (1, 'Error from server (NotFound): virtualservices.networking.istio.io '

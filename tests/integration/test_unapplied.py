@@ -20,8 +20,8 @@ spec:
     - uri:
         prefix: /a
       statPrefix: a
-    retries:
-      attempts: 3
+    retries: {attempts: 3, retryRemoteLocalities: true,
+      retryIgnorePreviousHosts: true}
     fault:
       abort:
         httpStatus: 503
@@ -101,7 +101,8 @@ spec:
 # (YAML line of the field, its path): what every channel must name.
 FIELDS = [
     (11, "VirtualService default/api: spec.http[0].match[0].statPrefix"),
-    (12, "VirtualService default/api: spec.http[0].retries"),
+    (12, "VirtualService default/api: spec.http[0].retries.retryRemoteLocalities"),
+    (13, "VirtualService default/api: spec.http[0].retries.retryIgnorePreviousHosts"),
     (14, "VirtualService default/api: spec.http[0].fault"),
     (19, "VirtualService default/api: spec.http[0].mirror"),
     (21, "VirtualService default/api: spec.http[0].mirrorPercentage"),
@@ -115,7 +116,6 @@ FIELDS = [
     (61, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),
     (67, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"),
-    (69, "DestinationRule default/api: spec.trafficPolicy.connectionPool.http.maxRetries"),
     (70, "DestinationRule default/api: spec.trafficPolicy.connectionPool.http.useClientProtocol"),
     (85, "ServiceEntry default/api: spec.endpoints[0].locality"),
     (86, "ServiceEntry default/api: spec.endpoints[0].network"),

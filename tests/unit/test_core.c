@@ -221,7 +221,7 @@ static const char cfg_fmt[] =
 	"  hosts: [down.test]\n"
 	"  gateways: [gw]\n"
 	"  http:\n"
-	"  - route: [{destination: {host: down.test, port: {number: %u}}}]\n";
+	"  - {retries: {attempts: 0}, route: [{destination: {host: down.test, port: {number: %u}}}]}\n";
 
 static int env_setup(void **state)
 {

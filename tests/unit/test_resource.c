@@ -559,13 +559,13 @@ static void unapplied_fields_are_warned_at_the_field(void **state)
 	decode_text(&x, "t.yaml",
 	            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
 	            "spec:\n  hosts: [a.example.com]\n  http:\n"
-	            "  - retries: {attempts: 2}\n"
+	            "  - retries: {attempts: 2, retryRemoteLocalities: true}\n"
 	            "    route: [{destination: {host: a.example.com}, headers: {request: {remove: [x]}}}]\n",
 	            "default");
 	assert_int_equal(x.rc[0], 0);
 	assert_diags(&x.d, DIAGS(
-		"t.yaml:7:5: warning: VirtualService default/vs: spec.http[0].retries: not applied by "
-		"egressgw; ignored",
+		"t.yaml:7:28: warning: VirtualService default/vs: spec.http[0].retries."
+		"retryRemoteLocalities: not applied by egressgw; ignored",
 		"t.yaml:8:50: warning: VirtualService default/vs: spec.http[0].route[0].headers: not "
 		"applied by egressgw; ignored"));
 	decoded_free(&x);
@@ -595,7 +595,7 @@ static void durations_are_read_as_go_durations_into_milliseconds(void **state)
 	            "default");
 	assert_int_equal(x.rc[0], 0);
 	assert_int_equal(x.rc[1], 0);
-	assert_int_equal(drop_unapplied(&x.d), 2);   /* retries, tcpKeepalive */
+	assert_int_equal(drop_unapplied(&x.d), 1);   /* tcpKeepalive */
 	assert_int_equal(x.d.n, 0);
 	h = x.r[0].u.vs->http.v;
 	assert_int_equal(h[0].timeout_ms, 90000);
@@ -710,8 +710,8 @@ static void http_routes_keep_every_supported_field(void **state)
 	if (x.rc[0] != 0)
 		diags_print(&x.d, stderr);
 	assert_int_equal(x.rc[0], 0);
-	/* route[].headers, retries, fault, mirror, mirrorPercentage, headers */
-	assert_int_equal(drop_unapplied(&x.d), 6);
+	/* route[].headers, fault, mirror, mirrorPercentage, headers (retries is applied) */
+	assert_int_equal(drop_unapplied(&x.d), 5);
 	assert_int_equal(x.d.n, 0);
 	h = &x.r[0].u.vs->http.v[0];
 	assert_string_equal(h->name, "main");

@@ -386,6 +386,9 @@ static const struct {
 } cluster_names[] = {
 	{ "envoy_cluster_upstream_rq_total", "upstream_rq_total" },
 	{ "envoy_cluster_upstream_rq_retry_total", "upstream_rq_retry" },
+	{ "envoy_cluster_upstream_rq_retry_success_total", "upstream_rq_retry_success" },
+	{ "envoy_cluster_upstream_rq_retry_overflow_total", "upstream_rq_retry_overflow" },
+	{ "envoy_cluster_upstream_rq_retry_limit_exceeded_total", "upstream_rq_retry_limit_exceeded" },
 	{ "envoy_cluster_upstream_rq_timeout_total", "upstream_rq_timeout" },
 	{ "envoy_cluster_upstream_rq_pending_overflow_total", "upstream_rq_pending_overflow" },
 	{ "envoy_cluster_upstream_cx_total", "upstream_cx_total" },
