@@ -1,4 +1,5 @@
 #include "proxy/route.h"
+#include "proxy/route_fault.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -331,6 +332,7 @@ static void route_free(struct route *r)
 	free(r->redirect_authority);
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
+	route_fault_free(r->fault);
 	free(r->file);
 }
 

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 struct cluster;
+struct route_fault;
 struct sbuf;
 
 enum strmatch_kind {
@@ -75,6 +76,8 @@ struct route {
 	int redirect_code;
 	char *redirect_uri, *redirect_authority;
 	char *rewrite_uri, *rewrite_authority;
+	/* fault, directResponse, redirect scheme/port (route_fault.h); NULL: none. */
+	struct route_fault *fault;
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

@@ -10,7 +10,8 @@
  *     "route_configs": [ { "name", "virtual_hosts": [ { "name", "domains",
  *          "routes": [ { "name", "virtual_service", "source", "match": [ {...} ],
  *                        "route": [ { "cluster", "weight", "cluster_missing"? } ],
- *                        "timeout_ms", "redirect"?, "rewrite"? } ] } ] } ],
+ *                        "timeout_ms", "redirect"?, "rewrite"?, "fault"?,
+ *                        "direct_response"? } ] } ] } ],
  *     "clusters": [ { "name", "host", "subset", "port", "discovery", "lb",
  *                     "service_entry", "destination_rule", "dns_names" | "endpoints",
  *                     "tls": { "mode", "sni", "sans", "verify_host_auto",
@@ -32,6 +33,7 @@
 #include "proxy/authz.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
+#include "proxy/route_fault.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -332,6 +334,8 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_int(j, "code", r->redirect_code);
 		snap_json_str(j, "uri", r->redirect_uri);
 		snap_json_str(j, "authority", r->redirect_authority);
+		if (r->fault)
+			route_fault_dump_redirect(j, r->fault);
 		snap_json_obj_end(j);
 	}
 	if (r->rewrite_uri || r->rewrite_authority) {
@@ -340,6 +344,8 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_str(j, "authority", r->rewrite_authority);
 		snap_json_obj_end(j);
 	}
+	if (r->fault)
+		route_fault_dump(j, r->fault);
 	snap_json_obj_end(j);
 }
 

@@ -1,0 +1,331 @@
+"""VirtualService fault injection (delay, abort), directResponse, and redirect
+scheme/port/derivePort, as Envoy's fault filter and router do them for Istio: checked at a
+Python upstream that records what reached it (an abort or a direct response reaches
+nothing; a delayed request arrives only after the delay), in the access log (flags DI, FI,
+details), in the counters, and in what the client gets. Through the sidecar over HTTP/1.1
+and HTTP/2, through the gateway alone, and on the gateway behind the sidecar (the HTTP/2
+mesh hop); gRPC aborts with grpcio."""
+import base64
+import json
+import os
+import re
+import subprocess
+import time
+
+import grpc
+import pytest
+
+from gwlib import scaled
+from meshlib import Mesh
+from test_rewrite import API, SE, api  # noqa: F401 (api: the recording upstream fixture)
+
+DEST = f"""    route:
+    - destination:
+        host: {API}
+"""
+
+
+def rule(name, prefix, body, dest=True):
+    return (f"  - name: {name}\n    match:\n    - uri:\n        prefix: {prefix}\n" + body +
+            (DEST if dest else ""))
+
+
+BIN = b"\x00\x01bin\xff"
+RULES = "".join([
+    rule("abort", "/abort", "    fault:\n      abort:\n        httpStatus: 503\n"
+         "        percentage:\n          value: 100\n"),
+    rule("half", "/half", "    fault:\n      abort:\n        httpStatus: 418\n"
+         "        percentage:\n          value: 50\n"),
+    rule("zero", "/zero", "    fault:\n      abort:\n        httpStatus: 503\n"
+         "        percentage:\n          value: 0\n"),
+    rule("nopct", "/nopct", "    fault:\n      abort:\n        httpStatus: 503\n"),
+    rule("delay", "/delay", "    fault:\n      delay:\n        fixedDelay: 1500ms\n"
+         "        percentage:\n          value: 100\n"),
+    # The route timeout starts after the delay (the fault filter is before the router).
+    rule("delaytimeout", "/dto", "    timeout: 1s\n    fault:\n      delay:\n"
+         "        fixedDelay: 1500ms\n        percentage:\n          value: 100\n"),
+    rule("delayabort", "/dab", "    fault:\n      delay:\n        fixedDelay: 500ms\n"
+         "        percentage:\n          value: 100\n      abort:\n        httpStatus: 429\n"
+         "        percentage:\n          value: 100\n"),
+    rule("longdelay", "/long", "    fault:\n      delay:\n        fixedDelay: 3s\n"
+         "        percentage:\n          value: 100\n"),
+    rule("grpcabort", "/test.Echo/Grpc", "    fault:\n      abort:\n"
+         "        grpcStatus: RESOURCE_EXHAUSTED\n        percentage:\n          value: 100\n"),
+    rule("grpchttp", "/test.Echo/", "    fault:\n      abort:\n        httpStatus: 403\n"
+         "        percentage:\n          value: 100\n"),
+    rule("direct", "/direct", "    directResponse:\n      status: 418\n      body:\n"
+         "        string: \"short and stout\\n\"\n", dest=False),
+    rule("bytes", "/bytes", "    directResponse:\n      status: 200\n      body:\n"
+         f"        bytes: {base64.b64encode(BIN).decode()}\n", dest=False),
+    rule("empty", "/empty", "    directResponse:\n      status: 503\n", dest=False),
+    rule("https", "/rs", "    redirect:\n      scheme: https\n", dest=False),
+    rule("port", "/rp", "    redirect:\n      uri: /there\n      port: 8443\n", dest=False),
+    rule("derive", "/rd", "    redirect:\n      scheme: https\n"
+         "      derivePort: FROM_REQUEST_PORT\n", dest=False),
+    rule("default", "/rx", "    redirect:\n      scheme: https\n"
+         "      derivePort: FROM_PROTOCOL_DEFAULT\n", dest=False),
+    rule("p443", "/r443", "    redirect:\n      scheme: https\n      port: 443\n", dest=False),
+    f"  - name: rest\n{DEST}",
+])
+
+VS = f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  http:
+{RULES}"""
+
+
+@pytest.fixture
+def mesh(tmp_path, ctl, egressctl_bin, store, api):
+    r = ctl("apply", "-f", "-", input=SE + "---\n" + VS)
+    assert r.rc == 0, r.err
+    # A rule with neither percentage nor percent never fires (Istio's API): said.
+    assert re.search(r"spec\.http\[3\]\.fault\.abort: no percentage: no request will be "
+                     r"aborted", r.err), r.err
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: api[0]})
+    yield m
+    assert m.stop() == [0]
+
+
+def codes(m, path, n, *extra):
+    """n requests on one keep-alive connection; their status codes."""
+    args = [a for _ in range(n) for a in ("-o", "/dev/null", f"http://{API}{path}")]
+    r = m.curl("-w", "%{http_code}\n", *extra, *args, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def noproxy_env():
+    return {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+
+
+def bg_curl(m, url):
+    """curl through the sidecar, in the background."""
+    return subprocess.Popen(["curl", "-sS", "-x", f"http://127.0.0.1:{m.sidecar.outbound}", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=noproxy_env())
+
+
+def h2(m, *args):
+    """curl over HTTP/2 (prior knowledge) straight to the sidecar's outbound port."""
+    return m.curl("--noproxy", "*", "--http2-prior-knowledge", "--connect-to",
+                  f"{API}:80:127.0.0.1:{m.sidecar.outbound}", *args)
+
+
+def test_abort_answers_without_the_upstream(mesh, api):
+    _, rec = api
+    r = mesh.curl("-i", f"http://{API}/abort/x")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("HTTP/1.1 503"), r.stdout
+    assert r.stdout.endswith("fault filter abort"), r.stdout
+    assert re.search(r"^content-type: text/plain\r?$", r.stdout, re.M), r.stdout
+    assert rec.count() == 0
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/abort/x")
+    assert (m["code"], m["flags"], m["details"]) == ("503", "FI", "fault_filter_abort")
+    assert m["route"] == "abort" and m["uhost"] in ("", "-"), m.string
+    assert mesh.sidecar.stat("fault_aborts_injected_total") == 1
+    assert mesh.sidecar.stat("fault_delays_injected_total") == 0
+    # The other routes still reach the upstream.
+    assert mesh.curl(f"http://{API}/other").stdout == "api\n"
+    assert rec.count() == 1 and rec.last()["path"] == "/other"
+
+
+def test_abort_percentages(mesh, api):
+    _, rec = api
+    got = codes(mesh, "/half", 200)
+    aborted = got.count("418")
+    assert got.count("200") + aborted == 200, got
+    # 50% of 200: mean 100, standard deviation 7.1; 60..140 is more than 5.6 of them.
+    assert 60 <= aborted <= 140, aborted
+    assert rec.count() == 200 - aborted
+    assert mesh.sidecar.stat("fault_aborts_injected_total") == aborted
+    assert codes(mesh, "/zero", 50) == ["200"] * 50
+    assert codes(mesh, "/nopct", 50) == ["200"] * 50
+    assert codes(mesh, "/abort", 50) == ["503"] * 50
+    assert rec.count() == 200 - aborted + 100
+
+
+def test_delay_holds_the_request_before_the_upstream(mesh, api):
+    _, rec = api
+    t0 = time.monotonic()
+    p = bg_curl(mesh, f"http://{API}/delay/1")
+    time.sleep(0.8)
+    assert rec.count() == 0            # still held at the sidecar
+    out, err = p.communicate(timeout=20)
+    took = time.monotonic() - t0
+    assert p.returncode == 0 and out == "api\n", err
+    assert took >= 1.5, took
+    assert rec.count() == 1 and rec.last()["path"] == "/delay/1"
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/delay/1")
+    assert (m["code"], m["flags"], m["details"]) == ("200", "DI", "via_upstream"), m.string
+    assert int(m["dur"]) >= 1500
+    assert mesh.sidecar.stat("fault_delays_injected_total") == 1
+    # Other requests are not held while one waits (no thread is).
+    p = bg_curl(mesh, f"http://{API}/delay/2")
+    t1 = time.monotonic()
+    assert mesh.curl(f"http://{API}/other").stdout == "api\n"
+    assert time.monotonic() - t1 < 1.0
+    p.communicate(timeout=20)
+
+
+def test_route_timeout_starts_after_the_delay(mesh, api):
+    """timeout 1s, delay 1.5s: the upstream answers at once, so the request succeeds, as
+    in Envoy, where the router (and its timeout) comes after the fault filter."""
+    _, rec = api
+    r = mesh.curl("-w", " %{http_code}", f"http://{API}/dto")
+    assert r.stdout == "api\n 200", (r.stdout, r.stderr)
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/dto")
+    assert m["flags"] == "DI" and m["code"] == "200", m.string
+
+
+def test_delay_then_abort(mesh, api):
+    _, rec = api
+    t0 = time.monotonic()
+    got = codes(mesh, "/dab", 1)
+    assert got == ["429"] and time.monotonic() - t0 >= 0.5
+    assert rec.count() == 0
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/dab")
+    assert (m["flags"], m["details"]) == ("DI,FI", "fault_filter_abort"), m.string
+
+
+def test_client_leaving_during_the_delay(mesh, api):
+    """The delay's timer goes with the request: logged DC (with DI), the upstream never
+    sees it, and the proxy serves on."""
+    _, rec = api
+    r = mesh.curl("--max-time", "0.5", f"http://{API}/long")
+    assert r.returncode == 28, r                  # curl's timeout
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/long")
+    assert m["code"] == "0" and set(m["flags"].split(",")) == {"DC", "DI"}, m.string
+    time.sleep(3.2)
+    assert rec.count() == 0
+    assert mesh.curl(f"http://{API}/other").stdout == "api\n"
+
+
+def test_direct_response(mesh, api):
+    _, rec = api
+    r = mesh.curl("-i", f"http://{API}/direct")
+    assert r.stdout.startswith("HTTP/1.1 418"), r.stdout
+    assert r.stdout.endswith("\n\nshort and stout\n"), r.stdout
+    assert re.search(r"^content-type: text/plain\r?$", r.stdout, re.M), r.stdout
+    assert re.search(r"^content-length: 16\r?$", r.stdout, re.M), r.stdout
+    r = subprocess.run(["curl", "-sS", "-x", f"http://127.0.0.1:{mesh.sidecar.outbound}",
+                        f"http://{API}/bytes"], capture_output=True, env=noproxy_env())
+    assert r.stdout == BIN, r
+    r = mesh.curl("-i", f"http://{API}/empty")
+    assert r.stdout.startswith("HTTP/1.1 503"), r.stdout
+    assert re.search(r"^content-length: 0\r?$", r.stdout, re.M), r.stdout
+    assert not re.search(r"^content-type:", r.stdout, re.M | re.I), r.stdout
+    assert rec.count() == 0
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/direct")
+    assert (m["code"], m["flags"], m["details"]) == ("418", "-", "direct_response"), m.string
+    # Keep-alive: three direct responses and a forwarded request on one connection.
+    assert codes(mesh, "/direct", 3) == ["418"] * 3
+
+
+def test_direct_response_and_abort_over_http2(mesh, api):
+    _, rec = api
+    r = h2(mesh, "-i", f"http://{API}/direct")
+    assert r.stdout.startswith("HTTP/2 418"), (r.stdout, r.stderr)
+    assert r.stdout.endswith("short and stout\n"), r.stdout
+    r = h2(mesh, "-i", f"http://{API}/empty")
+    assert r.stdout.startswith("HTTP/2 503"), (r.stdout, r.stderr)
+    r = h2(mesh, "-i", f"http://{API}/abort")
+    assert r.stdout.startswith("HTTP/2 503") and r.stdout.endswith("fault filter abort")
+    t0 = time.monotonic()
+    r = h2(mesh, f"http://{API}/delay/h2")
+    assert r.stdout == "api\n" and time.monotonic() - t0 >= 1.5, r
+    assert rec.count() == 1
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/abort")
+    assert (m["proto"], m["flags"], m["details"]) == ("HTTP/2", "FI", "fault_filter_abort")
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/delay/h2")
+    assert (m["proto"], m["flags"], m["code"]) == ("HTTP/2", "DI", "200")
+
+
+@pytest.mark.parametrize("path,want", [
+    ("/rs/a?b=1", f"https://{API}/rs/a?b=1"),       # scheme only: host and path kept
+    ("/rp/a", f"http://{API}:8443/there"),          # port
+    ("/rd/a", f"https://{API}:80/rd/a"),            # FROM_REQUEST_PORT: the port routed on
+    ("/rx/a", f"https://{API}/rx/a"),               # FROM_PROTOCOL_DEFAULT: none
+    ("/r443", f"https://{API}/r443"),               # https on 443: left out, as Istio does
+])
+def test_redirect_scheme_and_port(mesh, path, want):
+    r = mesh.curl("-i", f"http://{API}{path}")
+    assert r.stdout.startswith("HTTP/1.1 301"), r.stdout
+    assert re.search(rf"^location: {re.escape(want)}\r?$", r.stdout, re.M), r.stdout
+    r = h2(mesh, "-i", f"http://{API}{path}")
+    assert r.stdout.startswith("HTTP/2 301"), (r.stdout, r.stderr)
+    assert re.search(rf"^location: {re.escape(want)}\r?$", r.stdout, re.M), r.stdout
+
+
+def test_grpc_abort(mesh, api):
+    """gRPC requests get a trailers-only answer (HTTP 200, grpc-status): grpcStatus as
+    configured, httpStatus mapped as Envoy maps it (403 -> PERMISSION_DENIED)."""
+    _, rec = api
+    ch = grpc.insecure_channel(f"127.0.0.1:{mesh.sidecar.outbound}",
+                               options=[("grpc.default_authority", API)])
+    try:
+        for method, code in (("/test.Echo/Grpc", grpc.StatusCode.RESOURCE_EXHAUSTED),
+                             ("/test.Echo/Unary", grpc.StatusCode.PERMISSION_DENIED)):
+            call = ch.unary_unary(method)
+            with pytest.raises(grpc.RpcError) as e:
+                call(b"x", timeout=scaled(10))
+            assert e.value.code() == code, e.value
+            assert e.value.details() == "fault filter abort"
+    finally:
+        ch.close()
+    assert rec.count() == 0
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/test.Echo/Grpc")
+    assert (m["code"], m["flags"], m["proto"]) == ("200", "FI", "HTTP/2"), m.string
+
+
+def test_proxy_config_shows_it(mesh, ctl):
+    _, text = mesh.sidecar.admin("/config_dump")
+    routes = {r["name"]: r for t in json.loads(text)["route_configs"]
+              for v in t["virtual_hosts"] for r in v["routes"]}
+    assert routes["half"]["fault"] == {"abort": {
+        "http_status": 418, "percentage": {"numerator": 500000, "denominator": "MILLION"}}}
+    assert routes["delay"]["fault"]["delay"]["fixed_delay_ms"] == 1500
+    assert routes["grpcabort"]["fault"]["abort"]["grpc_status"] == "RESOURCE_EXHAUSTED"
+    assert routes["direct"]["direct_response"] == {"status": 418, "body_bytes": 16,
+                                                   "body": "short and stout\n"}
+    assert "body" not in routes["bytes"]["direct_response"]
+    assert routes["derive"]["redirect"]["derive_port"] == "FROM_REQUEST_PORT"
+    assert routes["port"]["redirect"]["port"] == 8443
+    assert "fault" not in routes["rest"] and "direct_response" not in routes["rest"]
+
+
+@pytest.mark.parametrize("body,err", [
+    ("    directResponse:\n      status: 99\n", r"directResponse\.status: status code 99 is "
+     r"not in range 200-599"),
+    ("    directResponse:\n      status: 200\n      body:\n        string: a\n"
+     "        bytes: YQ==\n", r"directResponse\.body: only one of string or bytes"),
+    ("    directResponse:\n      status: 200\n      body:\n        bytes: '%%%'\n",
+     r"directResponse\.body\.bytes: illegal base64 data"),
+    ("    directResponse:\n      status: 200\n      body:\n        string: " + "a" * 1048577 +
+     "\n", r"directResponse\.body: large direct_responses .* must be less than 1MB"),
+    ("    directResponse:\n      status: 200\n" + DEST, r"cannot contain both route and "
+     r"direct response"),
+    ("    fault:\n      delay:\n        exponentialDelay: 1s\n" + DEST,
+     r"exponentialDelay not supported"),
+    ("    fault:\n      abort:\n        http2Error: x\n" + DEST, r"http2Error.*not supported"),
+], ids=["status", "string-and-bytes", "base64", "over-1MiB", "with-route", "exponential",
+        "http2Error"])
+def test_refused_at_apply(ctl, store, tmp_path, body, err):
+    f = tmp_path / "vs.yaml"
+    f.write_text(f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: bad
+spec:
+  hosts: [{API}]
+  http:
+  - name: r
+""" + body)
+    r = ctl("apply", "-f", f)
+    assert r.rc != 0
+    assert re.search(rf"{re.escape(str(f))}:\d+:\d+: VirtualService default/bad: "
+                     rf"spec\.http\[0\].*{err}", r.err), r.err
+    assert not list((store / "config").rglob("*bad*"))
