@@ -329,3 +329,141 @@ spec:
     assert re.search(rf"{re.escape(str(f))}:\d+:\d+: VirtualService default/bad: "
                      rf"spec\.http\[0\].*{err}", r.err), r.err
     assert not list((store / "config").rglob("*bad*"))
+
+
+# The same features on the egress gateway: its own port 80 (a client straight to it), and
+# behind the sidecar, whose mesh route sends everything to the gateway over the HTTP/2
+# ISTIO_MUTUAL hop.
+GW_RULES = "".join([
+    rule("gabort", "/abort", "    fault:\n      abort:\n        httpStatus: 503\n"
+         "        percentage:\n          value: 100\n"),
+    rule("gdelay", "/delay", "    fault:\n      delay:\n        fixedDelay: 1s\n"
+         "        percentage:\n          value: 100\n"),
+    rule("ggrpc", "/test.Echo/", "    fault:\n      abort:\n        grpcStatus: UNAVAILABLE\n"
+         "        percentage:\n          value: 100\n"),
+    rule("gdirect", "/direct", "    directResponse:\n      status: 418\n      body:\n"
+         "        string: gateway says no\n", dest=False),
+    rule("gderive", "/rd", "    redirect:\n      scheme: https\n"
+         "      derivePort: FROM_REQUEST_PORT\n", dest=False),
+    rule("gscheme", "/rs", "    redirect:\n      scheme: https\n", dest=False),
+    f"  - name: grest\n{DEST}",
+]).replace("    match:\n    - uri:", "    match:\n    - gateways: [istio-egressgateway]\n"
+           "      uri:")
+
+GW = f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [{API}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-api
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: api
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{API}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - name: to-gateway
+    match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: api
+        port:
+          number: 80
+{GW_RULES.replace("  - name: grest", "  - name: grest" + chr(10) + "    match:" + chr(10) + "    - gateways: [istio-egressgateway]")}"""
+
+
+@pytest.fixture
+def gwmesh(tmp_path, ctl, egressctl_bin, store, api):
+    ctl.ok("apply", "-f", "-", input=SE + "---\n" + GW)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: api[0]}, gateway=True)
+    yield m
+    assert m.stop() == [0, 0]
+
+
+def gw_curl(m, *args):
+    """curl straight to the gateway's port 80."""
+    return m.curl("--noproxy", "*", "--connect-to", f"{API}:80:{m.gw_ip}:80", *args)
+
+
+def test_gateway_alone(gwmesh, api):
+    """A client straight to the gateway's plain port 80 (HTTP/1.1; the gateway's HTTP/2
+    downstream is the mesh hop of test_gateway_behind_the_sidecar)."""
+    _, rec = api
+    want, proto = "HTTP/1.1", ()
+    r = gw_curl(gwmesh, *proto, "-i", f"http://{API}/abort/g")
+    assert r.stdout.startswith(f"{want} 503") and r.stdout.endswith("fault filter abort"), r
+    r = gw_curl(gwmesh, *proto, "-i", f"http://{API}/direct")
+    assert r.stdout.startswith(f"{want} 418") and r.stdout.endswith("gateway says no"), r
+    t0 = time.monotonic()
+    r = gw_curl(gwmesh, *proto, f"http://{API}/delay/g")
+    assert r.stdout == "api\n" and time.monotonic() - t0 >= 1.0, r
+    assert rec.count() == 1 and rec.last()["path"] == "/delay/g"
+    # derivePort: the gateway's port (80) with https; the Host's own port goes.
+    r = gw_curl(gwmesh, *proto, "-i", "-H", f"Host: {API}:8080", f"http://{API}/rd/x")
+    assert re.search(rf"^location: https://{re.escape(API)}:80/rd/x\r?$", r.stdout, re.M), r
+    # scheme only: Envoy keeps the Host's port (not the old scheme's default)...
+    r = gw_curl(gwmesh, *proto, "-i", "-H", f"Host: {API}:8080", f"http://{API}/rs/x")
+    assert re.search(rf"^location: https://{re.escape(API)}:8080/rs/x\r?$", r.stdout, re.M), r
+    # ... and drops :80, the old scheme's default, when the scheme changes.
+    r = gw_curl(gwmesh, *proto, "-i", "-H", f"Host: {API}:80", f"http://{API}/rs/x")
+    assert re.search(rf"^location: https://{re.escape(API)}/rs/x\r?$", r.stdout, re.M), r
+    g = gwmesh.gateway
+    m = g.wait_log(lambda x: x["path"] == "/abort/g")
+    assert (m["proto"], m["flags"], m["details"]) == (want, "FI", "fault_filter_abort")
+    m = g.wait_log(lambda x: x["path"] == "/delay/g")
+    assert (m["proto"], m["flags"], m["code"]) == (want, "DI", "200")
+    assert g.stat("fault_aborts_injected_total") == 1
+    assert g.stat("fault_delays_injected_total") == 1
+
+
+def test_gateway_behind_the_sidecar(gwmesh, api):
+    """The gateway applies its rules to requests that came over the HTTP/2 mesh hop; the
+    sidecar, whose route has none, relays what the gateway answered."""
+    _, rec = api
+    r = gwmesh.curl("-i", f"http://{API}/abort/m")
+    assert r.stdout.startswith("HTTP/1.1 503") and r.stdout.endswith("fault filter abort"), r
+    r = gwmesh.curl("-i", f"http://{API}/direct")
+    assert r.stdout.startswith("HTTP/1.1 418") and r.stdout.endswith("gateway says no"), r
+    t0 = time.monotonic()
+    r = gwmesh.curl(f"http://{API}/delay/m")
+    assert r.stdout == "api\n" and time.monotonic() - t0 >= 1.0, r
+    assert rec.count() == 1
+    g, s = gwmesh.gateway, gwmesh.sidecar
+    m = g.wait_log(lambda x: x["path"] == "/abort/m")
+    assert (m["proto"], m["flags"], m["details"]) == ("HTTP/2", "FI", "fault_filter_abort")
+    m = s.wait_log(lambda x: x["path"] == "/abort/m")
+    assert (m["code"], m["flags"], m["details"]) == ("503", "-", "via_upstream"), m.string
+    m = g.wait_log(lambda x: x["path"] == "/delay/m")
+    assert (m["proto"], m["flags"]) == ("HTTP/2", "DI")
+    assert s.stat("fault_delays_injected_total") == 0
+    # gRPC end to end: the trailers-only answer crosses the sidecar.
+    ch = grpc.insecure_channel(f"127.0.0.1:{s.outbound}", options=[("grpc.default_authority", API)])
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/test.Echo/Unary")(b"x", timeout=scaled(10))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+        assert e.value.details() == "fault filter abort"
+    finally:
+        ch.close()
+    assert rec.count() == 1
