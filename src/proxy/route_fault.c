@@ -4,7 +4,6 @@
 #include "proxy/route_fault.h"
 #include "config/resource.h"
 #include "core/sbuf.h"
-#include "proxy/snap.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -187,59 +186,3 @@ void route_fault_location(const struct route_fault *f, const char *authority, co
 	}
 }
 
-/* ---- config_dump (snap_json.c) ---- */
-
-static void dump_pct(struct snap_json *j, uint32_t ppm)
-{
-	/* As Istio hands it to Envoy: FractionalPercent with denominator MILLION. */
-	snap_json_obj_begin(j, "percentage");
-	snap_json_int(j, "numerator", ppm);
-	snap_json_str(j, "denominator", "MILLION");
-	snap_json_obj_end(j);
-}
-
-void route_fault_dump(struct snap_json *j, const struct route_fault *f)
-{
-	bool text = true;
-
-	if (f->delay_ms || f->abort_http) {
-		snap_json_obj_begin(j, "fault");
-		if (f->delay_ms) {
-			snap_json_obj_begin(j, "delay");
-			snap_json_int(j, "fixed_delay_ms", f->delay_ms);
-			dump_pct(j, f->delay_ppm);
-			snap_json_obj_end(j);
-		}
-		if (f->abort_http) {
-			snap_json_obj_begin(j, "abort");
-			snap_json_int(j, "http_status", f->abort_http);
-			if (f->abort_grpc >= 0)
-				snap_json_str(j, "grpc_status", route_fault_grpc_name(f->abort_grpc));
-			dump_pct(j, f->abort_ppm);
-			snap_json_obj_end(j);
-		}
-		snap_json_obj_end(j);
-	}
-	if (f->direct_status) {
-		snap_json_obj_begin(j, "direct_response");
-		snap_json_int(j, "status", f->direct_status);
-		snap_json_int(j, "body_bytes", (long long)f->direct_len);
-		/* The body as text when it is ASCII without NULs (the writer copies bytes as they
-		 * are, so other bytes could make the dump invalid UTF-8). */
-		for (size_t i = 0; i < f->direct_len && text; i++)
-			text = f->direct_body[i] != 0 && (unsigned char)f->direct_body[i] < 0x80;
-		if (f->direct_body && text)
-			snap_json_str(j, "body", f->direct_body);
-		snap_json_obj_end(j);
-	}
-}
-
-void route_fault_dump_redirect(struct snap_json *j, const struct route_fault *f)
-{
-	if (f->redir_scheme)
-		snap_json_str(j, "scheme", f->redir_scheme);
-	if (f->redir_port)
-		snap_json_int(j, "port", f->redir_port);
-	if (f->redir_port_from_request)
-		snap_json_str(j, "derive_port", "FROM_REQUEST_PORT");
-}

@@ -12,7 +12,8 @@
  * it to Envoy (percentage.value * 10000 of FractionalPercent MILLION; the deprecated
  * integer percent likewise); no percentage at all is 0%, Istio's "if left unspecified, no
  * request will be delayed / aborted". The request path's hooks are in fwd_core.c
- * (st_fault, st_direct, st_redirect). */
+ * (st_fault_delay, st_fault_abort, st_direct, st_redirect); proxy-config shows them
+ * (snap_json.c snap_json_route_fault). */
 #ifndef EGRESS_PROXY_ROUTE_FAULT_H
 #define EGRESS_PROXY_ROUTE_FAULT_H
 
@@ -21,7 +22,6 @@
 #include <stdint.h>
 
 struct sbuf;
-struct snap_json;
 struct vs_http_route;
 
 #define ROUTE_FAULT_PPM 1000000u   /* percentages are kept in millionths */
@@ -57,11 +57,6 @@ static inline bool route_fault_hit(uint32_t ppm, uint32_t rnd)
 {
 	return ppm >= ROUTE_FAULT_PPM || rnd % ROUTE_FAULT_PPM < ppm;
 }
-
-/* proxy-config / config_dump: "fault" and "direct_response" of a route, and the redirect
- * object's "scheme", "port", "derive_port" (snap_json.c). */
-void route_fault_dump(struct snap_json *j, const struct route_fault *f);
-void route_fault_dump_redirect(struct snap_json *j, const struct route_fault *f);
 
 /* The gRPC status code of a name ("UNAVAILABLE" -> 14), or -1. */
 int route_fault_grpc_code(const char *name);

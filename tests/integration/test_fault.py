@@ -467,3 +467,20 @@ def test_gateway_behind_the_sidecar(gwmesh, api):
     finally:
         ch.close()
     assert rec.count() == 1
+
+
+def test_explain_request(mesh, ctl):
+    """egressctl explain-request says what these routes do: the fault as configured (it
+    is decided per request), a direct response, a redirect's Location."""
+    def ex(path):
+        r = ctl("explain-request", f"http://{API}{path}",
+                f"127.0.0.1:{mesh.sidecar.admin_port}", "-o", "json")
+        assert r.rc == 0, r.err
+        return json.loads(r.out)
+
+    a = ex("/direct")
+    assert (a["result"], a["response_code"]) == ("direct_response", 418), a
+    a = ex("/rd/a?x=1")
+    assert (a["result"], a["location"]) == ("redirect", f"https://{API}:80/rd/a?x=1"), a
+    a = ex("/half")
+    assert a["fault"]["abort"]["percentage"]["numerator"] == 500000, a
