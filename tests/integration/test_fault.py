@@ -484,3 +484,35 @@ def test_explain_request(mesh, ctl):
     assert (a["result"], a["location"]) == ("redirect", f"https://{API}:80/rd/a?x=1"), a
     a = ex("/half")
     assert a["fault"]["abort"]["percentage"]["numerator"] == 500000, a
+
+
+def test_delay_with_a_request_body(mesh, api, tmp_path):
+    """A body larger than what the proxy buffers (its reading pauses) waits out the delay
+    and then reaches the upstream whole, over HTTP/1.1 and HTTP/2."""
+    _, rec = api
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 300_000)
+    for proto in ((), ("--http2-prior-knowledge",)):
+        t0 = time.monotonic()
+        if proto:
+            r = h2(mesh, *proto, "--data-binary", f"@{body}", f"http://{API}/delay/post")
+        else:
+            r = mesh.curl("-H", "Expect:", "--data-binary", f"@{body}",
+                          f"http://{API}/delay/post")
+        assert r.stdout == "api\n" and time.monotonic() - t0 >= 1.5, r
+        got = rec.last()
+        assert got["method"] == "POST" and got["headers"]["content-length"] == "300000"
+    assert rec.count() == 2
+
+
+def test_http2_reset_during_the_delay(mesh, api):
+    """An HTTP/2 client that gives up during the delay: its stream is logged DC with DI,
+    the upstream sees nothing, and other streams are served."""
+    _, rec = api
+    r = h2(mesh, "--max-time", "0.5", f"http://{API}/long/h2")
+    assert r.returncode == 28, r
+    m = mesh.sidecar.wait_log(lambda x: x["path"] == "/long/h2")
+    assert m["proto"] == "HTTP/2" and set(m["flags"].split(",")) == {"DC", "DI"}, m.string
+    assert h2(mesh, f"http://{API}/other").stdout == "api\n"
+    time.sleep(3.2)
+    assert rec.count() == 1 and rec.last()["path"] == "/other"
