@@ -516,3 +516,46 @@ def test_http2_reset_during_the_delay(mesh, api):
     assert h2(mesh, f"http://{API}/other").stdout == "api\n"
     time.sleep(3.2)
     assert rec.count() == 1 and rec.last()["path"] == "/other"
+
+
+def test_gateway_api_redirect_scheme_and_port(tmp_path, ctl, egressctl_bin, store, api):
+    """An HTTPRoute's RequestRedirect scheme and port, as Istio translates them: a port
+    given is used; without one, the scheme's default when a scheme is given, else the
+    request's port."""
+    ctl.ok("apply", "-f", "-", input=SE + f"""---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: api
+spec:
+  parentRefs:
+  - kind: ServiceEntry
+    group: networking.istio.io
+    name: api
+  rules:
+  - matches:
+    - path: {{type: PathPrefix, value: /s}}
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {{scheme: https, statusCode: 301}}
+  - matches:
+    - path: {{type: PathPrefix, value: /p}}
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {{port: 8080}}
+  - matches:
+    - path: {{type: PathPrefix, value: /n}}
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {{scheme: https, hostname: other.example.test}}
+""")
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {API: api[0]})
+    try:
+        for path, code, want in (("/s/a", "301", f"https://{API}/s/a"),
+                                 ("/p/a", "302", f"http://{API}:8080/p/a"),
+                                 ("/n/a", "302", "https://other.example.test/n/a")):
+            r = m.curl("-i", f"http://{API}{path}")
+            assert r.stdout.startswith(f"HTTP/1.1 {code}"), r
+            assert re.search(rf"^location: {re.escape(want)}\r?$", r.stdout, re.M), r.stdout
+    finally:
+        assert m.stop() == [0]
