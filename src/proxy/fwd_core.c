@@ -592,18 +592,33 @@ static void st_redirect(struct stream *st, const struct route_req *rq)
 
 /* The route's directResponse: its status and body, answered here as Envoy's router does
  * (a local reply: content-type text/plain when there is a body, details
- * "direct_response", no response flag). */
-static void st_direct(struct stream *st)
+ * "direct_response", no response flag; a 201 or 3xx gets the request's own URL as its
+ * location, Envoy's newUri without a redirect). */
+static void st_direct(struct stream *st, const struct route_req *rq)
 {
 	const struct route_fault *f = st->route->fault;
-	struct fwd_field h[2] = { { "x-request-id", st->reqid }, { "content-type", "text/plain" } };
-	size_t blen = f->direct_body ? f->direct_len : 0;
+	struct sbuf loc = SBUF_INIT;
+	struct fwd_field h[3] = { { "x-request-id", st->reqid }, { "location", NULL },
+	                          { "content-type", "text/plain" } };
+	size_t blen = f->direct_body ? f->direct_len : 0, n = 1;
 
 	st->code = f->direct_status;
 	st->details = "direct_response";
 	if (!st->req_done || !st->req.keep_alive)
 		st->resp_close = true;
-	fwd_down->reply_head(st, st->code, h, blen ? 2 : 1, blen);
+	if (st->code == 201 || (st->code >= 300 && st->code < 400)) {
+		struct route_redir_req rr = {
+			.scheme = rq->scheme, .host = rq->authority, .host_len = rq->authority_len,
+			.path = rq->path, .path_len = rq->path_len, .port = rq->port,
+		};
+
+		route_fault_location(NULL, NULL, NULL, &rr, &loc);
+		h[n++].value = sbuf_str(&loc);
+	}
+	if (blen)
+		h[n++] = h[2];
+	fwd_down->reply_head(st, st->code, h, n, blen);
+	sbuf_free(&loc);
 	if (blen && st->req.method_id != H1_M_HEAD) {
 		fwd_down->send(st->d, f->direct_body, blen);
 		st->bytes_out = blen;
@@ -663,7 +678,7 @@ static void st_route_action(struct stream *st, const struct route_req *rq)
 		st_fault_abort(st);
 		return;
 	}
-	if (st->route->redirect_code) {
+	if (st->route->redirect_code || (f && f->direct_status)) {
 		struct hdr_ctx hc = { &st->req, d->in };
 		struct route_req again;
 
@@ -671,11 +686,10 @@ static void st_route_action(struct stream *st, const struct route_req *rq)
 			st_route_req(st, st_routed_port(st), &hc, &again);
 			rq = &again;
 		}
-		st_redirect(st, rq);
-		return;
-	}
-	if (f && f->direct_status) {
-		st_direct(st);
+		if (st->route->redirect_code)
+			st_redirect(st, rq);
+		else
+			st_direct(st, rq);
 		return;
 	}
 	dest = route_pick_dest(st->route, worker_rand(w));

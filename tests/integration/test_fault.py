@@ -65,6 +65,12 @@ RULES = "".join([
     rule("default", "/rx", "    redirect:\n      scheme: https\n"
          "      derivePort: FROM_PROTOCOL_DEFAULT\n", dest=False),
     rule("p443", "/r443", "    redirect:\n      scheme: https\n      port: 443\n", dest=False),
+    rule("moved", "/moved", "    directResponse:\n      status: 302\n", dest=False),
+    rule("created", "/created", "    directResponse:\n      status: 201\n      body:\n"
+         "        string: made\n", dest=False),
+    rule("ddirect", "/ddirect", "    fault:\n      delay:\n        fixedDelay: 300ms\n"
+         "        percentage:\n          value: 100\n    directResponse:\n      status: 307\n",
+         dest=False),
     f"  - name: rest\n{DEST}",
 ])
 
@@ -221,6 +227,15 @@ def test_direct_response(mesh, api):
     assert rec.count() == 0
     m = mesh.sidecar.wait_log(lambda x: x["path"] == "/direct")
     assert (m["code"], m["flags"], m["details"]) == ("418", "-", "direct_response"), m.string
+    # 201 and 3xx carry the request's own URL as location (Envoy's newUri), after a delay
+    # too (the request is looked at again when the timer fires).
+    for path, code in (("/moved/a?b=1", "302"), ("/created", "201"), ("/ddirect/x", "307")):
+        for r in (mesh.curl("-i", f"http://{API}{path}"), h2(mesh, "-i", f"http://{API}{path}")):
+            assert re.search(rf"^HTTP/[12.]+ {code}", r.stdout), r
+            assert re.search(rf"^location: http://{re.escape(API)}{re.escape(path)}\r?$",
+                             r.stdout, re.M), r.stdout
+    assert not re.search(r"^location:", mesh.curl("-i", f"http://{API}/direct").stdout,
+                         re.M | re.I)
     # Keep-alive: three direct responses and a forwarded request on one connection.
     assert codes(mesh, "/direct", 3) == ["418"] * 3
 
