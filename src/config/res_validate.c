@@ -1111,7 +1111,7 @@ void post_vs_fault_delay(struct dctx *c, const struct ynode *map, void *obj)
 		derr_required(c, map, "fixedDelay");
 	/* Istio's API: "If left unspecified, no request will be delayed" (said, since
 	 * a fault that never fires looks like one that is not applied). */
-	if (!d->percentage && !d->percent)
+	else if (!d->percentage && !d->percent)
 		dwarn(c, map, "no percentage: no request will be delayed (Istio's default; "
 		      "percentage.value: 100 delays all)");
 	else if (!d->percentage)
@@ -1145,6 +1145,7 @@ void post_vs_fault_abort(struct dctx *c, const struct ynode *map, void *obj)
 			           a->http_status);
 	} else {
 		dwarn(c, map, "abort configured, but error type not set");
+		return;
 	}
 	if (!a->percentage)
 		dwarn(c, map, "no percentage: no request will be aborted (Istio's default; "
