@@ -371,12 +371,8 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 		snap_json_route_fault(&j, r->fault);
 	if (r->redirect_code) {
 		struct sbuf loc = SBUF_INIT;
-		struct route_redir_req rr = {
-			.scheme = rq.scheme, .host = rq.authority, .host_len = rq.authority_len,
-			.path = rq.path, .path_len = rq.path_len, .port = rq.port,
-		};
 
-		route_fault_location(r->fault, r->redirect_authority, r->redirect_uri, &rr, &loc);
+		route_fault_location(r->fault, r->redirect_authority, r->redirect_uri, &rq, &loc);
 		snap_json_str(&j, "result", "redirect");
 		snap_json_int(&j, "response_code", r->redirect_code);
 		snap_json_str(&j, "location", sbuf_str(&loc));

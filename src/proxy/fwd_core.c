@@ -571,14 +571,10 @@ static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx 
 static void st_redirect(struct stream *st, const struct route_req *rq)
 {
 	struct sbuf loc = SBUF_INIT;
-	struct route_redir_req rr = {
-		.scheme = rq->scheme, .host = rq->authority, .host_len = rq->authority_len,
-		.path = rq->path, .path_len = rq->path_len, .port = rq->port,
-	};
 	struct fwd_field f[1] = { { "location", NULL } };
 
 	route_fault_location(st->route->fault, st->route->redirect_authority,
-	                     st->route->redirect_uri, &rr, &loc);
+	                     st->route->redirect_uri, rq, &loc);
 	f[0].value = sbuf_str(&loc);
 	st->code = st->route->redirect_code;
 	st->details = "direct_response";
@@ -607,12 +603,7 @@ static void st_direct(struct stream *st, const struct route_req *rq)
 	if (!st->req_done || !st->req.keep_alive)
 		st->resp_close = true;
 	if (st->code == 201 || (st->code >= 300 && st->code < 400)) {
-		struct route_redir_req rr = {
-			.scheme = rq->scheme, .host = rq->authority, .host_len = rq->authority_len,
-			.path = rq->path, .path_len = rq->path_len, .port = rq->port,
-		};
-
-		route_fault_location(NULL, NULL, NULL, &rr, &loc);
+		route_fault_location(NULL, NULL, NULL, rq, &loc);
 		h[n++].value = sbuf_str(&loc);
 	}
 	if (blen)

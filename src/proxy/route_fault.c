@@ -5,6 +5,7 @@
 #include "config/resource.h"
 #include "core/sbuf.h"
 #include "core/util.h"
+#include "proxy/route.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -137,41 +138,50 @@ static size_t authority_port_at(const char *h, size_t len)
 	return memchr(h, ':', i) ? len : i;   /* a bare IPv6 address has no port */
 }
 
-void route_fault_location(const struct route_fault *f, const char *authority, const char *uri,
-                          const struct route_redir_req *rq, struct sbuf *out)
+/* True when the scheme s (len bytes) is name. */
+static bool scheme_is(const char *s, size_t len, const char *name)
 {
-	const char *scheme = f && f->redir_scheme ? f->redir_scheme : rq->scheme;
+	return len == strlen(name) && memcmp(s, name, len) == 0;
+}
+
+void route_fault_location(const struct route_fault *f, const char *authority, const char *uri,
+                          const struct route_req *rq, struct sbuf *out)
+{
+	const char *scheme = f && f->redir_scheme ? f->redir_scheme : NULL;
+	size_t slen = scheme ? strlen(scheme) : rq->scheme_len;
 	unsigned port = !f ? 0 : f->redir_port ? f->redir_port
 	                : f->redir_port_from_request ? rq->port : 0;
 
+	if (!scheme)
+		scheme = rq->scheme;
 	/* Istio leaves out a port that is its scheme's default. */
-	if ((port == 80 && strcmp(scheme, "http") == 0) ||
-	    (port == 443 && strcmp(scheme, "https") == 0))
+	if ((port == 80 && scheme_is(scheme, slen, "http")) ||
+	    (port == 443 && scheme_is(scheme, slen, "https")))
 		port = 0;
-	sbuf_adds(out, scheme);
+	sbuf_add(out, scheme, slen);
 	sbuf_add(out, "://", 3);
 	if (authority) {
 		sbuf_adds(out, authority);
 	} else {
 		/* Envoy's processRequestHost: the request's own port goes when a port is
 		 * given, or when the scheme changes and it was the old scheme's default. */
-		size_t at = authority_port_at(rq->host, rq->host_len);
-		size_t n = rq->host_len;
+		size_t at = authority_port_at(rq->authority, rq->authority_len);
+		size_t n = rq->authority_len;
 
 		if (at < n) {
-			const char *p = rq->host + at;
+			const char *p = rq->authority + at;
 			size_t pl = n - at;
 			bool drop = port != 0;
 
-			if (strcmp(scheme, rq->scheme) != 0)
-				drop |= (strcmp(rq->scheme, "https") == 0 && pl == 4 &&
+			if (slen != rq->scheme_len || memcmp(scheme, rq->scheme, slen) != 0)
+				drop |= (scheme_is(rq->scheme, rq->scheme_len, "https") && pl == 4 &&
 				         memcmp(p, ":443", 4) == 0) ||
-				        (strcmp(rq->scheme, "http") == 0 && pl == 3 &&
+				        (scheme_is(rq->scheme, rq->scheme_len, "http") && pl == 3 &&
 				         memcmp(p, ":80", 3) == 0);
 			if (drop)
 				n = at;
 		}
-		sbuf_add(out, rq->host, n);
+		sbuf_add(out, rq->authority, n);
 	}
 	if (port)
 		sbuf_addf(out, ":%u", port);
@@ -185,4 +195,3 @@ void route_fault_location(const struct route_fault *f, const char *authority, co
 		sbuf_add(out, rq->path, rq->path_len);
 	}
 }
-

@@ -21,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct route_req;
 struct sbuf;
 struct vs_http_route;
 
@@ -69,20 +70,14 @@ int route_fault_http_to_grpc(int http);
  * Grpc::Common::isGrpcRequestHeaders: "application/grpc", or it followed by '+' or ';'. */
 bool route_fault_is_grpc(const char *ct, size_t len);
 
-/* What a redirect's Location is made of (Envoy's Http::Utility::newUri). */
-struct route_redir_req {
-	const char *scheme;                /* the request's: "http" or "https" */
-	const char *host; size_t host_len; /* the request's Host (authority), port included */
-	const char *path; size_t path_len; /* origin-form, query included */
-	uint16_t port;                     /* the port it was routed on */
-};
-
-/* Appends to out the Location of a redirect to authority (NULL: the request's host) and
- * uri (NULL: the request's path and query), with f's scheme and port (f may be NULL):
+/* Appends to out the Location of a redirect of the request rq (its scheme, authority with
+ * port, path, and the port it was routed on; Envoy's Http::Utility::newUri) to authority
+ * (NULL: the request's) and uri (NULL: the request's path and query), with f's scheme and
+ * port (f may be NULL):
  * scheme://host[:port]path. A port of the scheme's default (80 for http, 443 for https)
  * is left out, as Istio compiles it; the request host's own port is dropped when a port
  * is given, or when the scheme changes and it was the old scheme's default. */
 void route_fault_location(const struct route_fault *f, const char *authority, const char *uri,
-                          const struct route_redir_req *rq, struct sbuf *out);
+                          const struct route_req *rq, struct sbuf *out);
 
 #endif

@@ -11,15 +11,16 @@
 #include <string.h>
 
 #include "core/sbuf.h"
+#include "proxy/route.h"
 #include "proxy/route_fault.h"
 
 static char *loc(const struct route_fault *f, const char *authority, const char *uri,
                  const char *scheme, const char *host, const char *path, uint16_t port)
 {
 	static struct sbuf b = SBUF_INIT;
-	struct route_redir_req rq = {
-		.scheme = scheme, .host = host, .host_len = strlen(host),
-		.path = path, .path_len = strlen(path), .port = port,
+	struct route_req rq = {
+		.scheme = scheme, .scheme_len = strlen(scheme), .authority = host,
+		.authority_len = strlen(host), .path = path, .path_len = strlen(path), .port = port,
 	};
 
 	sbuf_reset(&b);
