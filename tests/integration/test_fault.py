@@ -134,6 +134,10 @@ def test_abort_answers_without_the_upstream(mesh, api):
     assert m["route"] == "abort" and m["uhost"] in ("", "-"), m.string
     assert mesh.sidecar.stat("fault_aborts_injected_total") == 1
     assert mesh.sidecar.stat("fault_delays_injected_total") == 0
+    # Istio's metrics carry the flag, as Envoy's response_flags label does.
+    _, prom = mesh.sidecar.admin("/stats/prometheus")
+    assert re.search(r'^istio_requests_total\{[^}]*response_code="503"[^}]*'
+                     r'response_flags="FI"[^}]*\} 1$', prom, re.M), prom[-3000:]
     # The other routes still reach the upstream.
     assert mesh.curl(f"http://{API}/other").stdout == "api\n"
     assert rec.count() == 1 and rec.last()["path"] == "/other"
