@@ -134,6 +134,8 @@ def test_abort_answers_without_the_upstream(mesh, api):
     assert m["route"] == "abort" and m["uhost"] in ("", "-"), m.string
     assert mesh.sidecar.stat("fault_aborts_injected_total") == 1
     assert mesh.sidecar.stat("fault_delays_injected_total") == 0
+    _, text = mesh.sidecar.admin("/stats")
+    assert re.search(r"^egressgw\.fault_aborts_injected_total: 1$", text, re.M), text
     # Istio's metrics carry the flag, as Envoy's response_flags label does.
     _, prom = mesh.sidecar.admin("/stats/prometheus")
     assert re.search(r'^istio_requests_total\{[^}]*response_code="503"[^}]*'
