@@ -487,6 +487,15 @@ static void xl_rules(struct xl *x, const struct resource *route, struct xl_backe
 				hr->redirect->authority = xstrdup(rd->hostname);
 			if (rd->path && rd->path->replace_full_path)
 				hr->redirect->uri = xstrdup(rd->path->replace_full_path);
+			/* As Istio's createRedirectFilter: without a port, the request's port
+			 * ("when empty, port (if specified) of the request is used"), or with a
+			 * scheme that scheme's default. */
+			if (rd->scheme)
+				hr->redirect->scheme = xstrdup(rd->scheme);
+			if (rd->port)
+				hr->redirect->port = rd->port;
+			else if (!rd->scheme)
+				hr->redirect->derive_port = VS_REDIRECT_FROM_REQUEST_PORT;
 			continue;
 		}
 		hr->route.v = xcalloc(nd + 1, sizeof(*hr->route.v));

@@ -331,12 +331,6 @@ static void post_redirect(struct dctx *c, const struct ynode *map, void *obj)
 {
 	struct gwapi_redirect *r = obj;
 
-	if (r->scheme)
-		derr_field(c, map, "scheme", "a redirect's scheme is not applied yet (refused "
-		           "rather than ignored)");
-	if (r->port)
-		derr_field(c, map, "port", "a redirect's port is not applied yet (refused rather "
-		           "than ignored)");
 	if (r->status_code && r->status_code != 301 && r->status_code != 302)
 		derr_field(c, map, "statusCode", "unsupported value %u (want 301 or 302)",
 		           r->status_code);

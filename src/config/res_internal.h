@@ -201,6 +201,8 @@ void post_vs_rewrite(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_regex_rewrite(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_retries(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_fault(struct dctx *c, const struct ynode *map, void *obj);
+void post_vs_http_body(struct dctx *c, const struct ynode *map, void *obj);
+void post_vs_direct_response(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_fault_delay(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_fault_abort(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_tls_route(struct dctx *c, const struct ynode *map, void *obj);

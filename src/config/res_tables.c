@@ -265,11 +265,10 @@ STAB(kt_vs_http_dest, struct vs_http_route_destination, "HTTPRouteDestination",
 static const struct kw kt_vs_redirect_kws[] = {
 	F(struct vs_redirect, "uri", KW_STR, uri),
 	F(struct vs_redirect, "authority", KW_STR, authority),
-	F(struct vs_redirect, "port", KW_U32, port, .min = 1, .max = 65535,
-	  .flags = KWF_PORT | KWF_UNAPPLIED),
+	F(struct vs_redirect, "port", KW_U32, port, .min = 1, .max = 65535, .flags = KWF_PORT),
 	F(struct vs_redirect, "derivePort", KW_ENUM, derive_port,
-	  .names = vs_redirect_derive_port_names, NA),
-	F(struct vs_redirect, "scheme", KW_STR, scheme, NA),
+	  .names = vs_redirect_derive_port_names),
+	F(struct vs_redirect, "scheme", KW_STR, scheme),
 	F(struct vs_redirect, "redirectCode", KW_U32, redirect_code),
 	END
 };
@@ -333,17 +332,33 @@ static const struct kw kt_vs_fault_kws[] = {
 };
 STAB(kt_vs_fault, struct vs_fault, "HTTPFaultInjection", post_vs_fault);
 
+static const struct kw kt_vs_http_body_kws[] = {
+	F(struct vs_http_body, "string", KW_STR, string),
+	F(struct vs_http_body, "bytes", KW_STR, bytes),
+	END
+};
+STAB(kt_vs_http_body, struct vs_http_body, "HTTPBody", post_vs_http_body);
+
+static const struct kw kt_vs_direct_response_kws[] = {
+	F(struct vs_direct_response, "status", KW_U32, status),
+	F(struct vs_direct_response, "body", KW_OBJ, body, .sub = &kt_vs_http_body),
+	END
+};
+STAB(kt_vs_direct_response, struct vs_direct_response, "HTTPDirectResponse",
+     post_vs_direct_response);
+
 static const struct kw kt_vs_http_route_kws[] = {
 	F(struct vs_http_route, "name", KW_STR, name),
 	F(struct vs_http_route, "match", KW_LIST, match, .sub = &kt_vs_http_match),
 	F(struct vs_http_route, "route", KW_LIST, route, .sub = &kt_vs_http_dest),
 	F(struct vs_http_route, "redirect", KW_OBJ, redirect, .sub = &kt_vs_redirect),
-	U("directResponse"),
+	F(struct vs_http_route, "directResponse", KW_OBJ, direct_response,
+	  .sub = &kt_vs_direct_response),
 	U("delegate"),
 	F(struct vs_http_route, "rewrite", KW_OBJ, rewrite, .sub = &kt_vs_rewrite),
 	F(struct vs_http_route, "timeout", KW_DURATION, timeout_ms),
 	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries),
-	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault, NA),
+	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault),
 	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination, NA),
 	U("mirrors"),
 	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT, NA),

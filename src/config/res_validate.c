@@ -1109,6 +1109,14 @@ void post_vs_fault_delay(struct dctx *c, const struct ynode *map, void *obj)
 		derr_field(c, map, "exponentialDelay", "exponentialDelay not supported yet");
 	else if (!d->fixed_delay_ms && !ynode_get(map, "fixedDelay"))
 		derr_required(c, map, "fixedDelay");
+	/* Istio's API: "If left unspecified, no request will be delayed" (said, since
+	 * a fault that never fires looks like one that is not applied). */
+	else if (!d->percentage && !d->percent)
+		dwarn(c, map, "no percentage: no request will be delayed (Istio's default; "
+		      "percentage.value: 100 delays all)");
+	else if (!d->percentage)
+		dwarn_field(c, map, "percent", "using deprecated setting \"percent\", use "
+		            "\"percentage\" instead");
 }
 
 void post_vs_fault_abort(struct dctx *c, const struct ynode *map, void *obj)
@@ -1137,7 +1145,11 @@ void post_vs_fault_abort(struct dctx *c, const struct ynode *map, void *obj)
 			           a->http_status);
 	} else {
 		dwarn(c, map, "abort configured, but error type not set");
+		return;
 	}
+	if (!a->percentage)
+		dwarn(c, map, "no percentage: no request will be aborted (Istio's default; "
+		      "percentage.value: 100 aborts all)");
 }
 
 void post_vs_fault(struct dctx *c, const struct ynode *map, void *obj)
@@ -1146,6 +1158,50 @@ void post_vs_fault(struct dctx *c, const struct ynode *map, void *obj)
 
 	if (!f->delay && !f->abort)
 		derr(c, map, "HTTP fault injection must have an abort and/or a delay");
+}
+
+/* Istio's limits on a direct response's body (validateHTTPDirectResponse): over 1 MiB is
+ * refused, over 100 KiB warned; Istio sets the route table's
+ * max_direct_response_body_size_bytes to the same 1 MiB. */
+#define VS_DIRECT_BODY_MAX  (1024 * 1024)
+#define VS_DIRECT_BODY_WARN (100 * 1024)
+
+void post_vs_http_body(struct dctx *c, const struct ynode *map, void *obj)
+{
+	struct vs_http_body *b = obj;
+	size_t len = 0;
+
+	if (b->string && b->bytes) {
+		derr(c, map, "only one of string or bytes may be set");
+		return;
+	}
+	if (b->bytes) {
+		unsigned char *out = NULL;
+		size_t bad = 0;
+
+		if (base64_decode(b->bytes, strlen(b->bytes), &out, &len, &bad) < 0) {
+			derr_field(c, map, "bytes", "illegal base64 data at input byte %zu", bad);
+			return;
+		}
+		free(b->bytes);
+		b->bytes = (char *)out;
+		b->bytes_len = len;
+	} else if (b->string) {
+		len = strlen(b->string);
+	}
+	if (len > VS_DIRECT_BODY_MAX)
+		derr(c, map, "large direct_responses may impact control plane performance, must "
+		     "be less than 1MB");
+	else if (len > VS_DIRECT_BODY_WARN)
+		dwarn(c, map, "large direct_responses may impact control plane performance");
+}
+
+void post_vs_direct_response(struct dctx *c, const struct ynode *map, void *obj)
+{
+	struct vs_direct_response *d = obj;
+
+	if (d->status < 200 || d->status > 599)
+		derr_field(c, map, "status", "status code %u is not in range 200-599", d->status);
 }
 
 /* Weights: none negative (the table checks), and a split must not total 0. */
@@ -1201,10 +1257,17 @@ void post_vs_http(struct dctx *c, const struct ynode *map, void *obj)
 		if (h->rewrite)
 			derr_field(c, map, "redirect", "HTTP route rule cannot contain both rewrite "
 			           "and redirect");
-	} else if (h->route.n == 0 && !ynode_get(map, "directResponse") &&
-	           !ynode_get(map, "delegate")) {
-		derr_required(c, map, "route");
 	}
+	if (h->direct_response) {
+		if (h->route.n)
+			derr_field(c, map, "directResponse", "HTTP route cannot contain both route "
+			           "and direct response");
+		if (h->redirect)
+			derr_field(c, map, "directResponse", "HTTP route cannot contain both redirect "
+			           "and direct response");
+	}
+	if (!h->redirect && !h->direct_response && h->route.n == 0 && !ynode_get(map, "delegate"))
+		derr_required(c, map, "route");
 	if (h->mirror && ynode_get(map, "mirrors"))
 		derr_field(c, map, "mirror", "HTTP route cannot contain both mirror and mirrors");
 	if (h->mirror_percent.set)

@@ -341,6 +341,22 @@ struct vs_fault {
 	struct srcpos pos;
 };
 
+/* HTTPDirectResponse: answered by the proxy (proxy/route_fault.h). body: one of string or
+ * bytes; bytes is base64 in the YAML, and post_vs_http_body replaces it with the decoded
+ * bytes (bytes_len of them, NUL-terminated). */
+struct vs_http_body {
+	char *string;
+	char *bytes;
+	size_t bytes_len;
+	struct srcpos pos;
+};
+
+struct vs_direct_response {
+	uint32_t status;
+	struct vs_http_body *body;
+	struct srcpos pos;
+};
+
 struct vs_http_route {
 	char *name;
 	RES_LIST(struct vs_http_match) match;
@@ -350,6 +366,7 @@ struct vs_http_route {
 	int64_t timeout_ms;
 	struct vs_retries *retries;
 	struct vs_fault *fault;
+	struct vs_direct_response *direct_response;
 	struct vs_destination *mirror;
 	struct res_percent *mirror_percentage;
 	struct res_u32opt mirror_percent;  /* deprecated integer form */

@@ -5,7 +5,7 @@
 
 static const char *const alog_flag_names[] = {
 	"UH", "UF", "UO", "NR", "URX", "NC", "DC", "UT", "LR", "UR", "UC", "SI", "DPE", "UPE", "DF",
-	"OM",
+	"OM", "DI", "FI",
 };
 
 void alog_flags_str(unsigned flags, struct sbuf *out)

@@ -46,6 +46,8 @@ enum alog_flag {
 	ALOG_F_UPE = 1u << 13, /* upstream protocol error */
 	ALOG_F_DF  = 1u << 14, /* DNS resolution failure */
 	ALOG_F_OM  = 1u << 15, /* overload manager (proxy/overload.h) */
+	ALOG_F_DI  = 1u << 16, /* delayed by fault injection (proxy/route_fault.h) */
+	ALOG_F_FI  = 1u << 17, /* aborted by fault injection (proxy/route_fault.h) */
 };
 
 /* A borrowed string; len 0 (or p NULL) prints as "-". */

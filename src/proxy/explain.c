@@ -5,6 +5,7 @@
 #include "proxy/explain.h"
 #include "proxy/hstats.h"
 #include "proxy/istats.h"
+#include "proxy/route_fault.h"
 #include "proxy/sidecar.h"
 #include "core/util.h"
 
@@ -366,15 +367,21 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 		goto done;
 	}
 	ex_route(&j, r);
+	if (r->fault)   /* fault injection, decided per request: said, not decided here */
+		snap_json_route_fault(&j, r->fault);
 	if (r->redirect_code) {
-		char loc[1100];
+		struct sbuf loc = SBUF_INIT;
 
-		snprintf(loc, sizeof(loc), "%s://%s%s", rq.scheme,
-		         r->redirect_authority ? r->redirect_authority : host,
-		         r->redirect_uri ? r->redirect_uri : "/");
+		route_fault_location(r->fault, r->redirect_authority, r->redirect_uri, &rq, &loc);
 		snap_json_str(&j, "result", "redirect");
 		snap_json_int(&j, "response_code", r->redirect_code);
-		snap_json_str(&j, "location", loc);
+		snap_json_str(&j, "location", sbuf_str(&loc));
+		sbuf_free(&loc);
+		goto done;
+	}
+	if (r->fault && r->fault->direct_status) {
+		snap_json_str(&j, "result", "direct_response");
+		snap_json_int(&j, "response_code", r->fault->direct_status);
 		goto done;
 	}
 	snap_json_arr_begin(&j, "destinations");

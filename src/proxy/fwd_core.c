@@ -23,6 +23,7 @@
 #include "proxy/cbreak.h"
 #include "proxy/pool.h"
 #include "proxy/overload.h"
+#include "proxy/route_fault.h"
 #include "proxy/sidecar.h"
 #include "core/log.h"
 #include "core/sbuf.h"
@@ -566,25 +567,162 @@ static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx 
 	rq->header_ctx = hc;
 }
 
-/* The route's redirect, answered here (3xx with location, no body). */
+/* The route's redirect, answered here (3xx with location, no body). The Location is
+ * Envoy's RedirectAction's (route_fault_location): scheme, host, port, path. */
 static void st_redirect(struct stream *st, const struct route_req *rq)
 {
-	char loc[1024];
-	struct fwd_field f[1] = { { "location", loc } };
+	struct sbuf loc = SBUF_INIT;
+	struct fwd_field f[1] = { { "location", NULL } };
 
-	/* No uri: the request's own path (and query), as Envoy keeps it. */
-	snprintf(loc, sizeof(loc), "%s://%s%.*s", rq->scheme,
-	         st->route->redirect_authority ? st->route->redirect_authority : st->host,
-	         st->route->redirect_uri ? (int)strlen(st->route->redirect_uri)
-	                                 : (int)rq->path_len,
-	         st->route->redirect_uri ? st->route->redirect_uri : rq->path);
+	route_fault_location(st->route->fault, st->route->redirect_authority,
+	                     st->route->redirect_uri, rq, &loc);
+	f[0].value = sbuf_str(&loc);
 	st->code = st->route->redirect_code;
 	st->details = "direct_response";
 	if (!st->req_done || !st->req.keep_alive)
 		st->resp_close = true;
 	fwd_down->reply_head(st, st->code, f, 1, 0);
+	sbuf_free(&loc);
 	st->resp_done = true;
 	st_finish(st);
+}
+
+/* The route's directResponse: its status and body, answered here as Envoy's router does
+ * (a local reply: content-type text/plain when there is a body, details
+ * "direct_response", no response flag; a 201 or 3xx gets the request's own URL as its
+ * location, Envoy's newUri without a redirect). */
+static void st_direct(struct stream *st, const struct route_req *rq)
+{
+	const struct route_fault *f = st->route->fault;
+	struct sbuf loc = SBUF_INIT;
+	struct fwd_field h[3] = { { "x-request-id", st->reqid }, { "location", NULL },
+	                          { "content-type", "text/plain" } };
+	size_t blen = f->direct_body ? f->direct_len : 0, n = 1;
+
+	st->code = f->direct_status;
+	st->details = "direct_response";
+	if (!st->req_done || !st->req.keep_alive)
+		st->resp_close = true;
+	if (st->code == 201 || (st->code >= 300 && st->code < 400)) {
+		route_fault_location(NULL, NULL, NULL, rq, &loc);
+		h[n++].value = sbuf_str(&loc);
+	}
+	if (blen)
+		h[n++] = h[2];
+	fwd_down->reply_head(st, st->code, h, n, blen);
+	sbuf_free(&loc);
+	if (blen && st->req.method_id != H1_M_HEAD) {
+		fwd_down->send(st->d, f->direct_body, blen);
+		st->bytes_out = blen;
+	}
+	st->resp_done = true;
+	st_finish(st);
+}
+
+/* fault.abort: answered here as Envoy's fault filter does (sendLocalReply with
+ * "fault filter abort", details fault_filter_abort, flag FI). A gRPC request gets a
+ * trailers-only answer, HTTP 200 with grpc-status: grpcStatus's code, or the one Envoy maps
+ * httpStatus to; any other request gets httpStatus (200 for a grpcStatus abort). */
+static void st_fault_abort(struct stream *st)
+{
+	const struct route_fault *f = st->route->fault;
+	struct alog_str ct = req_header(st, "content-type");
+	char gs[12];
+	struct fwd_field h[4] = {
+		{ "content-type", "application/grpc" }, { "grpc-status", gs },
+		{ "grpc-message", "fault filter abort" }, { "x-request-id", st->reqid },
+	};
+
+	STAT_INC(st->d->w->st.fault_aborts);
+	if (!route_fault_is_grpc(ct.p, ct.len)) {
+		fwd_down->local_reply(st, f->abort_http, ALOG_F_FI, "fault_filter_abort",
+		                      "fault filter abort");
+		return;
+	}
+	snprintf(gs, sizeof(gs), "%d", f->abort_grpc >= 0 ? f->abort_grpc
+	         : route_fault_http_to_grpc(f->abort_http));
+	st->code = 200;
+	st->flags |= ALOG_F_FI;
+	st->details = "fault_filter_abort";
+	if (!st->req_done || !st->req.keep_alive)
+		st->resp_close = true;
+	fwd_down->reply_head(st, 200, h, 4, 0);
+	st->resp_done = true;
+	st_finish(st);
+}
+
+/* The port st was routed on (st_vhost's *port). */
+static uint16_t st_routed_port(const struct stream *st)
+{
+	return st->d->sidecar ? st->port : st->d->lst ? st->d->lst->port : 0;
+}
+
+/* What the route does once its fault delay (if any) is over: fault.abort, then a
+ * redirect, a direct response, or a destination and its endpoint. */
+static void st_route_action(struct stream *st, const struct route_req *rq)
+{
+	struct dconn *d = st->d;
+	struct worker *w = d->w;
+	const struct route_fault *f = st->route->fault;
+	const struct route_dest *dest;
+
+	if (f && f->abort_http && route_fault_hit(f->abort_ppm, worker_rand(w))) {
+		st_fault_abort(st);
+		return;
+	}
+	if (st->route->redirect_code || (f && f->direct_status)) {
+		struct hdr_ctx hc = { &st->req, d->in };
+		struct route_req again;
+
+		if (!rq) {      /* after a delay: what the router matched on, again */
+			st_route_req(st, st_routed_port(st), &hc, &again);
+			rq = &again;
+		}
+		if (st->route->redirect_code)
+			st_redirect(st, rq);
+		else
+			st_direct(st, rq);
+		return;
+	}
+	dest = route_pick_dest(st->route, worker_rand(w));
+	if (!dest || !dest->cluster) {
+		fwd_down->local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
+		return;
+	}
+	st->cl = dest->cluster;
+	if (st->route->timeout_ms > 0)
+		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
+	st_pick_endpoint(st);
+}
+
+/* fault.delay is over: the stream's timer is the route timeout's again, and the request
+ * goes on (a client that left meanwhile took the timer with it: st_abandon). */
+static void st_on_fault_delay(struct loop *loop, struct loop_timer *t)
+{
+	struct stream *st = container_of(t, struct stream, timeout);
+	struct dconn *d = st->d;
+
+	(void)loop;
+	loop_timer_init(&st->timeout, st_on_timeout);
+	st_route_action(st, NULL);
+	fwd_down->settle(d);
+}
+
+/* fault.delay, before anything else the route does (Envoy's fault filter comes before
+ * the router, so the route's timeout starts after the delay). The stream's own timer
+ * holds the request, no thread: true when it was delayed. */
+static bool st_fault_delay(struct stream *st)
+{
+	const struct route_fault *f = st->route->fault;
+	struct worker *w = st->d->w;
+
+	if (!f->delay_ms || !route_fault_hit(f->delay_ppm, worker_rand(w)))
+		return false;
+	STAT_INC(w->st.fault_delays);
+	st->flags |= ALOG_F_DI;
+	loop_timer_init(&st->timeout, st_on_fault_delay);
+	loop_timer_arm(w->loop, &st->timeout, (uint64_t)f->delay_ms);
+	return true;
 }
 
 void st_begin(struct dconn *d)
@@ -592,7 +730,6 @@ void st_begin(struct dconn *d)
 	struct stream *st = d->st;
 	struct worker *w = d->w;
 	const struct route_vhost *vh;
-	const struct route_dest *dest;
 	struct route_req rq;
 	struct hdr_ctx hc = { &st->req, d->in };
 	const struct route_match *hit;
@@ -627,21 +764,11 @@ void st_begin(struct dconn *d)
 		fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
 		return;
 	}
-	if (st->route->redirect_code) {
-		st_redirect(st, &rq);
-		return;
-	}
 	if (st->route->rewrite_uri || st->route->rewrite_authority)
 		st_rewrite(st, hit, rq.path, rq.path_len);
-	dest = route_pick_dest(st->route, worker_rand(w));
-	if (!dest || !dest->cluster) {
-		fwd_down->local_reply(st, 503, ALOG_F_NC, "cluster_not_found", "no cluster");
+	if (st->route->fault && st_fault_delay(st))
 		return;
-	}
-	st->cl = dest->cluster;
-	if (st->route->timeout_ms > 0)
-		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
-	st_pick_endpoint(st);
+	st_route_action(st, &rq);
 }
 
 /* The exchange is over (answered, or failed after the response started). */

@@ -1,5 +1,6 @@
 #include "proxy/route.h"
 #include "proxy/retry.h"
+#include "proxy/route_fault.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -342,6 +343,7 @@ static void route_free(struct route *r)
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
 	retry_free(r->retry);
+	route_fault_free(r->fault);
 }
 
 void route_table_free(struct route_table *t)

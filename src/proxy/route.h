@@ -22,6 +22,7 @@
 
 struct cluster;
 struct retry_policy;
+struct route_fault;
 struct sbuf;
 
 enum strmatch_kind {
@@ -80,6 +81,8 @@ struct route {
 	char *rewrite_uri, *rewrite_authority;
 	/* retries (retry.h): Istio's default policy when absent, NULL for attempts 0. */
 	const struct retry_policy *retry;
+	/* fault, directResponse, redirect scheme/port (route_fault.h); NULL: none. */
+	struct route_fault *fault;
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

@@ -226,6 +226,10 @@ void snap_json_str(struct snap_json *j, const char *key, const char *v);
 void snap_json_int(struct snap_json *j, const char *key, long long v);
 void snap_json_bool(struct snap_json *j, const char *key, bool v);
 void snap_json_null(struct snap_json *j, const char *key);
+/* A route's "fault" and "direct_response" objects, and its redirect object's "scheme",
+ * "port", "derive_port" (route_fault.h). */
+void snap_json_route_fault(struct snap_json *j, const struct route_fault *f);
+void snap_json_route_redirect(struct snap_json *j, const struct route_fault *f);
 /* "source": "FILE:LINE" of the route's rule, or null. */
 void snap_json_route_source(struct snap_json *j, const struct route *r);
 /* Appends s as a quoted, escaped JSON string to out. */

@@ -10,7 +10,8 @@
  *     "route_configs": [ { "name", "virtual_hosts": [ { "name", "domains",
  *          "routes": [ { "name", "virtual_service", "source", "match": [ {...} ],
  *                        "route": [ { "cluster", "weight", "cluster_missing"? } ],
- *                        "timeout_ms", "redirect"?, "rewrite"?,
+ *                        "timeout_ms", "redirect"?, "rewrite"?, "fault"?,
+ *                        "direct_response"?,
  *                        "retry_policy": null | { "retry_on", "num_retries",
  *                             "retriable_status_codes", "per_try_timeout_ms",
  *                             "backoff_base_ms", "backoff_max_ms", "previous_hosts",
@@ -37,6 +38,7 @@
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
 #include "proxy/retry.h"
+#include "proxy/route_fault.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -319,6 +321,63 @@ static void snap_dump_retry(struct snap_json *j, const struct retry_policy *p)
 	snap_json_obj_end(j);
 }
 
+/* ---- a route's fault, directResponse, redirect scheme/port (route_fault.h) ---- */
+
+static void snap_json_pct(struct snap_json *j, uint32_t ppm)
+{
+	/* As Istio hands it to Envoy: FractionalPercent with denominator MILLION. */
+	snap_json_obj_begin(j, "percentage");
+	snap_json_int(j, "numerator", ppm);
+	snap_json_str(j, "denominator", "MILLION");
+	snap_json_obj_end(j);
+}
+
+void snap_json_route_fault(struct snap_json *j, const struct route_fault *f)
+{
+	bool text = true;
+
+	if (f->delay_ms || f->abort_http) {
+		snap_json_obj_begin(j, "fault");
+		if (f->delay_ms) {
+			snap_json_obj_begin(j, "delay");
+			snap_json_int(j, "fixed_delay_ms", f->delay_ms);
+			snap_json_pct(j, f->delay_ppm);
+			snap_json_obj_end(j);
+		}
+		if (f->abort_http) {
+			snap_json_obj_begin(j, "abort");
+			snap_json_int(j, "http_status", f->abort_http);
+			if (f->abort_grpc >= 0)
+				snap_json_str(j, "grpc_status", route_fault_grpc_name(f->abort_grpc));
+			snap_json_pct(j, f->abort_ppm);
+			snap_json_obj_end(j);
+		}
+		snap_json_obj_end(j);
+	}
+	if (f->direct_status) {
+		snap_json_obj_begin(j, "direct_response");
+		snap_json_int(j, "status", f->direct_status);
+		snap_json_int(j, "body_bytes", (long long)f->direct_len);
+		/* The body as text when it is ASCII without NULs (the writer copies bytes as they
+		 * are, so other bytes could make the dump invalid UTF-8). */
+		for (size_t i = 0; i < f->direct_len && text; i++)
+			text = f->direct_body[i] != 0 && (unsigned char)f->direct_body[i] < 0x80;
+		if (f->direct_body && text)
+			snap_json_str(j, "body", f->direct_body);
+		snap_json_obj_end(j);
+	}
+}
+
+void snap_json_route_redirect(struct snap_json *j, const struct route_fault *f)
+{
+	if (f->redir_scheme)
+		snap_json_str(j, "scheme", f->redir_scheme);
+	if (f->redir_port)
+		snap_json_int(j, "port", f->redir_port);
+	if (f->redir_port_from_request)
+		snap_json_str(j, "derive_port", "FROM_REQUEST_PORT");
+}
+
 void snap_json_route_source(struct snap_json *j, const struct route *r)
 {
 	if (r->file) {
@@ -363,6 +422,8 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_int(j, "code", r->redirect_code);
 		snap_json_str(j, "uri", r->redirect_uri);
 		snap_json_str(j, "authority", r->redirect_authority);
+		if (r->fault)
+			snap_json_route_redirect(j, r->fault);
 		snap_json_obj_end(j);
 	}
 	if (r->rewrite_uri || r->rewrite_authority) {
@@ -372,6 +433,8 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_obj_end(j);
 	}
 	snap_dump_retry(j, r->retry);
+	if (r->fault)
+		snap_json_route_fault(j, r->fault);
 	snap_json_obj_end(j);
 }
 

@@ -18,6 +18,7 @@
  * (namespace, name) order (Istio uses creation time, which the store does not keep). */
 #include "proxy/snap_int.h"
 #include "proxy/retry.h"
+#include "proxy/route_fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,7 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 		out->rewrite_authority = hr->rewrite->authority ? xstrdup(hr->rewrite->authority)
 		                                                : NULL;
 	}
+	out->fault = route_fault_compile(hr);
 	out->file = hr->pos.file ? xstrdup(hr->pos.file) : (vsr->file ? xstrdup(vsr->file) : NULL);
 	out->line = hr->pos.file ? hr->pos.line : vsr->line;
 	return true;

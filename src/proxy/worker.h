@@ -84,6 +84,9 @@ struct wstats {
 	/* AuthorizationPolicy decisions, as Envoy's RBAC filter counts them (only while
 	 * policies apply to the proxy); shadow: istio.io/dry-run policies. */
 	stat_t rbac_allowed, rbac_denied, rbac_shadow_allowed, rbac_shadow_denied;
+	/* VirtualService fault injection (route_fault.h), Envoy's fault.delays_injected and
+	 * fault.aborts_injected. */
+	stat_t fault_delays, fault_aborts;
 };
 
 struct wlistener {

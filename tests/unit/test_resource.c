@@ -700,7 +700,7 @@ static void http_routes_keep_every_supported_field(void **state)
 	            "      weight: 25\n"
 	            "    rewrite: {uri: /v2/api}\n"
 	            "    retries: {attempts: 3, retryOn: \"5xx,connect-failure\", perTryTimeout: 2s}\n"
-	            "    fault: {delay: {fixedDelay: 5s, percentage: {value: 0.5}}, abort: {httpStatus: 503}}\n"
+	            "    fault: {delay: {fixedDelay: 5s, percentage: {value: 0.5}}, abort: {httpStatus: 503, percentage: {value: 1}}}\n"
 	            "    mirror: {host: b.example.com}\n"
 	            "    mirrorPercentage: {value: 10}\n"
 	            "    headers:\n"
@@ -710,8 +710,8 @@ static void http_routes_keep_every_supported_field(void **state)
 	if (x.rc[0] != 0)
 		diags_print(&x.d, stderr);
 	assert_int_equal(x.rc[0], 0);
-	/* route[].headers, fault, mirror, mirrorPercentage, headers (retries is applied) */
-	assert_int_equal(drop_unapplied(&x.d), 5);
+	/* route[].headers, mirror, mirrorPercentage, headers (retries and fault are applied) */
+	assert_int_equal(drop_unapplied(&x.d), 4);
 	assert_int_equal(x.d.n, 0);
 	h = &x.r[0].u.vs->http.v[0];
 	assert_string_equal(h->name, "main");
@@ -804,9 +804,7 @@ static void unsupported_fields_do_not_make_routes_invalid(void **state)
 		"  - directResponse: {status: 503}\n"
 		"    corsPolicy: {allowOrigins: [{exact: x}]}\n",
 		"default", 0,
-		DIAGS("t.yaml:7:5: warning: VirtualService default/vs: spec.http[0].directResponse: "
-		      "not supported by egressgw; ignored",
-		      "t.yaml:8:5: warning: VirtualService default/vs: spec.http[0].corsPolicy: "
+		DIAGS("t.yaml:8:5: warning: VirtualService default/vs: spec.http[0].corsPolicy: "
 		      "not supported by egressgw; ignored"));
 }
 
@@ -1803,6 +1801,40 @@ static void http_route_actions_must_not_conflict(void **state)
 		      "t.yaml:19:91: VirtualService default/vs: spec.http[4].fault.delay.exponentialDelay: exponentialDelay not supported yet"));
 }
 
+/* directResponse: bytes are base64 decoded at decode time (NULs kept); a delay or abort
+ * without a percentage never fires (Istio's API) and says so; percent is deprecated. */
+static void direct_responses_and_fault_percentages(void **state)
+{
+	struct decoded x;
+	const struct vs_http_route *h;
+
+	(void)state;
+	decode_text(&x, "t.yaml",
+	            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
+	            "spec:\n  hosts: [a.example.com]\n  http:\n"
+	            "  - directResponse: {status: 200, body: {bytes: AAFiaW4=}}\n"
+	            "  - fault: {delay: {fixedDelay: 1s}, abort: {httpStatus: 503}}\n"
+	            "    route: [{destination: {host: a.example.com}}]\n"
+	            "  - fault: {delay: {fixedDelay: 1s, percent: 5}}\n"
+	            "    route: [{destination: {host: a.example.com}}]\n",
+	            "default");
+	assert_int_equal(x.rc[0], 0);
+	assert_diags(&x.d, DIAGS(
+		"t.yaml:8:20: warning: VirtualService default/vs: spec.http[1].fault.delay: no "
+		"percentage: no request will be delayed (Istio's default; percentage.value: 100 "
+		"delays all)",
+		"t.yaml:8:45: warning: VirtualService default/vs: spec.http[1].fault.abort: no "
+		"percentage: no request will be aborted (Istio's default; percentage.value: 100 "
+		"aborts all)",
+		"t.yaml:10:46: warning: VirtualService default/vs: spec.http[2].fault.delay.percent: "
+		"using deprecated setting \"percent\", use \"percentage\" instead"));
+	h = &x.r[0].u.vs->http.v[0];
+	assert_int_equal(h->direct_response->status, 200);
+	assert_int_equal(h->direct_response->body->bytes_len, 5);
+	assert_memory_equal(h->direct_response->body->bytes, "\0\1bin", 5);
+	decoded_free(&x);
+}
+
 static void retry_policies_are_checked(void **state)
 {
 	(void)state;
@@ -2080,6 +2112,7 @@ int main(void)
 		cmocka_unit_test(static_endpoints_must_be_ips_on_declared_ports),
 		cmocka_unit_test(none_resolution_takes_no_endpoints),
 		cmocka_unit_test(http_route_actions_must_not_conflict),
+		cmocka_unit_test(direct_responses_and_fault_percentages),
 		cmocka_unit_test(retry_policies_are_checked),
 		cmocka_unit_test(header_operations_are_checked),
 		cmocka_unit_test(tls_routes_match_sni_within_the_hosts),

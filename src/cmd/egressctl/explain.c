@@ -59,8 +59,10 @@ static const char explain_usage[] =
 	"ADMIN_ADDR: IP:PORT, [IPv6]:PORT, localhost:PORT or PORT; default $EGRESSGW_ADMIN, else\n"
 	"127.0.0.1:15000.\n"
 	"\n"
-	"Exit status: 0 when the request would be forwarded or redirected, 1 when it would be\n"
-	"refused (by either proxy, from a sidecar) or a proxy could not be asked.\n";
+	"Exit status: 0 when the request would be forwarded, redirected or answered by its\n"
+	"route's directResponse, 1 when it would be refused (by either proxy, from a sidecar)\n"
+	"or a proxy could not be asked. A route's fault (delay, abort) is shown as configured:\n"
+	"it is decided per request.\n";
 
 static void url_encode(struct sbuf *out, const char *s)
 {
@@ -165,6 +167,8 @@ static void print_text(const struct ynode *root)
 	else if (result && strcmp(result, "redirect") == 0)
 		printf("%-14sredirect %s (%s)\n", "Result:", str_at(root, "response_code", NULL),
 		       str_at(root, "reason", NULL));
+	else if (result && strcmp(result, "direct_response") == 0)
+		printf("%-14sdirect response %s\n", "Result:", str_at(root, "response_code", NULL));
 	else
 		printf("%-14srefused: %s %s %s: %s\n", "Result:", str_at(root, "response_code", NULL),
 		       str_at(root, "response_flags", NULL), str_at(root, "response_code_details", NULL),
@@ -209,13 +213,14 @@ out:
 	return rc;
 }
 
-/* 0 when the answer is forwarded or redirected, else 1 (the exit status). */
+/* 0 when the answer is forwarded, redirected or a route's direct response, else 1 (the
+ * exit status). */
 static int ex_status(const struct ynode *root)
 {
 	const char *result = str_at(root, "result", NULL);
 
-	return result && (strcmp(result, "forward") == 0 || strcmp(result, "redirect") == 0)
-	       ? 0 : 1;
+	return result && (strcmp(result, "forward") == 0 || strcmp(result, "redirect") == 0 ||
+	                  strcmp(result, "direct_response") == 0) ? 0 : 1;
 }
 
 /* The name of the gateway's listener on ep ("IP:PORT" or "[IPv6]:PORT"), or NULL: from

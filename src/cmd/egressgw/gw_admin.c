@@ -145,6 +145,14 @@ static const struct prom_stat prom_rbac[] = {
 	  "Requests dry-run AuthorizationPolicies would deny." },
 };
 
+/* VirtualService fault injection (Envoy's fault.delays_injected, fault.aborts_injected). */
+static const struct prom_stat prom_fault[] = {
+	{ "fault_delays_injected_total", false, WSTAT(fault_delays),
+	  "Requests delayed by VirtualService fault injection (DI)." },
+	{ "fault_aborts_injected_total", false, WSTAT(fault_aborts),
+	  "Requests aborted by VirtualService fault injection (FI)." },
+};
+
 static void prom_family(struct sbuf *body, const char *name, bool gauge, const char *help)
 {
 	sbuf_addf(body, "# HELP egressgw_%s %s\n# TYPE egressgw_%s %s\n", name, help, name,
@@ -211,6 +219,7 @@ void gw_prom_render(void *arg, struct sbuf *body)
 	pthread_mutex_unlock(&g->secrets_mu);
 	admin_draining(g, body);
 	prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
+	prom_lines(body, &sum, prom_fault, ARRAY_SIZE(prom_fault));
 	istats_prometheus(&g->proxy, &g->proxy.istats_self, body);
 	ovl_prom(body);
 }
