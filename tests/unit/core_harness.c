@@ -140,6 +140,7 @@ int core_env_start(struct env *e, enum snap_role role, const char *yaml)
 	sp.labels = role == SNAP_ROLE_GATEWAY ? gw_labels : sc_labels;
 	sp.listen_address = "127.0.0.1";
 	sp.store_root = e->root;
+	sp.http2 = e->http2;
 	e->s = snap_build(&e->contents, &sp, &e->d);
 	if (!e->s) {
 		diags_print(&e->d, stderr);

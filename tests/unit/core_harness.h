@@ -61,6 +61,7 @@ struct env {
 	/* gw_port: the worker's listener (the Gateway's port, or the sidecar's capture
 	 * listener); up_port: up_lfd's; dead_port: nobody listens there. */
 	uint16_t gw_port, up_port, dead_port;
+	bool http2;                       /* snap_params.http2 (set before core_env_start) */
 };
 
 /* A temporary store root and the three ports; nothing started yet. */
