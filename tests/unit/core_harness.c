@@ -362,7 +362,7 @@ void turn_for(struct env *e, int ms)
 
 bool contains(const char *p, size_t n, const char *s)
 {
-	return memmem(p, n, s, strlen(s)) != NULL;
+	return p && memmem(p, n, s, strlen(s)) != NULL;   /* an empty sbuf's p is NULL */
 }
 
 /* The access log lines written so far (NUL-terminated in b). */
