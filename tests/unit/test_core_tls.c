@@ -13,7 +13,8 @@
  * on an untrusted certificate; several requests as streams of one HTTP/2 connection,
  * answered out of order; 504 UT cancelling its stream (the connection lives on); an
  * upstream stream reset mid-response; trailers from an HTTP/2 upstream to a client that
- * asked for them; 503 UO by http2MaxRequests. */
+ * asked for them; back-pressure (a client that does not read closes the upstream
+ * stream's window); 503 UO by http2MaxRequests. */
 #define OPENSSL_API_COMPAT 30000
 #define OPENSSL_NO_DEPRECATED 1
 
@@ -40,6 +41,7 @@
 #include "net/sock.h"
 #include "proxy/alog.h"
 #include "proxy/fwd_int.h"
+#include "proxy/fwd_io.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
 
@@ -764,6 +766,86 @@ static void h2_trailers(void **state)
 	sbuf_free(&b);
 }
 
+#define BIG (16u << 20)
+
+/* Back-pressure from an HTTP/1.1 client that does not read to an HTTP/2 upstream: the
+ * core stops taking the stream's DATA, so its window is not reopened and the server
+ * stalls with most of the body unsent, the proxy's own buffer bounded; once the client
+ * reads, every byte arrives. */
+static void h2_backpressure(void **state)
+{
+	struct env *e = *state;
+	static char big[BIG];
+	char st[] = "200", cl[16], buf[65536];
+	nghttp2_nv nv[] = {
+		{ (uint8_t *)":status", (uint8_t *)st, 7, 3, 0 },
+		{ (uint8_t *)"content-length", (uint8_t *)cl, 14, 0, 0 },
+	};
+	nghttp2_data_provider prd;
+	struct sbuf b = SBUF_INIT;
+	struct tsrv t;
+	int c = client(e, 4096), rcv = 256 * 1024;
+	size_t sent = 0, got = 0;
+	const char *h;
+	uint64_t end;
+
+	put_all(c, "GET /big HTTP/1.1\r\nhost: h2.test\r\n\r\n");
+	assert_int_equal(tsrv_accept(e, &t, true), 0);
+	tsrv_h2_start(&t);
+	tsrv_h2_requests(e, &t, 1);
+	memset(big, 'x', sizeof(big));
+	t.st[0].body = big;
+	t.st[0].left = BIG;
+	prd.source.ptr = &t.st[0];
+	prd.read_callback = s_body;
+	nv[1].valuelen = (size_t)snprintf(cl, sizeof(cl), "%u", BIG);
+	assert_int_equal(nghttp2_submit_response(t.h2, t.st[0].id, nv, 2, &prd), 0);
+
+	/* The client does not read: the server's window for the stream closes and stays
+	 * closed (200 turns more), well short of the body. */
+	for (end = now_ms() + WAIT_MS; now_ms() < end;) {
+		tsrv_h2_step(e, &t);
+		if (nghttp2_session_get_stream_remote_window_size(t.h2, t.st[0].id) == 0)
+			break;
+	}
+	assert_int_equal(nghttp2_session_get_stream_remote_window_size(t.h2, t.st[0].id), 0);
+	for (int i = 0; i < 200; i++)
+		tsrv_h2_step(e, &t);
+	sent = BIG - t.st[0].left;
+	assert_int_equal(nghttp2_session_get_stream_remote_window_size(t.h2, t.st[0].id), 0);
+	/* What the proxy holds stays bounded: FWD_HIGH_WATER plus one take past it, at most
+	 * the stream's receive window (h2.h: 256 KiB). The kernel's socket buffers (up to
+	 * tcp_wmem's 4 MiB) hold the rest of what was sent. */
+	assert_non_null(e->w->dconns);
+	assert_true(iob_used(&((struct dconn *)e->w->dconns)->out) <= FWD_HIGH_WATER + 256 * 1024);
+	assert_true(sent < BIG / 2);
+
+	/* The client reads: everything arrives. */
+	assert_int_equal(setsockopt(c, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)), 0);
+	for (end = now_ms() + 30000; !b.s || !(h = memmem(b.s, b.len, "\r\n\r\n", 4));) {
+		if (now_ms() > end)
+			fail_msg("no response head");
+		tsrv_h2_step(e, &t);
+		take(c, &b);
+	}
+	assert_true(contains(b.s, b.len, "HTTP/1.1 200 "));
+	got = b.len - (size_t)(h + 4 - b.s);
+	while (got < BIG) {
+		ssize_t n;
+
+		if (now_ms() > end)
+			fail_msg("client has %zu of %u body bytes", got, BIG);
+		tsrv_h2_step(e, &t);
+		while ((n = read(c, buf, sizeof(buf))) > 0)
+			got += (size_t)n;
+	}
+	assert_int_equal(got, BIG);
+	assert_int_equal(t.st[0].left, 0);
+	tsrv_free(&t);
+	close(c);
+	sbuf_free(&b);
+}
+
 /* http2MaxRequests 1: a second request while the first is open is refused 503 UO at
  * once, and nothing of it reaches the upstream. */
 static void h2_max_requests(void **state)
@@ -805,6 +887,7 @@ int main(void)
 		T(h2_timeout),
 		T(h2_reset_mid_response),
 		T(h2_trailers),
+		T(h2_backpressure),
 		T(h2_max_requests),
 	};
 
