@@ -413,6 +413,16 @@ static void backpressure(void **state)
 	up_heads(e, s, &u, 1);
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\ncontent-length: %u\r\n\r\n", BIG);
 	put_all(s, head);
+	/* The proxy's socket to the client gets a fixed small send buffer: left to autotune
+	 * (up to tcp_wmem's 4 MiB), it could take the proxy's output as fast as it is made
+	 * on a loaded machine, and the buffer this test watches would never fill. */
+	{
+		int sb = 4096;
+
+		assert_non_null(e->w->dconns);
+		assert_int_equal(setsockopt(((struct dconn *)e->w->dconns)->io.fd, SOL_SOCKET,
+		                            SO_SNDBUF, &sb, sizeof(sb)), 0);
+	}
 
 	/* The client does not read: until the upstream read is paused, and 50 turns more. */
 	end = now_ms() + WAIT_MS;
