@@ -127,6 +127,13 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+# The request core's tests (test_core*.c) share their environment, tests/unit/core_harness.c
+# (not a test_*.c: no binary of its own).
+CORE_UNIT_BINS := $(filter $(BUILD)/tests/test_core%,$(UNIT_BINS))
+$(CORE_UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/tests/unit/core_harness.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
 unit: all $(UNIT_BINS)
 	@scripts/run-unit.sh $(UNIT_BINS)
 
@@ -255,4 +262,5 @@ image:
 clean:
 	rm -rf build build-san
 
--include $(LIB_OBJS:.o=.d) $(GW_OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d)
+-include $(LIB_OBJS:.o=.d) $(GW_OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d) \
+    $(BUILD)/tests/unit/core_harness.d

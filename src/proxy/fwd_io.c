@@ -174,7 +174,9 @@ void iob_append(struct iobuf *b, const void *p, size_t n)
 
 			while (cap < b->len - b->off + n)
 				cap *= 2;
-			b->p = buf_grow(b->p, b->cap, b->p + b->off, b->len - b->off, cap);
+			/* b->p is NULL before the first growth: no offset on it (UB). */
+			b->p = buf_grow(b->p, b->cap, b->p ? b->p + b->off : NULL, b->len - b->off,
+			                cap);
 			b->cap = cap;
 		}
 		b->len -= b->off;

@@ -1,15 +1,10 @@
 /* Tests for the request core (proxy/fwd_core.c, proxy/fwd_conn.c) and the parsed head it
- * works on.
+ * works on, over the HTTP/1.1 codecs.
  *
- * The core runs in a real worker (proxy_start with one worker, its thread never started)
- * whose event loop the test turns itself, one loop_run_once at a time, between moves of
- * its own peers: a client on the worker's Gateway listener and an upstream server the
- * test accepts on (or a port nobody listens on), all on 127.0.0.1. The snapshot comes from
- * Istio YAML (Gateway, ServiceEntry, DestinationRule, VirtualService) through store_load
- * and snap_build, as egressgw builds it. The codec tables the core calls (fwd_int.h
- * fwd_down, fwd_up) are replaced by recording ones that pass each call on to the HTTP/1.1
- * codecs: what the core asked for (local replies with their status, access log flags and
- * details; response heads; upstream attempts) is checked next to what the client got.
+ * The environment (core_harness.h): a real worker whose loop the test turns, its client
+ * on the Gateway listener and its upstream server on 127.0.0.1, the snapshot built from
+ * Istio YAML (Gateway, ServiceEntry, DestinationRule, VirtualService), the recording
+ * codec tables.
  *
  * Cases: 503 UF (connection refused, not retried), the one retry (a pooled connection the
  * server closed), 503 UO (maxConnections / http1MaxPendingRequests), 504 UT (route
@@ -32,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core_harness.h"
 #include "config/store.h"
 #include "core/diag.h"
 #include "core/sbuf.h"
@@ -47,111 +43,6 @@
 #include "proxy/fwd_int.h"
 #include "proxy/snap.h"
 #include "proxy/worker.h"
-
-/* ---- the recording codec tables ---- */
-
-#define REC_MAX 16
-
-struct rec_reply {
-	int code;
-	unsigned flags;           /* as asked */
-	unsigned st_flags;        /* the stream's flags after the reply (what the log shows) */
-	char details[128];
-};
-
-static struct {
-	struct rec_reply local[REC_MAX];
-	size_t nlocal;
-	int resp[REC_MAX];        /* upstream response heads written, by status */
-	size_t nresp;
-	size_t sent;              /* bytes through fwd_down->send */
-	unsigned send_head;       /* request heads the core had written upstream */
-} rec;
-
-static void rec_local_reply(struct stream *st, int code, unsigned flags, const char *details,
-                            const char *body)
-{
-	struct rec_reply *r = rec.nlocal < REC_MAX ? &rec.local[rec.nlocal++] : NULL;
-
-	fwd_down_h1_ops.local_reply(st, code, flags, details, body);
-	if (r) {
-		r->code = code;
-		r->flags = flags;
-		r->st_flags = st->flags;
-		snprintf(r->details, sizeof(r->details), "%s", details ? details : "");
-	}
-}
-
-static void rec_resp_head(struct stream *st)
-{
-	if (rec.nresp < REC_MAX)
-		rec.resp[rec.nresp++] = st->resp->status;
-	fwd_down_h1_ops.resp_head(st);
-}
-
-static void rec_send(struct dconn *d, const void *p, size_t n)
-{
-	rec.sent += n;
-	fwd_down_h1_ops.send(d, p, n);
-}
-
-static void rec_send_head(struct stream *st)
-{
-	rec.send_head++;
-	fwd_up_h1_ops.send_head(st);
-}
-
-static struct fwd_down_ops rec_down;
-static struct fwd_up_ops rec_up;
-
-static void rec_install(void)
-{
-	rec_down = fwd_down_h1_ops;
-	rec_down.local_reply = rec_local_reply;
-	rec_down.resp_head = rec_resp_head;
-	rec_down.send = rec_send;
-	rec_up = fwd_up_h1_ops;
-	rec_up.send_head = rec_send_head;
-	fwd_down = &rec_down;
-	fwd_up = &rec_up;
-	memset(&rec, 0, sizeof(rec));
-}
-
-/* ---- the environment: store, snapshot, one worker, the peers' ports ---- */
-
-struct env {
-	char root[64];
-	struct store_contents contents;
-	struct diags d;
-	struct snap *s;
-	struct proxy p;
-	struct worker *w;
-	int up_lfd;                       /* the upstream server's listening socket */
-	int alog[2];                      /* the access log: a pipe */
-	uint16_t gw_port, up_port, dead_port;
-};
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* A listening socket on 127.0.0.1, any port (*port set). */
-static int listen_any(uint16_t *port)
-{
-	struct sock_addr a;
-	int fd;
-
-	assert_int_equal(sock_addr_from_ip("127.0.0.1", 0, &a), 0);
-	fd = sock_listen(&a, 0, 0);
-	assert_true(fd >= 0);
-	assert_int_equal(sock_local_addr(fd, &a), 0);
-	*port = sock_addr_port(&a);
-	return fd;
-}
 
 static const char cfg_fmt[] =
 	"apiVersion: networking.istio.io/v1beta1\n"
@@ -225,248 +116,19 @@ static const char cfg_fmt[] =
 
 static int env_setup(void **state)
 {
-	static const char *labels[] = { "app=istio-egressgateway", "istio=egressgateway", NULL };
-	struct env *e = xcalloc(1, sizeof(*e));
-	struct snap_params sp;
-	char *path, *yaml;
-	int fd;
+	struct env *e = core_env_new();
+	char *yaml = xasprintf(cfg_fmt, e->gw_port, e->up_port, e->dead_port, e->up_port,
+	                       e->up_port, e->up_port, e->dead_port);
+	int rc = core_env_start(e, SNAP_ROLE_GATEWAY, yaml);
 
-	snprintf(e->root, sizeof(e->root), "/tmp/test_core.XXXXXX");
-	if (!mkdtemp(e->root))
-		return -1;
-	e->up_lfd = listen_any(&e->up_port);
-	fd = listen_any(&e->dead_port);       /* closed again: nobody listens there */
-	close(fd);
-	fd = listen_any(&e->gw_port);         /* the worker listens there instead */
-	close(fd);
-
-	path = xasprintf("%s/config/core.yaml", e->root);
-	yaml = xasprintf(cfg_fmt, e->gw_port, e->up_port, e->dead_port, e->up_port, e->up_port,
-	                 e->up_port, e->dead_port);
-	*strrchr(path, '/') = '\0';
-	assert_int_equal(mkdir_p(path, 0700), 0);
-	path[strlen(path)] = '/';
-	assert_int_equal(file_write_atomic(path, yaml, strlen(yaml), 0600), 0);
 	free(yaml);
-	free(path);
-
-	if (store_load(e->root, "default", &e->contents, &e->d) < 0) {
-		diags_print(&e->d, stderr);
-		return -1;
-	}
-	memset(&sp, 0, sizeof(sp));
-	sp.role = SNAP_ROLE_GATEWAY;
-	sp.namespace = "istio-system";
-	sp.labels = labels;
-	sp.listen_address = "127.0.0.1";
-	sp.store_root = e->root;
-	e->s = snap_build(&e->contents, &sp, &e->d);
-	if (!e->s) {
-		diags_print(&e->d, stderr);
-		return -1;
-	}
-
-	e->p.role = SNAP_ROLE_GATEWAY;
-	if (pipe(e->alog) < 0 || sock_set_nonblock(e->alog[0]) < 0)
-		return -1;
-	e->p.alog_on = true;
-	e->p.alog_fd = e->alog[1];
-	e->p.alog_format = ALOG_TEXT;
-	e->p.worker_stuck_ms = 10000;
-	e->p.header_timeout_ms = 10000;
-	e->p.idle_timeout_ms = 60000;
-	if (proxy_start(&e->p, 1, e->s) < 0)
-		return -1;
-	e->w = &e->p.workers[0];
-	rec_install();   /* after proxy_start: fwd_init set the HTTP/1.1 tables */
 	*state = e;
-	return 0;
+	return rc;
 }
 
 static int env_teardown(void **state)
 {
-	struct env *e = *state;
-	char cmd[128];
-
-	/* proxy_stop without the thread: what it does after the join. */
-	fwd_close_all(e->w);
-	fwd_pool_close_all(e->w);
-	proxy_free(&e->p);
-	snap_unref(e->s);
-	store_contents_free(&e->contents);
-	diags_free(&e->d);
-	close(e->up_lfd);
-	close(e->alog[0]);
-	close(e->alog[1]);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", e->root);
-	free(e);
-	return system(cmd) == 0 ? 0 : -1;
-}
-
-/* ---- turning the loop, and the peers ---- */
-
-#define WAIT_MS 5000
-
-static void turn(struct env *e)
-{
-	assert_true(loop_run_once(e->w->loop, 2) >= 0);
-}
-
-/* A client connected to the worker's Gateway listener (the connect completes in the
- * kernel's backlog; the worker accepts at its next turn). */
-static int client(struct env *e, int rcvbuf)
-{
-	struct sock_addr a;
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	assert_true(fd >= 0);
-	if (rcvbuf)
-		assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
-	assert_int_equal(sock_addr_from_ip("127.0.0.1", e->gw_port, &a), 0);
-	assert_int_equal(connect(fd, &a.u.sa, a.len), 0);
-	assert_int_equal(sock_set_nonblock(fd), 0);
-	return fd;
-}
-
-static void put_all(int fd, const char *s)
-{
-	size_t len = strlen(s), off = 0;
-
-	while (off < len) {
-		ssize_t n = write(fd, s + off, len - off);
-
-		assert_true(n > 0);
-		off += (size_t)n;
-	}
-}
-
-/* Reads what fd has now into b; returns false once the peer closed. */
-static bool take(int fd, struct sbuf *b)
-{
-	char buf[65536];
-
-	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf));
-
-		if (n > 0) {
-			sbuf_add(b, buf, (size_t)n);
-			continue;
-		}
-		if (n == 0)
-			return false;
-		assert_true(errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNRESET);
-		return errno != ECONNRESET;
-	}
-}
-
-/* A whole response at b->s + *off (head with content-length, and its body): its status,
- * body in *body (pointer into b) and *blen; *off moves past it. 0 when not whole yet. */
-static int resp_at(const struct sbuf *b, size_t *off, const char **body, size_t *blen)
-{
-	const char *p = b->s ? b->s + *off : NULL;
-	const char *end, *cl;
-	size_t hl, len = 0;
-	int status;
-
-	if (!p || !(end = strstr(p, "\r\n\r\n")))
-		return 0;
-	hl = (size_t)(end - p) + 4;
-	assert_int_equal(sscanf(p, "HTTP/1.1 %d", &status), 1);
-	cl = strstr(p, "content-length: ");
-	if (cl && cl < end)
-		len = strtoull(cl + 16, NULL, 10);
-	if (b->len - *off < hl + len)
-		return 0;
-	*body = p + hl;
-	*blen = len;
-	*off += hl + len;
-	return status;
-}
-
-/* Turns the loop until the client on fd has a whole response after *off. */
-static int await_resp(struct env *e, int fd, struct sbuf *b, size_t *off, const char **body,
-                      size_t *blen)
-{
-	uint64_t end = now_ms() + WAIT_MS;
-	int status;
-
-	for (;;) {
-		take(fd, b);
-		if ((status = resp_at(b, off, body, blen)) != 0)
-			return status;
-		if (now_ms() > end)
-			fail_msg("no response; client has %zu bytes", b->len);
-		turn(e);
-	}
-}
-
-/* The upstream server accepts the worker's next connection. */
-static int up_accept(struct env *e)
-{
-	uint64_t end = now_ms() + WAIT_MS;
-
-	for (;;) {
-		int fd = sock_accept(e->up_lfd, NULL);
-
-		if (fd >= 0)
-			return fd;
-		assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
-		if (now_ms() > end)
-			fail_msg("the worker made no upstream connection");
-		turn(e);
-	}
-}
-
-/* Turns the loop until b (what the upstream fd received) holds n request heads. */
-static void up_heads(struct env *e, int fd, struct sbuf *b, int n)
-{
-	uint64_t end = now_ms() + WAIT_MS;
-
-	for (;;) {
-		int seen = 0;
-
-		take(fd, b);
-		for (const char *p = b->s; p && (p = strstr(p, "\r\n\r\n")); p += 4)
-			seen++;
-		if (seen >= n)
-			return;
-		if (now_ms() > end)
-			fail_msg("upstream has %d of %d request heads", seen, n);
-		turn(e);
-	}
-}
-
-/* Turns the loop until the worker closes its end of the upstream connection s. */
-static void up_eof(struct env *e, int s)
-{
-	uint64_t end = now_ms() + WAIT_MS;
-	ssize_t n;
-	char x;
-
-	while ((n = read(s, &x, 1)) < 0 && errno == EAGAIN && now_ms() < end)
-		turn(e);
-	assert_int_equal(n, 0);
-}
-
-static void turn_for(struct env *e, int ms)
-{
-	uint64_t end = now_ms() + (uint64_t)ms;
-
-	while (now_ms() < end)
-		turn(e);
-}
-
-static bool contains(const char *p, size_t n, const char *s)
-{
-	return memmem(p, n, s, strlen(s)) != NULL;
-}
-
-/* The access log lines written so far (NUL-terminated in b). */
-static void alog_take(struct env *e, struct sbuf *b)
-{
-	worker_alog_flush(e->w);
-	take(e->alog[0], b);
-	sbuf_add(b, "", 1);
+	return core_env_free(*state);
 }
 
 /* ---- 503 UF, and the retry ---- */
@@ -751,6 +413,16 @@ static void backpressure(void **state)
 	up_heads(e, s, &u, 1);
 	snprintf(head, sizeof(head), "HTTP/1.1 200 OK\r\ncontent-length: %u\r\n\r\n", BIG);
 	put_all(s, head);
+	/* The proxy's socket to the client gets a fixed small send buffer: left to autotune
+	 * (up to tcp_wmem's 4 MiB), it could take the proxy's output as fast as it is made
+	 * on a loaded machine, and the buffer this test watches would never fill. */
+	{
+		int sb = 4096;
+
+		assert_non_null(e->w->dconns);
+		assert_int_equal(setsockopt(((struct dconn *)e->w->dconns)->io.fd, SOL_SOCKET,
+		                            SO_SNDBUF, &sb, sizeof(sb)), 0);
+	}
 
 	/* The client does not read: until the upstream read is paused, and 50 turns more. */
 	end = now_ms() + WAIT_MS;
