@@ -80,7 +80,16 @@ static const char cfg_fmt[] =
 	"    timeout: 0.2s\n"
 	"    route: [{destination: {host: up.test}}]\n"
 	"  - name: up\n"
-	"    route: [{destination: {host: up.test}}]\n";
+	"    route: [{destination: {host: up.test}}]\n"
+	"---\n"
+	"apiVersion: networking.istio.io/v1beta1\n"
+	"kind: VirtualService\n"
+	"metadata: {name: down, namespace: default}\n"
+	"spec:\n"
+	"  hosts: [down.test]\n"
+	"  http:\n"
+	/* One attempt: the UF case is about the failure, not Istio's default retries. */
+	"  - {retries: {attempts: 0}, route: [{destination: {host: down.test}}]}\n";
 
 static int env_setup(void **state)
 {

@@ -117,6 +117,7 @@ static const char cfg_fmt[] =
 	"    route: [{destination: {host: h2cb.test, port: {number: %u}}}]\n"
 	"  - name: bad\n"
 	"    match: [{authority: {exact: bad.test}}]\n"
+	"    retries: {attempts: 0}\n"   /* one handshake: the case is the refusal itself */
 	"    route: [{destination: {host: bad.test, port: {number: %u}}}]\n"
 	"  - name: up\n"
 	"    route: [{destination: {host: up.test, port: {number: %u}}}]\n";
