@@ -169,3 +169,234 @@ def test_source_ip(sidecar):
         assert len(set(got)) == 1, (src, got)
         owners[src] = got[0]
     assert len(set(owners.values())) >= 2, owners
+
+
+def owners_of(mesh, keys, extra=()):
+    return dict(zip(keys, curl_many(mesh, [f"http://{SVC}/k" for _ in keys],
+                                    lambda i: (f"x-user: {keys[i]}",), extra)))
+
+
+@pytest.mark.parametrize("algo", ["", MAGLEV], ids=["ring", "maglev"])
+def test_removed_endpoint_moves_mostly_its_own_keys(tmp_path, ctl, egressctl_bin, store, eps,
+                                                    algo):
+    """An endpoint leaves: its keys go elsewhere, the others' mostly stay. (Envoy rescales
+    the ring by the endpoint count: each remaining endpoint gains a quarter more entries
+    that take some keys; hashing modulo the count would move two thirds.)"""
+    ctl.ok("apply", "-f", "-", input=se(ips(eps)) + "---\n" + dr(HEADER + algo))
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {})
+    try:
+        keys = [f"k{i}" for i in range(60)]
+        before = owners_of(m, keys)
+        assert len(set(before.values())) == N, before
+        gone = "e2"
+        n = m.reloads()
+        m.apply(se([ip for r, ip in zip(eps, ips(eps)) if r.name != gone]))
+        m.wait_applied(n)
+        after = owners_of(m, keys)
+        assert gone not in after.values()
+        others = [k for k in keys if before[k] != gone]
+        stayed = [k for k in others if after[k] == before[k]]
+        assert len(stayed) >= 0.7 * len(others), (before, after)
+        # Back: every key returns to where it was (the table is a function of the set).
+        n = m.reloads()
+        m.apply(se(ips(eps)))
+        m.wait_applied(n)
+        assert owners_of(m, keys) == before
+    finally:
+        assert m.stop() == [0]
+
+
+def test_dns_cluster_and_proxy_config(tmp_path, ctl, egressctl_bin, store, eps):
+    """A DNS ServiceEntry whose endpoints are names (the hosts file): the table is built
+    when the resolver publishes the addresses. proxy-config cluster -o json shows the
+    policy as Envoy's cluster dump does."""
+    names = {f"ep{i}.backends.test": ip for i, ip in enumerate(ips(eps))}
+    cfg = se(list(names)).replace("resolution: STATIC", "resolution: DNS")
+    ctl.ok("apply", "-f", "-", input=cfg + "---\n" + dr(HEADER + MAGLEV))
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, names)
+    try:
+        sticks_and_spreads(lambda key, n: curl_many(m, [f"http://{SVC}/{i}" for i in range(n)],
+                                                    lambda i: (f"x-user: {key}",)))
+        r = ctl("proxy-config", "cluster", f"127.0.0.1:{m.sidecar.admin_port}", "--fqdn", SVC,
+                "-o", "json")
+        assert r.rc == 0, r.err
+        c = [x for x in json.loads(r.out) if x["name"] == f"outbound|80||{SVC}"][0]
+        assert c["lb"] == "MAGLEV"
+        assert c["maglev_lb_config"] == {"table_size": 1021, "entries": 1021}
+        assert c["hash_policy"] == [{"header": {"header_name": "x-user"}}]
+    finally:
+        assert m.stop() == [0]
+
+
+def test_ring_hash_in_config_dump(tmp_path, ctl, egressctl_bin, store, eps):
+    ctl.ok("apply", "-f", "-", input=se(ips(eps)) + "---\n" + dr(COOKIE))
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {})
+    try:
+        code, body = m.sidecar.admin("/config_dump")
+        assert code == 200
+        c = [x for x in json.loads(body)["clusters"] if x["name"] == f"outbound|80||{SVC}"][0]
+        assert c["lb"] == "RING_HASH"
+        # Envoy's default minimum (Istio sets 1024): 256 entries for each of 4 endpoints.
+        assert c["ring_hash_lb_config"] == {"minimum_ring_size": 1024,
+                                            "maximum_ring_size": 8388608, "entries": 1024}
+        assert c["hash_policy"] == [{"cookie": {"name": "sticky", "path": "/", "ttl_s": 3600}}]
+    finally:
+        assert m.stop() == [0]
+
+
+@pytest.mark.parametrize("bad,msg", [
+    ("httpHeaderName: x-a\nuseSourceIp: true", "only one of httpHeaderName"),
+    ("httpCookie:\n  name: c", "ttl required for HttpCookie"),
+    ("httpCookie:\n  ttl: 10s", "name required for HttpCookie"),
+    ("httpHeaderName: x-a\nmaglev:\n  tableSize: 1000", "not a prime number"),
+    ("httpHeaderName: x-a\nmaglev: {}\nringHash: {}", "only one of ringHash or maglev"),
+    ("httpHeaderName: x-a\nringHash:\n  minimumRingSize: 8388609", "minimumRingSize"),
+])
+def test_invalid_rules_refused(ctl, bad, msg):
+    r = ctl("apply", "-f", "-", input=dr(bad))
+    assert r.rc != 0 and msg in r.err, r.err
+
+
+def test_simple_and_consistent_hash_refused(ctl):
+    r = ctl("apply", "-f", "-", input=dr(HEADER).replace("      consistentHash:",
+                                                         "      simple: RANDOM\n"
+                                                         "      consistentHash:"))
+    assert r.rc != 0 and "only one of simple or consistentHash" in r.err, r.err
+
+
+def test_no_key_warned(ctl):
+    r = ctl("apply", "-f", "-", input=dr("ringHash:\n  minimumRingSize: 64"))
+    assert r.rc == 0 and "without a hash key" in r.err, r.err
+
+
+GW = f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [{SVC}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-svc
+spec:
+  host: istio-egressgateway.istio-system.svc.cluster.local
+  subsets:
+  - name: svc
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: svc
+spec:
+  hosts: [{SVC}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: istio-egressgateway.istio-system.svc.cluster.local
+        subset: svc
+        port:
+          number: 80
+  - match:
+    - gateways: [istio-egressgateway]
+    route:
+    - destination:
+        host: {SVC}
+        port:
+          number: 80
+"""
+
+
+@pytest.fixture
+def gwmesh(tmp_path, ctl, egressctl_bin, store, eps, request):
+    """Sidecar -> gateway -> endpoints; the DestinationRule (the test's parameter) is the
+    external cluster's, applied by the gateway."""
+    ctl.ok("apply", "-f", "-", input=se(ips(eps)) + "---\n" + dr(request.param) + "---\n" + GW)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {}, gateway=True)
+    yield m
+    assert m.stop() == [0, 0]
+
+
+def h2c_to(port_ip, port):
+    """curl options for h2c prior knowledge straight to a proxy port (not as a proxy).
+    One request per curl: curl 7.88 fails the second request it sends on a reused h2c
+    prior-knowledge connection (error 16), whatever the server (main's egressgw too)."""
+    return ("--noproxy", "*", "--http2-prior-knowledge", "--connect-to",
+            f"{SVC}:80:{port_ip}:{port}")
+
+
+def h2_many(ip, port, n, header):
+    """n requests carrying header as concurrent streams of one h2c connection (nghttp);
+    the names that answered."""
+    r = subprocess.run(["nghttp", "-H", f":authority: {SVC}", "-H", header,
+                        *[f"http://{ip}:{port}/s{i}" for i in range(n)]],
+                       capture_output=True, text=True, timeout=60)
+    names = r.stdout.split()
+    assert r.returncode == 0 and len(names) == n, (r.returncode, r.stderr, names)
+    return names
+
+
+def h1_to(ip, port):
+    return ("--noproxy", "*", "--connect-to", f"{SVC}:80:{ip}:{port}")
+
+
+@pytest.mark.parametrize("gwmesh", [HEADER, HEADER + MAGLEV], indirect=True,
+                         ids=["ring", "maglev"])
+def test_header_through_sidecar_and_gateway(gwmesh):
+    """HTTP/1.1 to the sidecar, HTTP/2 on the mesh hop (the gateway's HTTP/2
+    downstream), the gateway picks; then HTTP/2 (h2c) to the sidecar; then HTTP/1.1 to
+    the gateway alone (its plaintext port takes no h2c). A key lands on the same
+    endpoint whichever way it comes: the gateway's table decides."""
+    m = gwmesh
+    owners = sticks_and_spreads(lambda key, n: curl_many(
+        m, [f"http://{SVC}/{i}" for i in range(n)], lambda i: (f"x-user: {key}",)))
+    gl = m.gateway.wait_log(lambda x: x["path"] == "/0")
+    assert gl["proto"] == "HTTP/2" and gl["code"] == "200"
+    for k in ("user-1", "user-5", "user-9"):
+        got = curl_many(m, [f"http://{SVC}/{i}" for i in range(10)],
+                        lambda i: (f"x-user: {k}",), h1_to(m.gw_ip, 80))
+        assert set(got) == {owners[k]}, ("gateway", k, got)
+        got = h2_many("127.0.0.1", m.sidecar.outbound, 10, f"x-user: {k}")
+        assert set(got) == {owners[k]}, ("h2c", k, got)
+
+
+@pytest.mark.parametrize("gwmesh", [COOKIE], indirect=True)
+def test_cookie_through_sidecar_and_gateway(gwmesh):
+    """The gateway makes the cookie up: its Set-Cookie comes back through the sidecar
+    (on the HTTP/2 mesh hop: fwd_h2.c's head) to HTTP/1.1 and HTTP/2 clients, and to an
+    HTTP/1.1 client of the gateway alone."""
+    m = gwmesh
+    for extra in ((), h2c_to("127.0.0.1", m.sidecar.outbound), h1_to(m.gw_ip, 80)):
+        head, cookies, first = set_cookie_of(m, f"http://{SVC}/login", *extra)
+        assert len(cookies) == 1, (extra, head)
+        mm = re.fullmatch(r'sticky="([0-9a-f]{16})"; Max-Age=3600; Path=/; HttpOnly',
+                          cookies[0])
+        assert mm, (extra, cookies)
+        if "--http2-prior-knowledge" in extra:
+            got = h2_many(extra[-1].split(":")[2], int(extra[-1].split(":")[3]), 10,
+                          f'cookie: sticky="{mm.group(1)}"')
+        else:
+            got = curl_many(m, [f"http://{SVC}/{i}" for i in range(10)],
+                            lambda i: (f"cookie: sticky={mm.group(1)}",), extra)
+        assert set(got) == {first}, (extra, got)
+
+
+@pytest.mark.parametrize("sidecar", [COOKIE.replace("3600s", "0s")], indirect=True)
+def test_session_cookie_over_http2(sidecar):
+    """ttl 0s: a session cookie (no Max-Age), here to an HTTP/2 client of the sidecar."""
+    head, cookies, _ = set_cookie_of(sidecar, f"http://{SVC}/",
+                                     *h2c_to("127.0.0.1", sidecar.sidecar.outbound))
+    assert head.startswith("HTTP/2 200"), head
+    assert len(cookies) == 1 and re.fullmatch(r'sticky="[0-9a-f]{16}"; Path=/; HttpOnly',
+                                              cookies[0]), head
