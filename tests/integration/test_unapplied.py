@@ -70,7 +70,7 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash:
-        httpHeaderName: x-user
+        httpCookie: {name: s, ttl: 0s, attributes: [{name: SameSite, value: Strict}]}
     connectionPool:
       tcp:
         tcpKeepalive:
@@ -112,7 +112,8 @@ FIELDS = [
     (45, "VirtualService default/api: spec.http[1].redirect.scheme"),
     (46, "VirtualService default/api: spec.http[1].redirect.port"),
     (50, "VirtualService default/api: spec.http[2].directResponse"),
-    (61, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"),
+    (62, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"
+         ".httpCookie.attributes"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),
     (67, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"),
     (69, "DestinationRule default/api: spec.trafficPolicy.connectionPool.http.maxRetries"),
