@@ -274,3 +274,20 @@ void lbh_cfg_free(struct lbh_cfg *cfg)
 	free(cfg->cookie_path);
 	free(cfg);
 }
+
+const char *lbh_algo_name(const struct lbh_cfg *cfg)
+{
+	return cfg->algo == LBH_MAGLEV ? "MAGLEV" : "RING_HASH";
+}
+
+const char *lbh_key_desc(const struct lbh_cfg *cfg, char *buf, size_t size)
+{
+	static const char *const what[] = { "no key (random)", "header", "cookie", "source IP",
+	                                    "query parameter" };
+
+	if (cfg->name)
+		snprintf(buf, size, "%s %s", what[cfg->key], cfg->name);
+	else
+		snprintf(buf, size, "%s", what[cfg->key]);
+	return buf;
+}

@@ -65,5 +65,10 @@ size_t lbh_size(const struct lbh_table *t);
 size_t lbh_pick(const struct lbh_table *t, uint64_t h, const uint8_t *excluded);
 
 void lbh_cfg_free(struct lbh_cfg *cfg);
+/* Envoy's lb_policy name: "RING_HASH" or "MAGLEV". */
+const char *lbh_algo_name(const struct lbh_cfg *cfg);
+/* What the key is, for people: "header x-user", "cookie sticky", "source IP",
+ * "query parameter user", "no key (random)". Writes into buf[size]; returns buf. */
+const char *lbh_key_desc(const struct lbh_cfg *cfg, char *buf, size_t size);
 
 #endif

@@ -515,8 +515,7 @@ static void snap_dump_cluster(struct snap_json *j, const struct cluster *c)
 	snap_json_str(j, "subset", c->subset);
 	snap_json_int(j, "port", c->port);
 	snap_json_str(j, "discovery", snap_discovery_name(c->discovery));
-	snap_json_str(j, "lb", !c->hash ? snap_lb_name(c->lb)
-	                       : c->hash->algo == LBH_MAGLEV ? "MAGLEV" : "RING_HASH");
+	snap_json_str(j, "lb", c->hash ? lbh_algo_name(c->hash) : snap_lb_name(c->lb));
 	if (c->hash)
 		snap_dump_lbhash(j, c, eps);
 	snap_json_str(j, "service_entry", c->src_se);

@@ -241,6 +241,13 @@ def test_ring_hash_in_config_dump(tmp_path, ctl, egressctl_bin, store, eps):
         assert c["ring_hash_lb_config"] == {"minimum_ring_size": 1024,
                                             "maximum_ring_size": 8388608, "entries": 1024}
         assert c["hash_policy"] == [{"cookie": {"name": "sticky", "path": "/", "ttl_s": 3600}}]
+        r = ctl("explain-request", f"http://{SVC}/", f"127.0.0.1:{m.sidecar.admin_port}",
+                "-o", "json")
+        assert r.rc == 0, r.err
+        e = json.loads(r.out)
+        assert e["cluster"]["load_balancer"] == "RING_HASH", e
+        assert re.search(r'"endpoint_pick": "RING_HASH by cookie sticky over 4 endpoints',
+                         r.out), r.out
     finally:
         assert m.stop() == [0]
 
