@@ -129,6 +129,7 @@ static bool fwd_hash_key(struct stream *st, const struct lbh_cfg *cfg, uint64_t 
 				                           cfg->cookie_path ? "; Path=" : "",
 				                           cfg->cookie_path ? cfg->cookie_path : "");
 			*h = hash_bytes(val, 16);
+			STAT_INC(d->w->st.lbh_cookie_set);
 			return true;
 		}
 		break;
@@ -161,6 +162,7 @@ const struct cluster_ep *fwd_hash_pick(struct stream *st, const struct cluster_e
 	if (!fwd_hash_key(st, st->cl->hash, &h)) {
 		struct worker *w = st->d->w;
 
+		STAT_INC(w->st.lbh_no_key);
 		h = (uint64_t)worker_rand(w) << 32 | worker_rand(w);
 	}
 	i = lbh_pick(eps->lbh, h, excluded);

@@ -119,6 +119,8 @@ def test_header_sticks_and_spreads(sidecar):
                                                 lambda i: (f"x-user: {key}",)))
     # Without the header: random picks, as Envoy does (all four within 80 requests).
     assert len(set(curl_many(sidecar, [f"http://{SVC}/r{i}" for i in range(80)]))) == N
+    assert sidecar.sidecar.stat("lb_hash_no_key_total") == 80
+    assert sidecar.sidecar.stat("lb_hash_cookie_generated_total") == 0
 
 
 @pytest.mark.parametrize("sidecar", [QUERY, QUERY + MAGLEV], indirect=True,
@@ -154,6 +156,7 @@ def test_cookie_generated_then_honoured(sidecar):
     assert set(got) == {first}, got
     _, again, _ = set_cookie_of(sidecar, f"http://{SVC}/x", "-H", f"cookie: sticky={value}")
     assert again == []
+    assert sidecar.sidecar.stat("lb_hash_cookie_generated_total") == 1
     # Other cookie values spread over the endpoints.
     sticks_and_spreads(lambda key, n: curl_many(sidecar, [f"http://{SVC}/{i}" for i in range(n)],
                                                 lambda i: (f"cookie: sticky={key}",)))
