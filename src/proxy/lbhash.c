@@ -115,8 +115,8 @@ static void lbh_sort(struct lbh_ent *a, size_t n)
 	free(tmp);
 }
 
-static int lbh_build_ring(struct lbh_table *t, const struct lbh_cfg *cfg,
-                          const struct cluster_eps *eps)
+static void lbh_build_ring(struct lbh_table *t, const struct lbh_cfg *cfg,
+                           const struct cluster_eps *eps)
 {
 	uint64_t sum = 0, wmin = UINT32_MAX;
 	double min_norm, scale, target = 0;
@@ -158,7 +158,6 @@ static int lbh_build_ring(struct lbh_table *t, const struct lbh_cfg *cfg,
 			i++;
 		t->bucket[b] = (uint32_t)i;
 	}
-	return 0;
 }
 
 static void lbh_build_maglev(struct lbh_table *t, const struct lbh_cfg *cfg,

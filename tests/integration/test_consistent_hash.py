@@ -461,3 +461,101 @@ def test_ejected_endpoint_skipped(tmp_path, ctl, egressctl_bin, store, eps, algo
                 assert after[k] != victim
     finally:
         assert m.stop() == [0]
+
+
+def test_port_level_and_subset_precedence(tmp_path, ctl, egressctl_bin, store, eps):
+    """consistentHash follows Istio's policy precedence: the port-level entry replaces the
+    rule's top level, a subset's loadBalancer replaces the rule's, and a subset without
+    one keeps the rule's."""
+    rule = f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: svc
+spec:
+  host: {SVC}
+  trafficPolicy:
+    loadBalancer:
+      consistentHash:
+        httpHeaderName: x-top
+    portLevelSettings:
+    - port:
+        number: 80
+      loadBalancer:
+        consistentHash:
+          httpHeaderName: x-port
+          maglev:
+            tableSize: 1021
+  subsets:
+  - name: plain
+    labels: {{}}
+    trafficPolicy:
+      loadBalancer:
+        simple: ROUND_ROBIN
+  - name: keyed
+    labels: {{}}
+    trafficPolicy:
+      loadBalancer:
+        consistentHash:
+          useSourceIp: true
+  - name: inherits
+    labels: {{}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: svc
+spec:
+  hosts: [{SVC}]
+  http:
+  - match:
+    - headers:
+        x-subset:
+          exact: plain
+    route:
+    - destination:
+        host: {SVC}
+        subset: plain
+  - match:
+    - headers:
+        x-subset:
+          exact: keyed
+    route:
+    - destination:
+        host: {SVC}
+        subset: keyed
+  - match:
+    - headers:
+        x-subset:
+          exact: inherits
+    route:
+    - destination:
+        host: {SVC}
+        subset: inherits
+  - route:
+    - destination:
+        host: {SVC}
+"""
+    ctl.ok("apply", "-f", "-", input=se(ips(eps)) + "---\n" + rule)
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {})
+    try:
+        code, body = m.sidecar.admin("/config_dump")
+        assert code == 200
+        cl = {x["name"]: x for x in json.loads(body)["clusters"]}
+        top = cl[f"outbound|80||{SVC}"]
+        assert top["lb"] == "MAGLEV" and top["hash_policy"] == [
+            {"header": {"header_name": "x-port"}}]
+        assert cl[f"outbound|80|plain|{SVC}"]["lb"] == "ROUND_ROBIN"
+        assert "hash_policy" not in cl[f"outbound|80|plain|{SVC}"]
+        keyed = cl[f"outbound|80|keyed|{SVC}"]
+        assert keyed["lb"] == "RING_HASH"
+        assert keyed["hash_policy"] == [{"connection_properties": {"source_ip": True}}]
+        assert cl[f"outbound|80|inherits|{SVC}"]["lb"] == "MAGLEV"
+        # And the requests follow: the plain subset round-robins whatever x-port says.
+        got = curl_many(m, [f"http://{SVC}/{i}" for i in range(8)],
+                        lambda i: ("x-subset: plain", "x-port: same"))
+        assert len(set(got)) == N, got
+        got = curl_many(m, [f"http://{SVC}/{i}" for i in range(8)],
+                        lambda i: ("x-subset: inherits", "x-port: same"))
+        assert len(set(got)) == 1, got
+    finally:
+        assert m.stop() == [0]
