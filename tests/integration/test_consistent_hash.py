@@ -559,3 +559,21 @@ spec:
         assert len(set(got)) == 1, got
     finally:
         assert m.stop() == [0]
+
+
+def test_original_destination_cluster_says_not_applied(tmp_path, ctl, egressctl_bin, store):
+    """resolution NONE: no endpoints to hash over (Istio leaves the cluster
+    CLUSTER_PROVIDED): the proxy says so instead of ignoring it silently."""
+    cfg = se(["127.0.0.1"]).replace("resolution: STATIC", "resolution: NONE") \
+                           .replace("  endpoints:\n  - address: 127.0.0.1\n", "")
+    ctl.ok("apply", "-f", "-", input=cfg + "---\n" + dr(HEADER))
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {})
+    try:
+        assert re.search(rf"consistentHash not applied to cluster outbound\|80\|\|{SVC}: an "
+                         r"original-destination cluster", m.sidecar.stderr()), \
+            m.sidecar.stderr()[-3000:]
+        code, body = m.sidecar.admin("/config_dump")
+        c = [x for x in json.loads(body)["clusters"] if x["name"] == f"outbound|80||{SVC}"][0]
+        assert c["lb"] == "PASSTHROUGH" and "hash_policy" not in c
+    finally:
+        assert m.stop() == [0]
