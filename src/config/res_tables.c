@@ -433,15 +433,54 @@ TAB(kt_virtualservice, struct virtualservice, "VirtualService", post_vs);
  * DestinationRule
  * ------------------------------------------------------------------------------- */
 
+static const struct kw kt_dr_lb_cookie_kws[] = {
+	F(struct dr_lb_cookie, "name", KW_STR, name),
+	F(struct dr_lb_cookie, "path", KW_STR, path),
+	F(struct dr_lb_cookie, "ttl", KW_DURATION, ttl_ms, .flags = KWF_ZERO_OK),
+	U("attributes"),
+	END
+};
+STAB(kt_dr_lb_cookie, struct dr_lb_cookie, "HTTPCookie", post_dr_lb_cookie);
+
+/* Envoy's bounds: RingHashLbConfig.minimum_ring_size <= 8M, MaglevLbConfig.table_size
+ * <= 5000011 (and prime, checked in post_dr_lb_hash). */
+static const struct kw kt_dr_lb_ring_kws[] = {
+	F(struct dr_lb_ring_hash, "minimumRingSize", KW_U32, minimum_ring_size,
+	  .min = 0, .max = 8388608),
+	END
+};
+STAB(kt_dr_lb_ring, struct dr_lb_ring_hash, "RingHash", NULL);
+
+static const struct kw kt_dr_lb_maglev_kws[] = {
+	F(struct dr_lb_maglev, "tableSize", KW_U32, table_size, .min = 0, .max = 5000011),
+	END
+};
+STAB(kt_dr_lb_maglev, struct dr_lb_maglev, "MagLev", NULL);
+
+static const struct kw kt_dr_lb_hash_kws[] = {
+	F(struct dr_lb_consistent_hash, "httpHeaderName", KW_STR, http_header_name),
+	F(struct dr_lb_consistent_hash, "httpCookie", KW_OBJ, http_cookie, .sub = &kt_dr_lb_cookie),
+	F(struct dr_lb_consistent_hash, "useSourceIp", KW_BOOL, use_source_ip),
+	F(struct dr_lb_consistent_hash, "httpQueryParameterName", KW_STR,
+	  http_query_parameter_name),
+	F(struct dr_lb_consistent_hash, "ringHash", KW_OBJ, ring_hash, .sub = &kt_dr_lb_ring),
+	F(struct dr_lb_consistent_hash, "maglev", KW_OBJ, maglev, .sub = &kt_dr_lb_maglev),
+	F(struct dr_lb_consistent_hash, "minimumRingSize", KW_U32, minimum_ring_size,
+	  .min = 0, .max = 8388608),
+	END
+};
+STAB(kt_dr_lb_hash, struct dr_lb_consistent_hash, "ConsistentHashLB", post_dr_lb_hash);
+
 static const struct kw kt_dr_lb_kws[] = {
 	F(struct dr_load_balancer, "simple", KW_ENUM, simple, .names = dr_lb_simple_names),
-	U("consistentHash"),
+	F(struct dr_load_balancer, "consistentHash", KW_OBJ, consistent_hash,
+	  .sub = &kt_dr_lb_hash),
 	U("localityLbSetting"),
 	U("warmupDurationSecs"),
 	U("warmup"),
 	END
 };
-STAB(kt_dr_lb, struct dr_load_balancer, "LoadBalancerSettings", NULL);
+STAB(kt_dr_lb, struct dr_load_balancer, "LoadBalancerSettings", post_dr_lb);
 
 static const struct kw kt_dr_keepalive_kws[] = {
 	F(struct dr_tcp_keepalive, "probes", KW_U32, probes),

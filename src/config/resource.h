@@ -435,8 +435,38 @@ enum dr_lb_simple {
 	DR_LB_LEAST_REQUEST,
 };
 
+/* loadBalancer.consistentHash (Istio's ConsistentHashLB; applied by proxy/lbhash.c). */
+struct dr_lb_cookie {
+	char *name;
+	char *path;
+	int64_t ttl_ms;               /* 0: absent (refused), -1: "0s" (session cookie) */
+	struct srcpos pos;
+};
+
+struct dr_lb_ring_hash {
+	uint32_t minimum_ring_size;   /* 0: Envoy's default, 1024 */
+	struct srcpos pos;
+};
+
+struct dr_lb_maglev {
+	uint32_t table_size;          /* 0: Envoy's default, 65537; else a prime */
+	struct srcpos pos;
+};
+
+struct dr_lb_consistent_hash {
+	char *http_header_name;
+	struct dr_lb_cookie *http_cookie;
+	bool use_source_ip;
+	char *http_query_parameter_name;
+	struct dr_lb_ring_hash *ring_hash;
+	struct dr_lb_maglev *maglev;
+	uint32_t minimum_ring_size;   /* deprecated form of ringHash.minimumRingSize */
+	struct srcpos pos;
+};
+
 struct dr_load_balancer {
 	enum dr_lb_simple simple;
+	struct dr_lb_consistent_hash *consistent_hash;
 	struct srcpos pos;
 };
 

@@ -1,4 +1,5 @@
 #include "proxy/cluster.h"
+#include "proxy/lbhash.h"
 #include "core/util.h"
 
 #include <stdlib.h>
@@ -33,6 +34,20 @@ static size_t cluster_weighted(const struct cluster_eps *eps, uint32_t x)
 		x -= eps->v[i].weight;
 	}
 	return eps->n - 1;
+}
+
+void cluster_eps_free(struct cluster_eps *eps)
+{
+	if (!eps)
+		return;
+	lbh_free(eps->lbh);
+	free(eps);
+}
+
+void cluster_eps_hash(const struct cluster *c, struct cluster_eps *eps)
+{
+	if (c->hash && eps && !eps->lbh)
+		eps->lbh = lbh_build(c->hash, eps);
 }
 
 bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b)
@@ -118,7 +133,8 @@ void cluster_free(struct cluster *c)
 {
 	if (!c)
 		return;
-	free(atomic_load(&c->eps));
+	cluster_eps_free(atomic_load(&c->eps));
+	lbh_cfg_free(c->hash);
 	for (size_t i = 0; i < c->nnames; i++)
 		free(c->names[i].host);
 	free(c->names);

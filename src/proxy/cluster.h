@@ -23,6 +23,9 @@
 #include "net/sock.h"
 #include "proxy/outlier.h"
 
+struct lbh_cfg;
+struct lbh_table;
+
 enum cluster_lb {
 	CLUSTER_LB_ROUND_ROBIN,   /* Istio's default in our build (Envoy's is LEAST_REQUEST) */
 	CLUSTER_LB_LEAST_REQUEST,
@@ -55,6 +58,8 @@ struct cluster_eps {
 	size_t n;
 	uint64_t min_ttl_ms;          /* when to resolve again (DNS clusters) */
 	uint32_t total_weight;        /* sum of weights when they differ, else 0 (cluster_eps_weigh) */
+	struct lbh_table *lbh;        /* consistentHash's ring or maglev table of this set
+	                               * (cluster_eps_hash), NULL when the cluster has none */
 	struct cluster_ep v[];
 };
 
@@ -74,6 +79,8 @@ struct cluster {
 
 	enum cluster_discovery discovery;
 	enum cluster_lb lb;
+	/* loadBalancer.consistentHash (lbhash.h): NULL when not configured, then lb picks. */
+	struct lbh_cfg *hash;
 	struct cluster_name *names;   /* DNS: names to resolve */
 	size_t nnames;
 	_Atomic(struct cluster_eps *) eps;  /* NULL until first resolved */
@@ -134,6 +141,11 @@ struct cluster_eps *cluster_eps_new(size_t n);
 /* Sets eps->total_weight (the set's weights differ: picks follow them, as Envoy's
  * load_balancing_weight; equal weights keep the plain policies). Call once filled. */
 void cluster_eps_weigh(struct cluster_eps *eps);
+/* Frees a set and its consistent-hash table. */
+void cluster_eps_free(struct cluster_eps *eps);
+/* Builds eps's ring or maglev table when c has consistentHash (and eps has none yet):
+ * call on a filled set before publishing it. */
+void cluster_eps_hash(const struct cluster *c, struct cluster_eps *eps);
 /* True if the two sets hold the same addresses in the same order. */
 bool cluster_eps_equal(const struct cluster_eps *a, const struct cluster_eps *b);
 

@@ -3,6 +3,7 @@
  * The order of decisions is fwd_core.c's st_begin (and st_sidecar_connect for CONNECT): keep
  * them in step when the data path changes. */
 #include "proxy/explain.h"
+#include "proxy/lbhash.h"
 #include "proxy/hstats.h"
 #include "proxy/istats.h"
 #include "proxy/route_fault.h"
@@ -144,11 +145,17 @@ static void ex_cluster_verdict(struct snap_json *j, const struct proxy *p,
 	snap_json_str(j, "result", "forward");
 	snap_json_str(j, "endpoint", eps->v[first_in].str);
 	if (eps->n > 1) {
-		char how[200];
+		char how[300], key[160];
 
-		snprintf(how, sizeof(how), "%s over %zu endpoints, per worker (endpoint is the first "
-		         "of them%s)", lb_names[cl->lb], eps->n,
-		         cl->od.on && p ? " in service" : "");
+		if (cl->hash)   /* consistentHash: the request's key decides (fwd_hash.c) */
+			snprintf(how, sizeof(how), "%s by %s over %zu endpoints, the same on every "
+			         "worker (endpoint is the first of them%s, not the key's)",
+			         lbh_algo_name(cl->hash), lbh_key_desc(cl->hash, key, sizeof(key)),
+			         eps->n, cl->od.on && p ? " in service" : "");
+		else
+			snprintf(how, sizeof(how), "%s over %zu endpoints, per worker (endpoint is the "
+			         "first of them%s)", lb_names[cl->lb], eps->n,
+			         cl->od.on && p ? " in service" : "");
 		snap_json_str(j, "endpoint_pick", how);
 	} else {
 		snap_json_str(j, "endpoint_pick", "the only endpoint");
@@ -168,7 +175,7 @@ static void ex_cluster(struct snap_json *j, const struct proxy *p, const struct 
 
 	snap_json_obj_begin(j, "cluster");
 	snap_json_str(j, "name", cl->name);
-	snap_json_str(j, "load_balancer", lb_names[cl->lb]);
+	snap_json_str(j, "load_balancer", cl->hash ? lbh_algo_name(cl->hash) : lb_names[cl->lb]);
 	ex_cluster_tls(j, cl, host);
 	snap_json_arr_begin(j, "endpoints");
 	for (size_t i = 0; eps && i < eps->n; i++)

@@ -15,6 +15,7 @@
  * an HTTP/2 stream waiting for its response, does not hold one. */
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_sidecar.h"
+#include "proxy/fwd_hash.h"
 #include "proxy/fwd_conn.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
@@ -103,6 +104,8 @@ void st_reset(struct stream *st)
 	free(st->rw_path);
 	free(st->rw_auth);
 	st->rw_path = st->rw_auth = NULL;
+	free(st->set_cookie);
+	st->set_cookie = NULL;
 	st_resp_put(st->d->w, st);
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
@@ -143,6 +146,8 @@ void st_put(struct dconn *d)
 	free(st->rw_path);
 	free(st->rw_auth);
 	st->rw_path = st->rw_auth = NULL;
+	free(st->set_cookie);
+	st->set_cookie = NULL;
 	st_resp_put(w, st);
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);
@@ -395,8 +400,11 @@ static void st_pick_endpoint(struct stream *st)
 			STAT_DEC(w->st.od_ejections_active);
 		excl = od_excluded(&st->cc->od, &st->cl->od, eps);
 	}
-	ep = cluster_pick_ex(st->cl, eps, &w->rr[st->cl->index < w->nrr ? st->cl->index : 0], NULL,
-	                     worker_rand(w), excl);
+	if (st->cl->hash)
+		ep = fwd_hash_pick(st, eps, excl);
+	else
+		ep = cluster_pick_ex(st->cl, eps, &w->rr[st->cl->index < w->nrr ? st->cl->index : 0],
+		                     NULL, worker_rand(w), excl);
 	if (!ep) {
 		if (!excl && atomic_load_explicit(&st->cl->dns_failed, memory_order_relaxed)) {
 			STAT_INC(w->st.dns_fail);

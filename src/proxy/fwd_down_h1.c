@@ -262,6 +262,8 @@ static void st_send_resp_head(struct stream *st)
 	}
 	if (st->ust >= 0)
 		iob_field_u(o, "x-envoy-upstream-service-time", (uint64_t)st->ust);
+	if (st->set_cookie)   /* consistentHash's made-up cookie (fwd_hash.c) */
+		iob_field(o, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
 	if (!st->req.keep_alive || d->w->draining)
 		st->resp_close = true;
 	if (st->resp_close)

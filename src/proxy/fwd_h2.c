@@ -8,6 +8,7 @@
  * (loop.h, run after the batch of events), because
  * h2_pending_output must not run inside another call chain. */
 #include "proxy/fwd_h2.h"
+#include "proxy/fwd_hash.h"
 #include "proxy/overload.h"
 #include "proxy/worker.h"
 #include "core/log.h"
@@ -303,6 +304,7 @@ int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int6
 	struct h2_from_h1 c;
 	char ustbuf[24];
 	size_t n = 0;
+	const char *sc;
 
 	if (ds->h2closed || ds->head_done)
 		return -1;
@@ -322,6 +324,9 @@ int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int6
 		c.hdrs[n].value.len = (size_t)snprintf(ustbuf, sizeof(ustbuf), "%lld", (long long)ust);
 		c.rs.nheaders = n + 1;
 	}
+	if ((sc = fwd_hash_set_cookie(ds->v)) && c.rs.nheaders < ARRAY_SIZE(c.hdrs))
+		c.hdrs[c.rs.nheaders++] = (struct h2_header){ .name = { "set-cookie", 10 },
+		                                              .value = { sc, strlen(sc) } };
 	if (h2_submit_response(ds->h->s, ds->id, &c.rs) < 0) {
 		h2_from_h1_fini(&c);
 		pull_fail(ds);

@@ -60,6 +60,9 @@ struct stream {
 	 * waiting for its upstream holds no response head (2 KiB: half of a stream's size).
 	 * Before `req` so st_get zeroes it. */
 	struct h1_msg *resp;
+	/* consistentHash's made-up cookie (fwd_hash.c): the Set-Cookie value the response
+	 * carries, NULL when none. Before `req` so st_get zeroes it. */
+	char *set_cookie;
 	struct h1_parser rp;
 	struct h1_msg req;              /* spans into d->in */
 	const struct route *route;

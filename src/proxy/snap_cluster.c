@@ -30,6 +30,7 @@
  * its previous one; a client context is reused from earlier snapshots as long as its key
  * (settings, credential version digest, file contents digests) is unchanged. */
 #include "proxy/snap_int.h"
+#include "proxy/lbhash.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,7 +412,7 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 			free(c->names);
 			c->names = NULL;
 			c->nnames = 0;
-			free(atomic_exchange(&c->eps, NULL));
+			cluster_eps_free(atomic_exchange(&c->eps, NULL));
 			break;
 		case DR_LB_ROUND_ROBIN:
 		case DR_LB_UNSPECIFIED:
@@ -435,6 +436,59 @@ static void snap_cluster_policy(struct cluster *c, const struct snap_pol *pol)
 		c->h2_upstream = http->h2_upgrade_policy == DR_H2_UPGRADE;
 		c->h2_no_upgrade = http->h2_upgrade_policy == DR_H2_DO_NOT_UPGRADE;
 	}
+}
+
+/* loadBalancer.consistentHash as Istio's ApplyRingHashLoadBalancer and hash policy make
+ * it: maglev when set (tableSize, default 65537), else a ring (ringHash.minimumRingSize,
+ * else the deprecated minimumRingSize, else 1024). An original-destination cluster has
+ * no endpoints to hash over (Istio leaves it CLUSTER_PROVIDED): said, not applied. STATIC
+ * sets get their table here; DNS ones when the resolver publishes them (gw_dns.c). */
+static void snap_cluster_hash(struct snap_b *b, struct cluster *c,
+                              const struct dr_load_balancer *lb)
+{
+	const struct dr_lb_consistent_hash *h = lb ? lb->consistent_hash : NULL;
+	struct lbh_cfg *cfg;
+
+	if (!h)
+		return;
+	if (c->discovery == CLUSTER_ORIGINAL_DST) {
+		diag_warn(b->d, h->pos.file, h->pos.line, h->pos.col,
+		          "consistentHash not applied to cluster %s: an original-destination "
+		          "cluster (resolution NONE or simple PASSTHROUGH) has no endpoints to hash "
+		          "over", c->name);
+		return;
+	}
+	cfg = xcalloc(1, sizeof(*cfg));
+	if (h->maglev) {
+		cfg->algo = LBH_MAGLEV;
+		cfg->size = h->maglev->table_size ? h->maglev->table_size : LBH_MAGLEV_DEFAULT;
+	} else {
+		cfg->algo = LBH_RING_HASH;
+		cfg->size = h->ring_hash ? h->ring_hash->minimum_ring_size : h->minimum_ring_size;
+		if (!cfg->size)
+			cfg->size = LBH_RING_MIN_DEFAULT;
+	}
+	if (h->http_header_name) {
+		cfg->key = LBH_KEY_HEADER;
+		cfg->name = xstrdup(h->http_header_name);
+		for (char *p = cfg->name; *p; p++)
+			if (*p >= 'A' && *p <= 'Z')
+				*p = (char)(*p - 'A' + 'a');
+	} else if (h->http_cookie) {
+		cfg->key = LBH_KEY_COOKIE;
+		cfg->name = xstrdup(h->http_cookie->name);
+		cfg->cookie_path = h->http_cookie->path && h->http_cookie->path[0] ?
+		                   xstrdup(h->http_cookie->path) : NULL;
+		/* Envoy's max_age in whole seconds; "0s" (stored as -1) a session cookie. */
+		cfg->cookie_ttl_s = h->http_cookie->ttl_ms > 0 ? h->http_cookie->ttl_ms / 1000 : 0;
+	} else if (h->use_source_ip) {
+		cfg->key = LBH_KEY_SOURCE_IP;
+	} else if (h->http_query_parameter_name) {
+		cfg->key = LBH_KEY_QUERY;
+		cfg->name = xstrdup(h->http_query_parameter_name);
+	}
+	c->hash = cfg;
+	cluster_eps_hash(c, atomic_load(&c->eps));
 }
 
 /* outlierDetection as Istio's applyOutlierDetection hands it to Envoy, with Envoy's
@@ -787,6 +841,7 @@ static struct cluster *snap_cluster_build(struct snap_b *b, const struct snap_ck
 	atomic_init(&c->dns_failed, false);
 	snap_cluster_discovery(b, c, ser, sub);
 	snap_cluster_policy(c, &pol);
+	snap_cluster_hash(b, c, pol.lb);
 	snap_cluster_outlier(c, pol.od);
 	if (!pol.tls && c->discovery != CLUSTER_ORIGINAL_DST && snap_mesh_dest(b, c, ser, sub)) {
 		/* No DestinationRule sets tls toward a mesh workload: ISTIO_MUTUAL, as Istio's

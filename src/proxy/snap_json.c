@@ -17,6 +17,7 @@
  *                             "backoff_base_ms", "backoff_max_ms", "previous_hosts",
  *                             "host_selection_retry_max_attempts" } } ] } ] } ],
  *     "clusters": [ { "name", "host", "subset", "port", "discovery", "lb",
+ *                     "ring_hash_lb_config" | "maglev_lb_config"?, "hash_policy"?,
  *                     "service_entry", "destination_rule", "dns_names" | "endpoints",
  *                     "tls": { "mode", "sni", "sans", "verify_host_auto",
  *                              "insecure_skip_verify", "credential", "ca", "client_cert",
@@ -39,6 +40,7 @@
 #include "proxy/l4route.h"
 #include "proxy/retry.h"
 #include "proxy/route_fault.h"
+#include "proxy/lbhash.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -549,6 +551,55 @@ static void snap_dump_listener(struct snap_json *j, const struct snap_listener *
 	snap_json_obj_end(j);
 }
 
+/* consistentHash in Envoy's terms: the cluster's lb config and the route's hash_policy
+ * (here the cluster's, as Istio derives it from the cluster's DestinationRule), and
+ * the entries of the current endpoint set's ring or table. */
+static void snap_dump_lbhash(struct snap_json *j, const struct cluster *c,
+                             const struct cluster_eps *eps)
+{
+	const struct lbh_cfg *h = c->hash;
+
+	if (h->algo == LBH_MAGLEV) {
+		snap_json_obj_begin(j, "maglev_lb_config");
+		snap_json_int(j, "table_size", h->size);
+	} else {
+		snap_json_obj_begin(j, "ring_hash_lb_config");
+		snap_json_int(j, "minimum_ring_size", h->size);
+		snap_json_int(j, "maximum_ring_size", LBH_RING_MAX);
+	}
+	snap_json_int(j, "entries", (long long)lbh_size(eps ? eps->lbh : NULL));
+	snap_json_obj_end(j);
+	snap_json_arr_begin(j, "hash_policy");
+	snap_json_obj_begin(j, NULL);
+	switch (h->key) {
+	case LBH_KEY_HEADER:
+		snap_json_obj_begin(j, "header");
+		snap_json_str(j, "header_name", h->name);
+		break;
+	case LBH_KEY_COOKIE:
+		snap_json_obj_begin(j, "cookie");
+		snap_json_str(j, "name", h->name);
+		snap_json_str(j, "path", h->cookie_path);
+		snap_json_int(j, "ttl_s", h->cookie_ttl_s);
+		break;
+	case LBH_KEY_SOURCE_IP:
+		snap_json_obj_begin(j, "connection_properties");
+		snap_json_bool(j, "source_ip", true);
+		break;
+	case LBH_KEY_QUERY:
+		snap_json_obj_begin(j, "query_parameter");
+		snap_json_str(j, "name", h->name);
+		break;
+	case LBH_KEY_NONE:
+	default:
+		snap_json_obj_begin(j, "none");
+		break;
+	}
+	snap_json_obj_end(j);
+	snap_json_obj_end(j);
+	snap_json_arr_end(j);
+}
+
 static void snap_dump_cluster(struct snap_json *j, const struct cluster *c)
 {
 	const struct cluster_eps *eps = atomic_load(&((struct cluster *)c)->eps);
@@ -559,7 +610,9 @@ static void snap_dump_cluster(struct snap_json *j, const struct cluster *c)
 	snap_json_str(j, "subset", c->subset);
 	snap_json_int(j, "port", c->port);
 	snap_json_str(j, "discovery", snap_discovery_name(c->discovery));
-	snap_json_str(j, "lb", snap_lb_name(c->lb));
+	snap_json_str(j, "lb", c->hash ? lbh_algo_name(c->hash) : snap_lb_name(c->lb));
+	if (c->hash)
+		snap_dump_lbhash(j, c, eps);
 	snap_json_str(j, "service_entry", c->src_se);
 	snap_json_str(j, "destination_rule", c->src_dr);
 	if (c->discovery == CLUSTER_DNS || c->discovery == CLUSTER_DNS_ROUND_ROBIN) {

@@ -76,6 +76,9 @@ struct wstats {
 	 * names them; per worker, summed (the limits are per worker, see fwd_conn.c). */
 	stat_t ucx_overflow, urq_pending_overflow, urq_pending_total, urq_pending_active;
 	stat_t od_ejections_enforced, od_ejections_active, od_ejections_overflow;
+	/* consistentHash (fwd_hash.c): requests without their key (a random endpoint), and
+	 * cookies made up (Set-Cookie). */
+	stat_t lbh_no_key, lbh_cookie_set;
 	/* Connections accepted and closed at once: past --max-connections (Envoy's
 	 * downstream_cx_overflow), or with no descriptor left for them (accept EMFILE). */
 	stat_t dcx_overflow, dcx_no_fd;

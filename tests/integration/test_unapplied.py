@@ -70,7 +70,7 @@ spec:
   trafficPolicy:
     loadBalancer:
       consistentHash:
-        httpHeaderName: x-user
+        httpCookie: {name: s, ttl: 0s, attributes: [{name: SameSite, value: Strict}]}
     connectionPool:
       tcp:
         tcpKeepalive:
@@ -109,7 +109,8 @@ FIELDS = [
     (27, "VirtualService default/api: spec.http[0].corsPolicy"),
     (31, "VirtualService default/api: spec.http[0].rewrite.uriRegexRewrite"),
     (37, "VirtualService default/api: spec.http[0].route[0].headers"),
-    (61, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"),
+    (62, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"
+         ".httpCookie.attributes"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),
     (67, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.maxConnectionDuration"),
     (70, "DestinationRule default/api: spec.trafficPolicy.connectionPool.http.useClientProtocol"),

@@ -1981,9 +1981,9 @@ static void unsupported_istio_fields_are_warned_about_and_ignored(void **state)
 		"  host: a.example.com\n"
 		"  trafficPolicy:\n"
 		"    loadBalancer:\n"
-		"      consistentHash: {httpHeaderName: x-user}\n",
+		"      localityLbSetting: {enabled: true}\n",
 		"default", 0,
-		DIAGS("t.yaml:9:7: warning: DestinationRule default/dr: spec.trafficPolicy.loadBalancer.consistentHash: not supported by egressgw; ignored"));
+		DIAGS("t.yaml:9:7: warning: DestinationRule default/dr: spec.trafficPolicy.loadBalancer.localityLbSetting: not supported by egressgw; ignored"));
 }
 
 static void secret_values_that_are_not_base64_name_the_key_only(void **state)

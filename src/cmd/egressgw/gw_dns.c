@@ -79,7 +79,7 @@ void gw_retire_collect(struct gw *g, bool all)
 		/* Every worker has passed a quiescent point since r was retired. */
 		if (all || q > r->epoch + 1) {
 			*pp = r->next;
-			free(r->eps);
+			cluster_eps_free(r->eps);
 			free(r);
 		} else {
 			pp = &r->next;
@@ -131,6 +131,7 @@ static void dns_job_finish(struct dns_job *j)
 		if (cluster_eps_equal(old, eps)) {
 			free(eps);
 		} else {
+			cluster_eps_hash(cl, eps);
 			atomic_store_explicit(&cl->eps, eps, memory_order_release);
 			/* Workers drain connections to endpoints that left (worker_tick). */
 			atomic_fetch_add_explicit(&g->proxy.eps_gen, 1, memory_order_release);
@@ -387,6 +388,7 @@ static void dns_start(struct gw *g, struct snap *s, struct snap *old, const stru
 
 				memcpy(copy->v, oe->v, oe->n * sizeof(oe->v[0]));
 				copy->total_weight = oe->total_weight;
+				cluster_eps_hash(cl, copy);
 				atomic_store(&cl->eps, copy);
 				seeded = true;
 			}
