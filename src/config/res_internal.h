@@ -160,6 +160,7 @@ void chk_dr_host(struct dctx *c, const struct ynode *n, const char *s);
 void chk_header_name(struct dctx *c, const struct ynode *n, const char *s);
 void chk_header_value(struct dctx *c, const struct ynode *n, const char *s);
 void chk_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s);
+void chk_dest_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s);
 void chk_header_op_name(struct dctx *c, const struct ynode *n, const char *s);
 void chk_not_empty(struct dctx *c, const struct ynode *n, const char *s);
 void chk_retry_on(struct dctx *c, const struct ynode *n, const char *s);

@@ -252,11 +252,30 @@ static const struct kw kt_vs_headers_kws[] = {
 };
 STAB(kt_vs_headers, struct vs_headers, "Headers", post_vs_headers);
 
+/* A destination's request operations: as the route's, but `host` / `:authority` (Istio's
+ * per-destination host rewrite) is refused (chk_dest_request_header_op_name). */
+static const struct kw kt_vs_dest_req_ops_kws[] = {
+	F(struct vs_header_ops, "set", KW_STRMAP, set, .keycheck = chk_dest_request_header_op_name,
+	  .check = chk_header_value),
+	F(struct vs_header_ops, "add", KW_STRMAP, add, .keycheck = chk_dest_request_header_op_name,
+	  .check = chk_header_value),
+	F(struct vs_header_ops, "remove", KW_STRLIST, remove, .check = chk_header_op_name),
+	END
+};
+STAB(kt_vs_dest_req_ops, struct vs_header_ops, "HeaderOperations", NULL);
+
+static const struct kw kt_vs_dest_headers_kws[] = {
+	F(struct vs_headers, "request", KW_OBJ, request, .sub = &kt_vs_dest_req_ops),
+	F(struct vs_headers, "response", KW_OBJ, response, .sub = &kt_vs_resp_ops),
+	END
+};
+STAB(kt_vs_dest_headers, struct vs_headers, "Headers", post_vs_headers);
+
 static const struct kw kt_vs_http_dest_kws[] = {
 	F(struct vs_http_route_destination, "destination", KW_OBJ, destination,
 	  .sub = &kt_vs_destination),
 	F(struct vs_http_route_destination, "weight", KW_I32, weight, NONNEG),
-	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
+	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_dest_headers),
 	END
 };
 STAB(kt_vs_http_dest, struct vs_http_route_destination, "HTTPRouteDestination",
@@ -350,7 +369,7 @@ static const struct kw kt_vs_http_route_kws[] = {
 	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent,
 	  NA),
 	U("corsPolicy"),
-	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
+	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers),
 	END
 };
 STAB(kt_vs_http_route, struct vs_http_route, "HTTPRoute", post_vs_http);

@@ -268,6 +268,9 @@ struct vs_header_ops {
 	struct srcpos pos;
 };
 
+/* set + add entries of one direction of one Headers (res_validate.c post_vs_headers). */
+#define VS_HEADER_OPS_MAX 32
+
 struct vs_headers {
 	struct vs_header_ops *request;
 	struct vs_header_ops *response;

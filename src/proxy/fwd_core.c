@@ -638,6 +638,7 @@ void st_begin(struct dconn *d)
 		return;
 	}
 	st->cl = dest->cluster;
+	st->hdrs = rhdr_for(st->route->hdrs, (size_t)(dest - st->route->dests), true);
 	if (st->route->timeout_ms > 0)
 		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
 	st_pick_endpoint(st);

@@ -13,6 +13,7 @@
 #include "proxy/cbreak.h"
 #include "proxy/outlier.h"
 #include "proxy/pool.h"
+#include "proxy/route_hdrs.h"
 #include "proxy/worker.h"
 #include "http/h1.h"
 #include "net/loop.h"
@@ -63,6 +64,7 @@ struct stream {
 	struct h1_parser rp;
 	struct h1_msg req;              /* spans into d->in */
 	const struct route *route;
+	const struct rhdr *hdrs;        /* the route's and its destination's header operations */
 	struct cluster *cl;
 	struct sock_addr ep;
 	char ep_str[SOCK_ADDR_STRLEN];

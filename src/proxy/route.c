@@ -1,4 +1,5 @@
 #include "proxy/route.h"
+#include "proxy/route_hdrs.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -331,6 +332,7 @@ static void route_free(struct route *r)
 	free(r->redirect_authority);
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
+	rhdr_free(r->hdrs);
 	free(r->file);
 }
 

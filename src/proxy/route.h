@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 struct cluster;
+struct rhdr_route;
 struct sbuf;
 
 enum strmatch_kind {
@@ -75,6 +76,7 @@ struct route {
 	int redirect_code;
 	char *redirect_uri, *redirect_authority;
 	char *rewrite_uri, *rewrite_authority;
+	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

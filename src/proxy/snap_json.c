@@ -32,6 +32,7 @@
 #include "proxy/authz.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
+#include "proxy/route_hdrs.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -300,6 +301,48 @@ void snap_json_route_source(struct snap_json *j, const struct route *r)
 	}
 }
 
+/* A compiled header operation list (route_hdrs.h): the names whose fields are removed,
+ * then the fields written. */
+static void snap_dump_rhdr_list(struct snap_json *j, const char *key, const struct rhdr_list *l)
+{
+	snap_json_obj_begin(j, key);
+	snap_json_arr_begin(j, "remove");
+	for (size_t i = 0; i < l->ndrop; i++)
+		snap_json_str(j, NULL, l->drop[i].name);
+	snap_json_arr_end(j);
+	snap_json_arr_begin(j, "add");
+	for (size_t i = 0; i < l->nemit; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "name", l->emit[i].name);
+		snap_json_str(j, "value", l->emit[i].value);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_rhdr(struct snap_json *j, const struct route *r)
+{
+	const struct rhdr_route *h = r->hdrs;
+
+	if (!h)
+		return;
+	snap_json_obj_begin(j, "headers");
+	snap_dump_rhdr_list(j, "request", &h->route.req);
+	snap_dump_rhdr_list(j, "response", &h->route.resp);
+	/* Per destination: its level then the route's, as a request routed there gets. */
+	snap_json_arr_begin(j, "destinations");
+	for (size_t i = 0; i < h->ndest; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", r->dests[i].cluster_name);
+		snap_dump_rhdr_list(j, "request", &h->dest[i].req);
+		snap_dump_rhdr_list(j, "response", &h->dest[i].resp);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
 static void snap_dump_route(struct snap_json *j, const struct route *r)
 {
 	snap_json_obj_begin(j, NULL);
@@ -340,6 +383,7 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_str(j, "authority", r->rewrite_authority);
 		snap_json_obj_end(j);
 	}
+	snap_dump_rhdr(j, r);
 	snap_json_obj_end(j);
 }
 

@@ -17,6 +17,7 @@
  * match was filtered out is dropped. Several VirtualServices for one host are merged in
  * (namespace, name) order (Istio uses creation time, which the store does not keep). */
 #include "proxy/snap_int.h"
+#include "proxy/route_hdrs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,6 +305,7 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 		out->rewrite_authority = hr->rewrite->authority ? xstrdup(hr->rewrite->authority)
 		                                                : NULL;
 	}
+	rhdr_compile(out, hr);
 	out->file = hr->pos.file ? xstrdup(hr->pos.file) : (vsr->file ? xstrdup(vsr->file) : NULL);
 	out->line = hr->pos.file ? hr->pos.line : vsr->line;
 	return true;
