@@ -77,15 +77,16 @@ static inline const struct rhdr *rhdr_for(const struct rhdr_route *h, size_t des
 	return picked && dest_idx < h->ndest ? &h->dest[dest_idx] : &h->route;
 }
 
-/* What applies to a response: the picked destination's (picked, NULL before one is
- * picked), else the route's own level (r may be NULL: not routed, nothing applies).
- * Envoy's router applies the route's response_headers_to_add to the replies it makes
- * (503 UF, 504 UT, a redirect) as to upstream responses. */
+/* What applies to a response: the picked destination's (picked), else for a redirect
+ * the route's own level; nothing for a reply made before a destination was picked (r may
+ * be NULL: not routed). Envoy's router applies the route entry's response_headers_to_add
+ * to the replies it makes (503 UF/UH, 504 UT, a redirect) as to upstream responses; the
+ * replies of filters before the router (a CORS preflight, a fault's abort) get none. */
 static inline const struct rhdr *rhdr_resp_for(const struct rhdr *picked, const struct route *r)
 {
 	if (picked)
 		return picked;
-	return r && r->hdrs ? &r->hdrs->route : NULL;
+	return r && r->redirect_code && r->hdrs ? &r->hdrs->route : NULL;
 }
 
 /* True when a field named name (len bytes, any case) is left out of the message. */
