@@ -569,6 +569,57 @@ void chk_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
 		chk_op_name_field(c, n, s);
 }
 
+/* An allowOrigins regex is RE2 in Istio; the proxy evaluates it with POSIX regcomp
+ * (anchored: a full match, as Envoy's safe_regex). For a yes/no full match the two agree
+ * on the patterns both parse alike: literals, '.', bracket expressions, groups,
+ * alternation, the greedy quantifiers * + ? {m,n}, and a backslash before punctuation.
+ * RE2's own syntax (\d \w \s \b and other escapes of letters or digits, (?flags),
+ * (?:...), lazy quantifiers, \Q..\E) means something else or nothing to POSIX, so a
+ * pattern using it is refused rather than matched differently. */
+void chk_cors_origin_regex(struct dctx *c, const struct ynode *n, const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\') {
+			if (!p[1] || is_alnum(p[1]))
+				goto refuse;
+			p++;
+		} else if (p[0] == '(' && p[1] == '?') {
+			goto refuse;
+		} else if ((p[0] == '*' || p[0] == '+' || p[0] == '?' || p[0] == '}') &&
+		           (p[1] == '?' || p[1] == '+')) {
+			goto refuse;
+		}
+	}
+	return;
+refuse:
+	derr(c, n, "regex \"%.100s\": RE2 syntax that POSIX regular expressions do not share "
+	     "(\\d, \\w, (?...), lazy quantifiers, ...) is not supported by egressgw for CORS "
+	     "origins; use exact, prefix, or a regex without it", s);
+}
+
+/* Istio's validateHTTPMethod for allowMethods. */
+void chk_cors_method(struct dctx *c, const struct ynode *n, const char *s)
+{
+	static const char *const methods[] = {
+		"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", NULL
+	};
+
+	for (size_t i = 0; methods[i]; i++)
+		if (strcmp(s, methods[i]) == 0)
+			return;
+	derr(c, n, "%.60s is not a valid HTTP method", s);
+}
+
+/* allowHeaders / exposeHeaders items: sent as one comma-separated field value, so each
+ * must be a field name (or "*"). */
+void chk_cors_header(struct dctx *c, const struct ynode *n, const char *s)
+{
+	if (!*s)
+		derr(c, n, "header name cannot be empty");
+	else if (strcmp(s, "*") != 0 && !token_ok(s))
+		derr(c, n, "header name %.100s is not a valid header name", s);
+}
+
 void chk_not_empty(struct dctx *c, const struct ynode *n, const char *s)
 {
 	if (!*s)
@@ -1081,7 +1132,7 @@ void post_vs_destination(struct dctx *c, const struct ynode *map, void *obj)
 }
 
 /* The proxy writes a head's fields through fixed arrays (HTTP/2: H1_MAX_HEADERS plus
- * RHDR_MAX_LEVEL_EMIT per level, src/proxy/route_hdrs.h): more set/add fields per
+ * VS_HEADER_OPS_MAX per level, src/proxy/route_hdrs.h): more set/add fields per
  * direction than that are refused, not cut. */
 void post_vs_headers(struct dctx *c, const struct ynode *map, void *obj)
 {
@@ -1093,6 +1144,15 @@ void post_vs_headers(struct dctx *c, const struct ynode *map, void *obj)
 		if (ops[i] && ops[i]->set.n + ops[i]->add.n > VS_HEADER_OPS_MAX)
 			derr_field(c, map, what[i], "more than %d set/add header operations are not "
 			           "supported by egressgw", VS_HEADER_OPS_MAX);
+}
+
+void post_vs_cors(struct dctx *c, const struct ynode *map, void *obj)
+{
+	const struct vs_cors *p = obj;
+
+	if (p->max_age_ms % 1000 != 0)
+		derr_field(c, map, "maxAge", "max_age duration is accurate only to seconds "
+		           "precision");
 }
 
 void post_vs_http_dest(struct dctx *c, const struct ynode *map, void *obj)

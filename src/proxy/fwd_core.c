@@ -18,6 +18,7 @@
 #include "proxy/fwd_conn.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
+#include "proxy/route_cors.h"
 #include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
@@ -101,7 +102,8 @@ void st_reset(struct stream *st)
 {
 	free(st->rw_path);
 	free(st->rw_auth);
-	st->rw_path = st->rw_auth = NULL;
+	free(st->cors_origin);
+	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	st_resp_put(st->d->w, st);
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
@@ -140,7 +142,8 @@ void st_put(struct dconn *d)
 	d->st = NULL;
 	free(st->rw_path);
 	free(st->rw_auth);
-	st->rw_path = st->rw_auth = NULL;
+	free(st->cors_origin);
+	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	st_resp_put(w, st);
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);
@@ -626,6 +629,8 @@ void st_begin(struct dconn *d)
 		fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
 		return;
 	}
+	if (st->route->cors && rcors_request(st))
+		return;
 	if (st->route->redirect_code) {
 		st_redirect(st, &rq);
 		return;

@@ -1,4 +1,5 @@
 #include "proxy/route.h"
+#include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -333,6 +334,7 @@ static void route_free(struct route *r)
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
 	rhdr_free(r->hdrs);
+	rcors_free(r->cors);
 	free(r->file);
 }
 

@@ -22,6 +22,7 @@
 
 struct cluster;
 struct rhdr_route;
+struct route_cors;
 struct sbuf;
 
 enum strmatch_kind {
@@ -77,6 +78,7 @@ struct route {
 	char *redirect_uri, *redirect_authority;
 	char *rewrite_uri, *rewrite_authority;
 	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
+	struct route_cors *cors;   /* corsPolicy (route_cors.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

@@ -32,6 +32,7 @@
 #include "proxy/authz.h"
 #include "proxy/snap_int.h"
 #include "proxy/l4route.h"
+#include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
 
 #include <arpa/inet.h>
@@ -343,6 +344,24 @@ static void snap_dump_rhdr(struct snap_json *j, const struct route *r)
 	snap_json_obj_end(j);
 }
 
+static void snap_dump_cors(struct snap_json *j, const struct route_cors *c)
+{
+	if (!c)
+		return;
+	snap_json_obj_begin(j, "cors");
+	snap_json_arr_begin(j, "allow_origins");
+	for (size_t i = 0; i < c->norigins; i++)
+		snap_dump_strmatch(j, NULL, &c->origins[i]);
+	snap_json_arr_end(j);
+	snap_json_str(j, "allow_methods", c->allow_methods);
+	snap_json_str(j, "allow_headers", c->allow_headers);
+	snap_json_str(j, "expose_headers", c->expose_headers);
+	snap_json_str(j, "max_age", c->max_age);
+	snap_json_bool(j, "allow_credentials", c->allow_credentials);
+	snap_json_bool(j, "forward_not_matching_preflights", c->forward_unmatched);
+	snap_json_obj_end(j);
+}
+
 static void snap_dump_route(struct snap_json *j, const struct route *r)
 {
 	snap_json_obj_begin(j, NULL);
@@ -384,6 +403,7 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_obj_end(j);
 	}
 	snap_dump_rhdr(j, r);
+	snap_dump_cors(j, r->cors);
 	snap_json_obj_end(j);
 }
 

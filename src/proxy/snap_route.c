@@ -17,6 +17,7 @@
  * match was filtered out is dropped. Several VirtualServices for one host are merged in
  * (namespace, name) order (Istio uses creation time, which the store does not keep). */
 #include "proxy/snap_int.h"
+#include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
 
 #include <stdio.h>
@@ -261,7 +262,7 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
                              struct route *out)
 {
 	size_t kept = 0;
-	char id[300];
+	char id[300], err[256];
 
 	for (size_t i = 0; i < hr->match.n; i++)
 		if (snap_match_applies(b, vsr, &hr->match.v[i], rc))
@@ -306,6 +307,12 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 		                                                : NULL;
 	}
 	rhdr_compile(out, hr);
+	if (rcors_compile(out, hr, err, sizeof(err)) < 0)
+		/* The decoder let only regexes POSIX reads as RE2 does through; one it still
+		 * cannot compile leaves the route without CORS, said here. */
+		diag_warn(b->d, hr->cors->pos.file, hr->cors->pos.line, hr->cors->pos.col,
+		          "VirtualService %s: corsPolicy not applied: origin regex: %s",
+		          snap_res_id(vsr, id, sizeof(id)), err);
 	out->file = hr->pos.file ? xstrdup(hr->pos.file) : (vsr->file ? xstrdup(vsr->file) : NULL);
 	out->line = hr->pos.file ? hr->pos.line : vsr->line;
 	return true;

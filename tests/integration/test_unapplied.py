@@ -105,7 +105,6 @@ FIELDS = [
     (14, "VirtualService default/api: spec.http[0].fault"),
     (19, "VirtualService default/api: spec.http[0].mirror"),
     (21, "VirtualService default/api: spec.http[0].mirrorPercentage"),
-    (27, "VirtualService default/api: spec.http[0].corsPolicy"),
     (31, "VirtualService default/api: spec.http[0].rewrite.uriRegexRewrite"),
     (45, "VirtualService default/api: spec.http[1].redirect.scheme"),
     (46, "VirtualService default/api: spec.http[1].redirect.port"),
