@@ -155,12 +155,14 @@ int rcors_request(struct stream *st)
 	acrm = req_field(st, "access-control-request-method", &mlen);
 	preflight = st->req.method_id == H1_M_OPTIONS && acrm && mlen;
 	if (!rcors_origin_allowed(c, origin, olen)) {
+		STAT_INC(st->d->w->st.cors_invalid);
 		if (preflight && !c->forward_unmatched) {
 			preflight_reply(st, f, 0);
 			return 1;
 		}
 		return 0;
 	}
+	STAT_INC(st->d->w->st.cors_valid);
 	if (!preflight) {
 		st->cors_origin = xmalloc(olen + 1);
 		memcpy(st->cors_origin, origin, olen);

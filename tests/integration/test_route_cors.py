@@ -134,6 +134,7 @@ def preflight(m, path, origin, h2=False, extra=()):
 def test_preflight_answered_by_proxy(mesh, api, h2):
     _, rec = api
     before = rec.count()
+    valid = mesh.sidecar.stat("cors_origin_valid_total")
     r = preflight(mesh, "/cors/x", "https://a.example", h2,
                   ["-H", "access-control-request-headers: x-custom"])
     assert r.returncode == 0, r.stderr
@@ -146,6 +147,7 @@ def test_preflight_answered_by_proxy(mesh, api, h2):
     assert values(f, "access-control-max-age") == ["86400"]
     assert values(f, "access-control-expose-headers") == []
     assert rec.count() == before                          # never reached the upstream
+    assert mesh.sidecar.stat("cors_origin_valid_total") == valid + 1
     line = mesh.sidecar.wait_log(lambda x: x["path"] == "/cors/x" and x["method"] == "OPTIONS")
     assert line["code"] == "200"
 
@@ -172,12 +174,14 @@ def test_actual_request_gets_cors_fields(mesh, api, h2, origin):
                                     "https://x.re.exampleZ", "http://a.example"])
 def test_other_origin_untouched(mesh, api, origin):
     _, rec = api
+    invalid = mesh.sidecar.stat("cors_origin_invalid_total")
     r = mesh.curl("-D", "-", "-o", "/dev/null", "-H", f"origin: {origin}", f"http://{API}/cors/z")
     assert r.returncode == 0, r.stderr
     status, f = head(r)
     assert status == 200
     assert values(f, "access-control-allow-origin") == ["upstream"]
     assert values(f, "access-control-allow-credentials") == []
+    assert mesh.sidecar.stat("cors_origin_invalid_total") == invalid + 1
     # Its preflight goes to the upstream (unmatchedPreflights: FORWARD, the default).
     before = rec.count()
     r = preflight(mesh, "/cors/z", origin)
