@@ -388,3 +388,4 @@ def test_refused_at_apply(ctl, tmp_path, snippet, err):
     assert r.rc != 0, r.err
     assert re.search(err, r.err), r.err
     assert re.search(re.escape(str(f)) + r":\d+:\d+", r.err), r.err
+
