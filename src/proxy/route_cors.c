@@ -143,7 +143,7 @@ int rcors_request(struct stream *st)
 	const struct route_cors *c = st->route->cors;
 	const char *origin, *acrm, *acrh = NULL;
 	size_t olen = 0, mlen = 0, hlen = 0;
-	bool preflight;
+	bool preflight, allowed;
 	/* NUL-terminated copies for the reply's fields (fwd_field), bounded by the head. */
 	char o[1024], m[64], h[1024];
 	struct fwd_field f[FWD_REPLY_FIELDS];
@@ -154,23 +154,27 @@ int rcors_request(struct stream *st)
 		return 0;
 	acrm = req_field(st, "access-control-request-method", &mlen);
 	preflight = st->req.method_id == H1_M_OPTIONS && acrm && mlen;
-	if (!rcors_origin_allowed(c, origin, olen)) {
+	allowed = rcors_origin_allowed(c, origin, olen);
+	if (allowed)
+		STAT_INC(st->d->w->st.cors_valid);
+	else
 		STAT_INC(st->d->w->st.cors_invalid);
-		if (preflight && !c->forward_unmatched) {
-			preflight_reply(st, f, 0);
-			return 1;
+	if (!preflight) {
+		if (allowed) {
+			st->cors_origin = xmalloc(olen + 1);
+			memcpy(st->cors_origin, origin, olen);
+			st->cors_origin[olen] = '\0';
 		}
 		return 0;
 	}
-	STAT_INC(st->d->w->st.cors_valid);
-	if (!preflight) {
-		st->cors_origin = xmalloc(olen + 1);
-		memcpy(st->cors_origin, origin, olen);
-		st->cors_origin[olen] = '\0';
+	if (!allowed && c->forward_unmatched)
 		return 0;
+	/* Answered here. Envoy's answer to a preflight it does not forward from an origin it
+	 * does not allow (IGNORE) has the policy's other fields but no allow-origin. */
+	if (allowed) {
+		snprintf(o, sizeof(o), "%.*s", (int)olen, origin);
+		f[n++] = (struct fwd_field){ "access-control-allow-origin", o };
 	}
-	snprintf(o, sizeof(o), "%.*s", (int)olen, origin);
-	f[n++] = (struct fwd_field){ "access-control-allow-origin", o };
 	if (c->allow_credentials)
 		f[n++] = (struct fwd_field){ "access-control-allow-credentials", "true" };
 	if (c->allow_methods && strcmp(c->allow_methods, "*") == 0) {
@@ -180,11 +184,10 @@ int rcors_request(struct stream *st)
 		f[n++] = (struct fwd_field){ "access-control-allow-methods", c->allow_methods };
 	}
 	if (c->allow_headers && strcmp(c->allow_headers, "*") == 0) {
+		/* The request's list, empty when it has none (Envoy sets what it finds). */
 		acrh = req_field(st, "access-control-request-headers", &hlen);
-		if (acrh && hlen) {
-			snprintf(h, sizeof(h), "%.*s", (int)hlen, acrh);
-			f[n++] = (struct fwd_field){ "access-control-allow-headers", h };
-		}
+		snprintf(h, sizeof(h), "%.*s", acrh ? (int)hlen : 0, acrh ? acrh : "");
+		f[n++] = (struct fwd_field){ "access-control-allow-headers", h };
 	} else if (c->allow_headers) {
 		f[n++] = (struct fwd_field){ "access-control-allow-headers", c->allow_headers };
 	}

@@ -15,7 +15,8 @@
  *     it) gets access-control-allow-origin, -allow-credentials, -expose-headers, each
  *     replacing the upstream's;
  *   - not allowed: untouched, except a preflight under unmatchedPreflights IGNORE, which
- *     is answered 200 without CORS fields.
+ *     is answered 200 with the policy's fields but no access-control-allow-origin (as
+ *     Envoy's filter answers it).
  * Called from st_begin once the route is chosen (rcors_request), and by the response
  * head writers through struct rcors_edit, which carries the route's header operations
  * (route_hdrs.h) and the CORS fields together. */
