@@ -629,8 +629,10 @@ void st_begin(struct dconn *d)
 		fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
 		return;
 	}
-	if (st->route->cors && rcors_request(st))
+	if (st->route->cors && rcors_request(st)) {
+		st_finish(st);   /* a preflight answered here */
 		return;
+	}
 	if (st->route->redirect_code) {
 		st_redirect(st, &rq);
 		return;

@@ -78,6 +78,20 @@ void strmatch_free(struct strmatch *m)
 	memset(m, 0, sizeof(*m));
 }
 
+void route_cors_free(struct route_cors *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->norigins; i++)
+		strmatch_free(&c->origins[i]);
+	free(c->origins);
+	free(c->allow_methods);
+	free(c->allow_headers);
+	free(c->expose_headers);
+	free(c->max_age);
+	free(c);
+}
+
 static int route_wild_cmp(const void *a, const void *b)
 {
 	const struct route_wild *x = a, *y = b;
@@ -334,7 +348,7 @@ static void route_free(struct route *r)
 	free(r->rewrite_uri);
 	free(r->rewrite_authority);
 	rhdr_free(r->hdrs);
-	rcors_free(r->cors);
+	route_cors_free(r->cors);
 	free(r->file);
 }
 

@@ -2,7 +2,6 @@
  * (see route_cors.h for the behaviour, which is Envoy's CORS filter's). */
 #include "proxy/route_cors.h"
 #include "proxy/fwd_int.h"
-#include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "core/sbuf.h"
 #include "core/util.h"
@@ -87,22 +86,8 @@ int rcors_compile(struct route *out, const struct vs_http_route *hr, char *err, 
 	out->cors = c;
 	return 0;
 fail:
-	rcors_free(c);
+	route_cors_free(c);
 	return -1;
-}
-
-void rcors_free(struct route_cors *c)
-{
-	if (!c)
-		return;
-	for (size_t i = 0; i < c->norigins; i++)
-		strmatch_free(&c->origins[i]);
-	free(c->origins);
-	free(c->allow_methods);
-	free(c->allow_headers);
-	free(c->expose_headers);
-	free(c->max_age);
-	free(c);
 }
 
 bool rcors_origin_allowed(const struct route_cors *c, const char *origin, size_t len)
@@ -126,7 +111,8 @@ static const char *req_field(const struct stream *st, const char *name, size_t *
 	return st->d->in + st->req.headers[i].value.off;
 }
 
-/* The preflight's answer: 200, no body, the fields f[0 .. n). */
+/* The preflight's answer: 200, no body, the fields f[0 .. n); the caller finishes the
+ * exchange (st_finish). */
 static void preflight_reply(struct stream *st, const struct fwd_field *f, size_t n)
 {
 	st->code = 200;
@@ -135,7 +121,6 @@ static void preflight_reply(struct stream *st, const struct fwd_field *f, size_t
 		st->resp_close = true;
 	fwd_down->reply_head(st, 200, f, n, 0);
 	st->resp_done = true;
-	st_finish(st);
 }
 
 int rcors_request(struct stream *st)

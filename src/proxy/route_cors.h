@@ -48,12 +48,15 @@ struct route_cors {
 /* Compiles hr->cors into out->cors (NULL when the route has none). Returns 0, or -1 with
  * a message in err when an origin regex does not compile (the decoder checked it). */
 int rcors_compile(struct route *out, const struct vs_http_route *hr, char *err, size_t errlen);
-void rcors_free(struct route_cors *c);
+/* Frees c (NULL: nothing). In route.c with the rest of a route's freeing, so that the
+ * router does not call back into this file (which uses its strmatch). */
+void route_cors_free(struct route_cors *c);
 bool rcors_origin_allowed(const struct route_cors *c, const char *origin, size_t len);
 
 struct stream;
-/* The policy of st's route on its request: 1 when the proxy answered it (a preflight),
- * else 0 (st->cors_origin set when its response gets CORS fields). */
+/* The policy of st's route on its request: 1 when the proxy answered it (a preflight; the
+ * caller then ends the exchange with st_finish), else 0 (st->cors_origin set when its
+ * response gets CORS fields). */
 int rcors_request(struct stream *st);
 
 /* What the proxy changes in a response head: the route's header operations (rh, NULL:

@@ -145,8 +145,8 @@ static void cors_origins_match_as_envoy(void **state)
 	/* Envoy's isOriginAllowed: a matcher that matches "*" allows every origin. */
 	assert_true(rcors_origin_allowed(r2.cors, "https://anything", 16));
 	assert_false(r2.cors->forward_unmatched);
-	rcors_free(r.cors);
-	rcors_free(r2.cors);
+	route_cors_free(r.cors);
+	route_cors_free(r2.cors);
 }
 
 int main(void)
