@@ -201,10 +201,8 @@ static bool cors_owns(const struct rcors_edit *e, const char *name, size_t len)
 	        h1_name_eq(name, len, "access-control-expose-headers", 29));
 }
 
-bool rcors_dropped(const struct rcors_edit *e, const char *name, size_t len)
+bool rcors_edit_dropped(const struct rcors_edit *e, const char *name, size_t len)
 {
-	if (!e)
-		return false;
 	return rhdr_dropped(e->rh, name, len) || cors_owns(e, name, len);
 }
 
@@ -228,13 +226,11 @@ static size_t cors_fields(const struct rcors_edit *e, struct h2_header *f)
 	return n;
 }
 
-void rcors_write_h1(struct iobuf *o, const struct rcors_edit *e)
+void rcors_edit_write_h1(struct iobuf *o, const struct rcors_edit *e)
 {
 	struct h2_header f[RCORS_MAX_FIELDS];
 	size_t n;
 
-	if (!e)
-		return;
 	for (size_t i = 0; e->rh && i < e->rh->nemit; i++)
 		if (!cors_owns(e, e->rh->emit[i].name, e->rh->emit[i].nlen))
 			iob_field(o, e->rh->emit[i].name, e->rh->emit[i].nlen, e->rh->emit[i].value,

@@ -70,9 +70,22 @@ struct rcors_edit {
 
 /* The edit for st's response, or NULL when nothing changes (e is the storage). */
 const struct rcors_edit *rcors_edit_for(const struct stream *st, struct rcors_edit *e);
-bool rcors_dropped(const struct rcors_edit *e, const char *name, size_t len);
+/* The head writers' calls, inline for the NULL test: a response without an edit costs
+ * one test per field and no call. */
+bool rcors_edit_dropped(const struct rcors_edit *e, const char *name, size_t len);
+static inline bool rcors_dropped(const struct rcors_edit *e, const char *name, size_t len)
+{
+	return e && rcors_edit_dropped(e, name, len);
+}
+
 struct iobuf;
-void rcors_write_h1(struct iobuf *o, const struct rcors_edit *e);
+void rcors_edit_write_h1(struct iobuf *o, const struct rcors_edit *e);
+static inline void rcors_write_h1(struct iobuf *o, const struct rcors_edit *e)
+{
+	if (e)
+		rcors_edit_write_h1(o, e);
+}
+
 /* Appends to h[*n ..] (room entries in all: RHDR_MAX_EMIT + RCORS_MAX_FIELDS beyond the
  * message's fields always fit). */
 void rcors_h2(struct h2_header *h, size_t *n, size_t room, const struct rcors_edit *e);

@@ -25,9 +25,9 @@ bool rhdr_drop(const struct rhdr_list *l, const char *name, size_t len)
 	return false;
 }
 
-void rhdr_write_h1(struct iobuf *o, const struct rhdr_list *l)
+void rhdr_emit_h1(struct iobuf *o, const struct rhdr_list *l)
 {
-	for (size_t i = 0; l && i < l->nemit; i++)
+	for (size_t i = 0; i < l->nemit; i++)
 		iob_field(o, l->emit[i].name, l->emit[i].nlen, l->emit[i].value, l->emit[i].vlen);
 }
 

@@ -112,7 +112,12 @@ static inline bool rhdr_dropped(const struct rhdr_list *l, const char *name, siz
 
 struct iobuf;
 struct h2_header;
-void rhdr_write_h1(struct iobuf *o, const struct rhdr_list *l);
+void rhdr_emit_h1(struct iobuf *o, const struct rhdr_list *l);
+static inline void rhdr_write_h1(struct iobuf *o, const struct rhdr_list *l)
+{
+	if (l)
+		rhdr_emit_h1(o, l);
+}
 /* Appends l's fields to h[*n ..], at most room in all; returns how many did not fit (0:
  * the arrays sized with RHDR_MAX_EMIT always fit). */
 size_t rhdr_h2(struct h2_header *h, size_t *n, size_t room, const struct rhdr_list *l);
