@@ -252,11 +252,54 @@ static const struct kw kt_vs_headers_kws[] = {
 };
 STAB(kt_vs_headers, struct vs_headers, "Headers", post_vs_headers);
 
+/* A destination's request operations: as the route's, but `host` / `:authority` (Istio's
+ * per-destination host rewrite) is refused (chk_dest_request_header_op_name). */
+static const struct kw kt_vs_dest_req_ops_kws[] = {
+	F(struct vs_header_ops, "set", KW_STRMAP, set, .keycheck = chk_dest_request_header_op_name,
+	  .check = chk_header_value),
+	F(struct vs_header_ops, "add", KW_STRMAP, add, .keycheck = chk_dest_request_header_op_name,
+	  .check = chk_header_value),
+	F(struct vs_header_ops, "remove", KW_STRLIST, remove, .check = chk_header_op_name),
+	END
+};
+STAB(kt_vs_dest_req_ops, struct vs_header_ops, "HeaderOperations", NULL);
+
+static const struct kw kt_vs_dest_headers_kws[] = {
+	F(struct vs_headers, "request", KW_OBJ, request, .sub = &kt_vs_dest_req_ops),
+	F(struct vs_headers, "response", KW_OBJ, response, .sub = &kt_vs_resp_ops),
+	END
+};
+STAB(kt_vs_dest_headers, struct vs_headers, "Headers", post_vs_headers);
+
+/* allowOrigins: a StringMatch whose regex must mean the same to POSIX as to RE2 (see
+ * chk_cors_origin_regex). */
+static const struct kw kt_vs_cors_origin_kws[] = {
+	F(struct vs_string_match, "exact", KW_STR, exact),
+	F(struct vs_string_match, "prefix", KW_STR, prefix),
+	F(struct vs_string_match, "regex", KW_STR, regex, .check = chk_cors_origin_regex),
+	END
+};
+STAB(kt_vs_cors_origin, struct vs_string_match, "StringMatch", post_vs_string_match);
+
+static const struct kw kt_vs_cors_kws[] = {
+	F(struct vs_cors, "allowOrigins", KW_LIST, allow_origins, .sub = &kt_vs_cors_origin),
+	F(struct vs_cors, "allowOrigin", KW_STRLIST, allow_origin, .check = chk_not_empty),
+	F(struct vs_cors, "allowMethods", KW_STRLIST, allow_methods, .check = chk_cors_method),
+	F(struct vs_cors, "allowHeaders", KW_STRLIST, allow_headers, .check = chk_cors_header),
+	F(struct vs_cors, "exposeHeaders", KW_STRLIST, expose_headers, .check = chk_cors_header),
+	F(struct vs_cors, "maxAge", KW_DURATION, max_age_ms),
+	F(struct vs_cors, "allowCredentials", KW_BOOL, allow_credentials),
+	F(struct vs_cors, "unmatchedPreflights", KW_ENUM, unmatched_preflights,
+	  .names = vs_cors_unmatched_names),
+	END
+};
+STAB(kt_vs_cors, struct vs_cors, "CorsPolicy", post_vs_cors);
+
 static const struct kw kt_vs_http_dest_kws[] = {
 	F(struct vs_http_route_destination, "destination", KW_OBJ, destination,
 	  .sub = &kt_vs_destination),
 	F(struct vs_http_route_destination, "weight", KW_I32, weight, NONNEG),
-	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
+	F(struct vs_http_route_destination, "headers", KW_OBJ, headers, .sub = &kt_vs_dest_headers),
 	END
 };
 STAB(kt_vs_http_dest, struct vs_http_route_destination, "HTTPRouteDestination",
@@ -364,8 +407,8 @@ static const struct kw kt_vs_http_route_kws[] = {
 	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT, NA),
 	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent,
 	  NA),
-	U("corsPolicy"),
-	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers, NA),
+	F(struct vs_http_route, "corsPolicy", KW_OBJ, cors, .sub = &kt_vs_cors),
+	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers),
 	END
 };
 STAB(kt_vs_http_route, struct vs_http_route, "HTTPRoute", post_vs_http);

@@ -463,7 +463,10 @@ void chk_header_name(struct dctx *c, const struct ynode *n, const char *s)
 		derr(c, n, "header name %.100s is not a valid header name", s);
 }
 
-/* Envoy header values: no control characters; '%' starts %VARIABLE% or is doubled. */
+/* Envoy header values: no control characters; '%' starts %VARIABLE% or is doubled.
+ * Envoy substitutes %VARIABLE% (request and connection properties) in header operation
+ * values; egressgw sends values as written (%% as %), so a value that names a variable
+ * is refused rather than sent with the variable's name in it. */
 void chk_header_value(struct dctx *c, const struct ynode *n, const char *s)
 {
 	for (const char *p = s; *p; p++) {
@@ -489,8 +492,42 @@ void chk_header_value(struct dctx *c, const struct ynode *n, const char *s)
 			     "or be written as %%%%", s);
 			return;
 		}
-		p = end;
+		derr(c, n, "header value \"%.100s\": %%%.*s%% substitution is not supported by "
+		     "egressgw (write %%%% for a literal '%%')", s, (int)(end - p - 1), p + 1);
+		return;
 	}
+}
+
+/* Fields the proxy's codecs own: framing (content-length, transfer-encoding, trailer) and
+ * the connection's management (RFC 9110 section 7.6.1). An operation on one would contradict
+ * what the proxy writes, or be dropped by the next hop, so it is refused. */
+static bool is_hop_by_hop(const char *s)
+{
+	static const char *const names[] = {
+		"connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+		"proxy-connection", "trailer", "content-length", NULL
+	};
+
+	for (size_t i = 0; names[i]; i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return true;
+	return false;
+}
+
+/* What every header operation name must be: a field name (RFC 9110 token), not one the
+ * codecs own. Returns false after reporting. */
+static bool chk_op_name_field(struct dctx *c, const struct ynode *n, const char *s)
+{
+	if (is_hop_by_hop(s)) {
+		derr(c, n, "invalid header \"%.100s\": hop-by-hop and framing fields cannot be "
+		     "modified", s);
+		return false;
+	}
+	if (!token_ok(s)) {
+		derr(c, n, "header name %.100s is not a valid header name", s);
+		return false;
+	}
+	return true;
 }
 
 void chk_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
@@ -499,6 +536,25 @@ void chk_request_header_op_name(struct dctx *c, const struct ynode *n, const cha
 		derr(c, n, "header name cannot be empty");
 	else if (s[0] == ':' && strcasecmp(s, ":authority") != 0)
 		derr(c, n, "invalid header \"%.100s\": header cannot have \":\" prefix", s);
+	else if (s[0] != ':')
+		chk_op_name_field(c, n, s);
+}
+
+/* Istio turns a destination's `host` into that destination's host rewrite (Envoy's
+ * weighted cluster host_rewrite_literal); egressgw rewrites the host per route only
+ * (rewrite.authority, or the route's headers.request.set host). */
+void chk_dest_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
+{
+	if (!*s)
+		derr(c, n, "header name cannot be empty");
+	else if (strcasecmp(s, "host") == 0 || strcasecmp(s, ":authority") == 0)
+		derr(c, n, "invalid header \"%.100s\": a destination's host rewrite is not "
+		     "supported by egressgw (set host in the route's headers, or rewrite.authority)",
+		     s);
+	else if (s[0] == ':')
+		derr(c, n, "invalid header \"%.100s\": header cannot have \":\" prefix", s);
+	else
+		chk_op_name_field(c, n, s);
 }
 
 void chk_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
@@ -509,6 +565,59 @@ void chk_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
 		derr(c, n, "invalid header \"%.100s\": cannot set Host header", s);
 	else if (s[0] == ':')
 		derr(c, n, "invalid header \"%.100s\": header cannot have \":\" prefix", s);
+	else
+		chk_op_name_field(c, n, s);
+}
+
+/* An allowOrigins regex is RE2 in Istio; the proxy evaluates it with POSIX regcomp
+ * (anchored: a full match, as Envoy's safe_regex). For a yes/no full match the two agree
+ * on the patterns both parse alike: literals, '.', bracket expressions, groups,
+ * alternation, the greedy quantifiers * + ? {m,n}, and a backslash before punctuation.
+ * RE2's own syntax (\d \w \s \b and other escapes of letters or digits, (?flags),
+ * (?:...), lazy quantifiers, \Q..\E) means something else or nothing to POSIX, so a
+ * pattern using it is refused rather than matched differently. */
+void chk_cors_origin_regex(struct dctx *c, const struct ynode *n, const char *s)
+{
+	for (const char *p = s; *p; p++) {
+		if (p[0] == '\\') {
+			if (!p[1] || is_alnum(p[1]))
+				goto refuse;
+			p++;
+		} else if (p[0] == '(' && p[1] == '?') {
+			goto refuse;
+		} else if ((p[0] == '*' || p[0] == '+' || p[0] == '?' || p[0] == '}') &&
+		           (p[1] == '?' || p[1] == '+')) {
+			goto refuse;
+		}
+	}
+	return;
+refuse:
+	derr(c, n, "regex \"%.100s\": RE2 syntax that POSIX regular expressions do not share "
+	     "(\\d, \\w, (?...), lazy quantifiers, ...) is not supported by egressgw for CORS "
+	     "origins; use exact, prefix, or a regex without it", s);
+}
+
+/* Istio's validateHTTPMethod for allowMethods. */
+void chk_cors_method(struct dctx *c, const struct ynode *n, const char *s)
+{
+	static const char *const methods[] = {
+		"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", NULL
+	};
+
+	for (size_t i = 0; methods[i]; i++)
+		if (strcmp(s, methods[i]) == 0)
+			return;
+	derr(c, n, "%.60s is not a valid HTTP method", s);
+}
+
+/* allowHeaders / exposeHeaders items: sent as one comma-separated field value, so each
+ * must be a field name (or "*"). */
+void chk_cors_header(struct dctx *c, const struct ynode *n, const char *s)
+{
+	if (!*s)
+		derr(c, n, "header name cannot be empty");
+	else if (strcmp(s, "*") != 0 && !token_ok(s))
+		derr(c, n, "header name %.100s is not a valid header name", s);
 }
 
 void chk_not_empty(struct dctx *c, const struct ynode *n, const char *s)
@@ -1022,11 +1131,28 @@ void post_vs_destination(struct dctx *c, const struct ynode *map, void *obj)
 		derr_required(c, map, "host");
 }
 
+/* The proxy writes a head's fields through fixed arrays (HTTP/2: H1_MAX_HEADERS plus
+ * VS_HEADER_OPS_MAX per level, src/proxy/route_hdrs.h): more set/add fields per
+ * direction than that are refused, not cut. */
 void post_vs_headers(struct dctx *c, const struct ynode *map, void *obj)
 {
-	(void)c;
-	(void)map;
-	(void)obj;
+	const struct vs_headers *h = obj;
+	const struct vs_header_ops *ops[2] = { h->request, h->response };
+	static const char *const what[2] = { "request", "response" };
+
+	for (size_t i = 0; i < 2; i++)
+		if (ops[i] && ops[i]->set.n + ops[i]->add.n > VS_HEADER_OPS_MAX)
+			derr_field(c, map, what[i], "more than %d set/add header operations are not "
+			           "supported by egressgw", VS_HEADER_OPS_MAX);
+}
+
+void post_vs_cors(struct dctx *c, const struct ynode *map, void *obj)
+{
+	const struct vs_cors *p = obj;
+
+	if (p->max_age_ms % 1000 != 0)
+		derr_field(c, map, "maxAge", "max_age duration is accurate only to seconds "
+		           "precision");
 }
 
 void post_vs_http_dest(struct dctx *c, const struct ynode *map, void *obj)

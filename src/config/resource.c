@@ -157,6 +157,7 @@ const char *const dr_h2_upgrade_policy_names[] = { "DEFAULT", "DO_NOT_UPGRADE", 
 const char *const dr_tls_mode_names[] = { "DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL", NULL };
 const char *const vs_redirect_derive_port_names[] = { "FROM_PROTOCOL_DEFAULT",
                                                       "FROM_REQUEST_PORT", NULL };
+const char *const vs_cors_unmatched_names[] = { "UNSPECIFIED", "FORWARD", "IGNORE", NULL };
 const char *const ap_action_names[] = { "ALLOW", "DENY", "AUDIT", "CUSTOM", NULL };
 
 /* ---------------------------------------------------------------------------------

@@ -268,6 +268,9 @@ struct vs_header_ops {
 	struct srcpos pos;
 };
 
+/* set + add entries of one direction of one Headers (res_validate.c post_vs_headers). */
+#define VS_HEADER_OPS_MAX 32
+
 struct vs_headers {
 	struct vs_header_ops *request;
 	struct vs_header_ops *response;
@@ -357,6 +360,25 @@ struct vs_direct_response {
 	struct srcpos pos;
 };
 
+/* CorsPolicy (applied by src/proxy/route_cors.c). */
+enum vs_cors_unmatched {
+	VS_CORS_UNMATCHED_UNSPECIFIED,   /* FORWARD */
+	VS_CORS_FORWARD,
+	VS_CORS_IGNORE,
+};
+
+struct vs_cors {
+	RES_LIST(struct vs_string_match) allow_origins;
+	struct res_strlist allow_origin;     /* deprecated: exact origins */
+	struct res_strlist allow_methods;
+	struct res_strlist allow_headers;
+	struct res_strlist expose_headers;
+	int64_t max_age_ms;                  /* 0: not given; whole seconds */
+	bool allow_credentials;
+	int unmatched_preflights;            /* enum vs_cors_unmatched */
+	struct srcpos pos;
+};
+
 struct vs_http_route {
 	char *name;
 	RES_LIST(struct vs_http_match) match;
@@ -371,6 +393,7 @@ struct vs_http_route {
 	struct res_percent *mirror_percentage;
 	struct res_u32opt mirror_percent;  /* deprecated integer form */
 	struct vs_headers *headers;
+	struct vs_cors *cors;
 	struct srcpos pos;
 };
 
@@ -705,6 +728,7 @@ extern const char *const dr_lb_simple_names[];
 extern const char *const dr_h2_upgrade_policy_names[];
 extern const char *const dr_tls_mode_names[];
 extern const char *const vs_redirect_derive_port_names[];
+extern const char *const vs_cors_unmatched_names[];
 extern const char *const ap_action_names[];
 
 /* ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 #include "proxy/fwd_conn.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
+#include "proxy/route_cors.h"
 #include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
@@ -103,7 +104,8 @@ void st_reset(struct stream *st)
 {
 	free(st->rw_path);
 	free(st->rw_auth);
-	st->rw_path = st->rw_auth = NULL;
+	free(st->cors_origin);
+	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	free(st->set_cookie);
 	st->set_cookie = NULL;
 	st_resp_put(st->d->w, st);
@@ -145,7 +147,8 @@ void st_put(struct dconn *d)
 	d->st = NULL;
 	free(st->rw_path);
 	free(st->rw_auth);
-	st->rw_path = st->rw_auth = NULL;
+	free(st->cors_origin);
+	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	free(st->set_cookie);
 	st->set_cookie = NULL;
 	st_resp_put(w, st);
@@ -698,6 +701,7 @@ static void st_route_action(struct stream *st, const struct route_req *rq)
 		return;
 	}
 	st->cl = dest->cluster;
+	st->hdrs = rhdr_for(st->route->hdrs, (size_t)(dest - st->route->dests), true);
 	if (st->route->timeout_ms > 0)
 		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
 	st_pick_endpoint(st);
@@ -770,6 +774,11 @@ void st_begin(struct dconn *d)
 	if (!st->route) {
 		STAT_INC(w->st.no_route);
 		fwd_down->local_reply(st, 404, ALOG_F_NR, "route_not_found", NULL);
+		return;
+	}
+	/* Envoy's CORS filter comes before the fault filter: a preflight is answered first. */
+	if (st->route->cors && rcors_request(st)) {
+		st_finish(st);   /* a preflight answered here */
 		return;
 	}
 	if (st->route->rewrite_uri || st->route->rewrite_authority)

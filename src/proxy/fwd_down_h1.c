@@ -134,16 +134,23 @@ static void st_reply_head(struct stream *st, int code, const struct fwd_field *f
 {
 	struct dconn *d = st->d;
 	struct iobuf *o = &d->out;
+	/* A reply made for the route carries its response operations and CORS fields. */
+	struct rcors_edit es;
+	const struct rcors_edit *e = rcors_edit_for(st, &es);
 
 	st->resp_started = true;
 	if (d->h2s) {
-		struct h2_header h[FWD_REPLY_FIELDS];
+		struct h2_header h[FWD_REPLY_FIELDS + RHDR_MAX_EMIT + RCORS_MAX_FIELDS];
+		size_t k = 0;
 
 		for (size_t i = 0; i < n; i++) {
-			h[i].name = (struct h2_str){ f[i].name, strlen(f[i].name) };
-			h[i].value = (struct h2_str){ f[i].value, strlen(f[i].value) };
+			if (rcors_dropped(e, f[i].name, strlen(f[i].name)))
+				continue;
+			h[k].name = (struct h2_str){ f[i].name, strlen(f[i].name) };
+			h[k++].value = (struct h2_str){ f[i].value, strlen(f[i].value) };
 		}
-		if (!d->dead && h2d_send_reply(d->h2s, code, h, n, blen,
+		rcors_h2(h, &k, sizeof(h) / sizeof(h[0]), e);
+		if (!d->dead && h2d_send_reply(d->h2s, code, h, k, blen,
 		                               st->req.method_id == H1_M_HEAD || blen == 0) < 0) {
 			st->flags |= ALOG_F_DC;
 			d->dead = true;
@@ -157,7 +164,9 @@ static void st_reply_head(struct stream *st, int code, const struct fwd_field *f
 	IOB_LIT(o, "\r\n");
 	iob_field_u(o, "content-length", blen);
 	for (size_t i = 0; i < n; i++)
-		iob_field_s(o, f[i].name, f[i].value);
+		if (!rcors_dropped(e, f[i].name, strlen(f[i].name)))
+			iob_field_s(o, f[i].name, f[i].value);
+	rcors_write_h1(o, e);
 	if (st->resp_close)
 		IOB_LIT(o, "connection: close\r\n");
 	IOB_LIT(o, "\r\n");
@@ -205,13 +214,15 @@ static void st_send_resp_head_h2(struct stream *st)
 {
 	struct dconn *d = st->d;
 	struct uconn *u = st->u;
+	struct rcors_edit es;
 
 	if (st->resp->body == H1_BODY_UNTIL_CLOSE || !st->req.keep_alive || d->w->draining)
 		st->resp_close = true;
 	st->resp_started = true;
 	if (d->dead)
 		return;
-	if (h2d_send_head(d->h2s, st->resp, u->in + u->in_pos, st->ust) < 0) {
+	if (h2d_send_head(d->h2s, st->resp, u->in + u->in_pos, st->ust,
+	                  rcors_edit_for(st, &es)) < 0) {
 		/* As d_flush does when the stream is gone. */
 		st->flags |= ALOG_F_DC;
 		st->details = st->details ? st->details : "downstream_remote_disconnect";
@@ -226,11 +237,14 @@ static void st_send_resp_head(struct stream *st)
 	const struct h1_msg *m = st->resp;
 	const char *b = u->in + u->in_pos;
 	struct iobuf *o = &d->out;
+	struct rcors_edit es;
+	const struct rcors_edit *e;
 
 	if (d->h2s) {
 		st_send_resp_head_h2(st);
 		return;
 	}
+	e = rcors_edit_for(st, &es);
 	IOB_LIT(o, "HTTP/1.1 ");
 	iob_addu(o, (uint64_t)m->status);
 	IOB_LIT(o, " ");
@@ -240,6 +254,8 @@ static void st_send_resp_head(struct stream *st)
 		const struct h1_header *hd = &m->headers[i];
 
 		if (hd->flags & H1_HF_DROP)
+			continue;
+		if (rcors_dropped(e, b + hd->name.off, hd->name.len))
 			continue;
 		/* Ours replaces an upstream proxy's (a sidecar in front of a gateway), as
 		 * Envoy's router sets the header rather than adding a second one. */
@@ -260,8 +276,9 @@ static void st_send_resp_head(struct stream *st)
 	} else if (m->body == H1_BODY_UNTIL_CLOSE) {
 		st->resp_close = true;
 	}
-	if (st->ust >= 0)
+	if (st->ust >= 0 && !rcors_dropped(e, "x-envoy-upstream-service-time", 29))
 		iob_field_u(o, "x-envoy-upstream-service-time", (uint64_t)st->ust);
+	rcors_write_h1(o, e);
 	if (st->set_cookie)   /* consistentHash's made-up cookie (fwd_hash.c) */
 		iob_field(o, "set-cookie", 10, st->set_cookie, strlen(st->set_cookie));
 	if (!st->req.keep_alive || d->w->draining)

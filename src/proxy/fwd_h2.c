@@ -299,9 +299,11 @@ int h2d_send_reply(struct h2ds *ds, int status, const struct h2_header *h, size_
 	return 0;
 }
 
-int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust)
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust,
+                  const struct rcors_edit *e)
 {
 	struct h2_from_h1 c;
+	struct h2_header big[H1_MAX_HEADERS + 3 + RHDR_MAX_EMIT + RCORS_MAX_FIELDS];
 	char ustbuf[24];
 	size_t n = 0;
 	const char *sc;
@@ -313,7 +315,22 @@ int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int6
 		pull_fail(ds);
 		return -1;
 	}
-	if (ust >= 0) {
+	if (e) {
+		/* The route's response operations and CORS (route_cors.h): the kept fields, ours,
+		 * theirs. */
+		for (size_t i = 0; i < c.rs.nheaders; i++)
+			if (!rcors_dropped(e, c.rs.headers[i].name.p, c.rs.headers[i].name.len) &&
+			    !(ust >= 0 && h1_name_eq(c.rs.headers[i].name.p, c.rs.headers[i].name.len,
+			                             "x-envoy-upstream-service-time", 29)))
+				big[n++] = c.rs.headers[i];
+		if (ust >= 0 && !rcors_dropped(e, "x-envoy-upstream-service-time", 29))
+			big[n++] = (struct h2_header){
+				{ "x-envoy-upstream-service-time", 29 },
+				{ ustbuf, (size_t)snprintf(ustbuf, sizeof(ustbuf), "%lld", (long long)ust) } };
+		rcors_h2(big, &n, sizeof(big) / sizeof(big[0]), e);
+		c.rs.headers = big;
+		c.rs.nheaders = n;
+	} else if (ust >= 0) {
 		/* Ours replaces an upstream proxy's, as for HTTP/1.1 (st_send_resp_head). */
 		for (size_t i = 0; i < c.rs.nheaders; i++)
 			if (!h1_name_eq(c.hdrs[i].name.p, c.hdrs[i].name.len,

@@ -28,6 +28,7 @@
 #include <sys/types.h>
 
 #include "net/loop.h"
+#include "proxy/route_cors.h"
 
 struct worker;
 struct dconn;
@@ -48,14 +49,17 @@ struct h2d *h2d_new(struct worker *w, struct dconn *d, struct loop_io *io,
 /* The response head of an upstream (m, parsed from buf; ust: the upstream service time in
  * ms, -1 unknown) on ds's stream, built as HEADERS from the parsed head instead of
  * rendered as text for h2d_pull to parse again; the body follows through h2d_pull framed
- * as m says. Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot
- * carry, 101; the session refused it). */
-int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust);
+ * as m says. e: the route's response header operations and CORS fields (route_cors.h),
+ * NULL: none.
+ * Returns 0, or -1 when the stream is gone or was reset (a status HTTP/2 cannot carry,
+ * 101; the session refused it). */
+int h2d_send_head(struct h2ds *ds, const struct h1_msg *m, const char *buf, int64_t ust,
+                  const struct rcors_edit *e);
 /* A response made by the proxy (a local reply, a redirect) on ds's stream: HEADERS with
  * status, "content-length: body_len" and the fields h[0 .. n) (n <= H2D_REPLY_FIELDS,
  * names lower-case), ending the stream when end; otherwise body_len bytes of body follow
  * through h2d_pull. Returns 0, or -1 when the stream is gone or was reset. */
-#define H2D_REPLY_FIELDS 4
+#define H2D_REPLY_FIELDS (6 + RHDR_MAX_EMIT + 3)   /* the proxy's, the route's, CORS */
 struct h2_header;
 int h2d_send_reply(struct h2ds *ds, int status, const struct h2_header *h, size_t n,
                    uint64_t body_len, bool end);

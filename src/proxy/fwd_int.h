@@ -13,6 +13,7 @@
 #include "proxy/cbreak.h"
 #include "proxy/outlier.h"
 #include "proxy/pool.h"
+#include "proxy/route_hdrs.h"
 #include "proxy/worker.h"
 #include "http/h1.h"
 #include "net/loop.h"
@@ -55,6 +56,9 @@ struct stream {
 	/* The route's rewrite.uri / rewrite.authority applied to this request (NULL: none).
 	 * Allocated only for routes that rewrite; before `req` so st_get zeroes them. */
 	char *rw_path, *rw_auth;
+	/* The request's Origin when its route's corsPolicy allowed it (route_cors.c): its
+	 * response gets CORS fields. Allocated only then; before `req` as rw_path. */
+	char *cors_origin;
 	/* The response head: NULL until the upstream's first response byte is parsed
 	 * (st_resp), from the worker's free list, given back by st_reset / st_put. A request
 	 * waiting for its upstream holds no response head (2 KiB: half of a stream's size).
@@ -66,6 +70,7 @@ struct stream {
 	struct h1_parser rp;
 	struct h1_msg req;              /* spans into d->in */
 	const struct route *route;
+	const struct rhdr *hdrs;        /* the route's and its destination's header operations */
 	struct cluster *cl;
 	struct sock_addr ep;
 	char ep_str[SOCK_ADDR_STRLEN];
@@ -249,7 +254,7 @@ struct fwd_down_ops {
 	void (*interest)(struct dconn *d, bool want_write);
 	void (*settle)(struct dconn *d);        /* the settle point: frees d if it is done */
 };
-#define FWD_REPLY_FIELDS 4
+#define FWD_REPLY_FIELDS 6   /* a CORS preflight's answer has 5 */
 struct fwd_up_ops {
 	void (*close)(struct uconn *u);
 	void (*release)(struct uconn *u, bool reusable);   /* back to the pool, or closed */

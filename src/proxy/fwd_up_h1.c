@@ -365,7 +365,12 @@ static void st_send_head_h2(struct stream *st)
 	struct proxy *px = d->w->proxy;
 	const char *b = d->in;
 	struct h2_from_h1 c;
-	struct h2_header *h = c.hdrs;
+	/* c.hdrs compacted in place when no header operation applies (c.hdrs has room for
+	 * ours, see below); with operations, a larger array that also holds theirs. */
+	struct h2_header big[H1_MAX_HEADERS + 2 + 5 + RHDR_MAX_EMIT];
+	const struct rhdr_list *rh = rhdr_req(st->hdrs);
+	struct h2_header *h = rh ? big : c.hdrs;
+	size_t room = rh ? sizeof(big) / sizeof(big[0]) : sizeof(c.hdrs) / sizeof(c.hdrs[0]);
 	size_t n = 0;
 	char xff[1024];
 	char count[12];                 /* x-envoy-attempt-count, submitted below */
@@ -386,6 +391,8 @@ static void st_send_head_h2(struct stream *st)
 	for (size_t i = 0; i < c.rq.nheaders; i++) {
 		const struct h2_header *f = &c.rq.headers[i];
 
+		if (rhdr_dropped(rh, f->name.p, f->name.len))
+			continue;
 		if (gw && h1_name_eq(f->name.p, f->name.len, "x-forwarded-for", 15)) {
 			snprintf(xff, sizeof(xff), "%.*s,%s", (int)f->value.len, f->value.p, d->remote_ip);
 			continue;
@@ -410,20 +417,21 @@ static void st_send_head_h2(struct stream *st)
 			                                  { b + p.off, p.len } };
 		}
 
-		if (gw) {
+		if (gw && !rhdr_dropped(rh, "x-forwarded-for", 15))
 			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
+		if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17))
 			extra[ne++] = (struct h2_header){ { "x-forwarded-proto", 17 },
 			                                  { d->tls || d->h2s ? "https" : "http",
 			                                    d->tls || d->h2s ? 5 : 4 } };
-		}
-		if (st->reqid_generated)
+		if (st->reqid_generated && !rhdr_dropped(rh, "x-request-id", 12))
 			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
 			                                  { st->reqid, strlen(st->reqid) } };
 		snprintf(count, sizeof(count), "%u", st_attempts(st));
 		extra[ne++] = (struct h2_header){ { "x-envoy-attempt-count", 21 },
 		                                  { count, strlen(count) } };
-		for (size_t i = 0; i < ne && n < sizeof(c.hdrs) / sizeof(c.hdrs[0]); i++)
+		for (size_t i = 0; i < ne && n < room; i++)
 			h[n++] = extra[i];
+		rhdr_h2(h, &n, room, rh);
 	}
 	c.rq.headers = h;
 	c.rq.nheaders = n;
@@ -454,6 +462,40 @@ static void st_send_request_line(const struct stream *st, struct iobuf *o)
 	IOB_LIT(o, " HTTP/1.1\r\n");
 }
 
+/* The fields st_send_head writes of its own after the client's: Host (absolute-form or
+ * rewritten), x-envoy-original-path, the gateway's x-forwarded-*, a new x-request-id and
+ * x-envoy-attempt-count (Istio sets include_request_attempt_count on every virtual host). */
+static void st_send_own_fields(struct stream *st, struct iobuf *o, const struct rhdr_list *rh,
+                               bool have_xff)
+{
+	struct dconn *d = st->d;
+	const struct h1_msg *m = &st->req;
+	const char *b = d->in;
+	bool gw = d->w->proxy->role == SNAP_ROLE_GATEWAY;
+
+	if (st->rw_auth)
+		iob_field_s(o, "host", st->rw_auth);
+	else if (m->target_form == H1_TF_ABSOLUTE)
+		iob_field(o, "host", 4, b + m->authority.off, m->authority.len);
+	if (st->rw_path) {
+		/* Envoy tells the upstream what the path was before the rewrite. */
+		struct h1_span p = m->target_form == H1_TF_ABSOLUTE ? m->path : m->target;
+
+		iob_field(o, "x-envoy-original-path", 21, b + p.off, p.len);
+	}
+	if (gw && !have_xff && !rhdr_dropped(rh, "x-forwarded-for", 15))
+		iob_field_s(o, "x-forwarded-for", d->remote_ip);
+	if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17)) {
+		if (d->tls || d->h2s)
+			IOB_LIT(o, "x-forwarded-proto: https\r\n");
+		else
+			IOB_LIT(o, "x-forwarded-proto: http\r\n");
+	}
+	if (st->reqid_generated && !rhdr_dropped(rh, "x-request-id", 12))
+		iob_field_s(o, "x-request-id", st->reqid);
+	iob_field_u(o, "x-envoy-attempt-count", st_attempts(st));
+}
+
 static void st_send_head(struct stream *st)
 {
 	struct dconn *d = st->d;
@@ -463,6 +505,10 @@ static void st_send_head(struct stream *st)
 	struct proxy *px = d->w->proxy;
 	struct iobuf *o = &u->out;
 	bool have_xff = false;
+	/* The route's header operations (route_hdrs.h): applied after the proxy's own fields
+	 * are in, as Envoy's router applies request_headers_to_* after the connection
+	 * manager set x-forwarded-for and x-request-id. */
+	const struct rhdr_list *rh = rhdr_req(st->hdrs);
 
 	if (u->h2) {
 		st_send_head_h2(st);
@@ -473,6 +519,8 @@ static void st_send_head(struct stream *st)
 		const struct h1_header *hd = &m->headers[i];
 
 		if (hd->flags & H1_HF_DROP)
+			continue;
+		if (rhdr_dropped(rh, b + hd->name.off, hd->name.len))
 			continue;
 		/* A request in absolute-form (to a forward proxy) is sent on in origin-form,
 		 * with the URI's authority as Host (RFC 9112 section 3.2.2). */
@@ -499,28 +547,8 @@ static void st_send_head(struct stream *st)
 			continue;   /* ours replaces it */
 		iob_field(o, b + hd->name.off, hd->name.len, b + hd->value.off, hd->value.len);
 	}
-	if (st->rw_auth)
-		iob_field_s(o, "host", st->rw_auth);
-	else if (m->target_form == H1_TF_ABSOLUTE)
-		iob_field(o, "host", 4, b + m->authority.off, m->authority.len);
-	if (st->rw_path) {
-		/* Envoy tells the upstream what the path was before the rewrite. */
-		struct h1_span p = m->target_form == H1_TF_ABSOLUTE ? m->path : m->target;
-
-		iob_field(o, "x-envoy-original-path", 21, b + p.off, p.len);
-	}
-	if (px->role == SNAP_ROLE_GATEWAY) {
-		if (!have_xff)
-			iob_field_s(o, "x-forwarded-for", d->remote_ip);
-		if (d->tls || d->h2s)
-			IOB_LIT(o, "x-forwarded-proto: https\r\n");
-		else
-			IOB_LIT(o, "x-forwarded-proto: http\r\n");
-	}
-	if (st->reqid_generated)
-		iob_field_s(o, "x-request-id", st->reqid);
-	/* Istio sets include_request_attempt_count on every virtual host. */
-	iob_field_u(o, "x-envoy-attempt-count", st_attempts(st));
+	st_send_own_fields(st, o, rh, have_xff);
+	rhdr_write_h1(o, rh);
 	if (m->has_te_trailers)
 		IOB_LIT(o, "te: trailers\r\n");
 	if (m->body == H1_BODY_LENGTH) {

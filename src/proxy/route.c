@@ -1,6 +1,8 @@
 #include "proxy/route.h"
 #include "proxy/retry.h"
 #include "proxy/route_fault.h"
+#include "proxy/route_cors.h"
+#include "proxy/route_hdrs.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -81,6 +83,20 @@ void strmatch_free(struct strmatch *m)
 	}
 	free(m->s);
 	memset(m, 0, sizeof(*m));
+}
+
+void route_cors_free(struct route_cors *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->norigins; i++)
+		strmatch_free(&c->origins[i]);
+	free(c->origins);
+	free(c->allow_methods);
+	free(c->allow_headers);
+	free(c->expose_headers);
+	free(c->max_age);
+	free(c);
 }
 
 static int route_wild_cmp(const void *a, const void *b)
@@ -344,6 +360,8 @@ static void route_free(struct route *r)
 	free(r->rewrite_authority);
 	retry_free(r->retry);
 	route_fault_free(r->fault);
+	rhdr_free(r->hdrs);
+	route_cors_free(r->cors);
 }
 
 void route_table_free(struct route_table *t)

@@ -23,6 +23,8 @@
 struct cluster;
 struct retry_policy;
 struct route_fault;
+struct rhdr_route;
+struct route_cors;
 struct sbuf;
 
 enum strmatch_kind {
@@ -83,6 +85,8 @@ struct route {
 	const struct retry_policy *retry;
 	/* fault, directResponse, redirect scheme/port (route_fault.h); NULL: none. */
 	struct route_fault *fault;
+	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
+	struct route_cors *cors;   /* corsPolicy (route_cors.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

@@ -41,6 +41,8 @@
 #include "proxy/retry.h"
 #include "proxy/route_fault.h"
 #include "proxy/lbhash.h"
+#include "proxy/route_cors.h"
+#include "proxy/route_hdrs.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -392,6 +394,66 @@ void snap_json_route_source(struct snap_json *j, const struct route *r)
 	}
 }
 
+/* A compiled header operation list (route_hdrs.h): the names whose fields are removed,
+ * then the fields written. */
+static void snap_dump_rhdr_list(struct snap_json *j, const char *key, const struct rhdr_list *l)
+{
+	snap_json_obj_begin(j, key);
+	snap_json_arr_begin(j, "remove");
+	for (size_t i = 0; i < l->ndrop; i++)
+		snap_json_str(j, NULL, l->drop[i].name);
+	snap_json_arr_end(j);
+	snap_json_arr_begin(j, "add");
+	for (size_t i = 0; i < l->nemit; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "name", l->emit[i].name);
+		snap_json_str(j, "value", l->emit[i].value);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_rhdr(struct snap_json *j, const struct route *r)
+{
+	const struct rhdr_route *h = r->hdrs;
+
+	if (!h)
+		return;
+	snap_json_obj_begin(j, "headers");
+	snap_dump_rhdr_list(j, "request", &h->route.req);
+	snap_dump_rhdr_list(j, "response", &h->route.resp);
+	/* Per destination: its level then the route's, as a request routed there gets. */
+	snap_json_arr_begin(j, "destinations");
+	for (size_t i = 0; i < h->ndest; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", r->dests[i].cluster_name);
+		snap_dump_rhdr_list(j, "request", &h->dest[i].req);
+		snap_dump_rhdr_list(j, "response", &h->dest[i].resp);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	snap_json_obj_end(j);
+}
+
+static void snap_dump_cors(struct snap_json *j, const struct route_cors *c)
+{
+	if (!c)
+		return;
+	snap_json_obj_begin(j, "cors");
+	snap_json_arr_begin(j, "allow_origins");
+	for (size_t i = 0; i < c->norigins; i++)
+		snap_dump_strmatch(j, NULL, &c->origins[i]);
+	snap_json_arr_end(j);
+	snap_json_str(j, "allow_methods", c->allow_methods);
+	snap_json_str(j, "allow_headers", c->allow_headers);
+	snap_json_str(j, "expose_headers", c->expose_headers);
+	snap_json_str(j, "max_age", c->max_age);
+	snap_json_bool(j, "allow_credentials", c->allow_credentials);
+	snap_json_bool(j, "forward_not_matching_preflights", c->forward_unmatched);
+	snap_json_obj_end(j);
+}
+
 static void snap_dump_route(struct snap_json *j, const struct route *r)
 {
 	snap_json_obj_begin(j, NULL);
@@ -437,6 +499,8 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 	snap_dump_retry(j, r->retry);
 	if (r->fault)
 		snap_json_route_fault(j, r->fault);
+	snap_dump_rhdr(j, r);
+	snap_dump_cors(j, r->cors);
 	snap_json_obj_end(j);
 }
 

@@ -19,6 +19,8 @@
 #include "proxy/snap_int.h"
 #include "proxy/retry.h"
 #include "proxy/route_fault.h"
+#include "proxy/route_cors.h"
+#include "proxy/route_hdrs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,7 +264,7 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
                              struct route *out)
 {
 	size_t kept = 0;
-	char id[300];
+	char id[300], err[256];
 
 	for (size_t i = 0; i < hr->match.n; i++)
 		if (snap_match_applies(b, vsr, &hr->match.v[i], rc))
@@ -308,6 +310,13 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 		                                                : NULL;
 	}
 	out->fault = route_fault_compile(hr);
+	rhdr_compile(out, hr);
+	if (rcors_compile(out, hr, err, sizeof(err)) < 0)
+		/* The decoder let only regexes POSIX reads as RE2 does through; one it still
+		 * cannot compile leaves the route without CORS, said here. */
+		diag_warn(b->d, hr->cors->pos.file, hr->cors->pos.line, hr->cors->pos.col,
+		          "VirtualService %s: corsPolicy not applied: origin regex: %s",
+		          snap_res_id(vsr, id, sizeof(id)), err);
 	out->file = hr->pos.file ? xstrdup(hr->pos.file) : (vsr->file ? xstrdup(vsr->file) : NULL);
 	out->line = hr->pos.file ? hr->pos.line : vsr->line;
 	return true;

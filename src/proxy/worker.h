@@ -60,6 +60,7 @@ struct wstats {
 	stat_t urq_total, urq_retry, urq_reused, urq_timeout;
 	stat_t pool_idle;
 	stat_t no_route, no_healthy, dns_fail;
+	stat_t cors_valid, cors_invalid;   /* route_cors.c: Envoy's cors.origin_valid/_invalid */
 	stat_t bytes_in, bytes_out;
 	/* Sidecar: opaque tunnels (TLS passthrough, CONNECT, unknown protocols) and the
 	 * outbound traffic policy's special clusters. Gateway: downstream connections whose

@@ -105,10 +105,7 @@ FIELDS = [
     (13, "VirtualService default/api: spec.http[0].retries.retryIgnorePreviousHosts"),
     (19, "VirtualService default/api: spec.http[0].mirror"),
     (21, "VirtualService default/api: spec.http[0].mirrorPercentage"),
-    (23, "VirtualService default/api: spec.http[0].headers"),
-    (27, "VirtualService default/api: spec.http[0].corsPolicy"),
     (31, "VirtualService default/api: spec.http[0].rewrite.uriRegexRewrite"),
-    (37, "VirtualService default/api: spec.http[0].route[0].headers"),
     (62, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"
          ".httpCookie.attributes"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),
