@@ -105,6 +105,18 @@ spec:
           x-moved: m
     redirect:
       uri: /elsewhere
+  - name: direct
+    match:
+    - uri:
+        prefix: /direct
+    headers:
+      response:
+        set:
+          x-direct: d
+    directResponse:
+      status: 418
+      body:
+        string: teapot
   - name: plain
     route:
     - destination:
@@ -225,7 +237,7 @@ def test_local_replies_after_routing_have_response_ops(mesh, api, h2):
     """Replies the proxy makes after the route was chosen carry its response operations,
     as Envoy's router's do: a 503 for a picked destination that cannot be reached gets the
     destination's level and the route's (the route entry then is Envoy's weighted
-    cluster entry), a redirect the route's."""
+    cluster entry), a redirect or a direct response the route's."""
     args = ["--noproxy", "*", "--http2-prior-knowledge", "--connect-to",
             f"{API}:80:127.0.0.1:{mesh.sidecar.outbound}"] if h2 else []
     r = mesh.curl(*args, "-D", "-", "-o", "/dev/null", f"http://{API}/nowhere")
@@ -240,6 +252,11 @@ def test_local_replies_after_routing_have_response_ops(mesh, api, h2):
     f = resp_fields(r.stdout)
     assert values(f, "x-moved") == ["m"]
     assert values(f, "location") == [f"http://{API}/elsewhere"]
+    # A direct response is the router's too (Envoy's direct_response route action).
+    r = mesh.curl(*args, "-D", "-", "-o", "/dev/null", f"http://{API}/direct")
+    assert r.returncode == 0, r.stderr
+    assert re.match(r"HTTP/[12.]+ 418", r.stdout), r.stdout
+    assert values(resp_fields(r.stdout), "x-direct") == ["d"]
 
 
 def test_proxy_config_shows_ops(mesh, ctl):
