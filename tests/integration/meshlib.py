@@ -9,6 +9,52 @@ from gwlib import free_port, loopback_ip
 from sidecarlib import EGW_HOST, Egressgw, NxDns, issue
 
 
+def dns_service_entry_yaml(host, name="api"):
+    """A ServiceEntry for host on port 80 (HTTP), resolved by DNS (the mesh's hosts file)."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: {name}
+spec:
+  hosts: [{host}]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  resolution: DNS
+"""
+
+
+def egress_gateway_yaml(host):
+    """The egress gateway's half of a mesh hop for host, as the Istio task pages write it:
+    a Gateway on port 80 for host and a DestinationRule with the subset "api" for the
+    gateway's service; the test's VirtualService, which routes through it, follows."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata:
+  name: istio-egressgateway
+spec:
+  selector:
+    istio: egressgateway
+  servers:
+  - port:
+      number: 80
+      name: http
+      protocol: HTTP
+    hosts: [{host}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: egressgateway-for-api
+spec:
+  host: {EGW_HOST}
+  subsets:
+  - name: api
+---
+"""
+
+
 class Mesh:
     def __init__(self, tmp, ctl, egressctl_bin, store, hosts, gateway=False,
                  policy="ALLOW_ANY", sidecar_extra=(), gw_extra=()):

@@ -16,7 +16,7 @@ import grpc
 import pytest
 
 from gwlib import scaled
-from meshlib import Mesh
+from meshlib import Mesh, egress_gateway_yaml
 from test_rewrite import API, SE, api  # noqa: F401 (api: the recording upstream fixture)
 
 DEST = f"""    route:
@@ -371,30 +371,7 @@ GW_RULES = "".join([
 ]).replace("    match:\n    - uri:", "    match:\n    - gateways: [istio-egressgateway]\n"
            "      uri:")
 
-GW = f"""apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: istio-egressgateway
-spec:
-  selector:
-    istio: egressgateway
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts: [{API}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: egressgateway-for-api
-spec:
-  host: istio-egressgateway.istio-system.svc.cluster.local
-  subsets:
-  - name: api
----
-apiVersion: networking.istio.io/v1
+GW = egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: api

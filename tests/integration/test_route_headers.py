@@ -13,23 +13,12 @@ import re
 import pytest
 
 from gwlib import loopback_ip
-from meshlib import Mesh
+from meshlib import Mesh, dns_service_entry_yaml, egress_gateway_yaml
 from recorder import Recorder
 
 API = "api.example.test"
 
-SE = f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  resolution: DNS
-"""
+SE = dns_service_entry_yaml(API)
 
 VS = f"""apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -275,30 +264,7 @@ def test_proxy_config_shows_ops(mesh, ctl):
     assert [a["name"] for a in d["request"]["add"]].count("x-multi") == 2
 
 
-MESH_HOP = f"""apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: istio-egressgateway
-spec:
-  selector:
-    istio: egressgateway
-  servers:
-  - port:
-      number: 80
-      name: http
-      protocol: HTTP
-    hosts: [{API}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: egressgateway-for-api
-spec:
-  host: istio-egressgateway.istio-system.svc.cluster.local
-  subsets:
-  - name: api
----
-apiVersion: networking.istio.io/v1
+MESH_HOP = egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata:
   name: api
