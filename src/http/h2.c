@@ -387,11 +387,25 @@ static bool needs_lower(const char *p, size_t n)
 	return false;
 }
 
-/* Header names never indexed by HPACK (RFC 7541 7.1.3): credentials. */
+/* Header names never indexed by HPACK (RFC 7541 7.1.3): credentials, and values made
+ * anew for every request (x-request-id, trace context). Indexing one of those inserts an
+ * entry no later request can use, and in a 4,096-byte table that evicts the entries that
+ * repeat (:authority, user-agent...) every few dozen requests, so they are sent literal
+ * again: the proxy's deflater and the peer's inflater pay for both. */
 static bool sensitive(const char *lc, size_t n)
 {
-	return (n == 13 && memcmp(lc, "authorization", 13) == 0) ||
-	       (n == 19 && memcmp(lc, "proxy-authorization", 19) == 0);
+	switch (n) {
+	case 11:
+		return memcmp(lc, "traceparent", 11) == 0 || memcmp(lc, "x-b3-spanid", 11) == 0;
+	case 12:
+		return memcmp(lc, "x-request-id", 12) == 0 || memcmp(lc, "x-b3-traceid", 12) == 0;
+	case 13:
+		return memcmp(lc, "authorization", 13) == 0;
+	case 19:
+		return memcmp(lc, "proxy-authorization", 19) == 0;
+	default:
+		return false;
+	}
 }
 
 /* Makes room for npseudo + n entries in s->nv and the lower-cased names in s->lc. */

@@ -72,6 +72,14 @@ static bool value_ok(struct h2_str v)
 	return true;
 }
 
+bool h2head_fields_ok(const struct h2_header *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!name_ok(h[i].name) || !value_ok(h[i].value))
+			return false;
+	return true;
+}
+
 int h2head_pack(struct sbuf *sb, const struct h2_response *rs)
 {
 	const char *reason = rs->status ? h1_status_reason(rs->status) : "";
@@ -83,11 +91,8 @@ int h2head_pack(struct sbuf *sb, const struct h2_response *rs)
 		return -1;
 	if (rs->nheaders > H1_MAX_HEADERS)
 		return -1;
-	for (size_t i = 0; i < rs->nheaders; i++) {
-		if (!name_ok(rs->headers[i].name) || !value_ok(rs->headers[i].value))
-			return -1;
+	for (size_t i = 0; i < rs->nheaders; i++)
 		nbytes += rs->headers[i].name.len + rs->headers[i].value.len;
-	}
 	if (nbytes > H1_MAX_HEAD)
 		return -1;
 	size = sizeof(r) + rs->nheaders * sizeof(struct rec_field) + nbytes;

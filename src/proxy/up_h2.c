@@ -935,7 +935,7 @@ void uh2_trailers_out(struct uh2s *s, const struct h2_header *h, size_t n)
 	struct h2_response tr = { .status = 0, .headers = h, .nheaders = n, .content_length = -1 };
 
 	sbuf_reset(&s->qt);
-	if (n && h2head_pack(&s->qt, &tr) < 0)
+	if (n && (!h2head_fields_ok(h, n) || h2head_pack(&s->qt, &tr) < 0))
 		sbuf_reset(&s->qt);
 }
 
