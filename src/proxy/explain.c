@@ -241,19 +241,155 @@ static const struct snap_server *ex_server(const struct snap_listener *l, const 
 	return NULL;
 }
 
+/* Gateway role: the listener on port and the server taking host, written to j. Returns
+ * the route table to look in (*https: the listener terminates TLS), or NULL with *done
+ * set when the answer (refused, redirected) is written already. */
+static const struct route_table *ex_gw_listener(struct snap_json *j, const struct snap *s,
+                                                const char *host, uint16_t port,
+                                                bool *https, bool *done)
+{
+	const struct snap_listener *l = NULL;
+	const struct snap_server *srv;
+
+	*done = true;
+	for (size_t i = 0; i < s->nlisteners && !l; i++)
+		if (s->listeners[i].port == port)
+			l = &s->listeners[i];
+	if (!l) {
+		char why[120];
+
+		snprintf(why, sizeof(why), "no Gateway server listens on port %u", port);
+		snap_json_null(j, "listener");
+		ex_refuse(j, 0, "-", "connection_refused", why);
+		return NULL;
+	}
+	srv = ex_server(l, host);
+	snap_json_obj_begin(j, "listener");
+	snap_json_str(j, "name", l->name);
+	snap_json_bool(j, "tls", l->tls);
+	if (srv) {
+		snap_json_str(j, "gateway", srv->gateway);
+		snap_json_str(j, "server_tls", server_tls_names[srv->tls]);
+		snap_json_str(j, "server_certificate", srv->tls_source);
+		snap_json_arr_begin(j, "allowed_client_sans");
+		for (size_t i = 0; i < srv->nallowed_sans; i++)
+			snap_json_str(j, NULL, srv->allowed_sans[i]);
+		snap_json_arr_end(j);
+	}
+	snap_json_obj_end(j);
+	if (l->tls && !srv) {
+		ex_refuse(j, 0, "-", "tls_handshake_refused", "no server of the listener takes "
+		          "this host as SNI (unrecognized_name)");
+		return NULL;
+	}
+	if (srv && srv->https_redirect && !l->tls) {
+		snap_json_str(j, "result", "redirect");
+		snap_json_int(j, "response_code", 301);
+		snap_json_str(j, "reason", "the Gateway server has tls.httpsRedirect");
+		return NULL;
+	}
+	snap_json_str(j, "route_table", l->routes ? l->routes->name : NULL);
+	*https = l->tls;
+	*done = false;
+	return l->routes;
+}
+
+/* No virtual host for the host: the sidecar's outbound traffic policy, the gateway's 404. */
+static void ex_no_vhost(struct snap_json *j, const struct explain_req *q, bool sidecar,
+                        const char *host, uint16_t port)
+{
+	snap_json_null(j, "virtual_host");
+	if (!sidecar) {
+		ex_refuse(j, 404, "NR", "route_not_found", "no virtual host of the listener's route "
+		          "table matches the host");
+		return;
+	}
+	snap_json_obj_begin(j, "route");
+	snap_json_str(j, "name", q->registry_only ? "block_all" : "allow_any");
+	snap_json_str(j, "reason", "no VirtualService or ServiceEntry for this host and "
+	              "port: the outbound traffic policy");
+	snap_json_obj_end(j);
+	ex_cluster(j, q->proxy, q->registry_only ? &sidecar_blackhole_cluster
+	                                         : &sidecar_passthrough_cluster, host, port);
+}
+
+/* The virtual host's route for the request, and what it does: redirect, direct response,
+ * or its destinations and the first one's cluster. */
+static void ex_vhost(struct snap_json *j, const struct explain_req *q,
+                     const struct route_vhost *vh, const char *method, const char *path,
+                     const char *host, uint16_t port, bool https)
+{
+	struct ex_hdrs hc = { q };
+	struct route_req rq;
+	const struct route *r;
+	const char *auth = strstr(q->url, "://") + 3;
+
+	snap_json_str(j, "virtual_host", vh->name);
+	memset(&rq, 0, sizeof(rq));
+	rq.method = method;
+	rq.method_len = strlen(method);
+	rq.path = path;
+	rq.path_len = strlen(path);
+	rq.host = host;
+	rq.host_len = strlen(host);
+	rq.authority = auth;
+	rq.authority_len = strcspn(auth, "/?#");
+	rq.scheme = https ? "https" : "http";
+	rq.scheme_len = strlen(rq.scheme);
+	rq.port = port;
+	rq.header = ex_header;
+	rq.header_ctx = &hc;
+	r = route_select(vh, &rq);
+	if (!r) {
+		ex_refuse(j, 404, "NR", "route_not_found", "no route of the virtual host matches "
+		          "(method, path, headers)");
+		return;
+	}
+	ex_route(j, r);
+	if (r->fault)   /* fault injection, decided per request: said, not decided here */
+		snap_json_route_fault(j, r->fault);
+	if (r->redirect_code) {
+		struct sbuf loc = SBUF_INIT;
+
+		route_fault_location(r->fault, r->redirect_authority, r->redirect_uri, &rq, &loc);
+		snap_json_str(j, "result", "redirect");
+		snap_json_int(j, "response_code", r->redirect_code);
+		snap_json_str(j, "location", sbuf_str(&loc));
+		sbuf_free(&loc);
+		return;
+	}
+	if (r->fault && r->fault->direct_status) {
+		snap_json_str(j, "result", "direct_response");
+		snap_json_int(j, "response_code", r->fault->direct_status);
+		return;
+	}
+	snap_json_arr_begin(j, "destinations");
+	for (size_t i = 0; i < r->ndests; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", r->dests[i].cluster_name);
+		snap_json_int(j, "weight", r->dests[i].weight);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+	if (r->ndests == 0 || !r->dests[0].cluster) {
+		ex_refuse(j, 503, "NC", "cluster_not_found", "the route's destination has no cluster");
+		return;
+	}
+	/* With several weighted destinations, the first is shown; each request picks by
+	 * weight. */
+	ex_cluster(j, q->proxy, r->dests[0].cluster, host, port);
+}
+
 int explain_request(const struct snap *s, const struct explain_req *q, struct sbuf *out,
                     struct sbuf *err)
 {
 	struct snap_json j;
-	struct ex_hdrs hc = { q };
-	struct route_req rq;
-	const struct route_table *t = NULL;
-	const struct route_vhost *vh = NULL;
-	const struct route *r;
+	const struct route_table *t;
+	const struct route_vhost *vh;
 	const char *method = q->method ? q->method : "GET", *path;
 	char host[256];
 	uint16_t port;
-	bool https, sidecar = s->role == SNAP_ROLE_SIDECAR;
+	bool https, done = false, sidecar = s->role == SNAP_ROLE_SIDECAR;
 
 	if (ex_url(q->url, &https, host, sizeof(host), &port, &path, err) < 0)
 		return -1;
@@ -280,133 +416,20 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
 		if (!cl)
 			cl = q->registry_only ? &sidecar_blackhole_cluster : &sidecar_passthrough_cluster;
 		ex_cluster(&j, q->proxy, cl, host, port);
-		goto done;
-	}
-	if (sidecar) {
+	} else if (sidecar) {
 		t = sidecar_table(s, port);
 		snap_json_str(&j, "listener", "virtualOutbound");
 		snap_json_str(&j, "route_table", t ? t->name : NULL);
 	} else {
-		const struct snap_listener *l = NULL;
-		const struct snap_server *srv;
-
-		for (size_t i = 0; i < s->nlisteners && !l; i++)
-			if (s->listeners[i].port == port)
-				l = &s->listeners[i];
-		if (!l) {
-			char why[120];
-
-			snprintf(why, sizeof(why), "no Gateway server listens on port %u", port);
-			snap_json_null(&j, "listener");
-			ex_refuse(&j, 0, "-", "connection_refused", why);
-			goto done;
-		}
-		srv = ex_server(l, host);
-		snap_json_obj_begin(&j, "listener");
-		snap_json_str(&j, "name", l->name);
-		snap_json_bool(&j, "tls", l->tls);
-		if (srv) {
-			snap_json_str(&j, "gateway", srv->gateway);
-			snap_json_str(&j, "server_tls", server_tls_names[srv->tls]);
-			snap_json_str(&j, "server_certificate", srv->tls_source);
-			snap_json_arr_begin(&j, "allowed_client_sans");
-			for (size_t i = 0; i < srv->nallowed_sans; i++)
-				snap_json_str(&j, NULL, srv->allowed_sans[i]);
-			snap_json_arr_end(&j);
-		}
-		snap_json_obj_end(&j);
-		if (l->tls && !srv) {
-			ex_refuse(&j, 0, "-", "tls_handshake_refused", "no server of the listener takes "
-			          "this host as SNI (unrecognized_name)");
-			goto done;
-		}
-		if (srv && srv->https_redirect && !l->tls) {
-			snap_json_str(&j, "result", "redirect");
-			snap_json_int(&j, "response_code", 301);
-			snap_json_str(&j, "reason", "the Gateway server has tls.httpsRedirect");
-			goto done;
-		}
-		t = l->routes;
-		snap_json_str(&j, "route_table", t ? t->name : NULL);
-		https = l->tls;
+		t = ex_gw_listener(&j, s, host, port, &https, &done);
 	}
-	vh = t ? route_vhost_find(t, host, strlen(host)) : NULL;
-	if (!vh) {
-		if (sidecar) {
-			snap_json_null(&j, "virtual_host");
-			snap_json_obj_begin(&j, "route");
-			snap_json_str(&j, "name", q->registry_only ? "block_all" : "allow_any");
-			snap_json_str(&j, "reason", "no VirtualService or ServiceEntry for this host and "
-			              "port: the outbound traffic policy");
-			snap_json_obj_end(&j);
-			ex_cluster(&j, q->proxy, q->registry_only ? &sidecar_blackhole_cluster
-			                                : &sidecar_passthrough_cluster, host, port);
-			goto done;
-		}
-		snap_json_null(&j, "virtual_host");
-		ex_refuse(&j, 404, "NR", "route_not_found", "no virtual host of the listener's route "
-		          "table matches the host");
-		goto done;
+	if (!(sidecar && https) && !done) {
+		vh = t ? route_vhost_find(t, host, strlen(host)) : NULL;
+		if (vh)
+			ex_vhost(&j, q, vh, method, path, host, port, https);
+		else
+			ex_no_vhost(&j, q, sidecar, host, port);
 	}
-	snap_json_str(&j, "virtual_host", vh->name);
-	memset(&rq, 0, sizeof(rq));
-	rq.method = method;
-	rq.method_len = strlen(method);
-	rq.path = path;
-	rq.path_len = strlen(path);
-	rq.host = host;
-	rq.host_len = strlen(host);
-	{
-		const char *auth = strstr(q->url, "://") + 3;
-
-		rq.authority = auth;
-		rq.authority_len = strcspn(auth, "/?#");
-	}
-	rq.scheme = https ? "https" : "http";
-	rq.scheme_len = strlen(rq.scheme);
-	rq.port = port;
-	rq.header = ex_header;
-	rq.header_ctx = &hc;
-	r = route_select(vh, &rq);
-	if (!r) {
-		ex_refuse(&j, 404, "NR", "route_not_found", "no route of the virtual host matches "
-		          "(method, path, headers)");
-		goto done;
-	}
-	ex_route(&j, r);
-	if (r->fault)   /* fault injection, decided per request: said, not decided here */
-		snap_json_route_fault(&j, r->fault);
-	if (r->redirect_code) {
-		struct sbuf loc = SBUF_INIT;
-
-		route_fault_location(r->fault, r->redirect_authority, r->redirect_uri, &rq, &loc);
-		snap_json_str(&j, "result", "redirect");
-		snap_json_int(&j, "response_code", r->redirect_code);
-		snap_json_str(&j, "location", sbuf_str(&loc));
-		sbuf_free(&loc);
-		goto done;
-	}
-	if (r->fault && r->fault->direct_status) {
-		snap_json_str(&j, "result", "direct_response");
-		snap_json_int(&j, "response_code", r->fault->direct_status);
-		goto done;
-	}
-	snap_json_arr_begin(&j, "destinations");
-	for (size_t i = 0; i < r->ndests; i++) {
-		snap_json_obj_begin(&j, NULL);
-		snap_json_str(&j, "cluster", r->dests[i].cluster_name);
-		snap_json_int(&j, "weight", r->dests[i].weight);
-		snap_json_obj_end(&j);
-	}
-	snap_json_arr_end(&j);
-	if (r->ndests == 0 || !r->dests[0].cluster) {
-		ex_refuse(&j, 503, "NC", "cluster_not_found", "the route's destination has no cluster");
-		goto done;
-	}
-	/* With several weighted destinations, the first is shown; each request picks by
-	 * weight. */
-	ex_cluster(&j, q->proxy, r->dests[0].cluster, host, port);
-done:
 	snap_json_obj_end(&j);
 	sbuf_addc(out, '\n');
 	return 0;

@@ -289,6 +289,81 @@ static bool snap_ep_in(const struct se_endpoint *ep, const struct dr_subset *sub
 	return !sub || res_labels_select(&sub->labels, &ep->labels);
 }
 
+/* resolution STATIC: the subset's endpoints, by address. */
+static void snap_discovery_static(struct snap_b *b, struct cluster *c,
+                                  const struct resource *ser, const struct se_port *sp,
+                                  const struct dr_subset *sub)
+{
+	const struct serviceentry *se = ser->u.se;
+	struct cluster_eps *eps = cluster_eps_new(se->endpoints.n);
+	size_t n = 0;
+	char id[300];
+
+	c->discovery = CLUSTER_STATIC;
+	for (size_t i = 0; i < se->endpoints.n; i++) {
+		const struct se_endpoint *ep = &se->endpoints.v[i];
+		struct cluster_ep *e = &eps->v[n];
+
+		if (!snap_ep_in(ep, sub))
+			continue;
+		if (sock_addr_from_ip(ep->address, snap_ep_port(ep, sp, c->port), &e->addr) < 0) {
+			diag_warn(b->d, ep->pos.file, ep->pos.line, ep->pos.col,
+			          "ServiceEntry %s: endpoint \"%s\" is not an IP address; skipped "
+			          "(resolution STATIC)", snap_res_id(ser, id, sizeof(id)),
+			          ep->address);
+			continue;
+		}
+		sock_addr_str(&e->addr, e->str, sizeof(e->str));
+		e->weight = ep->weight ? ep->weight : 1;
+		n++;
+	}
+	eps->n = n;
+	cluster_eps_weigh(eps);
+	atomic_store(&c->eps, eps);
+}
+
+/* resolution DNS / DNS_ROUND_ROBIN: the names to resolve (the subset's endpoints, or the
+ * host itself). */
+static void snap_discovery_dns(struct cluster *c, const struct serviceentry *se,
+                               const struct se_port *sp, const struct dr_subset *sub)
+{
+	c->discovery = se->resolution == SE_RESOLUTION_DNS_ROUND_ROBIN ?
+	               CLUSTER_DNS_ROUND_ROBIN : CLUSTER_DNS;
+	if (se->endpoints.n) {
+		size_t n = 0;
+
+		c->names = xcalloc(se->endpoints.n, sizeof(*c->names));
+		for (size_t i = 0; i < se->endpoints.n; i++) {
+			const struct se_endpoint *ep = &se->endpoints.v[i];
+
+			if (!snap_ep_in(ep, sub))
+				continue;
+			c->names[n].host = xstrdup(ep->address);
+			c->names[n].port = snap_ep_port(ep, sp, c->port);
+			c->names[n].weight = ep->weight ? ep->weight : 1;
+			n++;
+		}
+		c->nnames = n;
+	} else if (sub && sub->labels.n) {
+		/* The hosts' own addresses carry no labels: a subset that selects by
+		 * labels has no endpoint (503 UH), as in Istio. */
+		c->nnames = 0;
+	} else {
+		c->names = xcalloc(1, sizeof(*c->names));
+		c->names[0].host = xstrdup(c->host);
+		c->names[0].port = snap_ep_port(NULL, sp, c->port);
+		c->names[0].weight = 1;
+		c->nnames = 1;
+	}
+	if (c->nnames == 0) {
+		/* Nothing to resolve: a cluster without endpoints. */
+		free(c->names);
+		c->names = NULL;
+		c->discovery = CLUSTER_STATIC;
+		atomic_store(&c->eps, cluster_eps_new(0));
+	}
+}
+
 static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
                                    const struct resource *ser, const struct dr_subset *sub)
 {
@@ -320,71 +395,13 @@ static void snap_cluster_discovery(struct snap_b *b, struct cluster *c,
 		c->discovery = CLUSTER_ORIGINAL_DST;
 		c->lb = CLUSTER_LB_PASSTHROUGH;
 		return;
-	case SE_RESOLUTION_STATIC: {
-		struct cluster_eps *eps = cluster_eps_new(se->endpoints.n);
-		size_t n = 0;
-
-		c->discovery = CLUSTER_STATIC;
-		for (size_t i = 0; i < se->endpoints.n; i++) {
-			const struct se_endpoint *ep = &se->endpoints.v[i];
-			struct cluster_ep *e = &eps->v[n];
-
-			if (!snap_ep_in(ep, sub))
-				continue;
-			if (sock_addr_from_ip(ep->address, snap_ep_port(ep, sp, c->port), &e->addr) < 0) {
-				diag_warn(b->d, ep->pos.file, ep->pos.line, ep->pos.col,
-				          "ServiceEntry %s: endpoint \"%s\" is not an IP address; skipped "
-				          "(resolution STATIC)", snap_res_id(ser, id, sizeof(id)),
-				          ep->address);
-				continue;
-			}
-			sock_addr_str(&e->addr, e->str, sizeof(e->str));
-			e->weight = ep->weight ? ep->weight : 1;
-			n++;
-		}
-		eps->n = n;
-		cluster_eps_weigh(eps);
-		atomic_store(&c->eps, eps);
+	case SE_RESOLUTION_STATIC:
+		snap_discovery_static(b, c, ser, sp, sub);
 		return;
-	}
 	case SE_RESOLUTION_DNS:
 	case SE_RESOLUTION_DNS_ROUND_ROBIN:
 	default:
-		c->discovery = se->resolution == SE_RESOLUTION_DNS_ROUND_ROBIN ?
-		               CLUSTER_DNS_ROUND_ROBIN : CLUSTER_DNS;
-		if (se->endpoints.n) {
-			size_t n = 0;
-
-			c->names = xcalloc(se->endpoints.n, sizeof(*c->names));
-			for (size_t i = 0; i < se->endpoints.n; i++) {
-				const struct se_endpoint *ep = &se->endpoints.v[i];
-
-				if (!snap_ep_in(ep, sub))
-					continue;
-				c->names[n].host = xstrdup(ep->address);
-				c->names[n].port = snap_ep_port(ep, sp, c->port);
-				c->names[n].weight = ep->weight ? ep->weight : 1;
-				n++;
-			}
-			c->nnames = n;
-		} else if (sub && sub->labels.n) {
-			/* The hosts' own addresses carry no labels: a subset that selects by
-			 * labels has no endpoint (503 UH), as in Istio. */
-			c->nnames = 0;
-		} else {
-			c->names = xcalloc(1, sizeof(*c->names));
-			c->names[0].host = xstrdup(c->host);
-			c->names[0].port = snap_ep_port(NULL, sp, c->port);
-			c->names[0].weight = 1;
-			c->nnames = 1;
-		}
-		if (c->nnames == 0) {
-			/* Nothing to resolve: a cluster without endpoints. */
-			free(c->names);
-			c->names = NULL;
-			c->discovery = CLUSTER_STATIC;
-			atomic_store(&c->eps, cluster_eps_new(0));
-		}
+		snap_discovery_dns(c, se, sp, sub);
 		return;
 	}
 }

@@ -110,6 +110,39 @@ static void snap_pem_secret(struct tls_pem *pem, const unsigned char *data, size
 	pem->label = label;
 }
 
+/* A server's certificate, key (and for MUTUAL its CA and CRL) from the files the Gateway
+ * names (serverCertificate, privateKey, caCertificates, caCrl), listed in the secret
+ * cache as Istio names file certificates: file-cert:CERT~KEY, file-root:CA. */
+static int snap_server_files(struct snap_b *b, const struct snap_gsrv *g,
+                             struct tls_server_params *sp, struct snap_server *out,
+                             struct sbuf *err)
+{
+	const struct gw_tls *t = g->srv->tls;
+	char digest[SECRET_DIGEST_HEX], *res;
+
+	if (!t->server_certificate || !t->private_key) {
+		sbuf_adds(err, "no serverCertificate/privateKey and no credentialName");
+		return -1;
+	}
+	res = xasprintf("file-cert:%s~%s", t->server_certificate, t->private_key);
+	secret_cache_file(b->secrets, res, false, t->server_certificate, t->private_key,
+	                  digest);
+	free(res);
+	sp->cert.file = t->server_certificate;
+	sp->key.file = t->private_key;
+	if (g->tls == SNAP_SRV_MUTUAL) {
+		sp->client_ca.file = t->ca_certificates;
+		sp->crl.file = t->ca_crl;
+		if (t->ca_certificates) {
+			res = xasprintf("file-root:%s", t->ca_certificates);
+			secret_cache_file(b->secrets, res, true, t->ca_certificates, NULL, digest);
+			free(res);
+		}
+	}
+	out->tls_source = xasprintf("file:%s", t->server_certificate);
+	return 0;
+}
+
 /* Builds the server's TLS context. Returns 0, or -1 with the reason in err. */
 static int snap_server_ctx(struct snap_b *b, const struct snap_gsrv *g, struct snap_server *out,
                            struct sbuf *err)
@@ -145,30 +178,8 @@ static int snap_server_ctx(struct snap_b *b, const struct snap_gsrv *g, struct s
 			snap_pem_secret(&sp.crl, v->crl, v->crl_len, cred.crl_label);
 		}
 		out->tls_source = xasprintf("kubernetes://%s", t->credential_name);
-	} else {
-		char digest[SECRET_DIGEST_HEX], *res;
-
-		if (!t->server_certificate || !t->private_key) {
-			sbuf_adds(err, "no serverCertificate/privateKey and no credentialName");
-			goto out;
-		}
-		/* Listed as Istio names file certificates: file-cert:CERT~KEY, file-root:CA. */
-		res = xasprintf("file-cert:%s~%s", t->server_certificate, t->private_key);
-		secret_cache_file(b->secrets, res, false, t->server_certificate, t->private_key,
-		                  digest);
-		free(res);
-		sp.cert.file = t->server_certificate;
-		sp.key.file = t->private_key;
-		if (g->tls == SNAP_SRV_MUTUAL) {
-			sp.client_ca.file = t->ca_certificates;
-			sp.crl.file = t->ca_crl;
-			if (t->ca_certificates) {
-				res = xasprintf("file-root:%s", t->ca_certificates);
-				secret_cache_file(b->secrets, res, true, t->ca_certificates, NULL, digest);
-				free(res);
-			}
-		}
-		out->tls_source = xasprintf("file:%s", t->server_certificate);
+	} else if (snap_server_files(b, g, &sp, out, err) < 0) {
+		goto out;
 	}
 	if (g->tls == SNAP_SRV_MUTUAL) {
 		if (!sp.client_ca.file && !sp.client_ca.data) {

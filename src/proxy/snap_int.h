@@ -152,6 +152,8 @@ void snap_gw_ref(const char *ref, const char *vs_ns, char *out, size_t n);
 const char *snap_res_id(const struct resource *r, char *out, size_t n);
 /* The first visible ServiceEntry (in name order) listing host exactly, or NULL. */
 const struct resource *snap_se_for_host(const struct snap_b *b, const char *host);
+/* qsort order of snap_ref lists: key (case-insensitive), then index. */
+int snap_ref_cmp(const void *a, const void *b);
 /* The refs whose key equals key (case-insensitively): *n of them from the returned one
  * on, in resource order. */
 const struct snap_ref *snap_refs_find(const struct snap_ref *v, size_t n, const char *key,
