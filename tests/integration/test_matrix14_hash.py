@@ -1,0 +1,199 @@
+"""Issue 14's matrix, DestinationRule `consistentHash` (httpHeaderName) of the external
+service, applied by the egress gateway, in each of the four client paths
+(matrix14lib.GW_CELLS): the gateway alone over HTTP/1.1 and HTTP/2 (ALPN h2, mTLS), sidecar
+-> gateway from an HTTP/1.1 and an h2c application. Four recording endpoints behind a
+STATIC ServiceEntry (test_consistent_hash's): a key reaches the same endpoint whichever
+path it comes by (the gateway's table decides), and keys spread. Then the same over the
+gateway's HTTP/2 upstream (h2UpgradePolicy: UPGRADE, TLS originated) to four python3-h2
+origins that record what they received. (The sidecar alone, ring/maglev, cookies, source
+IP: test_consistent_hash.py.)"""
+import pytest
+
+from gwlib import loopback_ip, make_server_ca, make_server_cert
+from h2origin import H2Origin
+from matrix14lib import GW_CELLS, gw_proto, hop_mesh, send, send_many
+from meshlib import egress_gateway_yaml
+from recorder import Recorder
+from sidecarlib import EGW_HOST
+from test_consistent_hash import GW, HEADER, N, SVC, dr, ips, se
+
+KEYS = [f"user-{i}" for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, egressctl_bin):
+    eps = [Recorder(loopback_ip(), 80, f"e{i}") for i in range(N)]
+    try:
+        with hop_mesh(tmp_path_factory.mktemp("m14-hash"), egressctl_bin,
+                      se(ips(eps)) + "---\n" + dr(HEADER) + "---\n" + GW, {}, SVC) as m:
+            yield m, eps
+    finally:
+        for e in eps:
+            e.stop()
+
+
+@pytest.fixture(scope="module")
+def owners(env):
+    """The endpoint each key reaches, asked over the gateway alone (HTTP/1.1): keys spread
+    over at least three of the four."""
+    m, _ = env
+    got = {}
+    for k in KEYS:
+        r = send(m, "gw-h1", "/owner", headers=[("x-user", k)])
+        assert r.status == 200, r
+        got[k] = r.body.decode().strip()
+    assert len(set(got.values())) >= 3, got
+    return got
+
+
+@pytest.mark.parametrize("cell", GW_CELLS)
+def test_key_reaches_its_endpoint(env, owners, cell):
+    """Every key, three times each (HTTP/2 cells: as streams of one connection), at the
+    endpoint the gateway's table gives it; the endpoint recorded the request with its
+    key."""
+    m, eps = env
+    path = f"/k/{cell}"
+    reqs = [("GET", path, [("x-user", k)], b"") for k in KEYS for _ in range(3)]
+    if cell.endswith("h1"):
+        reqs = reqs[::3]                # HTTP/1.1: one connection a request, once a key
+    rs = send_many(m, cell, reqs)
+    for (_, _, hdrs, _), r in zip(reqs, rs):
+        assert r.status == 200 and r.body.decode().strip() == owners[hdrs[0][1]], (hdrs, r)
+    by_ep = {}
+    for e in eps:
+        with e.lock:
+            for q in e.requests:
+                if q["path"] == path:
+                    by_ep.setdefault(q["headers"]["x-user"], set()).add(e.name)
+    assert by_ep == {k: {owners[k]} for k in KEYS}, by_ep
+    gl = m.gateway.wait_log(lambda x: x["path"] == path)
+    assert gl["proto"] == gw_proto(cell), gl.string
+
+
+H2SVC = "h2svc.example.test"
+
+
+def h2_yaml(ca):
+    """The mesh hop for H2SVC, the gateway's route to its port 443, and the rule: the
+    consistentHash sits in the port-level entry with the HTTP/2 upgrade and TLS, since a
+    port-level entry replaces the rule's top level (Istio: fields it omits take their
+    defaults, not the top level's)."""
+    return egress_gateway_yaml(H2SVC) + f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: h2svc
+spec:
+  hosts: [{H2SVC}]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: STATIC
+  endpoints:
+ENDPOINTS---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: h2svc
+spec:
+  hosts: [{H2SVC}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: {EGW_HOST}
+        subset: api
+        port:
+          number: 80
+  - match:
+    - gateways: [istio-egressgateway]
+    route:
+    - destination:
+        host: {H2SVC}
+        port:
+          number: 443
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: h2svc
+spec:
+  host: {H2SVC}
+  trafficPolicy:
+    portLevelSettings:
+    - port:
+        number: 443
+      loadBalancer:
+        consistentHash:
+          httpHeaderName: x-user
+      connectionPool:
+        http:
+          h2UpgradePolicy: UPGRADE
+      tls:
+        mode: SIMPLE
+        caCertificates: {ca}
+"""
+
+
+def s_name(name):
+    def script(c, req):
+        body = f"{name}\n".encode()
+        c.head(req.sid, 200, [("content-type", "text/plain"),
+                              ("content-length", str(len(body)))])
+        c.data(req.sid, body, end=True)
+    return script
+
+
+@pytest.fixture(scope="module")
+def h2env(tmp_path_factory, egressctl_bin):
+    tmp = tmp_path_factory.mktemp("m14-hash-h2")
+    certs = tmp / "certs"
+    certs.mkdir()
+    ca = make_server_ca(certs)
+    cert, key = make_server_cert(certs, H2SVC)
+    origins = []
+    try:
+        for i in range(N):
+            origins.append(H2Origin(loopback_ip(), cert, key, {"/k": s_name(f"o{i}")}))
+            origins[-1].name = f"o{i}"
+        eps = "".join(f"  - address: {o.lsock.getsockname()[0]}\n" for o in origins)
+        yaml = h2_yaml(ca).replace("ENDPOINTS", eps)
+        with hop_mesh(tmp, egressctl_bin, yaml, {}, H2SVC) as m:
+            yield m, origins
+    finally:
+        for o in origins:
+            o.stop()
+
+
+@pytest.mark.parametrize("cell", GW_CELLS)
+def test_http2_upstream(h2env, cell):
+    """The gateway's HTTP/2 upstream: each key's requests reach one origin over HTTP/2
+    (the origin recorded them with the key), keys spread, and the cells agree."""
+    m, origins = h2env
+    keys = KEYS[:12]
+    per = 1 if cell.endswith("h1") else 3
+    reqs = [("GET", "/k", [("x-user", k), ("x-cell", cell)], b"") for k in keys
+            for _ in range(per)]
+    rs = send_many(m, cell, reqs)
+    assert all(r.status == 200 for r in rs), rs
+    seen = {}
+    for o in origins:
+        for q in list(o.requests):
+            if q.get(b"x-cell") == cell.encode():
+                seen.setdefault(q.get(b"x-user").decode(), set()).add(o.name)
+                assert q.get(b":authority") == H2SVC.encode()
+    assert set(seen) == set(keys), seen
+    assert all(len(v) == 1 for v in seen.values()), seen
+    assert len({next(iter(v)) for v in seen.values()}) >= 3, seen
+    for (_, _, hdrs, _), r in zip(reqs, rs):
+        assert r.body.decode().strip() in seen[hdrs[0][1]], (hdrs, r)
+    # The cells agree: the owners the first cell saw are every later cell's.
+    owners = {k: next(iter(v)) for k, v in seen.items()}
+    if not hasattr(m, "owners_h2"):
+        m.owners_h2 = owners
+    assert owners == m.owners_h2, (owners, m.owners_h2)
