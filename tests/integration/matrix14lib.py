@@ -24,8 +24,11 @@ import h2.connection
 import h2.events
 
 from conftest import Ctl
-from gwlib import mesh_context, read_response, wait_port
-from meshlib import Mesh
+from gwlib import loopback_ip, make_server_ca, make_server_cert, mesh_context, read_response, \
+    wait_port
+from h2origin import H2Origin
+from meshlib import Mesh, egress_gateway_yaml
+from sidecarlib import EGW_HOST
 
 GW_CELLS = ["gw-h1", "gw-h2", "mesh-h1", "mesh-h2"]
 
@@ -165,3 +168,105 @@ class Stamped(list):
 def log_lines_for(proxy, path):
     """The access log lines (raw) of proxy whose request path is path."""
     return [ln for ln in proxy.log_lines() if f" {path} HTTP/" in ln]
+
+
+H2SVC = "h2svc.example.test"
+
+
+def _h2_hop_yaml(ca, endpoints, route_extra, dest_extra, port_extra):
+    """The mesh hop for H2SVC, the gateway's route to its port 443 (route_extra: YAML
+    lines of the route, indented 4; dest_extra: of its destination, indented 6), and the rule's port-level entry for 443: HTTP/2
+    upgrade, TLS with the test's CA, and port_extra (indented 6). Everything for 443 is
+    in the port-level entry, since such an entry replaces the rule's top level (Istio:
+    fields it omits take their defaults, not the top level's)."""
+    eps = "".join(f"  - address: {ip}\n" for ip in endpoints)
+    return egress_gateway_yaml(H2SVC) + f"""apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: h2svc
+spec:
+  hosts: [{H2SVC}]
+  ports:
+  - number: 80
+    name: http
+    protocol: HTTP
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: STATIC
+  endpoints:
+{eps}---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: h2svc
+spec:
+  hosts: [{H2SVC}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: {EGW_HOST}
+        subset: api
+        port:
+          number: 80
+  - match:
+    - gateways: [istio-egressgateway]
+{route_extra}    route:
+    - destination:
+        host: {H2SVC}
+        port:
+          number: 443
+{dest_extra}---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: h2svc
+spec:
+  host: {H2SVC}
+  trafficPolicy:
+    portLevelSettings:
+    - port:
+        number: 443
+{port_extra}      connectionPool:
+        http:
+          h2UpgradePolicy: UPGRADE
+      tls:
+        mode: SIMPLE
+        caCertificates: {ca}
+"""
+
+
+class PrefixScripts(dict):
+    """h2origin scripts chosen by the longest prefix of the path that has one."""
+
+    def get(self, path, default=None):
+        best = max((p for p in self if path.startswith(p)), key=len, default=None)
+        return self[best] if best is not None else default
+
+
+@contextlib.contextmanager
+def h2_origin_hop(tmp, egressctl_bin, scripts, n=1, route_extra="", dest_extra="",
+                  port_extra=""):
+    """sidecar -> gateway -> n python3-h2 origins (h2origin.H2Origin, TLS with ALPN h2 on
+    port 443 of their own addresses, each with .name o<i>) behind a STATIC ServiceEntry
+    for H2SVC; the gateway originates TLS and HTTP/2 (h2UpgradePolicy: UPGRADE). scripts:
+    {path prefix: fn(conn, request)}. Yields (mesh, origins); m.host is H2SVC."""
+    certs = tmp / "certs"
+    certs.mkdir()
+    ca = make_server_ca(certs)
+    cert, key = make_server_cert(certs, H2SVC)
+    origins = []
+    try:
+        for i in range(n):
+            origins.append(H2Origin(loopback_ip(), cert, key, PrefixScripts(scripts)))
+            origins[-1].name = f"o{i}"
+        yaml = _h2_hop_yaml(ca, [o.lsock.getsockname()[0] for o in origins], route_extra,
+                            dest_extra, port_extra)
+        with hop_mesh(tmp, egressctl_bin, yaml, {}, H2SVC) as m:
+            yield m, origins
+    finally:
+        for o in origins:
+            o.stop()

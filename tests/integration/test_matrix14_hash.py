@@ -9,12 +9,9 @@ origins that record what they received. (The sidecar alone, ring/maglev, cookies
 IP: test_consistent_hash.py.)"""
 import pytest
 
-from gwlib import loopback_ip, make_server_ca, make_server_cert
-from h2origin import H2Origin
-from matrix14lib import GW_CELLS, gw_proto, hop_mesh, send, send_many
-from meshlib import egress_gateway_yaml
+from gwlib import loopback_ip
+from matrix14lib import GW_CELLS, H2SVC, gw_proto, h2_origin_hop, hop_mesh, send, send_many
 from recorder import Recorder
-from sidecarlib import EGW_HOST
 from test_consistent_hash import GW, HEADER, N, SVC, dr, ips, se
 
 KEYS = [f"user-{i}" for i in range(24)]
@@ -70,76 +67,6 @@ def test_key_reaches_its_endpoint(env, owners, cell):
     assert gl["proto"] == gw_proto(cell), gl.string
 
 
-H2SVC = "h2svc.example.test"
-
-
-def h2_yaml(ca):
-    """The mesh hop for H2SVC, the gateway's route to its port 443, and the rule: the
-    consistentHash sits in the port-level entry with the HTTP/2 upgrade and TLS, since a
-    port-level entry replaces the rule's top level (Istio: fields it omits take their
-    defaults, not the top level's)."""
-    return egress_gateway_yaml(H2SVC) + f"""apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata:
-  name: h2svc
-spec:
-  hosts: [{H2SVC}]
-  ports:
-  - number: 80
-    name: http
-    protocol: HTTP
-  - number: 443
-    name: https
-    protocol: HTTPS
-  resolution: STATIC
-  endpoints:
-ENDPOINTS---
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: h2svc
-spec:
-  hosts: [{H2SVC}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: {EGW_HOST}
-        subset: api
-        port:
-          number: 80
-  - match:
-    - gateways: [istio-egressgateway]
-    route:
-    - destination:
-        host: {H2SVC}
-        port:
-          number: 443
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata:
-  name: h2svc
-spec:
-  host: {H2SVC}
-  trafficPolicy:
-    portLevelSettings:
-    - port:
-        number: 443
-      loadBalancer:
-        consistentHash:
-          httpHeaderName: x-user
-      connectionPool:
-        http:
-          h2UpgradePolicy: UPGRADE
-      tls:
-        mode: SIMPLE
-        caCertificates: {ca}
-"""
-
-
 def s_name(name):
     def script(c, req):
         body = f"{name}\n".encode()
@@ -151,23 +78,14 @@ def s_name(name):
 
 @pytest.fixture(scope="module")
 def h2env(tmp_path_factory, egressctl_bin):
-    tmp = tmp_path_factory.mktemp("m14-hash-h2")
-    certs = tmp / "certs"
-    certs.mkdir()
-    ca = make_server_ca(certs)
-    cert, key = make_server_cert(certs, H2SVC)
-    origins = []
-    try:
-        for i in range(N):
-            origins.append(H2Origin(loopback_ip(), cert, key, {"/k": s_name(f"o{i}")}))
-            origins[-1].name = f"o{i}"
-        eps = "".join(f"  - address: {o.lsock.getsockname()[0]}\n" for o in origins)
-        yaml = h2_yaml(ca).replace("ENDPOINTS", eps)
-        with hop_mesh(tmp, egressctl_bin, yaml, {}, H2SVC) as m:
-            yield m, origins
-    finally:
+    """Four origins, each answering with its name (the script is chosen per origin)."""
+    scripts = {"/k": None}
+    with h2_origin_hop(tmp_path_factory.mktemp("m14-hash-h2"), egressctl_bin, scripts, n=N,
+                       port_extra="      loadBalancer:\n        consistentHash:\n"
+                                  "          httpHeaderName: x-user\n") as (m, origins):
         for o in origins:
-            o.stop()
+            o.scripts["/k"] = s_name(o.name)
+        yield m, origins
 
 
 @pytest.mark.parametrize("cell", GW_CELLS)
