@@ -6,7 +6,7 @@ STATIC ServiceEntry (test_consistent_hash's): a key reaches the same endpoint wh
 path it comes by (the gateway's table decides), and keys spread. Then the same over the
 gateway's HTTP/2 upstream (h2UpgradePolicy: UPGRADE, TLS originated) to four python3-h2
 origins that record what they received. (The sidecar alone, ring/maglev, cookies, source
-IP: test_consistent_hash.py.)"""
+IP: test_consistent_hash.py.) Last, the sidecar alone with HTTP/1.1 and h2c applications."""
 import pytest
 
 from gwlib import loopback_ip
@@ -115,3 +115,38 @@ def test_http2_upstream(h2env, cell):
     if not hasattr(m, "owners_h2"):
         m.owners_h2 = owners
     assert owners == m.owners_h2, (owners, m.owners_h2)
+
+
+@pytest.fixture(scope="module")
+def side(tmp_path_factory, egressctl_bin):
+    """The sidecar alone (no gateway): it routes to the endpoints and hashes itself."""
+    eps = [Recorder(loopback_ip(), 80, f"s{i}") for i in range(N)]
+    try:
+        with hop_mesh(tmp_path_factory.mktemp("m14-hash-side"), egressctl_bin,
+                      se(ips(eps)) + "---\n" + dr(HEADER), {}, SVC, gateway=False) as m:
+            yield m, eps
+    finally:
+        for e in eps:
+            e.stop()
+
+
+def test_sidecar_alone_http1_and_h2c_agree(side):
+    """In the sidecar: a key's requests from an HTTP/1.1 application and as concurrent
+    h2c streams reach the same recorded endpoint, and keys spread."""
+    m, eps = side
+    owners = {}
+    for k in KEYS:
+        r = send(m, "side-h1", "/s1", headers=[("x-user", k)])
+        assert r.status == 200, r
+        owners[k] = r.body.decode().strip()
+    assert len(set(owners.values())) >= 3, owners
+    reqs = [("GET", "/s2", [("x-user", k)], b"") for k in KEYS for _ in range(2)]
+    rs = send_many(m, "side-h2", reqs)
+    for (_, _, hdrs, _), r in zip(reqs, rs):
+        assert r.status == 200 and r.body.decode().strip() == owners[hdrs[0][1]], (hdrs, r)
+    for e in eps:
+        with e.lock:
+            for q in e.requests:
+                assert owners[q["headers"]["x-user"]] == e.name, (e.name, q)
+    sl = m.sidecar.wait_log(lambda x: x["path"] == "/s2")
+    assert sl["proto"] == "HTTP/2", sl.string
