@@ -31,28 +31,32 @@ def env(tmp_path_factory, egressctl_bin):
 
 @pytest.fixture(scope="module")
 def owners(env):
-    """The endpoint each key reaches, asked over the gateway alone (HTTP/1.1): keys spread
-    over at least three of the four."""
+    """The endpoint each key reached when first asked over the gateway alone (HTTP/1.1);
+    the tests check that every later request of the key goes there."""
     m, _ = env
     got = {}
     for k in KEYS:
         r = send(m, "gw-h1", "/owner", headers=[("x-user", k)])
         assert r.status == 200, r
         got[k] = r.body.decode().strip()
-    assert len(set(got.values())) >= 3, got
     return got
+
+
+def test_keys_spread(owners):
+    assert len(set(owners.values())) >= 3, owners
 
 
 @pytest.mark.parametrize("cell", GW_CELLS)
 def test_key_reaches_its_endpoint(env, owners, cell):
-    """Every key, three times each (HTTP/2 cells: as streams of one connection), at the
+    """Every key, two or three times (HTTP/2 cells: as streams of one connection), at the
     endpoint the gateway's table gives it; the endpoint recorded the request with its
     key."""
     m, eps = env
     path = f"/k/{cell}"
-    reqs = [("GET", path, [("x-user", k)], b"") for k in KEYS for _ in range(3)]
-    if cell.endswith("h1"):
-        reqs = reqs[::3]                # HTTP/1.1: one connection a request, once a key
+    # Another order than the owners were learnt in, each key more than once in a row,
+    # so that no other balancing could give every key its owner.
+    per = 2 if cell.endswith("h1") else 3       # HTTP/1.1: a connection a request
+    reqs = [("GET", path, [("x-user", k)], b"") for k in reversed(KEYS) for _ in range(per)]
     rs = send_many(m, cell, reqs)
     for (_, _, hdrs, _), r in zip(reqs, rs):
         assert r.status == 200 and r.body.decode().strip() == owners[hdrs[0][1]], (hdrs, r)
@@ -94,7 +98,7 @@ def test_http2_upstream(h2env, cell):
     (the origin recorded them with the key), keys spread, and the cells agree."""
     m, origins = h2env
     keys = KEYS[:12]
-    per = 1 if cell.endswith("h1") else 3
+    per = 2 if cell.endswith("h1") else 3
     reqs = [("GET", "/k", [("x-user", k), ("x-cell", cell)], b"") for k in keys
             for _ in range(per)]
     rs = send_many(m, cell, reqs)
