@@ -57,7 +57,10 @@ def _h1(sock, method, target, host, headers, body):
 def h2_exchange(sock, authority, reqs, scheme="http", timeout=20.0):
     """Sends reqs [(method, path, [(name, value)], body)] as concurrent streams of one
     HTTP/2 connection on sock and returns a Resp per request, in order (status 0: the
-    stream was reset)."""
+    stream was reset). At most 100 requests: they are all sent before the server's
+    SETTINGS are read, and a server may refuse streams beyond its
+    SETTINGS_MAX_CONCURRENT_STREAMS (100 is what RFC 9113 recommends at least)."""
+    assert len(reqs) <= 100, len(reqs)
     conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
                                                                  header_encoding="utf-8"))
     conn.initiate_connection()
