@@ -14,10 +14,13 @@
 #   make bench           side-by-side benchmark against nginx and HAProxy (bench/run.sh)
 #   make bench-figures   docs/BENCHMARKS.md's figures again, from its tables (gnuplot)
 #   make fuzz FUZZ_SECONDS=60   each tests/fuzz/fuzz_*.c under libFuzzer (clang)
-#   make storm           60 s reload + credential rotation storm under load (STORM_SECONDS)
-#   make soak            10-minute soak, RSS and descriptors as a curve (SOAK_SECONDS)
-#   make fuzz-long       each fuzzer for FUZZ_LONG_SECONDS (600), every one even after a
-#                        crash; .ci/nightly runs this, storm and soak
+#   make storm           60 s reload + credential rotation storm under load (STORM_SECONDS),
+#                        through the mesh (tests/soak/storm.py) and at the gateway alone
+#   make soak            the storm, then a 10-minute soak through the mesh, RSS and
+#                        descriptors as a curve (SOAK_SECONDS; tests/soak/soak.py)
+#   make fuzz-long       each fuzzer for FUZZ_LONG_SECONDS (600; or FUZZ_SECONDS when given
+#                        on the command line), every one even after a crash; .ci/nightly
+#                        runs this and soak
 #
 # Sources are picked up by directory, so adding a file under src/<module>/ needs no
 # edit here: every src/*/ file except src/cmd goes into build/libegress.a, and each
@@ -149,16 +152,22 @@ integration: all $(MALLOC_COUNT)
 
 test: unit integration
 
-# The long runs, not in `make test`: their files (tests/integration/storm_*.py, soak_*.py)
-# do not match pytest's test_*.py, so only these targets run them.
+# The long runs, not in `make test`: tests/soak/*.py (scripts, exit 1 on a failed request
+# or growth) and tests/integration/storm_reload_rotation.py (its name does not match
+# pytest's test_*.py, so only `make storm` runs it). `make soak` runs the soak even when
+# the storm failed, and fails if either did.
 STORM_SECONDS ?= 60
 SOAK_SECONDS  ?= 600
-storm: all
+STORM_RUN = EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/soak/storm.py \
+	    --duration $(STORM_SECONDS) && \
 	STORM_SECONDS=$(STORM_SECONDS) EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest \
 	    -q -s tests/integration/storm_reload_rotation.py
+storm: all
+	$(STORM_RUN)
 soak: all
-	SOAK_SECONDS=$(SOAK_SECONDS) EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest \
-	    -q -s tests/integration/soak_mixed.py
+	@rc=0; { $(STORM_RUN); } || rc=1; \
+	EGRESSGW_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/soak/soak.py \
+	    --duration $(SOAK_SECONDS) || rc=1; exit $$rc
 
 # No compiler needed: python3 reads the sources (see the script's header for the rules).
 check:
@@ -213,7 +222,7 @@ fuzz: $(FUZZ_BINS)
 
 # The scheduled long session: every harness runs its time even when one before it
 # crashed (the crash input is kept as $(BUILD)/fuzz/crash-<name>-*); fails if any did.
-FUZZ_LONG_SECONDS ?= 600
+FUZZ_LONG_SECONDS ?= $(if $(filter command line,$(origin FUZZ_SECONDS)),$(FUZZ_SECONDS),600)
 fuzz-long: $(FUZZ_BINS)
 	@rc=0; for b in $(FUZZ_BINS); do \
 	    n=$${b##*/fuzz_}; log=$(BUILD)/fuzz/$$n-long.log; mkdir -p $(BUILD)/fuzz/corpus-$$n; \

@@ -31,10 +31,26 @@
 /* PEM inputs larger than this are refused (a CA bundle is ~200 KiB). */
 #define TLS_PEM_MAX (16u << 20)
 
+/* Whether a context still exists, for the sessions cached under it: the last reference
+ * to a context may go on any thread (a snapshot freed, a draining connection closed),
+ * while a worker's session cache belongs to that worker. A session of a freed context can
+ * never be offered again (its replacement has a new id), so the cache drops it at its
+ * next sweep instead of keeping it, with its peer's certificate chain, until 1024 newer
+ * entries push it out: a credential rotation every second grew a gateway's RSS by about
+ * 7 KiB each, linearly, in tests/soak/storm.py. */
+struct tls_ctx_life {
+	atomic_int refs;              /* the context's and each cache entry's */
+	atomic_bool gone;
+};
+
+/* Contexts freed so far: a cache sweeps only when this has moved since its last sweep. */
+static atomic_uint_fast64_t ctx_gone_count;
+
 struct tls_ctx {
 	SSL_CTX *ssl_ctx;
 	uint64_t id;
 	atomic_int refs;
+	struct tls_ctx_life *life;
 	bool server;
 	int min_version, max_version;
 	unsigned char *alpn;          /* wire format: len-prefixed names */
@@ -601,6 +617,7 @@ static int client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
 
 struct sess_entry {
 	uint64_t ctx_id;
+	struct tls_ctx_life *life;     /* reference: the context the session was made with */
 	struct sock_addr addr;
 	char *sni;                     /* "" when none */
 	uint64_t hash;
@@ -614,7 +631,14 @@ struct tls_sess_cache {
 	size_t nbuckets, n, max;
 	struct sess_entry *head, *tail;
 	struct tls_sess_stats st;
+	uint_fast64_t swept_gone;      /* ctx_gone_count at the last sweep */
 };
+
+static void life_unref(struct tls_ctx_life *l)
+{
+	if (l && atomic_fetch_sub_explicit(&l->refs, 1, memory_order_acq_rel) == 1)
+		free(l);
+}
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
@@ -696,6 +720,7 @@ static void sess_remove(struct tls_sess_cache *c, struct sess_entry **pp)
 	*pp = e->hnext;
 	lru_unlink(c, e);
 	SSL_SESSION_free(e->sess);
+	life_unref(e->life);
 	free(e->sni);
 	free(e);
 	c->n--;
@@ -730,6 +755,26 @@ size_t tls_sess_cache_size(const struct tls_sess_cache *c)
 	return c->n;
 }
 
+size_t tls_sess_cache_sweep(struct tls_sess_cache *c)
+{
+	uint_fast64_t gone = atomic_load_explicit(&ctx_gone_count, memory_order_acquire);
+	struct sess_entry *e, *next;
+	size_t n = 0;
+
+	if (gone == c->swept_gone)
+		return 0;
+	c->swept_gone = gone;
+	for (e = c->head; e; e = next) {
+		next = e->next;
+		if (atomic_load_explicit(&e->life->gone, memory_order_acquire)) {
+			sess_remove_entry(c, e);
+			n++;
+		}
+	}
+	c->st.stale += n;
+	return n;
+}
+
 static const char *conn_sni(const struct tls_conn *c)
 {
 	const char *s = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
@@ -759,6 +804,8 @@ static void sess_put(struct tls_conn *conn, SSL_SESSION *sess)
 		}
 		e = xcalloc(1, sizeof(*e));
 		e->ctx_id = id;
+		e->life = conn->ctx->life;
+		atomic_fetch_add_explicit(&e->life->refs, 1, memory_order_relaxed);
 		e->addr = conn->endpoint;
 		e->sni = xstrdup(sni);
 		e->hash = h;
@@ -833,12 +880,18 @@ static struct tls_ctx *ctx_alloc(SSL_CTX *sctx, bool server)
 	c->server = server;
 	c->id = atomic_fetch_add(&next_ctx_id, 1);
 	atomic_init(&c->refs, 1);
+	c->life = xcalloc(1, sizeof(*c->life));
+	atomic_init(&c->life->refs, 1);
+	atomic_init(&c->life->gone, false);
 	SSL_CTX_set_ex_data(sctx, ctx_idx, c);
 	return c;
 }
 
 static void ctx_destroy(struct tls_ctx *c)
 {
+	atomic_store_explicit(&c->life->gone, true, memory_order_release);
+	life_unref(c->life);
+	atomic_fetch_add_explicit(&ctx_gone_count, 1, memory_order_release);
 	SSL_CTX_free(c->ssl_ctx);
 	free(c->alpn);
 	free(c->ciphers);

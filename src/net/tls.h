@@ -282,6 +282,7 @@ struct tls_sess_stats {
 	uint64_t stored;      /* sessions (or TLS 1.3 tickets) stored */
 	uint64_t evicted;     /* entries dropped because the cache was full */
 	uint64_t failed;      /* handshakes failed (their cache entry is dropped) */
+	uint64_t stale;       /* entries dropped because their context was freed */
 };
 
 /* max_entries: distinct (context, endpoint, SNI) keys kept, least recently used
@@ -290,6 +291,10 @@ struct tls_sess_cache *tls_sess_cache_new(size_t max_entries);
 void tls_sess_cache_free(struct tls_sess_cache *cache);
 const struct tls_sess_stats *tls_sess_cache_stats(const struct tls_sess_cache *cache);
 size_t tls_sess_cache_size(const struct tls_sess_cache *cache);
+/* Drops the entries whose context has been freed since (a rotation's old credential, a
+ * changed setting); costs nothing unless some context was freed since the last call.
+ * Returns how many it dropped. The owning worker calls it at its tick. */
+size_t tls_sess_cache_sweep(struct tls_sess_cache *cache);
 
 /* ---- certificate inspection (admin, proxy-config secret) ---- */
 

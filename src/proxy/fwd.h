@@ -7,6 +7,7 @@
 #define EGRESS_PROXY_FWD_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct worker;
 struct wlistener;
@@ -26,6 +27,9 @@ void fwd_close_all(struct worker *w);
 bool fwd_evict(struct worker *w, const struct sock_addr *peer);
 /* Closes every idle upstream connection (at drain and shutdown). */
 void fwd_pool_close_all(struct worker *w);
+/* Closes up to n of w's idle pooled upstream connections (the upstream connection budget,
+ * overload.h); returns how many it closed. */
+size_t fwd_pool_shed(struct worker *w, size_t n);
 /* After w->live changed: closes idle connections made under settings or to endpoints
  * that are gone, and marks busy ones draining (closed when their request ends). */
 void fwd_pool_sweep(struct worker *w);

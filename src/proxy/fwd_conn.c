@@ -14,6 +14,7 @@
 #include "proxy/worker.h"
 #include "proxy/fwd.h"
 #include "proxy/cbreak.h"
+#include "proxy/overload.h"
 #include "proxy/up_h2.h"
 #include "proxy/pool.h"
 #include "proxy/retry.h"
@@ -468,6 +469,18 @@ static void st_overflow(struct stream *st)
 	                      "upstream connect error or disconnect/reset before headers. reset reason: overflow");
 }
 
+/* 503 UO: the process-wide upstream connection budget (overload.h) is used up and this
+ * worker has no idle pooled connection to close for it. */
+static void st_budget_overflow(struct stream *st)
+{
+	ovl_up_refused();
+	STAT_INC(st->d->w->st.ucx_overflow);
+	st_cb_set(st, ST_CB_NONE);
+	fwd_down->local_reply(st, 503, ALOG_F_UO, "upstream_reset_before_response_started{overflow}",
+	                      "upstream connect error or disconnect/reset before headers. reset "
+	                      "reason: overflow (upstream connection budget)");
+}
+
 /* The request waits for a connection slot: in arrival order, or back at the head when it
  * was woken and lost the slot. Returns -1 when it was answered 503 UO instead. */
 static int st_cb_wait(struct stream *st)
@@ -860,6 +873,10 @@ void st_connect(struct stream *st, bool fresh)
 		st_overflow(st);
 		return;
 	}
+	if (!u && ovl_up_full(w->proxy) && fwd_pool_shed(w, 1) == 0) {
+		st_budget_overflow(st);
+		return;
+	}
 	st_attempt_start(st);
 	if (u) {
 		st_use_pooled(st, u, cc);
@@ -879,6 +896,25 @@ static void pool_close_cb(struct pool_link *l, void *arg)
 void fwd_pool_close_all(struct worker *w)
 {
 	pool_each(w->pool, pool_close_cb, NULL);
+}
+
+static void pool_shed_cb(struct pool_link *l, void *arg)
+{
+	size_t *left = arg;
+
+	if (*left == 0)
+		return;
+	(*left)--;
+	fwd_up->close(container_of(l, struct uconn, link));
+}
+
+size_t fwd_pool_shed(struct worker *w, size_t n)
+{
+	size_t left = n;
+
+	pool_each(w->pool, pool_shed_cb, &left);
+	ovl_up_shed(n - left);
+	return n - left;
 }
 
 static void pool_sweep_cb(struct pool_link *l, void *arg)

@@ -75,6 +75,8 @@ static struct {
 	uint64_t h2_peak;
 	struct proxy *proxy;            /* its workers shed their caches after a burst */
 	void (*shed)(struct worker *w);
+	/* The upstream connection budget's refusals and the idle connections it closed. */
+	_Atomic uint64_t up_refused, up_shed;
 } ovl;
 
 void ovl_config_default(struct ovl_config *c)
@@ -326,6 +328,28 @@ bool ovl_h2_stream_refused(unsigned conn_streams)
 	return false;
 }
 
+bool ovl_up_full(const struct proxy *p)
+{
+	uint64_t n = 0;
+
+	if (!p->max_dcx)
+		return false;
+	for (int i = 0; i < p->nworkers; i++)
+		n += STAT_GET(p->workers[i].st.ucx_active);
+	return n >= p->max_dcx;
+}
+
+void ovl_up_refused(void)
+{
+	atomic_fetch_add_explicit(&ovl.up_refused, 1, memory_order_relaxed);
+}
+
+void ovl_up_shed(uint64_t n)
+{
+	if (n)
+		atomic_fetch_add_explicit(&ovl.up_shed, n, memory_order_relaxed);
+}
+
 void ovl_h2_stream_closed(void)
 {
 	uint64_t n = atomic_fetch_sub_explicit(&ovl.h2_streams, 1, memory_order_relaxed) - 1;
@@ -491,6 +515,15 @@ void ovl_prom(struct sbuf *out)
 	prom(out, "egressgw_downstream_rq_h2_refused_total", false,
 	     "HTTP/2 streams refused (RST_STREAM REFUSED_STREAM) by the stream budget.",
 	     atomic_load(&ovl.h2_refused));
+	prom(out, "egressgw_overload_max_upstream_connections", true,
+	     "Upstream connections open at once, all workers together (--max-connections; "
+	     "0: no limit).", ovl.proxy ? ovl.proxy->max_dcx : 0);
+	prom(out, "egressgw_upstream_cx_budget_overflow_total", false,
+	     "Requests answered 503 UO because the upstream connection budget was used up and "
+	     "no idle pooled connection could give way.", atomic_load(&ovl.up_refused));
+	prom(out, "egressgw_upstream_cx_budget_shed_total", false,
+	     "Idle pooled upstream connections closed to stay within the upstream connection "
+	     "budget.", atomic_load(&ovl.up_shed));
 	prom(out, "egressgw_overload_h2_window_shrunk", true,
 	     "1 while downstream HTTP/2 connections advertise a shrunk stream window (streams "
 	     "in flight past half the budget, until a quarter).",

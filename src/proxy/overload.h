@@ -142,6 +142,33 @@ uint32_t ovl_h2_window_cap(void);
 bool ovl_h2_stream_refused(unsigned conn_streams);
 void ovl_h2_stream_closed(void);
 
+/* ---- the upstream connection budget ----
+ *
+ * --max-connections bounds downstream connections and, by default, is half of what the
+ * descriptor limit leaves after a reserve, the other half being for upstream connections:
+ * a busy HTTP/1.1 downstream connection holds one. Idle pooled upstream connections are
+ * held beyond that (an upstream's keep-alive lasts up to the DestinationRule's idleTimeout,
+ * 1 h by default), so waves of requests to different upstreams used to run the process
+ * out of descriptors (test_upstream_budget.py at `ulimit -n 1024`: accepts without a
+ * descriptor, 503 UF "Too many open files", a second client served 36% of the time).
+ * Upstream connections of every kind (every worker's ucx_active: HTTP/1.1, HTTP/2,
+ * tunnels) are budgeted to --max-connections as a whole: a new HTTP/1.1 upstream
+ * connection past it first closes an idle pooled one of its worker (fwd_pool_shed), and
+ * with none is answered 503 UO (details upstream_reset_before_response_started{overflow},
+ * counted in egressgw_upstream_cx_budget_overflow_total) instead of a connect that may
+ * find no descriptor; each worker's tick closes idle pooled connections while the budget
+ * is used up, so another worker's idle ones give way too. HTTP/2 upstream connections and
+ * tunnels are counted but not refused here (HTTP/2 streams have their own budget above).
+ * Without a connection limit (--max-connections 0) there is none. */
+
+/* Workers: true when the process's upstream connections have reached the budget
+ * (p->max_dcx; false when it is 0). Reads one counter per worker. */
+bool ovl_up_full(const struct proxy *p);
+/* Workers: counts a new upstream connection refused by the budget, or n idle pooled
+ * connections closed for it. */
+void ovl_up_refused(void);
+void ovl_up_shed(uint64_t n);
+
 /* Admin (main thread): the series of /stats/prometheus, under Envoy's names
  * (envoy_overload_*, envoy_server_memory_*) and egressgw's refusal counters. */
 void ovl_prom(struct sbuf *out);

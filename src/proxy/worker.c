@@ -272,6 +272,11 @@ static void worker_tick(struct loop *loop, struct loop_timer *t)
 		w->spare_fd = sock_spare_open();
 	if (atomic_load_explicit(&w->proxy->eps_gen, memory_order_acquire) != w->eps_gen_seen)
 		worker_pool_refresh(w);
+	if (w->sess)
+		tls_sess_cache_sweep(w->sess);
+	/* The upstream connection budget is used up: idle pooled connections give way. */
+	if (ovl_up_full(w->proxy))
+		fwd_pool_shed(w, 16);
 	if (w->listen_retry && !w->draining && loop_now_ms(loop) - w->listen_retry_ms >= 1000) {
 		w->listen_retry_ms = loop_now_ms(loop);
 		worker_sync_listeners(w);

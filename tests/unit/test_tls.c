@@ -840,6 +840,39 @@ static void test_session_cache_eviction(void **state)
 	tls_ctx_unref(ctx);
 }
 
+/* A session cached under a context that is then freed (a credential rotated: the new
+ * context has a new id) can never be offered again; the sweep drops it, and only it. */
+static void test_session_cache_sweeps_freed_contexts(void **state)
+{
+	struct tls_ctx *old = client_ctx("example.com.crt", NULL, NULL, NULL, 0);
+	struct tls_ctx *kept = client_ctx("example.com.crt", NULL, NULL, NULL, 0);
+	struct tls_sess_cache *cache = tls_sess_cache_new(0);
+	const struct tls_sess_stats *st = tls_sess_cache_stats(cache);
+	struct peer s;
+	struct result r;
+
+	(void)state;
+	server_start(&s, "good", "-tls1_2", NULL);
+	client_run(old, s.port, "good.test", NULL, cache, &r);
+	expect_ok(&r);
+	client_run(kept, s.port, "good.test", NULL, cache, &r);
+	expect_ok(&r);
+	assert_int_equal(tls_sess_cache_size(cache), 2);
+	tls_sess_cache_sweep(cache);    /* no context freed since the cache was made */
+	assert_int_equal(tls_sess_cache_size(cache), 2);
+	tls_ctx_unref(old);
+	assert_int_equal(tls_sess_cache_sweep(cache), 1);
+	assert_int_equal(tls_sess_cache_size(cache), 1);
+	assert_int_equal(st->stale, 1);
+	assert_int_equal(tls_sess_cache_sweep(cache), 0);
+	client_run(kept, s.port, "good.test", NULL, cache, &r);
+	expect_ok(&r);
+	assert_true(r.resumed);
+	peer_stop(&s);
+	tls_sess_cache_free(cache);
+	tls_ctx_unref(kept);
+}
+
 static void test_alpn_and_versions(void **state)
 {
 	const char *alpn[] = { "h2", "http/1.1" };
@@ -1610,6 +1643,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_resumption_tls13, stop_all),
 		cmocka_unit_test_teardown(test_resumption_tls12, stop_all),
 		cmocka_unit_test_teardown(test_session_cache_eviction, stop_all),
+		cmocka_unit_test_teardown(test_session_cache_sweeps_freed_contexts, stop_all),
 		cmocka_unit_test_teardown(test_alpn_and_versions, stop_all),
 		cmocka_unit_test_teardown(test_insecure_and_system_store, stop_all),
 		cmocka_unit_test_teardown(test_transport_failures, stop_all),
