@@ -49,6 +49,9 @@
  *     R KIND NS NAME [HOST...]                      a resource of the last F/L (ServiceEntry:
  *                                                   its hosts, res_norm_host'ed)
  *     end ND NF NR
+ *     then, appended by own writes (store_index_own.c): F/L and R lines (replacing the
+ *     file of the same name), and
+ *     W DIR DEV INO CTIME_S CTIME_NS                 directory DIR as an own write left it
  * egressgw never reads it; its watcher ignores it. */
 #ifndef EGRESS_CONFIG_STORE_INDEX_H
 #define EGRESS_CONFIG_STORE_INDEX_H
