@@ -33,6 +33,13 @@ struct store_cache {
 	size_t mask;
 	unsigned gen;
 	struct store_cache_stats stats;
+	/* The plan (store_cache.h): directories in walk order, each once per run of files;
+	 * files as (directory number, name). */
+	char **pdirs;
+	size_t npdirs, pdirs_cap;
+	struct { size_t dir; char *name; } *pfiles;
+	size_t npfiles, pfiles_cap;
+	bool plan_ok;
 };
 
 struct store_cache *store_cache_new(void)
@@ -49,10 +56,77 @@ static void store_cache_empty(struct store_cache_rec *r)
 	r->nres = 0;
 }
 
+static struct store_cache_rec *store_cache_find(const struct store_cache *c, const char *path);
+
+void store_cache_plan_reset(struct store_cache *c)
+{
+	for (size_t i = 0; i < c->npdirs; i++)
+		free(c->pdirs[i]);
+	for (size_t i = 0; i < c->npfiles; i++)
+		free(c->pfiles[i].name);
+	c->npdirs = c->npfiles = 0;
+	c->plan_ok = true;
+}
+
+void store_cache_plan_add(struct store_cache *c, const char *dir, const char *name)
+{
+	if (!c->npdirs || strcmp(c->pdirs[c->npdirs - 1], dir) != 0) {
+		if (c->npdirs == c->pdirs_cap) {
+			c->pdirs_cap = c->pdirs_cap ? c->pdirs_cap * 2 : 16;
+			c->pdirs = xrealloc(c->pdirs, c->pdirs_cap * sizeof(*c->pdirs));
+		}
+		c->pdirs[c->npdirs++] = xstrdup(dir);
+	}
+	if (c->npfiles == c->pfiles_cap) {
+		c->pfiles_cap = c->pfiles_cap ? c->pfiles_cap * 2 : 256;
+		c->pfiles = xrealloc(c->pfiles, c->pfiles_cap * sizeof(*c->pfiles));
+	}
+	c->pfiles[c->npfiles].dir = c->npdirs - 1;
+	c->pfiles[c->npfiles++].name = xstrdup(name);
+}
+
+void store_cache_plan_spoil(struct store_cache *c)
+{
+	c->plan_ok = false;
+}
+
+bool store_cache_plan(const struct store_cache *c, size_t *n)
+{
+	*n = c->npfiles;
+	return c->plan_ok;
+}
+
+void store_cache_plan_at(const struct store_cache *c, size_t i, const char **dir,
+                         const char **name)
+{
+	*dir = c->pdirs[c->pfiles[i].dir];
+	*name = c->pfiles[i].name;
+}
+
+bool store_cache_reuse(struct store_cache *c, const char *path, const struct resource **v,
+                       size_t *n, const char **cpath, time_t *mtime)
+{
+	struct store_cache_rec *r = store_cache_find(c, path);
+
+	if (!r || !r->live)
+		return false;
+	c->stats.files++;
+	c->stats.reused++;
+	r->gen = c->gen;
+	*v = r->res;
+	*n = r->nres;
+	*cpath = r->path;
+	*mtime = r->mtime.tv_sec;
+	return true;
+}
+
 void store_cache_free(struct store_cache *c)
 {
 	if (!c)
 		return;
+	store_cache_plan_reset(c);
+	free(c->pdirs);
+	free(c->pfiles);
 	for (size_t i = 0; i < c->n; i++) {
 		store_cache_empty(&c->v[i]);
 		free(c->v[i].path);
