@@ -33,7 +33,10 @@ def get(port, path, timeout=2.0):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
-            data = b""
+            # A bytearray grows in place: bytes concatenation copied a 19 MB /config_dump
+            # (6,000 hosts) ~300 times, slow enough under load for the admin endpoint's
+            # 10 s connection timeout to cut it short.
+            data = bytearray()
             while True:
                 chunk = s.recv(65536)
                 if not chunk:
@@ -41,7 +44,7 @@ def get(port, path, timeout=2.0):
                 data += chunk
     except OSError:
         return None, ""
-    head, _, body = data.partition(b"\r\n\r\n")
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
     try:
         return int(head.split()[1]), body.decode(errors="replace")
     except (IndexError, ValueError):
