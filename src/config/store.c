@@ -21,8 +21,8 @@
 
 /* Kubernetes refuses Secrets over 1 MiB; a bigger key file is a mistake, not a secret. */
 #define STORE_SECRET_MAX   (1024 * 1024)
-/* How deep config/ may nest (symlink loops are caught separately). */
-#define STORE_MAX_DEPTH    32
+/* How deep config/ may nest (symlink loops are caught separately): STORE_MAX_DEPTH,
+ * store_int.h. */
 
 const char *store_root(const char *flag)
 {
@@ -207,53 +207,11 @@ void store_overlay(struct store_contents *c, struct ystream *s, const char *defa
 
 /* ---- directory helpers ---- */
 
-static int store_cmp_names(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 void store_free_names(char **names, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
 	free(names);
-}
-
-/* The names in dir, sorted, without ".", and without anything starting with ".." (the
- * kubelet's "..data" and timestamped directories, our own temporaries). Returns 0, or -1
- * with errno set. */
-int store_list(const char *dir, char ***out, size_t *nout)
-{
-	DIR *dp = opendir(dir);
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-
-	if (!dp)
-		return -1;
-	while ((errno = 0, de = readdir(dp)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || str_has_prefix(de->d_name, ".."))
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 16;
-			names = xrealloc(names, cap * sizeof(*names));
-		}
-		names[n++] = xstrdup(de->d_name);
-	}
-	if (errno) {
-		int e = errno;
-
-		closedir(dp);
-		store_free_names(names, n);
-		errno = e;
-		return -1;
-	}
-	closedir(dp);
-	if (n)
-		qsort(names, n, sizeof(*names), store_cmp_names);
-	*out = names;
-	*nout = n;
-	return 0;
 }
 
 char *store_join(const char *a, const char *b)
@@ -294,19 +252,9 @@ int store_rm_tree(const char *path)
 
 /* ---- loading config/ ---- */
 
-struct store_loader {
-	struct store_contents *out;
-	const char *default_ns;
-	struct diags *d;
-	struct store_cache *cache;  /* store_load_cached: streams are dropped after decoding */
-	bool drop_streams;
-	struct { dev_t dev; ino_t ino; } stack[STORE_MAX_DEPTH];
-	int depth;
-};
-
 /* Adds a decoded resource unless the same kind/namespace/name is already there. Takes
  * ownership of r either way, unless borrowed (r and path then belong to a store_cache). */
-static void store_add(struct store_loader *l, const struct resource *r, const char *path,
+void store_add(struct store_loader *l, const struct resource *r, const char *path,
                       struct ystream *s, size_t doc, time_t mtime, bool secret_dir,
                       bool borrowed)
 {
@@ -414,7 +362,7 @@ static void store_free_decoded(struct resource *v, size_t n)
 /* store_load_file for store_load_cached: the stream goes as soon as it is decoded, and a
  * file that decoded cleanly (no diagnostic, no Secret) is kept in the cache, with the hash
  * of its bytes when it was written just now (store_cache.h: racy). */
-static void store_load_file_cached(struct store_loader *l, const char *path, int dfd,
+void store_load_file_cached(struct store_loader *l, const char *path, int dfd,
                                    const char *name, const struct stat *st)
 {
 	const struct resource *kept;
@@ -502,11 +450,14 @@ static bool store_config_name(const char *name)
 static void store_load_dir(struct store_loader *l, const char *dir)
 {
 	char **names;
+	unsigned char *types;
 	size_t n;
 	int dfd;
 
-	if (store_list(dir, &names, &n) < 0) {
+	if (store_list_typed(dir, &names, &types, &n) < 0) {
 		diag_err(l->d, dir, 0, 0, "cannot read directory: %s", strerror(errno));
+		if (l->cache)
+			store_cache_plan_spoil(l->cache);
 		return;
 	}
 	/* Names are stat()ed relative to the directory: a reload that finds every file
@@ -517,14 +468,23 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 		struct stat st;
 
 		/* stat, not lstat: a ConfigMap mount is symlinks all the way down. */
+		/* What a reload that takes the changed names from the watcher cannot see
+		 * changed (store_load_changed): a link (its target may be outside the store's
+		 * watches), a type the file system does not say, what the walk warned of. */
+		if (l->cache && types[i] != DT_REG && types[i] != DT_DIR)
+			store_cache_plan_spoil(l->cache);
 		if ((dfd >= 0 ? fstatat(dfd, names[i], &st, 0) : stat(path, &st)) < 0) {
 			diag_warn(l->d, path, 0, 0, "skipped: %s", strerror(errno));
+			if (l->cache)
+				store_cache_plan_spoil(l->cache);
 		} else if (S_ISDIR(st.st_mode)) {
 			bool loop = false;
 
 			for (int k = 0; k < l->depth; k++)
 				if (l->stack[k].dev == st.st_dev && l->stack[k].ino == st.st_ino)
 					loop = true;
+			if ((loop || l->depth == STORE_MAX_DEPTH) && l->cache)
+				store_cache_plan_spoil(l->cache);
 			if (loop) {
 				diag_warn(l->d, path, 0, 0, "skipped: symlink loop");
 			} else if (l->depth == STORE_MAX_DEPTH) {
@@ -538,9 +498,11 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 				l->depth--;
 			}
 		} else if (S_ISREG(st.st_mode) && store_config_name(names[i])) {
-			if (l->drop_streams)
+			if (l->drop_streams) {
+				if (l->cache)
+					store_cache_plan_add(l->cache, dir, names[i]);
 				store_load_file_cached(l, path, dfd, names[i], &st);
-			else
+			} else
 				store_load_file(l, path, st.st_mtime);
 		}
 		free(path);
@@ -548,6 +510,7 @@ static void store_load_dir(struct store_loader *l, const char *dir)
 	if (dfd >= 0)
 		close(dfd);
 	store_free_names(names, n);
+	free(types);
 }
 
 /* ---- secrets ---- */
@@ -815,7 +778,7 @@ static void store_load_secret(struct store_loader *l, const char *dir, const cha
 	diags_free(&tmp);
 }
 
-static void store_load_secrets(struct store_loader *l, const char *sdir)
+void store_load_secrets(struct store_loader *l, const char *sdir)
 {
 	char **nss, **names;
 	size_t nns, nnames;
@@ -850,7 +813,7 @@ static void store_load_secrets(struct store_loader *l, const char *sdir)
 	store_free_names(nss, nns);
 }
 
-static void store_loader_init(struct store_loader *l, struct store_contents *out,
+void store_loader_init(struct store_loader *l, struct store_contents *out,
                               const char *default_ns, struct diags *d)
 {
 	memset(out, 0, sizeof(*out));
@@ -873,8 +836,10 @@ static int store_load_with(const char *root, const char *default_ns, struct stor
 	store_loader_init(&l, out, default_ns, &mine);
 	l.cache = cache;
 	l.drop_streams = drop_streams;
-	if (cache)
+	if (cache) {
 		store_cache_begin(cache);
+		store_cache_plan_reset(cache);
+	}
 	if (stat(cdir, &st) == 0) {
 		if (S_ISDIR(st.st_mode)) {
 			l.stack[0].dev = st.st_dev;

@@ -104,6 +104,17 @@ struct store_cache;
  * contents must be freed before the cache's next load ends. */
 int store_load_cached(const char *root, const char *default_ns, struct store_cache *cache,
                       struct store_contents *out, struct diags *d);
+/* store_load_cached of a store whose config files changed only at changed[0..n) (full
+ * paths, as root/config/... names them; the watcher's word): the last full load's walk is
+ * replayed (store_cache.h, the plan) without listing a directory or stat()ing a file, each
+ * changed file stat()ed and read, every other one taken from the cache as it is (one the
+ * cache does not hold, having had diagnostics, read again). The same contents, in the same
+ * order, with the same diagnostics as store_load_cached. When there is no plan, or a
+ * changed path is not in it or is not a regular file now (made, removed), it is
+ * store_load_cached. *full: whether the whole store was walked. */
+int store_load_changed(const char *root, const char *default_ns, struct store_cache *cache,
+                       char *const *changed, size_t n, struct store_contents *out,
+                       struct diags *d, bool *full);
 /* Puts the documents of stream s over c as if they were applied: each replaces the
  * resource of the same kind, namespace and name, or is added (path: the stream's file).
  * Takes ownership of s (allocated with malloc). Decoding errors go to d. */

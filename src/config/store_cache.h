@@ -20,7 +20,9 @@
 #define EGRESS_CONFIG_STORE_CACHE_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 #include <sys/stat.h>
 
 #include "config/config.h"
@@ -65,5 +67,22 @@ void store_cache_end(struct store_cache *c);
 void store_cache_stats(const struct store_cache *c, struct store_cache_stats *out);
 /* A file counted as parsed (not cacheable) by the loader. */
 void store_cache_note_parsed(struct store_cache *c);
+
+/* The plan: the config files the last full walk (store_load_cached) read, in its order,
+ * for a reload that takes the changed names from the watcher (store_load_changed) and
+ * replays the walk without it. Reset as a full walk begins; spoiled by what a replay could
+ * not reproduce or see changed (a link, a type the file system does not say, a path the
+ * walk warned of). */
+void store_cache_plan_reset(struct store_cache *c);
+void store_cache_plan_add(struct store_cache *c, const char *dir, const char *name);
+void store_cache_plan_spoil(struct store_cache *c);
+/* Whether there is a plan (not spoiled); its n entries as (directory, name). */
+bool store_cache_plan(const struct store_cache *c, size_t *n);
+void store_cache_plan_at(const struct store_cache *c, size_t i, const char **dir,
+                         const char **name);
+/* The resources of path when the cache holds them, without a stat (the watcher said the
+ * file did not change); the file is then seen. *mtime its modification time. */
+bool store_cache_reuse(struct store_cache *c, const char *path, const struct resource **v,
+                       size_t *n, const char **cpath, time_t *mtime);
 
 #endif

@@ -90,7 +90,7 @@ struct sidx_res *sidx_add_res(struct store_index *ix, size_t file)
 	return r;
 }
 
-static void sidx_drop_file(struct store_index *ix, size_t f)
+void sidx_drop_file(struct store_index *ix, size_t f)
 {
 	struct sidx_file *fp = &ix->files[f];
 
@@ -121,7 +121,7 @@ static void sidx_drop_tree(struct store_index *ix, size_t d)
 	ix->changes++;
 }
 
-static char *sidx_dir_path(const struct store_index *ix, size_t d)
+char *sidx_dir_path(const struct store_index *ix, size_t d)
 {
 	const char *rel = ix->dirs[d].rel;
 
@@ -140,7 +140,7 @@ static char *sidx_file_path(const struct store_index *ix, size_t f)
 
 /* Parses a config file and records its resources (what store_load would find in it;
  * diagnostics are the loader's business, not the index's). */
-static void sidx_parse(struct store_index *ix, size_t f)
+void sidx_parse(struct store_index *ix, size_t f)
 {
 	char *path = sidx_file_path(ix, f);
 	struct ystream s;
@@ -179,7 +179,7 @@ static void sidx_parse(struct store_index *ix, size_t f)
 	ix->hash_ok = false;
 }
 
-static void sidx_set_times(struct sidx_dir *d, const struct stat *st)
+void sidx_set_times(struct sidx_dir *d, const struct stat *st)
 {
 	d->dev = (uint64_t)st->st_dev;
 	d->ino = (uint64_t)st->st_ino;
@@ -197,7 +197,7 @@ static bool sidx_same_dir(const struct sidx_dir *d, const struct stat *st)
 /* A file as stat() (following links) sees it now. A change time too recent to know the
  * file by (an edit in place within the same clock tick would keep it) is recorded as 0,
  * which no file has: the next full check parses it again. */
-static void sidx_record(struct store_index *ix, size_t f, const struct stat *st, bool link)
+void sidx_record(struct store_index *ix, size_t f, const struct stat *st, bool link)
 {
 	struct sidx_file *x = &ix->files[f];
 	bool recent = store_recent(st);
@@ -214,7 +214,7 @@ static bool sidx_same_file(const struct sidx_file *x, const struct stat *st)
 	       x->ct_ns == (int64_t)st->st_ctim.tv_nsec;
 }
 
-static bool sidx_config_name(const char *name)
+bool sidx_config_name(const char *name)
 {
 	return str_has_suffix(name, ".yaml") || str_has_suffix(name, ".yml") ||
 	       str_has_suffix(name, ".json");
@@ -597,7 +597,7 @@ static size_t sidx_slot(const struct store_index *ix, enum res_kind kind, const 
 	return k;
 }
 
-static size_t sidx_fslot(const struct store_index *ix, size_t dir, const char *name)
+size_t sidx_fslot(const struct store_index *ix, size_t dir, const char *name)
 {
 	size_t k = (hash_bytes(name, strlen(name)) * 31 + dir) & ix->fhash_mask;
 
@@ -636,7 +636,7 @@ static void sidx_hash(struct store_index *ix)
 }
 
 /* The table of files by (directory, name), built when first needed after a change. */
-static void sidx_fhash(struct store_index *ix)
+void sidx_fhash(struct store_index *ix)
 {
 	size_t want;
 
@@ -681,6 +681,7 @@ struct store_index *store_index_open(const char *root, const char *default_ns)
 	ix->cdir = xasprintf("%s/%s", root, STORE_CONFIG_DIR);
 	ix->default_ns = xstrdup(default_ns);
 	ix->path = xasprintf("%s/%s", root, STORE_INDEX_NAME);
+	ix->own_dir = SIDX_NONE;
 	if (strpbrk(default_ns, " \n\r\t"))
 		ix->unsaveable = true;
 	if (sidx_read(ix) < 0)
@@ -936,6 +937,16 @@ void store_index_close(struct store_index *ix, bool save)
 	if (!ix)
 		return;
 	store_index_get_stats(ix, &st);
+	/* Own writes recorded (store_index_own.c): appended when nothing else changed since
+	 * the index was read, else saved whole. A torn append, or many, make it saved whole. */
+	if (ix->torn || ix->blocks >= SIDX_SAVE_AFTER)
+		ix->must_save = true;
+	if (save && ix->nown_files && !ix->unsaveable && !ix->unsure) {
+		if (!ix->must_save && ix->changes == ix->own_changes && sidx_append(ix) == 0)
+			save = false;
+		else
+			ix->must_save = true;
+	}
 	/* A few changes are not worth rewriting 30,000 records for: the next open finds them
 	 * again (their directories' times changed) at the cost of parsing those files. */
 	if (save && (ix->must_save || ix->changes > SIDX_SAVE_AFTER) && !ix->unsaveable &&
@@ -952,6 +963,8 @@ void store_index_close(struct store_index *ix, bool save)
 	free(ix->hash);
 	free(ix->fhash);
 	free(ix->se_hosts);
+	free(ix->own_files);
+	free(ix->own_dirs);
 	free(ix->buf);
 	free(ix->root);
 	free(ix->cdir);

@@ -49,6 +49,9 @@
  *     R KIND NS NAME [HOST...]                      a resource of the last F/L (ServiceEntry:
  *                                                   its hosts, res_norm_host'ed)
  *     end ND NF NR
+ *     then, appended by own writes (store_index_own.c): F/L and R lines (replacing the
+ *     file of the same name), and
+ *     W DIR DEV INO CTIME_S CTIME_NS                 directory DIR as an own write left it
  * egressgw never reads it; its watcher ignores it. */
 #ifndef EGRESS_CONFIG_STORE_INDEX_H
 #define EGRESS_CONFIG_STORE_INDEX_H
@@ -88,6 +91,13 @@ int store_index_load(struct store_index *ix, const struct store_key *keys, size_
 /* After this process wrote to the store: directories checked again (what was written is
  * parsed, nothing else). */
 void store_index_sync(struct store_index *ix);
+/* Around a write of the config file at path by this process (a file renamed into place):
+ * will_write before it, wrote after it (written: whether it was written). When nothing
+ * else changed the directory (store_index_own.c says how that is made sure), the index
+ * records the file and the directory as the write left them, so that the next open does
+ * not list the directory again; otherwise nothing is recorded (the next open lists it). */
+void store_index_will_write(struct store_index *ix, const char *path);
+void store_index_wrote(struct store_index *ix, const char *path, bool written);
 /* The hosts of every ServiceEntry, res_norm_host'ed; valid until the next call on ix. From
  * the whole store read (store_load) when something could not be read for a reason other
  * than its absence while the index was checked (it is then "unsure": not saved, and

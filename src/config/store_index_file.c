@@ -4,10 +4,14 @@
 #include "config/store_index_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/resource.h"
 #include "core/sbuf.h"
@@ -56,6 +60,39 @@ static bool sidx_num(const char *s, uint64_t *out)
 	return !errno && !*end;
 }
 
+/* The index file, with its inode and size recorded for sidx_append (which appends only
+ * to the file as read). */
+static int sidx_read_file(struct store_index *ix, char **buf, size_t *len)
+{
+	struct stat a, b;
+	bool before = stat(ix->path, &a) == 0;
+
+	if (file_read_all(ix->path, buf, len) < 0)
+		return -1;
+	/* The same file before and after the read, whole: then it is the one read. */
+	if (before && stat(ix->path, &b) == 0 && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+	    a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+	    (uint64_t)b.st_size == *len) {
+		ix->file_ino = (uint64_t)b.st_ino;
+		ix->file_size = (uint64_t)*len;
+	}
+	return 0;
+}
+
+/* An appended file record replaces the one of the same name in the same directory. */
+static void sidx_read_replace(struct store_index *ix, size_t dir, const char *name)
+{
+	for (size_t f = 0; f < ix->nfiles; f++) {
+		struct sidx_file *x = &ix->files[f];
+
+		if (x->gone || x->dir != dir || strcmp(x->name, name) != 0)
+			continue;
+		x->gone = true;
+		for (size_t i = x->r0; i < x->r0 + x->nr; i++)
+			ix->res[i].gone = true;
+	}
+}
+
 /* Reads the index file. Returns 0, or -1 when it is missing or not a whole index of this
  * version, kind table and default namespace (the caller rebuilds). */
 int sidx_read(struct store_index *ix)
@@ -66,7 +103,7 @@ int sidx_read(struct store_index *ix)
 	bool ended = false;
 	int ret = -1;
 
-	if (file_read_all(ix->path, &buf, &len) < 0)
+	if (sidx_read_file(ix, &buf, &len) < 0)
 		return -1;
 	ix->buf = buf;
 	ix->had_file = true;
@@ -86,11 +123,13 @@ int sidx_read(struct store_index *ix)
 		char *p = line, *tag;
 
 		next = strchr(line, '\n');
+		if (!next && ended) {
+			ix->torn = true;   /* an appended record torn (store_index_own.c) */
+			break;
+		}
 		if (!next)
 			goto out;   /* torn: every record ends with a newline */
 		*next++ = '\0';
-		if (ended)
-			goto out;
 		if (line == buf) {
 			const char *magic = sidx_field(&p), *ver = sidx_field(&p);
 			const char *ns = sidx_field(&p), *ks = sidx_field(&p);
@@ -128,6 +167,8 @@ int sidx_read(struct store_index *ix)
 			    !sidx_num(sidx_field(&p), &ino) || !sidx_num(sidx_field(&p), &s) ||
 			    !sidx_num(sidx_field(&p), &ns) || !(name = sidx_field(&p)) || p)
 				goto out;
+			if (ended)
+				sidx_read_replace(ix, (size_t)dir, name);
 			file = sidx_add_file(ix, (size_t)dir, name);
 			ix->files[file].ino = ino;
 			ix->files[file].link = tag[0] == 'L';
@@ -149,16 +190,33 @@ int sidx_read(struct store_index *ix)
 				r->hosts = xrealloc(r->hosts, (r->nhosts + 1) * sizeof(*r->hosts));
 				r->hosts[r->nhosts++] = h;
 			}
-		} else if (strcmp(tag, "end") == 0) {
+		} else if (strcmp(tag, "end") == 0 && !ended) {
 			if (!sidx_num(sidx_field(&p), &nd) || !sidx_num(sidx_field(&p), &nf) ||
-			    !sidx_num(sidx_field(&p), &nr) || p)
+			    !sidx_num(sidx_field(&p), &nr) || p || nd != ix->ndirs ||
+			    nf != ix->nfiles || nr != ix->nres)
 				goto out;
 			ended = true;
+		} else if (strcmp(tag, "W") == 0 && ended) {
+			/* A directory as an own write left it (store_index_own.c): after its files'
+			 * records, so a torn append never gives a directory without them. */
+			uint64_t di, dev, ino, s, ns;
+
+			if (!sidx_num(sidx_field(&p), &di) || di >= ix->ndirs ||
+			    !sidx_num(sidx_field(&p), &dev) || !sidx_num(sidx_field(&p), &ino) ||
+			    !sidx_num(sidx_field(&p), &s) || !sidx_num(sidx_field(&p), &ns) || p ||
+			    ix->dirs[di].dev != dev || ix->dirs[di].ino != ino) {
+				ix->torn = true;
+				break;
+			}
+			ix->dirs[di].ct_s = (int64_t)s;
+			ix->dirs[di].ct_ns = (int64_t)ns;
+			ix->dirs[di].racy = false;
+			ix->blocks++;
 		} else {
 			goto out;
 		}
 	}
-	if (ended && nd == ix->ndirs && nf == ix->nfiles && nr == ix->nres)
+	if (ended)
 		ret = 0;
 out:
 	free(kinds);
@@ -250,4 +308,56 @@ void sidx_save(struct store_index *ix)
 	sbuf_free(&b);
 	free(kinds);
 	free(num);
+}
+
+int sidx_append(struct store_index *ix)
+{
+	struct sbuf b = SBUF_INIT;
+	struct stat st;
+	int fd, ret = -1;
+	const char *p;
+	size_t left;
+
+	if (!ix->file_ino)
+		return -1;
+	for (size_t i = 0; i < ix->nown_dirs; i++) {
+		size_t d = ix->own_dirs[i];
+		const struct sidx_dir *x = &ix->dirs[d];
+
+		for (size_t k = 0; k < ix->nown_files; k++) {
+			const struct sidx_file *f = &ix->files[ix->own_files[k]];
+
+			if (f->gone || f->dir != d)
+				continue;
+			sidx_put_file(&b, d, f);
+			for (size_t r = f->r0; r < f->r0 + f->nr; r++)
+				sidx_put_res(&b, &ix->res[r]);
+		}
+		sbuf_addf(&b, "W %zu %" PRIu64 " %" PRIu64 " %" PRId64 " %" PRId64 "\n", d, x->dev,
+		          x->ino, x->ct_s, x->ct_ns);
+	}
+	fd = open(ix->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		goto out;
+	/* Appenders take turns; one that finds the file grown (or replaced) since it read it
+	 * does not append: its records were checked against what it read. */
+	if (flock(fd, LOCK_EX) < 0 || fstat(fd, &st) < 0 ||
+	    (uint64_t)st.st_ino != ix->file_ino || (uint64_t)st.st_size != ix->file_size)
+		goto out_close;
+	for (p = b.s, left = b.len; left;) {
+		ssize_t w = write(fd, p, left);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			goto out_close;
+		p += w;
+		left -= (size_t)w;
+	}
+	ret = 0;
+out_close:
+	close(fd);
+out:
+	sbuf_free(&b);
+	return ret;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "config/store_index.h"
 
@@ -77,12 +78,35 @@ struct store_index {
 	bool unsure;
 	const char **se_hosts;          /* store_index_se_hosts' answer */
 	struct store_index_stats st;
+	/* Own writes (store_index_own.c). */
+	uint64_t file_ino, file_size;   /* the index file as read (0: none, or not appendable) */
+	unsigned blocks;                /* appended directory records read from it */
+	bool torn;                      /* an appended record was torn: rewrite it whole */
+	size_t own_dir;                 /* directory of the write in progress, or SIDX_NONE */
+	size_t own_changes;             /* of changes, those made by recording own writes */
+	size_t *own_files, nown_files;  /* files this process wrote and recorded */
+	size_t *own_dirs, nown_dirs;    /* their directories, each once */
 };
 
 const char *sidx_own(struct store_index *ix, const char *s);
 size_t sidx_add_dir(struct store_index *ix, const char *rel);
 size_t sidx_add_file(struct store_index *ix, size_t dir, const char *name);
 struct sidx_res *sidx_add_res(struct store_index *ix, size_t file);
+/* store_index.c, shared with store_index_own.c. */
+void sidx_drop_file(struct store_index *ix, size_t f);
+char *sidx_dir_path(const struct store_index *ix, size_t d);
+void sidx_parse(struct store_index *ix, size_t f);
+void sidx_set_times(struct sidx_dir *d, const struct stat *st);
+void sidx_record(struct store_index *ix, size_t f, const struct stat *st, bool link);
+bool sidx_config_name(const char *name);
+size_t sidx_fslot(const struct store_index *ix, size_t dir, const char *name);
+void sidx_fhash(struct store_index *ix);
+/* store_index_file.c: appends the records of own writes (store_index_own.c) to the index
+ * file as read. Returns 0, or -1 when the file is not the one read any more (another
+ * writer saved or appended since) or cannot be written: nothing is lost but time (the
+ * directories' times differ from the file's, so the next open lists them). */
+int sidx_append(struct store_index *ix);
+
 /* Forgets every record (the arrays are kept for reuse). */
 void sidx_clear(struct store_index *ix);
 

@@ -457,7 +457,13 @@ int ctl_cmd_apply(struct ctl *c, int argc, char **argv)
 			                     ? store_secret_dir(c->root, r->namespace, r->name)
 			                     : store_config_path(c->root, r->kind, r->namespace, r->name);
 
+			/* The index records what this write changed, so the next apply does not
+			 * list the directory again (store_index_own.c). */
+			if (dry == APPLY_DRY_NONE && r->kind != RES_SECRET)
+				store_index_will_write(ix, path);
 			status = apply_one(c, &items[i], &store, dry != APPLY_DRY_NONE, &wd);
+			if (dry == APPLY_DRY_NONE && r->kind != RES_SECRET)
+				store_index_wrote(ix, path, status && strcmp(status, "unchanged") != 0);
 			if (status && strcmp(status, "unchanged") != 0) {
 				apply_written_add(&written, r, path);
 				wrote_se |= r->kind == RES_SERVICE_ENTRY;

@@ -30,6 +30,9 @@
  * RELOAD_DEBOUNCE_MS after the first of a burst; while a writer's STORE_APPLY_MARK is
  * present, once it is gone, or after RELOAD_APPLY_WAIT_MS of quiet (a dead writer). */
 #define RELOAD_SETTLE_MS 5
+/* More changed config files than this in one burst: the build walks the store rather than
+ * replaying the last walk with their names (store_load_changed). */
+#define RELOAD_CHANGED_MAX 4096
 #define RELOAD_DEBOUNCE_MS 100
 #define RELOAD_APPLY_WAIT_MS 2000
 #define RELOAD_WRITING_MAX 64
@@ -131,6 +134,14 @@ struct gw {
 	/* Files modified in this burst and not closed yet: a writer in place (truncate,
 	 * then write) is waited for, up to RELOAD_DEBOUNCE_MS into the burst. */
 	struct watch_names writing;
+	/* The config files seen changed since the last build began (full paths), for a
+	 * reload that reads only those (store_load_changed); chg_full: something changed
+	 * that has no such name (a directory, an overflow, SIGHUP, too many names). */
+	char **chg;
+	size_t nchg;
+	bool chg_full;
+	char **wd_dir;                  /* the config directory of each inotify watch, by wd */
+	size_t nwd_dir;
 	struct envoy_admin ea;          /* Envoy's admin endpoints (envoy_admin.c) */
 };
 
@@ -157,6 +168,8 @@ void gw_reload_now(void *arg);
  * instance). */
 void gw_watch_rebuild(struct gw *g);
 void gw_on_reload_timer(struct loop *loop, struct loop_timer *t);
+/* Frees what the watcher keeps of changed names and watched directories. */
+void gw_watch_fini(struct gw *g);
 void gw_on_load_done(struct loop *loop, struct loop_io *io, unsigned ev);
 
 /* gw_admin.c */

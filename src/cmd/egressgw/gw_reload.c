@@ -65,13 +65,14 @@ void gw_log_applied(const struct snap *s, const struct gw_build_stats *st)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	log_info("config", "configuration version %llu applied: %zu listener(s), %zu cluster(s) "
 	         "from %zu resource(s) in %zu file(s) (%zu parsed, %zu unchanged); read %llu ms "
-	         "(%llu ms CPU), compile %llu ms (%llu ms CPU), free %llu ms, publish %llu ms",
+	         "(%llu ms CPU), compile %llu ms (%llu ms CPU), free %llu ms, publish %llu ms; %s",
 	         (unsigned long long)s->version, s->nlisteners, s->nclusters, st->resources,
 	         st->files, st->parsed, st->reused, (unsigned long long)st->read_ms,
 	         (unsigned long long)st->read_cpu_ms, (unsigned long long)st->compile_ms,
 	         (unsigned long long)st->compile_cpu_ms, (unsigned long long)st->free_ms,
 	         (unsigned long long)((uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u -
-	                              st->done_ms));
+	                              st->done_ms),
+	         st->walked ? "store walked" : "changed files only");
 }
 
 void gw_log_diags(const struct diags *d, enum log_level lvl_err)
@@ -184,6 +185,84 @@ void gw_reload_now(void *arg)
 
 /* ---- store watcher ---- */
 
+static bool watch_config_name(const char *name);
+
+/* Forgets which directory each watch is (a new inotify instance numbers them anew). */
+static void watch_map_clear(struct gw *g)
+{
+	for (size_t i = 0; i < g->nwd_dir; i++)
+		free(g->wd_dir[i]);
+	free(g->wd_dir);
+	g->wd_dir = NULL;
+	g->nwd_dir = 0;
+}
+
+/* Notes that watch wd is directory dir when it is under config/ (what the changed names
+ * of a reload are made of). A directory reached by two paths (a link) keeps the first. */
+static void watch_map_dir(struct gw *g, int wd, const char *dir)
+{
+	size_t slen = strlen(g->store), clen = strlen(STORE_CONFIG_DIR);
+
+	if (strncmp(dir, g->store, slen) != 0 || dir[slen] != '/' ||
+	    strncmp(dir + slen + 1, STORE_CONFIG_DIR, clen) != 0 ||
+	    (dir[slen + 1 + clen] != '\0' && dir[slen + 1 + clen] != '/'))
+		return;
+	if ((size_t)wd >= g->nwd_dir) {
+		size_t n = (size_t)wd + 64;
+
+		g->wd_dir = xrealloc(g->wd_dir, n * sizeof(*g->wd_dir));
+		memset(g->wd_dir + g->nwd_dir, 0, (n - g->nwd_dir) * sizeof(*g->wd_dir));
+		g->nwd_dir = n;
+	}
+	if (!g->wd_dir[wd])
+		g->wd_dir[wd] = xstrdup(dir);
+}
+
+/* The changed config file of event e, for the next build; anything that cannot be named
+ * so makes it walk the store. */
+static void watch_note_changed(struct gw *g, const struct inotify_event *e, bool dirty)
+{
+	if (dirty) {
+		g->chg_full = true;
+		return;
+	}
+	if (!e->len || !watch_config_name(e->name) || e->wd < 0 || (size_t)e->wd >= g->nwd_dir ||
+	    !g->wd_dir[e->wd])
+		return;   /* not configuration: a Secret's file, the identity, the root */
+	if (g->chg_full)
+		return;
+	if (g->nchg == RELOAD_CHANGED_MAX) {
+		g->chg_full = true;
+		return;
+	}
+	g->chg = xrealloc(g->chg, (g->nchg + 1) * sizeof(*g->chg));
+	g->chg[g->nchg++] = xasprintf("%s/%s", g->wd_dir[e->wd], e->name);
+}
+
+void gw_watch_fini(struct gw *g)
+{
+	watch_map_clear(g);
+	for (size_t i = 0; i < g->nchg; i++)
+		free(g->chg[i]);
+	free(g->chg);
+	g->chg = NULL;
+	g->nchg = 0;
+}
+
+/* Hands the changed names to the build about to start (l->changed), or a full walk. */
+static void watch_hand_changed(struct gw *g, struct gw_load *l)
+{
+	for (size_t i = 0; i < l->nchanged; i++)
+		free(l->changed[i]);
+	free(l->changed);
+	l->changed_full = g->chg_full || !g->nchg;
+	l->changed = g->chg;
+	l->nchanged = g->nchg;
+	g->chg = NULL;
+	g->nchg = 0;
+	g->chg_full = false;
+}
+
 static void watch_tree(struct gw *g, const char *dir)
 {
 	DIR *dh;
@@ -191,10 +270,13 @@ static void watch_tree(struct gw *g, const char *dir)
 
 	/* IN_DONT_FOLLOW is not set: a ConfigMap mount's ..data is a symlink to a directory
 	 * and the swap of that link is what changes. */
-	if (inotify_add_watch(g->inotify_fd, dir,
-	                      IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM |
-	                      IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR) < 0)
+	int wd = inotify_add_watch(g->inotify_fd, dir,
+	                           IN_CREATE | IN_DELETE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM |
+	                           IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_ONLYDIR);
+
+	if (wd < 0)
 		return;
+	watch_map_dir(g, wd, dir);
 	dh = opendir(dir);
 	if (!dh)
 		return;
@@ -239,6 +321,10 @@ void gw_watch_rebuild(struct gw *g)
 		close(g->inotify_fd);
 	}
 	g->inotify_fd = fd;
+	/* New watches, new numbers: the names of changes seen so far can no longer be told
+	 * apart from the new ones', so the next build walks the store. */
+	watch_map_clear(g);
+	g->chg_full = true;
 	mkdir_p(g->store, 0755);
 	watch_tree(g, g->store);
 	watch_tree(g, cfg);
@@ -392,6 +478,7 @@ static void on_inotify(struct loop *loop, struct loop_io *io, unsigned ev)
 			}
 			if (watch_event_dirty(e))
 				g->watch_dirty = true;
+			watch_note_changed(g, e, watch_event_dirty(e));
 			watch_note_write(g, e);
 			changed = true;
 		}
@@ -442,6 +529,7 @@ void gw_on_reload_timer(struct loop *loop, struct loop_timer *t)
 		g->reload_pending = true;
 		return;
 	}
+	watch_hand_changed(g, &g->load);
 	if (gw_load_start(&g->load) < 0) {
 		/* No thread: build here, with the admin endpoint waiting meanwhile. */
 		gw_load_build(&g->load);

@@ -59,7 +59,19 @@ void gw_load_build(struct gw_load *l)
 		l->cache = store_cache_new();
 	/* Streams are dropped as each file is decoded, so the build never holds the YAML of
 	 * the whole store (10,000 hosts: 30,000 streams), and unchanged files are not read. */
-	rc = store_load_cached(l->root, l->default_ns, l->cache, &c, &l->diags);
+	if (l->changed_full || !l->nchanged) {
+		rc = store_load_cached(l->root, l->default_ns, l->cache, &c, &l->diags);
+		l->stats.walked = true;
+	} else {
+		rc = store_load_changed(l->root, l->default_ns, l->cache, l->changed, l->nchanged,
+		                        &c, &l->diags, &l->stats.walked);
+	}
+	for (size_t i = 0; i < l->nchanged; i++)
+		free(l->changed[i]);
+	free(l->changed);
+	l->changed = NULL;
+	l->nchanged = 0;
+	l->changed_full = true;
 	store_cache_stats(l->cache, &cs);
 	t1 = load_now_ms();
 	c1 = load_cpu_ms();
@@ -110,6 +122,7 @@ int gw_load_init(struct gw_load *l, const char *root, const char *default_ns,
 	l->default_ns = default_ns;
 	l->params = params;
 	l->secrets_mu = secrets_mu;
+	l->changed_full = true;
 	l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	return l->efd < 0 ? -1 : 0;
 }
@@ -196,4 +209,9 @@ void gw_load_fini(struct gw_load *l)
 	l->efd = -1;
 	store_cache_free(l->cache);
 	l->cache = NULL;
+	for (size_t i = 0; i < l->nchanged; i++)
+		free(l->changed[i]);
+	free(l->changed);
+	l->changed = NULL;
+	l->nchanged = 0;
 }

@@ -21,6 +21,8 @@
 struct gw_build_stats {
 	size_t resources, files;
 	size_t parsed, reused;          /* config files read and decoded / taken from the cache */
+	bool walked;                    /* the store's directories walked (else: the changed
+	                                 * names the watcher gave, store_load_changed) */
 	uint64_t read_ms, compile_ms, free_ms;
 	uint64_t read_cpu_ms, compile_cpu_ms;   /* of the building thread (a loaded machine
 	                                         * stretches the wall times, not these) */
@@ -38,6 +40,11 @@ struct gw_load {
 	/* The decoded config files of the last build (config/store_cache.h): a reload reads
 	 * only the files that changed. Used by one build at a time. */
 	struct store_cache *cache;
+	/* Set before a build: the config files changed since the last one, as the watcher
+	 * saw them (owned; freed by the build), or changed_full for a full walk. */
+	char **changed;
+	size_t nchanged;
+	bool changed_full;
 	/* Results, valid after gw_load_finish (or gw_load_build). */
 	struct snap *snap;              /* NULL: the configuration was rejected */
 	struct diags diags;

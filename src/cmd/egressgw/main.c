@@ -831,6 +831,7 @@ int main(int argc, char **argv)
 		loop_io_del(g.loop, &g.inotify_io);
 		close(g.inotify_fd);
 	}
+	gw_watch_fini(&g);
 	lc_fini(&g.lc);
 	dns_free(g.dns);
 	loop_free(g.loop);
