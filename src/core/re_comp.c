@@ -594,7 +594,8 @@ static uint32_t re_parse_group(struct re_parser *ps)
 	if (ps->failed)
 		goto out;
 	if (ps->p >= ps->end || *ps->p != ')') {
-		re_fail(ps, open, "missing closing ): %.*s", (int)(ps->end - open), open);
+		/* RE2 names the whole pattern here. */
+		re_fail(ps, open, "missing closing ): %s", ps->p0);
 		goto out;
 	}
 	ps->p++;
