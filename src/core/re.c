@@ -233,10 +233,16 @@ static bool re_exec(struct re_vm *vm, size_t start, bool full, uint32_t *best)
 			memset(vm->work, 0xff, vm->nslots * sizeof(uint32_t));
 			re_addthread(vm, cur, 0, pos);
 		}
-		if (vm->n[cur] == 0)
-			break;
 		if (pos < vm->len)
 			c = re_decode(vm->s + pos, vm->len - pos, &clen);
+		if (vm->n[cur] == 0) {
+			/* No thread alive: done, unless a search may still start further on. */
+			if (matched || full || pos >= vm->len)
+				break;
+			pos += clen;
+			vm->gen++;    /* the failed start's marks are not the next position's */
+			continue;
+		}
 		vm->gen++;
 		vm->n[nxt] = 0;
 		for (uint32_t i = 0; i < vm->n[cur]; i++) {

@@ -691,23 +691,6 @@ static uint32_t re_parse_atom(struct re_parser *ps)
 			case 'z': ps->p++; return re_assert(ps, A_EOT);
 			case 'b': ps->p++; return re_assert(ps, A_WB);
 			case 'B': ps->p++; return re_assert(ps, A_NWB);
-			case 'Q': {
-				/* \Q...\E: literal text (RE2 accepts it). */
-				uint32_t cat = re_node_new(ps, N_CAT);
-
-				ps->p++;
-				while (ps->p < ps->end &&
-				       !(ps->p[0] == '\\' && ps->p + 1 < ps->end && ps->p[1] == 'E')) {
-					const char *at = ps->p;
-
-					if (re_pattern_char(ps, &c) < 0 || re_fold_refused(ps, at, c))
-						return RE_NONE;
-					re_node_append(ps, cat, re_lit(ps, c));
-				}
-				if (ps->p < ps->end)
-					ps->p += 2;
-				return cat;
-			}
 			default:
 				break;
 			}
@@ -737,9 +720,35 @@ static uint32_t re_parse_atom(struct re_parser *ps)
 	}
 }
 
+/* \Q...\E at ps->p: literal text (RE2 accepts it). All characters but the last go
+ * into cat; the last is returned, for a repetition operator after \E applies to it
+ * alone, as in RE2 and Perl. */
+static uint32_t re_parse_quote(struct re_parser *ps, uint32_t cat)
+{
+	uint32_t last = RE_NONE, c;
+
+	ps->p += 2;
+	while (ps->p < ps->end && !(ps->p[0] == '\\' && ps->p + 1 < ps->end && ps->p[1] == 'E')) {
+		const char *at = ps->p;
+
+		if (re_pattern_char(ps, &c) < 0 || re_fold_refused(ps, at, c))
+			return RE_NONE;
+		if (last != RE_NONE)
+			re_node_append(ps, cat, last);
+		last = re_lit(ps, c);
+	}
+	if (ps->p < ps->end)
+		ps->p += 2;
+	return last != RE_NONE ? last : re_node_new(ps, N_EMPTY);
+}
+
+/* A concatenation. The last atom stays pending until the next one comes, for a
+ * repetition operator applies to it even across flag groups: RE2 reads "b(?i)?" as
+ * "b?" (flags are not atoms), and "(?i)?" at the start has no argument. */
 static uint32_t re_parse_cat(struct re_parser *ps)
 {
-	uint32_t cat = re_node_new(ps, N_CAT);
+	uint32_t cat = re_node_new(ps, N_CAT), pending = RE_NONE;
+	const char *repeated = NULL;   /* the operator just applied to pending, if any */
 
 	while (ps->p < ps->end && *ps->p != '|' && *ps->p != ')') {
 		const char *opstart = ps->p;
@@ -750,34 +759,21 @@ static uint32_t re_parse_cat(struct re_parser *ps)
 		if (k < 0)
 			return RE_NONE;
 		if (k > 0) {
-			re_fail(ps, opstart, "missing argument to repetition operator: %.*s",
-			        (int)(ps->p - opstart), opstart);
-			return RE_NONE;
-		}
-		atom = re_parse_atom(ps);
-		if (ps->failed)
-			return RE_NONE;
-		opstart = ps->p;
-		if (ps->p < ps->end && (k = re_parse_repop(ps, &min, &max)) != 0) {
 			uint32_t rep;
 			bool lazy = false;
-			int m2, x2;
 
-			if (k < 0)
-				return RE_NONE;
 			if (ps->p < ps->end && *ps->p == '?') {
 				lazy = true;
 				ps->p++;
 			}
-			if (ps->p < ps->end && (k = re_parse_repop(ps, &m2, &x2)) != 0) {
-				if (k > 0)
-					re_fail(ps, opstart, "bad repetition operator: %.*s",
-					        (int)(ps->p - opstart), opstart);
+			if (pending == RE_NONE) {
+				re_fail(ps, opstart, "no argument for repetition operator: %.*s",
+				        (int)(ps->p - opstart), opstart);
 				return RE_NONE;
 			}
-			if (ps->nodes[atom].kind == N_EMPTY) {
-				re_fail(ps, opstart, "missing argument to repetition operator: %.*s",
-				        (int)(ps->p - opstart), opstart);
+			if (repeated) {
+				re_fail(ps, repeated, "bad repetition operator: %.*s",
+				        (int)(ps->p - repeated), repeated);
 				return RE_NONE;
 			}
 			rep = re_node_new(ps, N_REP);
@@ -785,11 +781,32 @@ static uint32_t re_parse_cat(struct re_parser *ps)
 			ps->nodes[rep].b = max;
 			/* (?U) swaps the meaning of x* and x*?. */
 			ps->nodes[rep].greedy = (ps->flags & F_U) ? lazy : !lazy;
-			ps->nodes[rep].child = atom;
-			atom = rep;
+			ps->nodes[rep].child = pending;
+			pending = rep;
+			repeated = opstart;
+			continue;
 		}
-		re_node_append(ps, cat, atom);
+		if (ps->p + 1 < ps->end && ps->p[0] == '\\' && ps->p[1] == 'Q') {
+			if (pending != RE_NONE)
+				re_node_append(ps, cat, pending);
+			pending = RE_NONE;
+			atom = re_parse_quote(ps, cat);
+		} else {
+			atom = re_parse_atom(ps);
+		}
+		if (ps->failed)
+			return RE_NONE;
+		if (ps->nodes[atom].kind == N_EMPTY) {
+			repeated = NULL;   /* "a*(?i)*" stacks, as in RE2: not a doubled operator */
+			continue;          /* (?flags) */
+		}
+		if (pending != RE_NONE)
+			re_node_append(ps, cat, pending);
+		pending = atom;
+		repeated = NULL;
 	}
+	if (pending != RE_NONE)
+		re_node_append(ps, cat, pending);
 	return cat;
 }
 
@@ -924,12 +941,22 @@ static void re_comp_node(struct re_comp *c, uint32_t ni)
 				re->prog[split].x = greedy ? loop : re->ninst;
 				re->prog[split].y = greedy ? re->ninst : loop;
 			} else {
+				/* x* as (x+)?, as RE2 compiles it since its empty-width loop fix:
+				 * for an x that can match empty, "(a*)*" on "b" sets the group to
+				 * (0,0) as in Perl, where split-x-jmp would leave it unset (the loop
+				 * back finds its split already visited). */
+				uint32_t body, split2;
+
 				split = re_emit(c, OP_SPLIT, 0, 0);
+				body = re->ninst;
 				re_comp_node(c, child);
-				if (re_emit(c, OP_JMP, loop, 0) == RE_NONE || split == RE_NONE)
+				split2 = re_emit(c, OP_SPLIT, 0, 0);
+				if (split == RE_NONE || split2 == RE_NONE)
 					return;
-				re->prog[split].x = greedy ? split + 1 : re->ninst;
-				re->prog[split].y = greedy ? re->ninst : split + 1;
+				re->prog[split2].x = greedy ? body : re->ninst;
+				re->prog[split2].y = greedy ? re->ninst : body;
+				re->prog[split].x = greedy ? body : re->ninst;
+				re->prog[split].y = greedy ? re->ninst : body;
 			}
 			break;
 		}

@@ -117,6 +117,9 @@ static void re2_syntax(void **state)
 	expect_full("a{2}", "a", false);
 	expect_full("a{,2}", "a{,2}", true);   /* not a repetition: literal, as RE2 */
 	expect_full("x{", "x{", true);
+	/* Flags are not atoms: the operator after (?i) applies to what came before. */
+	expect_full("b(?i)?", "", true);
+	expect_full("\\Qab\\E+", "abbb", true);
 	/* Full match means the whole string, with alternation inside (RE2's FullMatch). */
 	expect_full("a|ab", "ab", true);
 	expect_full(".", "\n", false);
@@ -157,6 +160,10 @@ static void leftmost_first(void **state)
 	expect_search("^b", "ab", "none");
 	expect_search("\\bb", "a b", "2,3");
 	expect_search("(a*)+", "b", "0,0 0,0");
+	/* RE2 compiles x* as (x+)?, so an empty iteration still sets the group (Perl's
+	 * answer), not "unset" as a split-x-jmp loop would. */
+	expect_search("(a*)*", "b", "0,0 0,0");
+	expect_search("(a|b)*", "ab", "0,2 1,2");
 }
 
 static void global_replace(void **state)
@@ -204,7 +211,8 @@ static void errors_in_re2_words(void **state)
 	expect_error("a\\", "trailing \\");
 	expect_error("\\1", "invalid escape sequence: \\1");     /* backreference */
 	expect_error("\\Z", "invalid escape sequence: \\Z");
-	expect_error("*a", "missing argument to repetition operator: *");
+	expect_error("*a", "no argument for repetition operator: *");
+	expect_error("(?i)*", "no argument for repetition operator: *");
 	expect_error("a**", "bad repetition operator: **");
 	expect_error("a{1001}", "bad repetition operator: {1001}");
 	expect_error("a{3,2}", "bad repetition operator: {3,2}");
