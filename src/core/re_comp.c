@@ -283,6 +283,7 @@ static int re_hex(int c)
 static int re_escape_char(struct re_parser *ps, uint32_t *cp)
 {
 	const char *bs = ps->p - 1;
+	size_t n;
 	char c;
 
 	if (ps->p >= ps->end) {
@@ -353,12 +354,8 @@ static int re_escape_char(struct re_parser *ps, uint32_t *cp)
 		break;
 	}
 bad:
-	{
-		size_t n;
-
-		(void)re_decode((const unsigned char *)bs + 1, (size_t)(ps->end - bs - 1), &n);
-		re_fail(ps, bs, "invalid escape sequence: %.*s", (int)(n + 1), bs);
-	}
+	(void)re_decode((const unsigned char *)bs + 1, (size_t)(ps->end - bs - 1), &n);
+	re_fail(ps, bs, "invalid escape sequence: %.*s", (int)(n + 1), bs);
 	return -1;
 }
 
@@ -857,6 +854,113 @@ static uint32_t re_emit(struct re_comp *c, uint8_t op, uint32_t x, uint32_t y)
 	return re->ninst++;
 }
 
+static void re_comp_node(struct re_comp *c, uint32_t ni);
+
+/* a|b|c: a split before each alternative but the last, each followed by a jump to the end. */
+static void re_comp_alt(struct re_comp *c, const struct re_node *n)
+{
+	struct re *re = c->ps->re;
+	uint32_t first_jump = RE_NONE;
+
+	for (uint32_t k = n->child; k != RE_NONE; k = c->ps->nodes[k].next) {
+		uint32_t split = RE_NONE, j;
+
+		if (c->ps->nodes[k].next != RE_NONE)
+			split = re_emit(c, OP_SPLIT, re->ninst + 1, 0);
+		re_comp_node(c, k);
+		if (c->ps->failed)
+			return;
+		if (split == RE_NONE)
+			break;
+		/* The jumps to the end are chained through y of each JMP (patched below),
+		 * so any number of alternatives needs no array. */
+		j = re_emit(c, OP_JMP, 0, first_jump);
+		if (j == RE_NONE)
+			return;
+		first_jump = j;
+		re->prog[split].y = re->ninst;
+	}
+	for (uint32_t j = first_jump; j != RE_NONE;) {
+		uint32_t nextj = re->prog[j].y;
+
+		re->prog[j].x = re->ninst;
+		re->prog[j].y = 0;
+		j = nextj;
+	}
+}
+
+/* x*, x+, x?, x{n,m} (greedy or lazy). */
+static void re_comp_rep(struct re_comp *c, const struct re_node *n)
+{
+	struct re *re = c->ps->re;
+	int min = n->a, max = n->b;
+	bool greedy = n->greedy;
+	uint32_t child = n->child, chain = RE_NONE;
+
+	for (int i = 0; i < min - (max < 0 && min > 0 ? 1 : 0); i++)
+		re_comp_node(c, child);
+	if (max < 0) {
+		uint32_t loop = re->ninst, split;
+
+		if (min > 0) {
+			/* x+ : x then a split back to it. */
+			re_comp_node(c, child);
+			split = re_emit(c, OP_SPLIT, 0, 0);
+			if (split == RE_NONE)
+				return;
+			re->prog[split].x = greedy ? loop : re->ninst;
+			re->prog[split].y = greedy ? re->ninst : loop;
+		} else {
+			/* x* as (x+)?, as RE2 compiles it since its empty-width loop fix:
+			 * for an x that can match empty, "(a*)*" on "b" sets the group to
+			 * (0,0) as in Perl, where split-x-jmp would leave it unset (the loop
+			 * back finds its split already visited). */
+			uint32_t body, split2;
+
+			split = re_emit(c, OP_SPLIT, 0, 0);
+			body = re->ninst;
+			re_comp_node(c, child);
+			split2 = re_emit(c, OP_SPLIT, 0, 0);
+			if (split == RE_NONE || split2 == RE_NONE)
+				return;
+			re->prog[split2].x = greedy ? body : re->ninst;
+			re->prog[split2].y = greedy ? re->ninst : body;
+			re->prog[split].x = greedy ? body : re->ninst;
+			re->prog[split].y = greedy ? re->ninst : body;
+		}
+		return;
+	}
+	/* x{n,m}: m-n nested optional copies, each split skipping to the end. The
+	 * splits are chained through the branch to be patched. */
+	for (int i = min; i < max; i++) {
+		uint32_t split = re_emit(c, OP_SPLIT, 0, 0);
+
+		if (split == RE_NONE)
+			return;
+		if (greedy) {
+			re->prog[split].x = split + 1;
+			re->prog[split].y = chain;
+		} else {
+			re->prog[split].y = split + 1;
+			re->prog[split].x = chain;
+		}
+		chain = split;
+		re_comp_node(c, child);
+		if (c->ps->failed)
+			return;
+	}
+	while (chain != RE_NONE) {
+		struct re_inst *in = &re->prog[chain];
+		uint32_t nextc = greedy ? in->y : in->x;
+
+		if (greedy)
+			in->y = re->ninst;
+		else
+			in->x = re->ninst;
+		chain = nextc;
+	}
+}
+
 static void re_comp_node(struct re_comp *c, uint32_t ni)
 {
 	const struct re_node *n;
@@ -892,105 +996,12 @@ static void re_comp_node(struct re_comp *c, uint32_t ni)
 		re_comp_node(c, n->child);
 		re_emit(c, OP_SAVE, (uint32_t)n->a * 2 + 1, 0);
 		break;
-	case N_ALT: {
-		uint32_t first_jump = RE_NONE;
-
-		for (uint32_t k = n->child; k != RE_NONE; k = c->ps->nodes[k].next) {
-			uint32_t split = RE_NONE, j;
-
-			if (c->ps->nodes[k].next != RE_NONE)
-				split = re_emit(c, OP_SPLIT, re->ninst + 1, 0);
-			re_comp_node(c, k);
-			if (c->ps->failed)
-				return;
-			if (split == RE_NONE)
-				break;
-			/* The jumps to the end are chained through y of each JMP (patched below),
-			 * so any number of alternatives needs no array. */
-			j = re_emit(c, OP_JMP, 0, first_jump);
-			if (j == RE_NONE)
-				return;
-			first_jump = j;
-			re->prog[split].y = re->ninst;
-		}
-		for (uint32_t j = first_jump; j != RE_NONE;) {
-			uint32_t nextj = re->prog[j].y;
-
-			re->prog[j].x = re->ninst;
-			re->prog[j].y = 0;
-			j = nextj;
-		}
+	case N_ALT:
+		re_comp_alt(c, n);
 		break;
-	}
-	case N_REP: {
-		int min = n->a, max = n->b;
-		bool greedy = n->greedy;
-		uint32_t child = n->child, chain = RE_NONE;
-
-		for (int i = 0; i < min - (max < 0 && min > 0 ? 1 : 0); i++)
-			re_comp_node(c, child);
-		if (max < 0) {
-			uint32_t loop = re->ninst, split;
-
-			if (min > 0) {
-				/* x+ : x then a split back to it. */
-				re_comp_node(c, child);
-				split = re_emit(c, OP_SPLIT, 0, 0);
-				if (split == RE_NONE)
-					return;
-				re->prog[split].x = greedy ? loop : re->ninst;
-				re->prog[split].y = greedy ? re->ninst : loop;
-			} else {
-				/* x* as (x+)?, as RE2 compiles it since its empty-width loop fix:
-				 * for an x that can match empty, "(a*)*" on "b" sets the group to
-				 * (0,0) as in Perl, where split-x-jmp would leave it unset (the loop
-				 * back finds its split already visited). */
-				uint32_t body, split2;
-
-				split = re_emit(c, OP_SPLIT, 0, 0);
-				body = re->ninst;
-				re_comp_node(c, child);
-				split2 = re_emit(c, OP_SPLIT, 0, 0);
-				if (split == RE_NONE || split2 == RE_NONE)
-					return;
-				re->prog[split2].x = greedy ? body : re->ninst;
-				re->prog[split2].y = greedy ? re->ninst : body;
-				re->prog[split].x = greedy ? body : re->ninst;
-				re->prog[split].y = greedy ? re->ninst : body;
-			}
-			break;
-		}
-		/* x{n,m}: m-n nested optional copies, each split skipping to the end. The
-		 * splits are chained through the branch to be patched. */
-		for (int i = min; i < max; i++) {
-			uint32_t split = re_emit(c, OP_SPLIT, 0, 0);
-
-			if (split == RE_NONE)
-				return;
-			if (greedy) {
-				re->prog[split].x = split + 1;
-				re->prog[split].y = chain;
-			} else {
-				re->prog[split].y = split + 1;
-				re->prog[split].x = chain;
-			}
-			chain = split;
-			re_comp_node(c, child);
-			if (c->ps->failed)
-				return;
-		}
-		while (chain != RE_NONE) {
-			struct re_inst *in = &re->prog[chain];
-			uint32_t nextc = greedy ? in->y : in->x;
-
-			if (greedy)
-				in->y = re->ninst;
-			else
-				in->x = re->ninst;
-			chain = nextc;
-		}
+	case N_REP:
+		re_comp_rep(c, n);
 		break;
-	}
 	}
 }
 
