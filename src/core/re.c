@@ -201,12 +201,19 @@ static void re_addthread(struct re_vm *vm, int l, uint32_t pc0, size_t pos)
 	}
 }
 
-/* Is s[pos..len) ASCII without a newline (what a `.*` tail surely matches)? */
-static bool re_plain_rest(const struct re_vm *vm, size_t pos)
+/* Is s[pos..len) plain ASCII that the tail loop `in` (re_mark_tails) surely takes? */
+static bool re_tail_rest(const struct re_vm *vm, const struct re_inst *in, size_t pos)
 {
-	for (size_t i = pos; i < vm->len; i++)
-		if (vm->s[i] >= 0x80 || vm->s[i] == '\n')
+	const struct re_class *cl = in->op == OP_CLASS ? &vm->re->classes[in->x] : NULL;
+
+	for (size_t i = pos; i < vm->len; i++) {
+		unsigned b = vm->s[i];
+
+		if (b >= 0x80)
 			return false;
+		if (cl ? !((cl->ascii[b >> 5] >> (b & 31)) & 1) : (b == '\n' && in->op == OP_ANY))
+			return false;
+	}
 	return true;
 }
 
@@ -268,11 +275,13 @@ static bool re_exec(struct re_vm *vm, size_t start, bool full, uint32_t *best)
 				break;
 			case OP_CLASS:
 				ok = pos < vm->len && re_class_has(re, in->x, c);
+				if (ok && full && in->y && re_tail_rest(vm, in, pos))
+					return true;
 				break;
 			case OP_ANY:
 			default: /* OP_ANYNL */
 				ok = pos < vm->len && c != RE_BAD && (in->op == OP_ANYNL || c != '\n');
-				if (ok && full && in->y && re_plain_rest(vm, pos))
+				if (ok && full && in->y && re_tail_rest(vm, in, pos))
 					return true;
 				break;
 			}

@@ -1005,19 +1005,20 @@ static void re_comp_node(struct re_comp *c, uint32_t ni)
 	}
 }
 
-/* Marks the ANY instructions that are a `.*` running to the end of the pattern (y = 1):
- * from the instruction after it, the only ways on are back to it or, past nothing but
- * captures and \z / $, to MATCH. A full match that reaches such a thread with the rest of
- * the input plain ASCII without a newline has matched (re_exec), so the common tail
- * "/.*" costs a memchr instead of the VM per byte. The walk looks at 16 instructions at
- * most, so compiling stays linear. */
+/* Marks the ANY and CLASS instructions that loop to the end of the pattern (y = 1), as in
+ * `.*`, `[^/]+` or `[a-z]+$` closing a pattern: from the instruction after it, the only
+ * ways on are back to it or, past nothing but captures and \z / $, to MATCH. A full
+ * match that reaches such a thread with the rest of the input plain ASCII the loop takes
+ * has matched (re_exec), so the common tail costs a scan instead of the VM per byte. The
+ * walk looks at 16 instructions at most, so compiling stays linear. */
 static void re_mark_tails(struct re *re)
 {
 	for (uint32_t pc = 0; pc < re->ninst; pc++) {
 		uint32_t todo[16], nt = 0, seen = 0;
 		bool back = false, match = false, bad = false;
 
-		if (re->prog[pc].op != OP_ANY && re->prog[pc].op != OP_ANYNL)
+		if (re->prog[pc].op != OP_ANY && re->prog[pc].op != OP_ANYNL &&
+		    re->prog[pc].op != OP_CLASS)
 			continue;
 		todo[nt++] = (pc + 1) << 1;
 		while (nt && !bad) {
