@@ -211,7 +211,9 @@ static bool re_tail_rest(const struct re_vm *vm, const struct re_inst *in, size_
 
 		if (b >= 0x80)
 			return false;
-		if (cl ? !((cl->ascii[b >> 5] >> (b & 31)) & 1) : (b == '\n' && in->op == OP_ANY))
+		if (cl ? !((cl->ascii[b >> 5] >> (b & 31)) & 1) :
+		    in->op == OP_CHAR ? !(b == in->x || (in->fold && (b | 0x20) == in->x)) :
+		    (b == '\n' && in->op == OP_ANY))
 			return false;
 	}
 	return true;
@@ -272,6 +274,8 @@ static bool re_exec(struct re_vm *vm, size_t start, bool full, uint32_t *best)
 			case OP_CHAR:
 				ok = pos < vm->len &&
 				     (c == in->x || (in->fold && c < 128 && (c | 0x20) == in->x));
+				if (ok && full && in->y && re_tail_rest(vm, in, pos))
+					return true;
 				break;
 			case OP_CLASS:
 				ok = pos < vm->len && re_class_has(re, in->x, c);

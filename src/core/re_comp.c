@@ -1005,8 +1005,8 @@ static void re_comp_node(struct re_comp *c, uint32_t ni)
 	}
 }
 
-/* Marks the ANY and CLASS instructions that loop to the end of the pattern (y = 1), as in
- * `.*`, `[^/]+` or `[a-z]+$` closing a pattern: from the instruction after it, the only
+/* Marks the ANY, CLASS and CHAR instructions that loop to the end of the pattern
+ * (y = 1), as `.*`, `[^/]+`, `[a-z]+$` or `x+` closing a pattern: from the instruction after it, the only
  * ways on are back to it or, past nothing but captures and \z / $, to MATCH. A full
  * match that reaches such a thread with the rest of the input plain ASCII the loop takes
  * has matched (re_exec), so the common tail costs a scan instead of the VM per byte. The
@@ -1018,7 +1018,7 @@ static void re_mark_tails(struct re *re)
 		bool back = false, match = false, bad = false;
 
 		if (re->prog[pc].op != OP_ANY && re->prog[pc].op != OP_ANYNL &&
-		    re->prog[pc].op != OP_CLASS)
+		    re->prog[pc].op != OP_CLASS && re->prog[pc].op != OP_CHAR)
 			continue;
 		todo[nt++] = (pc + 1) << 1;
 		while (nt && !bad) {

@@ -145,6 +145,9 @@ static void re2_syntax(void **state)
 	expect_full("/a/[^/]+$", "/a/xy", true);
 	expect_full("/a/[a-z]+", "/a/x\xc3\xa9", false);
 	expect_full("/a/[^/]+", "/a/x\xc3\xa9", true);
+	expect_full("/a/x+", "/a/xxx", true);
+	expect_full("/a/x+", "/a/xxy", false);
+	expect_full("(?i)/a/x+$", "/a/xXx", true);
 }
 
 /* Leftmost-first, as RE2 and Perl: the first alternative that matches wins, not the
