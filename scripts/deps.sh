@@ -4,7 +4,7 @@
 set -euo pipefail
 declare -A group=(
   [build]="gcc make pkg-config libssl-dev libnghttp2-dev libyaml-dev libc-ares-dev"
-  [test]="libcmocka-dev python3 python3-pytest python3-h2 python3-grpcio curl openssl nginx-light iproute2 iptables libhttp-parser-dev nghttp2-client wrk haproxy logrotate systemd groff-base python3-yaml nodejs npm prometheus valgrind"
+  [test]="libcmocka-dev python3 python3-pytest python3-h2 python3-grpcio curl openssl nginx-light iproute2 iptables libhttp-parser-dev nghttp2-client wrk haproxy logrotate systemd groff-base python3-yaml nodejs npm prometheus valgrind g++ libre2-dev"
   [demo]="curl openssl nginx-light"
   [bench]="wrk nghttp2-client nginx-light libnginx-mod-stream haproxy curl openssl iproute2 python3 gnuplot-nox valgrind linux-perf strace"
   [fuzz]="clang libclang-rt-14-dev"

@@ -161,7 +161,11 @@ void chk_header_name(struct dctx *c, const struct ynode *n, const char *s);
 void chk_header_value(struct dctx *c, const struct ynode *n, const char *s);
 void chk_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s);
 void chk_dest_request_header_op_name(struct dctx *c, const struct ynode *n, const char *s);
-void chk_cors_origin_regex(struct dctx *c, const struct ynode *n, const char *s);
+/* res_regex.c: an RE2 regex (the proxy's engine, core/re.h) for field of map; a
+ * uriRegexRewrite's match and rewrite. */
+void chk_re2_field(struct dctx *c, const struct ynode *map, const char *field, const char *s);
+struct vs_regex_rewrite;
+void chk_regex_rewrite(struct dctx *c, const struct ynode *map, const struct vs_regex_rewrite *r);
 void chk_cors_method(struct dctx *c, const struct ynode *n, const char *s);
 void chk_cors_header(struct dctx *c, const struct ynode *n, const char *s);
 void post_vs_cors(struct dctx *c, const struct ynode *map, void *obj);

@@ -271,12 +271,11 @@ static const struct kw kt_vs_dest_headers_kws[] = {
 };
 STAB(kt_vs_dest_headers, struct vs_headers, "Headers", post_vs_headers);
 
-/* allowOrigins: a StringMatch whose regex must mean the same to POSIX as to RE2 (see
- * chk_cors_origin_regex). */
+/* allowOrigins: a StringMatch (its regex is RE2, checked by post_vs_string_match). */
 static const struct kw kt_vs_cors_origin_kws[] = {
 	F(struct vs_string_match, "exact", KW_STR, exact),
 	F(struct vs_string_match, "prefix", KW_STR, prefix),
-	F(struct vs_string_match, "regex", KW_STR, regex, .check = chk_cors_origin_regex),
+	F(struct vs_string_match, "regex", KW_STR, regex),
 	END
 };
 STAB(kt_vs_cors_origin, struct vs_string_match, "StringMatch", post_vs_string_match);
@@ -328,7 +327,7 @@ static const struct kw kt_vs_rewrite_kws[] = {
 	F(struct vs_rewrite, "uri", KW_STR, uri),
 	F(struct vs_rewrite, "authority", KW_STR, authority),
 	F(struct vs_rewrite, "uriRegexRewrite", KW_OBJ, uri_regex_rewrite,
-	  .sub = &kt_vs_regex_rewrite, NA),
+	  .sub = &kt_vs_regex_rewrite),
 	END
 };
 STAB(kt_vs_rewrite, struct vs_rewrite, "HTTPRewrite", post_vs_rewrite);

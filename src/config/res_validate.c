@@ -569,34 +569,6 @@ void chk_header_op_name(struct dctx *c, const struct ynode *n, const char *s)
 		chk_op_name_field(c, n, s);
 }
 
-/* An allowOrigins regex is RE2 in Istio; the proxy evaluates it with POSIX regcomp
- * (anchored: a full match, as Envoy's safe_regex). For a yes/no full match the two agree
- * on the patterns both parse alike: literals, '.', bracket expressions, groups,
- * alternation, the greedy quantifiers * + ? {m,n}, and a backslash before punctuation.
- * RE2's own syntax (\d \w \s \b and other escapes of letters or digits, (?flags),
- * (?:...), lazy quantifiers, \Q..\E) means something else or nothing to POSIX, so a
- * pattern using it is refused rather than matched differently. */
-void chk_cors_origin_regex(struct dctx *c, const struct ynode *n, const char *s)
-{
-	for (const char *p = s; *p; p++) {
-		if (p[0] == '\\') {
-			if (!p[1] || is_alnum(p[1]))
-				goto refuse;
-			p++;
-		} else if (p[0] == '(' && p[1] == '?') {
-			goto refuse;
-		} else if ((p[0] == '*' || p[0] == '+' || p[0] == '?' || p[0] == '}') &&
-		           (p[1] == '?' || p[1] == '+')) {
-			goto refuse;
-		}
-	}
-	return;
-refuse:
-	derr(c, n, "regex \"%.100s\": RE2 syntax that POSIX regular expressions do not share "
-	     "(\\d, \\w, (?...), lazy quantifiers, ...) is not supported by egressgw for CORS "
-	     "origins; use exact, prefix, or a regex without it", s);
-}
-
 /* Istio's validateHTTPMethod for allowMethods. */
 void chk_cors_method(struct dctx *c, const struct ynode *n, const char *s)
 {
@@ -1104,6 +1076,8 @@ static void check_string_match(struct dctx *c, const struct ynode *map, struct v
 		derr_field(c, map, "regex", "regex string match should not be empty");
 	else if (m->regex && strlen(m->regex) > 1024)
 		derr_field(c, map, "regex", "regex is too large, max length allowed is 1024");
+	else if (m->regex)
+		chk_re2_field(c, map, "regex", m->regex);
 }
 
 void post_vs_string_match(struct dctx *c, const struct ynode *map, void *obj)
@@ -1194,6 +1168,8 @@ void post_vs_regex_rewrite(struct dctx *c, const struct ynode *map, void *obj)
 		derr_required(c, map, "match");
 	else if (strlen(r->match) > 1024)
 		derr_field(c, map, "match", "regex is too large, max length allowed is 1024");
+	else
+		chk_regex_rewrite(c, map, r);
 	if (!r->rewrite)
 		derr_required(c, map, "rewrite");
 }

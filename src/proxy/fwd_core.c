@@ -20,6 +20,7 @@
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
 #include "proxy/route_cors.h"
+#include "proxy/route_rerw.h"
 #include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
@@ -438,6 +439,11 @@ static void st_rewrite(struct stream *st, const struct route_match *hit, const c
 
 		route_rewrite_path(r->rewrite_uri, hit, path, len, &p);
 		st->rw_path = sbuf_steal(&p);
+	} else if (r->rerw) {
+		struct sbuf p = SBUF_INIT;
+
+		rerw_apply(r->rerw, path, len, &p);
+		st->rw_path = sbuf_steal(&p);
 	}
 	if (r->rewrite_authority) {
 		char h[sizeof(st->hostbuf) - 2];
@@ -781,7 +787,7 @@ void st_begin(struct dconn *d)
 		st_finish(st);   /* a preflight answered here */
 		return;
 	}
-	if (st->route->rewrite_uri || st->route->rewrite_authority)
+	if (st->route->rewrite_uri || st->route->rewrite_authority || st->route->rerw)
 		st_rewrite(st, hit, rq.path, rq.path_len);
 	if (st->route->fault && st_fault_delay(st))
 		return;

@@ -3,6 +3,8 @@
 #include "proxy/route_fault.h"
 #include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
+#include "proxy/route_rerw.h"
+#include "core/re.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -25,24 +27,13 @@ struct route_wild {
 
 int strmatch_compile(struct strmatch *m, char *err, size_t errlen)
 {
-	char *anchored;
-	regex_t *re;
-	int rc;
-
 	if (m->kind != SM_REGEX)
 		return 0;
-	/* RE2 (Istio) matches the whole string; POSIX searches, so anchor both ends. */
-	anchored = xasprintf("^(%s)$", m->s);
-	re = xmalloc(sizeof(*re));
-	rc = regcomp(re, anchored, REG_EXTENDED | REG_NOSUB | (m->icase ? REG_ICASE : 0));
-	free(anchored);
-	if (rc != 0) {
-		regerror(rc, re, err, errlen);
-		free(re);
-		return -1;
-	}
-	m->re = re;
-	return 0;
+	/* RE2 as Envoy's safe_regex (core/re.h); evaluated as a full match. */
+	/* ignoreUriCase is not applied to a regex: Istio applies it to exact and prefix
+	 * only (HTTPMatchRequest); "(?i)" says it in the pattern. */
+	m->re = re_compile(m->s, 0, err, errlen);
+	return m->re ? 0 : -1;
 }
 
 bool strmatch_eval(const struct strmatch *m, const char *s, size_t len)
@@ -58,29 +49,15 @@ bool strmatch_eval(const struct strmatch *m, const char *s, size_t len)
 		if (len < m->len)
 			return false;
 		return m->icase ? strncasecmp(s, m->s, m->len) == 0 : memcmp(s, m->s, m->len) == 0;
-	case SM_REGEX: {
-		/* regexec needs a C string; request fields are spans, so copy the rare regex case. */
-		char stackbuf[512];
-		char *p = len < sizeof(stackbuf) ? stackbuf : xmalloc(len + 1);
-		bool ok;
-
-		memcpy(p, s, len);
-		p[len] = '\0';
-		ok = m->re && regexec(m->re, p, 0, NULL, 0) == 0 && strlen(p) == len;
-		if (p != stackbuf)
-			free(p);
-		return ok;
-	}
+	case SM_REGEX:
+		return m->re && re_full_match(m->re, s, len);
 	}
 	return false;
 }
 
 void strmatch_free(struct strmatch *m)
 {
-	if (m->re) {
-		regfree(m->re);
-		free(m->re);
-	}
+	re_free(m->re);
 	free(m->s);
 	memset(m, 0, sizeof(*m));
 }
@@ -362,6 +339,7 @@ static void route_free(struct route *r)
 	route_fault_free(r->fault);
 	rhdr_free(r->hdrs);
 	route_cors_free(r->cors);
+	rerw_free(r->rerw);
 }
 
 void route_table_free(struct route_table *t)

@@ -15,23 +15,24 @@
 #ifndef EGRESS_PROXY_ROUTE_H
 #define EGRESS_PROXY_ROUTE_H
 
-#include <regex.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 struct cluster;
+struct re;
 struct retry_policy;
 struct route_fault;
 struct rhdr_route;
 struct route_cors;
+struct route_rerw;
 struct sbuf;
 
 enum strmatch_kind {
 	SM_ANY,     /* no condition */
 	SM_EXACT,
 	SM_PREFIX,
-	SM_REGEX,   /* POSIX extended, anchored at both ends like RE2's full match */
+	SM_REGEX,   /* RE2 syntax (core/re.h), matched against the whole string as Envoy does */
 };
 
 struct strmatch {
@@ -39,9 +40,8 @@ struct strmatch {
 	bool icase;       /* case-insensitive comparison (methods are not; hosts are) */
 	char *s;
 	size_t len;
-	/* SM_REGEX, once compiled; a pointer, not the 64-byte regex_t itself, because
-	 * routes hold several matches each and hardly any is a regex (10,000 hosts: 2.5 MB). */
-	regex_t *re;
+	/* SM_REGEX, once compiled (core/re.h); NULL otherwise. */
+	struct re *re;
 };
 
 struct route_hdr_match {
@@ -87,6 +87,7 @@ struct route {
 	struct route_fault *fault;
 	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
 	struct route_cors *cors;   /* corsPolicy (route_cors.h); NULL: none */
+	struct route_rerw *rerw;   /* rewrite.uriRegexRewrite (route_rerw.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;
@@ -129,7 +130,7 @@ struct route_req {
 };
 
 /* Compiles m (kind and s already set); for SM_REGEX compiles the pattern. Returns 0, or -1
- * with a message in err (the regcomp text). */
+ * with a message in err (re_compile's, RE2's words and the offset). */
 int strmatch_compile(struct strmatch *m, char *err, size_t errlen);
 bool strmatch_eval(const struct strmatch *m, const char *s, size_t len);
 void strmatch_free(struct strmatch *m);

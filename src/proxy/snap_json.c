@@ -43,6 +43,7 @@
 #include "proxy/lbhash.h"
 #include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
+#include "proxy/route_rerw.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -363,10 +364,17 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 			snap_json_route_redirect(j, r->fault);
 		snap_json_obj_end(j);
 	}
-	if (r->rewrite_uri || r->rewrite_authority) {
+	if (r->rewrite_uri || r->rewrite_authority || r->rerw) {
 		snap_json_obj_begin(j, "rewrite");
 		snap_json_str(j, "uri", r->rewrite_uri);
 		snap_json_str(j, "authority", r->rewrite_authority);
+		if (r->rerw) {
+			/* Envoy's regex_rewrite {pattern, substitution}, under Istio's names. */
+			snap_json_obj_begin(j, "uri_regex_rewrite");
+			snap_json_str(j, "match", r->rerw->match);
+			snap_json_str(j, "rewrite", r->rerw->rewrite);
+			snap_json_obj_end(j);
+		}
 		snap_json_obj_end(j);
 	}
 	snap_dump_retry(j, r->retry);

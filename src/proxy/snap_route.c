@@ -21,6 +21,7 @@
 #include "proxy/route_fault.h"
 #include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
+#include "proxy/route_rerw.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,9 +199,10 @@ static void snap_strmatch(struct snap_b *b, const struct resource *vsr, struct s
 	if (strmatch_compile(out, err, sizeof(err)) < 0) {
 		char id[300];
 
-		/* Istio's regexes are RE2; a pattern POSIX cannot compile never matches here. */
+		/* The decoder refuses a regex that does not compile (chk_re2); one that still
+		 * fails here never matches, said here. */
 		diag_warn(b->d, in->pos.file, in->pos.line, in->pos.col,
-		          "VirtualService %s: regex \"%s\" is not supported (%s); it never matches",
+		          "VirtualService %s: regex \"%s\" does not compile (%s); it never matches",
 		          snap_res_id(vsr, id, sizeof(id)), in->regex, err);
 	}
 }
@@ -311,8 +313,13 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 	}
 	out->fault = route_fault_compile(hr);
 	rhdr_compile(out, hr);
+	if (rerw_compile(out, hr, err, sizeof(err)) < 0)
+		/* The decoder refuses both first; so this is only the proxy's own check. */
+		diag_warn(b->d, hr->rewrite->pos.file, hr->rewrite->pos.line, hr->rewrite->pos.col,
+		          "VirtualService %s: uriRegexRewrite not applied: %s",
+		          snap_res_id(vsr, id, sizeof(id)), err);
 	if (rcors_compile(out, hr, err, sizeof(err)) < 0)
-		/* The decoder let only regexes POSIX reads as RE2 does through; one it still
+		/* The decoder refuses a regex that does not compile (chk_re2); one it still
 		 * cannot compile leaves the route without CORS, said here. */
 		diag_warn(b->d, hr->cors->pos.file, hr->cors->pos.line, hr->cors->pos.col,
 		          "VirtualService %s: corsPolicy not applied: origin regex: %s",

@@ -285,8 +285,9 @@ def test_gateway_behind_sidecar(tmp_path, ctl, egressctl_bin, store, api):
 
 
 BAD = [
-    ("      - regex: https://\\d+\\.example\n", r"allowOrigins\[0\]\.regex.*not supported"),
-    ("      - regex: (?i)https://a\\.example\n", r"not supported by egressgw for CORS"),
+    # RE2 (\\d, (?i)) is accepted now (test_regex_rewrite.py); what RE2 refuses is refused.
+    ("      - regex: https://(\\d+\\.example\n", r"allowOrigins\[0\]\.regex.*missing closing \)"),
+    ("      - regex: (?=https)\n", r"allowOrigins\[0\]\.regex.*invalid or unsupported Perl syntax"),
     ("      maxAge: 1500ms\n", r"maxAge.*seconds precision"),
     ("      allowMethods: [FETCH]\n", r"allowMethods.*FETCH is not a valid HTTP method"),
     ("      exposeHeaders: [\"x y\"]\n", r"not a valid header name"),

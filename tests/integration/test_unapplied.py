@@ -105,7 +105,6 @@ FIELDS = [
     (13, "VirtualService default/api: spec.http[0].retries.retryIgnorePreviousHosts"),
     (19, "VirtualService default/api: spec.http[0].mirror"),
     (21, "VirtualService default/api: spec.http[0].mirrorPercentage"),
-    (31, "VirtualService default/api: spec.http[0].rewrite.uriRegexRewrite"),
     (62, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"
          ".httpCookie.attributes"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),

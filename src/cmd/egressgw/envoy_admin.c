@@ -17,6 +17,7 @@
 #include "cmd/egressgw/envoy_admin.h"
 #include "cmd/egressgw/lifecycle.h"
 #include "core/log.h"
+#include "core/re.h"
 #include "core/util.h"
 #include "proxy/cluster.h"
 #include "proxy/explain.h"
@@ -26,7 +27,6 @@
 
 #include <malloc.h>
 #include <stddef.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -472,15 +472,16 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
                  const char **ctype)
 {
 	struct sbuf prom = SBUF_INIT, line = SBUF_INIT;
-	char **v = NULL, filter[256];
+	char **v = NULL, filter[256], err[256];
 	size_t n = 0, cap = 0;
-	regex_t re;
+	struct re *re = NULL;
 	bool use_re = query_param(path, "filter", filter, sizeof(filter)) != NULL;
 	bool json = json_format(path);
 	int rc = 200;
 
-	if (use_re && regcomp(&re, filter, REG_EXTENDED | REG_NOSUB) != 0) {
-		sbuf_addf(body, "Invalid regex: \"%s\"\n", filter);
+	/* RE2, searched anywhere in the name, as Envoy's filter (core/re.h). */
+	if (use_re && !(re = re_compile(filter, 0, err, sizeof(err)))) {
+		sbuf_addf(body, "Invalid regex: \"%s\": %s\n", filter, err);
 		return 400;
 	}
 	ea->prometheus(ea->arg, &prom);
@@ -492,7 +493,7 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
 		sbuf_reset(&line);
 		if (*p != '#')
 			stat_name(p, &line);
-		if (line.len && (!use_re || regexec(&re, line.s, 0, NULL, 0) == 0)) {
+		if (line.len && (!use_re || re_search(re, line.s, line.len, 0, NULL, 0, NULL))) {
 			if (n == cap) {
 				cap = cap ? 2 * cap : 256;
 				v = xrealloc(v, cap * sizeof(*v));
@@ -533,8 +534,7 @@ static int stats(const struct envoy_admin *ea, const char *path, struct sbuf *bo
 	for (size_t i = 0; i < n; i++)
 		free(v[i]);
 	free(v);
-	if (use_re)
-		regfree(&re);
+	re_free(re);
 	sbuf_free(&prom);
 	sbuf_free(&line);
 	return rc;
