@@ -37,6 +37,7 @@ struct iobuf {
 
 struct uconn;
 struct dconn;
+struct fmir_pend;
 
 /* Where a request stands with its cluster's circuit breakers (st_cb_set keeps the
  * cluster's counters in step). */
@@ -59,6 +60,9 @@ struct stream {
 	/* The request's Origin when its route's corsPolicy allowed it (route_cors.c): its
 	 * response gets CORS fields. Allocated only then; before `req` as rw_path. */
 	char *cors_origin;
+	/* The route's mirror policies this request was picked for, waiting for its body
+	 * (fwd_mirror.h); NULL: none. Before `req` as rw_path. */
+	struct fmir_pend *mir;
 	/* The response head: NULL until the upstream's first response byte is parsed
 	 * (st_resp), from the worker's free list, given back by st_reset / st_put. A request
 	 * waiting for its upstream holds no response head (2 KiB: half of a stream's size).
@@ -177,6 +181,9 @@ struct dconn {
 	 * connection of one of its streams (no socket, not in the worker's list). */
 	struct h2d *h2c;
 	struct h2ds *h2s;
+	/* A mirror policy's shadow (fwd_mirror.c): no client, its response is discarded; in
+	 * the worker's list of shadows (next, prev), not of connections. */
+	bool mirror;
 	struct dconn *next, *prev;
 };
 

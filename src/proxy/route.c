@@ -3,6 +3,7 @@
 #include "proxy/route_fault.h"
 #include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
+#include "proxy/mirror.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -362,6 +363,7 @@ static void route_free(struct route *r)
 	route_fault_free(r->fault);
 	rhdr_free(r->hdrs);
 	route_cors_free(r->cors);
+	route_mirror_free(r->mirror);
 }
 
 void route_table_free(struct route_table *t)

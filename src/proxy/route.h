@@ -25,6 +25,7 @@ struct retry_policy;
 struct route_fault;
 struct rhdr_route;
 struct route_cors;
+struct route_mirror;
 struct sbuf;
 
 enum strmatch_kind {
@@ -87,6 +88,7 @@ struct route {
 	struct route_fault *fault;
 	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
 	struct route_cors *cors;   /* corsPolicy (route_cors.h); NULL: none */
+	struct route_mirror *mirror;   /* mirror/mirrors (mirror.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;
