@@ -182,7 +182,9 @@ static struct cluster *fmir_cluster(const struct stream *sh, const struct route_
 	return dest ? dest->cluster : NULL;
 }
 
-/* Starts a shadow (its dconn's task, after the request that made it was handled). */
+/* Starts a shadow (its dconn's task, after the request that made it was handled). The
+ * codecs post a dconn's task again to resume reading the client (u_flush after
+ * back-pressure): a shadow has no client, so then there is nothing to do. */
 static void fmir_on_task(struct loop *loop, struct loop_task *t)
 {
 	struct dconn *d = container_of(t, struct dconn, task);
@@ -192,6 +194,10 @@ static void fmir_on_task(struct loop *loop, struct loop_task *t)
 	struct cluster_eps *eps;
 
 	(void)loop;
+	if (d->nreq++ || !st || !st->active) {
+		fwd_down->settle(d);
+		return;
+	}
 	if (!st->cl) {
 		fwd_down->local_reply(st, 503, ALOG_F_NC, "cluster_not_found", NULL);
 		fwd_down->settle(d);
@@ -336,10 +342,17 @@ void fmir_begin(struct stream *st)
 		fmir_launch(st);
 }
 
-void fmir_body(struct stream *st, const char *b, size_t n)
+void fmir_body(struct stream *st, size_t from)
 {
 	struct fmir_pend *p = st->mir;
+	const char *b = st->d->in + from;
+	size_t n = st->d->in_pos - from, held = from - st->req.head_len;
 
+	/* While the route may retry, the body taken so far stays in d->in behind the head
+	 * (d_body_compact): a retry rewound it when less is held than was kept, and its
+	 * replay is taken again from there. */
+	if (st->route->retry && !st->rt_nobody && held < p->len)
+		p->len = held;
 	if (p->len + n > MIRROR_BODY_MAX) {
 		/* As Envoy's shadow stops at its buffer limit: this request is not mirrored. */
 		STAT_INC(st->d->w->st.mirror_skip_body);

@@ -13,9 +13,9 @@ struct worker;
  * this request is mirrored to and, once the request body is whole (now for a request
  * without one), sends the shadows. Never fails st. */
 void fmir_begin(struct stream *st);
-/* n body bytes at p, as framed by the client, were taken from st's input (d_forward_body):
+/* d_forward_body took st's body bytes d->in[from .. in_pos), as framed by the client:
  * kept for the shadows; when the body is whole they are sent. */
-void fmir_body(struct stream *st, const char *p, size_t n);
+void fmir_body(struct stream *st, size_t from);
 /* st's waiting shadows dropped (the request ends without a whole body). */
 void fmir_pend_free(struct stream *st);
 /* A shadow's exchange ended (st_log's place for a shadow): counted, not logged. */

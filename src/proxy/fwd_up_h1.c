@@ -657,7 +657,7 @@ int d_forward_body(struct dconn *d)
 		}
 	}
 	if (st->mir)    /* the body as taken, for the request's shadows (fwd_mirror.c) */
-		fmir_body(st, d->in + from, d->in_pos - from);
+		fmir_body(st, from);
 	if (d->h2s && d->in_len - d->in_pos <= FWD_HIGH_WATER)
 		h2d_vconn_drained(d->h2s);
 	if (!u)
