@@ -474,3 +474,74 @@ def test_apply_warns_only_deprecated_mirror_percent(ctl):
     assert r.rc == 0, r.err
     assert "not applied" not in r.err and "not supported" not in r.err, r.err
     assert re.search(r"spec\.http\[4\]\.mirrorPercent: using deprecated setting", r.err), r.err
+
+
+H2M = "h2mirror.example.test"
+
+
+def test_mirror_over_http2_upstream(tmp_path, ctl, egressctl_bin, store, ups):
+    """A mirror whose DestinationRule originates TLS with h2UpgradePolicy UPGRADE: the
+    shadow is an HTTP/2 stream (up_h2.c) to a python3-h2 origin that records it, with the
+    -shadow :authority and the body; the SNI is the mirror's own host."""
+    from gwlib import make_server_ca, make_server_cert
+    from h2origin import H2Origin
+
+    def ok(c, req):
+        c.head(req.sid, 200, [("content-length", "2")])
+        c.data(req.sid, b"ok", end=True)
+    certs = tmp_path / "site-certs"
+    certs.mkdir()
+    ca = make_server_ca(certs)
+    cert, key = make_server_cert(certs, H2M)
+    ip = loopback_ip()
+    origin = H2Origin(ip, cert, key, {"/m/h2": ok})
+    yaml = SES + "---\n" + vs_sidecar().replace(f"host: {MIRROR}\n", f"host: {H2M}\n      port:\n"
+                                                "        number: 443\n", 1) + f"""---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata:
+  name: h2mirror
+spec:
+  hosts: [{H2M}]
+  ports:
+  - number: 443
+    name: https
+    protocol: HTTPS
+  resolution: DNS
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata:
+  name: h2mirror
+spec:
+  host: {H2M}
+  trafficPolicy:
+    connectionPool:
+      http:
+        h2UpgradePolicy: UPGRADE
+    tls:
+      mode: SIMPLE
+      caCertificates: {ca}
+"""
+    r = ctl("apply", "-f", "-", input=yaml)
+    assert r.rc == 0, r.err
+    m = Mesh(tmp_path, ctl, egressctl_bin, store, {**ups.ips, H2M: ip})
+    try:
+        r = m.curl("--data-binary", "to both", f"http://{API}/m/h2")
+        assert r.returncode == 0 and r.stdout == "api\n", r.stderr
+        deadline = time.time() + scaled(5)
+        while not origin.requests and time.time() < deadline:
+            time.sleep(0.02)
+        assert len(origin.requests) == 1, m.sidecar.stderr()[-2000:]
+        req = origin.requests[0]
+        assert req.get(b":authority") == f"{API}-shadow".encode()
+        assert req.get(b":path") == b"/m/h2" and req.get(b":method") == b"POST"
+        assert bytes(req.body) == b"to both"
+        assert m.sidecar.stat("upstream_cx_http2_total") >= 1
+        deadline = time.time() + scaled(5)
+        while m.sidecar.stat("mirror_responses_total") < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        assert m.sidecar.stat("mirror_responses_total") == 1
+    finally:
+        origin.stop()
+        assert m.stop() == [0]
