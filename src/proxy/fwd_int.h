@@ -236,8 +236,8 @@ static inline bool d_busy(const struct dconn *d)
 
 /* ---- the codecs as the core sees them ----
  * The files form layers, each calling only the ones below it (make check: no call
- * cycle): fwd_vconn > fwd_down_h1 > fwd_up_h1 > fwd_core > fwd_sidecar, fwd_mirror > fwd_conn >
- * fwd_io. The codecs call the core directly (a parsed head: st_begin; a response done:
+ * cycle): fwd_vconn > fwd_down_h1 > fwd_up_h1 > fwd_core > fwd_sidecar, fwd_mirror >
+ * fwd_conn > fwd_io. The codecs call the core directly (a parsed head: st_begin; a response done:
  * st_finish; an upstream failure: st_upstream_failed); the core, and the upstream codec
  * writing a response downstream, reach the codecs above them through these two tables,
  * set once by fwd_init before any worker runs. */
