@@ -110,7 +110,7 @@ void st_reset(struct stream *st)
 	free(st->set_cookie);
 	st->set_cookie = NULL;
 	if (st->mir)
-		fmir_pend_free(st);
+		fmir_pend_drop(st);
 	st_resp_put(st->d->w, st);
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
@@ -155,7 +155,7 @@ void st_put(struct dconn *d)
 	free(st->set_cookie);
 	st->set_cookie = NULL;
 	if (st->mir)
-		fmir_pend_free(st);
+		fmir_pend_drop(st);
 	st_resp_put(w, st);
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);

@@ -182,8 +182,9 @@ struct dconn {
 	struct h2d *h2c;
 	struct h2ds *h2s;
 	/* A mirror policy's shadow (fwd_mirror.c): no client, its response is discarded; in
-	 * the worker's list of shadows (next, prev), not of connections. */
-	bool mirror;
+	 * the worker's list of shadows (next, prev), not of connections. mirror_tls: the
+	 * request it copies came over TLS or HTTP/2 (x-forwarded-proto: https, as on it). */
+	bool mirror, mirror_tls;
 	struct dconn *next, *prev;
 };
 

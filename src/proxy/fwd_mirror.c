@@ -56,7 +56,7 @@ struct fmir_pend {
 	bool pick[];                     /* rm->p[i] is mirrored */
 };
 
-void fmir_pend_free(struct stream *st)
+static void fmir_pend_free(struct stream *st)
 {
 	struct fmir_pend *p = st->mir;
 
@@ -65,6 +65,12 @@ void fmir_pend_free(struct stream *st)
 	st->mir = NULL;
 	free(p->body);
 	free(p);
+}
+
+void fmir_pend_drop(struct stream *st)
+{
+	STAT_INC(st->d->w->st.mirror_skip_unfinished);
+	fmir_pend_free(st);
 }
 
 static void fmir_noop_timer(struct loop *loop, struct loop_timer *t)
@@ -269,6 +275,7 @@ static void fmir_send(struct stream *st, const struct route_mirror_policy *p,
 	d = xcalloc(1, sizeof(*d));
 	d->w = w;
 	d->mirror = true;
+	d->mirror_tls = o->tls || o->h2s || o->mirror_tls;
 	d->snap = snap_ref(st->snap);
 	d->lst = o->lst;
 	d->local = o->local;

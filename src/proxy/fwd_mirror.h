@@ -16,8 +16,9 @@ void fmir_begin(struct stream *st);
 /* d_forward_body took st's body bytes d->in[from .. in_pos), as framed by the client:
  * kept for the shadows; when the body is whole they are sent. */
 void fmir_body(struct stream *st, size_t from);
-/* st's waiting shadows dropped (the request ends without a whole body). */
-void fmir_pend_free(struct stream *st);
+/* st's waiting shadows dropped: the request ended before its body was whole (an
+ * upstream that answered early, a client that left); counted. */
+void fmir_pend_drop(struct stream *st);
 /* A shadow's exchange ended (st_log's place for a shadow): counted, not logged. */
 void fmir_done(struct stream *st);
 /* A shadow's dconn is closed (d_close): freed. */

@@ -422,8 +422,8 @@ static void st_send_head_h2(struct stream *st)
 			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
 		if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17))
 			extra[ne++] = (struct h2_header){ { "x-forwarded-proto", 17 },
-			                                  { d->tls || d->h2s ? "https" : "http",
-			                                    d->tls || d->h2s ? 5 : 4 } };
+			    { d->tls || d->h2s || d->mirror_tls ? "https" : "http",
+			      d->tls || d->h2s || d->mirror_tls ? 5 : 4 } };
 		if (st->reqid_generated && !rhdr_dropped(rh, "x-request-id", 12))
 			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
 			                                  { st->reqid, strlen(st->reqid) } };
@@ -487,7 +487,7 @@ static void st_send_own_fields(struct stream *st, struct iobuf *o, const struct 
 	if (gw && !have_xff && !rhdr_dropped(rh, "x-forwarded-for", 15))
 		iob_field_s(o, "x-forwarded-for", d->remote_ip);
 	if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17)) {
-		if (d->tls || d->h2s)
+		if (d->tls || d->h2s || d->mirror_tls)
 			IOB_LIT(o, "x-forwarded-proto: https\r\n");
 		else
 			IOB_LIT(o, "x-forwarded-proto: http\r\n");

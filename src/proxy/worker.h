@@ -93,8 +93,10 @@ struct wstats {
 	stat_t fault_delays, fault_aborts;
 	/* VirtualService mirror policies (fwd_mirror.c): shadows sent, answered (any
 	 * status), failed (no whole response: connect failure, reset, timeout, cancelled),
-	 * not sent (body over MIRROR_BODY_MAX, MIRROR_MAX_ACTIVE in flight), in flight. */
+	 * not sent (body over MIRROR_BODY_MAX, MIRROR_MAX_ACTIVE in flight, the request
+	 * ended before its body was whole), in flight. */
 	stat_t mirror_sent, mirror_answered, mirror_failed, mirror_skip_body, mirror_skip_busy;
+	stat_t mirror_skip_unfinished;
 	stat_t mirror_active;
 };
 

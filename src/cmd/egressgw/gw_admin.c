@@ -174,6 +174,8 @@ static const struct prom_stat prom_mirror[] = {
 	  "Requests not mirrored: body over the 64 KiB mirror bound." },
 	{ "mirror_skipped_overflow_total", false, WSTAT(mirror_skip_busy),
 	  "Shadows not sent: 1,000 in flight on the worker." },
+	{ "mirror_skipped_unfinished_total", false, WSTAT(mirror_skip_unfinished),
+	  "Requests not mirrored: they ended before their body was whole." },
 	{ "mirror_active", true, WSTAT(mirror_active), "Shadow requests in flight." },
 };
 
