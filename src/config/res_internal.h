@@ -203,6 +203,7 @@ void post_vs_http_match(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_string_match(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_uri_match(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_http_dest(struct dctx *c, const struct ynode *map, void *obj);
+void post_vs_mirror_policy(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_destination(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_headers(struct dctx *c, const struct ynode *map, void *obj);
 void post_vs_redirect(struct dctx *c, const struct ynode *map, void *obj);

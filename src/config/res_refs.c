@@ -187,6 +187,10 @@ static void check_vs(struct refctx *x, const struct virtualservice *vs)
 		}
 		snprintf(x->path, sizeof(x->path), "spec.http[%zu].mirror", i);
 		check_destination(x, h->mirror);
+		for (size_t m = 0; m < h->mirrors.n; m++) {
+			snprintf(x->path, sizeof(x->path), "spec.http[%zu].mirrors[%zu].destination", i, m);
+			check_destination(x, h->mirrors.v[m].destination);
+		}
 	}
 	for (size_t i = 0; i < vs->tls.n; i++) {
 		const struct vs_tls_route *t = &vs->tls.v[i];

@@ -389,6 +389,13 @@ static const struct kw kt_vs_direct_response_kws[] = {
 STAB(kt_vs_direct_response, struct vs_direct_response, "HTTPDirectResponse",
      post_vs_direct_response);
 
+static const struct kw kt_vs_mirror_policy_kws[] = {
+	F(struct vs_mirror_policy, "destination", KW_OBJ, destination, .sub = &kt_vs_destination),
+	F(struct vs_mirror_policy, "percentage", KW_OBJ, percentage, .sub = &kt_percent),
+	END
+};
+STAB(kt_vs_mirror_policy, struct vs_mirror_policy, "HTTPMirrorPolicy", post_vs_mirror_policy);
+
 static const struct kw kt_vs_http_route_kws[] = {
 	F(struct vs_http_route, "name", KW_STR, name),
 	F(struct vs_http_route, "match", KW_LIST, match, .sub = &kt_vs_http_match),
@@ -401,11 +408,10 @@ static const struct kw kt_vs_http_route_kws[] = {
 	F(struct vs_http_route, "timeout", KW_DURATION, timeout_ms),
 	F(struct vs_http_route, "retries", KW_OBJ, retries, .sub = &kt_vs_retries),
 	F(struct vs_http_route, "fault", KW_OBJ, fault, .sub = &kt_vs_fault),
-	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination, NA),
-	U("mirrors"),
-	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT, NA),
-	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent,
-	  NA),
+	F(struct vs_http_route, "mirror", KW_OBJ, mirror, .sub = &kt_vs_destination),
+	F(struct vs_http_route, "mirrors", KW_LIST, mirrors, .sub = &kt_vs_mirror_policy),
+	F(struct vs_http_route, "mirrorPercent", KW_U32OPT, mirror_percent, PCT),
+	F(struct vs_http_route, "mirrorPercentage", KW_OBJ, mirror_percentage, .sub = &kt_percent),
 	F(struct vs_http_route, "corsPolicy", KW_OBJ, cors, .sub = &kt_vs_cors),
 	F(struct vs_http_route, "headers", KW_OBJ, headers, .sub = &kt_vs_headers),
 	END

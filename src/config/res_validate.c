@@ -1137,6 +1137,15 @@ void post_vs_http_dest(struct dctx *c, const struct ynode *map, void *obj)
 		derr_required(c, map, "destination");
 }
 
+/* HTTPMirrorPolicy: Istio's validateHTTPRoute requires each mirror's destination. */
+void post_vs_mirror_policy(struct dctx *c, const struct ynode *map, void *obj)
+{
+	struct vs_mirror_policy *m = obj;
+
+	if (!m->destination && !ynode_get(map, "destination"))
+		derr_required(c, map, "destination");
+}
+
 void post_vs_route_dest(struct dctx *c, const struct ynode *map, void *obj)
 {
 	struct vs_route_destination *d = obj;

@@ -379,6 +379,13 @@ struct vs_cors {
 	struct srcpos pos;
 };
 
+/* HTTPMirrorPolicy (mirrors[]): a shadow destination and its own percentage. */
+struct vs_mirror_policy {
+	struct vs_destination *destination;  /* required */
+	struct res_percent *percentage;      /* absent: 100% */
+	struct srcpos pos;
+};
+
 struct vs_http_route {
 	char *name;
 	RES_LIST(struct vs_http_match) match;
@@ -392,6 +399,7 @@ struct vs_http_route {
 	struct vs_destination *mirror;
 	struct res_percent *mirror_percentage;
 	struct res_u32opt mirror_percent;  /* deprecated integer form */
+	RES_LIST(struct vs_mirror_policy) mirrors;
 	struct vs_headers *headers;
 	struct vs_cors *cors;
 	struct srcpos pos;

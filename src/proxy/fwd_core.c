@@ -21,6 +21,7 @@
 #include "proxy/fwd_int.h"
 #include "proxy/route_cors.h"
 #include "proxy/route_rerw.h"
+#include "proxy/fwd_mirror.h"
 #include "proxy/authz.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
@@ -109,6 +110,8 @@ void st_reset(struct stream *st)
 	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	free(st->set_cookie);
 	st->set_cookie = NULL;
+	if (st->mir)
+		fmir_pend_drop(st);
 	st_resp_put(st->d->w, st);
 	memset(&st->route, 0, sizeof(*st) - offsetof(struct stream, route));
 	loop_timer_init(&st->timeout, st_on_timeout);
@@ -152,6 +155,8 @@ void st_put(struct dconn *d)
 	st->rw_path = st->rw_auth = st->cors_origin = NULL;
 	free(st->set_cookie);
 	st->set_cookie = NULL;
+	if (st->mir)
+		fmir_pend_drop(st);
 	st_resp_put(w, st);
 	if (w->nst_free >= FWD_ST_FREE_MAX) {
 		free(st);
@@ -204,6 +209,10 @@ void st_log(struct stream *st)
 	struct alog_str xff = req_header(st, "x-forwarded-for");
 	char xffbuf[1024];
 
+	if (d->mirror) {     /* a shadow (fwd_mirror.c): counted, never logged */
+		fmir_done(st);
+		return;
+	}
 	STAT_INC(w->st.resp[st->code >= 100 && st->code < 600 ? st->code / 100 : 0]);
 	st_istats(st);
 	if (!w->proxy->alog_on)
@@ -708,6 +717,8 @@ static void st_route_action(struct stream *st, const struct route_req *rq)
 	}
 	st->cl = dest->cluster;
 	st->hdrs = rhdr_for(st->route->hdrs, (size_t)(dest - st->route->dests), true);
+	if (st->route->mirror)   /* shadows of the request as its upstream will get it */
+		fmir_begin(st);
 	if (st->route->timeout_ms > 0)
 		loop_timer_arm(w->loop, &st->timeout, (uint64_t)st->route->timeout_ms);
 	st_pick_endpoint(st);

@@ -29,6 +29,7 @@
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
+#include "proxy/fwd_mirror.h"
 #include "proxy/worker.h"
 #include "proxy/fwd.h"
 #include "proxy/cbreak.h"
@@ -68,6 +69,8 @@ static void d_update_interest(struct dconn *d, bool want_write)
 {
 	unsigned in = (d->read_paused ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
 
+	if (d->mirror)   /* a shadow has no socket */
+		return;
 	loop_io_mod(d->w->loop, &d->io, in);
 }
 
@@ -77,8 +80,8 @@ static void d_send(struct dconn *d, const void *p, size_t n)
 	 * st_reply_head): what is sent before the response started can only be an interim
 	 * 1xx head the upstream codec passes on (u_head), which HTTP/2 clients do not get
 	 * (as before: the gateway answers no Expect: 100-continue itself either). */
-	if (d->h2s && !(d->st && d->st->resp_started))
-		return;
+	if ((d->h2s && !(d->st && d->st->resp_started)) || d->mirror)
+		return;   /* a shadow's response is discarded */
 	iob_append(&d->out, p, n);
 }
 
@@ -104,6 +107,9 @@ void d_flush(struct dconn *d)
 		if (d->out.off == d->out.len)
 			d->out.off = d->out.len = 0;
 		blocked = iob_used(&d->out) > 0;
+	} else if (d->mirror) {
+		d->out.off = d->out.len = 0;   /* a shadow's response is discarded */
+		blocked = false;
 	} else if (io_write(d->io.fd, d->tls, &d->out, &blocked) < 0) {
 		if (d->st && d->st->active) {
 			d->st->flags |= ALOG_F_DC;
@@ -367,6 +373,10 @@ void d_close(struct dconn *d)
 	loop_task_cancel(w->loop, &d->task);
 	loop_timer_cancel(w->loop, &d->peek_retry);
 	st_put(d);
+	if (d->mirror) {   /* a shadow (fwd_mirror.c): no socket, not in the list */
+		fmir_gone(d);
+		return;
+	}
 	if (d->h2s) {
 		/* A virtual connection: no socket, not in the worker's list. */
 		h2d_vconn_gone(d->h2s, complete);
@@ -904,6 +914,7 @@ void fwd_drain(struct worker *w)
 	struct dconn *d = w->dconns, *next;
 
 	uh2_drain(w->uh2);
+	fmir_cancel_all(w);   /* shadows do not hold the drain up */
 
 	for (; d; d = next) {
 		next = d->next;
@@ -918,6 +929,7 @@ void fwd_drain(struct worker *w)
 
 void fwd_close_all(struct worker *w)
 {
+	fmir_cancel_all(w);
 	while (w->dconns)
 		d_close(w->dconns);
 }

@@ -37,6 +37,7 @@ struct iobuf {
 
 struct uconn;
 struct dconn;
+struct fmir_pend;
 
 /* Where a request stands with its cluster's circuit breakers (st_cb_set keeps the
  * cluster's counters in step). */
@@ -59,6 +60,9 @@ struct stream {
 	/* The request's Origin when its route's corsPolicy allowed it (route_cors.c): its
 	 * response gets CORS fields. Allocated only then; before `req` as rw_path. */
 	char *cors_origin;
+	/* The route's mirror policies this request was picked for, waiting for its body
+	 * (fwd_mirror.h); NULL: none. Before `req` as rw_path. */
+	struct fmir_pend *mir;
 	/* The response head: NULL until the upstream's first response byte is parsed
 	 * (st_resp), from the worker's free list, given back by st_reset / st_put. A request
 	 * waiting for its upstream holds no response head (2 KiB: half of a stream's size).
@@ -177,6 +181,10 @@ struct dconn {
 	 * connection of one of its streams (no socket, not in the worker's list). */
 	struct h2d *h2c;
 	struct h2ds *h2s;
+	/* A mirror policy's shadow (fwd_mirror.c): no client, its response is discarded; in
+	 * the worker's list of shadows (next, prev), not of connections. mirror_tls: the
+	 * request it copies came over TLS or HTTP/2 (x-forwarded-proto: https, as on it). */
+	bool mirror, mirror_tls;
 	struct dconn *next, *prev;
 };
 
@@ -229,8 +237,8 @@ static inline bool d_busy(const struct dconn *d)
 
 /* ---- the codecs as the core sees them ----
  * The files form layers, each calling only the ones below it (make check: no call
- * cycle): fwd_vconn > fwd_down_h1 > fwd_up_h1 > fwd_core > fwd_sidecar > fwd_conn >
- * fwd_io. The codecs call the core directly (a parsed head: st_begin; a response done:
+ * cycle): fwd_vconn > fwd_down_h1 > fwd_up_h1 > fwd_core > fwd_sidecar, fwd_mirror >
+ * fwd_conn > fwd_io. The codecs call the core directly (a parsed head: st_begin; a response done:
  * st_finish; an upstream failure: st_upstream_failed); the core, and the upstream codec
  * writing a response downstream, reach the codecs above them through these two tables,
  * set once by fwd_init before any worker runs. */

@@ -28,6 +28,7 @@
 #include "proxy/fwd_core.h"
 #include "proxy/fwd_io.h"
 #include "proxy/fwd_int.h"
+#include "proxy/fwd_mirror.h"
 #include "proxy/worker.h"
 #include "proxy/cbreak.h"
 #include "proxy/overload.h"
@@ -421,8 +422,8 @@ static void st_send_head_h2(struct stream *st)
 			extra[ne++] = (struct h2_header){ { "x-forwarded-for", 15 }, { xff, strlen(xff) } };
 		if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17))
 			extra[ne++] = (struct h2_header){ { "x-forwarded-proto", 17 },
-			                                  { d->tls || d->h2s ? "https" : "http",
-			                                    d->tls || d->h2s ? 5 : 4 } };
+			    { d->tls || d->h2s || d->mirror_tls ? "https" : "http",
+			      d->tls || d->h2s || d->mirror_tls ? 5 : 4 } };
 		if (st->reqid_generated && !rhdr_dropped(rh, "x-request-id", 12))
 			extra[ne++] = (struct h2_header){ { "x-request-id", 12 },
 			                                  { st->reqid, strlen(st->reqid) } };
@@ -486,7 +487,7 @@ static void st_send_own_fields(struct stream *st, struct iobuf *o, const struct 
 	if (gw && !have_xff && !rhdr_dropped(rh, "x-forwarded-for", 15))
 		iob_field_s(o, "x-forwarded-for", d->remote_ip);
 	if (gw && !rhdr_dropped(rh, "x-forwarded-proto", 17)) {
-		if (d->tls || d->h2s)
+		if (d->tls || d->h2s || d->mirror_tls)
 			IOB_LIT(o, "x-forwarded-proto: https\r\n");
 		else
 			IOB_LIT(o, "x-forwarded-proto: http\r\n");
@@ -580,12 +581,30 @@ static void up_trailers_h2(struct uconn *u, const char *b, size_t len)
 	uh2_trailers_out(u->h2, h, k);
 }
 
+/* Consumed body bytes need not stay: keep the head (its spans are used until the
+ * stream ends) and move what is left down behind it. Unless the route may retry:
+ * then up to RETRY_BODY_MAX of them stay for a replay (st_retry_*). */
+static void d_body_compact(struct dconn *d, struct stream *st)
+{
+	if (st->route && st->route->retry && !st->rt_nobody) {
+		size_t held = d->in_pos - st->req.head_len;
+
+		if (held > RETRY_BODY_MAX || (held == RETRY_BODY_MAX && !st->req_done))
+			st->rt_nobody = true;
+	}
+	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len &&
+	    (st->rt_nobody || !st->route || !st->route->retry)) {
+		d->in_len = d->in_pos = st->req.head_len;
+	}
+}
+
 /* Moves request body bytes from d->in to the upstream. Returns -1 if the stream ended
  * (error answered), else 0. */
 int d_forward_body(struct dconn *d)
 {
 	struct stream *st = d->st;
 	struct uconn *u = st->u;
+	size_t from = d->in_pos;
 
 	if (u && u->h2 && !uh2_ready(u->h2)) {
 		/* The stream is not open yet (the connection is being set up): leave the body
@@ -637,23 +656,13 @@ int d_forward_body(struct dconn *d)
 				break;
 		}
 	}
+	if (st->mir)    /* the body as taken, for the request's shadows (fwd_mirror.c) */
+		fmir_body(st, from);
 	if (d->h2s && d->in_len - d->in_pos <= FWD_HIGH_WATER)
 		h2d_vconn_drained(d->h2s);
 	if (!u)
 		return 0;
-	/* Consumed body bytes need not stay: keep the head (its spans are used until the
-	 * stream ends) and move what is left down behind it. Unless the route may retry:
-	 * then up to RETRY_BODY_MAX of them stay for a replay (st_retry_*). */
-	if (st->route && st->route->retry && !st->rt_nobody) {
-		size_t held = d->in_pos - st->req.head_len;
-
-		if (held > RETRY_BODY_MAX || (held == RETRY_BODY_MAX && !st->req_done))
-			st->rt_nobody = true;
-	}
-	if (d->in_pos > st->req.head_len && d->in_pos == d->in_len &&
-	    (st->rt_nobody || !st->route || !st->route->retry)) {
-		d->in_len = d->in_pos = st->req.head_len;
-	}
+	d_body_compact(d, st);
 	if (iob_used(&u->out) > FWD_HIGH_WATER) {
 		d->read_paused = true;
 		fwd_down->interest(d, iob_used(&d->out) > 0);

@@ -5,6 +5,7 @@
 #include "proxy/route_hdrs.h"
 #include "proxy/route_rerw.h"
 #include "core/re.h"
+#include "proxy/mirror.h"
 #include "core/sbuf.h"
 #include "core/util.h"
 
@@ -340,6 +341,7 @@ static void route_free(struct route *r)
 	rhdr_free(r->hdrs);
 	route_cors_free(r->cors);
 	rerw_free(r->rerw);
+	route_mirror_free(r->mirror);
 }
 
 void route_table_free(struct route_table *t)

@@ -26,6 +26,7 @@ struct route_fault;
 struct rhdr_route;
 struct route_cors;
 struct route_rerw;
+struct route_mirror;
 struct sbuf;
 
 enum strmatch_kind {
@@ -88,6 +89,7 @@ struct route {
 	struct rhdr_route *hdrs;   /* `headers` (route_hdrs.h); NULL: none */
 	struct route_cors *cors;   /* corsPolicy (route_cors.h); NULL: none */
 	struct route_rerw *rerw;   /* rewrite.uriRegexRewrite (route_rerw.h); NULL: none */
+	struct route_mirror *mirror;   /* mirror/mirrors (mirror.h); NULL: none */
 	/* The file and line of the rule, for reporting runtime problems against config. */
 	char *file;
 	int line;

@@ -42,6 +42,7 @@
 #include "proxy/route_fault.h"
 #include "proxy/lbhash.h"
 #include "proxy/route_cors.h"
+#include "proxy/mirror.h"
 #include "proxy/route_hdrs.h"
 #include "proxy/route_rerw.h"
 
@@ -328,6 +329,27 @@ static void snap_dump_cors(struct snap_json *j, const struct route_cors *c)
 	snap_json_obj_end(j);
 }
 
+/* mirror/mirrors (mirror.h) as Envoy's RouteAction.request_mirror_policies. */
+static void snap_dump_mirror(struct snap_json *j, const struct route_mirror *m)
+{
+	if (!m)
+		return;
+	snap_json_arr_begin(j, "request_mirror_policies");
+	for (size_t i = 0; i < m->n; i++) {
+		snap_json_obj_begin(j, NULL);
+		snap_json_str(j, "cluster", m->p[i].cluster_name);
+		snap_json_obj_begin(j, "runtime_fraction");
+		snap_json_obj_begin(j, "default_value");
+		snap_json_int(j, "numerator", m->p[i].ppm);
+		snap_json_str(j, "denominator", "MILLION");
+		snap_json_obj_end(j);
+		snap_json_obj_end(j);
+		snap_json_bool(j, "trace_sampled", false);
+		snap_json_obj_end(j);
+	}
+	snap_json_arr_end(j);
+}
+
 static void snap_dump_route(struct snap_json *j, const struct route *r)
 {
 	snap_json_obj_begin(j, NULL);
@@ -382,6 +404,7 @@ static void snap_dump_route(struct snap_json *j, const struct route *r)
 		snap_json_route_fault(j, r->fault);
 	snap_dump_rhdr(j, r);
 	snap_dump_cors(j, r->cors);
+	snap_dump_mirror(j, r->mirror);
 	snap_json_obj_end(j);
 }
 

@@ -22,6 +22,7 @@
 #include "proxy/route_cors.h"
 #include "proxy/route_hdrs.h"
 #include "proxy/route_rerw.h"
+#include "proxy/mirror.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,24 @@ uint16_t snap_dest_port(const struct snap_b *b, const char *host, uint32_t port,
 	return dflt;
 }
 
+/* A mirror's destination (mirror.h route_mirror_dest_fn): host, cluster and port as a
+ * route destination's. */
+struct snap_mctx {
+	struct snap_b *b;
+	const struct resource *vsr;
+	uint16_t port;
+};
+
+static void snap_mirror_dest(void *ctx, const struct vs_destination *d,
+                             struct route_mirror_policy *p)
+{
+	struct snap_mctx *m = ctx;
+
+	p->host = snap_fqdn(d->host, m->vsr->namespace);
+	p->port = snap_dest_port(m->b, p->host, d->port, m->port);
+	p->cluster_name = xstrdup(snap_want_cluster(m->b, p->host, d->subset, p->port));
+}
+
 /* Compiles one http route for rc into out. Returns false when no match applies here. */
 static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
                              const struct vs_http_route *hr, const struct snap_rctx *rc,
@@ -318,6 +337,8 @@ static bool snap_route_build(struct snap_b *b, const struct resource *vsr,
 		diag_warn(b->d, hr->rewrite->pos.file, hr->rewrite->pos.line, hr->rewrite->pos.col,
 		          "VirtualService %s: uriRegexRewrite not applied: %s",
 		          snap_res_id(vsr, id, sizeof(id)), err);
+	out->mirror = route_mirror_compile(hr, snap_mirror_dest,
+	                                   &(struct snap_mctx){ b, vsr, rc->port });
 	if (rcors_compile(out, hr, err, sizeof(err)) < 0)
 		/* The decoder refuses a regex that does not compile (chk_re2); one it still
 		 * cannot compile leaves the route without CORS, said here. */

@@ -91,6 +91,13 @@ struct wstats {
 	/* VirtualService fault injection (route_fault.h), Envoy's fault.delays_injected and
 	 * fault.aborts_injected. */
 	stat_t fault_delays, fault_aborts;
+	/* VirtualService mirror policies (fwd_mirror.c): shadows sent, answered (any
+	 * status), failed (no whole response: connect failure, reset, timeout, cancelled),
+	 * not sent (body over MIRROR_BODY_MAX, MIRROR_MAX_ACTIVE in flight, the request
+	 * ended before its body was whole), in flight. */
+	stat_t mirror_sent, mirror_answered, mirror_failed, mirror_skip_body, mirror_skip_busy;
+	stat_t mirror_skip_unfinished;
+	stat_t mirror_active;
 };
 
 struct wlistener {
@@ -142,6 +149,8 @@ struct worker {
 	/* Intrusive lists of downstream connections (for drain and idle close). */
 	void *dconns;
 	void *tunnels;                  /* tunnel.c's relays (sidecar) */
+	void *mirrors;                  /* fwd_mirror.c's shadows in flight, and how many */
+	unsigned nmirrors;
 	void *l4tls;                    /* l4tls.c's TLS layers under tunnels */
 	void *lingering;                /* linger.c's closing sockets, and how many */
 	unsigned nlinger;

@@ -103,8 +103,6 @@ FIELDS = [
     (11, "VirtualService default/api: spec.http[0].match[0].statPrefix"),
     (12, "VirtualService default/api: spec.http[0].retries.retryRemoteLocalities"),
     (13, "VirtualService default/api: spec.http[0].retries.retryIgnorePreviousHosts"),
-    (19, "VirtualService default/api: spec.http[0].mirror"),
-    (21, "VirtualService default/api: spec.http[0].mirrorPercentage"),
     (62, "DestinationRule default/api: spec.trafficPolicy.loadBalancer.consistentHash"
          ".httpCookie.attributes"),
     (65, "DestinationRule default/api: spec.trafficPolicy.connectionPool.tcp.tcpKeepalive"),

@@ -461,6 +461,8 @@ static void an_vs(struct an *a)
 		for (size_t r = 0; r < h->route.n; r++)
 			an_destination(a, h->route.v[r].destination);
 		an_destination(a, h->mirror);
+		for (size_t m = 0; m < h->mirrors.n; m++)
+			an_destination(a, h->mirrors.v[m].destination);
 	}
 	for (size_t i = 0; i < vs->tls.n; i++) {
 		for (size_t m = 0; m < vs->tls.v[i].match.n; m++)

@@ -23,7 +23,7 @@ static const char apply_usage[] =
 	"\n"
 	"The namespace is metadata.namespace, else -n, else \"default\"; a document whose\n"
 	"namespace differs from -n is an error, as in kubectl. Fields egressgw accepts but\n"
-	"does not apply (mirror, delegate, ...) are applied with one warning each,\n"
+	"does not apply (delegate, statPrefix, ...) are applied with one warning each,\n"
 	"as kubectl prints them: \"Warning: FILE:LINE:COL: Kind ns/name: field: not applied\n"
 	"by egressgw; ignored\". A DestinationRule whose host no ServiceEntry of the store\n"
 	"lists once everything is written gets a warning too (IST0174; not for hosts of the\n"

@@ -161,6 +161,24 @@ static const struct prom_stat prom_fault[] = {
 	  "Requests aborted by VirtualService fault injection (FI)." },
 };
 
+/* VirtualService mirror policies (fwd_mirror.c); per mirror, the mirror cluster's own
+ * upstream_rq_* series (Envoy counts shadows there too). */
+static const struct prom_stat prom_mirror[] = {
+	{ "mirror_requests_total", false, WSTAT(mirror_sent),
+	  "Shadow requests sent to a mirror (VirtualService mirror/mirrors)." },
+	{ "mirror_responses_total", false, WSTAT(mirror_answered),
+	  "Shadow requests whose whole response came back (any status; discarded)." },
+	{ "mirror_failed_total", false, WSTAT(mirror_failed),
+	  "Shadow requests without a whole response (connect failure, reset, timeout)." },
+	{ "mirror_skipped_body_total", false, WSTAT(mirror_skip_body),
+	  "Requests not mirrored: body over the 64 KiB mirror bound." },
+	{ "mirror_skipped_overflow_total", false, WSTAT(mirror_skip_busy),
+	  "Shadows not sent: 1,000 in flight on the worker." },
+	{ "mirror_skipped_unfinished_total", false, WSTAT(mirror_skip_unfinished),
+	  "Requests not mirrored: they ended before their body was whole." },
+	{ "mirror_active", true, WSTAT(mirror_active), "Shadow requests in flight." },
+};
+
 static void prom_family(struct sbuf *body, const char *name, bool gauge, const char *help)
 {
 	sbuf_addf(body, "# HELP egressgw_%s %s\n# TYPE egressgw_%s %s\n", name, help, name,
@@ -228,6 +246,7 @@ void gw_prom_render(void *arg, struct sbuf *body)
 	admin_draining(g, body);
 	prom_lines(body, &sum, prom_rbac, ARRAY_SIZE(prom_rbac));
 	prom_lines(body, &sum, prom_fault, ARRAY_SIZE(prom_fault));
+	prom_lines(body, &sum, prom_mirror, ARRAY_SIZE(prom_mirror));
 	istats_prometheus(&g->proxy, &g->proxy.istats_self, body);
 	ovl_prom(body);
 }
