@@ -384,7 +384,7 @@ int explain_request(const struct snap *s, const struct explain_req *q, struct sb
                     struct sbuf *err)
 {
 	struct snap_json j;
-	const struct route_table *t;
+	const struct route_table *t = NULL;
 	const struct route_vhost *vh;
 	const char *method = q->method ? q->method : "GET", *path;
 	char host[256];
