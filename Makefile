@@ -199,7 +199,7 @@ FUZZ_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/fuzz/obj/%.o)
 
 $(BUILD)/fuzz/obj/%.o: %.c | $(NEED_DEPS)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -c $< -o $@
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/fuzz/libegress-fuzz.a: $(FUZZ_OBJS)
 	@rm -f $@
@@ -207,7 +207,7 @@ $(BUILD)/fuzz/libegress-fuzz.a: $(FUZZ_OBJS)
 
 $(BUILD)/fuzz/bin/%: tests/fuzz/%.c $(wildcard tests/fuzz/*.h) $(BUILD)/fuzz/libegress-fuzz.a
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -MMD -MP -o $@ $< \
 	    $(BUILD)/fuzz/libegress-fuzz.a $(PKG_LIBS) -lm
 
 fuzz: $(FUZZ_BINS)
@@ -271,5 +271,7 @@ image:
 clean:
 	rm -rf build build-san
 
+# The fuzz objects too: without their header dependencies, a struct changed in a header
+# left objects of the old layout in the fuzz library (fuzz_config crashed in res_free).
 -include $(LIB_OBJS:.o=.d) $(GW_OBJS:.o=.d) $(CTL_OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/tests/unit/%.d) \
-    $(BUILD)/tests/unit/core_harness.d
+    $(BUILD)/tests/unit/core_harness.d $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
