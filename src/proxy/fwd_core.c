@@ -318,23 +318,6 @@ static void st_set_host(struct stream *st)
 	st->host = st->hostbuf;
 }
 
-struct hdr_ctx {
-	const struct h1_msg *m;
-	const char *buf;
-};
-
-static bool route_header_cb(void *ctx, const char *name, const char **v, size_t *vlen)
-{
-	struct hdr_ctx *hc = ctx;
-	int i = h1_header_find(hc->m, hc->buf, name, 0);
-
-	if (i < 0)
-		return false;
-	*v = hc->buf + hc->m->headers[i].value.off;
-	*vlen = hc->m->headers[i].value.len;
-	return true;
-}
-
 /* AuthorizationPolicy (proxy/authz.h) for an HTTP request: true when it was refused
  * here (403 "RBAC: access denied", or 400 for a path not in normal form while path
  * policies are in force). */
@@ -343,7 +326,7 @@ static bool st_authz(struct stream *st, uint16_t port)
 	struct dconn *d = st->d;
 	struct worker *w = d->w;
 	const struct authz *a = st->snap->authz;
-	struct hdr_ctx hc = { &st->req, d->in };
+	struct req_hdr_ctx hc = { &st->req, d->in };
 	struct authz_req rq;
 	struct h1_span auth, p;
 	const char *q, *details;
@@ -371,7 +354,7 @@ static bool st_authz(struct stream *st, uint16_t port)
 	rq.path = p.len ? d->in + p.off : NULL;
 	q = p.len ? memchr(rq.path, '?', p.len) : NULL;
 	rq.path_len = q ? (size_t)(q - rq.path) : p.len;
-	rq.header = route_header_cb;
+	rq.header = req_header_cb;
 	rq.header_ctx = &hc;
 	switch (authz_request(a, &rq, d->remote_s, st->reqid, &w->st, &details)) {
 	case 0:
@@ -563,7 +546,7 @@ static const struct route_vhost *st_vhost(struct stream *st, uint16_t *port)
 }
 
 /* What the router matches on (route.h), from st's request head. */
-static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx *hc,
+static void st_route_req(const struct stream *st, uint16_t port, struct req_hdr_ctx *hc,
                          struct route_req *rq)
 {
 	const struct dconn *d = st->d;
@@ -589,7 +572,7 @@ static void st_route_req(const struct stream *st, uint16_t port, struct hdr_ctx 
 	rq->scheme = d->tls ? "https" : "http";
 	rq->scheme_len = strlen(rq->scheme);
 	rq->port = port;
-	rq->header = route_header_cb;
+	rq->header = req_header_cb;
 	rq->header_ctx = hc;
 }
 
@@ -697,7 +680,7 @@ static void st_route_action(struct stream *st, const struct route_req *rq)
 		return;
 	}
 	if (st->route->redirect_code || (f && f->direct_status)) {
-		struct hdr_ctx hc = { &st->req, d->in };
+		struct req_hdr_ctx hc = { &st->req, d->in };
 		struct route_req again;
 
 		if (!rq) {      /* after a delay: what the router matched on, again */
@@ -760,7 +743,7 @@ void st_begin(struct dconn *d)
 	struct worker *w = d->w;
 	const struct route_vhost *vh;
 	struct route_req rq;
-	struct hdr_ctx hc = { &st->req, d->in };
+	struct req_hdr_ctx hc = { &st->req, d->in };
 	const struct route_match *hit;
 	uint16_t port;
 

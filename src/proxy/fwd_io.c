@@ -381,6 +381,18 @@ struct alog_str cstr(const char *s)
 }
 
 /* Value of the first header named name in the request, as an alog_str. */
+bool req_header_cb(void *ctx, const char *name, const char **v, size_t *vlen)
+{
+	struct req_hdr_ctx *hc = ctx;
+	int i = h1_header_find(hc->m, hc->buf, name, 0);
+
+	if (i < 0)
+		return false;
+	*v = hc->buf + hc->m->headers[i].value.off;
+	*vlen = hc->m->headers[i].value.len;
+	return true;
+}
+
 struct alog_str req_header(const struct stream *st, const char *name)
 {
 	int i = h1_header_find(&st->req, st->d->in, name, 0);

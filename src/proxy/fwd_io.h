@@ -35,6 +35,14 @@ bool tls_wait(struct loop *loop, struct loop_io *io, int rc);
 struct alog_str span_str(const char *buf, struct h1_span s);
 struct alog_str cstr(const char *s);
 struct alog_str req_header(const struct stream *st, const char *name);
+/* The router's header look-up (struct route_req's header, ctx a struct req_hdr_ctx): a
+ * field of a parsed request head m whose spans point into buf. The core's route and the
+ * mirror's (fwd_mirror.c) both use it. */
+struct req_hdr_ctx {
+	const struct h1_msg *m;
+	const char *buf;
+};
+bool req_header_cb(void *ctx, const char *name, const char **v, size_t *vlen);
 void gen_request_id(struct worker *w, char *out);
 void chunked_relay(struct iobuf *out, const char *p, size_t used, int rc,
                    struct h1_span tr, bool keep_trailers);

@@ -133,23 +133,6 @@ static char *fmir_shadow_authority(const struct stream *st)
 	return fmir_authority(b + a.off, a.len);
 }
 
-struct fmir_hdr_ctx {
-	const struct h1_msg *m;
-	const char *buf;
-};
-
-static bool fmir_header_cb(void *ctx, const char *name, const char **v, size_t *vlen)
-{
-	struct fmir_hdr_ctx *hc = ctx;
-	int i = h1_header_find(hc->m, hc->buf, name, 0);
-
-	if (i < 0)
-		return false;
-	*v = hc->buf + hc->m->headers[i].value.off;
-	*vlen = hc->m->headers[i].value.len;
-	return true;
-}
-
 /* The cluster a shadow to policy p goes to. In the sidecar a mirror host that a mesh
  * route takes goes where that route sends the request (the egress gateway); NULL when
  * that route has no destination (the shadow fails, counted). */
@@ -160,7 +143,7 @@ static struct cluster *fmir_cluster(const struct stream *sh, const struct route_
 	const struct route_vhost *vh;
 	const struct route *r;
 	const struct route_dest *dest;
-	struct fmir_hdr_ctx hc = { &sh->req, d->in };
+	struct req_hdr_ctx hc = { &sh->req, d->in };
 	struct route_req rq;
 	struct h1_span path;
 
@@ -181,7 +164,7 @@ static struct cluster *fmir_cluster(const struct stream *sh, const struct route_
 	rq.scheme = "http";
 	rq.scheme_len = 4;
 	rq.port = p->port;
-	rq.header = fmir_header_cb;
+	rq.header = req_header_cb;
 	rq.header_ctx = &hc;
 	r = route_select(vh, &rq);
 	dest = r ? route_pick_dest(r, worker_rand(d->w)) : NULL;
