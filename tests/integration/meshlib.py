@@ -55,6 +55,29 @@ spec:
 """
 
 
+def mesh_hop_vs_head(host):
+    """The head of the test's VirtualService "api" for host on a mesh hop, bound to the
+    egress gateway and mesh, its first route taking the mesh's traffic to the gateway
+    (subset "api", port 80) as the Istio task pages write it; the test appends the
+    gateway's own routes (a `  - match:` on gateways [istio-egressgateway])."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: api
+spec:
+  hosts: [{host}]
+  gateways: [istio-egressgateway, mesh]
+  http:
+  - match:
+    - gateways: [mesh]
+    route:
+    - destination:
+        host: {EGW_HOST}
+        subset: api
+        port:
+          number: 80
+"""
+
 class Mesh:
     def __init__(self, tmp, ctl, egressctl_bin, store, hosts, gateway=False,
                  policy="ALLOW_ANY", sidecar_extra=(), gw_extra=()):

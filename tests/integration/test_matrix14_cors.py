@@ -9,30 +9,13 @@ import pytest
 
 from gwlib import loopback_ip
 from matrix14lib import GW_CELLS, gw_proto, hop_mesh, send
-from meshlib import dns_service_entry_yaml, egress_gateway_yaml
+from meshlib import dns_service_entry_yaml, egress_gateway_yaml, mesh_hop_vs_head
 from recorder import Recorder
-from sidecarlib import EGW_HOST
 
 API = "api.example.test"
 ORIGIN = "https://a.example"
 
-YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: {EGW_HOST}
-        subset: api
-        port:
-          number: 80
-  - match:
+YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + mesh_hop_vs_head(API) + f"""  - match:
     - gateways: [istio-egressgateway]
     corsPolicy:
       allowOrigins:

@@ -14,9 +14,8 @@ import pytest
 
 from gwlib import loopback_ip
 from matrix14lib import GW_CELLS, Stamped, gw_proto, hop_mesh, log_lines_for, send
-from meshlib import dns_service_entry_yaml, egress_gateway_yaml
+from meshlib import dns_service_entry_yaml, egress_gateway_yaml, mesh_hop_vs_head
 from recorder import Recorder
-from sidecarlib import EGW_HOST
 
 API = "api.example.test"
 SIDE = "side.example.test"
@@ -43,23 +42,7 @@ def rules(gw):
 
 
 YAML = (dns_service_entry_yaml(API) + "---\n" + dns_service_entry_yaml(SIDE, "side") + "---\n" +
-        egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: {EGW_HOST}
-        subset: api
-        port:
-          number: 80
-{rules(True)}  - match:
+        egress_gateway_yaml(API) + mesh_hop_vs_head(API) + f"""{rules(True)}  - match:
     - gateways: [istio-egressgateway]
     route:
     - destination:

@@ -10,9 +10,8 @@ import pytest
 
 from gwlib import loopback_ip
 from matrix14lib import GW_CELLS, gw_proto, h2_origin_hop, hop_mesh, send
-from meshlib import dns_service_entry_yaml, egress_gateway_yaml
+from meshlib import dns_service_entry_yaml, egress_gateway_yaml, mesh_hop_vs_head
 from recorder import Recorder
-from sidecarlib import EGW_HOST
 
 API = "api.example.test"
 
@@ -43,23 +42,7 @@ DEST_OPS = """      headers:
             x-dest-resp: dr
 """
 
-YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: {EGW_HOST}
-        subset: api
-        port:
-          number: 80
-  - match:
+YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + mesh_hop_vs_head(API) + f"""  - match:
     - gateways: [istio-egressgateway]
 {ROUTE_OPS}    route:
     - destination:

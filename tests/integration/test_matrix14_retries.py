@@ -13,28 +13,11 @@ import pytest
 from flaky import Flaky
 from gwlib import loopback_ip
 from matrix14lib import GW_CELLS, gw_proto, h2_origin_hop, hop_mesh, log_lines_for, send
-from meshlib import dns_service_entry_yaml, egress_gateway_yaml
-from sidecarlib import EGW_HOST
+from meshlib import dns_service_entry_yaml, egress_gateway_yaml, mesh_hop_vs_head
 
 API = "api.example.test"
 
-YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: {EGW_HOST}
-        subset: api
-        port:
-          number: 80
-  - match:
+YAML = dns_service_entry_yaml(API) + "---\n" + egress_gateway_yaml(API) + mesh_hop_vs_head(API) + f"""  - match:
     - gateways: [istio-egressgateway]
     retries:
       attempts: 2

@@ -14,7 +14,7 @@ import pytest
 
 from gwlib import Gateway, loopback_ip, make_server_ca, make_server_cert, wait_port
 from h2origin import H2Origin
-from meshlib import Mesh, dns_service_entry_yaml, egress_gateway_yaml
+from meshlib import Mesh, dns_service_entry_yaml, egress_gateway_yaml, mesh_hop_vs_head
 from recorder import Recorder
 from test_envoy_admin import request
 from test_gateway import CNN, apply_first_half, mesh as gwmesh  # noqa: F401 (fixture)
@@ -165,23 +165,7 @@ def test_stats_filter_is_re2(mesh, api):
     assert code == 400 and "invalid or unsupported Perl syntax" in body, body
 
 
-MESH_HOP = egress_gateway_yaml(API) + f"""apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata:
-  name: api
-spec:
-  hosts: [{API}]
-  gateways: [istio-egressgateway, mesh]
-  http:
-  - match:
-    - gateways: [mesh]
-    route:
-    - destination:
-        host: istio-egressgateway.istio-system.svc.cluster.local
-        subset: api
-        port:
-          number: 80
-""" + ROUTES.replace("{api}", API).replace(
+MESH_HOP = egress_gateway_yaml(API) + mesh_hop_vs_head(API) + ROUTES.replace("{api}", API).replace(
     "  - name: versioned\n    match:\n    - uri:",
     "  - name: versioned\n    match:\n    - gateways: [istio-egressgateway]\n      uri:").replace(
     "  - name: every\n    match:\n    - uri:",
